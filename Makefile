@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make quickstart` and `make test`.
+# Both create .venv/ when it is missing and (re)install only when pyproject.toml
+# or constraints.txt changed, so repeated calls are fast.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.lightning-hw-installed
+
+.PHONY: setup quickstart test test-fast clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# The grep only hides this machine's noisy local-mirror warnings; pipefail keeps pip's exit code.
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@touch $(STAMP)
+
+quickstart: setup
+	$(PY) -m lightning_hw fit --config configs/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,72 @@
+"""Which task and datamodule class names a command line asks for.
+
+Used only to turn jsonargparse's long "does not validate against any Union subtype"
+report into one line that names the misspelled class and the closest available
+ones. The last value given wins, as in the parser itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+#: CLI key -> registry kind
+KEYS = {"model": "task", "data": "datamodule"}
+
+
+def _class_path(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+        return value["class_path"]
+    return None
+
+
+def _from_config_file(path: str, subcommand: str | None) -> dict[str, str]:
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(content, dict):
+        return {}
+    if subcommand and isinstance(content.get(subcommand), dict):
+        content = content[subcommand]
+    found = {}
+    for key in KEYS:
+        name = _class_path(content.get(key))
+        if name:
+            found[key] = name
+    return found
+
+
+def requested_class_names(args: list[str]) -> dict[str, str]:
+    """Map ``model``/``data`` to the class name the arguments ask for (where they name one).
+
+    Args:
+        args: the command line after the program name, e.g. ``["fit", "--config", "a.yaml"]``.
+    """
+    subcommand = args[0] if args and not args[0].startswith("-") else None
+    found: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        key, has_inline, value = arg.partition("=")
+        if not has_inline:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if key in ("--config", "-c"):
+            found.update(_from_config_file(value, subcommand))
+        for name in KEYS:
+            if key not in (f"--{name}", f"--{name}.class_path"):
+                continue
+            try:
+                class_path = _class_path(yaml.safe_load(value) if value.strip().startswith("{") else value)
+            except yaml.YAMLError:
+                class_path = None
+            if class_path and Path(class_path).suffix in (".yaml", ".yml", ".json"):
+                # `--model model.yaml` names a file holding the model's class_path and init_args.
+                try:
+                    class_path = _class_path(yaml.safe_load(Path(class_path).read_text()))
+                except (OSError, yaml.YAMLError):
+                    class_path = None
+            if class_path:
+                found[name] = class_path
+    return found

@@ -1,0 +1,268 @@
+"""Datamodule bases: seeded splits, sizes for the task, and the in-memory fast path.
+
+A small model on a small dataset spends most of a step in the data pipeline when
+every sample goes through ``__getitem__`` and ``collate``. Data that fits in memory is
+therefore kept as whole tensors and :class:`TensorBatchLoader` slices batches out of
+them: one indexing operation per batch, no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+from lightning_hw.errors import DataError
+
+Split = tuple[torch.Tensor, ...]
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it by ``fractions``.
+
+    Args:
+        n: number of samples.
+        fractions: one fraction per split, summing to 1 (e.g. ``(0.7, 0.2, 0.1)``).
+        seed: seed of the permutation, so a split is the same in every run.
+
+    Returns:
+        One index tensor per fraction; rounding leftovers go to the first split.
+    """
+    if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise DataError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    sizes = [int(n * f) for f in fractions[1:]]
+    sizes.insert(0, n - sum(sizes))
+    return list(torch.split(perm, sizes))
+
+
+def standardize_splits(data: dict[str, Split]) -> dict[str, Split]:
+    """Scale inputs (the first tensor of each split) by the training split's mean and std.
+
+    Features that are constant in the training split (std 0, e.g. always-black border
+    pixels) are only centred.
+    """
+    train_x = data["train"][0].float()
+    mean = train_x.mean(dim=0)
+    std = train_x.std(dim=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return {name: ((tensors[0] - mean) / std, *tensors[1:]) for name, tensors in data.items()}
+
+
+class TensorBatchLoader:
+    """Batches sliced from in-memory tensors; a drop-in for ``DataLoader(TensorDataset(...))``.
+
+    With ``shuffle=True`` and a seeded ``generator`` it yields exactly the batches that
+    ``DataLoader(TensorDataset(*tensors), batch_size, shuffle=True, generator=g)`` yields
+    for an equally seeded ``g``, epoch after epoch, but without per-sample indexing and
+    collation. Its state (generator and position) is saved in Lightning checkpoints, so
+    a resumed run sees the same order.
+
+    Args:
+        tensors: tensors with the same first dimension (e.g. features and targets).
+        batch_size: samples per batch.
+        shuffle: draw a new permutation every epoch.
+        drop_last: drop the last incomplete batch.
+        generator: random source of the permutations (a fresh random one if ``None``).
+        num_replicas: number of distributed processes sharing the data.
+        rank: this process's index among them; it gets every ``num_replicas``-th sample.
+    """
+
+    def __init__(
+        self,
+        tensors: Split,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if len({t.shape[0] for t in tensors}) != 1:
+            raise ValueError("all tensors must have the same number of samples")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(
+            int(torch.empty((), dtype=torch.int64).random_().item())
+        )
+        self.num_replicas, self.rank = num_replicas, rank
+        self._epoch_start_state: torch.Tensor | None = None
+        self._yielded = 0
+        self._skip = 0
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this process sees per epoch."""
+        return math.ceil(self.tensors[0].shape[0] / self.num_replicas)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def _epoch_order(self) -> torch.Tensor | None:
+        n = self.tensors[0].shape[0]
+        if not self.shuffle:
+            order = None
+        else:
+            # Consume the generator exactly as DataLoader + RandomSampler do: one int64 for
+            # the iterator's base seed, the permutation, then a second permutation that the
+            # sampler draws (and discards) when it is exhausted at the end of the epoch.
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            order = torch.randperm(n, generator=self.generator)
+            torch.randperm(n, generator=self.generator)
+        if self.num_replicas > 1:
+            order = torch.arange(n) if order is None else order
+            padded = self.num_samples * self.num_replicas
+            order = torch.cat([order, order[: padded - n]])[self.rank :: self.num_replicas]
+        return order
+
+    def __iter__(self) -> Iterator[Split]:
+        self._epoch_start_state = self.generator.get_state()
+        order = self._epoch_order()
+        total = self.num_samples if order is None else order.shape[0]
+        stop = (total // self.batch_size) * self.batch_size if self.drop_last else total
+        self._yielded, skip, self._skip = 0, self._skip, 0
+        for start in range(0, stop, self.batch_size):
+            if self._yielded < skip:  # resuming mid-epoch: replay the order, skip what was seen
+                self._yielded += 1
+                continue
+            end = min(start + self.batch_size, stop)
+            # Contiguous slices are views (no copy); shuffled batches need one gather each.
+            batch = tuple(t[start:end] for t in self.tensors) if order is None else tuple(
+                t[order[start:end]] for t in self.tensors
+            )
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state and position, saved by Lightning in checkpoints."""
+        if self._epoch_start_state is not None and 0 < self._yielded < len(self):
+            return {"generator": self._epoch_start_state, "skip": self._yielded}
+        return {"generator": self.generator.get_state(), "skip": 0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
+        self.generator.set_state(state["generator"])
+        self._skip = int(state["skip"])
+
+
+class SplitDataModule(LightningDataModule):
+    """Base of lightning-hw datamodules: batch size, seeded split fractions, sizes for the task.
+
+    Subclasses tell the task what it must know before any data is loaded, through the
+    properties :attr:`num_classes`, :attr:`input_shape` and :attr:`class_names`; the CLI
+    links them into the task's init arguments.
+
+    Args:
+        batch_size: training batch size.
+        splits: train/val/test fractions of the data that is split here.
+        split_seed: seed of the split permutation (fixed, so every run sees the same split).
+        eval_batch_size: batch size for val/test/predict (default: ``batch_size``).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        splits: tuple[float, float, float] = (0.7, 0.2, 0.1),
+        split_seed: int = 42,
+        eval_batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.splits = tuple(splits)
+        self.split_seed = split_seed
+        self.eval_batch_size = eval_batch_size or batch_size
+
+    @property
+    def num_classes(self) -> int:
+        """Number of target classes."""
+        return len(self.class_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Human-readable class names, index = label."""
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample, without the batch dimension."""
+        raise NotImplementedError
+
+
+class InMemoryDataModule(SplitDataModule):
+    """A dataset held in memory as tensors; batches are sliced (see :class:`TensorBatchLoader`).
+
+    Subclasses implement :meth:`load_tensors` (the whole dataset, split here by
+    ``splits``) or, for datasets that come with their own splits, :meth:`load_splits`.
+
+    Args:
+        standardize: scale every input feature to zero mean and unit variance, with the
+            statistics of the training split only (so nothing leaks from val/test).
+        shuffle_seed: seed of the training order; ``None`` draws it from the global seed
+            (``seed_everything``), so runs with the same seed still match.
+        **kwargs: see :class:`SplitDataModule`.
+    """
+
+    def __init__(self, standardize: bool = False, shuffle_seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.standardize = standardize
+        self.shuffle_seed = shuffle_seed
+        self.data: dict[str, Split] = {}
+        self._train_loader: TensorBatchLoader | None = None
+
+    def load_tensors(self) -> Split:
+        """The whole dataset as ``(features, targets)``, split by :attr:`splits`."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, Split]:
+        """``{"train": (x, y), "val": ..., "test": ...}``; default: split :meth:`load_tensors`."""
+        tensors = self.load_tensors()
+        parts = split_indices(tensors[0].shape[0], self.splits, self.split_seed)
+        return {name: tuple(t[idx] for t in tensors) for name, idx in zip(SPLIT_NAMES, parts)}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        data = self.load_splits()
+        for name, tensors in data.items():
+            if tensors[0].shape[0] == 0:
+                raise DataError(
+                    f"the {name} split of {type(self).__name__} is empty; "
+                    f"raise its fraction in --data.init_args.splits (now {list(self.splits)}) or add data"
+                )
+        if self.standardize:
+            data = standardize_splits(data)
+        self.data = data
+
+    def _loader(self, split: str, **kwargs: Any) -> TensorBatchLoader:
+        world, rank = 1, 0
+        if self.trainer is not None:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+        return TensorBatchLoader(self.data[split], num_replicas=world, rank=rank, **kwargs)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        # One loader for the whole run: its generator carries the shuffle order across epochs.
+        if self._train_loader is None:
+            seed = self.shuffle_seed
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, ()).item())
+            self._train_loader = self._loader(
+                "train", batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+            )
+        return self._train_loader
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", batch_size=self.eval_batch_size)
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", batch_size=self.eval_batch_size)

@@ -1,0 +1,112 @@
+"""Output heads: how a network's raw outputs become a loss and class scores.
+
+E8 compares five activation x loss pairs on the same network; each pair is one
+:class:`OutputHead` here, chosen by name. The net always emits raw outputs (logits);
+the head owns the activation so that softmax+CE and sigmoid+BCE use PyTorch's
+fused, numerically stable losses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lightning_hw.errors import ConfigError
+
+
+def _one_hot(target: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(target.long(), num_classes).to(like.dtype)
+
+
+@dataclass(frozen=True)
+class OutputHead:
+    """An output activation paired with a loss.
+
+    Args:
+        name: the name used in configs.
+        summary: one line for help texts.
+        loss: ``(outputs, integer targets) -> scalar``.
+        scores: ``outputs -> (batch, num_classes)`` class scores (probabilities where defined).
+        single_logit: the net has one output (binary classification) instead of one per class.
+    """
+
+    name: str
+    summary: str
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    scores: Callable[[torch.Tensor], torch.Tensor]
+    single_logit: bool = False
+
+    def num_outputs(self, num_classes: int) -> int:
+        """Width of the net's last layer for ``num_classes`` classes."""
+        if self.single_logit and num_classes != 2:
+            raise ConfigError(f"head {self.name!r} is for 2 classes, the data has {num_classes}; use softmax_ce")
+        return 1 if self.single_logit else num_classes
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Predicted class indices."""
+        if self.single_logit:
+            return (outputs.reshape(-1) > 0).long()
+        return outputs.argmax(dim=-1)
+
+
+def _binary_scores(outputs: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(outputs.reshape(-1, 1))
+    return torch.cat([1 - p, p], dim=-1)
+
+
+HEADS: dict[str, OutputHead] = {
+    head.name: head
+    for head in (
+        OutputHead(
+            "softmax_ce",
+            "softmax + categorical cross-entropy (the standard multi-class head)",
+            lambda out, y: F.cross_entropy(out, y.long()),
+            lambda out: out.softmax(-1),
+        ),
+        OutputHead(
+            "sigmoid_bce",
+            "sigmoid per class + binary cross-entropy on one-hot targets, averaged over classes as Keras does",
+            lambda out, y: F.binary_cross_entropy_with_logits(out, _one_hot(y, out.shape[-1], out)),
+            lambda out: out.sigmoid(),
+        ),
+        OutputHead(
+            "sigmoid_mse",
+            "sigmoid per class + mean squared error to one-hot targets",
+            lambda out, y: F.mse_loss(out.sigmoid(), _one_hot(y, out.shape[-1], out)),
+            lambda out: out.sigmoid(),
+        ),
+        OutputHead(
+            "softmax_mse",
+            "softmax + mean squared error to one-hot targets",
+            lambda out, y: F.mse_loss(out.softmax(-1), _one_hot(y, out.shape[-1], out)),
+            lambda out: out.softmax(-1),
+        ),
+        OutputHead(
+            "linear_mse",
+            "no activation + mean squared error to one-hot targets",
+            lambda out, y: F.mse_loss(out, _one_hot(y, out.shape[-1], out)),
+            lambda out: out,
+        ),
+        OutputHead(
+            "binary_bce",
+            "one logit + sigmoid binary cross-entropy (Keras Dense(1, sigmoid) with binary_crossentropy)",
+            lambda out, y: F.binary_cross_entropy_with_logits(out.reshape(-1), y.to(out.dtype).reshape(-1)),
+            _binary_scores,
+            single_logit=True,
+        ),
+    )
+}
+
+
+def get_head(name: str) -> OutputHead:
+    """Look up an output head by name; unknown names fail with the closest ones."""
+    try:
+        return HEADS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, HEADS, n=2)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ConfigError(f"unknown head {name!r}; {hint}available: {', '.join(HEADS)}") from None

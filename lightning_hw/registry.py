@@ -1,0 +1,154 @@
+"""Discovery of tasks and datamodules through Python entry points.
+
+Built-ins are registered in our own ``pyproject.toml`` exactly as a plugin registers
+its classes, so the CLI knows no class that is not listed here. Importing a class is
+all jsonargparse needs to resolve a short ``class_path: Classifier`` (it searches the
+imported subclasses of ``LightningModule``), so :func:`discover` must run before the
+CLI parses anything.
+
+Lightning's own loader for external callbacks is a plain loop; this one isolates
+every plugin (a broken import is one warning, never a dead CLI), remembers which
+distribution provided what, and suggests close names for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+#: kind -> entry-point group
+GROUPS = {"task": "lightning_hw.tasks", "datamodule": "lightning_hw.datamodules"}
+
+
+class PluginLoadWarning(UserWarning):
+    """A plugin's entry point could not be imported or is not a usable class."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One entry point of a task or datamodule group.
+
+    Args:
+        kind: ``"task"`` or ``"datamodule"``.
+        name: the short name (the entry point's name, equal to the class name).
+        target: the entry point's value, ``module:Class``.
+        distribution: the installed distribution that declares it.
+        obj: the loaded class, or ``None`` when loading failed.
+        error: why loading failed.
+    """
+
+    kind: str
+    name: str
+    target: str
+    distribution: str
+    obj: type | None = None
+    error: str | None = None
+
+    @property
+    def class_path(self) -> str:
+        """The full dotted path, usable as ``class_path`` in any config."""
+        return self.target.replace(":", ".")
+
+    @property
+    def description(self) -> str:
+        """First line of the class docstring."""
+        doc = inspect.getdoc(self.obj) if self.obj is not None else None
+        return doc.strip().splitlines()[0] if doc else ""
+
+
+def _base_class(kind: str) -> type:
+    from lightning.pytorch import LightningDataModule, LightningModule
+
+    return LightningModule if kind == "task" else LightningDataModule
+
+
+def _load(kind: str, ep) -> Component:
+    dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+    try:
+        obj = ep.load()
+    except Exception as err:  # noqa: BLE001 - any plugin error must stay contained
+        reason = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+        warnings.warn(
+            f"plugin {dist!r}: {kind} {ep.name!r} ({ep.value}) failed to import and is skipped: {reason}",
+            PluginLoadWarning,
+            stacklevel=3,
+        )
+        return Component(kind, ep.name, ep.value, dist, None, reason)
+    if not (inspect.isclass(obj) and issubclass(obj, _base_class(kind))):
+        reason = f"{ep.value} is not a {_base_class(kind).__name__} subclass"
+        warnings.warn(f"plugin {dist!r}: {kind} {ep.name!r} skipped: {reason}", PluginLoadWarning, stacklevel=3)
+        return Component(kind, ep.name, ep.value, dist, None, reason)
+    return Component(kind, ep.name, ep.value, dist, obj)
+
+
+@functools.cache
+def discover() -> tuple[Component, ...]:
+    """Import every registered task and datamodule once per process.
+
+    Returns:
+        All components, loaded or failed, in a stable order (kind, name, distribution).
+    """
+    found: dict[tuple[str, str, str], Component] = {}
+    for kind, group in GROUPS.items():
+        for ep in entry_points(group=group):
+            dist = ep.dist.name if ep.dist is not None else ""
+            # The same distribution can be visible twice on sys.path (editable + build dir).
+            key = (kind, ep.name, f"{dist}:{ep.value}")
+            if key not in found:
+                found[key] = _load(kind, ep)
+    components = tuple(sorted(found.values(), key=lambda c: (c.kind, c.name, c.distribution)))
+    _warn_about_clashes(components)
+    return components
+
+
+def _warn_about_clashes(components: tuple[Component, ...]) -> None:
+    by_name: dict[tuple[str, str], list[Component]] = {}
+    for comp in components:
+        if comp.obj is not None:
+            by_name.setdefault((comp.kind, comp.name), []).append(comp)
+    for (kind, name), comps in by_name.items():
+        if len({c.target for c in comps}) > 1:
+            options = " or ".join(f"{c.class_path} (from {c.distribution})" for c in comps)
+            warnings.warn(
+                f"{kind} {name!r} is provided by several plugins; write the full class path in your config: {options}",
+                PluginLoadWarning,
+                stacklevel=3,
+            )
+
+
+def available(kind: str) -> list[Component]:
+    """Loaded components of one kind (failed ones excluded)."""
+    return [c for c in discover() if c.kind == kind and c.obj is not None]
+
+
+def unknown_name_message(kind: str, name: str) -> str:
+    """One line saying that ``name`` is not a known ``kind``, with the closest names.
+
+    Args:
+        kind: ``"task"`` or ``"datamodule"``.
+        name: what the user wrote.
+    """
+    names = sorted({c.name for c in available(kind)})
+    close = difflib.get_close_matches(name.rsplit(".", 1)[-1], names, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    listing = ", ".join(names) if names else "none (is lightning-hw installed?)"
+    return f"unknown {kind} {name!r}; {hint}available: {listing} (see `python -m lightning_hw list`)"
+
+
+def resolves(kind: str, name: str) -> bool:
+    """Whether ``name`` is a registered short name or an importable class path of this kind."""
+    if any(name in (c.name, c.class_path) for c in available(kind)):
+        return True
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        return False
+    try:
+        module = __import__(module_name, fromlist=[attr])
+        obj = getattr(module, attr)
+    except Exception:  # noqa: BLE001 - any failure means "does not resolve"
+        return False
+    return inspect.isclass(obj) and issubclass(obj, _base_class(kind))

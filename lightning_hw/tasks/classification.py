@@ -1,0 +1,88 @@
+"""Classification of inputs into ``num_classes`` classes with a selectable output head."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from lightning_hw.nets import NetFactory, build_net
+from lightning_hw.nets.losses import get_head
+from lightning_hw.tasks.base import Task
+
+
+class Classifier(Task):
+    """Classify inputs into classes; logs accuracy and macro F1 (``train/acc``, ``val/acc``, ``val/f1``...).
+
+    Args:
+        net: the network, as a factory called with ``(input_shape, num_outputs)``
+            (from the CLI: a ``class_path`` such as ``lightning_hw.nets.mlp.MLP``), or a module.
+        num_classes: number of classes; linked from the datamodule by the CLI.
+        input_shape: shape of one input sample; linked from the datamodule by the CLI.
+        head: output activation x loss: ``softmax_ce``, ``sigmoid_bce``, ``sigmoid_mse``,
+            ``softmax_mse``, ``linear_mse`` (the five of E8) or ``binary_bce`` (one logit, 2 classes).
+        class_names: names of the classes, for predictions and plots; linked from the datamodule.
+        lr: see :class:`~lightning_hw.tasks.base.Task`.
+    """
+
+    monitor = "val/acc"
+    monitor_mode = "max"
+    linked_from_data = ("num_classes", "input_shape", "class_names")
+
+    def __init__(
+        self,
+        net: NetFactory,
+        num_classes: int = 2,
+        input_shape: tuple[int, ...] = (1,),
+        head: str = "softmax_ce",
+        class_names: list[str] | None = None,
+        lr: float | None = None,
+    ) -> None:
+        super().__init__(lr=lr)
+        self.save_hyperparameters(ignore=["net"])
+        self.head = get_head(head)
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.net = build_net(net, input_shape, self.head.num_outputs(num_classes))
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw network outputs (logits)."""
+        return self.net(x)
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection):
+        x, y = batch
+        outputs = self(x)
+        loss = self.head.loss(outputs, y)
+        if stage == "train":
+            penalty = self.regularization_loss()
+            if penalty is not None:
+                # Keras adds kernel_regularizer terms to the reported training loss too.
+                loss = loss + penalty
+        metrics.update(self.head.predict(outputs.detach()), y)
+        self.log_loss(stage, loss, batch_size=y.shape[0])
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Class scores and predicted indices for a batch (targets, if present, are ignored)."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        outputs = self(x)
+        return {"scores": self.head.scores(outputs), "preds": self.head.predict(outputs)}
