@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from lightning_hw import registry
 from lightning_hw.cli_names import KEYS, requested_class_names
 from lightning_hw.errors import ConfigError, UserError
 from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers, run_directory
+
+# The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
+warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
 
 DESCRIPTION = (
     "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
@@ -115,6 +119,14 @@ class HWCLI(LightningCLI):
         return f"{err}\n(run with --help for the accepted options)"
 
     # -- running -------------------------------------------------------------------------------
+
+    def before_instantiate_classes(self) -> None:
+        """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
+        chosen = self.config[self.subcommand] if self.subcommand else self.config
+        init_args = chosen.model.get("init_args")
+        lr = init_args.get("lr") if init_args is not None else None
+        if lr is not None and chosen.get("optimizer") is not None:
+            chosen.optimizer.init_args.lr = lr
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, writing into the run directory with our loggers and checkpoint."""

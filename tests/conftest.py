@@ -1,0 +1,63 @@
+"""Shared test set-up: one tiny config that every CLI test starts from and flips one thing of.
+
+Nothing here touches the network: W&B is disabled unless a test turns it on (offline),
+and every run writes under the test's own temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+
+# Keep W&B from ever reaching the network or the user's settings during tests.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.pop("WANDB_API_KEY", None)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """Run inside an empty temporary directory (so we notice anything written to the cwd)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_args(workdir):
+    """Build the argument list of a tiny, fast run: ``tiny_args("fit", "--trainer.max_epochs", "2")``.
+
+    The base is the quickstart config, cut to a couple of batches, W&B disabled and runs
+    written to ``<tmp>/runs``; the extra arguments flip one thing.
+    """
+
+    def build(subcommand: str = "fit", *extra: str) -> list[str]:
+        return [
+            subcommand,
+            "--config", str(QUICKSTART),
+            "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "3",
+            "--trainer.limit_val_batches", "2",
+            "--trainer.limit_test_batches", "2",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+            "--run.root", str(workdir / "runs"),
+            "--run.wandb", "disabled",
+            *extra,
+        ]
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    """Forget discovered plugins between tests (a test may add a fake distribution)."""
+    from lightning_hw import registry
+
+    registry.discover.cache_clear()
+    yield
+    registry.discover.cache_clear()

@@ -1,0 +1,117 @@
+"""The command line end to end, in process (``HWCLI(args=[...])``) and as a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lightning_hw.cli import HWCLI, main
+from lightning_hw.errors import ConfigError
+
+
+def test_fit_writes_one_run_directory(tiny_args, workdir):
+    cli = HWCLI(args=tiny_args("fit", "--run.name", "r1"))
+    run_dir = workdir / "runs" / "quickstart" / "r1"
+    assert cli.run_dir == run_dir
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    logged = {key for row in rows for key, value in row.items() if value}
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "test/acc", "test/loss"} <= logged
+    # Nothing but the runs directory lands in the working directory.
+    assert sorted(p.name for p in workdir.iterdir()) == ["runs"]
+
+
+def test_sizes_are_linked_from_the_datamodule(tiny_args):
+    cli = HWCLI(args=tiny_args("fit", "--trainer.fast_dev_run", "true"))
+    assert cli.model.num_classes == 10
+    assert cli.model.class_names == [str(d) for d in range(10)]
+    first_layer = cli.model.net.layers[1]
+    assert first_layer.in_features == 64 and cli.model.net.layers[-1].out_features == 10
+
+
+def test_overrides_reach_trainer_model_and_optimizer(tiny_args):
+    cli = HWCLI(
+        args=tiny_args(
+            "fit", "--trainer.max_epochs", "2", "--model.init_args.head", "sigmoid_bce",
+            "--optimizer.init_args.lr", "0.05", "--run.test_after_fit", "false",
+        )
+    )
+    assert cli.trainer.max_epochs == 2 and cli.trainer.current_epoch == 2
+    assert cli.model.head.name == "sigmoid_bce"
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_task_lr_replaces_the_optimizer_lr(tiny_args):
+    cli = HWCLI(args=tiny_args("fit", "--model.init_args.lr", "0.2", "--trainer.fast_dev_run", "true"))
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.2)
+
+
+def test_without_optimizer_section_the_task_uses_adam(tiny_args, workdir):
+    config = yaml.safe_load(open(tiny_args()[2]))
+    del config["optimizer"]
+    path = workdir / "noopt.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = tiny_args("fit", "--trainer.fast_dev_run", "true")
+    args[2] = str(path)
+    cli = HWCLI(args=args)
+    assert type(cli.trainer.optimizers[0]).__name__ == "Adam"
+
+
+def test_print_config_shows_the_resolved_config(tiny_args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        HWCLI(args=tiny_args("fit", "--print_config"))
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].endswith(".Classifier")
+    assert "num_classes" not in printed["model"]["init_args"]  # a link target, filled from the data
+    assert printed["optimizer"]["init_args"]["momentum"] == 0.9
+
+
+def test_misspelled_task_is_one_line_with_a_suggestion(tiny_args):
+    with pytest.raises(ConfigError) as err:
+        HWCLI(args=tiny_args("fit", "--model", "Clasifier"))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "unknown task 'Clasifier'; did you mean Classifier?" in message
+
+
+def test_misspelled_datamodule_in_config_file(tiny_args, workdir):
+    config = yaml.safe_load(open(tiny_args()[2]))
+    config["data"]["class_path"] = "Digts"
+    path = workdir / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = tiny_args("fit")
+    args[2] = str(path)
+    with pytest.raises(ConfigError, match=r"unknown datamodule 'Digts'; did you mean Digits\?"):
+        HWCLI(args=args)
+
+
+def test_main_exits_2_without_traceback(tiny_args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_args("fit", "--model", "Clasifier"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown task 'Clasifier'")
+
+
+def test_subprocess_list_and_typo(workdir):
+    listing = subprocess.run([sys.executable, "-m", "lightning_hw", "list"], capture_output=True, text=True)
+    assert listing.returncode == 0
+    for name in ("Classifier", "Digits", "TwoMoons"):
+        line = next(line for line in listing.stdout.splitlines() if f" {name} " in line)
+        assert "lightning-hw" in line
+    typo = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "fit", "--model", "Clasifier", "--data", "Digits"],
+        capture_output=True, text=True,
+    )
+    assert typo.returncode == 2
+    assert "Traceback" not in typo.stderr
+    assert typo.stderr.strip().splitlines() == [
+        "error: unknown task 'Clasifier'; did you mean Classifier? available: Classifier "
+        "(see `python -m lightning_hw list`)"
+    ]
