@@ -197,8 +197,22 @@ def list_components() -> int:
     return 0
 
 
+def _show_plugin_warnings_as_one_line() -> None:
+    """Print plugin problems as ``warning: ...`` lines, not as a file:line Python warning."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings API
+        if issubclass(category, registry.PluginLoadWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
+    _show_plugin_warnings_as_one_line()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
