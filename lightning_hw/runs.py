@@ -6,6 +6,7 @@ so reports work with no W&B account), ``checkpoints/`` and the W&B files.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import netrc
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from lightning_hw.errors import ConfigError
 
@@ -47,6 +49,30 @@ class RunConfig:
     job_type: str | None = None
     monitor: str | None = None
     test_after_fit: bool = True
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted."""
+
+    def _check_log_dir_exists(self) -> None:
+        # Lightning removes metrics.csv here; a resumed run must keep the epochs it already has.
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+
+class RunCSVLogger(CSVLogger):
+    """``CSVLogger`` writing ``<run>/metrics.csv`` and appending to it when a run is resumed."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(save_dir=directory, name="", version="")
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def run_directory(run: RunConfig, config_files: list[str], ckpt_path: str | None = None) -> Path:
@@ -98,7 +124,7 @@ def make_loggers(run: RunConfig, directory: Path) -> list[Logger]:
     W&B is started here rather than lazily, so that a failure to start is reported once
     and training goes on with the CSV log instead of crashing mid-run.
     """
-    loggers: list[Logger] = [CSVLogger(save_dir=directory, name="", version="")]
+    loggers: list[Logger] = [RunCSVLogger(directory)]
     mode = wandb_mode(run.wandb)
     if mode == "disabled":
         return loggers

@@ -115,3 +115,45 @@ def test_subprocess_list_and_typo(workdir):
         "error: unknown task 'Clasifier'; did you mean Classifier? available: Classifier "
         "(see `python -m lightning_hw list`)"
     ]
+
+
+def test_scheduler_from_the_config(tiny_args):
+    cli = HWCLI(
+        args=tiny_args(
+            "fit", "--lr_scheduler", "torch.optim.lr_scheduler.StepLR", "--lr_scheduler.init_args.step_size", "1",
+            "--lr_scheduler.init_args.gamma", "0.5", "--trainer.max_epochs", "2", "--run.test_after_fit", "false",
+        )
+    )
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
+
+
+def test_test_subcommand_reuses_the_run_directory_of_its_checkpoint(tiny_args, workdir):
+    HWCLI(args=tiny_args("fit", "--run.name", "r2", "--run.test_after_fit", "false"))
+    run_dir = workdir / "runs" / "quickstart" / "r2"
+    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    cli = HWCLI(args=tiny_args("test", "--ckpt_path", str(best)))
+    assert cli.run_dir == run_dir
+    assert 0.0 <= cli.trainer.callback_metrics["test/acc"].item() <= 1.0
+    assert sorted(p.name for p in (workdir / "runs" / "quickstart").iterdir()) == ["r2"]
+
+
+def test_wandb_offline_files_live_in_the_run_directory(tiny_args, workdir, capsys):
+    cli = HWCLI(args=tiny_args("fit", "--run.name", "w", "--run.wandb", "offline"))
+    run_dir = workdir / "runs" / "quickstart" / "w"
+    run_id = (run_dir / "wandb-run-id").read_text().strip()
+    run_files = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(run_files) == 1 and run_files[0].stat().st_size > 0
+    assert "wandb sync" in capsys.readouterr().out
+    assert [type(logger).__name__ for logger in cli.trainer.loggers] == ["CSVLogger", "WandbLogger"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["runs"]
+
+
+def test_metrics_csv_is_continued_not_deleted_when_a_run_is_resumed(tiny_args, workdir):
+    HWCLI(args=tiny_args("fit", "--run.name", "again", "--run.test_after_fit", "false"))
+    metrics = workdir / "runs" / "quickstart" / "again" / "metrics.csv"
+    first = list(csv.DictReader(metrics.open()))
+    HWCLI(args=tiny_args("fit", "--run.name", "again", "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    rows = list(csv.DictReader(metrics.open()))
+    assert rows[: len(first)] == [{k: row.get(k, "") for k in rows[0]} for row in first]
+    epochs = sorted({int(row["epoch"]) for row in rows if row.get("val/acc")})
+    assert epochs == [0, 1]
