@@ -154,9 +154,11 @@ class HWCLI(LightningCLI):
             super()._run_subcommand(subcommand)
         finally:
             finish_loggers(self.loggers)
+        # Last, after W&B's own summary, so the run's location is the final line a user sees.
+        print(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
 
     def after_fit(self) -> None:
-        """Test the best checkpoint (unless ``run.test_after_fit`` is false), then say where the run is."""
+        """Test the best checkpoint (unless ``run.test_after_fit`` is false) and print the result."""
         if self.config_init.fit.run.test_after_fit and not self.trainer.interrupted and _has_test(self):
             checkpoint = self.trainer.checkpoint_callback
             best = checkpoint.best_model_path if checkpoint is not None else ""
@@ -165,7 +167,6 @@ class HWCLI(LightningCLI):
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             print(f"Test ({source}): {summary}")
-        print(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
 
 
 def _mode_for(monitor: str) -> str:
