@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import yaml
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from lightning_hw.cli import HWCLI, main
 from lightning_hw.errors import ConfigError
@@ -144,7 +145,8 @@ def test_wandb_offline_files_live_in_the_run_directory(tiny_args, workdir, capsy
     run_files = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(run_files) == 1 and run_files[0].stat().st_size > 0
     assert "wandb sync" in capsys.readouterr().out
-    assert [type(logger).__name__ for logger in cli.trainer.loggers] == ["CSVLogger", "WandbLogger"]
+    csv_logger, wandb_logger = cli.trainer.loggers
+    assert isinstance(csv_logger, CSVLogger) and isinstance(wandb_logger, WandbLogger)
     assert sorted(p.name for p in workdir.iterdir()) == ["runs"]
 
 
