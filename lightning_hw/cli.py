@@ -2,6 +2,8 @@
 
     python -m lightning_hw fit --config configs/quickstart.yaml
     python -m lightning_hw list
+    python -m lightning_hw study configs/studies/reuters_heads.yaml   (lightning_hw/studies.py)
+    python -m lightning_hw report runs/reuters_heads                  (lightning_hw/reports.py)
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 
 from lightning_hw import registry
+from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.cli_names import KEYS, requested_class_names
 from lightning_hw.errors import ConfigError, UserError
 from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers, run_directory
@@ -28,8 +32,12 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 
 DESCRIPTION = (
     "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
-    "predict (LightningCLI) and list (registered tasks and datamodules). Add --debug for tracebacks."
+    "predict (LightningCLI), list (registered tasks and datamodules), study (variants of a config, "
+    "each in its own process) and report (compare runs). Add --debug for tracebacks."
 )
+
+# Subcommands that are not LightningCLI's: name -> module with `main(argv) -> exit code`.
+OWN_SUBCOMMANDS = {"study": "lightning_hw.studies", "report": "lightning_hw.reports"}
 
 
 def _import_class(class_path: str) -> type | None:
@@ -137,9 +145,12 @@ class HWCLI(LightningCLI):
         trainer_cfg = chosen.trainer
         kwargs.setdefault("default_root_dir", str(self.run_dir))
         if trainer_cfg.get("logger") in (None, True):
-            self.loggers = make_loggers(run, self.run_dir)
+            resume = chosen.get("ckpt_path") is not None  # keep metrics.csv rows, continue the W&B run
+            self.loggers = make_loggers(run, self.run_dir, job_type=self.subcommand, resume=resume)
             kwargs["logger"] = self.loggers
         callbacks = list(trainer_cfg.get("callbacks") or [])
+        if any(isinstance(logger, WandbLogger) for logger in self.loggers):
+            callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
         wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False
         if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
@@ -220,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["list"]:
         sys.exit(list_components())
     try:
+        if args and args[0] in OWN_SUBCOMMANDS:
+            sys.exit(importlib.import_module(OWN_SUBCOMMANDS[args[0]]).main(args[1:]))
         HWCLI(args=args)
     except UserError as err:
         if debug:

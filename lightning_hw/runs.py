@@ -13,10 +13,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from lightning_hw.errors import ConfigError
 
@@ -35,7 +37,8 @@ class RunConfig:
         project: W&B project.
         wandb: ``auto`` (online when logged in, else offline), ``online``, ``offline`` or ``disabled``.
         tags: W&B tags.
-        job_type: W&B job type (e.g. ``train``, ``eval``).
+        job_type: W&B job type (e.g. ``train``, ``eval``); default: the subcommand (``fit``, ``test``, ...).
+        notes: W&B notes: a sentence on what this run tries (a study fills in its variant).
         monitor: validation metric that picks the best checkpoint; default: the task's.
         test_after_fit: after ``fit``, run ``test`` on the best checkpoint.
     """
@@ -47,32 +50,9 @@ class RunConfig:
     wandb: str = "auto"
     tags: list[str] = field(default_factory=list)
     job_type: str | None = None
+    notes: str | None = None
     monitor: str | None = None
     test_after_fit: bool = True
-
-
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted."""
-
-    def _check_log_dir_exists(self) -> None:
-        # Lightning removes metrics.csv here; a resumed run must keep the epochs it already has.
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
-                self.metrics_keys = sorted(next(csv.reader(file), []))
-
-
-class RunCSVLogger(CSVLogger):
-    """``CSVLogger`` writing ``<run>/metrics.csv`` and appending to it when a run is resumed."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__(save_dir=directory, name="", version="")
-
-    @property
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
 
 
 def run_directory(run: RunConfig, config_files: list[str], ckpt_path: str | None = None) -> Path:
@@ -118,50 +98,137 @@ def wandb_mode(setting: str) -> str:
     return "offline"
 
 
-def make_loggers(run: RunConfig, directory: Path) -> list[Logger]:
+def make_loggers(
+    run: RunConfig, directory: Path, job_type: str | None = None, resume: bool = False
+) -> list[Logger]:
     """CSV always (first, so ``trainer.log_dir`` is the run directory), plus W&B unless disabled.
 
     W&B is started here rather than lazily, so that a failure to start is reported once
     and training goes on with the CSV log instead of crashing mid-run.
+
+    Args:
+        run: the ``run:`` settings (project, tags, job type, notes, W&B mode).
+        directory: the run directory.
+        job_type: W&B job type when ``run.job_type`` is unset (the CLI passes the subcommand).
+        resume: the run continues from a checkpoint (``--ckpt_path``): keep the earlier rows
+            of ``metrics.csv`` and continue the same W&B run. Otherwise a run that reuses a
+            directory starts both afresh.
     """
-    loggers: list[Logger] = [RunCSVLogger(directory)]
+    loggers: list[Logger] = [ResumableCSVLogger(save_dir=directory, name="", version="", keep_previous=resume)]
     mode = wandb_mode(run.wandb)
     if mode == "disabled":
         return loggers
     try:
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
 
+        if wandb.run is not None:
+            # WandbLogger would silently reuse an open run; each Lightning run gets its own.
+            print(f"W&B run {wandb.run.id} was still open; finishing it so this run gets its own.", file=sys.stderr)
+            wandb.finish()
         id_file = directory / WANDB_ID_FILE
-        # One W&B run per run directory: a resumed run continues the same W&B run.
-        run_id = id_file.read_text().strip() if id_file.exists() else None
+        # A resumed run continues its W&B run; a fresh run in a reused directory starts a new one.
+        run_id = id_file.read_text().strip() if resume and id_file.exists() else None
+        if os.environ.get("WANDB_SWEEP_ID"):
+            run_id = None  # under `wandb agent` the run id comes from the agent (WANDB_RUN_ID)
         wandb_logger = WandbLogger(
             project=run.project,
             name=f"{directory.parent.name}/{directory.name}",
             group=directory.parent.name,
             tags=list(run.tags),
-            job_type=run.job_type,
+            job_type=run.job_type or job_type,
+            notes=run.notes,
             save_dir=str(directory),
-            offline=mode == "offline",
+            # `mode` rather than WandbLogger's `offline=True`, which sets WANDB_MODE for the
+            # whole process and so leaks into every later run started by the same process.
+            mode=mode,
             id=run_id,
             resume="allow" if run_id else None,
         )
+        # Lightning always passes `anonymous`, which wandb >= 0.19 warns about on every run.
+        getattr(wandb_logger, "_wandb_init", {}).pop("anonymous", None)
         experiment = wandb_logger.experiment  # starts W&B now
         id_file.write_text(experiment.id)
     except Exception as err:  # noqa: BLE001 - W&B trouble must not stop training
         print(f"W&B could not start ({type(err).__name__}: {err}); logging to CSV only.", file=sys.stderr)
         return loggers
     if mode == "offline":
-        print(f"W&B is offline; upload this run later with: wandb sync {directory / 'wandb'}/offline-run-*")
+        print("W&B is offline (no credentials found; `wandb login` to log online); the sync command follows at the end.")
     loggers.append(wandb_logger)
     return loggers
 
 
 def finish_loggers(loggers: list[Logger]) -> None:
-    """Close W&B runs so that the next run in this process never reuses one."""
+    """Close W&B runs so that the next run in this process never reuses one.
+
+    For an offline run, print the exact ``wandb sync`` command that uploads it.
+    """
     for logger in loggers:
         experiment = getattr(logger, "_experiment", None)
-        if experiment is not None and hasattr(experiment, "finish"):
-            experiment.finish()
+        if experiment is None or not hasattr(experiment, "finish"):
+            continue
+        offline = bool(getattr(experiment, "offline", False))
+        sync_dir = getattr(experiment, "sync_dir", None) if offline else None
+        experiment.finish()
+        if sync_dir:
+            print(f"W&B run saved offline; upload it with: {sync_command(Path(sync_dir))}")
+
+
+def sync_command(sync_dir: Path) -> str:
+    """``wandb sync`` for one offline run directory, or for all of them when a run was resumed.
+
+    A resumed run writes one ``offline-run-*`` directory per session, all with the same run
+    id; syncing them in name (= time) order rebuilds the one W&B run.
+    """
+    sessions = sorted(sync_dir.parent.glob(f"offline-run-*-{sync_dir.name.rsplit('-', 1)[-1]}"))
+    if len(sessions) > 1:
+        return f"wandb sync {sync_dir.parent}/offline-run-*-{sync_dir.name.rsplit('-', 1)[-1]}"
+    return f"wandb sync {sync_dir}"
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, which can keep the rows of an interrupted run it resumes.
+
+    Lightning deletes an existing ``metrics.csv`` when a logger starts in its directory, so a
+    run resumed with ``--ckpt_path`` would lose the epochs before the interruption. With
+    ``keep_previous`` the new rows are appended instead; epochs that the resumed run repeats
+    appear twice and the later row wins (``lightning_hw.reports`` reads it that way).
+
+    Args:
+        keep_previous: append to an existing ``metrics.csv`` instead of replacing it.
+        **kwargs: see :class:`~lightning.pytorch.loggers.CSVLogger`.
+    """
+
+    def __init__(self, *args: Any, keep_previous: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep_previous = keep_previous
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _KeepingWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(log_dir=self.log_dir, keep_previous=self.keep_previous)
+        return self._experiment
+
+
+class _KeepingWriter(ExperimentWriter):
+    """CSV writer that, when asked, adopts the header of an existing ``metrics.csv`` and appends."""
+
+    def __init__(self, log_dir: str, keep_previous: bool = False) -> None:
+        self.keep_previous = keep_previous
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return  # the run directory holds W&B files already; only an old metrics.csv matters
+        if not self.keep_previous:
+            super()._check_log_dir_exists()  # warns, and deletes the old metrics.csv
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            header = next(csv.reader(file), [])
+        # Known keys: later rows are appended, and the file is rewritten only for new keys.
+        self.metrics_keys = sorted(header)
 
 
 def checkpoint_callback(directory: Path, monitor: str, mode: str) -> ModelCheckpoint:

@@ -1,0 +1,378 @@
+"""Compare runs side by side, from their local ``metrics.csv`` (no W&B account needed).
+
+    python -m lightning_hw report runs/reuters_heads                 # a study directory
+    python -m lightning_hw report runs/quickstart/a runs/quickstart/b --out runs/ab-report
+    python -m lightning_hw report runs/reuters_heads --publish      # also a W&B Report
+
+Writes ``report.md`` and ``report.csv`` (one row per run: final and best train/val metrics,
+the test metrics) and one PNG per metric with every run's curve, into ``<DIR>/report/``
+(several directories: ``report/`` in their common parent), and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning_hw.errors import ConfigError, DataError
+
+METRICS_FILE = "metrics.csv"
+STAGES = ("train", "val", "test")
+_SEED_SUFFIX = re.compile(r"^(?P<variant>.+)-seed(?P<seed>\d+)$")
+
+
+@dataclass
+class Run:
+    """One run's metrics, read from its ``metrics.csv``.
+
+    Args:
+        name: the label in tables and legends (the run directory relative to the compared root).
+        directory: the run directory.
+        curves: metric -> {epoch: value}; when an epoch was logged twice (a resumed run
+            repeats the epoch it was interrupted in) the later row wins.
+    """
+
+    name: str
+    directory: Path
+    curves: dict[str, dict[int, float]]
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained: one more than the last epoch with a train or val value."""
+        seen = [max(c) for m, c in self.curves.items() if c and not m.startswith("test/")]
+        return max(seen) + 1 if seen else 0
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def find_runs(directories: list[str | Path]) -> list[Path]:
+    """Run directories: each given directory that holds a ``metrics.csv``, else every one below it."""
+    found: list[Path] = []
+    for directory in map(Path, directories):
+        if not directory.is_dir():
+            raise DataError(f"{directory} is not a directory; give a study directory (runs/<study>) or run directories")
+        if (directory / METRICS_FILE).is_file():
+            found.append(directory)
+            continue
+        below = sorted(p.parent for p in directory.rglob(METRICS_FILE))
+        if not below:
+            raise DataError(f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
+        found += below
+    return list(dict.fromkeys(found))
+
+
+def read_metrics(path: Path) -> dict[str, dict[int, float]]:
+    """Per-metric ``{epoch: value}`` from a Lightning ``metrics.csv`` (empty cells skipped)."""
+    curves: dict[str, dict[int, float]] = {}
+    with Path(path).open(newline="") as file:
+        for row in csv.DictReader(file):
+            when = row.get("epoch") or row.get("step")
+            if when in (None, ""):
+                continue
+            epoch = int(float(when))
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in (None, ""):
+                    continue
+                try:
+                    curves.setdefault(key, {})[epoch] = float(value)
+                except ValueError:
+                    continue
+    return curves
+
+
+def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
+    """The runs under ``directories`` and the directory their names are relative to."""
+    paths = find_runs(directories)
+    base = Path(os.path.commonpath([p.resolve() for p in paths]))
+    if len(paths) == 1:
+        base = base.parent
+    runs = [Run(str(p.resolve().relative_to(base)), p, read_metrics(p / METRICS_FILE)) for p in paths]
+    return runs, base
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (losses and errors go down)."""
+    from lightning_hw.cli import _mode_for
+
+    return _mode_for(metric) == "max"
+
+
+def metric_names(runs: list[Run]) -> list[str]:
+    """The metric names after the stage prefix (``acc``, ``f1``, ``loss``), loss last."""
+    names = {m.split("/", 1)[1] for run in runs for m in run.curves if m.split("/", 1)[0] in STAGES and "/" in m}
+    return sorted(names, key=lambda n: (not higher_is_better(n), n))
+
+
+def table(runs: list[Run]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows: per metric, final and best train and val values (best with its epoch), and test.
+
+    Returns:
+        The column names and one dict per run (values are floats, ints or ``None``).
+    """
+    columns = ["run", "epochs"]
+    names = metric_names(runs)
+    for name in names:
+        for stage in ("train", "val"):
+            key = f"{stage}/{name}"
+            if any(key in run.curves for run in runs):
+                columns += [key, f"best {key}", f"best {key} epoch"]
+        if any(f"test/{name}" in run.curves for run in runs):
+            columns.append(f"test/{name}")
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run": run.name, "epochs": run.epochs}
+        for column in columns[2:]:
+            if column.startswith("best ") and column.endswith(" epoch"):
+                continue
+            metric = column.removeprefix("best ")
+            curve = run.curves.get(metric) or {}
+            if not curve:
+                row[column] = None
+            elif column.startswith("best "):
+                pick = max if higher_is_better(metric) else min
+                epoch = pick(curve, key=lambda e: (curve[e], -e) if pick is max else (curve[e], e))
+                row[column], row[f"{column} epoch"] = curve[epoch], epoch
+            else:
+                row[column] = curve[max(curve)]
+        rows.append({c: row.get(c) for c in columns})
+    return columns, rows
+
+
+def seed_table(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """Mean and standard deviation over the seeds of each variant (runs named ``<variant>-seed<N>``)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        match = _SEED_SUFFIX.match(Path(row["run"]).name)
+        if match is None:
+            return None
+        parent = str(Path(row["run"]).parent)
+        groups.setdefault(str(Path(parent) / match["variant"]) if parent != "." else match["variant"], []).append(row)
+    out_columns = ["variant", "seeds"] + [c for c in columns[1:] if not c.endswith(" epoch")]
+    out_rows = []
+    for variant, members in groups.items():
+        row: dict[str, Any] = {"variant": variant, "seeds": len(members)}
+        for column in out_columns[2:]:
+            values = [m[column] for m in members if m.get(column) is not None]
+            row[column] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+        out_rows.append(row)
+    return out_columns, out_rows
+
+
+def markdown(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """A Markdown table; a best value is shown with its epoch, a (mean, sd) pair as mean ± sd."""
+    shown = [c for c in columns if not c.endswith(" epoch")]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "|".join(" --- " for _ in shown) + "|"]
+    for row in rows:
+        cells = []
+        for column in shown:
+            cell = _format(row.get(column))
+            if column.startswith("best ") and row.get(f"{column} epoch") is not None:
+                cell += f" (ep {row[f'{column} epoch']})"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return f"{value[0]:.4f} ± {value[1]:.4f}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """The table as CSV (full precision, empty cells where a run lacks a metric).
+
+    A (mean, sd) cell becomes two columns, ``<column> mean`` and ``<column> sd``.
+    """
+    flat_columns = []
+    for column in columns:
+        paired = any(isinstance(row.get(column), tuple) for row in rows)
+        flat_columns += [f"{column} mean", f"{column} sd"] if paired else [column]
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=flat_columns)
+        writer.writeheader()
+        for row in rows:
+            flat: dict[str, Any] = {}
+            for column in columns:
+                value = row.get(column)
+                if f"{column} mean" in flat_columns:
+                    flat[f"{column} mean"], flat[f"{column} sd"] = value if value is not None else ("", "")
+                else:
+                    flat[column] = "" if value is None else value
+            writer.writerow(flat)
+
+
+# -- the figures -------------------------------------------------------------------------------
+
+
+def plotted_metrics(runs: list[Run]) -> list[str]:
+    """Every metric with a curve (test metrics are single values: they are in the table)."""
+    keys = {m for run in runs for m in run.curves if not m.startswith("test/")}
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    return sorted(keys, key=lambda m: (m.split("/", 1)[-1], order.get(m.split("/", 1)[0], 9), m))
+
+
+def figure(runs: list[Run], metric: str):
+    """One figure: ``metric`` against epoch, one line per run that logged it."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, nothing global
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    for run in runs:
+        curve = run.curves.get(metric)
+        if not curve:
+            continue
+        epochs = sorted(curve)
+        ax.plot(epochs, [curve[e] for e in epochs], marker="o" if len(epochs) <= 30 else None, markersize=3, label=run.name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(metric)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def figure_file(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric) + ".png"
+
+
+# -- W&B Report --------------------------------------------------------------------------------
+
+
+def wandb_report(runs: list[Run], table_md: str, metrics: list[str], title: str, entity: str, project: str | None = None):
+    """A W&B Report (wandb-workspaces) with the table and one line plot per metric, for the runs' groups.
+
+    Building it talks to no server; ``.save()`` publishes it.
+
+    Args:
+        runs: the runs (their W&B group is their parent directory's name, as ``fit`` logs it).
+        table_md: the Markdown table.
+        metrics: the metrics to plot against ``epoch``.
+        title: the report's title.
+        entity: the W&B entity (user or team) that owns the report.
+        project: the W&B project; default: ``run.project`` of the first run's ``config.yaml``.
+    """
+    try:
+        import wandb_workspaces.reports.v2 as wr
+        from wandb_workspaces import expr
+    except ImportError:
+        raise ConfigError("--publish needs wandb-workspaces: pip install -e '.[reports]'") from None
+    project = project or _project_of(runs[0])
+    groups = list(dict.fromkeys(run.directory.resolve().parent.name for run in runs))
+    runsets = [
+        wr.Runset(entity=entity, project=project, name=group, filters=expr.And(expr.Metric("Group") == group)) for group in groups
+    ]
+    panels = [wr.LinePlot(title=metric, x="epoch", y=[metric]) for metric in metrics]
+    return wr.Report(
+        project=project,
+        entity=entity,
+        title=title,
+        description=f"{len(runs)} runs of {', '.join(groups)}, compared by `python -m lightning_hw report`.",
+        blocks=[
+            wr.H1(text=title),
+            wr.MarkdownBlock(text=table_md),
+            wr.PanelGrid(runsets=runsets, panels=panels),
+        ],
+    )
+
+
+def _project_of(run: Run) -> str:
+    import yaml
+
+    from lightning_hw.runs import RunConfig
+
+    config_file = run.directory / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    return ((config or {}).get("run") or {}).get("project") or RunConfig.project
+
+
+def check_can_publish(runs: list[Run]) -> None:
+    """Fail in one line unless W&B is logged in; point at runs that still need ``wandb sync``."""
+    from lightning_hw.runs import wandb_mode
+
+    if wandb_mode("auto") != "online":
+        raise ConfigError("--publish needs a W&B login: run `wandb login` (and `wandb sync` for runs logged offline)")
+    for run in runs:
+        offline = sorted((run.directory / "wandb").glob("offline-run-*"))
+        if offline and not list((run.directory / "wandb").glob("run-*")):
+            print(f"note: {run.name} was logged offline; upload it first with: wandb sync {run.directory / 'wandb'}/offline-run-*")
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_hw report",
+        description="Compare runs: a table of final and best metrics (Markdown + CSV) and one PNG per metric.",
+    )
+    parser.add_argument("dirs", nargs="+", help="a study directory (runs/<study>) or run directories")
+    parser.add_argument("--out", default=None, help="output directory (default: <DIR>/report, or report/ in the common parent)")
+    parser.add_argument("--title", default=None, help="report title (default: from the directories)")
+    parser.add_argument("--publish", action="store_true", help="also create a W&B Report (needs `wandb login` and the reports extra)")
+    parser.add_argument("--entity", default=None, help="W&B entity for --publish (default: your default entity)")
+    parser.add_argument("--project", default=None, help="W&B project for --publish (default: the runs' run.project)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``python -m lightning_hw report DIR [DIR...]``; returns the exit code."""
+    options = build_parser().parse_args(argv)
+    runs, base = load_runs(options.dirs)
+    if len(options.dirs) == 1 and not (Path(options.dirs[0]) / METRICS_FILE).is_file():
+        base = Path(options.dirs[0])
+    out = Path(options.out) if options.out else base / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
+
+    columns, rows = table(runs)
+    table_md = markdown(columns, rows)
+    write_csv(out / "report.csv", columns, rows)
+    sections = [f"# {title}", "", table_md, ""]
+    by_seed = seed_table(columns, rows)
+    if by_seed is not None:
+        sections += ["## Mean ± standard deviation over seeds", "", markdown(*by_seed), ""]
+        write_csv(out / "report-seeds.csv", *by_seed)
+    metrics = plotted_metrics(runs)
+    for metric in metrics:
+        figure(runs, metric).savefig(out / figure_file(metric), dpi=100)
+        sections.append(f"![{metric}]({figure_file(metric)})")
+    (out / "report.md").write_text("\n".join(sections) + "\n")
+
+    print(f"{title}\n\n{table_md}\n")
+    if by_seed is not None:
+        print(f"Mean ± sd over seeds:\n\n{markdown(*by_seed)}\n")
+    print(f"Report written to {out}: report.md, report.csv and {len(metrics)} figures ({', '.join(figure_file(m) for m in metrics)})")
+    if options.publish:
+        check_can_publish(runs)
+        entity = options.entity or _default_entity()
+        report = wandb_report(runs, table_md, metrics, title, entity, options.project)
+        report.save()
+        print(f"W&B Report: {report.url}")
+    return 0
+
+
+def _default_entity() -> str:
+    import wandb
+
+    entity = wandb.Api().default_entity
+    if not entity:
+        raise ConfigError("--publish could not find your W&B entity; pass --entity")
+    return entity

@@ -1,0 +1,358 @@
+"""Studies (variants of a config, each in its own process) and the report that compares them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_hw import reports, studies
+from lightning_hw.errors import ConfigError, DataError
+
+from conftest import QUICKSTART, REPO
+
+TESTS = Path(__file__).resolve().parent
+# The tiny run every study test starts from (the quickstart cut to a few batches, W&B off).
+TINY = {
+    "trainer.max_epochs": 4,
+    "trainer.limit_train_batches": 3,
+    "trainer.limit_val_batches": 2,
+    "trainer.limit_test_batches": 2,
+    "trainer.enable_progress_bar": False,
+    "trainer.enable_model_summary": False,
+    "run.wandb": "disabled",
+    "trainer.callbacks": [{"class_path": "study_helpers.KillOnce"}],
+}
+
+
+def write_study(directory: Path, variants: dict, **extra) -> Path:
+    path = directory / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"config": str(QUICKSTART), "args": TINY, "variants": variants, **extra}, sort_keys=False))
+    return path
+
+
+# -- reading and planning (no training) --------------------------------------------------------
+
+
+def test_variants_become_fit_arguments(workdir):
+    path = write_study(workdir, {"base": None, "adam": {"optimizer": "torch.optim.Adam", "optimizer.init_args.lr": 0.01}})
+    study = studies.load_study(path)
+    assert study.name == "tiny" and [v.name for v in study.variants] == ["base", "adam"]
+    command = studies.fit_command(study, study.variants[1], ["--trainer.max_epochs", "2"])
+    assert command[3:6] == ["fit", "--config", str(QUICKSTART)]
+    # shared args, then the variant's, then the command line's, then where the run goes
+    joined = " ".join(command)
+    assert joined.index("--trainer.max_epochs 4") < joined.index("--optimizer torch.optim.Adam") < joined.index(
+        "--trainer.max_epochs 2"
+    ) < joined.index("--run.name adam")
+    assert '--trainer.callbacks [{"class_path": "study_helpers.KillOnce"}]' in joined  # lists as JSON
+    assert "--trainer.enable_progress_bar false" in joined
+    assert command[-6:-2] == ["--run.group", "tiny", "--run.name", "adam"]
+    assert command[-2:] == ["--run.notes", "study tiny, variant adam: --optimizer torch.optim.Adam --optimizer.init_args.lr 0.01"]
+
+
+def test_seeds_multiply_the_variants(workdir):
+    study = studies.load_study(write_study(workdir, {"a": None, "b": None}, seeds=[1, 2]))
+    assert [v.name for v in study.variants] == ["a-seed1", "a-seed2", "b-seed1", "b-seed2"]
+    command = studies.fit_command(study, study.variants[1], [])
+    assert command[command.index("--seed_everything") + 1] == "2"
+
+
+def test_variant_config_files_and_their_paths(workdir):
+    (workdir / "configs").mkdir()
+    (workdir / "configs" / "other.yaml").write_text("trainer: {max_epochs: 1}\n")
+    path = write_study(workdir, {"other": {"config": "configs/other.yaml", "trainer.max_epochs": 3}})
+    assert studies.load_study(path).variants[0].args == ["--config", "configs/other.yaml", "--trainer.max_epochs", "3"]
+    with pytest.raises(ConfigError, match=r"config file configs/missing.yaml not found \(paths are relative"):
+        studies.load_study(write_study(workdir, {"x": {"config": "configs/missing.yaml"}}))
+    # A study inside a project's configs/studies/ finds configs/... from any working directory.
+    (workdir / "configs" / "studies").mkdir()
+    inside = workdir / "configs" / "studies" / "s.yaml"
+    inside.write_text("config: configs/other.yaml\nvariants: {a: null}\n")
+    (workdir / "elsewhere").mkdir()
+    os.chdir(workdir / "elsewhere")
+    assert studies.load_study(inside).configs == [str(workdir / "configs" / "other.yaml")]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"config": str(QUICKSTART), "variants": {}}, "`variants` must map variant names"),
+        ({"config": str(QUICKSTART), "variants": {"a b": None}}, "variant name 'a b' must be"),
+        ({"config": str(QUICKSTART), "variant": {"a": None}}, r"unknown key\(s\) variant"),
+        ({"variants": {"a": None}}, "variant a has no config"),
+        ({"config": str(QUICKSTART), "variants": {"a": ["--x"]}}, "variant a must be a mapping"),
+    ],
+)
+def test_bad_study_files_fail_in_one_line(workdir, spec, message):
+    path = workdir / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=message) as err:
+        studies.load_study(path)
+    assert "\n" not in str(err.value)
+
+
+def test_dry_run_lists_states_and_commands(workdir, capsys):
+    path = write_study(workdir, {"done": None, "half": None, "todo": None})
+    (workdir / "runs" / "tiny" / "done").mkdir(parents=True)
+    (workdir / "runs" / "tiny" / "done" / studies.FINISHED_FILE).write_text("{}")
+    (workdir / "runs" / "tiny" / "half" / "checkpoints").mkdir(parents=True)
+    (workdir / "runs" / "tiny" / "half" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert studies.main([str(path), "--dry-run", "--trainer.max_epochs", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Study tiny: 3 runs in runs/tiny (1 finished, 1 to resume, 1 to start)"
+    states = {line.split()[0]: line.split()[1] for line in out[1:]}
+    assert states == {"done": "finished", "half": "resume", "todo": "new"}
+    half = next(line for line in out if line.split()[0] == "half")
+    assert half.endswith("--ckpt_path last") and "--trainer.max_epochs 2" in half
+    assert not list((workdir / "runs" / "tiny" / "todo").glob("*"))  # nothing ran
+
+
+def test_finished_variant_with_other_arguments_is_skipped_with_a_note(workdir, capsys):
+    study = studies.load_study(write_study(workdir, {"a": {"trainer.max_epochs": 3}}))
+    (job,) = studies.plan(study)
+    job.run_dir.mkdir(parents=True)
+    marker = {"fit_args": studies._fit_args(job.command)}
+    (job.run_dir / studies.FINISHED_FILE).write_text(json.dumps(marker))
+    (job,) = studies.plan(study)
+    assert studies.run_jobs([job]) == {}  # nothing ran
+    assert capsys.readouterr().out.strip() == f"a: finished before, skipped ({job.run_dir})"
+    (job,) = studies.plan(study, ["--trainer.max_epochs", "5"])
+    studies.run_jobs([job])
+    assert f"note: it ran with other arguments than now, delete {job.run_dir}" in capsys.readouterr().out
+
+
+def test_export_sweep_is_a_grid_over_the_variants(workdir, capsys):
+    path = write_study(workdir, {"b": None, "a": None}, seeds=[7, 8])
+    out = workdir / "sweep.yaml"
+    assert studies.main([str(path), "--export-sweep", str(out)]) == 0
+    sweep = yaml.safe_load(out.read_text())
+    assert sweep["method"] == "grid" and sweep["project"] == "lightning-hw"
+    assert sweep["parameters"] == {"variant": {"values": ["b", "a"]}, "seed": {"values": [7, 8]}}
+    assert sweep["command"] == ["${env}", "python", "-m", "lightning_hw", "study", str(path), "${args}"]
+    # What an agent runs (`${args}` expands to --variant=a --seed=8) selects exactly one run:
+    capsys.readouterr()
+    assert studies.main([str(path), "--variant=a", "--seed=8", "--dry-run"]) == 0
+    listed = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in listed] == ["a-seed8"]
+
+
+def test_shipped_study_files_are_studies():
+    """Every study in configs/studies/ parses; those whose configs exist on this branch also plan."""
+    paths = sorted((REPO / "configs" / "studies").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"reuters_heads", "overfitting", "augmentation"}
+    heads = yaml.safe_load((REPO / "configs" / "studies" / "reuters_heads.yaml").read_text())["variants"]
+    assert sorted(v["model.init_args.head"] for v in heads.values()) == sorted(
+        ["sigmoid_bce", "softmax_ce", "sigmoid_mse", "softmax_mse", "linear_mse"]
+    )
+    from lightning_hw.nets.losses import HEADS
+
+    assert {v["model.init_args.head"] for v in heads.values()} <= set(HEADS)
+    for path in paths:
+        spec = yaml.safe_load(path.read_text())
+        assert set(spec) <= set(studies.STUDY_KEYS) and spec["variants"], path
+        try:
+            study = studies.load_study(path)  # configs/x.yaml resolves from configs/studies/ upwards
+        except ConfigError as err:  # a config another issue adds is not on this branch yet
+            assert "not found" in str(err), err
+            continue
+        assert studies.plan(study)
+
+
+# -- a real study: kill one variant, re-run, resume; then the report ---------------------------
+
+
+@pytest.fixture(scope="module")
+def resumed_study(tmp_path_factory):
+    """Run a three-variant study in which `killed` SIGKILLs itself in epoch 2, then run it again."""
+    root = tmp_path_factory.mktemp("study")
+    old_cwd, old_path = Path.cwd(), os.environ.get("PYTHONPATH")
+    os.chdir(root)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), old_path]))
+    try:
+        killer = [{"class_path": "study_helpers.KillOnce", "init_args": {"kill_at_epoch": 2}}]
+        path = write_study(
+            root,
+            {
+                "sgd": None,
+                "killed": {"trainer.callbacks": killer},
+                "adam": {"optimizer": "torch.optim.Adam", "optimizer.init_args.lr": 0.01},
+            },
+        )
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        first_out, second_out = StringIO(), StringIO()
+        with redirect_stdout(first_out):
+            first = studies.main([str(path), "--jobs", "3"])
+        study_dir = root / "runs" / "tiny"
+        before = {name: (study_dir / name / studies.FINISHED_FILE).stat().st_mtime_ns for name in ("sgd", "adam")}
+        with redirect_stdout(second_out):
+            second = studies.main([str(path)])
+        yield {
+            "dir": study_dir,
+            "codes": (first, second),
+            "outputs": (first_out.getvalue(), second_out.getvalue()),
+            "markers_before": before,
+        }
+    finally:
+        os.chdir(old_cwd)
+        if old_path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old_path
+
+
+def journal(run_dir: Path) -> list[tuple[int, int]]:
+    return [tuple(map(int, line.split())) for line in (run_dir / "journal.txt").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_variants_and_resumes_the_killed_one(resumed_study):
+    study_dir = resumed_study["dir"]
+    first_out, second_out = resumed_study["outputs"]
+    assert resumed_study["codes"] == (1, 0)
+    assert "killed: FAILED (exit -9)" in first_out  # SIGKILL, as a crash or an OOM kill would be
+
+    # Second run: the two finished variants were skipped (their markers untouched, one process each).
+    assert "sgd: finished before, skipped" in second_out and "adam: finished before, skipped" in second_out
+    assert "[1/1] killed: resuming from checkpoints/last.ckpt" in second_out
+    for name in ("sgd", "adam"):
+        assert (study_dir / name / studies.FINISHED_FILE).stat().st_mtime_ns == resumed_study["markers_before"][name]
+        assert journal(study_dir / name) == [(journal(study_dir / name)[0][0], e) for e in range(4)]
+
+    # The killed variant: process 1 ran epochs 0-2 and died in epoch 2; process 2 started at
+    # epoch 2 (restored from last.ckpt, written at the end of epoch 1), not at 0.
+    epochs = journal(study_dir / "killed")
+    pids = list(dict.fromkeys(pid for pid, _ in epochs))
+    assert len(pids) == 2
+    assert [e for p, e in epochs if p == pids[0]] == [0, 1, 2]
+    assert [e for p, e in epochs if p == pids[1]] == [2, 3]
+    log = (study_dir / "killed" / studies.LOG_FILE).read_text()
+    assert "--ckpt_path last" in log and "Restoring states from the checkpoint path at" in log
+    assert str(Path("runs/tiny/killed/checkpoints/last.ckpt")) in log
+    marker = json.loads((study_dir / "killed" / studies.FINISHED_FILE).read_text())
+    assert marker["resumed"] is True and marker["command"][-2:] == ["--ckpt_path", "last"]
+
+    # Its metrics.csv kept the epochs from before the kill and has the test of the best checkpoint.
+    curves = reports.read_metrics(study_dir / "killed" / "metrics.csv")
+    assert sorted(curves["val/acc"]) == [0, 1, 2, 3] and sorted(curves["train/loss"]) == [0, 1, 2, 3]
+    assert "test/acc" in curves
+
+
+@pytest.mark.slow
+def test_report_on_the_study(resumed_study, capsys):
+    study_dir = resumed_study["dir"]
+    assert reports.main([str(study_dir)]) == 0
+    printed = capsys.readouterr().out
+    out = study_dir / "report"
+
+    expected = {}
+    for name in ("adam", "killed", "sgd"):
+        rows = list(csv.DictReader((study_dir / name / "metrics.csv").open()))
+        val_acc = {int(r["epoch"]): float(r["val/acc"]) for r in rows if r["val/acc"]}
+        val_loss = {int(r["epoch"]): float(r["val/loss"]) for r in rows if r["val/loss"]}
+        test_acc = [float(r["test/acc"]) for r in rows if r["test/acc"]][-1]
+        expected[name] = (val_acc, val_loss, test_acc)
+
+    table = list(csv.DictReader((out / "report.csv").open()))
+    assert [row["run"] for row in table] == ["adam", "killed", "sgd"]
+    for row in table:
+        val_acc, val_loss, test_acc = expected[row["run"]]
+        assert int(row["epochs"]) == 4
+        assert float(row["val/acc"]) == val_acc[3]  # final = last epoch
+        assert float(row["best val/acc"]) == max(val_acc.values())
+        assert float(row["best val/loss"]) == min(val_loss.values())  # losses: lower is better
+        assert val_loss[int(row["best val/loss epoch"])] == min(val_loss.values())
+        assert float(row["test/acc"]) == test_acc
+        # The printed (and Markdown) table shows the same numbers.
+        line = next(line for line in printed.splitlines() if line.startswith(f"| {row['run']} |"))
+        assert f"{val_acc[3]:.4f}" in line and f"{test_acc:.4f}" in line
+    assert (out / "report.md").read_text().count("| killed |") == 1
+
+    # One PNG per metric with a curve; each figure has one line per run with that run's values.
+    from PIL import Image
+
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(f"{s}_{m}.png" for s in ("train", "val") for m in ("acc", "f1", "loss"))
+    assert Image.open(out / "val_acc.png").size == (700, 450)
+    runs, _ = reports.load_runs([study_dir])
+    lines = reports.figure(runs, "val/acc").axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["adam", "killed", "sgd"]
+    for line in lines:
+        val_acc = expected[line.get_label()][0]
+        assert list(line.get_xdata()) == [0, 1, 2, 3] and list(line.get_ydata()) == [val_acc[e] for e in range(4)]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # wandb-workspaces' pydantic v1 validators
+def test_wandb_report_is_built_with_the_same_panels(resumed_study):
+    pytest.importorskip("wandb_workspaces")
+    runs, _ = reports.load_runs([resumed_study["dir"]])
+    columns, rows = reports.table(runs)
+    table_md = reports.markdown(columns, rows)
+    metrics = reports.plotted_metrics(runs)
+    report = reports.wandb_report(runs, table_md, metrics, "Tiny study", entity="someone")  # built, not saved
+    assert report.project == "lightning-hw" and report.entity == "someone"
+    heading, table_block, grid = report.blocks
+    assert table_block.text == table_md
+    assert [panel.y for panel in grid.panels] == [[m] for m in metrics]
+    assert {panel.x for panel in grid.panels} == {"epoch"}
+    assert [runset.filters for runset in grid.runsets] == ["Metric(\"Group\") == 'tiny'"]
+
+
+def test_report_needs_runs(workdir):
+    (workdir / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no runs under empty \(no metrics.csv\)"):
+        reports.main(["empty"])
+
+
+def test_report_seed_table_averages_over_seeds(workdir):
+    for name, values in {"a-seed1": [0.5, 0.7], "a-seed2": [0.6, 0.9], "b-seed1": [0.4, 0.4]}.items():
+        run = workdir / "runs" / "s" / name
+        run.mkdir(parents=True)
+        rows = ["epoch,step,val/acc,val/loss"] + [f"{e},{e},{v},{1 - v}" for e, v in enumerate(values)]
+        (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    assert reports.main(["runs/s"]) == 0
+    by_variant = {r["variant"]: r for r in csv.DictReader((workdir / "runs" / "s" / "report" / "report-seeds.csv").open())}
+    assert float(by_variant["a"]["val/acc mean"]) == pytest.approx(0.8)
+    assert float(by_variant["a"]["val/acc sd"]) == pytest.approx(0.1414, abs=1e-4)
+    assert float(by_variant["a"]["best val/loss mean"]) == pytest.approx(0.2)
+    assert by_variant["b"]["seeds"] == "1"
+
+
+def test_study_and_report_errors_are_one_line_from_main(workdir, capsys):
+    from lightning_hw.cli import main
+
+    for argv in (["study", "nope.yaml"], ["report", "nowhere"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code in (1, 2)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ")
+
+
+@pytest.mark.slow
+def test_e8_study_on_the_reuters_fixture(workdir):
+    """The five heads of E8, two epochs each, on a Reuters file in the real reuters.npz layout."""
+    fixtures = pytest.importorskip("lightning_hw.data.fixtures", reason="the Reuters datamodule comes with the datasets issue")
+    if not (REPO / "configs" / "reuters.yaml").is_file() or not hasattr(fixtures, "write_reuters"):
+        pytest.skip("configs/reuters.yaml and its fixture come with the datasets issue")
+    root = fixtures.write_reuters(workdir / "reuters")
+    study_file = REPO / "configs" / "studies" / "reuters_heads.yaml"
+    fast = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1"]
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--run.wandb", "disabled"]
+    argv = [str(study_file), "--jobs", "2", "--trainer.max_epochs", "2", "--data.init_args.root", str(root), *fast, *quiet]
+    assert studies.main(argv) == 0
+    heads = ["linear_mse", "sigmoid_bce", "sigmoid_mse", "softmax_ce", "softmax_mse"]
+    assert sorted(p.parent.name for p in (workdir / "runs" / "reuters_heads").glob(f"*/{studies.FINISHED_FILE}")) == heads
+    for head in heads:
+        config = yaml.safe_load((workdir / "runs" / "reuters_heads" / head / "config.yaml").read_text())
+        assert config["model"]["init_args"]["head"] == head and config["trainer"]["max_epochs"] == 2
+    assert reports.main([str(workdir / "runs" / "reuters_heads")]) == 0
+    table = list(csv.DictReader((workdir / "runs" / "reuters_heads" / "report" / "report.csv").open()))
+    assert [row["run"] for row in table] == heads and all(row["epochs"] == "2" and row["test/acc"] for row in table)

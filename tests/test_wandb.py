@@ -1,0 +1,116 @@
+"""W&B logging, checked in W&B's own run files (offline mode: nothing touches the network)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import wandb_files
+from lightning_hw.callbacks.artifacts import LogBestCheckpoint
+from lightning_hw.cli import HWCLI
+
+
+def csv_values(run_dir: Path, metric: str) -> dict[int, float]:
+    rows = csv.DictReader((run_dir / "metrics.csv").open())
+    return {int(row["epoch"]): float(row[metric]) for row in rows if row.get(metric)}
+
+
+@pytest.mark.slow
+def test_two_offline_runs_hold_what_the_csv_holds(tiny_args, workdir, capsys):
+    """Two runs in one process: each its own W&B run, its val/acc equal to the CSV copy."""
+    flips = {
+        "sgd": ["--optimizer.init_args.lr", "0.05", "--run.tags", "[e1, sgd]", "--run.notes", "plain SGD"],
+        "adam": [
+            "--optimizer", "torch.optim.Adam", "--optimizer.init_args.lr", "0.003",
+            "--lr_scheduler", "torch.optim.lr_scheduler.StepLR", "--lr_scheduler.init_args.step_size", "1",
+        ],
+    }
+    run_ids = []
+    for name, extra in flips.items():
+        HWCLI(args=tiny_args("fit", "--trainer.max_epochs", "2", "--run.wandb", "offline", "--run.name", name, *extra))
+        run_dir = workdir / "runs" / "quickstart" / name
+        (wandb_file,) = wandb_files.run_files(run_dir)
+        wandb_files.wait_for_exit(wandb_file)
+
+        logged = {row["epoch"]: row["val/acc"] for row in wandb_files.history(wandb_file) if "val/acc" in row}
+        assert logged == csv_values(run_dir, "val/acc") and sorted(logged) == [0, 1]
+        test_acc = [row["test/acc"] for row in wandb_files.history(wandb_file) if "test/acc" in row]
+        assert test_acc == list(csv_values(run_dir, "test/acc").values())
+
+        config = wandb_files.config(wandb_file)  # the whole resolved config, optimizer included
+        assert config["optimizer"]["class_path"] == {"sgd": "torch.optim.SGD", "adam": "torch.optim.Adam"}[name]
+        assert config["optimizer"]["init_args"]["lr"] == {"sgd": 0.05, "adam": 0.003}[name]
+        assert config["trainer"]["max_epochs"] == 2 and config["data"]["class_path"].endswith("Digits")
+        if name == "adam":
+            assert config["lr_scheduler"]["class_path"] == "torch.optim.lr_scheduler.StepLR"
+
+        record = wandb_files.run_record(wandb_file)
+        assert (record.project, record.run_group, record.display_name, record.job_type) == (
+            "lightning-hw", "quickstart", f"quickstart/{name}", "fit",
+        )
+        if name == "sgd":
+            assert list(record.tags) == ["e1", "sgd"] and record.notes == "plain SGD"
+        assert (run_dir / "wandb-run-id").read_text() == record.run_id
+        assert wandb_files.artifacts(wandb_file) == []  # the best checkpoint is uploaded only online
+        run_ids.append(record.run_id)
+
+        sync_line = next(line for line in capsys.readouterr().out.splitlines() if "wandb sync" in line)
+        assert sync_line == f"W&B run saved offline; upload it with: wandb sync {wandb_file.parent}"
+    assert len(set(run_ids)) == 2  # one W&B run per Lightning run, never reused
+
+
+def test_wandb_failure_leaves_training_on_csv(tiny_args, workdir, monkeypatch, capsys):
+    import wandb
+
+    def refuse(**kwargs):
+        raise RuntimeError("no route to the W&B service")
+
+    monkeypatch.setattr(wandb, "init", refuse)
+    cli = HWCLI(args=tiny_args("fit", "--run.wandb", "offline", "--run.name", "r"))
+    assert [type(logger).__name__ for logger in cli.trainer.loggers] == ["ResumableCSVLogger"]
+    assert "W&B could not start (RuntimeError: no route to the W&B service); logging to CSV only." in capsys.readouterr().err
+    assert csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")
+
+
+def test_resumed_fit_keeps_the_metrics_of_the_first_session(tiny_args, workdir):
+    HWCLI(args=tiny_args("fit", "--trainer.max_epochs", "2", "--run.name", "r", "--run.test_after_fit", "false"))
+    HWCLI(args=tiny_args("fit", "--trainer.max_epochs", "3", "--run.name", "r", "--ckpt_path", "last"))
+    assert sorted(csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")) == [0, 1, 2]
+    # A fresh fit in the same directory (no checkpoint) starts its metrics afresh.
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    assert sorted(csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")) == [0]
+
+
+def test_best_checkpoint_becomes_a_model_artifact(workdir):
+    """The callback's upload, into an offline run (online it is the same call, synced at once)."""
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    best = workdir / "best-epoch003.ckpt"
+    best.write_bytes(b"checkpoint bytes")
+    run = wandb.init(project="lightning-hw", mode="offline", dir=str(workdir))
+    try:
+        trainer = SimpleNamespace(
+            is_global_zero=True,
+            loggers=[WandbLogger(experiment=run)],
+            checkpoint_callback=SimpleNamespace(
+                best_model_path=str(best), best_model_score=torch.tensor(0.25), monitor="val/loss", mode="min"
+            ),
+        )
+        LogBestCheckpoint().on_fit_end(trainer, None)  # offline: skipped
+        LogBestCheckpoint(offline_too=True).on_fit_end(trainer, None)
+    finally:
+        run.finish()
+    (wandb_file,) = sorted(workdir.glob("wandb/offline-run-*/run-*.wandb"))
+    wandb_files.wait_for_exit(wandb_file)
+    (artifact,) = wandb_files.artifacts(wandb_file)
+    assert (artifact.name, artifact.type) == (f"model-{run.id}", "model")
+    assert sorted(artifact.aliases) == ["best", "latest"]
+    assert [entry.path for entry in artifact.manifest.contents] == ["model.ckpt"]
+    metadata = json.loads(artifact.metadata)
+    assert (metadata["score"], metadata["monitor"], metadata["original_filename"]) == (0.25, "val/loss", best.name)
