@@ -59,12 +59,12 @@ class CIFAR10(ImageDataModule):
         """Batches that are not in :attr:`folder`."""
         return [name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (self.folder / name).is_file()]
 
-    def _missing_message(self, missing: list[str]) -> str:
+    def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
         url = torchvision.datasets.CIFAR10.url
-        return (
-            f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}: set "
-            f"--data.init_args.download true, or download {url} and unpack it in {self.root.absolute()}"
-        )
+        where = f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}"
+        if failure:
+            return f"{where}: download {url} and unpack it in {self.root.absolute()} (automatic download failed: {failure})"
+        return f"{where}: set --data.init_args.download true, or download {url} and unpack it in {self.root.absolute()}"
 
     def prepare_data(self) -> None:
         missing = self.missing_files()
@@ -77,8 +77,8 @@ class CIFAR10(ImageDataModule):
             download_and_extract_archive(spec.url, str(self.root), filename=spec.filename, md5=spec.tgz_md5)
         except (RuntimeError, OSError) as err:
             (self.root / spec.filename).unlink(missing_ok=True)  # a corrupt archive must not linger
-            reason = str(err).strip().splitlines()[0]
-            raise DataError(f"{self._missing_message(missing)} (download failed: {reason})") from None
+            reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
+            raise DataError(self._missing_message(missing, reason)) from None
 
     def _read(self, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []

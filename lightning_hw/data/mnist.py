@@ -70,15 +70,15 @@ class MNIST(ImageDataModule):
         try:
             torchvision.datasets.MNIST(str(self.root), train=True, download=True)
         except (RuntimeError, OSError) as err:
-            reason = str(err).strip().splitlines()[0]
-            raise DataError(f"{self._missing_message(missing)} (download failed: {reason})") from None
+            reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
+            raise DataError(self._missing_message(missing, reason)) from None
 
-    def _missing_message(self, missing: list[str]) -> str:
+    def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
         mirror = torchvision.datasets.MNIST.mirrors[0]
-        return (
-            f"MNIST files {', '.join(missing)} not found in {self.raw_folder.absolute()}: set "
-            f"--data.init_args.download true, or download the .gz files from {mirror} and put them there"
-        )
+        where = f"MNIST files {', '.join(missing)} not found in {self.raw_folder.absolute()}"
+        if failure:
+            return f"{where}: download the .gz files from {mirror} and put them there (automatic download failed: {failure})"
+        return f"{where}: set --data.init_args.download true, or download the .gz files from {mirror} and put them there"
 
     def load_splits(self) -> dict[str, Split]:
         self.prepare_data()  # a no-op when present; set-up on a node that skipped prepare_data
