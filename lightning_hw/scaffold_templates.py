@@ -229,6 +229,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 from lightning_hw import registry
@@ -241,10 +242,15 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "$module.yaml"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+def _canonical(dist: str) -> str:
+    # Packaging tools may normalise a distribution name (PEP 503): My_Plugin == my-plugin.
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
 def test_entry_points_are_installed():
-    found = {(c.kind, c.name): c.distribution for c in registry.discover() if c.obj is not None}
-    assert found.get(("task", "$task")) == "$dist", "install the plugin first: pip install -e ."
-    assert found.get(("datamodule", "$data")) == "$dist"
+    found = {(c.kind, c.name): _canonical(c.distribution) for c in registry.discover() if c.obj is not None}
+    assert found.get(("task", "$task")) == _canonical("$dist"), "install the plugin first: pip install -e ."
+    assert found.get(("datamodule", "$data")) == _canonical("$dist")
 
 
 def test_data_gives_the_sizes_the_task_needs():
