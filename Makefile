@@ -7,15 +7,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lightning-hw-installed
+# The example plugins in plugins/ install like anyone's plugin (their tests run with ours).
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
 .PHONY: setup quickstart test test-fast clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(PLUGINS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# The grep only hides this machine's noisy local-mirror warnings; pipefail keeps pip's exit code.
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@# --no-deps: a plugin's requirements are lightning-hw's own, installed just above.
+	$(if $(PLUGINS),$(PY) -m pip install --quiet -c constraints.txt --no-deps $(foreach p,$(PLUGINS),-e $(dir $(p))) 2>&1 | { grep -v "is ignored: it is neither" || true; })
 	@touch $(STAMP)
 
 quickstart: setup

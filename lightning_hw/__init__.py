@@ -2,7 +2,9 @@
 
 The names below are the plugin API: a plugin subclasses :class:`Task` or
 :class:`InMemoryDataModule` / :class:`SplitDataModule` and registers them under the
-entry-point groups ``lightning_hw.tasks`` and ``lightning_hw.datamodules``.
+entry-point groups ``lightning_hw.tasks`` and ``lightning_hw.datamodules``; its
+task builds the configured net with :func:`build_net` and reports bad input with
+:class:`DataError` / :class:`ConfigError` (see ``plugins/README.md``).
 They are imported lazily so that ``import lightning_hw`` stays cheap.
 """
 
@@ -19,6 +21,9 @@ _EXPORTS = {
     "TensorBatchLoader": "lightning_hw.data.base",
     "MLP": "lightning_hw.nets.mlp",
     "NetFactory": "lightning_hw.nets",
+    "build_net": "lightning_hw.nets",
+    "DataError": "lightning_hw.errors",
+    "ConfigError": "lightning_hw.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -124,6 +124,9 @@ class HWCLI(LightningCLI):
             kind = KEYS[key]
             if not registry.resolves(kind, name):
                 return registry.unknown_name_message(kind, name)
+            ambiguous = registry.ambiguous_name_message(kind, name)
+            if ambiguous:
+                return ambiguous
         return f"{err}\n(run with --help for the accepted options)"
 
     # -- running -------------------------------------------------------------------------------
@@ -231,30 +234,44 @@ def list_components() -> int:
         table.add_column(column)
     for comp in registry.discover():
         description = comp.description if comp.error is None else f"[red]failed to load: {comp.error}[/red]"
+        if registry.ambiguous_name_message(comp.kind, comp.name):
+            # A short name several plugins provide only resolves by its full path.
+            description = f"[yellow]name clash, use class_path: {comp.class_path}[/yellow] {description}"
         table.add_row(comp.kind, comp.name, comp.distribution, description)
     Console(width=140).print(table)
     return 0
 
 
-def _show_plugin_warnings_as_one_line() -> None:
-    """Print plugin problems as ``warning: ...`` lines, not as a file:line Python warning."""
-    original = warnings.showwarning
+def report_plugin_problems(debug: bool = False) -> None:
+    """Import every plugin now; print each broken one as one ``warning:`` line (its traceback with --debug).
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings API
-        if issubclass(category, registry.PluginLoadWarning):
-            print(f"warning: {message}", file=sys.stderr)
+    Python's own warning format would prefix a file and line of ours, which says nothing
+    about the plugin; other warnings raised while importing plugins are shown as usual.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", registry.PluginLoadWarning)
+        components = registry.discover()
+    for record in caught:
+        if issubclass(record.category, registry.PluginLoadWarning):
+            print(f"warning: {record.message}", file=sys.stderr)
         else:
-            original(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
+            warnings.showwarning(record.message, record.category, record.filename, record.lineno)
+    if debug:
+        for comp in components:
+            if comp.details:
+                print(f"--debug: traceback of plugin {comp.distribution!r}:\n{comp.details}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
-    _show_plugin_warnings_as_one_line()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    if args[:1] == ["new-plugin"]:
+        from lightning_hw.scaffold import new_plugin_main
+
+        sys.exit(new_plugin_main(args[1:], debug=debug))
+    report_plugin_problems(debug)
     if args[:1] == ["list"]:
         sys.exit(list_components())
     try:

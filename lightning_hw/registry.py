@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import traceback
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -38,7 +39,8 @@ class Component:
         target: the entry point's value, ``module:Class``.
         distribution: the installed distribution that declares it.
         obj: the loaded class, or ``None`` when loading failed.
-        error: why loading failed.
+        error: why loading failed, in one line.
+        details: the traceback of a failed import (shown by ``--debug``).
     """
 
     kind: str
@@ -47,6 +49,7 @@ class Component:
     distribution: str
     obj: type | None = None
     error: str | None = None
+    details: str | None = None
 
     @property
     def class_path(self) -> str:
@@ -68,19 +71,21 @@ def _base_class(kind: str) -> type:
 
 def _load(kind: str, ep) -> Component:
     dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+    fix = f"fix it or uninstall it (pip uninstall {dist})"
     try:
         obj = ep.load()
-    except Exception as err:  # noqa: BLE001 - any plugin error must stay contained
-        reason = f"{type(err).__name__}: {err}".strip().splitlines()[0]
+    # SystemExit too: a plugin that calls sys.exit() on import must not end the CLI.
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - any plugin error must stay contained
+        reason = (f"{type(err).__name__}: {err}".strip().splitlines() or [type(err).__name__])[0]
         warnings.warn(
-            f"plugin {dist!r}: {kind} {ep.name!r} ({ep.value}) failed to import and is skipped: {reason}",
+            f"plugin {dist!r}: {kind} {ep.name!r} ({ep.value}) failed to import and is skipped: {reason}; {fix}",
             PluginLoadWarning,
             stacklevel=3,
         )
-        return Component(kind, ep.name, ep.value, dist, None, reason)
+        return Component(kind, ep.name, ep.value, dist, None, reason, traceback.format_exc())
     if not (inspect.isclass(obj) and issubclass(obj, _base_class(kind))):
         reason = f"{ep.value} is not a {_base_class(kind).__name__} subclass"
-        warnings.warn(f"plugin {dist!r}: {kind} {ep.name!r} skipped: {reason}", PluginLoadWarning, stacklevel=3)
+        warnings.warn(f"plugin {dist!r}: {kind} {ep.name!r} skipped: {reason}; {fix}", PluginLoadWarning, stacklevel=3)
         return Component(kind, ep.name, ep.value, dist, None, reason)
     return Component(kind, ep.name, ep.value, dist, obj)
 
@@ -111,13 +116,18 @@ def _warn_about_clashes(components: tuple[Component, ...]) -> None:
         if comp.obj is not None:
             by_name.setdefault((comp.kind, comp.name), []).append(comp)
     for (kind, name), comps in by_name.items():
-        if len({c.target for c in comps}) > 1:
-            options = " or ".join(f"{c.class_path} (from {c.distribution})" for c in comps)
+        # One class registered under two entry points (a re-export) is no clash.
+        if len({id(c.obj) for c in comps}) > 1:
             warnings.warn(
-                f"{kind} {name!r} is provided by several plugins; write the full class path in your config: {options}",
+                f"{kind} {name!r} is provided by several plugins; write the full class path in your config: "
+                f"{_options(comps)}",
                 PluginLoadWarning,
                 stacklevel=3,
             )
+
+
+def _options(comps: list[Component]) -> str:
+    return " or ".join(f"{c.class_path} (from {c.distribution})" for c in comps)
 
 
 def available(kind: str) -> list[Component]:
@@ -137,6 +147,24 @@ def unknown_name_message(kind: str, name: str) -> str:
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     listing = ", ".join(names) if names else "none (is lightning-hw installed?)"
     return f"unknown {kind} {name!r}; {hint}available: {listing} (see `python -m lightning_hw list`)"
+
+
+def providers(kind: str, name: str) -> list[Component]:
+    """The loaded components registered under the short ``name`` (more than one class: a clash)."""
+    return [c for c in available(kind) if c.name == name]
+
+
+def ambiguous_name_message(kind: str, name: str) -> str | None:
+    """One line saying which full class paths to choose from, if several classes share the short ``name``.
+
+    Args:
+        kind: ``"task"`` or ``"datamodule"``.
+        name: what the user wrote.
+    """
+    comps = providers(kind, name)
+    if len({id(c.obj) for c in comps}) < 2:
+        return None
+    return f"{kind} {name!r} is ambiguous: several plugins provide it; write its full class path: {_options(comps)}"
 
 
 def resolves(kind: str, name: str) -> bool:

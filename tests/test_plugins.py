@@ -1,0 +1,294 @@
+"""Plugins end to end: the installed example plugins, broken plugins, name clashes, the new-plugin scaffold.
+
+Fake plugins are real installed distributions: a ``*.dist-info`` directory (METADATA and
+entry_points.txt) and a module, written into a temporary directory on ``sys.path``
+(or ``PYTHONPATH`` for a subprocess), which is all ``importlib.metadata`` looks at.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_hw import registry
+from lightning_hw.cli import HWCLI, main
+from lightning_hw.errors import ConfigError
+from lightning_hw.registry import PluginLoadWarning
+from lightning_hw.scaffold import new_plugin_main
+
+REPO = Path(__file__).resolve().parents[1]
+PRICE_CONFIG = REPO / "plugins" / "price-regression" / "configs" / "price_regression.yaml"
+
+
+def fake_distribution(site: Path, dist: str, modules: dict[str, str], entry_points: dict[str, dict[str, str]]) -> None:
+    """Write an installed distribution ``dist`` with ``modules`` (name -> source) into ``site``.
+
+    Args:
+        site: a directory on ``sys.path``.
+        dist: the distribution name.
+        modules: module name -> source code.
+        entry_points: group -> {name: "module:attr"}.
+    """
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    sections = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(sections))
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> Path:
+    """A directory on ``sys.path`` for fake distributions; their modules are forgotten afterwards."""
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    before = set(sys.modules)
+    yield path
+    for name in set(sys.modules) - before:
+        if getattr(sys.modules[name], "__file__", "") and str(path) in sys.modules[name].__file__:
+            del sys.modules[name]
+
+
+def _add_broken_plugin(site: Path) -> None:
+    fake_distribution(
+        site,
+        "broken-plugin",
+        {"broken_plugin": "raise RuntimeError('this plugin is broken')\n"},
+        {"lightning_hw.tasks": {"BrokenTask": "broken_plugin:BrokenTask"}},
+    )
+    importlib.invalidate_caches()
+
+
+# -- the example plugins, installed by `make` ------------------------------------------------------
+
+
+def _require_distribution(name: str) -> None:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail(f"{name} is not installed; `make test` installs plugins/* (or pip install -e plugins/...)")
+
+
+def test_list_shows_where_every_component_comes_from(capsys):
+    _require_distribution("lightning-hw-price-regression")
+    _require_distribution("lightning-hw-uci-tables")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list"])
+    assert exit_info.value.code == 0
+    rows = {line.split("│")[2].strip(): line.split("│")[3].strip() for line in capsys.readouterr().out.splitlines()
+            if line.count("│") >= 4 and line.split("│")[2].strip()}  # fmt: skip
+    assert rows["PriceRegressor"] == rows["MobilePriceCSV"] == "lightning-hw-price-regression"
+    assert rows["Wine"] == rows["BreastCancer"] == "lightning-hw-uci-tables"
+    assert rows["Classifier"] == rows["Digits"] == "lightning-hw"
+
+
+@pytest.mark.slow
+def test_installed_price_regression_runs_its_config_by_short_name(workdir):
+    _require_distribution("lightning-hw-price-regression")
+    from hw_price_regression.fixtures import write_mobile_price_csv
+
+    config = yaml.safe_load(PRICE_CONFIG.read_text())
+    assert config["model"]["class_path"] == "PriceRegressor" and config["data"]["class_path"] == "MobilePriceCSV"
+    write_mobile_price_csv(workdir / "kaggle" / "train.csv", rows=120)
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "lightning_hw", "fit", "--config", str(PRICE_CONFIG),
+            "--data.init_args.root", str(workdir / "kaggle"),
+            "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+            "--run.root", str(workdir / "runs"), "--run.name", "smoke", "--run.wandb", "disabled",
+        ],
+        capture_output=True, text=True, cwd=workdir,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/rmse" in result.stdout and "test/r2" in result.stdout
+    saved = yaml.safe_load((workdir / "runs" / "price_regression" / "smoke" / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "hw_price_regression.task.PriceRegressor"
+    assert saved["data"]["class_path"] == "hw_price_regression.data.MobilePriceCSV"
+
+
+# -- broken plugins --------------------------------------------------------------------------------
+
+
+def test_a_broken_plugin_is_one_warning_and_the_rest_loads(site):
+    _add_broken_plugin(site)
+    fake_distribution(
+        site,
+        "exiting-plugin",
+        {"exiting_plugin": "import sys\nsys.exit('bye')\n"},
+        {"lightning_hw.datamodules": {"Exiting": "exiting_plugin:Exiting"}},
+    )
+    fake_distribution(
+        site,
+        "not-a-class-plugin",
+        {"not_a_class_plugin": "def Helper():\n    pass\n"},
+        {"lightning_hw.tasks": {"Helper": "not_a_class_plugin:Helper"}},
+    )
+    importlib.invalidate_caches()
+    with pytest.warns(PluginLoadWarning) as caught:
+        components = registry.discover()
+    messages = [str(w.message) for w in caught if issubclass(w.category, PluginLoadWarning)]
+    assert len(messages) == 3
+    broken = next(m for m in messages if "'broken-plugin'" in m)
+    assert "task 'BrokenTask' (broken_plugin:BrokenTask) failed to import" in broken
+    assert "RuntimeError: this plugin is broken" in broken and "pip uninstall broken-plugin" in broken
+    assert any("'exiting-plugin'" in m and "SystemExit: bye" in m for m in messages)
+    assert any("'not-a-class-plugin'" in m and "is not a LightningModule subclass" in m for m in messages)
+    failed = {c.name: c for c in components if c.error}
+    assert set(failed) == {"BrokenTask", "Exiting", "Helper"}
+    assert "raise RuntimeError" in failed["BrokenTask"].details  # the traceback, for --debug
+    assert {"Classifier", "Digits"} <= {c.name for c in components if c.obj is not None}
+
+
+@pytest.mark.slow
+def test_a_broken_plugin_does_not_break_the_cli(site, workdir):
+    _add_broken_plugin(site)
+    env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "disabled"}
+    listing = subprocess.run([sys.executable, "-m", "lightning_hw", "list"], capture_output=True, text=True, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stderr.strip().splitlines() == [
+        "warning: plugin 'broken-plugin': task 'BrokenTask' (broken_plugin:BrokenTask) failed to import and is "
+        "skipped: RuntimeError: this plugin is broken; fix it or uninstall it (pip uninstall broken-plugin)"
+    ]
+    assert any("BrokenTask" in line and "failed to load" in line for line in listing.stdout.splitlines())
+    fit = subprocess.run(
+        [
+            sys.executable, "-m", "lightning_hw", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+            "--trainer.fast_dev_run", "true", "--run.root", str(workdir / "runs"), "--run.wandb", "disabled",
+        ],
+        capture_output=True, text=True, env=env, cwd=workdir,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert sum("broken-plugin" in line for line in fit.stderr.splitlines()) == 1
+    assert "Traceback" not in fit.stderr and "Run saved in" in fit.stdout
+
+
+# -- name clashes ----------------------------------------------------------------------------------
+
+CLASH_SOURCE = '''
+from lightning_hw.tasks.classification import Classifier
+
+
+class ClashTask(Classifier):
+    """The classifier, as packaged by {dist}."""
+'''
+
+
+def _add_clashing_plugins(site: Path) -> None:
+    for module in ("alpha_clash", "beta_clash"):
+        dist = module.replace("_", "-")
+        fake_distribution(
+            site,
+            dist,
+            {module: CLASH_SOURCE.format(dist=dist)},
+            {"lightning_hw.tasks": {"ClashTask": f"{module}:ClashTask"}},
+        )
+    importlib.invalidate_caches()
+
+
+def test_a_name_clash_is_reported_and_resolved_by_the_full_class_path(site, tiny_args, workdir, capsys):
+    _add_clashing_plugins(site)
+    with pytest.warns(PluginLoadWarning) as caught:
+        registry.discover()
+    assert [str(w.message) for w in caught] == [
+        "task 'ClashTask' is provided by several plugins; write the full class path in your config: "
+        "alpha_clash.ClashTask (from alpha-clash) or beta_clash.ClashTask (from beta-clash)"
+    ]
+    with pytest.raises(SystemExit):
+        main(["list"])
+    listing = [line for line in capsys.readouterr().out.splitlines() if "ClashTask" in line]
+    assert len(listing) == 2 and all("name clash, use class_path:" in line for line in listing)
+
+    with pytest.raises(ConfigError) as err:
+        HWCLI(args=tiny_args("fit", "--model", "ClashTask"))
+    assert str(err.value) == (
+        "task 'ClashTask' is ambiguous: several plugins provide it; write its full class path: "
+        "alpha_clash.ClashTask (from alpha-clash) or beta_clash.ClashTask (from beta-clash)"
+    )
+
+    config = yaml.safe_load(open(tiny_args()[2]))
+    config["model"]["class_path"] = "beta_clash.ClashTask"
+    path = workdir / "full_path.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = tiny_args("fit", "--trainer.fast_dev_run", "true")
+    args[2] = str(path)
+    cli = HWCLI(args=args)
+    assert type(cli.model).__module__ == "beta_clash" and cli.model.num_classes == 10
+
+
+def test_one_class_under_two_entry_points_is_no_clash(site, recwarn):
+    fake_distribution(
+        site,
+        "reexport-plugin",
+        {},
+        {"lightning_hw.tasks": {"Classifier": "lightning_hw.tasks.classification:Classifier"}},
+    )
+    importlib.invalidate_caches()
+    registry.discover()
+    assert not [w for w in recwarn if issubclass(w.category, PluginLoadWarning)]
+    assert len(registry.providers("task", "Classifier")) == 2
+    assert registry.ambiguous_name_message("task", "Classifier") is None
+
+
+# -- new-plugin ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["9lives"], "error: plugin name '9lives' is not usable: start with a letter"),
+        (["torch"], "error: a module named 'torch' is already importable, so plugin 'torch' would clash with it"),
+        (["class"], "error: plugin name 'class' gives the module name 'class', a Python keyword"),
+        (["taken", "--dir", "."], "error: taken already exists and is not empty; choose another NAME or --dir"),
+    ],
+)
+def test_new_plugin_refuses_bad_names_in_one_line(workdir, capsys, argv, expected):
+    (workdir / "taken").mkdir()
+    (workdir / "taken" / "keep.txt").write_text("mine")
+    assert new_plugin_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(expected)
+    assert (workdir / "taken" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
+    name = "hw-scaffold-selftest"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    try:  # a run that was killed halfway may have left it installed
+        importlib.metadata.distribution(name)
+        subprocess.run([*pip, "uninstall", "-y", "-q", name], check=True)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    with pytest.raises(SystemExit) as exit_info:
+        main(["new-plugin", name, "--dir", str(workdir)])
+    assert exit_info.value.code == 0
+    root = workdir / name
+    assert f"pip install -e {root}" in capsys.readouterr().out
+    pyproject = (root / "pyproject.toml").read_text()
+    assert 'HwScaffoldSelftestTask = "hw_scaffold_selftest.task:HwScaffoldSelftestTask"' in pyproject
+    assert 'HwScaffoldSelftestData = "hw_scaffold_selftest.data:HwScaffoldSelftestData"' in pyproject
+    # --no-build-isolation and --no-deps: offline and fast, with this environment's setuptools.
+    install = subprocess.run(
+        [*pip, "install", "-q", "--no-deps", "--no-build-isolation", str(root)], capture_output=True, text=True
+    )
+    try:
+        assert install.returncode == 0, install.stderr
+        # From the workdir, not the package directory: the tests must import the installed package.
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
+            capture_output=True, text=True, cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled"},
+        )  # fmt: skip
+        assert tests.returncode == 0, tests.stdout[-3000:]
+        assert "3 passed" in tests.stdout
+    finally:
+        subprocess.run([*pip, "uninstall", "-y", "-q", name], capture_output=True)
