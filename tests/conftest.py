@@ -54,10 +54,25 @@ def tiny_args(workdir):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_registry():
-    """Forget discovered plugins between tests (a test may add a fake distribution)."""
+def _fresh_registry(tmp_path_factory):
+    """Forget discovered plugins between tests, and the plugin modules a test imported.
+
+    A test may add a fake distribution whose classes share a short name with ours
+    (a clash). jsonargparse resolves short names among all *live* subclasses, so such a
+    class must be unimported (and collected) before the next test, or ``Digits`` would be
+    ambiguous for the rest of the session.
+    """
+    import gc
+    import sys
+
     from lightning_hw import registry
 
+    temp_root = str(tmp_path_factory.getbasetemp())
+    before = set(sys.modules)
     registry.discover.cache_clear()
     yield
     registry.discover.cache_clear()
+    for name in set(sys.modules) - before:
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(temp_root):
+            del sys.modules[name]
+    gc.collect()
