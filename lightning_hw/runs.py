@@ -98,7 +98,8 @@ def make_loggers(run: RunConfig, directory: Path) -> list[Logger]:
     W&B is started here rather than lazily, so that a failure to start is reported once
     and training goes on with the CSV log instead of crashing mid-run.
     """
-    loggers: list[Logger] = [CSVLogger(save_dir=directory, name="", version="")]
+    # Flushed at every log call (a few rows per epoch), so a killed run loses no rows.
+    loggers: list[Logger] = [CSVLogger(save_dir=directory, name="", version="", flush_logs_every_n_steps=1)]
     mode = wandb_mode(run.wandb)
     if mode == "disabled":
         return loggers
