@@ -18,6 +18,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
 from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
@@ -233,7 +234,13 @@ class HWCLI(LightningCLI):
             mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
             callbacks.append(checkpoint_callback(self.run_dir, monitor, mode))
         kwargs["callbacks"] = callbacks
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError, MisconfigurationException) as err:
+            if isinstance(err, UserError):
+                raise
+            # Trainer.__init__ validates its settings (accelerator, devices, precision...).
+            raise ConfigError(f"invalid trainer settings: {str(err).strip().splitlines()[0]}") from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         print(f"Run directory: {self.run_dir}")

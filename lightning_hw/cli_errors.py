@@ -163,6 +163,7 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     given = re.search(r"(?:Given value|Got value): (.*)", message)
     if path and expected:
         what = re.sub(r"Expected an? <class '(\w+)'>", r"\1", expected[-1])
+        what = re.sub(r"Expected an? typing\.Literal\[(.*)\]", r"one of \1", what)
         what = re.sub(r"\.? ?Got value: .*", "", what)
         if what and what[0].isupper():
             what = what[0].lower() + what[1:]

@@ -52,6 +52,7 @@ def write_config(workdir: Path, tiny_args, change) -> list[str]:
         (["--trainer.callbacks+=ModelChekpoint"], "error: --trainer.callbacks: no class named 'ModelChekpoint'; did you mean ModelCheckpoint"),
         (["--trainer.max_epochs", "many"], "error: --trainer.max_epochs: expected int, got many"),
         (["--frobnicate", "1"], "error: unknown option --frobnicate"),
+        (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator name"),
     ],
 )
 def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
