@@ -126,7 +126,11 @@ def run_config_of(ckpt_path: str | os.PathLike) -> Path | None:
 
 
 def describe_checkpoint(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any] | None = None) -> str:
-    """One phrase naming the model a checkpoint holds, e.g. ``a Classifier(num_classes=2, ...) with net MLP(hidden=[32])``."""
+    """One phrase naming the model a checkpoint holds.
+
+    E.g. ``a Classifier(num_classes=2, ...) with net MLP(hidden=[32])``: the task and its sizes
+    from the checkpoint's hyperparameters, the net from its run's ``config.yaml``.
+    """
     if checkpoint is None:
         try:
             checkpoint = load_checkpoint(ckpt_path)
@@ -153,9 +157,12 @@ def mismatch_message(ckpt_path: str | os.PathLike, err: BaseException, checkpoin
     """Explain a ``load_state_dict`` failure: the checkpoint was trained with another model."""
     details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
     first = details[0].rstrip(".") if details else _first_line(err)
-    first = re.sub(r"copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
-                   r"the shape in current model is torch\.Size\((\[[^\]]*\])\)", r"\1 in the checkpoint, \2 in the model",
-                   first)
+    first = re.sub(
+        r"copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+        r"the shape in current model is torch\.Size\((\[[^\]]*\])\)",
+        r"\1 in the checkpoint, \2 in the model",
+        first,
+    )
     config = run_config_of(ckpt_path)
     fix = f"run with --config {config}" if config else "use the config the checkpoint was trained with"
     return (

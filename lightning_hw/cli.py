@@ -164,7 +164,9 @@ class HWCLI(LightningCLI):
         ckpt_path = chosen.get("ckpt_path")
         check_ckpt_path(ckpt_path, subcommand, chosen.get("run"))
         if subcommand == "predict" and not ckpt_path:
-            raise ConfigError("predict needs the trained weights: add --ckpt_path runs/<group>/<name>/checkpoints/<file>.ckpt")
+            raise ConfigError(
+                "predict needs the trained weights: add --ckpt_path runs/<group>/<name>/checkpoints/<file>.ckpt"
+            )
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
         checkpoint = load_checkpoint(ckpt_path, weights_only=chosen.get("weights_only") is not False)

@@ -117,7 +117,8 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if found:
         commands = [c.strip(" '") for c in found.group(2).split(",")] + ["list", "export"]
-        return f"unknown command '{found.group(1)}'{_suggest(found.group(1), commands, 1)} commands: {', '.join(commands)}"
+        suggestion = _suggest(found.group(1), commands, 1)
+        return f"unknown command '{found.group(1)}'{suggestion} commands: {', '.join(commands)}"
 
     found = re.search(r"unrecognized arguments: (.*)", message)
     if found:

@@ -26,6 +26,7 @@ from lightning_hw.errors import ConfigError, ExportError
 CHECK_BATCH_SIZES = (1, 3, 8)
 #: the exported outputs must match PyTorch's within ``ATOL + RTOL * max|output|``
 ATOL, RTOL = 1e-4, 1e-4
+INSTALL_HINT = "export needs the onnx extra: pip install -e '.[onnx]' (onnx, onnxruntime, onnxscript)"
 
 
 def _parser():
@@ -64,7 +65,7 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
     try:
         import onnxscript  # noqa: F401 - the exporter needs it; fail here with the install hint
     except ImportError:
-        raise ConfigError("export needs the onnx extra: pip install -e '.[onnx]' (onnx, onnxruntime, onnxscript)") from None
+        raise ConfigError(INSTALL_HINT) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *input_shape)
     batch = torch.export.Dim("batch", min=1)
@@ -101,7 +102,7 @@ def check_parity(model: torch.nn.Module, input_shape: tuple[int, ...], path: Pat
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError("export needs the onnx extra: pip install -e '.[onnx]' (onnx, onnxruntime, onnxscript)") from None
+        raise ConfigError(INSTALL_HINT) from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(0)
@@ -115,7 +116,9 @@ def check_parity(model: torch.nn.Module, input_shape: tuple[int, ...], path: Pat
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ExportError(f"the exported {path} fails to run on a batch of {batch}: {err}") from None
         if got.shape != expected.shape:
-            raise ExportError(f"the exported {path} gives shape {got.shape} for a batch of {batch}, PyTorch {expected.shape}")
+            raise ExportError(
+                f"the exported {path} gives shape {got.shape} for a batch of {batch}, PyTorch {expected.shape}"
+            )
         diff = float(abs(got - expected).max()) if got.size else 0.0
         if not math.isfinite(diff) or diff > ATOL + RTOL * float(abs(expected).max()):
             raise ExportError(

@@ -49,11 +49,15 @@ def write_config(workdir: Path, tiny_args, change) -> list[str]:
     [
         (["--model.init_args.hed", "x"], "error: Classifier has no option 'hed'; did you mean head?"),
         (["--model.init_args.net.init_args.hiden", "[8]"], "error: MLP has no option 'hiden'; did you mean hidden?"),
-        (["--trainer.callbacks+=ModelChekpoint"], "error: --trainer.callbacks: no class named 'ModelChekpoint'; did you mean ModelCheckpoint"),
+        (
+            ["--trainer.callbacks+=ModelChekpoint"],
+            "error: --trainer.callbacks: no class named 'ModelChekpoint'; did you mean ModelCheckpoint",
+        ),
         (["--trainer.max_epochs", "many"], "error: --trainer.max_epochs: expected int, got many"),
         (["--frobnicate", "1"], "error: unknown option --frobnicate"),
-        (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator name"),
+        (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator"),
     ],
+    ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting"],
 )
 def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
     code, line = error_of(tiny_args("fit", *extra), capsys)
@@ -64,7 +68,9 @@ def test_unknown_key_in_config_file_suggests_the_option(tiny_args, workdir, caps
     args = write_config(workdir, tiny_args, lambda c: c["trainer"].update(max_epoch=3))
     code, line = error_of(args, capsys)
     assert code == 2
-    assert line.startswith("error: unknown option 'trainer.max_epoch' (in a config file?); did you mean trainer.max_epochs")
+    assert line.startswith(
+        "error: unknown option 'trainer.max_epoch' (in a config file?); did you mean trainer.max_epochs"
+    )
 
 
 def test_unknown_subcommand_suggests_the_closest(tiny_args, capsys):
@@ -99,7 +105,7 @@ POINTS = "x1,x2,label\n" + "".join(f"{i * 0.1},{-i * 0.2},{i % 2}\n" for i in ra
         (None, "error: points CSV not found: "),
         (POINTS[: POINTS.index("\n", 100) + 4], "is damaged: line 8 has 1 field, the header has 3; download it again"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not a text CSV file"),
-        (POINTS.replace("label", "target"), "lacks the column(s) label (it has: x1, x2, target); is it the right file?"),
+        (POINTS.replace("label", "target"), "lacks the column(s) label (it has: x1, x2, target); is it the right"),
     ],
     ids=["missing", "truncated", "binary", "wrong-columns"],
 )
@@ -138,14 +144,16 @@ def test_unreadable_image_fails_by_default_and_is_counted_when_skipped(tiny_args
     for i in range(3):
         Image.new("L", (8, 8), color=40 * i).save(folder / f"img{i}.png")
     (folder / "broken.png").write_bytes(b"<html>not an image</html>")
-    args = tiny_args("predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--predict_from", str(folder))
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    args = tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(folder))
     code, line = error_of(args, capsys)
     assert code == 1
     assert line.startswith(f"error: cannot read image {folder / 'broken.png'}: cannot identify image file")
 
     from lightning_hw.data.image_files import UnreadableImagesWarning
 
-    with pytest.warns(UnreadableImagesWarning, match=r"skipped 1 unreadable image file\(s\) of 4 \(first: .*broken.png"):
+    skipped = r"skipped 1 unreadable image file\(s\) of 4 \(first: .*broken.png"
+    with pytest.warns(UnreadableImagesWarning, match=skipped):
         main(args + ["--on_unreadable", "skip"])
     rows = (trained_run / "predictions-images.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["id", "img0.png", "img1.png", "img2.png"]
@@ -171,6 +179,7 @@ def test_checkpoint_of_a_different_model(tiny_args, trained_run, capsys):
         ("last", "error: --ckpt_path last continues a named run in its own directory: add --run.name NAME"),
         ("nothere.ckpt", "error: checkpoint not found: nothere.ckpt"),
     ],
+    ids=["last-without-run-name", "missing-file"],
 )
 def test_ckpt_path_that_cannot_work(tiny_args, capsys, ckpt, expected):
     code, line = error_of(tiny_args("fit", "--ckpt_path", ckpt), capsys)

