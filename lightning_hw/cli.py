@@ -20,11 +20,23 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
+from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
+from lightning_hw.callbacks.resume import ResumeState
+from lightning_hw.checkpoints import (
+    SafeCheckpointIO,
+    check_ckpt_path,
+    describe_checkpoint,
+    load_checkpoint,
+    mismatch_message,
+)
+from lightning_hw.cli_errors import check_config_files, explain
 from lightning_hw.cli_names import KEYS, requested_class_names
-from lightning_hw.errors import ConfigError, UserError
+from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers, run_directory
 
 # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
@@ -33,7 +45,8 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 DESCRIPTION = (
     "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
     "predict (LightningCLI), list (registered tasks and datamodules), study (variants of a config, "
-    "each in its own process) and report (compare runs). Add --debug for tracebacks."
+    "each in its own process), report (compare runs), export (a checkpoint to ONNX) and new-plugin "
+    "(scaffold a plugin package). Add --debug for tracebacks."
 )
 
 # Subcommands that are not LightningCLI's: name -> module with `main(argv) -> exit code`.
@@ -50,6 +63,12 @@ def _import_class(class_path: str) -> type | None:
 
 class SaveRunConfig(SaveConfigCallback):
     """Writes ``config.yaml`` into the run directory and puts the full config into the W&B run."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            # validate/test/predict on a checkpoint write into its run: keep the training config.
+            self.config_filename = f"config-{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
@@ -82,6 +101,18 @@ class HWCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunConfig, "run")
 
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        """Safe checkpoint loading by default, and the ``predict`` options for new inputs."""
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if not add_subcommands:
+            return
+        for sub_parser in self._subcommand_parsers.values():
+            # Trainer.fit/validate/test/predict(weights_only=None) would leave it to torch's default.
+            sub_parser.set_defaults(weights_only=True)
+        from lightning_hw.predict import add_predict_arguments
+
+        add_predict_arguments(self._subcommand_parsers["predict"])
+
     # -- parsing -------------------------------------------------------------------------------
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -95,6 +126,7 @@ class HWCLI(LightningCLI):
             self.config = parser.parse_object(args)
             return
         args = list(sys.argv[1:] if args is None else args)
+        check_config_files(args)
         try:
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
             if self._add_data_links(first):
@@ -118,8 +150,7 @@ class HWCLI(LightningCLI):
             sub_parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         return bool(names)
 
-    @staticmethod
-    def _explain(err: ArgumentError, args: list[str]) -> str:
+    def _explain(self, err: ArgumentError, args: list[str]) -> str:
         for key, name in requested_class_names(args).items():
             kind = KEYS[key]
             if not registry.resolves(kind, name):
@@ -127,24 +158,55 @@ class HWCLI(LightningCLI):
             ambiguous = registry.ambiguous_name_message(kind, name)
             if ambiguous:
                 return ambiguous
-        return f"{err}\n(run with --help for the accepted options)"
+        subcommand = next((a for a in args if a in self._subcommand_parsers), None)
+        return explain(str(err), subcommand, self._subcommand_parsers.get(subcommand, self.parser))
+
+    def _parse_ckpt_path(self) -> None:
+        """Read the checkpoint's hyperparameters into the config, safely.
+
+        LightningCLI's own version always loads with ``weights_only=True`` (so ``--weights_only
+        false`` could never take effect) and fails with a traceback; this one loads once with
+        the user's choice and explains every failure in one line.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        chosen = self.config[subcommand]
+        ckpt_path = chosen.get("ckpt_path")
+        check_ckpt_path(ckpt_path, subcommand, chosen.get("run"))
+        if subcommand == "predict" and not ckpt_path:
+            raise ConfigError(
+                "predict needs the trained weights: add --ckpt_path runs/<group>/<name>/checkpoints/<file>.ckpt"
+            )
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        checkpoint = load_checkpoint(ckpt_path, weights_only=chosen.get("weights_only") is not False)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except (ArgumentError, SystemExit) as err:
+            raise ConfigError(
+                f"checkpoint {ckpt_path} holds {describe_checkpoint(ckpt_path, checkpoint)}, which this config "
+                f"cannot build ({str(err).strip().splitlines()[0] if str(err).strip() else err}); "
+                "use the config it was trained with"
+            ) from None
 
     # -- running -------------------------------------------------------------------------------
 
     def instantiate_classes(self) -> None:
-        """Instantiate; a user error raised in a class's ``__init__`` (a missing dataset) stays itself.
-
-        jsonargparse wraps such errors in a long "does not validate against any of the
-        Union subtypes" report; the user error it chains is the one line worth showing.
-        """
+        """As LightningCLI, but a bad-input error raised in a class's ``__init__`` stays one line."""
         try:
             super().instantiate_classes()
-        except ValueError as err:
-            cause = _user_error_in(err)
-            if cause is None:
+        except Exception as err:
+            user_error = user_error_in(err)
+            if user_error is None or user_error is err:
                 raise
-            raise cause from None
-
+            raise user_error from err
 
     def before_instantiate_classes(self) -> None:
         """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
@@ -169,22 +231,56 @@ class HWCLI(LightningCLI):
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if any(isinstance(logger, WandbLogger) for logger in self.loggers):
             callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
+        # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
+        for extra in (ResumeState(self.run_dir), NonFiniteLossGuard(), LabelRangeCheck()):
+            if not any(isinstance(c, type(extra)) for c in callbacks):
+                callbacks.append(extra)
+        plugins = trainer_cfg.get("plugins")
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(SafeCheckpointIO())  # atomic saves, weights-only loads
+        kwargs["plugins"] = plugins
+        if self.subcommand == "predict":
+            from lightning_hw.predict import writer_for
+
+            callbacks.append(writer_for(self.run_dir, chosen))
         wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False
         if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
             callbacks.append(checkpoint_callback(self.run_dir, monitor, mode))
         kwargs["callbacks"] = callbacks
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError, MisconfigurationException) as err:
+            if isinstance(err, UserError):
+                raise
+            # Trainer.__init__ validates its settings (accelerator, devices, precision...).
+            raise ConfigError(f"invalid trainer settings: {str(err).strip().splitlines()[0]}") from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         print(f"Run directory: {self.run_dir}")
         try:
             super()._run_subcommand(subcommand)
+        except RuntimeError as err:
+            if "Error(s) in loading state_dict" not in str(err):
+                raise
+            ckpt_path = self.trainer.ckpt_path or self._get(self.config_init, "ckpt_path")
+            raise ConfigError(mismatch_message(ckpt_path, err)) from err
         finally:
             finish_loggers(self.loggers)
         # Last, after W&B's own summary, so the run's location is the final line a user sees.
         print(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
+
+    def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
+        """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
+        from lightning_hw.predict import loader_from
+
+        chosen = self.config_init.predict
+        if not chosen.get("predict_from"):
+            return self.trainer.predict(model, datamodule=datamodule, **kwargs)
+        loader = loader_from(chosen.predict_from, datamodule, model, chosen.get("on_unreadable", "fail"), self.trainer)
+        return self.trainer.predict(model, dataloaders=loader, **kwargs)
 
     def after_fit(self) -> None:
         """Test the best checkpoint (unless ``run.test_after_fit`` is false) and print the result."""
@@ -196,18 +292,6 @@ class HWCLI(LightningCLI):
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             print(f"Test ({source}): {summary}")
-
-
-def _user_error_in(err: BaseException) -> UserError | None:
-    """The first :class:`UserError` in an exception's chain of causes, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, UserError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _mode_for(monitor: str) -> str:
@@ -277,6 +361,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args and args[0] in OWN_SUBCOMMANDS:
             sys.exit(importlib.import_module(OWN_SUBCOMMANDS[args[0]]).main(args[1:]))
+        if args[:1] == ["export"]:
+            from lightning_hw.export import export_main
+
+            sys.exit(export_main(args[1:]))
         HWCLI(args=args)
     except UserError as err:
         if debug:

@@ -15,3 +15,28 @@ class DataError(UserError, ValueError):
     """A dataset file that is missing, corrupt or inconsistent."""
 
     exit_code = 1
+
+
+class TrainingError(UserError):
+    """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
+
+    exit_code = 1
+
+
+def user_error_in(err: BaseException) -> UserError | None:
+    """The :class:`UserError` behind ``err``, if a library wrapped one (jsonargparse re-raises
+    errors from ``__init__`` as ``ValueError``s carrying the original as their cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class ExportError(UserError):
+    """An exported model does not reproduce the PyTorch model's outputs."""
+
+    exit_code = 1

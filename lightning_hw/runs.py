@@ -114,7 +114,14 @@ def make_loggers(
             of ``metrics.csv`` and continue the same W&B run. Otherwise a run that reuses a
             directory starts both afresh.
     """
-    loggers: list[Logger] = [ResumableCSVLogger(save_dir=directory, name="", version="", keep_previous=resume)]
+    # A resumed `fit` gets back exactly the rows logged before its checkpoint from ResumeState
+    # (Lightning's writer deletes the file first); validate/test/predict in an existing run
+    # directory append to the training rows. Flushed at every log call (a few rows per
+    # epoch), so a killed run loses no rows.
+    keep_csv = resume and job_type != "fit"
+    loggers: list[Logger] = [
+        ResumableCSVLogger(save_dir=directory, name="", version="", keep_previous=keep_csv, flush_logs_every_n_steps=1)
+    ]
     mode = wandb_mode(run.wandb)
     if mode == "disabled":
         return loggers

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Shared fixtures of the reliability tests (trained_run) and their test-only plugins.
+pytest_plugins = ("reliability_helpers",)
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 

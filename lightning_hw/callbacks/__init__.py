@@ -1,1 +1,1 @@
-"""Lightning callbacks: fine-tuning schedules, the frozen-feature cache, plots."""
+"""Lightning callbacks: fine-tuning, the frozen-feature cache, plots, resume and guards the CLI adds to runs."""

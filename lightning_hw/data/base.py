@@ -152,6 +152,14 @@ class TensorBatchLoader:
         self.generator.set_state(state["generator"])
         self._skip = int(state["skip"])
 
+    def finish_epoch(self) -> None:
+        """Declare the epoch over although not every batch was drawn (``limit_train_batches``).
+
+        Lightning stops drawing at its limit, so the loader cannot see that epoch end by itself;
+        a checkpoint saved afterwards must resume with the next epoch's order, not inside this one.
+        """
+        self._epoch_start_state = None
+
 
 class SplitDataModule(LightningDataModule):
     """Base of lightning-hw datamodules: batch size, seeded split fractions, sizes for the task.

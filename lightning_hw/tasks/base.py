@@ -55,6 +55,16 @@ class Task(LightningModule):
             sync_dist=stage != "train",
         )
 
+    def prediction_columns(self, outputs: dict[str, torch.Tensor]) -> dict[str, list]:
+        """CSV columns for one batch of ``predict_step`` outputs (``python -m lightning_hw predict``).
+
+        The default names each output ``name`` (one value per sample) or ``name_i`` (several);
+        tasks override it to write class names, coordinates in pixels, etc.
+        """
+        from lightning_hw.predict import generic_columns
+
+        return generic_columns(outputs)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, used only when the config has no ``optimizer:`` section."""
         return torch.optim.Adam(self.parameters(), lr=self.lr if self.lr is not None else 1e-3)

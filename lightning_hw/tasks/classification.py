@@ -86,3 +86,17 @@ class Classifier(Task):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         outputs = self(x)
         return {"scores": self.head.scores(outputs), "preds": self.head.predict(outputs)}
+
+    def prediction_columns(self, outputs: dict[str, torch.Tensor]) -> dict[str, list]:
+        """``predicted`` (class name), ``predicted_index`` and one ``prob_<class>`` column per class.
+
+        With the ``linear_mse`` head the outputs are not probabilities; the columns are then
+        called ``score_<class>``.
+        """
+        preds = outputs["preds"].detach().cpu().tolist()
+        scores = outputs["scores"].detach().float().cpu()
+        prefix = "score_" if self.head.name == "linear_mse" else "prob_"
+        columns: dict[str, list] = {"predicted": [self.class_names[i] for i in preds], "predicted_index": preds}
+        for k, name in enumerate(self.class_names):
+            columns[f"{prefix}{name}"] = scores[:, k].tolist()
+        return columns

@@ -1,0 +1,78 @@
+"""Checks that stop a run early with one clear line instead of a crash or silent garbage."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_hw.errors import DataError, TrainingError
+
+
+def last_checkpoint(trainer: Trainer) -> str | None:
+    """The newest checkpoint any ModelCheckpoint of this run has written, if one exists."""
+    paths = []
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            paths += [p for p in (callback.last_model_path, callback.best_model_path) if p and os.path.isfile(p)]
+    return max(paths, key=os.path.getmtime, default=None)
+
+
+class NonFiniteLossGuard(Callback):
+    """Stop at the first NaN or Inf training loss, before it reaches the weights or a checkpoint.
+
+    Lightning's ``EarlyStopping(check_finite=True)`` notices only at validation time, after
+    the weights (and possibly ``last.ckpt``) are already NaN. This check runs before the
+    backward pass of every step, so the last checkpoint on disk stays the last good one.
+    It costs one device-to-host sync per step.
+    """
+
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        value = float(loss.detach().float().reshape(-1)[0]) if loss.numel() else math.nan
+        checkpoint = last_checkpoint(trainer)
+        kept = (
+            f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been saved yet"
+        )
+        raise TrainingError(
+            f"the training loss became {value} at step {trainer.global_step + 1} (epoch {trainer.current_epoch}, "
+            f"batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped before the update, {kept}; "
+            "lower the learning rate, or check the data for NaN/Inf values (--trainer.detect_anomaly true "
+            "names the operation)"
+        )
+
+
+class LabelRangeCheck(Callback):
+    """Before anything runs, check that every class label of in-memory data is in ``0..num_classes-1``.
+
+    An out-of-range label otherwise surfaces as an index error deep inside the loss (or as a
+    device-side assert on a GPU). Datamodules that keep their splits as tensors
+    (``InMemoryDataModule.data``) are checked in full; tasks without ``num_classes`` and
+    float targets (landmarks, regression) are left alone.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        num_classes = getattr(pl_module, "num_classes", None)
+        datamodule = trainer.datamodule
+        data = getattr(datamodule, "data", None)
+        if not isinstance(num_classes, int) or not isinstance(data, dict):
+            return
+        for split, tensors in data.items():
+            if not isinstance(tensors, (tuple, list)) or len(tensors) < 2:
+                continue
+            labels = tensors[1]
+            if not isinstance(labels, torch.Tensor) or labels.numel() == 0:
+                continue
+            if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+                continue
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= num_classes:
+                raise DataError(
+                    f"the labels of the {split} split of {type(datamodule).__name__} run from {low} to {high}, "
+                    f"but the task has num_classes={num_classes} (labels must be 0..{num_classes - 1}); "
+                    "fix the dataset's labels or its class names, or set --model.init_args.num_classes"
+                )

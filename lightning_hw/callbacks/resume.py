@@ -1,0 +1,214 @@
+"""Exact resumption: a run killed mid-epoch and resumed ends where the uninterrupted run ends.
+
+Lightning restores weights, optimizer, loop counters and (mid-epoch) stateful train
+loaders. What it does not restore, which this callback saves in the checkpoint and puts back:
+
+1. The global random state (torch, numpy, Python): dropout and augmentation draw from it.
+2. The half-accumulated epoch metrics: ``self.log(..., on_epoch=True)`` sums and torchmetrics
+   states of the interrupted epoch. Without them the resumed epoch's ``train/acc`` would
+   cover only the batches after the restart.
+3. The end of an epoch cut short by ``limit_train_batches``: the loader never sees its
+   iterator run out, so it is told (:meth:`TensorBatchLoader.finish_epoch`) before the
+   epoch's checkpoint is written.
+4. The train loader's state after an end-of-epoch checkpoint, which Lightning skips.
+5. ``metrics.csv``: Lightning's CSV logger deletes an existing file when it starts, and
+   flushes only every 100 steps. The rows logged before the checkpoint are kept; the rows
+   the resumed run will log again are dropped.
+6. Nothing is restored when the run starts fresh (no checkpoint), so the callback is
+   harmless in every run and the CLI adds it to all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from torchmetrics import Metric
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random state as plain tensors and numbers (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, state, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(state), "gauss": gauss},
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _epoch_results(trainer: Trainer):
+    # Lightning keeps the running sums of `self.log(..., on_epoch=True)` here and does not
+    # checkpoint them; there is no public accessor.
+    return trainer.fit_loop.epoch_loop._results
+
+
+def _train_loaders(trainer: Trainer) -> list[Any]:
+    loaders = trainer.train_dataloader
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+class ResumeState(Callback):
+    """Save and restore what Lightning leaves out of a checkpoint, so a resumed run is exact.
+
+    Args:
+        log_dir: the directory of the run's ``metrics.csv``. Its rows are read here, when the
+            callback is made: Lightning's CSV logger deletes the file as soon as ``fit``
+            starts, before any callback hook runs. ``None``: the CSV is not carried over.
+    """
+
+    def __init__(self, log_dir: str | Path | None = None) -> None:
+        self._trainer: Trainer | None = None
+        self._loaded: dict[str, Any] = {}
+        self._old_csv_rows: dict[str, list[dict[str, str]]] = {}
+        path = Path(log_dir) / "metrics.csv" if log_dir is not None else None
+        if path is not None and path.is_file():
+            with path.open(newline="") as f:
+                self._old_csv_rows[str(path.resolve())] = list(csv.DictReader(f))
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self._loaded.get("results"):
+            self._merge_results(trainer, self._loaded.pop("results"))
+        if batch_idx + 1 >= trainer.num_training_batches:
+            # Runs before ModelCheckpoint (Lightning orders checkpoint callbacks last).
+            for loader in _train_loaders(trainer):
+                if hasattr(loader, "finish_epoch"):
+                    loader.finish_epoch()
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Everything logged so far reaches the disk before the checkpoint does.
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.save()
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        state: dict[str, Any] = {"rng": rng_state()}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        if 0 < progress.ready < trainer.num_training_batches:  # the resumed run continues this epoch
+            state["metrics"] = {
+                name: {"update_count": m.update_count, "state": {k: _detach(v) for k, v in m.metric_state.items()}}
+                for name, m in trainer.lightning_module.named_modules()
+                if isinstance(m, Metric) and m.update_count > 0
+            }
+            state["results"] = {
+                key: {"value": item.value.detach().cpu(), "count": _detach(getattr(item, "cumulated_batch_size", None))}
+                for key, item in _epoch_results(trainer).items()
+                if item.is_tensor and item.meta.on_epoch and not item.has_reset
+            }
+        return state
+
+    # -- restoring -----------------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = dict(state_dict)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore_csv(trainer)
+        # Lightning loads the train loaders' states only when it resumes inside an epoch
+        # (FitLoop.restarting is False after an end-of-epoch checkpoint), so after an
+        # end-of-epoch checkpoint the shuffle order would start over. The loaders have not
+        # drawn a batch yet, so loading the state here is still in time.
+        fit_loop = trainer.fit_loop
+        pending = getattr(fit_loop, "_combined_loader_states_to_load", None)
+        if pending and fit_loop._combined_loader is not None:
+            fit_loop._combined_loader._load_state_dicts(pending)
+            fit_loop._combined_loader_states_to_load = []
+        # Only now: the sanity check and data set-up between the restore and this hook may draw
+        # random numbers that the uninterrupted run did not draw at this point.
+        if "rng" in self._loaded:
+            set_rng_state(self._loaded.pop("rng"))
+        for name, saved in self._loaded.pop("metrics", {}).items():
+            metric = pl_module.get_submodule(name)
+            for key, value in saved["state"].items():
+                setattr(metric, key, _to(value, pl_module.device))
+            metric._update_count = saved["update_count"]  # torchmetrics has no setter for it
+            metric._computed = None
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Resuming a run that had already finished skips training (and on_train_start).
+        self._restore_csv(trainer)
+
+    def _merge_results(self, trainer: Trainer, saved: dict[str, Any]) -> None:
+        """Add the interrupted epoch's running sums to those of the first resumed batch.
+
+        The entries exist only once the task has logged in this process, hence after the
+        first batch; addition commutes exactly, so the epoch means match to the bit.
+        """
+        results = _epoch_results(trainer)
+        for key, old in saved.items():
+            item = results.get(key)
+            if item is None:
+                continue
+            value = old["value"].to(item.value.device)
+            if item.meta.is_mean_reduction:
+                item.value = item.value + value
+                item.cumulated_batch_size = item.cumulated_batch_size + old["count"].to(item.value.device)
+            elif item.meta.is_sum_reduction:
+                item.value = item.value + value
+            else:  # max or min
+                item.value = item.meta.reduce_fx(item.value, value)
+
+    def _restore_csv(self, trainer: Trainer) -> None:
+        """Put back the rows logged before the checkpoint (the CSV logger has deleted the file).
+
+        Rows are logged with ``step`` = the number of batches that stepped before them; the
+        resumed run logs every row from its restored step on again, so older rows are kept.
+        """
+        if not trainer.ckpt_path:
+            return
+        first_new_step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        for logger in trainer.loggers:
+            if not isinstance(logger, CSVLogger):
+                continue
+            rows = self._old_csv_rows.pop(str((Path(logger.log_dir) / "metrics.csv").resolve()), None)
+            if not rows:
+                continue
+            kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < first_new_step]
+            logger.experiment.metrics[:0] = kept
+            logger.save()
+
+
+def _detach(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, list):
+        return [_detach(v) for v in value]
+    return value
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    return value

@@ -1,0 +1,272 @@
+"""Checkpoints written atomically and read safely, and which model a checkpoint belongs to.
+
+Safety: ``torch.load`` unpickles, and a pickle can name any Python callable (a
+``__reduce__`` returning ``os.system``). Every checkpoint and weight file is therefore
+read with ``weights_only=True`` (tensors, numbers, strings and containers only); a file
+that needs more is refused with one line, and is loaded only when the user says
+``--weights_only false`` for a file they trust.
+
+Atomicity: Lightning's own save writes a temporary file in the system temp directory and
+moves it into place; across file systems that move is a copy, so a crash mid-copy leaves a
+truncated ``last.ckpt``. :class:`SafeCheckpointIO` writes the temporary file next to the
+target, syncs it, and renames it over the target (atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lightning_hw.errors import ConfigError
+
+#: the flag that allows an unsafe (code-executing) load, as the user types it
+UNSAFE_FLAG = "--weights_only false"
+
+
+def refusal_message(path: str | os.PathLike, err: Exception) -> str:
+    """Why a weights-only load of ``path`` was refused, and what to do."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"refused to load {path}: it holds Python objects{what} beyond tensors and plain values, and "
+        f"unpickling them could run code; if you trust where the file came from, add {UNSAFE_FLAG}"
+    )
+
+
+def load_checkpoint(path: str | os.PathLike, weights_only: bool = True, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint or weight file, safely unless told otherwise.
+
+    Args:
+        path: the ``.ckpt``/``.pt``/``.pth`` file.
+        weights_only: refuse anything but tensors and plain values (the default). ``False``
+            unpickles arbitrary objects: only for files from a trusted source.
+        map_location: where tensors go (default: CPU).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, or refused as unsafe.
+    """
+    if not Path(path).is_file():
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if weights_only:
+            raise ConfigError(refusal_message(path, err)) from err
+        raise ConfigError(f"cannot read checkpoint {path}: {_first_line(err)}") from err
+    except Exception as err:  # noqa: BLE001 - torch reports a damaged zip as OSError, KeyError, RuntimeError...
+        raise ConfigError(
+            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
+            f"({type(err).__name__}: {_first_line(err)})"
+        ) from err
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with atomic saves and weights-only loads by default."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)  # remote: fsspec transactions
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_directory(target.parent)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
+        location = map_location if map_location is not None else (lambda storage, loc: storage)
+        return load_checkpoint(path, weights_only=weights_only is not False, map_location=location)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# -- which model a checkpoint belongs to ---------------------------------------------------------
+
+
+def run_config_of(ckpt_path: str | os.PathLike) -> Path | None:
+    """The ``config.yaml`` of the run a checkpoint was saved in (``<run>/checkpoints/x.ckpt``)."""
+    candidate = Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def describe_checkpoint(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any] | None = None) -> str:
+    """One phrase naming the model a checkpoint holds.
+
+    E.g. ``a Classifier(num_classes=2, ...) with net MLP(hidden=[32])``: the task and its sizes
+    from the checkpoint's hyperparameters, the net from its run's ``config.yaml``.
+    """
+    if checkpoint is None:
+        try:
+            checkpoint = load_checkpoint(ckpt_path)
+        except ConfigError:
+            checkpoint = {}
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    task = str(hparams.get("_class_path") or "a model").rsplit(".", 1)[-1]
+    shown = {k: v for k, v in hparams.items() if not k.startswith("_") and k not in ("class_names", "lr")}
+    text = f"a {task}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+    config = run_config_of(ckpt_path)
+    if config is not None:
+        try:
+            model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
+            net = (model.get("init_args") or {}).get("net")
+        except (OSError, yaml.YAMLError, AttributeError):
+            net = None
+        if isinstance(net, dict) and net.get("class_path"):
+            args = ", ".join(f"{k}={v!r}" for k, v in (net.get("init_args") or {}).items())
+            text += f" with net {net['class_path'].rsplit('.', 1)[-1]}({args})"
+    return text
+
+
+def mismatch_message(ckpt_path: str | os.PathLike, err: BaseException, checkpoint: dict[str, Any] | None = None) -> str:
+    """Explain a ``load_state_dict`` failure: the checkpoint was trained with another model."""
+    details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+    first = details[0].rstrip(".") if details else _first_line(err)
+    first = re.sub(
+        r"copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+        r"the shape in current model is torch\.Size\((\[[^\]]*\])\)",
+        r"\1 in the checkpoint, \2 in the model",
+        first,
+    )
+    config = run_config_of(ckpt_path)
+    fix = f"run with --config {config}" if config else "use the config the checkpoint was trained with"
+    return (
+        f"checkpoint {ckpt_path} does not fit the configured model: it holds "
+        f"{describe_checkpoint(ckpt_path, checkpoint)} ({first}); {fix}"
+    )
+
+
+def check_ckpt_path(ckpt_path: str | None, subcommand: str, run: Any = None) -> None:
+    """Fail early, in one line, on a ``--ckpt_path`` that cannot work.
+
+    Args:
+        ckpt_path: the value given (a file, ``last`` or ``best``), or ``None``.
+        subcommand: ``fit``, ``validate``, ``test`` or ``predict``.
+        run: the ``run:`` settings (a ``RunConfig`` or namespace with ``name``, ``root``, ``group``).
+    """
+    if not ckpt_path or ckpt_path in ("hpc",) or str(ckpt_path).startswith("registry:"):
+        return
+    name = getattr(run, "name", None)
+    if ckpt_path == "last":
+        if name is None:
+            raise ConfigError(
+                "--ckpt_path last continues a named run in its own directory: add --run.name NAME "
+                "(the name of the run to continue, as in runs/<group>/NAME)"
+            )
+        return
+    if ckpt_path == "best":
+        raise ConfigError(
+            "--ckpt_path best only means something right after fit in the same command; give the file, "
+            "e.g. runs/<group>/<name>/checkpoints/best-epoch012.ckpt"
+            + (" (to continue a run use --ckpt_path last)" if subcommand == "fit" else "")
+        )
+    path = Path(ckpt_path)
+    if path.is_file():
+        return
+    folder = path.parent
+    present = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    there = f" ({folder} has: {', '.join(present)})" if present else ""
+    raise ConfigError(f"checkpoint not found: {ckpt_path}{there}")
+
+
+def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_path: str | os.PathLike | None = None):
+    """Rebuild the task a checkpoint was trained as, with its trained weights, without the dataset.
+
+    The checkpoint's hyperparameters give the task class and its data-dependent sizes; the
+    net (a factory, not stored in the hyperparameters) comes from the run's ``config.yaml``
+    or ``config_path``.
+
+    Args:
+        ckpt_path: the checkpoint file (for messages and to find its run's config).
+        checkpoint: its loaded contents (see :func:`load_checkpoint`).
+        config_path: the config it was trained with; default: ``<run>/config.yaml``.
+
+    Raises:
+        ConfigError: no config found, or the config and checkpoint do not describe one model.
+    """
+    from jsonargparse import ArgumentError, ArgumentParser
+    from lightning.pytorch import LightningModule
+
+    from lightning_hw import registry
+    from lightning_hw.errors import user_error_in
+
+    config_file = Path(config_path) if config_path else run_config_of(ckpt_path)
+    if config_file is None or not config_file.is_file():
+        raise ConfigError(
+            f"cannot tell which net {ckpt_path} holds: no config.yaml next to its run; "
+            "pass --config with the config it was trained with"
+        )
+    try:
+        config = yaml.safe_load(config_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config {config_file}: {_first_line(err)}") from None
+    model_config = config.get("model") or {}
+    if isinstance(model_config, str):
+        model_config = {"class_path": model_config}
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None) or model_config.get("class_path")
+    if not class_path:
+        raise ConfigError(f"{ckpt_path} does not say which task it holds and {config_file} names no model")
+    configured = model_config.get("class_path")
+    if configured and configured.rsplit(".", 1)[-1] != class_path.rsplit(".", 1)[-1]:
+        raise ConfigError(
+            f"{ckpt_path} holds a {class_path.rsplit('.', 1)[-1]} but {config_file} configures a "
+            f"{configured.rsplit('.', 1)[-1]}; pass --config with the config it was trained with"
+        )
+    init_args = dict(model_config.get("init_args") or {})
+    init_args.update({k: v for k, v in hparams.items() if not k.startswith("_")})
+    registry.discover()  # short class names in configs resolve only once plugins are imported
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LightningModule, "model", required=True)
+    try:
+        parsed = parser.parse_object({"model": {"class_path": class_path, "init_args": init_args}})
+        task = parser.instantiate_classes(parsed).model
+    except (ArgumentError, ValueError, TypeError) as err:
+        user_error = user_error_in(err)
+        if user_error is not None:
+            raise user_error from err
+        raise ConfigError(
+            f"cannot rebuild {describe_checkpoint(ckpt_path, checkpoint)} from {config_file}: {_first_line(err)}"
+        ) from None
+    try:
+        task.load_state_dict(checkpoint["state_dict"])
+    except KeyError:
+        raise ConfigError(f"{ckpt_path} has no model weights (no state_dict); is it a Lightning checkpoint?") from None
+    except RuntimeError as err:
+        raise ConfigError(mismatch_message(ckpt_path, err, checkpoint)) from None
+    return task.eval()

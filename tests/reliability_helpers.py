@@ -1,0 +1,104 @@
+"""Test-only callbacks and datamodules for the reliability tests, importable from configs.
+
+``tests/`` is on ``sys.path`` under pytest (and is put on ``PYTHONPATH`` for subprocesses), so
+configs can name these as ``reliability_helpers.KillAtStep`` and so on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+
+from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.data.files import read_csv_table
+from lightning_hw.data.moons import TwoMoons
+
+
+class KillAtStep(Callback):
+    """SIGKILL this process right after training step ``step`` (a crash with no chance to clean up)."""
+
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.step and trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonAtStep(Callback):
+    """Replace the inputs of the batch of step ``step`` (0-based) by NaN, so that step's loss is NaN."""
+
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            batch[0].fill_(float("nan"))  # batches are gathered copies: the dataset stays clean
+
+
+class CSVPoints(InMemoryDataModule):
+    """2-D points with a label column, read from a CSV file (``x1,x2,label``).
+
+    Args:
+        path: the CSV file.
+        **kwargs: see :class:`~lightning_hw.data.base.InMemoryDataModule`.
+    """
+
+    def __init__(self, path: str = "points.csv", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.path = path
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["a", "b"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (2,)
+
+    def load_tensors(self) -> Split:
+        header, values = read_csv_table(self.path, columns=("x1", "x2", "label"), what="points CSV")
+        columns = {name: torch.as_tensor(values[:, i]) for i, name in enumerate(header)}
+        x = torch.stack([columns["x1"], columns["x2"]], dim=1).float()
+        return x, columns["label"].long()
+
+
+class ShiftedMoons(TwoMoons):
+    """TwoMoons with labels 1 and 2 instead of 0 and 1 (a dataset whose labels start at 1)."""
+
+    def load_tensors(self) -> Split:
+        x, y = super().load_tensors()
+        return x, y + 1
+
+
+def tiny_fit_args(root, *extra: str) -> list[str]:
+    """A fast quickstart ``fit`` writing under ``root/runs`` (the conftest ``tiny_args``, for session fixtures)."""
+    from conftest import QUICKSTART
+
+    return [
+        "fit", "--config", str(QUICKSTART),
+        "--trainer.max_epochs", "2",
+        "--trainer.limit_train_batches", "5",
+        "--trainer.limit_val_batches", "2",
+        "--trainer.limit_test_batches", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--run.root", str(root / "runs"),
+        "--run.wandb", "disabled",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A quickstart run trained for two short epochs: ``runs/quickstart/trained`` (checkpoints, config.yaml)."""
+    from lightning_hw.cli import HWCLI
+
+    root = tmp_path_factory.mktemp("trained")
+    HWCLI(args=tiny_fit_args(root, "--run.name", "trained", "--run.test_after_fit", "false"))
+    return root / "runs" / "quickstart" / "trained"

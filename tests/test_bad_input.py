@@ -1,0 +1,214 @@
+"""Bad input: one clear ``error:`` line, a non-zero exit, no traceback (one test per kind).
+
+Unknown task and datamodule names are covered in ``test_cli.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_hw.cli import main
+
+HELPERS_DIR = str(Path(__file__).parent)
+
+
+def error_of(args: list[str], capsys) -> tuple[int, str]:
+    """Run the CLI; return its exit code and its one ``error:`` line (asserting there is exactly one)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return exit_info.value.code, lines[0]
+
+
+def write_config(workdir: Path, tiny_args, change) -> list[str]:
+    """The tiny quickstart args with its config file replaced by a changed copy."""
+    args = tiny_args("fit")
+    config = yaml.safe_load(open(args[2]))
+    change(config)
+    path = workdir / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args[2] = str(path)
+    return args
+
+
+# -- arguments and config files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--model.init_args.hed", "x"], "error: Classifier has no option 'hed'; did you mean head?"),
+        (["--model.init_args.net.init_args.hiden", "[8]"], "error: MLP has no option 'hiden'; did you mean hidden?"),
+        (
+            ["--trainer.callbacks+=ModelChekpoint"],
+            "error: --trainer.callbacks: no class named 'ModelChekpoint'; did you mean ModelCheckpoint",
+        ),
+        (["--trainer.max_epochs", "many"], "error: --trainer.max_epochs: expected int, got many"),
+        (["--frobnicate", "1"], "error: unknown option --frobnicate"),
+        (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator"),
+    ],
+    ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting"],
+)
+def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
+    code, line = error_of(tiny_args("fit", *extra), capsys)
+    assert code == 2 and line.startswith(expected)
+
+
+def test_unknown_key_in_config_file_suggests_the_option(tiny_args, workdir, capsys):
+    args = write_config(workdir, tiny_args, lambda c: c["trainer"].update(max_epoch=3))
+    code, line = error_of(args, capsys)
+    assert code == 2
+    assert line.startswith(
+        "error: unknown option 'trainer.max_epoch' (in a config file?); did you mean trainer.max_epochs"
+    )
+
+
+def test_unknown_subcommand_suggests_the_closest(tiny_args, capsys):
+    code, line = error_of(tiny_args("fitt"), capsys)
+    assert code == 2 and line.startswith("error: unknown command 'fitt'; did you mean fit?")
+
+
+def test_config_file_not_found(tiny_args, workdir, capsys):
+    args = tiny_args("fit")
+    args[2] = str(workdir / "nothere.yaml")
+    code, line = error_of(args, capsys)
+    assert (code, line) == (2, f"error: config file not found: {workdir / 'nothere.yaml'}")
+
+
+def test_config_file_not_yaml(tiny_args, workdir, capsys):
+    path = workdir / "broken.yaml"
+    path.write_text("trainer:\n  max_epochs: 3\n model: [unclosed\n")
+    args = tiny_args("fit")
+    args[2] = str(path)
+    code, line = error_of(args, capsys)
+    assert code == 2 and line.startswith(f"error: config file {path} is not valid YAML: ") and "line 3" in line
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+POINTS = "x1,x2,label\n" + "".join(f"{i * 0.1},{-i * 0.2},{i % 2}\n" for i in range(40))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "error: points CSV not found: "),
+        (POINTS[: POINTS.index("\n", 100) + 4], "is damaged: line 8 has 1 field, the header has 3; download it again"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not a text CSV file"),
+        (POINTS.replace("label", "target"), "lacks the column(s) label (it has: x1, x2, target); is it the right"),
+    ],
+    ids=["missing", "truncated", "binary", "wrong-columns"],
+)
+def test_dataset_file_missing_corrupt_or_wrong_columns(tiny_args, workdir, capsys, content, expected):
+    path = workdir / "points.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    args = tiny_args("fit", "--data", "reliability_helpers.CSVPoints", "--data.init_args.path", str(path))
+    code, line = error_of(args, capsys)
+    assert code == 1 and expected in line and str(path) in line
+
+
+def test_labels_out_of_range_stop_before_training(tiny_args, capsys):
+    args = tiny_args("fit", "--data", "reliability_helpers.ShiftedMoons")
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line == (
+        "error: the labels of the train split of ShiftedMoons run from 1 to 2, but the task has num_classes=2 "
+        "(labels must be 0..1); fix the dataset's labels or its class names, or set --model.init_args.num_classes"
+    )
+
+
+def test_empty_split(tiny_args, capsys):
+    code, line = error_of(tiny_args("fit", "--data.init_args.splits", "[1.0, 0.0, 0.0]"), capsys)
+    assert code == 1
+    assert line.startswith("error: the val split of Digits is empty; raise its fraction in --data.init_args.splits")
+
+
+def test_unreadable_image_fails_by_default_and_is_counted_when_skipped(tiny_args, workdir, trained_run, capsys):
+    from PIL import Image
+
+    folder = workdir / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("L", (8, 8), color=40 * i).save(folder / f"img{i}.png")
+    (folder / "broken.png").write_bytes(b"<html>not an image</html>")
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    args = tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(folder))
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line.startswith(f"error: cannot read image {folder / 'broken.png'}: cannot identify image file")
+
+    from lightning_hw.data.image_files import UnreadableImagesWarning
+
+    skipped = r"skipped 1 unreadable image file\(s\) of 4 \(first: .*broken.png"
+    with pytest.warns(UnreadableImagesWarning, match=skipped):
+        main(args + ["--on_unreadable", "skip"])
+    rows = (trained_run / "predictions-images.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["id", "img0.png", "img1.png", "img2.png"]
+
+
+# -- checkpoints and training -----------------------------------------------------------------
+
+
+def test_checkpoint_of_a_different_model(tiny_args, trained_run, capsys):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    args = tiny_args("test", "--ckpt_path", str(ckpt), "--model.init_args.net.init_args.hidden", "[16]")
+    code, line = error_of(args, capsys)
+    assert code == 2
+    assert line.startswith(f"error: checkpoint {ckpt} does not fit the configured model: it holds a Classifier(")
+    assert "with net MLP(hidden=[128]" in line
+    assert "size mismatch for net.layers.1.weight: [128, 64] in the checkpoint, [16, 64] in the model" in line
+    assert line.endswith(f"run with --config {trained_run / 'config.yaml'}")
+
+
+@pytest.mark.parametrize(
+    ("ckpt", "expected"),
+    [
+        ("last", "error: --ckpt_path last continues a named run in its own directory: add --run.name NAME"),
+        ("nothere.ckpt", "error: checkpoint not found: nothere.ckpt"),
+    ],
+    ids=["last-without-run-name", "missing-file"],
+)
+def test_ckpt_path_that_cannot_work(tiny_args, capsys, ckpt, expected):
+    code, line = error_of(tiny_args("fit", "--ckpt_path", ckpt), capsys)
+    assert code == 2 and line.startswith(expected)
+
+
+def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tiny_args, workdir, capsys):
+    args = tiny_args(
+        "fit", "--run.name", "nan", "--trainer.max_epochs", "3",
+        "--trainer.callbacks+=reliability_helpers.PoisonAtStep", "--trainer.callbacks.step", "4",
+    )
+    code, line = error_of(args, capsys)
+    last = workdir / "runs" / "quickstart" / "nan" / "checkpoints" / "last.ckpt"
+    assert code == 1
+    assert line.startswith("error: the training loss became nan at step 5 (epoch 1, batch 1); training stopped before")
+    assert f"the last good checkpoint is {last};" in line
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["global_step"] == 3  # the end of epoch 0, before the poisoned step
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+
+
+@pytest.mark.slow
+def test_a_failure_inside_training_is_one_line_in_a_real_process(tiny_args, workdir):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([HELPERS_DIR, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *tiny_args("fit", "--data", "reliability_helpers.ShiftedMoons")],
+        capture_output=True, text=True, env=env, cwd=workdir,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: the labels of the train split of ShiftedMoons")

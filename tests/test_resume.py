@@ -1,0 +1,119 @@
+"""Crash-safe resume: a run killed with SIGKILL and resumed ends exactly like an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_hw.checkpoints import SafeCheckpointIO
+from lightning_hw.cli import HWCLI
+
+HELPERS_DIR = str(Path(__file__).parent)
+# Dropout draws from the global random state, so an exact match also proves it is restored.
+COMMON = (
+    "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "6",
+    "--model.init_args.net.init_args.dropout", "0.3",
+)
+EVERY_4_STEPS = (
+    "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "4",
+    "--trainer.callbacks.save_last", "true",
+)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([HELPERS_DIR, os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "kill_at", "resumed_from"),
+    [(EVERY_4_STEPS, 10, 8), ((), 8, 6)],
+    ids=["mid-epoch", "end-of-epoch"],
+)
+def test_killed_run_resumes_to_the_same_metrics(tiny_args, workdir, extra, kill_at, resumed_from):
+    HWCLI(args=tiny_args("fit", *COMMON, *extra, "--run.name", "whole"))
+
+    killed = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *tiny_args(
+            "fit", *COMMON, *extra, "--run.name", "resumed",
+            "--trainer.callbacks+=reliability_helpers.KillAtStep", "--trainer.callbacks.step", str(kill_at),
+        )],
+        capture_output=True, text=True, env=_env(), cwd=workdir,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run = workdir / "runs" / "quickstart" / "resumed"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == resumed_from
+
+    cli = HWCLI(args=tiny_args("fit", *COMMON, *extra, "--run.name", "resumed", "--ckpt_path", "last"))
+    assert cli.run_dir == run
+
+    whole = workdir / "runs" / "quickstart" / "whole"
+    assert (run / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_wandb_run(tiny_args, workdir):
+    args = tiny_args("fit", "--run.name", "r", "--run.wandb", "offline")
+    HWCLI(args=args)
+    run = workdir / "runs" / "quickstart" / "r"
+    run_id = (run / "wandb-run-id").read_text()
+    HWCLI(args=args + ["--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert (run / "wandb-run-id").read_text() == run_id
+    offline_runs = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(name.endswith(f"-{run_id}") for name in offline_runs)
+
+
+@pytest.mark.slow
+def test_checkpoint_save_killed_midway_leaves_the_previous_one_intact(workdir):
+    target = workdir / "checkpoints" / "last.ckpt"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        from lightning_hw.checkpoints import SafeCheckpointIO
+
+        io = SafeCheckpointIO()
+        io.save_checkpoint({{"global_step": 1, "w": torch.ones(10_000)}}, {str(target)!r})
+
+        def dies_while_writing(obj, f, *args, **kwargs):
+            f.write(b"half a checkpoint" * 1000)
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        torch.save = dies_while_writing
+        io.save_checkpoint({{"global_step": 2, "w": torch.zeros(10_000)}}, {str(target)!r})
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    checkpoint = torch.load(target, weights_only=True)
+    assert checkpoint["global_step"] == 1 and torch.equal(checkpoint["w"], torch.ones(10_000))
+    assert [p.name for p in target.parent.glob("*.ckpt")] == ["last.ckpt"]
+
+
+def test_failed_save_removes_its_temporary_file(workdir):
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle this")
+
+    io = SafeCheckpointIO()
+    target = workdir / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, target)
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        io.save_checkpoint({"global_step": 2, "bad": Unpicklable()}, target)
+    assert torch.load(target, weights_only=True) == {"global_step": 1}
+    assert [p.name for p in workdir.iterdir()] == ["last.ckpt"]
+
+
+def test_runs_use_atomic_safe_checkpoint_io(tiny_args):
+    cli = HWCLI(args=tiny_args("fit", "--trainer.fast_dev_run", "true"))
+    assert isinstance(cli.trainer.strategy.checkpoint_io, SafeCheckpointIO)

@@ -1,0 +1,65 @@
+"""Checkpoints are loaded with ``weights_only=True``: a file that would run code is refused."""
+
+from __future__ import annotations
+
+import fractions
+import pathlib
+
+import pytest
+import torch
+
+from lightning_hw.checkpoints import load_checkpoint
+from lightning_hw.cli import main
+from lightning_hw.errors import ConfigError
+
+
+class TouchOnLoad:
+    """Unpickling this calls ``Path.touch(marker)``: any callable could stand here (``os.system``...)."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def _with_extra(trained_run, workdir, name: str, extra: object) -> pathlib.Path:
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["extra"] = extra
+    path = workdir / name
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_checkpoint_that_would_run_code_is_refused(tiny_args, workdir, trained_run, capsys):
+    marker = workdir / "code-ran"
+    evil = _with_extra(trained_run, workdir, "evil.ckpt", TouchOnLoad(marker))
+    torch.load(evil, weights_only=False)  # the fixture is truly dangerous: an unsafe load runs it
+    assert marker.exists()
+    marker.unlink()
+
+    for args in (tiny_args("validate", "--ckpt_path", str(evil)), ["export", "--ckpt_path", str(evil)]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2
+        assert err[-1].startswith(f"error: refused to load {evil}: it holds Python objects (")
+        assert err[-1].endswith("if you trust where the file came from, add --weights_only false")
+        assert not marker.exists()
+
+
+def test_unsafe_load_happens_only_on_the_explicit_flag(tiny_args, workdir, trained_run, capsys):
+    # A harmless object that is still beyond weights_only (so the default refuses it).
+    odd = _with_extra(trained_run, workdir, "odd.ckpt", fractions.Fraction(1, 3))
+    with pytest.raises(SystemExit):
+        main(tiny_args("validate", "--ckpt_path", str(odd)))
+    assert "error: refused to load" in capsys.readouterr().err
+    main(tiny_args("validate", "--ckpt_path", str(odd), "--weights_only", "false"))
+    assert "val/acc" in capsys.readouterr().out
+
+
+def test_damaged_checkpoint_is_one_line(workdir, trained_run):
+    damaged = workdir / "damaged.ckpt"
+    damaged.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes()[:3000])
+    with pytest.raises(ConfigError, match=r"cannot read checkpoint .*damaged.ckpt: the file is truncated or not a"):
+        load_checkpoint(damaged)
