@@ -176,20 +176,22 @@ def finish_loggers(loggers: list[Logger]) -> None:
             continue
         offline = bool(getattr(experiment, "offline", False))
         sync_dir = getattr(experiment, "sync_dir", None) if offline else None
+        run_id = experiment.id
         experiment.finish()
         if sync_dir:
-            print(f"W&B run saved offline; upload it with: {sync_command(Path(sync_dir))}")
+            print(f"W&B run saved offline; upload it with: {sync_command(Path(sync_dir), run_id)}")
 
 
-def sync_command(sync_dir: Path) -> str:
+def sync_command(sync_dir: Path, run_id: str) -> str:
     """``wandb sync`` for one offline run directory, or for all of them when a run was resumed.
 
-    A resumed run writes one ``offline-run-*`` directory per session, all with the same run
-    id; syncing them in name (= time) order rebuilds the one W&B run.
+    A resumed run writes one ``offline-run-<time>-<id>`` directory per session (wandb adds
+    ``-1``, ``-2``... when two start in the same second), all with the same run id;
+    syncing them in name (= time) order rebuilds the one W&B run.
     """
-    sessions = sorted(sync_dir.parent.glob(f"offline-run-*-{sync_dir.name.rsplit('-', 1)[-1]}"))
-    if len(sessions) > 1:
-        return f"wandb sync {sync_dir.parent}/offline-run-*-{sync_dir.name.rsplit('-', 1)[-1]}"
+    pattern = f"offline-run-*-{run_id}*"
+    if len(list(sync_dir.parent.glob(pattern))) > 1:
+        return f"wandb sync {sync_dir.parent}/{pattern}"
     return f"wandb sync {sync_dir}"
 
 
