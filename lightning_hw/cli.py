@@ -207,6 +207,13 @@ class HWCLI(LightningCLI):
             if user_error is None or user_error is err:
                 raise
             raise user_error from err
+        # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
+        # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
+        from lightning_hw.data.preprocessing import link_model_preprocessing
+
+        message = link_model_preprocessing(self.model, self.datamodule)
+        if message:
+            print(message)
 
     def before_instantiate_classes(self) -> None:
         """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
