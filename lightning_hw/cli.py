@@ -120,6 +120,21 @@ class HWCLI(LightningCLI):
 
     # -- running -------------------------------------------------------------------------------
 
+    def instantiate_classes(self) -> None:
+        """Instantiate; a user error raised in a class's ``__init__`` (a missing dataset) stays itself.
+
+        jsonargparse wraps such errors in a long "does not validate against any of the
+        Union subtypes" report; the user error it chains is the one line worth showing.
+        """
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            cause = _user_error_in(err)
+            if cause is None:
+                raise
+            raise cause from None
+
+
     def before_instantiate_classes(self) -> None:
         """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
         chosen = self.config[self.subcommand] if self.subcommand else self.config
@@ -167,6 +182,18 @@ class HWCLI(LightningCLI):
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             print(f"Test ({source}): {summary}")
+
+
+def _user_error_in(err: BaseException) -> UserError | None:
+    """The first :class:`UserError` in an exception's chain of causes, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _mode_for(monitor: str) -> str:

@@ -1,0 +1,1 @@
+"""Lightning callbacks: fine-tuning schedules, the frozen-feature cache, plots."""

@@ -1,0 +1,244 @@
+"""Train a head on cached backbone features when the backbone is frozen for the whole run.
+
+A frozen backbone in eval mode is a fixed function of its input, so with deterministic
+training inputs (no random augmentation) every epoch recomputes the same features: for
+ResNet152 that is >95% of the time of a 100-epoch head search. :class:`FeatureCache`
+computes them once per split, stores them on disk, and trains the head on them with the
+in-memory :class:`~lightning_hw.data.base.TensorBatchLoader`.
+
+Why a callback: it is the one place that sees everything the decision needs (the
+trainer's callbacks say whether the backbone ever unfreezes, the datamodule whether its
+training inputs are random, the net where the backbone is) and it leaves the config
+surface alone: the datamodule and the net stay exactly what the config names, so
+``--data.init_args.root`` still works and a checkpoint written from cached features is a
+complete model (backbone included) that classifies images. While a run uses the cache,
+the callback overrides the datamodule's loader methods on that instance and sets the
+net's ``input_is_features``; ``teardown`` undoes both.
+
+The cache key is computed from *content*, not file names: a digest of every model input
+(after the datamodule's own decoding, resizing and normalisation, per sample, with its
+label), of the backbone (model name, architecture and every weight) and of the trainer's
+precision. So any change of data files, split, transform (size, interpolation, mean/std,
+crop) or weights gives another key and the features are recomputed, while a rerun reads
+them back after one cheap pass over the inputs (no backbone). Cached samples are stored
+in a canonical order (sorted by their digest), so training from the cache does not depend
+on the order in which the samples were first read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+from lightning_hw.callbacks.finetuning import FreezeBackbone
+from lightning_hw.data.base import TensorBatchLoader
+
+#: datamodule hooks replaced while the run trains on cached features
+LOADERS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+BATCH_HOOKS = ("on_before_batch_transfer", "on_after_batch_transfer")
+
+
+def default_cache_dir() -> Path:
+    """``$LIGHTNING_HW_CACHE/features``, else ``~/.cache/lightning-hw/features``."""
+    root = os.environ.get("LIGHTNING_HW_CACHE") or Path.home() / ".cache" / "lightning-hw"
+    return Path(root).expanduser() / "features"
+
+
+def _digest(*parts: bytes | str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+    return digest.hexdigest()
+
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    return memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+class FeatureCache(Callback):
+    """Compute frozen-backbone features once per split and train the head on them.
+
+    Used only when it cannot change the result: the net has a ``backbone`` and an
+    ``input_is_features`` switch (:class:`~lightning_hw.nets.backbones.TimmNet`), a
+    :class:`~lightning_hw.callbacks.finetuning.FreezeBackbone` callback keeps the backbone
+    frozen for all ``max_epochs``, the datamodule has no random augmentation (its
+    ``augment`` is ``None``) and the run is a single process. Otherwise it says why in one
+    line and the run trains on images as usual.
+
+    Args:
+        cache_dir: where the features are stored (default: ``$LIGHTNING_HW_CACHE/features``
+            or ``~/.cache/lightning-hw/features``); delete it to free the space.
+        enabled: set ``false`` to train on images even when the cache could be used
+            (e.g. for the benchmark).
+        shuffle_seed: seed of the training order over the cached features (default:
+            drawn from the global seed, so ``seed_everything`` runs repeat).
+    """
+
+    def __init__(self, cache_dir: str | None = None, enabled: bool = True, shuffle_seed: int | None = None) -> None:
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.enabled = enabled
+        self.shuffle_seed = shuffle_seed
+        self.active = False
+        #: per split: "hit" (read from disk) or "computed"; for tests and the benchmark
+        self.events: dict[str, str] = {}
+        self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._originals: dict[str, Any] = {}
+        self._train_loader: TensorBatchLoader | None = None
+
+    # -- when ----------------------------------------------------------------------------------
+
+    def why_not(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> str | None:
+        """Why the cache cannot be used in this run, or ``None`` when it can."""
+        net = getattr(pl_module, "net", None)
+        datamodule = trainer.datamodule
+        if not self.enabled:
+            return "disabled (enabled: false)"
+        if stage not in LOADERS:
+            return f"nothing to do for {stage}"
+        if not hasattr(net, "backbone") or not hasattr(net, "input_is_features"):
+            return f"the net ({type(net).__name__}) has no backbone to cache (use lightning_hw.nets.backbones.TimmNet)"
+        if datamodule is None:
+            return "the data does not come from a datamodule"
+        if getattr(datamodule, "augment", None) is not None:
+            return "the training images are augmented at random, so their features change every epoch"
+        if trainer.world_size > 1:
+            return "it supports single-process runs only"
+        freezer = next((c for c in trainer.callbacks if isinstance(c, FreezeBackbone)), None)
+        if stage == "fit":
+            if freezer is None:
+                return "no FreezeBackbone callback, so the backbone trains"
+            if not freezer.frozen_throughout(trainer.max_epochs):
+                return f"the backbone unfreezes at epoch {freezer.unfreeze_at_epoch} (max_epochs {trainer.max_epochs})"
+        return None
+
+    # -- Lightning hooks -----------------------------------------------------------------------
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        reason = self.why_not(trainer, pl_module, stage)
+        if reason is not None:
+            if stage in LOADERS:
+                rank_zero_info(f"FeatureCache: off, {reason}.")
+            return
+        datamodule = trainer.datamodule
+        self._features = {}
+        self._train_loader = None
+        self._originals = {}
+        for split in LOADERS[stage]:
+            self._override(datamodule, f"{split}_dataloader", self._cached_loader_fn(trainer, pl_module, split))
+        for hook in BATCH_HOOKS:  # cached batches are model-ready features: no image preprocessing
+            self._override(datamodule, hook, _pass_through)
+        pl_module.net.input_is_features = True
+        self.active = True
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not self.active:
+            return
+        datamodule = trainer.datamodule
+        for name in self._originals:
+            datamodule.__dict__.pop(name, None)
+        self._originals = {}
+        pl_module.net.input_is_features = False
+        self.active = False
+
+    def _override(self, datamodule: LightningDataModule, name: str, fn: Any) -> None:
+        self._originals[name] = getattr(datamodule, name)
+        setattr(datamodule, name, fn)
+
+    # -- loaders -------------------------------------------------------------------------------
+
+    def _cached_loader_fn(self, trainer: Trainer, pl_module: LightningModule, split: str):
+        def loader() -> TensorBatchLoader:
+            features, labels = self._split_features(trainer, pl_module, split)
+            source = trainer.datamodule
+            if split != "train":
+                batch_size = getattr(source, "eval_batch_size", None) or getattr(source, "batch_size", 64)
+                return TensorBatchLoader((features, labels), batch_size=batch_size)
+            if self._train_loader is None:  # one loader per run: its generator carries the order
+                seed = self.shuffle_seed
+                if seed is None:
+                    seed = int(torch.randint(0, 2**62, ()).item())
+                self._train_loader = TensorBatchLoader(
+                    (features, labels), batch_size=getattr(source, "batch_size", 64), shuffle=True,
+                    generator=torch.Generator().manual_seed(seed),
+                )
+            return self._train_loader
+
+        return loader
+
+    def _source_batches(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The split's model inputs and labels, exactly as the datamodule would feed them."""
+        datamodule = trainer.datamodule
+        loader = self._originals[f"{split}_dataloader"]()
+        before, after = (self._originals[h] for h in BATCH_HOOKS)
+        for batch in loader:
+            batch = before(batch, 0)
+            batch = datamodule.transfer_batch_to_device(batch, pl_module.device, 0)
+            x, y = after(batch, 0)[:2]
+            yield x, y
+
+    def _split_features(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if split in self._features:
+            return self._features[split]
+        net = pl_module.net
+        digests = sorted(self._sample_digests(trainer, pl_module, split))
+        key = _digest(
+            net.backbone_fingerprint() if hasattr(net, "backbone_fingerprint") else repr(net.backbone),
+            str(trainer.precision),
+            *digests,
+        )
+        path = self.cache_dir / f"{getattr(net, 'model_name', type(net.backbone).__name__)}-{split}-{key}.pt"
+        if path.is_file():
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            features, labels = stored["features"], stored["labels"]
+            self.events[split] = "hit"
+            rank_zero_info(f"FeatureCache: {split} features {tuple(features.shape)} read from {path}")
+        else:
+            start = time.perf_counter()
+            features, labels = self._compute(trainer, pl_module, split)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".tmp")
+            torch.save({"features": features, "labels": labels, "split": split}, partial)
+            partial.replace(path)  # atomic: an interrupted run never leaves a truncated cache file
+            self.events[split] = "computed"
+            rank_zero_info(
+                f"FeatureCache: {split} features {tuple(features.shape)} computed in "
+                f"{time.perf_counter() - start:.1f} s, saved to {path}"
+            )
+        self._features[split] = (features, labels)
+        return features, labels
+
+    def _sample_digests(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterable[str]:
+        for x, y in self._source_batches(trainer, pl_module, split):
+            yield from (_digest(_tensor_bytes(xi), _tensor_bytes(yi)) for xi, yi in zip(x, y))
+
+    @torch.inference_mode()
+    def _compute(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        backbone = pl_module.net.backbone
+        was_training = [m.training for m in backbone.modules()]
+        backbone.eval()  # as FreezeBackbone runs it: pretrained BN statistics, no dropout
+        features, labels, digests = [], [], []
+        try:
+            for x, y in self._source_batches(trainer, pl_module, split):
+                with trainer.precision_plugin.forward_context():
+                    out = backbone(x)
+                features.append(out.float().cpu())
+                labels.append(y.cpu())
+                digests.extend(_digest(_tensor_bytes(xi), _tensor_bytes(yi)) for xi, yi in zip(x, y))
+        finally:
+            for module, mode in zip(backbone.modules(), was_training):
+                module.training = mode
+        order = sorted(range(len(digests)), key=digests.__getitem__)
+        index = torch.tensor(order, dtype=torch.long)
+        return torch.cat(features)[index], torch.cat(labels)[index]
+
+
+def _pass_through(batch: Any, dataloader_idx: int) -> Any:
+    return batch

@@ -1,0 +1,186 @@
+"""Freeze a pretrained backbone, train the head, then fine-tune its last layers (E5).
+
+    trainer:
+      callbacks:
+        - class_path: lightning_hw.callbacks.finetuning.FreezeBackbone
+          init_args:
+            unfreeze_at_epoch: 20     # None: frozen for the whole run
+            last_blocks: 3            # or last_layers: 40, or from_layer: 160
+            lr: 1.0e-5                # the unfrozen layers' own learning rate
+
+Batch norm, deliberately: a frozen batch-norm layer runs in eval mode, i.e. it normalises
+with the running statistics it was pretrained with and does not update them (Keras does
+the same for ``trainable=False``). Lightning's own ``BaseFinetuning.freeze`` only stops the
+gradients, so a frozen BN layer in train mode would normalise with each batch's
+statistics, which on 16-image batches differ from ImageNet's and shift the features
+every step. By default (``train_bn: false``) the BN layers of the unfrozen blocks stay
+frozen the same way, the usual advice for fine-tuning on small data; ``train_bn: true``
+trains their scale/shift and statistics too. Every other frozen module runs in eval mode
+as well (dropout off), so a frozen backbone is a fixed function: exactly what the
+feature cache stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim import Optimizer
+
+from lightning_hw.errors import ConfigError
+
+
+def backbone_of(pl_module: nn.Module) -> nn.Module:
+    """The ``backbone`` of a task or of its ``net`` (e.g. :class:`~lightning_hw.nets.backbones.TimmNet`)."""
+    for owner in (pl_module, getattr(pl_module, "net", None)):
+        backbone = getattr(owner, "backbone", None)
+        if isinstance(backbone, nn.Module):
+            return backbone
+    raise ConfigError(
+        f"FreezeBackbone needs a net with a `backbone` (e.g. lightning_hw.nets.backbones.TimmNet); "
+        f"{type(pl_module).__name__} has none"
+    )
+
+
+def backbone_layers(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's leaf modules in definition order, the analogue of Keras' ``model.layers``.
+
+    Keras also lists its Add/Concatenate layers, which are operations here, so indices
+    are close to, but not the same as, a Keras model's.
+    """
+    return [m for m in backbone.modules() if not list(m.children())]
+
+
+def backbone_blocks(backbone: nn.Module) -> list[list[nn.Module]]:
+    """The backbone's blocks in order, as timm groups them (stem, then e.g. each bottleneck).
+
+    timm's ``group_matcher(coarse=False)`` is the grouping it uses for layer-wise learning
+    rate decay: ResNet152 has 51 groups (stem + 50 bottlenecks), DenseNet201 100.
+    """
+    from timm.models import group_modules
+
+    matcher = getattr(backbone, "group_matcher", None)
+    if matcher is None:
+        raise ConfigError(f"{type(backbone).__name__} does not define timm blocks; use last_layers or from_layer")
+    groups = group_modules(backbone, matcher(coarse=False))
+    return [[backbone.get_submodule(name) for name in names] for _, names in sorted(groups.items())]
+
+
+def _bn_modules(modules: Iterable[nn.Module]) -> list[_BatchNorm]:
+    return [m for root in modules for m in root.modules() if isinstance(m, _BatchNorm)]
+
+
+class FreezeBackbone(BaseFinetuning):
+    """Train the head on a frozen backbone; optionally unfreeze its last part at an epoch.
+
+    The unfrozen parameters join the optimizer as a new parameter group with their own
+    learning rate (the head keeps its own). Give at most one of ``last_blocks``,
+    ``last_layers`` and ``from_layer``; with none, ``unfreeze_at_epoch`` unfreezes the
+    whole backbone.
+
+    Args:
+        unfreeze_at_epoch: epoch (0-based) at which to unfreeze; ``None`` keeps the
+            backbone frozen for the whole run (then the feature cache can be used).
+        last_blocks: unfreeze the last N blocks (timm's grouping, see :func:`backbone_blocks`).
+        last_layers: unfreeze the last N layers (leaf modules, see :func:`backbone_layers`).
+        from_layer: unfreeze layers from this index on, as the report did ("from layer 160").
+        lr: learning rate of the unfrozen layers; default: the head's learning rate / 10.
+        train_bn: also train the unfrozen batch-norm layers (scale, shift and statistics).
+    """
+
+    def __init__(
+        self,
+        unfreeze_at_epoch: int | None = None,
+        last_blocks: int | None = None,
+        last_layers: int | None = None,
+        from_layer: int | None = None,
+        lr: float | None = None,
+        train_bn: bool = False,
+    ) -> None:
+        super().__init__()
+        chosen = [n for n, v in (("last_blocks", last_blocks), ("last_layers", last_layers),
+                                 ("from_layer", from_layer)) if v is not None]
+        if len(chosen) > 1:
+            raise ConfigError(f"FreezeBackbone: give one of last_blocks, last_layers, from_layer, not {chosen}")
+        if chosen and unfreeze_at_epoch is None:
+            raise ConfigError(f"FreezeBackbone: {chosen[0]} needs unfreeze_at_epoch (the epoch to unfreeze at)")
+        if unfreeze_at_epoch is not None and unfreeze_at_epoch < 0:
+            raise ConfigError(f"FreezeBackbone: unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.last_blocks, self.last_layers, self.from_layer = last_blocks, last_layers, from_layer
+        self.lr = lr
+        self.train_bn = train_bn
+        self._unfrozen: list[nn.Module] = []
+
+    def frozen_throughout(self, max_epochs: int | None) -> bool:
+        """Whether the backbone stays frozen for a run of ``max_epochs`` epochs."""
+        if self.unfreeze_at_epoch is None:
+            return True
+        return max_epochs is not None and max_epochs >= 0 and self.unfreeze_at_epoch >= max_epochs
+
+    def modules_to_unfreeze(self, backbone: nn.Module) -> list[nn.Module]:
+        """The modules that ``unfreeze_at_epoch`` makes trainable."""
+        if self.last_blocks is not None:
+            blocks = backbone_blocks(backbone)
+            return [m for block in blocks[max(len(blocks) - self.last_blocks, 0):] for m in block]
+        if self.last_layers is not None or self.from_layer is not None:
+            layers = backbone_layers(backbone)
+            start = self.from_layer if self.from_layer is not None else max(len(layers) - self.last_layers, 0)
+            if not 0 <= start < len(layers):
+                raise ConfigError(f"FreezeBackbone: from_layer {start} is outside the backbone's {len(layers)} layers")
+            return layers[start:]
+        return [backbone]
+
+    # -- Lightning hooks -----------------------------------------------------------------------
+
+    def freeze_before_training(self, pl_module: LightningModule) -> None:
+        backbone = backbone_of(pl_module)
+        self.freeze(backbone, train_bn=False)
+        self._unfrozen = []
+        self._apply_modes(backbone)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._restarting:
+            # LightningCLI's `optimizer:` is built over model.parameters() before anything is
+            # frozen; drop the frozen ones so that unfreezing adds them as their own group
+            # (with their own lr) instead of finding them already in the head's group.
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["params"] = [p for p in group["params"] if p.requires_grad]
+        super().on_fit_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)  # calls finetune_function
+        self._apply_modes(backbone_of(pl_module))
+
+    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
+        # ">=" rather than "==": a run resumed after the unfreezing epoch must unfreeze again
+        # (the restored parameter groups already hold the parameters; they are not re-added).
+        if self.unfreeze_at_epoch is None or epoch < self.unfreeze_at_epoch or self._unfrozen:
+            return
+        backbone = backbone_of(pl_module)
+        modules = self.modules_to_unfreeze(backbone)
+        self.make_trainable(modules)
+        if not self.train_bn:
+            self.freeze(_bn_modules(modules), train_bn=False)
+        lr = self.lr if self.lr is not None else optimizer.param_groups[0]["lr"] / 10
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        params = [p for p in self.filter_params(modules, train_bn=self.train_bn) if id(p) not in known]
+        if params:
+            optimizer.add_param_group({"params": params, "lr": lr})
+        self._unfrozen = modules
+        count = sum(p.numel() for p in params)
+        rank_zero_info(f"FreezeBackbone: epoch {epoch}: unfroze {len(modules)} modules ({count:,} parameters) at lr {lr:g}")
+
+    def _apply_modes(self, backbone: nn.Module) -> None:
+        """Frozen modules in eval mode; unfrozen ones in train mode (their BN only if ``train_bn``)."""
+        backbone.eval()
+        for module in self._unfrozen:
+            module.train()
+        if not self.train_bn:
+            for bn in _bn_modules(self._unfrozen):
+                bn.eval()

@@ -1,0 +1,158 @@
+"""Image datamodules: images kept as uint8, turned into model inputs one batch at a time.
+
+Every image dataset here holds its pixels as ``uint8`` tensors ``(N, C, H, W)`` (4x less
+memory than float: CIFAR-10's 60,000 images are 184 MB) and yields raw ``(images, labels)``
+batches. :meth:`ImageDataModule.on_after_batch_transfer`, which Lightning calls once the
+batch is on the accelerator, then does the per-batch work on the device:
+scale to [0, 1] -> random augmentation (training only) -> normalise -> flatten (for MLPs).
+Plots can therefore show the raw images of a batch while the model sees normalised ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lightning_hw.data.augment import Augment, expand_offline
+from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.errors import ConfigError
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 (or float in [0, 1]) images.
+        chunk: images converted to float at a time (bounds the memory used).
+    """
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, images.shape[0], chunk):
+        part = images[start : start + chunk].to(torch.float64)
+        if images.dtype == torch.uint8:
+            part = part / 255.0
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel is only centred
+    return mean.tolist(), std.tolist()
+
+
+class ImageDataModule(InMemoryDataModule):
+    """Base of the image datamodules: uint8 storage, per-batch scaling, augmentation, normalisation.
+
+    Subclasses implement :meth:`load_splits` (or :meth:`load_tensors`) returning uint8
+    images ``(N, C, H, W)`` and integer labels, plus :attr:`class_names` and :attr:`image_shape`.
+
+    Args:
+        mean: per-channel mean to subtract after scaling to [0, 1] (e.g. ImageNet's
+            ``[0.485, 0.456, 0.406]`` from a timm data config).
+        std: per-channel standard deviation to divide by.
+        standardize: without ``mean``/``std``: compute them per channel on the training
+            split (never on validation or test data). ``False`` and no ``mean``/``std``:
+            pixels are only scaled to [0, 1].
+        augment: random transforms applied on the fly to every training batch (E1, E3(b)).
+        offline_augment: random transforms used once, at set-up, to expand the training
+            split (E3(a)); validation and test data are never augmented.
+        offline_copies: transformed copies of every training image added by ``offline_augment``.
+        flatten: give the model flat vectors of ``C*H*W`` values (the reports' MLPs).
+        **kwargs: batch size, split fractions and seeds; see
+            :class:`~lightning_hw.data.base.InMemoryDataModule`.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        standardize: bool = False,
+        augment: Augment | None = None,
+        offline_augment: Augment | None = None,
+        offline_copies: int = 8,
+        flatten: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # Pixel statistics are per channel here, not the base class's per-feature standardisation.
+        super().__init__(standardize=False, **kwargs)
+        if (mean is None) != (std is None):
+            raise ConfigError("give both mean and std (one value per channel), or neither")
+        if offline_copies < 0:
+            raise ConfigError(f"offline_copies must be >= 0, got {offline_copies}")
+        self.mean = list(mean) if mean is not None else None
+        self.std = list(std) if std is not None else None
+        self.standardize_images = standardize
+        self.augment = augment
+        self.offline_augment = offline_augment
+        self.offline_copies = offline_copies
+        self.flatten = flatten
+        self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # -- what the task must know -----------------------------------------------------------
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one stored image."""
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        shape = self.image_shape
+        return (shape[0] * shape[1] * shape[2],) if self.flatten else tuple(shape)
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data:
+            return
+        super().setup(stage)
+        self.prepare_images(self.data["train"][0])
+
+    def prepare_images(self, train_images: torch.Tensor) -> None:
+        """Fit normalisation on the training images and expand them offline if asked.
+
+        Args:
+            train_images: the training split's uint8 images (before any expansion).
+        """
+        self._set_normalization(train_images)
+        if self.offline_augment is not None and self.offline_copies > 0 and self.data:
+            images, labels = self.data["train"][:2]
+            expanded = expand_offline(images, self.offline_augment, self.offline_copies, seed=self.split_seed)
+            self.data["train"] = (expanded, labels.repeat(self.offline_copies + 1))
+
+    def _set_normalization(self, train_images: torch.Tensor | None) -> None:
+        mean, std = self.mean, self.std
+        if mean is None and self.standardize_images and train_images is not None:
+            mean, std = channel_stats(train_images)
+        if mean is None:
+            self._norm = None
+            return
+        channels = self.image_shape[0]
+        if len(mean) not in (1, channels) or len(std) not in (1, channels):
+            raise ConfigError(f"mean and std need 1 or {channels} values (one per channel), got {len(mean)} and {len(std)}")
+        self._norm = (torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1))
+
+    # -- per batch -----------------------------------------------------------------------------
+
+    def to_model_input(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """Turn raw images into what the network sees: scale, augment (training), normalise, flatten.
+
+        Args:
+            images: a batch of stored images ``(N, C, H, W)`` (uint8, or float in [0, 1]).
+            train: apply the on-the-fly augmentation.
+        """
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        if train and self.augment is not None:
+            x = self.augment(x)
+        if self._norm is not None:
+            mean, std = (t.to(x.device) for t in self._norm)
+            x = (x - mean) / std
+        return x.flatten(1) if self.flatten else x
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        images, *rest = batch
+        train = self.trainer is not None and self.trainer.training
+        return (self.to_model_input(images, train=train), *rest)

@@ -1,0 +1,195 @@
+"""Any timm model as a feature extractor with a head from a short spec (the E5 transfer nets).
+
+    net:
+      class_path: lightning_hw.nets.backbones.TimmNet
+      init_args:
+        model_name: densenet201
+        pretrained: true             # ImageNet weights from the Hugging Face hub
+        # weights_file: densenet201.safetensors   # ...or from a file, on an offline machine
+        head: [flatten, 256, batchnorm]
+
+The net knows its preprocessing: :attr:`TimmNet.data_config` is timm's data config for
+the backbone (mean/std, interpolation, crop), and image datamodules read it through
+:func:`find_data_config`, so ImageNet normalisation cannot be forgotten (the report's
+ResNet152 lost ~16 points of accuracy that way).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_hw.errors import ConfigError
+from lightning_hw.nets.heads import POOLING, HeadSpec, build_head, split_pooling
+
+
+def create_backbone(
+    model_name: str,
+    in_chans: int = 3,
+    global_pool: str = "avg",
+    pretrained: bool = False,
+    weights_file: str | Path | None = None,
+) -> nn.Module:
+    """A timm model without its classifier (``num_classes=0``), optionally with pretrained weights.
+
+    Args:
+        model_name: any name of ``timm.list_models()``, optionally with a weight tag
+            (``resnet152.a1h_in1k``).
+        in_chans: input channels; pretrained stems are adapted by timm (e.g. summed for grey).
+        global_pool: timm pooling: ``"avg"``, ``"max"``, or ``""`` to keep the feature map.
+        pretrained: load ImageNet weights from the Hugging Face hub (needs the network).
+        weights_file: load the weights from this local file instead (``.safetensors``,
+            ``.pth``/``.bin``; timm's naming, e.g. a hub ``model.safetensors`` or
+            ``torch.save(timm_model.state_dict(), path)``); implies ``pretrained``.
+    """
+    import timm
+
+    if not timm.is_model(model_name.split(".")[0]):
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ConfigError(f"unknown timm model {model_name!r}; {hint}see timm.list_models()")
+    kwargs: dict[str, Any] = {"num_classes": 0, "global_pool": global_pool, "in_chans": in_chans}
+    if weights_file is not None:
+        path = Path(weights_file).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"weights file {path} not found; give the path of a timm {model_name} checkpoint")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+        pretrained = True
+    try:
+        model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        if not pretrained:
+            raise
+        source = f"file {weights_file}" if weights_file else "the Hugging Face hub"
+        raise ConfigError(
+            f"could not load pretrained {model_name} weights from {source} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); offline, download model.safetensors from "
+            f"https://huggingface.co/timm elsewhere and pass it as weights_file, or set pretrained: false"
+        ) from err
+    if weights_file is not None:
+        _check_weights_loaded(model, Path(weights_file).expanduser(), model_name)
+    return model
+
+
+def _check_weights_loaded(model: nn.Module, path: Path, model_name: str) -> None:
+    """Fail if the file is not a checkpoint of this architecture.
+
+    timm loads without ``strict`` once the classifier is dropped (``num_classes=0``), so a
+    file of another model would otherwise leave the backbone silently random.
+    """
+    from timm.models import load_state_dict
+
+    file_keys = set(load_state_dict(str(path)))
+    missing = [k for k in model.state_dict() if k not in file_keys and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ConfigError(
+            f"{path} is not a timm {model_name} checkpoint: {len(missing)} backbone tensors are missing "
+            f"(e.g. {missing[0]}); use the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
+        )
+
+
+def output_shape(model_name: str, input_shape: Sequence[int], global_pool: str) -> tuple[int, ...]:
+    """Shape of one backbone output for one input, found without computing anything.
+
+    The model is built on PyTorch's ``meta`` device, where tensors have shapes but no
+    data, so even ResNet152 answers in well under a second.
+    """
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool=global_pool,
+                                  in_chans=input_shape[0]).eval()  # eval: batch norm accepts 1x1 maps
+        out = model(torch.empty(1, *input_shape))
+    return tuple(out.shape[1:])
+
+
+class TimmNet(nn.Module):
+    """A timm backbone (its classifier removed) followed by a head from a short spec.
+
+    Built by the task as ``TimmNet(input_shape, num_outputs)`` with the arguments below
+    from the config. :attr:`backbone` is the part that the
+    :class:`~lightning_hw.callbacks.finetuning.FreezeBackbone` callback freezes and
+    unfreezes and whose outputs :class:`~lightning_hw.callbacks.feature_cache.FeatureCache`
+    stores; :attr:`head` is trained from scratch.
+
+    Args:
+        input_shape: ``(channels, height, width)`` of one image (from the datamodule).
+        num_outputs: width of the output layer (from the task's output head).
+        model_name: timm model name, e.g. ``resnet152``, ``densenet201``, ``resnet18``.
+        pretrained: ImageNet weights from the Hugging Face hub.
+        weights_file: the weights from a local file instead (offline machines); see
+            :func:`create_backbone`.
+        head: the head spec, e.g. ``[flatten, 1024, relu, 64, relu]``; see
+            :mod:`lightning_hw.nets.heads`. ``flatten`` keeps the backbone's whole feature
+            map (as the report did); ``gap``/``gmp`` pool it inside the backbone.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_outputs: int,
+        model_name: str = "resnet18",
+        pretrained: bool = False,
+        weights_file: str | None = None,
+        head: list[int | str] = ["gap"],  # noqa: B006 - jsonargparse shows list defaults; never mutated
+    ) -> None:
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ConfigError(
+                f"TimmNet needs image inputs shaped (channels, height, width), the data gives {tuple(input_shape)}"
+            )
+        pooling, layers = split_pooling(head)
+        self.model_name = model_name
+        self.head_spec: HeadSpec = list(head)
+        global_pool = POOLING[pooling]
+        self.backbone = create_backbone(model_name, input_shape[0], global_pool, pretrained, weights_file)
+        self.feature_shape = output_shape(model_name, input_shape, global_pool)
+        self.head = build_head(layers, self.feature_shape, num_outputs, flatten=pooling == "flatten")
+        #: set by FeatureCache while the run feeds cached backbone outputs instead of images
+        self.input_is_features = False
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """timm's preprocessing for this backbone: ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``..."""
+        import timm.data
+
+        return timm.data.resolve_model_data_config(self.backbone)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.input_is_features:
+            x = self.backbone(x)
+        return self.head(x)
+
+    def backbone_fingerprint(self) -> str:
+        """A digest of the backbone's architecture and every weight and buffer.
+
+        It names the features the backbone computes, whatever the weights' origin (hub,
+        file or a seeded random initialisation), for the feature cache key.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(self.model_name.encode())
+        digest.update(repr(self.backbone).encode())
+        for name, tensor in self.backbone.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        return digest.hexdigest()
+
+
+def find_data_config(module: nn.Module | None) -> dict[str, Any] | None:
+    """The timm data config of the first submodule that has one (a :class:`TimmNet`), else ``None``.
+
+    Image datamodules call this with their trainer's LightningModule to take the
+    backbone's preprocessing without the user repeating it.
+    """
+    if module is None:
+        return None
+    for sub in module.modules():
+        if isinstance(sub, TimmNet):
+            return sub.data_config
+    return None

@@ -1,0 +1,129 @@
+"""ImageFolder on JPEG folders written by the test: both label layouts, decoding, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from lightning_hw.data.fixtures import write_image_folder
+from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.errors import ConfigError, DataError
+
+
+@pytest.fixture
+def prefix_folder(tmp_path):
+    return write_image_folder(tmp_path / "catsdogs", classes=("cat", "dog"), per_class=10)
+
+
+def test_prefix_labels_are_known_before_setup(prefix_folder):
+    dm = ImageFolder(root=str(prefix_folder), labels="prefix", image_size=28, flatten=True)
+    assert dm.class_names == ["cat", "dog"] and dm.num_classes == 2
+    assert dm.input_shape == (3 * 28 * 28,)
+    assert not dm.data  # nothing decoded yet
+    names = {p.name.split(".")[0]: label for p, label in dm.samples}
+    assert names == {"cat": 0, "dog": 1}
+
+
+def test_images_are_decoded_once_resized_and_split(prefix_folder):
+    dm = ImageFolder(root=str(prefix_folder), image_size=(28, 30), batch_size=4)
+    dm.setup("fit")
+    sizes = {name: x.shape[0] for name, (x, _) in dm.data.items()}
+    assert sizes == {"train": 14, "val": 4, "test": 2}
+    images, labels = dm.data["train"]
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 28, 30)
+    # The fixture's dogs are brighter than its cats: decoding kept the content.
+    means = images.float().mean(dim=(1, 2, 3))
+    assert means[labels == 1].min() > means[labels == 0].max()
+    # A split is the same for every instance (seeded), and no image is in two splits.
+    again = ImageFolder(root=str(prefix_folder), image_size=(28, 30))
+    again.setup("fit")
+    assert torch.equal(again.data["val"][0], dm.data["val"][0])
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 28, 30) and x.dtype == torch.uint8
+
+
+def test_batches_become_scaled_normalised_flat_inputs(prefix_folder):
+    dm = ImageFolder(root=str(prefix_folder), image_size=16, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], flatten=True)
+    dm.setup("fit")
+    raw, labels = next(iter(dm.val_dataloader()))
+    x, y = dm.on_after_batch_transfer((raw, labels), 0)
+    assert x.shape == (raw.shape[0], 3 * 16 * 16) and x.dtype == torch.float32
+    torch.testing.assert_close(x, ((raw.float() / 255 - 0.5) / 0.25).flatten(1))
+    assert torch.equal(y, labels)
+
+
+def test_standardize_uses_training_statistics_per_channel(prefix_folder):
+    dm = ImageFolder(root=str(prefix_folder), image_size=16, standardize=True)
+    dm.setup("fit")
+    x = dm.to_model_input(dm.data["train"][0])
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3, rtol=0)
+
+
+def test_folder_layout_with_chosen_classes_greyscale_and_centre_crop(tmp_path):
+    root = write_image_folder(tmp_path / "io", classes=("indoor", "outdoor"), per_class=6, layout="folder")
+    dm = ImageFolder(root=str(root), classes=["outdoor", "indoor"], channels=1, image_size=24, crop_pct=0.875)
+    assert dm.class_names == ["outdoor", "indoor"]
+    assert all((label == 0) == (p.parent.name == "outdoor") for p, label in dm.samples)
+    dm.setup("fit")
+    assert dm.data["train"][0].shape[1:] == (1, 24, 24)
+
+
+def test_streaming_gives_the_same_images_as_the_in_memory_path(prefix_folder):
+    kwargs = dict(root=str(prefix_folder), image_size=20, batch_size=3, num_workers=0)
+    memory, stream = ImageFolder(**kwargs), ImageFolder(in_memory=False, **kwargs)
+    memory.setup("fit")
+    stream.setup("fit")
+    streamed = torch.cat([x for x, _ in stream.val_dataloader()])
+    assert torch.equal(streamed, memory.data["val"][0])
+
+
+def test_per_image_transform_runs_at_decode_time(prefix_folder):
+    plain = ImageFolder(root=str(prefix_folder), image_size=12)
+    inverted = ImageFolder(root=str(prefix_folder), image_size=12, transform=v2.RandomInvert(p=1.0))
+    plain.setup("fit")
+    inverted.setup("fit")
+    assert torch.equal(inverted.data["test"][0], 255 - plain.data["test"][0])
+    resizing = ImageFolder(root=str(prefix_folder), image_size=12, transform=v2.Resize(8))
+    with pytest.raises(ConfigError, match="must keep the size"):
+        resizing.setup("fit")
+
+
+def test_missing_folder_is_one_line_saying_where_to_put_images(tmp_path):
+    with pytest.raises(DataError) as err:
+        ImageFolder(root=str(tmp_path / "nowhere"))
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"image folder {tmp_path / 'nowhere'} not found: put the images there" in message
+
+
+def test_unreadable_image_names_the_file(prefix_folder):
+    (prefix_folder / "cat.99.jpg").write_bytes(b"this is not a JPEG")
+    dm = ImageFolder(root=str(prefix_folder), image_size=16)
+    with pytest.raises(DataError, match=r"cannot read image .*cat\.99\.jpg.*delete or replace the file"):
+        dm.setup("fit")
+
+
+def test_empty_folder_and_bad_settings_are_clear(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        ImageFolder(root=str(tmp_path / "empty"))
+    root = write_image_folder(tmp_path / "p", per_class=2)
+    with pytest.raises(ConfigError, match="labels must be one of"):
+        ImageFolder(root=str(root), labels="suffix")
+    with pytest.raises(DataError, match="no sub-folder for class"):
+        ImageFolder(root=str(write_image_folder(tmp_path / "f", per_class=2, layout="folder")), classes=["cow"])
+
+
+def test_cli_reports_a_missing_folder_in_one_line(workdir, capsys):
+    from lightning_hw.cli import main
+
+    args = ["fit", "--model", "Classifier", "--model.init_args.net", "lightning_hw.nets.mlp.MLP",
+            "--data", "ImageFolder", "--data.init_args.root", "photos", "--run.wandb", "disabled"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: image folder {workdir / 'photos'} not found: put the images there")
+    assert not any("Traceback" in line for line in err)
