@@ -149,7 +149,7 @@ def test_celeba_landmarks_through_torchvision(tmp_path, monkeypatch):
 
 def test_celeba_without_files_says_where_to_put_them(tmp_path):
     with pytest.raises(DataError) as err:
-        CelebALandmarks(root=str(tmp_path)).setup("fit")
+        CelebALandmarks(root=str(tmp_path))  # before any model is built
     message = str(err.value)
     assert str(tmp_path / "celeba") in message and "list_landmarks_align_celeba.txt" in message
     assert "img_align_celeba/" in message and "mmlab.ie.cuhk.edu.hk" in message

@@ -58,6 +58,10 @@ class CelebALandmarks(LandmarkFiles):
         super().__init__(image_size=image_size, **kwargs)
         self.root = Path(root)
         self.download = download
+        # Fail before a model is built (and its weights fetched) when the files are not there.
+        missing = [] if download else self._missing_files()
+        if missing:
+            raise self._not_usable(f"missing: {', '.join(missing)}")
 
     @property
     def num_landmarks(self) -> int:
@@ -75,24 +79,34 @@ class CelebALandmarks(LandmarkFiles):
         if self.download:
             self._dataset("all")
 
-    def _dataset(self, split: str):
+    def _missing_files(self) -> list[str]:
+        """The CelebA files torchvision needs that are not in ``<root>/celeba`` (names only)."""
         from torchvision.datasets import CelebA
 
         folder = self.root / CELEBA_FOLDER
+        missing = [name for _, _, name in CelebA.file_list if not name.endswith(".zip") and not (folder / name).is_file()]
+        if not (folder / CELEBA_IMAGES).is_dir():
+            missing.insert(0, f"{CELEBA_IMAGES}/ (extract img_align_celeba.zip)")
+        return missing
+
+    def _not_usable(self, what: str) -> DataError:
+        folder = self.root / CELEBA_FOLDER
+        return DataError(
+            f"CelebA not usable in {folder} ({what}); get the aligned images and the Anno/Eval text files from "
+            f"the Google Drive linked at {CELEBA_PAGE} into {folder}, or set download: true (needs gdown)"
+        )
+
+    def _dataset(self, split: str):
+        from torchvision.datasets import CelebA
+
         try:
             return CelebA(str(self.root), split=split, target_type="landmarks", download=self.download)
         except ImportError as err:  # gdown, for download=True
             raise DataError(f"downloading CelebA needs gdown ({err}); pip install gdown, or put the files by hand") from None
-        except RuntimeError as err:
-            files = [name for _, _, name in CelebA.file_list if not name.endswith(".zip")]
-            missing = [name for name in files if not (folder / name).is_file()]
-            if not (folder / CELEBA_IMAGES).is_dir():
-                missing.insert(0, f"{CELEBA_IMAGES}/ (extract img_align_celeba.zip)")
+        except RuntimeError:
+            missing = self._missing_files()
             what = f"missing: {', '.join(missing)}" if missing else "a file does not match torchvision's MD5 (corrupt or another version)"
-            raise DataError(
-                f"CelebA not usable in {folder} ({what}); get the aligned images and the Anno/Eval text files from "
-                f"the Google Drive linked at {CELEBA_PAGE} into {folder}, or set download: true (needs gdown) [{err}]"
-            ) from None
+            raise self._not_usable(what) from None
 
     def split_records(self) -> dict[str, list[Record]]:
         records = {}

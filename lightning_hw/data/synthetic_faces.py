@@ -66,7 +66,7 @@ class _Canvas:
         rv = rv[:, None, None] if rv.ndim else rv
         du = (self.u - cu[:, None, None]) / ru
         dv = (self.v - cv[:, None, None]) / rv
-        r = torch.sqrt(du.square() + dv.square())
+        r = torch.hypot(du, dv)
         # (1 - r) times the smaller radius in pixels approximates the signed distance to the edge.
         pixels = torch.minimum(ru * self.pu, rv * self.pv)
         return ((1 - r) * pixels + 0.5).clamp(0, 1)
@@ -76,14 +76,13 @@ class _Canvas:
         t = ((self.u - left[:, 0, None, None]) / (right[:, 0] - left[:, 0])[:, None, None]).clamp(0, 1)
         cu = left[:, 0, None, None] + t * (right[:, 0] - left[:, 0])[:, None, None]
         cv = left[:, 1, None, None] + t * (right[:, 1] - left[:, 1])[:, None, None] + bend[:, None, None] * 4 * t * (1 - t)
-        dist = torch.sqrt(((self.u - cu) * self.pu).square() + ((self.v - cv) * self.pv).square())
+        dist = torch.hypot((self.u - cu) * self.pu, (self.v - cv) * self.pv)
         return (width * self.pv - dist + 0.5).clamp(0, 1)
 
 
 def _paint(image: torch.Tensor, coverage: torch.Tensor, colour: torch.Tensor, opacity: float = 1.0) -> torch.Tensor:
     """Alpha-blend a per-face colour ``(n, 3)`` over ``image`` ``(n, 3, S, S)`` where ``coverage`` is set."""
-    alpha = (coverage * opacity).unsqueeze(1)
-    return image * (1 - alpha) + colour[:, :, None, None] * alpha
+    return torch.lerp(image, colour[:, :, None, None], (coverage * opacity).unsqueeze(1))
 
 
 def render_faces(
@@ -151,7 +150,7 @@ def render_faces(
     for _ in range(4):
         blob_centre = torch.rand(n, 2, generator=g) * s
         radius = _uniform(n, 0.04, 0.22, g) * s
-        dist = torch.sqrt((canvas.x - blob_centre[:, 0, None, None]).square() + (canvas.y - blob_centre[:, 1, None, None]).square())
+        dist = torch.hypot(canvas.x - blob_centre[:, 0, None, None], canvas.y - blob_centre[:, 1, None, None])
         image = _paint(image, (radius[:, None, None] - dist + 0.5).clamp(0, 1), torch.rand(n, 3, generator=g), 0.8)
 
     # -- head: hair behind, face, fringe --
@@ -160,8 +159,7 @@ def render_faces(
     light = torch.rand(n, 2, generator=g) * 2 - 1
     shade = 1 + 0.25 * (light[:, 0, None, None] * canvas.u + light[:, 1, None, None] * canvas.v)
     face = canvas.ellipse(zero, zero, 1.0, 1.0)
-    alpha = face.unsqueeze(1)
-    image = image * (1 - alpha) + (skin[:, :, None, None] * shade.unsqueeze(1)).clamp(0, 1) * alpha
+    image = torch.lerp(image, (skin[:, :, None, None] * shade.unsqueeze(1)).clamp(0, 1), face.unsqueeze(1))
     fringe = ((_uniform(n, -0.78, -0.55, g)[:, None, None] - canvas.v) * canvas.pv + 0.5).clamp(0, 1) * face
     image = _paint(image, fringe, hair)
 
@@ -204,8 +202,8 @@ class SyntheticFaces(LandmarkDataModule):
 
     def __init__(
         self,
-        num_samples: int = 4000,
-        image_size: int = 64,
+        num_samples: int = 8000,
+        image_size: int = 48,
         contour_points: int = 0,
         rotation: float = 25.0,
         missing_rate: float = 0.1,
