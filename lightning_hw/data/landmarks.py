@@ -33,7 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
 from lightning_hw.data.image_folder import IN_MEMORY_LIMIT_BYTES
 from lightning_hw.data.images import ImageDataModule
-from lightning_hw.data.landmark_augment import LandmarkAugment, flip_permutation
+from lightning_hw.data.landmark_augment import LandmarkAugment, flip_permutation, mark_off_canvas
 from lightning_hw.errors import ConfigError, DataError
 
 #: ``(image file, (K, 2) points in that file's pixels, NaN = missing)``
@@ -148,7 +148,8 @@ def decode_with_points(
         interpolation: resize filter.
 
     Returns:
-        uint8 ``(C, H, W)`` image and float ``(K, 2)`` points in its pixels.
+        uint8 ``(C, H, W)`` image and float ``(K, 2)`` points in its pixels; points annotated
+        outside the photo are missing (a sigmoid output could never reach them).
     """
     from PIL import Image
 
@@ -164,7 +165,7 @@ def decode_with_points(
         keypoints = TF.resize(keypoints, list(image.shape[-2:]))
     image = TF.resize(tv_tensors.Image(image), list(size), interpolation=interpolation, antialias=True)
     keypoints = TF.resize(keypoints, list(size))
-    return image.as_subclass(torch.Tensor), keypoints.as_subclass(torch.Tensor)
+    return image.as_subclass(torch.Tensor), mark_off_canvas(keypoints.as_subclass(torch.Tensor), size)
 
 
 class _DecodedRecords(Dataset):

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_hw.errors import ConfigError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.landmark_losses import LandmarkLoss, landmark_mask
 from lightning_hw.tasks.base import Task
 from lightning_hw.tasks.landmark_metrics import NME, PCK
-from lightning_hw.errors import ConfigError
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "none")
 STAGES = ("train", "val", "test")
