@@ -133,6 +133,13 @@ class HWCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+        # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
+        # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
+        from lightning_hw.data.preprocessing import link_model_preprocessing
+
+        message = link_model_preprocessing(self.model, self.datamodule)
+        if message:
+            print(message)
 
 
     def before_instantiate_classes(self) -> None:

@@ -69,7 +69,8 @@ class FeatureCache(Callback):
     Used only when it cannot change the result: the net has a ``backbone`` and an
     ``input_is_features`` switch (:class:`~lightning_hw.nets.backbones.TimmNet`), a
     :class:`~lightning_hw.callbacks.finetuning.FreezeBackbone` callback keeps the backbone
-    frozen for all ``max_epochs``, the datamodule has no random augmentation (its
+    frozen for all ``max_epochs`` (for every stage: features of a backbone that the config
+    fine-tunes would never be read again), the datamodule has no random augmentation (its
     ``augment`` is ``None``) and the run is a single process. Otherwise it says why in one
     line and the run trains on images as usual.
 
@@ -92,6 +93,7 @@ class FeatureCache(Callback):
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._originals: dict[str, Any] = {}
         self._train_loader: TensorBatchLoader | None = None
+        self._fingerprint: str | None = None
 
     # -- when ----------------------------------------------------------------------------------
 
@@ -109,14 +111,17 @@ class FeatureCache(Callback):
             return "the data does not come from a datamodule"
         if getattr(datamodule, "augment", None) is not None:
             return "the training images are augmented at random, so their features change every epoch"
+        if trainer.fast_dev_run:
+            return "fast_dev_run runs the backbone on its few batches instead of the whole data set"
         if trainer.world_size > 1:
             return "it supports single-process runs only"
+        # Also for validate/test/predict: a backbone that this config fine-tunes has new weights
+        # in every run, so its features would be written once and never read again.
         freezer = next((c for c in trainer.callbacks if isinstance(c, FreezeBackbone)), None)
-        if stage == "fit":
-            if freezer is None:
-                return "no FreezeBackbone callback, so the backbone trains"
-            if not freezer.frozen_throughout(trainer.max_epochs):
-                return f"the backbone unfreezes at epoch {freezer.unfreeze_at_epoch} (max_epochs {trainer.max_epochs})"
+        if freezer is None:
+            return "no FreezeBackbone callback, so the backbone trains"
+        if not freezer.frozen_throughout(trainer.max_epochs):
+            return f"the backbone unfreezes at epoch {freezer.unfreeze_at_epoch} (max_epochs {trainer.max_epochs})"
         return None
 
     # -- Lightning hooks -----------------------------------------------------------------------
@@ -131,6 +136,7 @@ class FeatureCache(Callback):
         self._features = {}
         self._train_loader = None
         self._originals = {}
+        self._fingerprint = None
         for split in LOADERS[stage]:
             self._override(datamodule, f"{split}_dataloader", self._cached_loader_fn(trainer, pl_module, split))
         for hook in BATCH_HOOKS:  # cached batches are model-ready features: no image preprocessing
@@ -189,11 +195,12 @@ class FeatureCache(Callback):
             return self._features[split]
         net = pl_module.net
         digests = sorted(self._sample_digests(trainer, pl_module, split))
-        key = _digest(
-            net.backbone_fingerprint() if hasattr(net, "backbone_fingerprint") else repr(net.backbone),
-            str(trainer.precision),
-            *digests,
-        )
+        if self._fingerprint is None:  # the frozen backbone does not change within a stage
+            self._fingerprint = _digest(
+                net.backbone_fingerprint() if hasattr(net, "backbone_fingerprint") else repr(net.backbone),
+                str(trainer.precision),
+            )
+        key = _digest(self._fingerprint, *digests)
         path = self.cache_dir / f"{getattr(net, 'model_name', type(net.backbone).__name__)}-{split}-{key}.pt"
         if path.is_file():
             stored = torch.load(path, map_location="cpu", weights_only=True)

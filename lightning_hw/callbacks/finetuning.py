@@ -22,10 +22,12 @@ feature cache stores.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
+from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -49,10 +51,16 @@ def backbone_of(pl_module: nn.Module) -> nn.Module:
 def backbone_layers(backbone: nn.Module) -> list[nn.Module]:
     """The backbone's leaf modules in definition order, the analogue of Keras' ``model.layers``.
 
-    Keras also lists its Add/Concatenate layers, which are operations here, so indices
-    are close to, but not the same as, a Keras model's.
+    ``nn.Identity`` placeholders (the removed classifier and pooling) are left out. Keras
+    also lists its Add/Concatenate layers, which are operations here, so indices are
+    close to, but not the same as, a Keras model's.
     """
-    return [m for m in backbone.modules() if not list(m.children())]
+    # Modules with parameters of their own count even with children (timm's BatchNormAct2d
+    # holds its activation as a child), as in Lightning's BaseFinetuning.flatten_modules.
+    return [
+        m for m in backbone.modules()
+        if (not list(m.children()) or m._parameters) and not isinstance(m, nn.Identity)
+    ]
 
 
 def backbone_blocks(backbone: nn.Module) -> list[list[nn.Module]]:
@@ -115,6 +123,8 @@ class FreezeBackbone(BaseFinetuning):
         self.lr = lr
         self.train_bn = train_bn
         self._unfrozen: list[nn.Module] = []
+        # The frozen backbone is in eval mode on purpose (see the module docstring); said once below.
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 
     def frozen_throughout(self, max_epochs: int | None) -> bool:
         """Whether the backbone stays frozen for a run of ``max_epochs`` epochs."""
@@ -142,6 +152,16 @@ class FreezeBackbone(BaseFinetuning):
         self.freeze(backbone, train_bn=False)
         self._unfrozen = []
         self._apply_modes(backbone)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)  # calls freeze_before_training
+        if stage == "fit":
+            frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
+            when = "for the whole run" if self.unfreeze_at_epoch is None else f"until epoch {self.unfreeze_at_epoch}"
+            rank_zero_info(
+                f"FreezeBackbone: backbone frozen {when} ({frozen:,} parameters, in eval mode: "
+                "batch norm normalises with its stored statistics)"
+            )
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._restarting:
@@ -184,3 +204,29 @@ class FreezeBackbone(BaseFinetuning):
         if not self.train_bn:
             for bn in _bn_modules(self._unfrozen):
                 bn.eval()
+
+
+class EarlyStoppingFrom(EarlyStopping):
+    """Lightning's ``EarlyStopping`` that starts watching only at ``start_epoch``.
+
+    E5 fine-tunes with early stopping (patience 5) *after* the head has been trained; in
+    one run that is ``FreezeBackbone(unfreeze_at_epoch=k)`` plus ``EarlyStoppingFrom(start_epoch=k)``,
+    so a plateau of the head phase cannot end the run before fine-tuning begins.
+
+    Args:
+        start_epoch: first epoch whose validation result counts.
+        **kwargs: ``monitor``, ``patience``, ``mode``... of
+            :class:`~lightning.pytorch.callbacks.EarlyStopping`.
+    """
+
+    def __init__(self, start_epoch: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start_epoch = start_epoch
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch >= self.start_epoch:
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch >= self.start_epoch:
+            super().on_validation_end(trainer, pl_module)

@@ -59,38 +59,45 @@ def create_backbone(
         path = Path(weights_file).expanduser()
         if not path.is_file():
             raise ConfigError(f"weights file {path} not found; give the path of a timm {model_name} checkpoint")
+        _check_weights_file(path, model_name, kwargs)
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
         pretrained = True
     try:
-        model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         if not pretrained:
             raise
-        source = f"file {weights_file}" if weights_file else "the Hugging Face hub"
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if weights_file is not None:
+            raise ConfigError(f"{weights_file} is not a timm {model_name} checkpoint ({first_line})") from err
         raise ConfigError(
-            f"could not load pretrained {model_name} weights from {source} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); offline, download model.safetensors from "
-            f"https://huggingface.co/timm elsewhere and pass it as weights_file, or set pretrained: false"
+            f"could not load pretrained {model_name} weights from the Hugging Face hub ({type(err).__name__}: "
+            f"{first_line}); offline, download model.safetensors from https://huggingface.co/timm elsewhere "
+            "and pass it as weights_file, or set pretrained: false"
         ) from err
-    if weights_file is not None:
-        _check_weights_loaded(model, Path(weights_file).expanduser(), model_name)
-    return model
 
 
-def _check_weights_loaded(model: nn.Module, path: Path, model_name: str) -> None:
-    """Fail if the file is not a checkpoint of this architecture.
+def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> None:
+    """Fail unless the file holds every tensor of the backbone, by name.
 
     timm loads without ``strict`` once the classifier is dropped (``num_classes=0``), so a
     file of another model would otherwise leave the backbone silently random.
     """
+    import timm
     from timm.models import load_state_dict
 
-    file_keys = set(load_state_dict(str(path)))
-    missing = [k for k in model.state_dict() if k not in file_keys and not k.endswith("num_batches_tracked")]
+    with torch.device("meta"):  # names only: nothing is allocated
+        expected = timm.create_model(model_name, pretrained=False, **kwargs).state_dict()
+    try:
+        file_keys = set(load_state_dict(str(path)))
+    except Exception as err:  # noqa: BLE001 - any reader failure means "not a checkpoint"
+        raise ConfigError(f"cannot read weights file {path} ({type(err).__name__}: {err})") from None
+    missing = [k for k in expected if k not in file_keys and not k.endswith("num_batches_tracked")]
     if missing:
         raise ConfigError(
-            f"{path} is not a timm {model_name} checkpoint: {len(missing)} backbone tensors are missing "
-            f"(e.g. {missing[0]}); use the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
+            f"{path} is not a timm {model_name} checkpoint: {len(missing)} of {len(expected)} backbone tensors "
+            f"are missing (e.g. {missing[0]}); use the hub's model.safetensors or "
+            "torch.save(model.state_dict()) of a timm model"
         )
 
 

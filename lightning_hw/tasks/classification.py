@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.losses import get_head
@@ -53,6 +53,8 @@ class Classifier(Task):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        #: (true, predicted) counts over the last test run; the ConfusionMatrix callback reports it
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network outputs (logits)."""
@@ -67,7 +69,10 @@ class Classifier(Task):
             if penalty is not None:
                 # Keras adds kernel_regularizer terms to the reported training loss too.
                 loss = loss + penalty
-        metrics.update(self.head.predict(outputs.detach()), y)
+        preds = self.head.predict(outputs.detach())
+        metrics.update(preds, y)
+        if stage == "test":
+            self.test_confusion.update(preds, y)
         self.log_loss(stage, loss, batch_size=y.shape[0])
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
@@ -77,6 +82,9 @@ class Classifier(Task):
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "val", self.val_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
 
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "test", self.test_metrics)

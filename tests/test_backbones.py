@@ -1,0 +1,158 @@
+"""TimmNet and its head specs: the E5 heads, feature shapes, local weights, preprocessing link."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from lightning_hw.data.fixtures import write_image_folder
+from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.preprocessing import link_model_preprocessing
+from lightning_hw.errors import ConfigError
+from lightning_hw.nets.backbones import TimmNet, find_data_config, output_shape
+from lightning_hw.nets.heads import build_head, split_pooling
+from lightning_hw.tasks.classification import Classifier
+
+DENSENET201 = (1920, 4, 4)  # DenseNet201's feature map at 128x128: 30,720 values
+RESNET152 = (2048, 4, 4)  # ResNet152's: 32,768 values
+F, L, B, S, R = nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.Sigmoid, nn.ReLU
+
+# (spec, feature shape, outputs, layer types, trainable parameters), the counts worked out by
+# hand: Dense(n) after k inputs has k*n + n weights, BatchNorm(n) 2n.
+E5_HEADS = [
+    # DenseNet201, Dense(1, sigmoid) output
+    (["flatten", 256, "sigmoid"], DENSENET201, 1, [F, L, S, L], 30720 * 256 + 256 + 257),
+    (["flatten", 1024, 256, "relu"], DENSENET201, 1, [F, L, L, R, L], 30720 * 1024 + 1024 + 1024 * 256 + 256 + 257),
+    (["flatten", 512, 128, "sigmoid"], DENSENET201, 1, [F, L, L, S, L], 15_729_152 + 65_664 + 129),
+    (["flatten", 512], DENSENET201, 1, [F, L, L], 15_729_152 + 513),
+    (["flatten", 256, "batchnorm"], DENSENET201, 1, [F, L, B, L], 7_864_576 + 512 + 257),
+    # ResNet152, Dense(2, softmax) output
+    (["flatten", 5000, "relu", 500, "relu"], RESNET152, 2, [F, L, R, L, R, L], 163_845_000 + 2_500_500 + 1_002),
+    (["flatten", "1000:relu", "256:relu"], RESNET152, 2, [F, L, R, L, R, L], 32_769_000 + 256_256 + 514),
+    (["flatten", 256, "relu"], RESNET152, 2, [F, L, R, L], 8_388_864 + 514),
+    (["flatten", 512, "relu", 64, "relu"], RESNET152, 2, [F, L, R, L, R, L], 16_777_728 + 32_832 + 130),
+    (["flatten", 1024, "relu", 64, "relu"], RESNET152, 2, [F, L, R, L, R, L], 33_555_456 + 65_600 + 130),
+    (["flatten", 1024, "relu", 256, "relu", 32, "relu"], RESNET152, 2, [F, L, R, L, R, L, R, L],
+     33_555_456 + 262_400 + 8_224 + 66),
+]
+
+
+@pytest.mark.parametrize(("spec", "shape", "outputs", "types", "params"), E5_HEADS)
+def test_e5_heads_have_the_reports_layers_and_parameter_counts(spec, shape, outputs, types, params):
+    pooling, layers = split_pooling(spec)
+    with torch.device("meta"):  # shapes only: the 166M-parameter head allocates nothing
+        head = build_head(layers, shape, outputs, flatten=pooling == "flatten")
+    assert [type(m) for m in head] == types
+    assert sum(p.numel() for p in head.parameters()) == params
+    assert head[-1].out_features == outputs
+
+
+def test_gap_head_and_dropout_token():
+    pooling, layers = split_pooling(["gap", 64, "batchnorm", "dropout:0.5", "relu"])
+    head = build_head(layers, (512,), 3, flatten=pooling == "flatten")
+    assert pooling == "gap" and [type(m) for m in head] == [L, B, nn.Dropout, R, L]
+    assert head[2].p == 0.5 and head[0].in_features == 512
+
+
+def test_backbone_feature_sizes_are_the_reports():
+    assert output_shape("resnet152", (3, 128, 128), "") == RESNET152
+    assert output_shape("densenet201", (3, 128, 128), "") == DENSENET201
+    assert output_shape("resnet152", (3, 128, 128), "avg") == (2048,)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([256, "batchnorm"], "starts with flatten"),
+        (["flatten", "dropout:lots"], "dropout:0.5"),
+        (["flatten", "dropout:1.5"], r"\[0, 1\)"),
+        (["flatten", "softplus"], "unknown layer"),
+        (["flatten", 256, "gap"], "pooling can only be the first token"),
+        (["flatten", 0], "must be positive"),
+    ],
+)
+def test_bad_head_specs_are_one_line(spec, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        pooling, layers = split_pooling(spec)
+        build_head(layers, (8,), 2, flatten=False)
+    assert "\n" not in str(err.value)
+
+
+def test_timmnet_classifies_images_and_knows_its_preprocessing():
+    net = TimmNet((3, 32, 32), 2, model_name="resnet18", head=["gap", 16, "relu"])
+    assert net(torch.rand(3, 3, 32, 32)).shape == (3, 2)
+    assert net.feature_shape == (512,)
+    config = net.data_config
+    assert config["mean"] == pytest.approx((0.485, 0.456, 0.406)) and config["interpolation"] == "bicubic"
+    task = Classifier(net, num_classes=2, input_shape=(3, 32, 32))
+    assert find_data_config(task) == config
+    with pytest.raises(ConfigError, match="channels, height, width"):
+        TimmNet((64,), 2)
+    with pytest.raises(ConfigError, match="unknown timm model 'resnet_18'; did you mean"):
+        TimmNet((3, 32, 32), 2, model_name="resnet_18")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_weights_file_is_loaded(tmp_path, suffix):
+    source = timm.create_model("resnet18", pretrained=False)  # with its ImageNet classifier, as on the hub
+    path = tmp_path / f"resnet18{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(source.state_dict(), path)
+    else:
+        torch.save(source.state_dict(), path)
+    net = TimmNet((3, 32, 32), 2, model_name="resnet18", weights_file=str(path), head=["gap"])
+    expected = source.state_dict()
+    loaded = net.backbone.state_dict()
+    assert set(loaded) == set(expected) - {"fc.weight", "fc.bias"}
+    assert all(torch.equal(loaded[k], expected[k]) for k in loaded)
+    fresh = TimmNet((3, 32, 32), 2, model_name="resnet18", head=["gap"])
+    assert not torch.equal(fresh.backbone.conv1.weight, expected["conv1.weight"])
+
+
+def test_weights_of_another_model_or_no_file_are_refused(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), path)
+    with pytest.raises(ConfigError, match="is not a timm resnet18 checkpoint"):
+        TimmNet((3, 32, 32), 2, model_name="resnet18", weights_file=str(path))
+    with pytest.raises(ConfigError, match="weights file .*missing.pth not found"):
+        TimmNet((3, 32, 32), 2, model_name="resnet18", weights_file=str(tmp_path / "missing.pth"))
+
+
+def test_unreachable_hub_says_to_use_a_weights_file(monkeypatch):
+    import timm.models._builder as builder
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", offline)
+    monkeypatch.setattr(builder, "load_state_dict_from_url", offline)
+    with pytest.raises(ConfigError, match="could not load pretrained resnet18 weights .* pass it as weights_file"):
+        TimmNet((3, 32, 32), 2, model_name="resnet18", pretrained=True)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_image_folder(tmp_path / "io", classes=("indoor", "outdoor"), per_class=5, size=(20, 24), layout="folder")
+
+
+def test_backbone_preprocessing_reaches_the_datamodule(folder):
+    task = Classifier(TimmNet((3, 16, 16), 1, model_name="resnet18"), num_classes=2)
+    dm = ImageFolder(root=str(folder), image_size=16)
+    message = link_model_preprocessing(task, dm)
+    assert dm.mean == pytest.approx([0.485, 0.456, 0.406]) and dm.std == pytest.approx([0.229, 0.224, 0.225])
+    assert dm.interpolation.value == "bicubic"
+    assert message.startswith("Preprocessing from the backbone's timm data config: mean=[0.485")
+    # Settings the user chose are kept; a grey datamodule gets the channel average.
+    own = ImageFolder(root=str(folder), image_size=16, mean=[0.5] * 3, std=[0.5] * 3, interpolation="nearest")
+    assert link_model_preprocessing(task, own) is None
+    assert own.mean == [0.5] * 3 and own.interpolation.value == "nearest"
+    grey = ImageFolder(root=str(folder), image_size=16, channels=1)
+    link_model_preprocessing(task, grey)
+    assert grey.mean == pytest.approx([(0.485 + 0.456 + 0.406) / 3])
+    grey.setup("fit")
+    x, _ = grey.on_after_batch_transfer(next(iter(grey.val_dataloader())), 0)
+    assert x.shape[1] == 1

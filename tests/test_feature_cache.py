@@ -1,0 +1,97 @@
+"""FeatureCache: features computed once, reused by the next run, recomputed when the inputs change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transfer_utils import make_task, make_trainer
+
+from lightning_hw.callbacks.feature_cache import FeatureCache
+from lightning_hw.callbacks.finetuning import FreezeBackbone
+from lightning_hw.data.augment import Augment
+from lightning_hw.data.fixtures import write_image_folder
+from lightning_hw.data.image_folder import ImageFolder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_image_folder(tmp_path / "io", classes=("indoor", "outdoor"), per_class=8, size=(36, 40), layout="folder")
+
+
+def fit(folder, cache_dir, freezer=None, epochs=2, seed=0, **data):
+    """One run: a resnet18 (random weights drawn from ``seed``) on the folder, with the cache."""
+    torch.manual_seed(seed)
+    task = make_task(spec=("flatten", 8))
+    calls = []
+    task.net.backbone.register_forward_hook(lambda *args: calls.append(1))
+    dm = ImageFolder(root=str(folder), image_size=32, batch_size=4, num_workers=0, **data)
+    cache = FeatureCache(cache_dir=str(cache_dir), shuffle_seed=1)
+    trainer = make_trainer([freezer or FreezeBackbone(), cache], max_epochs=epochs)
+    trainer.fit(task, dm)
+    return task, dm, cache, len(calls)
+
+
+def test_features_are_computed_once_then_read_back(folder, tmp_path):
+    task, dm, cache, calls = fit(folder, tmp_path / "cache")
+    assert cache.events == {"train": "computed", "val": "computed"}
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    # The backbone ran once per batch of the two splits (12 + 3 images, batches of 4), not per epoch.
+    assert calls == 3 + 1
+    # What was stored is the frozen backbone's output for every training image.
+    images, labels = dm.data["train"]
+    with torch.no_grad():
+        expected = task.net.backbone.eval()(dm.to_model_input(images)).flatten(1)
+    stored = torch.load(next((tmp_path / "cache").glob("resnet18-train-*.pt")), weights_only=True)
+    assert stored["features"].shape == (12, 512, 1, 1)
+    assert torch.cdist(stored["features"].flatten(1), expected).min(dim=1).values.max() < 1e-4
+    assert sorted(stored["labels"].tolist()) == sorted(labels.tolist())
+
+    again, _, cache2, calls2 = fit(folder, tmp_path / "cache")
+    assert cache2.events == {"train": "hit", "val": "hit"}
+    assert calls2 == 0  # the whole second run never ran the backbone
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    # Same seeds, same cached features: the same head.
+    assert torch.equal(again.net.head[1].weight, task.net.head[1].weight)
+
+
+def test_a_changed_transform_or_backbone_recomputes(folder, tmp_path):
+    fit(folder, tmp_path / "cache", epochs=1)
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1, mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    assert cache.events == {"train": "computed", "val": "computed"}
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1, interpolation="nearest")
+    assert cache.events == {"train": "computed", "val": "computed"}
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1, seed=1)  # other weights
+    assert cache.events == {"train": "computed", "val": "computed"}
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 8
+
+
+def test_after_a_cached_run_the_model_classifies_images(folder, tmp_path):
+    task, dm, cache, _ = fit(folder, tmp_path / "cache", epochs=1)
+    assert not cache.active and not task.net.input_is_features
+    assert not {"train_dataloader", "on_after_batch_transfer"} & set(vars(dm))  # the datamodule is itself again
+    assert any(k.startswith("net.backbone.") for k in task.state_dict())  # checkpoints hold the whole net
+    x, _ = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    features = cache._features["val"][0]
+    with torch.no_grad():
+        task.eval()
+        from_images = task(x)
+        task.net.input_is_features = True
+        from_features = task(features)
+        task.net.input_is_features = False
+    # The same images, in another order: the head gives the same outputs either way.
+    torch.testing.assert_close(from_images.sort(dim=0).values, from_features.sort(dim=0).values, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("freezer", "data", "reason"),
+    [
+        (FreezeBackbone(unfreeze_at_epoch=1), {}, "the backbone unfreezes at epoch 1 (max_epochs 2)"),
+        (None, {"augment": Augment(horizontal_flip=True)}, "augmented at random"),
+    ],
+)
+def test_the_cache_stays_off_when_features_would_change(folder, tmp_path, freezer, data, reason, caplog):
+    with caplog.at_level("INFO"):
+        _, _, cache, calls = fit(folder, tmp_path / "cache", freezer=freezer, **data)
+    assert f"FeatureCache: off, {reason}" in caplog.text or reason in caplog.text
+    assert cache.events == {} and not (tmp_path / "cache").exists()
+    assert calls > 4  # the backbone ran on images every epoch

@@ -1,0 +1,106 @@
+"""The E5 configs, the fine-tuning overlay, the studies and the offline demo, through the CLI."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_hw.callbacks.feature_cache import FeatureCache
+from lightning_hw.cli import HWCLI
+from lightning_hw.data.fixtures import write_image_folder
+
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = sorted((REPO / "configs" / "studies").glob("*net*.yaml"))
+
+
+@pytest.fixture
+def indoor_outdoor(workdir):
+    return write_image_folder(workdir / "io", classes=("indoor", "outdoor"), per_class=10, size=(36, 44), layout="folder")
+
+
+def quiet(workdir, *extra: str) -> list[str]:
+    return [
+        "--run.root", str(workdir / "runs"), "--run.wandb", "disabled",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("config", "features", "head_widths"),
+    [("resnet152", (2048, 1, 1), [1024, 64, 2]), ("densenet201", (1920, 1, 1), [256, 1])],
+)
+def test_e5_config_fast_dev_run_on_an_image_folder(config, features, head_widths, indoor_outdoor, workdir, capsys):
+    # The acceptance command, at 32x32 instead of 128x128 to spare the CPU.
+    cli = HWCLI(args=[
+        "fit", "--config", str(REPO / "configs" / f"{config}.yaml"), "--data.init_args.root", str(indoor_outdoor),
+        "--trainer.fast_dev_run", "true", "--model.init_args.net.init_args.pretrained", "false",
+        "--data.init_args.image_size", "32", "--data.init_args.batch_size", "4", *quiet(workdir),
+    ])
+    net = cli.model.net
+    assert net.model_name == config and net.feature_shape == features
+    assert [m.out_features for m in net.head if hasattr(m, "out_features")] == head_widths
+    # ImageNet preprocessing came from the backbone, not from the config.
+    assert cli.datamodule.mean == pytest.approx([0.485, 0.456, 0.406]) and cli.datamodule.interpolation.value == "bicubic"
+    out = capsys.readouterr().out
+    assert "Preprocessing from the backbone's timm data config" in out
+    assert "Test confusion matrix (rows: true class, columns: predicted)" in out and "outdoor" in out
+    assert "true \\ predicted   indoor  outdoor" in out
+
+
+@pytest.mark.slow
+def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    cli = HWCLI(args=[
+        "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
+        "--trainer.callbacks.init_args.unfreeze_at_epoch", "1", "--data.init_args.image_size", "32",
+        "--trainer.limit_train_batches", "2", *quiet(workdir),
+    ])
+    groups = cli.trainer.optimizers[0].param_groups
+    assert [g["lr"] for g in groups] == [0.003, 0.001]
+    assert (cli.run_dir / "confusion_matrix.png").is_file()
+    rows = list(csv.reader((cli.run_dir / "confusion_matrix.csv").open()))
+    assert rows[0] == ["true \\ predicted", "non-face", "face"]
+    assert sum(int(v) for r in rows[1:] for v in r[1:]) == 20  # the 20 test photos
+    assert not (workdir / "cache").exists()  # the backbone trained: nothing cached
+    rows = list(csv.DictReader((cli.run_dir / "metrics.csv").open()))
+    assert any(r.get("test/acc") for r in rows)
+
+
+@pytest.mark.slow
+def test_transfer_demo_with_a_frozen_backbone_uses_the_cache(workdir, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    args = ["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
+            "--trainer.callbacks.init_args.unfreeze_at_epoch", "null", "--trainer.callbacks.init_args.last_blocks", "null",
+            "--data.init_args.image_size", "32", *quiet(workdir)]
+    first = HWCLI(args=args)
+    assert cache_of(first).events == {"train": "computed", "val": "computed", "test": "computed"}
+    assert len(list((workdir / "cache" / "features").glob("resnet18-*.pt"))) == 3
+    second = HWCLI(args=args)
+    assert cache_of(second).events == {"train": "hit", "val": "hit", "test": "hit"}
+    assert len(list((workdir / "cache" / "features").glob("resnet18-*.pt"))) == 3
+
+
+def cache_of(cli: HWCLI) -> FeatureCache:
+    return next(c for c in cli.trainer.callbacks if isinstance(c, FeatureCache))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+def test_study_variants_are_valid_overrides(study, indoor_outdoor, workdir, capsys):
+    content = yaml.safe_load(study.read_text())
+    assert set(content) <= {"base", "variants", "seeds"} and content["variants"]
+    for name, overrides in content["variants"].items():
+        args = ["fit", "--config", str(REPO / content["base"]), *[o.replace("configs/", f"{REPO}/configs/", 1) for o in overrides],
+                "--data.init_args.root", str(indoor_outdoor), "--print_config"]
+        with pytest.raises(SystemExit) as exit_info:
+            HWCLI(args=args)
+        assert exit_info.value.code == 0, name
+        printed = yaml.safe_load(capsys.readouterr().out)
+        freezer = printed["trainer"]["callbacks"][-1]
+        assert freezer["class_path"].endswith("FreezeBackbone"), name
+        if "finetune" in study.stem:
+            assert freezer["init_args"]["unfreeze_at_epoch"] == 20, name
