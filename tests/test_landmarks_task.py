@@ -99,6 +99,8 @@ def test_muct_resnet50_config_runs_on_the_muct_fixture(workdir):
     assert net.feature_shape == (2048,) and net.head[-1].out_features == 152
     assert isinstance(cli.model.activation, torch.nn.Sigmoid) and cli.model.eye_indices == [[31], [36]]
     assert cli.datamodule.landmark_augment.horizontal_flip and cli.trainer.state.finished
+    # ResNet's ImageNet normalisation came from the backbone's timm data config, not from the YAML.
+    assert cli.datamodule.mean == pytest.approx([0.485, 0.456, 0.406]) and cli.datamodule.std == pytest.approx([0.229, 0.224, 0.225])
 
 
 def test_celeba_config_resolves(workdir, capsys):
