@@ -13,11 +13,11 @@ and the table to W&B when a W&B logger is active.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lightning_hw.callbacks.plots import log_figure, run_directory
 
 
 def format_confusion(matrix: torch.Tensor, class_names: list[str]) -> str:
@@ -36,29 +36,6 @@ def format_confusion(matrix: torch.Tensor, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def save_figure(trainer: Trainer, name: str, fig) -> Path | None:
-    """Save a figure as ``<run dir>/<name>.png`` and log it to every W&B logger of the trainer.
-
-    A local stand-in for the project's shared ``log_figure`` helper (plots.py), which this
-    branch does not have yet.
-    """
-    import matplotlib.pyplot as plt
-
-    directory = Path(trainer.log_dir) if trainer.log_dir else None
-    path = None
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            import wandb
-
-            logger.experiment.log({name: wandb.Image(fig)})
-    plt.close(fig)
-    return path
-
-
 class ConfusionMatrix(Callback):
     """After a test run, report the task's ``test_confusion`` (a torchmetrics ``MulticlassConfusionMatrix``).
 
@@ -71,30 +48,24 @@ class ConfusionMatrix(Callback):
         #: the last matrix reported, ``[true, predicted]``
         self.matrix: torch.Tensor | None = None
 
-    @rank_zero_only
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         metric = getattr(pl_module, "test_confusion", None)
-        if metric is None or trainer.sanity_checking:
+        if metric is None:
             return
+        # Every process: the metric syncs across processes and log_figure broadcasts the run directory.
         self.matrix = metric.compute().cpu()
-        names = list(getattr(pl_module, "class_names", None) or range(self.matrix.shape[0]))
-        names = [str(n) for n in names]
-        print(f"Test confusion matrix (rows: true class, columns: predicted):\n{format_confusion(self.matrix, names)}")
-        directory = Path(trainer.log_dir) if trainer.log_dir else None
-        if directory is not None:
+        directory = run_directory(trainer)
+        names = [str(n) for n in (getattr(pl_module, "class_names", None) or range(self.matrix.shape[0]))]
+        rows = [[name, *row] for name, row in zip(names, self.matrix.tolist())]
+        if trainer.is_global_zero:
+            print(f"Test confusion matrix (rows: true class, columns: predicted):\n{format_confusion(self.matrix, names)}")
             directory.mkdir(parents=True, exist_ok=True)
             with (directory / "confusion_matrix.csv").open("w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["true \\ predicted", *names])
-                writer.writerows([name, *row] for name, row in zip(names, self.matrix.tolist()))
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_table(
-                    key="test/confusion_matrix",
-                    columns=["true \\ predicted", *names],
-                    data=[[name, *row] for name, row in zip(names, self.matrix.tolist())],
-                )
+                csv.writer(f).writerows([["true \\ predicted", *names], *rows])
+            for logger in trainer.loggers:
+                if type(logger).__name__ == "WandbLogger":
+                    logger.log_table(key="test/confusion_matrix", columns=["true \\ predicted", *names], data=rows)
         if self.plot:
             fig, ax = metric.plot(self.matrix, labels=names)
             ax.set_title(f"{type(pl_module).__name__}: test confusion matrix")
-            save_figure(trainer, "confusion_matrix", fig)
+            log_figure(trainer, "confusion_matrix", fig)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -61,6 +62,12 @@ def _digest(*parts: bytes | str) -> str:
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
     return memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+
+
+def _batch_digests(x: torch.Tensor, y: torch.Tensor) -> list[str]:
+    """One digest per sample of its model input and label (one device-to-host copy per batch)."""
+    x, y = x.detach().cpu(), y.detach().cpu()
+    return [_digest(_tensor_bytes(xi), _tensor_bytes(yi)) for xi, yi in zip(x, y)]
 
 
 class FeatureCache(Callback):
@@ -201,7 +208,8 @@ class FeatureCache(Callback):
                 str(trainer.precision),
             )
         key = _digest(self._fingerprint, *digests)
-        path = self.cache_dir / f"{getattr(net, 'model_name', type(net.backbone).__name__)}-{split}-{key}.pt"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", getattr(net, "model_name", type(net.backbone).__name__))
+        path = self.cache_dir / f"{name}-{split}-{key}.pt"
         if path.is_file():
             stored = torch.load(path, map_location="cpu", weights_only=True)
             features, labels = stored["features"], stored["labels"]
@@ -224,9 +232,9 @@ class FeatureCache(Callback):
 
     def _sample_digests(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterable[str]:
         for x, y in self._source_batches(trainer, pl_module, split):
-            yield from (_digest(_tensor_bytes(xi), _tensor_bytes(yi)) for xi, yi in zip(x, y))
+            yield from _batch_digests(x, y)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the stored features must be usable as autograd inputs
     def _compute(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         backbone = pl_module.net.backbone
         was_training = [m.training for m in backbone.modules()]
@@ -238,7 +246,7 @@ class FeatureCache(Callback):
                     out = backbone(x)
                 features.append(out.float().cpu())
                 labels.append(y.cpu())
-                digests.extend(_digest(_tensor_bytes(xi), _tensor_bytes(yi)) for xi, yi in zip(x, y))
+                digests.extend(_batch_digests(x, y))
         finally:
             for module, mode in zip(backbone.modules(), was_training):
                 module.training = mode

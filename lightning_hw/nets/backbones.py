@@ -50,7 +50,8 @@ def create_backbone(
     """
     import timm
 
-    if not timm.is_model(model_name.split(".")[0]):
+    hub_name = model_name.startswith(("hf-hub:", "hf_hub:", "local-dir:"))  # resolved by timm itself
+    if not hub_name and not timm.is_model(model_name.split(".")[0]):
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise ConfigError(f"unknown timm model {model_name!r}; {hint}see timm.list_models()")
@@ -72,9 +73,20 @@ def create_backbone(
             raise ConfigError(f"{weights_file} is not a timm {model_name} checkpoint ({first_line})") from err
         raise ConfigError(
             f"could not load pretrained {model_name} weights from the Hugging Face hub ({type(err).__name__}: "
-            f"{first_line}); offline, download model.safetensors from https://huggingface.co/timm elsewhere "
+            f"{first_line}); offline, download model.safetensors from {_hub_page(model_name)} elsewhere "
             "and pass it as weights_file, or set pretrained: false"
         ) from err
+
+
+def _hub_page(model_name: str) -> str:
+    """The Hugging Face page of the default weights timm would load for ``model_name``."""
+    from timm.models import get_pretrained_cfg
+
+    try:
+        hub_id = get_pretrained_cfg(model_name).hf_hub_id
+    except Exception:  # noqa: BLE001 - only a hint in an error message
+        hub_id = None
+    return f"https://huggingface.co/{hub_id}" if hub_id else "https://huggingface.co/timm"
 
 
 def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> None:

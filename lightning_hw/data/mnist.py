@@ -1,0 +1,97 @@
+"""MNIST (E1): 60,000 + 10,000 handwritten digits, 28x28 grey, read from torchvision's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torchvision
+
+from lightning_hw.data.base import Split
+from lightning_hw.data.holdout import hold_out
+from lightning_hw.data.images import ImageDataModule
+from lightning_hw.errors import DataError
+
+
+class MNIST(ImageDataModule):
+    """MNIST digits as torchvision stores them: IDX files in ``<root>/MNIST/raw``.
+
+    Missing files are downloaded (with ``download: true``) by torchvision from its mirrors,
+    with its MD5 checksums; ``.gz`` files put there by hand are unpacked. Pixels are scaled
+    to [0, 1] (the E1 report fed raw 0-255 values to its MLP and got ~53%).
+
+    Args:
+        root: folder that holds (or will hold) ``MNIST/raw``.
+        download: fetch missing files.
+        val_fraction: share of the 60,000 training images held out for validation
+            (the 10,000 test images are the test set).
+        **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule` (``augment``,
+            ``standardize``, ``flatten``...) and the batch-size and seed arguments.
+    """
+
+    def __init__(self, root: str = "data", download: bool = True, val_fraction: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.download = download
+        self.val_fraction = val_fraction
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(d) for d in range(10)]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (1, 28, 28)
+
+    @property
+    def raw_folder(self) -> Path:
+        """Where torchvision keeps the IDX files."""
+        return self.root / "MNIST" / "raw"
+
+    def missing_files(self) -> list[str]:
+        """The extracted IDX files torchvision needs that are not in :attr:`raw_folder`."""
+        names = [Path(name).stem for name, _ in torchvision.datasets.MNIST.resources]
+        return [name for name in names if not (self.raw_folder / name).is_file()]
+
+    def prepare_data(self) -> None:
+        missing = self.missing_files()
+        if not missing:
+            return
+        from torchvision.datasets.utils import extract_archive
+
+        # Files fetched by hand (the .gz from a mirror) only need unpacking.
+        for name in missing:
+            archive = self.raw_folder / f"{name}.gz"
+            if archive.is_file():
+                extract_archive(str(archive), str(self.raw_folder))
+        missing = self.missing_files()
+        if not missing or not self.download:
+            return
+        try:
+            torchvision.datasets.MNIST(str(self.root), train=True, download=True)
+        except (RuntimeError, OSError) as err:
+            reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
+            raise DataError(self._missing_message(missing, reason)) from None
+
+    def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
+        mirror = torchvision.datasets.MNIST.mirrors[0]
+        where = f"MNIST files {', '.join(missing)} not found in {self.raw_folder.absolute()}"
+        if failure:
+            return f"{where}: download the .gz files from {mirror} and put them there (automatic download failed: {failure})"
+        return f"{where}: set --data.init_args.download true, or download the .gz files from {mirror} and put them there"
+
+    def load_splits(self) -> dict[str, Split]:
+        self.prepare_data()  # a no-op when present; set-up on a node that skipped prepare_data
+        missing = self.missing_files()
+        if missing:
+            raise DataError(self._missing_message(missing))
+        try:
+            train = torchvision.datasets.MNIST(str(self.root), train=True, download=False)
+            test = torchvision.datasets.MNIST(str(self.root), train=False, download=False)
+        except Exception as err:  # noqa: BLE001 - torchvision asserts on malformed IDX headers
+            raise DataError(
+                f"cannot read the MNIST files in {self.raw_folder.absolute()} ({type(err).__name__}: {err}); "
+                "delete them to download them again"
+            ) from None
+        train_split, val_split = hold_out((train.data.unsqueeze(1), train.targets), self.val_fraction, self.split_seed)
+        return {"train": train_split, "val": val_split, "test": (test.data.unsqueeze(1), test.targets)}
