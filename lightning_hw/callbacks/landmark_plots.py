@@ -3,7 +3,8 @@
 At the end of testing, :class:`LandmarkPlots` takes the first test images as stored
 (before normalisation), predicts their points with the model, and draws both: true
 points as green circles, predictions as red crosses, joined by a line. The figure is
-saved as ``<run>/plots/landmarks_test.png`` and logged to W&B as ``test/landmarks``.
+saved as ``<run>/landmarks_test.png`` and logged to W&B as ``plots/landmarks_test``
+(through :func:`lightning_hw.callbacks.plots.log_figure`, like every figure of a run).
 """
 
 from __future__ import annotations
@@ -13,28 +14,8 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-
-def save_and_log_figure(trainer: Trainer, name: str, fig) -> Path:
-    """Save a matplotlib figure as ``<run>/plots/<name>.png`` and log it to W&B if W&B logs the run.
-
-    Args:
-        trainer: the trainer (its log directory is the run directory).
-        name: file stem, and the W&B key ``test/<name>``.
-        fig: the matplotlib figure (closed afterwards).
-    """
-    import matplotlib.pyplot as plt
-
-    folder = Path(trainer.log_dir or trainer.default_root_dir) / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.log_image(key=f"test/{name}", images=[str(path)])
-    return path
+from lightning_hw.callbacks.plots import log_figure
 
 
 def draw_landmarks(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, columns: int = 4):
@@ -49,14 +30,12 @@ def draw_landmarks(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor,
     Returns:
         The matplotlib figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     n = images.shape[0]
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), squeeze=False)
+    fig = Figure(figsize=(2.6 * columns, 2.6 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     pixels = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -82,7 +61,7 @@ class LandmarkPlots(Callback):
 
     Args:
         num_images: how many test images to draw.
-        name: file stem of the figure in ``<run>/plots/`` and the W&B key ``test/<name>``.
+        name: file stem of the figure in the run directory (W&B key ``plots/<name>``).
     """
 
     def __init__(self, num_images: int = 16, name: str = "landmarks_test") -> None:
@@ -90,7 +69,6 @@ class LandmarkPlots(Callback):
         self.name = name
         self.path: Path | None = None
 
-    @rank_zero_only
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "transform_batch") or self.num_images <= 0:
@@ -110,4 +88,4 @@ class LandmarkPlots(Callback):
             pred = pl_module.to_pixels(pl_module(x.to(pl_module.device))).cpu()
         pl_module.train(was_training)
         fig = draw_landmarks(images, points, pred)
-        self.path = save_and_log_figure(trainer, self.name, fig)
+        self.path = log_figure(trainer, self.name, fig, caption="true: green circles, predicted: red crosses")

@@ -53,7 +53,7 @@ class LandmarkRegressor(Task):
         wing_curvature: Wing loss ``eps`` in normalised units.
         pck_thresholds: PCK thresholds; the first is logged as ``pck``, the others as ``pck@T``.
         plot_samples: test images drawn with their true and predicted points at the end of
-            testing (saved in the run directory, logged to W&B); 0 switches it off.
+            testing (``<run>/landmarks_test.png``, logged to W&B); 0 switches it off.
         lr: see :class:`~lightning_hw.tasks.base.Task`.
     """
 
