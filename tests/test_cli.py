@@ -112,12 +112,10 @@ def test_subprocess_list_and_typo(workdir):
     )
     assert typo.returncode == 2
     assert "Traceback" not in typo.stderr
-    # Installed plugins (make test installs plugins/*) add their tasks to the list of available ones.
-    from lightning_hw import registry
-
-    assert typo.stderr.strip().splitlines() == ["error: " + registry.unknown_name_message("task", "Clasifier")]
-    assert typo.stderr.startswith("error: unknown task 'Clasifier'; did you mean Classifier? available: Classifier")
-    assert typo.stderr.rstrip().endswith("(see `python -m lightning_hw list`)")
+    # One line; the list of available tasks grows as tasks are added (Classifier, LandmarkRegressor, ...).
+    (line,) = typo.stderr.strip().splitlines()
+    assert line.startswith("error: unknown task 'Clasifier'; did you mean Classifier? available: Classifier")
+    assert line.endswith("(see `python -m lightning_hw list`)")
 
 
 def test_scheduler_from_the_config(tiny_args):

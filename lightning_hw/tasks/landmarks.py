@@ -1,0 +1,176 @@
+"""Facial landmark regression (E6): a net regresses ``K`` points as ``2K`` numbers in (0, 1).
+
+The E6 reports trained ImageNet ResNet50 -> global average pooling -> ``Dense(2K, sigmoid)``
+on coordinates divided by the image width and height, with the mean Euclidean distance
+to the annotated points as the loss (points stored as ``(0, 0)`` masked out), and
+multiplied the outputs back to pixels to draw them. That is this task with
+``loss: distance`` and ``output_activation: sigmoid`` (the defaults) and a
+:class:`~lightning_hw.nets.backbones.TimmNet` net; see ``configs/landmarks_muct_resnet50.yaml``.
+
+Logged per epoch: ``{train,val,test}/loss``, ``{train,val,test}/nme`` (the checkpoint
+metric ``val/nme``), ``{val,test}/pck`` (PCK at the first of ``pck_thresholds``) and
+``{val,test}/pck@T`` for the others. ``test/nme_mean_shape`` is the NME of the
+no-image baseline that predicts the mean training shape for every face, so the model's
+``test/nme`` can be read against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_hw.errors import ConfigError
+from lightning_hw.nets import NetFactory, build_net
+from lightning_hw.nets.landmark_losses import LandmarkLoss, landmark_mask
+from lightning_hw.tasks.base import Task
+from lightning_hw.tasks.landmark_metrics import NME, PCK
+
+OUTPUT_ACTIVATIONS = ("sigmoid", "none")
+STAGES = ("train", "val", "test")
+
+
+class LandmarkRegressor(Task):
+    """Regress ``num_landmarks`` ``(x, y)`` points, normalised to (0, 1) by image width and height.
+
+    Args:
+        net: the network, as a factory called with ``(input_shape, 2 * num_landmarks)``
+            (from the CLI: a ``class_path`` such as ``lightning_hw.nets.backbones.TimmNet``), or a module.
+        num_landmarks: points per face; linked from the datamodule.
+        input_shape: shape of one model input; linked from the datamodule.
+        image_shape: ``(C, H, W)`` of the images the points refer to; linked from the
+            datamodule (default: ``input_shape`` when that is an image shape). Metrics are
+            measured and predictions returned in these pixels.
+        eye_indices: ``(left, right)`` eye point indices; linked from the datamodule.
+            NME/PCK are normalised by the inter-ocular distance when given, else by the
+            bounding-box diagonal.
+        loss: ``distance`` (the reports' masked mean Euclidean distance), ``l1``, ``l2`` or
+            ``wing``; missing points never count (see :mod:`lightning_hw.nets.landmark_losses`).
+        output_activation: ``sigmoid`` (outputs in (0, 1), as in the reports) or ``none``.
+        normalize_loss: divide each face's loss by its inter-ocular distance.
+        wing_width: Wing loss ``w`` in normalised units.
+        wing_curvature: Wing loss ``eps`` in normalised units.
+        pck_thresholds: PCK thresholds; the first is logged as ``pck``, the others as ``pck@T``.
+        plot_samples: test images drawn with their true and predicted points at the end of
+            testing (``<run>/landmarks_test.png``, logged to W&B); 0 switches it off.
+        lr: see :class:`~lightning_hw.tasks.base.Task`.
+    """
+
+    monitor = "val/nme"
+    monitor_mode = "min"
+    linked_from_data = ("num_landmarks", "input_shape", "image_shape", "eye_indices")
+
+    def __init__(
+        self,
+        net: NetFactory,
+        num_landmarks: int = 5,
+        input_shape: tuple[int, ...] = (3, 64, 64),
+        image_shape: tuple[int, int, int] | None = None,
+        eye_indices: tuple[list[int], list[int]] | None = None,
+        loss: str = "distance",
+        output_activation: str = "sigmoid",
+        normalize_loss: bool = False,
+        wing_width: float = 0.04,
+        wing_curvature: float = 0.008,
+        pck_thresholds: list[float] = [0.1, 0.05],  # noqa: B006 - jsonargparse shows list defaults; never mutated
+        plot_samples: int = 16,
+        lr: float | None = None,
+    ) -> None:
+        super().__init__(lr=lr)
+        self.save_hyperparameters(ignore=["net"])
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ConfigError(f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got {output_activation!r}")
+        if not pck_thresholds:
+            raise ConfigError("pck_thresholds needs at least one threshold, e.g. [0.1, 0.05]")
+        if image_shape is None:
+            if len(input_shape) != 3:
+                raise ConfigError(
+                    f"input_shape {tuple(input_shape)} is not an image; give image_shape (C, H, W) to measure points in pixels"
+                )
+            image_shape = tuple(input_shape)
+        self.num_landmarks = num_landmarks
+        self.eye_indices = [list(side) for side in eye_indices] if eye_indices is not None else None
+        self.plot_samples = plot_samples
+        self.net = build_net(net, input_shape, 2 * num_landmarks)
+        self.activation = nn.Sigmoid() if output_activation == "sigmoid" else nn.Identity()
+        self.criterion = LandmarkLoss(loss, normalize_loss, self.eye_indices, wing_width, wing_curvature)
+        # (x, y) scale from (0, 1) to pixels of the image the points refer to.
+        self.register_buffer("pixel_scale", torch.tensor([image_shape[-1], image_shape[-2]], dtype=torch.float32), persistent=False)
+        # Running sum and count of the training targets, for the mean-shape baseline.
+        self.register_buffer("shape_sum", torch.zeros(num_landmarks, 2, dtype=torch.float64))
+        self.register_buffer("shape_count", torch.zeros(num_landmarks, dtype=torch.float64))
+        self.pck_names = ["pck", *(f"pck@{t:g}" for t in pck_thresholds[1:])]
+        for stage in STAGES:  # train_metrics, val_metrics, test_metrics
+            metrics = {"nme": NME(self.eye_indices)}
+            if stage != "train":
+                metrics.update({f"pck{i}": PCK(t, self.eye_indices) for i, t in enumerate(pck_thresholds)})
+            setattr(self, f"{stage}_metrics", nn.ModuleDict(metrics))
+        self.mean_shape_nme = NME(self.eye_indices)
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted points ``(N, K, 2)`` in normalised (0, 1) coordinates."""
+        return self.activation(self.net(x)).view(x.shape[0], self.num_landmarks, 2)
+
+    def to_pixels(self, points: torch.Tensor) -> torch.Tensor:
+        """Normalised points -> pixels of the image (``x * W``, ``y * H``)."""
+        return points * self.pixel_scale.to(points.dtype)
+
+    @property
+    def mean_shape(self) -> torch.Tensor | None:
+        """The mean training shape ``(K, 2)`` (normalised), or ``None`` before any training."""
+        if self.shape_count.sum() == 0:
+            return None
+        mean = self.shape_sum / self.shape_count.clamp_min(1).unsqueeze(-1)
+        # A point that was never annotated in training gets the image centre.
+        return torch.where(self.shape_count.unsqueeze(-1) > 0, mean, torch.full_like(mean, 0.5)).float()
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        x, target = batch[0], batch[1]
+        pred = self(x)
+        loss = self.criterion(pred, target)
+        if stage == "train":
+            penalty = self.regularization_loss()
+            if penalty is not None:
+                loss = loss + penalty
+            mask = landmark_mask(target)
+            self.shape_sum += torch.where(mask.unsqueeze(-1), target, torch.zeros_like(target)).sum(dim=0).double()
+            self.shape_count += mask.sum(dim=0).double()
+        n = x.shape[0]
+        self.log_loss(stage, loss, batch_size=n)
+        pred_px, target_px = self.to_pixels(pred.detach()), self.to_pixels(target)
+        for key, metric in getattr(self, f"{stage}_metrics").items():
+            metric.update(pred_px, target_px)
+            name = "nme" if key == "nme" else self.pck_names[int(key[3:])]
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=key == "nme" and stage != "train", batch_size=n)
+        if stage == "test" and self.mean_shape is not None:
+            baseline = self.to_pixels(self.mean_shape).expand_as(target_px)
+            self.mean_shape_nme.update(baseline, target_px)
+            self.log("test/nme_mean_shape", self.mean_shape_nme, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Points of a batch: ``landmarks`` in pixels of the image, ``normalized`` in (0, 1)."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        pred = self(x)
+        return {"landmarks": self.to_pixels(pred), "normalized": pred}
+
+    def configure_callbacks(self) -> list[Any]:
+        if self.plot_samples <= 0:
+            return []
+        from lightning_hw.callbacks.landmark_plots import LandmarkPlots
+
+        return [LandmarkPlots(num_images=self.plot_samples)]

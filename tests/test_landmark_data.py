@@ -1,0 +1,176 @@
+"""Landmark datamodules on fixtures in the real on-disk formats (MUCT, CelebA, CSV) and SyntheticFaces."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from lightning_hw.data.celeba import CelebALandmarks
+from lightning_hw.data.landmark_augment import LandmarkAugment
+from lightning_hw.data.landmark_csv import LandmarkCSV
+from lightning_hw.data.landmark_fixtures import write_celeba, write_landmark_csv, write_muct
+from lightning_hw.data.muct import MUCT, MUCT_FLIP_PAIRS
+from lightning_hw.data.synthetic_faces import SyntheticFaces
+from lightning_hw.errors import ConfigError, DataError
+from lightning_hw.tasks.landmark_metrics import NME
+
+
+def assert_eyes_on_marks(images: torch.Tensor, points: torch.Tensor, eyes: tuple[int, int]) -> None:
+    """The fixtures draw white squares on the eye points: after resizing they must still be there."""
+    for image, pts in zip(images, points):
+        for i in eyes:
+            col, row = int(pts[i, 0]), int(pts[i, 1])
+            assert image[:, row, col].float().mean() > 180, f"point {i} at {pts[i].tolist()} is not on its mark"
+
+
+# -- MUCT ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def muct_root(tmp_path_factory):
+    return write_muct(tmp_path_factory.mktemp("muct"))
+
+
+def test_muct_reads_the_opencv_csv_layout(muct_root):
+    dm = MUCT(root=str(muct_root), image_size=(40, 30), batch_size=4, num_workers=1, splits=(0.5, 0.25, 0.25))
+    assert dm.num_landmarks == 76 and dm.eye_indices == ([31], [36])
+    assert len(dm.names) == 6 * 5 and not any(name.startswith("ir") for name in dm.names)  # mirror rows skipped
+    side = torch.tensor([name[5] in "bc" for name in dm.names])
+    # (0, 0) "unavailable" points (side views only) are missing; every other point is a number.
+    assert torch.isnan(dm.points[side][:, [0, 1, 2, 15, 27, 68]]).all()
+    assert not torch.isnan(dm.points[~side]).any()
+    assert torch.isnan(dm.points[side]).any(dim=-1).sum(dim=1).eq(6).all()
+    dm.setup("fit")
+    images, points = dm.data["train"]
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 40, 30)
+    # The points moved with the 80x60 -> 40x30 resize and still sit on the eyes drawn in the JPEGs.
+    assert_eyes_on_marks(images, points, (31, 36))
+    x, target = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert x.shape[1:] == (3, 40, 30) and target.shape[1:] == (76, 2)
+    present = target[~torch.isnan(target)]
+    assert present.min() >= 0 and present.max() <= 1  # normalised by width and height
+
+
+def test_muct_split_keeps_each_subject_in_one_split(muct_root):
+    dm = MUCT(root=str(muct_root), splits=(0.5, 0.25, 0.25))
+    subjects = {name: {path.name[1:4] for path, _ in records} for name, records in dm.split_records().items()}
+    assert all(subjects.values())
+    assert not (subjects["train"] & subjects["val"] or subjects["train"] & subjects["test"] or subjects["val"] & subjects["test"])
+    assert sum(len(s) for s in subjects.values()) == 6
+
+
+def test_muct_cameras_and_flip_pairs(muct_root):
+    dm = MUCT(root=str(muct_root), cameras=["a", "d", "e"])
+    assert {name[5] for name in dm.names} == {"a", "d", "e"} and not torch.isnan(dm.points).any()
+    partner = dict(MUCT_FLIP_PAIRS) | {b: a for a, b in MUCT_FLIP_PAIRS}
+    assert partner[31] == 36 and partner[48] == 54 and partner[0] == 14 and 7 not in partner
+    with pytest.raises(ConfigError, match="cameras are a, b, c, d, e"):
+        MUCT(root=str(muct_root), cameras=["f"])
+
+
+def test_muct_missing_files_say_where_to_get_them_and_where_to_put_them(tmp_path, muct_root):
+    with pytest.raises(DataError) as err:
+        MUCT(root=str(tmp_path / "nowhere"))
+    message = str(err.value)
+    assert "github.com/StephenMilborrow/muct" in message and "muct-landmarks-v1.tar.gz" in message
+    assert str(tmp_path / "nowhere" / "muct-landmarks" / "muct76-opencv.csv") in message
+    partial = write_muct(tmp_path / "partial", subjects=("000", "001"))
+    for jpg in (partial / "jpg").glob("*qb-fn.jpg"):
+        jpg.unlink()
+    dm = MUCT(root=str(partial))
+    with pytest.raises(DataError) as err:
+        dm.setup("fit")
+    message = str(err.value)
+    assert "2 of 10 MUCT images are missing" in message and "i000qb-fn.jpg" in message
+    assert "muct-b-jpg-v1.tar.gz" in message and str(partial) in message
+
+
+# -- any CSV ------------------------------------------------------------------------------------
+
+
+def test_landmark_csv_header_missing_cells_and_resizing(tmp_path):
+    root = write_landmark_csv(tmp_path / "faces", n=12, k=5, size=(52, 40))
+    dm = LandmarkCSV(root=str(root), image_size=(26, 20), flip_pairs=[[0, 1]], eye_indices=[[0], [1]], splits=(0.5, 0.25, 0.25))
+    assert dm.num_landmarks == 5 and dm.point_names == ["x1", "x2", "x3", "x4", "x5"]
+    missing = torch.isnan(dm.points).any(dim=-1)
+    assert missing[::3, 4].all() and missing.sum() == 4  # the empty cells of every third row
+    dm.setup("fit")
+    images, points = dm.data["train"]
+    assert images.shape == (6, 3, 26, 20)
+    assert_eyes_on_marks(images, points, (0, 1))
+
+
+def test_landmark_csv_streams_the_same_batches_it_would_hold_in_memory(tmp_path):
+    root = write_landmark_csv(tmp_path / "faces", n=9)
+    held = LandmarkCSV(root=str(root), image_size=16, batch_size=3, in_memory=True, num_workers=0, splits=(0.6, 0.2, 0.2))
+    streamed = LandmarkCSV(root=str(root), image_size=16, batch_size=3, in_memory=False, num_workers=0, splits=(0.6, 0.2, 0.2))
+    held.setup("fit")
+    streamed.setup("fit")
+    for a, b in zip(held.val_dataloader(), streamed.val_dataloader()):
+        torch.testing.assert_close(a[0], b[0])
+        torch.testing.assert_close(a[1], b[1], equal_nan=True)
+
+
+def test_landmark_csv_errors_name_the_file_and_line(tmp_path):
+    root = write_landmark_csv(tmp_path / "faces", n=3)
+    with open(root / "landmarks.csv", "a") as f:
+        f.write("face_009.png,1.0,2.0,3.0\n")
+    with pytest.raises(DataError, match=r"landmarks.csv, line 5: 3 coordinate values"):
+        LandmarkCSV(root=str(root))
+    with pytest.raises(DataError, match="landmark file .* not found"):
+        LandmarkCSV(root=str(tmp_path / "faces"), csv_file="other.csv")
+    root = write_landmark_csv(tmp_path / "ok", n=3)
+    with pytest.raises(ConfigError, match="there are 5 landmarks"):
+        LandmarkCSV(root=str(root), flip_pairs=[[0, 5]])
+    with pytest.raises(ConfigError, match="augment.horizontal_flip needs flip pairs"):
+        LandmarkCSV(root=str(root), augment=LandmarkAugment(horizontal_flip=True)).setup("fit")
+
+
+# -- CelebA -------------------------------------------------------------------------------------
+
+
+def test_celeba_landmarks_through_torchvision(tmp_path, monkeypatch):
+    import torchvision.datasets.celeba as tv_celeba
+
+    root = write_celeba(tmp_path, n=15)
+    # The fixture's text files cannot have CelebA's MD5s; everything else is torchvision's own code.
+    monkeypatch.setattr(tv_celeba, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    dm = CelebALandmarks(root=str(root), image_size=(109, 89), num_workers=1)
+    assert dm.num_landmarks == 5 and dm.flip_pairs == [(0, 1), (3, 4)]
+    dm.setup("fit")
+    assert {name: len(x) for name, (x, _) in dm.data.items()} == {"train": 9, "val": 3, "test": 3}  # the partition file
+    images, points = dm.data["train"]
+    assert images.shape[1:] == (3, 109, 89)
+    assert_eyes_on_marks(images, points, (0, 1))
+
+
+def test_celeba_without_files_says_where_to_put_them(tmp_path):
+    with pytest.raises(DataError) as err:
+        CelebALandmarks(root=str(tmp_path))  # before any model is built
+    message = str(err.value)
+    assert str(tmp_path / "celeba") in message and "list_landmarks_align_celeba.txt" in message
+    assert "img_align_celeba/" in message and "mmlab.ie.cuhk.edu.hk" in message
+    write_celeba(tmp_path, n=5)  # present, but not CelebA's files: torchvision's MD5 check fails
+    with pytest.raises(DataError, match="does not match torchvision's MD5"):
+        CelebALandmarks(root=str(tmp_path)).setup("fit")
+
+
+# -- SyntheticFaces -----------------------------------------------------------------------------
+
+
+def test_synthetic_faces_are_reproducible_varied_and_partly_unannotated():
+    dm = SyntheticFaces(num_samples=200, image_size=32, contour_points=4, missing_rate=0.1)
+    images, points = dm.load_tensors()
+    again, again_points = SyntheticFaces(num_samples=200, image_size=32, contour_points=4, missing_rate=0.1).load_tensors()
+    assert torch.equal(images, again) and torch.equal(points.isnan(), again_points.isnan())
+    assert images.shape == (200, 3, 32, 32) and points.shape == (200, 9, 2)
+    assert dm.flip_pairs == [(0, 1), (3, 4), (5, 8), (6, 7)]
+    missing = torch.isnan(points).any(dim=-1).float().mean()
+    assert 0.05 < missing < 0.2
+    # A model that ignores the pixels and predicts the mean shape is far off: the faces move.
+    mean_shape = points.nanmean(dim=0)
+    nme = NME(dm.eye_indices)
+    nme.update(mean_shape.expand_as(points), points)
+    assert nme.compute() > 0.3

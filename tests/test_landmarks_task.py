@@ -1,0 +1,122 @@
+"""LandmarkRegressor through the CLI on SyntheticFaces: links, logged metrics, plots, predictions."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from lightning_hw.cli import HWCLI
+from lightning_hw.data.synthetic_faces import SyntheticFaces
+from lightning_hw.nets.small_cnn import SmallCNN
+from lightning_hw.tasks.landmarks import LandmarkRegressor
+from tests.conftest import REPO
+
+DEMO = REPO / "configs" / "landmarks_demo.yaml"
+
+
+@pytest.fixture
+def demo_args(workdir):
+    """The demo config cut to a few small batches of small faces (one thing flipped per test)."""
+
+    def build(subcommand: str = "fit", *extra: str) -> list[str]:
+        return [
+            subcommand,
+            "--config", str(DEMO),
+            "--data.init_args.num_samples", "160",
+            "--data.init_args.image_size", "32",
+            "--data.init_args.batch_size", "16",
+            "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "3",
+            "--trainer.limit_val_batches", "2",
+            "--trainer.limit_test_batches", "2",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+            "--run.root", str(workdir / "runs"),
+            "--run.wandb", "disabled",
+            *extra,
+        ]
+
+    return build
+
+
+def test_fit_logs_landmark_metrics_draws_the_test_faces_and_reports_the_baseline(demo_args, workdir):
+    cli = HWCLI(args=demo_args("fit", "--run.name", "r1"))
+    # Sizes came from the datamodule: 5 points + the demo's contour points, 3-channel 32x32 images.
+    assert cli.model.num_landmarks == cli.datamodule.num_landmarks == 5 + cli.datamodule.contour_points
+    assert cli.model.hparams.input_shape == (3, 32, 32) and cli.model.eye_indices == [[0], [1]]
+    run_dir = workdir / "runs" / "landmarks_demo" / "r1"
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    logged = {key for row in rows for key, value in row.items() if value}
+    expected = {"train/loss", "train/nme", "val/loss", "val/nme", "val/pck", "val/pck@0.05", "test/loss", "test/nme",
+                "test/pck", "test/nme_mean_shape"}
+    assert expected <= logged
+    assert (run_dir / "landmarks_test.png").stat().st_size > 10_000
+    # The mean shape the baseline uses is the mean of the training targets the model saw.
+    shape = cli.model.mean_shape
+    assert shape is not None and shape.shape == (cli.model.num_landmarks, 2) and ((shape > 0) & (shape < 1)).all()
+
+
+def test_predictions_come_back_in_pixels():
+    dm = SyntheticFaces(num_samples=40, image_size=32, splits=(0.5, 0.25, 0.25), batch_size=8)
+    dm.setup("fit")
+    model = LandmarkRegressor(net=SmallCNN((3, 32, 32), 10, channels=[8, 16]), num_landmarks=5, input_shape=(3, 32, 32))
+    model.eval()
+    x, _ = dm.transform_batch(*next(iter(dm.test_dataloader())))
+    with torch.no_grad():
+        out = model.predict_step((x,), 0)
+    torch.testing.assert_close(out["landmarks"], out["normalized"] * 32)
+    assert out["landmarks"].shape == (8, 5, 2)
+
+
+def test_a_net_factory_gets_twice_the_number_of_landmarks(demo_args):
+    cli = HWCLI(args=demo_args("fit", "--data.init_args.contour_points", "6", "--trainer.fast_dev_run", "true"))
+    assert cli.model.num_landmarks == 11
+    assert cli.model.net.head[-2].out_channels == 11  # soft-argmax: one score map per point -> 22 outputs
+
+
+@pytest.mark.slow
+def test_muct_resnet50_config_runs_on_the_muct_fixture(workdir):
+    from lightning_hw.data.landmark_fixtures import write_muct
+    from lightning_hw.nets.backbones import TimmNet
+
+    root = write_muct(workdir / "muct", subjects=("000", "001", "002", "003"))
+    cli = HWCLI(args=[
+        "fit", "--config", str(REPO / "configs" / "landmarks_muct_resnet50.yaml"),
+        "--data.init_args.root", str(root),
+        "--data.init_args.image_size", "[64, 48]",
+        "--data.init_args.batch_size", "4",
+        "--data.init_args.num_workers", "0",
+        "--data.init_args.splits", "[0.5, 0.25, 0.25]",
+        "--model.init_args.net.init_args.pretrained", "false",  # no network in tests
+        "--trainer.fast_dev_run", "true",
+        "--run.root", str(workdir / "runs"), "--run.wandb", "disabled",
+    ])
+    net = cli.model.net
+    assert isinstance(net, TimmNet) and net.model_name == "resnet50"
+    # The reports' top: global average pooling -> Dense(2K) -> sigmoid.
+    assert net.feature_shape == (2048,) and net.head[-1].out_features == 152
+    assert isinstance(cli.model.activation, torch.nn.Sigmoid) and cli.model.eye_indices == [[31], [36]]
+    assert cli.datamodule.landmark_augment.horizontal_flip and cli.trainer.state.finished
+    # ResNet's ImageNet normalisation came from the backbone's timm data config, not from the YAML.
+    assert cli.datamodule.mean == pytest.approx([0.485, 0.456, 0.406]) and cli.datamodule.std == pytest.approx([0.229, 0.224, 0.225])
+
+
+def test_celeba_config_resolves(workdir, capsys):
+    with pytest.raises(SystemExit):
+        HWCLI(args=["fit", "--config", str(REPO / "configs" / "landmarks_celeba5.yaml"), "--print_config"])
+    printed = capsys.readouterr().out
+    assert "CelebALandmarks" in printed and "resnet50" in printed and "horizontal_flip: true" in printed
+
+
+@pytest.mark.slow
+def test_a_few_epochs_beat_the_mean_shape_by_far(demo_args, workdir):
+    """The drawn faces must be *learned*: the mean-shape baseline is far behind after a short run."""
+    args = demo_args("fit", "--data.init_args.num_samples", "1200", "--data.init_args.image_size", "48",
+                     "--trainer.max_epochs", "3", "--model.init_args.plot_samples", "0")
+    for limit in ("--trainer.limit_train_batches", "--trainer.limit_val_batches", "--trainer.limit_test_batches"):
+        args[args.index(limit) + 1] = "1.0"
+    cli = HWCLI(args=args)
+    metrics = cli.trainer.callback_metrics
+    assert metrics["test/nme"] < 0.5 * metrics["test/nme_mean_shape"], {k: float(v) for k, v in metrics.items()}
