@@ -1,0 +1,75 @@
+"""The disk-streaming fallback of datamodules that keep their data in memory when it fits.
+
+Image datamodules decode every file once into uint8 tensors and slice batches from them
+(the in-memory fast path). When the decoded data would not fit, they fall back to a
+``DataLoader`` that decodes each item when it is read; this mixin is that fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class DecodedOnAccess(Dataset):
+    """Items decoded one at a time when read.
+
+    Args:
+        items: what identifies each sample (e.g. ``(path, label)``).
+        decode: turns one item into a sample (e.g. ``(uint8 image, label)``).
+    """
+
+    def __init__(self, items: Sequence[Any], decode: Callable[[Any], Any]) -> None:
+        self.items, self.decode = items, decode
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.decode(self.items[index])
+
+
+class StreamingFallback:
+    """Mixin for an ``InMemoryDataModule``: stream from disk when ``self.in_memory`` is false.
+
+    The host class sets ``in_memory`` and has ``shuffle_seed``, ``num_workers``, ``batch_size``
+    and ``eval_batch_size``; it implements :meth:`stream_items` and :meth:`decode_item`.
+    Put the mixin first in the bases, so its loaders wrap the in-memory ones.
+    """
+
+    def stream_items(self, split: str) -> Sequence[Any]:
+        """The items of one split, for :meth:`decode_item`."""
+        raise NotImplementedError
+
+    def decode_item(self, item: Any) -> Any:
+        """Decode one item of :meth:`stream_items` into a sample."""
+        raise NotImplementedError
+
+    def _stream(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+        generator = None
+        if shuffle:
+            seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
+            generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            DecodedOnAccess(self.stream_items(split), self.decode_item),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self):
+        return super().train_dataloader() if self.in_memory else self._stream("train", True, self.batch_size)
+
+    def val_dataloader(self):
+        return super().val_dataloader() if self.in_memory else self._stream("val", False, self.eval_batch_size)
+
+    def test_dataloader(self):
+        return super().test_dataloader() if self.in_memory else self._stream("test", False, self.eval_batch_size)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
