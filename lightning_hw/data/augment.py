@@ -16,7 +16,6 @@ the equivalent per-image v2 pipeline for code that works on single images.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

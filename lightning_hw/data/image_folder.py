@@ -13,20 +13,19 @@ batches are sliced from; larger folders are streamed from disk by DataLoader wor
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
-from lightning_hw.data.images import ImageDataModule, channel_stats
+from lightning_hw.data.images import ImageDataModule
+from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.errors import ConfigError, DataError
 
 LABEL_MODES = ("auto", "folder", "prefix")
@@ -96,7 +95,7 @@ def scan_folder(
     return samples, names
 
 
-class ImageFolder(ImageDataModule):
+class ImageFolder(StreamingFallback, ImageDataModule):
     """Images in a folder, labelled by sub-folder or file-name prefix, resized (and flattened for MLPs).
 
     Preprocessing follows timm's data config names, so a backbone's
@@ -237,44 +236,11 @@ class ImageFolder(ImageDataModule):
 
     # -- streaming loaders (only when the images are not kept in memory) -----------------------
 
-    def _stream(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        generator = None
-        if shuffle:
-            seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
-            generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            _DecodedImages(self._split_samples[split], self.decode),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def stream_items(self, split: str) -> list[tuple[Path, int]]:
+        return self._split_samples[split]
 
-    def train_dataloader(self):
-        return super().train_dataloader() if self.in_memory else self._stream("train", True, self.batch_size)
-
-    def val_dataloader(self):
-        return super().val_dataloader() if self.in_memory else self._stream("val", False, self.eval_batch_size)
-
-    def test_dataloader(self):
-        return super().test_dataloader() if self.in_memory else self._stream("test", False, self.eval_batch_size)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
-
-
-class _DecodedImages(Dataset):
-    """``(uint8 image, label)`` pairs decoded on access (the streaming path)."""
-
-    def __init__(self, samples: list[tuple[Path, int]], decode) -> None:
-        self.samples, self.decode = samples, decode
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
+    def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int]:
+        path, label = item
         return self.decode(path), label
 
 

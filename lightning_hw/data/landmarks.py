@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
@@ -33,6 +32,7 @@ from torchvision.transforms.v2 import functional as TF
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
 from lightning_hw.data.image_folder import IN_MEMORY_LIMIT_BYTES
 from lightning_hw.data.images import ImageDataModule
+from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.data.landmark_augment import LandmarkAugment, flip_permutation, mark_off_canvas
 from lightning_hw.errors import ConfigError, DataError
 
@@ -168,20 +168,7 @@ def decode_with_points(
     return image.as_subclass(torch.Tensor), mark_off_canvas(keypoints.as_subclass(torch.Tensor), size)
 
 
-class _DecodedRecords(Dataset):
-    """``(uint8 image, points)`` pairs decoded on access (the streaming path)."""
-
-    def __init__(self, records: list[Record], decode) -> None:
-        self.records, self.decode = records, decode
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decode(*self.records[index])
-
-
-class LandmarkFiles(LandmarkDataModule):
+class LandmarkFiles(StreamingFallback, LandmarkDataModule):
     """Base of landmark sets stored as image files plus annotations.
 
     Subclasses implement :meth:`read_records` (every ``(path, points)`` of the set) and,
@@ -285,31 +272,11 @@ class LandmarkFiles(LandmarkDataModule):
 
     # -- streaming loaders (only when the images are not kept in memory) -----------------------
 
-    def _stream(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        generator = None
-        if shuffle:
-            seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
-            generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            _DecodedRecords(self._records()[split], self.decode),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def stream_items(self, split: str) -> list[Record]:
+        return self._records()[split]
 
-    def train_dataloader(self):
-        return super().train_dataloader() if self.in_memory else self._stream("train", True, self.batch_size)
-
-    def val_dataloader(self):
-        return super().val_dataloader() if self.in_memory else self._stream("val", False, self.eval_batch_size)
-
-    def test_dataloader(self):
-        return super().test_dataloader() if self.in_memory else self._stream("test", False, self.eval_batch_size)
-
-    def predict_dataloader(self):
-        return self.test_dataloader()
+    def decode_item(self, item: Record) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(*item)
 
 
 def check_files_exist(paths: Sequence[Path], what: str, hint: str) -> None:
