@@ -30,6 +30,23 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def tiny_run_args(subcommand: str, config: Path, runs: Path, *extra: str) -> list[str]:
+    """``subcommand --config config`` cut to a couple of batches, W&B disabled, runs under ``runs``."""
+    return [
+        subcommand,
+        "--config", str(config),
+        "--trainer.max_epochs", "1",
+        "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "2",
+        "--trainer.limit_test_batches", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--run.root", str(runs),
+        "--run.wandb", "disabled",
+        *extra,
+    ]
+
+
 @pytest.fixture
 def tiny_args(workdir):
     """Build the argument list of a tiny, fast run: ``tiny_args("fit", "--trainer.max_epochs", "2")``.
@@ -39,19 +56,7 @@ def tiny_args(workdir):
     """
 
     def build(subcommand: str = "fit", *extra: str) -> list[str]:
-        return [
-            subcommand,
-            "--config", str(QUICKSTART),
-            "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "3",
-            "--trainer.limit_val_batches", "2",
-            "--trainer.limit_test_batches", "2",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false",
-            "--run.root", str(workdir / "runs"),
-            "--run.wandb", "disabled",
-            *extra,
-        ]
+        return tiny_run_args(subcommand, QUICKSTART, workdir / "runs", *extra)
 
     return build
 

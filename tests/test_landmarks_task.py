@@ -11,7 +11,7 @@ from lightning_hw.cli import HWCLI
 from lightning_hw.data.synthetic_faces import SyntheticFaces
 from lightning_hw.nets.small_cnn import SmallCNN
 from lightning_hw.tasks.landmarks import LandmarkRegressor
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_run_args
 
 DEMO = REPO / "configs" / "landmarks_demo.yaml"
 
@@ -21,22 +21,9 @@ def demo_args(workdir):
     """The demo config cut to a few small batches of small faces (one thing flipped per test)."""
 
     def build(subcommand: str = "fit", *extra: str) -> list[str]:
-        return [
-            subcommand,
-            "--config", str(DEMO),
-            "--data.init_args.num_samples", "160",
-            "--data.init_args.image_size", "32",
-            "--data.init_args.batch_size", "16",
-            "--trainer.max_epochs", "1",
-            "--trainer.limit_train_batches", "3",
-            "--trainer.limit_val_batches", "2",
-            "--trainer.limit_test_batches", "2",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false",
-            "--run.root", str(workdir / "runs"),
-            "--run.wandb", "disabled",
-            *extra,
-        ]
+        small_faces = ["--data.init_args.num_samples", "160", "--data.init_args.image_size", "32",
+                       "--data.init_args.batch_size", "16"]
+        return tiny_run_args(subcommand, DEMO, workdir / "runs", *small_faces, *extra)
 
     return build
 

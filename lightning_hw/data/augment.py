@@ -17,6 +17,7 @@ the equivalent per-image v2 pipeline for code that works on single images.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,27 @@ def affine_batch(
     grid = grid / torch.tensor([0.5 * w, 0.5 * h], device=device, dtype=dtype)
     out = F.grid_sample(images.to(dtype), grid.view(n, h, w, 2), mode=mode, padding_mode=padding_mode, align_corners=False)
     return out.to(images.dtype) if images.is_floating_point() else out.round().clamp(0, 255).to(images.dtype)
+
+
+
+
+def v2_random_affine(settings: Any) -> Any:
+    """torchvision's ``v2.RandomAffine`` for Keras-style settings.
+
+    Args:
+        settings: anything with ``rotation`` (degrees), ``width_shift``, ``height_shift``
+            (fractions), ``zoom`` (fraction) and ``shear`` (degrees), e.g. :class:`Augment`.
+    """
+    from torchvision.transforms import v2
+
+    shifts = (settings.width_shift, settings.height_shift)
+    return v2.RandomAffine(
+        degrees=settings.rotation,
+        translate=shifts if any(shifts) else None,
+        scale=(1 - settings.zoom, 1 + settings.zoom) if settings.zoom else None,
+        shear=settings.shear or None,
+        interpolation=v2.InterpolationMode.BILINEAR,
+    )
 
 
 @dataclass
@@ -165,15 +187,7 @@ class Augment:
 
         steps = []
         if self.geometric:
-            steps.append(
-                v2.RandomAffine(
-                    degrees=self.rotation,
-                    translate=(self.width_shift, self.height_shift) if self.width_shift or self.height_shift else None,
-                    scale=(1 - self.zoom, 1 + self.zoom) if self.zoom else None,
-                    shear=self.shear or None,
-                    interpolation=v2.InterpolationMode.BILINEAR,
-                )
-            )
+            steps.append(v2_random_affine(self))
         if self.horizontal_flip:
             steps.append(v2.RandomHorizontalFlip())
         if self.vertical_flip:

@@ -37,7 +37,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.data.augment import FILL_MODES, affine_batch
+from lightning_hw.data.augment import FILL_MODES, affine_batch, v2_random_affine
 from lightning_hw.errors import ConfigError
 
 
@@ -219,15 +219,7 @@ class LandmarkAugment:
         """
         steps: list[Any] = []
         if self.geometric:
-            steps.append(
-                v2.RandomAffine(
-                    degrees=self.rotation,
-                    translate=(self.width_shift, self.height_shift) if self.width_shift or self.height_shift else None,
-                    scale=(1 - self.zoom, 1 + self.zoom) if self.zoom else None,
-                    shear=self.shear or None,
-                    interpolation=v2.InterpolationMode.BILINEAR,
-                )
-            )
+            steps.append(v2_random_affine(self))
         if self.horizontal_flip:
             steps.append(RandomHorizontalFlipWithPairs(flip_pairs))
         if self.brightness or self.contrast:
