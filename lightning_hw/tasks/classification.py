@@ -8,7 +8,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.losses import get_head
-from lightning_hw.tasks.base import Task
+from lightning_hw.tasks.base import STAGES, Task
 
 
 class Classifier(Task):
@@ -53,6 +53,9 @@ class Classifier(Task):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Predictions and targets of the running epoch, given to the metrics in one update by
+        # log_epoch: two torchmetrics updates per step cost about a small MLP's forward pass.
+        self.epoch_predictions: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {s: [] for s in STAGES}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network outputs (logits)."""
@@ -67,10 +70,20 @@ class Classifier(Task):
             if penalty is not None:
                 # Keras adds kernel_regularizer terms to the reported training loss too.
                 loss = loss + penalty
-        metrics.update(self.head.predict(outputs.detach()), y)
+        self.epoch_predictions[stage].append((self.head.predict(outputs.detach()), y))
         self.log_loss(stage, loss, batch_size=y.shape[0])
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
+
+    def log_epoch(self, stage: str) -> None:
+        """Log ``<stage>/loss`` and the epoch's accuracy and F1, then reset them for the next epoch."""
+        super().log_epoch(stage)
+        metrics = getattr(self, f"{stage}_metrics")
+        predictions = self.epoch_predictions[stage]
+        if predictions:
+            metrics.update(torch.cat([p for p, _ in predictions]), torch.cat([y for _, y in predictions]))
+            self.log_dict(metrics.compute(), prog_bar=stage == "val", sync_dist=True)
+        metrics.reset()
+        predictions.clear()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train", self.train_metrics)
