@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_hw import registry
+from lightning_hw.callbacks.progress import default_progress_bar
 from lightning_hw.cli_names import KEYS, requested_class_names
 from lightning_hw.errors import ConfigError, UserError
 from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers, run_directory
@@ -145,6 +146,8 @@ class HWCLI(LightningCLI):
             monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
             callbacks.append(checkpoint_callback(self.run_dir, monitor, mode))
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(default_progress_bar())
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import nn
 
+from lightning_hw.callbacks.progress import ThrottledProgressBar
 from lightning_hw.cli import HWCLI
 from lightning_hw.nets.mlp import MLP
 from lightning_hw.tasks.base import BatchWeightedMean
@@ -91,3 +92,22 @@ def test_weight_penalties_are_summed_once_per_module():
     task.twin = task.net  # the same module registered twice is still penalised once
     assert torch.allclose(task.regularization_loss(), expected)
     assert Classifier(partial(MLP, hidden=[6]), 3, (4,)).regularization_loss().item() == 0.0
+
+
+def test_throttled_bar_skips_updates_but_always_shows_the_last_batch(monkeypatch):
+    bar = ThrottledProgressBar(min_interval=0.1)
+    now = [100.0]
+    monkeypatch.setattr("lightning_hw.callbacks.progress.time.monotonic", lambda: now[0])
+    shown = []
+    for batch_idx in range(10):
+        if bar._due(batch_idx, total=10):
+            shown.append(batch_idx)
+        now[0] += 0.03
+    assert shown == [0, 4, 8, 9]
+
+
+def test_runs_get_the_throttled_bar_unless_the_config_names_a_bar(tiny_args):
+    args = tiny_args("fit", "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "true")
+    assert type(HWCLI(args=args).trainer.progress_bar_callback) is ThrottledProgressBar
+    own = HWCLI(args=[*args, "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar"])
+    assert type(own.trainer.progress_bar_callback).__name__ == "TQDMProgressBar"

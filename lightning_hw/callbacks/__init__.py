@@ -1,0 +1,1 @@
+"""Lightning callbacks of lightning-hw (progress bar defaults, speed-ups, compilation, ...)."""
