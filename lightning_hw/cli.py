@@ -17,12 +17,14 @@ from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_hw import registry
 from lightning_hw.callbacks.progress import default_progress_bar
 from lightning_hw.cli_names import KEYS, requested_class_names
+from lightning_hw.distributed import shared_run_directory
 from lightning_hw.errors import ConfigError, UserError
-from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers, run_directory
+from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers
 
 # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -134,7 +136,7 @@ class HWCLI(LightningCLI):
         chosen = self.config_init[self.subcommand] if self.subcommand else self.config_init
         run: RunConfig = chosen.run
         config_files = [str(p) for p in (chosen.get("config") or [])]
-        self.run_dir = run_directory(run, config_files, chosen.get("ckpt_path"))
+        self.run_dir = shared_run_directory(run, config_files, chosen.get("ckpt_path"))
         trainer_cfg = chosen.trainer
         kwargs.setdefault("default_root_dir", str(self.run_dir))
         if trainer_cfg.get("logger") in (None, True):
@@ -152,7 +154,7 @@ class HWCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        print(f"Run directory: {self.run_dir}")
+        _say(f"Run directory: {self.run_dir}")
         try:
             super()._run_subcommand(subcommand)
         finally:
@@ -167,8 +169,14 @@ class HWCLI(LightningCLI):
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
-            print(f"Test ({source}): {summary}")
-        print(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
+            _say(f"Test ({source}): {summary}")
+        _say(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
+
+
+def _say(message: str) -> None:
+    """Print once per job: in DDP only the first process speaks."""
+    if rank_zero_only.rank == 0:
+        print(message)
 
 
 def _mode_for(monitor: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_hw.errors import ConfigError
 
@@ -119,12 +120,13 @@ def make_loggers(run: RunConfig, directory: Path) -> list[Logger]:
             id=run_id,
             resume="allow" if run_id else None,
         )
-        experiment = wandb_logger.experiment  # starts W&B now
-        id_file.write_text(experiment.id)
+        if rank_zero_only.rank == 0:  # other DDP processes log nothing (Lightning gives them a dummy run)
+            experiment = wandb_logger.experiment  # starts W&B now
+            id_file.write_text(experiment.id)
     except Exception as err:  # noqa: BLE001 - W&B trouble must not stop training
         print(f"W&B could not start ({type(err).__name__}: {err}); logging to CSV only.", file=sys.stderr)
         return loggers
-    if mode == "offline":
+    if mode == "offline" and rank_zero_only.rank == 0:
         print(f"W&B is offline; upload this run later with: wandb sync {directory / 'wandb'}/offline-run-*")
     loggers.append(wandb_logger)
     return loggers
