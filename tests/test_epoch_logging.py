@@ -15,6 +15,7 @@ from torch import nn
 
 from lightning_hw.callbacks.progress import ThrottledProgressBar
 from lightning_hw.cli import HWCLI
+from lightning_hw.errors import DataError
 from lightning_hw.nets.mlp import MLP
 from lightning_hw.tasks.base import BatchWeightedMean
 from lightning_hw.tasks.classification import Classifier
@@ -111,3 +112,15 @@ def test_runs_get_the_throttled_bar_unless_the_config_names_a_bar(tiny_args):
     assert type(HWCLI(args=args).trainer.progress_bar_callback) is ThrottledProgressBar
     own = HWCLI(args=[*args, "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar"])
     assert type(own.trainer.progress_bar_callback).__name__ == "TQDMProgressBar"
+
+
+@pytest.mark.parametrize("head", ["softmax_ce", "binary_bce"])
+def test_a_target_outside_the_classes_fails_clearly(head):
+    task = Classifier(partial(MLP, hidden=[4]), num_classes=2, input_shape=(3,), head=head)
+    task.log = task.log_dict = lambda *args, **kwargs: None
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 0])
+    with pytest.raises((DataError, IndexError)) as err:  # the multi-class loss fails first
+        task._shared_step((x, y), "val", task.val_metrics)
+        task.log_epoch("val")  # BCE takes any target: the epoch's metrics must refuse it
+    if head == "binary_bce":
+        assert "targets run from 0 to 2, but the task has 2 classes" in str(err.value)

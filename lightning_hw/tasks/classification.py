@@ -6,6 +6,7 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from lightning_hw.errors import DataError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.losses import get_head
 from lightning_hw.tasks.base import STAGES, Task
@@ -44,10 +45,12 @@ class Classifier(Task):
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.net = build_net(net, input_shape, self.head.num_outputs(num_classes))
+        # Without torchmetrics' argument validation (3/4 of an epoch-end update on Reuters):
+        # predictions come from the head, and log_epoch checks the targets' range itself.
         metrics = MetricCollection(
             {
-                "acc": MulticlassAccuracy(num_classes, average="micro"),
-                "f1": MulticlassF1Score(num_classes, average="macro"),
+                "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+                "f1": MulticlassF1Score(num_classes, average="macro", validate_args=False),
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
@@ -80,7 +83,14 @@ class Classifier(Task):
         metrics = getattr(self, f"{stage}_metrics")
         predictions = self.epoch_predictions[stage]
         if predictions:
-            metrics.update(torch.cat([p for p, _ in predictions]), torch.cat([y for _, y in predictions]))
+            targets = torch.cat([y for _, y in predictions])
+            low, high = int(targets.min()), int(targets.max())
+            if low < 0 or high >= self.num_classes:
+                raise DataError(
+                    f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
+                    f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
+                )
+            metrics.update(torch.cat([p for p, _ in predictions]), targets)
             self.log_dict(metrics.compute(), prog_bar=stage == "val", sync_dist=True)
         metrics.reset()
         predictions.clear()
