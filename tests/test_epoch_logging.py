@@ -110,8 +110,8 @@ def test_throttled_bar_skips_updates_but_always_shows_the_last_batch(monkeypatch
 def test_runs_get_the_throttled_bar_unless_the_config_names_a_bar(tiny_args):
     args = tiny_args("fit", "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "true")
     assert type(HWCLI(args=args).trainer.progress_bar_callback) is ThrottledProgressBar
-    own = HWCLI(args=[*args, "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar"])
-    assert type(own.trainer.progress_bar_callback).__name__ == "TQDMProgressBar"
+    own = HWCLI(args=[*args, "--trainer.callbacks+=lightning.pytorch.callbacks.RichProgressBar"])
+    assert type(own.trainer.progress_bar_callback).__name__ == "RichProgressBar"
 
 
 @pytest.mark.parametrize("head", ["softmax_ce", "binary_bce"])
