@@ -17,14 +17,16 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
+from lightning_hw.callbacks.progress import default_progress_bar
 from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
 from lightning_hw.callbacks.resume import ResumeState
 from lightning_hw.checkpoints import (
@@ -36,8 +38,9 @@ from lightning_hw.checkpoints import (
 )
 from lightning_hw.cli_errors import check_config_files, explain
 from lightning_hw.cli_names import KEYS, requested_class_names
+from lightning_hw.distributed import shared_run_directory
 from lightning_hw.errors import ConfigError, UserError, user_error_in
-from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers, run_directory
+from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers
 
 # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -228,7 +231,7 @@ class HWCLI(LightningCLI):
         chosen = self.config_init[self.subcommand] if self.subcommand else self.config_init
         run: RunConfig = chosen.run
         config_files = [str(p) for p in (chosen.get("config") or [])]
-        self.run_dir = run_directory(run, config_files, chosen.get("ckpt_path"))
+        self.run_dir = shared_run_directory(run, config_files, chosen.get("ckpt_path"))
         trainer_cfg = chosen.trainer
         kwargs.setdefault("default_root_dir", str(self.run_dir))
         if trainer_cfg.get("logger") in (None, True):
@@ -256,6 +259,8 @@ class HWCLI(LightningCLI):
             monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
             callbacks.append(checkpoint_callback(self.run_dir, monitor, mode))
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(default_progress_bar())
         kwargs["callbacks"] = callbacks
         try:
             return super().instantiate_trainer(**kwargs)
@@ -266,7 +271,7 @@ class HWCLI(LightningCLI):
             raise ConfigError(f"invalid trainer settings: {str(err).strip().splitlines()[0]}") from err
 
     def _run_subcommand(self, subcommand: str) -> None:
-        print(f"Run directory: {self.run_dir}")
+        _say(f"Run directory: {self.run_dir}")
         try:
             super()._run_subcommand(subcommand)
         except RuntimeError as err:
@@ -277,7 +282,7 @@ class HWCLI(LightningCLI):
         finally:
             finish_loggers(self.loggers)
         # Last, after W&B's own summary, so the run's location is the final line a user sees.
-        print(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
+        _say(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
 
     def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
         """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
@@ -298,7 +303,13 @@ class HWCLI(LightningCLI):
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
-            print(f"Test ({source}): {summary}")
+            _say(f"Test ({source}): {summary}")
+
+
+def _say(message: str) -> None:
+    """Print once per job: in DDP only the first process speaks."""
+    if rank_zero_only.rank == 0:
+        print(message)
 
 
 def _mode_for(monitor: str) -> str:

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_hw.errors import ConfigError
 
@@ -154,12 +155,13 @@ def make_loggers(
         )
         # Lightning always passes `anonymous`, which wandb >= 0.19 warns about on every run.
         getattr(wandb_logger, "_wandb_init", {}).pop("anonymous", None)
-        experiment = wandb_logger.experiment  # starts W&B now
-        id_file.write_text(experiment.id)
+        if rank_zero_only.rank == 0:  # other DDP processes log nothing (Lightning gives them a dummy run)
+            experiment = wandb_logger.experiment  # starts W&B now
+            id_file.write_text(experiment.id)
     except Exception as err:  # noqa: BLE001 - W&B trouble must not stop training
         print(f"W&B could not start ({type(err).__name__}: {err}); logging to CSV only.", file=sys.stderr)
         return loggers
-    if mode == "offline":
+    if mode == "offline" and rank_zero_only.rank == 0:
         print("W&B is offline (no credentials found; `wandb login` to log online); the sync command follows at the end.")
     loggers.append(wandb_logger)
     return loggers

@@ -1,1 +1,1 @@
-"""Lightning callbacks: fine-tuning, the frozen-feature cache, plots, resume and guards the CLI adds to runs."""
+"""Lightning callbacks: fine-tuning, feature cache, plots, resume and guards, progress bar, compilation."""

@@ -1,0 +1,60 @@
+"""``torch.compile`` of a task's network that leaves checkpoints loadable without it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from lightning_hw.errors import ConfigError
+
+
+class CompileNet(Callback):
+    """Compile the task's network in place with ``nn.Module.compile``.
+
+    ``torch.compile(net)`` returns a wrapper module whose ``state_dict`` keys all start
+    with ``_orig_mod.``, so its checkpoints only load into a compiled model.
+    ``net.compile()`` compiles the module's call in place instead: parameters, names and
+    checkpoints stay exactly as without compilation. Compilation itself happens at the
+    first forward pass (the first steps are slow); it is done once per module, however
+    many stages (fit, test) run.
+
+    Args:
+        attribute: the task's submodule to compile (``net`` for the built-in tasks).
+        mode: ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``, ...).
+        dynamic: compile for dynamic shapes (``None``: only after a shape changes).
+        fullgraph: fail instead of splitting the graph where it cannot be compiled.
+        backend: ``torch.compile`` backend (``inductor``; ``aot_eager`` needs no compiler).
+        options: backend options, e.g. ``{"triton.cudagraphs": true}``.
+    """
+
+    def __init__(
+        self,
+        attribute: str = "net",
+        mode: str | None = None,
+        dynamic: bool | None = None,
+        fullgraph: bool = False,
+        backend: str = "inductor",
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.attribute = attribute
+        self.kwargs: dict[str, Any] = {"mode": mode, "dynamic": dynamic, "fullgraph": fullgraph, "backend": backend}
+        if options:
+            self.kwargs["options"] = options
+        self._compiled: set[int] = set()
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        net = getattr(pl_module, self.attribute, None)
+        if not isinstance(net, nn.Module):
+            children = ", ".join(name for name, _ in pl_module.named_children()) or "none"
+            raise ConfigError(
+                f"CompileNet: {type(pl_module).__name__} has no submodule {self.attribute!r} "
+                f"(its submodules: {children}); set the callback's init_args.attribute"
+            )
+        if id(net) in self._compiled:
+            return
+        net.compile(**self.kwargs)
+        self._compiled.add(id(net))
+        rank_zero_info(f"CompileNet: {type(pl_module).__name__}.{self.attribute} compiled with {self.kwargs}")

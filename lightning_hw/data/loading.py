@@ -1,0 +1,65 @@
+"""DataLoader settings for datasets read from disk sample by sample (image folders).
+
+In-memory datasets use :class:`~lightning_hw.data.base.TensorBatchLoader` and need none
+of this. A datamodule that decodes files per sample calls :func:`dataloader_settings`
+when it builds its loaders::
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
+                          **dataloader_settings(self.trainer, num_workers=self.num_workers))
+
+with ``num_workers: int | None = None`` among its init arguments, so that a config can
+still say ``--data.init_args.num_workers 0`` (e.g. to debug in one process).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.data import suggested_max_num_workers
+from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import CUDAAccelerator
+
+
+def dataloader_settings(
+    trainer: Trainer | None = None,
+    num_workers: int | None = None,
+    pin_memory: bool | None = None,
+    persistent_workers: bool | None = None,
+) -> dict[str, Any]:
+    """``num_workers``, ``pin_memory`` and ``persistent_workers`` for a ``DataLoader``; ``None`` picks a default.
+
+    - ``num_workers``: Lightning's own suggestion: the CPU cores this process may use
+      (its affinity mask, so ``taskset``/SLURM limits count), shared by the training
+      processes of this machine, minus one for the main process; at least 1.
+    - ``pin_memory``: when the trainer runs on CUDA GPUs (without a trainer: when CUDA
+      is available). Page-locked batches copy to the GPU asynchronously.
+    - ``persistent_workers``: whenever there are workers, so that they are not started
+      again for every epoch and every validation, except when the trainer reloads its
+      dataloaders every few epochs (PyTorch issue 91252 with pinned memory).
+
+    Args:
+        trainer: the datamodule's trainer (``self.trainer``), if attached.
+        num_workers: worker processes; ``None``: the default above.
+        pin_memory: pin batches in page-locked memory; ``None``: the default above.
+        persistent_workers: keep workers between epochs; ``None``: the default above.
+
+    Returns:
+        Keyword arguments for :class:`torch.utils.data.DataLoader`.
+    """
+    local_processes = trainer.num_devices if trainer is not None else 1
+    if num_workers is None:
+        num_workers = suggested_max_num_workers(local_processes)
+    if pin_memory is None:
+        pin_memory = (
+            isinstance(trainer.accelerator, CUDAAccelerator) if trainer is not None else torch.cuda.is_available()
+        )
+    if persistent_workers is None:
+        reloads = trainer is not None and trainer.reload_dataloaders_every_n_epochs > 0
+        persistent_workers = not reloads
+    return {
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": persistent_workers and num_workers > 0,
+    }

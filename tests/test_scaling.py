@@ -1,0 +1,198 @@
+"""Scaling up: trainer presets, DDP on two CPU processes, torch.compile, mixed precision, run directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from lightning_hw import distributed
+from lightning_hw.callbacks.compile import CompileNet
+from lightning_hw.callbacks.speed import ChannelsLast
+from lightning_hw.cli import HWCLI
+from lightning_hw.errors import ConfigError
+from lightning_hw.nets.mlp import MLP
+from lightning_hw.precision import AutoMixedPrecision, best_mixed_precision
+from lightning_hw.runs import RunConfig
+from lightning_hw.tasks.classification import Classifier
+
+from test_epoch_logging import epoch_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = REPO / "configs" / "trainer"
+
+
+def resolved(tiny_args, capsys, *presets: str) -> dict:
+    """The config that ``--print_config`` prints for the quickstart with ``presets`` stacked on it."""
+    args = tiny_args("fit")
+    for name in presets:
+        args += ["--config", str(PRESETS / f"{name}.yaml")]
+    with pytest.raises(SystemExit) as exit_info:
+        HWCLI(args=[*args, "--print_config"])
+    assert exit_info.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_presets_stack_on_an_experiment_config(tiny_args, capsys):
+    trainer = resolved(tiny_args, capsys, "gpu", "ddp", "compile")["trainer"]
+    assert trainer["accelerator"] == "gpu" and trainer["devices"] == -1 and trainer["strategy"] == "ddp"
+    assert trainer["benchmark"] is True and trainer["deterministic"] is False
+    assert [p["class_path"] for p in trainer["plugins"]] == ["lightning_hw.precision.AutoMixedPrecision"]
+    # callbacks+ appends: the presets' callbacks add up instead of replacing each other
+    assert [c["class_path"].rsplit(".", 1)[-1] for c in trainer["callbacks"]] == [
+        "ChannelsLast", "Float32MatmulPrecision", "CompileNet",
+    ]
+    multinode = resolved(tiny_args, capsys, "gpu", "multinode")["trainer"]
+    assert multinode["num_nodes"] == 2 and multinode["strategy"] == "ddp"
+    assert resolved(tiny_args, capsys, "cpu")["trainer"]["accelerator"] == "cpu"
+
+
+def test_mixed_precision_follows_the_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert best_mixed_precision("cuda") == "bf16-mixed"
+    # a pre-Ampere GPU only emulates bf16: float16 with a gradient scaler
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert best_mixed_precision("cuda") == "16-mixed"
+    plugin = AutoMixedPrecision()
+    assert plugin.precision == "16-mixed" and plugin.scaler is not None
+    assert best_mixed_precision("cpu") == "bf16-mixed"
+    cpu_plugin = AutoMixedPrecision(device="cpu")
+    assert cpu_plugin.precision == "bf16-mixed" and cpu_plugin.scaler is None
+
+
+def test_channels_last_converts_conv_nets_only():
+    conv = LightningModule()
+    conv.net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))
+    ChannelsLast().setup(None, conv, "fit")
+    assert conv.net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.net[0].weight.is_contiguous()
+    out = conv.net[0](torch.randn(2, 3, 16, 16))  # NCHW input, channels-last output
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+    mlp = Classifier(partial(MLP, hidden=[8]), num_classes=3, input_shape=(4,))
+    before = {k: v.clone() for k, v in mlp.state_dict().items()}
+    ChannelsLast().setup(None, mlp, "fit")
+    assert all(torch.equal(before[k], v) and v.is_contiguous() for k, v in mlp.state_dict().items())
+
+
+def test_compile_net_names_a_missing_submodule():
+    with pytest.raises(ConfigError, match="has no submodule 'backbone'.*net"):
+        CompileNet(attribute="backbone").setup(None, Classifier(partial(MLP, hidden=[4]), 2, (3,)), "fit")
+
+
+@pytest.mark.slow
+def test_compile_preset_fits_and_its_checkpoint_loads_uncompiled(tiny_args, workdir):
+    """compile.yaml with the default inductor backend on the CPU (needs g++ and Python headers)."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cli = HWCLI(
+        args=tiny_args(
+            "fit", "--config", str(PRESETS / "compile.yaml"), "--run.name", "c",
+            # training only: every compiled graph costs seconds on a small CPU
+            "--trainer.limit_val_batches", "0", "--run.monitor", "train/loss", "--run.test_after_fit", "false",
+        )
+    )
+    net = cli.model.net
+    assert getattr(net, "_compiled_call_impl", None) is not None
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # dynamo did compile a graph
+
+    checkpoint = cli.run_dir / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert not [k for k in state if "_orig_mod" in k]
+    plain = Classifier.load_from_checkpoint(checkpoint, net=partial(MLP, hidden=[128]))
+    assert getattr(plain.net, "_compiled_call_impl", None) is None
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        expected = cli.model.net._call_impl(x)  # the trained net without its compiled path
+        assert torch.allclose(plain(x), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
+    """Two gloo processes with half the batch each take the same steps as one process.
+
+    What makes them equal: the in-memory loader shards every epoch's permutation by rank
+    (rank r gets positions r, r+2, ...), so the two half-batches of step k together are
+    exactly the single process's batch k; DDP averages the two gradients, which is the
+    gradient of the mean loss over the whole batch because the halves are equally large
+    (900 training samples, 64 per step: every step, even the last of 4, splits evenly);
+    the 718 validation samples split 359/359 with no padding; accuracy, F1 and the loss
+    means are merged across processes before logging; the net has no dropout and the
+    shuffle seed is fixed. What differs: float rounding of the all-reduced gradients, so
+    val/loss agrees to 1e-4 and val/acc to one sample in 718.
+    """
+    common = (
+        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1.0", "--trainer.limit_val_batches", "1.0",
+        "--trainer.num_sanity_val_steps", "0", "--data.init_args.splits", "[0.5, 0.4, 0.1]",
+        "--data.init_args.shuffle_seed", "7", "--run.test_after_fit", "false",
+    )
+    HWCLI(args=tiny_args("fit", *common, "--data.init_args.batch_size", "64", "--run.group", "one", "--run.name", "r"))
+    one = epoch_metrics(workdir / "runs" / "one" / "r")
+
+    ddp_args = tiny_args(
+        "fit", *common, "--data.init_args.batch_size", "32", "--run.group", "ddp",
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", distributed.RUN_DIR_ENV)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *ddp_args], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dirs = list((workdir / "runs" / "ddp").iterdir())
+    assert len(run_dirs) == 1, f"the two processes wrote to {run_dirs}"  # one shared run directory
+    assert proc.stdout.count("Run saved in") == 1  # only rank 0 speaks
+    two = epoch_metrics(run_dirs[0])
+
+    assert sorted(one) == sorted(two) == [0, 1]
+    for epoch in (0, 1):
+        assert two[epoch]["val/loss"] == pytest.approx(one[epoch]["val/loss"], abs=1e-4)
+        assert abs(two[epoch]["val/acc"] - one[epoch]["val/acc"]) <= 1 / 718 + 1e-9
+        # the training metrics are merged across processes too (not rank 0's half)
+        assert two[epoch]["train/loss"] == pytest.approx(one[epoch]["train/loss"], abs=1e-4)
+        assert abs(two[epoch]["train/acc"] - one[epoch]["train/acc"]) <= 1 / 900 + 1e-9
+    assert one[1]["val/acc"] > 0.8  # it learned something: the comparison is not of two untrained nets
+
+
+class TestSharedRunDirectory:
+    """Every process of a distributed job must pick the same run directory."""
+
+    @pytest.fixture(autouse=True)
+    def _clean_env(self, monkeypatch):
+        for key in ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "WORLD_SIZE",
+                    "LOCAL_RANK", distributed.RUN_DIR_ENV):
+            monkeypatch.delenv(key, raising=False)
+
+    def test_a_process_lightning_started_reuses_its_parents_directory(self, workdir, monkeypatch):
+        run = RunConfig(root=str(workdir / "runs"))
+        parent = distributed.shared_run_directory(run, ["exp.yaml"])
+        assert os.environ[distributed.RUN_DIR_ENV] == str(parent)
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        assert distributed.shared_run_directory(run, ["exp.yaml"]) == parent
+        assert len(list((workdir / "runs" / "exp").iterdir())) == 1  # no "-1" sibling
+
+    def test_slurm_and_torchrun_jobs_are_named_after_the_job(self, workdir, monkeypatch):
+        run = RunConfig(root=str(workdir / "runs"))
+        monkeypatch.setenv("SLURM_NTASKS", "16")
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        monkeypatch.setenv("SLURM_JOB_NAME", "train")
+        assert distributed.shared_run_directory(run, ["exp.yaml"]) == workdir / "runs" / "exp" / "slurm-4242"
+        for key in ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_JOB_NAME"):
+            monkeypatch.delenv(key)
+        monkeypatch.setenv("WORLD_SIZE", "8")
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "abc")
+        assert distributed.job_run_name() == "torchrun-abc"
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+        with pytest.raises(ConfigError, match="--run.name"):
+            distributed.job_run_name()
+        # an explicit name needs no agreement
+        named = RunConfig(root=str(workdir / "runs"), name="mine")
+        assert distributed.shared_run_directory(named, ["exp.yaml"]).name == "mine"
