@@ -40,7 +40,7 @@ from lightning_hw.cli_errors import check_config_files, explain
 from lightning_hw.cli_names import KEYS, requested_class_names
 from lightning_hw.distributed import shared_run_directory
 from lightning_hw.errors import ConfigError, UserError, user_error_in
-from lightning_hw.runs import RunConfig, checkpoint_callback, finish_loggers, make_loggers
+from lightning_hw.runs import RunConfig, checkpoint_callbacks, finish_loggers, make_loggers
 
 # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -258,7 +258,7 @@ class HWCLI(LightningCLI):
         if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
-            callbacks.append(checkpoint_callback(self.run_dir, monitor, mode))
+            callbacks.extend(checkpoint_callbacks(self.run_dir, monitor, mode))
         if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(default_progress_bar())
         kwargs["callbacks"] = callbacks

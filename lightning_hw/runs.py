@@ -242,13 +242,23 @@ class _KeepingWriter(ExperimentWriter):
         self.metrics_keys = sorted(header)
 
 
-def checkpoint_callback(directory: Path, monitor: str, mode: str) -> ModelCheckpoint:
-    """Best checkpoint by ``monitor`` plus ``last.ckpt``, in ``<run>/checkpoints``."""
-    return ModelCheckpoint(
+def checkpoint_callbacks(directory: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
+    """The best checkpoint by ``monitor``, and ``last.ckpt`` after every epoch, in ``<run>/checkpoints``.
+
+    Two callbacks because Lightning 2.6's ``save_last=True`` rewrites ``last.ckpt`` only
+    when a top-k checkpoint is saved in the same step: after the best epoch it would go
+    stale, and ``--ckpt_path last`` would resume from the best epoch instead of the latest.
+    The best one comes first, so ``trainer.checkpoint_callback`` is the best checkpoint.
+    """
+    best = ModelCheckpoint(
         dirpath=directory / "checkpoints",
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=monitor,
         mode=mode,
-        save_last=True,
     )
+    # monitor=None + save_top_k=1 keeps exactly the newest; a fixed name, never "last-v1".
+    last = ModelCheckpoint(
+        dirpath=directory / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
+    return [best, last]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
@@ -159,3 +161,14 @@ def test_metrics_csv_is_continued_not_deleted_when_a_run_is_resumed(tiny_args, w
     assert rows[: len(first)] == [{k: row.get(k, "") for k in rows[0]} for row in first]
     epochs = sorted({int(row["epoch"]) for row in rows if row.get("val/acc")})
     assert epochs == [0, 1]
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_after_the_best_one(tiny_args, workdir):
+    # lr 5 makes validation worse after the first epoch, so the best checkpoint stays at epoch 0.
+    cli = HWCLI(args=tiny_args("fit", "--run.name", "diverge", "--trainer.max_epochs", "3",
+                               "--optimizer.init_args.lr", "5.0", "--run.test_after_fit", "false"))
+    checkpoints = workdir / "runs" / "quickstart" / "diverge" / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")
+    assert last["epoch"] == 2
+    assert sorted(p.name for p in checkpoints.glob("last*.ckpt")) == ["last.ckpt"]
+    assert Path(cli.trainer.checkpoint_callback.best_model_path).name == "best-epoch000.ckpt"

@@ -9,7 +9,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from lightning_hw.errors import DataError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.losses import get_head
-from lightning_hw.tasks.base import STAGES, Task
+from lightning_hw.tasks.base import Task
 
 
 class Classifier(Task):
@@ -45,12 +45,10 @@ class Classifier(Task):
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.net = build_net(net, input_shape, self.head.num_outputs(num_classes))
-        # Without torchmetrics' argument validation (3/4 of an epoch-end update on Reuters):
-        # predictions come from the head, and log_epoch checks the targets' range itself.
         metrics = MetricCollection(
             {
-                "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-                "f1": MulticlassF1Score(num_classes, average="macro", validate_args=False),
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
@@ -58,9 +56,6 @@ class Classifier(Task):
         self.test_metrics = metrics.clone(prefix="test/")
         #: (true, predicted) counts over the last test run; the ConfusionMatrix callback reports it
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
-        # Predictions and targets of the running epoch, given to the metrics in one update by
-        # log_epoch: two torchmetrics updates per step cost about a small MLP's forward pass.
-        self.epoch_predictions: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {s: [] for s in STAGES}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network outputs (logits)."""
@@ -75,30 +70,20 @@ class Classifier(Task):
             if penalty is not None:
                 # Keras adds kernel_regularizer terms to the reported training loss too.
                 loss = loss + penalty
-        self.epoch_predictions[stage].append((self.head.predict(outputs.detach()), y))
+        preds = self.head.predict(outputs.detach())
+        try:
+            metrics.update(preds, y)
+        except RuntimeError as err:  # torchmetrics' check of the target values
+            low, high = int(y.min()), int(y.max())
+            raise DataError(
+                f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
+                f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
+            ) from err
+        if stage == "test":
+            self.test_confusion.update(preds, y)
         self.log_loss(stage, loss, batch_size=y.shape[0])
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
-
-    def log_epoch(self, stage: str) -> None:
-        """Log ``<stage>/loss`` and the epoch's accuracy and F1, then reset them for the next epoch."""
-        super().log_epoch(stage)
-        metrics = getattr(self, f"{stage}_metrics")
-        predictions = self.epoch_predictions[stage]
-        if predictions:
-            targets = torch.cat([y for _, y in predictions])
-            low, high = int(targets.min()), int(targets.max())
-            if low < 0 or high >= self.num_classes:
-                raise DataError(
-                    f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
-                    f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
-                )
-            preds = torch.cat([p for p, _ in predictions])
-            metrics.update(preds, targets)
-            if stage == "test":
-                self.test_confusion.update(preds, targets)
-            self.log_dict(metrics.compute(), prog_bar=stage == "val", sync_dist=True)
-        metrics.reset()
-        predictions.clear()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train", self.train_metrics)
