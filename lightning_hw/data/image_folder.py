@@ -20,11 +20,10 @@ from typing import Any
 
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
-from lightning_hw.data.images import ImageDataModule
+from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.errors import ConfigError, DataError
 
@@ -139,13 +138,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}")
-        try:
-            self.interpolation = InterpolationMode(interpolation.lower())
-        except ValueError:
-            options = ", ".join(m.value for m in InterpolationMode)
-            raise ConfigError(f"unknown interpolation {interpolation!r}; use one of {options}") from None
+        self.interpolation = check_image_settings(channels, interpolation)
         if crop_pct is not None and not 0 < crop_pct <= 1:
             raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.root = Path(root)

@@ -14,10 +14,30 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torchvision.transforms.v2 import InterpolationMode
 
 from lightning_hw.data.augment import Augment, expand_offline
 from lightning_hw.data.base import InMemoryDataModule, Split
 from lightning_hw.errors import ConfigError
+
+
+def check_image_settings(channels: int, interpolation: str) -> InterpolationMode:
+    """Validate the image settings every image datamodule takes.
+
+    Args:
+        channels: 1 (greyscale) or 3 (RGB).
+        interpolation: a torchvision ``InterpolationMode`` name (``bilinear``, ``bicubic``...).
+
+    Returns:
+        The interpolation mode.
+    """
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}")
+    try:
+        return InterpolationMode(interpolation.lower())
+    except ValueError:
+        options = ", ".join(m.value for m in InterpolationMode)
+        raise ConfigError(f"unknown interpolation {interpolation!r}; use one of {options}") from None
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:

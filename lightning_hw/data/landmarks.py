@@ -31,7 +31,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
 from lightning_hw.data.image_folder import IN_MEMORY_LIMIT_BYTES
-from lightning_hw.data.images import ImageDataModule
+from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.data.landmark_augment import LandmarkAugment, flip_permutation, mark_off_canvas
 from lightning_hw.errors import ConfigError, DataError
@@ -195,13 +195,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}")
-        try:
-            self.interpolation = InterpolationMode(interpolation.lower())
-        except ValueError:
-            options = ", ".join(m.value for m in InterpolationMode)
-            raise ConfigError(f"unknown interpolation {interpolation!r}; use one of {options}") from None
+        self.interpolation = check_image_settings(channels, interpolation)
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.channels = channels
         self.in_memory_setting = in_memory

@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import Split
-from lightning_hw.data.images import ImageDataModule
-from lightning_hw.errors import ConfigError, DataError
+from lightning_hw.data.images import ImageDataModule, check_image_settings
+from lightning_hw.errors import DataError
 
 #: lfw_subset() holds the 100 faces first, then the 100 non-faces
 NUM_FACES = 100
@@ -36,13 +35,7 @@ class LFWFaces(ImageDataModule):
 
     def __init__(self, image_size: int = 64, interpolation: str = "bilinear", channels: int = 3, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grey) or 3 (grey repeated as RGB), got {channels}")
-        try:
-            self.interpolation = InterpolationMode(interpolation.lower())
-        except ValueError:
-            options = ", ".join(m.value for m in InterpolationMode)
-            raise ConfigError(f"unknown interpolation {interpolation!r}; use one of {options}") from None
+        self.interpolation = check_image_settings(channels, interpolation)
         self.image_size = image_size
         self.channels = channels
 
