@@ -53,7 +53,8 @@ DESCRIPTION = (
 )
 
 # Subcommands that are not LightningCLI's: name -> module with `main(argv) -> exit code`.
-OWN_SUBCOMMANDS = {"study": "lightning_hw.studies", "report": "lightning_hw.reports"}
+#: our subcommands beside LightningCLI's: each module's ``main(argv) -> exit code`` runs it
+OWN_SUBCOMMANDS = {"study": "lightning_hw.studies", "report": "lightning_hw.reports", "export": "lightning_hw.export"}
 
 
 def _import_class(class_path: str) -> type | None:
@@ -379,10 +380,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args and args[0] in OWN_SUBCOMMANDS:
             sys.exit(importlib.import_module(OWN_SUBCOMMANDS[args[0]]).main(args[1:]))
-        if args[:1] == ["export"]:
-            from lightning_hw.export import export_main
-
-            sys.exit(export_main(args[1:]))
         HWCLI(args=args)
     except UserError as err:
         if debug:

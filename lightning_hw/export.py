@@ -129,7 +129,7 @@ def check_parity(model: torch.nn.Module, input_shape: tuple[int, ...], path: Pat
     return worst
 
 
-def export_main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
     """``python -m lightning_hw export ...``; returns the exit code."""
     from jsonargparse import ArgumentError
 
