@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
+from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
 from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
 from lightning_hw.callbacks.resume import ResumeState
@@ -239,7 +240,8 @@ class HWCLI(LightningCLI):
             resume = chosen.get("ckpt_path") is not None  # keep metrics.csv rows, continue the W&B run
             self.loggers = make_loggers(run, self.run_dir, job_type=self.subcommand, resume=resume)
             kwargs["logger"] = self.loggers
-        callbacks = list(trainer_cfg.get("callbacks") or [])
+        # First: every later callback's epoch-end hook then sees the epoch's metrics.
+        callbacks = [LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
         if any(isinstance(logger, WandbLogger) for logger in self.loggers):
             callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).

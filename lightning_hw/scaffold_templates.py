@@ -61,8 +61,9 @@ class $task(Task):
     """Classify inputs into ``num_classes`` classes with cross-entropy; logs accuracy. Edit me.
 
     What lightning-hw expects of a task (see plugins/README.md in the lightning-hw repository):
-    log ``train/loss``, ``val/loss`` and ``test/loss`` and every metric under the same
-    prefixes, once per epoch; name the metric that picks the best checkpoint in
+    implement ``shared_step(batch, stage)``, the loss of one batch of ``train``, ``val`` or
+    ``test``, calling ``self.log_loss`` and ``self.collect`` there: ``Task`` then logs
+    ``<stage>/loss`` and the ``<stage>_metrics`` collection once per epoch; name the metric that picks the best checkpoint in
     ``monitor`` (``monitor_mode``: ``"max"`` if higher is better); list in
     ``linked_from_data`` the init arguments the datamodule provides as attributes of the
     same name, so that sizes are never typed twice in a config.
@@ -98,7 +99,7 @@ class $task(Task):
         """Logits, one per class."""
         return self.net(x)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection):
+    def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
@@ -106,19 +107,11 @@ class $task(Task):
             penalty = self.regularization_loss()  # the nets' l1/l2 terms, if any
             if penalty is not None:
                 loss = loss + penalty
-        metrics.update(logits.detach().argmax(dim=-1), y)
         self.log_loss(stage, loss, batch_size=y.shape[0])
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        # <stage>_metrics are updated with all of the epoch's predictions at its end, and
+        # logged with <stage>/loss then (a self.log per step would cost more than the step).
+        self.collect(stage, logits.detach().argmax(dim=-1), y)
         return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train", self.train_metrics)
-
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test", self.test_metrics)
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Predicted class indices."""

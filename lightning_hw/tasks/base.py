@@ -1,11 +1,35 @@
-"""What every task shares: metric naming, weight penalties, the default optimizer."""
+"""What every task shares: epoch metrics, weight penalties, the default optimizer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
 from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+
+from lightning_hw.tasks.epoch_metrics import BatchWeightedMean, EpochOutputs
+
+STAGES = ("train", "val", "test")
+
+
+def _modules_with_penalty(module: nn.Module, seen: set[int]) -> Iterator[nn.Module]:
+    """Submodules of ``module`` (pre-order, each once) whose class defines ``regularization_loss``.
+
+    This runs every training step. ``module.modules()`` costs ~4x more here: it hashes
+    every torchmetrics object (their ``__hash__`` reads all states) and a missing
+    attribute on an ``nn.Module`` raises a formatted AttributeError. Metrics hold no
+    weights, so their subtrees are skipped.
+    """
+    for child in module._modules.values():  # noqa: SLF001 - named_children() hashes each child
+        if child is None or id(child) in seen or isinstance(child, (Metric, MetricCollection)):
+            continue
+        seen.add(id(child))
+        if callable(getattr(type(child), "regularization_loss", None)):
+            yield child
+        yield from _modules_with_penalty(child, seen)
 
 
 class Task(LightningModule):
@@ -17,6 +41,14 @@ class Task(LightningModule):
     :attr:`linked_from_data` lists the init arguments that come from the datamodule
     (the CLI links ``data.<name>`` to ``model.init_args.<name>`` when the data has it),
     so sizes such as ``num_classes`` are never typed twice.
+
+    Epoch metrics, per step: call :meth:`log_loss` with the batch's loss, and either
+    :meth:`collect` the batch's predictions and targets (the task's ``<stage>_metrics``
+    collection is updated with all of them at the end of the epoch: the fast way) or
+    update your own metrics and override :meth:`compute_epoch_metrics`. Nothing is
+    logged per step; :meth:`log_epoch` logs and resets everything once per epoch, early
+    in the epoch-end hooks (see :class:`~lightning_hw.callbacks.epoch_metrics.LogEpochMetrics`),
+    so every callback sees the epoch's values as if they had been logged per step.
 
     Args:
         lr: learning rate. Without an ``optimizer:`` section in the config the task
@@ -33,27 +65,108 @@ class Task(LightningModule):
     def __init__(self, lr: float | None = None) -> None:
         super().__init__()
         self.lr = lr
+        # Keys are not the bare stage names: `train` is an nn.Module method.
+        self.epoch_loss = nn.ModuleDict({f"{stage}_loss": BatchWeightedMean() for stage in STAGES})
+        self.epoch_outputs = nn.ModuleDict({f"{stage}_outputs": EpochOutputs() for stage in STAGES})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Lightning sets `_current_fx_name` before and after every hook it calls, about 40
+        # times per training step; nn.Module.__setattr__'s parameter/buffer/module checks
+        # make that ~10% of a small MLP's step. It is a plain string, so skip them.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def regularization_loss(self) -> torch.Tensor | None:
         """Sum of the weight penalties declared by submodules (``regularization_loss()``), if any."""
-        terms = [
-            m.regularization_loss()
-            for m in self.modules()
-            if m is not self and callable(getattr(m, "regularization_loss", None))
-        ]
+        terms = [m.regularization_loss() for m in _modules_with_penalty(self, seen={id(self)})]
         return sum(terms[1:], terms[0]) if terms else None
 
+    # -- steps ------------------------------------------------------------------------------------
+
+    def shared_step(self, batch, stage: str) -> torch.Tensor:
+        """Loss of one batch of ``stage`` (``train``, ``val``, ``test``); accumulate its epoch metrics here.
+
+        The training, validation and test steps all call it; tasks implement this one method.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement shared_step(batch, stage)")
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.shared_step(batch, "test")
+
+    # -- epoch metrics ---------------------------------------------------------------------------
+
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
-        """Log ``<stage>/loss`` as an epoch mean (shown in the progress bar outside training)."""
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=stage != "train",
-            batch_size=batch_size,
-            sync_dist=stage != "train",
-        )
+        """Add a batch to ``<stage>/loss``, logged by :meth:`log_epoch` as the epoch mean weighted by batch size."""
+        self.epoch_loss[f"{stage}_loss"].update(loss, batch_size)
+
+    def collect(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Keep a batch's predictions and targets for the ``<stage>_metrics`` update at the epoch's end."""
+        self.epoch_outputs[f"{stage}_outputs"].update(preds, target)
+
+    def stage_metrics(self, stage: str) -> MetricCollection | None:
+        """The metric collection of ``stage``: by convention the attribute ``<stage>_metrics``."""
+        metrics = getattr(self, f"{stage}_metrics", None)
+        return metrics if isinstance(metrics, MetricCollection) else None
+
+    def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """The epoch's metric values of ``stage``, by logged name (``val/acc``...), loss excluded.
+
+        The default updates :meth:`stage_metrics` with everything :meth:`collect` kept (if
+        anything), then computes it. Tasks with other metrics override this (and
+        :meth:`reset_epoch_metrics`).
+        """
+        metrics = self.stage_metrics(stage)
+        outputs = self.epoch_outputs[f"{stage}_outputs"]
+        if metrics is None:
+            return {}
+        if outputs.update_called:
+            metrics.update(*outputs.compute())
+        updated = any(metric.update_called for metric in metrics.values(copy_state=False))
+        return dict(metrics.compute()) if updated else {}
+
+    def reset_epoch_metrics(self, stage: str) -> None:
+        """Start ``stage``'s next epoch from zero."""
+        self.epoch_loss[f"{stage}_loss"].reset()
+        self.epoch_outputs[f"{stage}_outputs"].reset()
+        metrics = self.stage_metrics(stage)
+        if metrics is not None:
+            metrics.reset()
+
+    def log_epoch(self, stage: str) -> None:
+        """Log what ``stage`` accumulated this epoch, then reset it (a no-op if nothing was).
+
+        Values are already merged across processes (torchmetrics syncs on compute), so
+        ``sync_dist`` only averages equal numbers; it keeps Lightning from warning.
+
+        Args:
+            stage: ``train``, ``val`` or ``test``.
+        """
+        loss = self.epoch_loss[f"{stage}_loss"]
+        values = {f"{stage}/loss": loss.compute()} if loss.update_called else {}
+        values.update(self.compute_epoch_metrics(stage))
+        for name, value in values.items():
+            self.log(name, value, prog_bar=stage != "train", sync_dist=True)
+        self.reset_epoch_metrics(stage)
+
+    # The callback logs first (so other callbacks see the values); these cover a Trainer without it.
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch("test")
+
+    # -- the rest ---------------------------------------------------------------------------------
 
     def prediction_columns(self, outputs: dict[str, torch.Tensor]) -> dict[str, list]:
         """CSV columns for one batch of ``predict_step`` outputs (``python -m lightning_hw predict``).

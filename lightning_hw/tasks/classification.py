@@ -61,7 +61,7 @@ class Classifier(Task):
         """Raw network outputs (logits)."""
         return self.net(x)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection):
+    def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         outputs = self(x)
         loss = self.head.loss(outputs, y)
@@ -70,32 +70,30 @@ class Classifier(Task):
             if penalty is not None:
                 # Keras adds kernel_regularizer terms to the reported training loss too.
                 loss = loss + penalty
-        preds = self.head.predict(outputs.detach())
+        self.log_loss(stage, loss, batch_size=y.shape[0])
+        self.collect(stage, self.head.predict(outputs.detach()), y)
+        return loss
+
+    def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """Accuracy and macro F1 of the epoch (and the test confusion matrix), from its collected predictions."""
+        outputs = self.epoch_outputs[f"{stage}_outputs"]
+        if not outputs.update_called:
+            return {}
+        preds, target = outputs.compute()
         try:
-            metrics.update(preds, y)
+            self.stage_metrics(stage).update(preds, target)
         except RuntimeError as err:  # torchmetrics' check of the target values
-            low, high = int(y.min()), int(y.max())
+            low, high = int(target.min()), int(target.max())
             raise DataError(
                 f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
                 f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
             ) from err
         if stage == "test":
-            self.test_confusion.update(preds, y)
-        self.log_loss(stage, loss, batch_size=y.shape[0])
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
-        return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train", self.train_metrics)
-
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val", self.val_metrics)
+            self.test_confusion.update(preds, target)
+        return dict(self.stage_metrics(stage).compute())
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
-
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test", self.test_metrics)
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Class scores and predicted indices for a batch (targets, if present, are ignored)."""

@@ -24,11 +24,10 @@ from torch import nn
 from lightning_hw.errors import ConfigError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.landmark_losses import LandmarkLoss, landmark_mask
-from lightning_hw.tasks.base import Task
+from lightning_hw.tasks.base import STAGES, Task
 from lightning_hw.tasks.landmark_metrics import NME, PCK
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "none")
-STAGES = ("train", "val", "test")
 
 
 class LandmarkRegressor(Task):
@@ -129,7 +128,7 @@ class LandmarkRegressor(Task):
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def shared_step(self, batch, stage: str) -> torch.Tensor:
         x, target = batch[0], batch[1]
         pred = self(x)
         loss = self.criterion(pred, target)
@@ -140,27 +139,32 @@ class LandmarkRegressor(Task):
             mask = landmark_mask(target)
             self.shape_sum += torch.where(mask.unsqueeze(-1), target, torch.zeros_like(target)).sum(dim=0).double()
             self.shape_count += mask.sum(dim=0).double()
-        n = x.shape[0]
-        self.log_loss(stage, loss, batch_size=n)
-        pred_px, target_px = self.to_pixels(pred.detach()), self.to_pixels(target)
+        self.log_loss(stage, loss, batch_size=x.shape[0])
+        self.collect(stage, self.to_pixels(pred.detach()), self.to_pixels(target))
+        return loss
+
+    def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """NME and PCK of the epoch's collected points (in pixels), and the mean-shape NME on test."""
+        outputs = self.epoch_outputs[f"{stage}_outputs"]
+        if not outputs.update_called:
+            return {}
+        pred_px, target_px = outputs.compute()
+        values = {}
         for key, metric in getattr(self, f"{stage}_metrics").items():
             metric.update(pred_px, target_px)
             name = "nme" if key == "nme" else self.pck_names[int(key[3:])]
-            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=key == "nme" and stage != "train", batch_size=n)
+            values[f"{stage}/{name}"] = metric.compute()
         if stage == "test" and self.mean_shape is not None:
-            baseline = self.to_pixels(self.mean_shape).expand_as(target_px)
-            self.mean_shape_nme.update(baseline, target_px)
-            self.log("test/nme_mean_shape", self.mean_shape_nme, on_step=False, on_epoch=True, batch_size=n)
-        return loss
+            self.mean_shape_nme.update(self.to_pixels(self.mean_shape).expand_as(target_px), target_px)
+            values["test/nme_mean_shape"] = self.mean_shape_nme.compute()
+        return values
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test")
+    def reset_epoch_metrics(self, stage: str) -> None:
+        super().reset_epoch_metrics(stage)
+        for metric in getattr(self, f"{stage}_metrics").values():
+            metric.reset()
+        if stage == "test":
+            self.mean_shape_nme.reset()
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Points of a batch: ``landmarks`` in pixels of the image, ``normalized`` in (0, 1)."""

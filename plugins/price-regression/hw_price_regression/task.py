@@ -70,7 +70,7 @@ class PriceRegressor(Task):
         """Predicted values, shape ``(batch,)``: the single linear output, no activation."""
         return self.net(x).squeeze(-1)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection):
+    def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         preds = self(x)
         loss = F.mse_loss(preds, y.to(preds.dtype))
@@ -78,19 +78,9 @@ class PriceRegressor(Task):
             penalty = self.regularization_loss()
             if penalty is not None:
                 loss = loss + penalty
-        metrics.update(preds.detach(), y)
         self.log_loss(stage, loss, batch_size=y.shape[0])
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.collect(stage, preds.detach(), y)  # <stage>_metrics are updated once, at the epoch's end
         return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train", self.train_metrics)
-
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test", self.test_metrics)
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted prices for a batch (targets, if present, are ignored)."""
