@@ -252,6 +252,65 @@ def lightning_fit(
     return epoch_timer.durations(), float(acc)
 
 
+class _Batches:
+    """Batches indexed from in-memory tensors, as the plain loop draws them (a new permutation per epoch)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> None:
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-self.x.shape[0] // self.batch_size)
+
+    def __iter__(self):
+        n = self.x.shape[0]
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for i in range(0, n, self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def bare_lightning_fit(exp: Experiment, epochs: int, seed: int) -> tuple[Times, float]:
+    """Lightning's loop alone: the plain loop's model, loss and batches in a minimal LightningModule.
+
+    No logger, checkpoint, progress bar, model summary, metrics or callbacks of ours: the
+    difference to the plain loop is what ``Trainer.fit`` itself costs per step, the floor
+    under any Lightning-based tool on this machine.
+    """
+    from lightning.pytorch import LightningModule, Trainer
+
+    data = exp.splits()
+    (x, y), (vx, vy) = data["train"], data["val"]
+
+    class Bare(LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = exp.model()
+            self.correct = torch.zeros((), dtype=torch.long)
+
+        def training_step(self, batch, batch_idx):
+            return exp.loss(self.net(batch[0]), batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            out = self.net(batch[0])
+            self.correct += (out.argmax(1) == batch[1]).sum()
+            return exp.loss(out, batch[1])
+
+        def on_validation_epoch_start(self) -> None:
+            self.correct.zero_()
+
+        def configure_optimizers(self):
+            return exp.optimizer(self.parameters())
+
+    torch.manual_seed(seed)
+    model, timer = Bare(), EpochStarts()
+    trainer = Trainer(
+        max_epochs=epochs, callbacks=[timer], num_sanity_val_steps=0, accelerator="cpu", devices=1, **FLOOR,
+    )
+    trainer.fit(model, _Batches(x, y, exp.batch_size, True, seed), _Batches(vx, vy, exp.batch_size, False, seed))
+    return timer.durations(), float(model.correct) / vx.shape[0]
+
+
 def keras_available() -> bool:
     try:
         import tensorflow  # noqa: F401
@@ -319,6 +378,7 @@ def compare(exp: Experiment, repeats: int, epochs: int, wandb: str, floor: bool,
     }
     if floor:
         arms["Lightning floor"] = lambda root: lightning_fit(exp, epochs + 1, seed, wandb, root, trainer=FLOOR)
+        arms["bare Lightning"] = lambda root: bare_lightning_fit(exp, epochs + 1, seed)
     if keras_available() and exp.keras_model is not None:
         arms["Keras"] = lambda root: keras_fit(exp, epochs + 1, seed)
     times: dict[str, Times] = {name: [] for name in arms}
@@ -365,7 +425,8 @@ def main(experiment: Callable[[], Experiment], description: str) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument(
         "--floor", action="store_true",
-        help="also time Lightning's loop alone (no logger, checkpoint, progress bar): what is left to cut",
+        help="also time our task without logger, checkpoint and progress bar ('Lightning floor'), and "
+        "the plain loop's model in a minimal LightningModule ('bare Lightning': Lightning's loop alone)",
     )
     args = parser.parse_args()
     if args.threads:

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_hw.errors import ConfigError
+from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 WANDB_ID_FILE = "wandb-run-id"
@@ -42,6 +43,8 @@ class RunConfig:
         notes: W&B notes: a sentence on what this run tries (a study fills in its variant).
         monitor: validation metric that picks the best checkpoint; default: the task's.
         test_after_fit: after ``fit``, run ``test`` on the best checkpoint.
+        last_checkpoint_interval: least seconds between two writes of ``checkpoints/last.ckpt``
+            (the first epoch and the end of training are always written; ``0``: every epoch).
     """
 
     root: str = "runs"
@@ -54,6 +57,7 @@ class RunConfig:
     notes: str | None = None
     monitor: str | None = None
     test_after_fit: bool = True
+    last_checkpoint_interval: float = 60.0
 
 
 def run_directory(run: RunConfig, config_files: list[str], ckpt_path: str | None = None) -> Path:
@@ -242,12 +246,9 @@ class _KeepingWriter(ExperimentWriter):
         self.metrics_keys = sorted(header)
 
 
-def checkpoint_callbacks(directory: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
-    """The best checkpoint by ``monitor``, and ``last.ckpt`` after every epoch, in ``<run>/checkpoints``.
+def checkpoint_callbacks(directory: Path, monitor: str, mode: str, last_interval: float = 60.0) -> list[ModelCheckpoint]:
+    """The best checkpoint by ``monitor``, and ``last.ckpt`` (see :class:`LastCheckpoint`), in ``<run>/checkpoints``.
 
-    Two callbacks because Lightning 2.6's ``save_last=True`` rewrites ``last.ckpt`` only
-    when a top-k checkpoint is saved in the same step: after the best epoch it would go
-    stale, and ``--ckpt_path last`` would resume from the best epoch instead of the latest.
     The best one comes first, so ``trainer.checkpoint_callback`` is the best checkpoint.
     """
     best = ModelCheckpoint(
@@ -257,8 +258,4 @@ def checkpoint_callbacks(directory: Path, monitor: str, mode: str) -> list[Model
         monitor=monitor,
         mode=mode,
     )
-    # monitor=None + save_top_k=1 keeps exactly the newest; a fixed name, never "last-v1".
-    last = ModelCheckpoint(
-        dirpath=directory / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
-    )
-    return [best, last]
+    return [best, LastCheckpoint(directory / "checkpoints", min_interval=last_interval)]

@@ -118,3 +118,26 @@ def test_failed_save_removes_its_temporary_file(workdir):
 def test_runs_use_atomic_safe_checkpoint_io(tiny_args):
     cli = HWCLI(args=tiny_args("fit", "--trainer.fast_dev_run", "true"))
     assert isinstance(cli.trainer.strategy.checkpoint_io, SafeCheckpointIO)
+
+
+def test_resume_from_a_last_checkpoint_written_only_for_the_final_epoch(tiny_args, workdir):
+    """With a long last_checkpoint_interval only the first and the final epoch are written
+    (epoch 1 of 2 here: the interval had not passed); resuming from it with a third epoch
+    ends exactly where one uninterrupted run of three ends."""
+    import csv
+
+    def run(name: str, *extra: str) -> Path:
+        HWCLI(args=tiny_args(
+            "fit", "--run.name", name, "--trainer.limit_train_batches", "1.0",
+            "--run.test_after_fit", "false", "--run.last_checkpoint_interval", "3600", *extra,
+        ))
+        return workdir / "runs" / "quickstart" / name
+
+    straight = run("straight", "--trainer.max_epochs", "3")  # 20 steps per epoch
+    first = run("resumed", "--trainer.max_epochs", "2")
+    last = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert last["global_step"] == 40  # not due by the interval, but the run's last epoch
+    run("resumed", "--trainer.max_epochs", "3", "--ckpt_path", "last")
+    rows = lambda d: list(csv.DictReader((d / "metrics.csv").open()))  # noqa: E731
+    assert rows(first) == rows(straight)
+    assert len(rows(first)) == 6  # train and val rows of three epochs

@@ -179,7 +179,8 @@ def resumed_study(tmp_path_factory):
             root,
             {
                 "sgd": None,
-                "killed": {"trainer.callbacks": killer},
+                # last.ckpt after every epoch (the default interval would skip the short epoch 1)
+                "killed": {"trainer.callbacks": killer, "run.last_checkpoint_interval": 0},
                 "adam": {"optimizer": "torch.optim.Adam", "optimizer.init_args.lr": 0.01},
             },
         )

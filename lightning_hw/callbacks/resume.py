@@ -41,8 +41,11 @@ def rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": {"version": version, "state": list(state), "gauss": gauss},
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # One tensor, not 625 ints: each pickled int costs a checkpoint a callback into torch.save.
+        "python": {"version": version, "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss},
+        # Without CUDA initialised no CUDA random number was drawn; and is_available() probes
+        # the driver on every call (~0.6 ms on a machine without a GPU).
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 
@@ -52,7 +55,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    py_state = p["state"].tolist() if isinstance(p["state"], torch.Tensor) else p["state"]  # a list before 2026-11-22
+    random.setstate((p["version"], tuple(py_state), p["gauss"]))
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
