@@ -159,6 +159,28 @@ class Experiment:
         return standardize_splits(self.data) if self.standardize else self.data
 
 
+class _Batches:
+    """Batches of in-memory tensors: indexed by a new permutation each epoch (shuffle), else sliced in order."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> None:
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-self.x.shape[0] // self.batch_size)
+
+    def __iter__(self):
+        n, bs = self.x.shape[0], self.batch_size
+        if not self.shuffle:  # slices: no copy
+            for i in range(0, n, bs):
+                yield self.x[i : i + bs], self.y[i : i + bs]
+            return
+        order = torch.randperm(n, generator=self.generator)
+        for i in range(0, n, bs):
+            idx = order[i : i + bs]
+            yield self.x[idx], self.y[idx]
+
+
 def plain_fit(exp: Experiment, epochs: int, seed: int) -> tuple[Times, float]:
     """Train with a hand-written loop; returns the (wall, CPU) time of every epoch and the last val accuracy.
 
@@ -172,8 +194,7 @@ def plain_fit(exp: Experiment, epochs: int, seed: int) -> tuple[Times, float]:
     torch.manual_seed(seed)
     model = exp.model()
     optimizer = exp.optimizer(model.parameters())
-    g = torch.Generator().manual_seed(seed)
-    bs = exp.batch_size
+    train, val = _Batches(x, y, exp.batch_size, True, seed), _Batches(vx, vy, exp.batch_size, False, seed)
     durations: Times = []
     history = []
     for _ in range(epochs):
@@ -181,10 +202,7 @@ def plain_fit(exp: Experiment, epochs: int, seed: int) -> tuple[Times, float]:
         model.train()
         loss_sum = torch.zeros(())
         correct = torch.zeros((), dtype=torch.long)
-        order = torch.randperm(x.shape[0], generator=g)
-        for i in range(0, x.shape[0], bs):
-            idx = order[i : i + bs]
-            xb, yb = x[idx], y[idx]
+        for xb, yb in train:
             out = model(xb)
             loss = exp.loss(out, yb)
             optimizer.zero_grad(set_to_none=True)
@@ -196,10 +214,10 @@ def plain_fit(exp: Experiment, epochs: int, seed: int) -> tuple[Times, float]:
         with torch.no_grad():
             val_loss = torch.zeros(())
             val_correct = torch.zeros((), dtype=torch.long)
-            for i in range(0, vx.shape[0], bs):
-                out = model(vx[i : i + bs])
-                val_loss += exp.loss(out, vy[i : i + bs]) * out.shape[0]
-                val_correct += (out.argmax(1) == vy[i : i + bs]).sum()
+            for xb, yb in val:
+                out = model(xb)
+                val_loss += exp.loss(out, yb) * out.shape[0]
+                val_correct += (out.argmax(1) == yb).sum()
         history.append(
             {
                 "train/loss": (loss_sum / x.shape[0]).item(),
@@ -250,24 +268,6 @@ def lightning_fit(
     epoch_timer = next(c for c in cli.trainer.callbacks if isinstance(c, EpochStarts))
     acc = cli.trainer.callback_metrics.get("val/acc", torch.tensor(float("nan")))
     return epoch_timer.durations(), float(acc)
-
-
-class _Batches:
-    """Batches indexed from in-memory tensors, as the plain loop draws them (a new permutation per epoch)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> None:
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return -(-self.x.shape[0] // self.batch_size)
-
-    def __iter__(self):
-        n = self.x.shape[0]
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for i in range(0, n, self.batch_size):
-            idx = order[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
 
 
 def bare_lightning_fit(exp: Experiment, epochs: int, seed: int) -> tuple[Times, float]:

@@ -21,8 +21,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_hw.errors import ConfigError
 from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
+from lightning_hw.errors import ConfigError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 WANDB_ID_FILE = "wandb-run-id"
@@ -44,7 +44,7 @@ class RunConfig:
         monitor: validation metric that picks the best checkpoint; default: the task's.
         test_after_fit: after ``fit``, run ``test`` on the best checkpoint.
         last_checkpoint_interval: least seconds between two writes of ``checkpoints/last.ckpt``
-            (the first epoch and the end of training are always written; ``0``: every epoch).
+            (the first and the final epoch are always written; ``0``: every epoch).
     """
 
     root: str = "runs"
@@ -246,7 +246,7 @@ class _KeepingWriter(ExperimentWriter):
         self.metrics_keys = sorted(header)
 
 
-def checkpoint_callbacks(directory: Path, monitor: str, mode: str, last_interval: float = 60.0) -> list[ModelCheckpoint]:
+def checkpoint_callbacks(directory: Path, monitor: str, mode: str, last_interval: float) -> list[ModelCheckpoint]:
     """The best checkpoint by ``monitor``, and ``last.ckpt`` (see :class:`LastCheckpoint`), in ``<run>/checkpoints``.
 
     The best one comes first, so ``trainer.checkpoint_callback`` is the best checkpoint.

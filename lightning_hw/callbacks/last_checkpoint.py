@@ -14,14 +14,13 @@ class LastCheckpoint(ModelCheckpoint):
     """Write ``<dirpath>/last.ckpt`` at the end of an epoch when ``min_interval`` seconds have passed.
 
     The first epoch is always written (a crash after it never loses everything), then at
-    most one write per ``min_interval`` seconds, and always the last epoch of the run
-    (``max_epochs``, ``max_steps``, early stopping, ``max_time``; an exception or Ctrl-C
-    is not a planned end, so up to ``min_interval`` seconds of training are lost then). Epochs longer than
-    the interval are therefore all written, as with Lightning's ``save_last=True``; a run
-    of 60 ms epochs (E7, E8) writes once a minute instead of spending ~10 ms of each epoch
-    (15% of it) on a checkpoint. A crash loses at most ``min_interval`` seconds of
-    training plus one epoch; ``--ckpt_path last`` resumes from the file exactly (see
-    :class:`~lightning_hw.callbacks.resume.ResumeState`).
+    most one write per ``min_interval`` seconds, and always the run's final epoch
+    (``max_epochs``, ``max_steps``, early stopping, ``max_time``). Epochs longer than the
+    interval are therefore all written, as with Lightning's ``save_last=True``; a run of
+    60 ms epochs (E7, E8) writes once a minute instead of spending ~10 ms of each epoch
+    (15% of it) on a checkpoint. A crash, an exception or Ctrl-C loses at most
+    ``min_interval`` seconds of training plus one epoch; ``--ckpt_path last`` resumes from
+    the file exactly (see :class:`~lightning_hw.callbacks.resume.ResumeState`).
 
     A separate callback from the best checkpoint's because Lightning 2.6's
     ``save_last=True`` rewrites ``last.ckpt`` only when a top-k checkpoint is saved in the

@@ -42,10 +42,10 @@ class ThrottledProgressBar(TQDMProgressBar):
     its tasks every epoch. On the E7 MLP (~1 ms steps, 2 CPU cores) the Rich bar cost
     ~40% of an epoch; throttled, it still cost ~10% on Reuters-sized epochs, where
     this tqdm bar costs nothing measurable. Batches are skipped until ``min_interval``
-    has passed (the last batch of a loop is always shown), so the cost no longer grows
-    with the number of steps, and the training and validation bars redraw at most once
-    per ``min_interval`` (:class:`ThrottledTqdm`); a validation shorter than that shows
-    no bar of its own.
+    has passed (the last batch of a loop always updates the bar's count), so the cost
+    no longer grows with the number of steps, and the training and validation bars
+    redraw at most once per ``min_interval`` (:class:`ThrottledTqdm`; closing a bar
+    draws its final state); a validation shorter than that shows no bar of its own.
 
     Args:
         min_interval: seconds between two updates of a bar.

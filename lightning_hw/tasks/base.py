@@ -119,18 +119,22 @@ class Task(LightningModule):
     def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         """The epoch's metric values of ``stage``, by logged name (``val/acc``...), loss excluded.
 
-        The default updates :meth:`stage_metrics` with everything :meth:`collect` kept (if
-        anything), then computes it. Tasks with other metrics override this (and
-        :meth:`reset_epoch_metrics`).
+        The default gives everything :meth:`collect` kept (if anything) to
+        :meth:`update_stage_metrics`, then computes :meth:`stage_metrics`. Tasks with other
+        metrics override this (and :meth:`reset_epoch_metrics`).
         """
         metrics = self.stage_metrics(stage)
-        outputs = self.epoch_outputs[f"{stage}_outputs"]
         if metrics is None:
             return {}
+        outputs = self.epoch_outputs[f"{stage}_outputs"]
         if outputs.update_called:
-            metrics.update(*outputs.compute())
+            self.update_stage_metrics(stage, *outputs.compute())
         updated = any(metric.update_called for metric in metrics.values(copy_state=False))
         return dict(metrics.compute()) if updated else {}
+
+    def update_stage_metrics(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Give the epoch's collected predictions and targets to :meth:`stage_metrics` (one update)."""
+        self.stage_metrics(stage).update(preds, target)
 
     def reset_epoch_metrics(self, stage: str) -> None:
         """Start ``stage``'s next epoch from zero."""

@@ -74,14 +74,10 @@ class Classifier(Task):
         self.collect(stage, self.head.predict(outputs.detach()), y)
         return loss
 
-    def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        """Accuracy and macro F1 of the epoch (and the test confusion matrix), from its collected predictions."""
-        outputs = self.epoch_outputs[f"{stage}_outputs"]
-        if not outputs.update_called:
-            return {}
-        preds, target = outputs.compute()
+    def update_stage_metrics(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Accuracy and macro F1 from the epoch's predictions (and the test confusion matrix)."""
         try:
-            self.stage_metrics(stage).update(preds, target)
+            super().update_stage_metrics(stage, preds, target)
         except RuntimeError as err:  # torchmetrics' check of the target values
             low, high = int(target.min()), int(target.max())
             raise DataError(
@@ -90,7 +86,6 @@ class Classifier(Task):
             ) from err
         if stage == "test":
             self.test_confusion.update(preds, target)
-        return dict(self.stage_metrics(stage).compute())
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
