@@ -45,17 +45,19 @@ class Classifier(Task):
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.net = build_net(net, input_shape, self.head.num_outputs(num_classes))
+        # validate_args=False: torchmetrics' checks (torch.unique over the epoch's targets...)
+        # cost more than the update itself; update_stage_metrics checks the label range instead.
         metrics = MetricCollection(
             {
-                "acc": MulticlassAccuracy(num_classes, average="micro"),
-                "f1": MulticlassF1Score(num_classes, average="macro"),
+                "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+                "f1": MulticlassF1Score(num_classes, average="macro", validate_args=False),
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         #: (true, predicted) counts over the last test run; the ConfusionMatrix callback reports it
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network outputs (logits)."""
@@ -75,15 +77,19 @@ class Classifier(Task):
         return loss
 
     def update_stage_metrics(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Accuracy and macro F1 from the epoch's predictions (and the test confusion matrix)."""
-        try:
-            super().update_stage_metrics(stage, preds, target)
-        except RuntimeError as err:  # torchmetrics' check of the target values
-            low, high = int(target.min()), int(target.max())
-            raise DataError(
-                f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
-                f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
-            ) from err
+        """Accuracy and macro F1 from the epoch's predictions (and the test confusion matrix).
+
+        Raises:
+            DataError: a target is not a class index ``0..num_classes-1``.
+        """
+        if target.numel():
+            low, high = (int(v) for v in torch.aminmax(target))
+            if low < 0 or high >= self.num_classes:
+                raise DataError(
+                    f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
+                    f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
+                )
+        super().update_stage_metrics(stage, preds, target)
         if stage == "test":
             self.test_confusion.update(preds, target)
 

@@ -36,8 +36,9 @@ class BatchWeightedMean(Metric):
 
     def update(self, value: torch.Tensor, weight: int) -> None:
         """Add one batch's mean ``value`` over ``weight`` samples."""
-        self.total += value.detach().to(self.total.dtype) * weight
-        self.weight += weight
+        # In place: `self.total += ...` would go through nn.Module.__setattr__ (slow) every step.
+        self.total.add_(value.detach().to(self.total.dtype), alpha=weight)
+        self.weight.add_(weight)
 
     def compute(self) -> torch.Tensor:
         return self.total / self.weight
