@@ -14,6 +14,7 @@ target, syncs it, and renames it over the target (atomic on POSIX and Windows).
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import re
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning_utilities.core.apply_func import apply_to_collection
 
 from lightning_hw.errors import ConfigError
 
@@ -95,6 +97,23 @@ class SafeCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
         location = map_location if map_location is not None else (lambda storage, loc: storage)
         return load_checkpoint(path, weights_only=weights_only is not False, map_location=location)
+
+
+def snapshot(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``checkpoint`` that later training cannot change: tensors copied to CPU, containers deep-copied.
+
+    A checkpoint dict holds the live parameter and optimizer tensors (and, e.g.,
+    ModelCheckpoint's live ``best_k_models`` dict). The tensors go to CPU memory rather
+    than being cloned where they are, so a GPU keeps no second copy of its weights.
+    """
+    copies: dict[int, Any] = {}
+
+    def copy_tensor(tensor: torch.Tensor) -> torch.Tensor:
+        copied = tensor.detach().to("cpu", copy=True)
+        copies[id(copied)] = copied  # deepcopy below keeps these as they are
+        return copied
+
+    return copy.deepcopy(apply_to_collection(checkpoint, torch.Tensor, copy_tensor), memo=copies)
 
 
 def _fsync_directory(directory: Path) -> None:

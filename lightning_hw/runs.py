@@ -21,6 +21,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_hw.callbacks.best_checkpoint import BestCheckpoint
 from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.errors import ConfigError
 
@@ -43,8 +44,9 @@ class RunConfig:
         notes: W&B notes: a sentence on what this run tries (a study fills in its variant).
         monitor: validation metric that picks the best checkpoint; default: the task's.
         test_after_fit: after ``fit``, run ``test`` on the best checkpoint.
-        last_checkpoint_interval: least seconds between two writes of ``checkpoints/last.ckpt``
-            (the first and the final epoch are always written; ``0``: every epoch).
+        checkpoint_interval: least seconds between two writes of ``checkpoints/last.ckpt``, and
+            of the best checkpoint (kept in memory meanwhile); the first and the final epoch
+            are always written, and the best one at the end of training; ``0``: every epoch.
     """
 
     root: str = "runs"
@@ -57,7 +59,7 @@ class RunConfig:
     notes: str | None = None
     monitor: str | None = None
     test_after_fit: bool = True
-    last_checkpoint_interval: float = 60.0
+    checkpoint_interval: float = 60.0
 
 
 def run_directory(run: RunConfig, config_files: list[str], ckpt_path: str | None = None) -> Path:
@@ -247,15 +249,18 @@ class _KeepingWriter(ExperimentWriter):
 
 
 def checkpoint_callbacks(directory: Path, monitor: str, mode: str, last_interval: float) -> list[ModelCheckpoint]:
-    """The best checkpoint by ``monitor``, and ``last.ckpt`` (see :class:`LastCheckpoint`), in ``<run>/checkpoints``.
+    """The best checkpoint by ``monitor`` and ``last.ckpt``, in ``<run>/checkpoints``.
 
-    The best one comes first, so ``trainer.checkpoint_callback`` is the best checkpoint.
+    Both write at most once per ``last_interval`` seconds (see :class:`BestCheckpoint` and
+    :class:`LastCheckpoint`). The best one comes first, so ``trainer.checkpoint_callback``
+    is the best checkpoint.
     """
-    best = ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=directory / "checkpoints",
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=monitor,
         mode=mode,
+        min_interval=last_interval,
     )
     return [best, LastCheckpoint(directory / "checkpoints", min_interval=last_interval)]

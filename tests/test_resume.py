@@ -121,7 +121,7 @@ def test_runs_use_atomic_safe_checkpoint_io(tiny_args):
 
 
 def test_resume_from_a_last_checkpoint_written_only_for_the_final_epoch(tiny_args, workdir):
-    """With a long last_checkpoint_interval only the first and the final epoch are written
+    """With a long checkpoint_interval only the first and the final epoch are written
     (epoch 1 of 2 here: the interval had not passed); resuming from it with a third epoch
     ends exactly where one uninterrupted run of three ends."""
     import csv
@@ -129,7 +129,7 @@ def test_resume_from_a_last_checkpoint_written_only_for_the_final_epoch(tiny_arg
     def run(name: str, *extra: str) -> Path:
         HWCLI(args=tiny_args(
             "fit", "--run.name", name, "--trainer.limit_train_batches", "1.0",
-            "--run.test_after_fit", "false", "--run.last_checkpoint_interval", "3600", *extra,
+            "--run.test_after_fit", "false", "--run.checkpoint_interval", "3600", *extra,
         ))
         return workdir / "runs" / "quickstart" / name
 

@@ -180,7 +180,7 @@ def resumed_study(tmp_path_factory):
             {
                 "sgd": None,
                 # last.ckpt after every epoch (the default interval would skip the short epoch 1)
-                "killed": {"trainer.callbacks": killer, "run.last_checkpoint_interval": 0},
+                "killed": {"trainer.callbacks": killer, "run.checkpoint_interval": 0},
                 "adam": {"optimizer": "torch.optim.Adam", "optimizer.init_args.lr": 0.01},
             },
         )

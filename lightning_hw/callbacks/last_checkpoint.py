@@ -10,7 +10,30 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 
-class LastCheckpoint(ModelCheckpoint):
+class CachedStateKey(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``state_key`` is built once rather than on every hook call.
+
+    Lightning reads every callback's ``state_key`` each time it calls one of its hooks
+    (about 15 per training step), and ModelCheckpoint's formats a dict each time (1.2 us,
+    cached 0.2 us): ~1.7 ms of a 60 ms E7 epoch for two checkpoint callbacks. The key is
+    rebuilt when one of the settings it names changes.
+    """
+
+    _key_class: str | None = None  #: class name in the key (default: the class's own)
+
+    @property
+    def state_key(self) -> str:
+        settings = (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
+        cached = self.__dict__.get("_cached_state_key")
+        if cached is None or cached[0] != settings:
+            key = super().state_key
+            if self._key_class is not None:
+                key = self._key_class + key[len(type(self).__qualname__) :]
+            cached = self.__dict__["_cached_state_key"] = (settings, key)
+        return cached[1]
+
+
+class LastCheckpoint(CachedStateKey):
     """Write ``<dirpath>/last.ckpt`` at the end of an epoch when ``min_interval`` seconds have passed.
 
     The first epoch is always written (a crash after it never loses everything), then at
@@ -37,14 +60,22 @@ class LastCheckpoint(ModelCheckpoint):
         self.min_interval = min_interval
         self._last_write: float | None = None
 
-    def _due(self, trainer: Trainer) -> bool:
-        return self._last_write is None or _final_epoch(trainer) or time.monotonic() - self._last_write >= self.min_interval
-
     def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
         # Every save of this callback goes through here (at the end of an epoch).
-        if self._due(trainer):
+        if write_due(trainer, self._last_write, self.min_interval):
             super()._save_topk_checkpoint(trainer, monitor_candidates)
             self._last_write = time.monotonic()
+
+
+def write_due(trainer: Trainer, last_write: float | None, min_interval: float) -> bool:
+    """Whether a checkpoint callback that last wrote at ``last_write`` (``time.monotonic()``) writes now.
+
+    Yes for its first write, the run's final epoch, and once ``min_interval`` seconds have
+    passed. Rank 0 decides for every process: a save ends in a barrier, and clocks that
+    straddle the interval would otherwise leave one process waiting there forever.
+    """
+    due = last_write is None or _final_epoch(trainer) or time.monotonic() - last_write >= min_interval
+    return bool(trainer.strategy.broadcast(due))
 
 
 def _final_epoch(trainer: Trainer) -> bool:
