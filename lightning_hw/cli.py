@@ -261,7 +261,7 @@ class HWCLI(LightningCLI):
         if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
-            callbacks.extend(checkpoint_callbacks(self.run_dir, monitor, mode, run.checkpoint_interval))
+            callbacks.extend(checkpoint_callbacks(self.run_dir, monitor, mode, run.checkpoint_seconds()))
         if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(default_progress_bar())
         kwargs["callbacks"] = callbacks

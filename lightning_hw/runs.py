@@ -47,6 +47,8 @@ class RunConfig:
         checkpoint_interval: least seconds between two writes of ``checkpoints/last.ckpt``, and
             of the best checkpoint (kept in memory meanwhile); the first and the final epoch
             are always written, and the best one at the end of training; ``0``: every epoch.
+        last_checkpoint_interval: the former name of ``checkpoint_interval`` (still read from
+            the ``config.yaml`` of runs made before the rename; it wins when set).
     """
 
     root: str = "runs"
@@ -60,6 +62,11 @@ class RunConfig:
     monitor: str | None = None
     test_after_fit: bool = True
     checkpoint_interval: float = 60.0
+    last_checkpoint_interval: float | None = None
+
+    def checkpoint_seconds(self) -> float:
+        """The interval in effect (the former setting wins when a saved config still has it)."""
+        return self.checkpoint_interval if self.last_checkpoint_interval is None else self.last_checkpoint_interval
 
 
 def run_directory(run: RunConfig, config_files: list[str], ckpt_path: str | None = None) -> Path:

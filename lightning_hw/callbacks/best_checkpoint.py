@@ -6,6 +6,8 @@ import time
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_hw.callbacks.last_checkpoint import CachedStateKey, write_due
 from lightning_hw.checkpoints import snapshot
@@ -25,7 +27,14 @@ class BestCheckpoint(CachedStateKey):
 
     ``best_model_path`` names the newest best at once, so code that opens it during
     training (rather than after ``fit``) should set ``min_interval=0``. The state key is
-    ModelCheckpoint's, so checkpoints of either resume into the other.
+    ModelCheckpoint's, so checkpoints of either resume into the other. Memory: each best
+    held is a full checkpoint in CPU RAM (weights and optimizer state), one with
+    ``save_top_k=1``. Sharded strategies (FSDP, DeepSpeed) write every save at once.
+
+    Resume after a kill: the run's ``last.ckpt`` records this callback's state; the CLI puts
+    this callback before :class:`~lightning_hw.callbacks.last_checkpoint.LastCheckpoint` with
+    the same interval, so a due ``last.ckpt`` follows a write of the pending best. Should a
+    recorded best still be missing, the resumed run forgets it (see ``on_train_start``).
 
     Args:
         *args: see ``ModelCheckpoint``.
@@ -38,50 +47,75 @@ class BestCheckpoint(CachedStateKey):
         self.min_interval = min_interval
         self._last_write: float | None = None
         self._pending: dict[str, dict[str, Any]] = {}  # file -> checkpoint taken but not yet written
-        self._removals: list[str] = []  # written files that newer (pending) bests replace
+        self._removals: list[str] = []  # files to delete once the pending bests are on disk
+        self._flush_requested = False  # a save was due: write the rest at the end of the hook
 
     _key_class = "ModelCheckpoint"
 
     # -- saving: taken now, written when due ---------------------------------------------------
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        if write_due(trainer, self._last_write, self.min_interval):
-            super()._save_checkpoint(trainer, filepath)
+        # The file is about to hold this save: a queued removal of an older file of that name is void.
+        self._removals = [path for path in self._removals if path != filepath]
+        if not _can_defer(trainer) or write_due(trainer, self._last_write, self.min_interval):
             self._pending.pop(filepath, None)
-            self._write_pending(trainer)
+            super()._save_checkpoint(trainer, filepath)
+            self._last_write = time.monotonic()
+            # The other pending bests and removals follow at the end of this hook, after
+            # Lightning has removed what this save replaces (no write of a file about to go).
+            self._flush_requested = True
             return
         # What Trainer.save_checkpoint writes, taken now (training changes the live tensors).
+        # Every process dumps (a strategy may gather state collectively); only rank 0 writes.
         checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)  # noqa: SLF001
-        self._pending[filepath] = snapshot(checkpoint)
+        self._pending[filepath] = snapshot(checkpoint) if trainer.is_global_zero else {}
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        if filepath in self._pending:  # never written
-            del self._pending[filepath]
-        elif self._pending:  # keep it until the best that replaces it is on disk
+        # A pending path may also name an older file on disk (a name saved twice), so the
+        # file is removed in any case: now, or after the bests that replace it are written.
+        self._pending.pop(filepath, None)
+        if self._pending:
             self._removals.append(filepath)
         else:
             super()._remove_checkpoint(trainer, filepath)
 
-    def _write_pending(self, trainer: Trainer) -> None:
-        """Write the checkpoints taken since the last write, then remove the files they replace."""
-        for filepath, checkpoint in self._pending.items():
-            trainer.strategy.save_checkpoint(checkpoint, filepath)
-        written = bool(self._pending)
-        self._pending.clear()
-        trainer.strategy.barrier("BestCheckpoint._write_pending")
-        for filepath in self._removals:
+    def file_exists(self, filepath: Any, trainer: Trainer) -> bool:
+        # Lightning's `-v1` naming asks this; a pending best counts as written. Every
+        # process makes the collective call, then adds its (identical) pending names.
+        return super().file_exists(filepath, trainer) or str(filepath) in self._pending
+
+    def _write_pending(self, trainer: Trainer, barrier: bool = True) -> None:
+        """Write the checkpoints taken since the last write, then remove the files they replace.
+
+        Args:
+            trainer: the trainer.
+            barrier: wait for every process (not after an exception, which may have hit one only).
+        """
+        pending, removals = self._pending, self._removals
+        self._pending, self._removals, self._flush_requested = {}, [], False
+        for filepath, checkpoint in pending.items():
+            trainer.strategy.save_checkpoint(checkpoint, filepath)  # a no-op except on rank 0
+        if barrier:
+            trainer.strategy.barrier("BestCheckpoint._write_pending")
+        for filepath in removals:
             super()._remove_checkpoint(trainer, filepath)
-        self._removals.clear()
-        self._last_write = time.monotonic()
-        if written and trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(self)
+        if pending:
+            self._last_write = time.monotonic()
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.after_save_checkpoint(self)
 
     def _write_if_due(self, trainer: Trainer) -> None:
         # Every process calls write_due (it broadcasts), pending or not.
-        if write_due(trainer, self._last_write, self.min_interval) and (self._pending or self._removals):
+        due = write_due(trainer, self._last_write, self.min_interval)
+        if self._flush_requested or (due and (self._pending or self._removals)):
+            self._write_pending(trainer)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        if self._flush_requested:  # an every_n_train_steps save was due
             self._write_pending(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -100,8 +134,12 @@ class BestCheckpoint(CachedStateKey):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
-        if self._pending or self._removals:  # the best so far survives a crash that Python sees
-            self._write_pending(trainer)
+        if not (self._pending or self._removals):
+            return
+        try:  # the best so far survives a crash that Python sees
+            self._write_pending(trainer, barrier=False)
+        except Exception as err:  # noqa: BLE001 - the exception that stopped the run is the one to report
+            rank_zero_warn(f"could not write the best checkpoint after the run failed: {type(err).__name__}: {err}")
 
     # -- resuming --------------------------------------------------------------------------------
 
@@ -120,6 +158,7 @@ class BestCheckpoint(CachedStateKey):
             return
         for path in missing:
             del self.best_k_models[path]
+        # Files on disk that no entry names any more (an older best) are left alone.
         # Fewer than k left: the next epoch qualifies whatever its score (the kth value is
         # only consulted once there are k).
         if not self.best_k_models:
@@ -128,3 +167,15 @@ class BestCheckpoint(CachedStateKey):
         best = min if self.mode == "min" else max
         self.best_model_path = best(self.best_k_models, key=self.best_k_models.get)
         self.best_model_score = self.best_k_models[self.best_model_path]
+
+
+def _can_defer(trainer: Trainer) -> bool:
+    """Whether a checkpoint can be held in memory and written by rank 0 later.
+
+    Not under sharded strategies (FSDP, DeepSpeed): every process writes its shard there,
+    and DeepSpeed saves its engine's live state rather than the dict it is given.
+    """
+    strategy = trainer.strategy
+    return isinstance(strategy, SingleDeviceStrategy) or (
+        isinstance(strategy, DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
+    )
