@@ -42,6 +42,8 @@ class BestCheckpoint(CachedStateKey):
         **kwargs: see ``ModelCheckpoint``.
     """
 
+    _key_class = "ModelCheckpoint"  # checkpoints of either class resume into the other
+
     def __init__(self, *args: Any, min_interval: float = 60.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.min_interval = min_interval
@@ -49,8 +51,6 @@ class BestCheckpoint(CachedStateKey):
         self._pending: dict[str, dict[str, Any]] = {}  # file -> checkpoint taken but not yet written
         self._removals: list[str] = []  # files to delete once the pending bests are on disk
         self._flush_requested = False  # a save was due: write the rest at the end of the hook
-
-    _key_class = "ModelCheckpoint"
 
     # -- saving: taken now, written when due ---------------------------------------------------
 
