@@ -255,10 +255,10 @@ class _KeepingWriter(ExperimentWriter):
         self.metrics_keys = sorted(header)
 
 
-def checkpoint_callbacks(directory: Path, monitor: str, mode: str, last_interval: float) -> list[ModelCheckpoint]:
+def checkpoint_callbacks(directory: Path, monitor: str, mode: str, interval: float) -> list[ModelCheckpoint]:
     """The best checkpoint by ``monitor`` and ``last.ckpt``, in ``<run>/checkpoints``.
 
-    Both write at most once per ``last_interval`` seconds (see :class:`BestCheckpoint` and
+    Both write at most once per ``interval`` seconds (see :class:`BestCheckpoint` and
     :class:`LastCheckpoint`). The best one comes first, so ``trainer.checkpoint_callback``
     is the best checkpoint.
     """
@@ -268,6 +268,6 @@ def checkpoint_callbacks(directory: Path, monitor: str, mode: str, last_interval
         auto_insert_metric_name=False,
         monitor=monitor,
         mode=mode,
-        min_interval=last_interval,
+        min_interval=interval,
     )
-    return [best, LastCheckpoint(directory / "checkpoints", min_interval=last_interval)]
+    return [best, LastCheckpoint(directory / "checkpoints", min_interval=interval)]

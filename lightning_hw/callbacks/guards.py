@@ -21,6 +21,14 @@ def last_checkpoint(trainer: Trainer) -> str | None:
     return max(paths, key=os.path.getmtime, default=None)
 
 
+def labels_outside(labels: torch.Tensor, num_classes: int) -> tuple[int, int] | None:
+    """``(lowest, highest)`` label if any is not a class index ``0..num_classes-1``, else ``None``."""
+    if labels.numel() == 0:
+        return None
+    low, high = (int(v) for v in torch.aminmax(labels))
+    return (low, high) if low < 0 or high >= num_classes else None
+
+
 class NonFiniteLossGuard(Callback):
     """Stop at the first NaN or Inf training loss, before it reaches the weights or a checkpoint.
 
@@ -69,8 +77,9 @@ class LabelRangeCheck(Callback):
                 continue
             if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
                 continue
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= num_classes:
+            outside = labels_outside(labels, num_classes)
+            if outside is not None:
+                low, high = outside
                 raise DataError(
                     f"the labels of the {split} split of {type(datamodule).__name__} run from {low} to {high}, "
                     f"but the task has num_classes={num_classes} (labels must be 0..{num_classes - 1}); "

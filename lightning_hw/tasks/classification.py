@@ -6,6 +6,7 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from lightning_hw.callbacks.guards import labels_outside
 from lightning_hw.errors import DataError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.losses import get_head
@@ -82,13 +83,12 @@ class Classifier(Task):
         Raises:
             DataError: a target is not a class index ``0..num_classes-1``.
         """
-        if target.numel():
-            low, high = (int(v) for v in torch.aminmax(target))
-            if low < 0 or high >= self.num_classes:
-                raise DataError(
-                    f"{stage} targets run from {low} to {high}, but the task has {self.num_classes} classes "
-                    f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
-                )
+        outside = labels_outside(target, self.num_classes)
+        if outside is not None:
+            raise DataError(
+                f"{stage} targets run from {outside[0]} to {outside[1]}, but the task has {self.num_classes} classes "
+                f"(0..{self.num_classes - 1}); check the datamodule's labels or num_classes"
+            )
         super().update_stage_metrics(stage, preds, target)
         if stage == "test":
             self.test_confusion.update(preds, target)
