@@ -140,7 +140,7 @@ def _first_line(err: BaseException) -> str:
 
 def run_config_of(ckpt_path: str | os.PathLike) -> Path | None:
     """The ``config.yaml`` of the run a checkpoint was saved in (``<run>/checkpoints/x.ckpt``)."""
-    candidate = Path(ckpt_path).resolve().parent.parent / "config.yaml"
+    candidate = Path(ckpt_path).parent.parent / "config.yaml"
     return candidate if candidate.is_file() else None
 
 
@@ -148,7 +148,8 @@ def describe_checkpoint(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any]
     """One phrase naming the model a checkpoint holds.
 
     E.g. ``a Classifier(num_classes=2, ...) with net MLP(hidden=[32])``: the task and its sizes
-    from the checkpoint's hyperparameters, the net from its run's ``config.yaml``.
+    from the checkpoint's hyperparameters, the net from the model config stored in the
+    checkpoint (older checkpoints: from their run's ``config.yaml``).
     """
     if checkpoint is None:
         try:
@@ -159,17 +160,78 @@ def describe_checkpoint(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any]
     task = str(hparams.get("_class_path") or "a model").rsplit(".", 1)[-1]
     shown = {k: v for k, v in hparams.items() if not k.startswith("_") and k not in ("class_names", "lr")}
     text = f"a {task}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+    model = (checkpoint.get("lightning_hw") or {}).get("model")
+    if not isinstance(model, dict):
+        model = _model_of_run_config(ckpt_path)
+    net = describe_net(model)
+    return f"{text} with net {net}" if net else text
+
+
+def describe_net(model_section: dict[str, Any] | None) -> str | None:
+    """``MLP(hidden=[128], ...)`` from a config's ``model:`` section, or ``None`` when it names no net."""
+    net = ((model_section or {}).get("init_args") or {}).get("net") if isinstance(model_section, dict) else None
+    if not isinstance(net, dict) or not net.get("class_path"):
+        return None
+    args = ", ".join(f"{k}={v!r}" for k, v in (net.get("init_args") or {}).items())
+    return f"{net['class_path'].rsplit('.', 1)[-1]}({args})"
+
+
+def _model_of_run_config(ckpt_path: str | os.PathLike) -> dict[str, Any] | None:
     config = run_config_of(ckpt_path)
-    if config is not None:
-        try:
-            model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
-            net = (model.get("init_args") or {}).get("net")
-        except (OSError, yaml.YAMLError, AttributeError):
-            net = None
-        if isinstance(net, dict) and net.get("class_path"):
-            args = ", ".join(f"{k}={v!r}" for k, v in (net.get("init_args") or {}).items())
-            text += f" with net {net['class_path'].rsplit('.', 1)[-1]}({args})"
-    return text
+    if config is None:
+        return None
+    try:
+        model = (yaml.safe_load(config.read_text()) or {}).get("model")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return model if isinstance(model, dict) else None
+
+
+def check_fits(
+    ckpt_path: str | os.PathLike, model: torch.nn.Module, model_section: dict[str, Any] | None, weights_only: bool = True
+) -> None:
+    """Refuse, before anything is written, a checkpoint whose weights do not fit the configured model.
+
+    Args:
+        ckpt_path: the checkpoint to load.
+        model: the configured task, built (its net sized from the data).
+        model_section: the config's ``model:`` section (describes the configured net).
+        weights_only: load safely (see :func:`load_checkpoint`).
+
+    Raises:
+        ConfigError: a weight is missing, extra, or of another shape; the message describes the
+            checkpoint's model from the checkpoint and the configured one from the config.
+    """
+    checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
+    saved = checkpoint.get("state_dict")
+    if not isinstance(saved, dict):
+        return  # not a Lightning checkpoint of a task; Lightning explains what it misses
+    own = model.state_dict()
+    problems = []
+    for key, tensor in saved.items():
+        if key not in own:
+            problems.append(f"{key} is in the checkpoint but not in the model")
+        elif _shape(own[key]) is not None and _shape(own[key]) != _shape(tensor):
+            problems.append(f"{key}: {_shape(tensor)} in the checkpoint, {_shape(own[key])} in the model")
+    problems += [f"{key} is in the model but not in the checkpoint" for key in own if key not in saved]
+    if not problems:
+        return
+    configured = describe_net(model_section)
+    asks = f"; the config asks for net {configured}" if configured else ""
+    config = run_config_of(ckpt_path)
+    fix = f"run with --config {config}" if config else "use the config the checkpoint was trained with"
+    more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+    raise ConfigError(
+        f"checkpoint {ckpt_path} does not fit the configured model: it holds "
+        f"{describe_checkpoint(ckpt_path, checkpoint)}{asks} ({problems[0]}{more}); {fix}"
+    )
+
+
+def _shape(tensor: Any) -> list[int] | None:
+    try:
+        return list(tensor.shape)
+    except (AttributeError, ValueError, RuntimeError):  # an uninitialised (lazy) parameter has no shape yet
+        return None
 
 
 def mismatch_message(ckpt_path: str | os.PathLike, err: BaseException, checkpoint: dict[str, Any] | None = None) -> str:

@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -29,22 +32,38 @@ from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
 from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
+from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.callbacks.resume import ResumeState
 from lightning_hw.checkpoints import (
     SafeCheckpointIO,
     check_ckpt_path,
+    check_fits,
     describe_checkpoint,
     load_checkpoint,
     mismatch_message,
 )
 from lightning_hw.cli_errors import check_config_files, explain
 from lightning_hw.cli_names import KEYS, requested_class_names
-from lightning_hw.distributed import shared_run_directory
 from lightning_hw.errors import ConfigError, UserError, user_error_in
-from lightning_hw.runs import RunConfig, checkpoint_callbacks, finish_loggers, make_loggers
+from lightning_hw.runs import (
+    WATCH,
+    GracefulStop,
+    Run,
+    RunConfig,
+    RunCSVLogger,
+    RunInterrupted,
+    RunRecord,
+    checkpoint_callbacks,
+    finish_wandb,
+    plan_run,
+    start_wandb,
+    wandb_logger,
+)
 
 # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
+# Only a resume (the same run continuing) opens a checkpoint directory that has files.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 DESCRIPTION = (
     "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
@@ -67,18 +86,34 @@ def _import_class(class_path: str) -> type | None:
 
 
 class SaveRunConfig(SaveConfigCallback):
-    """Writes ``config.yaml`` into the run directory and puts the full config into the W&B run."""
+    """Hands the resolved config to the run (which writes it when the run commits) and puts it into W&B.
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage != "fit":
-            # validate/test/predict on a checkpoint write into its run: keep the training config.
-            self.config_filename = f"config-{stage}.yaml"
-        super().setup(trainer, pl_module, stage)
+    The saved ``config.yaml`` names its group and run (``--config runs/g/n/config.yaml
+    --ckpt_path last`` continues that run); a ``fit``'s drops ``ckpt_path``, which only
+    said where that session started.
+
+    Args:
+        run: the run the config belongs to.
+        *args, **kwargs: see ``SaveConfigCallback``.
+    """
+
+    def __init__(self, *args: Any, run: Run | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, save_to_log_dir=False, **kwargs)
+        self.run = run
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        config = self.config.clone()
+        if self.run is not None and config.get("run") is not None:
+            config.run.group = self.run.group
+            if self.run.stage == "fit":
+                config.run.name = self.run.name
+                config.ckpt_path = None
+        text = self.parser.dump(config, skip_none=False)
+        if self.run is not None:
+            self.run.set_config(text)
+        resolved = yaml.safe_load(text)
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
+            if isinstance(logger, WandbLogger):
                 logger.experiment.config.update(resolved, allow_val_change=True)
 
 
@@ -92,7 +127,8 @@ class HWCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
         registry.discover()  # short class names resolve only once the classes are imported
-        self.run_dir: Path | None = None
+        self.run: Run | None = None
+        self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
         parser_kwargs = {"exit_on_error": False, "description": DESCRIPTION, **kwargs.pop("parser_kwargs", {})}
         kwargs.setdefault("model_class", LightningModule)
@@ -100,7 +136,6 @@ class HWCLI(LightningCLI):
         kwargs.setdefault("datamodule_class", LightningDataModule)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", SaveRunConfig)
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -229,23 +264,34 @@ class HWCLI(LightningCLI):
             chosen.optimizer.init_args.lr = lr
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer, writing into the run directory with our loggers and checkpoint."""
+        """The trainer, writing into the run directory with our loggers and checkpoints.
+
+        The run is planned here, and the checkpoint checked against the configured model,
+        before anything is created: a refusal leaves every existing run as it was.
+        """
         chosen = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        run: RunConfig = chosen.run
+        settings: RunConfig = chosen.run
         config_files = [str(p) for p in (chosen.get("config") or [])]
-        self.run_dir = shared_run_directory(run, config_files, chosen.get("ckpt_path"))
         trainer_cfg = chosen.trainer
-        kwargs.setdefault("default_root_dir", str(self.run_dir))
-        if trainer_cfg.get("logger") in (None, True):
-            resume = chosen.get("ckpt_path") is not None  # keep metrics.csv rows, continue the W&B run
-            self.loggers = make_loggers(run, self.run_dir, job_type=self.subcommand, resume=resume)
-            kwargs["logger"] = self.loggers
-        # First: every later callback's epoch-end hook then sees the epoch's metrics.
+        self.run = run = plan_run(
+            settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
+        )
+        self.run_dir = run.directory
+        if run.ckpt_path and Path(run.ckpt_path).is_file():
+            model_section = self._model_section()
+            check_fits(run.ckpt_path, self.model, model_section, weights_only=chosen.get("weights_only") is not False)
+        chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
+        kwargs.setdefault("default_root_dir", str(run.directory))
         callbacks = [LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
-        if any(isinstance(logger, WandbLogger) for logger in self.loggers):
-            callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
+        if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
+            self.loggers = [RunCSVLogger(run.directory)]
+            wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())
+            if wandb is not None:
+                self.loggers.append(wandb)
+                callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
+            kwargs["logger"] = self.loggers
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
-        for extra in (ResumeState(self.run_dir), NonFiniteLossGuard(), LabelRangeCheck()):
+        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, self._model_section())):
             if not any(isinstance(c, type(extra)) for c in callbacks):
                 callbacks.append(extra)
         plugins = trainer_cfg.get("plugins")
@@ -256,15 +302,19 @@ class HWCLI(LightningCLI):
         if self.subcommand == "predict":
             from lightning_hw.predict import writer_for
 
-            callbacks.append(writer_for(self.run_dir, chosen))
-        wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False
-        if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            monitor = run.monitor or getattr(self.model, "monitor", "val/loss")
-            mode = getattr(self.model, "monitor_mode", "min") if run.monitor is None else _mode_for(monitor)
-            callbacks.extend(checkpoint_callbacks(self.run_dir, monitor, mode, run.checkpoint_seconds()))
+            callbacks.append(writer_for(run.directory, chosen))
+        wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False and run.mode != "scratch"
+        if self.subcommand == "fit" and wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            monitor = settings.monitor or getattr(self.model, "monitor", "val/loss")
+            mode = getattr(self.model, "monitor_mode", "min") if settings.monitor is None else _mode_for(monitor)
+            callbacks.extend(checkpoint_callbacks(run.directory, monitor, mode, settings.checkpoint_seconds()))
+        if self.subcommand == "fit":
+            last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
+            callbacks.append(GracefulStop(last))
         if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(default_progress_bar())
         kwargs["callbacks"] = callbacks
+        self.save_config_kwargs = {"run": run}
         try:
             return super().instantiate_trainer(**kwargs)
         except (ValueError, TypeError, MisconfigurationException) as err:
@@ -273,19 +323,131 @@ class HWCLI(LightningCLI):
             # Trainer.__init__ validates its settings (accelerator, devices, precision...).
             raise ConfigError(f"invalid trainer settings: {str(err).strip().splitlines()[0]}") from err
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        _say(f"Run directory: {self.run_dir}")
+    def _model_section(self) -> dict[str, Any] | None:
+        """The ``model:`` section of the resolved config, as plain values."""
+        chosen = self.config[self.subcommand] if self.subcommand else self.config
         try:
-            super()._run_subcommand(subcommand)
-        except RuntimeError as err:
-            if "Error(s) in loading state_dict" not in str(err):
-                raise
-            ckpt_path = self.trainer.ckpt_path or self._get(self.config_init, "ckpt_path")
-            raise ConfigError(mismatch_message(ckpt_path, err)) from err
+            section = yaml.safe_load(self._parser(self.subcommand).dump(chosen, skip_none=False)).get("model")
+        except Exception:  # noqa: BLE001 - only used to describe the model in messages and checkpoints
+            return None
+        return section if isinstance(section, dict) else None
+
+    def _wandb_name(self) -> str:
+        run = self.run
+        if run.mode == "evaluate":
+            return "/".join(p for p in (run.group, run.name, run.directory.name) if p)
+        return f"{run.group}/{run.name}"
+
+    def _wandb_id(self) -> str | None:
+        """The W&B run a resumed run continues (an evaluation or a new run starts its own)."""
+        from lightning_hw.runs.files import WANDB_ID_FILE
+
+        id_file = self.run.run_dir / WANDB_ID_FILE
+        if self.run.mode == "resume" and id_file.is_file():
+            return id_file.read_text().strip() or None
+        return None
+
+    def _check_data(self) -> None:
+        """Load the data now, before the run directory and W&B exist, so bad data leaves nothing behind.
+
+        Only our datamodules, whose ``setup`` keeps what it loaded (Lightning's own call is
+        then free); a plugin's may not be written that way. Not in a job started by
+        torchrun/SLURM, whose processes would all download at once.
+        """
+        from lightning_hw.data.base import SplitDataModule
+
+        datamodule = self.datamodule
+        if not isinstance(datamodule, SplitDataModule) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return
+        datamodule.prepare_data()
+        datamodule.setup(self.subcommand)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        run = self.run
+        WATCH.install()
+        try:
+            self._check_data()
+            run.open()
+            if run.note:
+                _say(run.note)
+            self._start_wandb()
+            if run.mode != "scratch":
+                _say(f"{'Evaluation' if run.mode == 'evaluate' else 'Run'} directory: {run.directory}")
+            try:
+                super()._run_subcommand(subcommand)
+            except RuntimeError as err:
+                if "Error(s) in loading state_dict" not in str(err):
+                    raise
+                ckpt_path = self.trainer.ckpt_path or self._get(self.config_init, "ckpt_path")
+                raise ConfigError(mismatch_message(ckpt_path, err)) from err
+        except RunInterrupted as stop:
+            self._stop(run, stop.exit_code, "interrupted", signal=stop.signal_name, checkpoint=stop.saved)
+            stop.message = self._interrupt_message(stop)
+            raise
+        except BaseException as err:
+            self._stop(run, getattr(err, "exit_code", 1), "failed", error=_first_line(err))
+            raise
+        else:
+            run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
+            run.finish("finished", self.trainer)
+            finish_wandb(self.loggers)
+            # Last, after W&B's own summary, so the run's location is the final line a user sees.
+            _say(self._saved_line())
         finally:
-            finish_loggers(self.loggers)
-        # Last, after W&B's own summary, so the run's location is the final line a user sees.
-        _say(f"Run saved in {self.run_dir} (config.yaml, metrics.csv, checkpoints/)")
+            WATCH.restore()
+
+    def _start_wandb(self) -> None:
+        for logger in list(self.loggers):
+            if isinstance(logger, WandbLogger):
+                problem = start_wandb(logger, self.run.run_dir if self.run.mode == "resume" else self.run.directory)
+                if problem:
+                    print(problem, file=sys.stderr)
+                    self.loggers.remove(logger)
+                    self.trainer.loggers = list(self.loggers)
+
+    def _stop(self, run: Run, exit_code: int, status: str, **fields: Any) -> None:
+        """A command that ends by an exception: record it in a committed run, undo an uncommitted one."""
+        if run.committed:
+            run.finish(status, self.trainer, **fields)
+            finish_wandb(self.loggers, exit_code=exit_code)
+            return
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            finish_wandb(self.loggers, exit_code=exit_code, print_sync=False)  # its files go with the rollback
+        run.rollback()
+
+    def _interrupt_message(self, stop: RunInterrupted) -> str:
+        """What an interrupt left behind, and the command that continues it."""
+        run = self.run
+        how = f"interrupted by {stop.signal_name}"
+        if run.mode == "scratch" or not run.committed:
+            what = "before training started" if run.stage == "fit" else f"during {run.stage}"
+            return f"{how} {what}; nothing was saved"
+        if run.stage != "fit":
+            return f"{how}; nothing was saved"
+        if stop.saved:
+            return (
+                f"{how} at step {stop.step}: saved {stop.saved}; resume with: {run.resume_command()}"
+            )
+        last = run.run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return (
+                f"{how} at once: the newest checkpoint is {last} (written before the interrupt); "
+                f"resume with: {run.resume_command()}"
+            )
+        return (
+            f"{how} at once, before the run's first checkpoint: {run.run_dir} cannot be resumed; "
+            "train again under another --run.name"
+        )
+
+    def _saved_line(self) -> str:
+        """The final line: where the command's files are (only those that exist)."""
+        run = self.run
+        if run.mode == "scratch":
+            return "fast_dev_run: nothing was saved (Lightning turns logging and checkpoints off for it); drop --trainer.fast_dev_run to train a run"
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in run.directory.iterdir()) if run.directory.is_dir() else []
+        shown = [n for n in names if n in ("config.yaml", "metrics.csv", "checkpoints/") or n.startswith(("config-", "predictions"))]
+        what = "Run" if run.mode != "evaluate" else "Evaluation"
+        return f"{what} saved in {run.directory} ({', '.join(shown) or 'no files'})"
 
     def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
         """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
@@ -307,6 +469,11 @@ class HWCLI(LightningCLI):
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             _say(f"Test ({source}): {summary}")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def _say(message: str) -> None:
@@ -388,3 +555,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except RunInterrupted as stop:
+        print(getattr(stop, "message", f"interrupted by {stop.signal_name}"), file=sys.stderr)
+        sys.exit(stop.exit_code)

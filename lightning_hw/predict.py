@@ -1,4 +1,4 @@
-"""``predict``: a trained checkpoint's predictions, written as CSV into its run directory.
+"""``predict``: a trained checkpoint's predictions, written as CSV into ``<run>/eval/predict-<time>/``.
 
     python -m lightning_hw predict --config C --ckpt_path runs/g/n/checkpoints/best.ckpt
     python -m lightning_hw predict --config C --ckpt_path P --predict_from new_images/
@@ -54,7 +54,7 @@ def add_predict_arguments(parser) -> None:
 
 
 def output_path(run_dir: Path, predict_from: str | None) -> Path:
-    """``<run>/predictions.csv``, or ``<run>/predictions-<input name>.csv`` for ``--predict_from``."""
+    """``predictions.csv``, or ``predictions-<input name>.csv`` for ``--predict_from``, in the evaluation's directory."""
     if not predict_from:
         return Path(run_dir) / "predictions.csv"
     return Path(run_dir) / f"predictions-{Path(predict_from.rstrip('/')).stem}.csv"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
+from lightning_hw.runs.files import EVAL_DIR
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -62,7 +63,8 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
         if (directory / METRICS_FILE).is_file():
             found.append(directory)
             continue
-        below = sorted(p.parent for p in directory.rglob(METRICS_FILE))
+        # <run>/eval/<stage>-<time>/ holds an evaluation of a run, not a run (see evaluations()).
+        below = sorted(p.parent for p in directory.rglob(METRICS_FILE) if p.parent.parent.name != EVAL_DIR)
         if not below:
             raise DataError(f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
         found += below
@@ -96,6 +98,22 @@ def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
         base = base.parent
     runs = [Run(str(p.resolve().relative_to(base)), p, read_metrics(p / METRICS_FILE)) for p in paths]
     return runs, base
+
+
+def evaluations(runs: list[Run]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``validate``/``test`` runs on the runs' checkpoints (``<run>/eval/<stage>-<time>/``), one row each.
+
+    They are kept apart from training: an evaluation is not an epoch of the run it evaluates.
+    """
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        for directory in sorted((run.directory / EVAL_DIR).glob(f"*/{METRICS_FILE}")):
+            row: dict[str, Any] = {"run": run.name, "evaluation": directory.parent.name}
+            for metric, curve in read_metrics(directory).items():
+                row[metric] = curve[max(curve)]
+            rows.append(row)
+    metrics = sorted({k for row in rows for k in row} - {"run", "evaluation"})
+    return ["run", "evaluation", *metrics], rows
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -350,6 +368,10 @@ def main(argv: list[str]) -> int:
     if by_seed is not None:
         sections += ["## Mean ± standard deviation over seeds", "", markdown(*by_seed), ""]
         write_csv(out / "report-seeds.csv", *by_seed)
+    eval_columns, eval_rows = evaluations(runs)
+    if eval_rows:
+        sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
+        write_csv(out / "evaluations.csv", eval_columns, eval_rows)
     metrics = plotted_metrics(runs)
     for metric in metrics:
         figure(runs, metric).savefig(out / figure_file(metric), dpi=100)
@@ -359,6 +381,8 @@ def main(argv: list[str]) -> int:
     print(f"{title}\n\n{table_md}\n")
     if by_seed is not None:
         print(f"Mean ± sd over seeds:\n\n{markdown(*by_seed)}\n")
+    if eval_rows:
+        print(f"Evaluations (validate/test on a checkpoint, not training epochs):\n\n{markdown(eval_columns, eval_rows)}\n")
     print(f"Report written to {out}: report.md, report.csv and {len(metrics)} figures ({', '.join(figure_file(m) for m in metrics)})")
     if options.publish:
         check_can_publish(runs)

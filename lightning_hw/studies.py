@@ -21,7 +21,8 @@ Every ``key: value`` of ``args`` and of a variant becomes ``--key value`` on the
 command line (lists and mappings as JSON), so anything ``fit`` accepts works. Command-line
 arguments the study command does not know are passed to every variant too.
 
-A variant that finished (fit and test, exit 0) has ``study-finished.json`` in its run
+A variant that finished (fit and test, exit 0, and its run's ``status.json`` says
+``finished``; an interrupted fit exits 130/143) has ``study-finished.json`` in its run
 directory and is skipped when the study runs again; one that was interrupted and has a
 ``checkpoints/last.ckpt`` continues from it (``--ckpt_path last``); the others start.
 """
@@ -46,8 +47,11 @@ from typing import Any
 import yaml
 
 from lightning_hw.errors import ConfigError
+from lightning_hw.runs.files import read_status, write_atomically
 
 FINISHED_FILE = "study-finished.json"
+#: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
+INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM"}
 LOG_FILE = "study.log"
 STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
@@ -305,10 +309,18 @@ def run_jobs(jobs: list[Job], parallel: int = 1) -> dict[str, int]:
         started = time.monotonic()
         code = _execute(job, env(index), tee=parallel == 1)
         seconds = time.monotonic() - started
+        status = read_status(job.run_dir).get("status")
+        if code == 0 and status != "finished":
+            code = 1  # exit 0 without a finished fit (e.g. fast_dev_run, or a fit that trained nothing)
         if code == 0:
             _mark_finished(job, seconds)
         codes[job.variant.name] = code
-        outcome = f"finished in {seconds:.1f} s" if code == 0 else f"FAILED (exit {code}); see {job.run_dir / LOG_FILE}"
+        if code == 0:
+            outcome = f"finished in {seconds:.1f} s"
+        elif code in INTERRUPT_CODES:
+            outcome = f"interrupted ({INTERRUPT_CODES[code]}); run the study again to resume it"
+        else:
+            outcome = f"FAILED (exit {code}, run {status or 'not started'}); see {job.run_dir / LOG_FILE}"
         with lock:
             print(f"[{index}/{len(todo)}] {job.variant.name}: {outcome}", flush=True)
 
@@ -367,7 +379,7 @@ def _mark_finished(job: Job, seconds: float) -> None:
         "seconds": round(seconds, 1),
         "finished": dt.datetime.now().isoformat(timespec="seconds"),
     }
-    (job.run_dir / FINISHED_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    write_atomically(job.run_dir / FINISHED_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def _child_env(parallel: int):

@@ -130,12 +130,13 @@ def test_scheduler_from_the_config(tiny_args):
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)
 
 
-def test_test_subcommand_reuses_the_run_directory_of_its_checkpoint(tiny_args, workdir):
+def test_test_subcommand_writes_into_the_eval_directory_of_its_checkpoints_run(tiny_args, workdir):
     HWCLI(args=tiny_args("fit", "--run.name", "r2", "--run.test_after_fit", "false"))
     run_dir = workdir / "runs" / "quickstart" / "r2"
     best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     cli = HWCLI(args=tiny_args("test", "--ckpt_path", str(best)))
-    assert cli.run_dir == run_dir
+    assert cli.run_dir.parent == run_dir / "eval" and cli.run_dir.name.startswith("test-")
+    assert sorted(p.name for p in cli.run_dir.iterdir()) == ["config-test.yaml", "metrics.csv"]
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"].item() <= 1.0
     assert sorted(p.name for p in (workdir / "runs" / "quickstart").iterdir()) == ["r2"]
 

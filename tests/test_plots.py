@@ -43,7 +43,7 @@ def test_fit_draws_curves_predictions_and_summary(tiny_args, workdir):
     overlay = workdir / "plots.yaml"
     overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": CALLBACKS}}))
     cli = HWCLI(args=tiny_args("fit", "--config", str(overlay), "--trainer.max_epochs", "2", "--run.name", "p"))
-    run_dir = workdir / "runs" / "plots" / "p"
+    run_dir = workdir / "runs" / "quickstart" / "p"  # the group is the first config's, not the overlay's
     for name in ("curves.png", "predictions.png", "model_summary.txt"):
         assert (run_dir / name).is_file(), name
     curves = next(c for c in cli.trainer.callbacks if isinstance(c, MetricCurves))
@@ -66,5 +66,5 @@ def test_figures_reach_an_offline_wandb_run(tiny_args, workdir):
     overlay = workdir / "plots.yaml"
     overlay.write_text(yaml.safe_dump({"trainer": {"callbacks": CALLBACKS[:2]}}))
     HWCLI(args=tiny_args("fit", "--config", str(overlay), "--run.wandb", "offline", "--run.name", "w"))
-    media = list((workdir / "runs" / "plots" / "w" / "wandb").glob("offline-run-*/files/media/images/plots/*.png"))
+    media = list((workdir / "runs" / "quickstart" / "w" / "wandb").glob("offline-run-*/files/media/images/plots/*.png"))
     assert sorted(p.name.split("_")[0] for p in media) == ["curves", "predictions"]

@@ -19,9 +19,14 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+def _newest_predictions(run, name: str = "predictions.csv"):
+    """The predictions of the newest ``predict`` on a run (each writes its own ``eval/predict-<time>/``)."""
+    return sorted((run / "eval").glob(f"predict-*/{name}"))[-1]
+
+
 def test_predict_writes_class_names_and_probabilities(tiny_args, trained_run):
     main(tiny_args("predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")))
-    rows = _rows(trained_run / "predictions.csv")
+    rows = _rows(_newest_predictions(trained_run))
     probabilities = [f"prob_{d}" for d in range(10)]
     assert list(rows[0]) == ["id", "predicted", "predicted_index", *probabilities, "target", "target_class"]
     assert len(rows) == 179  # the Digits test split
@@ -36,12 +41,12 @@ def test_predict_writes_class_names_and_probabilities(tiny_args, trained_run):
 def test_predict_from_csv_prepares_inputs_like_training(tiny_args, workdir, trained_run):
     ckpt = str(trained_run / "checkpoints" / "last.ckpt")
     main(tiny_args("predict", "--ckpt_path", ckpt))
-    by_split = _rows(trained_run / "predictions.csv")[:4]
+    by_split = _rows(_newest_predictions(trained_run))[:4]
     raw = Digits().load_splits()["test"][0][:4].reshape(4, -1).numpy()  # unstandardised pixels
     table = workdir / "new_digits.csv"
     np.savetxt(table, raw, delimiter=",", header=",".join(f"px{i}" for i in range(64)), comments="", fmt="%.6f")
     main(tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(table)))
-    by_file = _rows(trained_run / "predictions-new_digits.csv")
+    by_file = _rows(_newest_predictions(trained_run, "predictions-new_digits.csv"))
     assert [r["id"] for r in by_file] == ["0", "1", "2", "3"]
     for mine, reference in zip(by_file, by_split):
         assert mine["predicted"] == reference["predicted"]

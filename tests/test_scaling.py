@@ -14,7 +14,7 @@ import yaml
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from lightning_hw import distributed
+from lightning_hw.runs import naming, plan_run
 from lightning_hw.callbacks.compile import CompileNet
 from lightning_hw.callbacks.speed import ChannelsLast
 from lightning_hw.cli import HWCLI
@@ -144,7 +144,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
         "fit", *common, "--data.init_args.batch_size", "32", "--run.group", "ddp",
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", distributed.RUN_DIR_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_hw", *ddp_args], capture_output=True, text=True, timeout=300, env=env
     )
@@ -162,21 +162,28 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
     assert one[1]["val/acc"] > 0.8  # it learned something: the comparison is not of two untrained nets
 
 
+def _opened_directory(run: RunConfig) -> Path:
+    """The directory a ``fit`` of ``exp.yaml`` plans and opens (as the CLI does before training)."""
+    planned = plan_run(run, "fit", ["exp.yaml"], None)
+    planned.open()
+    return planned.directory
+
+
 class TestSharedRunDirectory:
     """Every process of a distributed job must pick the same run directory."""
 
     @pytest.fixture(autouse=True)
     def _clean_env(self, monkeypatch):
         for key in ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID", "WORLD_SIZE",
-                    "LOCAL_RANK", distributed.RUN_DIR_ENV):
+                    "LOCAL_RANK", naming.RUN_DIR_ENV):
             monkeypatch.delenv(key, raising=False)
 
     def test_a_process_lightning_started_reuses_its_parents_directory(self, workdir, monkeypatch):
         run = RunConfig(root=str(workdir / "runs"))
-        parent = distributed.shared_run_directory(run, ["exp.yaml"])
-        assert os.environ[distributed.RUN_DIR_ENV] == str(parent)
+        parent = _opened_directory(run)
+        assert os.environ[naming.RUN_DIR_ENV] == str(parent)
         monkeypatch.setenv("LOCAL_RANK", "1")
-        assert distributed.shared_run_directory(run, ["exp.yaml"]) == parent
+        assert _opened_directory(run) == parent
         assert len(list((workdir / "runs" / "exp").iterdir())) == 1  # no "-1" sibling
 
     def test_slurm_and_torchrun_jobs_are_named_after_the_job(self, workdir, monkeypatch):
@@ -184,15 +191,29 @@ class TestSharedRunDirectory:
         monkeypatch.setenv("SLURM_NTASKS", "16")
         monkeypatch.setenv("SLURM_JOB_ID", "4242")
         monkeypatch.setenv("SLURM_JOB_NAME", "train")
-        assert distributed.shared_run_directory(run, ["exp.yaml"]) == workdir / "runs" / "exp" / "slurm-4242"
+        assert _opened_directory(run) == workdir / "runs" / "exp" / "slurm-4242"
         for key in ("SLURM_NTASKS", "SLURM_JOB_ID", "SLURM_JOB_NAME"):
             monkeypatch.delenv(key)
         monkeypatch.setenv("WORLD_SIZE", "8")
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", "abc")
-        assert distributed.job_run_name() == "torchrun-abc"
+        assert naming.job_run_name() == "torchrun-abc"
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
         with pytest.raises(ConfigError, match="--run.name"):
-            distributed.job_run_name()
+            naming.job_run_name()
         # an explicit name needs no agreement
         named = RunConfig(root=str(workdir / "runs"), name="mine")
-        assert distributed.shared_run_directory(named, ["exp.yaml"]).name == "mine"
+        assert _opened_directory(named).name == "mine"
+
+    def test_a_requeued_slurm_job_resumes_its_run(self, workdir, monkeypatch):
+        """Lightning's auto-requeue saves hpc_ckpt_N.ckpt and restarts the same command: it must resume, not be refused."""
+        run = RunConfig(root=str(workdir / "runs"))
+        for key, value in (("SLURM_NTASKS", "2"), ("SLURM_JOB_ID", "77"), ("SLURM_JOB_NAME", "train")):
+            monkeypatch.setenv(key, value)
+        directory = workdir / "runs" / "exp" / "slurm-77"
+        (directory / "checkpoints").mkdir(parents=True)
+        (directory / "config.yaml").write_text("run: {}\n")
+        (directory / "hpc_ckpt_1.ckpt").write_bytes(b"x")
+        planned = plan_run(run, "fit", ["exp.yaml"], None)
+        assert (planned.mode, planned.directory, planned.ckpt_path) == ("resume", directory, "hpc")
+        (directory / "checkpoints" / "last.ckpt").write_bytes(b"newer")  # a SIGTERM after the requeue signal
+        assert plan_run(run, "fit", ["exp.yaml"], None).ckpt_path == str(directory / "checkpoints" / "last.ckpt")

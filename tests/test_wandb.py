@@ -13,6 +13,7 @@ import torch
 import wandb_files
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.cli import HWCLI
+from lightning_hw.errors import ConfigError
 
 
 def csv_values(run_dir: Path, metric: str) -> dict[int, float]:
@@ -72,7 +73,7 @@ def test_wandb_failure_leaves_training_on_csv(tiny_args, workdir, monkeypatch, c
 
     monkeypatch.setattr(wandb, "init", refuse)
     cli = HWCLI(args=tiny_args("fit", "--run.wandb", "offline", "--run.name", "r"))
-    assert [type(logger).__name__ for logger in cli.trainer.loggers] == ["ResumableCSVLogger"]
+    assert [type(logger).__name__ for logger in cli.trainer.loggers] == ["RunCSVLogger"]
     assert "W&B could not start (RuntimeError: no route to the W&B service); logging to CSV only." in capsys.readouterr().err
     assert csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")
 
@@ -81,9 +82,10 @@ def test_resumed_fit_keeps_the_metrics_of_the_first_session(tiny_args, workdir):
     HWCLI(args=tiny_args("fit", "--trainer.max_epochs", "2", "--run.name", "r", "--run.test_after_fit", "false"))
     HWCLI(args=tiny_args("fit", "--trainer.max_epochs", "3", "--run.name", "r", "--ckpt_path", "last"))
     assert sorted(csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")) == [0, 1, 2]
-    # A fresh fit in the same directory (no checkpoint) starts its metrics afresh.
-    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
-    assert sorted(csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")) == [0]
+    # A fresh fit under the same name is refused: the run's metrics stay as they are.
+    with pytest.raises(ConfigError, match="already exists; continue it with --ckpt_path last"):
+        HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    assert sorted(csv_values(workdir / "runs" / "quickstart" / "r", "val/acc")) == [0, 1, 2]
 
 
 def test_best_checkpoint_becomes_a_model_artifact(workdir):

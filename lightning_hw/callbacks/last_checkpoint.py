@@ -59,12 +59,20 @@ class LastCheckpoint(CachedStateKey):
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
         self.min_interval = min_interval
         self._last_write: float | None = None
+        #: the file written because a signal asked the run to stop (GracefulStop then stops it)
+        self.saved_for_interrupt: str | None = None
 
     def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
         # Every save of this callback goes through here (at the end of an epoch).
-        if write_due(trainer, self._last_write, self.min_interval):
+        from lightning_hw.runs.interrupts import WATCH
+
+        # A signal forces the write: the end of an epoch is where a resume continues exactly.
+        stop = bool(trainer.strategy.broadcast(WATCH.requested())) if trainer.world_size > 1 else WATCH.requested()
+        if stop or write_due(trainer, self._last_write, self.min_interval):
             super()._save_topk_checkpoint(trainer, monitor_candidates)
             self._last_write = time.monotonic()
+            if stop:
+                self.saved_for_interrupt = str(Path(self.dirpath) / "last.ckpt")
 
 
 def write_due(trainer: Trainer, last_write: float | None, min_interval: float) -> bool:

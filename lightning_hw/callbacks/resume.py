@@ -11,18 +11,16 @@ loaders. What it does not restore, which this callback saves in the checkpoint a
    iterator run out, so it is told (:meth:`TensorBatchLoader.finish_epoch`) before the
    epoch's checkpoint is written.
 4. The train loader's state after an end-of-epoch checkpoint, which Lightning skips.
-5. ``metrics.csv``: Lightning's CSV logger deletes an existing file when it starts, and
-   flushes only every 100 steps. The rows logged before the checkpoint are kept; the rows
-   the resumed run will log again are dropped.
-6. Nothing is restored when the run starts fresh (no checkpoint), so the callback is
+5. Nothing is restored when the run starts fresh (no checkpoint), so the callback is
    harmless in every run and the CLI adds it to all of them.
+
+``metrics.csv`` is the run's (:class:`lightning_hw.runs.MetricsFile`): it is never deleted,
+and a resumed run drops the rows it logs again once its first step has run.
 """
 
 from __future__ import annotations
 
-import csv
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,22 +73,11 @@ def _train_loaders(trainer: Trainer) -> list[Any]:
 
 
 class ResumeState(Callback):
-    """Save and restore what Lightning leaves out of a checkpoint, so a resumed run is exact.
+    """Save and restore what Lightning leaves out of a checkpoint, so a resumed run is exact."""
 
-    Args:
-        log_dir: the directory of the run's ``metrics.csv``. Its rows are read here, when the
-            callback is made: Lightning's CSV logger deletes the file as soon as ``fit``
-            starts, before any callback hook runs. ``None``: the CSV is not carried over.
-    """
-
-    def __init__(self, log_dir: str | Path | None = None) -> None:
+    def __init__(self) -> None:
         self._trainer: Trainer | None = None
         self._loaded: dict[str, Any] = {}
-        self._old_csv_rows: dict[str, list[dict[str, str]]] = {}
-        path = Path(log_dir) / "metrics.csv" if log_dir is not None else None
-        if path is not None and path.is_file():
-            with path.open(newline="") as f:
-                self._old_csv_rows[str(path.resolve())] = list(csv.DictReader(f))
 
     # -- saving --------------------------------------------------------------------------------
 
@@ -137,7 +124,6 @@ class ResumeState(Callback):
         self._loaded = dict(state_dict)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._restore_csv(trainer)
         # Lightning loads the train loaders' states only when it resumes inside an epoch
         # (FitLoop.restarting is False after an end-of-epoch checkpoint), so after an
         # end-of-epoch checkpoint the shuffle order would start over. The loaders have not
@@ -158,10 +144,6 @@ class ResumeState(Callback):
             metric._update_count = saved["update_count"]  # torchmetrics has no setter for it
             metric._computed = None
 
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Resuming a run that had already finished skips training (and on_train_start).
-        self._restore_csv(trainer)
-
     def _merge_results(self, trainer: Trainer, saved: dict[str, Any]) -> None:
         """Add the interrupted epoch's running sums to those of the first resumed batch.
 
@@ -181,25 +163,6 @@ class ResumeState(Callback):
                 item.value = item.value + value
             else:  # max or min
                 item.value = item.meta.reduce_fx(item.value, value)
-
-    def _restore_csv(self, trainer: Trainer) -> None:
-        """Put back the rows logged before the checkpoint (the CSV logger has deleted the file).
-
-        Rows are logged with ``step`` = the number of batches that stepped before them; the
-        resumed run logs every row from its restored step on again, so older rows are kept.
-        """
-        if not trainer.ckpt_path:
-            return
-        first_new_step = trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in trainer.loggers:
-            if not isinstance(logger, CSVLogger):
-                continue
-            rows = self._old_csv_rows.pop(str((Path(logger.log_dir) / "metrics.csv").resolve()), None)
-            if not rows:
-                continue
-            kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < first_new_step]
-            logger.experiment.metrics[:0] = kept
-            logger.save()
 
 
 def _detach(value: Any) -> Any:

@@ -1,0 +1,29 @@
+"""The checkpoint files of a run: the best by the monitored metric, and ``last.ckpt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_hw.callbacks.best_checkpoint import BestCheckpoint
+from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
+from lightning_hw.runs.files import CHECKPOINT_DIR
+
+
+def checkpoint_callbacks(directory: Path, monitor: str, mode: str, interval: float) -> list[ModelCheckpoint]:
+    """The best checkpoint by ``monitor`` and ``last.ckpt``, in ``<run>/checkpoints``.
+
+    Both write at most once per ``interval`` seconds (see :class:`BestCheckpoint` and
+    :class:`LastCheckpoint`). The best one comes first, so ``trainer.checkpoint_callback``
+    is the best checkpoint.
+    """
+    best = BestCheckpoint(
+        dirpath=directory / CHECKPOINT_DIR,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode=mode,
+        min_interval=interval,
+    )
+    return [best, LastCheckpoint(directory / CHECKPOINT_DIR, min_interval=interval)]

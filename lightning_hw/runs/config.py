@@ -1,0 +1,66 @@
+"""The ``run:`` section of a config: where a run writes and how it is logged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lightning_hw.errors import ConfigError
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+@dataclass
+class RunConfig:
+    """Where a run writes and how it is logged (the ``run:`` section of a config).
+
+    Args:
+        root: directory that holds all run groups.
+        group: group of related runs (a study); default: the name of the first ``--config``
+            file (the experiment, not a preset stacked after it).
+        name: this run's name; default: a timestamp. A fresh ``fit`` refuses a name that is
+            taken; ``--ckpt_path last`` continues the run of that name.
+        project: W&B project.
+        wandb: ``auto`` (online when logged in, else offline), ``online``, ``offline`` or ``disabled``.
+        tags: W&B tags.
+        job_type: W&B job type (e.g. ``train``, ``eval``); default: the subcommand (``fit``, ``test``, ...).
+        notes: W&B notes: a sentence on what this run tries (a study fills in its variant).
+        monitor: validation metric that picks the best checkpoint; default: the task's.
+        test_after_fit: after ``fit``, run ``test`` on the best checkpoint.
+        checkpoint_interval: least seconds between two writes of ``checkpoints/last.ckpt``, and
+            of the best checkpoint (kept in memory meanwhile); the first and the final epoch
+            are always written, and the best one at the end of training; ``0``: every epoch.
+        last_checkpoint_interval: the former name of ``checkpoint_interval`` (still read from
+            the ``config.yaml`` of runs made before the rename; it wins when set).
+    """
+
+    root: str = "runs"
+    group: str | None = None
+    name: str | None = None
+    project: str = "lightning-hw"
+    wandb: str = "auto"
+    tags: list[str] = field(default_factory=list)
+    job_type: str | None = None
+    notes: str | None = None
+    monitor: str | None = None
+    test_after_fit: bool = True
+    checkpoint_interval: float = 60.0
+    last_checkpoint_interval: float | None = None
+
+    def checkpoint_seconds(self) -> float:
+        """The interval in effect (the former setting wins when a saved config still has it)."""
+        return self.checkpoint_interval if self.last_checkpoint_interval is None else self.last_checkpoint_interval
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, before anything is created.
+
+        Raises:
+            ConfigError: a W&B mode that does not exist, or a group/name that is not one directory.
+        """
+        if self.wandb not in WANDB_MODES:
+            raise ConfigError(f"run.wandb must be one of {', '.join(WANDB_MODES)}, got {self.wandb!r}")
+        for key in ("group", "name"):
+            value = getattr(self, key)
+            if value is not None and (not str(value).strip() or "/" in str(value) or str(value) in (".", "..")):
+                raise ConfigError(f"run.{key} {value!r} must name one directory (no '/', not empty)")
+        if self.checkpoint_seconds() < 0:
+            raise ConfigError(f"run.checkpoint_interval must be 0 or more seconds, got {self.checkpoint_seconds()}")

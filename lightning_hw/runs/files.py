@@ -1,0 +1,69 @@
+"""The files of a run directory, and how they are written (atomically: a crash never leaves half a file).
+
+    runs/<group>/<name>/
+      config.yaml          the resolved config the run trains with (run.group and run.name filled in)
+      metrics.csv          one row per epoch (train/*, val/*, and test/* after fit)
+      checkpoints/         best-epochNNN.ckpt and last.ckpt
+      status.json          what the run is doing or how it ended, and the command that resumes it
+      wandb/, wandb-run-id the W&B files and the id a resume continues
+      eval/<stage>-<time>/ validate/test/predict on one of its checkpoints: their own metrics.csv,
+                           config-<stage>.yaml, predictions.csv
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+STATUS_FILE = "status.json"
+WANDB_ID_FILE = "wandb-run-id"
+EVAL_DIR = "eval"
+
+#: files whose presence means a directory holds a run's record (a fresh ``fit`` must not reuse it)
+RECORD_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE)
+
+
+def holds_record(directory: Path) -> bool:
+    """Whether ``directory`` holds a run that trained (or began to): its config, metrics, status or checkpoints."""
+    if any((directory / name).is_file() for name in RECORD_FILES):
+        return True
+    checkpoints = directory / CHECKPOINT_DIR
+    return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
+
+
+def write_atomically(path: Path, text: str, newline: str | None = None) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline=newline) as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_status(directory: Path) -> dict[str, Any]:
+    """The run's ``status.json`` (``{}`` when missing or unreadable)."""
+    try:
+        status = json.loads((Path(directory) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def write_status(directory: Path, **fields: Any) -> None:
+    """Update ``status.json`` with ``fields`` (atomically)."""
+    status = read_status(directory)
+    status.update(fields)
+    write_atomically(Path(directory) / STATUS_FILE, json.dumps(status, indent=2) + "\n")

@@ -1,0 +1,166 @@
+"""SIGTERM and Ctrl-C: stop at the next step, save ``last.ckpt`` there, say how to resume, exit non-zero.
+
+Schedulers send SIGTERM on preemption or at the time limit (SLURM, Kubernetes, most
+clouds); people press Ctrl-C. Both should cost at most one training step:
+
+- The first signal during training asks the loop to stop. At the next step boundary
+  :class:`GracefulStop` writes ``last.ckpt`` at that step (atomically) and raises
+  :class:`RunInterrupted`; at the end of an epoch the epoch's own ``last.ckpt`` write is
+  forced instead, since that is where an end-of-epoch resume continues exactly. A
+  validation pass that is running finishes first (its metrics belong to the epoch).
+- Outside the training loop (set-up, sanity check, testing) and at a second signal, the
+  command stops at once.
+- The CLI catches :class:`RunInterrupted`, prints what was saved and the exact command
+  that resumes, and exits with ``128 + signal`` (SIGTERM 143, SIGINT 130): a scheduler or
+  study runner never mistakes an interrupted run for a finished one.
+
+Lightning's own SIGTERM handling (stop at the end of the *current* step or in the middle
+of validation, exit code 0) is replaced while training; its SLURM auto-requeue (SIGUSR1)
+is left alone.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(BaseException):
+    """The command was stopped by a signal. A ``BaseException``: no ``except Exception`` may swallow it.
+
+    Args:
+        signum: the signal.
+        saved: the checkpoint written for the resume, or ``None``.
+        step: the training step it holds.
+        at_once: the command stopped without waiting for a step boundary.
+    """
+
+    def __init__(self, signum: int, saved: str | None = None, step: int | None = None, at_once: bool = False) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.saved = saved
+        self.step = step
+        self.at_once = at_once
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+class SignalWatch:
+    """The process's SIGINT/SIGTERM handlers while a command runs (one instance: :data:`WATCH`)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the signal that asked training to stop
+        self.training = False  # inside the training loop: stop at the next step, not at once
+        self.trainer: Trainer | None = None
+        self._saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Take over SIGINT and SIGTERM (again: Lightning installs its own SIGTERM handler in ``fit``)."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only; a command run from a thread keeps the defaults
+        for signum in SIGNALS:
+            current = signal.getsignal(signum)
+            if current != self._handle:
+                self._saved.setdefault(signum, current)
+                signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        """Give the handlers back and forget this command's state."""
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._saved.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._saved.clear()
+        self.signum, self.training, self.trainer = None, False, None
+
+    def requested(self) -> bool:
+        """Whether a signal asked training to stop."""
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is None and self.training:
+            self.signum = signum
+            launcher = getattr(getattr(self.trainer, "strategy", None), "launcher", None)
+            if launcher is not None and hasattr(launcher, "kill"):
+                launcher.kill(signum)  # the DDP processes Lightning started stop at the same step
+            print(
+                f"\n{signal.Signals(signum).name}: stopping after this step and saving last.ckpt "
+                "(send it again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        raise RunInterrupted(signum, at_once=True)
+
+
+WATCH = SignalWatch()
+
+
+class GracefulStop(Callback):
+    """Stops training at a step boundary after a signal, with ``last.ckpt`` written there.
+
+    Args:
+        last_checkpoint: the run's ``LastCheckpoint`` (``None``: checkpointing is off, and
+            the run stops without saving).
+        watch: the signal handlers (default: the process's).
+    """
+
+    def __init__(self, last_checkpoint: Any = None, watch: SignalWatch = WATCH) -> None:
+        self.last_checkpoint = last_checkpoint
+        self.watch = watch
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.watch.trainer = trainer
+        self.watch.training = True
+        self.watch.install()  # after Lightning's own SIGTERM handler, which would exit 0 mid-validation
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._agreed(trainer):
+            return
+        if self.last_checkpoint is None:
+            raise RunInterrupted(self.watch.signum or signal.SIGTERM, step=trainer.global_step)
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the end of the epoch: LastCheckpoint's epoch-end write is forced (write_due)
+        path = str(Path(self.last_checkpoint.dirpath) / "last.ckpt")
+        trainer.save_checkpoint(path, weights_only=False)  # where a checkpoint every N steps would be taken: resumes exactly
+        raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=path, step=trainer.global_step)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_saved(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_if_saved(trainer)
+        self.watch.training = False
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.watch.training = False
+
+    def _stop_if_saved(self, trainer: Trainer) -> None:
+        # Set in every process alike (the first process decided that the write was for a signal).
+        saved = getattr(self.last_checkpoint, "saved_for_interrupt", None)
+        if saved:
+            raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=saved, step=trainer.global_step)
+
+    def _agreed(self, trainer: Trainer) -> bool:
+        """Whether to stop now: the first process decides for all (they must stop at the same step)."""
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.broadcast(self.watch.requested()))
+        return self.watch.requested()

@@ -1,0 +1,364 @@
+"""A run from its planning to its last line: the only code that creates, writes or cleans a run directory.
+
+Every command goes through the same steps:
+
+1. :func:`plan_run` decides, from the config alone, what the command does to which
+   directory, and refuses what would damage a record (a fresh ``fit`` under a taken name,
+   a resume without a checkpoint) before anything exists on disk.
+2. The CLI checks the checkpoint against the configured model and the data files
+   against the datamodule; then :meth:`Run.open` creates the directory and W&B starts.
+3. A ``fit`` *commits* after its first training step (:class:`RunRecord`): only then are
+   ``config.yaml`` and ``status.json`` written, and a resumed run drops the metric rows
+   it will log again. Until then nothing of an existing run has changed, so a failure
+   :meth:`Run.rollback`\\ s to exactly what was there (a fresh run leaves no directory).
+4. :meth:`Run.finish` records how the run ended in ``status.json``.
+
+Modes: ``create`` (a new run), ``resume`` (the same run continues from its checkpoint and
+appends), ``evaluate`` (validate/test/predict write into ``<run>/eval/<stage>-<time>/`` and
+never into the training files) and ``scratch`` (``fast_dev_run``: nothing is written).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_hw.errors import ConfigError
+from lightning_hw.runs import naming
+from lightning_hw.runs.config import RunConfig
+from lightning_hw.runs.files import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    EVAL_DIR,
+    LAST_CHECKPOINT,
+    holds_record,
+    write_atomically,
+    write_status,
+)
+
+MODES = ("create", "resume", "evaluate", "scratch")
+
+
+def command_name() -> str:
+    """How the user started this program (for the commands we print)."""
+    return "lightning-hw" if Path(sys.argv[0]).name == "lightning-hw" else "python -m lightning_hw"
+
+
+@dataclass
+class Run:
+    """What one command does to one run directory.
+
+    Args:
+        settings: the ``run:`` settings.
+        stage: ``fit``, ``validate``, ``test`` or ``predict``.
+        mode: one of :data:`MODES`.
+        group: the run's group (its parent directory's name).
+        name: the run's name.
+        run_dir: the run's directory (for ``evaluate``: the evaluated run, or the group's directory).
+        directory: where this command writes (``run_dir``, or an ``eval/`` directory).
+        ckpt_path: the checkpoint Lightning loads (``None``: none).
+        note: a sentence for the user about a choice made (e.g. a resume that starts afresh).
+    """
+
+    settings: RunConfig
+    stage: str
+    mode: str
+    group: str
+    name: str
+    run_dir: Path
+    directory: Path
+    ckpt_path: str | None = None
+    note: str | None = None
+    committed: bool = False
+    _created: list[Path] = field(default_factory=list)
+    _before: dict[str, str | None] | None = None
+    _config_text: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes files (the first process of a job, and never for ``scratch``)."""
+        return rank_zero_only.rank == 0 and self.mode != "scratch"
+
+    @property
+    def config_file(self) -> Path:
+        """The config this command saves: ``<run>/config.yaml``, or ``config-<stage>.yaml`` of an evaluation."""
+        return self.directory / (CONFIG_FILE if self.stage == "fit" else f"config-{self.stage}.yaml")
+
+    def resume_command(self) -> str:
+        """The exact command that continues this run from its ``last.ckpt``."""
+        return f"{command_name()} fit --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} --ckpt_path last"
+
+    # -- opening and rolling back ----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the directory (noting what existed, for :meth:`rollback`) and tell DDP processes about it."""
+        if self.mode == "scratch":
+            return
+        naming.share_directory(self.directory)
+        if not self.writes:
+            return
+        self._created = [p for p in [self.directory, *self.directory.parents] if not p.exists()]
+        self._before = _entries(self.directory) if self.directory.exists() else None
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def rollback(self) -> None:
+        """Undo what this command created, when it stopped before committing (see the module doc).
+
+        A new directory is removed whole; in an existing one, only the entries this command
+        added go (W&B's session files), and W&B's ``latest-run`` links point back.
+        """
+        if not self.writes or self.committed or not self.directory.exists():
+            return
+        if self._before is None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        else:
+            now = _entries(self.directory)
+            for relative, target in now.items():
+                path = self.directory / relative
+                if relative not in self._before:
+                    _remove(path)
+                elif target != self._before[relative] and self._before[relative] is not None:
+                    _remove(path)
+                    os.symlink(self._before[relative], path)
+        for path in self._created:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+    # -- the record ----------------------------------------------------------------------------
+
+    def set_config(self, text: str) -> None:
+        """The resolved config (YAML): an evaluation writes it now, a ``fit`` when it commits."""
+        self._config_text = text
+        if self.writes and self.mode == "evaluate":
+            write_atomically(self.config_file, text)
+        elif self.committed:
+            self._write_config()
+
+    def commit(self, trainer: Trainer) -> None:
+        """The first training step ran: from now on the directory holds this run's record.
+
+        Writes ``config.yaml`` and ``status.json``; a resumed run first drops the metric rows
+        it will log again and the best checkpoints its restored state does not know.
+        """
+        if self.committed:
+            return
+        self.committed = True
+        if not self.writes or self.stage != "fit":
+            return
+        if self.mode == "resume":
+            from lightning_hw._compat import batches_that_stepped
+
+            for logger in trainer.loggers:
+                trim = getattr(getattr(logger, "experiment", None), "trim_from", None)
+                if callable(trim):
+                    trim(batches_that_stepped(trainer))
+            _remove_stale_bests(trainer)
+        self._write_config()
+        write_status(
+            self.run_dir,
+            status="training",
+            group=self.group,
+            name=self.name,
+            started=_now(),
+            resume_command=self.resume_command(),
+        )
+
+    def _write_config(self) -> None:
+        if self._config_text is None or not self.writes:
+            return
+        path = self.config_file
+        if path.is_file():
+            old = path.read_text()
+            if old == self._config_text:
+                return
+            # A resume with other settings (e.g. more epochs): the config it trained under so far stays.
+            keep = path.with_name(f"config-until-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.yaml")
+            write_atomically(keep, old)
+        write_atomically(path, self._config_text)
+
+    def finish(self, status: str, trainer: Trainer | None = None, **fields: Any) -> None:
+        """Record how a ``fit`` ended (``finished``, ``interrupted``, ``failed``) in ``status.json``."""
+        if not self.writes or self.stage != "fit" or not self.committed:
+            return
+        if trainer is not None:
+            fields.setdefault("global_step", trainer.global_step)
+            fields.setdefault("epoch", trainer.current_epoch)
+        write_status(self.run_dir, status=status, ended=_now(), **fields)
+
+
+class RunRecord(Callback):
+    """Commits the run after its first training step (or at the end of a ``fit`` that had none to do),
+    and stamps every checkpoint with the run and model config it belongs to.
+
+    Args:
+        run: the run.
+        model_config: the ``model:`` section of the resolved config (stored in checkpoints so that
+            a mismatch can describe the checkpoint's net from the checkpoint itself).
+    """
+
+    def __init__(self, run: Run, model_config: dict[str, Any] | None = None) -> None:
+        self.run = run
+        self.model_config = model_config
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if not self.run.committed:
+            self.run.commit(trainer)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.run.commit(trainer)  # a resumed run that had already finished trains no step
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lightning_hw"] = {
+            "group": self.run.group,
+            "name": self.run.name,
+            "model": self.model_config,
+        }
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path: str | None, fast_dev_run: bool = False) -> Run:
+    """Decide what this command does to which directory; refuse what would damage a run's record.
+
+    Args:
+        settings: the ``run:`` settings.
+        stage: the subcommand.
+        config_files: the ``--config`` files, in order (the first names the group).
+        ckpt_path: ``--ckpt_path`` as given (a file, ``last``, ``hpc`` or ``None``).
+        fast_dev_run: Lightning's smoke test: nothing is saved.
+
+    Raises:
+        ConfigError: the name is taken by another run, or there is nothing to resume.
+    """
+    settings.check()
+    group = naming.group_of(settings.group, config_files)
+    root = Path(settings.root)
+    inherited = naming.inherited_directory()
+    if fast_dev_run:
+        directory = root / group / (settings.name or "fast_dev_run")
+        return Run(settings, stage, "scratch", group, directory.name, directory, directory, ckpt_path)
+    if stage != "fit":
+        return _plan_evaluation(settings, stage, root, group, ckpt_path, inherited)
+    name = settings.name or naming.job_run_name()
+    ckpt_run = run_of_checkpoint(ckpt_path)
+    if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
+        # The checkpoint's own run continues in place.
+        return Run(settings, stage, "resume", ckpt_run.parent.name, ckpt_run.name, ckpt_run, ckpt_run, str(ckpt_path))
+    if inherited is not None:
+        name = inherited.name
+    elif name is None:
+        name = naming.unused_name(root / group, naming.timestamp())
+    run_dir = inherited or root / group / name
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if ckpt_path == "last":
+        if last.is_file():
+            return Run(settings, stage, "resume", group, name, run_dir, run_dir, str(last))
+        if inherited is None and holds_record(run_dir):
+            raise ConfigError(
+                f"run {run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT} to continue from (it stopped before "
+                f"its first checkpoint); start it again under another --run.name, or delete {run_dir} first"
+            )
+        note = f"--ckpt_path last: {run_dir} has no checkpoint yet, so the run starts from the beginning"
+        return Run(settings, stage, "create", group, name, run_dir, run_dir, None, note=note)
+    if ckpt_path == "hpc" or (ckpt_path is None and SLURMEnvironment.detect() and any(run_dir.glob("hpc_ckpt_*.ckpt"))):
+        # SLURM requeued this job: Lightning resumes from its newest hpc checkpoint, or from
+        # last.ckpt when a SIGTERM wrote that later.
+        resume_from = str(last) if last.is_file() and _newer(last, run_dir.glob("hpc_ckpt_*.ckpt")) else "hpc"
+        return Run(settings, stage, "resume", group, name, run_dir, run_dir, resume_from)
+    if inherited is None and holds_record(run_dir):
+        raise ConfigError(
+            f"run {run_dir} already exists; continue it with --ckpt_path last (same --run.name), "
+            "or start a new run with another --run.name"
+        )
+    return Run(settings, stage, "create", group, name, run_dir, run_dir, ckpt_path)
+
+
+def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ckpt_path: str | None, inherited: Path | None) -> Run:
+    """validate/test/predict: ``<run>/eval/<stage>-<time>/`` of the checkpoint's run (else of the group)."""
+    ckpt_run = run_of_checkpoint(ckpt_path)
+    if ckpt_run is not None:
+        base, group, name = ckpt_run, ckpt_run.parent.name, ckpt_run.name
+    elif settings.name:
+        base, name = root / group / settings.name, settings.name
+    else:
+        base, name = root / group, ""
+    if inherited is not None:
+        directory = inherited
+    else:
+        directory = base / EVAL_DIR / naming.unused_name(base / EVAL_DIR, f"{stage}-{naming.timestamp()}")
+    return Run(settings, stage, "evaluate", group, name, base, directory, ckpt_path)
+
+
+def run_of_checkpoint(ckpt_path: str | os.PathLike | None) -> Path | None:
+    """The run directory of a checkpoint file saved as ``<run>/checkpoints/<file>``, else ``None``."""
+    if not ckpt_path or str(ckpt_path) in ("last", "best", "hpc"):
+        return None
+    path = Path(ckpt_path)
+    if path.parent.name == CHECKPOINT_DIR and path.is_file():
+        return path.parent.parent
+    if path.name.startswith("hpc_ckpt_") and path.is_file():
+        return path.parent
+    return None
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _newer(path: Path, others: Any) -> bool:
+    mtime = path.stat().st_mtime
+    return all(mtime >= other.stat().st_mtime for other in others)
+
+
+def _entries(directory: Path) -> dict[str, str | None]:
+    """The entries of a run directory and of its ``wandb/``, each with its link target (``None``: not a link)."""
+    entries: dict[str, str | None] = {}
+    for parent in (directory, directory / "wandb"):
+        if not parent.is_dir():
+            continue
+        for path in parent.iterdir():
+            relative = str(path.relative_to(directory))
+            entries[relative] = os.readlink(path) if path.is_symlink() else None
+    return entries
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_stale_bests(trainer: Trainer) -> None:
+    """Delete best checkpoints that the resumed state does not know (written after the checkpoint it resumed).
+
+    Left in place they would outlive the resumed run as a "best" it never had.
+    """
+    from lightning_hw.callbacks.best_checkpoint import BestCheckpoint
+
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, BestCheckpoint) or not callback.dirpath:
+            continue
+        prefix = str(callback.filename or "").split("{", 1)[0]
+        if not prefix:
+            continue  # a name pattern without a fixed start: cannot tell its files from others
+        known = {Path(p).resolve() for p in callback.best_k_models} | {Path(callback.best_model_path).resolve()}
+        for path in Path(callback.dirpath).glob(f"{prefix}*.ckpt"):
+            if path.resolve() not in known:
+                path.unlink(missing_ok=True)

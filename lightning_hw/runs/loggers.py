@@ -1,0 +1,232 @@
+"""The loggers of a run: ``metrics.csv`` always (reports need no account), W&B unless disabled."""
+
+from __future__ import annotations
+
+import csv
+import io
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_hw.runs.config import WANDB_MODES, RunConfig
+from lightning_hw.runs.files import METRICS_FILE, WANDB_ID_FILE, write_atomically
+
+
+def wandb_mode(setting: str) -> str:
+    """Resolve ``auto`` to ``online`` when W&B credentials exist, else ``offline``."""
+    if setting not in WANDB_MODES:
+        from lightning_hw.errors import ConfigError
+
+        raise ConfigError(f"run.wandb must be one of {', '.join(WANDB_MODES)}, got {setting!r}")
+    if setting != "auto":
+        return setting
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError):
+        pass
+    return "offline"
+
+
+class MetricsFile:
+    """``metrics.csv`` of one run: rows are appended, and nothing is ever deleted.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, which lost the
+    history of every run that was resumed or re-used. This one appends to an existing
+    file; a resumed run first drops the rows it is about to log again (:meth:`trim_from`,
+    called once its first training step has run). The format is Lightning's: one column
+    per key, sorted, ``step`` included; the file is rewritten only when a new key appears.
+
+    Args:
+        log_dir: the directory of ``metrics.csv``.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.log_dir = str(log_dir)
+        self.path = Path(log_dir) / METRICS_FILE
+        self.metrics_file_path = str(self.path)  # Lightning's name for it
+        self.metrics: list[dict[str, Any]] = []
+        self.metrics_keys: list[str] = self._header()
+
+    def _header(self) -> list[str]:
+        if not self.path.is_file():
+            return []
+        with self.path.open(newline="") as file:
+            return sorted(next(csv.reader(file), []))
+
+    def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
+        """Record one row (written by :meth:`save`)."""
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics_dict.items()}
+        row["step"] = len(self.metrics) if step is None else step
+        self.metrics.append(row)
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """Ignored: the run's resolved ``config.yaml`` is its record of the settings."""
+
+    def save(self) -> None:
+        """Append the recorded rows (rewriting the file with a wider header when a new key appears)."""
+        if not self.metrics:
+            return
+        new_keys = set().union(*self.metrics) - set(self.metrics_keys)
+        if new_keys:
+            self.metrics_keys = sorted(set(self.metrics_keys) | new_keys)
+        exists = self.path.is_file()
+        if new_keys and exists:
+            self._rewrite(self._rows())
+        with self.path.open("a" if exists else "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            if not exists:
+                writer.writeheader()
+            writer.writerows(self.metrics)
+        self.metrics = []
+
+    def trim_from(self, step: int) -> None:
+        """Drop the rows logged at ``step`` or later: a resumed run logs them again.
+
+        Rows are logged with ``step`` = the number of optimizer steps before them, so the
+        rows of the epochs after the checkpoint have a step at or past the checkpoint's.
+        """
+        if not self.path.is_file():
+            return
+        rows = self._rows()
+        kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < step]
+        if len(kept) != len(rows):
+            self._rewrite(kept)
+
+    def _rows(self) -> list[dict[str, str]]:
+        with self.path.open(newline="") as file:
+            return list(csv.DictReader(file))
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(self.path, text.getvalue(), newline="")
+
+
+class RunCSVLogger(CSVLogger):
+    """Lightning's ``CSVLogger`` writing straight into the run directory through :class:`MetricsFile`.
+
+    Args:
+        directory: the run (or evaluation) directory.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        # Flushed at every log call (a few rows per epoch), so a killed run loses no rows.
+        super().__init__(save_dir=directory, name="", version="", flush_logs_every_n_steps=1)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> MetricsFile:
+        if self._experiment is None:
+            Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+            self._experiment = MetricsFile(self.log_dir)
+        return self._experiment
+
+
+def wandb_logger(run: RunConfig, directory: Path, display_name: str, group: str, job_type: str, run_id: str | None) -> WandbLogger | None:
+    """A W&B logger for this run, not started yet (``None`` when W&B is disabled).
+
+    Args:
+        run: the ``run:`` settings (project, tags, job type, notes, W&B mode).
+        directory: where W&B writes its files (``<directory>/wandb``).
+        display_name: the W&B run name (``<group>/<name>``).
+        group: the W&B group.
+        job_type: W&B job type when ``run.job_type`` is unset (the subcommand).
+        run_id: the W&B run to continue (a resumed run), or ``None`` for a new one.
+    """
+    mode = wandb_mode(run.wandb)
+    if mode == "disabled":
+        return None
+    if os.environ.get("WANDB_SWEEP_ID"):
+        run_id = None  # under `wandb agent` the run id comes from the agent (WANDB_RUN_ID)
+    logger = WandbLogger(
+        project=run.project,
+        name=display_name,
+        group=group,
+        tags=list(run.tags),
+        job_type=run.job_type or job_type,
+        notes=run.notes,
+        save_dir=str(directory),
+        # `mode` rather than WandbLogger's `offline=True`, which sets WANDB_MODE for the
+        # whole process and so leaks into every later run started by the same process.
+        mode=mode,
+        id=run_id,
+        resume="allow" if run_id else None,
+    )
+    from lightning_hw._compat import drop_wandb_anonymous
+
+    drop_wandb_anonymous(logger)
+    return logger
+
+
+def start_wandb(logger: WandbLogger, directory: Path) -> str | None:
+    """Start the W&B run now (a failure is reported once, before training, not mid-run).
+
+    Returns:
+        ``None`` when it started, else a sentence saying why not.
+    """
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            # WandbLogger would silently reuse an open run; each Lightning run gets its own.
+            print(f"W&B run {wandb.run.id} was still open; finishing it so this run gets its own.", file=sys.stderr)
+            wandb.finish()
+        if rank_zero_only.rank == 0:  # other DDP processes log nothing (Lightning gives them a dummy run)
+            experiment = logger.experiment
+            id_file = directory / WANDB_ID_FILE
+            if not id_file.is_file() or id_file.read_text().strip() != experiment.id:
+                id_file.write_text(experiment.id)
+            if getattr(experiment, "offline", False):
+                print("W&B is offline (no credentials found; `wandb login` to log online); the sync command follows at the end.")
+    except Exception as err:  # noqa: BLE001 - W&B trouble must not stop training
+        return f"W&B could not start ({type(err).__name__}: {err}); logging to CSV only."
+    return None
+
+
+def finish_wandb(loggers: list[Logger], exit_code: int = 0, print_sync: bool = True) -> None:
+    """Close W&B runs so that the next run in this process never reuses one.
+
+    Args:
+        loggers: the run's loggers.
+        exit_code: the command's exit code (W&B marks a non-zero one as failed).
+        print_sync: print the exact ``wandb sync`` command of an offline run.
+    """
+    from lightning_hw._compat import started_wandb_run
+
+    for logger in loggers:
+        experiment = started_wandb_run(logger)
+        if experiment is None:
+            continue
+        offline = bool(getattr(experiment, "offline", False))
+        sync_dir = getattr(experiment, "sync_dir", None) if offline else None
+        run_id = experiment.id
+        experiment.finish(exit_code=exit_code)
+        if sync_dir and print_sync:
+            print(f"W&B run saved offline; upload it with: {sync_command(Path(sync_dir), run_id)}")
+
+
+def sync_command(sync_dir: Path, run_id: str) -> str:
+    """``wandb sync`` for one offline run directory, or for all of them when a run was resumed.
+
+    A resumed run writes one ``offline-run-<time>-<id>`` directory per session (wandb adds
+    ``-1``, ``-2``... when two start in the same second), all with the same run id;
+    syncing them in name (= time) order rebuilds the one W&B run.
+    """
+    pattern = f"offline-run-*-{run_id}*"
+    if len(list(sync_dir.parent.glob(pattern))) > 1:
+        return f"wandb sync {sync_dir.parent}/{pattern}"
+    return f"wandb sync {sync_dir}"
