@@ -277,8 +277,8 @@ class HWCLI(LightningCLI):
             settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
         )
         self.run_dir = run.directory
+        model_section = self._model_section()
         if run.ckpt_path and Path(run.ckpt_path).is_file():
-            model_section = self._model_section()
             check_fits(run.ckpt_path, self.model, model_section, weights_only=chosen.get("weights_only") is not False)
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         kwargs.setdefault("default_root_dir", str(run.directory))
@@ -291,7 +291,7 @@ class HWCLI(LightningCLI):
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
-        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, self._model_section())):
+        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section)):
             if not any(isinstance(c, type(extra)) for c in callbacks):
                 callbacks.append(extra)
         plugins = trainer_cfg.get("plugins")

@@ -102,3 +102,33 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     HWCLI(args=tiny_fit_args(root, "--run.name", "trained", "--run.test_after_fit", "false"))
     return root / "runs" / "quickstart" / "trained"
+
+
+class SignalAtStep(Callback):
+    """Send this process signal ``signum`` once, right after training step ``step`` (an interrupt).
+
+    Unlike :class:`KillAtStep` the run gets the chance to handle it: ``SIGTERM`` (15, what a
+    scheduler or ``kill`` sends) and ``SIGINT`` (2, Ctrl-C). The handler runs at once, in the
+    main thread, before this hook returns.
+    """
+
+    def __init__(self, step: int, signum: int = 15) -> None:
+        self.step = step
+        self.signum = signum
+        self._sent = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self._sent and trainer.global_step == self.step:
+            self._sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+class RaiseAtStep(Callback):
+    """Raise ``RuntimeError`` at the start of training step ``step`` (a model that crashes)."""
+
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"test crash at step {self.step}")

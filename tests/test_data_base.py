@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_hw.data.base import TensorBatchLoader, split_indices
 from lightning_hw.data.digits import Digits
 from lightning_hw.data.moons import TwoMoons
-from lightning_hw.errors import DataError
+from lightning_hw.errors import ConfigError, DataError
 
 
 def test_split_fractions_are_seeded_and_disjoint():
@@ -19,8 +19,19 @@ def test_split_fractions_are_seeded_and_disjoint():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert torch.cat(a).sort().values.tolist() == list(range(1000))
     assert not torch.equal(a[0], split_indices(1000, (0.7, 0.2, 0.1), seed=4)[0])
-    with pytest.raises(DataError, match="sum to 1"):
+    with pytest.raises(ConfigError, match="sum to 1"):
         split_indices(10, (0.5, 0.2, 0.2), seed=0)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"splits": (0.9, 0.2, 0.1)}, "sum to 1"),
+    ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ({"batch_size": -5}, "batch_size must be at least 1, got -5"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be at least 1"),
+])
+def test_settings_that_cannot_work_are_refused_when_the_datamodule_is_built(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TwoMoons(**kwargs)
 
 
 @pytest.mark.parametrize(("batch_size", "drop_last"), [(32, False), (30, True), (7, False)])

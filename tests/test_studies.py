@@ -217,7 +217,7 @@ def test_rerun_skips_finished_variants_and_resumes_the_killed_one(resumed_study)
     study_dir = resumed_study["dir"]
     first_out, second_out = resumed_study["outputs"]
     assert resumed_study["codes"] == (1, 0)
-    assert "killed: FAILED (exit -9)" in first_out  # SIGKILL, as a crash or an OOM kill would be
+    assert "killed: FAILED (exit -9, run training)" in first_out  # SIGKILL, as a crash or an OOM kill would be
 
     # Second run: the two finished variants were skipped (their markers untouched, one process each).
     assert "sgd: finished before, skipped" in second_out and "adam: finished before, skipped" in second_out

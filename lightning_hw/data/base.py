@@ -15,10 +15,20 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 
-from lightning_hw.errors import DataError
+from lightning_hw.errors import ConfigError, DataError
 
 Split = tuple[torch.Tensor, ...]
 SPLIT_NAMES = ("train", "val", "test")
+
+
+def check_split_fractions(fractions: Sequence[float]) -> None:
+    """Refuse fractions that cannot split a data set (a config mistake, found before any data is read).
+
+    Raises:
+        ConfigError: a negative fraction, or fractions that do not sum to 1.
+    """
+    if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}; e.g. --data.init_args.splits '[0.7, 0.2, 0.1]'")
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:
@@ -32,8 +42,7 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.T
     Returns:
         One index tensor per fraction; rounding leftovers go to the first split.
     """
-    if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise DataError(f"split fractions must be >= 0 and sum to 1, got {list(fractions)}")
+    check_split_fractions(fractions)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     sizes = [int(n * f) for f in fractions[1:]]
     sizes.insert(0, n - sum(sizes))
@@ -183,6 +192,10 @@ class SplitDataModule(LightningDataModule):
         eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
+        check_split_fractions(splits)
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         self.batch_size = batch_size
         self.splits = tuple(splits)
         self.split_seed = split_seed

@@ -14,16 +14,15 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_hw.runs.config import WANDB_MODES, RunConfig
+from lightning_hw.runs.config import RunConfig
 from lightning_hw.runs.files import METRICS_FILE, WANDB_ID_FILE, write_atomically
 
 
 def wandb_mode(setting: str) -> str:
-    """Resolve ``auto`` to ``online`` when W&B credentials exist, else ``offline``."""
-    if setting not in WANDB_MODES:
-        from lightning_hw.errors import ConfigError
+    """Resolve ``auto`` to ``online`` when W&B credentials exist, else ``offline``.
 
-        raise ConfigError(f"run.wandb must be one of {', '.join(WANDB_MODES)}, got {setting!r}")
+    ``setting`` is one of :data:`WANDB_MODES` (:meth:`RunConfig.check` refused any other).
+    """
     if setting != "auto":
         return setting
     env_mode = os.environ.get("WANDB_MODE")

@@ -1,0 +1,542 @@
+"""The run lifecycle end to end, through the real command line (``python -m lightning_hw ...``).
+
+What a run directory may be and when it is made, kept or left alone:
+
+1. a name that exists is not reused by a fresh ``fit`` (only ``--ckpt_path last`` continues it);
+2. a resume that cannot load its checkpoint changes nothing in the run;
+3. ``validate``/``test``/``predict`` on a run's checkpoint write into ``<run>/eval/<what>-<time>/``
+   and leave the run's own files alone, and ``report`` does not count them as runs;
+4. the group is the first ``--config`` file, and a run's saved ``config.yaml`` continues it in place;
+5. a run that fails before training (or is a ``fast_dev_run``) leaves nothing behind;
+6. SIGTERM/SIGINT save ``last.ckpt``, exit 143/130 and print the command that resumes to the
+   same metrics as an uninterrupted run;
+7. a study marks only the variants that really finished.
+
+Every command runs in a subprocess, as a user would type it, on the quickstart cut to a few
+batches (``conftest.tiny_run_args``), W&B disabled unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+
+from conftest import QUICKSTART, REPO, tiny_run_args
+
+TESTS = Path(__file__).resolve().parent
+CPU_PRESET = REPO / "configs" / "trainer" / "cpu.yaml"
+TRACEBACK = "Traceback (most recent call last)"
+RUN = "r1"  # the shared trained run: <root>/quickstart/r1
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    """tests/ on PYTHONPATH (configs name ``reliability_helpers.X``), and ``python`` on PATH is
+    this interpreter, so that a printed ``python -m lightning_hw ...`` command runs as printed."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+
+
+def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m lightning_hw ARGS`` in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *args],
+        cwd=cwd, capture_output=True, text=True, env=_env(), timeout=timeout,
+    )
+
+
+def tiny(subcommand: str, root: Path, *extra: str) -> list[str]:
+    """The conftest tiny run (quickstart, a few batches, W&B disabled) writing under ``root``."""
+    return tiny_run_args(subcommand, QUICKSTART, root, *extra)
+
+
+def shown(result: subprocess.CompletedProcess) -> str:
+    """The end of a command's output, for assertion messages."""
+    return f"exit {result.returncode}\n--- stdout:\n{result.stdout[-3000:]}\n--- stderr:\n{result.stderr[-3000:]}"
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def snapshot(directory: Path, only: tuple[str, ...] | None = None) -> dict[str, tuple]:
+    """{relative path: (sha256, mtime_ns)} of every file under ``directory`` (checkpoints/, wandb/...).
+
+    Directories are listed too (without a time: adding or removing a file shows anyway), so a
+    new empty folder also counts as a change, and symbolic links by their target.
+    ``only``: restrict to these top-level names (e.g. ``("metrics.csv", "checkpoints")``).
+    """
+    entries: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = Path(folder) / name
+            rel = path.relative_to(directory)
+            if only is not None and rel.parts[0] not in only:
+                continue
+            if path.is_symlink():
+                entries[str(rel)] = ("link", os.readlink(path))
+            elif path.is_dir():
+                entries[str(rel)] = ("dir",)
+            else:
+                entries[str(rel)] = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+    return entries
+
+
+def assert_nothing_under(root: Path) -> None:
+    """No file at all under the runs root, and no run directory (``<root>/<group>/<name>``)."""
+    if not root.exists():
+        return
+    files = [str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()]
+    run_dirs = [str(p.relative_to(root)) for p in root.glob("*/*")]
+    assert files == [] and run_dirs == [], f"left behind under {root}: files {files}, run directories {run_dirs}"
+
+
+def copy_runs(source_root: Path, destination: Path) -> Path:
+    """A private copy of a runs root (for a test that may change it); returns the copy's root."""
+    root = destination / "runs"
+    shutil.copytree(source_root, root, symlinks=True)
+    return root
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def filled(row: dict[str, str]) -> dict[str, str]:
+    """A metrics.csv row without its empty cells (files with more columns compare alike)."""
+    return {k: v for k, v in row.items() if v not in ("", None)}
+
+
+def training_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows with a train/ or val/ value (not test-after-fit's row)."""
+    return [filled(r) for r in rows if any(k.startswith(("train/", "val/")) for k in filled(r))]
+
+
+def path_forms(path: Path) -> set[str]:
+    return {str(path), str(path.resolve())}
+
+
+# -- a trained run, shared (tests that may change it work on a copy) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """The runs root holding ``quickstart/r1``: the tiny quickstart trained for two epochs."""
+    work = tmp_path_factory.mktemp("lifecycle-trained")
+    root = work / "runs"
+    result = cli(*tiny("fit", root, "--trainer.max_epochs", "2", "--run.name", RUN), cwd=work)
+    assert result.returncode == 0, shown(result)
+    run = root / "quickstart" / RUN
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file(), shown(result)
+    return root
+
+
+# -- 1. reusing a name -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fit_into_an_existing_run_name_is_refused_and_changes_nothing(trained, tmp_path):
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    before = snapshot(run)
+
+    # The same fit again, now asking for another epoch count, but without --ckpt_path.
+    result = cli(*tiny("fit", root, "--trainer.max_epochs", "2", "--run.name", RUN, "--trainer.max_epochs", "3"), cwd=tmp_path)
+
+    assert result.returncode == 2, shown(result)
+    assert snapshot(run) == before, "the existing run's directory was changed"
+    assert sorted(p.name for p in (root / "quickstart").iterdir()) == [RUN], "a refused fit made another run directory"
+    errors = error_lines(result)
+    assert len(errors) == 1 and errors[0].startswith("error: run "), shown(result)
+    for phrase in ("already exists", "--ckpt_path last", "--run.name"):
+        assert phrase in errors[0], f"{phrase!r} missing from: {errors[0]}"
+    assert TRACEBACK not in result.stderr
+
+
+# -- 2. a failed resume touches nothing --------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["last", "file"], ids=["ckpt_path-last", "ckpt_path-file"])
+def test_resume_with_a_model_that_does_not_fit_the_checkpoint_touches_nothing(trained, tmp_path, given):
+    root = copy_runs(trained, tmp_path)
+    victim = root / "quickstart" / RUN
+    ckpt_path = "last" if given == "last" else str(victim / "checkpoints" / "last.ckpt")
+    before = snapshot(victim)
+
+    # The quickstart net has hidden [128]; this config asks for [64].
+    result = cli(*tiny(
+        "fit", root, "--trainer.max_epochs", "2", "--model.init_args.net.init_args.hidden", "[64]",
+        "--run.name", RUN, "--ckpt_path", ckpt_path,
+    ), cwd=tmp_path)
+
+    assert result.returncode == 2, shown(result)
+    after = snapshot(victim)
+    for name in ("metrics.csv", "config.yaml"):
+        assert after.get(name) == before[name], f"{name} of the run was changed by a failed resume"
+    assert after == before, "the run's directory was changed by a failed resume"
+    assert sorted(p.name for p in (root / "quickstart").iterdir()) == [RUN]
+    errors = error_lines(result)
+    assert len(errors) == 1, shown(result)
+    line = errors[0]
+    assert "hidden=[128]" in line, f"what the checkpoint holds is missing: {line}"
+    assert "hidden=[64]" in line, f"what the config asks for is missing: {line}"
+    assert any(f"--config {form}" in line for form in path_forms(victim / "config.yaml")), (
+        f"the run's own config is not suggested: {line}"
+    )
+    assert TRACEBACK not in result.stderr
+
+
+# -- 3. evaluating a run writes its own files --------------------------------------------------
+
+KEPT = ("metrics.csv", "config.yaml", "checkpoints")  # the run's own record that evaluations must not touch
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory) -> SimpleNamespace:
+    """validate, test and predict on a copy of the trained run's last.ckpt, then report on its group.
+
+    Each step's result and the snapshots around it are kept; the tests below check them.
+    """
+    work = tmp_path_factory.mktemp("lifecycle-eval")
+    root = copy_runs(trained, work)
+    run = root / "quickstart" / RUN
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    steps = {}
+    for subcommand in ("validate", "test"):
+        before = snapshot(run, only=KEPT)
+        result = cli(*tiny(subcommand, root, "--ckpt_path", ckpt), cwd=work)
+        steps[subcommand] = SimpleNamespace(result=result, before=before, after=snapshot(run, only=KEPT))
+    before = snapshot(run)
+    result = cli(*tiny("predict", root, "--ckpt_path", ckpt), cwd=work)
+    steps["predict"] = SimpleNamespace(result=result, before=before, after=snapshot(run))
+    runs_after_eval = sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
+    steps["report"] = SimpleNamespace(result=cli("report", str(root / "quickstart"), cwd=work))
+    return SimpleNamespace(work=work, root=root, run=run, steps=steps, runs_after_eval=runs_after_eval)
+
+
+def _eval_dirs(run: Path, what: str) -> list[Path]:
+    return sorted(p for p in (run / "eval").glob(f"{what}-*") if p.is_dir())
+
+
+def _timestamped(directory: Path, what: str) -> bool:
+    return re.fullmatch(rf"{what}-\d[\d_T:.-]*", directory.name) is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subcommand", ["validate", "test"])
+def test_validate_and_test_of_a_run_write_into_its_eval_directory(evaluated, subcommand):
+    step = evaluated.steps[subcommand]
+    assert step.result.returncode == 0, shown(step.result)
+    assert step.after == step.before, f"{subcommand} changed the run's metrics.csv, config.yaml or checkpoints"
+    found = _eval_dirs(evaluated.run, subcommand)
+    assert len(found) == 1, f"expected one {evaluated.run}/eval/{subcommand}-<timestamp>/, found {found}"
+    directory = found[0]
+    assert _timestamped(directory, subcommand), directory.name
+    assert (directory / f"config-{subcommand}.yaml").is_file(), sorted(p.name for p in directory.iterdir())
+    header = next(csv.reader((directory / "metrics.csv").open()))
+    stage = "val" if subcommand == "validate" else "test"
+    assert any(column.startswith(f"{stage}/") for column in header), header
+    assert not (evaluated.run / f"config-{subcommand}.yaml").exists(), "the evaluation's config went into the run itself"
+    assert list(evaluated.root.rglob("config-TrainerFn*")) == []
+    # The evaluations went into the checkpoint's run, not into a new run of their own.
+    assert evaluated.runs_after_eval == [f"quickstart/{RUN}"]
+
+
+@pytest.mark.slow
+def test_predict_of_a_run_writes_only_its_eval_directory(evaluated):
+    step = evaluated.steps["predict"]
+    assert step.result.returncode == 0, shown(step.result)
+    found = _eval_dirs(evaluated.run, "predict")
+    assert len(found) == 1, f"expected one {evaluated.run}/eval/predict-<timestamp>/, found {found}"
+    directory = found[0]
+    assert _timestamped(directory, "predict"), directory.name
+    predictions = csv_rows(directory / "predictions.csv")
+    assert predictions, "predictions.csv has no rows"
+    changed = {k for k in step.before.keys() | step.after.keys() if step.before.get(k) != step.after.get(k)}
+    outside = sorted(k for k in changed if k != "eval" and Path(k).parts[:2] != ("eval", directory.name))
+    assert outside == [], f"predict changed files of the run outside {directory.name}: {outside}"
+    assert list(evaluated.root.rglob("config-TrainerFn*")) == []
+    assert evaluated.runs_after_eval == [f"quickstart/{RUN}"]
+
+
+@pytest.mark.slow
+def test_report_counts_the_run_once_and_lists_its_evaluations_apart(evaluated):
+    assert _eval_dirs(evaluated.run, "validate") and _eval_dirs(evaluated.run, "test"), (
+        "no eval/ directories to report on (see the validate/test tests)"
+    )
+    result = evaluated.steps["report"].result
+    assert result.returncode == 0, shown(result)
+    report = evaluated.root / "quickstart" / "report"
+    rows = csv_rows(report / "report.csv")
+    assert len(rows) == 1, f"report.csv should have one row (the run); it has {[r.get('run') for r in rows]}"
+    assert Path(rows[0]["run"]).name == RUN, rows[0]
+    markdown = (report / "report.md").read_text() if (report / "report.md").is_file() else ""
+    assert "Evaluations" in result.stdout or "Evaluations" in markdown, shown(result)
+
+
+# -- 4. the group is the first config; a run's config.yaml continues it ------------------------
+
+
+@pytest.mark.slow
+def test_group_is_the_first_config_and_the_saved_config_continues_the_run(tmp_path):
+    root = tmp_path / "runs"
+    base = tiny("fit", root, "--trainer.max_epochs", "2", "--run.name", "g1")
+    assert base[1:3] == ["--config", str(QUICKSTART)]
+    first = cli(base[0], "--config", str(QUICKSTART), "--config", str(CPU_PRESET), *base[3:], cwd=tmp_path)
+    assert first.returncode == 0, shown(first)
+    run = root / "quickstart" / "g1"
+    assert sorted(p.name for p in root.iterdir()) == ["quickstart"], f"group directories: {sorted(root.iterdir())}"
+    assert (run / "config.yaml").is_file(), shown(first)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["run"]["group"] == "quickstart" and saved["run"]["name"] == "g1", saved["run"]
+    rows_before = training_rows(csv_rows(run / "metrics.csv"))
+    assert {r["epoch"] for r in rows_before} == {"0", "1"}
+    layout_before = sorted(map(str, [*root.glob("*"), *root.glob("*/*")]))
+
+    resumed = cli(
+        "fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3", cwd=tmp_path
+    )
+
+    assert resumed.returncode == 0, shown(resumed)
+    assert sorted(map(str, [*root.glob("*"), *root.glob("*/*")])) == layout_before, "the resume made a new run directory"
+    rows_after = training_rows(csv_rows(run / "metrics.csv"))
+    assert any(r["epoch"] == "2" for r in rows_after), f"no epoch 2 in {run / 'metrics.csv'}"
+    missing = [r for r in rows_before if r not in rows_after]
+    assert missing == [], f"the rows of the first two epochs were lost: {missing}"
+
+
+# -- 5. failed starts leave nothing ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_missing_data_leaves_no_run_and_no_wandb_run(tmp_path):
+    root = tmp_path / "runs"
+    result = cli(*tiny(
+        "fit", root, "--data", "reliability_helpers.CSVPoints", "--data.init_args.path", "missing.csv",
+        "--run.wandb", "offline",
+    ), cwd=tmp_path)
+    assert result.returncode != 0, shown(result)
+    assert_nothing_under(root)
+    errors = error_lines(result)
+    assert len(errors) == 1, shown(result)
+    assert "missing.csv" in errors[0], shown(result)  # the data error, not some other refusal (a vacuous pass)
+    assert TRACEBACK not in result.stderr
+    assert "wandb sync" not in result.stdout + result.stderr, "an offline W&B run was started (and left to sync)"
+
+
+@pytest.mark.slow
+def test_bad_split_fractions_leave_nothing(tmp_path):
+    # Three fractions that do not sum to 1 pass the parser (a wrong count, [0.7, 0.2], is refused
+    # there, before anything could be made) and are caught by the datamodule: the harder case.
+    root = tmp_path / "runs"
+    result = cli(*tiny("fit", root, "--data.init_args.splits", "[0.9, 0.2, 0.1]"), cwd=tmp_path)
+    assert result.returncode == 2, shown(result)
+    assert_nothing_under(root)
+    assert len(error_lines(result)) == 1 and TRACEBACK not in result.stderr, shown(result)
+
+
+@pytest.mark.slow
+def test_fast_dev_run_saves_nothing_and_says_so(tmp_path):
+    root = tmp_path / "runs"
+    result = cli(*tiny("fit", root, "--trainer.fast_dev_run", "true"), cwd=tmp_path)
+    assert result.returncode == 0, shown(result)
+    assert_nothing_under(root)
+    assert "nothing was saved" in result.stdout, shown(result)
+
+
+@pytest.mark.slow
+def test_crash_in_the_first_training_step_leaves_no_run(tmp_path):
+    root = tmp_path / "runs"
+    result = cli(*tiny("fit", root, "--trainer.callbacks+=reliability_helpers.RaiseAtStep", "--trainer.callbacks.step", "0"), cwd=tmp_path)
+    assert result.returncode != 0, shown(result)
+    assert_nothing_under(root)
+    # It crashed where it was meant to (an option the parser refused would also leave nothing).
+    assert "test crash at step 0" in result.stdout + result.stderr, shown(result)
+
+
+# -- 6. interrupts -----------------------------------------------------------------------------
+
+# Dropout draws from the global random state, so an exact match also proves it is restored; with
+# the long checkpoint interval no last.ckpt is written between the first and the final epoch, so
+# a last.ckpt at the signal's step can only come from the interrupt itself.
+INTERRUPTIBLE = (
+    "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "6",
+    "--model.init_args.net.init_args.dropout", "0.3", "--run.checkpoint_interval", "3600",
+)
+RESUME_COMMAND = re.compile(
+    r"""(?P<python>[^\s`'"]*python[^\s`'"]*) -m lightning_hw fit --config (?P<config>'[^']+'|[^\s`'"]+) --ckpt_path last"""
+)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    """The uninterrupted run every interrupted one must match."""
+    work = tmp_path_factory.mktemp("lifecycle-whole")
+    result = cli(*tiny("fit", work / "runs", *INTERRUPTIBLE, "--run.name", "whole"), cwd=work)
+    assert result.returncode == 0, shown(result)
+    return work / "runs" / "quickstart" / "whole"
+
+
+def _best_named_by(checkpoint: dict) -> str | None:
+    """The best checkpoint's file name recorded in a last.ckpt (ModelCheckpoint's state key)."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if ("BestCheckpoint" in key or "ModelCheckpoint" in key) and isinstance(state, dict) and state.get("best_model_path"):
+            return Path(state["best_model_path"]).name
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "step", "code"),
+    [(signal.SIGTERM, 8, 143), (signal.SIGINT, 8, 130), (signal.SIGTERM, 6, 143)],
+    ids=["sigterm-mid-epoch", "sigint-mid-epoch", "sigterm-end-of-epoch"],
+)
+def test_interrupted_run_saves_and_resumes_to_the_same_metrics(whole, tmp_path, signum, step, code):
+    root = tmp_path / "runs"
+    cut = root / "quickstart" / "cut"
+    result = cli(*tiny(
+        "fit", root, *INTERRUPTIBLE, "--run.name", "cut",
+        "--trainer.callbacks+=reliability_helpers.SignalAtStep",
+        "--trainer.callbacks.step", str(step), "--trainer.callbacks.signum", str(int(signum)),
+    ), cwd=tmp_path)
+
+    assert result.returncode == code, shown(result)
+    last = cut / "checkpoints" / "last.ckpt"
+    assert last.is_file(), shown(result)
+    assert torch.load(last, weights_only=True, map_location="cpu")["global_step"] == step
+    output = result.stdout + result.stderr
+    assert "--ckpt_path last" in output, shown(result)
+    assert "quickstart/cut/config.yaml --ckpt_path last" in output, shown(result)
+    printed = RESUME_COMMAND.search(output)
+    assert printed is not None, f"no `python -m lightning_hw fit --config ... --ckpt_path last` in:\n{shown(result)}"
+
+    # The command exactly as printed, from the same directory.
+    resumed = subprocess.run(
+        shlex.split(printed.group(0)), cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=300
+    )
+
+    assert resumed.returncode == 0, shown(resumed)
+    assert sorted(p.name for p in (root / "quickstart").iterdir()) == ["cut"], "the resume made another run"
+    assert (cut / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
+    final = torch.load(last, weights_only=True, map_location="cpu")
+    expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert final["global_step"] == expected["global_step"]
+    assert final["state_dict"].keys() == expected["state_dict"].keys()
+    assert all(torch.equal(final["state_dict"][k], expected["state_dict"][k]) for k in expected["state_dict"])
+    # Only the best checkpoint the run ends with is left (none from before the interrupt).
+    bests = sorted(p.name for p in (cut / "checkpoints").glob("best-*.ckpt"))
+    named = _best_named_by(final)
+    assert named is not None, f"last.ckpt names no best checkpoint: {list(final.get('callbacks') or {})}"
+    assert bests == [named], f"best checkpoints on disk {bests}, last.ckpt names {named}"
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_saves_last_checkpoint(tmp_path):
+    root = tmp_path / "runs"
+    run = root / "quickstart" / "long"
+    output = tmp_path / "output.txt"
+    with output.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lightning_hw", *tiny("fit", root, "--trainer.max_epochs", "1000", "--run.name", "long")],
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, env=_env(),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and process.poll() is None:
+                metrics = run / "metrics.csv"
+                if (run / "checkpoints" / "last.ckpt").is_file() or (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):
+                    break
+                time.sleep(0.05)
+            assert process.poll() is None, f"the run ended before it could be interrupted:\n{output.read_text()[-3000:]}"
+            process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"no exit within 60 s of SIGTERM:\n{output.read_text()[-3000:]}")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert code == 143, output.read_text()[-3000:]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert checkpoint["global_step"] > 0
+
+
+# -- 7. studies --------------------------------------------------------------------------------
+
+
+def _write_points(path: Path, rows: int = 200) -> None:
+    """A separable two-class points CSV for ``reliability_helpers.CSVPoints``."""
+    lines = ["x1,x2,label"]
+    for i in range(rows):
+        x1, x2 = (i * 37 % 101) / 101, (i * 59 % 103) / 103
+        lines.append(f"{x1:.4f},{x2:.4f},{int(x1 > x2)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_study_marks_only_variants_that_finished(tmp_path):
+    root = tmp_path / "runs"
+    interrupt = tmp_path / "interrupt.yaml"
+    interrupt.write_text(yaml.safe_dump({
+        "trainer": {"callbacks": [{"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 4}}]},
+    }))
+    points = tmp_path / "points.csv"  # created only before the second round
+    study = tmp_path / "lc.yaml"
+    study.write_text(yaml.safe_dump({
+        "name": "lc",
+        "config": str(QUICKSTART),
+        "args": {
+            "trainer.max_epochs": 2, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
+            "trainer.limit_test_batches": 2, "trainer.enable_progress_bar": False,
+            "trainer.enable_model_summary": False, "run.wandb": "disabled",
+        },
+        "variants": {
+            "plain": None,
+            "cut": {"config": str(interrupt)},  # SIGTERM after step 4 (epoch 1 of 2)
+            "nodata": {"data": "reliability_helpers.CSVPoints", "data.init_args.path": str(points)},
+        },
+    }, sort_keys=False))
+    runs = root / "lc"
+
+    first = cli("study", str(study), "--root", str(root), cwd=tmp_path, timeout=600)
+
+    assert first.returncode != 0, shown(first)
+    assert (runs / "plain" / "study-finished.json").is_file(), shown(first)
+    assert not (runs / "cut" / "study-finished.json").exists(), "an interrupted variant was marked finished"
+    assert (runs / "cut" / "checkpoints" / "last.ckpt").is_file(), "the interrupted variant kept no last.ckpt"
+    assert not (runs / "nodata" / "study-finished.json").exists(), "a variant without data was marked finished"
+
+    _write_points(points)
+    second = cli("study", str(study), "--root", str(root), "--only", "nodata", cwd=tmp_path, timeout=600)
+
+    assert second.returncode == 0, shown(second) + "\n--- study.log:\n" + _study_log(runs / "nodata")
+    assert (runs / "nodata" / "study-finished.json").is_file()
+    assert (runs / "nodata" / "checkpoints" / "last.ckpt").is_file()
+    assert training_rows(csv_rows(runs / "nodata" / "metrics.csv"))
+
+
+def _study_log(run: Path) -> str:
+    log = run / "study.log"
+    return log.read_text()[-3000:] if log.is_file() else "(none)"
