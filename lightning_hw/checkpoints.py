@@ -18,7 +18,6 @@ import copy
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning_utilities.core.apply_func import apply_to_collection
 
+from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError
 
 #: the flag that allows an unsafe (code-executing) load, as the user types it
@@ -78,19 +78,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote: fsspec transactions
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+        with atomic_open(path, "wb") as file:
+            torch.save(checkpoint, file)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         if "://" in str(path):
@@ -114,20 +103,6 @@ def snapshot(checkpoint: dict[str, Any]) -> dict[str, Any]:
         return copied
 
     return copy.deepcopy(apply_to_collection(checkpoint, torch.Tensor, copy_tensor), memo=copies)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _first_line(err: BaseException) -> str:

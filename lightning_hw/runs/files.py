@@ -13,10 +13,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from lightning_hw.atomic import atomic_open
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -39,18 +39,9 @@ def holds_record(directory: Path) -> bool:
 
 
 def write_atomically(path: Path, text: str, newline: str | None = None) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline=newline) as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` by ``text`` in one step (see :func:`lightning_hw.atomic.atomic_open`)."""
+    with atomic_open(path, "w", newline=newline) as file:
+        file.write(text)
 
 
 def read_status(directory: Path) -> dict[str, Any]:
