@@ -18,6 +18,7 @@ import copy
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def load_checkpoint(path: str | os.PathLike, weights_only: bool = True, map_loca
     """
     if not Path(path).is_file():
         raise ConfigError(f"checkpoint not found: {path}")
+    if not _looks_like_torch_file(path):
+        # torch reports any unreadable file as "weights only load failed"; the advice to turn
+        # safe loading off would be wrong for a file that is no checkpoint at all.
+        raise ConfigError(
+            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint (neither a whole "
+            "zip archive from torch.save nor a pickle); is it the right file, and was it copied whole?"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
@@ -68,6 +76,14 @@ def load_checkpoint(path: str | os.PathLike, weights_only: bool = True, map_loca
             f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
             f"({type(err).__name__}: {_first_line(err)})"
         ) from err
+
+
+def _looks_like_torch_file(path: str | os.PathLike) -> bool:
+    """``torch.save`` writes a zip archive (or, in its legacy format, a pickle: protocol byte 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as file:
+        return file.read(1) == b"\x80"
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

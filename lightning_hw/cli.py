@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import os
 import sys
 import warnings
@@ -56,6 +54,7 @@ from lightning_hw.runs import (
     checkpoint_callbacks,
     finish_wandb,
     plan_run,
+    saved_elsewhere,
     start_wandb,
     wandb_logger,
 )
@@ -128,6 +127,7 @@ class HWCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
         registry.discover()  # short class names resolve only once the classes are imported
         self.run: Run | None = None
+        self._hparams_from: tuple[str, dict] | None = None
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
         parser_kwargs = {"exit_on_error": False, "description": DESCRIPTION, **kwargs.pop("parser_kwargs", {})}
@@ -136,7 +136,25 @@ class HWCLI(LightningCLI):
         kwargs.setdefault("datamodule_class", LightningDataModule)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", SaveRunConfig)
-        super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
+        WATCH.install()  # Ctrl-C from here on: one line, and whatever this command created is undone
+        try:
+            super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
+        except RunInterrupted as stop:
+            if self.run is not None:
+                self.run.abort(stop.exit_code, "interrupted", self._trainer(), self.loggers, signal=stop.signal_name, checkpoint=stop.saved)
+                stop.message = self.run.interrupt_message(stop)
+            raise
+        except BaseException as err:
+            if self.run is not None:
+                self.run.abort(getattr(err, "exit_code", 1), "failed", self._trainer(), self.loggers, error=_first_line(err))
+            raise
+        finally:
+            if self.run is not None:
+                self.run.close()
+            WATCH.restore()
+
+    def _trainer(self) -> Trainer | None:
+        return getattr(self, "trainer", None)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunConfig, "run")
@@ -230,11 +248,8 @@ class HWCLI(LightningCLI):
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except (ArgumentError, SystemExit) as err:
-            raise ConfigError(
-                f"checkpoint {ckpt_path} holds {describe_checkpoint(ckpt_path, checkpoint)}, which this config "
-                f"cannot build ({str(err).strip().splitlines()[0] if str(err).strip() else err}); "
-                "use the config it was trained with"
-            ) from None
+            raise ConfigError(_cannot_build(ckpt_path, checkpoint, str(err))) from None
+        self._hparams_from = (ckpt_path, checkpoint)  # the task's settings now come from the checkpoint
 
     # -- running -------------------------------------------------------------------------------
 
@@ -244,16 +259,14 @@ class HWCLI(LightningCLI):
             super().instantiate_classes()
         except Exception as err:
             user_error = user_error_in(err)
+            building = getattr(self, "config_init", None) is None  # the task or data, not the trainer
+            if user_error is not None and building and self._hparams_from is not None:
+                # The task was built with the checkpoint's settings; the data or net of this config
+                # does not fit them (e.g. another experiment's checkpoint).
+                raise ConfigError(_cannot_build(*self._hparams_from, str(user_error))) from err
             if user_error is None or user_error is err:
                 raise
             raise user_error from err
-        # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
-        # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
-        from lightning_hw.data.preprocessing import link_model_preprocessing
-
-        message = link_model_preprocessing(self.model, self.datamodule)
-        if message:
-            print(message)
 
     def before_instantiate_classes(self) -> None:
         """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
@@ -266,27 +279,43 @@ class HWCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, writing into the run directory with our loggers and checkpoints.
 
-        The run is planned here, and the checkpoint checked against the configured model,
-        before anything is created: a refusal leaves every existing run as it was.
+        The run is planned, the checkpoint checked against the configured model and the data
+        loaded before the directory is created and W&B starts: a refusal or bad data leave
+        every run as it was.
         """
         chosen = self.config_init[self.subcommand] if self.subcommand else self.config_init
         settings: RunConfig = chosen.run
         config_files = [str(p) for p in (chosen.get("config") or [])]
         trainer_cfg = chosen.trainer
-        self.run = run = plan_run(
+        run = plan_run(
             settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
         )
-        self.run_dir = run.directory
         model_section = self._model_section()
         if run.ckpt_path and Path(run.ckpt_path).is_file():
             check_fits(run.ckpt_path, self.model, model_section, weights_only=chosen.get("weights_only") is not False)
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
+        # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
+        # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
+        from lightning_hw.data.preprocessing import link_model_preprocessing
+
+        message = link_model_preprocessing(self.model, self.datamodule)
+        if message:
+            print(message)
+        self._check_data()
+        self.run = run
+        run.open()
+        self.run_dir = run.directory
+        for note in filter(None, (saved_elsewhere(config, run) for config in config_files)):
+            _say(note)
         kwargs.setdefault("default_root_dir", str(run.directory))
         callbacks = [LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
         if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
             self.loggers = [RunCSVLogger(run.directory)]
             wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())
-            if wandb is not None:
+            problem = start_wandb(wandb, run.run_dir if run.mode == "resume" else run.directory) if wandb else None
+            if problem:
+                print(problem, file=sys.stderr)
+            elif wandb is not None:
                 self.loggers.append(wandb)
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
@@ -364,90 +393,23 @@ class HWCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         run = self.run
-        WATCH.install()
+        if run.note:
+            _say(run.note)
+        if run.mode != "scratch":
+            _say(f"{'Evaluation' if run.mode == 'evaluate' else 'Run'} directory: {run.directory}")
         try:
-            self._check_data()
-            run.open()
-            if run.note:
-                _say(run.note)
-            self._start_wandb()
-            if run.mode != "scratch":
-                _say(f"{'Evaluation' if run.mode == 'evaluate' else 'Run'} directory: {run.directory}")
-            try:
-                super()._run_subcommand(subcommand)
-            except RuntimeError as err:
-                if "Error(s) in loading state_dict" not in str(err):
-                    raise
-                ckpt_path = self.trainer.ckpt_path or self._get(self.config_init, "ckpt_path")
-                raise ConfigError(mismatch_message(ckpt_path, err)) from err
-        except RunInterrupted as stop:
-            self._stop(run, stop.exit_code, "interrupted", signal=stop.signal_name, checkpoint=stop.saved)
-            stop.message = self._interrupt_message(stop)
-            raise
-        except BaseException as err:
-            self._stop(run, getattr(err, "exit_code", 1), "failed", error=_first_line(err))
-            raise
-        else:
-            run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
-            run.finish("finished", self.trainer)
-            finish_wandb(self.loggers)
-            # Last, after W&B's own summary, so the run's location is the final line a user sees.
-            _say(self._saved_line())
-        finally:
-            WATCH.restore()
-
-    def _start_wandb(self) -> None:
-        for logger in list(self.loggers):
-            if isinstance(logger, WandbLogger):
-                problem = start_wandb(logger, self.run.run_dir if self.run.mode == "resume" else self.run.directory)
-                if problem:
-                    print(problem, file=sys.stderr)
-                    self.loggers.remove(logger)
-                    self.trainer.loggers = list(self.loggers)
-
-    def _stop(self, run: Run, exit_code: int, status: str, **fields: Any) -> None:
-        """A command that ends by an exception: record it in a committed run, undo an uncommitted one."""
-        if run.committed:
-            run.finish(status, self.trainer, **fields)
-            finish_wandb(self.loggers, exit_code=exit_code)
-            return
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            finish_wandb(self.loggers, exit_code=exit_code, print_sync=False)  # its files go with the rollback
-        run.rollback()
-
-    def _interrupt_message(self, stop: RunInterrupted) -> str:
-        """What an interrupt left behind, and the command that continues it."""
-        run = self.run
-        how = f"interrupted by {stop.signal_name}"
-        if run.mode == "scratch" or not run.committed:
-            what = "before training started" if run.stage == "fit" else f"during {run.stage}"
-            return f"{how} {what}; nothing was saved"
-        if run.stage != "fit":
-            return f"{how}; nothing was saved"
-        if stop.saved:
-            return (
-                f"{how} at step {stop.step}: saved {stop.saved}; resume with: {run.resume_command()}"
-            )
-        last = run.run_dir / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return (
-                f"{how} at once: the newest checkpoint is {last} (written before the interrupt); "
-                f"resume with: {run.resume_command()}"
-            )
-        return (
-            f"{how} at once, before the run's first checkpoint: {run.run_dir} cannot be resumed; "
-            "train again under another --run.name"
-        )
-
-    def _saved_line(self) -> str:
-        """The final line: where the command's files are (only those that exist)."""
-        run = self.run
-        if run.mode == "scratch":
-            return "fast_dev_run: nothing was saved (Lightning turns logging and checkpoints off for it); drop --trainer.fast_dev_run to train a run"
-        names = sorted(p.name + ("/" if p.is_dir() else "") for p in run.directory.iterdir()) if run.directory.is_dir() else []
-        shown = [n for n in names if n in ("config.yaml", "metrics.csv", "checkpoints/") or n.startswith(("config-", "predictions"))]
-        what = "Run" if run.mode != "evaluate" else "Evaluation"
-        return f"{what} saved in {run.directory} ({', '.join(shown) or 'no files'})"
+            super()._run_subcommand(subcommand)
+        except RuntimeError as err:
+            if "Error(s) in loading state_dict" not in str(err):
+                raise
+            ckpt_path = self.trainer.ckpt_path or self._get(self.config_init, "ckpt_path")
+            raise ConfigError(mismatch_message(ckpt_path, err)) from err
+        WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
+        run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
+        run.finish("finished", self.trainer)
+        finish_wandb(self.loggers)
+        # Last, after W&B's own summary, so the run's location is the final line a user sees.
+        _say(run.saved_line())
 
     def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
         """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
@@ -464,11 +426,25 @@ class HWCLI(LightningCLI):
         if self.config_init.fit.run.test_after_fit and not self.trainer.interrupted and _has_test(self):
             checkpoint = self.trainer.checkpoint_callback
             best = checkpoint.best_model_path if checkpoint is not None else ""
+            self.run.testing_after_fit = True
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             _say(f"Test ({source}): {summary}")
+
+
+def _cannot_build(ckpt_path: str, checkpoint: dict, reason: str) -> str:
+    """A checkpoint whose task settings this config cannot build: say what it holds and whose config fits it."""
+    from lightning_hw.checkpoints import run_config_of
+
+    reason = reason.strip().splitlines()[0] if reason.strip() else "it does not fit"
+    config = run_config_of(ckpt_path)
+    fix = f"run with --config {config}" if config else "use the config it was trained with"
+    return (
+        f"checkpoint {ckpt_path} holds {describe_checkpoint(ckpt_path, checkpoint)}, which does not fit "
+        f"this config ({reason}); {fix}"
+    )
 
 
 def _first_line(err: BaseException) -> str:
@@ -556,5 +532,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except RunInterrupted as stop:
-        print(getattr(stop, "message", f"interrupted by {stop.signal_name}"), file=sys.stderr)
+        print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
         sys.exit(stop.exit_code)

@@ -100,15 +100,18 @@ def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
     return runs, base
 
 
-def evaluations(runs: list[Run]) -> tuple[list[str], list[dict[str, Any]]]:
+def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], list[dict[str, Any]]]:
     """``validate``/``test`` runs on the runs' checkpoints (``<run>/eval/<stage>-<time>/``), one row each.
 
     They are kept apart from training: an evaluation is not an epoch of the run it evaluates.
+    Evaluations of checkpoints from outside any run sit in ``<group>/eval/``: pass the group
+    directories in ``groups`` (their rows name no run).
     """
     rows: list[dict[str, Any]] = []
-    for run in runs:
-        for directory in sorted((run.directory / EVAL_DIR).glob(f"*/{METRICS_FILE}")):
-            row: dict[str, Any] = {"run": run.name, "evaluation": directory.parent.name}
+    places = [(run.name, run.directory) for run in runs] + [("-", Path(group)) for group in groups]
+    for label, place in places:
+        for directory in sorted((place / EVAL_DIR).glob(f"*/{METRICS_FILE}")):
+            row: dict[str, Any] = {"run": label, "evaluation": directory.parent.name}
             for metric, curve in read_metrics(directory).items():
                 row[metric] = curve[max(curve)]
             rows.append(row)
@@ -368,7 +371,8 @@ def main(argv: list[str]) -> int:
     if by_seed is not None:
         sections += ["## Mean ± standard deviation over seeds", "", markdown(*by_seed), ""]
         write_csv(out / "report-seeds.csv", *by_seed)
-    eval_columns, eval_rows = evaluations(runs)
+    groups = [Path(d) for d in options.dirs if not (Path(d) / METRICS_FILE).is_file()]
+    eval_columns, eval_rows = evaluations(runs, groups)
     if eval_rows:
         sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
         write_csv(out / "evaluations.csv", eval_columns, eval_rows)

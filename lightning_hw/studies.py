@@ -51,7 +51,7 @@ from lightning_hw.runs.files import read_status, write_atomically
 
 FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
-INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM"}
+INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
 LOG_FILE = "study.log"
 STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")

@@ -58,6 +58,15 @@ def test_unsafe_load_happens_only_on_the_explicit_flag(tiny_args, workdir, train
     assert "val/acc" in capsys.readouterr().out
 
 
+def test_random_bytes_are_not_called_unsafe(workdir):
+    """Advising --weights_only false for a file that is no checkpoint at all would be wrong."""
+    noise = workdir / "noise.ckpt"
+    noise.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ConfigError, match=r"cannot read checkpoint .*noise.ckpt: the file is truncated or not a PyTorch") as err:
+        load_checkpoint(noise)
+    assert "--weights_only" not in str(err.value)
+
+
 def test_damaged_checkpoint_is_one_line(workdir, trained_run):
     damaged = workdir / "damaged.ckpt"
     damaged.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes()[:3000])

@@ -8,7 +8,7 @@ roll back), :mod:`lightning_hw.runs.files` for what a run directory holds, and
 from lightning_hw.runs.checkpointing import checkpoint_callbacks
 from lightning_hw.runs.config import WANDB_MODES, RunConfig
 from lightning_hw.runs.interrupts import WATCH, GracefulStop, RunInterrupted
-from lightning_hw.runs.lifecycle import Run, RunRecord, command_name, plan_run, run_of_checkpoint
+from lightning_hw.runs.lifecycle import Run, RunRecord, command_name, plan_run, run_of_checkpoint, saved_elsewhere
 from lightning_hw.runs.loggers import (
     MetricsFile,
     RunCSVLogger,
@@ -34,6 +34,7 @@ __all__ = [
     "finish_wandb",
     "plan_run",
     "run_of_checkpoint",
+    "saved_elsewhere",
     "start_wandb",
     "sync_command",
     "wandb_logger",

@@ -25,6 +25,7 @@ LAST_CHECKPOINT = "last.ckpt"
 STATUS_FILE = "status.json"
 WANDB_ID_FILE = "wandb-run-id"
 EVAL_DIR = "eval"
+LOCK_FILE = ".lock"  # a command is writing into the run (host and pid)
 
 #: files whose presence means a directory holds a run's record (a fresh ``fit`` must not reuse it)
 RECORD_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE)

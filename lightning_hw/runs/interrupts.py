@@ -64,6 +64,7 @@ class SignalWatch:
     def __init__(self) -> None:
         self.signum: int | None = None  # the signal that asked training to stop
         self.training = False  # inside the training loop: stop at the next step, not at once
+        self.finishing = False  # the work is done and being written out: a signal is noted, not obeyed
         self.trainer: Trainer | None = None
         self._saved: dict[int, Any] = {}
 
@@ -83,13 +84,16 @@ class SignalWatch:
             for signum, handler in self._saved.items():
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._saved.clear()
-        self.signum, self.training, self.trainer = None, False, None
+        self.signum, self.training, self.finishing, self.trainer = None, False, False, None
 
     def requested(self) -> bool:
         """Whether a signal asked training to stop."""
         return self.signum is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.finishing:
+            print(f"\n{signal.Signals(signum).name}: the run is complete; closing its logs", file=sys.stderr, flush=True)
+            return
         if self.signum is None and self.training:
             self.signum = signum
             launcher = getattr(getattr(self.trainer, "strategy", None), "launcher", None)

@@ -20,15 +20,19 @@ never into the training files) and ``scratch`` (``fast_dev_run``: nothing is wri
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import os
 import shlex
 import shutil
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
@@ -41,7 +45,9 @@ from lightning_hw.runs.files import (
     CONFIG_FILE,
     EVAL_DIR,
     LAST_CHECKPOINT,
+    LOCK_FILE,
     holds_record,
+    read_status,
     write_atomically,
     write_status,
 )
@@ -68,6 +74,8 @@ class Run:
         directory: where this command writes (``run_dir``, or an ``eval/`` directory).
         ckpt_path: the checkpoint Lightning loads (``None``: none).
         note: a sentence for the user about a choice made (e.g. a resume that starts afresh).
+        unique: the directory's name is this command's own choice (a timestamp): should another
+            command take it first, :meth:`open` moves on to ``<name>-1``, ``<name>-2``...
     """
 
     settings: RunConfig
@@ -79,7 +87,11 @@ class Run:
     directory: Path
     ckpt_path: str | None = None
     note: str | None = None
+    unique: bool = False
     committed: bool = False
+    testing_after_fit: bool = False
+    _opened: bool = False
+    _locked: bool = False
     _created: list[Path] = field(default_factory=list)
     _before: dict[str, str | None] | None = None
     _config_text: str | None = None
@@ -101,15 +113,69 @@ class Run:
     # -- opening and rolling back ----------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the directory (noting what existed, for :meth:`rollback`) and tell DDP processes about it."""
+        """Create (or take) the directory, noting what existed for :meth:`rollback`.
+
+        A directory named by this command is created exclusively; a run named by the user
+        (or resumed) is locked for the command's duration (``.lock``: host and pid), so two
+        commands never write into one run at once.
+
+        Raises:
+            ConfigError: another live command holds the run.
+        """
         if self.mode == "scratch":
             return
+        if self.writes:
+            if self.unique:
+                self._create_unique()
+            else:
+                self._created = [p for p in [self.directory, *self.directory.parents] if not p.exists()]
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._lock()
+                self._before = _entries(self.directory) if not self._created else None
+            self._opened = True
         naming.share_directory(self.directory)
-        if not self.writes:
-            return
-        self._created = [p for p in [self.directory, *self.directory.parents] if not p.exists()]
-        self._before = _entries(self.directory) if self.directory.exists() else None
-        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _create_unique(self) -> None:
+        parent = self.directory.parent
+        created_parents = [p for p in [parent, *parent.parents] if not p.exists()]
+        parent.mkdir(parents=True, exist_ok=True)
+        base, suffix = self.directory.name, 0
+        while True:
+            candidate = parent / (base if suffix == 0 else f"{base}-{suffix}")
+            try:
+                candidate.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+        if self.run_dir == self.directory:
+            self.run_dir, self.name = candidate, candidate.name
+        self.directory = candidate
+        self._created = [candidate, *created_parents]
+
+    def _lock(self) -> None:
+        lock = self.directory / LOCK_FILE
+        owner = f"{socket.gethostname()} {os.getpid()}\n"
+        for _ in range(2):
+            try:
+                with open(lock, "x") as file:
+                    file.write(owner)
+                self._locked = True
+                return
+            except FileExistsError:
+                holder = _live_holder(lock)
+                if holder:
+                    raise ConfigError(
+                        f"run {self.directory} is in use by another command ({holder}); wait for it to end "
+                        f"(or, if none is running, delete {lock})"
+                    ) from None
+                lock.unlink(missing_ok=True)  # left by a command that was killed
+        raise ConfigError(f"could not lock {self.directory}: {lock} keeps reappearing")
+
+    def close(self) -> None:
+        """The command is over: release the run's lock."""
+        if self._locked:
+            (self.directory / LOCK_FILE).unlink(missing_ok=True)
+            self._locked = False
 
     def rollback(self) -> None:
         """Undo what this command created, when it stopped before committing (see the module doc).
@@ -117,13 +183,13 @@ class Run:
         A new directory is removed whole; in an existing one, only the entries this command
         added go (W&B's session files), and W&B's ``latest-run`` links point back.
         """
-        if not self.writes or self.committed or not self.directory.exists():
+        if not self._opened or not self.writes or self.committed or not self.directory.exists():
             return
         if self._before is None:
             shutil.rmtree(self.directory, ignore_errors=True)
+            self._locked = False
         else:
-            now = _entries(self.directory)
-            for relative, target in now.items():
+            for relative, target in _entries(self.directory).items():
                 path = self.directory / relative
                 if relative not in self._before:
                     _remove(path)
@@ -166,12 +232,14 @@ class Run:
                     trim(batches_that_stepped(trainer))
             _remove_stale_bests(trainer)
         self._write_config()
+        started = read_status(self.run_dir).get("started") if self.mode == "resume" else None
         write_status(
             self.run_dir,
             status="training",
             group=self.group,
             name=self.name,
-            started=_now(),
+            started=started or _now(),
+            **({"resumed": _now()} if self.mode == "resume" else {}),
             resume_command=self.resume_command(),
         )
 
@@ -187,6 +255,68 @@ class Run:
             keep = path.with_name(f"config-until-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.yaml")
             write_atomically(keep, old)
         write_atomically(path, self._config_text)
+
+    def abort(self, exit_code: int, status: str, trainer: Trainer | None, loggers: list, **fields: Any) -> None:
+        """The command ends by an exception: record it in a committed run, undo an uncommitted one.
+
+        Args:
+            exit_code: the command's exit code (W&B marks the run failed).
+            status: ``interrupted`` or ``failed``.
+            trainer: the trainer, when there is one.
+            loggers: the run's loggers (W&B is closed first, so its files can go).
+            **fields: more for ``status.json`` (the signal, the error line...).
+        """
+        from lightning_hw.runs.loggers import finish_wandb
+
+        if self.committed:
+            if self.testing_after_fit:
+                fields["during"] = "the test after fit (training had finished)"
+            self.finish(status, trainer, **fields)
+            finish_wandb(loggers, exit_code=exit_code)
+            return
+        # W&B's own goodbye would advise syncing files that the rollback removes.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            finish_wandb(loggers, exit_code=exit_code, print_sync=False)
+        self.rollback()
+
+    def interrupt_message(self, stop: Any) -> str:
+        """What an interrupt (:class:`~lightning_hw.runs.interrupts.RunInterrupted`) left, and what continues it."""
+        how = f"interrupted by {stop.signal_name}"
+        if self.mode == "scratch" or not self.committed:
+            what = "before training started" if self.stage == "fit" else f"during {self.stage}"
+            return f"{how} {what}; nothing was saved"
+        if self.stage != "fit":
+            return f"{how}; nothing was saved"
+        if self.testing_after_fit:
+            return (
+                f"{how} during the test after fit; training had finished and {self.run_dir} holds it; "
+                f"test it with: {command_name()} test --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} "
+                f"--ckpt_path <a checkpoint in {self.run_dir / CHECKPOINT_DIR}>"
+            )
+        if stop.saved:
+            return f"{how} at step {stop.step}: saved {stop.saved}; resume with: {self.resume_command()}"
+        last = self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if last.is_file():
+            return (
+                f"{how} at once: the newest checkpoint is {last} (written before the interrupt); "
+                f"resume with: {self.resume_command()}"
+            )
+        return (
+            f"{how} at once, before the run's first checkpoint: {self.run_dir} cannot be resumed; "
+            "train again under another --run.name"
+        )
+
+    def saved_line(self) -> str:
+        """The final line of a command that ended well: where its files are (only those that exist)."""
+        if self.mode == "scratch":
+            return (
+                "fast_dev_run: nothing was saved (Lightning turns logging and checkpoints off for it); "
+                "drop --trainer.fast_dev_run to train a run"
+            )
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in self.directory.iterdir()) if self.directory.is_dir() else []
+        shown = [n for n in names if n in (CONFIG_FILE, "metrics.csv", f"{CHECKPOINT_DIR}/") or n.startswith(("config-", "predictions"))]
+        what = "Evaluation" if self.mode == "evaluate" else "Run"
+        return f"{what} saved in {self.directory} ({', '.join(shown) or 'no files'})"
 
     def finish(self, status: str, trainer: Trainer | None = None, **fields: Any) -> None:
         """Record how a ``fit`` ended (``finished``, ``interrupted``, ``failed``) in ``status.json``."""
@@ -248,6 +378,11 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
     root = Path(settings.root)
     inherited = naming.inherited_directory()
     if fast_dev_run:
+        if ckpt_path:
+            raise ConfigError(
+                "--trainer.fast_dev_run tries the code on a few batches of fresh weights and saves nothing; "
+                "drop --ckpt_path (or fast_dev_run)"
+            )
         directory = root / group / (settings.name or "fast_dev_run")
         return Run(settings, stage, "scratch", group, directory.name, directory, directory, ckpt_path)
     if stage != "fit":
@@ -255,8 +390,16 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
     name = settings.name or naming.job_run_name()
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
+        newest = ckpt_run / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if newest.is_file() and newest.resolve() != Path(ckpt_path).resolve():
+            # Continuing a run from an older checkpoint would rewind it: its later epochs would be overwritten.
+            raise ConfigError(
+                f"{ckpt_path} is not the newest state of run {ckpt_run}; continue that run with --ckpt_path last "
+                f"--run.name {ckpt_run.name}, or start a new run from this checkpoint with --run.name NEW_NAME"
+            )
         # The checkpoint's own run continues in place.
         return Run(settings, stage, "resume", ckpt_run.parent.name, ckpt_run.name, ckpt_run, ckpt_run, str(ckpt_path))
+    unique = inherited is None and name is None
     if inherited is not None:
         name = inherited.name
     elif name is None:
@@ -267,10 +410,13 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         if last.is_file():
             return Run(settings, stage, "resume", group, name, run_dir, run_dir, str(last))
         if inherited is None and holds_record(run_dir):
-            raise ConfigError(
-                f"run {run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT} to continue from (it stopped before "
-                f"its first checkpoint); start it again under another --run.name, or delete {run_dir} first"
+            others = sorted(p.name for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+            why = (
+                f"it has {', '.join(others)}: to start a new run from one, give it as --ckpt_path with another --run.name"
+                if others
+                else "it stopped before its first checkpoint: start it again under another --run.name"
             )
+            raise ConfigError(f"run {run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT} to continue from; {why}")
         note = f"--ckpt_path last: {run_dir} has no checkpoint yet, so the run starts from the beginning"
         return Run(settings, stage, "create", group, name, run_dir, run_dir, None, note=note)
     if ckpt_path == "hpc" or (ckpt_path is None and SLURMEnvironment.detect() and any(run_dir.glob("hpc_ckpt_*.ckpt"))):
@@ -283,11 +429,24 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
             f"run {run_dir} already exists; continue it with --ckpt_path last (same --run.name), "
             "or start a new run with another --run.name"
         )
-    return Run(settings, stage, "create", group, name, run_dir, run_dir, ckpt_path)
+    return Run(settings, stage, "create", group, name, run_dir, run_dir, ckpt_path, unique=unique)
 
 
 def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ckpt_path: str | None, inherited: Path | None) -> Run:
     """validate/test/predict: ``<run>/eval/<stage>-<time>/`` of the checkpoint's run (else of the group)."""
+    if settings.name and inherited is None:
+        named = root / group / settings.name
+        if ckpt_path == "last":
+            last = named / CHECKPOINT_DIR / LAST_CHECKPOINT
+            if not last.is_file():
+                raise ConfigError(f"--ckpt_path last: {last} does not exist; give the checkpoint file to {stage}")
+            ckpt_path = str(last)
+        elif not ckpt_path and holds_record(named):
+            # Without weights the model is untrained: its scores must not be filed as that run's.
+            raise ConfigError(
+                f"{stage} of run {named} needs its weights: add --ckpt_path last, or "
+                f"--ckpt_path {named / CHECKPOINT_DIR}/<best-...>.ckpt"
+            )
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None:
         base, group, name = ckpt_run, ckpt_run.parent.name, ckpt_run.name
@@ -299,7 +458,30 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
         directory = inherited
     else:
         directory = base / EVAL_DIR / naming.unused_name(base / EVAL_DIR, f"{stage}-{naming.timestamp()}")
-    return Run(settings, stage, "evaluate", group, name, base, directory, ckpt_path)
+    return Run(settings, stage, "evaluate", group, name, base, directory, ckpt_path, unique=inherited is None)
+
+
+def saved_elsewhere(config: str, run: Run) -> str | None:
+    """A note when ``config`` is a run's saved ``config.yaml`` that now sits in another directory.
+
+    A copied or renamed run directory keeps the group and name it was saved with, so its
+    config continues the *original* run; say so rather than let it happen silently.
+    """
+    path = Path(config)
+    if path.name != CONFIG_FILE or run.mode == "scratch":
+        return None
+    try:
+        saved = (yaml.safe_load(path.read_text()) or {}).get("run") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    if not saved.get("name") or path.parent.name == saved.get("name") and path.parent.parent.name == saved.get("group"):
+        return None
+    if path.parent.resolve() == run.run_dir.resolve():
+        return None
+    return (
+        f"note: {path} was saved by run {saved.get('group')}/{saved['name']}, not by {path.parent}; "
+        f"this command works on {run.run_dir} (give --run.name to choose another)"
+    )
 
 
 def run_of_checkpoint(ckpt_path: str | os.PathLike | None) -> Path | None:
@@ -336,6 +518,26 @@ def _entries(directory: Path) -> dict[str, str | None]:
             relative = str(path.relative_to(directory))
             entries[relative] = os.readlink(path) if path.is_symlink() else None
     return entries
+
+
+def _live_holder(lock: Path) -> str | None:
+    """Who holds ``lock``, when that command still runs (``None``: it ended without removing it).
+
+    A lock from another host is taken as live: its process cannot be looked at from here.
+    """
+    try:
+        host, pid = lock.read_text().split()
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return f"pid {pid} on {host}"
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except (PermissionError, ValueError):
+        pass
+    return f"pid {pid}"
 
 
 def _remove(path: Path) -> None:

@@ -91,15 +91,17 @@ class MetricsFile:
         self.metrics = []
 
     def trim_from(self, step: int) -> None:
-        """Drop the rows logged at ``step`` or later: a resumed run logs them again.
+        """Drop the training rows logged at ``step`` or later: a resumed run logs them again.
 
         Rows are logged with ``step`` = the number of optimizer steps before them, so the
         rows of the epochs after the checkpoint have a step at or past the checkpoint's.
+        A test row (``test/*`` only) stays: it records a test that did happen, which the
+        resumed run does not repeat at that step.
         """
         if not self.path.is_file():
             return
         rows = self._rows()
-        kept = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) < step]
+        kept = [r for r in rows if (r.get("step", "").isdigit() and int(r["step"]) < step) or _test_only(r)]
         if len(kept) != len(rows):
             self._rewrite(kept)
 
@@ -113,6 +115,11 @@ class MetricsFile:
         writer.writeheader()
         writer.writerows(rows)
         write_atomically(self.path, text.getvalue(), newline="")
+
+
+def _test_only(row: dict[str, str]) -> bool:
+    metrics = [k for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")]
+    return bool(metrics) and all(k.startswith("test/") for k in metrics)
 
 
 class RunCSVLogger(CSVLogger):

@@ -1,0 +1,118 @@
+"""Run planning and opening (lightning_hw.runs.lifecycle) on hand-made run directories: no training, fast.
+
+Each test lays out what a user's ``runs/`` holds, asks what a command would do, and checks
+the answer and that nothing on disk changed where nothing may change.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from lightning_hw.errors import ConfigError
+from lightning_hw.runs import RunConfig, plan_run
+from lightning_hw.runs.files import LOCK_FILE
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """``runs/quickstart/r1`` as a run that trained: config, metrics, a best and a last checkpoint."""
+    run = tmp_path / "runs" / "quickstart" / "r1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("run: {group: quickstart, name: r1}\n")
+    (run / "metrics.csv").write_text("epoch,step,val/acc\n0,9,0.5\n")
+    (run / "checkpoints" / "best-epoch001.ckpt").write_bytes(b"best")
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"last")
+    return run
+
+
+def settings(tmp_path, **kwargs) -> RunConfig:
+    return RunConfig(root=str(tmp_path / "runs"), **kwargs)
+
+
+def test_fit_from_an_older_checkpoint_of_a_run_is_refused_rather_than_rewinding_it(tmp_path, trained):
+    best = str(trained / "checkpoints" / "best-epoch001.ckpt")
+    with pytest.raises(ConfigError, match=r"not the newest state of run .*--ckpt_path last --run.name r1.*--run.name NEW_NAME"):
+        plan_run(settings(tmp_path), "fit", ["quickstart.yaml"], best)
+    # The newest state continues the run in place; another name starts a new run from the older one.
+    last = str(trained / "checkpoints" / "last.ckpt")
+    assert plan_run(settings(tmp_path), "fit", ["quickstart.yaml"], last).mode == "resume"
+    forked = plan_run(settings(tmp_path, name="r2"), "fit", ["quickstart.yaml"], best)
+    assert (forked.mode, forked.run_dir.name, forked.ckpt_path) == ("create", "r2", best)
+
+
+def test_resume_without_last_checkpoint_names_the_checkpoints_there(tmp_path, trained):
+    (trained / "checkpoints" / "last.ckpt").unlink()
+    with pytest.raises(ConfigError, match=r"no checkpoints/last.ckpt to continue from; it has best-epoch001.ckpt"):
+        plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
+    for path in (trained / "checkpoints").iterdir():
+        path.unlink()
+    with pytest.raises(ConfigError, match="stopped before its first checkpoint"):
+        plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
+
+
+@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
+def test_evaluating_a_named_run_needs_its_weights(tmp_path, trained, stage):
+    # As `--config runs/quickstart/r1/config.yaml`: the saved config names its group and run.
+    named = settings(tmp_path, group="quickstart", name="r1")
+    with pytest.raises(ConfigError, match=rf"{stage} of run .*r1 needs its weights: add --ckpt_path last"):
+        plan_run(named, stage, ["config.yaml"], None)
+    planned = plan_run(named, stage, ["config.yaml"], "last")
+    assert planned.ckpt_path == str(trained / "checkpoints" / "last.ckpt")
+    assert planned.directory.parent == trained / "eval" and planned.directory.name.startswith(f"{stage}-")
+
+
+def test_fast_dev_run_refuses_a_checkpoint(tmp_path, trained):
+    with pytest.raises(ConfigError, match="fast_dev_run tries the code .* drop --ckpt_path"):
+        plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last", fast_dev_run=True)
+
+
+def test_two_commands_planning_the_same_timestamp_get_their_own_directories(tmp_path):
+    first = plan_run(settings(tmp_path), "fit", ["quickstart.yaml"], None)
+    second = plan_run(settings(tmp_path), "fit", ["quickstart.yaml"], None)
+    assert first.directory == second.directory  # planned in the same second, nothing created yet
+    first.open()
+    second.open()
+    assert second.directory == first.directory.with_name(first.directory.name + "-1")
+    assert second.name == second.directory.name and second.run_dir == second.directory
+
+
+def test_a_live_command_holds_its_run_and_a_dead_ones_lock_is_taken_over(tmp_path, trained):
+    lock = trained / LOCK_FILE
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # this very process: alive
+    resume = plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
+    with pytest.raises(ConfigError, match=rf"in use by another command \(pid {os.getpid()}\)"):
+        resume.open()
+    resume.rollback()  # a refused open undoes nothing: the run is someone else's
+    assert lock.is_file() and (trained / "metrics.csv").is_file()
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # a killed command's leftover
+    resume = plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
+    resume.open()
+    assert lock.read_text().split()[1] == str(os.getpid())
+    resume.close()
+    assert not lock.exists()
+
+
+def test_rollback_of_a_resume_removes_only_what_it_added(tmp_path, trained):
+    before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+    resume = plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
+    resume.open()
+    (trained / "wandb" / "offline-run-x").mkdir(parents=True)  # what W&B writes when it starts
+    resume.rollback()
+    resume.close()
+    assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before
+    assert not (trained / "wandb").exists()
+
+
+def test_rollback_before_open_touches_nothing(tmp_path, trained):
+    """A command that failed before it opened its run (e.g. a refused checkpoint) must not clean anything."""
+    before = sorted(p.name for p in trained.rglob("*"))
+    resume = plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
+    resume.rollback()
+    assert sorted(p.name for p in trained.rglob("*")) == before
