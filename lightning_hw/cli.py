@@ -532,5 +532,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except RunInterrupted as stop:
-        print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
+        if rank_zero_only.rank == 0:  # every DDP process stops; the first one speaks
+            print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
         sys.exit(stop.exit_code)

@@ -12,14 +12,18 @@ What a run directory may be and when it is made, kept or left alone:
    same metrics as an uninterrupted run;
 7. a study marks only the variants that really finished.
 
-Every command runs in a subprocess, as a user would type it, on the quickstart cut to a few
-batches (``conftest.tiny_run_args``), W&B disabled unless a test says otherwise.
+Every command goes through the command line's ``main()`` as a user would type it, on the
+quickstart cut to a few batches (``conftest.tiny_run_args``), W&B disabled unless a test says
+otherwise; in a subprocess where the process itself matters (signals, exit codes of an
+interrupted run, studies, printed commands run as printed), else in this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io
 import os
 import re
 import shlex
@@ -28,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -62,6 +67,27 @@ def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProc
         [sys.executable, "-m", "lightning_hw", *args],
         cwd=cwd, capture_output=True, text=True, env=_env(), timeout=timeout,
     )
+
+
+def in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m lightning_hw ARGS`` through the same ``main()`` in this process, from ``cwd``.
+
+    For commands whose exit code, output and files are under test but not the process itself
+    (signals are): it saves the ~6 s an interpreter takes to import Lightning.
+    """
+    from lightning_hw.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except Exception:  # noqa: BLE001 - what a process would print as a traceback and exit 1 for
+            traceback.print_exc(file=err)
+            code = 1
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def tiny(subcommand: str, root: Path, *extra: str) -> list[str]:
@@ -162,7 +188,7 @@ def test_fit_into_an_existing_run_name_is_refused_and_changes_nothing(trained, t
     before = snapshot(run)
 
     # The same fit again, now asking for another epoch count, but without --ckpt_path.
-    result = cli(*tiny("fit", root, "--trainer.max_epochs", "2", "--run.name", RUN, "--trainer.max_epochs", "3"), cwd=tmp_path)
+    result = in_process(*tiny("fit", root, "--trainer.max_epochs", "2", "--run.name", RUN, "--trainer.max_epochs", "3"), cwd=tmp_path)
 
     assert result.returncode == 2, shown(result)
     assert snapshot(run) == before, "the existing run's directory was changed"
@@ -186,7 +212,7 @@ def test_resume_with_a_model_that_does_not_fit_the_checkpoint_touches_nothing(tr
     before = snapshot(victim)
 
     # The quickstart net has hidden [128]; this config asks for [64].
-    result = cli(*tiny(
+    result = in_process(*tiny(
         "fit", root, "--trainer.max_epochs", "2", "--model.init_args.net.init_args.hidden", "[64]",
         "--run.name", RUN, "--ckpt_path", ckpt_path,
     ), cwd=tmp_path)
@@ -226,13 +252,13 @@ def evaluated(trained, tmp_path_factory) -> SimpleNamespace:
     steps = {}
     for subcommand in ("validate", "test"):
         before = snapshot(run, only=KEPT)
-        result = cli(*tiny(subcommand, root, "--ckpt_path", ckpt), cwd=work)
+        result = in_process(*tiny(subcommand, root, "--ckpt_path", ckpt), cwd=work)
         steps[subcommand] = SimpleNamespace(result=result, before=before, after=snapshot(run, only=KEPT))
     before = snapshot(run)
-    result = cli(*tiny("predict", root, "--ckpt_path", ckpt), cwd=work)
+    result = in_process(*tiny("predict", root, "--ckpt_path", ckpt), cwd=work)
     steps["predict"] = SimpleNamespace(result=result, before=before, after=snapshot(run))
     runs_after_eval = sorted(str(p.relative_to(root)) for p in root.glob("*/*"))
-    steps["report"] = SimpleNamespace(result=cli("report", str(root / "quickstart"), cwd=work))
+    steps["report"] = SimpleNamespace(result=in_process("report", str(root / "quickstart"), cwd=work))
     return SimpleNamespace(work=work, root=root, run=run, steps=steps, runs_after_eval=runs_after_eval)
 
 
@@ -333,7 +359,7 @@ def test_group_is_the_first_config_and_the_saved_config_continues_the_run(tmp_pa
 @pytest.mark.slow
 def test_missing_data_leaves_no_run_and_no_wandb_run(tmp_path):
     root = tmp_path / "runs"
-    result = cli(*tiny(
+    result = in_process(*tiny(
         "fit", root, "--data", "reliability_helpers.CSVPoints", "--data.init_args.path", "missing.csv",
         "--run.wandb", "offline",
     ), cwd=tmp_path)
@@ -351,7 +377,7 @@ def test_bad_split_fractions_leave_nothing(tmp_path):
     # Three fractions that do not sum to 1 pass the parser (a wrong count, [0.7, 0.2], is refused
     # there, before anything could be made) and are caught by the datamodule: the harder case.
     root = tmp_path / "runs"
-    result = cli(*tiny("fit", root, "--data.init_args.splits", "[0.9, 0.2, 0.1]"), cwd=tmp_path)
+    result = in_process(*tiny("fit", root, "--data.init_args.splits", "[0.9, 0.2, 0.1]"), cwd=tmp_path)
     assert result.returncode == 2, shown(result)
     assert_nothing_under(root)
     assert len(error_lines(result)) == 1 and TRACEBACK not in result.stderr, shown(result)
@@ -360,7 +386,7 @@ def test_bad_split_fractions_leave_nothing(tmp_path):
 @pytest.mark.slow
 def test_fast_dev_run_saves_nothing_and_says_so(tmp_path):
     root = tmp_path / "runs"
-    result = cli(*tiny("fit", root, "--trainer.fast_dev_run", "true"), cwd=tmp_path)
+    result = in_process(*tiny("fit", root, "--trainer.fast_dev_run", "true"), cwd=tmp_path)
     assert result.returncode == 0, shown(result)
     assert_nothing_under(root)
     assert "nothing was saved" in result.stdout, shown(result)
@@ -369,7 +395,7 @@ def test_fast_dev_run_saves_nothing_and_says_so(tmp_path):
 @pytest.mark.slow
 def test_crash_in_the_first_training_step_leaves_no_run(tmp_path):
     root = tmp_path / "runs"
-    result = cli(*tiny("fit", root, "--trainer.callbacks+=reliability_helpers.RaiseAtStep", "--trainer.callbacks.step", "0"), cwd=tmp_path)
+    result = in_process(*tiny("fit", root, "--trainer.callbacks+=reliability_helpers.RaiseAtStep", "--trainer.callbacks.step", "0"), cwd=tmp_path)
     assert result.returncode != 0, shown(result)
     assert_nothing_under(root)
     # It crashed where it was meant to (an option the parser refused would also leave nothing).
