@@ -183,7 +183,7 @@ class HWCLI(LightningCLI):
         if not isinstance(args, list) and args is not None:  # a dict or Namespace, as LightningCLI allows
             self.config = parser.parse_object(args)
             return
-        args = list(sys.argv[1:] if args is None else args)
+        args = with_run_config(list(sys.argv[1:] if args is None else args))
         check_config_files(args)
         try:
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
@@ -432,6 +432,26 @@ class HWCLI(LightningCLI):
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             _say(f"Test ({source}): {summary}")
+
+
+def with_run_config(args: list[str]) -> list[str]:
+    """``validate``/``test``/``predict`` without ``--config``: the config of the checkpoint's run.
+
+    A checkpoint saved as ``runs/<group>/<name>/checkpoints/x.ckpt`` has its run's
+    ``config.yaml`` beside it, which says which data and net it was trained with.
+    """
+    if not args or args[0] not in ("validate", "test", "predict") or any(a == "--config" or a.startswith("--config=") for a in args):
+        return args
+    ckpt = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--ckpt_path"), None)
+    ckpt = ckpt or next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")), None)
+    from lightning_hw.runs import run_of_checkpoint
+    from lightning_hw.runs.files import CONFIG_FILE
+
+    run = run_of_checkpoint(ckpt)
+    if run is None or not (run / CONFIG_FILE).is_file():
+        return args
+    _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
+    return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]
 
 
 def _cannot_build(ckpt_path: str, checkpoint: dict, reason: str) -> str:

@@ -173,3 +173,15 @@ def test_last_checkpoint_is_the_latest_epoch_even_after_the_best_one(tiny_args, 
     assert last["epoch"] == 2
     assert sorted(p.name for p in checkpoints.glob("last*.ckpt")) == ["last.ckpt"]
     assert Path(cli.trainer.checkpoint_callback.best_model_path).name == "best-epoch000.ckpt"
+
+
+def test_evaluating_a_run_checkpoint_without_config_uses_the_runs_config(trained_run, workdir, capsys):
+    """The checkpoint's run directory holds the config it was trained with: no --config needed."""
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    cli = HWCLI(args=[
+        "test", "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2",
+        "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled",
+    ])
+    assert f"Using the config of the checkpoint's run: {trained_run / 'config.yaml'}" in capsys.readouterr().out
+    assert cli.run_dir.parent == trained_run / "eval" and (cli.run_dir / "metrics.csv").is_file()
+    assert 0.0 <= cli.trainer.callback_metrics["test/acc"].item() <= 1.0
