@@ -209,12 +209,10 @@ def check_fits(
         return
     configured = describe_net(model_section)
     asks = f"; the config asks for net {configured}" if configured else ""
-    config = run_config_of(ckpt_path)
-    fix = f"run with --config {config}" if config else "use the config the checkpoint was trained with"
     more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
     raise ConfigError(
         f"checkpoint {ckpt_path} does not fit the configured model: it holds "
-        f"{describe_checkpoint(ckpt_path, checkpoint)}{asks} ({problems[0]}{more}); {fix}"
+        f"{describe_checkpoint(ckpt_path, checkpoint)}{asks} ({problems[0]}{more}); {config_advice(ckpt_path)}"
     )
 
 
@@ -235,12 +233,25 @@ def mismatch_message(ckpt_path: str | os.PathLike, err: BaseException, checkpoin
         r"\1 in the checkpoint, \2 in the model",
         first,
     )
-    config = run_config_of(ckpt_path)
-    fix = f"run with --config {config}" if config else "use the config the checkpoint was trained with"
     return (
         f"checkpoint {ckpt_path} does not fit the configured model: it holds "
-        f"{describe_checkpoint(ckpt_path, checkpoint)} ({first}); {fix}"
+        f"{describe_checkpoint(ckpt_path, checkpoint)} ({first}); {config_advice(ckpt_path)}"
     )
+
+
+def unfit_settings_message(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], reason: str) -> str:
+    """A checkpoint whose task settings this config cannot build (e.g. another experiment's)."""
+    reason = reason.strip().splitlines()[0] if reason.strip() else "it does not fit"
+    return (
+        f"checkpoint {ckpt_path} holds {describe_checkpoint(ckpt_path, checkpoint)}, which does not fit "
+        f"this config ({reason}); {config_advice(ckpt_path)}"
+    )
+
+
+def config_advice(ckpt_path: str | os.PathLike) -> str:
+    """What to run a checkpoint with: its run's ``config.yaml`` when it has one."""
+    config = run_config_of(ckpt_path)
+    return f"run with --config {config}" if config else "use the config the checkpoint was trained with"
 
 
 def check_ckpt_path(ckpt_path: str | None, subcommand: str, run: Any = None) -> None:

@@ -36,9 +36,9 @@ from lightning_hw.checkpoints import (
     SafeCheckpointIO,
     check_ckpt_path,
     check_fits,
-    describe_checkpoint,
     load_checkpoint,
     mismatch_message,
+    unfit_settings_message,
 )
 from lightning_hw.cli_errors import check_config_files, explain
 from lightning_hw.cli_names import KEYS, requested_class_names
@@ -248,7 +248,7 @@ class HWCLI(LightningCLI):
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except (ArgumentError, SystemExit) as err:
-            raise ConfigError(_cannot_build(ckpt_path, checkpoint, str(err))) from None
+            raise ConfigError(unfit_settings_message(ckpt_path, checkpoint, str(err))) from None
         self._hparams_from = (ckpt_path, checkpoint)  # the task's settings now come from the checkpoint
 
     # -- running -------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class HWCLI(LightningCLI):
             if user_error is not None and building and self._hparams_from is not None:
                 # The task was built with the checkpoint's settings; the data or net of this config
                 # does not fit them (e.g. another experiment's checkpoint).
-                raise ConfigError(_cannot_build(*self._hparams_from, str(user_error))) from err
+                raise ConfigError(unfit_settings_message(*self._hparams_from, str(user_error))) from err
             if user_error is None or user_error is err:
                 raise
             raise user_error from err
@@ -452,19 +452,6 @@ def with_run_config(args: list[str]) -> list[str]:
         return args
     _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
     return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]
-
-
-def _cannot_build(ckpt_path: str, checkpoint: dict, reason: str) -> str:
-    """A checkpoint whose task settings this config cannot build: say what it holds and whose config fits it."""
-    from lightning_hw.checkpoints import run_config_of
-
-    reason = reason.strip().splitlines()[0] if reason.strip() else "it does not fit"
-    config = run_config_of(ckpt_path)
-    fix = f"run with --config {config}" if config else "use the config it was trained with"
-    return (
-        f"checkpoint {ckpt_path} holds {describe_checkpoint(ckpt_path, checkpoint)}, which does not fit "
-        f"this config ({reason}); {fix}"
-    )
 
 
 def _first_line(err: BaseException) -> str:
