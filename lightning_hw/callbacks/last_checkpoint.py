@@ -67,7 +67,7 @@ class LastCheckpoint(CachedStateKey):
         from lightning_hw.runs.interrupts import WATCH
 
         # A signal forces the write: the end of an epoch is where a resume continues exactly.
-        stop = bool(trainer.strategy.broadcast(WATCH.requested())) if trainer.world_size > 1 else WATCH.requested()
+        stop = WATCH.agreed(trainer)
         if stop or write_due(trainer, self._last_write, self.min_interval):
             super()._save_topk_checkpoint(trainer, monitor_candidates)
             self._last_write = time.monotonic()

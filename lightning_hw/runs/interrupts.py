@@ -87,8 +87,17 @@ class SignalWatch:
         self.signum, self.training, self.finishing, self.trainer = None, False, False, None
 
     def requested(self) -> bool:
-        """Whether a signal asked training to stop."""
+        """Whether a signal asked training to stop (in this process)."""
         return self.signum is not None
+
+    def agreed(self, trainer: Trainer) -> bool:
+        """Whether training stops now: the first process decides for all (they must stop at the same step).
+
+        Call it on every process at the same point (it is a collective call under DDP).
+        """
+        if trainer.world_size > 1:
+            return bool(trainer.strategy.broadcast(self.requested()))
+        return self.requested()
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.finishing:
@@ -131,7 +140,7 @@ class GracefulStop(Callback):
         self.watch.install()  # after Lightning's own SIGTERM handler, which would exit 0 mid-validation
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._agreed(trainer):
+        if not self.watch.agreed(trainer):
             return
         if self.last_checkpoint is None:
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, step=trainer.global_step)
@@ -162,9 +171,3 @@ class GracefulStop(Callback):
         saved = getattr(self.last_checkpoint, "saved_for_interrupt", None)
         if saved:
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=saved, step=trainer.global_step)
-
-    def _agreed(self, trainer: Trainer) -> bool:
-        """Whether to stop now: the first process decides for all (they must stop at the same step)."""
-        if trainer.world_size > 1:
-            return bool(trainer.strategy.broadcast(self.watch.requested()))
-        return self.watch.requested()
