@@ -312,7 +312,7 @@ class HWCLI(LightningCLI):
         if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
             self.loggers = [RunCSVLogger(run.directory)]
             wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())
-            problem = start_wandb(wandb, run.run_dir if run.mode == "resume" else run.directory) if wandb else None
+            problem = start_wandb(wandb, run.directory) if wandb else None
             if problem:
                 print(problem, file=sys.stderr)
             elif wandb is not None:

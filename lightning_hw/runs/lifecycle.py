@@ -46,6 +46,7 @@ from lightning_hw.runs.files import (
     EVAL_DIR,
     LAST_CHECKPOINT,
     LOCK_FILE,
+    METRICS_FILE,
     holds_record,
     read_status,
     write_atomically,
@@ -128,7 +129,7 @@ class Run:
             if self.unique:
                 self._create_unique()
             else:
-                self._created = [p for p in [self.directory, *self.directory.parents] if not p.exists()]
+                self._created = _missing(self.directory)
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self._lock()
                 self._before = _entries(self.directory) if not self._created else None
@@ -137,7 +138,7 @@ class Run:
 
     def _create_unique(self) -> None:
         parent = self.directory.parent
-        created_parents = [p for p in [parent, *parent.parents] if not p.exists()]
+        created_parents = _missing(parent)
         parent.mkdir(parents=True, exist_ok=True)
         base, suffix = self.directory.name, 0
         while True:
@@ -252,7 +253,7 @@ class Run:
             if old == self._config_text:
                 return
             # A resume with other settings (e.g. more epochs): the config it trained under so far stays.
-            keep = path.with_name(f"config-until-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.yaml")
+            keep = path.with_name(f"config-until-{naming.timestamp()}.yaml")
             write_atomically(keep, old)
         write_atomically(path, self._config_text)
 
@@ -314,7 +315,7 @@ class Run:
                 "drop --trainer.fast_dev_run to train a run"
             )
         names = sorted(p.name + ("/" if p.is_dir() else "") for p in self.directory.iterdir()) if self.directory.is_dir() else []
-        shown = [n for n in names if n in (CONFIG_FILE, "metrics.csv", f"{CHECKPOINT_DIR}/") or n.startswith(("config-", "predictions"))]
+        shown = [n for n in names if n in (CONFIG_FILE, METRICS_FILE, f"{CHECKPOINT_DIR}/") or n.startswith(("config-", "predictions"))]
         what = "Evaluation" if self.mode == "evaluate" else "Run"
         return f"{what} saved in {self.directory} ({', '.join(shown) or 'no files'})"
 
@@ -506,6 +507,11 @@ def _now() -> str:
 def _newer(path: Path, others: Any) -> bool:
     mtime = path.stat().st_mtime
     return all(mtime >= other.stat().st_mtime for other in others)
+
+
+def _missing(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what a ``mkdir -p`` creates)."""
+    return [p for p in [path, *path.parents] if not p.exists()]
 
 
 def _entries(directory: Path) -> dict[str, str | None]:
