@@ -353,3 +353,37 @@ def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_
     except RuntimeError as err:
         raise ConfigError(mismatch_message(ckpt_path, err, checkpoint)) from None
     return task.eval()
+
+
+def build_datamodule(config_path: str | os.PathLike):
+    """The datamodule a run's ``config.yaml`` configures (not set up), e.g. for ``export``'s test-split check.
+
+    Raises:
+        ConfigError: the config cannot be read or names no usable datamodule.
+    """
+    from jsonargparse import ArgumentError, ArgumentParser
+    from lightning.pytorch import LightningDataModule
+
+    from lightning_hw import registry
+    from lightning_hw.errors import user_error_in
+
+    config_file = Path(config_path)
+    try:
+        config = yaml.safe_load(config_file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config {config_file}: {_first_line(err)}") from None
+    data_config = config.get("data")
+    if not data_config:
+        raise ConfigError(f"{config_file} configures no datamodule (no data: section)")
+    if isinstance(data_config, str):
+        data_config = {"class_path": data_config}
+    registry.discover()
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LightningDataModule, "data", required=True)
+    try:
+        return parser.instantiate_classes(parser.parse_object({"data": data_config})).data
+    except (ArgumentError, ValueError, TypeError) as err:
+        user_error = user_error_in(err)
+        if user_error is not None:
+            raise user_error from err
+        raise ConfigError(f"cannot build the datamodule of {config_file}: {_first_line(err)}") from None

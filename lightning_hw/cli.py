@@ -413,13 +413,12 @@ class HWCLI(LightningCLI):
 
     def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
         """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
-        from lightning_hw.predict import loader_from
+        from lightning_hw.predict import predict_from_files
 
         chosen = self.config_init.predict
-        if not chosen.get("predict_from"):
-            return self.trainer.predict(model, datamodule=datamodule, **kwargs)
-        loader = loader_from(chosen.predict_from, datamodule, model, chosen.get("on_unreadable", "fail"), self.trainer)
-        return self.trainer.predict(model, dataloaders=loader, **kwargs)
+        if chosen.get("predict_from"):
+            predict_from_files(chosen.predict_from, datamodule, chosen.get("on_unreadable", "fail"), self.trainer)
+        return self.trainer.predict(model, datamodule=datamodule, **kwargs)
 
     def after_fit(self) -> None:
         """Test the best checkpoint (unless ``run.test_after_fit`` is false) and print the result."""

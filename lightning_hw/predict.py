@@ -6,8 +6,9 @@
 
 Without ``--predict_from`` the datamodule's predict split is used (the test split for the
 in-memory datamodules) and the true label is written next to the prediction. With it, a
-folder of images or a CSV of numbers is read, prepared as the training data was (same size,
-channels, and standardisation with the training split's statistics) and predicted.
+folder of images or a CSV (with or without a header) is read by the datamodule, in the
+units its files store (pixel values, the digits' 0-16, a table's columns), and prepared by
+the same :class:`~lightning_hw.data.preprocess.Preprocess` as the training data.
 
 The writer is generic: a task's ``predict_step`` returns a dict of tensors, and its
 ``prediction_columns(outputs)`` (see :meth:`lightning_hw.tasks.base.Task.prediction_columns`)
@@ -18,7 +19,6 @@ later, landmark coordinates in pixels for a landmark task.
 from __future__ import annotations
 
 import csv
-import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lightning_hw.errors import ConfigError, DataError
+from lightning_hw.errors import ConfigError
 
 # Lightning asks every prediction writer's loader for sample indices; ours writes ids itself.
 warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices fetched from your dataloader")
@@ -41,8 +41,8 @@ def add_predict_arguments(parser) -> None:
         "--predict_from",
         type=str | None,
         default=None,
-        help="A folder of images or a .csv file of numbers (one sample per row, one column per input value) "
-        "to predict, instead of the datamodule's predict split.",
+        help="A folder of images, or a .csv file with one sample per row in the data's own units (pixel values, "
+        "feature columns; a header row is optional), to predict instead of the datamodule's predict split.",
     )
     parser.add_argument(
         "--on_unreadable",
@@ -138,96 +138,26 @@ def _cell(value: Any) -> Any:
     return value
 
 
-# -- reading new inputs -----------------------------------------------------------------------
+# -- new inputs ---------------------------------------------------------------------------------
 
 
-def _input_shape(model: LightningModule, datamodule: LightningDataModule | None) -> tuple[int, ...]:
-    shape = getattr(model, "hparams", {}).get("input_shape") or getattr(datamodule, "input_shape", None)
-    if shape is None:
-        raise ConfigError("cannot tell the model's input shape; the task needs an input_shape argument")
-    return tuple(int(s) for s in shape)
+def predict_from_files(source: str, datamodule: LightningDataModule | None, on_unreadable: str, trainer: Trainer) -> None:
+    """Point the datamodule's predict loader at the files of ``--predict_from`` and name the CSV rows after them.
 
+    The datamodule reads the files with its training reader and prepares them with its
+    :attr:`~lightning_hw.data.base.SplitDataModule.preprocess`, so a prediction from files
+    sees exactly what the test split's samples saw.
 
-def read_images_as_inputs(folder: Path, shape: tuple[int, ...], on_unreadable: str) -> tuple[list[str], torch.Tensor]:
-    """Every image in ``folder`` at the model's ``(channels, height, width)``, values in ``[0, 1]``."""
-    from lightning_hw.data.image_files import list_images, read_all, read_image
-
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise ConfigError(
-            f"the model takes inputs of shape {shape}, not images; give a CSV with {math.prod(shape)} numeric columns"
-        )
-    paths = list_images(folder)
-    if not paths:
-        raise DataError(f"no image files in {folder}")
-    decode = functools.partial(read_image, channels=shape[0], size=(shape[1], shape[2]))
-    images, kept = read_all(paths, decode, on_unreadable)
-    if not images:
-        raise DataError(f"none of the {len(paths)} files in {folder} is a readable image")
-    return [paths[i].name for i in kept], torch.stack(images)
-
-
-def read_csv_as_inputs(path: Path, shape: tuple[int, ...]) -> tuple[list[str], torch.Tensor]:
-    """Every row of a numeric CSV as one sample of the model's input shape."""
-    from lightning_hw.data.files import read_csv_table
-
-    header, values = read_csv_table(path, what="predict input")
-    width = math.prod(shape)
-    if len(header) != width:
-        raise DataError(
-            f"predict input {path} has {len(header)} columns, the model takes {width} values per sample "
-            f"(input shape {shape}); keep only the input columns (drop ids and labels)"
-        )
-    return [str(i) for i in range(values.shape[0])], torch.as_tensor(values, dtype=torch.float32).reshape(-1, *shape)
-
-
-def prepare_like_training(x: torch.Tensor, datamodule: LightningDataModule | None) -> torch.Tensor:
-    """Apply to raw inputs what the datamodule applied to its splits."""
-    from lightning_hw.data.base import InMemoryDataModule, standardize_splits
-
-    if not isinstance(datamodule, InMemoryDataModule):
-        raise ConfigError(
-            f"{type(datamodule).__name__} does not say how to prepare new files for the model; "
-            "it needs a predict_dataloader_from(path, on_unreadable) method"
-        )
-    if not datamodule.standardize:
-        return x
-    train = datamodule.load_splits()["train"]
-    return standardize_splits({"train": train, "new": (x,)})["new"][0]
-
-
-def loader_from(
-    source: str,
-    datamodule: LightningDataModule | None,
-    model: LightningModule,
-    on_unreadable: str,
-    trainer: Trainer,
-):
-    """A loader over the files of ``--predict_from``, and their names handed to the CSV writer.
-
-    A datamodule that knows its own preprocessing (e.g. an image folder with a timm data
-    config) provides ``predict_dataloader_from(path, on_unreadable) -> (ids, loader)``; for
-    in-memory datamodules the generic readers above are used.
+    Raises:
+        ConfigError: the datamodule cannot read new files (it lacks ``predict_from``).
     """
-    from lightning_hw.data.base import TensorBatchLoader
-
-    path = Path(source)
-    hook = getattr(datamodule, "predict_dataloader_from", None)
-    if callable(hook):
-        ids, loader = hook(path, on_unreadable=on_unreadable)
-    else:
-        shape = _input_shape(model, datamodule)
-        if path.is_dir():
-            ids, x = read_images_as_inputs(path, shape, on_unreadable)
-        elif path.suffix.lower() == ".csv":
-            ids, x = read_csv_as_inputs(path, shape)
-        elif not path.exists():
-            raise DataError(f"predict input not found: {path}")
-        else:
-            raise ConfigError(f"--predict_from takes a folder of images or a .csv file, not {path}")
-        x = prepare_like_training(x, datamodule)
-        batch_size = getattr(datamodule, "eval_batch_size", None) or 256
-        loader = TensorBatchLoader((x,), batch_size=batch_size)
+    hook = getattr(datamodule, "predict_from", None)
+    if not callable(hook):
+        raise ConfigError(
+            f"{type(datamodule).__name__} cannot read new files to predict; base it on "
+            "lightning_hw.data.base.InMemoryDataModule or give it predict_from(path, on_unreadable) -> ids"
+        )
+    ids = hook(Path(source), on_unreadable=on_unreadable)
     for callback in trainer.callbacks:
         if isinstance(callback, PredictionWriter):
             callback.ids = list(ids)
-    return loader

@@ -67,35 +67,46 @@ def test_predict_from_csv_with_wrong_width(tiny_args, workdir, trained_run, caps
     )
 
 
-def test_export_onnx_matches_pytorch(trained_run, workdir, capsys):
+def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, capsys):
     import onnx
     import onnxruntime as ort
+    from sklearn.datasets import load_digits
 
-    from lightning_hw.checkpoints import build_task, load_checkpoint
+    from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint
     from lightning_hw.errors import ExportError
-    from lightning_hw.export import check_parity
+    from lightning_hw.export import RawInputModel, onnx_runner, score_test_split
 
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--ckpt_path", str(ckpt), "--output", str(workdir / "digits.onnx")])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    found = re.search(r"onnxruntime matches PyTorch on batches of 1, 3, 8: max abs difference (\S+)", printed)
+    found = re.search(
+        r"test/acc on the Digits test split \(179 samples\): PyTorch (\S+), onnxruntime on the raw samples (\S+) "
+        r"\(max output difference (\S+)\)",
+        printed,
+    )
     assert found, printed
-    print(f"ONNX vs PyTorch max abs difference: {found.group(1)}")
-    assert float(found.group(1)) < 1e-4
+    assert found.group(1) == found.group(2)
+    assert float(found.group(3)) < 1e-4
 
     model = onnx.load(str(workdir / "digits.onnx"))
-    metadata = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(metadata["class_names"]) == [str(d) for d in range(10)]
-    session = ort.InferenceSession(str(workdir / "digits.onnx"), providers=["CPUExecutionProvider"])
-    x = torch.randn(5, 1, 8, 8)
+    metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert metadata["class_names"] == [str(d) for d in range(10)]
+    assert metadata["input_shape"] == [1, 8, 8]
+    assert metadata["preprocessing"]["divide_by"] == 16.0 and metadata["preprocessing"]["in_graph"] is True
+    assert metadata["source_checkpoint"] == "quickstart/trained/checkpoints/last.ckpt"
+    # The graph takes scikit-learn's raw 0..16 intensities and gives what PyTorch gives after preprocessing.
+    raw = torch.as_tensor(load_digits().images[:50, None], dtype=torch.float32)
     task = build_task(ckpt, load_checkpoint(ckpt))
-    (logits,) = session.run(None, {"input": x.numpy()})
-    np.testing.assert_allclose(logits, task(x).detach().numpy(), atol=1e-5)
+    datamodule = build_datamodule(trained_run / "config.yaml")
+    datamodule.setup("test")
+    session = ort.InferenceSession(str(workdir / "digits.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"input": raw.numpy()})
+    np.testing.assert_allclose(logits, RawInputModel(datamodule.preprocess, task)(raw).detach().numpy(), atol=1e-5)
 
     # The check can fail: a model with other weights does not match the exported file.
     with torch.no_grad():
         task.net.layers[-1].bias.add_(1.0)
     with pytest.raises(ExportError, match="differs from PyTorch by up to 1"):
-        check_parity(task, (1, 8, 8), workdir / "digits.onnx")
+        score_test_split(task, datamodule, onnx_runner(workdir / "digits.onnx"), bare=False)

@@ -9,12 +9,15 @@ them: one indexing operation per batch, no per-sample Python.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningDataModule
 
+from lightning_hw.data.preprocess import Preprocess, feature_stats
 from lightning_hw.errors import ConfigError, DataError
 
 Split = tuple[torch.Tensor, ...]
@@ -50,15 +53,8 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.T
 
 
 def standardize_splits(data: dict[str, Split]) -> dict[str, Split]:
-    """Scale inputs (the first tensor of each split) by the training split's mean and std.
-
-    Features that are constant in the training split (std 0, e.g. always-black border
-    pixels) are only centred.
-    """
-    train_x = data["train"][0].float()
-    mean = train_x.mean(dim=0)
-    std = train_x.std(dim=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
+    """Scale inputs (the first tensor of each split) by the training split's mean and std (see :func:`feature_stats`)."""
+    mean, std = feature_stats(data["train"][0])
     return {name: ((tensors[0] - mean) / std, *tensors[1:]) for name, tensors in data.items()}
 
 
@@ -200,6 +196,8 @@ class SplitDataModule(LightningDataModule):
         self.splits = tuple(splits)
         self.split_seed = split_seed
         self.eval_batch_size = eval_batch_size or batch_size
+        self._preprocess: Preprocess | None = None
+        self._predict_raw: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -216,12 +214,128 @@ class SplitDataModule(LightningDataModule):
         """Shape of one input sample, without the batch dimension."""
         raise NotImplementedError
 
+    # -- raw samples and their preprocessing (shared by training, predict and export) ------------
+
+    #: what a raw sample's values are, as stored in the data files (said in messages and ONNX metadata)
+    raw_units: ClassVar[str] = "numbers as stored in the data files"
+
+    @property
+    def raw_input_shape(self) -> tuple[int, ...]:
+        """Shape of one raw sample as read from a file, before :attr:`preprocess` (default: :attr:`input_shape`)."""
+        return tuple(self.input_shape)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """Raw samples -> model inputs (see :mod:`lightning_hw.data.preprocess`); complete after :meth:`setup`.
+
+        The base has nothing to do (the identity on :attr:`raw_input_shape`); subclasses
+        build theirs at set-up from the training split.
+        """
+        if getattr(self, "_preprocess", None) is None:
+            self._preprocess = Preprocess(self.raw_input_shape, units=self.raw_units)
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, module: Preprocess) -> None:
+        self._preprocess = module
+
+    def read_inputs(self, path: Path, on_unreadable: str = "fail") -> tuple[list[str], torch.Tensor]:
+        """New raw samples from files, for ``predict --predict_from``: a CSV, or a folder of images.
+
+        Args:
+            path: a ``.csv`` file, one sample per row (with or without a header row), or a
+                folder of images (datamodules with a ``read_image_file(path)`` method, the
+                reader their training data went through).
+            on_unreadable: ``fail`` at an unreadable image file, or ``skip`` it with a counted warning.
+
+        Returns:
+            One id per sample (file names; the CSV's ``id`` column, else row numbers) and
+            the raw samples ``(N, *raw_input_shape)``.
+        """
+        from lightning_hw.data.files import read_input_csv
+        from lightning_hw.data.image_files import list_images, read_all
+
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"predict input not found: {path}")
+        if path.is_dir():
+            reader = getattr(self, "read_image_file", None)
+            if reader is None:
+                raise ConfigError(
+                    f"{type(self).__name__} reads no image files; give --predict_from a .csv with "
+                    f"{math.prod(self.raw_input_shape)} columns per row ({self.raw_units})"
+                )
+            paths = list_images(path)
+            if not paths:
+                raise DataError(f"no image files in {path}")
+            images, kept = read_all(paths, reader, on_unreadable)
+            if not images:
+                raise DataError(f"none of the {len(paths)} files in {path} is a readable image")
+            return [paths[i].name for i in kept], torch.stack(images)
+        if path.suffix.lower() != ".csv":
+            raise ConfigError(f"--predict_from takes a folder of images or a .csv file, not {path}")
+        ids, values = read_input_csv(path, self.raw_input_shape, getattr(self, "feature_names", None))
+        return ids, torch.from_numpy(values).reshape(-1, *self.raw_input_shape)
+
+    def predict_from(self, path: str | Path, on_unreadable: str = "fail") -> list[str]:
+        """Predict on the samples of ``path`` instead of the predict split; returns their ids.
+
+        :meth:`predict_dataloader` then serves them, prepared by :attr:`preprocess`.
+        """
+        ids, raw = self.read_inputs(Path(path), on_unreadable)
+        self._predict_raw = raw
+        return ids
+
+    def model_batch(self, raw_batch: Split) -> Split:
+        """What training does to a raw batch before the model sees it (for checks outside a Trainer)."""
+        return self.on_after_batch_transfer(raw_batch, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved by Lightning in every checkpoint: the preprocessing's statistics the model was trained with."""
+        if self._preprocess is None:
+            return {}
+        saved = {name: tensor.detach().cpu() for name, tensor in self._preprocess.state_dict().items()}
+        return {"preprocess": saved} if saved else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Use the checkpoint's preprocessing statistics (Lightning calls this after :meth:`setup`).
+
+        The model was trained with them; statistics recomputed from the data today differ
+        when the data changed, and the difference is reported, not silently used.
+        """
+        saved = state.get("preprocess")
+        if not saved or self._preprocess is None:
+            return
+        current = self._preprocess.state_dict()
+        if set(saved) != set(current) or any(saved[k].shape != current[k].shape for k in saved):
+            warnings.warn(
+                f"the checkpoint's preprocessing ({', '.join(sorted(saved))}) does not match the configured "
+                f"{type(self).__name__}'s; using the configured one",
+                stacklevel=2,
+            )
+            return
+        if any(not torch.allclose(saved[k].float(), current[k].float().cpu(), rtol=1e-5, atol=1e-6) for k in saved):
+            warnings.warn(
+                f"the mean/std of {type(self).__name__}'s training split differ from the checkpoint's (has the data "
+                "changed?); using the checkpoint's, which the model was trained with",
+                stacklevel=2,
+            )
+        self._preprocess.load_state_dict({k: v.to(current[k].device) for k, v in saved.items()})
+        self.preprocess_changed()
+
+    def preprocess_changed(self) -> None:
+        """Hook: :attr:`preprocess` got other statistics; data prepared with the old ones must be redone."""
+
 
 class InMemoryDataModule(SplitDataModule):
     """A dataset held in memory as tensors; batches are sliced (see :class:`TensorBatchLoader`).
 
     Subclasses implement :meth:`load_tensors` (the whole dataset, split here by
-    ``splits``) or, for datasets that come with their own splits, :meth:`load_splits`.
+    ``splits``) or, for datasets that come with their own splits, :meth:`load_splits`;
+    either returns raw samples (in :attr:`raw_units`). :meth:`setup` builds
+    :attr:`preprocess` from the training split and, unless :attr:`preprocess_per_batch`,
+    applies it once to every split (the fastest for small models); the raw splits stay in
+    :attr:`raw_data`.
 
     Args:
         standardize: scale every input feature to zero mean and unit variance, with the
@@ -231,15 +345,22 @@ class InMemoryDataModule(SplitDataModule):
         **kwargs: see :class:`SplitDataModule`.
     """
 
+    #: raw values are divided by this before standardisation (the digits' 0-16 -> 0-1)
+    raw_divisor: ClassVar[float] = 1.0
+    #: keep the splits raw and run :attr:`preprocess` on every batch on the device (compact
+    #: raw data: uint8 images, multi-hot words) instead of once at set-up
+    preprocess_per_batch: ClassVar[bool] = False
+
     def __init__(self, standardize: bool = False, shuffle_seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.standardize = standardize
         self.shuffle_seed = shuffle_seed
         self.data: dict[str, Split] = {}
+        self.raw_data: dict[str, Split] = {}
         self._train_loader: TensorBatchLoader | None = None
 
     def load_tensors(self) -> Split:
-        """The whole dataset as ``(features, targets)``, split by :attr:`splits`."""
+        """The whole dataset as raw ``(features, targets)``, split by :attr:`splits`."""
         raise NotImplementedError
 
     def load_splits(self) -> dict[str, Split]:
@@ -248,19 +369,54 @@ class InMemoryDataModule(SplitDataModule):
         parts = split_indices(tensors[0].shape[0], self.splits, self.split_seed)
         return {name: tuple(t[idx] for t in tensors) for name, idx in zip(SPLIT_NAMES, parts)}
 
+    def build_preprocess(self, train_x: torch.Tensor) -> Preprocess:
+        """The preprocessing of this data: divide by :attr:`raw_divisor`, standardise per feature if asked.
+
+        Args:
+            train_x: the training split's raw samples (the only data statistics come from).
+        """
+        mean = std = None
+        if self.standardize:
+            mean, std = feature_stats(train_x.float() / self.raw_divisor)
+        return Preprocess(self.raw_input_shape, units=self.raw_units, divide_by=self.raw_divisor, mean=mean, std=std)
+
     def setup(self, stage: str | None = None) -> None:
         if self.data:
             return
-        data = self.load_splits()
-        for name, tensors in data.items():
+        raw = self.load_splits()
+        for name, tensors in raw.items():
             if tensors[0].shape[0] == 0:
                 raise DataError(
                     f"the {name} split of {type(self).__name__} is empty; "
                     f"raise its fraction in --data.init_args.splits (now {list(self.splits)}) or add data"
                 )
-        if self.standardize:
-            data = standardize_splits(data)
-        self.data = data
+        self.raw_data = raw
+        self.preprocess = self.build_preprocess(raw["train"][0])
+        self.data = raw if self.preprocess_per_batch else {name: self.prepared(t) for name, t in raw.items()}
+
+    def preprocess_changed(self) -> None:
+        if self.data and not self.preprocess_per_batch:
+            self.data = {name: self.prepared(tensors) for name, tensors in self.raw_data.items()}
+
+    def prepared(self, raw_batch: Split) -> Split:
+        """The set-up-time part of the preprocessing: everything, unless it runs per batch."""
+        if self.preprocess_per_batch:
+            return raw_batch
+        with torch.no_grad():
+            return (self.preprocess(raw_batch[0]), *raw_batch[1:])
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        if not self.preprocess_per_batch:
+            return batch
+        inputs, *rest = batch
+        return (self.preprocess(inputs), *rest)
+
+    def model_batch(self, raw_batch: Split) -> Split:
+        return self.on_after_batch_transfer(self.prepared(raw_batch), 0)
+
+    def raw_dataloader(self, split: str) -> TensorBatchLoader:
+        """The raw samples of a split in evaluation batches (what files would give; for export checks)."""
+        return TensorBatchLoader(self.raw_data[split], batch_size=self.eval_batch_size)
 
     def _loader(self, split: str, **kwargs: Any) -> TensorBatchLoader:
         world, rank = 1, 0
@@ -286,4 +442,7 @@ class InMemoryDataModule(SplitDataModule):
         return self._loader("test", batch_size=self.eval_batch_size)
 
     def predict_dataloader(self) -> TensorBatchLoader:
+        """The test split, or the samples of :meth:`predict_from` (prepared as the training data was)."""
+        if self._predict_raw is not None:
+            return TensorBatchLoader(self.prepared((self._predict_raw,)), batch_size=self.eval_batch_size)
         return self._loader("test", batch_size=self.eval_batch_size)

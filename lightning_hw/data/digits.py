@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
+from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.data.image_files import read_image
 
 
 class Digits(InMemoryDataModule):
     """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1], offline.
 
+    A raw sample is the 8x8 intensities 0-16 as scikit-learn (and the UCI files) store them
+    (``load_digits().images``); :attr:`preprocess` divides them by 16 and, with
+    ``standardize``, standardises every pixel with the training split's statistics.
+
     Args:
         **kwargs: batch size, split fractions and seeds; see
             :class:`~lightning_hw.data.base.InMemoryDataModule`.
     """
+
+    # Pixel intensities are 0..16; scaling them is the step the E1 report missed.
+    raw_divisor = 16.0
+    raw_units = "pixel intensities 0-16 (scikit-learn load_digits().images), 8 x 8, row by row"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -28,10 +39,16 @@ class Digits(InMemoryDataModule):
     def input_shape(self) -> tuple[int, ...]:
         return (1, 8, 8)
 
+    def read_image_file(self, path: Path) -> torch.Tensor:
+        """A greyscale image file (dark background, light digit, like the data) as 8x8 intensities 0-16."""
+        image = read_image(path, channels=1, min_size=(8, 8))
+        if tuple(image.shape[-2:]) != (8, 8):
+            image = TF.resize(image, [8, 8], antialias=True)
+        return image.float() * (16.0 / 255.0)
+
     def load_tensors(self) -> Split:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        # Pixel intensities are 0..16; scaling them is the step the E1 report missed.
-        images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        images = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1)
         return images, torch.as_tensor(digits.target, dtype=torch.long)

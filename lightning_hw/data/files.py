@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,3 +104,96 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _looks_like_column_numbers(cells: Sequence[str]) -> bool:
+    """``0,1,2,...`` or ``1,2,3,...``: a header of column numbers (pandas' default) or data? Cannot tell."""
+    try:
+        values = [float(c) for c in cells]
+    except ValueError:
+        return False
+    n = len(values)
+    return n >= 3 and (values == [float(i) for i in range(n)] or values == [float(i) for i in range(1, n + 1)])
+
+
+def read_input_csv(
+    path: str | os.PathLike, shape: Sequence[int], names: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Samples to predict from a CSV: one row each, with or without a header row.
+
+    The first row is a header when none of its cells is a number, data when all are; a
+    row that mixes both, or that reads ``0,1,2,...`` (column numbers or data?), is refused
+    rather than guessed. With a header, an ``id`` column names the samples, and when the
+    datamodule knows its feature ``names`` those columns are taken (others, such as a label,
+    are left out); without one every column is a feature.
+
+    Args:
+        path: the CSV file.
+        shape: shape of one raw sample (the row is reshaped to it).
+        names: the datamodule's feature column names, if it has them.
+
+    Returns:
+        One id per row (the ``id`` column, else the row number from 0) and the values
+        ``(rows, prod(shape))`` as float32.
+
+    Raises:
+        DataError: missing or unreadable file, an ambiguous first row, the wrong number of
+            columns, or a cell that is not a finite number (naming line and column).
+    """
+    what = "predict input"
+    path = require_file(path, what)
+    try:
+        rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{what} {path} is not a text CSV file ({type(err).__name__}); save it as plain CSV") from None
+    if not rows:
+        raise DataError(f"{what} {path} is empty")
+    first = [c.strip() for c in rows[0]]
+    numeric = [_is_number(c) for c in first]
+    if all(numeric) and _looks_like_column_numbers(first):
+        raise DataError(
+            f"{what} {path}: the first row is {', '.join(first[:3])}, ... (column numbers or data?); "
+            "name the columns (e.g. x0, x1, ...) or drop that row"
+        )
+    if any(numeric) and not all(numeric):
+        shown = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
+        raise DataError(
+            f"{what} {path}: the first row ({shown}) mixes names and numbers, so it is neither a header nor a sample; "
+            "make it all column names or all numbers"
+        )
+    header = None if all(numeric) else first
+    body = rows[1:] if header is not None else rows
+    if not body:
+        raise DataError(f"{what} {path} has a header but no rows")
+    width = math.prod(shape)
+    columns = list(range(len(first)))
+    ids = [str(i) for i in range(len(body))]
+    if header is not None:
+        lower = [h.lower() for h in header]
+        if "id" in lower:
+            id_col = lower.index("id")
+            ids = [row[id_col].strip() if id_col < len(row) else "" for row in body]
+            columns.remove(id_col)
+        if names and all(n in header for n in names):
+            columns = [header.index(n) for n in names]
+    if len(columns) != width:
+        raise DataError(
+            f"{what} {path} has {len(columns)} columns, the model takes {width} values per sample "
+            f"(input shape {tuple(shape)}); keep only the input columns (drop ids and labels)"
+        )
+    values = np.empty((len(body), width), dtype=np.float32)
+    start = 2 if header is not None else 1
+    for line, row in enumerate(body, start=start):
+        if len(row) != len(first):
+            raise DataError(f"{what} {path}: line {line} has {len(row)} fields, the first row has {len(first)}")
+        for j, col in enumerate(columns):
+            cell = row[col].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                name = f" ({header[col]})" if header is not None else ""
+                raise DataError(f"{what} {path}: line {line}, column {col + 1}{name} is {cell!r}, not a finite number")
+            values[line - start, j] = value
+    return ids, values

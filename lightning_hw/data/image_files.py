@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.errors import DataError
 
@@ -39,26 +39,36 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_image(path: str | os.PathLike, channels: int = 3, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """One image as a ``(channels, height, width)`` float tensor in ``[0, 1]``.
+def decode_failure(err: Exception, path: str | os.PathLike) -> str:
+    """What a decoder's exception says, in one line, without the path it repeats."""
+    text = (str(err).strip().splitlines() or [""])[0].replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+    return text or type(err).__name__
+
+
+def read_image(path: Path, channels: int = 3, min_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Decode an image file to uint8 ``(C, H, W)`` with Pillow (any format it knows).
+
+    Pillow rather than ``torchvision.io``: torchvision's decoders are deprecated since 0.29.
 
     Args:
-        path: the image file (any format Pillow reads).
-        channels: 1 (grey) or 3 (RGB).
-        size: ``(height, width)`` to resize to (bilinear), or ``None`` to keep the file's size.
+        path: the file.
+        channels: 3 (RGB) or 1 (greyscale).
+        min_size: ``(H, W)`` the image will be resized to; JPEGs are then decoded directly
+            at a reduced scale that is still at least this large (much faster for photos).
 
     Raises:
-        OSError, ValueError: the file is not a readable image (see :func:`read_all`).
+        DataError: the file cannot be decoded (the message names it).
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB")
-        if size is not None and image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array.copy())
-    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1)
+    try:
+        with Image.open(path) as img:
+            if min_size is not None:
+                img.draft("RGB" if channels == 3 else "L", (min_size[1], min_size[0]))
+            img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
+            return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
+    except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
 
 
 def read_all(
@@ -71,7 +81,7 @@ def read_all(
 
     Args:
         paths: the files.
-        decode: reads one file (e.g. ``functools.partial(read_image, channels=3, size=(128, 128))``).
+        decode: reads one file (e.g. ``functools.partial(read_image, channels=3)``).
         on_unreadable: ``"fail"``: raise :class:`DataError` at the first bad file; ``"skip"``:
             leave bad files out and emit one :class:`UnreadableImagesWarning` with their count.
         what: what a file is, for messages.
@@ -87,6 +97,11 @@ def read_all(
     for i, path in enumerate(paths):
         try:
             items.append(decode(path))
+        except DataError as err:  # a reader that already names the file
+            if on_unreadable == "fail":
+                raise DataError(f"{err} (or set on_unreadable to skip)") from None
+            skipped.append((path, str(err)))
+            continue
         except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for damaged files
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if on_unreadable == "fail":

@@ -23,6 +23,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
+from lightning_hw.data.image_files import read_image
 from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.errors import ConfigError, DataError
@@ -163,8 +164,11 @@ class ImageFolder(StreamingFallback, ImageDataModule):
 
     # -- decoding ------------------------------------------------------------------------------
 
+    def read_image_file(self, path: Path) -> torch.Tensor:
+        return self.decode(path)
+
     def decode(self, path: Path) -> torch.Tensor:
-        """Read one image file as a resized uint8 ``(C, H, W)`` tensor.
+        """Read one image file as a resized uint8 ``(C, H, W)`` tensor (training and ``predict`` alike).
 
         Args:
             path: the image file.
@@ -223,7 +227,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         train = self._split_samples["train"]
         step = max(1, len(train) // STREAMED_STATS_SAMPLES)
         sample = self._decode_all([p for p, _ in train[::step]]) if self.standardize_images and self.mean is None else None
-        self._set_normalization(sample)
+        self.image_preprocess(sample)
         if self.offline_augment is not None and self.offline_copies > 0:
             raise ConfigError("offline_augment needs the images in memory; set in_memory: true or use augment")
 
@@ -235,29 +239,3 @@ class ImageFolder(StreamingFallback, ImageDataModule):
     def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int]:
         path, label = item
         return self.decode(path), label
-
-
-def read_image(path: Path, channels: int = 3, min_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Decode an image file to uint8 ``(C, H, W)`` with Pillow (any format it knows).
-
-    Pillow rather than ``torchvision.io``: torchvision's decoders are deprecated since 0.29.
-
-    Args:
-        path: the file.
-        channels: 3 (RGB) or 1 (greyscale).
-        min_size: ``(H, W)`` the image will be resized to; JPEGs are then decoded directly
-            at a reduced scale that is still at least this large (much faster for photos).
-
-    Raises:
-        DataError: the file cannot be decoded (the message names it).
-    """
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            if min_size is not None:
-                img.draft("RGB" if channels == 3 else "L", (min_size[1], min_size[0]))
-            img = ImageOps.exif_transpose(img)  # phone photos store their rotation in EXIF
-            return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
-    except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
-        raise DataError(f"cannot read image {path} ({type(err).__name__}: {err}); delete or replace the file") from None

@@ -11,13 +11,17 @@ Plots can therefore show the raw images of a batch while the model sees normalis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.augment import Augment, expand_offline
 from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.data.image_files import read_image
+from lightning_hw.data.preprocess import Preprocess
 from lightning_hw.errors import ConfigError
 
 
@@ -109,7 +113,6 @@ class ImageDataModule(InMemoryDataModule):
         self.offline_augment = offline_augment
         self.offline_copies = offline_copies
         self.flatten = flatten
-        self._norm: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- what the task must know -----------------------------------------------------------
 
@@ -123,6 +126,49 @@ class ImageDataModule(InMemoryDataModule):
         shape = self.image_shape
         return (shape[0] * shape[1] * shape[2],) if self.flatten else tuple(shape)
 
+    # -- raw samples ---------------------------------------------------------------------------
+
+    raw_units = "pixel values 0-255 as decoded from the image file"
+    preprocess_per_batch = True  # uint8 in memory, scaled and normalised on the device per batch
+
+    @property
+    def raw_input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.image_shape)
+
+    def read_image_file(self, path: Path) -> torch.Tensor:
+        """One image file as a raw sample: uint8 ``(C, H, W)`` at the training size.
+
+        Training data stored in files is decoded by this same method; the default decodes
+        with Pillow (EXIF orientation applied) and resizes with :attr:`interpolation`
+        (antialiased), as the datasets that keep their own images were resized.
+
+        Raises:
+            DataError: the file is not a readable image (naming it).
+        """
+        channels, height, width = self.image_shape
+        image = read_image(path, channels, min_size=(height, width))
+        if tuple(image.shape[-2:]) != (height, width):
+            image = TF.resize(image, [height, width], interpolation=self.resize_interpolation, antialias=True)
+        return image
+
+    @property
+    def resize_interpolation(self) -> InterpolationMode:
+        """The filter images are resized with (the datamodule's ``interpolation``, else bilinear)."""
+        mode = getattr(self, "interpolation", InterpolationMode.BILINEAR)
+        return mode if isinstance(mode, InterpolationMode) else InterpolationMode(str(mode))
+
+    def decode_description(self) -> dict[str, Any]:
+        """How an image file becomes a raw sample, for the ONNX metadata and people."""
+        channels, height, width = self.image_shape
+        return {
+            "reader": "Pillow, EXIF orientation applied",
+            "color": "RGB" if channels == 3 else "greyscale (L)",
+            "resize_to": [height, width],
+            "interpolation": self.resize_interpolation.value,
+            "antialias": True,
+            "layout": "N x C x H x W",
+        }
+
     # -- set-up --------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
@@ -131,46 +177,56 @@ class ImageDataModule(InMemoryDataModule):
         super().setup(stage)
         self.prepare_images(self.data["train"][0])
 
+    def build_preprocess(self, train_x: torch.Tensor) -> Preprocess:
+        return self.image_preprocess(train_x)
+
     def prepare_images(self, train_images: torch.Tensor) -> None:
-        """Fit normalisation on the training images and expand them offline if asked.
+        """Expand the training images offline if asked (after :attr:`preprocess` took its statistics).
 
         Args:
             train_images: the training split's uint8 images (before any expansion).
         """
-        self._set_normalization(train_images)
         if self.offline_augment is not None and self.offline_copies > 0 and self.data:
             images, labels = self.data["train"][:2]
             expanded = expand_offline(images, self.offline_augment, self.offline_copies, seed=self.split_seed)
             self.data["train"] = (expanded, labels.repeat(self.offline_copies + 1))
 
-    def _set_normalization(self, train_images: torch.Tensor | None) -> None:
+    def image_preprocess(self, train_images: torch.Tensor | None) -> Preprocess:
+        """Build (and keep) :attr:`preprocess`: /255, the channel mean/std (given, or from ``train_images``), flatten.
+
+        Args:
+            train_images: training images (all, or a sample when streaming) for ``standardize``;
+                ``None`` when no statistics are needed.
+        """
         mean, std = self.mean, self.std
         if mean is None and self.standardize_images and train_images is not None:
             mean, std = channel_stats(train_images)
-        if mean is None:
-            self._norm = None
-            return
         channels = self.image_shape[0]
-        if len(mean) not in (1, channels) or len(std) not in (1, channels):
+        if mean is not None and (len(mean) not in (1, channels) or len(std) not in (1, channels)):
             raise ConfigError(f"mean and std need 1 or {channels} values (one per channel), got {len(mean)} and {len(std)}")
-        self._norm = (torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1))
+        self.preprocess = Preprocess(
+            self.raw_input_shape,
+            units=f"{self.raw_units}, {self.decode_description()['color']}",
+            divide_by=255.0,
+            mean=mean,
+            std=std,
+            flatten=self.flatten,
+            decode=self.decode_description(),
+        )
+        return self.preprocess
 
     # -- per batch -----------------------------------------------------------------------------
 
     def to_model_input(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """Turn raw images into what the network sees: scale, augment (training), normalise, flatten.
+        """Turn raw images into what the network sees: :attr:`preprocess`, with augmentation when training.
 
         Args:
-            images: a batch of stored images ``(N, C, H, W)`` (uint8, or float in [0, 1]).
-            train: apply the on-the-fly augmentation.
+            images: a batch of stored images ``(N, C, H, W)`` (uint8, values 0-255).
+            train: apply the on-the-fly augmentation (between scaling and normalisation).
         """
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        if train and self.augment is not None:
-            x = self.augment(x)
-        if self._norm is not None:
-            mean, std = (t.to(x.device) for t in self._norm)
-            x = (x - mean) / std
-        return x.flatten(1) if self.flatten else x
+        if not (train and self.augment is not None):
+            return self.preprocess(images)
+        return self.preprocess.normalize(self.augment(self.preprocess.scale(images)))
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         images, *rest = batch

@@ -30,6 +30,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
+from lightning_hw.data.image_files import decode_failure
 from lightning_hw.data.image_folder import IN_MEMORY_LIMIT_BYTES
 from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import StreamingFallback
@@ -113,15 +114,17 @@ class LandmarkDataModule(ImageDataModule):
             points: ``(N, K, 2)`` pixel coordinates, ``NaN`` = missing.
             train: apply the random augmentation.
         """
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = self.preprocess.scale(images)
         points = points.float()
         if train and self.landmark_augment is not None:
             x, points = self.landmark_augment(x, points, permutation=self._permutation)
         h, w = x.shape[-2:]
         target = points / torch.tensor([w, h], dtype=points.dtype, device=points.device)
-        return self.to_model_input(x, train=False), target
+        return self.preprocess.normalize(x), target
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        if len(batch) == 1:  # new images to predict: no points
+            return (self.preprocess(batch[0]),)
         images, points, *rest = batch
         train = self.trainer is not None and self.trainer.training
         return (*self.transform_batch(images, points, train=train), *rest)
@@ -159,7 +162,7 @@ def decode_with_points(
             img.draft("RGB" if channels == 3 else "L", (size[1], size[0]))
             image = TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
     except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
-        raise DataError(f"cannot read image {path} ({type(err).__name__}: {err}); delete or replace the file") from None
+        raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
     keypoints = tv_tensors.KeyPoints(points.float(), canvas_size=original)
     if tuple(image.shape[-2:]) != original:  # the draft decode shrank the image
         keypoints = TF.resize(keypoints, list(image.shape[-2:]))
@@ -222,6 +225,14 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         """One record as a resized uint8 image and its moved points."""
         return decode_with_points(path, points, self.image_size, self.channels, self.interpolation)
 
+    def read_image_file(self, path: Path) -> torch.Tensor:
+        # The training decoder, without points (and, as in training, without EXIF rotation:
+        # annotations refer to the stored pixels).
+        return decode_with_points(path, torch.empty(0, 2), self.image_size, self.channels, self.interpolation)[0]
+
+    def decode_description(self) -> dict[str, Any]:
+        return {**super().decode_description(), "reader": "Pillow, stored orientation (no EXIF rotation)"}
+
     def _decode_all(self, records: list[Record]) -> Split:
         if not records:
             return torch.empty(0, *self.image_shape, dtype=torch.uint8), torch.empty(0, self.num_landmarks, 2)
@@ -260,9 +271,9 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         self.prepare_flip()
         if self.standardize_images and self.mean is None:
             step = max(1, len(records["train"]) // 2000)  # decoding every image would take a pass
-            self._set_normalization(self._decode_all(records["train"][::step])[0])
+            self.image_preprocess(self._decode_all(records["train"][::step])[0])
         else:
-            self._set_normalization(None)
+            self.image_preprocess(None)
 
     # -- streaming loaders (only when the images are not kept in memory) -----------------------
 

@@ -50,9 +50,16 @@ class MobilePrice(InMemoryDataModule):
         self.root = Path(root)
         self.download = download
 
+    raw_units = "the 20 feature columns of the Kaggle CSV, in their own units"
+
     @property
     def class_names(self) -> list[str]:
         return list(MOBILE_PRICE_CLASSES)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The CSV columns of one sample; a ``predict`` CSV with a header may hold others (``id``...) too."""
+        return list(MOBILE_PRICE_COLUMNS)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

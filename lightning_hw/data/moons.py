@@ -24,6 +24,8 @@ class TwoMoons(InMemoryDataModule):
         super().__init__(**kwargs)
         self.n_samples, self.noise, self.data_seed = n_samples, noise, data_seed
 
+    raw_units = "the points' x and y coordinates"
+
     @property
     def class_names(self) -> list[str]:
         return ["upper moon", "lower moon"]

@@ -72,4 +72,9 @@ class StreamingFallback:
         return super().test_dataloader() if self.in_memory else self._stream("test", False, self.eval_batch_size)
 
     def predict_dataloader(self):
+        if self.in_memory or self._predict_raw is not None:  # new files to predict are held in memory
+            return super().predict_dataloader()
         return self.test_dataloader()
+
+    def raw_dataloader(self, split: str):
+        return super().raw_dataloader(split) if self.in_memory else self._stream(split, False, self.eval_batch_size)

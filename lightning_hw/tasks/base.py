@@ -196,6 +196,10 @@ class Task(LightningModule):
 
         return generic_columns(outputs)
 
+    def describe_outputs(self) -> str:
+        """What ``forward`` returns, for people reading an exported model (ONNX metadata)."""
+        return "the task's forward outputs"
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam, used only when the config has no ``optimizer:`` section."""
         return torch.optim.Adam(self.parameters(), lr=self.lr if self.lr is not None else 1e-3)

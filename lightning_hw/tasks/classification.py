@@ -64,6 +64,16 @@ class Classifier(Task):
         """Raw network outputs (logits)."""
         return self.net(x)
 
+    def describe_outputs(self) -> str:
+        n = self.head.num_outputs(self.num_classes)
+        if self.head.name == "binary_bce":
+            return f"one logit per sample (N x 1): sigmoid gives the probability of {self.class_names[-1]!r}, > 0 predicts it"
+        if self.head.name.startswith("softmax"):
+            return f"logits (N x {n}): softmax gives the class probabilities, argmax the class (class_names order)"
+        if self.head.name.startswith("sigmoid"):
+            return f"logits (N x {n}): sigmoid gives each class's score, argmax the class (class_names order)"
+        return f"scores (N x {n}): argmax gives the class (class_names order)"
+
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         outputs = self(x)

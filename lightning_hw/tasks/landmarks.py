@@ -113,6 +113,13 @@ class LandmarkRegressor(Task):
         """Predicted points ``(N, K, 2)`` in normalised (0, 1) coordinates."""
         return self.activation(self.net(x)).view(x.shape[0], self.num_landmarks, 2)
 
+    def describe_outputs(self) -> str:
+        w, h = (int(v) for v in self.pixel_scale.tolist())
+        return (
+            f"points (N x {self.num_landmarks} x 2), (x, y) as fractions of the image width and height: "
+            f"multiply by ({w}, {h}) for pixels of the {w}x{h} model input"
+        )
+
     def to_pixels(self, points: torch.Tensor) -> torch.Tensor:
         """Normalised points -> pixels of the image (``x * W``, ``y * H``)."""
         return points * self.pixel_scale.to(points.dtype)

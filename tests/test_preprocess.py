@@ -1,0 +1,101 @@
+"""The one definition of "raw sample -> model input" per datamodule, and reading new raw samples from CSV."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightning_hw.data.base import standardize_splits
+from lightning_hw.data.digits import Digits
+from lightning_hw.data.files import read_input_csv
+from lightning_hw.data.lfw import LFWFaces
+from lightning_hw.data.preprocess import Preprocess
+from lightning_hw.errors import DataError
+
+
+def test_digits_are_stored_raw_and_prepared_by_their_preprocess():
+    dm = Digits(standardize=True)
+    dm.setup()
+    raw_train, raw_test = dm.raw_data["train"][0], dm.raw_data["test"][0]
+    assert raw_test.max() == 16 and raw_test.min() == 0  # scikit-learn's units, not rescaled
+    # What the model sees is the training split's standardisation of x / 16, as before the refactor.
+    expected = standardize_splits({"train": (raw_train / 16,), "test": (raw_test / 16,)})["test"][0]
+    torch.testing.assert_close(dm.data["test"][0], expected)
+    torch.testing.assert_close(dm.preprocess(raw_test), expected)
+    assert dm.preprocess.describe()["divide_by"] == 16.0
+
+
+def test_image_preprocess_scales_normalises_and_flattens_per_batch():
+    dm = LFWFaces(image_size=16, channels=3, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2], flatten=True)
+    dm.setup()
+    images = dm.data["test"][0]
+    assert images.dtype == torch.uint8  # stored raw
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
+    expected = ((images.float() / 255 - mean) / 0.2).flatten(1)
+    torch.testing.assert_close(dm.model_batch(dm.data["test"])[0], expected)
+    torch.testing.assert_close(dm.preprocess(images), expected)
+    assert dm.preprocess.output_shape == (3 * 16 * 16,)
+    description = dm.preprocess.describe()
+    assert description["decode"]["resize_to"] == [16, 16] and description["normalization"] == "per channel"
+
+
+def test_checkpoint_statistics_replace_recomputed_ones_with_a_warning():
+    trained = Digits(standardize=True)
+    trained.setup()
+    state = trained.state_dict()
+    assert set(state["preprocess"]) == {"mean", "std"}
+    state["preprocess"]["mean"] = state["preprocess"]["mean"] + 1.0  # as if the data had changed since
+
+    later = Digits(standardize=True)
+    later.setup()
+    with pytest.warns(UserWarning, match="differ from the checkpoint's"):
+        later.load_state_dict(state)
+    raw_test = later.raw_data["test"][0]
+    shifted = (raw_test / 16 - state["preprocess"]["mean"]) / state["preprocess"]["std"]
+    torch.testing.assert_close(later.data["test"][0], shifted)  # already prepared data is redone
+
+
+def test_preprocess_without_statistics_saves_nothing():
+    assert Digits(standardize=False).state_dict() == {}
+    assert Preprocess((2,)).state_dict() == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "ids", "first"),
+    [
+        ("1,5,3\n4,5,6\n", ["0", "1"], [1, 5, 3]),  # no header: the first row is a sample
+        ("a,b,c\n1,5,3\n4,5,6\n", ["0", "1"], [1, 5, 3]),
+        ("c,id,a,b\n3,x7,1,2\n", ["x7"], [3, 1, 2]),  # an id column names the rows
+    ],
+)
+def test_csv_with_or_without_header(tmp_path, text, ids, first):
+    path = tmp_path / "in.csv"
+    path.write_text(text)
+    got_ids, values = read_input_csv(path, (3,))
+    assert got_ids == ids
+    assert values[0].tolist() == first
+
+
+def test_csv_columns_picked_by_feature_name(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("id,label,b,a\n7,1,20,10\n")
+    ids, values = read_input_csv(path, (2,), names=["a", "b"])
+    assert ids == ["7"] and values.tolist() == [[10.0, 20.0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,2,3\n1,2,3\n", "mixes names and numbers"),
+        ("0,1,2\n5,6,7\n", "column numbers or data"),
+        ("1,5,3\n4,,6\n", "line 2, column 2 is '', not a finite number"),
+        ("1,5,3\n4,nan,6\n", "not a finite number"),
+        ("1,2\n", "has 2 columns, the model takes 3 values per sample"),
+        ("a,b,c\n", "has a header but no rows"),
+    ],
+)
+def test_csv_that_cannot_be_read_without_guessing(tmp_path, text, message):
+    path = tmp_path / "in.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_input_csv(path, (3,))
