@@ -260,9 +260,10 @@ class HWCLI(LightningCLI):
         except Exception as err:
             user_error = user_error_in(err)
             building = getattr(self, "config_init", None) is None  # the task or data, not the trainer
-            if user_error is not None and building and self._hparams_from is not None:
+            if isinstance(user_error, ConfigError) and building and self._hparams_from is not None:
                 # The task was built with the checkpoint's settings; the data or net of this config
-                # does not fit them (e.g. another experiment's checkpoint).
+                # does not fit them (e.g. another experiment's checkpoint). Missing or bad data
+                # (DataError) is not a mismatch and is said as it is.
                 raise ConfigError(unfit_settings_message(*self._hparams_from, str(user_error))) from err
             if user_error is None or user_error is err:
                 raise
