@@ -105,9 +105,8 @@ class Preprocess(nn.Module):
     def describe(self) -> dict[str, Any]:
         """Everything a user needs to reproduce this outside Python, JSON-ready."""
 
-        def values(t: torch.Tensor) -> list[float] | float:
-            flat = [round(float(v), 6) for v in t.reshape(-1)]
-            return flat
+        def values(t: torch.Tensor) -> list[float]:
+            return [round(float(v), 6) for v in t.reshape(-1)]
 
         return {
             "input_shape": list(self.raw_shape),
