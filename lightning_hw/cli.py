@@ -157,7 +157,15 @@ class HWCLI(LightningCLI):
         return getattr(self, "trainer", None)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        from lightning_hw.callbacks.finetuning import FreezeBackbone
+
         parser.add_class_arguments(RunConfig, "run")
+        # The fine-tuning schedule has its own key, so `--finetune.unfreeze_at_epoch 0` means the
+        # same whatever trainer presets (which append callbacks) are stacked after the config.
+        parser.add_subclass_arguments(
+            FreezeBackbone, "finetune", required=False, fail_untyped=False,
+            help="Freeze the backbone, train the head, then unfreeze its last layers (a FreezeBackbone callback).",
+        )
 
     def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
         """Safe checkpoint loading by default, and the ``predict`` options for new inputs."""
@@ -310,6 +318,12 @@ class HWCLI(LightningCLI):
             _say(note)
         kwargs.setdefault("default_root_dir", str(run.directory))
         callbacks = [LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
+        if chosen.get("finetune") is not None:
+            if any(type(c) is type(chosen.finetune) for c in callbacks):
+                raise ConfigError(
+                    "the fine-tuning schedule is given twice: in finetune: and as a FreezeBackbone in trainer.callbacks; keep one"
+                )
+            callbacks.append(chosen.finetune)
         if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
             self.loggers = [RunCSVLogger(run.directory)]
             wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())

@@ -59,7 +59,7 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
     cli = HWCLI(args=[
         "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
-        "--trainer.callbacks.init_args.unfreeze_at_epoch", "1", "--data.init_args.image_size", "32",
+        "--finetune.unfreeze_at_epoch", "1", "--data.init_args.image_size", "32",
         "--trainer.limit_train_batches", "2", *quiet(workdir),
     ])
     groups = cli.trainer.optimizers[0].param_groups
@@ -77,7 +77,7 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
 def test_transfer_demo_with_a_frozen_backbone_uses_the_cache(workdir, monkeypatch):
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
     args = ["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
-            "--trainer.callbacks.init_args.unfreeze_at_epoch", "null", "--trainer.callbacks.init_args.last_blocks", "null",
+            "--finetune.unfreeze_at_epoch", "null", "--finetune.last_blocks", "null",
             "--data.init_args.image_size", "32", *quiet(workdir)]
     first = HWCLI(args=args)
     assert cache_of(first).events == {"train": "computed", "val": "computed", "test": "computed"}
@@ -107,7 +107,44 @@ def test_study_variants_are_valid_overrides(study, indoor_outdoor, workdir, caps
             HWCLI(args=args)
         assert exit_info.value.code == 0, name
         printed = yaml.safe_load(capsys.readouterr().out)
-        freezer = printed["trainer"]["callbacks"][-1]
+        freezer = printed["finetune"]
         assert freezer["class_path"].endswith("FreezeBackbone"), name
         if "finetune" in study.stem:
             assert freezer["init_args"]["unfreeze_at_epoch"] == 20, name
+            key, value = variant.args[0], variant.args[1]  # e.g. --finetune.last_layers 10
+            assert str(freezer["init_args"][key.split(".")[-1]]) in (value, str(float(value))), name
+
+
+@pytest.mark.parametrize("config", ["transfer_demo", "resnet152", "densenet201"])
+@pytest.mark.parametrize("presets", [["gpu"], ["ddp"], ["compile"], ["gpu", "compile"], ["compile", "gpu"]])
+def test_presets_stack_without_moving_the_fine_tuning_overrides(config, presets, workdir, capsys):
+    """The README's E5 commands with presets after them: --finetune.X still sets the schedule."""
+    stacked = [a for p in presets for a in ("--config", str(REPO / "configs" / "trainer" / f"{p}.yaml"))]
+    args = ["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), *stacked,
+            "--finetune.unfreeze_at_epoch", "0", "--finetune.last_blocks", "3", "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        HWCLI(args=args)
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["finetune"]["init_args"]["unfreeze_at_epoch"] == 0
+    assert printed["finetune"]["init_args"]["last_blocks"] == 3
+    alone = yaml.safe_load((REPO / "configs" / f"{config}.yaml").read_text())
+    names = [c["class_path"].rsplit(".", 1)[-1] for c in printed["trainer"]["callbacks"]]
+    # The experiment's callbacks keep their settings; the presets' follow them.
+    assert names[: len(alone["trainer"]["callbacks"])] == [
+        c["class_path"].rsplit(".", 1)[-1] for c in alone["trainer"]["callbacks"]
+    ]
+    assert "FreezeBackbone" not in names
+
+
+def test_a_schedule_given_twice_is_refused(workdir, capsys):
+    from lightning_hw.cli import main
+
+    args = ["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), *quiet(workdir),
+            "--trainer.callbacks+=lightning_hw.callbacks.finetuning.FreezeBackbone", "--trainer.fast_dev_run", "true"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code != 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: the fine-tuning schedule is given twice: in finetune: and as a FreezeBackbone in trainer.callbacks; keep one"
+    )

@@ -1,12 +1,9 @@
 """Freeze a pretrained backbone, train the head, then fine-tune its last layers (E5).
 
-    trainer:
-      callbacks:
-        - class_path: lightning_hw.callbacks.finetuning.FreezeBackbone
-          init_args:
-            unfreeze_at_epoch: 20     # None: frozen for the whole run
-            last_blocks: 3            # or last_layers: 40, or from_layer: 160
-            lr: 1.0e-5                # the unfrozen layers' own learning rate
+    finetune:                     # the CLI's own key for this callback (or in trainer.callbacks)
+      unfreeze_at_epoch: 20       # None: frozen for the whole run
+      last_blocks: 3              # or last_layers: 40, or from_layer: 160
+      lr: 1.0e-5                  # the unfrozen layers' own learning rate
 
 Batch norm, deliberately: a frozen batch-norm layer runs in eval mode, i.e. it normalises
 with the running statistics it was pretrained with and does not update them (Keras does
