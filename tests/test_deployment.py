@@ -309,7 +309,7 @@ def digits_predictions_no_header(digits_run, digits_test_split, tmp_path_factory
     return predict(digits_run.checkpoint, table)
 
 
-def predict_folder_like_the_split(checkpoint, folder, labels, position, logged, classes) -> list[dict]:
+def predict_folder_like_the_split(checkpoint, folder, labels, position, logged, classes) -> tuple[list[dict], int]:
     """``predict`` a folder of test-split files: the logged accuracy, and sample by sample the split's probabilities.
 
     Args:
@@ -331,7 +331,28 @@ def predict_folder_like_the_split(checkpoint, folder, labels, position, logged, 
         csv_probabilities([by_split[position[r["id"]]] for r in rows], classes),
         atol=1e-5,
     )
-    return rows
+    return rows, correct
+
+
+def binary_onnx_on_files(exported: Export, folder: Path, rows: list[dict], labels: dict, logged: float, what: str) -> int:
+    """Run the exported binary classifier on the files' pixels; its accuracy and probabilities must match.
+
+    Returns:
+        How many files the exported model gets right.
+    """
+    meta = exported.metadata
+    names = [r["id"] for r in rows]
+    raw = np.stack([read_pixels(folder / name, meta["preprocessing"]["decode"]) for name in names])
+    assert raw.shape == (len(names), *meta["input_shape"])
+    outputs = onnx_outputs(exported.path, raw)
+    assert outputs.shape == (len(names), 1)
+    onnx_correct = count_correct((outputs.reshape(-1) > 0).astype(int).tolist(), [labels[n] for n in names])
+    assert_same_accuracy(onnx_correct, len(names), logged, what)
+    np.testing.assert_allclose(
+        class_probabilities(outputs, "binary_bce"), csv_probabilities(rows, meta["class_names"]), atol=1e-4
+    )
+    assert_matching_export(exported, "test/acc", logged, len(names))
+    return onnx_correct
 
 
 def test_quickstart_predict_from_csv_without_header(digits_run, digits_test_split, digits_predictions_no_header):
@@ -518,7 +539,7 @@ def test_transfer_demo_from_png_files(lfw_run, tmp_path):
         position[name] = k
     logged = lfw_run.test["test/acc"]
 
-    rows = predict_folder_like_the_split(lfw_run.checkpoint, folder, labels, position, logged, ["non-face", "face"])
+    rows, correct = predict_folder_like_the_split(lfw_run.checkpoint, folder, labels, position, logged, ["non-face", "face"])
     assert {r["predicted"] for r in rows} <= {"non-face", "face"}
 
     exported = export(lfw_run.checkpoint)
@@ -529,17 +550,8 @@ def test_transfer_demo_from_png_files(lfw_run, tmp_path):
     # ImageNet's mean/std, linked from timm's data config, travel in the file.
     np.testing.assert_allclose(meta["preprocessing"]["mean"], [0.485, 0.456, 0.406], atol=1e-3)
     np.testing.assert_allclose(meta["preprocessing"]["std"], [0.229, 0.224, 0.225], atol=1e-3)
-    names = [r["id"] for r in rows]
-    raw = np.stack([read_pixels(folder / name, decode) for name in names])
-    outputs = onnx_outputs(exported.path, raw)
-    assert outputs.shape == (len(names), 1)
-    onnx_correct = count_correct((outputs.reshape(-1) > 0).astype(int).tolist(), [labels[n] for n in names])
-    assert_same_accuracy(onnx_correct, len(names), logged, "ONNX on the PNG pixels")
-    np.testing.assert_allclose(
-        class_probabilities(outputs, "binary_bce"), csv_probabilities(rows, meta["class_names"]), atol=1e-4
-    )
-    assert_matching_export(exported, "test/acc", logged, len(names))
-    show("transfer demo / LFW PNG", logged, correct / len(names), onnx_correct / len(names), "test/acc")
+    onnx_correct = binary_onnx_on_files(exported, folder, rows, labels, logged, "ONNX on the PNG pixels")
+    show("transfer demo / LFW PNG", logged, correct / len(rows), onnx_correct / len(rows), "test/acc")
 
 
 # -- 3. image-folder MLP: JPEG photos, 28x28, flattened in the graph -------------------------------
@@ -588,7 +600,7 @@ def test_image_folder_mlp_from_jpeg_files(catsdogs, tmp_path):
     assert len(set(labels.values())) == 2  # both classes are in the test split
     logged = trained.test["test/acc"]
 
-    predict_folder_like_the_split(trained.checkpoint, folder, labels, position, logged, ["cat", "dog"])
+    rows, correct = predict_folder_like_the_split(trained.checkpoint, folder, labels, position, logged, ["cat", "dog"])
 
     exported = export(trained.checkpoint)
     meta = exported.metadata
@@ -597,17 +609,8 @@ def test_image_folder_mlp_from_jpeg_files(catsdogs, tmp_path):
     assert meta["input_shape"] == [3, 28, 28]  # images, not 2352 flat values: the flatten is in the graph
     assert meta["preprocessing"]["flatten"] is True
     assert meta["class_names"] == ["cat", "dog"]
-    names = [r["id"] for r in rows]
-    raw = np.stack([read_pixels(folder / name, decode) for name in names])
-    assert raw.shape == (len(names), 3, 28, 28)
-    outputs = onnx_outputs(exported.path, raw)
-    onnx_correct = count_correct((outputs.reshape(-1) > 0).astype(int).tolist(), [labels[n] for n in names])
-    assert_same_accuracy(onnx_correct, len(names), logged, "ONNX on the JPEG pixels")
-    np.testing.assert_allclose(
-        class_probabilities(outputs, "binary_bce"), csv_probabilities(rows, meta["class_names"]), atol=1e-4
-    )
-    assert_matching_export(exported, "test/acc", logged, len(names))
-    show("image-folder MLP / JPEG", logged, correct / len(names), onnx_correct / len(names), "test/acc")
+    onnx_correct = binary_onnx_on_files(exported, folder, rows, labels, logged, "ONNX on the JPEG pixels")
+    show("image-folder MLP / JPEG", logged, correct / len(rows), onnx_correct / len(rows), "test/acc")
 
 
 # -- 4. landmarks demo: SyntheticFaces, soft-argmax CNN, from PNG files ---------------------------
