@@ -24,6 +24,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
 from lightning_hw.data.image_files import read_image
+from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.errors import ConfigError, DataError
@@ -117,7 +118,8 @@ class ImageFolder(StreamingFallback, ImageDataModule):
             ``(C, H, W)`` tensor, run once at decode time (e.g. a
             ``torchvision.transforms.v2`` class); it must keep the image size.
         in_memory: keep the decoded images in memory (``None``: when they take < 4 GiB).
-        num_workers: threads decoding the folder once, or DataLoader workers when streaming.
+        num_workers: threads decoding the folder once, or DataLoader worker processes when
+            streaming; ``None``: one per CPU core this process may use.
         **kwargs: ``mean``, ``std``, ``standardize``, ``augment``, ``offline_augment``,
             ``offline_copies``, ``flatten`` (see :class:`~lightning_hw.data.images.ImageDataModule`),
             batch size, ``splits`` (default 70/20/10) and seeds.
@@ -135,7 +137,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         channels: int = 3,
         transform: torch.nn.Module | None = None,
         in_memory: bool | None = None,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -197,7 +199,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
 
     def _decode_all(self, paths: list[Path]) -> torch.Tensor:
         # Pillow releases the GIL while it decodes, so threads decode in parallel.
-        with ThreadPoolExecutor(max_workers=max(1, self.num_workers)) as pool:
+        with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
             return torch.stack(list(pool.map(self.decode, paths)))
 
     # -- splits --------------------------------------------------------------------------------

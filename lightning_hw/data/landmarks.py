@@ -32,6 +32,7 @@ from torchvision.transforms.v2 import functional as TF
 from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
 from lightning_hw.data.image_files import decode_failure
 from lightning_hw.data.image_folder import IN_MEMORY_LIMIT_BYTES
+from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import StreamingFallback
 from lightning_hw.data.landmark_augment import LandmarkAugment, flip_permutation, mark_off_canvas
@@ -183,7 +184,8 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         channels: 3 (RGB) or 1 (greyscale).
         interpolation: resize filter (``bilinear``, ``bicubic``, ...).
         in_memory: keep the decoded images in memory (``None``: when they take < 4 GiB).
-        num_workers: threads decoding the files once, or DataLoader workers when streaming.
+        num_workers: threads decoding the files once, or DataLoader worker processes when
+            streaming; ``None``: one per CPU core this process may use.
         **kwargs: ``augment``, ``mean``, ``std``, ``standardize``, ``flatten``, batch size,
             splits and seeds (see :class:`LandmarkDataModule`).
     """
@@ -194,7 +196,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         channels: int = 3,
         interpolation: str = "bilinear",
         in_memory: bool | None = None,
-        num_workers: int = 2,
+        num_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -237,7 +239,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         if not records:
             return torch.empty(0, *self.image_shape, dtype=torch.uint8), torch.empty(0, self.num_landmarks, 2)
         # Pillow releases the GIL while it decodes, so threads decode in parallel.
-        with ThreadPoolExecutor(max_workers=max(1, self.num_workers)) as pool:
+        with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
             pairs = list(pool.map(lambda record: self.decode(*record), records))
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 

