@@ -84,3 +84,15 @@ def _fresh_registry(tmp_path_factory):
         if str(getattr(sys.modules[name], "__file__", "") or "").startswith(temp_root):
             del sys.modules[name]
     gc.collect()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the ``gpu`` tests, with the reason, where there is no CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
