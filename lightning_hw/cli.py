@@ -463,6 +463,12 @@ def with_run_config(args: list[str]) -> list[str]:
 
     run = run_of_checkpoint(ckpt)
     if run is None or not (run / CONFIG_FILE).is_file():
+        configured = any(a.split("=", 1)[0] in ("--model", "--data") or a.startswith(("--model.", "--data.")) for a in args)
+        if ckpt and Path(ckpt).is_file() and not configured:
+            raise ConfigError(
+                f"no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
+                "pass --config with the config it was trained with"
+            )
         return args
     _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
     return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]

@@ -2,7 +2,7 @@
 
     python -m lightning_hw export --ckpt_path runs/quickstart/r1/checkpoints/best-epoch012.ckpt
     python -m lightning_hw export --ckpt_path P --output model.onnx
-    python -m lightning_hw export --ckpt_path P --bare        # the net alone: inputs already preprocessed
+    python -m lightning_hw export --ckpt_path P --bare true   # the net alone: inputs already preprocessed
 
 The task is rebuilt from the checkpoint and its run's ``config.yaml``; the datamodule of that
 config is set up, and the exported graph is its
@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -71,7 +72,8 @@ def _parser():
     parser.add_argument("--format", type=Literal["onnx"], default="onnx", help="Export format.")
     parser.add_argument(
         "--output", type=str | None, default=None,
-        help="Where to write (default: <run>/eval/export-<time>/<checkpoint name>.onnx, a new directory each time).",
+        help="Where to write: a new .onnx file, or a folder (default: <run>/eval/export-<time>/<checkpoint name>.onnx, "
+        "a new directory each time). An existing file is never replaced.",
     )
     parser.add_argument(
         "--config", type=str | None, default=None,
@@ -108,6 +110,24 @@ def new_export_dir(ckpt_path: Path) -> Path:
             return directory
         except FileExistsError:  # another export claimed it between the check and the mkdir
             continue
+
+
+def chosen_output(output: str | None, ckpt_path: Path) -> Path | None:
+    """``--output``: a file, or a folder to write ``<checkpoint name>.onnx`` into; never an existing file.
+
+    Raises:
+        ConfigError: the file exists (an export does not replace files), or its folder does not.
+    """
+    if not output:
+        return None
+    path = Path(output)
+    if path.is_dir():
+        path = path / f"{ckpt_path.stem}.onnx"
+    if path.exists():
+        raise ConfigError(f"{path} exists and an export never replaces a file; give another --output or delete it")
+    if not path.parent.is_dir():
+        raise ConfigError(f"the folder of --output {path} does not exist; create it first")
+    return path
 
 
 def portable_name(ckpt_path: Path) -> str:
@@ -252,6 +272,7 @@ def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[i
         "preprocessing": {**preprocessing, "in_graph": not bare},
         "outputs": task.describe_outputs(),
         **{key: hparams[key] for key in ("class_names", "head", "num_classes", "num_landmarks") if hparams.get(key) is not None},
+        **({"feature_names": list(datamodule.feature_names)} if getattr(datamodule, "feature_names", None) else {}),
         "datamodule": type(datamodule).__name__,
         "source_checkpoint": portable_name(ckpt_path),
     }
@@ -287,28 +308,43 @@ def main(argv: list[str]) -> int:
     preprocess = datamodule.preprocess
     model = task if args.bare else RawInputModel(preprocess, task).eval()
     input_shape = tuple(preprocess.output_shape if args.bare else preprocess.raw_shape)
-    directory = None if args.output else new_export_dir(ckpt_path)
-    output = Path(args.output) if args.output else directory / f"{ckpt_path.stem}.onnx"
-    export_onnx(model, input_shape, output, args.opset)
-    scores = score_test_split(task, datamodule, onnx_runner(output), args.bare)
-    metric = key_metric(task, scores["pytorch"])
-    ours, theirs = scores["pytorch"][metric], scores["onnxruntime"].get(metric, math.nan)
+    output = chosen_output(args.output, ckpt_path)  # refused before any work if it would replace a file
+    directory = None if output is not None else new_export_dir(ckpt_path)
+    output = output or directory / f"{ckpt_path.stem}.onnx"
+    # Written under a temporary name and renamed once the check passed: a failed export never
+    # leaves a file that looks like a good one (nor replaces anything).
+    partial = output.with_name(output.name + ".partial")
+    try:
+        export_onnx(model, input_shape, partial, args.opset)
+        scores = score_test_split(task, datamodule, onnx_runner(partial), args.bare)
+        metric = key_metric(task, scores["pytorch"])
+        ours, theirs = scores["pytorch"][metric], scores["onnxruntime"].get(metric, math.nan)
+        if not abs(ours - theirs) <= METRIC_TOLERANCE:
+            raise ExportError(
+                f"the exported file's {metric} ({theirs:.4f}) differs from PyTorch's ({ours:.4f}) by more than "
+                f"{METRIC_TOLERANCE * 100:g} point; the export is not faithful"
+            )
+    except ExportError as err:
+        failed = output.with_name(f"{output.stem}.failed.onnx")
+        if partial.exists():
+            partial.replace(failed)
+        raise ExportError(f"{err} (file kept for inspection: {failed})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     metadata = describe(task, datamodule, ckpt_path, args.bare, input_shape)
     metadata["test_check"] = {"metric": metric, "pytorch": ours, "onnxruntime": theirs, "samples": scores["samples"]}
-    add_metadata(output, {key: json.dumps(value) for key, value in metadata.items()})
+    add_metadata(partial, {key: json.dumps(value) for key, value in metadata.items()})
+    partial.replace(output)
     if directory is not None:
         (directory / "export.json").write_text(json.dumps({"file": output.name, **metadata, "scores": scores}, indent=2))
-    shown = str(output)
     what = "the bare net, preprocessed input" if args.bare else "raw samples, preprocessing in the graph"
     source = "on the preprocessed samples" if args.bare else "on the raw samples"
-    print(f"Exported {shown} (ONNX; input 'input' [batch, {', '.join(map(str, input_shape))}]: {what})")
+    print(f"Exported {output} (ONNX; input 'input' [batch, {', '.join(map(str, input_shape))}]: {what})")
     print(
         f"{metric} on the {type(datamodule).__name__} test split ({scores['samples']} samples): PyTorch {ours:.4f}, "
         f"onnxruntime {source} {theirs:.4f} (max output difference {scores['max_abs_difference']:.2g})"
     )
-    if not abs(ours - theirs) <= METRIC_TOLERANCE:
-        raise ExportError(
-            f"the exported file's {metric} ({theirs:.4f}) differs from PyTorch's ({ours:.4f}) by more than "
-            f"{METRIC_TOLERANCE * 100:g} point; the export is not faithful (file kept for inspection: {shown})"
-        )
     return 0

@@ -12,6 +12,7 @@ import torch
 
 from lightning_hw.cli import main
 from lightning_hw.data.digits import Digits
+from lightning_hw.errors import DataError
 
 
 def _rows(path):
@@ -62,8 +63,8 @@ def test_predict_from_csv_with_wrong_width(tiny_args, workdir, trained_run, caps
         main(tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(table)))
     assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: predict input {table} has 2 columns, the model takes 64 values per sample "
-        "(input shape (1, 8, 8)); keep only the input columns (drop ids and labels)"
+        f"error: predict input {table} has 2 input columns, the model takes 64 values per sample "
+        "(input shape (1, 8, 8)); columns: 'a', 'b'; keep only the input columns (drop ids and labels)"
     )
 
 
@@ -110,3 +111,101 @@ def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, 
         task.net.layers[-1].bias.add_(1.0)
     with pytest.raises(ExportError, match="differs from PyTorch by up to 1"):
         score_test_split(task, datamodule, onnx_runner(workdir / "digits.onnx"), bare=False)
+
+
+# -- what a new user got wrong (review of the deployment path) --------------------------------------
+
+
+def _one_error_line(args, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return exit_info.value.code, lines[0]
+
+
+def test_export_never_replaces_a_file_given_as_output(trained_run, workdir, capsys):
+    precious = workdir / "model.onnx"
+    precious.write_text("precious")
+    code, line = _one_error_line(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"),
+                                  "--output", str(precious)], capsys)
+    assert code != 0 and "exists and an export never replaces a file" in line
+    assert precious.read_text() == "precious"
+    folder = workdir / "exports"
+    folder.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--output", str(folder)])
+    assert exit_info.value.code == 0
+    assert [p.name for p in folder.iterdir()] == ["last.onnx"]  # a folder takes <checkpoint>.onnx, nothing partial
+
+
+@pytest.mark.parametrize("command", ["export", "predict"])
+def test_a_config_that_prepares_inputs_otherwise_is_refused(command, trained_run, workdir, capsys):
+    """The checkpoint records standardised inputs; a config without standardisation would score another model."""
+    config = workdir / "no_standardize.yaml"
+    config.write_text((trained_run / "config.yaml").read_text().replace("standardize: true", "standardize: false"))
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    args = [command, "--config", str(config), "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")]
+    if command == "predict":
+        args += ["--trainer.enable_progress_bar", "false", "--run.wandb", "disabled"]
+    code, line = _one_error_line(args, capsys)
+    assert code != 0
+    assert "trained on inputs prepared otherwise than this Digits prepares them (normalization 'per feature'" in line
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # nothing left behind
+
+
+def test_predict_without_a_run_config_says_what_to_pass(trained_run, workdir, capsys):
+    loose = workdir / "last.ckpt"
+    loose.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes())
+    code, line = _one_error_line(["predict", "--ckpt_path", str(loose)], capsys)
+    assert code != 0
+    assert line == (
+        f"error: no config.yaml in the run of {loose}, so the data and net it was trained with are unknown; "
+        "pass --config with the config it was trained with"
+    )
+
+
+def test_digits_images_larger_than_8x8_are_block_averaged(workdir):
+    """A 32x32 bitmap, as the UCI digits were drawn, shrinks to its 8x8 block counts (not a smoothed resize)."""
+    from PIL import Image
+
+    raw = Digits().load_tensors()[0][:6, 0].numpy()  # intensities 0..16
+    for i, image in enumerate(raw):
+        big = np.kron(np.round(image * 255 / 16), np.ones((4, 4))).astype(np.uint8)
+        Image.fromarray(big, "L").save(workdir / f"d{i}.png")
+    ids, read = Digits().read_inputs(workdir)
+    assert ids == [f"d{i}.png" for i in range(6)]
+    np.testing.assert_allclose(read[:, 0].numpy(), raw, atol=16 / 255)
+
+
+def test_table_columns_are_taken_by_name_in_any_order_and_case(workdir):
+    from lightning_hw.data.fixtures import write_mobile_price
+    from lightning_hw.data.mobile_price import MOBILE_PRICE_COLUMNS, MobilePrice
+
+    write_mobile_price(workdir / "data")
+    dm = MobilePrice(root=str(workdir / "data"), download=False)
+    dm.setup()
+    raw = dm.raw_data["test"][0][:3].numpy()
+    order = list(reversed(MOBILE_PRICE_COLUMNS))
+    table = workdir / "kaggle_test.csv"
+    rows = [",".join(["id", "price_range", *(c.upper() for c in order)])]
+    rows += [",".join([f"p{i}", "9", *(f"{raw[i][MOBILE_PRICE_COLUMNS.index(c)]:g}" for c in order)]) for i in range(3)]
+    table.write_text("\n".join(rows) + "\n")
+    ids, values = dm.read_inputs(table)
+    assert ids == ["p0", "p1", "p2"]
+    np.testing.assert_allclose(values.numpy(), raw)
+    table.write_text(table.read_text().replace("RAM", "MEMORY"))
+    with pytest.raises(DataError, match="lacks the feature column\\(s\\) ram"):
+        dm.read_inputs(table)
+
+
+def test_values_in_other_units_get_a_warning(workdir):
+    dm = Digits(standardize=True)
+    dm.setup()
+    table = workdir / "scaled.csv"
+    np.savetxt(table, dm.raw_data["test"][0][:5].reshape(5, -1).numpy() / 16, delimiter=",", fmt="%.4f")
+    dm.predict_from(table)
+    with pytest.warns(UserWarning, match="the values to predict run from 0 to 1, the training data's from 0 to 16"):
+        dm.predict_dataloader()

@@ -10,7 +10,7 @@ from lightning_hw.data.digits import Digits
 from lightning_hw.data.files import read_input_csv
 from lightning_hw.data.lfw import LFWFaces
 from lightning_hw.data.preprocess import Preprocess
-from lightning_hw.errors import DataError
+from lightning_hw.errors import ConfigError, DataError
 
 
 def test_digits_are_stored_raw_and_prepared_by_their_preprocess():
@@ -43,20 +43,33 @@ def test_checkpoint_statistics_replace_recomputed_ones_with_a_warning():
     trained = Digits(standardize=True)
     trained.setup()
     state = trained.state_dict()
-    assert set(state["preprocess"]) == {"mean", "std"}
-    state["preprocess"]["mean"] = state["preprocess"]["mean"] + 1.0  # as if the data had changed since
+    statistics = state["preprocess"]["statistics"]
+    assert set(statistics) == {"mean", "std"}
+    statistics["mean"] = statistics["mean"] + 1.0  # as if the data had changed since
 
     later = Digits(standardize=True)
     later.setup()
     with pytest.warns(UserWarning, match="differ from the checkpoint's"):
         later.load_state_dict(state)
     raw_test = later.raw_data["test"][0]
-    shifted = (raw_test / 16 - state["preprocess"]["mean"]) / state["preprocess"]["std"]
+    shifted = (raw_test / 16 - statistics["mean"]) / statistics["std"]
     torch.testing.assert_close(later.data["test"][0], shifted)  # already prepared data is redone
 
 
-def test_preprocess_without_statistics_saves_nothing():
-    assert Digits(standardize=False).state_dict() == {}
+@pytest.mark.parametrize(("trained_with", "configured"), [(True, False), (False, True)])
+def test_a_datamodule_that_prepares_inputs_otherwise_is_refused(trained_with, configured):
+    """A checkpoint trained with (or without) standardisation is never scored with the other."""
+    trained = Digits(standardize=trained_with)
+    trained.setup()
+    assert trained.state_dict()["preprocess"]["settings"]["divide_by"] == 16.0  # recorded even without statistics
+    other = Digits(standardize=configured)
+    other.setup()
+    with pytest.raises(ConfigError, match="trained on inputs prepared otherwise .*normalization"):
+        other.load_state_dict(trained.state_dict())
+
+
+def test_nothing_is_saved_before_set_up():
+    assert Digits(standardize=True).state_dict() == {}
     assert Preprocess((2,)).state_dict() == {}
 
 
@@ -78,9 +91,23 @@ def test_csv_with_or_without_header(tmp_path, text, ids, first):
 
 def test_csv_columns_picked_by_feature_name(tmp_path):
     path = tmp_path / "in.csv"
-    path.write_text("id,label,b,a\n7,1,20,10\n")
-    ids, values = read_input_csv(path, (2,), names=["a", "b"])
+    path.write_text("id,label,b, A \n7,1,20,10\n")
+    ids, values = read_input_csv(path, (2,), feature_names=["a", "b"])
     assert ids == ["7"] and values.tolist() == [[10.0, 20.0]]
+
+
+def test_csv_without_a_feature_column_is_refused_not_read_by_position(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("b,label\n20,1\n")  # two columns, as the model wants, but not the right ones
+    with pytest.raises(DataError, match="lacks the feature column\\(s\\) a \\(it has 'b', 'label'\\)"):
+        read_input_csv(path, (2,), feature_names=["a", "b"])
+
+
+def test_csv_errors_name_the_file_line(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("a,b\n\n1,2\n\n3,x\n")
+    with pytest.raises(DataError, match="line 5, column 2 \\(b\\) is 'x'"):
+        read_input_csv(path, (2,))
 
 
 @pytest.mark.parametrize(
@@ -90,8 +117,11 @@ def test_csv_columns_picked_by_feature_name(tmp_path):
         ("0,1,2\n5,6,7\n", "column numbers or data"),
         ("1,5,3\n4,,6\n", "line 2, column 2 is '', not a finite number"),
         ("1,5,3\n4,nan,6\n", "not a finite number"),
-        ("1,2\n", "has 2 columns, the model takes 3 values per sample"),
+        ("1,2\n", "has 2 input columns, the model takes 3 values per sample"),
         ("a,b,c\n", "has a header but no rows"),
+        (",5,3\n4,5,6\n", "line 1, column 1 is empty"),
+        (",a,b,c\n0,1,5,3\n", "first column has no name \\(a saved pandas index"),
+        ("x;y;z\n1;5;3\n", "separated by ';'"),
     ],
 )
 def test_csv_that_cannot_be_read_without_guessing(tmp_path, text, message):

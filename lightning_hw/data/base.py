@@ -197,7 +197,6 @@ class SplitDataModule(LightningDataModule):
         self.split_seed = split_seed
         self.eval_batch_size = eval_batch_size or batch_size
         self._preprocess: Preprocess | None = None
-        self._predict_raw: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -223,6 +222,10 @@ class SplitDataModule(LightningDataModule):
     def raw_input_shape(self) -> tuple[int, ...]:
         """Shape of one raw sample as read from a file, before :attr:`preprocess` (default: :attr:`input_shape`)."""
         return tuple(self.input_shape)
+
+    def decode_description(self) -> dict[str, Any]:
+        """How a file becomes a raw sample (image datamodules: reader, colour, size, resampling); for metadata."""
+        return {}
 
     @property
     def preprocess(self) -> Preprocess:
@@ -277,50 +280,53 @@ class SplitDataModule(LightningDataModule):
         ids, values = read_input_csv(path, self.raw_input_shape, getattr(self, "feature_names", None))
         return ids, torch.from_numpy(values).reshape(-1, *self.raw_input_shape)
 
-    def predict_from(self, path: str | Path, on_unreadable: str = "fail") -> list[str]:
-        """Predict on the samples of ``path`` instead of the predict split; returns their ids.
-
-        :meth:`predict_dataloader` then serves them, prepared by :attr:`preprocess`.
-        """
-        ids, raw = self.read_inputs(Path(path), on_unreadable)
-        self._predict_raw = raw
-        return ids
-
     def model_batch(self, raw_batch: Split) -> Split:
         """What training does to a raw batch before the model sees it (for checks outside a Trainer)."""
         return self.on_after_batch_transfer(raw_batch, 0)
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved by Lightning in every checkpoint: the preprocessing's statistics the model was trained with."""
-        if self._preprocess is None:
+        """Saved by Lightning in every checkpoint: the preprocessing the model was trained with.
+
+        Its settings (scaling, normalisation, flattening) and its statistics, so that
+        ``predict``, ``test`` and ``export`` either prepare inputs exactly as in training
+        or refuse (see :meth:`load_state_dict`).
+        """
+        if getattr(self, "_preprocess", None) is None:
             return {}
-        saved = {name: tensor.detach().cpu() for name, tensor in self._preprocess.state_dict().items()}
-        return {"preprocess": saved} if saved else {}
+        tensors = {name: tensor.detach().cpu() for name, tensor in self._preprocess.state_dict().items()}
+        return {"preprocess": {"settings": self._preprocess.settings(), "statistics": tensors}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Use the checkpoint's preprocessing statistics (Lightning calls this after :meth:`setup`).
+        """Take the checkpoint's preprocessing statistics (Lightning calls this after :meth:`setup`).
 
-        The model was trained with them; statistics recomputed from the data today differ
-        when the data changed, and the difference is reported, not silently used.
+        Raises:
+            ConfigError: the configured datamodule prepares inputs otherwise than the one the
+                model was trained with (e.g. ``standardize`` switched), which would score or
+                export the model on inputs it never saw.
         """
         saved = state.get("preprocess")
-        if not saved or self._preprocess is None:
+        if not isinstance(saved, dict) or "settings" not in saved or getattr(self, "_preprocess", None) is None:
             return
-        current = self._preprocess.state_dict()
-        if set(saved) != set(current) or any(saved[k].shape != current[k].shape for k in saved):
-            warnings.warn(
-                f"the checkpoint's preprocessing ({', '.join(sorted(saved))}) does not match the configured "
-                f"{type(self).__name__}'s; using the configured one",
-                stacklevel=2,
+        current = self._preprocess.settings()
+        if saved["settings"] != current:
+            changed = ", ".join(
+                f"{key} {saved['settings'].get(key)!r} in training, {current.get(key)!r} here"
+                for key in current
+                if saved["settings"].get(key) != current.get(key)
             )
-            return
-        if any(not torch.allclose(saved[k].float(), current[k].float().cpu(), rtol=1e-5, atol=1e-6) for k in saved):
+            raise ConfigError(
+                f"the checkpoint's model was trained on inputs prepared otherwise than this {type(self).__name__} "
+                f"prepares them ({changed}); use the config it was trained with (its run's config.yaml)"
+            )
+        statistics = saved.get("statistics") or {}
+        mine = self._preprocess.state_dict()
+        if any(not torch.allclose(statistics[k].float(), mine[k].float().cpu(), rtol=1e-5, atol=1e-6) for k in statistics):
             warnings.warn(
                 f"the mean/std of {type(self).__name__}'s training split differ from the checkpoint's (has the data "
                 "changed?); using the checkpoint's, which the model was trained with",
                 stacklevel=2,
             )
-        self._preprocess.load_state_dict({k: v.to(current[k].device) for k, v in saved.items()})
+        self._preprocess.load_state_dict({k: v.to(mine[k].device) for k, v in statistics.items()})
         self.preprocess_changed()
 
     def preprocess_changed(self) -> None:
@@ -358,6 +364,7 @@ class InMemoryDataModule(SplitDataModule):
         self.data: dict[str, Split] = {}
         self.raw_data: dict[str, Split] = {}
         self._train_loader: TensorBatchLoader | None = None
+        self._predict_raw: torch.Tensor | None = None
 
     def load_tensors(self) -> Split:
         """The whole dataset as raw ``(features, targets)``, split by :attr:`splits`."""
@@ -378,7 +385,14 @@ class InMemoryDataModule(SplitDataModule):
         mean = std = None
         if self.standardize:
             mean, std = feature_stats(train_x.float() / self.raw_divisor)
-        return Preprocess(self.raw_input_shape, units=self.raw_units, divide_by=self.raw_divisor, mean=mean, std=std)
+        return Preprocess(
+            self.raw_input_shape,
+            units=self.raw_units,
+            divide_by=self.raw_divisor,
+            mean=mean,
+            std=std,
+            decode=self.decode_description(),
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.data:
@@ -441,8 +455,33 @@ class InMemoryDataModule(SplitDataModule):
     def test_dataloader(self) -> TensorBatchLoader:
         return self._loader("test", batch_size=self.eval_batch_size)
 
+    def predict_from(self, path: str | Path, on_unreadable: str = "fail") -> list[str]:
+        """Predict on the samples of ``path`` (see :meth:`read_inputs`) instead of the test split; returns their ids.
+
+        :meth:`predict_dataloader` then serves them, prepared by :attr:`preprocess`.
+        """
+        ids, raw = self.read_inputs(Path(path), on_unreadable)
+        self._predict_raw = raw
+        return ids
+
     def predict_dataloader(self) -> TensorBatchLoader:
         """The test split, or the samples of :meth:`predict_from` (prepared as the training data was)."""
         if self._predict_raw is not None:
+            self._warn_if_other_units(self._predict_raw)
             return TensorBatchLoader(self.prepared((self._predict_raw,)), batch_size=self.eval_batch_size)
         return self._loader("test", batch_size=self.eval_batch_size)
+
+    def _warn_if_other_units(self, raw: torch.Tensor) -> None:
+        """Values far outside the training data's range are most likely in other units (0-1 for 0-255...)."""
+        train = self.raw_data.get("train", (None,))[0] if self.raw_data else None
+        if train is None or raw.numel() == 0:
+            return
+        low, high = float(train.min()), float(train.max())
+        new_low, new_high = float(raw.min()), float(raw.max())
+        span = high - low
+        if span > 0 and (new_high > high + span or new_low < low - span or (new_high - new_low) < span / 10):
+            warnings.warn(
+                f"the values to predict run from {new_low:g} to {new_high:g}, the training data's from {low:g} to "
+                f"{high:g}; {type(self).__name__} takes {self.raw_units}. Are they in the same units?",
+                stacklevel=2,
+            )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.transforms.v2 import functional as TF
+import torch.nn.functional as F
 
 from lightning_hw.data.base import InMemoryDataModule, Split
 from lightning_hw.data.image_files import read_image
@@ -40,11 +40,25 @@ class Digits(InMemoryDataModule):
         return (1, 8, 8)
 
     def read_image_file(self, path: Path) -> torch.Tensor:
-        """A greyscale image file (dark background, light digit, like the data) as 8x8 intensities 0-16."""
-        image = read_image(path, channels=1, min_size=(8, 8))
+        """A greyscale image file (light digit on a dark background, like the data) as 8x8 intensities 0-16.
+
+        A larger image is shrunk by averaging blocks of pixels (area resampling), the way the
+        UCI digits were made: each of the 8x8 values counts the set pixels of a 4x4 block of
+        a 32x32 bitmap.
+        """
+        image = read_image(path, channels=1).float()
         if tuple(image.shape[-2:]) != (8, 8):
-            image = TF.resize(image, [8, 8], antialias=True)
-        return image.float() * (16.0 / 255.0)
+            image = F.interpolate(image.unsqueeze(0), size=(8, 8), mode="area").squeeze(0)
+        return image * (16.0 / 255.0)
+
+    def decode_description(self) -> dict[str, Any]:
+        return {
+            "reader": "Pillow, greyscale (L), light digit on a dark background",
+            "color": "L",
+            "resize_to": [8, 8],
+            "interpolation": "area (block average)",
+            "scale": "pixel value x 16 / 255 gives the intensities 0-16",
+        }
 
     def load_tensors(self) -> Split:
         from sklearn.datasets import load_digits

@@ -117,83 +117,117 @@ def _looks_like_column_numbers(cells: Sequence[str]) -> bool:
 
 
 def read_input_csv(
-    path: str | os.PathLike, shape: Sequence[int], names: Sequence[str] | None = None
+    path: str | os.PathLike, shape: Sequence[int], feature_names: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
     """Samples to predict from a CSV: one row each, with or without a header row.
 
     The first row is a header when none of its cells is a number, data when all are; a
     row that mixes both, or that reads ``0,1,2,...`` (column numbers or data?), is refused
     rather than guessed. With a header, an ``id`` column names the samples, and when the
-    datamodule knows its feature ``names`` those columns are taken (others, such as a label,
-    are left out); without one every column is a feature.
+    datamodule knows its ``feature_names`` those columns are taken by name (case and
+    surrounding spaces ignored; other columns, such as a label, are left out) and a missing
+    one is refused; otherwise, and without a header, the columns are the features in order.
 
     Args:
         path: the CSV file.
         shape: shape of one raw sample (the row is reshaped to it).
-        names: the datamodule's feature column names, if it has them.
+        feature_names: the datamodule's feature column names, if it has them.
 
     Returns:
         One id per row (the ``id`` column, else the row number from 0) and the values
         ``(rows, prod(shape))`` as float32.
 
     Raises:
-        DataError: missing or unreadable file, an ambiguous first row, the wrong number of
-            columns, or a cell that is not a finite number (naming line and column).
+        DataError: missing or unreadable file, an ambiguous first row, the wrong columns,
+            or a cell that is not a finite number (naming its line and column).
     """
     what = "predict input"
     path = require_file(path, what)
     try:
-        rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))) if any(c.strip() for c in r)]
+        lines = list(enumerate(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))), start=1))
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{what} {path} is not a text CSV file ({type(err).__name__}); save it as plain CSV") from None
+    rows = [(number, [c.strip() for c in row]) for number, row in lines if any(c.strip() for c in row)]
     if not rows:
         raise DataError(f"{what} {path} is empty")
-    first = [c.strip() for c in rows[0]]
-    numeric = [_is_number(c) for c in first]
-    if all(numeric) and _looks_like_column_numbers(first):
-        raise DataError(
-            f"{what} {path}: the first row is {', '.join(first[:3])}, ... (column numbers or data?); "
-            "name the columns (e.g. x0, x1, ...) or drop that row"
-        )
-    if any(numeric) and not all(numeric):
-        shown = ", ".join(first[:4]) + (", ..." if len(first) > 4 else "")
-        raise DataError(
-            f"{what} {path}: the first row ({shown}) mixes names and numbers, so it is neither a header nor a sample; "
-            "make it all column names or all numbers"
-        )
-    header = None if all(numeric) else first
+    first_line, first = rows[0]
+    header = _header_of(path, first_line, first)
     body = rows[1:] if header is not None else rows
     if not body:
         raise DataError(f"{what} {path} has a header but no rows")
     width = math.prod(shape)
     columns = list(range(len(first)))
-    ids = [str(i) for i in range(len(body))]
+    id_column = None
     if header is not None:
         lower = [h.lower() for h in header]
         if "id" in lower:
-            id_col = lower.index("id")
-            ids = [row[id_col].strip() if id_col < len(row) else "" for row in body]
-            columns.remove(id_col)
-        if names and all(n in header for n in names):
-            columns = [header.index(n) for n in names]
+            id_column = lower.index("id")
+            columns.remove(id_column)
+        if feature_names:
+            wanted = [n.strip().lower() for n in feature_names]
+            missing = [n for n, key in zip(feature_names, wanted) if key not in lower]
+            if missing:
+                raise DataError(
+                    f"{what} {path} lacks the feature column(s) {', '.join(missing[:5])}"
+                    f"{' ...' if len(missing) > 5 else ''} (it has {_shown(header)}); the model takes "
+                    f"{', '.join(feature_names[:5])}{', ...' if len(feature_names) > 5 else ''}"
+                )
+            columns = [lower.index(key) for key in wanted]
     if len(columns) != width:
+        hint = "keep only the input columns (drop ids and labels)"
+        if ";" in first[0] and len(first) == 1:
+            hint = "the values seem separated by ';'; save the file with commas"
+        elif header is not None and header[0] == "":
+            hint = "its first column has no name (a saved pandas index? write it with index=False)"
+        shown = f"; columns: {_shown(header)}" if header is not None else ""
         raise DataError(
-            f"{what} {path} has {len(columns)} columns, the model takes {width} values per sample "
-            f"(input shape {tuple(shape)}); keep only the input columns (drop ids and labels)"
+            f"{what} {path} has {len(columns)} input columns, the model takes {width} values per sample "
+            f"(input shape {tuple(shape)}){shown}; {hint}"
         )
     values = np.empty((len(body), width), dtype=np.float32)
-    start = 2 if header is not None else 1
-    for line, row in enumerate(body, start=start):
+    for row_index, (line, row) in enumerate(body):
         if len(row) != len(first):
             raise DataError(f"{what} {path}: line {line} has {len(row)} fields, the first row has {len(first)}")
         for j, col in enumerate(columns):
-            cell = row[col].strip()
-            try:
-                value = float(cell)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
+            value = _number(row[col])
+            if value is None:
                 name = f" ({header[col]})" if header is not None else ""
-                raise DataError(f"{what} {path}: line {line}, column {col + 1}{name} is {cell!r}, not a finite number")
-            values[line - start, j] = value
+                raise DataError(f"{what} {path}: line {line}, column {col + 1}{name} is {row[col]!r}, not a finite number")
+            values[row_index, j] = value
+    ids = [row[id_column] for _, row in body] if id_column is not None else [str(i) for i in range(len(body))]
     return ids, values
+
+
+def _number(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _shown(names: Sequence[str], most: int = 6) -> str:
+    return ", ".join(repr(n) if n else "(unnamed)" for n in names[:most]) + (", ..." if len(names) > most else "")
+
+
+def _header_of(path: Path, line: int, first: list[str]) -> list[str] | None:
+    """The first row as a header, ``None`` when it is data; refuses a row it would have to guess about."""
+    what = "predict input"
+    numeric = [_is_number(c) for c in first]
+    if all(numeric):
+        if _looks_like_column_numbers(first):
+            raise DataError(
+                f"{what} {path}: the first row is {', '.join(first[:3])}, ... (column numbers or data?); "
+                "name the columns (e.g. x0, x1, ...) or drop that row"
+            )
+        return None
+    filled = [c for c in first if c]
+    if filled and all(_is_number(c) for c in filled):  # numbers with an empty cell: a sample missing a value
+        column = first.index("") + 1
+        raise DataError(f"{what} {path}: line {line}, column {column} is empty, not a number")
+    if any(numeric):
+        raise DataError(
+            f"{what} {path}: the first row ({_shown(first, 4)}) mixes names and numbers, so it is neither a header "
+            "nor a sample; make it all column names or all numbers"
+        )
+    return first

@@ -169,6 +169,14 @@ class ImageFolder(StreamingFallback, ImageDataModule):
     def read_image_file(self, path: Path) -> torch.Tensor:
         return self.decode(path)
 
+    def decode_description(self) -> dict[str, Any]:
+        crop = (
+            "none: the whole image is resized to resize_to (the aspect ratio is not kept)"
+            if self.crop_pct is None
+            else f"the shorter side resized to resize_to / {self.crop_pct}, then the centre cropped to resize_to"
+        )
+        return {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
+
     def decode(self, path: Path) -> torch.Tensor:
         """Read one image file as a resized uint8 ``(C, H, W)`` tensor (training and ``predict`` alike).
 

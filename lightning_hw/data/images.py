@@ -162,7 +162,7 @@ class ImageDataModule(InMemoryDataModule):
         channels, height, width = self.image_shape
         return {
             "reader": "Pillow, EXIF orientation applied",
-            "color": "RGB" if channels == 3 else "greyscale (L)",
+            "color": "RGB" if channels == 3 else "L",  # Pillow's mode names
             "resize_to": [height, width],
             "interpolation": self.resize_interpolation.value,
             "antialias": True,
@@ -206,7 +206,7 @@ class ImageDataModule(InMemoryDataModule):
             raise ConfigError(f"mean and std need 1 or {channels} values (one per channel), got {len(mean)} and {len(std)}")
         self.preprocess = Preprocess(
             self.raw_input_shape,
-            units=f"{self.raw_units}, {self.decode_description()['color']}",
+            units=f"{self.raw_units}, {'RGB' if channels == 3 else 'greyscale'}",
             divide_by=255.0,
             mean=mean,
             std=std,

@@ -70,10 +70,15 @@ class Preprocess(nn.Module):
         self.divide_by = float(divide_by)
         self.flatten = flatten
         self.decode = dict(decode or {})
-        self.normalized = mean is not None
+        self.normalizes = mean is not None
         if mean is not None:
             mean_t, std_t = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
             if mean_t.shape != torch.Size(self.raw_shape):
+                if mean_t.numel() not in (1, self.raw_shape[0]) or std_t.numel() != mean_t.numel():
+                    raise ValueError(
+                        f"mean and std need 1 value, one per channel ({self.raw_shape[0]}) or one per feature "
+                        f"{self.raw_shape}; got {mean_t.numel()} and {std_t.numel()}"
+                    )
                 # One value per channel: broadcast over the channel dimension (dimension 1 of a batch).
                 view = (1, -1) + (1,) * (len(self.raw_shape) - 1)
                 mean_t, std_t = mean_t.reshape(view), std_t.reshape(view)
@@ -92,7 +97,7 @@ class Preprocess(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Scaled values -> model input: subtract the mean, divide by the std, flatten."""
-        if self.normalized:
+        if self.normalizes:
             if self.mean.device != x.device:  # the batch moved to the accelerator; follow it once
                 self.to(x.device)
             x = (x - self.mean) / self.std
@@ -101,6 +106,18 @@ class Preprocess(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of raw samples -> a batch of model inputs (no augmentation)."""
         return self.normalize(self.scale(x))
+
+    def settings(self) -> dict[str, Any]:
+        """What this preprocessing does, without its statistics: two equal settings prepare inputs alike."""
+        normalization = None
+        if self.normalizes:
+            normalization = "per channel" if self.mean.numel() < math.prod(self.raw_shape) else "per feature"
+        return {
+            "input_shape": list(self.raw_shape),
+            "divide_by": self.divide_by,
+            "normalization": normalization,
+            "flatten": self.flatten,
+        }
 
     def describe(self) -> dict[str, Any]:
         """Everything a user needs to reproduce this outside Python, JSON-ready."""
@@ -113,11 +130,9 @@ class Preprocess(nn.Module):
             "input_units": self.units,
             **({"decode": self.decode} if self.decode else {}),
             "divide_by": self.divide_by,
-            "mean": values(self.mean) if self.normalized else None,
-            "std": values(self.std) if self.normalized else None,
-            "normalization": ("per channel" if self.mean.numel() < math.prod(self.raw_shape) else "per feature")
-            if self.normalized
-            else None,
+            "mean": values(self.mean) if self.normalizes else None,
+            "std": values(self.std) if self.normalizes else None,
+            "normalization": self.settings()["normalization"],
             "flatten": self.flatten,
             "order": "x / divide_by, then (x - mean) / std, then flatten",
         }

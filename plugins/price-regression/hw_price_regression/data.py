@@ -100,6 +100,11 @@ class MobilePriceCSV(InMemoryDataModule):
         return (len(FEATURES),)
 
     @property
+    def feature_names(self) -> list[str]:
+        """The CSV columns of one phone: ``predict`` takes them by name from a CSV with a header."""
+        return list(FEATURES)
+
+    @property
     def levels(self) -> int:
         """Number of price classes; the task rounds its prediction to one of them for an accuracy."""
         return len(PRICE_CLASSES)
