@@ -132,3 +132,16 @@ class RaiseAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             raise RuntimeError(f"test crash at step {self.step}")
+
+
+def error_of(args: list[str], capsys) -> tuple[int, str]:
+    """Run the CLI; return its exit code and its one ``error:`` line (asserting there is exactly one, and no traceback)."""
+    from lightning_hw.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return exit_info.value.code, lines[0]

@@ -15,19 +15,9 @@ import torch
 import yaml
 
 from lightning_hw.cli import main
+from reliability_helpers import error_of
 
 HELPERS_DIR = str(Path(__file__).parent)
-
-
-def error_of(args: list[str], capsys) -> tuple[int, str]:
-    """Run the CLI; return its exit code and its one ``error:`` line (asserting there is exactly one)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return exit_info.value.code, lines[0]
 
 
 def write_config(workdir: Path, tiny_args, change) -> list[str]:

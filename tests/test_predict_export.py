@@ -13,6 +13,7 @@ import torch
 from lightning_hw.cli import main
 from lightning_hw.data.digits import Digits
 from lightning_hw.errors import DataError
+from reliability_helpers import error_of
 
 
 def _rows(path):
@@ -116,20 +117,10 @@ def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, 
 # -- what a new user got wrong (review of the deployment path) --------------------------------------
 
 
-def _one_error_line(args, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return exit_info.value.code, lines[0]
-
-
 def test_export_never_replaces_a_file_given_as_output(trained_run, workdir, capsys):
     precious = workdir / "model.onnx"
     precious.write_text("precious")
-    code, line = _one_error_line(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"),
+    code, line = error_of(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"),
                                   "--output", str(precious)], capsys)
     assert code != 0 and "exists and an export never replaces a file" in line
     assert precious.read_text() == "precious"
@@ -150,7 +141,7 @@ def test_a_config_that_prepares_inputs_otherwise_is_refused(command, trained_run
     args = [command, "--config", str(config), "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")]
     if command == "predict":
         args += ["--trainer.enable_progress_bar", "false", "--run.wandb", "disabled"]
-    code, line = _one_error_line(args, capsys)
+    code, line = error_of(args, capsys)
     assert code != 0
     assert "trained on inputs prepared otherwise than this Digits prepares them (normalization 'per feature'" in line
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # nothing left behind
@@ -159,7 +150,7 @@ def test_a_config_that_prepares_inputs_otherwise_is_refused(command, trained_run
 def test_predict_without_a_run_config_says_what_to_pass(trained_run, workdir, capsys):
     loose = workdir / "last.ckpt"
     loose.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes())
-    code, line = _one_error_line(["predict", "--ckpt_path", str(loose)], capsys)
+    code, line = error_of(["predict", "--ckpt_path", str(loose)], capsys)
     assert code != 0
     assert line == (
         f"error: no config.yaml in the run of {loose}, so the data and net it was trained with are unknown; "
