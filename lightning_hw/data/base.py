@@ -426,6 +426,7 @@ class InMemoryDataModule(SplitDataModule):
         return (self.preprocess(inputs), *rest)
 
     def model_batch(self, raw_batch: Split) -> Split:
+        """A raw batch as the model sees it in training: the set-up-time part, then the per-batch hook."""
         return self.on_after_batch_transfer(self.prepared(raw_batch), 0)
 
     def raw_dataloader(self, split: str) -> TensorBatchLoader:
