@@ -38,6 +38,7 @@ from typing import Any
 from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status
+from lightning_hw.search_report import write_search_file
 from lightning_hw.search import SearchStudy, as_value, make_sampler, open_storage, trial_env
 from lightning_hw.studies import INTERRUPT_CODES, LOG_FILE, Job, Variant, _child_env, _execute, fit_command, overrides_to_args
 
@@ -121,6 +122,7 @@ def run_search(search: SearchStudy, workers: int = 1, extra: list[str] | None = 
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study, storage = open_study(search)
+    write_search_file(search)
     if retry_running:
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
