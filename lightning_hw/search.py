@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
 
 from lightning_hw.errors import ConfigError
@@ -318,10 +319,19 @@ def make_sampler(search: SearchStudy):
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     if search.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_choices(search.space, search.name), seed=search.seed)
+        return AskTellGridSampler(grid_choices(search.space, search.name), seed=search.seed)
     if search.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=search.seed)
     return optuna.samplers.TPESampler(seed=search.seed)
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its ``study.stop()`` once the grid is covered: that only works
+    inside ``Study.optimize`` (under ask-and-tell it raises before the last trial is stored); the
+    runner stops at the study's ``trials`` instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:  # noqa: D102 - see the class
+        return None
 
 
 def storage_url(spec: Any, directory: Path, where: str) -> str:

@@ -184,8 +184,9 @@ def _next_trial(study, storage, search: SearchStudy, lock: threading.Lock):
             trials = study.get_trials(deepcopy=False)
             if len(finished(trials)) >= search.trials:
                 return None
-            if len(counted(trials)) < search.trials:
-                trial = study.ask(search.space)
+            waiting = any(t.state.name == "WAITING" for t in trials)  # a retry of a trial that died
+            if waiting or len(counted(trials)) < search.trials:
+                trial = study.ask(search.space)  # pops a waiting trial first
                 trials = study.get_trials(deepcopy=False)
                 order = [t.number for t in sorted(counted(trials), key=lambda t: t.number)]
                 if trial.number in order[: search.trials]:
