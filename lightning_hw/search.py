@@ -379,7 +379,7 @@ def open_storage(url: str, heartbeat: int | None = None):
             )
         return RDBStorage(url, **kwargs)
     except (ImportError, ModuleNotFoundError) as err:
-        raise ConfigError(f"storage {url}: {err}; install the database driver (e.g. pip install psycopg2-binary)") from None
+        raise ConfigError(f"storage {url}: {err}; install the database driver (PostgreSQL: pip install 'psycopg[binary]')") from None
     except Exception as err:  # noqa: BLE001 - SQLAlchemy's errors have no common public base here
         if isinstance(err, optuna.exceptions.OptunaError) or type(err).__module__.startswith("sqlalchemy"):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -55,19 +55,28 @@ def open_study(search: SearchStudy, heartbeat: bool = True):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(search.storage, search.heartbeat if heartbeat else None)
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=search.name,
-            sampler=make_sampler(search),
-            direction=search.direction,
-            load_if_exists=True,
-        )
-    except Exception as err:  # noqa: BLE001 - a database refusing us: one line, not a traceback
-        if type(err).__module__.startswith("sqlalchemy"):
-            raise ConfigError(f"storage {search.storage}: {str(err).strip().splitlines()[0]}") from None
-        raise
+    for attempt in range(5):
+        try:
+            storage = open_storage(search.storage, search.heartbeat if heartbeat else None)
+            study = optuna.create_study(
+                storage=storage,
+                study_name=search.name,
+                sampler=make_sampler(search),
+                direction=search.direction,
+                load_if_exists=True,
+            )
+            break
+        except Exception as err:  # noqa: BLE001 - a database refusing us: one line, not a traceback
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            # Processes starting together on an empty database race to create Optuna's tables.
+            if attempt < 4 and any(w in str(err) for w in ("duplicate key", "already exists", "UniqueViolation")):
+                time.sleep(1 + attempt)
+                continue
+            if isinstance(err, ConfigError):
+                raise
+            if type(err).__module__.startswith("sqlalchemy"):
+                raise ConfigError(f"storage {search.storage}: {text}") from None
+            raise
     if study.direction.name.lower() != search.direction:
         raise ConfigError(
             f"study {search.name} in {search.storage} was created to {study.direction.name.lower()}; "

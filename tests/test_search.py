@@ -242,7 +242,7 @@ def _free_port() -> int:
 @pytest.fixture
 def postgres(tmp_path):
     """A PostgreSQL server of this machine's Debian packages, in a temporary folder, on a unix socket."""
-    pytest.importorskip("psycopg2", reason="psycopg2 (psycopg2-binary) is not installed")
+    pytest.importorskip("psycopg", reason="psycopg (psycopg[binary]), the PostgreSQL driver SQLAlchemy uses, is not installed")
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     found = shutil.which("pg_ctl") or (str(bins[-1]) if bins else None)
     if not found:
@@ -281,7 +281,7 @@ def test_two_processes_on_postgresql_finish_one_study(workdir, postgres):
 
 
 def test_unreachable_database_is_one_line(workdir, tmp_path):
-    pytest.importorskip("psycopg2")
+    pytest.importorskip("psycopg")
     path = write_search(workdir, storage=f"postgresql://postgres@/postgres?host={tmp_path}&port={_free_port()}")
     with pytest.raises(ConfigError, match="cannot open storage postgresql://") as err:
         studies.main([str(path)])
