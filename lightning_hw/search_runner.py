@@ -96,9 +96,12 @@ def trial_id(storage, study_name: str, number: int) -> int:
 
 
 def _retried(trials: list) -> set[int]:
+    import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    with warnings.catch_warnings():  # experimental since Optuna 3.0, still public
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
 
 
 def counted(trials: list) -> list:
