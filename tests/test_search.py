@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ from lightning_hw.search_runner import counted, finished
 
 from conftest import QUICKSTART, REPO
 
-optuna = pytest.importorskip("optuna")
+import optuna  # noqa: E402 - a dependency of lightning-hw, never skipped
 
 # Every trial: the quickstart cut to a few batches, no test after fit, W&B off.
 TINY = {
@@ -241,7 +242,6 @@ def _free_port() -> int:
 @pytest.fixture
 def postgres(tmp_path):
     """A PostgreSQL server of this machine's Debian packages, in a temporary folder, on a unix socket."""
-    pytest.importorskip("psycopg", reason="psycopg (psycopg[binary]), the PostgreSQL driver SQLAlchemy uses, is not installed")
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     found = shutil.which("pg_ctl") or (str(bins[-1]) if bins else None)
     if not found:
@@ -252,6 +252,10 @@ def postgres(tmp_path):
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user, in a folder it can reach
         if shutil.which("runuser") is None:
             pytest.skip("running as root and runuser is missing: cannot start PostgreSQL as another user")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to start PostgreSQL as")
         folder = Path(tempfile.mkdtemp(prefix="lightning-hw-pg-"))
         shutil.chown(folder, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
@@ -280,7 +284,6 @@ def test_two_processes_on_postgresql_finish_one_study(workdir, postgres):
 
 
 def test_unreachable_database_is_one_line(workdir, tmp_path):
-    pytest.importorskip("psycopg")
     path = write_search(workdir, storage=f"postgresql://postgres@/postgres?host={tmp_path}&port={_free_port()}")
     with pytest.raises(ConfigError, match="cannot open storage postgresql://") as err:
         studies.main([str(path)])
