@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -189,7 +190,10 @@ def test_clearly_worse_trial_is_pruned(workdir):
 
 
 def test_killed_study_resumes_and_reasks_the_trial_that_died(workdir):
-    path = write_search(workdir, trials=2, heartbeat=1, seed=3)
+    # The grid's order for seed 1: trial 0 trains 3 epochs and finishes, trial 1 would train 400
+    # (it is still training when the study is killed, however slow or fast the machine).
+    path = write_search(workdir, trials=2, heartbeat=1, seed=1, sampler="grid",
+                        search={"trainer.max_epochs": {"categorical": [3, 400]}})
     study_dir = workdir / "runs" / "s"
     first = subprocess.Popen(command(path), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -198,11 +202,13 @@ def test_killed_study_resumes_and_reasks_the_trial_that_died(workdir):
             assert first.poll() is None and time.monotonic() < deadline, "trial 1 never started training"
             time.sleep(0.2)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the study and its trial's fit, with no clean-up
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)  # the study and its trial's fit, with no clean-up
         first.wait()
     assert [t.state.name for t in load(path)] == ["COMPLETE", "RUNNING"]
 
-    resumed = subprocess.run(command(path), capture_output=True, text=True, timeout=120)
+    # Asked again with the same parameters; the extra argument (passed to every trial) keeps it short.
+    resumed = subprocess.run(command(path, "--trainer.max_epochs", "3"), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "again for trial 1" in resumed.stdout
     trials = load(path)
