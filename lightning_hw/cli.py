@@ -29,6 +29,7 @@ from lightning_hw import registry
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
+from lightning_hw.callbacks.pruning import OptunaPruning, from_environment as search_trial_pruning
 from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
 from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.callbacks.resume import ResumeState
@@ -338,6 +339,9 @@ class HWCLI(LightningCLI):
         for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section)):
             if not any(isinstance(c, type(extra)) for c in callbacks):
                 callbacks.append(extra)
+        pruning = search_trial_pruning() if self.subcommand == "fit" else None  # a trial of a search study
+        if pruning is not None:
+            callbacks.append(pruning)
         plugins = trainer_cfg.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -421,7 +425,11 @@ class HWCLI(LightningCLI):
             raise ConfigError(mismatch_message(ckpt_path, err)) from err
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
         run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
-        run.finish("finished", self.trainer)
+        pruned = next((c for c in self.trainer.callbacks if isinstance(c, OptunaPruning) and c.pruned), None)
+        if pruned is not None:  # stopped early by its search's pruner: neither failed nor a full run
+            run.finish("pruned", self.trainer, pruned_at_epoch=pruned.pruned_at)
+        else:
+            run.finish("finished", self.trainer)
         finish_wandb(self.loggers)
         # Last, after W&B's own summary, so the run's location is the final line a user sees.
         _say(run.saved_line())

@@ -380,9 +380,13 @@ def main(argv: list[str]) -> int:
     for metric in metrics:
         figure(runs, metric).savefig(out / figure_file(metric), dpi=100)
         sections.append(f"![{metric}]({figure_file(metric)})")
+    print(f"{title}\n\n{table_md}\n")
+    from lightning_hw.search_report import is_search_dir, search_report
+
+    if len(options.dirs) == 1 and is_search_dir(base):  # an Optuna search: its trials, best config, plots
+        sections += ["", *search_report(base, out)]
     (out / "report.md").write_text("\n".join(sections) + "\n")
 
-    print(f"{title}\n\n{table_md}\n")
     if by_seed is not None:
         print(f"Mean ± sd over seeds:\n\n{markdown(*by_seed)}\n")
     if eval_rows:

@@ -53,7 +53,7 @@ FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
 INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
 LOG_FILE = "study.log"
-STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root")
+STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root")  # a file with `search:` is read by lightning_hw.search
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -474,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", default=None, help="run one variant (what a W&B sweep agent calls)")
     parser.add_argument("--seed", type=int, default=None, help="with --variant: the seed of that variant")
     parser.add_argument("--export-sweep", metavar="OUT", default=None, help="write a W&B sweep config (grid over the variants) and exit")
+    parser.add_argument("--workers", type=int, default=1, help="search studies: trials to run at once in this process (default 1)")
+    parser.add_argument(
+        "--retry-running", action="store_true",
+        help="search studies: first fail and re-ask every RUNNING trial (only when no other process runs the study)",
+    )
     return parser
 
 
@@ -483,6 +488,10 @@ def main(argv: list[str]) -> int:
     options, extra = parser.parse_known_args(argv)
     if options.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    from lightning_hw import search
+
+    if search.is_search(options.file):
+        return _main_search(options, extra)
     study = load_study(options.file, root=options.root)
     if options.export_sweep:
         out = Path(options.export_sweep)
@@ -522,3 +531,16 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"Study {study.name} complete. Compare the runs with: python -m lightning_hw report {Path(study.root) / study.name}")
     return 0
+
+
+def _main_search(options: argparse.Namespace, extra: list[str]) -> int:
+    """``study FILE`` for a file with ``search:``: run it as an Optuna study (see :mod:`lightning_hw.search_runner`)."""
+    from lightning_hw.search import load_search
+    from lightning_hw.search_runner import run_search
+
+    grid_only = [f"--{n}" for n in ("jobs", "only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False, 1)]
+    if grid_only:
+        raise ConfigError(f"{', '.join(grid_only)} belong to grid studies (`variants:`); a search runs --workers trials at a time")
+    if options.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    return run_search(load_search(options.file, root=options.root), options.workers, extra, options.retry_running)
