@@ -20,8 +20,8 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
+from harness import gpu_or_smoke, mixed_precision_step
 from lightning_hw.precision import best_mixed_precision
 
 
@@ -45,12 +45,7 @@ def run(model_name: str, compiled: bool, args, device: torch.device) -> tuple[fl
     y = torch.randint(0, 10, (args.batch_size,), device=device)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype):
-            loss = F.cross_entropy(net(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        mixed_precision_step(net, optimizer, scaler, dtype, x, y)
 
     sync(device)
     start = time.perf_counter()
@@ -78,15 +73,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.models, args.batch_size, args.size, args.warmup, args.steps, args.backend = ["resnet18"], 4, 32, 1, 2, "aot_eager"
-        device = torch.device("cpu")
-    elif not torch.cuda.is_available():
-        print("gpu_compile: skipped: no CUDA GPU here (torch.cuda.is_available() is False). Run it on a machine with "
-              "an NVIDIA GPU, or with --smoke to check the script on the CPU.")
+    device = gpu_or_smoke("gpu_compile", args.smoke)
+    if device is None:
         return
-    else:
-        device = torch.device("cuda")
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke test)"
     print(f"gpu_compile: {name}; batch {args.batch_size} x {args.size} px, mode {args.mode}, backend {args.backend}")
     for model_name in args.models:

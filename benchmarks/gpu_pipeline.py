@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from harness import gpu_or_smoke, mixed_precision_step
 from lightning_hw.data.image_folder import ImageFolder
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.precision import best_mixed_precision
@@ -101,15 +101,9 @@ def main() -> None:
     extract_size, train_size = 128, 224
     if args.smoke:
         args.images, args.batch_size, args.model, extract_size, train_size = 96, 8, "resnet18", 64, 96
-        device = torch.device("cpu")
-    elif not torch.cuda.is_available():
-        print("gpu_pipeline: skipped: no CUDA GPU here (torch.cuda.is_available() is False). Run it on a machine with "
-              "an NVIDIA GPU, or with --smoke to check the script on the CPU.")
+    device = gpu_or_smoke("gpu_pipeline", args.smoke)
+    if device is None:
         return
-    else:
-        device = torch.device("cuda")
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
     dtype = torch.bfloat16 if best_mixed_precision(device.type) == "bf16-mixed" else torch.float16
     tmp = tempfile.TemporaryDirectory()
     folder = args.folder or write_jpegs(Path(tmp.name) / "jpegs", args.images)
@@ -157,13 +151,10 @@ def main() -> None:
     streamed.setup("fit")
     preprocess = streamed.preprocess.to(device)
 
+    model = nn.Sequential(net, head)
+
     def train(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast(device.type, dtype=dtype):
-            loss = F.cross_entropy(head(net(preprocess(x).contiguous(memory_format=torch.channels_last))), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        mixed_precision_step(model, optimizer, scaler, dtype, preprocess(x).contiguous(memory_format=torch.channels_last), y)
 
     files = images_per_second(streamed.train_dataloader(), train, device)
     steps = max(8, len(streamed.train_dataloader()) // 2)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import EpochStarts, Experiment, Times, clock, lightning_fit, machine, since
+from harness import EpochStarts, Experiment, Times, clock, lightning_fit, machine, mixed_precision_step, since
 from lightning_hw.data.base import SplitDataModule
 from lightning_hw.precision import best_mixed_precision
 
@@ -96,14 +96,17 @@ class SyntheticImages(SplitDataModule):
     def input_shape(self) -> tuple[int, ...]:
         return (3, self.image_size, self.image_size)
 
-    def setup(self, stage: str | None = None) -> None:
-        self.batch = fixed_batch(self.batch_size, self.image_size, self.trainer.strategy.root_device)
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # Made when the loaders are asked for: the CLI sets data up before the trainer (and its device) exists.
+        if self.batch is None:
+            self.batch = fixed_batch(self.batch_size, self.image_size, self.trainer.strategy.root_device)
+        return self.batch
 
     def train_dataloader(self) -> RepeatedBatch:
-        return RepeatedBatch(self.batch, self.steps)
+        return RepeatedBatch(self._batch(), self.steps)
 
     def val_dataloader(self) -> RepeatedBatch:
-        return RepeatedBatch(self.batch, 1)
+        return RepeatedBatch(self._batch(), 1)
 
 
 class SyncedEpochStarts(EpochStarts):
@@ -140,12 +143,7 @@ def plain_fit(batch_size: int, steps: int, image_size: int, epochs: int, device:
         _sync()
         start = clock()
         for _ in range(steps):
-            with torch.autocast(device.type, dtype=dtype):
-                loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            mixed_precision_step(model, optimizer, scaler, dtype, x, y)
         _sync()
         times.append(since(start))
     return times

@@ -432,3 +432,31 @@ def main(experiment: Callable[[], Experiment], description: str) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     compare(experiment(), args.repeats, args.epochs, args.wandb, args.floor)
+
+
+def gpu_or_smoke(script: str, smoke: bool) -> torch.device | None:
+    """The device a GPU benchmark runs on: the CPU for ``--smoke``, else CUDA with gpu.yaml's speed settings.
+
+    Returns ``None`` (after printing why) when there is no CUDA GPU and no ``--smoke``.
+    """
+    if smoke:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        print(f"{script}: skipped: no CUDA GPU here (torch.cuda.is_available() is False). Run it on a machine with "
+              "an NVIDIA GPU, or with --smoke to check the script on the CPU.")
+        return None
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    return torch.device("cuda")
+
+
+def mixed_precision_step(model, optimizer, scaler, dtype: torch.dtype, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One training step in autocast (bf16, or fp16 with the gradient scaler), as gpu.yaml trains."""
+    import torch.nn.functional as F
+
+    with torch.autocast(x.device.type, dtype=dtype):
+        loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()

@@ -33,7 +33,7 @@ import optuna
 import yaml
 
 from lightning_hw.errors import ConfigError
-from lightning_hw.studies import Study, _as_list, _check_name, _find_config, overrides_to_args
+from lightning_hw.studies import Study, overrides_to_args, read_study_file, study_basics
 
 SEARCH_KEYS = (
     "name", "config", "args", "root", "search", "objective", "sampler", "pruner", "trials", "storage", "seed", "heartbeat",
@@ -108,16 +108,11 @@ def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
         ConfigError: in one line, for anything that is not a valid search study.
     """
     path = Path(path)
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_study_file(path)
     where = f"study {path}"
     if "variants" in spec:
         raise ConfigError(f"{where} has both `variants` (a grid) and `search` (an Optuna search); keep one")
-    unknown = sorted(set(spec) - set(SEARCH_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed with `search`: {', '.join(SEARCH_KEYS)}")
-    name = str(spec.get("name") or path.stem)
-    _check_name(name, f"{where}: name")
-    configs = [_find_config(c, path) for c in _as_list(spec.get("config"))]
+    name, configs = study_basics(spec, path, SEARCH_KEYS, "allowed with `search`")
     if not configs:
         raise ConfigError(f"{where}: a search needs `config:` (the base config every trial starts from)")
     study = Study(

@@ -130,20 +130,8 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         ConfigError: the file is missing, not YAML, or not a study.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {path} not found")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"study file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"study file {path} must be a mapping with `config` and `variants`")
-    unknown = sorted(set(spec) - set(STUDY_KEYS))
-    if unknown:
-        raise ConfigError(f"study {path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(STUDY_KEYS)}")
-    name = str(spec.get("name") or path.stem)
-    _check_name(name, f"study {path}: name")
-    configs = [_find_config(c, path) for c in _as_list(spec.get("config"))]
+    spec = read_study_file(path)
+    name, configs = study_basics(spec, path, STUDY_KEYS, "allowed")
     variants_spec = spec.get("variants")
     if not isinstance(variants_spec, dict) or not variants_spec:
         raise ConfigError(f"study {path}: `variants` must map variant names to overrides, e.g. `a: {{trainer.max_epochs: 5}}`")
@@ -167,6 +155,37 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         root=root or str(spec.get("root") or "runs"),
         seeds=seeds,
     )
+
+
+def read_study_file(path: Path) -> dict[str, Any]:
+    """A study file's YAML mapping (grid or search).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping.
+    """
+    if not path.is_file():
+        raise ConfigError(f"study file {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"study file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"study file {path} must be a mapping with `config` and `variants` (or `search`)")
+    return spec
+
+
+def study_basics(spec: dict[str, Any], path: Path, keys: tuple[str, ...], allowed: str) -> tuple[str, list[str]]:
+    """The checks every study file gets: known keys, a usable name, base configs that exist.
+
+    Returns:
+        ``(name, configs)``: the study's name and its base config files.
+    """
+    unknown = sorted(set(spec) - set(keys))
+    if unknown:
+        raise ConfigError(f"study {path}: unknown key(s) {', '.join(unknown)}; {allowed}: {', '.join(keys)}")
+    name = str(spec.get("name") or path.stem)
+    _check_name(name, f"study {path}: name")
+    return name, [_find_config(c, path) for c in _as_list(spec.get("config"))]
 
 
 def overrides_to_args(overrides: Any, study_path: Path, where: str) -> list[str]:
