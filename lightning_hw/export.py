@@ -210,7 +210,7 @@ def score_test_split(task, datamodule, onnx_forward, bare: bool) -> dict[str, An
         ``{"pytorch": {...}, "onnxruntime": {...}, "samples": n, "max_abs_difference": d}``.
     """
     pytorch_outputs: list[torch.Tensor] = []
-    max_diff, samples = 0.0, 0
+    max_diff = 0.0
 
     def pytorch_forward(x: torch.Tensor) -> torch.Tensor:
         out = type(task).forward(task, x)
@@ -227,27 +227,25 @@ def score_test_split(task, datamodule, onnx_forward, bare: bool) -> dict[str, An
         if not math.isfinite(diff) or diff > ATOL + RTOL * float(expected.abs().max()):
             raise ExportError(
                 f"the exported file differs from PyTorch by up to {diff:.3g} on a test batch of {x.shape[0]}; "
-                "the export is not faithful (file kept for inspection)"
+                "the export is not faithful"
             )
         max_diff = max(max_diff, diff)
         return out
 
-    scores: dict[str, dict[str, float]] = {}
-    batches = list(datamodule.raw_dataloader("test"))
+    raw_batches = list(datamodule.raw_dataloader("test"))
     # A batch of one first: an exported graph with the batch size baked in fails here.
-    batches = [tuple(t[:1] for t in batches[0]), tuple(t[1:] for t in batches[0]), *batches[1:]]
+    raw_batches = [tuple(t[:1] for t in raw_batches[0]), tuple(t[1:] for t in raw_batches[0]), *raw_batches[1:]]
+    scores: dict[str, dict[str, float]] = {}
     with torch.no_grad():
+        # Each raw batch as training prepares it, once; the exported file gets the raw inputs
+        # (bare: the prepared ones) with the same targets.
+        pairs = [(raw, datamodule.model_batch(raw)) for raw in raw_batches if raw[0].shape[0] > 0]
+        samples = sum(raw[0].shape[0] for raw, _ in pairs)
         for name, forward in (("pytorch", pytorch_forward), ("onnxruntime", exported_forward)):
             task.reset_epoch_metrics("test")
             with forward_replaced(task, forward):
-                for raw in batches:
-                    if raw[0].shape[0] == 0:
-                        continue
-                    batch = datamodule.model_batch(raw)
-                    if name == "onnxruntime" and not bare:
-                        batch = (raw[0], *batch[1:])
-                    task.shared_step(batch, "test")
-                    samples += raw[0].shape[0] if name == "pytorch" else 0
+                for raw, batch in pairs:
+                    task.shared_step(batch if name == "pytorch" or bare else (raw[0], *batch[1:]), "test")
             values = task.compute_epoch_metrics("test")
             task.reset_epoch_metrics("test")
             scores[name] = {k: float(v) for k, v in values.items()}

@@ -474,9 +474,9 @@ class InMemoryDataModule(SplitDataModule):
 
     def _warn_if_other_units(self, raw: torch.Tensor) -> None:
         """Values far outside the training data's range are most likely in other units (0-1 for 0-255...)."""
-        train = self.raw_data.get("train", (None,))[0] if self.raw_data else None
-        if train is None or raw.numel() == 0:
+        if "train" not in self.raw_data or raw.numel() == 0:  # streamed data: no training split in memory
             return
+        train = self.raw_data["train"][0]
         low, high = float(train.min()), float(train.max())
         new_low, new_high = float(raw.min()), float(raw.max())
         span = high - low

@@ -237,7 +237,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         train = self._split_samples["train"]
         step = max(1, len(train) // STREAMED_STATS_SAMPLES)
         sample = self._decode_all([p for p, _ in train[::step]]) if self.standardize_images and self.mean is None else None
-        self.image_preprocess(sample)
+        self.preprocess = self.build_preprocess(sample)
         if self.offline_augment is not None and self.offline_copies > 0:
             raise ConfigError("offline_augment needs the images in memory; set in_memory: true or use augment")
 

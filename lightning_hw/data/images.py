@@ -177,9 +177,6 @@ class ImageDataModule(InMemoryDataModule):
         super().setup(stage)
         self.prepare_images(self.data["train"][0])
 
-    def build_preprocess(self, train_x: torch.Tensor) -> Preprocess:
-        return self.image_preprocess(train_x)
-
     def prepare_images(self, train_images: torch.Tensor) -> None:
         """Expand the training images offline if asked (after :attr:`preprocess` took its statistics).
 
@@ -191,8 +188,8 @@ class ImageDataModule(InMemoryDataModule):
             expanded = expand_offline(images, self.offline_augment, self.offline_copies, seed=self.split_seed)
             self.data["train"] = (expanded, labels.repeat(self.offline_copies + 1))
 
-    def image_preprocess(self, train_images: torch.Tensor | None) -> Preprocess:
-        """Build (and keep) :attr:`preprocess`: /255, the channel mean/std (given, or from ``train_images``), flatten.
+    def build_preprocess(self, train_images: torch.Tensor | None) -> Preprocess:
+        """The image preprocessing: /255, the channel mean/std (given, or from ``train_images``), flatten.
 
         Args:
             train_images: training images (all, or a sample when streaming) for ``standardize``;
@@ -204,7 +201,7 @@ class ImageDataModule(InMemoryDataModule):
         channels = self.image_shape[0]
         if mean is not None and (len(mean) not in (1, channels) or len(std) not in (1, channels)):
             raise ConfigError(f"mean and std need 1 or {channels} values (one per channel), got {len(mean)} and {len(std)}")
-        self.preprocess = Preprocess(
+        return Preprocess(
             self.raw_input_shape,
             units=f"{self.raw_units}, {'RGB' if channels == 3 else 'greyscale'}",
             divide_by=255.0,
@@ -213,7 +210,6 @@ class ImageDataModule(InMemoryDataModule):
             flatten=self.flatten,
             decode=self.decode_description(),
         )
-        return self.preprocess
 
     # -- per batch -----------------------------------------------------------------------------
 

@@ -273,9 +273,9 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         self.prepare_flip()
         if self.standardize_images and self.mean is None:
             step = max(1, len(records["train"]) // 2000)  # decoding every image would take a pass
-            self.image_preprocess(self._decode_all(records["train"][::step])[0])
+            self.preprocess = self.build_preprocess(self._decode_all(records["train"][::step])[0])
         else:
-            self.image_preprocess(None)
+            self.preprocess = self.build_preprocess(None)
 
     # -- streaming loaders (only when the images are not kept in memory) -----------------------
 
