@@ -200,3 +200,20 @@ def test_values_in_other_units_get_a_warning(workdir):
     dm.predict_from(table)
     with pytest.warns(UserWarning, match="the values to predict run from 0 to 1, the training data's from 0 to 16"):
         dm.predict_dataloader()
+
+
+def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(trained_run, monkeypatch, capsys):
+    from lightning_hw import export
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "export_onnx", interrupted)
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted by SIGINT (Ctrl-C): export stopped"
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory left
