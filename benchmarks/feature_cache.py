@@ -32,8 +32,8 @@ from lightning.pytorch import Trainer
 
 from lightning_hw.callbacks.feature_cache import FeatureCache
 from lightning_hw.callbacks.finetuning import FreezeBackbone
-from lightning_hw.data.fixtures import write_image_folder
-from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.data.preprocessing import link_model_preprocessing
 from lightning_hw.nets.backbones import TimmNet
 from lightning_hw.tasks.classification import Classifier

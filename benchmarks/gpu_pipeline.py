@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from harness import gpu_or_smoke, mixed_precision_step
-from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.precision import best_mixed_precision
 

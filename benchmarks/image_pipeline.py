@@ -25,9 +25,9 @@ import torchvision
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from lightning_hw.data.augment import Augment
-from lightning_hw.data.fixtures import write_mnist
-from lightning_hw.data.mnist import MNIST
+from lightning_hw.data.augment.images import Augment
+from lightning_hw.data.fixtures.classification import write_mnist
+from lightning_hw.data.datasets.mnist import MNIST
 
 
 def timed(fn, repeat: int = 3) -> float:

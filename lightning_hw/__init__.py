@@ -13,6 +13,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+from lightning_hw import _moved
+
+_moved.install()  # runs and plugins written before a module moved keep working
+
 _EXPORTS = {
     "Task": "lightning_hw.tasks.base",
     "Classifier": "lightning_hw.tasks.classification",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
 import inspect
 import traceback
 import warnings
@@ -167,16 +168,33 @@ def ambiguous_name_message(kind: str, name: str) -> str | None:
     return f"{kind} {name!r} is ambiguous: several plugins provide it; write its full class path: {_options(comps)}"
 
 
-def resolves(kind: str, name: str) -> bool:
-    """Whether ``name`` is a registered short name or an importable class path of this kind."""
-    if any(name in (c.name, c.class_path) for c in available(kind)):
-        return True
+def import_class(name: str, kind: str | None = None) -> type | None:
+    """The class a config names: a full ``module.Class`` path, or a registered short name of ``kind``.
+
+    The one place lightning-hw turns a class name into a class (the CLI's data links, the
+    error explanations, studies reading a config's task). ``None`` when nothing importable
+    of that name exists (or, with ``kind``, when it is not a class of that kind).
+
+    Args:
+        name: ``lightning_hw.tasks.classification.Classifier``, or ``Classifier`` with ``kind``.
+        kind: ``"task"`` or ``"datamodule"``; short names resolve only with it.
+    """
+    if kind is not None:
+        registered = next((c.obj for c in available(kind) if name in (c.name, c.class_path)), None)
+        if registered is not None:
+            return registered
     module_name, _, attr = name.rpartition(".")
     if not module_name:
-        return False
+        return None
     try:
-        module = __import__(module_name, fromlist=[attr])
-        obj = getattr(module, attr)
-    except Exception:  # noqa: BLE001 - any failure means "does not resolve"
-        return False
-    return inspect.isclass(obj) and issubclass(obj, _base_class(kind))
+        obj = getattr(importlib.import_module(module_name), attr)
+    except Exception:  # noqa: BLE001 - a module that fails to import does not resolve, whatever its error
+        return None
+    if not inspect.isclass(obj) or (kind is not None and not issubclass(obj, _base_class(kind))):
+        return None
+    return obj
+
+
+def resolves(kind: str, name: str) -> bool:
+    """Whether ``name`` is a registered short name or an importable class path of this kind."""
+    return import_class(name, kind) is not None

@@ -124,9 +124,9 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
 
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is better (losses and errors go down)."""
-    from lightning_hw.cli import _mode_for
+    from lightning_hw.runs.config import monitor_mode
 
-    return _mode_for(metric) == "max"
+    return monitor_mode(metric) == "max"
 
 
 def metric_names(runs: list[Run]) -> list[str]:
@@ -381,7 +381,7 @@ def main(argv: list[str]) -> int:
         figure(runs, metric).savefig(out / figure_file(metric), dpi=100)
         sections.append(f"![{metric}]({figure_file(metric)})")
     print(f"{title}\n\n{table_md}\n")
-    from lightning_hw.search_report import is_search_dir, search_report
+    from lightning_hw.studies.search_report import is_search_dir, search_report
 
     if len(options.dirs) == 1 and is_search_dir(base):  # an Optuna search: its trials, best config, plots
         sections += ["", *search_report(base, out)]

@@ -15,8 +15,8 @@ import torch
 from lightning.pytorch import Callback
 
 from lightning_hw.data.base import InMemoryDataModule, Split
-from lightning_hw.data.files import read_csv_table
-from lightning_hw.data.moons import TwoMoons
+from lightning_hw.data.io.files import read_csv_table
+from lightning_hw.data.datasets.moons import TwoMoons
 
 
 class KillAtStep(Callback):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.data.augment import Augment, affine_batch, expand_offline
-from lightning_hw.data.fixtures import write_image_folder
-from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.augment.images import Augment, affine_batch, expand_offline
+from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.errors import ConfigError
 
 

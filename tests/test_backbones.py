@@ -7,8 +7,8 @@ import timm
 import torch
 from torch import nn
 
-from lightning_hw.data.fixtures import write_image_folder
-from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.data.preprocessing import link_model_preprocessing
 from lightning_hw.errors import ConfigError
 from lightning_hw.nets.backbones import TimmNet, find_data_config, output_shape

@@ -140,7 +140,7 @@ def test_unreadable_image_fails_by_default_and_is_counted_when_skipped(tiny_args
     assert code == 1
     assert line.startswith(f"error: cannot read image {folder / 'broken.png'}: cannot identify image file")
 
-    from lightning_hw.data.image_files import UnreadableImagesWarning
+    from lightning_hw.data.io.image_files import UnreadableImagesWarning
 
     skipped = r"skipped 1 unreadable image file\(s\) of 4 \(first: .*broken.png"
     with pytest.warns(UnreadableImagesWarning, match=skipped):

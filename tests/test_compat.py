@@ -1,40 +1,241 @@
-"""Each use of another library's private attribute (lightning_hw/_compat.py) still works with the installed version."""
+"""Each use of another library's private API (lightning_hw/_compat/) still works with the installed version.
+
+A failure here names the attribute and the library version that changed it.
+"""
 
 from __future__ import annotations
 
+import argparse
+import inspect
+
+import jsonargparse
 import lightning
 import pytest
+import torch
+import torchmetrics
 import wandb
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import WandbLogger
+from torch import nn
 
-from lightning_hw import _compat
+from lightning_hw._compat import argparse as compat_argparse
+from lightning_hw._compat import lightning as compat
+from lightning_hw._compat import torch as compat_torch
+from lightning_hw._compat import torchmetrics as compat_torchmetrics
+
+LIGHTNING = f"lightning {lightning.__version__}"
+
+
+def tiny_trainer(tmp_path, **kwargs) -> Trainer:
+    settings = dict(
+        max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )
+    return Trainer(**{**settings, **kwargs})
+
+
+# -- lightning: loggers ------------------------------------------------------------------------
 
 
 def test_wandb_logger_keeps_its_init_arguments_in_wandb_init(tmp_path):
     logger = WandbLogger(project="p", save_dir=str(tmp_path), mode="offline", anonymous=None)
-    assert hasattr(logger, "_wandb_init"), f"lightning {lightning.__version__}: WandbLogger._wandb_init is gone"
-    _compat.drop_wandb_anonymous(logger)
+    assert hasattr(logger, "_wandb_init"), f"{LIGHTNING}: WandbLogger._wandb_init is gone"
+    compat.drop_wandb_anonymous(logger)
     assert "anonymous" not in logger._wandb_init
 
 
 def test_started_wandb_run_is_none_until_started_and_then_the_run(tmp_path):
     logger = WandbLogger(project="p", save_dir=str(tmp_path), mode="offline")
-    assert _compat.started_wandb_run(logger) is None, f"lightning {lightning.__version__}: WandbLogger._experiment changed"
+    assert compat.started_wandb_run(logger) is None, f"{LIGHTNING}: WandbLogger._experiment changed"
     try:
         run = logger.experiment
-        assert _compat.started_wandb_run(logger) is run, f"wandb {wandb.__version__}"
+        assert compat.started_wandb_run(logger) is run, f"wandb {wandb.__version__}"
     finally:
         wandb.finish()
 
 
+# -- lightning: loops --------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("steps", [0, 3])
 def test_batches_that_stepped_counts_optimizer_steps(tmp_path, steps):
-    trainer = Trainer(
-        max_steps=steps or 1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-    )
+    trainer = tiny_trainer(tmp_path, max_steps=steps or 1, limit_val_batches=0, enable_checkpointing=False)
     if steps:
         trainer.fit(BoringModel())
-    assert _compat.batches_that_stepped(trainer) == steps, f"lightning {lightning.__version__}"
+    assert compat.batches_that_stepped(trainer) == steps, f"{LIGHTNING}: epoch_loop._batches_that_stepped"
+
+
+class LogsEpochMean(BoringModel):
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        self.log("seen", float(batch_idx + 1), on_step=False, on_epoch=True, batch_size=2)
+        return out
+
+
+def test_epoch_results_hold_the_running_sums_of_epoch_logs(tmp_path):
+    seen = {}
+
+    class Probe(lightning.pytorch.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            item = compat.epoch_results(trainer).get("training_step.seen")
+            assert item is not None, f"{LIGHTNING}: epoch_loop._results has no entry for a self.log(on_epoch=True)"
+            seen["value"], seen["count"] = float(item.value), float(item.cumulated_batch_size)
+            assert item.meta.is_mean_reduction and item.meta.on_epoch, f"{LIGHTNING}: _ResultMetric.meta changed"
+
+    tiny_trainer(tmp_path, limit_val_batches=0, enable_checkpointing=False, callbacks=[Probe()]).fit(LogsEpochMean())
+    # Sums weighted by batch size: (1*2 + 2*2) over 4 samples.
+    assert seen == {"value": 6.0, "count": 4.0}, f"{LIGHTNING}: the running sums changed meaning"
+
+
+def test_pending_loader_states_are_loaded_into_the_combined_loader(tmp_path):
+    loaded = []
+
+    class StatefulLoader(torch.utils.data.DataLoader):
+        def state_dict(self):
+            return {"position": 7}
+
+        def load_state_dict(self, state):
+            loaded.append(state)
+
+    class Model(BoringModel):
+        def train_dataloader(self):
+            return StatefulLoader(torch.utils.data.TensorDataset(torch.randn(8, 32)), batch_size=2)
+
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch[0], batch_idx)
+
+    class LoadAtStart(lightning.pytorch.Callback):
+        def on_train_start(self, trainer, pl_module):
+            compat.load_pending_loader_states(trainer)
+
+    first = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0)
+    first.fit(Model())
+    ckpt = tmp_path / "end_of_epoch.ckpt"
+    first.save_checkpoint(ckpt)
+    tiny_trainer(tmp_path, max_steps=6, limit_val_batches=0, callbacks=[LoadAtStart()]).fit(Model(), ckpt_path=ckpt)
+    assert {"position": 7} in loaded, f"{LIGHTNING}: fit_loop._combined_loader_states_to_load / _load_state_dicts changed"
+
+
+# -- lightning: checkpoints ----------------------------------------------------------------------
+
+
+def test_checkpoint_hooks_are_called_where_model_checkpoint_saves_and_removes(tmp_path):
+    for name in ("_save_checkpoint", "_remove_checkpoint", "_save_topk_checkpoint", "_should_save_on_train_epoch_end"):
+        assert callable(getattr(ModelCheckpoint, name, None)), f"{LIGHTNING}: ModelCheckpoint.{name} is gone"
+    calls = []
+
+    class Recording(compat.CheckpointHooks):
+        def write_checkpoint(self, trainer, filepath):
+            calls.append(("write", filepath.rsplit("/", 1)[-1]))
+            super().write_checkpoint(trainer, filepath)
+
+        def delete_checkpoint(self, trainer, filepath):
+            calls.append(("delete", filepath.rsplit("/", 1)[-1]))
+            super().delete_checkpoint(trainer, filepath)
+
+        def save_top_k_checkpoint(self, trainer, candidates):
+            calls.append(("top_k", trainer.global_step))
+            super().save_top_k_checkpoint(trainer, candidates)
+
+    callback = Recording(dirpath=tmp_path, filename="{step}", monitor="step", mode="max", save_top_k=1, every_n_train_steps=1)
+    tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0, callbacks=[callback]).fit(BoringModel())
+    assert ("write", "step=1.ckpt") in calls and ("write", "step=2.ckpt") in calls, f"{LIGHTNING}: {calls}"
+    assert ("delete", "step=1.ckpt") in calls, f"{LIGHTNING}: ModelCheckpoint no longer removes through _remove_checkpoint"
+    assert ("top_k", 1) in calls, f"{LIGHTNING}: _save_topk_checkpoint is no longer called"
+    trainer = Trainer(logger=False)
+    for setting in (True, False):
+        hooks = compat.CheckpointHooks(dirpath=tmp_path, save_on_train_epoch_end=setting)
+        assert hooks.saves_on_train_epoch_end(trainer) is setting, f"{LIGHTNING}: _should_save_on_train_epoch_end"
+
+
+def test_mark_saved_keeps_the_same_step_from_being_saved_twice(tmp_path):
+    trainer = tiny_trainer(tmp_path)
+    callback = compat.CheckpointHooks(dirpath=tmp_path)
+    callback.mark_saved(trainer, "x.ckpt")
+    assert callback._last_global_step_saved == trainer.global_step, f"{LIGHTNING}: ModelCheckpoint._last_global_step_saved"
+    assert callback._last_checkpoint_saved == "x.ckpt", f"{LIGHTNING}: ModelCheckpoint._last_checkpoint_saved"
+    assert len(callback.schedule()) == 5 and callback.state_key.startswith("CheckpointHooks"), LIGHTNING
+
+
+def test_dump_checkpoint_is_what_save_checkpoint_writes(tmp_path):
+    trainer = tiny_trainer(tmp_path, enable_checkpointing=False)
+    trainer.fit(BoringModel())
+    dumped = compat.dump_checkpoint(trainer)
+    trainer.save_checkpoint(tmp_path / "saved.ckpt")
+    saved = torch.load(tmp_path / "saved.ckpt", weights_only=False)
+    assert set(dumped) == set(saved), f"{LIGHTNING}: trainer._checkpoint_connector.dump_checkpoint changed"
+    assert dumped["global_step"] == saved["global_step"] == 2
+
+
+# -- lightning: hook name, CLI -------------------------------------------------------------------
+
+
+def test_lightning_still_sets_the_hook_name_attribute_around_hooks(tmp_path):
+    names = []
+
+    class Watching(BoringModel):
+        def __setattr__(self, name, value):
+            if name == compat.HOOK_NAME_ATTRIBUTE:
+                names.append(value)
+            super().__setattr__(name, value)
+
+    tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0, enable_checkpointing=False).fit(Watching())
+    assert "training_step" in names, f"{LIGHTNING}: LightningModule.{compat.HOOK_NAME_ATTRIBUTE} is no longer set per hook"
+
+
+def test_lightning_cli_still_calls_the_steps_cli_hooks_rename():
+    for name in ("_parse_ckpt_path", "_run_subcommand", "_parser"):
+        assert callable(getattr(LightningCLI, name, None)), f"{LIGHTNING}: LightningCLI.{name} is gone"
+    source = inspect.getsource(LightningCLI.__init__)
+    for call in ("self._parse_ckpt_path()", "self._run_subcommand("):
+        assert call in source, f"{LIGHTNING}: LightningCLI.__init__ no longer calls {call}"
+    assert inspect.signature(LightningCLI._run_subcommand).parameters.keys() == {"self", "subcommand"}, LIGHTNING
+
+
+def test_cli_hooks_run_the_renamed_steps_and_expose_the_subcommand_parsers():
+    calls = []
+
+    class Recording(compat.CLIHooks):
+        def load_checkpoint_settings(self):
+            calls.append("checkpoint settings")
+            super().load_checkpoint_settings()
+
+        def run_subcommand(self, subcommand):
+            calls.append(subcommand)
+
+    cli = Recording(BoringModel, args=["fit", "--trainer.logger", "false"], save_config_callback=None)
+    assert calls == ["checkpoint settings", "fit"], f"{LIGHTNING}: {calls}"
+    assert set(cli.subcommand_parsers) >= {"fit", "validate", "test", "predict"}, f"{LIGHTNING}: _subcommand_parsers"
+    assert cli.parser_of("fit") is cli.subcommand_parsers["fit"], f"{LIGHTNING}: LightningCLI._parser"
+
+
+# -- torch, torchmetrics, argparse ---------------------------------------------------------------
+
+
+def test_child_modules_are_the_direct_children():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    net.extra = None
+    assert list(compat_torch.child_modules(net))[:2] == list(net.children()), f"torch {torch.__version__}: nn.Module._modules"
+
+
+def test_restored_update_count_makes_a_metric_compute_its_restored_states():
+    source = torchmetrics.SumMetric()
+    source.update(torch.tensor(5.0))
+    target = torchmetrics.SumMetric()
+    for key, value in source.metric_state.items():
+        setattr(target, key, value.clone())
+    compat_torchmetrics.restore_update_count(target, source.update_count)
+    version = f"torchmetrics {torchmetrics.__version__}"
+    assert target.update_count == 1 and target.update_called, f"{version}: Metric._update_count"
+    assert float(target.compute()) == 5.0, f"{version}: Metric._computed"
+
+
+@pytest.mark.parametrize("parser_class", [argparse.ArgumentParser, jsonargparse.ArgumentParser])
+def test_parser_actions_list_every_option(parser_class):
+    parser = parser_class()
+    parser.add_argument("--epochs", type=int)
+    options = {o for action in compat_argparse.parser_actions(parser) for o in action.option_strings}
+    assert "--epochs" in options, f"jsonargparse {jsonargparse.__version__}: ArgumentParser._actions"

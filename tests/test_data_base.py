@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_hw.data.base import TensorBatchLoader, split_indices
-from lightning_hw.data.digits import Digits
-from lightning_hw.data.moons import TwoMoons
+from lightning_hw.data.datasets.digits import Digits
+from lightning_hw.data.datasets.moons import TwoMoons
 from lightning_hw.errors import ConfigError, DataError
 
 

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_hw.data import fixtures
-from lightning_hw.data.cifar10 import CIFAR10, CIFAR10_CLASSES
-from lightning_hw.data.fer2013 import FER2013
-from lightning_hw.data.mnist import MNIST
-from lightning_hw.data.mobile_price import MOBILE_PRICE_COLUMNS, MobilePrice
-from lightning_hw.data.reuters import REUTERS_URL, Reuters, keras_sequences
+from lightning_hw.data.fixtures.classification import classification as fixtures
+from lightning_hw.data.datasets.cifar10 import CIFAR10, CIFAR10_CLASSES
+from lightning_hw.data.datasets.fer2013 import FER2013
+from lightning_hw.data.datasets.mnist import MNIST
+from lightning_hw.data.datasets.mobile_price import MOBILE_PRICE_COLUMNS, MobilePrice
+from lightning_hw.data.datasets.reuters import REUTERS_URL, Reuters, keras_sequences
 from lightning_hw.errors import DataError
 
 
@@ -265,7 +265,7 @@ def test_reuters_downloads_with_sha256_check(tmp_path, monkeypatch):
     assert "the download of Reuters from " + REUTERS_URL + " is corrupt (invalid hash value" in one_line(err)
     assert served == [REUTERS_URL] and not list((tmp_path / "data").iterdir())
     # With a matching checksum the file lands where the loader reads it.
-    monkeypatch.setattr("lightning_hw.data.reuters.REUTERS_SHA256", hashlib.sha256(content).hexdigest())
+    monkeypatch.setattr("lightning_hw.data.datasets.reuters.REUTERS_SHA256", hashlib.sha256(content).hexdigest())
     dm = Reuters(root=str(tmp_path / "data"), num_words=100)
     dm.setup("fit")
     assert (tmp_path / "data" / "reuters.npz").read_bytes() == content

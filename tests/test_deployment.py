@@ -285,7 +285,7 @@ def digits_run(tmp_path_factory) -> TrainedRun:
 @pytest.fixture(scope="module")
 def digits_test_split() -> tuple[np.ndarray, np.ndarray]:
     """The Digits test split as raw intensities ``(N, 1, 8, 8)`` in 0..16 and labels."""
-    from lightning_hw.data.digits import Digits
+    from lightning_hw.data.datasets.digits import Digits
 
     dm = Digits(standardize=True, splits=SPLITS)
     dm.setup()
@@ -566,7 +566,7 @@ def catsdogs(tmp_path_factory) -> tuple[Path, TrainedRun]:
     photos right but predicts one class); centred inputs train in a few steps, and the
     per-channel mean/std then travel in the graph next to the flatten.
     """
-    from lightning_hw.data.fixtures import write_image_folder
+    from lightning_hw.data.fixtures.classification import write_image_folder
 
     base = tmp_path_factory.mktemp("catsdogs")
     root = write_image_folder(base / "photos", per_class=30, size=(36, 44))
@@ -584,7 +584,7 @@ def catsdogs(tmp_path_factory) -> tuple[Path, TrainedRun]:
 
 def test_image_folder_mlp_from_jpeg_files(catsdogs, tmp_path):
     """The test split's JPEGs, copied to a folder: predict and the ONNX file (N x 3 x 28 x 28 in) give test/acc."""
-    from lightning_hw.data.image_folder import ImageFolder
+    from lightning_hw.data.datasets.image_folder import ImageFolder
 
     root, trained = catsdogs
     test_files = ImageFolder(
@@ -642,7 +642,7 @@ def faces_run(tmp_path_factory) -> TrainedRun:
 
 def test_landmarks_demo_from_png_files(faces_run, tmp_path):
     """The test faces as PNGs: NME of predict's pixel columns and of the ONNX points equals test/nme."""
-    from lightning_hw.data.synthetic_faces import SyntheticFaces
+    from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
 
     dm = SyntheticFaces(**FACES)
     dm.setup()

@@ -42,7 +42,7 @@ def test_a_trainer_without_the_callback_still_logs_through_the_tasks_own_hooks()
 
     from lightning.pytorch import Trainer
 
-    from lightning_hw.data.digits import Digits
+    from lightning_hw.data.datasets.digits import Digits
     from lightning_hw.nets.mlp import MLP
     from lightning_hw.tasks.classification import Classifier
 

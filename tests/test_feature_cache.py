@@ -8,9 +8,9 @@ from transfer_utils import make_task, make_trainer
 
 from lightning_hw.callbacks.feature_cache import FeatureCache
 from lightning_hw.callbacks.finetuning import FreezeBackbone
-from lightning_hw.data.augment import Augment
-from lightning_hw.data.fixtures import write_image_folder
-from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.augment.images import Augment
+from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.data.datasets.image_folder import ImageFolder
 
 
 @pytest.fixture

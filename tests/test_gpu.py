@@ -52,8 +52,8 @@ def test_channels_last_converts_conv_weights():
 
 
 def test_image_batches_are_normalised_on_the_gpu_as_on_the_cpu(tmp_path):
-    from lightning_hw.data.fixtures import write_image_folder
-    from lightning_hw.data.image_folder import ImageFolder
+    from lightning_hw.data.fixtures.classification import write_image_folder
+    from lightning_hw.data.datasets.image_folder import ImageFolder
 
     root = write_image_folder(tmp_path / "photos", per_class=8, size=(40, 48))
     dm = ImageFolder(root=str(root), labels="prefix", image_size=32, standardize=True, in_memory=False, batch_size=4)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from lightning_hw.data.fixtures import write_image_folder
-from lightning_hw.data.image_folder import ImageFolder
+from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.errors import ConfigError, DataError
 
 

@@ -9,8 +9,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.data.augment import affine_batch
-from lightning_hw.data.landmark_augment import (
+from lightning_hw.data.augment.images import affine_batch
+from lightning_hw.data.augment.landmarks import (
     LandmarkAugment,
     RandomHorizontalFlipWithPairs,
     affine_points,
@@ -18,7 +18,7 @@ from lightning_hw.data.landmark_augment import (
     forward_affine_matrix,
     hflip_points,
 )
-from lightning_hw.data.synthetic_faces import SyntheticFaces
+from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
 from lightning_hw.errors import ConfigError
 
 

@@ -7,12 +7,12 @@ import os
 import pytest
 import torch
 
-from lightning_hw.data.celeba import CelebALandmarks
-from lightning_hw.data.landmark_augment import LandmarkAugment
-from lightning_hw.data.landmark_csv import LandmarkCSV
-from lightning_hw.data.landmark_fixtures import write_celeba, write_landmark_csv, write_muct
-from lightning_hw.data.muct import MUCT, MUCT_FLIP_PAIRS
-from lightning_hw.data.synthetic_faces import SyntheticFaces
+from lightning_hw.data.landmarks.celeba import CelebALandmarks
+from lightning_hw.data.augment.landmarks import LandmarkAugment
+from lightning_hw.data.landmarks.csv_folder import LandmarkCSV
+from lightning_hw.data.fixtures.landmarks import write_celeba, write_landmark_csv, write_muct
+from lightning_hw.data.landmarks.muct import MUCT, MUCT_FLIP_PAIRS
+from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.tasks.landmark_metrics import NME
 

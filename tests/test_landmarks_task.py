@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightning_hw.cli import HWCLI
-from lightning_hw.data.synthetic_faces import SyntheticFaces
+from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
 from lightning_hw.nets.small_cnn import SmallCNN
 from lightning_hw.tasks.landmarks import LandmarkRegressor
 from tests.conftest import REPO, tiny_run_args
@@ -65,7 +65,7 @@ def test_a_net_factory_gets_twice_the_number_of_landmarks(demo_args):
 
 @pytest.mark.slow
 def test_muct_resnet50_config_runs_on_the_muct_fixture(workdir):
-    from lightning_hw.data.landmark_fixtures import write_muct
+    from lightning_hw.data.fixtures.landmarks import write_muct
     from lightning_hw.nets.backbones import TimmNet
 
     root = write_muct(workdir / "muct", subjects=("000", "001", "002", "003"))

@@ -22,7 +22,7 @@ from lightning_hw import registry
 from lightning_hw.cli import HWCLI, main
 from lightning_hw.errors import ConfigError
 from lightning_hw.registry import PluginLoadWarning
-from lightning_hw.scaffold import new_plugin_main
+from lightning_hw.scaffold.new_plugin import new_plugin_main
 
 REPO = Path(__file__).resolve().parents[1]
 PRICE_CONFIG = REPO / "plugins" / "price-regression" / "configs" / "price_regression.yaml"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lightning_hw.cli import main
-from lightning_hw.data.digits import Digits
+from lightning_hw.data.datasets.digits import Digits
 from lightning_hw.errors import DataError
 from reliability_helpers import error_of
 
@@ -76,7 +76,7 @@ def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, 
 
     from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint
     from lightning_hw.errors import ExportError
-    from lightning_hw.export import RawInputModel, onnx_runner, score_test_split
+    from lightning_hw.deploy.export import RawInputModel, onnx_runner, score_test_split
 
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit) as exit_info:
@@ -172,8 +172,8 @@ def test_digits_images_larger_than_8x8_are_block_averaged(workdir):
 
 
 def test_table_columns_are_taken_by_name_in_any_order_and_case(workdir):
-    from lightning_hw.data.fixtures import write_mobile_price
-    from lightning_hw.data.mobile_price import MOBILE_PRICE_COLUMNS, MobilePrice
+    from lightning_hw.data.fixtures.classification import write_mobile_price
+    from lightning_hw.data.datasets.mobile_price import MOBILE_PRICE_COLUMNS, MobilePrice
 
     write_mobile_price(workdir / "data")
     dm = MobilePrice(root=str(workdir / "data"), download=False)
@@ -203,7 +203,7 @@ def test_values_in_other_units_get_a_warning(workdir):
 
 
 def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(trained_run, monkeypatch, capsys):
-    from lightning_hw import export
+    from lightning_hw.deploy import export
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lightning_hw.data.base import standardize_splits
-from lightning_hw.data.digits import Digits
-from lightning_hw.data.files import read_input_csv
-from lightning_hw.data.lfw import LFWFaces
+from lightning_hw.data.datasets.digits import Digits
+from lightning_hw.data.io.files import read_input_csv
+from lightning_hw.data.datasets.lfw import LFWFaces
 from lightning_hw.data.preprocess import Preprocess
 from lightning_hw.errors import ConfigError, DataError
 

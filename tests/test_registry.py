@@ -84,7 +84,7 @@ def test_name_clash_names_both_full_paths(tmp_path, monkeypatch):
         tmp_path / "site", "hw-clash-plugin",
         {"lightning_hw.datamodules": {"Digits": "hw_clash_mod:Digits"}},
         {"hw_clash_mod": '''
-            from lightning_hw.data.digits import Digits as _Base
+            from lightning_hw.data.datasets.digits import Digits as _Base
 
             class Digits(_Base):
                 """Another Digits."""

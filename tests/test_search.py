@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_hw import reports, search, studies
+from lightning_hw import reports
+from lightning_hw.studies.grid import grid as studies, search
 from lightning_hw.errors import ConfigError
-from lightning_hw.search_runner import counted, finished
+from lightning_hw.studies.search_runner import counted, finished
 
 from conftest import QUICKSTART, REPO
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_hw import reports, studies
+from lightning_hw import reports
+from lightning_hw.studies.grid import grid as studies
 from lightning_hw.errors import ConfigError, DataError
 
 from conftest import QUICKSTART, REPO
@@ -342,7 +343,7 @@ def test_study_and_report_errors_are_one_line_from_main(workdir, capsys):
 @pytest.mark.slow
 def test_e8_study_on_the_reuters_fixture(workdir):
     """The five heads of E8, two epochs each, on a Reuters file in the real reuters.npz layout."""
-    fixtures = pytest.importorskip("lightning_hw.data.fixtures", reason="the Reuters datamodule comes with the datasets issue")
+    fixtures = pytest.importorskip("lightning_hw.data.fixtures.classification", reason="the Reuters datamodule comes with the datasets issue")
     if not (REPO / "configs" / "reuters.yaml").is_file() or not hasattr(fixtures, "write_reuters"):
         pytest.skip("configs/reuters.yaml and its fixture come with the datasets issue")
     root = fixtures.write_reuters(workdir / "reuters")

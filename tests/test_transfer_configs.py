@@ -10,7 +10,7 @@ import yaml
 
 from lightning_hw.callbacks.feature_cache import FeatureCache
 from lightning_hw.cli import HWCLI
-from lightning_hw.data.fixtures import write_image_folder
+from lightning_hw.data.fixtures.classification import write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = sorted((REPO / "configs" / "studies").glob("*net*.yaml"))
@@ -94,7 +94,7 @@ def cache_of(cli: HWCLI) -> FeatureCache:
 @pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
 def test_study_variants_are_valid_overrides(study, indoor_outdoor, workdir, capsys, monkeypatch):
-    from lightning_hw.studies import fit_command, load_study
+    from lightning_hw.studies.grid import fit_command, load_study
 
     monkeypatch.chdir(REPO)  # the study files name their configs from the repository root
     loaded = load_study(study, root=str(workdir / "runs"))

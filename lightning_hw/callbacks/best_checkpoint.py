@@ -9,6 +9,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_hw._compat.lightning import dump_checkpoint
 from lightning_hw.callbacks.last_checkpoint import CachedStateKey, write_due
 from lightning_hw.checkpoints import snapshot
 
@@ -54,12 +55,12 @@ class BestCheckpoint(CachedStateKey):
 
     # -- saving: taken now, written when due ---------------------------------------------------
 
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+    def write_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # The file is about to hold this save: a queued removal of an older file of that name is void.
         self._removals = [path for path in self._removals if path != filepath]
         if not _can_defer(trainer) or write_due(trainer, self._last_write, self.min_interval):
             self._pending.pop(filepath, None)
-            super()._save_checkpoint(trainer, filepath)
+            super().write_checkpoint(trainer, filepath)
             self._last_write = time.monotonic()
             # The other pending bests and removals follow at the end of this hook, after
             # Lightning has removed what this save replaces (no write of a file about to go).
@@ -67,19 +68,18 @@ class BestCheckpoint(CachedStateKey):
             return
         # What Trainer.save_checkpoint writes, taken now (training changes the live tensors).
         # Every process dumps (a strategy may gather state collectively); only rank 0 writes.
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)  # noqa: SLF001
+        checkpoint = dump_checkpoint(trainer, self.save_weights_only)
         self._pending[filepath] = snapshot(checkpoint) if trainer.is_global_zero else {}
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+        self.mark_saved(trainer, filepath)
 
-    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+    def delete_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # A pending path may also name an older file on disk (a name saved twice), so the
         # file is removed in any case: now, or after the bests that replace it are written.
         self._pending.pop(filepath, None)
         if self._pending:
             self._removals.append(filepath)
         else:
-            super()._remove_checkpoint(trainer, filepath)
+            super().delete_checkpoint(trainer, filepath)
 
     def file_exists(self, filepath: Any, trainer: Trainer) -> bool:
         # Lightning's `-v1` naming asks this; a pending best counts as written. Every
@@ -100,7 +100,7 @@ class BestCheckpoint(CachedStateKey):
         if barrier:
             trainer.strategy.barrier("BestCheckpoint._write_pending")
         for filepath in removals:
-            super()._remove_checkpoint(trainer, filepath)
+            super().delete_checkpoint(trainer, filepath)
         if pending:
             self._last_write = time.monotonic()
             if trainer.is_global_zero:
@@ -120,12 +120,12 @@ class BestCheckpoint(CachedStateKey):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
+        if self.saves_on_train_epoch_end(trainer):
             self._write_if_due(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
-        if not trainer.sanity_checking and not self._should_save_on_train_epoch_end(trainer):
+        if not trainer.sanity_checking and not self.saves_on_train_epoch_end(trainer):
             self._write_if_due(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -56,7 +56,7 @@ def backbone_layers(backbone: nn.Module) -> list[nn.Module]:
     # holds its activation as a child), as in Lightning's BaseFinetuning.flatten_modules.
     return [
         m for m in backbone.modules()
-        if (not list(m.children()) or m._parameters) and not isinstance(m, nn.Identity)
+        if (not list(m.children()) or any(True for _ in m.parameters(recurse=False))) and not isinstance(m, nn.Identity)
     ]
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_hw._compat.lightning import CheckpointHooks
 
 
-class CachedStateKey(ModelCheckpoint):
+class CachedStateKey(CheckpointHooks):
     """``ModelCheckpoint`` whose ``state_key`` is built once rather than on every hook call.
 
     Lightning reads every callback's ``state_key`` each time it calls one of its hooks
@@ -23,7 +24,7 @@ class CachedStateKey(ModelCheckpoint):
 
     @property
     def state_key(self) -> str:
-        settings = (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
+        settings = self.schedule()
         cached = self.__dict__.get("_cached_state_key")
         if cached is None or cached[0] != settings:
             key = super().state_key
@@ -62,14 +63,14 @@ class LastCheckpoint(CachedStateKey):
         #: the file written because a signal asked the run to stop (GracefulStop then stops it)
         self.saved_for_interrupt: str | None = None
 
-    def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
+    def save_top_k_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
         # Every save of this callback goes through here (at the end of an epoch).
         from lightning_hw.runs.interrupts import WATCH
 
         # A signal forces the write: the end of an epoch is where a resume continues exactly.
         stop = WATCH.agreed(trainer)
         if stop or write_due(trainer, self._last_write, self.min_interval):
-            super()._save_topk_checkpoint(trainer, monitor_candidates)
+            super().save_top_k_checkpoint(trainer, monitor_candidates)
             self._last_write = time.monotonic()
             if stop:
                 self.saved_for_interrupt = str(Path(self.dirpath) / "last.ckpt")

@@ -25,7 +25,7 @@ class ThrottledTqdm(Tqdm):
     def refresh(self, nolock: bool = False, lock_args: Any = None) -> bool | None:
         if self.disable or not hasattr(self, "start_t"):  # a disabled bar never set its clock
             return super().refresh(nolock=nolock, lock_args=lock_args)
-        now = self._time()
+        now = time.time()  # tqdm's clock (start_t, last_print_t)
         if now < self.start_t + self.delay or now - self.last_print_t < self.mininterval:
             return False
         self.last_print_t = now  # what tqdm's close() checks to know whether anything was drawn

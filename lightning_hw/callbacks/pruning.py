@@ -1,6 +1,6 @@
 """Report a search trial's objective to its Optuna study every validation epoch, and stop when pruned.
 
-The study runner (:mod:`lightning_hw.search_runner`) starts each trial's ``fit`` with the storage,
+The study runner (:mod:`lightning_hw.studies.search_runner`) starts each trial's ``fit`` with the storage,
 study and trial id in its environment; ``fit`` then adds :class:`OptunaPruning`. Unlike
 optuna-integration's Lightning callback, it uses only public APIs and raises nothing inside the
 trainer: a pruned trial asks the trainer to stop, ends like any finished ``fit`` (checkpoints
@@ -30,7 +30,7 @@ class OptunaPruning(Callback):
     def __init__(self, storage: str, study_name: str, trial_id: int, pruner: dict[str, Any], metric: str) -> None:
         import optuna
 
-        from lightning_hw.search import make_pruner, open_storage
+        from lightning_hw.studies.search import make_pruner, open_storage
 
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=make_pruner(pruner))
         self.trial = optuna.trial.Trial(study, trial_id)
@@ -61,7 +61,7 @@ class OptunaPruning(Callback):
 
 def from_environment() -> OptunaPruning | None:
     """The callback for the trial named in this process's environment, or ``None`` outside a search."""
-    from lightning_hw.search import ENV_METRIC, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, environ_trial
+    from lightning_hw.studies.search import ENV_METRIC, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, environ_trial
 
     env = environ_trial()
     if env is None:

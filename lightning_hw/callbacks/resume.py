@@ -30,6 +30,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import Metric
 
+from lightning_hw._compat.lightning import epoch_results, load_pending_loader_states
+from lightning_hw._compat.torchmetrics import restore_update_count
+
 
 def rng_state() -> dict[str, Any]:
     """The global random state as plain tensors and numbers (loadable with ``weights_only=True``)."""
@@ -57,12 +60,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(py_state), p["gauss"]))
     if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _epoch_results(trainer: Trainer):
-    # Lightning keeps the running sums of `self.log(..., on_epoch=True)` here and does not
-    # checkpoint them; there is no public accessor.
-    return trainer.fit_loop.epoch_loop._results
 
 
 def _train_loaders(trainer: Trainer) -> list[Any]:
@@ -113,7 +110,7 @@ class ResumeState(Callback):
             }
             state["results"] = {
                 key: {"value": item.value.detach().cpu(), "count": _detach(getattr(item, "cumulated_batch_size", None))}
-                for key, item in _epoch_results(trainer).items()
+                for key, item in epoch_results(trainer).items()
                 if item.is_tensor and item.meta.on_epoch and not item.has_reset
             }
         return state
@@ -128,11 +125,7 @@ class ResumeState(Callback):
         # (FitLoop.restarting is False after an end-of-epoch checkpoint), so after an
         # end-of-epoch checkpoint the shuffle order would start over. The loaders have not
         # drawn a batch yet, so loading the state here is still in time.
-        fit_loop = trainer.fit_loop
-        pending = getattr(fit_loop, "_combined_loader_states_to_load", None)
-        if pending and fit_loop._combined_loader is not None:
-            fit_loop._combined_loader._load_state_dicts(pending)
-            fit_loop._combined_loader_states_to_load = []
+        load_pending_loader_states(trainer)
         # Only now: the sanity check and data set-up between the restore and this hook may draw
         # random numbers that the uninterrupted run did not draw at this point.
         if "rng" in self._loaded:
@@ -141,8 +134,7 @@ class ResumeState(Callback):
             metric = pl_module.get_submodule(name)
             for key, value in saved["state"].items():
                 setattr(metric, key, _to(value, pl_module.device))
-            metric._update_count = saved["update_count"]  # torchmetrics has no setter for it
-            metric._computed = None
+            restore_update_count(metric, saved["update_count"])
 
     def _merge_results(self, trainer: Trainer, saved: dict[str, Any]) -> None:
         """Add the interrupted epoch's running sums to those of the first resumed batch.
@@ -150,7 +142,7 @@ class ResumeState(Callback):
         The entries exist only once the task has logged in this process, hence after the
         first batch; addition commutes exactly, so the epoch means match to the bit.
         """
-        results = _epoch_results(trainer)
+        results = epoch_results(trainer)
         for key, old in saved.items():
             item = results.get(key)
             if item is None:

@@ -255,8 +255,8 @@ class SplitDataModule(LightningDataModule):
             One id per sample (file names; the CSV's ``id`` column, else row numbers) and
             the raw samples ``(N, *raw_input_shape)``.
         """
-        from lightning_hw.data.files import read_input_csv
-        from lightning_hw.data.image_files import list_images, read_all
+        from lightning_hw.data.io.files import read_input_csv
+        from lightning_hw.data.io.image_files import list_images, read_all
 
         path = Path(path)
         if not path.exists():

@@ -18,9 +18,9 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.data.augment import Augment, expand_offline
+from lightning_hw.data.augment.images import Augment, expand_offline
 from lightning_hw.data.base import InMemoryDataModule, Split
-from lightning_hw.data.image_files import read_image
+from lightning_hw.data.io.image_files import read_image
 from lightning_hw.data.preprocess import Preprocess
 from lightning_hw.errors import ConfigError
 

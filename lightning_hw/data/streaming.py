@@ -15,6 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_hw.data.loading import dataloader_settings
 
+#: above this many bytes of decoded uint8 pixels the images are streamed from disk instead
+IN_MEMORY_LIMIT_BYTES = 4 * 2**30
+
 
 class DecodedOnAccess(Dataset):
     """Items decoded one at a time when read.

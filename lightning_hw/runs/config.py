@@ -9,6 +9,16 @@ from lightning_hw.errors import ConfigError
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
+def monitor_mode(metric: str) -> str:
+    """``"min"`` or ``"max"``: whether lower or higher is better for a metric named by the user.
+
+    Losses and errors go down (``val/loss``, ``test/nme``, ``val/mae``); anything else
+    (``val/acc``, ``val/f1``) goes up.
+    """
+    name = metric.rsplit("/", 1)[-1].lower()
+    return "min" if any(word in name for word in ("loss", "err", "nme", "mae", "mse", "rmse")) else "max"
+
+
 @dataclass
 class RunConfig:
     """Where a run writes and how it is logged (the ``run:`` section of a config).

@@ -225,7 +225,7 @@ class Run:
         if not self.writes or self.stage != "fit":
             return
         if self.mode == "resume":
-            from lightning_hw._compat import batches_that_stepped
+            from lightning_hw._compat.lightning import batches_that_stepped
 
             for logger in trainer.loggers:
                 trim = getattr(getattr(logger, "experiment", None), "trim_from", None)

@@ -172,7 +172,7 @@ def wandb_logger(run: RunConfig, directory: Path, display_name: str, group: str,
         id=run_id,
         resume="allow" if run_id else None,
     )
-    from lightning_hw._compat import drop_wandb_anonymous
+    from lightning_hw._compat.lightning import drop_wandb_anonymous
 
     drop_wandb_anonymous(logger)
     return logger
@@ -211,7 +211,7 @@ def finish_wandb(loggers: list[Logger], exit_code: int = 0, print_sync: bool = T
         exit_code: the command's exit code (W&B marks a non-zero one as failed).
         print_sync: print the exact ``wandb sync`` command of an offline run.
     """
-    from lightning_hw._compat import started_wandb_run
+    from lightning_hw._compat.lightning import started_wandb_run
 
     for logger in loggers:
         experiment = started_wandb_run(logger)

@@ -10,6 +10,8 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
+from lightning_hw._compat.lightning import HOOK_NAME_ATTRIBUTE
+from lightning_hw._compat.torch import child_modules
 from lightning_hw.tasks.epoch_metrics import BatchWeightedMean, EpochOutputs
 
 STAGES = ("train", "val", "test")
@@ -23,7 +25,7 @@ def _modules_with_penalty(module: nn.Module, seen: set[int]) -> Iterator[nn.Modu
     attribute on an ``nn.Module`` raises a formatted AttributeError. Metrics hold no
     weights, so their subtrees are skipped.
     """
-    for child in module._modules.values():  # noqa: SLF001 - named_children() hashes each child
+    for child in child_modules(module):
         if child is None or id(child) in seen or isinstance(child, (Metric, MetricCollection)):
             continue
         seen.add(id(child))
@@ -71,10 +73,10 @@ class Task(LightningModule):
         self.epoch_outputs = nn.ModuleDict({f"{stage}_outputs": EpochOutputs() for stage in STAGES})
 
     def __setattr__(self, name: str, value: object) -> None:
-        # Lightning sets `_current_fx_name` before and after every hook it calls, about 40
+        # Lightning sets its hook-name attribute before and after every hook it calls, about 40
         # times per training step; nn.Module.__setattr__'s parameter/buffer/module checks
         # make that ~10% of a small MLP's step. It is a plain string, so skip them.
-        if name == "_current_fx_name":
+        if name == HOOK_NAME_ATTRIBUTE:
             object.__setattr__(self, name, value)
             return
         super().__setattr__(name, value)
@@ -192,7 +194,7 @@ class Task(LightningModule):
         The default names each output ``name`` (one value per sample) or ``name_i`` (several);
         tasks override it to write class names, coordinates in pixels, etc.
         """
-        from lightning_hw.predict import generic_columns
+        from lightning_hw.deploy.predict import generic_columns
 
         return generic_columns(outputs)
 

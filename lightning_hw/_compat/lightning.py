@@ -1,0 +1,139 @@
+"""Lightning internals lightning-hw relies on (each checked by tests/test_compat.py).
+
+Private methods that lightning-hw overrides are given public names here: a subclass of
+:class:`CheckpointHooks` or :class:`CLIHooks` overrides ``write_checkpoint`` or
+``run_subcommand``, and only this module knows which private method Lightning calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+#: the attribute Lightning sets on a LightningModule before and after every hook it calls
+#: (about 40 times per training step); see ``Task.__setattr__``
+HOOK_NAME_ATTRIBUTE = "_current_fx_name"
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+class CheckpointHooks(ModelCheckpoint):
+    """``ModelCheckpoint`` with its save, removal and top-k steps as overridable public methods.
+
+    The deferred best checkpoint and the throttled ``last.ckpt`` change *when* a file is
+    written, which ModelCheckpoint only exposes through private methods.
+    """
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        self.write_checkpoint(trainer, filepath)
+
+    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        self.delete_checkpoint(trainer, filepath)
+
+    def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
+        self.save_top_k_checkpoint(trainer, monitor_candidates)
+
+    def write_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        """Write the trainer's checkpoint to ``filepath`` now (ModelCheckpoint's save)."""
+        super()._save_checkpoint(trainer, filepath)
+
+    def delete_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        """Remove a checkpoint file that a better one replaced."""
+        super()._remove_checkpoint(trainer, filepath)
+
+    def save_top_k_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, Any]) -> None:
+        """Decide whether this step's checkpoint is among the top k, and save it if so."""
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def saves_on_train_epoch_end(self, trainer: Trainer) -> bool:
+        """Whether this callback saves at the end of the training epoch (rather than after validation)."""
+        return self._should_save_on_train_epoch_end(trainer)
+
+    def mark_saved(self, trainer: Trainer, filepath: str) -> None:
+        """Record a save taken without writing (so the same step is not saved twice), as a write would."""
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+    def schedule(self) -> tuple[Any, ...]:
+        """The settings that ``state_key`` is built from (when and on what the callback saves)."""
+        return (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
+
+
+def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
+    """The dict ``trainer.save_checkpoint`` would write, without writing it (every process must call it)."""
+    return trainer._checkpoint_connector.dump_checkpoint(weights_only)  # noqa: SLF001
+
+
+# -- loops ---------------------------------------------------------------------------------------
+
+
+def batches_that_stepped(trainer: Trainer) -> int:
+    """The step Lightning writes into logged rows (optimizer steps so far; restored on resume)."""
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)  # noqa: SLF001
+
+
+def epoch_results(trainer: Trainer) -> Any:
+    """The running sums of ``self.log(..., on_epoch=True)`` in the training epoch (not checkpointed by Lightning)."""
+    return trainer.fit_loop.epoch_loop._results  # noqa: SLF001
+
+
+def load_pending_loader_states(trainer: Trainer) -> None:
+    """Give the train loaders the states a checkpoint holds, which Lightning loads only mid-epoch.
+
+    After an end-of-epoch checkpoint Lightning does not restore the loaders (the shuffle
+    order would start over); called before the first batch, this restores them.
+    """
+    fit_loop = trainer.fit_loop
+    pending = getattr(fit_loop, "_combined_loader_states_to_load", None)
+    combined = getattr(fit_loop, "_combined_loader", None)
+    if pending and combined is not None:
+        combined._load_state_dicts(pending)  # noqa: SLF001
+        fit_loop._combined_loader_states_to_load = []  # noqa: SLF001
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+class CLIHooks(LightningCLI):
+    """``LightningCLI`` with its checkpoint-settings and run steps as overridable public methods."""
+
+    def _parse_ckpt_path(self) -> None:
+        self.load_checkpoint_settings()
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        self.run_subcommand(subcommand)
+
+    def load_checkpoint_settings(self) -> None:
+        """Read the task's settings from ``--ckpt_path`` into the config (LightningCLI's default)."""
+        super()._parse_ckpt_path()
+
+    def run_subcommand(self, subcommand: str) -> None:
+        """Run ``before_<subcommand>``, the trainer's method and ``after_<subcommand>`` (LightningCLI's default)."""
+        super()._run_subcommand(subcommand)
+
+    @property
+    def subcommand_parsers(self) -> dict[str, LightningArgumentParser]:
+        """The parser of each subcommand (``fit``, ``validate``, ``test``, ``predict``)."""
+        return self._subcommand_parsers  # noqa: SLF001
+
+    def parser_of(self, subcommand: str | None) -> LightningArgumentParser:
+        """The parser of ``subcommand``, or the main parser without one."""
+        return self._parser(subcommand)  # noqa: SLF001
+
+
+# -- loggers -------------------------------------------------------------------------------------
+
+
+def drop_wandb_anonymous(logger: Any) -> None:
+    """Lightning's ``WandbLogger`` always passes ``anonymous`` to ``wandb.init``, which wandb >= 0.19 warns about."""
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+
+
+def started_wandb_run(logger: Any) -> Any | None:
+    """The W&B run a ``WandbLogger`` has started, or ``None`` (reading ``logger.experiment`` would start one)."""
+    experiment = getattr(logger, "_experiment", None)
+    return experiment if experiment is not None and hasattr(experiment, "finish") else None

@@ -1,0 +1,180 @@
+"""Turn jsonargparse's multi-line parse errors into one line that says what to change.
+
+jsonargparse reports, for instance, a misspelled ``--model.init_args.hed`` as ten lines about
+"Union subtypes" and ``NestedArg``; the user needs "Classifier has no option 'hed'; did you
+mean head?". Each known shape of report is recognised by its wording (jsonargparse has no
+structured errors); anything else is folded into one line, so nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+import yaml
+
+from lightning_hw._compat.argparse import parser_actions
+from lightning_hw.errors import ConfigError
+
+#: module whose classes a class-typed option may name by short name
+CLASS_SOURCES = {
+    "trainer.callbacks": "lightning.pytorch.callbacks",
+    "trainer.logger": "lightning.pytorch.loggers",
+    "optimizer": "torch.optim",
+    "lr_scheduler": "torch.optim.lr_scheduler",
+}
+
+
+def check_config_files(args: list[str]) -> None:
+    """Fail in one line on a ``--config`` file that is missing, not YAML, or not a mapping.
+
+    Args:
+        args: the command line after the program name.
+    """
+    for i, arg in enumerate(args):
+        key, has_inline, value = arg.partition("=")
+        if key not in ("--config", "-c"):
+            continue
+        if not has_inline:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        path = Path(value)
+        if not value or not path.is_file():
+            hint = " (it is a directory)" if value and path.is_dir() else ""
+            raise ConfigError(f"config file not found: {value or '(none given)'}{hint}")
+        try:
+            content = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {value} is not YAML (it is not even text)") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {value} is not valid YAML: {problem}{where}") from None
+        if content is not None and not isinstance(content, dict):
+            raise ConfigError(
+                f"config file {value} must be a YAML mapping of sections (trainer:, model:, data:, ...), "
+                f"not a {type(content).__name__}"
+            )
+
+
+def _suggest(name: str, candidates: list[str], n: int = 3) -> str:
+    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def _options(parser) -> list[str]:
+    """Every ``--option`` a (sub)parser accepts, without the per-class ``.help`` entries."""
+    names = []
+    for action in parser_actions(parser):
+        for option in action.option_strings:
+            if option.startswith("--") and not option.endswith((".help", "+")):
+                names.append(option)
+    return names
+
+
+def _class_options(class_path: str) -> list[str]:
+    """The init parameters of a class (following ``**kwargs`` into base classes, as jsonargparse does)."""
+    try:
+        from jsonargparse import ArgumentParser
+
+        from lightning_hw.registry import import_class
+
+        cls = import_class(class_path)
+        if cls is None:
+            return []
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, fail_untyped=False)
+        return [o[2:] for o in _options(parser) if o not in ("--help", "--config", "--print_config")]
+    except Exception:  # noqa: BLE001 - suggestions are a courtesy; never fail while explaining a failure
+        try:
+            return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        except Exception:  # noqa: BLE001
+            return []
+
+
+def _class_names(module_name: str) -> list[str]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return []
+    return [n for n, obj in vars(module).items() if inspect.isclass(obj) and not n.startswith("_")]
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def explain(message: str, subcommand: str | None, subparser=None) -> str:
+    """One readable line for a jsonargparse error message.
+
+    Args:
+        message: ``str()`` of the ``ArgumentError``.
+        subcommand: the subcommand given (``fit``, ...), if any.
+        subparser: the subcommand's parser, to suggest option names.
+    """
+    help_hint = f"python -m lightning_hw {subcommand or ''} --help".replace("  ", " ")
+
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if found:
+        commands = [c.strip(" '") for c in found.group(2).split(",")] + ["list", "export"]
+        suggestion = _suggest(found.group(1), commands, 1)
+        return f"unknown command '{found.group(1)}'{suggestion} commands: {', '.join(commands)}"
+
+    found = re.search(r"unrecognized arguments: (.*)", message)
+    if found:
+        tokens = found.group(1).split()
+        option = next((t.split("=", 1)[0] for t in tokens if t.startswith("-")), tokens[0] if tokens else "")
+        return f"unknown option {option}{_suggest(option, _options(subparser))} (options: {help_hint})"
+
+    found = re.search(r"does not accept option '([^']+)'", message)
+    if found:
+        option = "--" + found.group(1)
+        suggestion = _suggest(option, _options(subparser)).replace("--", "")
+        return f"unknown option '{found.group(1)}' (in a config file?){suggestion} (options: {help_hint})"
+
+    found = re.search(r"Option '([^']+)' is not accepted", message)
+    if found:
+        name = found.group(1)
+        line = next(line for line in message.splitlines() if found.group(0) in line)
+        inner = re.search(r"class_path='([\w.]+)'", line)
+        outer = re.findall(r"class_path '([\w.]+)'", message[: message.find(found.group(0))])
+        class_path = inner.group(1) if inner else (outer[-1] if outer else "")
+        accepted = _class_options(class_path) if class_path else []
+        cls = class_path.rsplit(".", 1)[-1] or "the class"
+        listing = f" (accepted: {', '.join(accepted)})" if accepted else ""
+        return f"{cls} has no option '{name}'{_suggest(name, accepted)}{listing}"
+
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    path = keys[0] + "".join(f".init_args.{k}" for k in keys[1:]) if keys else ""
+
+    found = re.search(r"(?:Expected a dot import path string|Import path) ?:? ?'?([\w.]+)'?", message)
+    if found and keys and keys[0] in CLASS_SOURCES:
+        name = found.group(1)
+        return f"--{keys[0]}: no class named '{name}'{_suggest(name, _class_names(CLASS_SOURCES[keys[0]]))}"
+
+    found = re.search(r"File does not exist: '?([^'\n]+)'?", message)
+    if found:
+        return f"--{path or 'config'}: file not found: {found.group(1)}"
+
+    expected = [
+        line.strip().lstrip("- ")
+        for line in message.splitlines()
+        if line.strip().lstrip("- ").startswith("Expected") and "NoneType" not in line
+    ]
+    given = re.search(r"(?:Given value|Got value): (.*)", message)
+    if path and expected:
+        what = re.sub(r"Expected an? <class '(\w+)'>", r"\1", expected[-1])
+        what = re.sub(r"Expected an? typing\.Literal\[(.*)\]", r"one of \1", what)
+        what = re.sub(r"\.? ?Got value: .*", "", what)
+        if what and what[0].isupper():
+            what = what[0].lower() + what[1:]
+        else:
+            what = f"expected {what}"
+        shown = f", got {given.group(1).strip()}" if given else ""
+        return f"--{path}: {what}{shown}"
+
+    return f"{_one_line(message)} (options: {help_hint})"

@@ -1,0 +1,567 @@
+"""The command line: LightningCLI over the entry-point registry, plus our own subcommands.
+
+    python -m lightning_hw fit --config configs/quickstart.yaml
+    python -m lightning_hw list
+    python -m lightning_hw study configs/studies/reuters_heads.yaml   (lightning_hw/studies/grid.py)
+    python -m lightning_hw report runs/reuters_heads                  (lightning_hw/reports.py)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentError
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lightning_hw import registry
+from lightning_hw._compat.lightning import CLIHooks
+from lightning_hw.callbacks.artifacts import LogBestCheckpoint
+from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
+from lightning_hw.callbacks.progress import default_progress_bar
+from lightning_hw.callbacks.pruning import OptunaPruning, from_environment as search_trial_pruning
+from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
+from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
+from lightning_hw.callbacks.resume import ResumeState
+from lightning_hw.checkpoints import (
+    SafeCheckpointIO,
+    check_ckpt_path,
+    check_fits,
+    load_checkpoint,
+    mismatch_message,
+    unfit_settings_message,
+)
+from lightning_hw.cli.errors import check_config_files, explain
+from lightning_hw.cli.names import KEYS, requested_class_names
+from lightning_hw.errors import ConfigError, UserError, user_error_in
+from lightning_hw.runs.config import monitor_mode
+from lightning_hw.runs import (
+    WATCH,
+    GracefulStop,
+    Run,
+    RunConfig,
+    RunCSVLogger,
+    RunInterrupted,
+    RunRecord,
+    checkpoint_callbacks,
+    finish_wandb,
+    plan_run,
+    saved_elsewhere,
+    start_wandb,
+    wandb_logger,
+)
+
+# The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
+warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
+# Only a resume (the same run continuing) opens a checkpoint directory that has files.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+DESCRIPTION = (
+    "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
+    "predict (LightningCLI), list (registered tasks and datamodules), study (variants of a config, "
+    "each in its own process), report (compare runs), export (a checkpoint to ONNX) and new-plugin "
+    "(scaffold a plugin package). Add --debug for tracebacks."
+)
+
+# Subcommands that are not LightningCLI's: name -> module with `main(argv) -> exit code`.
+#: our subcommands beside LightningCLI's: each module's ``main(argv) -> exit code`` runs it
+OWN_SUBCOMMANDS = {"study": "lightning_hw.studies.grid", "report": "lightning_hw.reports", "export": "lightning_hw.deploy.export"}
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Hands the resolved config to the run (which writes it when the run commits) and puts it into W&B.
+
+    The saved ``config.yaml`` names its group and run (``--config runs/g/n/config.yaml
+    --ckpt_path last`` continues that run); a ``fit``'s drops ``ckpt_path``, which only
+    said where that session started.
+
+    Args:
+        run: the run the config belongs to.
+        *args, **kwargs: see ``SaveConfigCallback``.
+    """
+
+    def __init__(self, *args: Any, run: Run | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, save_to_log_dir=False, **kwargs)
+        self.run = run
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        config = self.config.clone()
+        if self.run is not None and config.get("run") is not None:
+            config.run.group = self.run.group
+            if self.run.stage == "fit":
+                config.run.name = self.run.name
+                config.ckpt_path = None
+        text = self.parser.dump(config, skip_none=False)
+        if self.run is not None:
+            self.run.set_config(text)
+        resolved = yaml.safe_load(text)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update(resolved, allow_val_change=True)
+
+
+class HWCLI(CLIHooks):
+    """LightningCLI with registry-resolved short names, data-to-task links and run directories.
+
+    Args:
+        args: the command line (``None``: ``sys.argv[1:]``), e.g. ``["fit", "--config", "c.yaml"]``.
+        **kwargs: passed to :class:`~lightning.pytorch.cli.LightningCLI`.
+    """
+
+    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+        registry.discover()  # short class names resolve only once the classes are imported
+        self.run: Run | None = None
+        self._hparams_from: tuple[str, dict] | None = None
+        self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
+        self.loggers: list = []
+        parser_kwargs = {"exit_on_error": False, "description": DESCRIPTION, **kwargs.pop("parser_kwargs", {})}
+        kwargs.setdefault("model_class", LightningModule)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("datamodule_class", LightningDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        WATCH.install()  # Ctrl-C from here on: one line, and whatever this command created is undone
+        try:
+            super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
+        except RunInterrupted as stop:
+            if self.run is not None:
+                self.run.abort(stop.exit_code, "interrupted", self._trainer(), self.loggers, signal=stop.signal_name, checkpoint=stop.saved)
+                stop.message = self.run.interrupt_message(stop)
+            raise
+        except BaseException as err:
+            if self.run is not None:
+                self.run.abort(getattr(err, "exit_code", 1), "failed", self._trainer(), self.loggers, error=_first_line(err))
+            raise
+        finally:
+            if self.run is not None:
+                self.run.close()
+            WATCH.restore()
+
+    def _trainer(self) -> Trainer | None:
+        return getattr(self, "trainer", None)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        from lightning_hw.callbacks.finetuning import FreezeBackbone
+
+        parser.add_class_arguments(RunConfig, "run")
+        # The fine-tuning schedule has its own key, so `--finetune.unfreeze_at_epoch 0` means the
+        # same whatever trainer presets (which append callbacks) are stacked after the config.
+        parser.add_subclass_arguments(
+            FreezeBackbone, "finetune", required=False, fail_untyped=False,
+            help="Freeze the backbone, train the head, then unfreeze its last layers (a FreezeBackbone callback).",
+        )
+
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        """Safe checkpoint loading by default, and the ``predict`` options for new inputs."""
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if not add_subcommands:
+            return
+        for sub_parser in self.subcommand_parsers.values():
+            # Trainer.fit/validate/test/predict(weights_only=None) would leave it to torch's default.
+            sub_parser.set_defaults(weights_only=True)
+        from lightning_hw.deploy.predict import add_predict_arguments
+
+        add_predict_arguments(self.subcommand_parsers["predict"])
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse twice: first to learn the task and datamodule classes, then with their links.
+
+        Which sizes flow from data to task depends on the classes chosen (a classifier
+        wants ``num_classes``, a landmark task ``num_landmarks``), so the links can only be
+        added once the first pass has resolved both class paths.
+        """
+        if not isinstance(args, list) and args is not None:  # a dict or Namespace, as LightningCLI allows
+            self.config = parser.parse_object(args)
+            return
+        args = with_run_config(list(sys.argv[1:] if args is None else args))
+        check_config_files(args)
+        try:
+            first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
+            if self._add_data_links(first):
+                self.config = parser.parse_args(args)
+            else:
+                self.config = parser.parse_args(args) if any(a.startswith("--print_config") for a in args) else first
+        except ArgumentError as err:
+            raise ConfigError(self._explain(err, args)) from None
+
+    def _add_data_links(self, config: Any) -> bool:
+        """Link every ``linked_from_data`` argument of the task that the datamodule provides."""
+        subcommand = config.get("subcommand")
+        if not subcommand:
+            return False
+        chosen = config[subcommand]
+        task_cls = registry.import_class(chosen.model.class_path, "task")
+        data_cls = registry.import_class(chosen.data.class_path, "datamodule")
+        names = [n for n in getattr(task_cls, "linked_from_data", ()) if hasattr(data_cls, n)]
+        sub_parser = self.subcommand_parsers[subcommand]
+        for name in names:
+            sub_parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        return bool(names)
+
+    def _explain(self, err: ArgumentError, args: list[str]) -> str:
+        for key, name in requested_class_names(args).items():
+            kind = KEYS[key]
+            if not registry.resolves(kind, name):
+                return registry.unknown_name_message(kind, name)
+            ambiguous = registry.ambiguous_name_message(kind, name)
+            if ambiguous:
+                return ambiguous
+        subcommand = next((a for a in args if a in self.subcommand_parsers), None)
+        return explain(str(err), subcommand, self.subcommand_parsers.get(subcommand, self.parser))
+
+    def load_checkpoint_settings(self) -> None:
+        """Read the checkpoint's hyperparameters into the config, safely.
+
+        LightningCLI's own version always loads with ``weights_only=True`` (so ``--weights_only
+        false`` could never take effect) and fails with a traceback; this one loads once with
+        the user's choice and explains every failure in one line.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        chosen = self.config[subcommand]
+        ckpt_path = chosen.get("ckpt_path")
+        check_ckpt_path(ckpt_path, subcommand, chosen.get("run"))
+        if subcommand == "predict" and not ckpt_path:
+            raise ConfigError(
+                "predict needs the trained weights: add --ckpt_path runs/<group>/<name>/checkpoints/<file>.ckpt"
+            )
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        checkpoint = load_checkpoint(ckpt_path, weights_only=chosen.get("weights_only") is not False)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except (ArgumentError, SystemExit) as err:
+            raise ConfigError(unfit_settings_message(ckpt_path, checkpoint, str(err))) from None
+        self._hparams_from = (ckpt_path, checkpoint)  # the task's settings now come from the checkpoint
+
+    # -- running -------------------------------------------------------------------------------
+
+    def instantiate_classes(self) -> None:
+        """As LightningCLI, but a bad-input error raised in a class's ``__init__`` stays one line."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            user_error = user_error_in(err)
+            building = getattr(self, "config_init", None) is None  # the task or data, not the trainer
+            if isinstance(user_error, ConfigError) and building and self._hparams_from is not None:
+                # The task was built with the checkpoint's settings; the data or net of this config
+                # does not fit them (e.g. another experiment's checkpoint). Missing or bad data
+                # (DataError) is not a mismatch and is said as it is.
+                raise ConfigError(unfit_settings_message(*self._hparams_from, str(user_error))) from err
+            if user_error is None or user_error is err:
+                raise
+            raise user_error from err
+
+    def before_instantiate_classes(self) -> None:
+        """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
+        chosen = self.config[self.subcommand] if self.subcommand else self.config
+        init_args = chosen.model.get("init_args")
+        lr = init_args.get("lr") if init_args is not None else None
+        if lr is not None and chosen.get("optimizer") is not None:
+            chosen.optimizer.init_args.lr = lr
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, writing into the run directory with our loggers and checkpoints.
+
+        The run is planned, the checkpoint checked against the configured model and the data
+        loaded before the directory is created and W&B starts: a refusal or bad data leave
+        every run as it was.
+        """
+        chosen = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        settings: RunConfig = chosen.run
+        config_files = [str(p) for p in (chosen.get("config") or [])]
+        trainer_cfg = chosen.trainer
+        run = plan_run(
+            settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
+        )
+        model_section = self._model_section()
+        if run.ckpt_path and Path(run.ckpt_path).is_file():
+            check_fits(run.ckpt_path, self.model, model_section, weights_only=chosen.get("weights_only") is not False)
+        chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
+        # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
+        # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
+        from lightning_hw.data.preprocessing import link_model_preprocessing
+
+        message = link_model_preprocessing(self.model, self.datamodule)
+        if message:
+            print(message)
+        self._check_data()
+        self.run = run
+        run.open()
+        self.run_dir = run.directory
+        for note in filter(None, (saved_elsewhere(config, run) for config in config_files)):
+            _say(note)
+        kwargs.setdefault("default_root_dir", str(run.directory))
+        callbacks = [LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
+        if chosen.get("finetune") is not None:
+            if any(type(c) is type(chosen.finetune) for c in callbacks):
+                raise ConfigError(
+                    "the fine-tuning schedule is given twice: in finetune: and as a FreezeBackbone in trainer.callbacks; keep one"
+                )
+            callbacks.append(chosen.finetune)
+        if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
+            self.loggers = [RunCSVLogger(run.directory)]
+            wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())
+            problem = start_wandb(wandb, run.directory) if wandb else None
+            if problem:
+                print(problem, file=sys.stderr)
+            elif wandb is not None:
+                self.loggers.append(wandb)
+                callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
+            kwargs["logger"] = self.loggers
+        # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
+        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section)):
+            if not any(isinstance(c, type(extra)) for c in callbacks):
+                callbacks.append(extra)
+        pruning = search_trial_pruning() if self.subcommand == "fit" else None  # a trial of a search study
+        if pruning is not None:
+            callbacks.append(pruning)
+        plugins = trainer_cfg.get("plugins")
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(SafeCheckpointIO())  # atomic saves, weights-only loads
+        kwargs["plugins"] = plugins
+        if self.subcommand == "predict":
+            from lightning_hw.deploy.predict import writer_for
+
+            callbacks.append(writer_for(run.directory, chosen))
+        wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False and run.mode != "scratch"
+        if self.subcommand == "fit" and wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            monitor = settings.monitor or getattr(self.model, "monitor", "val/loss")
+            mode = getattr(self.model, "monitor_mode", "min") if settings.monitor is None else monitor_mode(monitor)
+            callbacks.extend(checkpoint_callbacks(run.directory, monitor, mode, settings.checkpoint_seconds()))
+        if self.subcommand == "fit":
+            last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
+            callbacks.append(GracefulStop(last))
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(default_progress_bar())
+        kwargs["callbacks"] = callbacks
+        self.save_config_kwargs = {"run": run}
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (ValueError, TypeError, MisconfigurationException) as err:
+            if isinstance(err, UserError):
+                raise
+            # Trainer.__init__ validates its settings (accelerator, devices, precision...).
+            raise ConfigError(f"invalid trainer settings: {str(err).strip().splitlines()[0]}") from err
+
+    def _model_section(self) -> dict[str, Any] | None:
+        """The ``model:`` section of the resolved config, as plain values."""
+        chosen = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            section = yaml.safe_load(self.parser_of(self.subcommand).dump(chosen, skip_none=False)).get("model")
+        except Exception:  # noqa: BLE001 - only used to describe the model in messages and checkpoints
+            return None
+        return section if isinstance(section, dict) else None
+
+    def _wandb_name(self) -> str:
+        run = self.run
+        if run.mode == "evaluate":
+            return "/".join(p for p in (run.group, run.name, run.directory.name) if p)
+        return f"{run.group}/{run.name}"
+
+    def _wandb_id(self) -> str | None:
+        """The W&B run a resumed run continues (an evaluation or a new run starts its own)."""
+        from lightning_hw.runs.files import WANDB_ID_FILE
+
+        id_file = self.run.run_dir / WANDB_ID_FILE
+        if self.run.mode == "resume" and id_file.is_file():
+            return id_file.read_text().strip() or None
+        return None
+
+    def _check_data(self) -> None:
+        """Load the data now, before the run directory and W&B exist, so bad data leaves nothing behind.
+
+        Only our datamodules, whose ``setup`` keeps what it loaded (Lightning's own call is
+        then free); a plugin's may not be written that way. Not in a job started by
+        torchrun/SLURM, whose processes would all download at once.
+        """
+        from lightning_hw.data.base import SplitDataModule
+
+        datamodule = self.datamodule
+        if not isinstance(datamodule, SplitDataModule) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return
+        datamodule.prepare_data()
+        datamodule.setup(self.subcommand)
+
+    def run_subcommand(self, subcommand: str) -> None:
+        run = self.run
+        if run.note:
+            _say(run.note)
+        if run.mode != "scratch":
+            _say(f"{'Evaluation' if run.mode == 'evaluate' else 'Run'} directory: {run.directory}")
+        try:
+            super().run_subcommand(subcommand)
+        except RuntimeError as err:
+            if "Error(s) in loading state_dict" not in str(err):
+                raise
+            ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
+            raise ConfigError(mismatch_message(ckpt_path, err)) from err
+        WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
+        run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
+        pruned = next((c for c in self.trainer.callbacks if isinstance(c, OptunaPruning) and c.pruned), None)
+        if pruned is not None:  # stopped early by its search's pruner: neither failed nor a full run
+            run.finish("pruned", self.trainer, pruned_at_epoch=pruned.pruned_at)
+        else:
+            run.finish("finished", self.trainer)
+        finish_wandb(self.loggers)
+        # Last, after W&B's own summary, so the run's location is the final line a user sees.
+        _say(run.saved_line())
+
+    def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
+        """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
+        from lightning_hw.deploy.predict import predict_from_files
+
+        chosen = self.config_init.predict
+        if chosen.get("predict_from"):
+            predict_from_files(chosen.predict_from, datamodule, chosen.get("on_unreadable", "fail"), self.trainer)
+        return self.trainer.predict(model, datamodule=datamodule, **kwargs)
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint (unless ``run.test_after_fit`` is false) and print the result."""
+        if self.config_init.fit.run.test_after_fit and not self.trainer.interrupted and _has_test(self):
+            checkpoint = self.trainer.checkpoint_callback
+            best = checkpoint.best_model_path if checkpoint is not None else ""
+            self.run.testing_after_fit = True
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+            results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+            summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
+            source = f"best checkpoint {Path(best).name}" if best else "final weights"
+            _say(f"Test ({source}): {summary}")
+
+
+def with_run_config(args: list[str]) -> list[str]:
+    """``validate``/``test``/``predict`` without ``--config``: the config of the checkpoint's run.
+
+    A checkpoint saved as ``runs/<group>/<name>/checkpoints/x.ckpt`` has its run's
+    ``config.yaml`` beside it, which says which data and net it was trained with.
+    """
+    if not args or args[0] not in ("validate", "test", "predict") or any(a == "--config" or a.startswith("--config=") for a in args):
+        return args
+    ckpt = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--ckpt_path"), None)
+    ckpt = ckpt or next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")), None)
+    from lightning_hw.runs import run_of_checkpoint
+    from lightning_hw.runs.files import CONFIG_FILE
+
+    run = run_of_checkpoint(ckpt)
+    if run is None or not (run / CONFIG_FILE).is_file():
+        configured = any(a.split("=", 1)[0] in ("--model", "--data") or a.startswith(("--model.", "--data.")) for a in args)
+        if ckpt and Path(ckpt).is_file() and not configured:
+            raise ConfigError(
+                f"no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
+                "pass --config with the config it was trained with"
+            )
+        return args
+    _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
+    return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _say(message: str) -> None:
+    """Print once per job: in DDP only the first process speaks."""
+    if rank_zero_only.rank == 0:
+        print(message)
+
+
+def _has_test(cli: HWCLI) -> bool:
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    return is_overridden("test_step", cli.model) and (
+        cli.datamodule is None or is_overridden("test_dataloader", cli.datamodule)
+    )
+
+
+def list_components() -> int:
+    """Print every registered task and datamodule, its distribution and description."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="lightning-hw tasks and datamodules")
+    for column in ("kind", "name", "distribution", "description"):
+        table.add_column(column)
+    for comp in registry.discover():
+        description = comp.description if comp.error is None else f"[red]failed to load: {comp.error}[/red]"
+        if registry.ambiguous_name_message(comp.kind, comp.name):
+            # A short name several plugins provide only resolves by its full path.
+            description = f"[yellow]name clash, use class_path: {comp.class_path}[/yellow] {description}"
+        table.add_row(comp.kind, comp.name, comp.distribution, description)
+    Console(width=140).print(table)
+    return 0
+
+
+def report_plugin_problems(debug: bool = False) -> None:
+    """Import every plugin now; print each broken one as one ``warning:`` line (its traceback with --debug).
+
+    Python's own warning format would prefix a file and line of ours, which says nothing
+    about the plugin; other warnings raised while importing plugins are shown as usual.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", registry.PluginLoadWarning)
+        components = registry.discover()
+    for record in caught:
+        if issubclass(record.category, registry.PluginLoadWarning):
+            print(f"warning: {record.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(record.message, record.category, record.filename, record.lineno)
+    if debug:
+        for comp in components:
+            if comp.details:
+                print(f"--debug: traceback of plugin {comp.distribution!r}:\n{comp.details}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    if args[:1] == ["new-plugin"]:
+        from lightning_hw.scaffold.new_plugin import new_plugin_main
+
+        sys.exit(new_plugin_main(args[1:], debug=debug))
+    report_plugin_problems(debug)
+    if args[:1] == ["list"]:
+        sys.exit(list_components())
+    try:
+        if args and args[0] in OWN_SUBCOMMANDS:
+            sys.exit(importlib.import_module(OWN_SUBCOMMANDS[args[0]]).main(args[1:]))
+        HWCLI(args=args)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except RunInterrupted as stop:
+        if rank_zero_only.rank == 0:  # every DDP process stops; the first one speaks
+            print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        # Our own subcommands (export, report, study) run without the run's signal watch; each
+        # undoes its unfinished work itself (export: no file, no eval directory).
+        if debug:
+            raise
+        print(f"interrupted by SIGINT (Ctrl-C): {args[0] if args else 'the command'} stopped", file=sys.stderr)
+        sys.exit(130)

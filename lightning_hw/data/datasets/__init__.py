@@ -1,0 +1,1 @@
+"""One module per dataset of the course experiments (classification and tables)."""

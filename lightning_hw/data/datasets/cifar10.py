@@ -1,0 +1,108 @@
+"""CIFAR-10 (E1): 50,000 + 10,000 colour images, 32x32, 10 classes, from the python pickles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+from lightning_hw.data.base import Split
+from lightning_hw.data.io.download import load_pickle
+from lightning_hw.data.holdout import hold_out
+from lightning_hw.data.images import ImageDataModule
+from lightning_hw.errors import DataError
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+
+
+class CIFAR10(ImageDataModule):
+    """CIFAR-10's "python version": pickled batches in ``<root>/cifar-10-batches-py``.
+
+    A missing folder is downloaded (``download: true``) from torchvision's URL (the
+    Toronto original) with torchvision's MD5 checksum and unpacked. The batches are read
+    here rather than through ``torchvision.datasets.CIFAR10`` with a pickle reader that only
+    rebuilds arrays (a pickle can run code) and without re-hashing 180 MB on every start.
+
+    Args:
+        root: folder that holds (or will hold) ``cifar-10-batches-py``.
+        download: fetch the archive when the folder is missing.
+        val_fraction: share of the 50,000 training images held out for validation.
+        **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule`.
+    """
+
+    def __init__(self, root: str = "data", download: bool = True, val_fraction: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.download = download
+        self.val_fraction = val_fraction
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(CIFAR10_CLASSES)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, 32, 32)
+
+    @property
+    def folder(self) -> Path:
+        """Where the pickled batches are."""
+        return self.root / CIFAR10_FOLDER
+
+    def missing_files(self) -> list[str]:
+        """Batches that are not in :attr:`folder`."""
+        return [name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (self.folder / name).is_file()]
+
+    def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
+        url = torchvision.datasets.CIFAR10.url
+        where = f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}"
+        if failure:
+            return f"{where}: download {url} and unpack it in {self.root.absolute()} (automatic download failed: {failure})"
+        return f"{where}: set --data.init_args.download true, or download {url} and unpack it in {self.root.absolute()}"
+
+    def prepare_data(self) -> None:
+        missing = self.missing_files()
+        if not missing or not self.download:
+            return
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        spec = torchvision.datasets.CIFAR10
+        try:
+            download_and_extract_archive(spec.url, str(self.root), filename=spec.filename, md5=spec.tgz_md5)
+        except (RuntimeError, OSError) as err:
+            (self.root / spec.filename).unlink(missing_ok=True)  # a corrupt archive must not linger
+            reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
+            raise DataError(self._missing_message(missing, reason)) from None
+
+    def _read(self, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for name in names:
+            path = self.folder / name
+            try:
+                entry = load_pickle(path, encoding="latin1")
+                data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                target = np.asarray(entry["labels"], dtype=np.int64)
+                if target.shape[0] != data.shape[0]:
+                    raise ValueError(f"{data.shape[0]} images but {target.shape[0]} labels")
+            except Exception as err:  # noqa: BLE001 - truncated, tampered or foreign file
+                raise DataError(
+                    f"cannot read CIFAR-10 batch {path.absolute()} ({type(err).__name__}: {err}); "
+                    f"delete {self.folder.absolute()} to download it again"
+                ) from None
+            images.append(torch.from_numpy(data))
+            labels.append(torch.from_numpy(target))
+        return torch.cat(images), torch.cat(labels)
+
+    def load_splits(self) -> dict[str, Split]:
+        self.prepare_data()
+        missing = self.missing_files()
+        if missing:
+            raise DataError(self._missing_message(missing))
+        train, val = hold_out(self._read(TRAIN_BATCHES), self.val_fraction, self.split_seed)
+        return {"train": train, "val": val, "test": self._read((TEST_BATCH,))}

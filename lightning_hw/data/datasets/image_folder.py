@@ -1,0 +1,249 @@
+"""A folder of images: labels from sub-folder names or from the file-name prefix (E3, E5).
+
+Two layouts are read:
+
+* ``labels: folder`` (torchvision ``ImageFolder``): ``root/<class>/<any name>.jpg``;
+* ``labels: prefix`` (E3's Kaggle cats and dogs): ``root/cat.12.jpg`` -> class ``cat``.
+
+Images are decoded once, resized, and, when they fit in memory (the usual case for the
+course data sets: 100 photos at 28x28, 800 at 128x128), kept as one uint8 tensor that
+batches are sliced from; larger folders are streamed from disk by DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
+from lightning_hw.data.io.image_files import read_image
+from lightning_hw.data.loading import decode_threads
+from lightning_hw.data.images import ImageDataModule, check_image_settings
+from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
+from lightning_hw.errors import ConfigError, DataError
+
+LABEL_MODES = ("auto", "folder", "prefix")
+#: images used to estimate mean/std when the data is streamed (decoding all would take a pass)
+STREAMED_STATS_SAMPLES = 2000
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
+
+
+def scan_folder(
+    root: Path, labels: str = "auto", prefix_separator: str = ".", classes: Sequence[str] | None = None
+) -> tuple[list[tuple[Path, int]], list[str]]:
+    """List the images under ``root`` with their labels.
+
+    Args:
+        root: the image folder.
+        labels: ``folder`` (one sub-folder per class), ``prefix`` (class = file name up to
+            ``prefix_separator``) or ``auto`` (``folder`` when ``root`` has sub-folders).
+        prefix_separator: what ends the class prefix of a file name.
+        classes: keep only these classes, in this order (label = position); default: all,
+            sorted by name.
+
+    Returns:
+        ``(samples, class_names)``: ``(path, label)`` pairs sorted by path, and the names.
+    """
+    if labels not in LABEL_MODES:
+        raise ConfigError(f"labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
+    if not root.is_dir():
+        root = root.absolute()
+        raise DataError(
+            f"image folder {root} not found: put the images there, one sub-folder per class "
+            f"({root}/<class>/*.jpg) or named <class>{prefix_separator}<anything>.jpg, "
+            "or point --data.init_args.root at your folder"
+        )
+    if labels == "auto":
+        labels = "folder" if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()) else "prefix"
+    if labels == "folder":
+        found, _ = find_classes(root)
+        names = list(classes) if classes is not None else found
+        unknown = sorted(set(names) - set(found))
+        if unknown:
+            raise DataError(f"no sub-folder for class(es) {', '.join(unknown)} in {root} (found: {', '.join(found)})")
+        try:
+            pairs = make_dataset(root, {name: i for i, name in enumerate(names)}, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError as err:  # a class folder without any image
+            raise DataError(f"{err} (in {root})") from None
+        samples = [(Path(p), label) for p, label in pairs]
+    else:
+        files = sorted(p for p in root.iterdir() if p.is_file() and _is_image(p))
+        prefixes = [p.name.split(prefix_separator, 1)[0] for p in files]
+        names = list(classes) if classes is not None else sorted(set(prefixes))
+        index = {name: i for i, name in enumerate(names)}
+        samples = [(p, index[c]) for p, c in zip(files, prefixes) if c in index]
+    if not samples:
+        raise DataError(
+            f"no images ({', '.join(IMG_EXTENSIONS)}) found in {root} for labels={labels!r}; "
+            "check the folder and the labels setting"
+        )
+    counts = torch.bincount(torch.tensor([label for _, label in samples]), minlength=len(names))
+    empty = [names[i] for i in range(len(names)) if counts[i] == 0]
+    if empty:
+        raise DataError(f"class(es) {', '.join(empty)} have no images in {root}")
+    return samples, names
+
+
+class ImageFolder(StreamingFallback, ImageDataModule):
+    """Images in a folder, labelled by sub-folder or file-name prefix, resized (and flattened for MLPs).
+
+    Preprocessing follows timm's data config names, so a backbone's
+    ``timm.data.resolve_data_config(...)`` maps onto it directly: ``input_size[1:]`` ->
+    ``image_size``, ``interpolation``, ``crop_pct``, ``mean``, ``std``.
+
+    Args:
+        root: the image folder (see the module docstring for the two layouts).
+        labels: ``folder``, ``prefix`` or ``auto`` (``folder`` if ``root`` has sub-folders).
+        prefix_separator: end of the class prefix in a file name (``cat.12.jpg`` -> ``cat``).
+        classes: keep only these classes, in this order; default: all, sorted by name.
+        image_size: output size, ``S`` (square) or ``(H, W)``.
+        interpolation: resize filter: ``bilinear``, ``bicubic``, ``nearest``...
+        crop_pct: ``None``: resize straight to ``image_size`` (aspect ratio not kept; what
+            Keras ``load_img(target_size=...)`` does). A fraction: resize the shorter side to
+            ``image_size / crop_pct`` and crop the centre (timm's evaluation transform).
+        channels: 3 (RGB) or 1 (greyscale).
+        transform: an extra deterministic per-image transform on the resized uint8
+            ``(C, H, W)`` tensor, run once at decode time (e.g. a
+            ``torchvision.transforms.v2`` class); it must keep the image size.
+        in_memory: keep the decoded images in memory (``None``: when they take < 4 GiB).
+        num_workers: threads decoding the folder once, or DataLoader worker processes when
+            streaming; ``None``: one per CPU core this process may use.
+        **kwargs: ``mean``, ``std``, ``standardize``, ``augment``, ``offline_augment``,
+            ``offline_copies``, ``flatten`` (see :class:`~lightning_hw.data.images.ImageDataModule`),
+            batch size, ``splits`` (default 70/20/10) and seeds.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/images",
+        labels: str = "auto",
+        prefix_separator: str = ".",
+        classes: list[str] | None = None,
+        image_size: int | tuple[int, int] = 224,
+        interpolation: str = "bilinear",
+        crop_pct: float | None = None,
+        channels: int = 3,
+        transform: torch.nn.Module | None = None,
+        in_memory: bool | None = None,
+        num_workers: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.interpolation = check_image_settings(channels, interpolation)
+        if crop_pct is not None and not 0 < crop_pct <= 1:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        self.root = Path(root)
+        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.crop_pct = crop_pct
+        self.channels = channels
+        self.transform = transform
+        self.num_workers = num_workers
+        # Scanning (not decoding) is cheap, and the task needs the class names before set-up.
+        self.samples, self._class_names = scan_folder(self.root, labels, prefix_separator, classes)
+        pixels = len(self.samples) * channels * math.prod(self.image_size)
+        self.in_memory = pixels <= IN_MEMORY_LIMIT_BYTES if in_memory is None else in_memory
+        self._split_samples: dict[str, list[tuple[Path, int]]] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, *self.image_size)
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def read_image_file(self, path: Path) -> torch.Tensor:
+        return self.decode(path)
+
+    def decode_description(self) -> dict[str, Any]:
+        crop = (
+            "none: the whole image is resized to resize_to (the aspect ratio is not kept)"
+            if self.crop_pct is None
+            else f"the shorter side resized to resize_to / {self.crop_pct}, then the centre cropped to resize_to"
+        )
+        return {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
+
+    def decode(self, path: Path) -> torch.Tensor:
+        """Read one image file as a resized uint8 ``(C, H, W)`` tensor (training and ``predict`` alike).
+
+        Args:
+            path: the image file.
+
+        Raises:
+            DataError: the file cannot be decoded (naming the file).
+        """
+        if self.crop_pct is None:
+            image = read_image(path, self.channels, min_size=self.image_size)
+            image = TF.resize(image, list(self.image_size), interpolation=self.interpolation, antialias=True)
+        else:
+            # timm's eval transform: shorter side to size / crop_pct, then the centre crop.
+            scale = [math.floor(s / self.crop_pct) for s in self.image_size]
+            image = read_image(path, self.channels, min_size=(scale[0], scale[-1]))
+            shorter = scale[0] if self.image_size[0] == self.image_size[1] else scale
+            image = TF.resize(image, shorter, interpolation=self.interpolation, antialias=True)
+            image = TF.center_crop(image, list(self.image_size))
+        if self.transform is not None:
+            image = self.transform(image)
+            if tuple(image.shape) != self.image_shape:
+                raise ConfigError(
+                    f"the transform turned a {self.image_shape} image into {tuple(image.shape)}; "
+                    "it must keep the size (set image_size instead)"
+                )
+        return image
+
+    def _decode_all(self, paths: list[Path]) -> torch.Tensor:
+        # Pillow releases the GIL while it decodes, so threads decode in parallel.
+        with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
+            return torch.stack(list(pool.map(self.decode, paths)))
+
+    # -- splits --------------------------------------------------------------------------------
+
+    def _split(self) -> dict[str, list[tuple[Path, int]]]:
+        parts = split_indices(len(self.samples), self.splits, self.split_seed)
+        return {name: [self.samples[i] for i in idx.tolist()] for name, idx in zip(SPLIT_NAMES, parts)}
+
+    def load_splits(self) -> dict[str, Split]:
+        data = {}
+        for name, samples in self._split().items():
+            labels = torch.tensor([label for _, label in samples], dtype=torch.long)
+            images = self._decode_all([p for p, _ in samples]) if samples else torch.empty(0, *self.image_shape, dtype=torch.uint8)
+            data[name] = (images, labels)
+        return data
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.in_memory:
+            super().setup(stage)
+            return
+        if self._split_samples:
+            return
+        self._split_samples = self._split()
+        for name, samples in self._split_samples.items():
+            if not samples:
+                raise DataError(f"the {name} split of ImageFolder is empty; raise its fraction in --data.init_args.splits")
+        train = self._split_samples["train"]
+        step = max(1, len(train) // STREAMED_STATS_SAMPLES)
+        sample = self._decode_all([p for p, _ in train[::step]]) if self.standardize_images and self.mean is None else None
+        self.preprocess = self.build_preprocess(sample)
+        if self.offline_augment is not None and self.offline_copies > 0:
+            raise ConfigError("offline_augment needs the images in memory; set in_memory: true or use augment")
+
+    # -- streaming loaders (only when the images are not kept in memory) -----------------------
+
+    def stream_items(self, split: str) -> list[tuple[Path, int]]:
+        return self._split_samples[split]
+
+    def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int]:
+        path, label = item
+        return self.decode(path), label

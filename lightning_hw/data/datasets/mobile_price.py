@@ -1,0 +1,116 @@
+"""Mobile phone price classes (E7): Kaggle's "Mobile Price Classification" ``train.csv``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightning_hw.data.io import kaggle
+from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.errors import DataError
+
+#: the 20 feature columns, in the file's order
+MOBILE_PRICE_COLUMNS = (
+    "battery_power", "blue", "clock_speed", "dual_sim", "fc", "four_g", "int_memory", "m_dep",
+    "mobile_wt", "n_cores", "pc", "px_height", "px_width", "ram", "sc_h", "sc_w", "talk_time",
+    "three_g", "touch_screen", "wifi",
+)  # fmt: skip
+MOBILE_PRICE_TARGET = "price_range"
+MOBILE_PRICE_CLASSES = ("low cost", "medium cost", "high cost", "very high cost")
+MOBILE_PRICE_FILE = "mobile-price-classification/train.csv"
+MOBILE_PRICE_KAGGLE = kaggle.KaggleFile(
+    what="Mobile Price Classification",
+    page="https://www.kaggle.com/datasets/iabhishekofficial/mobile-price-classification",
+    handle="iabhishekofficial/mobile-price-classification",
+    competition=False,
+    names=("train.csv",),  # its test.csv has no price_range: only train.csv is labelled
+)
+
+
+class MobilePrice(InMemoryDataModule):
+    """2,000 phones, 20 numeric features, ``price_range`` 0-3; features standardised on the training split.
+
+    The dataset's ``test.csv`` has no labels, so ``train.csv`` is split here
+    (``splits``, default 70/20/10, seeded).
+
+    Args:
+        root: folder holding ``mobile-price-classification/train.csv``.
+        download: try ``kagglehub`` when the file is missing.
+        standardize: scale every feature by the training split's mean and std (the
+            features range from 0/1 flags to thousands of MB of RAM).
+        **kwargs: batch size, ``splits`` and seeds; see :class:`~lightning_hw.data.base.InMemoryDataModule`.
+    """
+
+    def __init__(self, root: str = "data", download: bool = True, standardize: bool = True, **kwargs: Any) -> None:
+        super().__init__(standardize=standardize, **kwargs)
+        self.root = Path(root)
+        self.download = download
+
+    raw_units = "the 20 feature columns of the Kaggle CSV, in their own units"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(MOBILE_PRICE_CLASSES)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The CSV columns of one sample; a ``predict`` CSV with a header may hold others (``id``...) too."""
+        return list(MOBILE_PRICE_COLUMNS)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (len(MOBILE_PRICE_COLUMNS),)
+
+    @property
+    def path(self) -> Path:
+        """The CSV file."""
+        return self.root / MOBILE_PRICE_FILE
+
+    def prepare_data(self) -> None:
+        kaggle.fetch(MOBILE_PRICE_KAGGLE, self.path, self.download)
+
+    def load_tensors(self) -> Split:
+        self.prepare_data()
+        features, target = read_mobile_price(self.path)
+        return torch.from_numpy(features), torch.from_numpy(target)
+
+
+def read_mobile_price(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(N, 20)`` float32 in :data:`MOBILE_PRICE_COLUMNS` order, and ``price_range`` ``(N,)``.
+
+    Args:
+        path: the Kaggle ``train.csv`` (columns may come in any order).
+
+    Raises:
+        DataError: a column is missing or unexpected, or a value is not a number.
+    """
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [name.strip() for name in next(reader, [])]
+        rows = list(reader)
+    expected = [*MOBILE_PRICE_COLUMNS, MOBILE_PRICE_TARGET]
+    if sorted(header) != sorted(expected):
+        missing = [c for c in expected if c not in header]
+        extra = [c for c in header if c not in expected]
+        details = "; ".join(
+            part for part in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra)}" if extra else "") if part
+        )
+        raise DataError(
+            f"{path.absolute()} does not have the Mobile Price Classification columns ({details or 'duplicated columns'}); "
+            f"expected train.csv from {MOBILE_PRICE_KAGGLE.page}"
+        )
+    order = [header.index(c) for c in expected]
+    try:
+        table = np.array([[float(row[i]) for i in order] for row in rows if row], dtype=np.float64)
+    except (ValueError, IndexError) as err:
+        raise DataError(f"{path.absolute()} has a row that is not {len(expected)} numbers ({err})") from None
+    if table.size == 0:
+        raise DataError(f"{path.absolute()} has no rows")
+    target = table[:, -1]
+    if not np.isin(target, np.arange(len(MOBILE_PRICE_CLASSES))).all():
+        raise DataError(f"{path.absolute()}: price_range must be 0, 1, 2 or 3")
+    return table[:, :-1].astype(np.float32), target.astype(np.int64)

@@ -1,0 +1,145 @@
+"""Image files into tensors, with one policy for files that cannot be read.
+
+A folder of photos collected by hand (E3, E5) often holds a few files that are not images
+(a truncated download, a ``.DS_Store``, an HTML page saved as ``.jpg``). ``on_unreadable``
+decides: ``"fail"`` (default) stops with one line naming the first bad file; ``"skip"``
+leaves such files out and warns once with their count, so a run log always says how much
+data was dropped. Image datamodules and ``predict --predict_from <folder>`` share this.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_hw.errors import DataError
+
+OnUnreadable = Literal["fail", "skip"]
+ON_UNREADABLE = ("fail", "skip")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+T = TypeVar("T")
+
+
+class UnreadableImagesWarning(UserWarning):
+    """Some image files could not be read and were skipped (``on_unreadable="skip"``)."""
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def decode_failure(err: Exception, path: str | os.PathLike) -> str:
+    """What a decoder's exception says, in one line, without the path it repeats."""
+    text = (str(err).strip().splitlines() or [""])[0].replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+    return text or type(err).__name__
+
+
+def read_image(
+    path: Path, channels: int = 3, min_size: tuple[int, int] | None = None, exif_rotate: bool = True
+) -> torch.Tensor:
+    """Decode an image file to uint8 ``(C, H, W)`` with Pillow (any format it knows).
+
+    Pillow rather than ``torchvision.io``: torchvision's decoders are deprecated since 0.29.
+    Every image lightning-hw reads (training, ``predict``, landmarks) goes through here or
+    :func:`read_image_and_size`.
+
+    Args:
+        path: the file.
+        channels: 3 (RGB) or 1 (greyscale).
+        min_size: ``(H, W)`` the image will be resized to; JPEGs are then decoded directly
+            at a reduced scale that is still at least this large (much faster for photos).
+        exif_rotate: turn the image as its EXIF orientation says (phone photos); landmark
+            sets are annotated on the stored pixels, so they read without it.
+
+    Raises:
+        DataError: the file cannot be decoded (the message names it).
+    """
+    return read_image_and_size(path, channels, min_size, exif_rotate)[0]
+
+
+def read_image_and_size(
+    path: Path, channels: int = 3, min_size: tuple[int, int] | None = None, exif_rotate: bool = True
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`read_image`, plus the ``(H, W)`` of the full-resolution image (a reduced-scale decode is smaller).
+
+    Points annotated on the file's pixels are moved to the decoded image by that ratio.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            full_size = (img.size[1], img.size[0])
+            if min_size is not None:
+                img.draft("RGB" if channels == 3 else "L", (min_size[1], min_size[0]))
+            if exif_rotate:
+                if img.getexif().get(_EXIF_ORIENTATION, 1) in _QUARTER_TURNS:
+                    full_size = full_size[::-1]
+                img = ImageOps.exif_transpose(img)
+            return TF.pil_to_tensor(img.convert("RGB" if channels == 3 else "L")), full_size
+    except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
+
+
+_EXIF_ORIENTATION = 0x0112
+_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
+
+
+def read_all(
+    paths: Sequence[Path],
+    decode: Callable[[Path], T],
+    on_unreadable: OnUnreadable = "fail",
+    what: str = "image",
+) -> tuple[list[T], list[int]]:
+    """Decode every file, failing on or skipping the unreadable ones.
+
+    Args:
+        paths: the files.
+        decode: reads one file (e.g. ``functools.partial(read_image, channels=3)``).
+        on_unreadable: ``"fail"``: raise :class:`DataError` at the first bad file; ``"skip"``:
+            leave bad files out and emit one :class:`UnreadableImagesWarning` with their count.
+        what: what a file is, for messages.
+
+    Returns:
+        The decoded items and the indices (into ``paths``) they came from.
+    """
+    if on_unreadable not in ON_UNREADABLE:
+        raise DataError(f"on_unreadable must be one of {', '.join(ON_UNREADABLE)}, got {on_unreadable!r}")
+    items: list[T] = []
+    kept: list[int] = []
+    skipped: list[tuple[Path, str]] = []
+    for i, path in enumerate(paths):
+        try:
+            items.append(decode(path))
+        except DataError as err:  # a reader that already names the file
+            if on_unreadable == "fail":
+                raise DataError(f"{err} (or set on_unreadable to skip)") from None
+            skipped.append((path, str(err)))
+            continue
+        except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for damaged files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if on_unreadable == "fail":
+                raise DataError(
+                    f"cannot read {what} {path}: {reason}; remove or replace it, or set on_unreadable to skip"
+                ) from None
+            skipped.append((path, reason))
+            continue
+        kept.append(i)
+    if skipped:
+        first, reason = skipped[0]
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable {what} file(s) of {len(paths)} (first: {first}: {reason})",
+            UnreadableImagesWarning,
+            stacklevel=2,
+        )
+    return items, kept

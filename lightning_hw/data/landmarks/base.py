@@ -1,0 +1,292 @@
+"""Landmark datamodules: images plus ``(K, 2)`` points per face, augmented together.
+
+A batch is ``(images, points)``: uint8 images ``(N, C, H, W)`` as stored and float
+points ``(N, K, 2)`` in continuous pixel coordinates of the stored image (see
+:mod:`lightning_hw.data.augment.landmarks`), ``NaN`` where a point is not annotated.
+Every dataset converts its own "missing" convention (MUCT's ``(0, 0)``, an empty CSV
+cell) to ``NaN`` when it reads its files, so that augmentation cannot move a marker into
+a real-looking position. :meth:`LandmarkDataModule.on_after_batch_transfer` then, on
+the accelerator and for the whole batch: scales the pixels, augments images and points
+(training only), normalises the pixels and divides the points by the image width and
+height, so the task receives targets in ``(0, 1)``.
+
+:class:`LandmarkFiles` is the base of the datasets stored as image files plus
+annotations (MUCT, CelebA, any CSV): it decodes and resizes each image once, moving its
+points with ``torchvision.transforms.v2`` on ``tv_tensors.KeyPoints``, and keeps the
+result in memory when it fits, else streams it from disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
+from lightning_hw.data.io.image_files import read_image_and_size
+from lightning_hw.data.loading import decode_threads
+from lightning_hw.data.images import ImageDataModule, check_image_settings
+from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
+from lightning_hw.data.augment.landmarks import LandmarkAugment, flip_permutation, mark_off_canvas
+from lightning_hw.errors import ConfigError, DataError
+
+#: ``(image file, (K, 2) points in that file's pixels, NaN = missing)``
+Record = tuple[Path, torch.Tensor]
+EyeIndices = tuple[list[int], list[int]]
+
+
+class LandmarkDataModule(ImageDataModule):
+    """Base of the landmark datamodules: what the task must know, and per-batch augmentation.
+
+    Subclasses implement :meth:`load_splits` (or :meth:`load_tensors`) returning uint8
+    images and ``(N, K, 2)`` float points, plus :attr:`image_shape`,
+    :attr:`num_landmarks`, and where they exist :attr:`flip_pairs` and :attr:`eye_indices`.
+
+    Args:
+        augment: random transforms applied to every training batch, points included
+            (see :class:`~lightning_hw.data.augment.landmarks.LandmarkAugment`).
+        **kwargs: ``mean``, ``std``, ``standardize``, ``flatten`` (see
+            :class:`~lightning_hw.data.images.ImageDataModule`), batch size, splits, seeds.
+    """
+
+    def __init__(self, augment: LandmarkAugment | None = None, **kwargs: Any) -> None:
+        # The image-only augmentation of the base would move pixels without their points.
+        super().__init__(augment=None, offline_augment=None, offline_copies=0, **kwargs)
+        self.landmark_augment = augment
+        self._permutation: torch.Tensor | None = None
+
+    # -- what the task must know -----------------------------------------------------------
+
+    @property
+    def num_landmarks(self) -> int:
+        """Points per face (the task outputs twice as many numbers)."""
+        raise NotImplementedError
+
+    @property
+    def flip_pairs(self) -> list[tuple[int, int]]:
+        """``(left, right)`` index pairs that swap under a horizontal flip; empty if unknown."""
+        return []
+
+    @property
+    def eye_indices(self) -> EyeIndices | None:
+        """Point indices of the (viewer's) left and right eye, averaged into eye centres.
+
+        The task normalises errors by the distance between the two centres (inter-ocular
+        NME); ``None`` makes it use the bounding-box diagonal of the face instead.
+        """
+        return None
+
+    @property
+    def class_names(self) -> list[str]:
+        return []
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_flip()
+        super().setup(stage)
+
+    def prepare_flip(self) -> None:
+        """Build the flip permutation (checked before any data is read) if the augmentation flips."""
+        if self.landmark_augment is None or not self.landmark_augment.horizontal_flip:
+            return
+        if not self.flip_pairs:
+            raise ConfigError(
+                f"augment.horizontal_flip needs flip pairs, which {type(self).__name__} does not know; "
+                "give flip_pairs (which points swap when the face is mirrored) or switch the flip off"
+            )
+        self._permutation = flip_permutation(self.num_landmarks, self.flip_pairs)
+
+    # -- per batch -----------------------------------------------------------------------------
+
+    def transform_batch(
+        self, images: torch.Tensor, points: torch.Tensor, train: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw batch -> (model input, targets in (0, 1)): scale, augment (training), normalise.
+
+        Args:
+            images: stored images ``(N, C, H, W)`` (uint8, or float in [0, 1]).
+            points: ``(N, K, 2)`` pixel coordinates, ``NaN`` = missing.
+            train: apply the random augmentation.
+        """
+        x = self.preprocess.scale(images)
+        points = points.float()
+        if train and self.landmark_augment is not None:
+            x, points = self.landmark_augment(x, points, permutation=self._permutation)
+        h, w = x.shape[-2:]
+        target = points / torch.tensor([w, h], dtype=points.dtype, device=points.device)
+        return self.preprocess.normalize(x), target
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        if len(batch) == 1:  # new images to predict: no points
+            return (self.preprocess(batch[0]),)
+        images, points, *rest = batch
+        train = self.trainer is not None and self.trainer.training
+        return (*self.transform_batch(images, points, train=train), *rest)
+
+
+def decode_with_points(
+    path: Path,
+    points: torch.Tensor,
+    size: tuple[int, int],
+    channels: int = 3,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read an image, resize it to ``size`` and move its landmarks with it.
+
+    JPEGs are decoded at a reduced scale when that is still larger than ``size`` (much
+    faster for photos); both resizes are applied to the points through
+    ``tv_tensors.KeyPoints``, so they follow the pixels exactly.
+
+    Args:
+        path: the image file.
+        points: ``(K, 2)`` landmarks in the file's pixel coordinates (``NaN`` = missing).
+        size: output ``(H, W)``.
+        channels: 3 (RGB) or 1 (greyscale).
+        interpolation: resize filter.
+
+    Returns:
+        uint8 ``(C, H, W)`` image and float ``(K, 2)`` points in its pixels; points annotated
+        outside the photo are missing (a sigmoid output could never reach them).
+    """
+    image, original = read_image_and_size(path, channels, min_size=size, exif_rotate=False)
+    keypoints = tv_tensors.KeyPoints(points.float(), canvas_size=original)
+    if tuple(image.shape[-2:]) != original:  # the draft decode shrank the image
+        keypoints = TF.resize(keypoints, list(image.shape[-2:]))
+    image = TF.resize(tv_tensors.Image(image), list(size), interpolation=interpolation, antialias=True)
+    keypoints = TF.resize(keypoints, list(size))
+    return image.as_subclass(torch.Tensor), mark_off_canvas(keypoints.as_subclass(torch.Tensor), size)
+
+
+class LandmarkFiles(StreamingFallback, LandmarkDataModule):
+    """Base of landmark sets stored as image files plus annotations.
+
+    Subclasses implement :meth:`read_records` (every ``(path, points)`` of the set) and,
+    for sets that come with their own split, :meth:`split_records`.
+
+    Args:
+        image_size: size the images are resized to, ``S`` or ``(H, W)``; the points move
+            with them. The aspect ratio is not kept (what Keras ``load_img`` does).
+        channels: 3 (RGB) or 1 (greyscale).
+        interpolation: resize filter (``bilinear``, ``bicubic``, ...).
+        in_memory: keep the decoded images in memory (``None``: when they take < 4 GiB).
+        num_workers: threads decoding the files once, or DataLoader worker processes when
+            streaming; ``None``: one per CPU core this process may use.
+        **kwargs: ``augment``, ``mean``, ``std``, ``standardize``, ``flatten``, batch size,
+            splits and seeds (see :class:`LandmarkDataModule`).
+    """
+
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] = 224,
+        channels: int = 3,
+        interpolation: str = "bilinear",
+        in_memory: bool | None = None,
+        num_workers: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.interpolation = check_image_settings(channels, interpolation)
+        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.channels = channels
+        self.in_memory_setting = in_memory
+        self.num_workers = num_workers
+        self._split_records: dict[str, list[Record]] = {}
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, *self.image_size)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_records(self) -> list[Record]:
+        """Every ``(image path, (K, 2) points)`` of the set, points in the file's pixels."""
+        raise NotImplementedError
+
+    def split_records(self) -> dict[str, list[Record]]:
+        """Records per split; default: a seeded split of :meth:`read_records` by :attr:`splits`."""
+        records = self.read_records()
+        parts = split_indices(len(records), self.splits, self.split_seed)
+        return {name: [records[i] for i in idx.tolist()] for name, idx in zip(SPLIT_NAMES, parts)}
+
+    def decode(self, path: Path, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One record as a resized uint8 image and its moved points."""
+        return decode_with_points(path, points, self.image_size, self.channels, self.interpolation)
+
+    def read_image_file(self, path: Path) -> torch.Tensor:
+        # The training decoder, without points (and, as in training, without EXIF rotation:
+        # annotations refer to the stored pixels).
+        return decode_with_points(path, torch.empty(0, 2), self.image_size, self.channels, self.interpolation)[0]
+
+    def decode_description(self) -> dict[str, Any]:
+        return {**super().decode_description(), "reader": "Pillow, stored orientation (no EXIF rotation)"}
+
+    def _decode_all(self, records: list[Record]) -> Split:
+        if not records:
+            return torch.empty(0, *self.image_shape, dtype=torch.uint8), torch.empty(0, self.num_landmarks, 2)
+        # Pillow releases the GIL while it decodes, so threads decode in parallel.
+        with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
+            pairs = list(pool.map(lambda record: self.decode(*record), records))
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def _records(self) -> dict[str, list[Record]]:
+        if not self._split_records:
+            self._split_records = self.split_records()
+        return self._split_records
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the decoded images are kept in memory (decided from their size unless set)."""
+        if self.in_memory_setting is not None:
+            return self.in_memory_setting
+        count = sum(len(r) for r in self._records().values())
+        return count * math.prod(self.image_shape) <= IN_MEMORY_LIMIT_BYTES
+
+    def load_splits(self) -> dict[str, Split]:
+        return {name: self._decode_all(records) for name, records in self._records().items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.in_memory:
+            super().setup(stage)
+            return
+        records = self._records()
+        for name, part in records.items():
+            if not part:
+                raise DataError(
+                    f"the {name} split of {type(self).__name__} is empty; raise its fraction in "
+                    "--data.init_args.splits or add data"
+                )
+        self.prepare_flip()
+        if self.standardize_images and self.mean is None:
+            step = max(1, len(records["train"]) // 2000)  # decoding every image would take a pass
+            self.preprocess = self.build_preprocess(self._decode_all(records["train"][::step])[0])
+        else:
+            self.preprocess = self.build_preprocess(None)
+
+    # -- streaming loaders (only when the images are not kept in memory) -----------------------
+
+    def stream_items(self, split: str) -> list[Record]:
+        return self._records()[split]
+
+    def decode_item(self, item: Record) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(*item)
+
+
+def check_files_exist(paths: Sequence[Path], what: str, hint: str) -> None:
+    """Raise one :class:`DataError` naming the missing files (a few, and how many).
+
+    Args:
+        paths: files that must exist.
+        what: what they are, e.g. ``"MUCT images"``.
+        hint: what to do, appended to the message.
+    """
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"{len(missing)} of {len(paths)} {what} are missing ({shown}{more}); {hint}")

@@ -1,0 +1,167 @@
+"""Any folder of images with a CSV of landmarks: ``image, x1, y1, x2, y2, ...``.
+
+    image,x1,y1,x2,y2,x3,y3
+    face_001.jpg,61.5,80.0,103.2,79.1,83.0,110.4
+    face_002.jpg,58.0,77.5,,,85.1,112.0          <- an empty cell: point 2 not annotated
+
+Coordinates are pixels of the image file (x right, y down). A header row is optional
+(recognised by non-numeric coordinate cells) and names the points. Empty cells and
+``nan`` mark a missing point; with ``zero_is_missing`` so does ``(0, 0)`` (MUCT's and the
+E6 reports' convention). ``skip_columns`` skips columns between the name and the
+coordinates (MUCT's ``tag``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_hw.data.augment.landmarks import flip_permutation
+from lightning_hw.data.landmarks.base import EyeIndices, LandmarkFiles, Record, check_files_exist
+from lightning_hw.errors import ConfigError, DataError
+
+MISSING_CELLS = ("", "nan", "NaN", "NAN", "na", "NA")
+
+
+def _number(cell: str) -> float | None:
+    cell = cell.strip()
+    if cell in MISSING_CELLS:
+        return math.nan
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def read_landmark_csv(
+    path: Path, skip_columns: int = 0, zero_is_missing: bool = False
+) -> tuple[list[str], torch.Tensor, list[str] | None]:
+    """Read a landmark CSV: one row per image, its name, then ``x, y`` per point.
+
+    Args:
+        path: the CSV file.
+        skip_columns: columns between the name and the first ``x`` (ignored).
+        zero_is_missing: treat a point at exactly ``(0, 0)`` as not annotated.
+
+    Returns:
+        ``(names, points, point_names)``: image names as written, ``(N, K, 2)`` float
+        points with ``NaN`` for missing ones, and the header's names of the x columns
+        (``None`` without a header).
+
+    Raises:
+        DataError: the file is missing, empty, or a row is malformed (naming file and line).
+    """
+    if not path.is_file():
+        raise DataError(
+            f"landmark file {path} not found: put a CSV with columns image, x1, y1, x2, y2, ... there, "
+            "or point --data.init_args.csv_file at yours"
+        )
+    names: list[str] = []
+    rows: list[list[float]] = []
+    header: list[str] | None = None
+    first = 1 + skip_columns
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        for line_no, row in enumerate(csv.reader(file), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            cells = row[first:]
+            while cells and not cells[-1].strip() and len(cells) % 2:  # a trailing comma
+                cells = cells[:-1]
+            values = [_number(cell) for cell in cells]
+            if not names and header is None and any(v is None for v in values):
+                header = [cell.strip() for cell in cells]
+                continue
+            bad = next((i for i, v in enumerate(values) if v is None), None)
+            if bad is not None:
+                raise DataError(f"{path}, line {line_no}: column {first + bad + 1} is {cells[bad]!r}, not a number")
+            if not values or len(values) % 2:
+                raise DataError(
+                    f"{path}, line {line_no}: {len(values)} coordinate values after the image name; "
+                    "expected x, y pairs (x1, y1, x2, y2, ...)"
+                )
+            if rows and len(values) != len(rows[0]):
+                raise DataError(
+                    f"{path}, line {line_no}: {len(values) // 2} points, but the rows before have {len(rows[0]) // 2}"
+                )
+            names.append(row[0].strip())
+            rows.append(values)  # type: ignore[arg-type]
+    if not rows:
+        raise DataError(f"{path} has no landmark rows (image, x1, y1, ...)")
+    points = torch.tensor(rows, dtype=torch.float32).view(len(rows), -1, 2)
+    if zero_is_missing:
+        points[(points == 0).all(dim=-1)] = math.nan
+    points[torch.isnan(points).any(dim=-1)] = math.nan  # half a point is no point
+    point_names = header[0::2] if header is not None and len(header) >= 2 * points.shape[1] else None
+    return names, points, point_names
+
+
+class LandmarkCSV(LandmarkFiles):
+    """A folder of images plus a landmark CSV (see the module docstring for the format).
+
+    Args:
+        root: the folder with the images (and, by default, the CSV).
+        csv_file: the landmark CSV, relative to ``root`` (or absolute).
+        images_dir: where the images are, relative to ``root`` (default: ``root`` itself).
+        image_suffix: appended to the names in the CSV (e.g. ``.jpg`` when they have none).
+        skip_columns: columns between the image name and the first ``x``.
+        zero_is_missing: treat ``(0, 0)`` as "not annotated".
+        flip_pairs: ``[left, right]`` index pairs that swap when the face is mirrored
+            (needed for ``augment.horizontal_flip``).
+        eye_indices: ``[[left eye points], [right eye points]]`` for inter-ocular NME;
+            without it NME is normalised by the bounding-box diagonal.
+        **kwargs: ``image_size``, ``channels``, ``in_memory``, ``augment``, ``mean``,
+            ``std``, batch size, splits and seeds (see :class:`~lightning_hw.data.landmarks.base.LandmarkFiles`).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/landmarks",
+        csv_file: str = "landmarks.csv",
+        images_dir: str | None = None,
+        image_suffix: str = "",
+        skip_columns: int = 0,
+        zero_is_missing: bool = False,
+        flip_pairs: list[tuple[int, int]] | None = None,
+        eye_indices: tuple[list[int], list[int]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.csv_path = self.root / csv_file
+        self.images_dir = self.root / images_dir if images_dir else self.root
+        self.image_suffix = image_suffix
+        # Reading the CSV is cheap, and the task needs the number of points before set-up.
+        self.names, self.points, self.point_names = read_landmark_csv(self.csv_path, skip_columns, zero_is_missing)
+        self._flip_pairs = [tuple(pair) for pair in flip_pairs] if flip_pairs else []
+        flip_permutation(self.num_landmarks, self._flip_pairs)  # validate now, not mid-training
+        self._eye_indices = (list(eye_indices[0]), list(eye_indices[1])) if eye_indices is not None else None
+        if self._eye_indices is not None:
+            bad = [i for side in self._eye_indices for i in side if not 0 <= i < self.num_landmarks]
+            if bad or not all(self._eye_indices):
+                raise ConfigError(
+                    f"eye_indices {list(map(list, self._eye_indices))} must be two non-empty lists of point "
+                    f"indices below {self.num_landmarks}"
+                )
+
+    @property
+    def num_landmarks(self) -> int:
+        return int(self.points.shape[1])
+
+    @property
+    def flip_pairs(self) -> list[tuple[int, int]]:
+        return list(self._flip_pairs)
+
+    @property
+    def eye_indices(self) -> EyeIndices | None:
+        return self._eye_indices
+
+    def read_records(self) -> list[Record]:
+        paths = [self.images_dir / f"{name}{self.image_suffix}" for name in self.names]
+        check_files_exist(
+            paths, "images named in " + str(self.csv_path), f"put them under {self.images_dir} or fix images_dir/image_suffix"
+        )
+        return list(zip(paths, self.points))

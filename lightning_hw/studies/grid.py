@@ -1,0 +1,565 @@
+"""Studies: one base config, named variants of it, each trained in its own process.
+
+    python -m lightning_hw study configs/studies/reuters_heads.yaml            # run what is left
+    python -m lightning_hw study configs/studies/reuters_heads.yaml --dry-run  # list it
+    python -m lightning_hw study configs/studies/reuters_heads.yaml --jobs 3 --trainer.max_epochs 2
+    python -m lightning_hw study configs/studies/reuters_heads.yaml --export-sweep sweep.yaml
+
+A study file::
+
+    name: reuters_heads                # runs go to runs/<name>/<variant>/ (default: the file name)
+    config: configs/reuters.yaml       # base config(s), as given to `fit --config` (or per variant)
+    args:                              # overrides for every variant (optional)
+      trainer.max_epochs: 20
+    seeds: [1, 2, 3]                   # optional: every variant once per seed, as <variant>-seed<N>
+    variants:
+      softmax_ce: {model.init_args.head: softmax_ce}
+      sigmoid_bce: {model.init_args.head: sigmoid_bce}
+      other_data: {config: configs/other.yaml}   # `config` adds a --config file
+
+Every ``key: value`` of ``args`` and of a variant becomes ``--key value`` on the ``fit``
+command line (lists and mappings as JSON), so anything ``fit`` accepts works. Command-line
+arguments the study command does not know are passed to every variant too.
+
+A variant that finished (fit and test, exit 0, and its run's ``status.json`` says
+``finished``; an interrupted fit exits 130/143) has ``study-finished.json`` in its run
+directory and is skipped when the study runs again; one that was interrupted and has a
+``checkpoints/last.ckpt`` continues from it (``--ckpt_path last``); the others start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_hw.errors import ConfigError
+from lightning_hw.runs.files import read_status, write_atomically
+
+FINISHED_FILE = "study-finished.json"
+#: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
+INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
+LOG_FILE = "study.log"
+STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root")  # a file with `search:` is read by lightning_hw.studies.search
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
+
+
+@dataclass
+class Variant:
+    """One run of a study.
+
+    Args:
+        name: the run name (``<variant>`` or ``<variant>-seed<N>``).
+        variant: the variant's name in the study file.
+        args: the variant's own ``fit`` arguments.
+        seed: the seed, when the study lists seeds.
+    """
+
+    name: str
+    variant: str
+    args: list[str]
+    seed: int | None = None
+
+
+@dataclass
+class Study:
+    """A parsed study file.
+
+    Args:
+        name: the study's name: its W&B group and its directory under the runs root.
+        path: the study file.
+        configs: the base config files.
+        args: ``fit`` arguments shared by every variant.
+        variants: the runs, in file order (each variant once per seed).
+        root: the runs root directory.
+    """
+
+    name: str
+    path: Path
+    configs: list[str]
+    args: list[str]
+    variants: list[Variant]
+    root: str = "runs"
+    seeds: list[int] = field(default_factory=list)
+
+    def run_dir(self, variant: Variant) -> Path:
+        return Path(self.root) / self.name / variant.name
+
+
+@dataclass
+class Job:
+    """A variant with its run directory, state and ``fit`` command.
+
+    Args:
+        variant: the variant.
+        run_dir: its run directory.
+        state: ``finished``, ``resume`` (from ``last.ckpt``) or ``new``.
+        command: the full ``python -m lightning_hw fit ...`` command.
+    """
+
+    variant: Variant
+    run_dir: Path
+    state: str
+    command: list[str]
+
+
+# -- reading a study ---------------------------------------------------------------------------
+
+
+def load_study(path: str | Path, root: str | None = None) -> Study:
+    """Read and check a study file.
+
+    Args:
+        path: the study YAML.
+        root: runs root; default: the file's ``root:`` or ``runs``.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a study.
+    """
+    path = Path(path)
+    spec = read_study_file(path)
+    name, configs = study_basics(spec, path, STUDY_KEYS, "allowed")
+    variants_spec = spec.get("variants")
+    if not isinstance(variants_spec, dict) or not variants_spec:
+        raise ConfigError(f"study {path}: `variants` must map variant names to overrides, e.g. `a: {{trainer.max_epochs: 5}}`")
+    seeds = [int(s) for s in _as_list(spec.get("seeds"))]
+    variants = []
+    for variant_name, overrides in variants_spec.items():
+        variant_name = str(variant_name)
+        _check_name(variant_name, f"study {path}: variant name")
+        args = overrides_to_args(overrides, path, f"variant {variant_name}")
+        if not configs and "--config" not in args:
+            raise ConfigError(f"study {path}: variant {variant_name} has no config; give `config:` for the study or the variant")
+        for seed in seeds or [None]:
+            run_name = variant_name if seed is None else f"{variant_name}-seed{seed}"
+            variants.append(Variant(run_name, variant_name, args, seed))
+    return Study(
+        name=name,
+        path=path,
+        configs=configs,
+        args=overrides_to_args(spec.get("args"), path, "args"),
+        variants=variants,
+        root=root or str(spec.get("root") or "runs"),
+        seeds=seeds,
+    )
+
+
+def read_study_file(path: Path) -> dict[str, Any]:
+    """A study file's YAML mapping (grid or search).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping.
+    """
+    if not path.is_file():
+        raise ConfigError(f"study file {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"study file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"study file {path} must be a mapping with `config` and `variants` (or `search`)")
+    return spec
+
+
+def study_basics(spec: dict[str, Any], path: Path, keys: tuple[str, ...], allowed: str) -> tuple[str, list[str]]:
+    """The checks every study file gets: known keys, a usable name, base configs that exist.
+
+    Returns:
+        ``(name, configs)``: the study's name and its base config files.
+    """
+    unknown = sorted(set(spec) - set(keys))
+    if unknown:
+        raise ConfigError(f"study {path}: unknown key(s) {', '.join(unknown)}; {allowed}: {', '.join(keys)}")
+    name = str(spec.get("name") or path.stem)
+    _check_name(name, f"study {path}: name")
+    return name, [_find_config(c, path) for c in _as_list(spec.get("config"))]
+
+
+def overrides_to_args(overrides: Any, study_path: Path, where: str) -> list[str]:
+    """``{trainer.max_epochs: 5, config: x.yaml}`` -> ``["--config", "x.yaml", "--trainer.max_epochs", "5"]``.
+
+    ``config`` entries come first (later options override what the files say), then the
+    options in file order. Lists and mappings are passed as JSON, which jsonargparse parses.
+
+    Args:
+        overrides: the mapping from the study file (``None``: no overrides).
+        study_path: the study file (config paths may be relative to it).
+        where: names the mapping in error messages.
+    """
+    if overrides is None:
+        return []
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"study {study_path}: {where} must be a mapping of options to values, got {overrides!r}")
+    configs: list[str] = []
+    options: list[str] = []
+    for key, value in overrides.items():
+        key = str(key).removeprefix("--")
+        if key == "config":
+            for config in _as_list(value):
+                configs += ["--config", _find_config(config, study_path)]
+        else:
+            options += [f"--{key}", _as_arg(value)]
+    return configs + options
+
+
+def _as_arg(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _SAFE_NAME.match(name):
+        raise ConfigError(f"{what} {name!r} must be letters, digits and _ . + = - (it names a directory)")
+
+
+def _find_config(config: str, study_path: Path) -> str:
+    """Where a config named in a study is: relative to the working directory (as ``fit --config``
+    reads it), else to the study file's directory or one of its parents, so that
+    ``configs/reuters.yaml`` in ``configs/studies/x.yaml`` also works from outside the repository."""
+    candidate = Path(str(config))
+    if candidate.is_file():
+        return str(candidate)
+    if not candidate.is_absolute():
+        for directory in [study_path.parent, *study_path.parent.resolve().parents]:
+            if (directory / candidate).is_file():
+                return str(directory / candidate)
+    raise ConfigError(
+        f"study {study_path}: config file {config} not found "
+        "(paths are relative to the current directory, or to the study file's directory or a parent of it)"
+    )
+
+
+# -- planning and running ----------------------------------------------------------------------
+
+
+def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = None) -> list[Job]:
+    """The jobs of a study with their state and command, in file order.
+
+    Args:
+        study: the study.
+        extra: ``fit`` arguments from the command line, for every variant.
+        only: run names or variant names to keep (default: all).
+    """
+    extra = list(extra or [])
+    if only:
+        known = {v.name for v in study.variants} | {v.variant for v in study.variants}
+        missing = [name for name in only if name not in known]
+        if missing:
+            raise ConfigError(f"study {study.name} has no variant {', '.join(missing)}; it has {', '.join(sorted(known))}")
+    jobs = []
+    for variant in study.variants:
+        if only and variant.name not in only and variant.variant not in only:
+            continue
+        run_dir = study.run_dir(variant)
+        if (run_dir / FINISHED_FILE).is_file():
+            state = "finished"
+        elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+            state = "resume"
+        else:
+            state = "new"
+        jobs.append(Job(variant, run_dir, state, fit_command(study, variant, extra, resume=state == "resume")))
+    return jobs
+
+
+def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool = False) -> list[str]:
+    """``python -m lightning_hw fit`` for one variant, writing into ``<root>/<study>/<run name>``."""
+    args = [*study.args, *variant.args, *extra]
+    command = [sys.executable, "-m", "lightning_hw", "fit"]
+    for config in study.configs:
+        command += ["--config", config]
+    command += args
+    command += ["--run.root", study.root, "--run.group", study.name, "--run.name", variant.name]
+    if variant.seed is not None:
+        command += ["--seed_everything", str(variant.seed)]
+    if not any(a == "--run.notes" or a.startswith("--run.notes=") for a in args):
+        what = shlex.join(variant.args) or "the base config"
+        command += ["--run.notes", f"study {study.name}, variant {variant.variant}: {what}"]
+    if resume:
+        command += ["--ckpt_path", "last"]  # Lightning finds <run>/checkpoints/last.ckpt
+    return command
+
+
+def run_jobs(jobs: list[Job], parallel: int = 1) -> dict[str, int]:
+    """Run the jobs that are not finished, ``parallel`` at a time.
+
+    Each job's output goes to ``<run>/study.log`` (and, with one job at a time, to the
+    console too); a job that exits 0 gets its ``study-finished.json``.
+
+    Returns:
+        The exit code of every job that ran, by run name.
+    """
+    todo = [job for job in jobs if job.state != "finished"]
+    for job in jobs:
+        if job.state == "finished":
+            print(f"  {job.variant.name}: finished before, skipped ({job.run_dir}){_changed_note(job)}")
+    env = _child_env(parallel)
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def run_one(index_job: tuple[int, Job]) -> None:
+        index, job = index_job
+        how = "resuming from checkpoints/last.ckpt" if job.state == "resume" else "starting"
+        with lock:
+            print(f"[{index}/{len(todo)}] {job.variant.name}: {how} ({job.run_dir})", flush=True)
+        started = time.monotonic()
+        code = _execute(job, env(index), tee=parallel == 1)
+        seconds = time.monotonic() - started
+        status = read_status(job.run_dir).get("status")
+        if code == 0 and status != "finished":
+            code = 1  # exit 0 without a finished fit (e.g. fast_dev_run, or a fit that trained nothing)
+        if code == 0:
+            _mark_finished(job, seconds)
+        codes[job.variant.name] = code
+        if code == 0:
+            outcome = f"finished in {seconds:.1f} s"
+        elif code in INTERRUPT_CODES:
+            outcome = f"interrupted ({INTERRUPT_CODES[code]}); run the study again to resume it"
+        else:
+            outcome = f"FAILED (exit {code}, run {status or 'not started'}); see {job.run_dir / LOG_FILE}"
+        with lock:
+            print(f"[{index}/{len(todo)}] {job.variant.name}: {outcome}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        try:
+            list(pool.map(run_one, enumerate(todo, start=1)))
+        except KeyboardInterrupt:
+            # The children got the same Ctrl-C; Lightning stops each one and keeps last.ckpt.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return codes
+
+
+def _execute(job: Job, env: dict[str, str], tee: bool) -> int:
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    with (job.run_dir / LOG_FILE).open("a") as log:
+        log.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')}\n$ {shlex.join(job.command)}\n")
+        log.flush()
+        process = subprocess.Popen(
+            job.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            if tee:
+                sys.stdout.write(line)
+        return process.wait()
+
+
+def _fit_args(command: list[str]) -> list[str]:
+    """The ``fit`` arguments of a command, without the interpreter and without ``--ckpt_path last``."""
+    args = command[command.index("fit") + 1 :]
+    return args[:-2] if args[-2:] == ["--ckpt_path", "last"] else args
+
+
+def _changed_note(job: Job) -> str:
+    """A warning when a finished variant ran with other arguments than the study now gives."""
+    try:
+        before = json.loads((job.run_dir / FINISHED_FILE).read_text()).get("fit_args")
+    except (OSError, ValueError):
+        return ""
+    if before is None or before == _fit_args(job.command):
+        return ""
+    return f"; note: it ran with other arguments than now, delete {job.run_dir} to run it again"
+
+
+def _mark_finished(job: Job, seconds: float) -> None:
+    record = {
+        "run": job.variant.name,
+        "variant": job.variant.variant,
+        "seed": job.variant.seed,
+        "args": job.variant.args,
+        "command": job.command,
+        "fit_args": _fit_args(job.command),
+        "resumed": job.state == "resume",
+        "seconds": round(seconds, 1),
+        "finished": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    write_atomically(job.run_dir / FINISHED_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def _child_env(parallel: int):
+    """Environment per job: with several jobs at once, share the CPU threads and spread the GPUs."""
+    base = dict(os.environ)
+    if parallel <= 1:
+        return lambda index: base
+    if "OMP_NUM_THREADS" not in base:  # N processes each using every core would thrash
+        base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    visible = base.get("CUDA_VISIBLE_DEVICES")
+    gpus = [g for g in visible.split(",") if g.strip()] if visible is not None else _gpu_ids()
+
+    def env(index: int) -> dict[str, str]:
+        if len(gpus) < 2:
+            return base
+        return {**base, "CUDA_VISIBLE_DEVICES": gpus[(index - 1) % len(gpus)]}
+
+    return env
+
+
+def _gpu_ids() -> list[str]:
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no torch/CUDA: no GPUs to spread
+        return []
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+
+def sweep_config(study: Study, study_file: str) -> dict[str, Any]:
+    """A W&B sweep (grid over the variants, and seeds) that runs this study's variants.
+
+    Each agent run calls ``python -m lightning_hw study FILE --variant=NAME [--seed=N]``,
+    which trains that one variant with ``python -m lightning_hw fit ...`` exactly as the
+    study would (and skips it when it already finished on that machine).
+
+    Args:
+        study: the study.
+        study_file: the study file's path as the agents will see it (relative to where they run).
+    """
+    parameters: dict[str, Any] = {"variant": {"values": sorted({v.variant for v in study.variants}, key=_order(study))}}
+    if study.seeds:
+        parameters["seed"] = {"values": list(study.seeds)}
+    return {
+        "name": study.name,
+        "project": _project(study),
+        "program": "lightning_hw/__main__.py",  # informational: the command below does not use ${program}
+        "method": "grid",
+        "parameters": parameters,
+        "command": ["${env}", "python", "-m", "lightning_hw", "study", study_file, "${args}"],
+    }
+
+
+def _order(study: Study):
+    first = {}
+    for index, variant in enumerate(study.variants):
+        first.setdefault(variant.variant, index)
+    return first.__getitem__
+
+
+def _project(study: Study) -> str:
+    """The W&B project the variants log to: ``run.project`` from the study or its base config."""
+    for args in [study.args, *(v.args for v in study.variants)]:
+        if "--run.project" in args:
+            return args[args.index("--run.project") + 1]
+    for config in reversed(study.configs):
+        project = ((yaml.safe_load(Path(config).read_text()) or {}).get("run") or {}).get("project")
+        if project:
+            return str(project)
+    from lightning_hw.runs import RunConfig
+
+    return RunConfig.project
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_hw study",
+        description="Run the variants of a study, each in its own process, into runs/<study>/<variant>/. "
+        "Unknown arguments (e.g. --trainer.max_epochs 2) are passed to every variant's `fit`.",
+    )
+    parser.add_argument("file", help="the study YAML (base config + variants)")
+    parser.add_argument("--jobs", type=int, default=1, help="variants to run at once (default 1)")
+    parser.add_argument("--dry-run", action="store_true", help="list the variants, their state and commands; run nothing")
+    parser.add_argument("--root", default=None, help="runs root (default: the study's `root:` or runs)")
+    parser.add_argument("--only", default=None, help="comma-separated variant (or run) names to run")
+    parser.add_argument("--variant", default=None, help="run one variant (what a W&B sweep agent calls)")
+    parser.add_argument("--seed", type=int, default=None, help="with --variant: the seed of that variant")
+    parser.add_argument("--export-sweep", metavar="OUT", default=None, help="write a W&B sweep config (grid over the variants) and exit")
+    parser.add_argument("--workers", type=int, default=1, help="search studies: trials to run at once in this process (default 1)")
+    parser.add_argument(
+        "--retry-running", action="store_true",
+        help="search studies: first fail and re-ask every RUNNING trial (only when no other process runs the study)",
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``python -m lightning_hw study FILE [options] [fit arguments]``; returns the exit code."""
+    parser = build_parser()
+    options, extra = parser.parse_known_args(argv)
+    if options.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    from lightning_hw.studies.grid import search
+
+    if search.is_search(options.file):
+        return _main_search(options, extra)
+    study = load_study(options.file, root=options.root)
+    if options.export_sweep:
+        out = Path(options.export_sweep)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        header = (
+            f"# W&B sweep over the variants of study {study.name} ({options.file}).\n"
+            f"#   wandb sweep {out}                 # prints the sweep id\n"
+            "#   wandb agent ENTITY/PROJECT/SWEEP_ID   # on every machine, from the repository root\n"
+        )
+        out.write_text(header + yaml.safe_dump(sweep_config(study, options.file), sort_keys=False))
+        print(f"Sweep config written to {out} ({len(study.variants)} runs); start it with: wandb sweep {out}")
+        return 0
+    only = [name for name in (options.only or "").split(",") if name]
+    if options.seed is not None and not options.variant:
+        raise ConfigError("--seed selects the seed of --variant; give both (or neither)")
+    if options.variant:
+        seed = f"-seed{options.seed}" if options.seed is not None else ""
+        only = [f"{options.variant}{seed}" if study.seeds else options.variant]
+    jobs = plan(study, extra, only or None)
+    counts = {state: sum(job.state == state for job in jobs) for state in ("finished", "resume", "new")}
+    print(
+        f"Study {study.name}: {len(jobs)} runs in {Path(study.root) / study.name} "
+        f"({counts['finished']} finished, {counts['resume']} to resume, {counts['new']} to start)"
+    )
+    if options.dry_run:
+        for job in jobs:
+            print(f"  {job.variant.name:<24} {job.state:<9} {shlex.join(job.command)}")
+        return 0
+    try:
+        codes = run_jobs(jobs, options.jobs)
+    except KeyboardInterrupt:
+        print("Study interrupted; run the same command again to resume it.", file=sys.stderr)
+        return 130
+    failed = sorted(name for name, code in codes.items() if code != 0)
+    if failed:
+        print(f"Study {study.name}: {len(failed)} run(s) failed: {', '.join(failed)}; re-run to retry them.", file=sys.stderr)
+        return 1
+    print(f"Study {study.name} complete. Compare the runs with: python -m lightning_hw report {Path(study.root) / study.name}")
+    return 0
+
+
+def _main_search(options: argparse.Namespace, extra: list[str]) -> int:
+    """``study FILE`` for a file with ``search:``: run it as an Optuna study (see :mod:`lightning_hw.studies.search_runner`)."""
+    from lightning_hw.studies.search import load_search
+    from lightning_hw.studies.search_runner import run_search
+
+    grid_only = [f"--{n}" for n in ("jobs", "only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False, 1)]
+    if grid_only:
+        raise ConfigError(f"{', '.join(grid_only)} belong to grid studies (`variants:`); a search runs --workers trials at a time")
+    if options.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    return run_search(load_search(options.file, root=options.root), options.workers, extra, options.retry_running)

@@ -1,0 +1,163 @@
+"""The search part of ``report runs/<study>``: the trials table, the best trial as a ``--config`` file,
+and Optuna's optimisation-history and parameter-importance plots.
+
+The study runner writes ``runs/<study>/search.json`` (the storage, the study's name, objective and
+base configs); the report reads the trials from that storage, so it also works for a study that
+other machines ran into a shared journal file or database.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_hw.runs.files import write_atomically
+
+SEARCH_FILE = "search.json"
+BEST_FILE = "best.yaml"
+HISTORY_PNG = "optuna_history.png"
+IMPORTANCE_PNG = "optuna_importance.png"
+
+
+def write_search_file(search) -> None:
+    """Record where the study's trials are, for ``report`` (written by the runner at every start)."""
+    spec = yaml.safe_load(Path(search.study.path).read_text()) or {}
+    record = {
+        "study": search.name,
+        "storage": search.storage,
+        "metric": search.metric,
+        "direction": search.direction,
+        "configs": [str(Path(c).resolve()) for c in search.study.configs],
+        "args": spec.get("args") or {},
+        "study_file": str(Path(search.study.path).resolve()),
+    }
+    search.directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(search.directory / SEARCH_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def is_search_dir(directory: Path) -> bool:
+    """Whether ``directory`` is a search study's directory."""
+    return (Path(directory) / SEARCH_FILE).is_file()
+
+
+def search_report(directory: Path, out: Path) -> list[str]:
+    """Write the trials table (``trials.csv``), ``best.yaml`` and the Optuna plots; print them.
+
+    Args:
+        directory: the study directory (``runs/<study>``).
+        out: the report directory.
+
+    Returns:
+        Markdown lines for ``report.md``.
+    """
+    import optuna
+
+    from lightning_hw.reports import markdown, write_csv
+    from lightning_hw.studies.search import as_value, open_storage
+
+    record = json.loads((directory / SEARCH_FILE).read_text())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=record["study"], storage=open_storage(record["storage"]))
+    trials = study.get_trials(deepcopy=False)
+    params = list(dict.fromkeys(k for t in trials for k in t.params))
+    columns = ["trial", *params, record["metric"], "state", "epochs", "run"]
+    rows = []
+    for t in trials:
+        if t.user_attrs.get("surplus"):
+            continue
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "epochs": t.user_attrs.get("epochs", ""), "run": f"trial-{t.number}"}
+        for key in params:
+            value = as_value(t.params[key], t.distributions[key]) if key in t.params else ""
+            row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        value = t.value if t.state.name == "COMPLETE" else (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
+        row[record["metric"]] = "" if value is None else value
+        rows.append(row)
+    write_csv(out / "trials.csv", columns, rows)
+    table_md = markdown(columns, rows)
+    lines = [f"## Search: {record['study']} ({record['metric']}, {record['direction']})", "", table_md, ""]
+    print(f"Trials of search {record['study']} ({record['storage']}):\n\n{table_md}\n")
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    if complete:
+        best = study.best_trial
+        best_params = {k: as_value(v, best.distributions[k]) for k, v in best.params.items()}
+        write_atomically(directory / BEST_FILE, best_config(record, best_params, best.number, best.value))
+        text = f"Best: trial {best.number}, {record['metric']} = {best.value:.4f}; its config: {directory / BEST_FILE} (fit --config {directory / BEST_FILE})"
+        lines += [text, ""]
+        print(text)
+    else:
+        print("No complete trial yet: no best.yaml")
+    lines += _plots(study, out, complete)
+    return lines
+
+
+def best_config(record: dict[str, Any], params: dict[str, Any], number: int, value: float) -> str:
+    """The study's base config(s) with its ``args`` and the best parameters applied, as one YAML config."""
+    merged: dict[str, Any] = {}
+    for config in record["configs"]:
+        _merge(merged, yaml.safe_load(Path(config).read_text()) or {})
+    for key, value_ in [*record["args"].items(), *params.items()]:
+        if str(key) != "config":
+            _set(merged, str(key).removeprefix("--"), value_)
+    header = (
+        f"# Best trial {number} of search {record['study']} ({record['metric']} = {value:.4f}):\n"
+        f"# the study's base config, its args and the trial's parameters.\n"
+        f"#   python -m lightning_hw fit --config THIS_FILE --run.name best\n"
+    )
+    return header + yaml.safe_dump(merged, sort_keys=False)
+
+
+def _merge(into: dict, other: dict) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
+
+
+def _set(config: dict, dotted: str, value: Any) -> None:
+    """``model.init_args.lr`` -> ``config["model"]["init_args"]["lr"]`` (a class name string becomes ``{class_path: ...}``)."""
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        child = node.get(key)
+        if isinstance(child, str):
+            child = {"class_path": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[key] = child
+        node = child
+    node[last] = value
+
+
+def _plots(study, out: Path, complete: list) -> list[str]:
+    """Optuna's optimisation history and parameter importances (matplotlib), where there is enough to show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if complete:
+            ax = optuna_plots.plot_optimization_history(study)
+            ax.figure.savefig(out / HISTORY_PNG, dpi=100, bbox_inches="tight")
+            plt.close(ax.figure)
+            lines.append(f"![optimisation history]({HISTORY_PNG})")
+        varying = [k for k in {k for t in complete for k in t.params} if len({json.dumps(t.params.get(k)) for t in complete}) > 1]
+        if len(complete) < 2 or not varying:
+            print(f"No parameter-importance plot: it needs at least 2 complete trials with differing parameters ({len(complete)} complete)")
+        else:
+            ax = optuna_plots.plot_param_importances(study)
+            ax.figure.savefig(out / IMPORTANCE_PNG, dpi=100, bbox_inches="tight")
+            plt.close(ax.figure)
+            lines.append(f"![parameter importances]({IMPORTANCE_PNG})")
+    print(f"Optuna plots in {out}: {', '.join(l.split('(')[-1].rstrip(')') for l in lines) or 'none'}")
+    return lines
