@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lightning_hw.cli import HWCLI
-from lightning_hw.data.fixtures.classification import classification as fixtures
+from lightning_hw.data.fixtures import classification as fixtures
 from lightning_hw.nets.mlp import MLP
 from tests.conftest import REPO
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_hw.data.fixtures.classification import classification as fixtures
+from lightning_hw.data.fixtures import classification as fixtures
 from lightning_hw.data.datasets.cifar10 import CIFAR10, CIFAR10_CLASSES
 from lightning_hw.data.datasets.fer2013 import FER2013
 from lightning_hw.data.datasets.mnist import MNIST

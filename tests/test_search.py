@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from lightning_hw import reports
-from lightning_hw.studies.grid import grid as studies, search
+from lightning_hw.studies import grid as studies, search
 from lightning_hw.errors import ConfigError
 from lightning_hw.studies.search_runner import counted, finished
 

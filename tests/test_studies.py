@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lightning_hw import reports
-from lightning_hw.studies.grid import grid as studies
+from lightning_hw.studies import grid as studies
 from lightning_hw.errors import ConfigError, DataError
 
 from conftest import QUICKSTART, REPO

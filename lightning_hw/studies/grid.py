@@ -507,7 +507,7 @@ def main(argv: list[str]) -> int:
     options, extra = parser.parse_known_args(argv)
     if options.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    from lightning_hw.studies.grid import search
+    from lightning_hw.studies import search
 
     if search.is_search(options.file):
         return _main_search(options, extra)
