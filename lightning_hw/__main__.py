@@ -1,6 +1,6 @@
-"""``python -m lightning_hw``: dispatch to :func:`lightning_hw.cli.main`."""
+"""``python -m lightning_hw``: dispatch to :func:`lightning_hw.cli.entry.main` (quick answers without Lightning)."""
 
-from lightning_hw.cli import main
+from lightning_hw.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -44,6 +44,8 @@ from lightning_hw.checkpoints import (
 )
 from lightning_hw.cli.errors import check_config_files, explain
 from lightning_hw.cli.names import KEYS, requested_class_names
+# The one table of subcommands (lightning_hw.cli.entry answers --help without importing this module).
+from lightning_hw.cli.entry import DESCRIPTION, OWN_SUBCOMMANDS
 from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.runs.config import monitor_mode
 from lightning_hw.runs import (
@@ -67,16 +69,6 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 # Only a resume (the same run continuing) opens a checkpoint directory that has files.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
-DESCRIPTION = (
-    "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
-    "predict (LightningCLI), list (registered tasks and datamodules), study (variants of a config, "
-    "each in its own process), report (compare runs), export (a checkpoint to ONNX) and new-plugin "
-    "(scaffold a plugin package). Add --debug for tracebacks."
-)
-
-# Subcommands that are not LightningCLI's: name -> module with `main(argv) -> exit code`.
-#: our subcommands beside LightningCLI's: each module's ``main(argv) -> exit code`` runs it
-OWN_SUBCOMMANDS = {"study": "lightning_hw.studies.grid", "report": "lightning_hw.reports", "export": "lightning_hw.deploy.export"}
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -496,20 +488,10 @@ def _has_test(cli: HWCLI) -> bool:
 
 
 def list_components() -> int:
-    """Print every registered task and datamodule, its distribution and description."""
-    from rich.console import Console
-    from rich.table import Table
+    """Print every registered task and datamodule, its distribution and description (no cache)."""
+    from lightning_hw.cli.listing import print_table, table_rows
 
-    table = Table(title="lightning-hw tasks and datamodules")
-    for column in ("kind", "name", "distribution", "description"):
-        table.add_column(column)
-    for comp in registry.discover():
-        description = comp.description if comp.error is None else f"[red]failed to load: {comp.error}[/red]"
-        if registry.ambiguous_name_message(comp.kind, comp.name):
-            # A short name several plugins provide only resolves by its full path.
-            description = f"[yellow]name clash, use class_path: {comp.class_path}[/yellow] {description}"
-        table.add_row(comp.kind, comp.name, comp.distribution, description)
-    Console(width=140).print(table)
+    print_table(table_rows(registry.discover()))
     return 0
 
 

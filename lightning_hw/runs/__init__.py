@@ -3,40 +3,41 @@
 See :mod:`lightning_hw.runs.lifecycle` for the steps (plan, check, open, commit, finish or
 roll back), :mod:`lightning_hw.runs.files` for what a run directory holds, and
 :mod:`lightning_hw.runs.interrupts` for SIGTERM/Ctrl-C.
+
+The names below are imported lazily: ``lightning_hw.runs.files`` (what ``study`` and
+``report`` read) must not pull in Lightning, so ``study --help`` answers at once.
 """
 
-from lightning_hw.runs.checkpointing import checkpoint_callbacks
-from lightning_hw.runs.config import WANDB_MODES, RunConfig
-from lightning_hw.runs.interrupts import WATCH, GracefulStop, RunInterrupted
-from lightning_hw.runs.lifecycle import Run, RunRecord, command_name, plan_run, run_of_checkpoint, saved_elsewhere
-from lightning_hw.runs.loggers import (
-    MetricsFile,
-    RunCSVLogger,
-    finish_wandb,
-    start_wandb,
-    sync_command,
-    wandb_logger,
-    wandb_mode,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "WANDB_MODES",
-    "WATCH",
-    "GracefulStop",
-    "MetricsFile",
-    "Run",
-    "RunCSVLogger",
-    "RunConfig",
-    "RunInterrupted",
-    "RunRecord",
-    "checkpoint_callbacks",
-    "command_name",
-    "finish_wandb",
-    "plan_run",
-    "run_of_checkpoint",
-    "saved_elsewhere",
-    "start_wandb",
-    "sync_command",
-    "wandb_logger",
-    "wandb_mode",
-]
+#: name -> the submodule that defines it
+_EXPORTS = {
+    "checkpoint_callbacks": "checkpointing",
+    "WANDB_MODES": "config",
+    "RunConfig": "config",
+    "WATCH": "interrupts",
+    "GracefulStop": "interrupts",
+    "RunInterrupted": "interrupts",
+    "Run": "lifecycle",
+    "RunRecord": "lifecycle",
+    "command_name": "lifecycle",
+    "plan_run": "lifecycle",
+    "run_of_checkpoint": "lifecycle",
+    "saved_elsewhere": "lifecycle",
+    "MetricsFile": "loggers",
+    "RunCSVLogger": "loggers",
+    "finish_wandb": "loggers",
+    "start_wandb": "loggers",
+    "sync_command": "loggers",
+    "wandb_logger": "loggers",
+    "wandb_mode": "loggers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"lightning_hw.runs.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'lightning_hw.runs' has no attribute {name!r}")
