@@ -58,10 +58,6 @@ class CheckpointHooks(ModelCheckpoint):
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
 
-    def schedule(self) -> tuple[Any, ...]:
-        """The settings that ``state_key`` is built from (when and on what the callback saves)."""
-        return (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
-
 
 def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, Any]:
     """The dict ``trainer.save_checkpoint`` would write, without writing it (every process must call it)."""

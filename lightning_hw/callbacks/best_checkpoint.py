@@ -9,12 +9,12 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_hw._compat.lightning import dump_checkpoint
-from lightning_hw.callbacks.last_checkpoint import CachedStateKey, write_due
+from lightning_hw._compat.lightning import CheckpointHooks, dump_checkpoint
+from lightning_hw.callbacks.last_checkpoint import write_due
 from lightning_hw.checkpoints import snapshot
 
 
-class BestCheckpoint(CachedStateKey):
+class BestCheckpoint(CheckpointHooks):
     """Lightning's top-k ``ModelCheckpoint``, written to disk at most once per ``min_interval`` seconds.
 
     When the monitored metric improves, the checkpoint is taken at once (the same dict
@@ -43,8 +43,6 @@ class BestCheckpoint(CachedStateKey):
         **kwargs: see ``ModelCheckpoint``.
     """
 
-    _key_class = "ModelCheckpoint"  # checkpoints of either class resume into the other
-
     def __init__(self, *args: Any, min_interval: float = 60.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.min_interval = min_interval
@@ -52,6 +50,11 @@ class BestCheckpoint(CachedStateKey):
         self._pending: dict[str, dict[str, Any]] = {}  # file -> checkpoint taken but not yet written
         self._removals: list[str] = []  # files to delete once the pending bests are on disk
         self._flush_requested = False  # a save was due: write the rest at the end of the hook
+
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's key under its class name: checkpoints of either class resume into the other.
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__) :]
 
     # -- saving: taken now, written when due ---------------------------------------------------
 
