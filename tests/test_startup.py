@@ -195,3 +195,20 @@ def test_an_unwritable_cache_only_costs_speed(site, capsys, monkeypatch):
     assert listing.cached_list() == 0
     out, err = capsys.readouterr()
     assert err == "warning: w\n" and " T " in out
+
+
+def test_ctrl_c_while_the_libraries_load_is_one_line_and_leaves_nothing(tmp_path):
+    """Ctrl-C in the seconds before training starts: one line, exit 130, no traceback, no run directory."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "WANDB_MODE": "disabled"}
+    args = [sys.executable, "-m", "lightning_hw", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--run.root", str(tmp_path / "runs")]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    time.sleep(0.5)  # importing torch and Lightning takes seconds; earlier or later, the answer must be the same
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("interrupted by SIGINT"), err
+    assert not (tmp_path / "runs").exists()

@@ -98,6 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     if not command.startswith("-") and command not in SUBCOMMANDS:
         print(f"error: {unknown_command_message(command)}", file=sys.stderr)
         sys.exit(2)
-    from lightning_hw.cli.parser import main as cli_main  # Lightning, torch and every plugin: seconds
-
+    try:
+        from lightning_hw.cli.parser import main as cli_main  # Lightning, torch and every plugin: seconds
+    except KeyboardInterrupt:
+        # Ctrl-C while the libraries load: nothing has started yet, so nothing to undo or report.
+        if debug:
+            raise
+        print(f"interrupted by SIGINT (Ctrl-C) while starting {command or 'the command'}; nothing was done", file=sys.stderr)
+        sys.exit(130)
     cli_main(args)
