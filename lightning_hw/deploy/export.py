@@ -13,8 +13,9 @@ with a dynamic batch dimension. The metadata states the input units and size, th
 the mean/std, the class names, the task and what the outputs are, and no absolute path.
 
 The file is then run with onnxruntime on the test split's raw samples and the test metric
-(accuracy, or NME for landmarks) is computed from its outputs by the task's own metric
-code, next to PyTorch's on the same split through the training data path; the export fails
+(accuracy, or NME for landmarks) is computed from its outputs by the task's own ``test_step``
+in Lightning's test loop (any ``LightningModule``, a ``Task`` or a plain one), next to
+PyTorch's on the same split through the training data path; the export fails
 when the two differ by more than 0.1 point or any output differs beyond a float tolerance.
 By default the file goes to ``<run>/eval/export-<time>/`` (a new directory each time, with
 ``export.json`` recording the check), so an export never replaces an earlier one.
@@ -27,6 +28,7 @@ import json
 import logging
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -233,12 +235,15 @@ class _Batches:
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Keep the trainer's start-up lines (accelerator, devices) out of export's output."""
+    """Keep the trainer's start-up lines (accelerator, devices) and its own deprecation notes out of export's output."""
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            # Lightning 2.6's test loop trips torch's pytree deprecation; nothing a user can change.
+            warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec")
+            yield
     finally:
         logger.setLevel(level)
 
