@@ -24,6 +24,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from matplotlib.figure import Figure
 
+from lightning_hw.deploy.predict import predict_step_on_inputs
+
 
 def run_directory(trainer: Trainer) -> Path:
     """Where a run's files go: the first logger's directory (the CLI's run directory), else the root dir.
@@ -173,7 +175,7 @@ class PredictionGrid(Callback):
         batch = hooks.on_after_batch_transfer(batch, 0)
         was_training = pl_module.training
         pl_module.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), predict_step_on_inputs(pl_module):
             out = pl_module.predict_step(batch, 0)
         pl_module.train(was_training)
         preds = out["preds"] if isinstance(out, dict) else out

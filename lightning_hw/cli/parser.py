@@ -422,12 +422,13 @@ class HWCLI(CLIHooks):
 
     def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
         """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
-        from lightning_hw.deploy.predict import predict_from_files
+        from lightning_hw.deploy.predict import predict_from_files, predict_step_on_inputs
 
         chosen = self.config_init.predict
         if chosen.get("predict_from"):
             predict_from_files(chosen.predict_from, datamodule, chosen.get("on_unreadable", "fail"), self.trainer)
-        return self.trainer.predict(model, datamodule=datamodule, **kwargs)
+        with predict_step_on_inputs(model):
+            return self.trainer.predict(model, datamodule=datamodule, **kwargs)
 
     def after_fit(self) -> None:
         """Test the best checkpoint (unless ``run.test_after_fit`` is false) and print the result."""

@@ -13,8 +13,9 @@ with a dynamic batch dimension. The metadata states the input units and size, th
 the mean/std, the class names, the task and what the outputs are, and no absolute path.
 
 The file is then run with onnxruntime on the test split's raw samples and the test metric
-(accuracy, or NME for landmarks) is computed from its outputs by the task's own metric
-code, next to PyTorch's on the same split through the training data path; the export fails
+(accuracy, or NME for landmarks) is computed from its outputs by the task's own ``test_step``
+in Lightning's test loop (any ``LightningModule``, a ``Task`` or a plain one), next to
+PyTorch's on the same split through the training data path; the export fails
 when the two differ by more than 0.1 point or any output differs beyond a float tolerance.
 By default the file goes to ``<run>/eval/export-<time>/`` (a new directory each time, with
 ``export.json`` recording the check), so an export never replaces an earlier one.
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -198,13 +201,61 @@ def forward_replaced(task: nn.Module, forward: Callable[[torch.Tensor], torch.Te
         del task.forward
 
 
+def test_metrics(module: nn.Module, batches: list[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+    """What ``module`` logs as ``test/*`` on ``batches``, through Lightning's own test loop.
+
+    Any ``LightningModule`` works: a :class:`~lightning_hw.tasks.base.Task` (which logs its
+    epoch metrics in its own test-epoch hook) as well as a plain one logging with
+    ``self.log`` in ``test_step``. The batches are already on the CPU, as the exported file
+    runs there.
+    """
+    from lightning.pytorch import Trainer
+
+    with _quiet_lightning():
+        trainer = Trainer(
+            accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )
+        results = trainer.test(module, dataloaders=_Batches(batches), verbose=False)
+    return {k: float(v) for k, v in (results[0] if results else {}).items() if k.startswith("test/")}
+
+
+class _Batches:
+    """Ready batches as one loader (Lightning would take a bare list for one loader per item)."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, ...]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Keep the trainer's start-up lines (accelerator, devices) and its own deprecation notes out of export's output."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # Lightning 2.6's test loop trips torch's pytree deprecation; nothing a user can change.
+            warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def score_test_split(task, datamodule, onnx_forward, bare: bool) -> dict[str, Any]:
     """The task's test metrics from PyTorch (training data path) and from the exported file (raw inputs).
 
     Every test batch is read raw; PyTorch sees it as training would
     (``datamodule.model_batch``), the exported file sees the raw samples (or, ``bare``, the
-    prepared ones). Both sets of outputs go through the task's ``shared_step`` and epoch
-    metrics, so the metric is computed exactly as ``test`` computes it.
+    prepared ones). Both sets of outputs go through the task's own ``test_step`` in
+    Lightning's test loop (:func:`test_metrics`), so the metric is computed exactly as
+    ``test`` computes it, for a ``Task`` or any other ``LightningModule``.
 
     Returns:
         ``{"pytorch": {...}, "onnxruntime": {...}, "samples": n, "max_abs_difference": d}``.
@@ -235,20 +286,21 @@ def score_test_split(task, datamodule, onnx_forward, bare: bool) -> dict[str, An
     raw_batches = list(datamodule.raw_dataloader("test"))
     # A batch of one first: an exported graph with the batch size baked in fails here.
     raw_batches = [tuple(t[:1] for t in raw_batches[0]), tuple(t[1:] for t in raw_batches[0]), *raw_batches[1:]]
-    scores: dict[str, dict[str, float]] = {}
     with torch.no_grad():
         # Each raw batch as training prepares it, once; the exported file gets the raw inputs
         # (bare: the prepared ones) with the same targets.
         pairs = [(raw, datamodule.model_batch(raw)) for raw in raw_batches if raw[0].shape[0] > 0]
-        samples = sum(raw[0].shape[0] for raw, _ in pairs)
-        for name, forward in (("pytorch", pytorch_forward), ("onnxruntime", exported_forward)):
-            task.reset_epoch_metrics("test")
-            with forward_replaced(task, forward):
-                for raw, batch in pairs:
-                    task.shared_step(batch if name == "pytorch" or bare else (raw[0], *batch[1:]), "test")
-            values = task.compute_epoch_metrics("test")
-            task.reset_epoch_metrics("test")
-            scores[name] = {k: float(v) for k, v in values.items()}
+    samples = sum(raw[0].shape[0] for raw, _ in pairs)
+    scores: dict[str, dict[str, float]] = {}
+    for name, forward in (("pytorch", pytorch_forward), ("onnxruntime", exported_forward)):
+        batches = [batch if name == "pytorch" or bare else (raw[0], *batch[1:]) for raw, batch in pairs]
+        with forward_replaced(task, forward):
+            scores[name] = test_metrics(task, batches)
+    if not scores["pytorch"]:
+        raise ConfigError(
+            f"{type(task).__name__} logs no test/* metric in test_step, so the export cannot be checked; "
+            "log e.g. test/acc or test/loss (see plugins/README.md)"
+        )
     return {**scores, "samples": samples, "max_abs_difference": max_diff}
 
 
@@ -256,6 +308,12 @@ def key_metric(task, scores: dict[str, float]) -> str:
     """The test counterpart of the task's checkpoint metric (``val/acc`` -> ``test/acc``), if it was computed."""
     wanted = "test/" + str(getattr(task, "monitor", "val/loss")).split("/", 1)[-1]
     return wanted if wanted in scores else next(iter(scores))
+
+
+def describe_outputs(task: nn.Module) -> str:
+    """What the task's ``forward`` returns: its ``describe_outputs()`` (see ``Task``), else a generic line."""
+    describe_fn = getattr(task, "describe_outputs", None)
+    return describe_fn() if callable(describe_fn) else f"the outputs of {type(task).__name__}.forward"
 
 
 def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -268,7 +326,7 @@ def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[i
         "input_shape": list(input_shape),
         "input_units": preprocessing["input_units"] if not bare else "preprocessed values (see preprocessing)",
         "preprocessing": {**preprocessing, "in_graph": not bare},
-        "outputs": task.describe_outputs(),
+        "outputs": describe_outputs(task),
         **{key: hparams[key] for key in ("class_names", "head", "num_classes", "num_landmarks") if hparams.get(key) is not None},
         **({"feature_names": list(datamodule.feature_names)} if getattr(datamodule, "feature_names", None) else {}),
         "datamodule": type(datamodule).__name__,

@@ -13,21 +13,25 @@ the same :class:`~lightning_hw.data.preprocess.Preprocess` as the training data.
 The writer is generic: a task's ``predict_step`` returns a dict of tensors, and its
 ``prediction_columns(outputs)`` (see :meth:`lightning_hw.tasks.base.Task.prediction_columns`)
 turns them into named CSV columns: class names and probabilities for a classifier, and,
-later, landmark coordinates in pixels for a landmark task.
+later, landmark coordinates in pixels for a landmark task. A plain ``LightningModule``
+without either predicts its ``forward`` on the batch's inputs (see
+:func:`predict_step_on_inputs`), written as ``output_<i>`` columns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_hw.errors import ConfigError
 
@@ -63,6 +67,29 @@ def output_path(run_dir: Path, predict_from: str | None) -> Path:
 def writer_for(run_dir: Path, chosen: Mapping[str, Any]) -> PredictionWriter:
     """The writer for a ``predict`` run configured by ``chosen`` (the subcommand's config)."""
     return PredictionWriter(output_path(run_dir, chosen.get("predict_from")))
+
+
+@contextlib.contextmanager
+def predict_step_on_inputs(module: LightningModule) -> Iterator[None]:
+    """Give a module without its own ``predict_step`` one that runs ``forward`` on the batch's inputs.
+
+    Lightning's default ``predict_step`` calls ``forward(batch)``, but our loaders yield
+    ``(inputs, targets)`` (or ``(inputs,)``) tuples, which no ``forward`` of a plain
+    module takes. A module that defines ``predict_step`` is left as it is.
+    """
+    if is_overridden("predict_step", module, LightningModule):
+        yield
+        return
+
+    def predict_step(*args: Any, **kwargs: Any) -> Any:
+        batch = kwargs["batch"] if "batch" in kwargs else args[0]
+        return module(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    module.predict_step = predict_step
+    try:
+        yield
+    finally:
+        del module.predict_step
 
 
 def generic_columns(outputs: Mapping[str, Any]) -> dict[str, list]:
