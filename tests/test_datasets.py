@@ -203,7 +203,7 @@ def test_fer2013_wrong_columns_and_bad_rows(tmp_path):
     with pytest.raises(DataError, match=r"lacks column\(s\) emotion, pixels, Usage"):
         FER2013(root=str(tmp_path), download=False).setup("fit")
     path.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
-    with pytest.raises(DataError, match=r"row 2 of .* does not have 2304 pixel values"):
+    with pytest.raises(DataError, match=r"line 2 of .* does not have 2304 pixel values"):
         FER2013(root=str(tmp_path), download=False).setup("fit")
     path.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
     with pytest.raises(DataError, match=r"emotion must be 0-6"):
