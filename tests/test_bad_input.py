@@ -110,6 +110,43 @@ def test_dataset_file_missing_corrupt_or_wrong_columns(tiny_args, workdir, capsy
     assert code == 1 and expected in line and str(path) in line
 
 
+@pytest.mark.parametrize("batch_size", ["0", "-5"])
+def test_batch_size_below_one(tiny_args, workdir, capsys, batch_size):
+    """Was a ZeroDivisionError (0) and a ValueError from the loader's ``__len__`` (-5)."""
+    code, line = error_of(tiny_args("fit", "--data.init_args.batch_size", batch_size), capsys)
+    assert (code, line) == (2, f"error: batch_size must be at least 1, got {batch_size}")
+    assert not (workdir / "runs").exists()
+
+
+def _fer2013_with_pixel(root: Path, value: str) -> Path:
+    """The FER2013 fixture CSV with pixel 6 of its third row (CSV line 4) replaced by ``value``."""
+    from lightning_hw.data import fixtures
+
+    path = fixtures.write_fer2013(root, per_usage=(7, 7, 7)) / "fer2013" / "fer2013.csv"
+    lines = path.read_text().splitlines()
+    emotion, pixels, usage = lines[3].split(",")
+    values = pixels.split()
+    values[5] = value
+    lines[3] = ",".join([emotion, " ".join(values), usage])
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("x", "pixel 6 is 'x', not a whole number 0-255"), ("300", "pixel 6 is 300, outside 0-255")],
+    ids=["non-numeric", "above-255"],  # was a numpy traceback, and 300 silently read as 44
+)
+def test_fer2013_bad_pixel_names_file_and_line(tiny_args, workdir, capsys, value, expected):
+    path = _fer2013_with_pixel(workdir / "data", value)
+    args = tiny_args("fit", "--data", "FER2013", "--data.init_args.root", str(workdir / "data"),
+                     "--data.init_args.download", "false")  # fmt: skip
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line == f"error: line 4 of {path}: {expected}; the file is damaged: download fer2013.csv again"
+    assert not (workdir / "runs").exists()
+
+
 def test_labels_out_of_range_stop_before_training(tiny_args, capsys):
     args = tiny_args("fit", "--data", "reliability_helpers.ShiftedMoons")
     code, line = error_of(args, capsys)

@@ -90,7 +90,7 @@ class CIFAR10(ImageDataModule):
                 data = np.asarray(entry["data"])
                 bad = first_non_pixel(data)
                 if bad is not None:  # a cast would wrap 300 to 44 without a word
-                    raise ValueError(f"value {data[bad]!r} at index {list(bad)} of its data is not a pixel value 0-255")
+                    raise ValueError(f"value {data[bad]} at index {list(bad)} of its data is not a pixel value 0-255")
                 data = data.astype(np.uint8).reshape(-1, 3, 32, 32)
                 target = np.asarray(entry["labels"], dtype=np.int64)
                 if target.shape[0] != data.shape[0]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import torchvision
 
 from lightning_hw.data.base import Split
@@ -94,12 +93,5 @@ class MNIST(ImageDataModule):
                 f"cannot read the MNIST files in {self.raw_folder.absolute()} ({type(err).__name__}: {err}); "
                 "delete them to download them again"
             ) from None
-        for dataset in (train, test):
-            # IDX files may declare wider types than bytes; pixels must be 0-255 (stored as uint8).
-            if dataset.data.dtype != torch.uint8:
-                raise DataError(
-                    f"the MNIST images in {self.raw_folder.absolute()} hold {dataset.data.dtype} values, not pixel "
-                    "bytes 0-255 (not the original files?); delete them to download them again"
-                )
         train_split, val_split = hold_out((train.data.unsqueeze(1), train.targets), self.val_fraction, self.split_seed)
         return {"train": train_split, "val": val_split, "test": (test.data.unsqueeze(1), test.targets)}
