@@ -272,8 +272,9 @@ class HWCLI(LightningCLI):
             if isinstance(user_error, ConfigError) and building and self._hparams_from is not None:
                 # The task was built with the checkpoint's settings; the data or net of this config
                 # does not fit them (e.g. another experiment's checkpoint). Missing or bad data
-                # (DataError) is not a mismatch and is said as it is.
-                raise ConfigError(unfit_settings_message(*self._hparams_from, str(user_error))) from err
+                # (DataError) is not a mismatch and is said as it is. Advice to change a setting is
+                # left out: the setting came from the checkpoint, not from this config.
+                raise ConfigError(unfit_settings_message(*self._hparams_from, user_error.fact)) from err
             if user_error is None or user_error is err:
                 raise
             raise user_error from err

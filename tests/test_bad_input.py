@@ -18,6 +18,7 @@ from lightning_hw.cli import main
 from reliability_helpers import error_of
 
 HELPERS_DIR = str(Path(__file__).parent)
+QUICKSTART_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def write_config(workdir: Path, tiny_args, change) -> list[str]:
@@ -201,6 +202,26 @@ def test_checkpoint_of_a_different_model(tiny_args, trained_run, capsys):
     assert "the config asks for net MLP(hidden=[16]" in line
     assert "net.layers.1.weight: [128, 64] in the checkpoint, [16, 64] in the model" in line
     assert line.endswith(f"run with --config {trained_run / 'config.yaml'}")
+
+
+def test_checkpoint_of_another_task_gives_no_advice_the_config_already_follows(workdir, capsys):
+    """A 2-class binary_bce checkpoint with the quickstart (softmax_ce, 10 classes): the head is the
+    checkpoint's, so "use softmax_ce" (which the config already says) would be wrong advice."""
+    from conftest import REPO, tiny_run_args
+
+    from lightning_hw.cli import HWCLI
+
+    moons = REPO / "configs" / "moons_overfit.yaml"
+    assert yaml.safe_load(moons.read_text())["model"]["init_args"]["head"] == "binary_bce"
+    HWCLI(args=tiny_run_args("fit", moons, workdir / "moons", "--run.name", "m", "--run.test_after_fit", "false"))
+    ckpt = workdir / "moons" / "moons_overfit" / "m" / "checkpoints" / "last.ckpt"
+    code, line = error_of(tiny_run_args("test", QUICKSTART_CONFIG, workdir / "runs", "--ckpt_path", str(ckpt)), capsys)
+    assert code == 2
+    assert line.startswith(f"error: checkpoint {ckpt} holds a Classifier(num_classes=2, input_shape=(2,), head='binary_bce')")
+    assert "which does not fit this config (head 'binary_bce' is for 2 classes, the data has 10); " in line
+    assert "softmax_ce" not in line
+    assert line.endswith(f"run with --config {ckpt.parents[1] / 'config.yaml'}")
+    assert not (workdir / "runs").exists()
 
 
 @pytest.mark.parametrize(
