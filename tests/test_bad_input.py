@@ -47,8 +47,9 @@ def write_config(workdir: Path, tiny_args, change) -> list[str]:
         (["--trainer.max_epochs", "many"], "error: --trainer.max_epochs: expected int, got many"),
         (["--frobnicate", "1"], "error: unknown option --frobnicate"),
         (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator"),
+        (["--model.init_args.head", "binary_bce"], "error: head 'binary_bce' is for 2 classes, the data has 10; use softmax_ce"),
     ],
-    ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting"],
+    ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting", "head-for-2-classes"],
 )
 def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
     code, line = error_of(tiny_args("fit", *extra), capsys)
