@@ -194,12 +194,17 @@ class HWCLI(LightningCLI):
             return
         args = with_run_config(list(sys.argv[1:] if args is None else args))
         check_config_files(args)
+        printing = any(a.startswith("--print_config") for a in args)
         try:
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
-            if self._add_data_links(first):
-                self.config = parser.parse_args(args)
+            # The task's lr becomes the optimizer's here, as an argument, so that --print_config
+            # (which prints while parsing) shows the lr that trains.
+            lr = _lr_for_optimizer(first.get(first.get("subcommand") or "", first))
+            extra = ["--optimizer.init_args.lr", repr(lr)] if lr is not None else []
+            if self._add_data_links(first) or extra or printing:
+                self.config = parser.parse_args(args + extra)
             else:
-                self.config = parser.parse_args(args) if any(a.startswith("--print_config") for a in args) else first
+                self.config = first
         except ArgumentError as err:
             raise ConfigError(self._explain(err, args)) from None
 
@@ -280,11 +285,14 @@ class HWCLI(LightningCLI):
             raise user_error from err
 
     def before_instantiate_classes(self) -> None:
-        """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
+        """Let the task's lr set the configured optimizer's (again: a checkpoint's settings may have replaced it).
+
+        Parsing has done so already for a command line; this covers a config given as a
+        dict and the task settings read from ``--ckpt_path``.
+        """
         chosen = self.config[self.subcommand] if self.subcommand else self.config
-        init_args = chosen.model.get("init_args")
-        lr = init_args.get("lr") if init_args is not None else None
-        if lr is not None and chosen.get("optimizer") is not None:
+        lr = _lr_for_optimizer(chosen)
+        if lr is not None:
             chosen.optimizer.init_args.lr = lr
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -455,6 +463,18 @@ class HWCLI(LightningCLI):
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
             _say(f"Test ({source}): {summary}")
+
+
+def _lr_for_optimizer(chosen: Any) -> float | None:
+    """The task's ``lr`` when the config also names an ``optimizer:`` (whose lr it then sets), else ``None``.
+
+    Args:
+        chosen: the parsed config of one subcommand.
+    """
+    if chosen is None or chosen.get("optimizer") is None or chosen.get("model") is None:
+        return None
+    init_args = chosen.model.get("init_args")
+    return init_args.get("lr") if init_args is not None else None
 
 
 def with_run_config(args: list[str]) -> list[str]:
