@@ -43,6 +43,7 @@ from lightning_hw.checkpoints import (
 )
 from lightning_hw.cli_errors import check_config_files, explain
 from lightning_hw.cli_names import KEYS, requested_class_names
+from lightning_hw.commands import SUBCOMMANDS, description, program_name
 from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.runs import (
     WATCH,
@@ -65,16 +66,6 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 # Only a resume (the same run continuing) opens a checkpoint directory that has files.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
-DESCRIPTION = (
-    "lightning-hw: train and compare the course experiments. Subcommands: fit, validate, test, "
-    "predict (LightningCLI), list (registered tasks and datamodules), study (variants of a config, "
-    "each in its own process), report (compare runs), export (a checkpoint to ONNX) and new-plugin "
-    "(scaffold a plugin package). Add --debug for tracebacks."
-)
-
-# Subcommands that are not LightningCLI's: name -> module with `main(argv) -> exit code`.
-#: our subcommands beside LightningCLI's: each module's ``main(argv) -> exit code`` runs it
-OWN_SUBCOMMANDS = {"study": "lightning_hw.studies", "report": "lightning_hw.reports", "export": "lightning_hw.export"}
 
 
 def _import_class(class_path: str) -> type | None:
@@ -131,7 +122,9 @@ class HWCLI(LightningCLI):
         self._hparams_from: tuple[str, dict] | None = None
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
-        parser_kwargs = {"exit_on_error": False, "description": DESCRIPTION, **kwargs.pop("parser_kwargs", {})}
+        parser_kwargs = {
+            "exit_on_error": False, "description": description(), "prog": program_name(), **kwargs.pop("parser_kwargs", {})
+        }
         kwargs.setdefault("model_class", LightningModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", LightningDataModule)
@@ -566,21 +559,30 @@ def report_plugin_problems(debug: bool = False) -> None:
                 print(f"--debug: traceback of plugin {comp.distribution!r}:\n{comp.details}", file=sys.stderr)
 
 
+def list_main(argv: list[str]) -> int:
+    """``list``: the registered tasks and datamodules (it takes no arguments)."""
+    return list_components()
+
+
+def run_subcommand(name: str, argv: list[str], debug: bool) -> int:
+    """Run one of the table's own subcommands (not LightningCLI's) and return its exit code."""
+    command = SUBCOMMANDS[name]
+    module_name, _, function_name = command.target.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    return function(argv, debug=debug) if command.takes_debug else function(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    if args[:1] == ["new-plugin"]:
-        from lightning_hw.scaffold import new_plugin_main
-
-        sys.exit(new_plugin_main(args[1:], debug=debug))
-    report_plugin_problems(debug)
-    if args[:1] == ["list"]:
-        sys.exit(list_components())
+    command = SUBCOMMANDS.get(args[0]) if args else None
+    if command is None or command.loads_plugins:
+        report_plugin_problems(debug)
     try:
-        if args and args[0] in OWN_SUBCOMMANDS:
-            sys.exit(importlib.import_module(OWN_SUBCOMMANDS[args[0]]).main(args[1:]))
+        if command is not None and command.target is not None:
+            sys.exit(run_subcommand(args[0], args[1:], debug))
         HWCLI(args=args)
     except UserError as err:
         if debug:

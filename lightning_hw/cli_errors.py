@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from lightning_hw.commands import SUBCOMMANDS, program_name
 from lightning_hw.errors import ConfigError
 
 #: module whose classes a class-typed option may name by short name
@@ -104,6 +105,13 @@ def _one_line(text: str, limit: int = 400) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _unknown_command(name: str) -> str:
+    """One line for a command that is not in the table (jsonargparse knows only LightningCLI's)."""
+    commands = list(SUBCOMMANDS)
+    suggestion = _suggest(name, commands, 1) or ";"
+    return f"unknown command '{name}'{suggestion} commands: {', '.join(commands)}"
+
+
 def explain(message: str, subcommand: str | None, subparser=None) -> str:
     """One readable line for a jsonargparse error message.
 
@@ -112,13 +120,13 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         subcommand: the subcommand given (``fit``, ...), if any.
         subparser: the subcommand's parser, to suggest option names.
     """
-    help_hint = f"python -m lightning_hw {subcommand or ''} --help".replace("  ", " ")
+    help_hint = f"{program_name()} {subcommand or ''} --help".replace("  ", " ")
 
     found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if found:
-        commands = [c.strip(" '") for c in found.group(2).split(",")] + ["list", "export"]
-        suggestion = _suggest(found.group(1), commands, 1)
-        return f"unknown command '{found.group(1)}'{suggestion} commands: {', '.join(commands)}"
+        return _unknown_command(found.group(1))
+    if re.search(r'expected "subcommand" to be one of .* but it was not provided', message):
+        return f"no command given; commands: {', '.join(SUBCOMMANDS)} (see {program_name()} --help)"
 
     found = re.search(r"unrecognized arguments: (.*)", message)
     if found:
@@ -147,7 +155,13 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     keys = re.findall(r'Parser key "([^"]+)"', message)
     path = keys[0] + "".join(f".init_args.{k}" for k in keys[1:]) if keys else ""
 
-    found = re.search(r"(?:Expected a dot import path string|Import path) ?:? ?'?([\w.]+)'?", message)
+    found = re.search(r"Import path (?:'?[\w.]+'? )?does not correspond to a subclass of (\w+)", message)
+    given = re.search(r"(?:Given value|Got value): (.*)", message)
+    if found and keys and given:
+        base = found.group(1)
+        return f"--{keys[0]}: {given.group(1).strip()} is not a subclass of {base}"
+
+    found = re.search(r"Expected a dot import path string: ?'?([\w.]+)'?", message)
     if found and keys and keys[0] in CLASS_SOURCES:
         name = found.group(1)
         return f"--{keys[0]}: no class named '{name}'{_suggest(name, _class_names(CLASS_SOURCES[keys[0]]))}"
@@ -161,7 +175,6 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         for line in message.splitlines()
         if line.strip().lstrip("- ").startswith("Expected") and "NoneType" not in line
     ]
-    given = re.search(r"(?:Given value|Got value): (.*)", message)
     if path and expected:
         what = re.sub(r"Expected an? <class '(\w+)'>", r"\1", expected[-1])
         what = re.sub(r"Expected an? typing\.Literal\[(.*)\]", r"one of \1", what)
