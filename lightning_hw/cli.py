@@ -192,7 +192,8 @@ class HWCLI(LightningCLI):
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
             # The task's lr becomes the optimizer's here, as an argument, so that --print_config
             # (which prints while parsing) shows the lr that trains.
-            lr = _lr_for_optimizer(first.get(first.get("subcommand") or "", first))
+            subcommand = first.get("subcommand")
+            lr = _lr_for_optimizer(first[subcommand] if subcommand else first)
             extra = ["--optimizer.init_args.lr", repr(lr)] if lr is not None else []
             if self._add_data_links(first) or extra or printing:
                 self.config = parser.parse_args(args + extra)
