@@ -15,8 +15,10 @@ target, syncs it, and renames it over the target (atomic on POSIX and Windows).
 from __future__ import annotations
 
 import copy
+import io
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 from pathlib import Path
@@ -32,6 +34,10 @@ from lightning_hw.errors import ConfigError
 
 #: the flag that allows an unsafe (code-executing) load, as the user types it
 UNSAFE_FLAG = "--weights_only false"
+#: the first value of torch.save's legacy (non-zip) format; its file format, stable since torch 0.1
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+#: pickles in a legacy file before the tensors' storages: magic number, protocol, system info, data
+LEGACY_PICKLES = 4
 
 
 def refusal_message(path: str | os.PathLike, err: Exception) -> str:
@@ -68,8 +74,15 @@ def load_checkpoint(path: str | os.PathLike, weights_only: bool = True, map_loca
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        if weights_only:
+        # torch says "weights only load failed" for a damaged pickle too; only a whole one can
+        # have been refused for what it holds, so only then is the unsafe flag the advice.
+        if weights_only and _pickle_is_whole(path):
             raise ConfigError(refusal_message(path, err)) from err
+        if weights_only:
+            raise ConfigError(
+                f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
+                "(its pickle data is damaged); is it the right file, and was it copied whole?"
+            ) from err
         raise ConfigError(f"cannot read checkpoint {path}: {_first_line(err)}") from err
     except Exception as err:  # noqa: BLE001 - torch reports a damaged zip as OSError, KeyError, RuntimeError...
         raise ConfigError(
@@ -79,11 +92,33 @@ def load_checkpoint(path: str | os.PathLike, weights_only: bool = True, map_loca
 
 
 def _looks_like_torch_file(path: str | os.PathLike) -> bool:
-    """``torch.save`` writes a zip archive (or, in its legacy format, a pickle: protocol byte 0x80)."""
+    """``torch.save`` writes a zip archive (or, in its legacy format, pickles starting with its magic number)."""
     if zipfile.is_zipfile(path):
         return True
     with open(path, "rb") as file:
-        return file.read(1) == b"\x80"
+        try:
+            # pickletools only decodes the opcodes: nothing in the file is run.
+            values = [arg for opcode, arg, _ in pickletools.genops(file) if opcode.name.startswith("LONG")]
+        except Exception:  # noqa: BLE001 - any decoding failure: not a pickle
+            return False
+    return values == [LEGACY_MAGIC]
+
+
+def _pickle_is_whole(path: str | os.PathLike) -> bool:
+    """Whether the checkpoint's pickle data decode to their end (decoded only; nothing is run)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "data.pkl")
+                streams, count = io.BytesIO(archive.read(name)), 1
+        else:
+            streams, count = io.BytesIO(Path(path).read_bytes()), LEGACY_PICKLES
+        for _ in range(count):
+            for _ in pickletools.genops(streams):  # stops after the pickle's STOP
+                pass
+    except Exception:  # noqa: BLE001 - a pickle that cannot be decoded is damaged, whatever the reason
+        return False
+    return True
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

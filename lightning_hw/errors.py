@@ -8,7 +8,18 @@ class UserError(Exception):
 
 
 class ConfigError(UserError, ValueError):
-    """A config value, option or class name that cannot work."""
+    """A config value, option or class name that cannot work.
+
+    Args:
+        fact: what is wrong.
+        advice: what to change in the config, kept apart so that a message about settings
+            that did not come from the config (e.g. a checkpoint's) can leave it out.
+    """
+
+    def __init__(self, fact: str = "", advice: str | None = None) -> None:
+        super().__init__(f"{fact}; {advice}" if advice else fact)
+        self.fact = fact
+        self.advice = advice
 
 
 class DataError(UserError, ValueError):

@@ -143,11 +143,54 @@ def unknown_name_message(kind: str, name: str) -> str:
         kind: ``"task"`` or ``"datamodule"``.
         name: what the user wrote.
     """
+    failed = next((c for c in discover() if c.kind == kind and c.error and name in (c.name, c.class_path)), None)
+    if failed is not None:
+        # A name that was registered: suggesting a similar one would hide why this one is gone.
+        return (
+            f"{kind} {name!r} is not available: its plugin {failed.distribution} failed to import: {failed.error} "
+            f"(fix it or uninstall it: pip uninstall {failed.distribution}; --debug shows the traceback)"
+        )
     names = sorted({c.name for c in available(kind)})
     close = difflib.get_close_matches(name.rsplit(".", 1)[-1], names, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     listing = ", ".join(names) if names else "none (is lightning-hw installed?)"
+    problem = _class_path_problem(name)
+    if problem:
+        return f"unknown {kind} {name!r}: {problem}; {hint}installed: {listing} (see `python -m lightning_hw list`)"
     return f"unknown {kind} {name!r}; {hint}available: {listing} (see `python -m lightning_hw list`)"
+
+
+def _class_path_problem(name: str) -> str | None:
+    """Why a dotted ``module.Class`` does not import, in a few words (``None`` for a short name or a class).
+
+    Args:
+        name: what the user wrote, e.g. ``some_plugin.data.Foo``.
+    """
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        top = module_name.split(".", 1)[0]
+        if missing == top:  # the whole package is absent: a plugin that is not installed
+            return (
+                f"there is no module {top}; is its plugin installed? "
+                f"(pip install the package that provides {top}, or pip install -e its folder)"
+            )
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):  # package there, module not
+            return f"there is no module {missing}"
+        return f"module {module_name} failed to import: {_first_line(err)}"
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - a module that fails on import must not end the CLI
+        return f"module {module_name} failed to import: {_first_line(err)}"
+    if not hasattr(module, attr):
+        return f"module {module_name} has no {attr}"
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    return (f"{type(err).__name__}: {err}".strip().splitlines() or [type(err).__name__])[0]
 
 
 def providers(kind: str, name: str) -> list[Component]:

@@ -18,6 +18,7 @@ from lightning_hw.cli import main
 from reliability_helpers import error_of
 
 HELPERS_DIR = str(Path(__file__).parent)
+QUICKSTART_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
 def write_config(workdir: Path, tiny_args, change) -> list[str]:
@@ -46,8 +47,9 @@ def write_config(workdir: Path, tiny_args, change) -> list[str]:
         (["--trainer.max_epochs", "many"], "error: --trainer.max_epochs: expected int, got many"),
         (["--frobnicate", "1"], "error: unknown option --frobnicate"),
         (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator"),
+        (["--model.init_args.head", "binary_bce"], "error: head 'binary_bce' is for 2 classes, the data has 10; use softmax_ce"),
     ],
-    ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting"],
+    ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting", "head-for-2-classes"],
 )
 def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
     code, line = error_of(tiny_args("fit", *extra), capsys)
@@ -110,6 +112,43 @@ def test_dataset_file_missing_corrupt_or_wrong_columns(tiny_args, workdir, capsy
     assert code == 1 and expected in line and str(path) in line
 
 
+@pytest.mark.parametrize("batch_size", ["0", "-5"])
+def test_batch_size_below_one(tiny_args, workdir, capsys, batch_size):
+    """Was a ZeroDivisionError (0) and a ValueError from the loader's ``__len__`` (-5)."""
+    code, line = error_of(tiny_args("fit", "--data.init_args.batch_size", batch_size), capsys)
+    assert (code, line) == (2, f"error: batch_size must be at least 1, got {batch_size}")
+    assert not (workdir / "runs").exists()
+
+
+def _fer2013_with_pixel(root: Path, value: str) -> Path:
+    """The FER2013 fixture CSV with pixel 6 of its third row (CSV line 4) replaced by ``value``."""
+    from lightning_hw.data import fixtures
+
+    path = fixtures.write_fer2013(root, per_usage=(7, 7, 7)) / "fer2013" / "fer2013.csv"
+    lines = path.read_text().splitlines()
+    emotion, pixels, usage = lines[3].split(",")
+    values = pixels.split()
+    values[5] = value
+    lines[3] = ",".join([emotion, " ".join(values), usage])
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("x", "pixel 6 is 'x', not a whole number 0-255"), ("300", "pixel 6 is 300, outside 0-255")],
+    ids=["non-numeric", "above-255"],  # was a numpy traceback, and 300 silently read as 44
+)
+def test_fer2013_bad_pixel_names_file_and_line(tiny_args, workdir, capsys, value, expected):
+    path = _fer2013_with_pixel(workdir / "data", value)
+    args = tiny_args("fit", "--data", "FER2013", "--data.init_args.root", str(workdir / "data"),
+                     "--data.init_args.download", "false")  # fmt: skip
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line == f"error: line 4 of {path}: {expected}; the file is damaged: download fer2013.csv again"
+    assert not (workdir / "runs").exists()
+
+
 def test_labels_out_of_range_stop_before_training(tiny_args, capsys):
     args = tiny_args("fit", "--data", "reliability_helpers.ShiftedMoons")
     code, line = error_of(args, capsys)
@@ -164,6 +203,26 @@ def test_checkpoint_of_a_different_model(tiny_args, trained_run, capsys):
     assert "the config asks for net MLP(hidden=[16]" in line
     assert "net.layers.1.weight: [128, 64] in the checkpoint, [16, 64] in the model" in line
     assert line.endswith(f"run with --config {trained_run / 'config.yaml'}")
+
+
+def test_checkpoint_of_another_task_gives_no_advice_the_config_already_follows(workdir, capsys):
+    """A 2-class binary_bce checkpoint with the quickstart (softmax_ce, 10 classes): the head is the
+    checkpoint's, so "use softmax_ce" (which the config already says) would be wrong advice."""
+    from conftest import REPO, tiny_run_args
+
+    from lightning_hw.cli import HWCLI
+
+    moons = REPO / "configs" / "moons_overfit.yaml"
+    assert yaml.safe_load(moons.read_text())["model"]["init_args"]["head"] == "binary_bce"
+    HWCLI(args=tiny_run_args("fit", moons, workdir / "moons", "--run.name", "m", "--run.test_after_fit", "false"))
+    ckpt = workdir / "moons" / "moons_overfit" / "m" / "checkpoints" / "last.ckpt"
+    code, line = error_of(tiny_run_args("test", QUICKSTART_CONFIG, workdir / "runs", "--ckpt_path", str(ckpt)), capsys)
+    assert code == 2
+    assert line.startswith(f"error: checkpoint {ckpt} holds a Classifier(num_classes=2, input_shape=(2,), head='binary_bce')")
+    assert "which does not fit this config (head 'binary_bce' is for 2 classes, the data has 10); " in line
+    assert "softmax_ce" not in line
+    assert line.endswith(f"run with --config {ckpt.parents[1] / 'config.yaml'}")
+    assert not (workdir / "runs").exists()
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,17 @@ def test_print_config_shows_the_resolved_config(tiny_args, capsys):
     assert printed["optimizer"]["init_args"]["momentum"] == 0.9
 
 
+def test_print_config_shows_the_lr_that_trains(tiny_args, capsys):
+    """It printed the optimizer's lr as the config's 0.1 while 0.05 trained."""
+    with pytest.raises(SystemExit) as exit_info:
+        HWCLI(args=tiny_args("fit", "--model.init_args.lr", "0.05", "--print_config"))
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optimizer"]["init_args"]["lr"] == printed["model"]["init_args"]["lr"] == 0.05
+    cli = HWCLI(args=tiny_args("fit", "--model.init_args.lr", "0.05", "--trainer.fast_dev_run", "true"))
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05)
+
+
 def test_misspelled_task_is_one_line_with_a_suggestion(tiny_args):
     with pytest.raises(ConfigError) as err:
         HWCLI(args=tiny_args("fit", "--model", "Clasifier"))

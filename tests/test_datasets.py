@@ -104,6 +104,23 @@ def test_mnist_corrupt_file_is_a_clear_error(tmp_path):
         MNIST(root=str(tmp_path), download=False).setup("fit")
 
 
+def test_mnist_images_that_are_not_bytes_are_refused(tmp_path):
+    """An IDX file may declare int32 pixels; 300 must not reach training as a (wrapped) byte.
+
+    torchvision refuses them itself; this keeps it so (and one line) should its reader change.
+    """
+    import struct
+
+    fixtures.write_mnist(tmp_path, n_train=20, n_test=10)
+    images = np.full((20, 28, 28), 300, dtype=">i4")
+    header = struct.pack(">BBBB", 0, 0, 0x0C, 3) + struct.pack(">3I", *images.shape)
+    (tmp_path / "MNIST/raw/train-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    with pytest.raises(DataError) as err:
+        MNIST(root=str(tmp_path), download=False).setup("fit")
+    message = one_line(err)
+    assert message.startswith("cannot read the MNIST files in ") and "uint8" in message
+
+
 # -- CIFAR-10 ---------------------------------------------------------------------------------
 
 
@@ -151,6 +168,25 @@ def test_cifar10_pickles_cannot_run_code(tmp_path):
         pickle.dump({"data": Exploit()}, f)
     with pytest.raises(DataError, match="refusing to load posix.system"):
         CIFAR10(root=str(tmp_path), download=False).setup("fit")
+
+
+def test_cifar10_pixel_values_outside_0_255_are_refused(tmp_path):
+    """A batch whose data is wider than bytes: 300 would wrap to 44 in a plain cast to uint8."""
+    import pickle
+
+    fixtures.write_cifar10(tmp_path, per_batch=4, n_test=4)
+    path = tmp_path / "cifar-10-batches-py/data_batch_2"
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    entry["data"] = entry["data"].astype(np.int64)
+    entry["data"][2, 7] = 300
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=2)
+    with pytest.raises(DataError) as err:
+        CIFAR10(root=str(tmp_path), download=False).setup("fit")
+    message = one_line(err)
+    assert f"cannot read CIFAR-10 batch {path}" in message
+    assert "value 300 at index [2, 7] of its data is not a pixel value 0-255" in message
 
 
 # -- FER2013 ----------------------------------------------------------------------------------
@@ -203,7 +239,7 @@ def test_fer2013_wrong_columns_and_bad_rows(tmp_path):
     with pytest.raises(DataError, match=r"lacks column\(s\) emotion, pixels, Usage"):
         FER2013(root=str(tmp_path), download=False).setup("fit")
     path.write_text("emotion,pixels,Usage\n3,1 2 3,Training\n")
-    with pytest.raises(DataError, match=r"row 2 of .* does not have 2304 pixel values"):
+    with pytest.raises(DataError, match=r"line 2 of .* does not have 2304 pixel values"):
         FER2013(root=str(tmp_path), download=False).setup("fit")
     path.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
     with pytest.raises(DataError, match=r"emotion must be 0-6"):

@@ -172,6 +172,58 @@ def test_a_broken_plugin_does_not_break_the_cli(site, workdir):
     assert "Traceback" not in fit.stderr and "fast_dev_run: nothing was saved" in fit.stdout
 
 
+def test_a_name_whose_plugin_failed_to_import_says_so(site, tiny_args, capsys):
+    """Not "did you mean BreastCancer?": BrokenData is registered, its plugin just did not import."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site,
+        "broken-data-plugin",
+        {"broken_data": "raise ImportError('No module named torchaudio')\n"},
+        {"lightning_hw.datamodules": {"BrokenData": "broken_data:BrokenData"}},
+    )
+    importlib.invalidate_caches()
+    code, line = error_of(tiny_args("fit", "--data", "BrokenData"), capsys)  # the warning line is checked elsewhere
+    assert code == 2
+    assert line == (
+        "error: datamodule 'BrokenData' is not available: its plugin broken-data-plugin failed to import: "
+        "ImportError: No module named torchaudio (fix it or uninstall it: pip uninstall broken-data-plugin; "
+        "--debug shows the traceback)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("class_path", "expected"),
+    [
+        (
+            "some_plugin.data.Foo",
+            "error: unknown datamodule 'some_plugin.data.Foo': there is no module some_plugin; is its plugin "
+            "installed? (pip install the package that provides some_plugin, or pip install -e its folder); installed: ",
+        ),
+        (
+            "lightning_hw.data.nothere.Foo",  # the package is installed: no advice to install a plugin
+            "error: unknown datamodule 'lightning_hw.data.nothere.Foo': there is no module lightning_hw.data.nothere; "
+            "installed: ",
+        ),
+        (
+            "failing_module.Foo",
+            "error: unknown datamodule 'failing_module.Foo': module failing_module failed to import: "
+            "RuntimeError: half-installed; installed: ",
+        ),
+        ("lightning_hw.data.digits.Nope", "error: unknown datamodule 'lightning_hw.data.digits.Nope': module "
+         "lightning_hw.data.digits has no Nope; installed: "),
+    ],
+    ids=["plugin-not-installed", "module-missing-in-package", "module-fails-on-import", "class-missing"],
+)
+def test_a_class_path_that_does_not_import_says_why(site, tiny_args, capsys, class_path, expected):
+    from reliability_helpers import error_of
+
+    (site / "failing_module.py").write_text("raise RuntimeError('half-installed')\n")
+    code, line = error_of(tiny_args("fit", "--data", class_path), capsys)
+    assert code == 2 and line.startswith(expected)
+    assert "Digits" in line and "did you mean" not in line
+
+
 # -- name clashes ----------------------------------------------------------------------------------
 
 CLASH_SOURCE = '''

@@ -67,6 +67,43 @@ def test_random_bytes_are_not_called_unsafe(workdir):
     assert "--weights_only" not in str(err.value)
 
 
+def _damaged_zip_checkpoint(path: pathlib.Path, trained_run) -> pathlib.Path:
+    """A whole zip archive from torch.save whose pickle (``data.pkl``) is garbage after its first bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(trained_run / "checkpoints" / "last.ckpt") as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            target.writestr(item, data[:2] + bytes(range(250, 256)) * 40 if item.filename.endswith("data.pkl") else data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        bytes(range(256)) * 8,
+        b"\x80" + bytes(range(255, 0, -1)) * 8,  # starts like a pickle (protocol byte 0x80)
+        b"\x80\x02" + bytes(range(13, 256)) * 8,  # torch: "Unsupported operand 13", "weights only load failed"
+        "zip",
+    ],
+    ids=["noise", "pickle-byte", "pickle-protocol-2", "zip-with-damaged-pickle"],
+)
+def test_random_bytes_through_the_cli_get_no_unsafe_advice(tiny_args, workdir, trained_run, capsys, content):
+    """Advising --weights_only false for a file that is no (whole) checkpoint would be wrong advice."""
+    from reliability_helpers import error_of
+
+    noise = workdir / "noise.ckpt"
+    if content == "zip":
+        _damaged_zip_checkpoint(noise, trained_run)
+    else:
+        noise.write_bytes(content)
+    code, line = error_of(tiny_args("validate", "--ckpt_path", str(noise)), capsys)
+    assert code == 2
+    assert line.startswith(f"error: cannot read checkpoint {noise}: the file is truncated or not a PyTorch checkpoint")
+    assert "weights_only" not in line
+    assert not (workdir / "runs").exists()
+
+
 def test_damaged_checkpoint_is_one_line(workdir, trained_run):
     damaged = workdir / "damaged.ckpt"
     damaged.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes()[:3000])

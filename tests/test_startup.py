@@ -89,8 +89,8 @@ def test_help_lists_every_subcommand_without_importing_lightning(flag, tmp_path)
     assert (code, err, imported) == (0, "", set())
     lines = out.splitlines()
     assert lines[0].startswith("usage: python -m lightning_hw <command>")
-    for name, description in SUBCOMMANDS.items():
-        assert any(line.split(None, 1) == [name, description] for line in lines), name
+    for name, command in SUBCOMMANDS.items():
+        assert any(line.split(None, 1) == [name, command.help] for line in lines), name
 
 
 def test_no_arguments_prints_the_help_and_exits_2(tmp_path):

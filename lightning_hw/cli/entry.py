@@ -8,46 +8,18 @@ help here and LightningCLI's parser in :mod:`lightning_hw.cli.parser` describe.
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import os
 import sys
 
-#: every subcommand -> its one-line description, in the order the help lists them
-SUBCOMMANDS = {
-    "fit": "train a task on a datamodule (LightningCLI; then tests the best checkpoint)",
-    "validate": "score a checkpoint on the validation split (LightningCLI)",
-    "test": "score a checkpoint on the test split (LightningCLI)",
-    "predict": "predict with a checkpoint, on the predict split or on new files (LightningCLI)",
-    "list": "the registered tasks and datamodules and where they come from",
-    "study": "run the variants of a config, each in its own process",
-    "report": "compare runs: a metrics table and one plot per metric",
-    "export": "export a checkpoint to ONNX and check it against PyTorch",
-    "new-plugin": "scaffold a plugin package (task, datamodule, config, test)",
-}
-
-#: our subcommands beside LightningCLI's: each module's ``main(argv) -> exit code`` runs it
-OWN_SUBCOMMANDS = {"study": "lightning_hw.studies.grid", "report": "lightning_hw.reports", "export": "lightning_hw.deploy.export"}
-
-DESCRIPTION = (
-    "lightning-hw: train and compare the course experiments. Subcommands: "
-    + "; ".join(f"{name} ({text})" for name, text in SUBCOMMANDS.items())
-    + ". Add --debug for tracebacks."
-)
+from lightning_hw.cli.commands import SUBCOMMANDS, program_name, run_own_subcommand, unknown_command_message
 
 HELP_FLAGS = ("-h", "--help")
 
 
-def program() -> str:
-    """How the user started us: the ``lightning-hw`` script, or ``python -m lightning_hw``."""
-    return "lightning-hw" if os.path.basename(sys.argv[0] or "") == "lightning-hw" else "python -m lightning_hw"
-
-
 def help_text() -> str:
     """The top-level help: usage, and every subcommand with its description."""
-    prog = program()
+    prog = program_name()
     width = max(map(len, SUBCOMMANDS))
-    rows = "\n".join(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items())
+    rows = "\n".join(f"  {name:<{width}}  {command.help}" for name, command in SUBCOMMANDS.items())
     return (
         f"usage: {prog} <command> [options] [--debug]\n\n"
         "lightning-hw: train and compare the course experiments.\n\n"
@@ -55,17 +27,6 @@ def help_text() -> str:
         f"`{prog} <command> --help` shows a command's options; --debug shows full tracebacks\n"
         "instead of one-line errors.\n"
     )
-
-
-def unknown_command_message(name: str) -> str:
-    """One line naming the closest command and all of them.
-
-    Args:
-        name: what the user typed where a command belongs.
-    """
-    close = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]}?" if close else ";"
-    return f"unknown command '{name}'{hint} commands: {', '.join(SUBCOMMANDS)}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,13 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         from lightning_hw.cli.listing import cached_list
 
         sys.exit(cached_list())
-    if command == "new-plugin":
-        from lightning_hw.scaffold.new_plugin import new_plugin_main
-
-        sys.exit(new_plugin_main(rest[1:], debug=debug))
-    if command in OWN_SUBCOMMANDS and any(a in HELP_FLAGS for a in rest[1:]):
+    own = SUBCOMMANDS.get(command)
+    if own is not None and own.target is not None and (not own.loads_plugins or any(a in HELP_FLAGS for a in rest[1:])):
         # Their parsers print the help and exit; the plugins need not be imported for that.
-        sys.exit(importlib.import_module(OWN_SUBCOMMANDS[command]).main(rest[1:]))
+        sys.exit(run_own_subcommand(command, rest[1:], debug))
     if not command.startswith("-") and command not in SUBCOMMANDS:
         print(f"error: {unknown_command_message(command)}", file=sys.stderr)
         sys.exit(2)

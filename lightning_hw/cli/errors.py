@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from lightning_hw._compat.argparse import parser_actions
+from lightning_hw.cli.commands import SUBCOMMANDS, program_name, unknown_command_message
 from lightning_hw.errors import ConfigError
 
 #: module whose classes a class-typed option may name by short name
@@ -116,13 +117,13 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         subcommand: the subcommand given (``fit``, ...), if any.
         subparser: the subcommand's parser, to suggest option names.
     """
-    help_hint = f"python -m lightning_hw {subcommand or ''} --help".replace("  ", " ")
+    help_hint = f"{program_name()} {subcommand or ''} --help".replace("  ", " ")
 
     found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
     if found:
-        commands = [c.strip(" '") for c in found.group(2).split(",")] + ["list", "export"]
-        suggestion = _suggest(found.group(1), commands, 1)
-        return f"unknown command '{found.group(1)}'{suggestion} commands: {', '.join(commands)}"
+        return unknown_command_message(found.group(1))
+    if re.search(r'expected "subcommand" to be one of .* but it was not provided', message):
+        return f"no command given; commands: {', '.join(SUBCOMMANDS)} (see {program_name()} --help)"
 
     found = re.search(r"unrecognized arguments: (.*)", message)
     if found:
@@ -151,7 +152,13 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     keys = re.findall(r'Parser key "([^"]+)"', message)
     path = keys[0] + "".join(f".init_args.{k}" for k in keys[1:]) if keys else ""
 
-    found = re.search(r"(?:Expected a dot import path string|Import path) ?:? ?'?([\w.]+)'?", message)
+    found = re.search(r"Import path (?:'?[\w.]+'? )?does not correspond to a subclass of (\w+)", message)
+    given = re.search(r"(?:Given value|Got value): (.*)", message)
+    if found and keys and given:
+        base = found.group(1)
+        return f"--{keys[0]}: {given.group(1).strip()} is not a subclass of {base}"
+
+    found = re.search(r"Expected a dot import path string: ?'?([\w.]+)'?", message)
     if found and keys and keys[0] in CLASS_SOURCES:
         name = found.group(1)
         return f"--{keys[0]}: no class named '{name}'{_suggest(name, _class_names(CLASS_SOURCES[keys[0]]))}"
@@ -165,7 +172,6 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         for line in message.splitlines()
         if line.strip().lstrip("- ").startswith("Expected") and "NoneType" not in line
     ]
-    given = re.search(r"(?:Given value|Got value): (.*)", message)
     if path and expected:
         what = re.sub(r"Expected an? <class '(\w+)'>", r"\1", expected[-1])
         what = re.sub(r"Expected an? typing\.Literal\[(.*)\]", r"one of \1", what)

@@ -44,8 +44,7 @@ from lightning_hw.checkpoints import (
 )
 from lightning_hw.cli.errors import check_config_files, explain
 from lightning_hw.cli.names import KEYS, requested_class_names
-# The one table of subcommands (lightning_hw.cli.entry answers --help without importing this module).
-from lightning_hw.cli.entry import DESCRIPTION, OWN_SUBCOMMANDS
+from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.runs.config import monitor_mode
 from lightning_hw.runs import (
@@ -117,7 +116,9 @@ class HWCLI(CLIHooks):
         self._hparams_from: tuple[str, dict] | None = None
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
-        parser_kwargs = {"exit_on_error": False, "description": DESCRIPTION, **kwargs.pop("parser_kwargs", {})}
+        parser_kwargs = {
+            "exit_on_error": False, "description": description(), "prog": program_name(), **kwargs.pop("parser_kwargs", {})
+        }
         kwargs.setdefault("model_class", LightningModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", LightningDataModule)
@@ -180,12 +181,18 @@ class HWCLI(CLIHooks):
             return
         args = with_run_config(list(sys.argv[1:] if args is None else args))
         check_config_files(args)
+        printing = any(a.startswith("--print_config") for a in args)
         try:
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
-            if self._add_data_links(first):
-                self.config = parser.parse_args(args)
+            # The task's lr becomes the optimizer's here, as an argument, so that --print_config
+            # (which prints while parsing) shows the lr that trains.
+            subcommand = first.get("subcommand")
+            lr = _lr_for_optimizer(first[subcommand] if subcommand else first)
+            extra = ["--optimizer.init_args.lr", repr(lr)] if lr is not None else []
+            if self._add_data_links(first) or extra or printing:
+                self.config = parser.parse_args(args + extra)
             else:
-                self.config = parser.parse_args(args) if any(a.startswith("--print_config") for a in args) else first
+                self.config = first
         except ArgumentError as err:
             raise ConfigError(self._explain(err, args)) from None
 
@@ -258,18 +265,22 @@ class HWCLI(CLIHooks):
             if isinstance(user_error, ConfigError) and building and self._hparams_from is not None:
                 # The task was built with the checkpoint's settings; the data or net of this config
                 # does not fit them (e.g. another experiment's checkpoint). Missing or bad data
-                # (DataError) is not a mismatch and is said as it is.
-                raise ConfigError(unfit_settings_message(*self._hparams_from, str(user_error))) from err
+                # (DataError) is not a mismatch and is said as it is. Advice to change a setting is
+                # left out: the setting came from the checkpoint, not from this config.
+                raise ConfigError(unfit_settings_message(*self._hparams_from, user_error.fact)) from err
             if user_error is None or user_error is err:
                 raise
             raise user_error from err
 
     def before_instantiate_classes(self) -> None:
-        """Let ``--model.init_args.lr`` set the learning rate of the configured optimizer too."""
+        """Let the task's lr set the configured optimizer's (again: a checkpoint's settings may have replaced it).
+
+        Parsing has done so already for a command line; this covers a config given as a
+        dict and the task settings read from ``--ckpt_path``.
+        """
         chosen = self.config[self.subcommand] if self.subcommand else self.config
-        init_args = chosen.model.get("init_args")
-        lr = init_args.get("lr") if init_args is not None else None
-        if lr is not None and chosen.get("optimizer") is not None:
+        lr = _lr_for_optimizer(chosen)
+        if lr is not None:
             chosen.optimizer.init_args.lr = lr
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -443,6 +454,18 @@ class HWCLI(CLIHooks):
             _say(f"Test ({source}): {summary}")
 
 
+def _lr_for_optimizer(chosen: Any) -> float | None:
+    """The task's ``lr`` when the config also names an ``optimizer:`` (whose lr it then sets), else ``None``.
+
+    Args:
+        chosen: the parsed config of one subcommand.
+    """
+    if chosen is None or chosen.get("optimizer") is None or chosen.get("model") is None:
+        return None
+    init_args = chosen.model.get("init_args")
+    return init_args.get("lr") if init_args is not None else None
+
+
 def with_run_config(args: list[str]) -> list[str]:
     """``validate``/``test``/``predict`` without ``--config``: the config of the checkpoint's run.
 
@@ -516,21 +539,22 @@ def report_plugin_problems(debug: bool = False) -> None:
                 print(f"--debug: traceback of plugin {comp.distribution!r}:\n{comp.details}", file=sys.stderr)
 
 
+def list_main(argv: list[str]) -> int:
+    """``list``: the registered tasks and datamodules (it takes no arguments)."""
+    return list_components()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    if args[:1] == ["new-plugin"]:
-        from lightning_hw.scaffold.new_plugin import new_plugin_main
-
-        sys.exit(new_plugin_main(args[1:], debug=debug))
-    report_plugin_problems(debug)
-    if args[:1] == ["list"]:
-        sys.exit(list_components())
+    command = SUBCOMMANDS.get(args[0]) if args else None
+    if command is None or command.loads_plugins:
+        report_plugin_problems(debug)
     try:
-        if args and args[0] in OWN_SUBCOMMANDS:
-            sys.exit(importlib.import_module(OWN_SUBCOMMANDS[args[0]]).main(args[1:]))
+        if command is not None and command.target is not None:
+            sys.exit(run_own_subcommand(args[0], args[1:], debug))
         HWCLI(args=args)
     except UserError as err:
         if debug:

@@ -43,7 +43,7 @@ class OutputHead:
     def num_outputs(self, num_classes: int) -> int:
         """Width of the net's last layer for ``num_classes`` classes."""
         if self.single_logit and num_classes != 2:
-            raise ConfigError(f"head {self.name!r} is for 2 classes, the data has {num_classes}; use softmax_ce")
+            raise ConfigError(f"head {self.name!r} is for 2 classes, the data has {num_classes}", advice="use softmax_ce")
         return 1 if self.single_logit else num_classes
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:

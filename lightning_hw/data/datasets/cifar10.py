@@ -11,6 +11,7 @@ import torchvision
 
 from lightning_hw.data.base import Split
 from lightning_hw.data.io.download import load_pickle
+from lightning_hw.data.io.files import first_non_pixel
 from lightning_hw.data.holdout import hold_out
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
@@ -86,7 +87,11 @@ class CIFAR10(ImageDataModule):
             path = self.folder / name
             try:
                 entry = load_pickle(path, encoding="latin1")
-                data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                data = np.asarray(entry["data"])
+                bad = first_non_pixel(data)
+                if bad is not None:  # a cast would wrap 300 to 44 without a word
+                    raise ValueError(f"value {data[bad]} at index {list(bad)} of its data is not a pixel value 0-255")
+                data = data.astype(np.uint8).reshape(-1, 3, 32, 32)
                 target = np.asarray(entry["labels"], dtype=np.int64)
                 if target.shape[0] != data.shape[0]:
                     raise ValueError(f"{data.shape[0]} images but {target.shape[0]} labels")

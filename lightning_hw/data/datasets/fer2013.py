@@ -11,6 +11,7 @@ import torch
 
 from lightning_hw.data.io import kaggle
 from lightning_hw.data.base import Split
+from lightning_hw.data.files import first_non_pixel
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
 
@@ -67,14 +68,8 @@ class FER2013(ImageDataModule):
 
     def load_splits(self) -> dict[str, Split]:
         self.prepare_data()
-        labels, usages, pixel_rows = read_fer2013(self.path)
-        images = np.empty((len(pixel_rows), PIXELS), dtype=np.uint8)
-        for i, row in enumerate(pixel_rows):  # once per run; numpy parses each row in C
-            values = np.fromstring(row, dtype=np.uint8, sep=" ")
-            if values.size != PIXELS:
-                raise DataError(f"row {i + 2} of {self.path.absolute()} does not have {PIXELS} pixel values (48x48)")
-            images[i] = values
-        images = torch.from_numpy(images.reshape(-1, 1, 48, 48))
+        labels, usages, pixel_rows, lines = read_fer2013(self.path)
+        images = torch.from_numpy(parse_pixels(self.path.absolute(), pixel_rows, lines).reshape(-1, 1, 48, 48))
         targets = torch.as_tensor(labels, dtype=torch.long)
         usage = np.asarray(usages)
         return {
@@ -84,14 +79,67 @@ class FER2013(ImageDataModule):
         }
 
 
-def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str]]:
-    """Columns of the FER2013 CSV, validated: emotions, usages, pixel strings.
+#: rows parsed per block: the block's int64 buffer (~19 MB) is checked at once, then stored as uint8
+BLOCK_ROWS = 1024
+
+
+def parse_pixels(path: Path, pixel_rows: list[str], lines: list[int]) -> np.ndarray:
+    """The ``pixels`` strings as a ``(rows, 2304)`` uint8 array, every value checked to be 0-255.
+
+    Each row is parsed in C into a wide integer buffer first: parsing straight into uint8
+    would wrap a damaged value such as 300 to 44 without a word.
+
+    Args:
+        path: the CSV file, for messages.
+        pixel_rows: one space-separated string of 2304 values per row.
+        lines: the CSV line of each row, for messages.
+
+    Raises:
+        DataError: a row without 2304 whole numbers, or a value outside 0-255 (naming its line).
+    """
+    images = np.empty((len(pixel_rows), PIXELS), dtype=np.uint8)
+    block = np.empty((min(BLOCK_ROWS, len(pixel_rows)), PIXELS), dtype=np.int64)
+    for start in range(0, len(pixel_rows), BLOCK_ROWS):
+        rows = pixel_rows[start : start + BLOCK_ROWS]
+        for i, row in enumerate(rows):  # one C parse per row; numpy has no parser for a list of strings
+            block[i] = _row_values(path, row, lines[start + i])
+        values = block[: len(rows)]
+        bad = first_non_pixel(values)
+        if bad is not None:
+            row, column = bad
+            raise DataError(
+                f"line {lines[start + row]} of {path}: pixel {column + 1} is {values[row, column]}, outside 0-255; "
+                "the file is damaged: download fer2013.csv again"
+            )
+        images[start : start + len(rows)] = values
+    return images
+
+
+def _row_values(path: Path, row: str, line: int) -> np.ndarray:
+    """One row's pixel string as int64 values, or a one-line error naming the line and the bad value."""
+    try:
+        values = np.fromstring(row, dtype=np.int64, sep=" ")
+    except ValueError:
+        # Only on failure: find the first value that is not a whole number, to name it.
+        tokens = enumerate(row.split())
+        position, token = next(((j, t) for j, t in tokens if not t.lstrip("-").isdecimal()), (0, row))
+        raise DataError(
+            f"line {line} of {path}: pixel {position + 1} is {token[:20]!r}, not a whole number 0-255; "
+            "the file is damaged: download fer2013.csv again"
+        ) from None
+    if values.size != PIXELS:
+        raise DataError(f"line {line} of {path} does not have {PIXELS} pixel values (48x48), it has {values.size}")
+    return values
+
+
+def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str], list[int]]:
+    """Columns of the FER2013 CSV, validated: emotions, usages, pixel strings, and the CSV line of each row.
 
     Args:
         path: ``fer2013.csv`` (column names may carry spaces, as in ``icml_face_data.csv``).
 
     Raises:
-        DataError: wrong columns, an unknown Usage or emotion (the message names the row).
+        DataError: wrong columns, an unknown Usage or emotion (the message names the line).
     """
     try:
         with open(path, newline="") as f:
@@ -104,22 +152,24 @@ def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str]]:
                     f"(found: {', '.join(header) or 'nothing'}); expected emotion,pixels,Usage"
                 )
             i_emotion, i_pixels, i_usage = (header.index(c) for c in ("emotion", "pixels", "Usage"))
-            labels, usages, pixels = [], [], []
-            for line, row in enumerate(reader, start=2):
+            labels, usages, pixels, lines = [], [], [], []
+            for row in reader:
+                line = reader.line_num  # the file's line, also when a quoted cell spans lines
                 try:
                     label, usage = int(row[i_emotion]), row[i_usage].strip()
                 except (IndexError, ValueError):
-                    raise DataError(f"row {line} of {path.absolute()} is malformed: {str(row)[:80]}") from None
+                    raise DataError(f"line {line} of {path.absolute()} is malformed: {str(row)[:80]}") from None
                 if usage not in FER2013_USAGE or not 0 <= label < len(FER2013_CLASSES):
                     raise DataError(
-                        f"row {line} of {path.absolute()}: emotion must be 0-6 and Usage one of "
+                        f"line {line} of {path.absolute()}: emotion must be 0-6 and Usage one of "
                         f"{', '.join(FER2013_USAGE)}, got {label} and {usage!r}"
                     )
                 labels.append(label)
                 usages.append(usage)
                 pixels.append(row[i_pixels])
+                lines.append(line)
     except UnicodeDecodeError as err:
         raise DataError(f"{path.absolute()} is not a text CSV ({err}); download fer2013.csv again") from None
     if not labels:
         raise DataError(f"{path.absolute()} has no rows; download fer2013.csv again")
-    return labels, usages, pixels
+    return labels, usages, pixels, lines

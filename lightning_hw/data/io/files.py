@@ -98,6 +98,26 @@ def read_csv_table(
     return header, values
 
 
+def first_non_pixel(values: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first value that is no pixel value (a whole number 0-255), or ``None``.
+
+    Checked before a cast to uint8, which would silently wrap 300 to 44 (and -1 to 255).
+
+    Args:
+        values: numbers read from a dataset file, any shape.
+    """
+    if values.dtype == np.uint8:
+        return None
+    bad = (values < 0) | (values > 255)
+    if values.dtype.kind == "f":
+        bad |= ~np.isfinite(values) | (values != np.round(values))  # NaN compares False above
+    elif values.dtype.kind not in "iu":
+        return (0,) * values.ndim  # strings, objects: nothing here is a pixel value
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -1,0 +1,171 @@
+"""The error layer's contract with jsonargparse: one test per message form that ``cli_errors.explain`` reads.
+
+jsonargparse has no structured errors, so :func:`~lightning_hw.cli_errors.explain` recognises
+each report by its wording. Every test here triggers its form through the real parser and
+checks both jsonargparse's own wording and our one line: when a new jsonargparse words a form
+differently, the test named after that form fails and says which version did it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonargparse
+import pytest
+import yaml
+
+import lightning_hw.cli as cli
+from lightning_hw.cli_errors import explain
+from lightning_hw.cli.commands import SUBCOMMANDS
+from reliability_helpers import error_of
+
+JSONARGPARSE = f"jsonargparse {jsonargparse.__version__}"
+COMMANDS = "fit, validate, test, predict, list, study, report, export, new-plugin"
+
+
+@pytest.fixture
+def explained(capsys, monkeypatch):
+    """Run the CLI; return jsonargparse's own message and our one ``error:`` line (exit code 2)."""
+
+    def run(args: list[str]) -> tuple[str, str]:
+        seen: list[str] = []
+
+        def spy(message: str, subcommand, parser) -> str:
+            seen.append(message)
+            return explain(message, subcommand, parser)
+
+        monkeypatch.setattr(cli, "explain", spy)
+        code, line = error_of(args, capsys)
+        assert code == 2, line
+        assert seen, f"{JSONARGPARSE}: {args} did not fail in the parser: {line}"
+        return seen[-1], line
+
+    return run
+
+
+def assert_form(pattern: str, message: str) -> None:
+    """jsonargparse still words this report the way ``explain`` reads it."""
+    assert re.search(pattern, message), f"{JSONARGPARSE} words it differently now; explain() expects {pattern!r} in:\n{message}"
+
+
+# -- one test per form ---------------------------------------------------------------------------
+
+
+def test_form_invalid_choice_of_subcommand(explained):
+    message, line = explained(["studdy", "configs/studies/overfitting.yaml"])
+    assert_form(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    # The table's commands, not only the four jsonargparse knows (study was left out).
+    assert line == f"error: unknown command 'studdy'; did you mean study? commands: {COMMANDS}", JSONARGPARSE
+
+
+def test_form_subcommand_not_provided(explained):
+    message, line = explained([])
+    assert_form(r'expected "subcommand" to be one of .* but it was not provided', message)
+    assert line == f"error: no command given; commands: {COMMANDS} (see python -m lightning_hw --help)", JSONARGPARSE
+
+
+def test_form_unrecognized_arguments(tiny_args, explained):
+    message, line = explained(tiny_args("fit", "--frobnicate", "1"))
+    assert_form(r"unrecognized arguments: (.*)", message)
+    assert line == "error: unknown option --frobnicate (options: python -m lightning_hw fit --help)", JSONARGPARSE
+
+
+def test_form_does_not_accept_option(tiny_args, workdir, explained):
+    args = tiny_args("fit")
+    config = yaml.safe_load(open(args[2]))
+    config["trainer"]["max_epoch"] = 3
+    args[2] = str(workdir / "typo.yaml")
+    Path(args[2]).write_text(yaml.safe_dump(config))
+    message, line = explained(args)
+    assert_form(r"does not accept option '([^']+)'", message)
+    assert line.startswith(
+        "error: unknown option 'trainer.max_epoch' (in a config file?); did you mean trainer.max_epochs"
+    ), f"{JSONARGPARSE}: {line}"
+
+
+def test_form_option_is_not_accepted(tiny_args, explained):
+    message, line = explained(tiny_args("fit", "--model.init_args.hed", "x"))
+    assert_form(r"Option '([^']+)' is not accepted", message)
+    assert_form(r"class_path='([\w.]+)'|class_path '([\w.]+)'", message)  # which class: for its options
+    assert line.startswith("error: Classifier has no option 'hed'; did you mean head? (accepted: "), f"{JSONARGPARSE}: {line}"
+
+
+def test_form_expected_a_dot_import_path(tiny_args, explained):
+    message, line = explained(tiny_args("fit", "--optimizer", "Adamm"))
+    assert_form(r'Parser key "([^"]+)"', message)
+    assert_form(r"Expected a dot import path string: ?'?([\w.]+)'?", message)
+    assert line.startswith("error: --optimizer: no class named 'Adamm'; did you mean Adam"), f"{JSONARGPARSE}: {line}"
+
+
+def test_form_import_path_not_a_subclass(tiny_args, explained):
+    """Was "no class named 'does'": the form lost its value, which only "Given value:" still names."""
+    message, line = explained(tiny_args("fit", "--optimizer", "torch.nn.Linear"))
+    assert_form(r"Import path (?:'?[\w.]+'? )?does not correspond to a subclass of (\w+)", message)
+    assert_form(r"Given value: (.*)", message)
+    assert line == "error: --optimizer: torch.nn.Linear is not a subclass of Optimizer", JSONARGPARSE
+
+
+def test_form_file_does_not_exist(tmp_path):
+    """No option of ours is file-typed yet (--config is checked before parsing): a real parser with one."""
+    from jsonargparse.typing import Path_fr
+
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--weights", type=Path_fr)
+    missing = tmp_path / "nothere.pt"
+    with pytest.raises(jsonargparse.ArgumentError) as err:
+        parser.parse_args(["--weights", str(missing)])
+    assert_form(r"File does not exist: '?([^'\n]+)'?", str(err.value))
+    assert explain(str(err.value), None, parser) == f"--weights: file not found: {missing}", JSONARGPARSE
+
+
+def test_form_expected_a_type_got_value(tiny_args, explained):
+    message, line = explained(tiny_args("fit", "--trainer.max_epochs", "many"))
+    assert_form(r"Expected an? <class '(\w+)'>", message)
+    assert_form(r"(?:Given value|Got value): (.*)", message)
+    assert line == "error: --trainer.max_epochs: expected int, got many", JSONARGPARSE
+
+
+def test_form_expected_a_literal(tiny_args, explained):
+    message, line = explained(tiny_args("predict", "--on_unreadable", "maybe"))
+    assert_form(r"Expected an? typing\.Literal\[(.*)\]", message)
+    assert line == "error: --on_unreadable: expected one of 'fail', 'skip', got maybe", JSONARGPARSE
+
+
+def test_any_other_report_is_folded_into_one_line():
+    line = explain("Something new\n  happened here\n", "fit")
+    assert line == "Something new happened here (options: python -m lightning_hw fit --help)"
+
+
+# -- the table of subcommands and the program name -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+def test_every_subcommand_of_the_table_runs(name, capsys):
+    """``main()`` dispatches each name in the table (``--help`` of each; ``list`` takes no options)."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name] if name == "list" else [name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") or "lightning-hw tasks and datamodules" in out
+
+
+def test_help_lists_every_subcommand_and_names_the_program(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/lightning-hw", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lightning-hw ")  # the console script
+    description = " ".join(out.split())
+    for name, command in SUBCOMMANDS.items():
+        assert f"{name} ({command.help})" in description
+
+
+@pytest.mark.slow
+def test_help_of_python_m_names_python_m():
+    """It said ``usage: __main__.py``."""
+    result = subprocess.run([sys.executable, "-m", "lightning_hw", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("usage: python -m lightning_hw ")
