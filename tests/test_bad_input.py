@@ -122,7 +122,7 @@ def test_batch_size_below_one(tiny_args, workdir, capsys, batch_size):
 
 def _fer2013_with_pixel(root: Path, value: str) -> Path:
     """The FER2013 fixture CSV with pixel 6 of its third row (CSV line 4) replaced by ``value``."""
-    from lightning_hw.data import fixtures
+    from lightning_hw.data.fixtures import classification as fixtures
 
     path = fixtures.write_fer2013(root, per_usage=(7, 7, 7)) / "fer2013" / "fer2013.csv"
     lines = path.read_text().splitlines()

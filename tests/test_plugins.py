@@ -210,8 +210,8 @@ def test_a_name_whose_plugin_failed_to_import_says_so(site, tiny_args, capsys):
             "error: unknown datamodule 'failing_module.Foo': module failing_module failed to import: "
             "RuntimeError: half-installed; installed: ",
         ),
-        ("lightning_hw.data.digits.Nope", "error: unknown datamodule 'lightning_hw.data.digits.Nope': module "
-         "lightning_hw.data.digits has no Nope; installed: "),
+        ("lightning_hw.data.datasets.digits.Nope", "error: unknown datamodule 'lightning_hw.data.datasets.digits.Nope': module "
+         "lightning_hw.data.datasets.digits has no Nope; installed: "),
     ],
     ids=["plugin-not-installed", "module-missing-in-package", "module-fails-on-import", "class-missing"],
 )
