@@ -10,9 +10,35 @@ source, whatever the verbosity.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 _verbose = False
+
+#: the logger of Lightning's ``rank_zero_info`` (accelerators, tips, checkpoint restores), which our
+#: callbacks (FreezeBackbone, FeatureCache...) use too
+RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+class LightningInfoFilter(logging.Filter):
+    """Drops the info lines written by Lightning's own code; warnings, and info from other code, pass.
+
+    A record names the file that logged it (``rank_zero_info`` passes its caller's
+    ``stacklevel``), so a callback's report of what it does to the run (a fine-tuning
+    schedule, a feature cache turned off) stays while Lightning's GPU/TPU lines and tips go.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        import lightning
+
+        self.lightning_dir = os.path.dirname(lightning.__file__) + os.sep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.pathname.startswith(self.lightning_dir)
+
+
+_lightning_info_filter: LightningInfoFilter | None = None
 
 
 def filter_library_warnings() -> None:
@@ -32,15 +58,21 @@ def filter_library_warnings() -> None:
 def set_verbose(verbose: bool) -> None:
     """Choose the verbosity of this process (``main()`` does, from ``--verbose``).
 
-    Lightning's info lines go through the ``lightning.pytorch`` logger, whose level is
-    Lightning's documented switch for them; its warnings stay visible either way.
+    Quiet, a :class:`LightningInfoFilter` on Lightning's ``rank_zero_info`` logger drops
+    Lightning's own info lines; warnings stay visible either way.
 
     Args:
         verbose: print everything the libraries print (the ``--verbose`` flag).
     """
-    global _verbose
+    global _verbose, _lightning_info_filter
     _verbose = verbose
-    logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
+    if _lightning_info_filter is None:
+        _lightning_info_filter = LightningInfoFilter()
+    logger = logging.getLogger(RANK_ZERO_LOGGER)
+    if verbose:
+        logger.removeFilter(_lightning_info_filter)
+    else:
+        logger.addFilter(_lightning_info_filter)  # once: addFilter skips a filter already there
 
 
 def is_verbose() -> bool:

@@ -9,6 +9,7 @@ machine without network, on any machine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from lightning_hw.cli import _pop_verbose
+from lightning_hw.verbosity import RANK_ZERO_LOGGER, LightningInfoFilter
 
 REPO = Path(__file__).resolve().parents[1]
 #: seconds the hub part of an offline pretrained config may take (it took ~50 s of retries)
@@ -69,6 +71,23 @@ def test_verbose_brings_back_what_the_libraries_print(tmp_path):
     assert "Test metric" in text and "GPU available" in text
     assert "wandb: Run history:" in text
     assert "LeafSpec" not in text  # filtered whatever the verbosity: nobody can act on it
+
+
+def test_quiet_drops_lightnings_info_lines_but_not_our_callbacks(caplog):
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.utilities import rank_zero_info
+
+    logger = logging.getLogger(RANK_ZERO_LOGGER)
+    quiet = LightningInfoFilter()
+    logger.addFilter(quiet)
+    try:
+        with caplog.at_level(logging.INFO):
+            Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)  # "GPU available: False, ..."
+            rank_zero_info("FreezeBackbone: backbone frozen")  # as our callbacks report what they do
+    finally:
+        logger.removeFilter(quiet)
+    assert "FreezeBackbone: backbone frozen" in caplog.text
+    assert "GPU available" not in caplog.text
 
 
 def test_bare_verbose_is_ours_and_lightnings_takes_a_value():

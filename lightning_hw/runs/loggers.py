@@ -171,7 +171,7 @@ def wandb_logger(run: RunConfig, directory: Path, display_name: str, group: str,
         mode=mode,
         id=run_id,
         resume="allow" if run_id else None,
-        settings=wandb_settings(mode),
+        settings=wandb_settings(),
     )
     from lightning_hw._compat import drop_wandb_anonymous
 
@@ -179,23 +179,18 @@ def wandb_logger(run: RunConfig, directory: Path, display_name: str, group: str,
     return logger
 
 
-def wandb_settings(mode: str) -> Any:
-    """W&B's output settings: quiet unless ``--verbose``.
+def wandb_settings() -> Any:
+    """W&B's output settings: ``quiet`` unless ``--verbose`` (``None``: W&B's defaults).
 
-    Offline, W&B's banner and its end-of-run history and summary (~30 lines) repeat what
-    the run prints itself (that it is offline, the ``wandb sync`` command), so they are
-    silenced; online, ``quiet`` keeps the run's URL. ``--verbose`` shows all of it.
-
-    Args:
-        mode: ``online`` or ``offline``.
+    ``quiet`` drops W&B's end-of-run history and summary (~30 lines) and its own ``wandb
+    sync`` advice (the run prints the exact command); its banner (the run's URL online, its
+    local files offline), warnings and errors stay. ``silent`` would hide those too.
     """
     import wandb
 
     from lightning_hw.verbosity import is_verbose
 
-    if is_verbose():
-        return None
-    return wandb.Settings(silent=True) if mode == "offline" else wandb.Settings(quiet=True)
+    return None if is_verbose() else wandb.Settings(quiet=True)
 
 
 def start_wandb(logger: WandbLogger, directory: Path) -> str | None:
