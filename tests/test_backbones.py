@@ -11,6 +11,7 @@ from lightning_hw.data.fixtures.classification import write_image_folder
 from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.data.preprocessing import link_model_preprocessing
 from lightning_hw.errors import ConfigError
+from lightning_hw.nets import backbones
 from lightning_hw.nets.backbones import TimmNet, find_data_config, output_shape
 from lightning_hw.nets.heads import build_head, split_pooling
 from lightning_hw.tasks.classification import Classifier
@@ -130,6 +131,8 @@ def test_unreachable_hub_says_to_use_a_weights_file(monkeypatch):
 
     monkeypatch.setattr(builder, "load_state_dict_from_hf", offline)
     monkeypatch.setattr(builder, "load_state_dict_from_url", offline)
+    # The hub answered the probe (no request in tests), then the download failed.
+    monkeypatch.setattr(backbones, "_check_hub_reachable", lambda model_name: None)
     with pytest.raises(ConfigError, match="could not load pretrained resnet18 weights .* pass it as weights_file"):
         TimmNet((3, 32, 32), 2, model_name="resnet18", pretrained=True)
 

@@ -59,7 +59,7 @@ def program_name() -> str:
 def description() -> str:
     """The ``--help`` text above the options: every subcommand with its one-line help."""
     listing = "; ".join(f"{name} ({command.help})" for name, command in SUBCOMMANDS.items())
-    return f"lightning-hw: train and compare the course experiments. Subcommands: {listing}. Add --debug for tracebacks."
+    return f"lightning-hw: train and compare the course experiments. Subcommands: {listing}. Add --verbose for everything the libraries print, --debug for tracebacks."
 
 
 def run_own_subcommand(name: str, argv: list[str], debug: bool = False) -> int:

@@ -21,11 +21,12 @@ def help_text() -> str:
     width = max(map(len, SUBCOMMANDS))
     rows = "\n".join(f"  {name:<{width}}  {command.help}" for name, command in SUBCOMMANDS.items())
     return (
-        f"usage: {prog} <command> [options] [--debug]\n\n"
+        f"usage: {prog} <command> [options] [--verbose] [--debug]\n\n"
         "lightning-hw: train and compare the course experiments.\n\n"
         f"commands:\n{rows}\n\n"
-        f"`{prog} <command> --help` shows a command's options; --debug shows full tracebacks\n"
-        "instead of one-line errors.\n"
+        f"`{prog} <command> --help` shows a command's options; --verbose prints everything the\n"
+        "libraries print (Lightning's summary and tables, W&B's history); --debug shows full\n"
+        "tracebacks instead of one-line errors.\n"
     )
 
 

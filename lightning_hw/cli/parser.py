@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -34,6 +34,7 @@ from lightning_hw.callbacks.pruning import OptunaPruning, from_environment as se
 from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
 from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.callbacks.resume import ResumeState
+from lightning_hw.callbacks.summary import NetSummary
 from lightning_hw.checkpoints import (
     SafeCheckpointIO,
     check_ckpt_path,
@@ -62,11 +63,9 @@ from lightning_hw.runs import (
     start_wandb,
     wandb_logger,
 )
+from lightning_hw.cli.verbosity import filter_evaluation_warnings, filter_library_warnings, is_verbose, set_verbose
 
-# The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
-warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
-# Only a resume (the same run continuing) opens a checkpoint directory that has files.
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+filter_library_warnings()
 
 
 
@@ -301,6 +300,8 @@ class HWCLI(CLIHooks):
         if run.ckpt_path and Path(run.ckpt_path).is_file():
             check_fits(run.ckpt_path, self.model, model_section, weights_only=chosen.get("weights_only") is not False)
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
+        if self.subcommand != "fit":
+            filter_evaluation_warnings()
         # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
         # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
         from lightning_hw.data.preprocessing import link_model_preprocessing
@@ -358,6 +359,9 @@ class HWCLI(CLIHooks):
             callbacks.append(GracefulStop(last))
         if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(default_progress_bar())
+        wants_summary = trainer_cfg.get("enable_model_summary") is not False and not is_verbose()
+        if wants_summary and not any(isinstance(c, ModelSummary) for c in callbacks):
+            callbacks.append(NetSummary())  # the net's layers; --verbose: Lightning's full table
         kwargs["callbacks"] = callbacks
         self.save_config_kwargs = {"run": run}
         try:
@@ -413,6 +417,8 @@ class HWCLI(CLIHooks):
             _say(run.note)
         if run.mode != "scratch":
             _say(f"{'Evaluation' if run.mode == 'evaluate' else 'Run'} directory: {run.directory}")
+        if run.mode == "resume" and run.ckpt_path and not is_verbose():  # Lightning says it with --verbose
+            _say(f"Restoring states from the checkpoint path at {run.ckpt_path}")
         try:
             super().run_subcommand(subcommand)
         except RuntimeError as err:
@@ -447,7 +453,8 @@ class HWCLI(CLIHooks):
             checkpoint = self.trainer.checkpoint_callback
             best = checkpoint.best_model_path if checkpoint is not None else ""
             self.run.testing_after_fit = True
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+            # Lightning's table (16 digits) only with --verbose; the line below has 4.
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
             source = f"best checkpoint {Path(best).name}" if best else "final weights"
@@ -544,11 +551,24 @@ def list_main(argv: list[str]) -> int:
     return list_components()
 
 
+def _pop_verbose(args: list[str]) -> tuple[bool, list[str]]:
+    """Take our bare ``--verbose`` flag out of ``args``.
+
+    ``validate``/``test`` have Lightning's own ``--verbose true|false`` (print the results
+    table); a ``--verbose`` followed by a value is that one and stays.
+    """
+    values = {"true", "false", "yes", "no", "1", "0"}
+    ours = [i for i, a in enumerate(args) if a == "--verbose" and (i + 1 == len(args) or args[i + 1].lower() not in values)]
+    return bool(ours), [a for i, a in enumerate(args) if i not in ours]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    verbose, args = _pop_verbose(args)
+    set_verbose(verbose)
     command = SUBCOMMANDS.get(args[0]) if args else None
     if command is None or command.loads_plugins:
         report_plugin_problems(debug)

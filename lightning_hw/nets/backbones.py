@@ -63,6 +63,8 @@ def create_backbone(
         _check_weights_file(path, model_name, kwargs)
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
         pretrained = True
+    elif pretrained:
+        _check_hub_reachable(model_name)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
@@ -71,11 +73,69 @@ def create_backbone(
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         if weights_file is not None:
             raise ConfigError(f"{weights_file} is not a timm {model_name} checkpoint ({first_line})") from err
-        raise ConfigError(
-            f"could not load pretrained {model_name} weights from the Hugging Face hub ({type(err).__name__}: "
-            f"{first_line}); offline, download model.safetensors from {_hub_page(model_name)} elsewhere "
-            "and pass it as weights_file, or set pretrained: false"
-        ) from err
+        raise _hub_error(model_name, err) from err
+
+
+#: seconds the hub may take to answer before a pretrained backbone is refused as offline
+HUB_PROBE_TIMEOUT = 3.0
+#: the weight files timm looks for in a hub repository, in its order
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _hub_error(model_name: str, err: BaseException) -> ConfigError:
+    """The one-line error of hub weights that cannot be loaded, with what to do offline."""
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return ConfigError(
+        f"could not load pretrained {model_name} weights from the Hugging Face hub ({type(err).__name__}: "
+        f"{first_line}); offline, download model.safetensors from {_hub_page(model_name)} elsewhere "
+        "and pass it as weights_file, or set pretrained: false"
+    )
+
+
+def _check_hub_reachable(model_name: str) -> None:
+    """Refuse hub weights at once when they are not cached and the hub does not answer.
+
+    huggingface_hub retries a weights download that finds no network five times with
+    backoff (1+2+4+8+8 s), and timm tries two file names, so an offline machine waited
+    about a minute for the error. One request without retries, over huggingface_hub's own
+    session (its proxies and ``HF_ENDPOINT``), answers the same question in at most
+    :data:`HUB_PROBE_TIMEOUT` seconds. Weights already in the hub cache skip the probe:
+    timm then loads them offline without retrying.
+
+    Raises:
+        ConfigError: the hub did not answer and the weights are not cached.
+    """
+    repo_id = _hub_repo(model_name)
+    if repo_id is None or _hub_cached(repo_id):
+        return
+    from huggingface_hub import constants, get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT)  # any answer means reachable
+    except Exception as err:  # noqa: BLE001 - no network, a refused proxy, HF_HUB_OFFLINE: all mean offline
+        raise _hub_error(model_name, err) from err
+
+
+def _hub_repo(model_name: str) -> str | None:
+    """The hub repository (``repo`` or ``repo@revision``) timm loads the weights from, or ``None`` (another source)."""
+    if model_name.startswith(("hf-hub:", "hf_hub:")):
+        return model_name.split(":", 1)[1]
+    if model_name.startswith("local-dir:"):
+        return None
+    from timm.models import get_pretrained_cfg
+
+    try:
+        return get_pretrained_cfg(model_name).hf_hub_id or None
+    except Exception:  # noqa: BLE001 - no pretrained config: let timm say so
+        return None
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether one of timm's weight files of ``repo_id`` is in the local hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, revision = repo_id.partition("@")
+    return any(isinstance(try_to_load_from_cache(repo, name, revision=revision or None), str) for name in HUB_WEIGHT_FILES)
 
 
 def _hub_page(model_name: str) -> str:

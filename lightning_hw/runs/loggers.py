@@ -171,11 +171,26 @@ def wandb_logger(run: RunConfig, directory: Path, display_name: str, group: str,
         mode=mode,
         id=run_id,
         resume="allow" if run_id else None,
+        settings=wandb_settings(),
     )
     from lightning_hw._compat.lightning import drop_wandb_anonymous
 
     drop_wandb_anonymous(logger)
     return logger
+
+
+def wandb_settings() -> Any:
+    """W&B's output settings: ``quiet`` unless ``--verbose`` (``None``: W&B's defaults).
+
+    ``quiet`` drops W&B's end-of-run history and summary (~30 lines) and its own ``wandb
+    sync`` advice (the run prints the exact command); its banner (the run's URL online, its
+    local files offline), warnings and errors stay. ``silent`` would hide those too.
+    """
+    import wandb
+
+    from lightning_hw.cli.verbosity import is_verbose
+
+    return None if is_verbose() else wandb.Settings(quiet=True)
 
 
 def start_wandb(logger: WandbLogger, directory: Path) -> str | None:

@@ -1,0 +1,90 @@
+"""How much a command prints: quiet by default, everything with ``--verbose``.
+
+Quiet keeps what a user acts on (the run directory, the net's summary, the test metrics, the
+``wandb sync`` command, every warning); ``--verbose`` brings back Lightning's info lines
+(accelerators, tips, checkpoint restores, its own model summary and test table) and W&B's
+banner, history and summary. Library warnings nobody can act on are filtered here, at their
+source, whatever the verbosity.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+_verbose = False
+
+#: the logger of Lightning's ``rank_zero_info`` (accelerators, tips, checkpoint restores), which our
+#: callbacks (FreezeBackbone, FeatureCache...) use too
+RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+
+class LightningInfoFilter(logging.Filter):
+    """Drops the info lines written by Lightning's own code; warnings, and info from other code, pass.
+
+    A record names the file that logged it (``rank_zero_info`` passes its caller's
+    ``stacklevel``), so a callback's report of what it does to the run (a fine-tuning
+    schedule, a feature cache turned off) stays while Lightning's GPU/TPU lines and tips go.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        import lightning
+
+        self.lightning_dir = os.path.dirname(lightning.__file__) + os.sep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.pathname.startswith(self.lightning_dir)
+
+
+_lightning_info_filter: LightningInfoFilter | None = None
+
+
+def filter_library_warnings() -> None:
+    """Ignore the library warnings that say nothing a user of this CLI can act on (each says why)."""
+    # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
+    warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
+    # Only a resume (the same run continuing) opens a checkpoint directory that has files.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # Lightning 2.6 builds torch's deprecated LeafSpec when it collects logged results; the fix is
+    # Lightning's to make (torch >= 2.10 warns), not the user's.
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+
+
+def filter_evaluation_warnings() -> None:
+    """For ``validate``/``test``/``predict``: Lightning's advice to pass the training callbacks goes.
+
+    It asks for the callbacks whose state the checkpoint holds (checkpointing, early stopping),
+    which only matter to a run that goes on training; an evaluation does not, and the CLI
+    chose its callbacks itself, so the user has nothing to add.
+    """
+    warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+
+
+def set_verbose(verbose: bool) -> None:
+    """Choose the verbosity of this process (``main()`` does, from ``--verbose``).
+
+    Quiet, a :class:`LightningInfoFilter` on Lightning's ``rank_zero_info`` logger drops
+    Lightning's own info lines; warnings stay visible either way.
+
+    Args:
+        verbose: print everything the libraries print (the ``--verbose`` flag).
+    """
+    global _verbose, _lightning_info_filter
+    _verbose = verbose
+    if _lightning_info_filter is None:
+        _lightning_info_filter = LightningInfoFilter()
+    logger = logging.getLogger(RANK_ZERO_LOGGER)
+    if verbose:
+        logger.removeFilter(_lightning_info_filter)
+    else:
+        logger.addFilter(_lightning_info_filter)  # once: addFilter skips a filter already there
+
+
+def is_verbose() -> bool:
+    """Whether ``--verbose`` was given (``False`` until :func:`set_verbose` is called)."""
+    return _verbose
