@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_hw.cli import _pop_verbose
-from lightning_hw.cli.verbosity import RANK_ZERO_LOGGER, LightningInfoFilter
+from lightning_hw.cli.verbosity import RANK_ZERO_LOGGER, LightningInfoFilter, pop_verbose_flag
 
 REPO = Path(__file__).resolve().parents[1]
 #: seconds the hub part of an offline pretrained config may take (it took ~50 s of retries)
@@ -91,10 +90,10 @@ def test_quiet_drops_lightnings_info_lines_but_not_our_callbacks(caplog):
 
 
 def test_bare_verbose_is_ours_and_lightnings_takes_a_value():
-    assert _pop_verbose(["fit", "--verbose", "--config", "c.yaml"]) == (True, ["fit", "--config", "c.yaml"])
-    assert _pop_verbose(["fit", "--config", "c.yaml", "--verbose"]) == (True, ["fit", "--config", "c.yaml"])
-    assert _pop_verbose(["test", "--verbose", "false"]) == (False, ["test", "--verbose", "false"])
-    assert _pop_verbose(["test", "--verbose=true"]) == (False, ["test", "--verbose=true"])
+    assert pop_verbose_flag(["fit", "--verbose", "--config", "c.yaml"]) == (True, ["fit", "--config", "c.yaml"])
+    assert pop_verbose_flag(["fit", "--config", "c.yaml", "--verbose"]) == (True, ["fit", "--config", "c.yaml"])
+    assert pop_verbose_flag(["test", "--verbose", "false"]) == (False, ["test", "--verbose", "false"])
+    assert pop_verbose_flag(["test", "--verbose=true"]) == (False, ["test", "--verbose=true"])
 
 
 # -- pretrained weights without a network -----------------------------------------------------

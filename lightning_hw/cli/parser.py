@@ -63,7 +63,13 @@ from lightning_hw.runs import (
     start_wandb,
     wandb_logger,
 )
-from lightning_hw.cli.verbosity import filter_evaluation_warnings, filter_library_warnings, is_verbose, set_verbose
+from lightning_hw.cli.verbosity import (
+    filter_evaluation_warnings,
+    filter_library_warnings,
+    is_verbose,
+    pop_verbose_flag,
+    set_verbose,
+)
 
 filter_library_warnings()
 
@@ -551,23 +557,12 @@ def list_main(argv: list[str]) -> int:
     return list_components()
 
 
-def _pop_verbose(args: list[str]) -> tuple[bool, list[str]]:
-    """Take our bare ``--verbose`` flag out of ``args``.
-
-    ``validate``/``test`` have Lightning's own ``--verbose true|false`` (print the results
-    table); a ``--verbose`` followed by a value is that one and stays.
-    """
-    values = {"true", "false", "yes", "no", "1", "0"}
-    ours = [i for i, a in enumerate(args) if a == "--verbose" and (i + 1 == len(args) or args[i + 1].lower() not in values)]
-    return bool(ours), [a for i, a in enumerate(args) if i not in ours]
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m lightning_hw`` and the ``lightning-hw`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
-    verbose, args = _pop_verbose(args)
+    verbose, args = pop_verbose_flag(args)
     set_verbose(verbose)
     command = SUBCOMMANDS.get(args[0]) if args else None
     if command is None or command.loads_plugins:

@@ -41,6 +41,17 @@ class LightningInfoFilter(logging.Filter):
 _lightning_info_filter: LightningInfoFilter | None = None
 
 
+def pop_verbose_flag(args: list[str]) -> tuple[bool, list[str]]:
+    """Take our bare ``--verbose`` flag out of ``args``: whether it was there, and the rest.
+
+    ``validate``/``test`` have Lightning's own ``--verbose true|false`` (print the results
+    table); a ``--verbose`` followed by a value is that one and stays.
+    """
+    values = {"true", "false", "yes", "no", "1", "0"}
+    ours = [i for i, a in enumerate(args) if a == "--verbose" and (i + 1 == len(args) or args[i + 1].lower() not in values)]
+    return bool(ours), [a for i, a in enumerate(args) if i not in ours]
+
+
 def filter_library_warnings() -> None:
     """Ignore the library warnings that say nothing a user of this CLI can act on (each says why)."""
     # The task's own configure_optimizers is only the fallback when a config has no `optimizer:`.
