@@ -27,7 +27,6 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
 from lightning_hw.errors import ConfigError
@@ -75,8 +74,12 @@ def backbone_blocks(backbone: nn.Module) -> list[list[nn.Module]]:
     return [[backbone.get_submodule(name) for name in names] for _, names in sorted(groups.items())]
 
 
-def _bn_modules(modules: Iterable[nn.Module]) -> list[_BatchNorm]:
-    return [m for root in modules for m in root.modules() if isinstance(m, _BatchNorm)]
+#: batch norm layers (timm's BatchNormAct2d subclasses BatchNorm2d; lazy ones become these once built)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def _bn_modules(modules: Iterable[nn.Module]) -> list[nn.Module]:
+    return [m for root in modules for m in root.modules() if isinstance(m, BATCH_NORMS)]
 
 
 class FreezeBackbone(BaseFinetuning):
