@@ -41,7 +41,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "list": Subcommand("the registered tasks and datamodules and where they come from", "lightning_hw.cli.parser:list_main"),
     "study": Subcommand("variants of a config, or an Optuna search, each run in its own process", "lightning_hw.studies.grid:main"),
     "report": Subcommand("compare runs: a metrics table and one plot per metric", "lightning_hw.reports:main"),
-    "export": Subcommand("a checkpoint to ONNX, checked against PyTorch on the test split", "lightning_hw.deploy.export:main"),
+    "export": Subcommand("a checkpoint to ONNX, checked against PyTorch on the test split", "lightning_hw.deploy.export_command:main"),
     "new-plugin": Subcommand(
         "scaffold a plugin package", "lightning_hw.scaffold.new_plugin:new_plugin_main", loads_plugins=False, takes_debug=True
     ),

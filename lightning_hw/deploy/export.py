@@ -31,7 +31,7 @@ import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,38 +60,6 @@ class RawInputModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.task(self.preprocess(x))
-
-
-def _parser():
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(
-        prog="python -m lightning_hw export",
-        description="Export a checkpoint's model, preprocessing included, to ONNX (dynamic batch) "
-        "and check its test metric from raw inputs against PyTorch's.",
-        exit_on_error=False,
-    )
-    parser.add_argument("--ckpt_path", type=str, required=True, help="The checkpoint to export.")
-    parser.add_argument("--format", type=Literal["onnx"], default="onnx", help="Export format.")
-    parser.add_argument(
-        "--output", type=str | None, default=None,
-        help="Where to write: a new .onnx file, or a folder (default: <run>/eval/export-<time>/<checkpoint name>.onnx, "
-        "a new directory each time). An existing file is never replaced.",
-    )
-    parser.add_argument(
-        "--config", type=str | None, default=None,
-        help="The config the checkpoint was trained with (default: the run's config.yaml).",
-    )
-    parser.add_argument(
-        "--bare", type=bool, default=False,
-        help="Export the net alone: its input is the preprocessed model input (the metadata says how to make it).",
-    )
-    parser.add_argument("--opset", type=int | None, default=None, help="ONNX opset (default: the exporter's).")
-    parser.add_argument(
-        "--weights_only", type=bool, default=True,
-        help="Refuse checkpoints holding arbitrary Python objects; false only for files you trust.",
-    )
-    return parser
 
 
 def run_dir_of(ckpt_path: Path) -> Path:
@@ -334,18 +302,10 @@ def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[i
     }
 
 
-def main(argv: list[str]) -> int:
-    """``python -m lightning_hw export ...``; returns the exit code."""
-    from jsonargparse import ArgumentError
-
-    from lightning_hw.cli.errors import explain
+def export_checkpoint(args: Any) -> int:
+    """Export ``args.ckpt_path`` as :mod:`lightning_hw.deploy.export_command` parsed it; returns the exit code."""
     from lightning_hw.data.preprocessing import link_model_preprocessing
 
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except ArgumentError as err:
-        raise ConfigError(explain(str(err), "export", parser)) from None
     ckpt_path = Path(args.ckpt_path)
     checkpoint = load_checkpoint(ckpt_path, weights_only=args.weights_only)
     task = build_task(ckpt_path, checkpoint, args.config)

@@ -1,0 +1,59 @@
+"""``python -m lightning_hw export``: the command line of :mod:`lightning_hw.deploy.export`.
+
+Kept apart so that ``export --help`` and a mistyped option answer without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lightning_hw.errors import ConfigError
+
+
+def build_parser():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(
+        prog="python -m lightning_hw export",
+        description="Export a checkpoint's model, preprocessing included, to ONNX (dynamic batch) "
+        "and check its test metric from raw inputs against PyTorch's.",
+        exit_on_error=False,
+    )
+    parser.add_argument("--ckpt_path", type=str, required=True, help="The checkpoint to export.")
+    parser.add_argument("--format", type=Literal["onnx"], default="onnx", help="Export format.")
+    parser.add_argument(
+        "--output", type=str | None, default=None,
+        help="Where to write: a new .onnx file, or a folder (default: <run>/eval/export-<time>/<checkpoint name>.onnx, "
+        "a new directory each time). An existing file is never replaced.",
+    )
+    parser.add_argument(
+        "--config", type=str | None, default=None,
+        help="The config the checkpoint was trained with (default: the run's config.yaml).",
+    )
+    parser.add_argument(
+        "--bare", type=bool, default=False,
+        help="Export the net alone: its input is the preprocessed model input (the metadata says how to make it).",
+    )
+    parser.add_argument("--opset", type=int | None, default=None, help="ONNX opset (default: the exporter's).")
+    parser.add_argument(
+        "--weights_only", type=bool, default=True,
+        help="Refuse checkpoints holding arbitrary Python objects; false only for files you trust.",
+    )
+    return parser
+
+
+
+def main(argv: list[str]) -> int:
+    """``python -m lightning_hw export ...``; returns the exit code."""
+    from jsonargparse import ArgumentError
+
+    from lightning_hw.cli.errors import explain
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentError as err:
+        raise ConfigError(explain(str(err), "export", parser)) from None
+    from lightning_hw.deploy.export import export_checkpoint  # torch, the task and the data: seconds
+
+    return export_checkpoint(args)
