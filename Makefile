@@ -25,11 +25,13 @@ $(STAMP): pyproject.toml constraints.txt $(PLUGINS)
 quickstart: setup
 	$(PY) -m lightning_hw fit --config configs/quickstart.yaml
 
+# Two pytest workers, each taking whole files: most tests wait on a CLI subprocess, so one worker
+# leaves a core idle about half the time (2 cores: 15m47s -> 9m22s for the whole suite).
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs
