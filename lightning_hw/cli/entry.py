@@ -57,12 +57,30 @@ def main(argv: list[str] | None = None) -> None:
     if not command.startswith("-") and command not in SUBCOMMANDS:
         print(f"error: {unknown_command_message(command)}", file=sys.stderr)
         sys.exit(2)
-    try:
-        from lightning_hw.cli.parser import main as cli_main  # Lightning, torch and every plugin: seconds
-    except KeyboardInterrupt:
-        # Ctrl-C while the libraries load: nothing has started yet, so nothing to undo or report.
-        if debug:
-            raise
-        print(f"interrupted by SIGINT (Ctrl-C) while starting {command or 'the command'}; nothing was done", file=sys.stderr)
-        sys.exit(130)
+    cli_main = _import_cli_waiting_out_signals(command or "the command")
     cli_main(args)
+
+
+def _import_cli_waiting_out_signals(command: str):
+    """Import the full CLI (Lightning, torch, every plugin: seconds); Ctrl-C or SIGTERM meanwhile ends it in one line.
+
+    A KeyboardInterrupt raised in the middle of an import leaves half-initialised modules
+    behind, and the next import then fails with an unrelated error (seen: RecursionError
+    inside Lightning). So the signal is only noted while importing, and acted on after:
+    nothing has started yet, so there is nothing to undo.
+    """
+    import signal
+
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from lightning_hw.cli.parser import main as cli_main
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        how = "SIGINT (Ctrl-C)" if name == "SIGINT" else name
+        print(f"interrupted by {how} while starting {command}; nothing was done", file=sys.stderr)
+        sys.exit(128 + received[0])
+    return cli_main
