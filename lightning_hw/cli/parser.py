@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import warnings
@@ -72,7 +71,6 @@ from lightning_hw.cli.verbosity import (
 )
 
 filter_library_warnings()
-
 
 
 class SaveRunConfig(SaveConfigCallback):

@@ -176,7 +176,6 @@ def distribution(spec: Any, where: str):
         # Optuna stores None/bool/int/float/str; lists and mappings travel as their JSON text.
         return CategoricalDistribution([c if c is None or isinstance(c, (bool, int, float, str)) else json.dumps(c) for c in choices])
     bounds = spec[kind]
-    number = float if kind == "float" else int
     ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
     if ok and kind == "int":
         ok = all(float(b).is_integer() for b in bounds)
