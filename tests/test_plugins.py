@@ -316,11 +316,6 @@ def test_new_plugin_refuses_bad_names_in_one_line(workdir, capsys, argv, expecte
 def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
     name = "hw-scaffold-selftest"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    try:  # a run that was killed halfway may have left it installed
-        importlib.metadata.distribution(name)
-        subprocess.run([*pip, "uninstall", "-y", "-q", name], check=True)
-    except importlib.metadata.PackageNotFoundError:
-        pass
     with pytest.raises(SystemExit) as exit_info:
         main(["new-plugin", name, "--dir", str(workdir)])
     assert exit_info.value.code == 0
@@ -329,18 +324,20 @@ def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
     pyproject = (root / "pyproject.toml").read_text()
     assert 'HwScaffoldSelftestTask = "hw_scaffold_selftest.task:HwScaffoldSelftestTask"' in pyproject
     assert 'HwScaffoldSelftestData = "hw_scaffold_selftest.data:HwScaffoldSelftestData"' in pyproject
+    # Installed into a directory of its own, put on the tests' path: the shared environment is
+    # never changed, so tests running meanwhile in another worker never see a half-installed plugin.
     # --no-build-isolation and --no-deps: offline and fast, with this environment's setuptools.
+    site = workdir / "site"
     install = subprocess.run(
-        [*pip, "install", "-q", "--no-deps", "--no-build-isolation", str(root)], capture_output=True, text=True
+        [*pip, "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(root)],
+        capture_output=True, text=True,
     )
-    try:
-        assert install.returncode == 0, install.stderr
-        # From the workdir, not the package directory: the tests must import the installed package.
-        tests = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
-            capture_output=True, text=True, cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled"},
-        )  # fmt: skip
-        assert tests.returncode == 0, tests.stdout[-3000:]
-        assert "3 passed" in tests.stdout
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "-q", name], capture_output=True)
+    assert install.returncode == 0, install.stderr
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))
+    # From the workdir, not the package directory: the tests must import the installed package.
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root)],
+        capture_output=True, text=True, cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": path},
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert "3 passed" in tests.stdout
