@@ -22,7 +22,7 @@ import yaml
 from lightning_hw import reports
 from lightning_hw.studies import grid as studies, search
 from lightning_hw.errors import ConfigError
-from lightning_hw.studies.search_runner import counted, finished
+from lightning_hw.studies.runner import counted, finished, open_study
 
 from conftest import QUICKSTART, REPO
 
@@ -117,7 +117,7 @@ def test_search_errors_are_one_line_from_main(workdir, capsys):
     from lightning_hw.cli import main
 
     path = write_search(workdir, sampler="bayes")
-    for argv in (["study", str(path)], ["study", str(write_search(workdir, name="ok")), "--jobs", "2"]):
+    for argv in (["study", str(path)], ["study", str(write_search(workdir, name="ok")), "--only", "x"]):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
@@ -193,31 +193,52 @@ def test_clearly_worse_trial_is_pruned(workdir):
 def test_killed_study_resumes_and_reasks_the_trial_that_died(workdir):
     # The grid's order for seed 1: trial 0 trains 3 epochs and finishes, trial 1 would train 400
     # (it is still training when the study is killed, however slow or fast the machine).
-    path = write_search(workdir, trials=2, heartbeat=1, seed=1, sampler="grid",
+    path = write_search(workdir, trials=2, heartbeat=1, seed=1, sampler="grid", args={**TINY, "run.checkpoint_interval": 0},
                         search={"trainer.max_epochs": {"categorical": [3, 400]}})
     study_dir = workdir / "runs" / "s"
     first = subprocess.Popen(command(path), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
-        while json.loads((study_dir / "trial-1" / "status.json").read_text() if (study_dir / "trial-1" / "status.json").is_file() else "{}").get("status") != "training":
-            assert first.poll() is None and time.monotonic() < deadline, "trial 1 never started training"
+        while not (study_dir / "trial-1" / "checkpoints" / "last.ckpt").is_file():  # saved after every epoch
+            assert first.poll() is None and time.monotonic() < deadline, "trial 1 never saved a checkpoint"
             time.sleep(0.2)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)  # the study and its trial's fit, with no clean-up
         first.wait()
     assert [t.state.name for t in load(path)] == ["COMPLETE", "RUNNING"]
+    epochs_before = sorted(reports.read_metrics(study_dir / "trial-1" / "metrics.csv")["val/loss"])
 
     # Asked again with the same parameters; the extra argument (passed to every trial) keeps it short.
     resumed = subprocess.run(command(path, "--trainer.max_epochs", "3"), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "again for trial 1" in resumed.stdout
+    assert "resuming from checkpoints/last.ckpt, again for trial 1" in resumed.stdout
     trials = load(path)
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert trials[2].params == trials[1].params
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trials[2]) == 1
     assert [t.number for t in finished(trials)] == [0, 2]
     assert fits_in(study_dir / "trial-0") == 1  # the finished trial was not run again
+    # The retry continued the dead trial's run in its directory, from its last checkpoint.
+    assert not (study_dir / "trial-2").exists() and trials[2].user_attrs["run_dir"].endswith("trial-1")
+    assert json.loads((study_dir / "trial-1" / "status.json").read_text())["status"] == "finished"
+    assert sorted(reports.read_metrics(study_dir / "trial-1" / "metrics.csv")["val/loss"]) == [0, 1, 2]
+    assert epochs_before and epochs_before == list(range(len(epochs_before)))
+
+
+def test_killed_trial_without_a_checkpoint_starts_afresh_in_its_own_directory(workdir):
+    """A retry of a trial that died before any last.ckpt cannot continue it: it trains in trial-<N>."""
+    path = write_search(workdir, trials=1, heartbeat=1, search={"trainer.max_epochs": {"categorical": [2]}})
+    study, _ = open_study(search.load_search(path))
+    dead = study.ask(search.load_search(path).space)
+    dead.set_user_attr("run_dir", str(workdir / "runs" / "s" / "trial-0"))
+    (workdir / "runs" / "s" / "trial-0").mkdir(parents=True)
+    (workdir / "runs" / "s" / "trial-0" / "status.json").write_text('{"status": "training"}')
+    resumed = subprocess.run(command(path, "--retry-running"), capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "[trial 1]: starting, again for trial 0" in resumed.stdout
+    assert json.loads((workdir / "runs" / "s" / "trial-0" / "status.json").read_text()) == {"status": "training"}  # untouched
+    assert json.loads((workdir / "runs" / "s" / "trial-1" / "status.json").read_text())["status"] == "finished"
 
 
 def test_two_processes_on_one_journal_finish_one_study(workdir):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lightning_hw import reports
-from lightning_hw.studies import grid as studies
+from lightning_hw.studies import grid as studies, runner
 from lightning_hw.errors import ConfigError, DataError
 
 from conftest import QUICKSTART, REPO
@@ -114,16 +114,16 @@ def test_dry_run_lists_states_and_commands(workdir, capsys):
 
 
 def test_finished_variant_with_other_arguments_is_skipped_with_a_note(workdir, capsys):
-    study = studies.load_study(write_study(workdir, {"a": {"trainer.max_epochs": 3}}))
-    (job,) = studies.plan(study)
+    path = write_study(workdir, {"a": {"trainer.max_epochs": 3}})
+    (job,) = studies.plan(studies.load_study(path))
     job.run_dir.mkdir(parents=True)
-    marker = {"fit_args": studies._fit_args(job.command)}
+    marker = {"fit_args": runner.fit_args(job.command)}
     (job.run_dir / studies.FINISHED_FILE).write_text(json.dumps(marker))
-    (job,) = studies.plan(study)
-    assert studies.run_jobs([job]) == {}  # nothing ran
-    assert capsys.readouterr().out.strip() == f"a: finished before, skipped ({job.run_dir})"
-    (job,) = studies.plan(study, ["--trainer.max_epochs", "5"])
-    studies.run_jobs([job])
+    assert studies.main([str(path)]) == 0  # nothing ran
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == f"  a: finished before, skipped ({job.run_dir})"
+    assert out[2].startswith("Study tiny complete.") and len(out) == 3
+    assert studies.main([str(path), "--trainer.max_epochs", "5"]) == 0
     assert f"note: it ran with other arguments than now, delete {job.run_dir}" in capsys.readouterr().out
 
 

@@ -1,6 +1,6 @@
 """Report a search trial's objective to its Optuna study every validation epoch, and stop when pruned.
 
-The study runner (:mod:`lightning_hw.studies.search_runner`) starts each trial's ``fit`` with the storage,
+The study runner (:mod:`lightning_hw.studies.runner`) starts each trial's ``fit`` with the storage,
 study and trial id in its environment; ``fit`` then adds :class:`OptunaPruning`. Unlike
 optuna-integration's Lightning callback, it uses only public APIs and raises nothing inside the
 trainer: a pruned trial asks the trainer to stop, ends like any finished ``fit`` (checkpoints

@@ -1,4 +1,4 @@
-"""Studies: one base config, named variants of it, each trained in its own process.
+"""Grid studies: one base config, named variants of it, each trained in its own process; the ``study`` command.
 
     python -m lightning_hw study configs/studies/reuters_heads.yaml            # run what is left
     python -m lightning_hw study configs/studies/reuters_heads.yaml --dry-run  # list it
@@ -21,25 +21,22 @@ Every ``key: value`` of ``args`` and of a variant becomes ``--key value`` on the
 command line (lists and mappings as JSON), so anything ``fit`` accepts works. Command-line
 arguments the study command does not know are passed to every variant too.
 
-A variant that finished (fit and test, exit 0, and its run's ``status.json`` says
-``finished``; an interrupted fit exits 130/143) has ``study-finished.json`` in its run
-directory and is skipped when the study runs again; one that was interrupted and has a
-``checkpoints/last.ckpt`` continues from it (``--ckpt_path last``); the others start.
+The runs are trained by the one study runner (:mod:`lightning_hw.studies.runner`), as an Optuna
+study over the run names (GridSampler) in ``runs/<name>/optuna.db`` or the file's ``storage:``
+(a journal file or a database every machine sees: then the same command on several machines
+shares out the runs). A run that finished (fit and test, exit 0, ``status.json`` ``finished``)
+has ``study-finished.json`` in its run directory and is skipped when the study runs again; one
+that was interrupted or killed and has a ``checkpoints/last.ckpt`` continues from it
+(``--ckpt_path last``); the others start.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import re
 import shlex
-import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +44,14 @@ from typing import Any
 import yaml
 
 from lightning_hw.errors import ConfigError
-from lightning_hw.runs.files import read_status, write_atomically
 
 FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
 INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
 LOG_FILE = "study.log"
-STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root")  # a file with `search:` is read by lightning_hw.studies.search
+STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root", "objective", "storage", "heartbeat", "seed")
+# (a file with `search:` is read by lightning_hw.studies.search)
+RUNNER_KEYS = ("objective", "storage", "heartbeat", "seed", "args")  # what the Optuna runner reads of a grid file
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -94,14 +92,15 @@ class Study:
     variants: list[Variant]
     root: str = "runs"
     seeds: list[int] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def run_dir(self, variant: Variant) -> Path:
         return Path(self.root) / self.name / variant.name
 
 
 @dataclass
-class Job:
-    """A variant with its run directory, state and ``fit`` command.
+class Planned:
+    """A variant with its run directory, state and ``fit`` command (what ``--dry-run`` lists).
 
     Args:
         variant: the variant.
@@ -154,6 +153,7 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         variants=variants,
         root=root or str(spec.get("root") or "runs"),
         seeds=seeds,
+        options={k: spec[k] for k in RUNNER_KEYS if k in spec},
     )
 
 
@@ -256,7 +256,7 @@ def _find_config(config: str, study_path: Path) -> str:
 # -- planning and running ----------------------------------------------------------------------
 
 
-def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = None) -> list[Job]:
+def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = None) -> list[Planned]:
     """The jobs of a study with their state and command, in file order.
 
     Args:
@@ -281,7 +281,7 @@ def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = 
             state = "resume"
         else:
             state = "new"
-        jobs.append(Job(variant, run_dir, state, fit_command(study, variant, extra, resume=state == "resume")))
+        jobs.append(Planned(variant, run_dir, state, fit_command(study, variant, extra, resume=state == "resume")))
     return jobs
 
 
@@ -301,131 +301,6 @@ def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool =
     if resume:
         command += ["--ckpt_path", "last"]  # Lightning finds <run>/checkpoints/last.ckpt
     return command
-
-
-def run_jobs(jobs: list[Job], parallel: int = 1) -> dict[str, int]:
-    """Run the jobs that are not finished, ``parallel`` at a time.
-
-    Each job's output goes to ``<run>/study.log`` (and, with one job at a time, to the
-    console too); a job that exits 0 gets its ``study-finished.json``.
-
-    Returns:
-        The exit code of every job that ran, by run name.
-    """
-    todo = [job for job in jobs if job.state != "finished"]
-    for job in jobs:
-        if job.state == "finished":
-            print(f"  {job.variant.name}: finished before, skipped ({job.run_dir}){_changed_note(job)}")
-    env = _child_env(parallel)
-    codes: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def run_one(index_job: tuple[int, Job]) -> None:
-        index, job = index_job
-        how = "resuming from checkpoints/last.ckpt" if job.state == "resume" else "starting"
-        with lock:
-            print(f"[{index}/{len(todo)}] {job.variant.name}: {how} ({job.run_dir})", flush=True)
-        started = time.monotonic()
-        code = _execute(job, env(index), tee=parallel == 1)
-        seconds = time.monotonic() - started
-        status = read_status(job.run_dir).get("status")
-        if code == 0 and status != "finished":
-            code = 1  # exit 0 without a finished fit (e.g. fast_dev_run, or a fit that trained nothing)
-        if code == 0:
-            _mark_finished(job, seconds)
-        codes[job.variant.name] = code
-        if code == 0:
-            outcome = f"finished in {seconds:.1f} s"
-        elif code in INTERRUPT_CODES:
-            outcome = f"interrupted ({INTERRUPT_CODES[code]}); run the study again to resume it"
-        else:
-            outcome = f"FAILED (exit {code}, run {status or 'not started'}); see {job.run_dir / LOG_FILE}"
-        with lock:
-            print(f"[{index}/{len(todo)}] {job.variant.name}: {outcome}", flush=True)
-
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        try:
-            list(pool.map(run_one, enumerate(todo, start=1)))
-        except KeyboardInterrupt:
-            # The children got the same Ctrl-C; Lightning stops each one and keeps last.ckpt.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return codes
-
-
-def _execute(job: Job, env: dict[str, str], tee: bool) -> int:
-    job.run_dir.mkdir(parents=True, exist_ok=True)
-    with (job.run_dir / LOG_FILE).open("a") as log:
-        log.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')}\n$ {shlex.join(job.command)}\n")
-        log.flush()
-        process = subprocess.Popen(
-            job.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
-        )
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.write(line)
-            if tee:
-                sys.stdout.write(line)
-        return process.wait()
-
-
-def _fit_args(command: list[str]) -> list[str]:
-    """The ``fit`` arguments of a command, without the interpreter and without ``--ckpt_path last``."""
-    args = command[command.index("fit") + 1 :]
-    return args[:-2] if args[-2:] == ["--ckpt_path", "last"] else args
-
-
-def _changed_note(job: Job) -> str:
-    """A warning when a finished variant ran with other arguments than the study now gives."""
-    try:
-        before = json.loads((job.run_dir / FINISHED_FILE).read_text()).get("fit_args")
-    except (OSError, ValueError):
-        return ""
-    if before is None or before == _fit_args(job.command):
-        return ""
-    return f"; note: it ran with other arguments than now, delete {job.run_dir} to run it again"
-
-
-def _mark_finished(job: Job, seconds: float) -> None:
-    record = {
-        "run": job.variant.name,
-        "variant": job.variant.variant,
-        "seed": job.variant.seed,
-        "args": job.variant.args,
-        "command": job.command,
-        "fit_args": _fit_args(job.command),
-        "resumed": job.state == "resume",
-        "seconds": round(seconds, 1),
-        "finished": dt.datetime.now().isoformat(timespec="seconds"),
-    }
-    write_atomically(job.run_dir / FINISHED_FILE, json.dumps(record, indent=2) + "\n")
-
-
-def _child_env(parallel: int):
-    """Environment per job: with several jobs at once, share the CPU threads and spread the GPUs."""
-    base = dict(os.environ)
-    if parallel <= 1:
-        return lambda index: base
-    if "OMP_NUM_THREADS" not in base:  # N processes each using every core would thrash
-        base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
-    visible = base.get("CUDA_VISIBLE_DEVICES")
-    gpus = [g for g in visible.split(",") if g.strip()] if visible is not None else _gpu_ids()
-
-    def env(index: int) -> dict[str, str]:
-        if len(gpus) < 2:
-            return base
-        return {**base, "CUDA_VISIBLE_DEVICES": gpus[(index - 1) % len(gpus)]}
-
-    return env
-
-
-def _gpu_ids() -> list[str]:
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no torch/CUDA: no GPUs to spread
-        return []
 
 
 # -- sweeps ------------------------------------------------------------------------------------
@@ -482,21 +357,22 @@ def _project(study: Study) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lightning_hw study",
-        description="Run the variants of a study, each in its own process, into runs/<study>/<variant>/. "
-        "Unknown arguments (e.g. --trainer.max_epochs 2) are passed to every variant's `fit`.",
+        description="Run a study: the variants of a grid (`variants:`) or the trials of an Optuna search (`search:`), "
+        "each in its own `fit` process, into runs/<study>/. Unknown arguments (e.g. --trainer.max_epochs 2) "
+        "are passed to every run's `fit`. The same command on another machine that sees the study's storage joins it.",
     )
-    parser.add_argument("file", help="the study YAML (base config + variants)")
-    parser.add_argument("--jobs", type=int, default=1, help="variants to run at once (default 1)")
-    parser.add_argument("--dry-run", action="store_true", help="list the variants, their state and commands; run nothing")
+    parser.add_argument("file", help="the study YAML (base config + variants, or + search)")
+    parser.add_argument("--workers", "--jobs", type=int, default=1, dest="workers", help="runs to train at once in this process (default 1)")
+    parser.add_argument("--dry-run", action="store_true", help="grid studies: list the runs, their state and commands; run nothing")
     parser.add_argument("--root", default=None, help="runs root (default: the study's `root:` or runs)")
-    parser.add_argument("--only", default=None, help="comma-separated variant (or run) names to run")
-    parser.add_argument("--variant", default=None, help="run one variant (what a W&B sweep agent calls)")
+    parser.add_argument("--only", default=None, help="grid studies: comma-separated variant (or run) names to run")
+    parser.add_argument("--variant", default=None, help="grid studies: run one variant (what a W&B sweep agent calls)")
     parser.add_argument("--seed", type=int, default=None, help="with --variant: the seed of that variant")
-    parser.add_argument("--export-sweep", metavar="OUT", default=None, help="write a W&B sweep config (grid over the variants) and exit")
-    parser.add_argument("--workers", type=int, default=1, help="search studies: trials to run at once in this process (default 1)")
+    parser.add_argument("--export-sweep", metavar="OUT", default=None, help="grid studies: write a W&B sweep config (grid over the variants) and exit")
     parser.add_argument(
         "--retry-running", action="store_true",
-        help="search studies: first fail and re-ask every RUNNING trial (only when no other process runs the study)",
+        help="first fail and queue again every RUNNING trial (a journal storage after a machine died; "
+        "only when no other process runs the study)",
     )
     return parser
 
@@ -505,61 +381,54 @@ def main(argv: list[str]) -> int:
     """``python -m lightning_hw study FILE [options] [fit arguments]``; returns the exit code."""
     parser = build_parser()
     options, extra = parser.parse_known_args(argv)
-    if options.jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
+    if options.workers < 1:
+        raise ConfigError("--workers must be at least 1")
     from lightning_hw.studies import search
+    from lightning_hw.studies.runner import run_study
 
     if search.is_search(options.file):
-        return _main_search(options, extra)
+        grid_only = [f"--{n}" for n in ("only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False)]
+        if grid_only:
+            raise ConfigError(f"{', '.join(grid_only)} belong to grid studies (`variants:`); a search runs --workers trials at a time")
+        return _interruptible(lambda: run_study(search.load_search(options.file, root=options.root), options.workers, extra, options.retry_running))
     study = load_study(options.file, root=options.root)
     if options.export_sweep:
-        out = Path(options.export_sweep)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        header = (
-            f"# W&B sweep over the variants of study {study.name} ({options.file}).\n"
-            f"#   wandb sweep {out}                 # prints the sweep id\n"
-            "#   wandb agent ENTITY/PROJECT/SWEEP_ID   # on every machine, from the repository root\n"
-        )
-        out.write_text(header + yaml.safe_dump(sweep_config(study, options.file), sort_keys=False))
-        print(f"Sweep config written to {out} ({len(study.variants)} runs); start it with: wandb sweep {out}")
-        return 0
+        return _export_sweep(study, options.file, Path(options.export_sweep))
     only = [name for name in (options.only or "").split(",") if name]
     if options.seed is not None and not options.variant:
         raise ConfigError("--seed selects the seed of --variant; give both (or neither)")
     if options.variant:
         seed = f"-seed{options.seed}" if options.seed is not None else ""
         only = [f"{options.variant}{seed}" if study.seeds else options.variant]
-    jobs = plan(study, extra, only or None)
-    counts = {state: sum(job.state == state for job in jobs) for state in ("finished", "resume", "new")}
-    print(
-        f"Study {study.name}: {len(jobs)} runs in {Path(study.root) / study.name} "
-        f"({counts['finished']} finished, {counts['resume']} to resume, {counts['new']} to start)"
-    )
+    planned = plan(study, extra, only or None)
     if options.dry_run:
-        for job in jobs:
-            print(f"  {job.variant.name:<24} {job.state:<9} {shlex.join(job.command)}")
+        counts = {state: sum(p.state == state for p in planned) for state in ("finished", "resume", "new")}
+        print(
+            f"Study {study.name}: {len(planned)} runs in {Path(study.root) / study.name} "
+            f"({counts['finished']} finished, {counts['resume']} to resume, {counts['new']} to start)"
+        )
+        for p in planned:
+            print(f"  {p.variant.name:<24} {p.state:<9} {shlex.join(p.command)}")
         return 0
+    names = [p.variant.name for p in planned] if only else None
+    return _interruptible(lambda: run_study(search.grid_search(study, study.options), options.workers, extra, options.retry_running, names))
+
+
+def _interruptible(run) -> int:
     try:
-        codes = run_jobs(jobs, options.jobs)
+        return run()
     except KeyboardInterrupt:
-        print("Study interrupted; run the same command again to resume it.", file=sys.stderr)
+        print("Study interrupted; run the same command again to continue it.", file=sys.stderr)
         return 130
-    failed = sorted(name for name, code in codes.items() if code != 0)
-    if failed:
-        print(f"Study {study.name}: {len(failed)} run(s) failed: {', '.join(failed)}; re-run to retry them.", file=sys.stderr)
-        return 1
-    print(f"Study {study.name} complete. Compare the runs with: python -m lightning_hw report {Path(study.root) / study.name}")
+
+
+def _export_sweep(study: Study, study_file: str, out: Path) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# W&B sweep over the variants of study {study.name} ({study_file}).\n"
+        f"#   wandb sweep {out}                 # prints the sweep id\n"
+        "#   wandb agent ENTITY/PROJECT/SWEEP_ID   # on every machine, from the repository root\n"
+    )
+    out.write_text(header + yaml.safe_dump(sweep_config(study, study_file), sort_keys=False))
+    print(f"Sweep config written to {out} ({len(study.variants)} runs); start it with: wandb sweep {out}")
     return 0
-
-
-def _main_search(options: argparse.Namespace, extra: list[str]) -> int:
-    """``study FILE`` for a file with ``search:``: run it as an Optuna study (see :mod:`lightning_hw.studies.search_runner`)."""
-    from lightning_hw.studies.search import load_search
-    from lightning_hw.studies.search_runner import run_search
-
-    grid_only = [f"--{n}" for n in ("jobs", "only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False, 1)]
-    if grid_only:
-        raise ConfigError(f"{', '.join(grid_only)} belong to grid studies (`variants:`); a search runs --workers trials at a time")
-    if options.workers < 1:
-        raise ConfigError("--workers must be at least 1")
-    return run_search(load_search(options.file, root=options.root), options.workers, extra, options.retry_running)

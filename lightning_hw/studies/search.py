@@ -16,12 +16,13 @@ A search study file::
     storage: sqlite             # default: runs/<study>/optuna.db; journal:///shared/x.log; postgresql://...
     heartbeat: 30               # seconds between the heartbeats of a running trial (database storages)
 
-This module reads such a file and builds Optuna's objects from it; :mod:`lightning_hw.studies.search_runner`
+This module reads such a file and builds Optuna's objects from it; :mod:`lightning_hw.studies.runner`
 runs the trials and :mod:`lightning_hw.callbacks.pruning` reports from inside each trial's ``fit``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -42,6 +43,7 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
 DISTRIBUTIONS = ("float", "int", "categorical")
 DB_FILE = "optuna.db"
+GRID_PARAM = "run"  # a grid study is a search over one categorical parameter: its run names
 
 #: environment of a trial's ``fit``: where it reports its objective (see callbacks/pruning.py)
 ENV_STORAGE = "LIGHTNING_HW_OPTUNA_STORAGE"
@@ -86,6 +88,25 @@ class SearchStudy:
     @property
     def directory(self) -> Path:
         return Path(self.study.root) / self.study.name
+
+    @property
+    def is_grid(self) -> bool:
+        """A grid study (``variants:``): its trials are the study's named runs."""
+        return bool(self.study.variants)
+
+    @property
+    def optuna_name(self) -> str:
+        """The study's name in the storage. A grid's also names its set of runs (``<name>.<digest>``):
+        Optuna keeps a parameter's choices fixed for a study, so a grid that gains or loses a run is
+        another Optuna study (runs that finished are still skipped by their record on disk)."""
+        if not self.is_grid:
+            return self.name
+        names = json.dumps([v.name for v in self.study.variants])
+        return f"{self.name}.{hashlib.sha1(names.encode()).hexdigest()[:8]}"
+
+    def variant(self, run_name: str):
+        """A grid's run by its name."""
+        return next(v for v in self.study.variants if v.name == run_name)
 
 
 def is_search(path: str | Path) -> bool:
@@ -146,6 +167,42 @@ def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
     )
     search.storage = storage_url(spec.get("storage"), search.directory, where)
     return search
+
+
+def grid_search(study: Study, options: dict[str, Any]) -> SearchStudy:
+    """A grid study as what the runner runs: Optuna's GridSampler over the study's run names.
+
+    Args:
+        study: the parsed grid study.
+        options: the study file's ``objective``, ``storage``, ``heartbeat``, ``seed`` and ``args``.
+    """
+    from optuna.distributions import CategoricalDistribution
+
+    where = f"study {study.path}"
+    configs = study.configs or _config_args(study.variants[0].args)
+    try:
+        metric, direction = _objective(options.get("objective"), configs, options.get("args"), where, validation=False)
+    except ConfigError:
+        if options.get("objective") is not None:
+            raise
+        metric, direction = "val/loss", "minimize"  # a base config we cannot read for its monitor: the runs will say
+    search = SearchStudy(
+        study=study,
+        space={GRID_PARAM: CategoricalDistribution([v.name for v in study.variants])},
+        metric=metric,
+        direction=direction,
+        sampler="grid",
+        pruner={"none": {}},
+        trials=len(study.variants),
+        seed=int(options.get("seed") or 0),
+        heartbeat=_positive_int(options.get("heartbeat", 30), f"{where}: heartbeat"),
+    )
+    search.storage = storage_url(options.get("storage"), search.directory, where)
+    return search
+
+
+def _config_args(args: list[str]) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -224,8 +281,12 @@ def grid_choices(space: dict[str, Any], where: str) -> dict[str, list]:
 # -- objective, sampler, pruner, storage ---------------------------------------------------------
 
 
-def _objective(spec: Any, configs: list[str], args: Any, where: str) -> tuple[str, str]:
-    """(metric, direction): as given, else what the run's checkpoints monitor (``run.monitor`` or the task's)."""
+def _objective(spec: Any, configs: list[str], args: Any, where: str, validation: bool = True) -> tuple[str, str]:
+    """(metric, direction): as given, else what the run's checkpoints monitor (``run.monitor`` or the task's).
+
+    Args:
+        validation: the metric must be a validation metric (a search prunes on it every epoch).
+    """
     from lightning_hw.runs.config import monitor_mode
 
     if isinstance(spec, dict):
@@ -242,7 +303,7 @@ def _objective(spec: Any, configs: list[str], args: Any, where: str) -> tuple[st
         direction = "maximize" if mode == "max" else "minimize"
     if direction not in ("maximize", "minimize"):
         raise ConfigError(f"{where}: objective direction must be maximize or minimize, got {direction!r}")
-    if not str(metric).startswith("val/"):
+    if validation and not str(metric).startswith("val/"):
         raise ConfigError(f"{where}: the objective must be a validation metric (val/...), reported every epoch; got {metric!r}")
     return str(metric), direction
 
@@ -377,7 +438,7 @@ def trial_env(search: SearchStudy, trial_id: int) -> dict[str, str]:
     """What a trial's ``fit`` needs to report to the study and ask whether to stop."""
     return {
         ENV_STORAGE: search.storage,
-        ENV_STUDY: search.name,
+        ENV_STUDY: search.optuna_name,
         ENV_TRIAL: str(trial_id),
         ENV_PRUNER: json.dumps(search.pruner),
         ENV_METRIC: search.metric,

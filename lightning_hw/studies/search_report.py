@@ -70,7 +70,8 @@ def search_report(directory: Path, out: Path) -> list[str]:
     for t in trials:
         if t.user_attrs.get("surplus"):
             continue
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "epochs": t.user_attrs.get("epochs", ""), "run": f"trial-{t.number}"}
+        run = Path(t.user_attrs.get("run_dir") or f"trial-{t.number}").name  # a resumed retry trains in the dead trial's run
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name.lower(), "epochs": t.user_attrs.get("epochs", ""), "run": run}
         for key in params:
             value = as_value(t.params[key], t.distributions[key]) if key in t.params else ""
             row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
@@ -85,7 +86,9 @@ def search_report(directory: Path, out: Path) -> list[str]:
     if complete:
         best = study.best_trial
         best_params = {k: as_value(v, best.distributions[k]) for k, v in best.params.items()}
-        write_atomically(directory / BEST_FILE, best_config(record, best_params, best.number, best.value))
+        run_config = Path(best.user_attrs.get("run_dir") or directory / f"trial-{best.number}") / "config.yaml"
+        text = trial_config(run_config, record, best.number, best.value) if run_config.is_file() else None
+        write_atomically(directory / BEST_FILE, text or best_config(record, best_params, best.number, best.value))
         text = f"Best: trial {best.number}, {record['metric']} = {best.value:.4f}; its config: {directory / BEST_FILE} (fit --config {directory / BEST_FILE})"
         lines += [text, ""]
         print(text)
@@ -95,8 +98,28 @@ def search_report(directory: Path, out: Path) -> list[str]:
     return lines
 
 
+def trial_config(run_config: Path, record: dict[str, Any], number: int, value: float) -> str | None:
+    """The config the trial's ``fit`` recorded (everything it trained with, the ``study`` command's own
+    ``fit`` arguments included), without its run's name, as a ready ``--config`` file."""
+    try:
+        config = yaml.safe_load(run_config.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    run = config.get("run") or {}
+    for key in ("name", "notes"):  # a new run of its own, not the trial's (whose directory exists)
+        run.pop(key, None)
+    config.pop("ckpt_path", None)
+    header = (
+        f"# Best trial {number} of search {record['study']} ({record['metric']} = {value:.4f}):\n"
+        f"# the config its run recorded ({run_config}).\n"
+        f"#   python -m lightning_hw fit --config THIS_FILE --run.name best\n"
+    )
+    return header + yaml.safe_dump(config, sort_keys=False)
+
+
 def best_config(record: dict[str, Any], params: dict[str, Any], number: int, value: float) -> str:
-    """The study's base config(s) with its ``args`` and the best parameters applied, as one YAML config."""
+    """The study's base config(s) with its ``args`` and the best parameters applied, as one YAML config
+    (when the best trial's run directory is on another machine and its recorded config is not here)."""
     merged: dict[str, Any] = {}
     for config in record["configs"]:
         _merge(merged, yaml.safe_load(Path(config).read_text()) or {})

@@ -1,0 +1,595 @@
+"""The one study runner: Optuna hands out the trials, each trial is a ``fit`` in its own process.
+
+    python -m lightning_hw study configs/studies/quickstart_search.yaml --workers 2   # a search
+    python -m lightning_hw study configs/studies/reuters_heads.yaml --workers 2       # a grid
+    # the same command on another machine that sees the storage joins the same study
+
+Grid and search studies run the same way; they differ in what a trial is:
+
+* a **search** trial gets parameters from the study's sampler and trains into
+  ``runs/<study>/trial-<number>/``; the study stops at ``trials`` finished trials (complete,
+  pruned or failed, counted in the storage over every process);
+* a **grid** trial is one named run of the study file (``<variant>``, ``-seed<N>``,
+  ``-fold<i>``): Optuna's GridSampler hands out the runs nobody has run yet (in its own shuffled
+  order, so that processes starting together take different runs), and a run that must run
+  again (it failed or was killed in an earlier invocation, or ``--only`` names it) is enqueued by
+  name. A run whose directory holds ``study-finished.json`` is never trained again (the record
+  on disk decides, so a study from before it had a storage keeps its finished runs).
+
+Each trial's ``fit`` reports the objective every validation epoch to the storage (and stops
+when the pruner says so: ``status.json`` ``pruned``). The runner then tells the study:
+
+* exit 0 and ``finished``: COMPLETE with the best value of the objective over the run's epochs in
+  its ``metrics.csv`` (FAIL with a note when a grid run has no such metric);
+* exit 0 and ``pruned``: PRUNED (Optuna keeps the last reported value);
+* interrupted (exit 130/143): FAIL, and the same parameters are queued again at once (Optuna's
+  ``RetryHeartbeatStaleTrialCallback``); the next invocation resumes the run from its
+  ``checkpoints/last.ckpt``;
+* any other exit: FAIL.
+
+With a database storage (SQLite, PostgreSQL) the runner records a heartbeat for each running
+trial; a trial whose heartbeat stopped (its whole ``study`` process was killed) is failed and
+queued again in the same way (``fail_stale_trials``). A queued-again trial trains in the run
+directory of the trial it repeats and resumes from its ``last.ckpt`` when there is one. Optuna's
+journal storage has no heartbeat: ``--retry-running`` fails and re-queues every RUNNING trial,
+for when no other process runs the study.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning_hw.errors import ConfigError
+from lightning_hw.reports import read_metrics
+from lightning_hw.runs.files import read_status, write_atomically
+from lightning_hw.studies.grid import FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Study, Variant, fit_command, overrides_to_args
+from lightning_hw.studies.search import GRID_PARAM, SearchStudy, as_value, make_sampler, open_storage, trial_env
+
+PREFIX = "trial-"
+SURPLUS = "surplus"  # user attr of a trial handed out beyond what the study needs (given back as FAIL)
+RUN_DIR = "run_dir"  # user attr: the trial's run directory (a queued-again trial inherits it)
+
+
+@dataclass
+class Job:
+    """One ``fit`` of a study.
+
+    Args:
+        name: the run name (``<variant>...`` or ``trial-<N>``).
+        run_dir: its run directory.
+        command: the full ``python -m lightning_hw fit ...`` command.
+        resume: it continues from the run's ``checkpoints/last.ckpt``.
+        variant: the grid variant it trains (``None`` for a search trial).
+    """
+
+    name: str
+    run_dir: Path
+    command: list[str]
+    resume: bool = False
+    variant: Variant | None = None
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def execute(job: Job, env: dict[str, str], tee: bool) -> int:
+    """Run the job's ``fit``; its output goes to ``<run>/study.log`` (and the console with ``tee``)."""
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    with (job.run_dir / LOG_FILE).open("a") as log:
+        log.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')}\n$ {shlex.join(job.command)}\n")
+        log.flush()
+        process = subprocess.Popen(
+            job.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            if tee:
+                sys.stdout.write(line)
+        return process.wait()
+
+
+def child_env(parallel: int):
+    """Environment per worker: with several trials at once, share the CPU threads and spread the GPUs."""
+    base = dict(os.environ)
+    if parallel <= 1:
+        return lambda index: base
+    if "OMP_NUM_THREADS" not in base:  # N processes each using every core would thrash
+        base["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    visible = base.get("CUDA_VISIBLE_DEVICES")
+    gpus = [g for g in visible.split(",") if g.strip()] if visible is not None else _gpu_ids()
+
+    def env(index: int) -> dict[str, str]:
+        if len(gpus) < 2:
+            return base
+        return {**base, "CUDA_VISIBLE_DEVICES": gpus[(index - 1) % len(gpus)]}
+
+    return env
+
+
+def _gpu_ids() -> list[str]:
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - no torch/CUDA: no GPUs to spread
+        return []
+
+
+def fit_args(command: list[str]) -> list[str]:
+    """The ``fit`` arguments of a command, without the interpreter and without ``--ckpt_path last``."""
+    args = command[command.index("fit") + 1 :]
+    return args[:-2] if args[-2:] == ["--ckpt_path", "last"] else args
+
+
+def mark_finished(job: Job, seconds: float) -> None:
+    """Write the run's ``study-finished.json``: the record that it finished (a grid never reruns it)."""
+    variant = job.variant
+    record = {
+        "run": job.name,
+        "variant": variant.variant if variant else None,
+        "seed": variant.seed if variant else None,
+        "fold": getattr(variant, "fold", None),
+        "args": variant.args if variant else None,
+        "command": job.command,
+        "fit_args": fit_args(job.command),
+        "resumed": job.resume,
+        "seconds": round(seconds, 1),
+        "finished": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    write_atomically(job.run_dir / FINISHED_FILE, json.dumps(record, indent=2) + "\n")
+
+
+# -- the Optuna study ----------------------------------------------------------------------------
+
+
+def open_study(search: SearchStudy, heartbeat: bool = True):
+    """Create the study in its storage, or load it (another process or machine created it).
+
+    Returns:
+        ``(study, storage)``.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for attempt in range(5):
+        try:
+            storage = open_storage(search.storage, search.heartbeat if heartbeat else None)
+            study = optuna.create_study(
+                storage=storage,
+                study_name=search.optuna_name,
+                sampler=make_sampler(search),
+                direction=search.direction,
+                load_if_exists=True,
+            )
+            break
+        except Exception as err:  # noqa: BLE001 - a database refusing us: one line, not a traceback
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            # Processes starting together on an empty database race to create Optuna's tables.
+            if attempt < 4 and any(w in str(err) for w in ("duplicate key", "already exists", "UniqueViolation")):
+                time.sleep(1 + attempt)
+                continue
+            if isinstance(err, ConfigError):
+                raise
+            if type(err).__module__.startswith("sqlalchemy"):
+                raise ConfigError(f"storage {search.storage}: {text}") from None
+            raise
+    if study.direction.name.lower() != search.direction:
+        raise ConfigError(
+            f"study {search.optuna_name} in {search.storage} was created to {study.direction.name.lower()}; "
+            f"this file says {search.direction} (give another name or storage)"
+        )
+    return study, storage
+
+
+def beats(storage) -> bool:
+    """Whether the storage keeps heartbeats (database storages opened with an interval; the journal has none)."""
+    return callable(getattr(storage, "record_heartbeat", None)) and storage.get_heartbeat_interval() is not None
+
+
+def trial_id(storage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` (what another process rebuilds the trial from)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+
+
+def _retry_callback():
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return RetryHeartbeatStaleTrialCallback
+
+
+def _quiet_experimental():
+    """Optuna's retry helpers are "experimental" since 2.8/3.0 and still public: no warning per call."""
+    import optuna
+
+    quiet = warnings.catch_warnings()
+    quiet.__enter__()
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    return quiet
+
+
+def retried_from(trial) -> int | None:
+    """The number of the trial this one repeats (queued again after it died), or ``None``."""
+    quiet = _quiet_experimental()
+    try:
+        return _retry_callback().retried_trial_number(trial)
+    finally:
+        quiet.__exit__(None, None, None)
+
+
+def _retried(trials: list) -> set[int]:
+    quiet = _quiet_experimental()
+    try:
+        return {n for t in trials for n in _retry_callback().retry_history(t)}
+    finally:
+        quiet.__exit__(None, None, None)
+
+
+def counted(trials: list) -> list:
+    """The trials that use up a search's budget: all but surplus ones and failed ones that were queued again."""
+    retried = _retried(trials)
+    return [
+        t for t in trials
+        if not t.user_attrs.get(SURPLUS) and not (t.state.name == "FAIL" and t.number in retried)
+    ]
+
+
+def finished(trials: list) -> list:
+    """The counted trials that are done: complete, pruned or failed."""
+    return [t for t in counted(trials) if t.state.is_finished()]
+
+
+def _queue_again(study, number: int) -> None:
+    """Fail a RUNNING trial and queue its parameters again (it inherits the run directory)."""
+    import optuna
+
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
+    _retry_callback()()(study, study.get_trials(deepcopy=False)[number])
+
+
+def _give_back(study, trial) -> None:
+    """A trial the study does not need (asked at the same moment as another process's): FAIL, marked surplus."""
+    import optuna
+
+    trial.set_user_attr(SURPLUS, True)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+# -- asking: a search and a grid -------------------------------------------------------------------
+
+
+class _Asker:
+    """What a worker asks for its next trial; ``None`` when there is nothing left for this process."""
+
+    def __init__(self, study, storage, search: SearchStudy) -> None:
+        self.study, self.storage, self.search = study, storage, search
+        self.lock = threading.Lock()
+
+    def wait_or_stop(self) -> bool:
+        """All is handed out and some runs elsewhere: ``True`` to wait for them (or their heartbeat to stop)."""
+        if not beats(self.storage):  # the journal: a RUNNING trial may be dead, nothing would ever fail it
+            return False
+        time.sleep(min(self.search.heartbeat, 5))
+        return True
+
+
+class _SearchAsker(_Asker):
+    def next(self):
+        import optuna
+
+        search = self.search
+        while True:
+            with self.lock:
+                optuna.storages.fail_stale_trials(self.study)  # trials whose process died: failed, queued again
+                trials = self.study.get_trials(deepcopy=False)
+                if len(finished(trials)) >= search.trials:
+                    return None
+                waiting = any(t.state.name == "WAITING" for t in trials)
+                if waiting or len(counted(trials)) < search.trials:
+                    trial = self.study.ask(search.space)  # pops a queued trial first
+                    trials = self.study.get_trials(deepcopy=False)
+                    order = [t.number for t in sorted(counted(trials), key=lambda t: t.number)]
+                    if trial.number in order[: search.trials]:
+                        return trial
+                    _give_back(self.study, trial)  # another process asked at the same moment; the budget is full
+            if not self.wait_or_stop():
+                return None
+
+
+class _GridAsker(_Asker):
+    """Hands out the grid's runs: GridSampler's unvisited runs, else the unfinished ones by name."""
+
+    def __init__(self, study, storage, search: SearchStudy, runs: list[str], everything: bool) -> None:
+        super().__init__(study, storage, search)
+        self.runs = runs  # the runs this invocation should finish, in file order
+        self.everything = everything  # no --only: GridSampler may choose among all runs
+        self.attempted: set[str] = set()
+
+    def pending(self) -> list[str]:
+        return [r for r in self.runs if r not in self.attempted and not is_finished_run(self.search.directory / r)]
+
+    def next(self):
+        import optuna
+
+        while True:
+            with self.lock:
+                optuna.storages.fail_stale_trials(self.study)
+                trials = self.study.get_trials(deepcopy=False)
+                busy = {t.params.get(GRID_PARAM) for t in trials if t.state.name == "RUNNING"}
+                pending = self.pending()
+                free = [r for r in pending if r not in busy]
+                if free:
+                    waiting = any(t.state.name == "WAITING" for t in trials)
+                    if not waiting and not (self.everything and not self.study.sampler.is_exhausted(self.study)):
+                        self.study.enqueue_trial({GRID_PARAM: free[0]})  # GridSampler has handed it out before
+                    trial = self.study.ask(self.search.space)
+                    run = trial.params[GRID_PARAM]
+                    if run in free:
+                        self.attempted.add(run)
+                        return trial
+                    # A run that finished (recorded on disk) or that another process has just taken.
+                    if is_finished_run(self.search.directory / run):
+                        _tell_finished(self.study, trial, self.search.directory / run, self.search)
+                    else:
+                        _give_back(self.study, trial)
+                    continue
+            if not pending or not self.wait_or_stop():
+                return None
+
+
+def is_finished_run(run_dir: Path) -> bool:
+    """Whether a study run finished: its ``study-finished.json`` (the record a grid never reruns)."""
+    return (run_dir / FINISHED_FILE).is_file()
+
+
+def _tell_finished(study, trial, run_dir: Path, search: SearchStudy) -> None:
+    """Tell the study about a run that finished before (its value from its ``metrics.csv``)."""
+    import optuna
+
+    trial.set_user_attr(RUN_DIR, str(run_dir))
+    value = objective_value(run_dir, search)
+    if value is None:
+        trial.set_user_attr("note", f"finished without {search.metric} in its metrics.csv")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, value)
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+def run_study(
+    search: SearchStudy,
+    workers: int = 1,
+    extra: list[str] | None = None,
+    retry_running: bool = False,
+    only: list[str] | None = None,
+) -> int:
+    """Run trials until the study is done; returns the exit code (0, 1 when a run failed, 130).
+
+    Args:
+        search: the study's Optuna settings (a grid is a search over its run names).
+        workers: trials to run at once in this process.
+        extra: ``fit`` arguments from the command line, for every trial.
+        retry_running: first fail and queue again every RUNNING trial (no other process may run the study).
+        only: grid studies: the run names to run (default: all).
+    """
+    import optuna
+
+    # We record heartbeats ourselves around each trial's process (ask-and-tell, not Study.optimize).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study, storage = open_study(search)
+    if search.is_grid:
+        asker: _Asker = _GridAsker(study, storage, search, only or [v.name for v in search.study.variants], not only)
+    else:
+        from lightning_hw.studies.search_report import write_search_file
+
+        write_search_file(search)
+        asker = _SearchAsker(study, storage, search)
+    if retry_running:
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            _queue_again(study, trial.number)
+            print(f"  trial {trial.number}: was RUNNING; failed and queued again with the same parameters")
+    total = _print_header(search, study, only, extra or [])
+    env_of = child_env(workers)
+    stop = threading.Event()
+    outcomes: dict[int, str] = {}
+    started = iter(range(1, 1_000_000))
+
+    def worker(index: int) -> None:
+        while not stop.is_set():
+            trial = asker.next()
+            if trial is None:
+                return
+            tid = trial_id(storage, search.optuna_name, trial.number)
+            env = {**env_of(index), **trial_env(search, tid)}
+            job = job_for(search, trial, extra or [])
+            with asker.lock:
+                label = f"[{next(started)}/{total}] {job.name}" if search.is_grid else f"[trial {trial.number}]"
+            outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock)
+            if outcome == "interrupted":
+                stop.set()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            list(pool.map(worker, range(1, workers + 1)))
+        except KeyboardInterrupt:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            print("Study interrupted; run the same command again to continue it.")
+            return 130
+    if stop.is_set():
+        print("Study interrupted; run the same command again to continue it (the interrupted run resumes).")
+        return 130
+    code = _print_summary(search, study, asker)
+    return 1 if any(o == "failed" for o in outcomes.values()) else code
+
+
+def job_for(search: SearchStudy, trial, extra: list[str]) -> Job:
+    """The ``fit`` a trial runs: a grid's named run, or a search trial's parameters in ``trial-<N>``.
+
+    A search trial queued again (after an interrupt or a dead process) resumes the run of the
+    trial it repeats from its ``checkpoints/last.ckpt`` when there is one, else starts afresh in
+    ``trial-<N>``; a grid run always trains in its own directory (resuming when it can).
+    """
+    study: Study = search.study
+    if search.is_grid:
+        variant = search.variant(trial.params[GRID_PARAM])
+        run_dir = study.run_dir(variant)
+    else:
+        # A trial queued again continues the dead trial's run when that saved a last.ckpt; else it
+        # starts afresh in its own directory (the dead trial's record stays as it is).
+        run_dir = Path(trial.user_attrs.get(RUN_DIR) or "")
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            run_dir = Path(study.root) / study.name / f"{PREFIX}{trial.number}"
+        params = {k: as_value(v, trial.distributions[k]) for k, v in trial.params.items()}
+        variant = Variant(run_dir.name, run_dir.name, overrides_to_args(params, study.path, "search"))
+    trial.set_user_attr(RUN_DIR, str(run_dir))
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    job = Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume)
+    job.variant = variant if search.is_grid else None
+    return job
+
+
+def _print_header(search: SearchStudy, study, only: list[str] | None, extra: list[str]) -> int:
+    """What the study holds before this invocation; returns how many trials it may start."""
+    if search.is_grid:
+        names = only or [v.name for v in search.study.variants]
+        done = [n for n in names if is_finished_run(search.directory / n)]
+        resume = [n for n in names if n not in done and (search.directory / n / "checkpoints" / "last.ckpt").is_file()]
+        print(
+            f"Study {search.name}: {len(names)} runs in {search.directory} ({len(done)} finished, "
+            f"{len(resume)} to resume, {len(names) - len(done) - len(resume)} to start; storage {search.storage})"
+        )
+        for name in done:
+            print(f"  {name}: finished before, skipped ({search.directory / name}){_changed_note(search, name, extra)}")
+        return len(names) - len(done)
+    done = finished(study.get_trials(deepcopy=False))
+    print(
+        f"Study {search.name}: {len(done)} of {search.trials} trials finished in {search.storage} "
+        f"({search.sampler} sampler, pruner {next(iter(search.pruner))}, objective {search.metric} {search.direction})"
+    )
+    return search.trials - len(done)
+
+
+def _changed_note(search: SearchStudy, name: str, extra: list[str]) -> str:
+    """A warning when a finished grid run ran with other arguments than the study now gives."""
+    run_dir = search.directory / name
+    try:
+        before = json.loads((run_dir / FINISHED_FILE).read_text()).get("fit_args")
+    except (OSError, ValueError):
+        return ""
+    now = fit_args(fit_command(search.study, search.variant(name), extra, resume=False))
+    if before is None or before == now:
+        return ""
+    return f"; note: it ran with other arguments than now, delete {run_dir} to run it again"
+
+
+def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
+    """The study's result in a few lines; returns the exit code (1 when a run failed)."""
+    if isinstance(asker, _GridAsker):
+        failed = sorted(n for n in asker.attempted if not is_finished_run(search.directory / n))
+        if failed:
+            print(f"Study {search.name}: {len(failed)} run(s) failed: {', '.join(failed)}; re-run to retry them.", file=sys.stderr)
+            return 1
+        print(f"Study {search.name} complete. Compare the runs with: python -m lightning_hw report {search.directory}")
+        return 0
+    trials = study.get_trials(deepcopy=False)
+    done = finished(trials)
+    states = {s: sum(t.state.name == s for t in done) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in states.items() if n)
+    print(f"Study {search.name}: {len(done)} trials finished ({summary or 'none'}).")
+    if any(t.state.name == "COMPLETE" for t in done):
+        best = study.best_trial
+        print(f"Best: trial {best.number}, {search.metric} = {best.value:.4f}, {params_text(best.params, best.distributions)}")
+    print(f"Report with: python -m lightning_hw report {search.directory}")
+    return 0
+
+
+def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, env: dict[str, str], workers: int, label: str, lock) -> str:
+    """Train one trial in a ``fit`` process and tell the study how it ended."""
+    import optuna
+
+    retry = retried_from(study.get_trials(deepcopy=False)[trial.number])
+    how = "resuming from checkpoints/last.ckpt" if job.resume else "starting"
+    what = f"{how}{f', again for trial {retry}' if retry is not None else ''}"
+    if not search.is_grid:
+        what += f": {params_text(trial.params, trial.distributions)}"
+    with lock:
+        print(f"{label}: {what} ({job.run_dir})", flush=True)
+    started = time.monotonic()
+    beating = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(storage, tid, search.heartbeat, beating), daemon=True)
+    beat.start()
+    try:
+        code = execute(job, env, tee=workers == 1)
+    finally:
+        beating.set()
+        beat.join()
+    seconds = time.monotonic() - started
+    status = read_status(job.run_dir)
+    trial.set_user_attr("epochs", len(_curve(job.run_dir, search.metric)))  # before the tell: a finished trial is read-only
+    value = objective_value(job.run_dir, search)
+    if code in INTERRUPT_CODES:
+        _queue_again(study, trial.number)
+        resume = "run the study again to resume it" if search.is_grid else "it is queued again and resumes when the study runs again"
+        outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {resume}"
+    elif code == 0 and status.get("status") == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        outcome, text = "pruned", f"pruned at epoch {status.get('pruned_at_epoch')} after {seconds:.1f} s"
+    elif code == 0 and status.get("status") == "finished" and (value is not None or search.is_grid):
+        mark_finished(job, seconds)
+        _tell_finished(study, trial, job.run_dir, search)
+        shown = f"{search.metric} = {value:.4f} in " if value is not None and not search.is_grid else "finished in "
+        outcome, text = "complete", f"{shown}{seconds:.1f} s"
+    else:
+        why = f"exit {code}" if code else ("a fit that trained nothing" if status.get("status") != "finished" else f"no {search.metric} in its metrics.csv")
+        trial.set_user_attr("exit_code", code)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        outcome, text = "failed", f"FAILED ({why}, run {status.get('status') or 'not started'}); see {job.run_dir / LOG_FILE}"
+    with lock:
+        print(f"{label}: {text}" if search.is_grid else f"{label} {text}", flush=True)
+    return outcome
+
+
+def _heartbeat(storage, tid: int, interval: int, stop: threading.Event) -> None:
+    """Record the trial's heartbeat until ``stop`` (database storages; the journal has none)."""
+    if not beats(storage):
+        return
+    while True:
+        storage.record_heartbeat(tid)
+        if stop.wait(interval):
+            return
+
+
+def _curve(run_dir: Path, metric: str) -> dict[int, float]:
+    try:
+        return read_metrics(run_dir / "metrics.csv").get(metric) or {}
+    except OSError:
+        return {}
+
+
+def objective_value(run_dir: Path, search: SearchStudy) -> float | None:
+    """The best value of the objective over the run's epochs (max when maximizing), from its ``metrics.csv``."""
+    values = list(_curve(run_dir, search.metric).values())
+    if not values:
+        return None
+    return max(values) if search.direction == "maximize" else min(values)
+
+
+def params_text(params: dict[str, Any], distributions: dict[str, Any]) -> str:
+    """``lr = 0.01, hidden = [64, 32]``: a trial's parameters as the study file writes them."""
+    return ", ".join(f"{k} = {json.dumps(as_value(v, distributions[k])) if not isinstance(v, float) else f'{v:.4g}'}" for k, v in params.items())
