@@ -23,7 +23,7 @@ from lightning_hw.cli.commands import SUBCOMMANDS
 from reliability_helpers import error_of
 
 JSONARGPARSE = f"jsonargparse {jsonargparse.__version__}"
-COMMANDS = "fit, validate, test, predict, list, study, report, export, new-plugin"
+COMMANDS = "fit, validate, test, predict, list, study, report, export, lr-find, new-plugin"
 
 
 @pytest.fixture

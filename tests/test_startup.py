@@ -107,7 +107,7 @@ def test_unknown_command_is_one_line_with_the_closest(tmp_path):
     assert (code, err) == (2, f"error: unknown command 'xyzzy'; commands: {', '.join(SUBCOMMANDS)}")
 
 
-@pytest.mark.parametrize("command", ["study", "report", "export", "new-plugin"])
+@pytest.mark.parametrize("command", ["study", "report", "export", "lr-find", "new-plugin"])
 def test_our_subcommands_help_without_importing_lightning(command, tmp_path):
     code, out, err, imported = run_cli(command, "--help", cache=tmp_path)
     assert (code, err, imported) == (0, "", set())

@@ -42,6 +42,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "study": Subcommand("variants of a config, or an Optuna search, each run in its own process", "lightning_hw.studies.grid:main"),
     "report": Subcommand("compare runs: a metrics table and one plot per metric", "lightning_hw.reports:main"),
     "export": Subcommand("a checkpoint to ONNX, checked against PyTorch on the test split", "lightning_hw.deploy.export_command:main"),
+    "lr-find": Subcommand(
+        "a learning rate for a config: Lightning's range test on its own optimizer", "lightning_hw.tuning.lr_find_command:main"
+    ),
     "new-plugin": Subcommand(
         "scaffold a plugin package", "lightning_hw.scaffold.new_plugin:new_plugin_main", loads_plugins=False, takes_debug=True
     ),

@@ -1,0 +1,1 @@
+"""Tuning commands: ``lr-find`` (Lightning's learning-rate range test on a config's own optimizer)."""

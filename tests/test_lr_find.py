@@ -1,0 +1,354 @@
+"""``lr-find``: Lightning's lr range test on a config's own optimizer, its files, and ``--write``.
+
+The CLI runs in this process (``main([...])``, as a user's command line); one sweep of the
+quickstart (30 steps, seconds) is shared by the tests that read its files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_hw.cli import main
+from lightning_hw.tuning import lr_find
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread each (two thrash on 2 shared cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """``python -m lightning_hw <args>`` in this process: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as stop:
+            code = stop.code or 0
+    return code, out.getvalue(), err.getvalue()
+
+
+def quiet(runs: Path) -> list[str]:
+    """Where runs go, W&B off, no progress bars."""
+    return ["--run.root", str(runs), "--run.wandb", "disabled", "--trainer.enable_progress_bar", "false"]
+
+
+def error_line(err: str) -> str:
+    """The one ``error:`` line of stderr (the finder's progress bar and Lightning's seed line aside)."""
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
+def lr_find_dirs(runs: Path, group: str = "quickstart") -> list[Path]:
+    return sorted((runs / group).glob("lr-find-*")) if (runs / group).is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One lr-find of the quickstart with --write: (runs root, lr-find directory, written config, stdout)."""
+    base = tmp_path_factory.mktemp("lr_find")
+    runs, written = base / "runs", base / "quickstart_lr.yaml"
+    code, out, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--num_training", "30", "--write", str(written), *quiet(runs)
+    )
+    assert code == 0, err[-3000:]
+    (directory,) = lr_find_dirs(runs)
+    return runs, directory, written, out
+
+
+def points(directory: Path) -> list[tuple[float, float]]:
+    with (directory / lr_find.POINTS_FILE).open(newline="") as file:
+        return [(float(row["lr"]), float(row["loss"])) for row in csv.DictReader(file)]
+
+
+def summary(directory: Path) -> dict:
+    return json.loads((directory / lr_find.SUMMARY_FILE).read_text())
+
+
+def test_the_suggestion_is_a_point_of_the_sweep_on_the_configs_own_optimizer(swept):
+    runs, directory, _, out = swept
+    sweep = points(directory)
+    lrs = [lr for lr, _ in sweep]
+    assert len(sweep) == 30 and lrs == sorted(lrs)
+    assert lrs[0] == pytest.approx(1e-8) and lrs[-1] == pytest.approx(1.0)
+    found = summary(directory)
+    suggested = found["suggested_lr"]
+    assert min(lrs) <= suggested <= max(lrs) and suggested in lrs
+    # Not among the points the suggestion skips (the first 10, the last one).
+    assert lr_find.SKIP_BEGIN < lrs.index(suggested) < len(lrs) - lr_find.SKIP_END
+    assert found["suggested_step"] == lrs.index(suggested) + 1
+    # The quickstart's optimizer: SGD (momentum 0.9) from its optimizer: section, lr at optimizer.init_args.lr.
+    assert found["optimizer"] == "SGD" and found["lr_keys"] == ["optimizer.init_args.lr"]
+    assert found["config_lr"] == 0.1
+    assert (found["min_lr"], found["max_lr"], found["num_training"], found["mode"]) == (1e-8, 1.0, 30, "exponential")
+    assert found["lightning_suggestion"] in lrs
+    lines = out.splitlines()
+    assert lines[0].startswith(f"Suggested lr: {suggested:.4g} (")
+    assert any(line.startswith(f"lr-find saved in {directory}") for line in lines)
+
+
+def test_the_plot_is_a_png_beside_the_points_and_the_resolved_config(swept):
+    runs, directory, _, _ = swept
+    assert (directory / lr_find.PLOT_FILE).read_bytes()[:8] == PNG_MAGIC
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [lr_find.PLOT_FILE, lr_find.POINTS_FILE, lr_find.SUMMARY_FILE, lr_find.CONFIG_FILE]
+    )  # the finder's temporary checkpoint is gone
+    resolved = yaml.safe_load((directory / lr_find.CONFIG_FILE).read_text())
+    assert resolved["optimizer"]["init_args"]["lr"] == 0.1  # what was swept: the config as it was
+    # Its own directory in the group, never a training run's: nothing else under runs/.
+    assert [p.name for p in (runs / "quickstart").iterdir()] == [directory.name]
+    assert directory.name.startswith("lr-find-")
+
+
+def test_the_written_config_is_the_resolved_config_with_the_suggested_lr_and_nothing_else(swept):
+    _, directory, written, _ = swept
+    suggested = summary(directory)["suggested_lr"]
+    text = written.read_text()
+    assert text.startswith("# ") and str(directory) in text.splitlines()[1]
+    config = yaml.safe_load(text)
+    assert config["optimizer"]["init_args"]["lr"] == suggested
+    resolved = yaml.safe_load((directory / lr_find.CONFIG_FILE).read_text())
+    resolved["optimizer"]["init_args"]["lr"] = suggested
+    resolved["run"]["group"] = "quickstart"  # named: the file's own name would otherwise become the group
+    assert config == resolved
+
+
+@pytest.mark.slow
+def test_fit_trains_with_the_written_lr(swept):
+    runs, directory, written, _ = swept
+    suggested = summary(directory)["suggested_lr"]
+    code, out, err = run(
+        "fit", "--config", str(written), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--run.name", "from-lr-find", *quiet(runs),
+    )
+    assert code == 0, err[-3000:]
+    run_dir = runs / "quickstart" / "from-lr-find"  # the same group as the quickstart's own runs
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["optimizer"]["init_args"]["lr"] == suggested
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    (group,) = checkpoint["optimizer_states"][0]["param_groups"]
+    assert group["lr"] == pytest.approx(suggested) and group["momentum"] == 0.9  # the lr that trained
+    # The lr-find directory is untouched by the fit.
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [lr_find.PLOT_FILE, lr_find.POINTS_FILE, lr_find.SUMMARY_FILE, lr_find.CONFIG_FILE]
+    )
+
+
+def test_an_existing_write_target_is_refused_and_left_unchanged(tmp_path):
+    target = tmp_path / "mine.yaml"
+    target.write_text("# my config\n")
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), "--write", str(target), *quiet(tmp_path / "runs"))
+    assert code == 2 and out == ""
+    assert error_line(err) == (
+        f"error: lr-find: {target} exists and is left unchanged; give another --write, or add --overwrite to replace it"
+    )
+    assert target.read_text() == "# my config\n"
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_overwrite_replaces_an_existing_write_target(tmp_path):
+    target = tmp_path / "mine.yaml"
+    target.write_text("# my config\n")
+    code, _, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--num_training", "15", "--write", str(target), "--overwrite",
+        *quiet(tmp_path / "runs"),
+    )
+    assert code == 0, err[-3000:]
+    (directory,) = lr_find_dirs(tmp_path / "runs")
+    assert yaml.safe_load(target.read_text())["optimizer"]["init_args"]["lr"] == summary(directory)["suggested_lr"]
+
+
+@pytest.mark.parametrize(
+    ("typo", "expected"),
+    [
+        (["--num_trainig", "30"], "error: unknown option --num_trainig; did you mean --num_training?"),
+        (["--trainer.max_epochz", "3"], "error: unknown option --trainer.max_epochz; did you mean --trainer.max_epochs"),
+        (["--mode", "cubic"], "error: lr-find: argument --mode: invalid choice: 'cubic'"),
+        (["--num_training", "5"], "error: lr-find: --num_training must be at least 13"),
+        (["--min_lr", "1", "--max_lr", "0.1"], "error: lr-find: --min_lr (1.0) must be below --max_lr (0.1)"),
+    ],
+)
+def test_a_bad_option_is_one_line(typo, expected, tmp_path):
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), *typo, *quiet(tmp_path / "runs"))
+    assert code == 2 and out == ""
+    assert error_line(err).startswith(expected)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_without_an_optimizer_section_the_tasks_lr_is_swept_and_written(tmp_path):
+    written = tmp_path / "adam.yaml"
+    code, out, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--optimizer", "null", "--num_training", "15", "--write", str(written),
+        *quiet(tmp_path / "runs"),
+    )
+    assert code == 0, err[-3000:]
+    (directory,) = lr_find_dirs(tmp_path / "runs")
+    found = summary(directory)
+    assert found["optimizer"] == "Adam" and found["lr_keys"] == ["model.init_args.lr"] and found["config_lr"] is None
+    config = yaml.safe_load(written.read_text())
+    assert config["model"]["init_args"]["lr"] == found["suggested_lr"] and config.get("optimizer") is None
+    assert "the task's default" in out.splitlines()[0]
+
+
+def test_the_tasks_lr_given_with_an_optimizer_is_written_to_both(tmp_path):
+    written = tmp_path / "both.yaml"
+    code, _, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--model.init_args.lr", "0.05", "--num_training", "15",
+        "--write", str(written), *quiet(tmp_path / "runs"),
+    )
+    assert code == 0, err[-3000:]
+    (directory,) = lr_find_dirs(tmp_path / "runs")
+    found = summary(directory)
+    assert found["lr_keys"] == ["optimizer.init_args.lr", "model.init_args.lr"] and found["config_lr"] == 0.05
+    config = yaml.safe_load(written.read_text())
+    assert config["optimizer"]["init_args"]["lr"] == config["model"]["init_args"]["lr"] == found["suggested_lr"]
+
+
+def test_a_scheduler_that_sets_the_lr_itself_is_refused(tmp_path):
+    code, _, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--lr_scheduler", "OneCycleLR", "--lr_scheduler.max_lr", "0.5",
+        "--lr_scheduler.total_steps", "100", *quiet(tmp_path / "runs"),
+    )
+    assert code == 2
+    line = error_line(err)
+    assert "OneCycleLR sets the lr itself" in line and "--lr_scheduler null" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_another_scheduler_is_replaced_for_the_sweep_with_a_note(tmp_path):
+    code, out, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "5",
+        "--num_training", "15", *quiet(tmp_path / "runs"),
+    )
+    assert code == 0, err[-3000:]
+    assert out.splitlines()[0].startswith("note: the sweep runs without the lr_scheduler StepLR")
+
+
+def test_a_loss_that_is_never_finite_gives_one_line_and_keeps_the_points(tmp_path):
+    code, out, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--min_lr", "1e4", "--max_lr", "1e8", "--early_stop_threshold", "none",
+        "--num_training", "15", "--write", str(tmp_path / "never.yaml"), *quiet(tmp_path / "runs"),
+    )
+    assert code == 1
+    line = error_line(err)
+    assert "no suggestion: the loss was not finite" in line and "lower --max_lr" in line
+    (directory,) = lr_find_dirs(tmp_path / "runs")
+    assert str(directory / lr_find.POINTS_FILE) in line and len(points(directory)) == 15
+    assert summary(directory)["suggested_lr"] is None
+    assert not (tmp_path / "never.yaml").exists()
+
+
+def test_a_sweep_that_diverges_at_once_gives_one_line(tmp_path):
+    code, _, err = run(
+        "lr-find", "--config", str(QUICKSTART), "--min_lr", "10", "--max_lr", "1e5", "--num_training", "30",
+        *quiet(tmp_path / "runs"),
+    )
+    assert code == 1
+    line = error_line(err)
+    assert "no suggestion: the loss diverged after" in line and "--early_stop_threshold" in line
+    (directory,) = lr_find_dirs(tmp_path / "runs")
+    assert summary(directory)["stopped_early"] is True
+
+
+def test_fast_dev_run_and_ckpt_path_are_refused(tmp_path):
+    code, _, err = run("lr-find", "--config", str(QUICKSTART), "--trainer.fast_dev_run", "true", *quiet(tmp_path / "runs"))
+    assert code == 2 and "fast_dev_run would skip the sweep" in error_line(err)
+    code, _, err = run("lr-find", "--config", str(QUICKSTART), "--ckpt_path", "last", *quiet(tmp_path / "runs"))
+    assert code == 2 and error_line(err) == "error: lr-find: the sweep starts from the config's fresh weights; drop --ckpt_path"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_during_the_sweep_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from lightning_hw.runs import RunInterrupted
+
+    def interrupted(self):
+        assert lr_find_dirs(tmp_path / "runs")  # the directory exists while sweeping
+        raise RunInterrupted(signal.SIGINT, at_once=True)
+
+    monkeypatch.setattr(lr_find.LRFindCLI, "sweep", interrupted)
+    code, _, err = run("lr-find", "--config", str(QUICKSTART), *quiet(tmp_path / "runs"))
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "interrupted by SIGINT during lr-find; nothing was saved"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_steepest_fall_takes_the_slope_against_log_lr_in_an_exponential_sweep():
+    # Flat, then falling by 0.1 per step from lr 1e-2 on: the per-step fall is steepest where it falls,
+    # while a slope against lr itself would be largest where the steps are tiny (noise at 1e-7).
+    lrs = [10 ** (-8 + 8 * i / 39) for i in range(40)]
+    losses = [2.3 - (1e-4 if i == 12 else 0.0) for i in range(40)]
+    for i in range(30, 40):
+        losses[i] = 2.3 - 0.1 * (i - 29)
+    index = lr_find.steepest_fall(lrs, losses, log_lr=True)
+    assert 30 <= index < 39
+    assert lr_find.steepest_fall(lrs, losses, log_lr=False) < 20  # Lightning 2.6's way: the dip among tiny lrs
+    assert lr_find.steepest_fall(lrs[:12], losses[:12], log_lr=True) is None  # too few points after the skips
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_config_sweeps_its_head_with_the_backbone_frozen_in_eval_mode(tmp_path, monkeypatch):
+    """configs/transfer_demo.yaml (finetune:): the sweep trains what fit's first epochs train.
+
+    The finder sweeps without the trainer's callbacks, but FreezeBackbone freezes the backbone in
+    its set-up, which runs before; Lightning keeps the modes the modules were left in.
+    """
+    from torch import nn
+
+    from lightning_hw.callbacks.finetuning import backbone_of
+
+    seen = []
+    original = lr_find.LRFindCLI.sweep
+
+    def sweep(self):
+        bn = next(m for m in backbone_of(self.model).modules() if isinstance(m, nn.BatchNorm2d))
+        handle = bn.register_forward_pre_hook(lambda module, args: seen.append((module.training, module.weight.requires_grad)))
+        try:
+            return original(self)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(lr_find.LRFindCLI, "sweep", sweep)
+    code, out, err = run(
+        "lr-find", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--num_training", "15",
+        *quiet(tmp_path / "runs"),
+    )
+    assert code == 0, err[-3000:]
+    assert seen and set(seen) == {(False, False)}  # batch norm on its stored statistics, no gradient
+    (directory,) = lr_find_dirs(tmp_path / "runs", "transfer_demo")
+    assert summary(directory)["optimizer"] == "Adam" and summary(directory)["config_lr"] == 0.003
+
+
+def test_where_the_lr_lives():
+    from jsonargparse import Namespace
+
+    def config(model_args: dict, optimizer: dict | None = None) -> Namespace:
+        model = Namespace(class_path="my_plugin.PlainTask", init_args=Namespace(**model_args))
+        return Namespace(model=model, optimizer=Namespace(class_path="torch.optim.SGD", init_args=Namespace(**optimizer)) if optimizer else None)
+
+    assert lr_find.lr_keys(config({"lr": None}, {"lr": 0.1})) == ["optimizer.init_args.lr"]
+    assert lr_find.lr_keys(config({"lr": 0.2}, {"lr": 0.2})) == ["optimizer.init_args.lr", "model.init_args.lr"]
+    assert lr_find.lr_keys(config({"lr": None})) == ["model.init_args.lr"]
+    assert lr_find.lr_keys(config({"learning_rate": 0.01})) == ["model.init_args.learning_rate"]
+    with pytest.raises(lr_find.ConfigError, match="there is no lr to sweep: PlainTask takes no lr .* add one"):
+        lr_find.lr_keys(config({"hidden": 32}))
+    with pytest.raises(lr_find.ConfigError, match="the optimizer SGD takes no lr"):
+        lr_find.lr_keys(config({"hidden": 32}, {"momentum": 0.9}))
