@@ -106,33 +106,34 @@ class _TestSamples(Callback):
         self.top = RunningTop(num_samples)
         self._seen = 0
         self._unsupported: str | None = None
+        self._source: torch.Tensor | None = None
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.top.reset()
         self._seen = 0
         self._unsupported = None
+        # A FeatureCache serving the test split (it built the loader by now) gives its rows in its own order.
+        self._source = None
+        for callback in trainer.callbacks:
+            if getattr(callback, "active", False) and "test" in getattr(callback, "source_positions", {}):
+                self._source = callback.source_positions["test"].to(pl_module.device)
 
     def positions(self, trainer: Trainer, n: int, device: torch.device) -> torch.Tensor:
-        """Positions in the test split of the next ``n`` samples of this process.
+        """Positions in the datamodule's test split of the next ``n`` samples of this process.
 
         Test loaders are not shuffled; across processes sample ``i`` of process ``r`` is
         sample ``i * world_size + r`` (Lightning's ``DistributedSampler`` and
-        :class:`~lightning_hw.data.base.TensorBatchLoader` both deal them out so).
+        :class:`~lightning_hw.data.base.TensorBatchLoader` both deal them out so). Rows
+        served by a :class:`~lightning_hw.callbacks.feature_cache.FeatureCache` are mapped
+        back to the samples they came from.
         """
         local = torch.arange(self._seen, self._seen + n, device=device)
         self._seen += n
-        return local * trainer.world_size + trainer.global_rank
+        positions = local * trainer.world_size + trainer.global_rank
+        return self._source.to(device)[positions] if self._source is not None else positions
 
     def raw_inputs(self, trainer: Trainer, positions: torch.Tensor) -> torch.Tensor | None:
-        """The stored test samples at ``positions`` (images as decoded, table rows as read), or ``None``.
-
-        When a :class:`~lightning_hw.callbacks.feature_cache.FeatureCache` served the test
-        split, the loop saw its rows in the cache's order; they are mapped back first.
-        """
-        for callback in trainer.callbacks:
-            source = getattr(callback, "source_positions", {}).get("test") if getattr(callback, "active", False) else None
-            if source is not None:
-                positions = source[positions]
+        """The stored test samples at ``positions`` (images as decoded, table rows as read), or ``None``."""
         datamodule = trainer.datamodule
         raw_dataloader = getattr(datamodule, "raw_dataloader", None)
         if raw_dataloader is None:
