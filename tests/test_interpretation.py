@@ -233,3 +233,18 @@ def test_top_losses_through_the_feature_cache_find_their_own_images(tmp_path):
     chosen, fields = callback.top.gathered(trainer)
     torch.testing.assert_close(chosen, losses[expected], rtol=1e-4, atol=1e-5)
     assert torch.equal(callback.raw_inputs(trainer, fields["position"]), images[expected])
+
+
+def test_a_subclass_with_its_own_shared_step_keeps_it_in_testing():
+    calls = []
+
+    class Counting(Classifier):
+        def shared_step(self, batch, stage):
+            calls.append(stage)
+            return super().shared_step(batch, stage)
+
+    x, y = rows(4)
+    task = Counting(net=fixed_linear(4), num_classes=4, input_shape=(3,))
+    plain = Classifier(net=fixed_linear(4), num_classes=4, input_shape=(3,))
+    assert task.test_step((x, y), 0).item() == pytest.approx(plain.test_step((x, y), 0)["loss"].item())
+    assert calls == ["test"]

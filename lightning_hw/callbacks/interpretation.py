@@ -290,7 +290,7 @@ class ClassificationInterpretation(_TestSamples):
         labels = []
         for j in index:
             label = feature_names[j] if feature_names and j < len(feature_names) else f"feature {j}"
-            labels.append(f"{label} = {float(raw_values[j]):g}" if raw_values is not None else label)
+            labels.append(f"{label} = {float(raw_values[j]):.4g}" if raw_values is not None else label)
         ax.barh(range(len(index)), values[index].numpy(), color=["tab:blue" if values[j] >= 0 else "tab:orange" for j in index])
         ax.set_yticks(range(len(index)), labels, fontsize=6)
         ax.invert_yaxis()
@@ -354,6 +354,7 @@ class WorstFaces(_TestSamples):
         for ax, error in zip(fig.axes, errors.tolist()):
             ax.set_title(f"NME {error:.3f}", fontsize=8)
         fig.suptitle("worst test faces: true (green circles), predicted (red crosses)")
+        fig.tight_layout()  # again: the titles are new
         return fig
 
 

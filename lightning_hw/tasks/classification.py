@@ -77,13 +77,15 @@ class Classifier(Task):
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         return self._step(batch, stage)[0]
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor] | torch.Tensor:
         """The batch's loss and its raw outputs (``outputs``), which callbacks read per sample.
 
         :class:`~lightning_hw.callbacks.interpretation.ClassificationInterpretation` takes the
         outputs from here (``on_test_batch_end``) so that finding the top losses costs no
-        second forward pass.
+        second forward pass. A subclass with its own ``shared_step`` keeps it (and returns its loss only).
         """
+        if type(self).shared_step is not Classifier.shared_step:
+            return super().test_step(batch, batch_idx)
         loss, outputs = self._step(batch, "test")
         return {"loss": loss, "outputs": outputs.detach()}
 

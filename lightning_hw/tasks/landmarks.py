@@ -153,12 +153,15 @@ class LandmarkRegressor(Task):
         self.collect(stage, self.to_pixels(pred.detach()), self.to_pixels(target))
         return loss
 
-    def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+    def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor] | torch.Tensor:
         """The batch's loss and its predicted points (``points``, normalised), which callbacks read per face.
 
         :class:`~lightning_hw.callbacks.interpretation.WorstFaces` takes them from here
-        (``on_test_batch_end``): no second forward pass.
+        (``on_test_batch_end``): no second forward pass. A subclass with its own ``shared_step``
+        keeps it (and returns its loss only).
         """
+        if type(self).shared_step is not LandmarkRegressor.shared_step:
+            return super().test_step(batch, batch_idx)
         x, target = batch[0], batch[1]
         pred = self(x)
         return {"loss": self._finish_step(pred, target, "test"), "points": pred.detach()}
