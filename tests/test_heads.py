@@ -57,3 +57,16 @@ def test_predictions_and_scores_agree_for_every_head():
 def test_unknown_head_suggests():
     with pytest.raises(ConfigError, match=r"unknown head 'softmax_c'; did you mean softmax_ce"):
         get_head("softmax_c")
+
+
+def test_sample_loss_is_each_samples_own_loss_and_the_loss_is_their_mean():
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 3, 1, 1, 2, 0])
+    for name, head in HEADS.items():
+        out, y = (logits[:, :1], target % 2) if head.single_logit else (logits, target)
+        per_sample = head.sample_loss(out, y)
+        assert per_sample.shape == (6,), name
+        # Each sample's value is the loss of a batch of that sample alone.
+        alone = torch.stack([head.loss(out[i : i + 1], y[i : i + 1]) for i in range(6)])
+        assert torch.allclose(per_sample, alone, atol=1e-6), name
+        assert head.loss(out, y).item() == pytest.approx(per_sample.mean().item(), rel=1e-6), name

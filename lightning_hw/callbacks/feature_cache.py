@@ -98,6 +98,8 @@ class FeatureCache(Callback):
         #: per split: "hit" (read from disk) or "computed"; for tests and the benchmark
         self.events: dict[str, str] = {}
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: per split: the datamodule's position of every cached row (the cache is in digest order)
+        self.source_positions: dict[str, torch.Tensor] = {}
         self._originals: dict[str, Any] = {}
         self._train_loader: TensorBatchLoader | None = None
         self._fingerprint: str | None = None
@@ -141,6 +143,7 @@ class FeatureCache(Callback):
             return
         datamodule = trainer.datamodule
         self._features = {}
+        self.source_positions = {}
         self._train_loader = None
         self._originals = {}
         self._fingerprint = None
@@ -201,7 +204,9 @@ class FeatureCache(Callback):
         if split in self._features:
             return self._features[split]
         net = pl_module.net
-        digests = sorted(self._sample_digests(trainer, pl_module, split))
+        in_source_order = list(self._sample_digests(trainer, pl_module, split))
+        order = sorted(range(len(in_source_order)), key=in_source_order.__getitem__)
+        digests = [in_source_order[i] for i in order]
         if self._fingerprint is None:  # the frozen backbone does not change within a stage
             self._fingerprint = _digest(
                 net.backbone_fingerprint() if hasattr(net, "backbone_fingerprint") else repr(net.backbone),
@@ -228,6 +233,9 @@ class FeatureCache(Callback):
                 f"{time.perf_counter() - start:.1f} s, saved to {path}"
             )
         self._features[split] = (features, labels)
+        # Row r of the cache is sample order[r] of the datamodule's split: how callbacks that show
+        # single test samples (top losses) find their images. _compute sorts by the same digests.
+        self.source_positions[split] = torch.tensor(order, dtype=torch.long)
         return features, labels
 
     def _sample_digests(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterable[str]:

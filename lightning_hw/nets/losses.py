@@ -22,6 +22,11 @@ def _one_hot(target: torch.Tensor, num_classes: int, like: torch.Tensor) -> torc
     return F.one_hot(target.long(), num_classes).to(like.dtype)
 
 
+def _per_class_mean(loss: Callable[..., torch.Tensor], inputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``loss(inputs, one-hot y)`` of every sample, averaged over its classes (Keras' per-sample value)."""
+    return loss(inputs, _one_hot(y, inputs.shape[-1], inputs), reduction="none").mean(dim=-1)
+
+
 @dataclass(frozen=True)
 class OutputHead:
     """An output activation paired with a loss.
@@ -29,16 +34,22 @@ class OutputHead:
     Args:
         name: the name used in configs.
         summary: one line for help texts.
-        loss: ``(outputs, integer targets) -> scalar``.
+        sample_loss: ``(outputs, integer targets) -> (batch,)``, the loss of every sample; the
+            training loss is its mean (:meth:`loss`), so a per-sample view (top losses) and
+            the logged loss cannot disagree.
         scores: ``outputs -> (batch, num_classes)`` class scores (probabilities where defined).
         single_logit: the net has one output (binary classification) instead of one per class.
     """
 
     name: str
     summary: str
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    sample_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     scores: Callable[[torch.Tensor], torch.Tensor]
     single_logit: bool = False
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The batch's loss: the mean of :attr:`sample_loss` over its samples."""
+        return self.sample_loss(outputs, target).mean()
 
     def num_outputs(self, num_classes: int) -> int:
         """Width of the net's last layer for ``num_classes`` classes."""
@@ -64,37 +75,37 @@ HEADS: dict[str, OutputHead] = {
         OutputHead(
             "softmax_ce",
             "softmax + categorical cross-entropy (the standard multi-class head)",
-            lambda out, y: F.cross_entropy(out, y.long()),
+            lambda out, y: F.cross_entropy(out, y.long(), reduction="none"),
             lambda out: out.softmax(-1),
         ),
         OutputHead(
             "sigmoid_bce",
             "sigmoid per class + binary cross-entropy on one-hot targets, averaged over classes as Keras does",
-            lambda out, y: F.binary_cross_entropy_with_logits(out, _one_hot(y, out.shape[-1], out)),
+            lambda out, y: _per_class_mean(F.binary_cross_entropy_with_logits, out, y),
             lambda out: out.sigmoid(),
         ),
         OutputHead(
             "sigmoid_mse",
             "sigmoid per class + mean squared error to one-hot targets",
-            lambda out, y: F.mse_loss(out.sigmoid(), _one_hot(y, out.shape[-1], out)),
+            lambda out, y: _per_class_mean(F.mse_loss, out.sigmoid(), y),
             lambda out: out.sigmoid(),
         ),
         OutputHead(
             "softmax_mse",
             "softmax + mean squared error to one-hot targets",
-            lambda out, y: F.mse_loss(out.softmax(-1), _one_hot(y, out.shape[-1], out)),
+            lambda out, y: _per_class_mean(F.mse_loss, out.softmax(-1), y),
             lambda out: out.softmax(-1),
         ),
         OutputHead(
             "linear_mse",
             "no activation + mean squared error to one-hot targets",
-            lambda out, y: F.mse_loss(out, _one_hot(y, out.shape[-1], out)),
+            lambda out, y: _per_class_mean(F.mse_loss, out, y),
             lambda out: out,
         ),
         OutputHead(
             "binary_bce",
             "one logit + sigmoid binary cross-entropy (Keras Dense(1, sigmoid) with binary_crossentropy)",
-            lambda out, y: F.binary_cross_entropy_with_logits(out.reshape(-1), y.to(out.dtype).reshape(-1)),
+            lambda out, y: F.binary_cross_entropy_with_logits(out.reshape(-1), y.to(out.dtype).reshape(-1), reduction="none"),
             _binary_scores,
             single_logit=True,
         ),

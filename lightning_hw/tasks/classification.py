@@ -75,6 +75,31 @@ class Classifier(Task):
         return f"scores (N x {n}): argmax gives the class (class_names order)"
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        return self._step(batch, stage)[0]
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor] | torch.Tensor:
+        """The batch's loss and its raw outputs (``outputs``), which callbacks read per sample.
+
+        :class:`~lightning_hw.callbacks.interpretation.ClassificationInterpretation` takes the
+        outputs from here (``on_test_batch_end``) so that finding the top losses costs no
+        second forward pass. A subclass with its own ``shared_step`` keeps it (and returns its loss only).
+        """
+        if type(self).shared_step is not Classifier.shared_step:
+            return super().test_step(batch, batch_idx)
+        loss, outputs = self._step(batch, "test")
+        return {"loss": loss, "outputs": outputs.detach()}
+
+    def sample_losses(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The head's loss of every sample ``(N,)``; the logged loss is their mean.
+
+        Args:
+            outputs: raw outputs of the net (``forward``).
+            target: class indices.
+        """
+        return self.head.sample_loss(outputs, target)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and raw outputs of one batch; accumulates the epoch's loss and predictions."""
         x, y = batch
         outputs = self(x)
         loss = self.head.loss(outputs, y)
@@ -85,7 +110,7 @@ class Classifier(Task):
                 loss = loss + penalty
         self.log_loss(stage, loss, batch_size=y.shape[0])
         self.collect(stage, self.head.predict(outputs.detach()), y)
-        return loss
+        return loss, outputs
 
     def update_stage_metrics(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accuracy and macro F1 from the epoch's predictions (and the test confusion matrix).

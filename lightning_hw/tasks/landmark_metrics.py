@@ -40,6 +40,17 @@ def normalized_errors(
     return errors, mask & valid.unsqueeze(1)
 
 
+def face_nme(pred: torch.Tensor, target: torch.Tensor, eye_indices: Sequence[Sequence[int]] | None) -> torch.Tensor:
+    """The NME of every face ``(N,)``: the mean normalised error of its annotated points.
+
+    ``NaN`` for a face that :class:`NME` leaves out (no annotated point, or no normaliser).
+    """
+    errors, counted = normalized_errors(pred.detach().float(), target.float(), eye_indices)
+    points = counted.sum(dim=1)
+    per_face = (errors * counted).sum(dim=1) / points.clamp_min(1)
+    return torch.where(points > 0, per_face, torch.full_like(per_face, float("nan")))
+
+
 class NME(Metric):
     """Normalised mean error over faces (lower is better).
 
@@ -60,10 +71,8 @@ class NME(Metric):
         self.add_state("skipped", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        errors, counted = normalized_errors(pred.detach().float(), target.float(), self.eye_indices)
-        points = counted.sum(dim=1)
-        faces = points > 0
-        per_face = (errors * counted).sum(dim=1) / points.clamp_min(1)
+        per_face = face_nme(pred, target, self.eye_indices)
+        faces = ~per_face.isnan()
         self.total += per_face[faces].sum().double()
         self.faces += faces.sum()
         self.skipped += (~faces).sum()

@@ -25,7 +25,7 @@ from lightning_hw.errors import ConfigError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.landmark_losses import LandmarkLoss, landmark_mask
 from lightning_hw.tasks.base import STAGES, Task
-from lightning_hw.tasks.landmark_metrics import NME, PCK
+from lightning_hw.tasks.landmark_metrics import NME, PCK, face_nme
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "none")
 
@@ -137,7 +137,10 @@ class LandmarkRegressor(Task):
 
     def shared_step(self, batch, stage: str) -> torch.Tensor:
         x, target = batch[0], batch[1]
-        pred = self(x)
+        return self._finish_step(self(x), target, stage)
+
+    def _finish_step(self, pred: torch.Tensor, target: torch.Tensor, stage: str) -> torch.Tensor:
+        """The loss of predicted points ``pred``; accumulates the epoch's loss, points and mean shape."""
         loss = self.criterion(pred, target)
         if stage == "train":
             penalty = self.regularization_loss()
@@ -146,9 +149,31 @@ class LandmarkRegressor(Task):
             mask = landmark_mask(target)
             self.shape_sum += torch.where(mask.unsqueeze(-1), target, torch.zeros_like(target)).sum(dim=0).double()
             self.shape_count += mask.sum(dim=0).double()
-        self.log_loss(stage, loss, batch_size=x.shape[0])
+        self.log_loss(stage, loss, batch_size=pred.shape[0])
         self.collect(stage, self.to_pixels(pred.detach()), self.to_pixels(target))
         return loss
+
+    def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor] | torch.Tensor:
+        """The batch's loss and its predicted points (``points``, normalised), which callbacks read per face.
+
+        :class:`~lightning_hw.callbacks.interpretation.WorstFaces` takes them from here
+        (``on_test_batch_end``): no second forward pass. A subclass with its own ``shared_step``
+        keeps it (and returns its loss only).
+        """
+        if type(self).shared_step is not LandmarkRegressor.shared_step:
+            return super().test_step(batch, batch_idx)
+        x, target = batch[0], batch[1]
+        pred = self(x)
+        return {"loss": self._finish_step(pred, target, "test"), "points": pred.detach()}
+
+    def face_errors(self, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each face's NME ``(N,)`` as ``test/nme`` averages it (``NaN``: a face the metric leaves out).
+
+        Args:
+            points: predicted points ``(N, K, 2)``, normalised (``forward``).
+            target: true points, normalised, as in the batch.
+        """
+        return face_nme(self.to_pixels(points), self.to_pixels(target), self.eye_indices)
 
     def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         """NME and PCK of the epoch's collected points (in pixels), and the mean-shape NME on test."""

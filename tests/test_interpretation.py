@@ -1,0 +1,250 @@
+"""Top losses, most-confused classes and worst faces after a test, against hand computations."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Trainer
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
+from lightning_hw.callbacks.interpretation import (
+    ClassificationInterpretation,
+    RunningTop,
+    WorstFaces,
+    confused_csv,
+    format_confused,
+    most_confused,
+)
+from lightning_hw.cli import HWCLI
+from lightning_hw.data.base import InMemoryDataModule
+from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
+from lightning_hw.nets.small_cnn import SmallCNN
+from lightning_hw.tasks.classification import Classifier
+from lightning_hw.tasks.landmarks import LandmarkRegressor
+
+NAMES = ["ant", "bee", "cat", "dog"]
+
+
+class Rows(InMemoryDataModule):
+    """13 fixed table rows of 3 features; every split is the same rows (only the test split matters here)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, names: list[str], **kwargs) -> None:
+        super().__init__(standardize=True, eval_batch_size=6, **kwargs)  # 3 test batches: 6, 6, 1
+        self.x, self.y, self.names = x, y, names
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.names
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (3,)
+
+    def load_splits(self):
+        return {split: (self.x, self.y) for split in ("train", "val", "test")}
+
+
+def rows(num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(13, 3, generator=g) * 10 + 50, torch.randint(0, num_classes, (13,), generator=g)
+
+
+def fixed_linear(outputs: int) -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(3, outputs)
+
+
+def run_test(model, datamodule, callback, tmp_path) -> Trainer:
+    trainer = Trainer(
+        logger=False, default_root_dir=tmp_path, callbacks=[LogEpochMetrics(), callback], accelerator="cpu",
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+    )
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return trainer
+
+
+HAND_LOSSES = {
+    # per-sample losses written out with torch.nn.functional, not through the heads
+    "softmax_ce": lambda out, y: F.cross_entropy(out, y, reduction="none"),
+    "binary_bce": lambda out, y: F.binary_cross_entropy_with_logits(out[:, 0], y.float(), reduction="none"),
+    "sigmoid_mse": lambda out, y: ((out.sigmoid() - F.one_hot(y, out.shape[1]).float()) ** 2).mean(dim=1),
+}
+HAND_PROBABILITY = {
+    "softmax_ce": lambda out: out.softmax(1).amax(1),
+    "binary_bce": lambda out: torch.maximum(out[:, 0].sigmoid(), 1 - out[:, 0].sigmoid()),
+    "sigmoid_mse": lambda out: out.sigmoid().amax(1),
+}
+
+
+@pytest.mark.parametrize("head", list(HAND_LOSSES))
+def test_top_losses_are_the_test_samples_with_the_highest_loss(head, tmp_path, capsys):
+    names = NAMES[:2] if head == "binary_bce" else NAMES
+    x, y = rows(len(names))
+    dm = Rows(x, y, names)
+    net = fixed_linear(1 if head == "binary_bce" else len(names))
+    model = Classifier(net=net, num_classes=len(names), input_shape=(3,), head=head, class_names=names)
+    callback = ClassificationInterpretation(num_samples=4)
+    trainer = run_test(model, dm, callback, tmp_path)
+
+    # By hand, on the whole test set at once: the standardised rows through the same linear layer.
+    with torch.no_grad():
+        out = net((x - x.mean(0)) / x.std(0))
+    losses = HAND_LOSSES[head](out, y)
+    expected = losses.argsort(descending=True)[:4]
+    chosen, fields = callback.top.gathered(trainer)
+    assert fields["position"].tolist() == expected.tolist()  # 3 batches: the top 4 crossed batch borders
+    torch.testing.assert_close(chosen, losses[expected])
+    torch.testing.assert_close(fields["probability"], HAND_PROBABILITY[head](out)[expected])
+    assert fields["target"].tolist() == y[expected].tolist()
+    # Their stored rows, for the bars' labels, are the raw rows, not the standardised model inputs.
+    torch.testing.assert_close(callback.raw_inputs(trainer, fields["position"]), x[expected])
+    assert (tmp_path / "top_losses.png").stat().st_size > 10_000
+
+    # most_confused.csv: every (actual, predicted) of different classes, counted by hand.
+    predicted = (out[:, 0] > 0).long() if head == "binary_bce" else out.argmax(1)
+    hand = Counter((names[a], names[p]) for a, p in zip(y.tolist(), predicted.tolist()) if a != p)
+    with (tmp_path / "most_confused.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert {(r["actual"], r["predicted"]): int(r["count"]) for r in written} == hand
+    assert [int(r["count"]) for r in written] == sorted(hand.values(), reverse=True)
+    assert "Most confused (actual -> predicted: test samples)" in capsys.readouterr().out
+
+
+def test_titles_say_predicted_actual_probability_and_loss():
+    callback = ClassificationInterpretation(num_samples=2)
+    fields = {
+        "inputs": torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8),
+        "target": torch.tensor([1, 2]), "predicted": torch.tensor([1, 0]), "probability": torch.tensor([0.51, 0.875]),
+    }
+    fig = callback.figure(torch.tensor([0.693, 2.5]), fields, None, ["cat", "dog", "bird"])
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == ["dog / dog / 0.51 / 0.69", "cat / bird / 0.88 / 2.50"]
+    assert [ax.title.get_color() for ax in titled] == ["green", "red"]
+    assert all(ax.images for ax in titled)  # (3, 8, 8) uint8 samples are drawn as images
+
+
+def test_most_confused_from_a_hand_made_confusion():
+    #           predicted: a  b  c
+    matrix = torch.tensor([[5, 2, 0],   # actual a
+                           [4, 7, 2],   # actual b
+                           [0, 1, 9]])  # actual c
+    pairs = most_confused(matrix, ["a", "b", "c"])
+    assert pairs == [("b", "a", 4), ("a", "b", 2), ("b", "c", 2), ("c", "b", 1)]  # ties in matrix order
+    assert confused_csv(pairs).splitlines() == ["actual,predicted,count", "b,a,4", "a,b,2", "b,c,2", "c,b,1"]
+    assert format_confused(pairs, 2).splitlines() == [
+        "Most confused (actual -> predicted: test samples), top 2 of 4 pairs:", "  b -> a: 4", "  a -> b: 2"
+    ]
+    # The same counts come out of torchmetrics' matrix built from the samples.
+    target = torch.tensor([0] * 7 + [1] * 13 + [2] * 10)
+    preds = torch.tensor([0] * 5 + [1] * 2 + [0] * 4 + [1] * 7 + [2] * 2 + [1] + [2] * 9)
+    metric = MulticlassConfusionMatrix(3)
+    metric.update(preds, target)
+    assert most_confused(metric.compute(), ["a", "b", "c"]) == pairs
+    assert format_confused([], 5) == "Most confused: none, every test sample was classified correctly"
+
+
+def test_running_top_keeps_the_largest_over_batches():
+    top = RunningTop(3)
+    scores = torch.tensor([0.5, 3.0, -math.inf, 2.0, 7.0, 1.0, 0.0, 1.5, 6.5])
+    for batch in (slice(0, 5), slice(5, 9)):  # batches larger than k, their best not first
+        top.update(scores[batch], index=torch.arange(9)[batch])
+    assert top.fields["index"].tolist() == [4, 8, 1]
+    assert top.scores.tolist() == [7.0, 6.5, 3.0]
+
+
+def test_worst_faces_are_the_test_faces_with_the_highest_nme(tmp_path):
+    dm = SyntheticFaces(num_samples=60, image_size=32, splits=(0.5, 0.2, 0.3), batch_size=8, missing_rate=0.2)
+    torch.manual_seed(0)
+    net = SmallCNN((3, 32, 32), 2 * dm.num_landmarks, channels=[8, 16])
+    model = LandmarkRegressor(net=net, num_landmarks=dm.num_landmarks, input_shape=(3, 32, 32), eye_indices=dm.eye_indices)
+    callback = WorstFaces(num_samples=3)
+    dm.eval_batch_size = 6  # 18 test faces in 3 batches
+    trainer = run_test(model, dm, callback, tmp_path)
+
+    images, points = dm.raw_data["test"]
+    model.eval()
+    with torch.no_grad():
+        x, _ = dm.transform_batch(images, points)
+        pred = model(x) * 32  # pixels of the 32 x 32 image
+
+    def nme(face: int) -> float:
+        """One face by hand: mean over its annotated points of the error / inter-ocular distance."""
+        true = points[face]
+        present = [k for k in range(true.shape[0]) if not torch.isnan(true[k]).any()]
+        if 0 not in present or 1 not in present:
+            return -math.inf  # no eyes: the metric leaves the face out
+        iod = math.dist(true[0].tolist(), true[1].tolist())
+        return sum(math.dist(pred[face, k].tolist(), true[k].tolist()) for k in present) / len(present) / iod
+
+    by_hand = sorted(range(len(points)), key=nme, reverse=True)[:3]
+    errors, fields = callback.top.gathered(trainer)
+    assert fields["position"].tolist() == by_hand
+    assert errors.tolist() == pytest.approx([nme(i) for i in by_hand], rel=1e-4)
+    assert torch.equal(callback.raw_inputs(trainer, fields["position"]), images[by_hand])
+    assert (tmp_path / "worst_faces.png").stat().st_size > 10_000
+
+
+def test_quickstart_fit_leaves_top_losses_and_most_confused_in_its_run(tiny_args, workdir, capsys):
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.wandb", "offline"))
+    run_dir = workdir / "runs" / "quickstart" / "r"
+    assert (run_dir / "top_losses.png").stat().st_size > 10_000
+    with (run_dir / "most_confused.csv").open() as f:
+        written = list(csv.reader(f))
+    assert written[0] == ["actual", "predicted", "count"]
+    counts = [int(count) for _, _, count in written[1:]]
+    assert counts and counts == sorted(counts, reverse=True) and all(a != p for a, p, _ in written[1:])
+    out = capsys.readouterr().out
+    block = out[out.index("Most confused"):].splitlines()[: 1 + min(5, len(counts))]
+    assert block[1:] == [f"  {a:>{max(len(r[0]) for r in written[1:6])}} -> {p}: {c}" for a, p, c in written[1:6]]
+    # Logged to the offline W&B run like the other plots: the figure and the table.
+    media = run_dir.glob("wandb/offline-run-*/files/media")
+    files = {p.name.split("_")[0] for m in media for p in m.rglob("*") if p.is_file()}
+    assert {"top", "most"} <= files, files
+
+
+def test_top_losses_through_the_feature_cache_find_their_own_images(tmp_path):
+    """The cache serves test features in its own order; the drawn images must still be the samples ranked."""
+    from transfer_utils import RandomImages, make_task, make_trainer
+
+    from lightning_hw.callbacks.feature_cache import FeatureCache
+    from lightning_hw.callbacks.finetuning import FreezeBackbone
+
+    torch.manual_seed(0)
+    task = make_task()
+    dm = RandomImages(splits=(0.5, 0.25, 0.25), eval_batch_size=4)  # 6 test images
+    cache, callback = FeatureCache(cache_dir=str(tmp_path / "cache")), ClassificationInterpretation(num_samples=3)
+    trainer = make_trainer([FreezeBackbone(), cache, LogEpochMetrics(), callback], default_root_dir=tmp_path)
+    trainer.test(task, datamodule=dm, verbose=False)
+    assert cache.events == {"test": "computed"}
+    assert cache.source_positions["test"].tolist() != list(range(6))  # the cache's order is not the split's
+
+    images, labels = dm.raw_data["test"]
+    with torch.no_grad():
+        out = task.eval()(dm.model_batch((images, labels))[0])
+    losses = F.binary_cross_entropy_with_logits(out[:, 0], labels.float(), reduction="none")
+    expected = losses.argsort(descending=True)[:3]
+    chosen, fields = callback.top.gathered(trainer)
+    torch.testing.assert_close(chosen, losses[expected], rtol=1e-4, atol=1e-5)
+    assert torch.equal(callback.raw_inputs(trainer, fields["position"]), images[expected])
+
+
+def test_a_subclass_with_its_own_shared_step_keeps_it_in_testing():
+    calls = []
+
+    class Counting(Classifier):
+        def shared_step(self, batch, stage):
+            calls.append(stage)
+            return super().shared_step(batch, stage)
+
+    x, y = rows(4)
+    task = Counting(net=fixed_linear(4), num_classes=4, input_shape=(3,))
+    plain = Classifier(net=fixed_linear(4), num_classes=4, input_shape=(3,))
+    assert task.test_step((x, y), 0).item() == pytest.approx(plain.test_step((x, y), 0)["loss"].item())
+    assert calls == ["test"]
