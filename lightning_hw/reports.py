@@ -6,7 +6,11 @@
 
 Writes ``report.md`` and ``report.csv`` (one row per run: final and best train/val metrics,
 the test metrics) and one PNG per metric with every run's curve, into ``<DIR>/report/``
-(several directories: ``report/`` in their common parent), and prints the table.
+(several directories: ``report/`` in their common parent), and prints the table. Repeats of
+a variant, as a study names them, are also summarised as mean ± sd: over seeds
+(``<variant>-seed<N>``: ``report-seeds.csv``), over folds (``<variant>-fold<i>``:
+``report-folds.csv``), and both (``<variant>-seed<N>-fold<i>``: over folds per seed, then
+over seeds).
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from lightning_hw.runs.files import EVAL_DIR
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
-_SEED_SUFFIX = re.compile(r"^(?P<variant>.+)-seed(?P<seed>\d+)$")
+# Repeats of one variant, as a study names them: <variant>-seed<N>, <variant>-fold<i>, <variant>-seed<N>-fold<i>.
+SEED_SUFFIX = re.compile(r"^(?P<variant>.+)-seed\d+$")
+FOLD_SUFFIX = re.compile(r"^(?P<variant>.+)-fold\d+$")
+#: the count columns of :func:`repeat_table` (not averaged again when repeats of repeats are folded)
+REPEAT_COUNTS = ("seeds", "folds")
 
 
 @dataclass
@@ -170,24 +178,45 @@ def table(runs: list[Run]) -> tuple[list[str], list[dict[str, Any]]]:
     return columns, rows
 
 
-def seed_table(columns: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]] | None:
-    """Mean and standard deviation over the seeds of each variant (runs named ``<variant>-seed<N>``)."""
+def repeat_table(
+    columns: list[str], rows: list[dict[str, Any]], suffix: re.Pattern[str], count: str
+) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """Mean and standard deviation over the repeats (seeds, folds) of each variant.
+
+    Args:
+        columns: the table's columns; the first names the run (or variant).
+        rows: one row per run, as :func:`table` makes them, or rows of a table made here:
+            a ``(mean, sd)`` cell then counts as its mean (repeated cross-validation: the
+            mean over folds of each seed, then mean ± sd over the seeds).
+        suffix: the name of a repeat, e.g. :data:`FOLD_SUFFIX`; its ``variant`` group names
+            what is repeated.
+        count: the name of the column counting the repeats (``seeds``, ``folds``).
+
+    Returns:
+        Columns and one row per variant, with ``(mean, sd)`` cells (sd 0 for one repeat);
+        ``None`` unless every row's name is a repeat.
+    """
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        match = _SEED_SUFFIX.match(Path(row["run"]).name)
+        name = Path(row[columns[0]])
+        match = suffix.match(name.name)
         if match is None:
             return None
-        parent = str(Path(row["run"]).parent)
-        groups.setdefault(str(Path(parent) / match["variant"]) if parent != "." else match["variant"], []).append(row)
-    out_columns = ["variant", "seeds"] + [c for c in columns[1:] if not c.endswith(" epoch")]
+        groups.setdefault(str(name.parent / match["variant"]), []).append(row)
+    kept = [c for c in columns[1:] if not c.endswith(" epoch") and c not in REPEAT_COUNTS]
+    out_columns = ["variant", count, *kept]
     out_rows = []
     for variant, members in groups.items():
-        row: dict[str, Any] = {"variant": variant, "seeds": len(members)}
-        for column in out_columns[2:]:
-            values = [m[column] for m in members if m.get(column) is not None]
+        row: dict[str, Any] = {"variant": variant, count: len(members)}
+        for column in kept:
+            values = [_mean(m[column]) for m in members if m.get(column) is not None]
             row[column] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
         out_rows.append(row)
     return out_columns, out_rows
+
+
+def _mean(value: Any) -> float:
+    return value[0] if isinstance(value, tuple) else value
 
 
 def markdown(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -367,9 +396,15 @@ def main(argv: list[str]) -> int:
     table_md = markdown(columns, rows)
     write_csv(out / "report.csv", columns, rows)
     sections = [f"# {title}", "", table_md, ""]
-    by_seed = seed_table(columns, rows)
+    by_fold = repeat_table(columns, rows, FOLD_SUFFIX, "folds")
+    if by_fold is not None:
+        sections += ["## Mean ± standard deviation over folds", "", markdown(*by_fold), ""]
+        write_csv(out / "report-folds.csv", *by_fold)
+    # With folds and seeds (<variant>-seed<N>-fold<i>) the seeds spread the folds' means.
+    by_seed = repeat_table(*(by_fold or (columns, rows)), SEED_SUFFIX, "seeds")
+    seeds_title = "over seeds" + (" (of each seed's mean over folds)" if by_fold is not None else "")
     if by_seed is not None:
-        sections += ["## Mean ± standard deviation over seeds", "", markdown(*by_seed), ""]
+        sections += [f"## Mean ± standard deviation {seeds_title}", "", markdown(*by_seed), ""]
         write_csv(out / "report-seeds.csv", *by_seed)
     groups = [Path(d) for d in options.dirs if not (Path(d) / METRICS_FILE).is_file()]
     eval_columns, eval_rows = evaluations(runs, groups)
@@ -387,8 +422,10 @@ def main(argv: list[str]) -> int:
         sections += ["", *search_report(base, out)]
     (out / "report.md").write_text("\n".join(sections) + "\n")
 
+    if by_fold is not None:
+        print(f"Mean ± sd over folds:\n\n{markdown(*by_fold)}\n")
     if by_seed is not None:
-        print(f"Mean ± sd over seeds:\n\n{markdown(*by_seed)}\n")
+        print(f"Mean ± sd {seeds_title}:\n\n{markdown(*by_seed)}\n")
     if eval_rows:
         print(f"Evaluations (validate/test on a checkpoint, not training epochs):\n\n{markdown(eval_columns, eval_rows)}\n")
     print(f"Report written to {out}: report.md, report.csv and {len(metrics)} figures ({', '.join(figure_file(m) for m in metrics)})")

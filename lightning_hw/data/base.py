@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from lightning.pytorch import LightningDataModule
 
+from lightning_hw.data.folds import check_folds, fold_indices
 from lightning_hw.data.preprocess import Preprocess, feature_stats
 from lightning_hw.errors import ConfigError, DataError
 
@@ -176,8 +177,14 @@ class SplitDataModule(LightningDataModule):
     Args:
         batch_size: training batch size.
         splits: train/val/test fractions of the data that is split here.
-        split_seed: seed of the split permutation (fixed, so every run sees the same split).
+        split_seed: seed of the split permutation (fixed, so every run sees the same split)
+            and of the folds.
         eval_batch_size: batch size for val/test/predict (default: ``batch_size``).
+        folds: k-fold cross-validation: the test split stays as it is without folds, the
+            other samples are cut into ``folds`` folds (stratified by class for class
+            labels, see :mod:`lightning_hw.data.folds`); the train/val fractions of
+            ``splits`` (or ``val_fraction``) are then unused.
+        fold: with ``folds``: the fold (0 to ``folds - 1``) that validates; the others train.
     """
 
     def __init__(
@@ -186,9 +193,12 @@ class SplitDataModule(LightningDataModule):
         splits: tuple[float, float, float] = (0.7, 0.2, 0.1),
         split_seed: int = 42,
         eval_batch_size: int | None = None,
+        folds: int | None = None,
+        fold: int | None = None,
     ) -> None:
         super().__init__()
         check_split_fractions(splits)
+        check_folds(folds, fold)
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}")
@@ -196,6 +206,8 @@ class SplitDataModule(LightningDataModule):
         self.splits = tuple(splits)
         self.split_seed = split_seed
         self.eval_batch_size = eval_batch_size or batch_size
+        self.folds, self.fold = folds, fold
+        self._folded = False
         self._preprocess: Preprocess | None = None
 
     @property
@@ -212,6 +224,69 @@ class SplitDataModule(LightningDataModule):
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input sample, without the batch dimension."""
         raise NotImplementedError
+
+    # -- the split, and the folds of cross-validation ------------------------------------------
+
+    def split_positions(self, n: int, targets: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Train, val and test indices of ``n`` samples split here by :attr:`splits`, or by :attr:`fold`.
+
+        Without folds: :func:`split_indices`. With folds the test indices are exactly those,
+        and the train/val indices are the fold's (see :meth:`fold_of`) of the other samples.
+
+        Args:
+            n: number of samples.
+            targets: the samples' targets, to stratify the folds by when they are class labels.
+        """
+        parts = split_indices(n, self.splits, self.split_seed)
+        if self.folds is None:
+            return parts
+        rest = torch.cat(parts[:2]).sort().values
+        train, val = self.fold_of(targets[rest] if targets is not None else int(rest.shape[0]))
+        return [rest[train], rest[val], parts[2]]
+
+    def fold_of(self, labels_or_n: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions of the training and validation samples of :attr:`fold`, among the non-test samples given.
+
+        Every datamodule that cross-validates goes through here (it marks the folds as
+        applied; see :meth:`check_folds_applied`).
+
+        Args:
+            labels_or_n: the non-test samples' targets (stratified when class labels), or their number.
+        """
+        if self.folds is None or self.fold is None:
+            raise ValueError("fold_of needs folds and fold")
+        self._folded = True
+        return fold_indices(labels_or_n, self.folds, self.fold, self.split_seed)
+
+    def hold_out(self, train: Split, fraction: float) -> tuple[Split, Split]:
+        """``(train, val)`` of a data set whose test set is fixed: a held-out ``fraction``, or the fold's.
+
+        Args:
+            train: the data outside the test set ``(x, y, ...)``; ``y`` stratifies the folds.
+            fraction: share held out for validation without folds (see :func:`~lightning_hw.data.holdout.hold_out`).
+        """
+        from lightning_hw.data.holdout import hold_out
+
+        if self.folds is None:
+            return hold_out(train, fraction, self.split_seed)
+        train_idx, val_idx = self.fold_of(train[1] if len(train) > 1 else int(train[0].shape[0]))
+        return tuple(t[train_idx] for t in train), tuple(t[val_idx] for t in train)
+
+    def check_folds_applied(self) -> None:
+        """Refuse folds that the data's split did not use (a data set with a fixed validation split).
+
+        Raises:
+            ConfigError: ``folds`` is set but no split went through :meth:`fold_of`.
+        """
+        if self.folds is not None and not self._folded:
+            raise ConfigError(
+                f"{type(self).__name__} has a fixed validation split, so it cannot be cross-validated; "
+                "drop --data.init_args.folds and --data.init_args.fold"
+            )
+
+    def split_record(self) -> dict[str, Any]:
+        """What decides the split: saved in checkpoints, so a resume cannot train on another fold."""
+        return {"splits": list(self.splits), "split_seed": self.split_seed, "folds": self.folds, "fold": self.fold}
 
     # -- raw samples and their preprocessing (shared by training, predict and export) ------------
 
@@ -294,7 +369,7 @@ class SplitDataModule(LightningDataModule):
         if getattr(self, "_preprocess", None) is None:
             return {}
         tensors = {name: tensor.detach().cpu() for name, tensor in self._preprocess.state_dict().items()}
-        return {"preprocess": {"settings": self._preprocess.settings(), "statistics": tensors}}
+        return {"preprocess": {"settings": self._preprocess.settings(), "statistics": tensors}, "split": self.split_record()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take the checkpoint's preprocessing statistics (Lightning calls this after :meth:`setup`).
@@ -302,8 +377,10 @@ class SplitDataModule(LightningDataModule):
         Raises:
             ConfigError: the configured datamodule prepares inputs otherwise than the one the
                 model was trained with (e.g. ``standardize`` switched), which would score or
-                export the model on inputs it never saw.
+                export the model on inputs it never saw; or a resumed ``fit`` splits (or
+                folds) the data otherwise than the checkpoint's run did.
         """
+        self._check_split(state.get("split"))
         saved = state.get("preprocess")
         if not isinstance(saved, dict) or "settings" not in saved or getattr(self, "_preprocess", None) is None:
             return
@@ -328,6 +405,26 @@ class SplitDataModule(LightningDataModule):
             )
         self._preprocess.load_state_dict({k: v.to(mine[k].device) for k, v in statistics.items()})
         self.preprocess_changed()
+
+    def _check_split(self, saved: dict[str, Any] | None) -> None:
+        """A resumed fit on another split would train on the checkpoint's validation (or test) samples."""
+        current = self.split_record()
+        if not isinstance(saved, dict) or saved == current:
+            return
+        changed = ", ".join(f"{key} {saved.get(key)!r} in training, {current[key]!r} here" for key in current if saved.get(key) != current[key])
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.state.fn == "fit":
+            raise ConfigError(
+                f"the checkpoint was trained on another split of the data than this {type(self).__name__} makes "
+                f"({changed}); resume with the run's config.yaml"
+            )
+        # Evaluating on other folds is fine: the test split does not depend on them.
+        if any(saved.get(key) != current[key] for key in ("splits", "split_seed")):
+            warnings.warn(
+                f"the checkpoint was trained on another split of the data ({changed}): this test split may hold "
+                "samples it was trained on; use the config it was trained with (its run's config.yaml)",
+                stacklevel=2,
+            )
 
     def preprocess_changed(self) -> None:
         """Hook: :attr:`preprocess` got other statistics; data prepared with the old ones must be redone."""
@@ -373,7 +470,7 @@ class InMemoryDataModule(SplitDataModule):
     def load_splits(self) -> dict[str, Split]:
         """``{"train": (x, y), "val": ..., "test": ...}``; default: split :meth:`load_tensors`."""
         tensors = self.load_tensors()
-        parts = split_indices(tensors[0].shape[0], self.splits, self.split_seed)
+        parts = self.split_positions(tensors[0].shape[0], tensors[1] if len(tensors) > 1 else None)
         return {name: tuple(t[idx] for t in tensors) for name, idx in zip(SPLIT_NAMES, parts)}
 
     def build_preprocess(self, train_x: torch.Tensor) -> Preprocess:
@@ -398,6 +495,7 @@ class InMemoryDataModule(SplitDataModule):
         if self.data:
             return
         raw = self.load_splits()
+        self.check_folds_applied()
         for name, tensors in raw.items():
             if tensors[0].shape[0] == 0:
                 raise DataError(

@@ -12,6 +12,8 @@ A study file::
     args:                              # overrides for every variant (optional)
       trainer.max_epochs: 20
     seeds: [1, 2, 3]                   # optional: every variant once per seed, as <variant>-seed<N>
+    folds: 5                           # optional: k-fold cross-validation, every variant on every fold
+                                       # as <variant>-fold<i> (with seeds: <variant>-seed<N>-fold<i>)
     variants:
       softmax_ce: {model.init_args.head: softmax_ce}
       sigmoid_bce: {model.init_args.head: sigmoid_bce}
@@ -19,7 +21,9 @@ A study file::
 
 Every ``key: value`` of ``args`` and of a variant becomes ``--key value`` on the ``fit``
 command line (lists and mappings as JSON), so anything ``fit`` accepts works. Command-line
-arguments the study command does not know are passed to every variant too.
+arguments the study command does not know are passed to every variant too. ``folds: k``
+adds ``--data.init_args.folds k --data.init_args.fold i`` to fold ``i``'s run (the test
+split stays fixed; see :mod:`lightning_hw.data.folds`); ``report`` shows mean ± sd over the folds.
 
 The runs are trained by the one study runner (:mod:`lightning_hw.studies.runner`), as an Optuna
 study over the run names (GridSampler) in ``runs/<name>/optuna.db`` or the file's ``storage:``
@@ -49,7 +53,7 @@ FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
 INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
 LOG_FILE = "study.log"
-STUDY_KEYS = ("name", "config", "args", "seeds", "variants", "root", "objective", "storage", "heartbeat", "seed")
+STUDY_KEYS = ("name", "config", "args", "seeds", "folds", "variants", "root", "objective", "storage", "heartbeat", "seed")
 # (a file with `search:` is read by lightning_hw.studies.search)
 RUNNER_KEYS = ("objective", "storage", "heartbeat", "seed", "args")  # what the Optuna runner reads of a grid file
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
@@ -60,16 +64,19 @@ class Variant:
     """One run of a study.
 
     Args:
-        name: the run name (``<variant>`` or ``<variant>-seed<N>``).
+        name: the run name (``<variant>``, ``<variant>-seed<N>``, ``<variant>-fold<i>`` or
+            ``<variant>-seed<N>-fold<i>``).
         variant: the variant's name in the study file.
         args: the variant's own ``fit`` arguments.
         seed: the seed, when the study lists seeds.
+        fold: the fold that validates (0-based), when the study cross-validates (``folds:``).
     """
 
     name: str
     variant: str
     args: list[str]
     seed: int | None = None
+    fold: int | None = None
 
 
 @dataclass
@@ -81,8 +88,10 @@ class Study:
         path: the study file.
         configs: the base config files.
         args: ``fit`` arguments shared by every variant.
-        variants: the runs, in file order (each variant once per seed).
+        variants: the runs, in file order (each variant once per seed and fold).
         root: the runs root directory.
+        seeds: the study's seeds (empty: none).
+        folds: the number of cross-validation folds (``None``: no cross-validation).
     """
 
     name: str
@@ -92,6 +101,7 @@ class Study:
     variants: list[Variant]
     root: str = "runs"
     seeds: list[int] = field(default_factory=list)
+    folds: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def run_dir(self, variant: Variant) -> Path:
@@ -135,6 +145,9 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
     if not isinstance(variants_spec, dict) or not variants_spec:
         raise ConfigError(f"study {path}: `variants` must map variant names to overrides, e.g. `a: {{trainer.max_epochs: 5}}`")
     seeds = [int(s) for s in _as_list(spec.get("seeds"))]
+    folds = spec.get("folds")
+    if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+        raise ConfigError(f"study {path}: `folds` must be a whole number of at least 2 (k-fold cross-validation), got {folds!r}")
     variants = []
     for variant_name, overrides in variants_spec.items():
         variant_name = str(variant_name)
@@ -143,8 +156,10 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         if not configs and "--config" not in args:
             raise ConfigError(f"study {path}: variant {variant_name} has no config; give `config:` for the study or the variant")
         for seed in seeds or [None]:
-            run_name = variant_name if seed is None else f"{variant_name}-seed{seed}"
-            variants.append(Variant(run_name, variant_name, args, seed))
+            seed_name = variant_name if seed is None else f"{variant_name}-seed{seed}"
+            for fold in range(folds) if folds else [None]:
+                run_name = seed_name if fold is None else f"{seed_name}-fold{fold}"
+                variants.append(Variant(run_name, variant_name, args, seed, fold))
     return Study(
         name=name,
         path=path,
@@ -153,6 +168,7 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         variants=variants,
         root=root or str(spec.get("root") or "runs"),
         seeds=seeds,
+        folds=folds,
         options={k: spec[k] for k in RUNNER_KEYS if k in spec},
     )
 
@@ -295,6 +311,8 @@ def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool =
     command += ["--run.root", study.root, "--run.group", study.name, "--run.name", variant.name]
     if variant.seed is not None:
         command += ["--seed_everything", str(variant.seed)]
+    if variant.fold is not None:
+        command += ["--data.init_args.folds", str(study.folds), "--data.init_args.fold", str(variant.fold)]
     if not any(a == "--run.notes" or a.startswith("--run.notes=") for a in args):
         what = shlex.join(variant.args) or "the base config"
         command += ["--run.notes", f"study {study.name}, variant {variant.variant}: {what}"]
@@ -398,8 +416,8 @@ def main(argv: list[str]) -> int:
     if options.seed is not None and not options.variant:
         raise ConfigError("--seed selects the seed of --variant; give both (or neither)")
     if options.variant:
-        seed = f"-seed{options.seed}" if options.seed is not None else ""
-        only = [f"{options.variant}{seed}" if study.seeds else options.variant]
+        # every run of the variant (its folds too), or those of one seed
+        only = [v.name for v in study.variants if v.variant == options.variant and options.seed in (None, v.seed)] or [options.variant]
     planned = plan(study, extra, only or None)
     if options.dry_run:
         counts = {state: sum(p.state == state for p in planned) for state in ("finished", "resume", "new")}

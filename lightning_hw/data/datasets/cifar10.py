@@ -12,7 +12,6 @@ import torchvision
 from lightning_hw.data.base import Split
 from lightning_hw.data.io.download import load_pickle
 from lightning_hw.data.io.files import first_non_pixel
-from lightning_hw.data.holdout import hold_out
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
 
@@ -33,7 +32,8 @@ class CIFAR10(ImageDataModule):
     Args:
         root: folder that holds (or will hold) ``cifar-10-batches-py``.
         download: fetch the archive when the folder is missing.
-        val_fraction: share of the 50,000 training images held out for validation.
+        val_fraction: share of the 50,000 training images held out for validation; with
+            ``folds``, the folds cut the 50,000 instead (the test batch stays the test set).
         **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule`.
     """
 
@@ -109,5 +109,5 @@ class CIFAR10(ImageDataModule):
         missing = self.missing_files()
         if missing:
             raise DataError(self._missing_message(missing))
-        train, val = hold_out(self._read(TRAIN_BATCHES), self.val_fraction, self.split_seed)
+        train, val = self.hold_out(self._read(TRAIN_BATCHES), self.val_fraction)
         return {"train": train, "val": val, "test": self._read((TEST_BATCH,))}

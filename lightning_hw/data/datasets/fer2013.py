@@ -35,7 +35,7 @@ class FER2013(ImageDataModule):
     """Facial expressions from the Kaggle CSV (columns ``emotion``, ``pixels``, ``Usage``).
 
     ``Usage`` gives the split: ``Training`` (28,709) -> train, ``PublicTest`` (3,589) -> val,
-    ``PrivateTest`` (3,589) -> test. The file is behind a Kaggle login: with ``kagglehub``
+    ``PrivateTest`` (3,589) -> test; with ``folds``, the folds cut Training + PublicTest. The file is behind a Kaggle login: with ``kagglehub``
     installed and logged in it is fetched (``download: true``), otherwise the error says
     where to get it and where to put it.
 
@@ -72,11 +72,14 @@ class FER2013(ImageDataModule):
         images = torch.from_numpy(parse_pixels(self.path.absolute(), pixel_rows, lines).reshape(-1, 1, 48, 48))
         targets = torch.as_tensor(labels, dtype=torch.long)
         usage = np.asarray(usages)
-        return {
-            split: (images[mask], targets[mask])
-            for split, name in zip(("train", "val", "test"), FER2013_USAGE)
-            for mask in [torch.from_numpy(usage == name)]
+        rows = {
+            split: torch.from_numpy(np.flatnonzero(usage == name)) for split, name in zip(("train", "val", "test"), FER2013_USAGE)
         }
+        if self.folds is not None:  # PrivateTest stays the test set; the folds cut Training + PublicTest
+            rest = torch.cat([rows["train"], rows["val"]]).sort().values
+            train, val = self.fold_of(targets[rest])
+            rows["train"], rows["val"] = rest[train], rest[val]
+        return {split: (images[index], targets[index]) for split, index in rows.items()}
 
 
 #: rows parsed per block: the block's int64 buffer (~19 MB) is checked at once, then stored as uint8

@@ -22,7 +22,7 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
+from lightning_hw.data.base import SPLIT_NAMES, Split
 from lightning_hw.data.io.image_files import read_image
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
@@ -211,7 +211,8 @@ class ImageFolder(StreamingFallback, ImageDataModule):
     # -- splits --------------------------------------------------------------------------------
 
     def _split(self) -> dict[str, list[tuple[Path, int]]]:
-        parts = split_indices(len(self.samples), self.splits, self.split_seed)
+        labels = torch.tensor([label for _, label in self.samples], dtype=torch.long)
+        parts = self.split_positions(len(self.samples), labels)
         return {name: [self.samples[i] for i in idx.tolist()] for name, idx in zip(SPLIT_NAMES, parts)}
 
     def load_splits(self) -> dict[str, Split]:

@@ -8,7 +8,6 @@ from typing import Any
 import torchvision
 
 from lightning_hw.data.base import Split
-from lightning_hw.data.holdout import hold_out
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
 
@@ -24,7 +23,7 @@ class MNIST(ImageDataModule):
         root: folder that holds (or will hold) ``MNIST/raw``.
         download: fetch missing files.
         val_fraction: share of the 60,000 training images held out for validation
-            (the 10,000 test images are the test set).
+            (the 10,000 test images are the test set); with ``folds``, the folds cut the 60,000 instead.
         **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule` (``augment``,
             ``standardize``, ``flatten``...) and the batch-size and seed arguments.
     """
@@ -93,5 +92,5 @@ class MNIST(ImageDataModule):
                 f"cannot read the MNIST files in {self.raw_folder.absolute()} ({type(err).__name__}: {err}); "
                 "delete them to download them again"
             ) from None
-        train_split, val_split = hold_out((train.data.unsqueeze(1), train.targets), self.val_fraction, self.split_seed)
+        train_split, val_split = self.hold_out((train.data.unsqueeze(1), train.targets), self.val_fraction)
         return {"train": train_split, "val": val_split, "test": (test.data.unsqueeze(1), test.targets)}

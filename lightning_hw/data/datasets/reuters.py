@@ -17,7 +17,6 @@ import torch
 
 from lightning_hw.data.base import InMemoryDataModule, Split
 from lightning_hw.data.io.download import download_file, load_npz, manual_hint
-from lightning_hw.data.holdout import hold_out
 from lightning_hw.errors import ConfigError, DataError
 
 REUTERS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/reuters.npz"
@@ -106,7 +105,8 @@ class Reuters(InMemoryDataModule):
         start_char: see :func:`keras_sequences`.
         oov_char: see :func:`keras_sequences`.
         index_from: see :func:`keras_sequences`.
-        val_fraction: share of the training newswires held out for validation.
+        val_fraction: share of the training newswires held out for validation; with
+            ``folds``, the folds cut them instead (the test newswires stay the test set).
         **kwargs: batch size and seeds; see :class:`~lightning_hw.data.base.InMemoryDataModule`.
     """
 
@@ -183,6 +183,6 @@ class Reuters(InMemoryDataModule):
         features[torch.from_numpy(rows), torch.from_numpy(tokens)] = 1
         targets = torch.from_numpy(labels.astype(np.int64))
         cut = int(len(labels) * (1 - self.test_split))
-        train, val = hold_out((features[:cut], targets[:cut]), self.val_fraction, self.split_seed)
+        train, val = self.hold_out((features[:cut], targets[:cut]), self.val_fraction)
         return {"train": train, "val": val, "test": (features[cut:], targets[cut:])}
 

@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.data.base import SPLIT_NAMES, Split, split_indices
+from lightning_hw.data.base import SPLIT_NAMES, Split
 from lightning_hw.data.io.image_files import read_image_and_size
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
@@ -209,9 +209,9 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         raise NotImplementedError
 
     def split_records(self) -> dict[str, list[Record]]:
-        """Records per split; default: a seeded split of :meth:`read_records` by :attr:`splits`."""
+        """Records per split; default: a seeded split of :meth:`read_records` by :attr:`splits` (or :attr:`fold`)."""
         records = self.read_records()
-        parts = split_indices(len(records), self.splits, self.split_seed)
+        parts = self.split_positions(len(records))
         return {name: [records[i] for i in idx.tolist()] for name, idx in zip(SPLIT_NAMES, parts)}
 
     def decode(self, path: Path, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,6 +237,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
     def _records(self) -> dict[str, list[Record]]:
         if not self._split_records:
             self._split_records = self.split_records()
+            self.check_folds_applied()  # a set with its own split (CelebA) cannot take folds
         return self._split_records
 
     @property

@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning_hw.data.base import SPLIT_NAMES, split_indices
+from lightning_hw.data.base import SPLIT_NAMES
 from lightning_hw.data.landmarks.csv_folder import read_landmark_csv
 from lightning_hw.data.landmarks.base import EyeIndices, LandmarkFiles, Record, check_files_exist
 from lightning_hw.errors import ConfigError, DataError
@@ -68,7 +68,7 @@ class MUCT(LandmarkFiles):
             which have unavailable points.
         split_by_subject: put all photos of one person in the same split, so that
             validation and test faces are of people never seen in training (the five
-            cameras photograph each subject at the same moment). ``False``: split photos.
+            cameras photograph each subject at the same moment); so are ``folds``. ``False``: split photos.
         **kwargs: ``image_size`` (default 256x192, the photos' 4:3 shape), ``channels``,
             ``augment``, ``mean``, ``std``, batch size, ``splits`` and seeds (see
             :class:`~lightning_hw.data.landmarks.base.LandmarkFiles`).
@@ -123,6 +123,6 @@ class MUCT(LandmarkFiles):
             return super().split_records()
         records = self.read_records()
         subjects = sorted({name[1:4] for name in self.names})
-        parts = split_indices(len(subjects), self.splits, self.split_seed)
+        parts = self.split_positions(len(subjects))  # folds, too, are cut between subjects
         split_of = {subjects[i]: split for split, idx in zip(SPLIT_NAMES, parts) for i in idx.tolist()}
         return {split: [r for r, name in zip(records, self.names) if split_of[name[1:4]] == split] for split in SPLIT_NAMES}
