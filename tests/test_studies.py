@@ -360,3 +360,35 @@ def test_e8_study_on_the_reuters_fixture(workdir):
     assert reports.main([str(workdir / "runs" / "reuters_heads")]) == 0
     table = list(csv.DictReader((workdir / "runs" / "reuters_heads" / "report" / "report.csv").open()))
     assert [row["run"] for row in table] == heads and all(row["epochs"] == "2" and row["test/acc"] for row in table)
+
+
+def test_two_processes_share_a_grid_through_a_journal_file(workdir):
+    """The same grid command on two 'machines' (one journal file both see): every run trains once."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    from lightning_hw.studies import search
+
+    journal_file = workdir / "shared" / "grid.log"
+    path = write_study(
+        workdir, {"a": None, "b": {"model.init_args.lr": 0.05}, "c": {"model.init_args.lr": 0.2}},
+        storage=f"journal://{journal_file}",
+    )
+    command = [sys.executable, "-m", "lightning_hw", "study", str(path), "--trainer.max_epochs", "1"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=240)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    study_dir = workdir / "runs" / "tiny"
+    for name in ("a", "b", "c"):  # one fit each, whichever process took it
+        log = (study_dir / name / studies.LOG_FILE).read_text()
+        assert sum(line.startswith("$ ") for line in log.splitlines()) == 1, name
+        assert (study_dir / name / studies.FINISHED_FILE).is_file()
+    settings = search.grid_search(studies.load_study(path), studies.load_study(path).options)
+    trials = optuna.load_study(study_name=settings.optuna_name, storage=search.open_storage(settings.storage)).get_trials()
+    complete = [t.params["run"] for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(complete) == ["a", "b", "c"]
+    # Run again: nothing trains.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "3 finished, 0 to resume, 0 to start" in again.stdout, again.stdout + again.stderr
