@@ -40,7 +40,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
 from lightning_hw.atomic import atomic_open
-from lightning_hw.callbacks.plots import _displayable, _is_grey, log_figure, run_directory
+from lightning_hw.callbacks.plots import _displayable, _is_grey, class_namer, figure_grid, log_figure, run_directory
 
 
 class RunningTop:
@@ -201,7 +201,7 @@ class ClassificationInterpretation(_TestSamples):
         )
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.say_unsupported(pl_module, "top losses"):
+        if trainer.fast_dev_run or self.say_unsupported(pl_module, "top losses"):  # a fast_dev_run saves nothing
             return
         names = [str(n) for n in (getattr(pl_module, "class_names", None) or getattr(trainer.datamodule, "class_names", None) or [])]
         self.report_confused(trainer, pl_module, names)
@@ -255,13 +255,8 @@ class ClassificationInterpretation(_TestSamples):
             feature_names: names of a table's columns, for the bars.
         """
         n = losses.shape[0]
-        columns = self.columns or math.ceil(math.sqrt(n))
-        rows = math.ceil(n / columns)
-        fig = Figure(figsize=(3.4 * columns, 3.2 * rows), layout="constrained")
-        axes = fig.subplots(rows, columns, squeeze=False).flatten()
-
-        def name(index: int) -> str:
-            return class_names[index] if 0 <= index < len(class_names) else str(index)
+        fig, axes = figure_grid(n, self.columns, 3.2)
+        name = class_namer(class_names)
 
         for i, ax in enumerate(axes):
             if i >= n:
@@ -331,7 +326,7 @@ class WorstFaces(_TestSamples):
         )
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.say_unsupported(pl_module, "worst faces"):
+        if trainer.fast_dev_run or self.say_unsupported(pl_module, "worst faces"):  # a fast_dev_run saves nothing
             return
         kept = self.top.gathered(trainer)
         if kept is None:

@@ -53,7 +53,7 @@ def log_figure(trainer: Trainer, name: str, fig: Figure, caption: str | None = N
         The path of the PNG.
     """
     path = run_directory(trainer) / f"{name}.png"
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not trainer.fast_dev_run:  # a fast_dev_run saves nothing
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         for logger in trainer.loggers:
@@ -125,6 +125,19 @@ class MetricCurves(Callback):
         self.history = {k: dict(v) for k, v in state_dict.get("history", {}).items()}
 
 
+def figure_grid(n: int, columns: int | None, panel_height: float) -> tuple[Figure, list]:
+    """A figure of ``n`` panels in rows of ``columns`` (default: a square-ish grid), and its axes in order."""
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    fig = Figure(figsize=(3.4 * columns, panel_height * rows), layout="constrained")
+    return fig, list(fig.subplots(rows, columns, squeeze=False).flatten())
+
+
+def class_namer(class_names: list[str]):
+    """``index -> name``; the index itself for a class without a name."""
+    return lambda index: class_names[index] if 0 <= index < len(class_names) else str(index)
+
+
 class PredictionGrid(Callback):
     """After testing: the first test images, each titled ``predicted: X / actual: Y`` with class names.
 
@@ -185,14 +198,8 @@ class PredictionGrid(Callback):
 
     def figure(self, x: torch.Tensor, y: torch.Tensor, preds: torch.Tensor, class_names: list[str]) -> Figure:
         """The grid: raw images, title green when right, red when wrong."""
-        n = x.shape[0]
-        columns = self.columns or math.ceil(math.sqrt(n))
-        rows = math.ceil(n / columns)
-        fig = Figure(figsize=(3.4 * columns, 3.0 * rows), layout="constrained")
-        axes = fig.subplots(rows, columns, squeeze=False).flatten()
-
-        def name(index: int) -> str:
-            return class_names[index] if 0 <= index < len(class_names) else str(index)
+        fig, axes = figure_grid(x.shape[0], self.columns, 3.0)
+        name = class_namer(class_names)
 
         for ax, image, actual, predicted in zip(axes, x, y.tolist(), preds.tolist()):
             ax.imshow(_displayable(image), cmap="gray" if _is_grey(image) else None, vmin=0, vmax=1)

@@ -39,6 +39,19 @@ def holds_record(directory: Path) -> bool:
     return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
 
 
+def make_unique_dir(parent: Path, base: str) -> Path:
+    """Create ``parent/base``, or ``base-1``, ``base-2``... when taken: never an existing directory
+    (``mkdir`` without ``exist_ok`` is the check, so two processes cannot get the same one)."""
+    suffix = 0
+    while True:
+        candidate = parent / (base if suffix == 0 else f"{base}-{suffix}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            suffix += 1
+
+
 def write_atomically(path: Path, text: str, newline: str | None = None) -> None:
     """Replace ``path`` by ``text`` in one step (see :func:`lightning_hw.atomic.atomic_open`)."""
     with atomic_open(path, "w", newline=newline) as file:

@@ -48,6 +48,7 @@ from lightning_hw.runs.files import (
     LOCK_FILE,
     METRICS_FILE,
     holds_record,
+    make_unique_dir,
     read_status,
     write_atomically,
     write_status,
@@ -140,14 +141,7 @@ class Run:
         parent = self.directory.parent
         created_parents = _missing(parent)
         parent.mkdir(parents=True, exist_ok=True)
-        base, suffix = self.directory.name, 0
-        while True:
-            candidate = parent / (base if suffix == 0 else f"{base}-{suffix}")
-            try:
-                candidate.mkdir()
-                break
-            except FileExistsError:
-                suffix += 1
+        candidate = make_unique_dir(parent, self.directory.name)
         if self.run_dir == self.directory:
             self.run_dir, self.name = candidate, candidate.name
         self.directory = candidate

@@ -56,7 +56,7 @@ from lightning_hw.cli.parser import HWCLI
 from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
-from lightning_hw.runs.files import write_atomically
+from lightning_hw.runs.files import make_unique_dir, write_atomically
 from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
 
 DIR_PREFIX = "lr-find"
@@ -286,14 +286,7 @@ class LRFindCLI(HWCLI):
         parent = directory.parent
         self._created = [p for p in [parent, *parent.parents] if not p.exists()]
         parent.mkdir(parents=True, exist_ok=True)
-        base, suffix = directory.name, 0
-        while True:
-            candidate = parent / (base if suffix == 0 else f"{base}-{suffix}")
-            try:
-                candidate.mkdir()
-                break
-            except FileExistsError:
-                suffix += 1
+        candidate = make_unique_dir(parent, directory.name)
         self.lr_find_dir = candidate
         self._created.insert(0, candidate)
         naming.share_directory(candidate)
