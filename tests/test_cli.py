@@ -147,7 +147,8 @@ def test_test_subcommand_writes_into_the_eval_directory_of_its_checkpoints_run(t
     best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
     cli = HWCLI(args=tiny_args("test", "--ckpt_path", str(best)))
     assert cli.run_dir.parent == run_dir / "eval" and cli.run_dir.name.startswith("test-")
-    assert sorted(p.name for p in cli.run_dir.iterdir()) == ["config-test.yaml", "metrics.csv"]
+    # the test's record and what the interpretation callback drew from it
+    assert sorted(p.name for p in cli.run_dir.iterdir()) == ["config-test.yaml", "metrics.csv", "most_confused.csv", "top_losses.png"]
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"].item() <= 1.0
     assert sorted(p.name for p in (workdir / "runs" / "quickstart").iterdir()) == ["r2"]
 

@@ -48,7 +48,7 @@ def test_presets_stack_on_an_experiment_config(tiny_args, capsys):
     assert [p["class_path"] for p in trainer["plugins"]] == ["lightning_hw.precision.AutoMixedPrecision"]
     # callbacks+ appends: the presets' callbacks add up instead of replacing each other
     assert [c["class_path"].rsplit(".", 1)[-1] for c in trainer["callbacks"]] == [
-        "ChannelsLast", "Float32MatmulPrecision", "CompileNet",
+        "ClassificationInterpretation", "ChannelsLast", "Float32MatmulPrecision", "CompileNet",
     ]
     multinode = resolved(tiny_args, capsys, "gpu", "multinode")["trainer"]
     assert multinode["num_nodes"] == 2 and multinode["strategy"] == "ddp"

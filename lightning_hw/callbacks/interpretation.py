@@ -15,7 +15,7 @@ then leaves in the run's directory (``<run>/`` after fit, ``<run>/eval/test-<tim
   ``predicted / actual / probability of the prediction / loss``; images are drawn as stored
   (raw pixels, not the normalised model input), table rows as bars of their
   largest-magnitude model inputs.
-* ``most_confused.csv`` (W&B table ``test/most_confused``): every (actual, predicted) pair of
+* ``most_confused.csv``: every (actual, predicted) pair of
   different classes with its count, most frequent first, from the task's test confusion
   matrix; the first ``top_confused`` are printed.
 
@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
@@ -228,10 +227,7 @@ class ClassificationInterpretation(_TestSamples):
             return
         with atomic_open(directory / "most_confused.csv", newline="") as f:
             f.write(confused_csv(self.confused))
-        rows = [list(pair) for pair in self.confused]
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_table(key="test/most_confused", columns=["actual", "predicted", "count"], data=rows)
+        # Not logged as a W&B table: a table is a W&B artifact, and offline runs upload none (the CSV is in the run).
         if self.top_confused > 0:
             print(format_confused(self.confused, self.top_confused))
 

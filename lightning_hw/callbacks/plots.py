@@ -53,7 +53,7 @@ def log_figure(trainer: Trainer, name: str, fig: Figure, caption: str | None = N
         The path of the PNG.
     """
     path = run_directory(trainer) / f"{name}.png"
-    if trainer.is_global_zero and not trainer.fast_dev_run:  # a fast_dev_run saves nothing
+    if trainer.is_global_zero:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         for logger in trainer.loggers:
