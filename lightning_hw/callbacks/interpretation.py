@@ -98,7 +98,16 @@ class RunningTop:
 
 
 class _TestSamples(Callback):
-    """Shared by the interpretation callbacks: the running top ``N`` and the test sample positions."""
+    """Shared by the interpretation callbacks: the running top ``N`` and the test sample positions.
+
+    A subclass names what it needs from the task (``output_key`` in ``test_step``'s returned dict,
+    ``task_method`` on the task, ``missing``: the message when either is absent) and ranks one test
+    batch in :meth:`collect`.
+    """
+
+    output_key: str
+    task_method: str
+    missing: str
 
     def __init__(self, num_samples: int) -> None:
         self.num_samples = num_samples
@@ -116,6 +125,20 @@ class _TestSamples(Callback):
         for callback in trainer.callbacks:
             if getattr(callback, "active", False) and "test" in getattr(callback, "source_positions", {}):
                 self._source = callback.source_positions["test"].to(pl_module.device)
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if dataloader_idx != 0 or self._unsupported is not None:
+            return
+        if not (isinstance(outputs, dict) and self.output_key in outputs and hasattr(pl_module, self.task_method)):
+            self._unsupported = self.missing
+            return
+        self.collect(trainer, pl_module, outputs[self.output_key], batch)
+
+    def collect(self, trainer: Trainer, pl_module: LightningModule, output: torch.Tensor, batch: Any) -> None:
+        """Rank one test batch: ``output`` is ``test_step``'s ``output_key`` entry."""
+        raise NotImplementedError
 
     def positions(self, trainer: Trainer, n: int, device: torch.device) -> torch.Tensor:
         """Positions in the datamodule's test split of the next ``n`` samples of this process.
@@ -180,15 +203,12 @@ class ClassificationInterpretation(_TestSamples):
         #: the last test's (actual, predicted, count) pairs, most frequent first
         self.confused: list[tuple[str, str, int]] = []
 
-    def on_test_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if dataloader_idx != 0 or self._unsupported is not None:
-            return
-        if not (isinstance(outputs, dict) and "outputs" in outputs and hasattr(pl_module, "sample_losses")):
-            self._unsupported = "gives no per-sample outputs from test_step (see Classifier.test_step)"
-            return
-        raw_out, x, y = outputs["outputs"], batch[0], batch[1]
+    output_key = "outputs"
+    task_method = "sample_losses"
+    missing = "gives no per-sample outputs from test_step (see Classifier.test_step)"
+
+    def collect(self, trainer: Trainer, pl_module: LightningModule, output: torch.Tensor, batch: Any) -> None:  # noqa: D102
+        raw_out, x, y = output, batch[0], batch[1]
         head = pl_module.head
         with torch.no_grad():
             losses = pl_module.sample_losses(raw_out.float(), y)
@@ -305,15 +325,12 @@ class WorstFaces(_TestSamples):
         super().__init__(num_samples)
         self.columns = columns
 
-    def on_test_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if dataloader_idx != 0 or self._unsupported is not None:
-            return
-        if not (isinstance(outputs, dict) and "points" in outputs and hasattr(pl_module, "face_errors")):
-            self._unsupported = "gives no predicted points from test_step (see LandmarkRegressor.test_step)"
-            return
-        points, x, target = outputs["points"], batch[0], batch[1]
+    output_key = "points"
+    task_method = "face_errors"
+    missing = "gives no predicted points from test_step (see LandmarkRegressor.test_step)"
+
+    def collect(self, trainer: Trainer, pl_module: LightningModule, output: torch.Tensor, batch: Any) -> None:  # noqa: D102
+        points, x, target = output, batch[0], batch[1]
         with torch.no_grad():
             # A face the NME leaves out (NaN) is never among the worst.
             errors = pl_module.face_errors(points, target).nan_to_num(nan=-math.inf)

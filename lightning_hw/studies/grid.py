@@ -109,20 +109,29 @@ class Study:
 
 
 @dataclass
-class Planned:
-    """A variant with its run directory, state and ``fit`` command (what ``--dry-run`` lists).
+class Job:
+    """One ``fit`` of a study: what the runner starts and ``--dry-run`` lists.
 
     Args:
-        variant: the variant.
+        name: the run name (``<variant>...`` or ``trial-<N>``).
         run_dir: its run directory.
-        state: ``finished``, ``resume`` (from ``last.ckpt``) or ``new``.
         command: the full ``python -m lightning_hw fit ...`` command.
+        resume: it continues from the run's ``checkpoints/last.ckpt``.
+        variant: the grid variant it trains (``None`` for a search trial).
+        finished: it finished before (its ``study-finished.json``); a grid skips it.
     """
 
-    variant: Variant
+    name: str
     run_dir: Path
-    state: str
     command: list[str]
+    resume: bool = False
+    variant: Variant | None = None
+    finished: bool = False
+
+    @property
+    def state(self) -> str:
+        """``finished``, ``resume`` (from ``last.ckpt``) or ``new``."""
+        return "finished" if self.finished else "resume" if self.resume else "new"
 
 
 # -- reading a study ---------------------------------------------------------------------------
@@ -272,7 +281,7 @@ def _find_config(config: str, study_path: Path) -> str:
 # -- planning and running ----------------------------------------------------------------------
 
 
-def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = None) -> list[Planned]:
+def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = None) -> list[Job]:
     """The jobs of a study with their state and command, in file order.
 
     Args:
@@ -291,13 +300,9 @@ def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = 
         if only and variant.name not in only and variant.variant not in only:
             continue
         run_dir = study.run_dir(variant)
-        if (run_dir / FINISHED_FILE).is_file():
-            state = "finished"
-        elif (run_dir / "checkpoints" / "last.ckpt").is_file():
-            state = "resume"
-        else:
-            state = "new"
-        jobs.append(Planned(variant, run_dir, state, fit_command(study, variant, extra, resume=state == "resume")))
+        finished = (run_dir / FINISHED_FILE).is_file()
+        resume = not finished and (run_dir / "checkpoints" / "last.ckpt").is_file()
+        jobs.append(Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume, variant, finished))
     return jobs
 
 

@@ -38,6 +38,7 @@ for when no other process runs the study.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import shlex
@@ -47,38 +48,18 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
-from lightning_hw.studies.grid import FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Study, Variant, fit_command, overrides_to_args
-from lightning_hw.studies.search import GRID_PARAM, SearchStudy, as_value, make_sampler, open_storage, trial_env
+from lightning_hw.studies.grid import FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, fit_command, overrides_to_args
+from lightning_hw.studies.search import GRID_PARAM, SearchStudy, fit_options, make_sampler, open_storage, trial_env
 
 PREFIX = "trial-"
 SURPLUS = "surplus"  # user attr of a trial handed out beyond what the study needs (given back as FAIL)
 RUN_DIR = "run_dir"  # user attr: the trial's run directory (a queued-again trial inherits it)
-
-
-@dataclass
-class Job:
-    """One ``fit`` of a study.
-
-    Args:
-        name: the run name (``<variant>...`` or ``trial-<N>``).
-        run_dir: its run directory.
-        command: the full ``python -m lightning_hw fit ...`` command.
-        resume: it continues from the run's ``checkpoints/last.ckpt``.
-        variant: the grid variant it trains (``None`` for a search trial).
-    """
-
-    name: str
-    run_dir: Path
-    command: list[str]
-    resume: bool = False
-    variant: Variant | None = None
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -407,7 +388,7 @@ def run_study(
     env_of = child_env(workers)
     stop = threading.Event()
     outcomes: dict[int, str] = {}
-    started = iter(range(1, 1_000_000))
+    started = itertools.count(1)
 
     def worker(index: int) -> None:
         while not stop.is_set():
@@ -455,13 +436,11 @@ def job_for(search: SearchStudy, trial, extra: list[str]) -> Job:
         run_dir = Path(trial.user_attrs.get(RUN_DIR) or "")
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             run_dir = Path(study.root) / study.name / f"{PREFIX}{trial.number}"
-        params = {k: as_value(v, trial.distributions[k]) for k, v in trial.params.items()}
-        variant = Variant(run_dir.name, run_dir.name, overrides_to_args(params, study.path, "search"))
+        options = fit_options(trial.params, trial.distributions, search.heads)
+        variant = Variant(run_dir.name, run_dir.name, overrides_to_args(options, study.path, "search"))
     trial.set_user_attr(RUN_DIR, str(run_dir))
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-    job = Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume)
-    job.variant = variant if search.is_grid else None
-    return job
+    return Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume, variant if search.is_grid else None)
 
 
 def _print_header(search: SearchStudy, study, only: list[str] | None, extra: list[str]) -> int:
@@ -514,7 +493,7 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
     print(f"Study {search.name}: {len(done)} trials finished ({summary or 'none'}).")
     if any(t.state.name == "COMPLETE" for t in done):
         best = study.best_trial
-        print(f"Best: trial {best.number}, {search.metric} = {best.value:.4f}, {params_text(best.params, best.distributions)}")
+        print(f"Best: trial {best.number}, {search.metric} = {best.value:.4f}, {params_text(fit_options(best.params, best.distributions, search.heads))}")
     print(f"Report with: python -m lightning_hw report {search.directory}")
     return 0
 
@@ -527,7 +506,7 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     how = "resuming from checkpoints/last.ckpt" if job.resume else "starting"
     what = f"{how}{f', again for trial {retry}' if retry is not None else ''}"
     if not search.is_grid:
-        what += f": {params_text(trial.params, trial.distributions)}"
+        what += f": {params_text(fit_options(trial.params, trial.distributions, search.heads))}"
     with lock:
         print(f"{label}: {what} ({job.run_dir})", flush=True)
     started = time.monotonic()
@@ -590,6 +569,6 @@ def objective_value(run_dir: Path, search: SearchStudy) -> float | None:
     return max(values) if search.direction == "maximize" else min(values)
 
 
-def params_text(params: dict[str, Any], distributions: dict[str, Any]) -> str:
-    """``lr = 0.01, hidden = [64, 32]``: a trial's parameters as the study file writes them."""
-    return ", ".join(f"{k} = {json.dumps(as_value(v, distributions[k])) if not isinstance(v, float) else f'{v:.4g}'}" for k, v in params.items())
+def params_text(options: dict[str, Any]) -> str:
+    """``lr = 0.01, hidden = [64, 32]``: a trial's options (see :func:`fit_options`) as the study file writes them."""
+    return ", ".join(f"{k} = {f'{v:.4g}' if isinstance(v, float) else json.dumps(v)}" for k, v in options.items())

@@ -9,6 +9,8 @@ A search study file::
       model.init_args.lr: {float: [1.0e-3, 0.3], log: true}
       model.init_args.net.init_args.hidden: {categorical: [[32], [128], [64, 32]]}
       data.init_args.batch_size: {int: [16, 128], step: 16}
+      model.init_args.net.init_args.head:       # a head from separate parameters (studies/head_space.py)
+        head: {layers: [{categorical: [256, 1024]}, {categorical: [0, 64]}], dropout: {float: [0.0, 0.5], step: 0.1}}
     objective: val/acc          # or {metric: val/loss, direction: minimize}; default: what checkpoints monitor
     sampler: tpe                # tpe (default), random, grid, cmaes; seeded by `seed:` (default 0)
     pruner: median              # median (default), hyperband, none; or {median: {n_startup_trials: 1}}
@@ -35,6 +37,7 @@ import yaml
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.studies.grid import Study, overrides_to_args, read_study_file, study_basics
+from lightning_hw.studies.head_space import HeadSpace, is_head_space, parse_head_space
 
 SEARCH_KEYS = (
     "name", "config", "args", "root", "search", "objective", "sampler", "pruner", "trials", "storage", "seed", "heartbeat",
@@ -68,6 +71,7 @@ class SearchStudy:
         storage: the storage URL (``sqlite:///...``, ``journal:///...`` or an SQLAlchemy URL).
         seed: the sampler's seed.
         heartbeat: seconds between heartbeats of a running trial.
+        heads: heads composed from several parameters (``head:`` entries; their parameters are in ``space``).
     """
 
     study: Study
@@ -80,6 +84,7 @@ class SearchStudy:
     storage: str = ""
     seed: int = 0
     heartbeat: int = 30
+    heads: list[HeadSpace] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -147,7 +152,7 @@ def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
     space_spec = spec.get("search")
     if not isinstance(space_spec, dict) or not space_spec:
         raise ConfigError(f"{where}: `search` must map fit options to distributions, e.g. `model.init_args.lr: {{float: [1.0e-4, 0.1], log: true}}`")
-    space = {str(k).removeprefix("--"): distribution(v, f"{where}: search {k}") for k, v in space_spec.items()}
+    space, heads = read_space(space_spec, where)
     metric, direction = _objective(spec.get("objective"), configs, spec.get("args"), where)
     sampler = str(spec.get("sampler") or "tpe").lower()
     if sampler not in SAMPLERS:
@@ -164,9 +169,47 @@ def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
         trials=_positive_int(spec.get("trials", 10), f"{where}: trials"),
         seed=int(spec.get("seed") or 0),
         heartbeat=_positive_int(spec.get("heartbeat", 30), f"{where}: heartbeat"),
+        heads=heads,
     )
     search.storage = storage_url(spec.get("storage"), search.directory, where)
     return search
+
+
+def read_space(space_spec: dict[str, Any], where: str) -> tuple[dict[str, Any], list[HeadSpace]]:
+    """A ``search:`` section as Optuna's flat space (parameter -> distribution) and its composed heads.
+
+    Raises:
+        ConfigError: an entry is not a distribution or a ``head:``, or two entries name one parameter.
+    """
+    space: dict[str, Any] = {}
+    heads = []
+    for key, value in space_spec.items():
+        option = str(key).removeprefix("--")
+        if is_head_space(value):
+            heads.append(parse_head_space(option, value, where, distribution))
+            entries = heads[-1].searched
+        else:
+            entries = {option: distribution(value, f"{where}: search {key}")}
+        for name in entries:
+            if name in space:
+                raise ConfigError(f"{where}: search parameter {name!r} is named twice; give the options' heads different names")
+        space.update(entries)
+    return space, heads
+
+
+def fit_options(params: dict[str, Any], distributions: dict[str, Any], heads: list[HeadSpace]) -> dict[str, Any]:
+    """A trial's parameters as ``fit`` options: values as the study file wrote them, composed heads as specs."""
+    options = {k: as_value(v, distributions[k]) for k, v in params.items()}
+    for head in heads:
+        for name in head.searched:
+            options.pop(name, None)
+        options[head.option] = head.spec(params)
+    return options
+
+
+def heads_of(search_spec: dict[str, Any], where: str) -> list[HeadSpace]:
+    """The composed heads of a ``search:`` section (for a report that reads the recorded section)."""
+    return read_space(search_spec, where)[1] if search_spec else []
 
 
 def grid_search(study: Study, options: dict[str, Any]) -> SearchStudy:

@@ -34,6 +34,7 @@ def write_search_file(search) -> None:
         "direction": search.direction,
         "configs": [str(Path(c).resolve()) for c in search.study.configs],
         "args": spec.get("args") or {},
+        "heads": {h.option: (spec.get("search") or {}).get(h.option) for h in search.heads},  # composed heads' parts
         "study_file": str(Path(search.study.path).resolve()),
     }
     search.directory.mkdir(parents=True, exist_ok=True)
@@ -58,14 +59,15 @@ def search_report(directory: Path, out: Path) -> list[str]:
     import optuna
 
     from lightning_hw.reports import markdown, write_csv
-    from lightning_hw.studies.search import as_value, open_storage
+    from lightning_hw.studies.search import as_value, fit_options, heads_of, open_storage
 
     record = json.loads((directory / SEARCH_FILE).read_text())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=record["study"], storage=open_storage(record["storage"]))
     trials = study.get_trials(deepcopy=False)
+    heads = heads_of(record.get("heads") or {}, f"search {record['study']}")
     params = list(dict.fromkeys(k for t in trials for k in t.params))
-    columns = ["trial", *params, record["metric"], "state", "epochs", "run"]
+    columns = ["trial", *params, *(h.option for h in heads), record["metric"], "state", "epochs", "run"]
     rows = []
     for t in trials:
         if t.user_attrs.get("surplus"):
@@ -75,6 +77,8 @@ def search_report(directory: Path, out: Path) -> list[str]:
         for key in params:
             value = as_value(t.params[key], t.distributions[key]) if key in t.params else ""
             row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        for head in heads:  # the head spec a trial's head parameters composed
+            row[head.option] = json.dumps(head.spec(t.params)) if all(k in t.params for k in head.searched) else ""
         value = t.value if t.state.name == "COMPLETE" else (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
         row[record["metric"]] = "" if value is None else value
         rows.append(row)
@@ -85,7 +89,7 @@ def search_report(directory: Path, out: Path) -> list[str]:
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     if complete:
         best = study.best_trial
-        best_params = {k: as_value(v, best.distributions[k]) for k, v in best.params.items()}
+        best_params = fit_options(best.params, best.distributions, heads)
         run_config = Path(best.user_attrs.get("run_dir") or directory / f"trial-{best.number}") / "config.yaml"
         text = trial_config(run_config, record, best.number, best.value) if run_config.is_file() else None
         write_atomically(directory / BEST_FILE, text or best_config(record, best_params, best.number, best.value))

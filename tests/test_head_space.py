@@ -1,0 +1,148 @@
+"""A search over a head's parts (depth, widths, batch norm, dropout, activation) as separate Optuna parameters."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from lightning_hw import reports
+from lightning_hw.errors import ConfigError
+from lightning_hw.nets.heads import build_head, split_pooling
+from lightning_hw.studies import search
+from lightning_hw.studies.head_space import compose_head
+
+from conftest import REPO
+
+HEAD = "model.init_args.net.init_args.head"
+
+
+def test_compose_head_writes_the_reports_heads():
+    assert compose_head("flatten", [1024, 64, 0], False, 0.0, "relu") == ["flatten", 1024, "relu", 64, "relu"]
+    assert compose_head("flatten", [256, 0], True, 0.0, "linear") == ["flatten", 256, "batchnorm"]
+    assert compose_head("gap", [512, 0, 32], True, 0.3, "relu") == ["gap", 512, "batchnorm", "relu", "dropout:0.3"]
+    assert compose_head("flatten", [0, 64], False, 0.5, "relu") == ["flatten"]  # 0 first: a linear classifier
+    # A float dropout from a stepped distribution is written as the rate, not 0.30000000000000004.
+    assert compose_head("gap", [8], False, 0.1 + 0.2, "tanh") == ["gap", 8, "tanh", "dropout:0.3"]
+
+
+def _every_spec(spec: search.SearchStudy) -> list[list]:
+    """Every head a shipped search can compose (its categorical parts, and each float range's ends)."""
+    (head,) = spec.heads
+    grids = search.grid_choices(head.searched, "shipped")  # categorical choices, stepped ranges
+    return [head.spec(dict(zip(grids, values))) for values in itertools.product(*grids.values())]
+
+
+@pytest.mark.parametrize(
+    ("study", "grid", "hand_picked"),
+    [("resnet152_head_search", "resnet152_heads", "d1024_d64"), ("densenet201_head_search", "densenet201_heads", None)],
+)
+def test_shipped_head_searches_compose_heads_that_build_and_hold_the_hand_picked_one(study, grid, hand_picked):
+    spec = search.load_search(REPO / "configs" / "studies" / f"{study}.yaml")
+    assert {h.option for h in spec.heads} == {HEAD}
+    assert {"head.layer1", "head.layer2", "head.batchnorm", "head.dropout"} <= set(spec.space)
+    composed = _every_spec(spec)
+    assert len({json.dumps(c) for c in composed}) >= 20  # separate parameters, not a handful of specs
+    for head_spec in composed[:: max(1, len(composed) // 40)]:
+        pooling, layers = split_pooling(head_spec)
+        net = build_head(layers, (8, 2, 2), 2, flatten=pooling == "flatten")
+        net.eval()
+        assert net(torch.zeros(2, 8, 2, 2)).shape == (2, 2)
+    # The reports' chosen head is one point of the space (the base config's head).
+    base = yaml.safe_load((REPO / "configs" / f"{study.split('_')[0]}.yaml").read_text())
+    chosen = base["model"]["init_args"]["net"]["init_args"]["head"]
+    if hand_picked:
+        grid_file = yaml.safe_load((REPO / "configs" / "studies" / f"{grid}.yaml").read_text())
+        assert grid_file["variants"][hand_picked][HEAD] == chosen
+    assert chosen in composed
+
+
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        ({"layers": [{"categorical": [8, 16]}], "dropuot": 0.1}, "unknown part 'dropuot'"),
+        ({"layers": [{"categorical": [8, -1]}]}, "layer1: -1 is not a width of 0 or more"),
+        ({"layers": [8], "dropout": {"float": [0.0, 1.0]}}, "dropout: 1.0 is not a rate in [0, 1)"),
+        ({"layers": [8], "activation": "rleu"}, "activation: 'rleu' is not one of linear, relu"),
+        ({"layers": [8], "pooling": {"categorical": ["flatten", "avg"]}}, "pooling: 'avg' is not one of flatten, gap, gmp"),
+        ({"layers": []}, "layers must list the hidden widths"),
+        ({"layers": [{"float": [8, 64]}]}, "layer1: 8.0 is not a width"),
+    ],
+)
+def test_bad_head_parts_are_one_line(workdir, parts, message):
+    path = workdir / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "config": str(REPO / "configs" / "transfer_demo.yaml"), "search": {HEAD: {"head": parts}}}))
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")) as err:
+        search.load_search(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_head_parameter_named_twice_is_refused(workdir):
+    path = workdir / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "config": str(REPO / "configs" / "transfer_demo.yaml"), "search": {
+        HEAD: {"head": {"layers": [{"categorical": [8, 16]}]}},
+        "other.head": {"head": {"layers": [{"categorical": [8, 16]}]}},
+    }}))
+    with pytest.raises(ConfigError, match="'head.layer1' is named twice"):
+        search.load_search(path)
+
+
+def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
+    """Two trials on the transfer demo (LFW faces, a small frozen ResNet18): each `fit` trains the head its
+    parameters compose, the report lists the spec beside the parameters and best.yaml holds it."""
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    path = workdir / "heads.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "heads",
+        "config": str(REPO / "configs" / "transfer_demo.yaml"),
+        "args": {
+            "trainer.max_epochs": 2, "data.init_args.image_size": 32,
+            "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
+            "run.wandb": "disabled", "run.test_after_fit": False,
+        },
+        "search": {
+            HEAD: {"head": {
+                "pooling": "gap",
+                "layers": [{"categorical": [8, 16]}, {"categorical": [0, 4]}],
+                "batchnorm": {"categorical": [False, True]},
+                "dropout": {"float": [0.0, 0.4], "step": 0.2},
+            }},
+            "model.init_args.lr": {"float": [1.0e-3, 1.0e-2], "log": True},
+        },
+        "sampler": "random", "seed": 3, "pruner": "none", "trials": 2,
+    }, sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "lightning_hw", "study", str(path)], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = search.load_search(path)
+    (head,) = study.heads
+    import optuna
+
+    trials = optuna.load_study(study_name="heads", storage=search.open_storage(study.storage)).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    specs = []
+    for trial in trials:
+        expected = head.spec(trial.params)
+        specs.append(expected)
+        run = workdir / "runs" / "heads" / f"trial-{trial.number}"
+        recorded = yaml.safe_load((run / "config.yaml").read_text())
+        assert recorded["model"]["init_args"]["net"]["init_args"]["head"] == expected
+        assert json.dumps(expected) in done.stdout  # the runner prints the head it starts
+        # The checkpoint's head has the composed layers: Linear widths and BatchNorm where asked.
+        state = torch.load(next((run / "checkpoints").glob("last.ckpt")), map_location="cpu", weights_only=False)["state_dict"]
+        linear = [v.shape[0] for k, v in state.items() if k.startswith("net.head.") and k.endswith(".weight") and v.dim() == 2]
+        widths = [w for w in expected if isinstance(w, int)]
+        assert linear == [*widths, 1]  # binary_bce: one logit
+        has_bn = any(k.endswith("running_mean") and k.startswith("net.head.") for k in state)
+        assert has_bn == ("batchnorm" in expected)
+    assert reports.main([str(workdir / "runs" / "heads")]) == 0
+    rows = list(csv.DictReader((workdir / "runs" / "heads" / "report" / "trials.csv").open()))
+    assert [json.loads(r[HEAD]) for r in rows] == specs
+    assert {"head.layer1", "head.layer2", "head.batchnorm", "head.dropout"} <= set(rows[0])
+    best = yaml.safe_load((workdir / "runs" / "heads" / "best.yaml").read_text())
+    assert best["model"]["init_args"]["net"]["init_args"]["head"] in specs
