@@ -7,6 +7,7 @@ import itertools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,7 +42,11 @@ def _every_spec(spec: search.SearchStudy) -> list[list]:
 
 @pytest.mark.parametrize(
     ("study", "grid", "hand_picked"),
-    [("resnet152_head_search", "resnet152_heads", "d1024_d64"), ("densenet201_head_search", "densenet201_heads", None)],
+    [
+        ("resnet152_head_search", "resnet152_heads", "d1024_d64"),
+        ("densenet201_head_search", None, None),
+        ("transfer_demo_head_search", None, None),
+    ],
 )
 def test_shipped_head_searches_compose_heads_that_build_and_hold_the_hand_picked_one(study, grid, hand_picked):
     spec = search.load_search(REPO / "configs" / "studies" / f"{study}.yaml")
@@ -51,16 +56,19 @@ def test_shipped_head_searches_compose_heads_that_build_and_hold_the_hand_picked
     assert len({json.dumps(c) for c in composed}) >= 20  # separate parameters, not a handful of specs
     for head_spec in composed[:: max(1, len(composed) // 40)]:
         pooling, layers = split_pooling(head_spec)
-        net = build_head(layers, (8, 2, 2), 2, flatten=pooling == "flatten")
+        shape = (8, 2, 2) if pooling == "flatten" else (8,)  # gap/gmp: the backbone pools the map
+        net = build_head(layers, shape, 2, flatten=pooling == "flatten")
         net.eval()
-        assert net(torch.zeros(2, 8, 2, 2)).shape == (2, 2)
-    # The reports' chosen head is one point of the space (the base config's head).
-    base = yaml.safe_load((REPO / "configs" / f"{study.split('_')[0]}.yaml").read_text())
+        assert net(torch.zeros(2, *shape)).shape == (2, 2)
+    # The base config's head (the reports' or the demo's choice) and its lr are points of the space.
+    base = yaml.safe_load(Path(spec.study.configs[0]).read_text())
     chosen = base["model"]["init_args"]["net"]["init_args"]["head"]
     if hand_picked:
         grid_file = yaml.safe_load((REPO / "configs" / "studies" / f"{grid}.yaml").read_text())
         assert grid_file["variants"][hand_picked][HEAD] == chosen
     assert chosen in composed
+    lr = spec.space["model.init_args.lr"]
+    assert lr.low <= base["optimizer"]["init_args"]["lr"] <= lr.high
 
 
 @pytest.mark.parametrize(

@@ -319,7 +319,7 @@ def test_unreachable_database_is_one_line(workdir, tmp_path):
 
 
 def test_shipped_search_studies_parse():
-    for name in ("quickstart_search", "reuters_search", "resnet152_head_search", "densenet201_head_search"):
+    for name in ("quickstart_search", "reuters_search", "resnet152_head_search", "densenet201_head_search", "transfer_demo_head_search"):
         path = REPO / "configs" / "studies" / f"{name}.yaml"
         try:
             spec = search.load_search(path)
