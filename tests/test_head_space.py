@@ -71,6 +71,28 @@ def test_shipped_head_searches_compose_heads_that_build_and_hold_the_hand_picked
     assert lr.low <= base["optimizer"]["init_args"]["lr"] <= lr.high
 
 
+def test_the_fold_check_compares_points_of_the_search_space_under_the_searchs_settings():
+    """transfer_demo_heads_cv.yaml re-trains the search's winner and both hand-picked heads on folds: each
+    variant must be a head and lr the search could have picked, trained as its trials were."""
+    from lightning_hw.studies import grid
+
+    spec = search.load_search(REPO / "configs" / "studies" / "transfer_demo_head_search.yaml")
+    composed = _every_spec(spec)
+    lr = spec.space["model.init_args.lr"]
+    cv_file = REPO / "configs" / "studies" / "transfer_demo_heads_cv.yaml"
+    cv = yaml.safe_load(cv_file.read_text())
+    search_file = yaml.safe_load((REPO / "configs" / "studies" / "transfer_demo_head_search.yaml").read_text())
+    assert cv["config"] == search_file["config"] and cv["args"] == search_file["args"] and cv["folds"] == 5
+    base = yaml.safe_load((REPO / cv["config"]).read_text())
+    assert cv["variants"]["demo"][HEAD] == base["model"]["init_args"]["net"]["init_args"]["head"]
+    assert cv["variants"]["reports"][HEAD] == ["flatten", 1024, "relu", 64, "relu"]
+    for name, variant in cv["variants"].items():
+        assert variant[HEAD] in composed, name
+        assert lr.low <= variant["model.init_args.lr"] <= lr.high, name
+    jobs = grid.plan(grid.load_study(cv_file))
+    assert sorted(job.name for job in jobs) == sorted(f"{v}-fold{i}" for v in cv["variants"] for i in range(5))
+
+
 @pytest.mark.parametrize(
     ("parts", "message"),
     [
