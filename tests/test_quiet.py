@@ -56,7 +56,7 @@ def test_quickstart_prints_a_short_transcript(tmp_path):
     # The net's layers and its parameter count, not the task's metric collections.
     assert re.search(r"^Model: Classifier, 9\.6 K parameters \(9\.6 K trainable", text, re.M), text
     assert re.search(r"^  net\.layers\.1 +Linear +8\.3 K$", text, re.M), text
-    for noise in ("epoch_loss", "MetricCollection", "Total FLOPs", "GPU available", "litlogger", "LeafSpec", "Run history"):
+    for noise in ("epoch_loss", "MetricCollection", "Total FLOPs", "GPU available", "litlogger", "LeafSpec", "Run history", "Seed set"):
         assert noise not in text
     (test_line,) = [line for line in lines if line.startswith("Test (best checkpoint")]
     assert re.search(r"test/acc = 0\.\d{4}(,|$)", test_line), test_line
@@ -67,7 +67,7 @@ def test_quickstart_prints_a_short_transcript(tmp_path):
 def test_verbose_brings_back_what_the_libraries_print(tmp_path):
     text = "\n".join(transcript(tmp_path, "--verbose"))
     assert "Total params" in text and "Model: Classifier" not in text  # Lightning's own summary
-    assert "Test metric" in text and "GPU available" in text
+    assert "Test metric" in text and "GPU available" in text and "Seed set to 42" in text
     assert "wandb: Run history:" in text
     assert "LeafSpec" not in text  # filtered whatever the verbosity: nobody can act on it
 
@@ -152,8 +152,9 @@ def test_offline_pretrained_config_is_one_line_without_retries(tmp_path):
     ]
     done = subprocess.run(command, cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("Seed set to")]
-    assert len(lines) == 1, done.stderr  # no "Retrying in 8s [Retry 4/5]" from huggingface_hub
+    lines = done.stderr.strip().splitlines()
+    # No "Retrying in 8s [Retry 4/5]" from huggingface_hub, nor Lightning's "Seed set to 42".
+    assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: could not load pretrained resnet18 weights from the Hugging Face hub")
     assert not (tmp_path / "runs").exists()
 

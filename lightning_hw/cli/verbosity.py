@@ -18,6 +18,8 @@ _verbose = False
 #: the logger of Lightning's ``rank_zero_info`` (accelerators, tips, checkpoint restores), which our
 #: callbacks (FreezeBackbone, FeatureCache...) use too
 RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
+#: the logger of Lightning's ``seed_everything`` ("Seed set to 42"): the seed is in the run's config.yaml
+SEED_LOGGER = "lightning.fabric.utilities.seed"
 
 
 class LightningInfoFilter(logging.Filter):
@@ -79,8 +81,8 @@ def filter_evaluation_warnings() -> None:
 def set_verbose(verbose: bool) -> None:
     """Choose the verbosity of this process (``main()`` does, from ``--verbose``).
 
-    Quiet, a :class:`LightningInfoFilter` on Lightning's ``rank_zero_info`` logger drops
-    Lightning's own info lines; warnings stay visible either way.
+    Quiet, a :class:`LightningInfoFilter` on Lightning's ``rank_zero_info`` and seed loggers
+    drops Lightning's own info lines ("Seed set to 42" too); warnings stay visible either way.
 
     Args:
         verbose: print everything the libraries print (the ``--verbose`` flag).
@@ -89,11 +91,12 @@ def set_verbose(verbose: bool) -> None:
     _verbose = verbose
     if _lightning_info_filter is None:
         _lightning_info_filter = LightningInfoFilter()
-    logger = logging.getLogger(RANK_ZERO_LOGGER)
-    if verbose:
-        logger.removeFilter(_lightning_info_filter)
-    else:
-        logger.addFilter(_lightning_info_filter)  # once: addFilter skips a filter already there
+    for name in (RANK_ZERO_LOGGER, SEED_LOGGER):
+        logger = logging.getLogger(name)
+        if verbose:
+            logger.removeFilter(_lightning_info_filter)
+        else:
+            logger.addFilter(_lightning_info_filter)  # once: addFilter skips a filter already there
 
 
 def is_verbose() -> bool:
