@@ -568,3 +568,54 @@ def test_study_marks_only_variants_that_finished(tmp_path):
 def _study_log(run: Path) -> str:
     log = run / "study.log"
     return log.read_text()[-3000:] if log.is_file() else "(none)"
+
+
+def test_grid_run_killed_before_its_first_checkpoint_is_kept_and_the_study_says_how_to_rerun_it(tmp_path, monkeypatch):
+    """SIGKILL in a grid run's first epoch leaves a record without last.ckpt: a rerun of the study must
+    not claim to retry it (fit refuses the name) nor touch it; moving it aside runs it again."""
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])  # the study's fit processes load reliability_helpers
+    root = tmp_path / "runs"
+    kill = tmp_path / "kill.yaml"
+
+    def kill_at(step: int) -> None:  # step 0: no kill
+        kill.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+            {"class_path": "reliability_helpers.KillAtStep", "init_args": {"step": step}},
+        ]}}))
+
+    kill_at(2)  # mid-way through the first of 3 training batches: committed, no checkpoint yet
+    study = tmp_path / "dead.yaml"
+    study.write_text(yaml.safe_dump({
+        "name": "dead",
+        "config": str(QUICKSTART),
+        "args": {
+            "trainer.max_epochs": 1, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 1,
+            "trainer.limit_test_batches": 1, "trainer.enable_progress_bar": False,
+            "trainer.enable_model_summary": False, "run.wandb": "disabled",
+        },
+        "variants": {"a": {"config": str(kill)}},
+    }, sort_keys=False))
+    run = root / "dead" / "a"
+    advice = f"move it aside (mv {run} {run}.died)"
+
+    first = in_process("study", str(study), "--root", str(root), cwd=tmp_path)
+    assert first.returncode == 1, shown(first)
+    assert (run / "config.yaml").is_file() and not (run / "checkpoints" / "last.ckpt").exists(), shown(first)
+    assert "stopped before its first checkpoint" in first.stderr and advice in first.stderr, shown(first)
+    assert "re-run to retry" not in first.stderr, shown(first)
+    record = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    again = in_process("study", str(study), "--root", str(root), cwd=tmp_path)
+    assert again.returncode == 1, shown(again)
+    assert "0 to start, 1 stopped before a checkpoint" in again.stdout, shown(again)
+    assert advice in again.stderr and "not started again: a" in again.stderr, shown(again)
+    fit = in_process("fit", "--config", str(QUICKSTART), "--run.root", str(root), "--run.group", "dead", "--run.name", "a", cwd=tmp_path)
+    assert fit.returncode == 2, shown(fit)
+    assert "stopped before its first checkpoint (nothing to continue)" in fit.stderr and "--ckpt_path last" not in fit.stderr, shown(fit)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == record  # nothing started, nothing rewritten
+
+    kill_at(0)
+    run.rename(run.with_name("a.died"))
+    third = in_process("study", str(study), "--root", str(root), cwd=tmp_path)
+    assert third.returncode == 0, shown(third)
+    assert (run / "study-finished.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run.with_name("a.died") / "config.yaml").read_bytes() == record[run / "config.yaml"]

@@ -420,6 +420,11 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         resume_from = str(last) if last.is_file() and _newer(last, run_dir.glob("hpc_ckpt_*.ckpt")) else "hpc"
         return Run(settings, stage, "resume", group, name, run_dir, run_dir, resume_from)
     if inherited is None and holds_record(run_dir):
+        if not last.is_file():  # nothing to continue: only a new name (or moving the record aside) starts it
+            raise ConfigError(
+                f"run {run_dir} already exists and stopped before its first checkpoint (nothing to continue); "
+                "start a new run with another --run.name"
+            )
         raise ConfigError(
             f"run {run_dir} already exists; continue it with --ckpt_path last (same --run.name), "
             "or start a new run with another --run.name"

@@ -53,7 +53,7 @@ from typing import Any
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
-from lightning_hw.runs.files import read_status, write_atomically
+from lightning_hw.runs.files import holds_record, read_status, write_atomically
 from lightning_hw.studies.grid import FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, fit_command, overrides_to_args
 from lightning_hw.studies.search import GRID_PARAM, SearchStudy, fit_options, make_sampler, open_storage, trial_env
 
@@ -297,9 +297,13 @@ class _GridAsker(_Asker):
         self.runs = runs  # the runs this invocation should finish, in file order
         self.everything = everything  # no --only: GridSampler may choose among all runs
         self.attempted: set[str] = set()
+        self.dead: set[str] = set()  # runs that died before their first checkpoint: not started again
 
     def pending(self) -> list[str]:
-        return [r for r in self.runs if r not in self.attempted and not is_finished_run(self.search.directory / r)]
+        return [
+            r for r in self.runs
+            if r not in self.attempted and r not in self.dead and not is_finished_run(self.search.directory / r)
+        ]
 
     def next(self):
         import optuna
@@ -311,6 +315,10 @@ class _GridAsker(_Asker):
                 busy = {t.params.get(GRID_PARAM) for t in trials if t.state.name == "RUNNING"}
                 pending = self.pending()
                 free = [r for r in pending if r not in busy]
+                for run in [r for r in free if died_before_checkpoint(self.search.directory / r)]:
+                    print(f"  {run}: {move_aside_advice(self.search.directory / run)}", file=sys.stderr)
+                    self.dead.add(run)
+                    free.remove(run)
                 if free:
                     waiting = any(t.state.name == "WAITING" for t in trials)
                     if not waiting and not (self.everything and not self.study.sampler.is_exhausted(self.study)):
@@ -333,6 +341,24 @@ class _GridAsker(_Asker):
 def is_finished_run(run_dir: Path) -> bool:
     """Whether a study run finished: its ``study-finished.json`` (the record a grid never reruns)."""
     return (run_dir / FINISHED_FILE).is_file()
+
+
+def died_before_checkpoint(run_dir: Path) -> bool:
+    """A grid run that began training (its record exists) but has no ``last.ckpt``: nothing to resume.
+
+    Only a process killed outright (SIGKILL, out of memory, a machine that went down) in the
+    run's first epoch leaves this: Ctrl-C and SIGTERM save ``last.ckpt``. ``fit`` refuses to
+    start a run over a record, and a grid run's name is fixed, so the user must move it aside.
+    """
+    return holds_record(run_dir) and not (run_dir / "checkpoints" / "last.ckpt").is_file() and not is_finished_run(run_dir)
+
+
+def move_aside_advice(run_dir: Path) -> str:
+    """How to run a grid run again that :func:`died_before_checkpoint` (its record is the user's to keep or drop)."""
+    return (
+        f"{run_dir} stopped before its first checkpoint (nothing to resume); to run it again, "
+        f"move it aside (mv {run_dir} {run_dir}.died) and run the study again"
+    )
 
 
 def _tell_finished(study, trial, run_dir: Path, search: SearchStudy) -> None:
@@ -449,9 +475,13 @@ def _print_header(search: SearchStudy, study, only: list[str] | None, extra: lis
         names = only or [v.name for v in search.study.variants]
         done = [n for n in names if is_finished_run(search.directory / n)]
         resume = [n for n in names if n not in done and (search.directory / n / "checkpoints" / "last.ckpt").is_file()]
+        running = {t.params.get(GRID_PARAM) for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
+        dead = [n for n in names if n not in running and died_before_checkpoint(search.directory / n)]
+        stopped = f", {len(dead)} stopped before a checkpoint" if dead else ""
         print(
             f"Study {search.name}: {len(names)} runs in {search.directory} ({len(done)} finished, "
-            f"{len(resume)} to resume, {len(names) - len(done) - len(resume)} to start; storage {search.storage})"
+            f"{len(resume)} to resume, {len(names) - len(done) - len(resume) - len(dead)} to start{stopped}; "
+            f"storage {search.storage})"
         )
         for name in done:
             print(f"  {name}: finished before, skipped ({search.directory / name}){_changed_note(search, name, extra)}")
@@ -481,8 +511,18 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
     """The study's result in a few lines; returns the exit code (1 when a run failed)."""
     if isinstance(asker, _GridAsker):
         failed = sorted(n for n in asker.attempted if not is_finished_run(search.directory / n))
-        if failed:
-            print(f"Study {search.name}: {len(failed)} run(s) failed: {', '.join(failed)}; re-run to retry them.", file=sys.stderr)
+        retried = [n for n in failed if not died_before_checkpoint(search.directory / n)]
+        if retried:
+            print(f"Study {search.name}: {len(retried)} run(s) failed: {', '.join(retried)}; re-run to retry them.", file=sys.stderr)
+        for name in sorted(set(failed) - set(retried)):  # killed in its first epoch in this invocation
+            print(f"Study {search.name}: run {name} failed; {move_aside_advice(search.directory / name)}.", file=sys.stderr)
+        if asker.dead:
+            print(
+                f"Study {search.name}: {len(asker.dead)} run(s) not started again: {', '.join(sorted(asker.dead))} "
+                "(each stopped before its first checkpoint; move it aside to run it again, see above).",
+                file=sys.stderr,
+            )
+        if failed or asker.dead:
             return 1
         print(f"Study {search.name} complete. Compare the runs with: python -m lightning_hw report {search.directory}")
         return 0
