@@ -524,6 +524,21 @@ def _write_points(path: Path, rows: int = 200) -> None:
 
 
 @pytest.mark.slow
+def write_tiny_study(path: Path, epochs: int, variants: dict) -> Path:
+    """A grid study file (named after ``path``) of quickstart runs of 3 training batches, quiet, W&B disabled."""
+    path.write_text(yaml.safe_dump({
+        "name": path.stem,
+        "config": str(QUICKSTART),
+        "args": {
+            "trainer.max_epochs": epochs, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
+            "trainer.limit_test_batches": 2, "trainer.enable_progress_bar": False,
+            "trainer.enable_model_summary": False, "run.wandb": "disabled",
+        },
+        "variants": variants,
+    }, sort_keys=False))
+    return path
+
+
 def test_study_marks_only_variants_that_finished(tmp_path):
     root = tmp_path / "runs"
     interrupt = tmp_path / "interrupt.yaml"
@@ -531,21 +546,11 @@ def test_study_marks_only_variants_that_finished(tmp_path):
         "trainer": {"callbacks": [{"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 4}}]},
     }))
     points = tmp_path / "points.csv"  # created only before the second round
-    study = tmp_path / "lc.yaml"
-    study.write_text(yaml.safe_dump({
-        "name": "lc",
-        "config": str(QUICKSTART),
-        "args": {
-            "trainer.max_epochs": 2, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2,
-            "trainer.limit_test_batches": 2, "trainer.enable_progress_bar": False,
-            "trainer.enable_model_summary": False, "run.wandb": "disabled",
-        },
-        "variants": {
-            "plain": None,
-            "cut": {"config": str(interrupt)},  # SIGTERM after step 4 (epoch 1 of 2)
-            "nodata": {"data": "reliability_helpers.CSVPoints", "data.init_args.path": str(points)},
-        },
-    }, sort_keys=False))
+    study = write_tiny_study(tmp_path / "lc.yaml", 2, {
+        "plain": None,
+        "cut": {"config": str(interrupt)},  # SIGTERM after step 4 (epoch 1 of 2)
+        "nodata": {"data": "reliability_helpers.CSVPoints", "data.init_args.path": str(points)},
+    })
     runs = root / "lc"
 
     first = cli("study", str(study), "--root", str(root), "--jobs", "2", cwd=tmp_path, timeout=600)
@@ -583,17 +588,7 @@ def test_grid_run_killed_before_its_first_checkpoint_is_kept_and_the_study_says_
         ]}}))
 
     kill_at(2)  # mid-way through the first of 3 training batches: committed, no checkpoint yet
-    study = tmp_path / "dead.yaml"
-    study.write_text(yaml.safe_dump({
-        "name": "dead",
-        "config": str(QUICKSTART),
-        "args": {
-            "trainer.max_epochs": 1, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 1,
-            "trainer.limit_test_batches": 1, "trainer.enable_progress_bar": False,
-            "trainer.enable_model_summary": False, "run.wandb": "disabled",
-        },
-        "variants": {"a": {"config": str(kill)}},
-    }, sort_keys=False))
+    study = write_tiny_study(tmp_path / "dead.yaml", 1, {"a": {"config": str(kill)}})
     run = root / "dead" / "a"
     advice = f"move it aside (mv {run} {run}.died)"
 
