@@ -176,3 +176,32 @@ def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
     assert {"head.layer1", "head.layer2", "head.batchnorm", "head.dropout"} <= set(rows[0])
     best = yaml.safe_load((workdir / "runs" / "heads" / "best.yaml").read_text())
     assert best["model"]["init_args"]["net"]["init_args"]["head"] in specs
+    assert all(str(r["head.dropout"]) in ("0.0", "0.2", "0.4") for r in rows)  # not 0.30000000000000004-style floats
+
+    # Editing a fixed part afterwards (not an Optuna parameter) must not rewrite what the trials ran.
+    edited = yaml.safe_load(path.read_text())
+    edited["search"][HEAD]["head"]["activation"] = "tanh"
+    path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    again = subprocess.run([sys.executable, "-m", "lightning_hw", "study", str(path)], capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0 and "2 of 2 trials finished" in again.stdout, again.stdout + again.stderr
+    assert "tanh" not in again.stdout and json.dumps(best["model"]["init_args"]["net"]["init_args"]["head"]) in again.stdout
+    assert reports.main([str(workdir / "runs" / "heads")]) == 0
+    rows = list(csv.DictReader((workdir / "runs" / "heads" / "report" / "trials.csv").open()))
+    assert [json.loads(r[HEAD]) for r in rows] == specs
+
+
+@pytest.mark.parametrize(
+    ("option", "entry", "message"),
+    [
+        ("data.init_args.batch_size", {"head": {"layers": [8]}}, "data.init_args.batch_size is not a head option"),
+        ("model.init_args.head", {"head": {"layers": [8]}}, "that is the task's output head (a loss such as softmax_ce)"),
+        (HEAD, {"head": {"layers": [8]}, "categorical": [[8]]}, "give either a head: entry or a distribution, not both"),
+    ],
+)
+def test_a_head_entry_in_the_wrong_place_is_one_line_before_anything_runs(workdir, option, entry, message):
+    path = workdir / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "config": str(REPO / "configs" / "transfer_demo.yaml"), "search": {option: entry}}))
+    done = subprocess.run([sys.executable, "-m", "lightning_hw", "study", str(path)], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert message in done.stderr
+    assert not (workdir / "runs").exists()

@@ -24,6 +24,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shlex
@@ -523,7 +524,6 @@ def _write_points(path: Path, rows: int = 200) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.slow
 def write_tiny_study(path: Path, epochs: int, variants: dict) -> Path:
     """A grid study file (named after ``path``) of quickstart runs of 3 training batches, quiet, W&B disabled."""
     path.write_text(yaml.safe_dump({
@@ -539,6 +539,7 @@ def write_tiny_study(path: Path, epochs: int, variants: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_study_marks_only_variants_that_finished(tmp_path):
     root = tmp_path / "runs"
     interrupt = tmp_path / "interrupt.yaml"
@@ -575,6 +576,7 @@ def _study_log(run: Path) -> str:
     return log.read_text()[-3000:] if log.is_file() else "(none)"
 
 
+@pytest.mark.slow
 def test_grid_run_killed_before_its_first_checkpoint_is_kept_and_the_study_says_how_to_rerun_it(tmp_path, monkeypatch):
     """SIGKILL in a grid run's first epoch leaves a record without last.ckpt: a rerun of the study must
     not claim to retry it (fit refuses the name) nor touch it; moving it aside runs it again."""
@@ -603,6 +605,8 @@ def test_grid_run_killed_before_its_first_checkpoint_is_kept_and_the_study_says_
     assert again.returncode == 1, shown(again)
     assert "0 to start, 1 stopped before a checkpoint" in again.stdout, shown(again)
     assert advice in again.stderr and "not started again: a" in again.stderr, shown(again)
+    dry = in_process("study", str(study), "--root", str(root), "--dry-run", cwd=tmp_path)
+    assert "0 to start, 1 stopped before a checkpoint" in dry.stdout and re.search(r"^  a +stopped ", dry.stdout, re.M), shown(dry)
     fit = in_process("fit", "--config", str(QUICKSTART), "--run.root", str(root), "--run.group", "dead", "--run.name", "a", cwd=tmp_path)
     assert fit.returncode == 2, shown(fit)
     assert "stopped before its first checkpoint (nothing to continue)" in fit.stderr and "--ckpt_path last" not in fit.stderr, shown(fit)
@@ -614,3 +618,20 @@ def test_grid_run_killed_before_its_first_checkpoint_is_kept_and_the_study_says_
     assert third.returncode == 0, shown(third)
     assert (run / "study-finished.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert (run.with_name("a.died") / "config.yaml").read_bytes() == record[run / "config.yaml"]
+    from lightning_hw.studies.grid import move_aside_advice
+
+    assert f"(mv {run} {run}.died-1)" in move_aside_advice(run)  # never into an earlier one
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_offers_no_resume_command(tmp_path):
+    """A crash after the commit but before last.ckpt: status.json must not keep a command fit would refuse."""
+    crash = tmp_path / "crash.yaml"
+    crash.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "reliability_helpers.RaiseAtStep", "init_args": {"step": 1}},
+    ]}}))
+    done = in_process(*tiny("fit", tmp_path / "runs", "--config", str(crash), "--run.name", "crash"), cwd=tmp_path)
+    run = tmp_path / "runs" / "quickstart" / "crash"
+    assert done.returncode == 1 and (run / "config.yaml").is_file(), shown(done)
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "failed" and status["resume_command"] is None and "cannot be resumed" in status["note"], status

@@ -320,6 +320,10 @@ class Run:
         if trainer is not None:
             fields.setdefault("global_step", trainer.global_step)
             fields.setdefault("epoch", trainer.current_epoch)
+        if status != "finished" and not (self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+            # The command written at the commit would be refused: there is no last.ckpt to continue from.
+            fields["resume_command"] = None
+            fields.setdefault("note", "stopped before its first checkpoint: it cannot be resumed")
         write_status(self.run_dir, status=status, ended=_now(), **fields)
 
 

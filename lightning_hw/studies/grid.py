@@ -130,8 +130,34 @@ class Job:
 
     @property
     def state(self) -> str:
-        """``finished``, ``resume`` (from ``last.ckpt``) or ``new``."""
-        return "finished" if self.finished else "resume" if self.resume else "new"
+        """``finished``, ``resume`` (from ``last.ckpt``), ``stopped`` (see :func:`died_before_checkpoint`) or ``new``."""
+        if self.finished or self.resume:
+            return "finished" if self.finished else "resume"
+        return "stopped" if died_before_checkpoint(self.run_dir) else "new"
+
+
+def died_before_checkpoint(run_dir: Path) -> bool:
+    """A grid run that began training (its record exists) but has no ``last.ckpt``: nothing to resume.
+
+    A run that failed or was killed outright (SIGKILL, out of memory, a machine that went down)
+    in its first epoch leaves this; Ctrl-C and SIGTERM save ``last.ckpt``. ``fit`` refuses to
+    start a run over a record and a grid run's name is fixed, so the user must move it aside.
+    """
+    from lightning_hw.runs.files import holds_record
+
+    return holds_record(run_dir) and not (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / FINISHED_FILE).is_file()
+
+
+def move_aside_advice(run_dir: Path) -> str:
+    """How to run a grid run again that :func:`died_before_checkpoint` (its record is the user's to keep or drop)."""
+    aside = run_dir.with_name(f"{run_dir.name}.died")
+    number = 1
+    while aside.exists():  # never into (or over) an earlier one
+        aside, number = run_dir.with_name(f"{run_dir.name}.died-{number}"), number + 1
+    return (
+        f"{run_dir} stopped before its first checkpoint (nothing to resume); to run it again, "
+        f"move it aside (mv {run_dir} {aside}) and run the study again"
+    )
 
 
 # -- reading a study ---------------------------------------------------------------------------
@@ -412,7 +438,7 @@ def main(argv: list[str]) -> int:
     if search.is_search(options.file):
         grid_only = [f"--{n}" for n in ("only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False)]
         if grid_only:
-            raise ConfigError(f"{', '.join(grid_only)} belong to grid studies (`variants:`); a search runs --workers trials at a time")
+            raise ConfigError(f"{', '.join(grid_only)}: for grid studies (`variants:`) only; a search runs --workers trials at a time")
         return _interruptible(lambda: run_study(search.load_search(options.file, root=options.root), options.workers, extra, options.retry_running))
     study = load_study(options.file, root=options.root)
     if options.export_sweep:
@@ -425,10 +451,11 @@ def main(argv: list[str]) -> int:
         only = [v.name for v in study.variants if v.variant == options.variant and options.seed in (None, v.seed)] or [options.variant]
     planned = plan(study, extra, only or None)
     if options.dry_run:
-        counts = {state: sum(p.state == state for p in planned) for state in ("finished", "resume", "new")}
+        counts = {state: sum(p.state == state for p in planned) for state in ("finished", "resume", "new", "stopped")}
+        stopped = f", {counts['stopped']} stopped before a checkpoint (not started: move aside to rerun)" if counts["stopped"] else ""
         print(
             f"Study {study.name}: {len(planned)} runs in {Path(study.root) / study.name} "
-            f"({counts['finished']} finished, {counts['resume']} to resume, {counts['new']} to start)"
+            f"({counts['finished']} finished, {counts['resume']} to resume, {counts['new']} to start{stopped})"
         )
         for p in planned:
             print(f"  {p.variant.name:<24} {p.state:<9} {shlex.join(p.command)}")

@@ -32,6 +32,7 @@ from lightning_hw.nets.heads import POOLING
 from lightning_hw.nets.mlp import ACTIVATIONS
 
 KIND = "head"
+TASK_HEAD = "model.init_args.head"  # the Classifier's output head and loss, not a net's layers
 PARTS = ("pooling", "layers", "batchnorm", "dropout", "activation")
 LINEAR = "linear"  # no activation: the reports' Keras heads have linear Dense layers
 DEFAULTS: dict[str, Any] = {"pooling": "flatten", "batchnorm": False, "dropout": 0.0, "activation": "relu"}
@@ -108,6 +109,13 @@ def parse_head_space(option: str, spec: Any, where: str, distribution) -> HeadSp
         ConfigError: in one line, for a part that is unknown, missing or out of range.
     """
     parts = spec[KIND]
+    if option.rsplit(".", 1)[-1] != KIND:
+        raise ConfigError(f"{where}: search {option}: a head: entry composes a net's head spec; {option} is not a head option (e.g. model.init_args.net.init_args.head)")
+    if option == TASK_HEAD:
+        raise ConfigError(
+            f"{where}: search {option}: that is the task's output head (a loss such as softmax_ce); "
+            "a head: entry composes the net's head: model.init_args.net.init_args.head"
+        )
     where = f"{where}: search {option}: head"
     if not isinstance(parts, dict):
         raise ConfigError(f"{where} maps {', '.join(PARTS)} to values or distributions, got {parts!r}")

@@ -53,9 +53,11 @@ from typing import Any
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
-from lightning_hw.runs.files import holds_record, read_status, write_atomically
-from lightning_hw.studies.grid import FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, fit_command, overrides_to_args
-from lightning_hw.studies.search import GRID_PARAM, SearchStudy, fit_options, make_sampler, open_storage, trial_env
+from lightning_hw.runs.files import read_status, write_atomically
+from lightning_hw.studies.grid import (
+    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, fit_command, move_aside_advice, overrides_to_args,
+)
+from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, fit_options, make_sampler, open_storage, trial_env, trial_options
 
 PREFIX = "trial-"
 SURPLUS = "surplus"  # user attr of a trial handed out beyond what the study needs (given back as FAIL)
@@ -343,24 +345,6 @@ def is_finished_run(run_dir: Path) -> bool:
     return (run_dir / FINISHED_FILE).is_file()
 
 
-def died_before_checkpoint(run_dir: Path) -> bool:
-    """A grid run that began training (its record exists) but has no ``last.ckpt``: nothing to resume.
-
-    Only a process killed outright (SIGKILL, out of memory, a machine that went down) in the
-    run's first epoch leaves this: Ctrl-C and SIGTERM save ``last.ckpt``. ``fit`` refuses to
-    start a run over a record, and a grid run's name is fixed, so the user must move it aside.
-    """
-    return holds_record(run_dir) and not (run_dir / "checkpoints" / "last.ckpt").is_file() and not is_finished_run(run_dir)
-
-
-def move_aside_advice(run_dir: Path) -> str:
-    """How to run a grid run again that :func:`died_before_checkpoint` (its record is the user's to keep or drop)."""
-    return (
-        f"{run_dir} stopped before its first checkpoint (nothing to resume); to run it again, "
-        f"move it aside (mv {run_dir} {run_dir}.died) and run the study again"
-    )
-
-
 def _tell_finished(study, trial, run_dir: Path, search: SearchStudy) -> None:
     """Tell the study about a run that finished before (its value from its ``metrics.csv``)."""
     import optuna
@@ -463,6 +447,9 @@ def job_for(search: SearchStudy, trial, extra: list[str]) -> Job:
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             run_dir = Path(study.root) / study.name / f"{PREFIX}{trial.number}"
         options = fit_options(trial.params, trial.distributions, search.heads)
+        if search.heads and HEADS_ATTR not in trial.user_attrs:  # what report and summaries show it ran with
+            trial.set_user_attr(HEADS_ATTR, {h.option: options[h.option] for h in search.heads})
+        options = trial_options(trial, search.heads)  # a trial queued again runs the head it began with
         variant = Variant(run_dir.name, run_dir.name, overrides_to_args(options, study.path, "search"))
     trial.set_user_attr(RUN_DIR, str(run_dir))
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -485,7 +472,7 @@ def _print_header(search: SearchStudy, study, only: list[str] | None, extra: lis
         )
         for name in done:
             print(f"  {name}: finished before, skipped ({search.directory / name}){_changed_note(search, name, extra)}")
-        return len(names) - len(done)
+        return len(names) - len(done) - len(dead)
     done = finished(study.get_trials(deepcopy=False))
     print(
         f"Study {search.name}: {len(done)} of {search.trials} trials finished in {search.storage} "
@@ -533,7 +520,7 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
     print(f"Study {search.name}: {len(done)} trials finished ({summary or 'none'}).")
     if any(t.state.name == "COMPLETE" for t in done):
         best = study.best_trial
-        print(f"Best: trial {best.number}, {search.metric} = {best.value:.4f}, {params_text(fit_options(best.params, best.distributions, search.heads))}")
+        print(f"Best: trial {best.number}, {search.metric} = {best.value:.4f}, {params_text(trial_options(best, search.heads))}")
     print(f"Report with: python -m lightning_hw report {search.directory}")
     return 0
 
@@ -546,7 +533,7 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     how = "resuming from checkpoints/last.ckpt" if job.resume else "starting"
     what = f"{how}{f', again for trial {retry}' if retry is not None else ''}"
     if not search.is_grid:
-        what += f": {params_text(fit_options(trial.params, trial.distributions, search.heads))}"
+        what += f": {params_text(trial_options(trial, search.heads))}"
     with lock:
         print(f"{label}: {what} ({job.run_dir})", flush=True)
     started = time.monotonic()

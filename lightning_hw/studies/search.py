@@ -37,7 +37,7 @@ import yaml
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.studies.grid import Study, overrides_to_args, read_study_file, study_basics
-from lightning_hw.studies.head_space import HeadSpace, is_head_space, parse_head_space
+from lightning_hw.studies.head_space import KIND as HEAD_KIND, HeadSpace, is_head_space, parse_head_space
 
 SEARCH_KEYS = (
     "name", "config", "args", "root", "search", "objective", "sampler", "pruner", "trials", "storage", "seed", "heartbeat",
@@ -47,6 +47,7 @@ PRUNERS = ("median", "hyperband", "none")
 DISTRIBUTIONS = ("float", "int", "categorical")
 DB_FILE = "optuna.db"
 GRID_PARAM = "run"  # a grid study is a search over one categorical parameter: its run names
+HEADS_ATTR = "heads"  # trial user attr: {fit option: head spec} as composed when the trial's fit started
 
 #: environment of a trial's ``fit``: where it reports its objective (see callbacks/pruning.py)
 ENV_STORAGE = "LIGHTNING_HW_OPTUNA_STORAGE"
@@ -185,6 +186,8 @@ def read_space(space_spec: dict[str, Any], where: str) -> tuple[dict[str, Any], 
     heads = []
     for key, value in space_spec.items():
         option = str(key).removeprefix("--")
+        if isinstance(value, dict) and HEAD_KIND in value and len(value) > 1:
+            raise ConfigError(f"{where}: search {key}: give either a head: entry or a distribution, not both")
         if is_head_space(value):
             heads.append(parse_head_space(option, value, where, distribution))
             entries = heads[-1].searched
@@ -192,7 +195,7 @@ def read_space(space_spec: dict[str, Any], where: str) -> tuple[dict[str, Any], 
             entries = {option: distribution(value, f"{where}: search {key}")}
         for name in entries:
             if name in space:
-                raise ConfigError(f"{where}: search parameter {name!r} is named twice; give the options' heads different names")
+                raise ConfigError(f"{where}: search parameter {name!r} is named twice (two head: entries name their parts alike); search one head: entry per study")
         space.update(entries)
     return space, heads
 
@@ -204,6 +207,18 @@ def fit_options(params: dict[str, Any], distributions: dict[str, Any], heads: li
         for name in head.searched:
             options.pop(name, None)
         options[head.option] = head.spec(params)
+    return options
+
+
+def trial_options(trial: Any, heads: list[HeadSpace]) -> dict[str, Any]:
+    """:func:`fit_options` of a trial, with the head specs its ``fit`` ran with.
+
+    A head's fixed parts are not Optuna parameters: after the study file's ``head:`` entry is
+    edited, composing from it again would show a head the trial never trained. The runner
+    records each trial's composed specs (:data:`HEADS_ATTR`) before its ``fit`` starts.
+    """
+    options = fit_options(trial.params, trial.distributions, heads)
+    options.update(trial.user_attrs.get(HEADS_ATTR) or {})
     return options
 
 
@@ -295,13 +310,15 @@ def distribution(spec: Any, where: str):
 
 def as_value(value: Any, dist: Any) -> Any:
     """A sampled parameter as the study file wrote it (categorical lists and mappings back from JSON)."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     if isinstance(dist, CategoricalDistribution) and isinstance(value, str) and value[:1] in "[{":
         try:
             return json.loads(value)
         except ValueError:
             return value
+    if isinstance(dist, FloatDistribution) and dist.step is not None:
+        return round(value, 10)  # a stepped range's 0.30000000000000004 is the 0.3 the file means
     return value
 
 

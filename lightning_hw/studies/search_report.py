@@ -59,7 +59,7 @@ def search_report(directory: Path, out: Path) -> list[str]:
     import optuna
 
     from lightning_hw.reports import markdown, write_csv
-    from lightning_hw.studies.search import as_value, fit_options, heads_of, open_storage
+    from lightning_hw.studies.search import HEADS_ATTR, as_value, heads_of, open_storage, trial_options
 
     record = json.loads((directory / SEARCH_FILE).read_text())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -77,8 +77,12 @@ def search_report(directory: Path, out: Path) -> list[str]:
         for key in params:
             value = as_value(t.params[key], t.distributions[key]) if key in t.params else ""
             row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        for head in heads:  # the head spec a trial's head parameters composed
-            row[head.option] = json.dumps(head.spec(t.params)) if all(k in t.params for k in head.searched) else ""
+        recorded = t.user_attrs.get(HEADS_ATTR) or {}
+        for head in heads:  # the head spec the trial ran with (recorded at its start; composed for older trials)
+            if head.option in recorded:
+                row[head.option] = json.dumps(recorded[head.option])
+            else:
+                row[head.option] = json.dumps(head.spec(t.params)) if all(k in t.params for k in head.searched) else ""
         value = t.value if t.state.name == "COMPLETE" else (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
         row[record["metric"]] = "" if value is None else value
         rows.append(row)
@@ -89,7 +93,7 @@ def search_report(directory: Path, out: Path) -> list[str]:
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     if complete:
         best = study.best_trial
-        best_params = fit_options(best.params, best.distributions, heads)
+        best_params = trial_options(best, heads)
         run_config = Path(best.user_attrs.get("run_dir") or directory / f"trial-{best.number}") / "config.yaml"
         text = trial_config(run_config, record, best.number, best.value) if run_config.is_file() else None
         write_atomically(directory / BEST_FILE, text or best_config(record, best_params, best.number, best.value))
