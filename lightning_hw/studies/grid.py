@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 from lightning_hw.errors import ConfigError
+from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_record
 
 FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
@@ -131,9 +132,21 @@ class Job:
     @property
     def state(self) -> str:
         """``finished``, ``resume`` (from ``last.ckpt``), ``stopped`` (see :func:`died_before_checkpoint`) or ``new``."""
-        if self.finished or self.resume:
-            return "finished" if self.finished else "resume"
+        if self.finished:
+            return "finished"
+        if self.resume:
+            return "resume"
         return "stopped" if died_before_checkpoint(self.run_dir) else "new"
+
+
+def is_finished_run(run_dir: Path) -> bool:
+    """Whether a study run finished: its ``study-finished.json`` (the record a grid never reruns)."""
+    return (run_dir / FINISHED_FILE).is_file()
+
+
+def has_last_checkpoint(run_dir: Path) -> bool:
+    """Whether a run can be continued: its ``checkpoints/last.ckpt`` exists."""
+    return (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()
 
 
 def died_before_checkpoint(run_dir: Path) -> bool:
@@ -143,9 +156,7 @@ def died_before_checkpoint(run_dir: Path) -> bool:
     in its first epoch leaves this; Ctrl-C and SIGTERM save ``last.ckpt``. ``fit`` refuses to
     start a run over a record and a grid run's name is fixed, so the user must move it aside.
     """
-    from lightning_hw.runs.files import holds_record
-
-    return holds_record(run_dir) and not (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / FINISHED_FILE).is_file()
+    return holds_record(run_dir) and not has_last_checkpoint(run_dir) and not is_finished_run(run_dir)
 
 
 def move_aside_advice(run_dir: Path) -> str:
@@ -326,8 +337,8 @@ def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = 
         if only and variant.name not in only and variant.variant not in only:
             continue
         run_dir = study.run_dir(variant)
-        finished = (run_dir / FINISHED_FILE).is_file()
-        resume = not finished and (run_dir / "checkpoints" / "last.ckpt").is_file()
+        finished = is_finished_run(run_dir)
+        resume = not finished and has_last_checkpoint(run_dir)
         jobs.append(Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume, variant, finished))
     return jobs
 

@@ -55,9 +55,10 @@ from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
-    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, fit_command, move_aside_advice, overrides_to_args,
+    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, fit_command, has_last_checkpoint,
+    is_finished_run, move_aside_advice, overrides_to_args,
 )
-from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, fit_options, make_sampler, open_storage, trial_env, trial_options
+from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
 
 PREFIX = "trial-"
 SURPLUS = "surplus"  # user attr of a trial handed out beyond what the study needs (given back as FAIL)
@@ -314,7 +315,7 @@ class _GridAsker(_Asker):
             with self.lock:
                 optuna.storages.fail_stale_trials(self.study)
                 trials = self.study.get_trials(deepcopy=False)
-                busy = {t.params.get(GRID_PARAM) for t in trials if t.state.name == "RUNNING"}
+                busy = running_runs(trials)
                 pending = self.pending()
                 free = [r for r in pending if r not in busy]
                 for run in [r for r in free if died_before_checkpoint(self.search.directory / r)]:
@@ -340,9 +341,9 @@ class _GridAsker(_Asker):
                 return None
 
 
-def is_finished_run(run_dir: Path) -> bool:
-    """Whether a study run finished: its ``study-finished.json`` (the record a grid never reruns)."""
-    return (run_dir / FINISHED_FILE).is_file()
+def running_runs(trials: list) -> set[str]:
+    """The grid runs some process is training now (their trials are RUNNING)."""
+    return {t.params.get(GRID_PARAM) for t in trials if t.state.name == "RUNNING"}
 
 
 def _tell_finished(study, trial, run_dir: Path, search: SearchStudy) -> None:
@@ -444,15 +445,14 @@ def job_for(search: SearchStudy, trial, extra: list[str]) -> Job:
         # A trial queued again continues the dead trial's run when that saved a last.ckpt; else it
         # starts afresh in its own directory (the dead trial's record stays as it is).
         run_dir = Path(trial.user_attrs.get(RUN_DIR) or "")
-        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        if not has_last_checkpoint(run_dir):
             run_dir = Path(study.root) / study.name / f"{PREFIX}{trial.number}"
-        options = fit_options(trial.params, trial.distributions, search.heads)
+        options = trial_options(trial, search.heads)  # a trial queued again runs the head it began with
         if search.heads and HEADS_ATTR not in trial.user_attrs:  # what report and summaries show it ran with
             trial.set_user_attr(HEADS_ATTR, {h.option: options[h.option] for h in search.heads})
-        options = trial_options(trial, search.heads)  # a trial queued again runs the head it began with
         variant = Variant(run_dir.name, run_dir.name, overrides_to_args(options, study.path, "search"))
     trial.set_user_attr(RUN_DIR, str(run_dir))
-    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    resume = has_last_checkpoint(run_dir)
     return Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume, variant if search.is_grid else None)
 
 
@@ -461,8 +461,8 @@ def _print_header(search: SearchStudy, study, only: list[str] | None, extra: lis
     if search.is_grid:
         names = only or [v.name for v in search.study.variants]
         done = [n for n in names if is_finished_run(search.directory / n)]
-        resume = [n for n in names if n not in done and (search.directory / n / "checkpoints" / "last.ckpt").is_file()]
-        running = {t.params.get(GRID_PARAM) for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
+        resume = [n for n in names if n not in done and has_last_checkpoint(search.directory / n)]
+        running = running_runs(study.get_trials(deepcopy=False))
         dead = [n for n in names if n not in running and died_before_checkpoint(search.directory / n)]
         stopped = f", {len(dead)} stopped before a checkpoint" if dead else ""
         print(
