@@ -32,7 +32,7 @@ step() {  # step NAME SECONDS COMMAND...
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 step tests 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
 step resnet152 90 python3 benchmarks/gpu_resnet152.py --repeats 2 --epochs 2
-step pipeline 120 python3 benchmarks/gpu_pipeline.py --images 6000
+step pipeline 150 python3 benchmarks/gpu_pipeline.py --images 6000
 step compile 120 python3 benchmarks/gpu_compile.py --steps 20
 echo "gpu_check: $failed step(s) failed; logs in $OUT"
 exit "$failed"

@@ -11,6 +11,9 @@ GPU work on a synthetic uint8 batch that is already on the GPU (the data path th
    the files by DataLoader workers, bf16, channels-last;
 3. full ResNet-152 training at 224 px (SGD, bf16, channels-last, as gpu.yaml sets up), streamed.
 
+Each file arm runs once per ``--decoders`` entry: ``pillow`` (CPU workers decode) and ``nvjpeg``
+(workers only read the files; the batch is decoded on the GPU by nvJPEG, then resized there).
+
 The folder (``--images`` JPEGs of 320x256, two classes) is generated in a temporary directory,
 or given with ``--folder``. Results: ``benchmarks/RESULTS.md``.
 
@@ -96,6 +99,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: from the CPUs)")
     parser.add_argument("--model", default="resnet152")
+    parser.add_argument("--decoders", default="pillow,nvjpeg", type=lambda text: text.split(","),
+                        help="ImageFolder decoders to measure, comma-separated (default: pillow,nvjpeg)")
     parser.add_argument("--smoke", action="store_true", help="CPU, 96 images, resnet18 at 64/96 px: checks the script")
     args = parser.parse_args()
     extract_size, train_size = 128, 224
@@ -110,36 +115,45 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (smoke test)"
     print(f"gpu_pipeline: {name}; {decode_threads(args.workers)} decoding workers; {args.model}, batch {args.batch_size}")
 
-    def datamodule(size: int, in_memory: bool) -> ImageFolder:
-        dm = ImageFolder(root=str(folder), labels="folder", image_size=size, in_memory=in_memory,
-                         num_workers=args.workers, batch_size=args.batch_size, eval_batch_size=args.batch_size,
-                         mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], splits=(0.9, 0.05, 0.05))
-        return dm
+    def datamodule(size: int, in_memory: bool, decoder: str) -> ImageFolder:
+        return ImageFolder(root=str(folder), labels="folder", image_size=size, in_memory=in_memory, decoder=decoder,
+                           num_workers=args.workers, batch_size=args.batch_size, eval_batch_size=args.batch_size,
+                           mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], splits=(0.9, 0.05, 0.05))
 
-    # 1. decoding the folder into memory (threads)
-    dm = datamodule(extract_size, in_memory=True)
-    start = time.perf_counter()
-    images = dm._decode_all([path for path, _ in dm.samples])
-    decoded = images.shape[0] / (time.perf_counter() - start)
-    print(f"decode into memory at {extract_size} px: {decoded:,.0f} images/s")
-    del images
+    def streamed_batches(dm: ImageFolder) -> Iterable:
+        # What the trainer does before its transfer: decoder nvjpeg decodes the workers' file bytes here.
+        return (dm.on_before_batch_transfer(batch, 0) for batch in dm.train_dataloader())
+
+    # 1. decoding the folder into memory (threads; with nvjpeg the threads read, the GPU decodes)
+    for decoder in args.decoders:
+        dm = datamodule(extract_size, True, decoder)
+        start = time.perf_counter()
+        images = dm._decode_all([path for path, _ in dm.samples])
+        sync(device)
+        decoded = images.shape[0] / (time.perf_counter() - start)
+        print(f"decode into memory at {extract_size} px, decoder {decoder}: {decoded:,.0f} images/s")
+        del images
 
     # 2. frozen feature extraction at 128 px
     net = backbone(args.model, device).eval()
-    streamed = datamodule(extract_size, in_memory=False)
-    streamed.setup("fit")
-    preprocess = streamed.preprocess.to(device)
+    preprocess = None
 
     @torch.no_grad()
     def extract(x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.autocast(device.type, dtype=dtype):
             net(preprocess(x).contiguous(memory_format=torch.channels_last))
 
-    files = images_per_second(streamed.train_dataloader(), extract, device)
-    steps = max(8, len(streamed.train_dataloader()))
-    fake = images_per_second(synthetic(args.batch_size, extract_size, steps, device), extract, device)
-    print(f"frozen {args.model} features at {extract_size} px: from JPEG files {files:,.0f} images/s, "
-          f"synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
+    fake = None
+    for decoder in args.decoders:
+        streamed = datamodule(extract_size, False, decoder)
+        streamed.setup("fit")
+        preprocess = streamed.preprocess.to(device)
+        files = images_per_second(streamed_batches(streamed), extract, device)
+        if fake is None:
+            steps = max(8, len(streamed.train_dataloader()))
+            fake = images_per_second(synthetic(args.batch_size, extract_size, steps, device), extract, device)
+        print(f"frozen {args.model} features at {extract_size} px, decoder {decoder}: from JPEG files "
+              f"{files:,.0f} images/s, synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
 
     # 3. full training at 224 px
     net = backbone(args.model, device).train()
@@ -147,20 +161,22 @@ def main() -> None:
     params = [*net.parameters(), *head.parameters()]
     optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    streamed = datamodule(train_size, in_memory=False)
-    streamed.setup("fit")
-    preprocess = streamed.preprocess.to(device)
-
     model = nn.Sequential(net, head)
 
     def train(x: torch.Tensor, y: torch.Tensor) -> None:
         mixed_precision_step(model, optimizer, scaler, dtype, preprocess(x).contiguous(memory_format=torch.channels_last), y)
 
-    files = images_per_second(streamed.train_dataloader(), train, device)
-    steps = max(8, len(streamed.train_dataloader()) // 2)
-    fake = images_per_second(synthetic(args.batch_size, train_size, steps, device), train, device)
-    print(f"{args.model} training at {train_size} px: from JPEG files {files:,.0f} images/s, "
-          f"synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
+    fake = None
+    for decoder in args.decoders:
+        streamed = datamodule(train_size, False, decoder)
+        streamed.setup("fit")
+        preprocess = streamed.preprocess.to(device)
+        files = images_per_second(streamed_batches(streamed), train, device)
+        if fake is None:
+            steps = max(8, len(streamed.train_dataloader()) // 2)
+            fake = images_per_second(synthetic(args.batch_size, train_size, steps, device), train, device)
+        print(f"{args.model} training at {train_size} px, decoder {decoder}: from JPEG files {files:,.0f} images/s, "
+              f"synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
 
 
 if __name__ == "__main__":

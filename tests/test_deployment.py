@@ -557,9 +557,12 @@ def test_transfer_demo_from_png_files(lfw_run, tmp_path):
 # -- 3. image-folder MLP: JPEG photos, 28x28, flattened in the graph -------------------------------
 
 
-@pytest.fixture(scope="module")
-def catsdogs(tmp_path_factory) -> tuple[Path, TrainedRun]:
+@pytest.fixture(scope="module", params=["pillow", "nvjpeg-streamed"])
+def catsdogs(request, tmp_path_factory) -> tuple[Path, TrainedRun]:
     """configs/catsdogs_mlp.yaml on 60 generated photos (class = brightness), 8 epochs of batches of 8.
+
+    Twice: as configured (Pillow, decoded into memory), and with ``decoder: nvjpeg`` streamed
+    from the files (workers read them, the batched decoder decodes; libjpeg-turbo on this CPU).
 
     ``standardize`` is switched on: on these uncentred 0-1 inputs the config's Adam run needs
     far more steps than a test can afford to move its threshold off "always dog" (it ranks the
@@ -577,6 +580,7 @@ def catsdogs(tmp_path_factory) -> tuple[Path, TrainedRun]:
         "--data.init_args.batch_size", "8",
         "--data.init_args.standardize", "true",
         "--trainer.max_epochs", "5",
+        *(["--data.init_args.decoder", "nvjpeg", "--data.init_args.in_memory", "false"] if request.param != "pillow" else []),
     )
     assert trained.test["test/acc"] >= 0.8  # chance 0.5 (an "always one class" model gets 0.26 here)
     return root, trained

@@ -73,3 +73,35 @@ def test_every_gpu_preset_trains_the_quickstart(presets, workdir):
     assert fit_exit_code(quickstart(workdir, *stacked, *extra)) == 0
     metrics = (workdir / "runs" / "quickstart" / "gpu" / "metrics.csv").read_text()
     assert "test/acc" in metrics.splitlines()[0]
+
+
+def test_nvjpeg_decodes_on_the_gpu_within_a_level_of_the_cpu(tmp_path):
+    from lightning_hw.data.datasets.image_folder import ImageFolder
+    from lightning_hw.data.fixtures.classification import write_image_folder
+    from lightning_hw.data.io.jpeg_batch import EncodedImages, read_encoded
+
+    root = write_image_folder(tmp_path / "photos", per_class=16, size=(120, 160))
+    dm = ImageFolder(root=str(root), labels="prefix", decoder="nvjpeg", image_size=64, crop_pct=0.875)
+    paths = [path for path, _ in dm.samples]
+    batch = EncodedImages([read_encoded(p) for p in paths], [str(p) for p in paths])
+    on_gpu = dm.decode_encoded(batch)
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.uint8
+    dm.decode_device = lambda: torch.device("cpu")  # the same library's CPU decoder
+    on_cpu = dm.decode_encoded(batch)
+    assert (on_gpu.cpu().float() - on_cpu.float()).abs().mean() < 1.0  # IDCTs differ by rounding only
+
+
+def test_a_streamed_nvjpeg_folder_trains_with_the_gpu_preset(workdir):
+    from lightning_hw.data.fixtures.classification import write_image_folder
+
+    root = write_image_folder(workdir / "photos", per_class=30, size=(36, 44))
+    args = [
+        "fit", "--config", str(REPO / "configs" / "catsdogs_mlp.yaml"), "--config", str(PRESETS / "gpu.yaml"),
+        "--data.init_args.root", str(root), "--data.init_args.decoder", "nvjpeg", "--data.init_args.in_memory", "false",
+        "--data.init_args.standardize", "true", "--trainer.max_epochs", "5",
+        "--run.root", str(workdir / "runs"), "--run.wandb", "disabled", "--trainer.enable_progress_bar", "false",
+        "--run.name", "nvjpeg",
+    ]
+    assert fit_exit_code(args) == 0
+    (metrics,) = (workdir / "runs").glob("*/nvjpeg/metrics.csv")
+    assert "test/acc" in metrics.read_text().splitlines()[0]

@@ -164,8 +164,10 @@ class PredictionGrid(Callback):
         if loader is None:
             return
         images, labels = [], []
-        for raw_x, raw_y, *_ in loader:
-            images.append(raw_x)
+        before = _batch_hook(trainer, pl_module, "on_before_batch_transfer")  # e.g. nvJPEG decodes there
+        for batch in loader:
+            raw_x, raw_y, *_ = before(batch, 0)
+            images.append(raw_x.cpu())
             labels.append(raw_y)
             if sum(len(x) for x in images) >= self.num_images:
                 break
@@ -183,9 +185,7 @@ class PredictionGrid(Callback):
         from lightning.fabric.utilities.apply_func import move_data_to_device
 
         batch = move_data_to_device((x, y), pl_module.device)
-        datamodule = trainer.datamodule
-        hooks = datamodule if datamodule is not None and is_overridden("on_after_batch_transfer", datamodule) else pl_module
-        batch = hooks.on_after_batch_transfer(batch, 0)
+        batch = _batch_hook(trainer, pl_module, "on_after_batch_transfer")(batch, 0)
         was_training = pl_module.training
         pl_module.eval()
         with torch.inference_mode(), predict_step_on_inputs(pl_module):
@@ -252,3 +252,9 @@ class ModelSummaryFile(Callback):
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(str(summarize(pl_module, max_depth=self.max_depth)) + "\n")
+
+
+def _batch_hook(trainer: Trainer, pl_module: LightningModule, name: str):
+    """The batch hook the trainer's loops call: the datamodule's when it overrides it, else the module's."""
+    datamodule = trainer.datamodule
+    return getattr(datamodule if datamodule is not None and is_overridden(name, datamodule) else pl_module, name)

@@ -53,6 +53,9 @@ class StreamingFallback:
         """Decode one item of :meth:`stream_items` into a sample."""
         raise NotImplementedError
 
+    #: the streaming loaders' ``collate_fn`` (``None``: PyTorch's default, which stacks samples)
+    stream_collate: Callable[[list[Any]], Any] | None = None
+
     def _stream(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
         generator = None
         if shuffle:
@@ -63,6 +66,7 @@ class StreamingFallback:
             batch_size=batch_size,
             shuffle=shuffle,
             generator=generator,
+            collate_fn=self.stream_collate,
             # Worker processes decode (num_workers None: one per CPU core); uint8 batches are
             # pinned for an asynchronous copy when training on a GPU, which then normalises them.
             **dataloader_settings(getattr(self, "trainer", None), self.num_workers),

@@ -8,6 +8,8 @@ Two layouts are read:
 Images are decoded once, resized, and, when they fit in memory (the usual case for the
 course data sets: 100 photos at 28x28, 800 at 128x128), kept as one uint8 tensor that
 batches are sliced from; larger folders are streamed from disk by DataLoader workers.
+Pillow decodes in CPU threads or workers; ``decoder: nvjpeg`` decodes JPEGs in batches on
+the GPU instead (see :mod:`lightning_hw.data.io.jpeg_batch`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
 from lightning_hw.data.io.image_files import read_image
+from lightning_hw.data.io.jpeg_batch import EncodedImages, collate_encoded, decode_batch, jpeg_decoder, read_encoded
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
 from lightning_hw.errors import ConfigError, DataError
 
 LABEL_MODES = ("auto", "folder", "prefix")
+DECODERS = ("pillow", "nvjpeg")
+#: files decoded per nvJPEG call when a folder is decoded into memory
+NVJPEG_CHUNK = 256
 #: images used to estimate mean/std when the data is streamed (decoding all would take a pass)
 STREAMED_STATS_SAMPLES = 2000
 
@@ -118,6 +124,11 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         in_memory: keep the decoded images in memory (``None``: when they take < 4 GiB).
         num_workers: threads decoding the folder once, or DataLoader worker processes when
             streaming; ``None``: one per CPU core this process may use.
+        decoder: ``pillow``: each file decoded on the CPU (JPEGs at a reduced scale when that
+            is still larger than ``image_size``). ``nvjpeg``: JPEGs decoded in batches at full
+            resolution on the training GPU and resized there; threads or workers only read the
+            files (without a GPU the same library decodes on the CPU). Pixels differ from
+            Pillow's by a few levels, so a model keeps the decoder it was trained with.
         **kwargs: ``mean``, ``std``, ``standardize``, ``augment``, ``offline_augment``,
             ``offline_copies``, ``flatten`` (see :class:`~lightning_hw.data.images.ImageDataModule`),
             batch size, ``splits`` (default 70/20/10) and seeds.
@@ -136,10 +147,14 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         transform: torch.nn.Module | None = None,
         in_memory: bool | None = None,
         num_workers: int | None = None,
+        decoder: str = "pillow",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.interpolation = check_image_settings(channels, interpolation)
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.decoder = decoder
         if crop_pct is not None and not 0 < crop_pct <= 1:
             raise ConfigError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.root = Path(root)
@@ -173,7 +188,13 @@ class ImageFolder(StreamingFallback, ImageDataModule):
             if self.crop_pct is None
             else f"the shorter side resized to resize_to / {self.crop_pct}, then the centre cropped to resize_to"
         )
-        return {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
+        described = {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
+        if self.decoder == "nvjpeg":
+            described["reader"] = (
+                f"JPEG: {jpeg_decoder()[0]} (nvJPEG on a CUDA GPU, libjpeg-turbo on the CPU) at full resolution, "
+                "EXIF orientation applied; other formats: Pillow"
+            )
+        return described
 
     def decode(self, path: Path) -> torch.Tensor:
         """Read one image file as a resized uint8 ``(C, H, W)`` tensor (training and ``predict`` alike).
@@ -184,15 +205,31 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         Raises:
             DataError: the file cannot be decoded (naming the file).
         """
+        if self.decoder == "nvjpeg":
+            return self._decode_on_device([path]).cpu()[0]
+        min_size = self.image_size
+        if self.crop_pct is not None:
+            min_size = self._resize_size()
+            min_size = (min_size[0], min_size[-1])
+        return self.fit_to_size(read_image(path, self.channels, min_size=min_size))
+
+    def _resize_size(self) -> list[int]:
+        """What a decoded image is resized to before the centre crop (``crop_pct`` set)."""
+        scale = [math.floor(s / self.crop_pct) for s in self.image_size]
+        # Square output: the shorter side to the scale (aspect kept); otherwise both sides.
+        return [scale[0]] if self.image_size[0] == self.image_size[1] else scale
+
+    def fit_to_size(self, image: torch.Tensor) -> torch.Tensor:
+        """A decoded uint8 image, on any device, resized (and cropped) to ``image_size``, then ``transform``.
+
+        Raises:
+            ConfigError: ``transform`` changed the image's size.
+        """
         if self.crop_pct is None:
-            image = read_image(path, self.channels, min_size=self.image_size)
             image = TF.resize(image, list(self.image_size), interpolation=self.interpolation, antialias=True)
         else:
             # timm's eval transform: shorter side to size / crop_pct, then the centre crop.
-            scale = [math.floor(s / self.crop_pct) for s in self.image_size]
-            image = read_image(path, self.channels, min_size=(scale[0], scale[-1]))
-            shorter = scale[0] if self.image_size[0] == self.image_size[1] else scale
-            image = TF.resize(image, shorter, interpolation=self.interpolation, antialias=True)
+            image = TF.resize(image, self._resize_size(), interpolation=self.interpolation, antialias=True)
             image = TF.center_crop(image, list(self.image_size))
         if self.transform is not None:
             image = self.transform(image)
@@ -204,9 +241,44 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         return image
 
     def _decode_all(self, paths: list[Path]) -> torch.Tensor:
+        threads = decode_threads(self.num_workers)
+        if self.decoder == "nvjpeg":
+            # Threads read the files; each chunk is one nvJPEG call, copied back to memory.
+            return torch.cat([
+                self._decode_on_device(paths[start : start + NVJPEG_CHUNK], threads).cpu()
+                for start in range(0, len(paths), NVJPEG_CHUNK)
+            ])
         # Pillow releases the GIL while it decodes, so threads decode in parallel.
-        with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             return torch.stack(list(pool.map(self.decode, paths)))
+
+    # -- nvJPEG ----------------------------------------------------------------------------------
+
+    def decode_device(self) -> torch.device:
+        """Where ``decoder: nvjpeg`` decodes: the trainer's device, else the current GPU, else the CPU."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.strategy.root_device
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    def _decode_on_device(self, paths: list[Path], threads: int = 1) -> torch.Tensor:
+        if threads > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                data = list(pool.map(read_encoded, paths))
+        else:
+            data = [read_encoded(p) for p in paths]
+        return self.decode_encoded(EncodedImages(data, [str(p) for p in paths]))
+
+    def decode_encoded(self, batch: EncodedImages) -> torch.Tensor:
+        """A batch of encoded files as uint8 ``(N, C, H, W)`` images on :meth:`decode_device`."""
+        return decode_batch(batch, self.channels, self.decode_device(), self.fit_to_size)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Streamed with decoder nvjpeg: the workers read the files; the batch is decoded here,
+        # straight onto the training device (Lightning's transfer then has nothing to move).
+        if isinstance(batch[0], EncodedImages):
+            batch = (self.decode_encoded(batch[0]), *batch[1:])
+        return super().on_before_batch_transfer(batch, dataloader_idx)
 
     # -- splits --------------------------------------------------------------------------------
 
@@ -245,6 +317,31 @@ class ImageFolder(StreamingFallback, ImageDataModule):
     def stream_items(self, split: str) -> list[tuple[Path, int]]:
         return self._split_samples[split]
 
-    def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int]:
+    def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int] | tuple[str, torch.Tensor, int]:
         path, label = item
+        if self.decoder == "nvjpeg":  # the worker only reads; the batch is decoded on the GPU
+            return str(path), read_encoded(path), label
         return self.decode(path), label
+
+    @property
+    def stream_collate(self):
+        return collate_encoded if self.decoder == "nvjpeg" else None
+
+    def raw_dataloader(self, split: str):
+        loader = super().raw_dataloader(split)
+        if self.in_memory or self.decoder != "nvjpeg":
+            return loader
+        return DecodedBatches(loader, lambda batch: (self.decode_encoded(batch[0]).cpu(), *batch[1:]))
+
+
+class DecodedBatches:
+    """A loader's batches passed through ``decode`` (raw image batches of a streamed nvJPEG folder)."""
+
+    def __init__(self, loader: Any, decode: Any) -> None:
+        self.loader, self.decode = loader, decode
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (self.decode(batch) for batch in self.loader)
