@@ -89,6 +89,22 @@ def jpeg_decoder() -> tuple[str, JpegDecoder]:
     return "torchcodec", decode
 
 
+def decode_jpeg_on_cpu(path: Path, channels: int) -> torch.Tensor | None:
+    """A JPEG file decoded at full scale on the CPU (libjpeg-turbo, EXIF orientation applied).
+
+    Returns:
+        uint8 ``(C, H, W)``, or ``None`` when no fast decoder is installed or it refuses the file
+        (Pillow then reads it).
+    """
+    name, decode = jpeg_decoder()
+    if name != "torchcodec":  # torchvision's deprecated decoder is kept for the GPU only
+        return None
+    try:
+        return decode([read_encoded(path)], "RGB" if channels == 3 else "GRAY", torch.device("cpu"))[0]
+    except RuntimeError:
+        return None
+
+
 def _torchvision_decode(data: list[torch.Tensor], mode: str, device: torch.device) -> list[torch.Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg
 

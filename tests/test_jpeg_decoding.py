@@ -1,6 +1,8 @@
-"""ImageFolder's ``decoder: nvjpeg`` path, run on the CPU (the same decoder library, libjpeg-turbo).
+"""JPEG decoding: libjpeg-turbo behind Pillow's reader, and ImageFolder's ``decoder: nvjpeg`` on the CPU.
 
-Everything but nvJPEG itself runs here: files read by workers, batches decoded in
+``read_image`` hands full-scale JPEGs to TorchCodec (libjpeg-turbo, about twice Pillow's speed)
+and must give exactly Pillow's pixels. Of the nvjpeg path everything but nvJPEG itself runs
+here (the same decoder library decodes on the CPU): files read by workers, batches decoded in
 ``on_before_batch_transfer``, resizing on the decoding device, the fallbacks to Pillow, the
 error messages. ``tests/test_gpu.py`` compares the GPU's decoding with these results.
 """
@@ -14,6 +16,7 @@ import torch
 from lightning_hw.data.datasets.image_folder import ImageFolder
 from lightning_hw.data.fixtures.classification import write_image_folder
 from lightning_hw.data.io import jpeg_batch
+from lightning_hw.data.io.image_files import read_image, read_image_and_size
 from lightning_hw.errors import ConfigError, DataError
 
 
@@ -35,6 +38,47 @@ def every_image(dm: ImageFolder) -> torch.Tensor:
 
 def mean_level_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().mean())
+
+
+def pillow_only(monkeypatch) -> None:
+    """``read_image`` without its TorchCodec fast path: what Pillow alone decodes."""
+    monkeypatch.setattr(jpeg_batch, "decode_jpeg_on_cpu", lambda path, channels: None)
+
+
+def test_full_scale_jpegs_are_decoded_by_libjpeg_turbo_with_pillows_pixels(tmp_path, monkeypatch):
+    pytest.importorskip("torchcodec")
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    coarse = rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)
+    photo = Image.fromarray(coarse).resize((96, 72), Image.BICUBIC)
+    photo.save(tmp_path / "colour.jpg", quality=90)
+    photo.convert("L").save(tmp_path / "grey.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored sideways: turn 90 degrees counter-clockwise to view
+    photo.save(tmp_path / "turned.jpg", quality=90, exif=exif)
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    cases = [("colour.jpg", 3, None), ("colour.jpg", 3, (72, 96)), ("grey.jpg", 1, None), ("grey.jpg", 3, None),
+             ("turned.jpg", 3, None), ("colour.jpg", 1, None), ("colour.jpg", 3, (30, 40)), ("cmyk.jpg", 3, None)]
+    calls = []
+    fast = jpeg_batch.decode_jpeg_on_cpu
+    monkeypatch.setattr(jpeg_batch, "decode_jpeg_on_cpu", lambda path, channels: calls.append(path.name) or fast(path, channels))
+    decoded = [read_image_and_size(tmp_path / name, channels, min_size) for name, channels, min_size in cases]
+    # Full scale, colour or grey source: libjpeg-turbo. A colour JPEG read as greyscale (Pillow's
+    # own RGB -> L weights), a reduced-scale decode and CMYK stay with Pillow.
+    assert calls == ["colour.jpg", "colour.jpg", "grey.jpg", "grey.jpg", "turned.jpg"]
+    pillow_only(monkeypatch)
+    for (name, channels, min_size), (image, size) in zip(cases, decoded):
+        expected, expected_size = read_image_and_size(tmp_path / name, channels, min_size)
+        assert torch.equal(image, expected), name
+        assert size == expected_size, name
+    assert decoded[4][0].shape == (3, 96, 72) and decoded[4][1] == (96, 72)  # turned upright
+
+
+def test_a_damaged_full_scale_jpeg_is_still_named_by_pillow(tmp_path):
+    (tmp_path / "cut.jpg").write_bytes((b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4))
+    with pytest.raises(DataError, match=r"cannot read image .*cut\.jpg"):
+        read_image(tmp_path / "cut.jpg", 3)
 
 
 def test_full_scale_decoding_matches_pillow_and_reduced_scale_is_within_a_few_levels(photos):
