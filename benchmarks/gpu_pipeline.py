@@ -134,26 +134,34 @@ def main() -> None:
         print(f"decode into memory at {extract_size} px, decoder {decoder}: {decoded:,.0f} images/s")
         del images
 
+    preprocess: dict[str, nn.Module] = {}  # the streamed datamodule's, for the steps below
+
+    def files_against_synthetic(what: str, size: int, step: Callable, synthetic_share: float) -> None:
+        """images/s of ``step`` on batches streamed from the files (per decoder) and on synthetic on-device ones."""
+        fake = None
+        for decoder in args.decoders:
+            streamed = datamodule(size, False, decoder)
+            streamed.setup("fit")
+            preprocess["now"] = streamed.preprocess.to(device)
+            files = images_per_second(streamed_batches(streamed), step, device)
+            if fake is None:
+                steps = max(8, int(len(streamed.train_dataloader()) * synthetic_share))
+                fake = images_per_second(synthetic(args.batch_size, size, steps, device), step, device)
+            print(f"{what} at {size} px, decoder {decoder}: from JPEG files {files:,.0f} images/s, "
+                  f"synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
+
+    def model_input(x: torch.Tensor) -> torch.Tensor:
+        return preprocess["now"](x).contiguous(memory_format=torch.channels_last)
+
     # 2. frozen feature extraction at 128 px
     net = backbone(args.model, device).eval()
-    preprocess = None
 
     @torch.no_grad()
     def extract(x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.autocast(device.type, dtype=dtype):
-            net(preprocess(x).contiguous(memory_format=torch.channels_last))
+            net(model_input(x))
 
-    fake = None
-    for decoder in args.decoders:
-        streamed = datamodule(extract_size, False, decoder)
-        streamed.setup("fit")
-        preprocess = streamed.preprocess.to(device)
-        files = images_per_second(streamed_batches(streamed), extract, device)
-        if fake is None:
-            steps = max(8, len(streamed.train_dataloader()))
-            fake = images_per_second(synthetic(args.batch_size, extract_size, steps, device), extract, device)
-        print(f"frozen {args.model} features at {extract_size} px, decoder {decoder}: from JPEG files "
-              f"{files:,.0f} images/s, synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
+    files_against_synthetic(f"frozen {args.model} features", extract_size, extract, 1.0)
 
     # 3. full training at 224 px
     net = backbone(args.model, device).train()
@@ -164,19 +172,9 @@ def main() -> None:
     model = nn.Sequential(net, head)
 
     def train(x: torch.Tensor, y: torch.Tensor) -> None:
-        mixed_precision_step(model, optimizer, scaler, dtype, preprocess(x).contiguous(memory_format=torch.channels_last), y)
+        mixed_precision_step(model, optimizer, scaler, dtype, model_input(x), y)
 
-    fake = None
-    for decoder in args.decoders:
-        streamed = datamodule(train_size, False, decoder)
-        streamed.setup("fit")
-        preprocess = streamed.preprocess.to(device)
-        files = images_per_second(streamed_batches(streamed), train, device)
-        if fake is None:
-            steps = max(8, len(streamed.train_dataloader()) // 2)
-            fake = images_per_second(synthetic(args.batch_size, train_size, steps, device), train, device)
-        print(f"{args.model} training at {train_size} px, decoder {decoder}: from JPEG files {files:,.0f} images/s, "
-              f"synthetic on-device {fake:,.0f}; RATIO files / synthetic = {files / fake:.2f}")
+    files_against_synthetic(f"{args.model} training", train_size, train, 0.5)
 
 
 if __name__ == "__main__":
