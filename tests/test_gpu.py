@@ -78,17 +78,29 @@ def test_every_gpu_preset_trains_the_quickstart(presets, workdir):
 def test_nvjpeg_decodes_on_the_gpu_within_a_level_of_the_cpu(tmp_path):
     from lightning_hw.data.datasets.image_folder import ImageFolder
     from lightning_hw.data.fixtures.classification import write_image_folder
-    from lightning_hw.data.io.jpeg_batch import EncodedImages, read_encoded
+    from lightning_hw.data.io.jpeg_batch import EncodedImages, read_file
 
     root = write_image_folder(tmp_path / "photos", per_class=16, size=(120, 160))
     dm = ImageFolder(root=str(root), labels="prefix", decoder="nvjpeg", image_size=64, crop_pct=0.875)
     paths = [path for path, _ in dm.samples]
-    batch = EncodedImages([read_encoded(p) for p in paths], [str(p) for p in paths])
+    batch = EncodedImages.pack([read_file(p) for p in paths], paths)
     on_gpu = dm.decode_encoded(batch)
     assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.uint8
-    dm.decode_device = lambda: torch.device("cpu")  # the same library's CPU decoder
-    on_cpu = dm.decode_encoded(batch)
+    on_cpu = dm.decode_encoded(batch, torch.device("cpu"))  # the same library's CPU decoder
     assert (on_gpu.cpu().float() - on_cpu.float()).abs().mean() < 1.0  # IDCTs differ by rounding only
+
+
+def test_nvjpeg_names_a_truncated_jpeg(tmp_path):
+    from lightning_hw.data.datasets.image_folder import ImageFolder
+    from lightning_hw.data.fixtures.classification import write_image_folder
+    from lightning_hw.errors import DataError
+
+    root = write_image_folder(tmp_path / "photos", per_class=8, size=(120, 160))
+    whole = (root / "cat.0.jpg").read_bytes()
+    (root / "cat.0.jpg").write_bytes(whole[: len(whole) // 2])  # a download cut off half-way
+    dm = ImageFolder(root=str(root), labels="prefix", decoder="nvjpeg", image_size=64)
+    with pytest.raises(DataError, match=r"cannot read image .*cat\.0\.jpg"):
+        dm.setup("fit")
 
 
 def test_a_streamed_nvjpeg_folder_trains_with_the_gpu_preset(workdir):

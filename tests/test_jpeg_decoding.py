@@ -112,8 +112,45 @@ def test_streamed_batches_are_read_by_workers_and_decoded_before_the_transfer(ph
     assert isinstance(batches[0][0], jpeg_batch.EncodedImages)  # the workers only read the files
     images = torch.cat([stream.on_before_batch_transfer(batch, 0)[0] for batch in batches])
     assert torch.equal(images, memory.data["val"][0])
-    raw = torch.cat([x for x, _ in stream.raw_dataloader("test")])  # export checks and plots get pixels
-    assert torch.equal(raw, memory.data["test"][0])
+    raw_loader = stream.raw_dataloader("test")  # export checks and top-loss figures get pixels
+    assert torch.equal(torch.cat([x for x, _ in raw_loader]), memory.data["test"][0])
+    assert torch.equal(raw_loader.dataset[1][0], memory.data["test"][0][1])  # one sample, as figures read it
+
+
+def test_a_streamed_batch_is_one_tensor_of_bytes_not_one_per_file(photos):
+    # Each tensor a worker sends holds a file descriptor: 512 files a batch met the 1,024 limit.
+    import resource
+
+    for i in range(120):
+        (photos / f"cat.{100 + i}.jpg").write_bytes((photos / "cat.0.jpg").read_bytes())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(96, hard), hard))
+    try:
+        stream = ImageFolder(
+            root=str(photos), labels="prefix", decoder="nvjpeg", image_size=20, batch_size=100,
+            num_workers=2, in_memory=False, splits=[0.8, 0.1, 0.1],
+        )
+        stream.setup("fit")
+        batches = list(stream.train_dataloader())
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    encoded = batches[0][0]
+    assert len(encoded) == 100 and encoded.buffer.numel() == sum(len(d) for d in encoded.data)
+    assert sum(len(b[0]) for b in batches) == len(stream.stream_items("train"))
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_empty_file_is_named(photos, in_memory):
+    (photos / "dog.99.jpg").write_bytes(b"")
+    dm = ImageFolder(
+        root=str(photos), labels="prefix", decoder="nvjpeg", image_size=16, batch_size=40, num_workers=0,
+        in_memory=in_memory,
+    )
+    with pytest.raises(DataError, match=r"cannot read image .*dog\.99\.jpg: the file is empty; delete or replace the file"):
+        dm.setup("fit")
+        for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+            for batch in loader:
+                dm.on_before_batch_transfer(batch, 0)
 
 
 def test_files_that_are_not_jpegs_are_read_by_pillow(photos):

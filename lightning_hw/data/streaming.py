@@ -53,20 +53,24 @@ class StreamingFallback:
         """Decode one item of :meth:`stream_items` into a sample."""
         raise NotImplementedError
 
-    #: the streaming loaders' ``collate_fn`` (``None``: PyTorch's default, which stacks samples)
+    def decode_raw_item(self, item: Any) -> Any:
+        """One item as a raw sample for :meth:`raw_dataloader` (default: :meth:`decode_item`)."""
+        return self.decode_item(item)
+
+    #: the training loaders' ``collate_fn`` (``None``: PyTorch's default, which stacks samples)
     stream_collate: Callable[[list[Any]], Any] | None = None
 
-    def _stream(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+    def _stream(self, split: str, shuffle: bool, batch_size: int, raw: bool = False) -> DataLoader:
         generator = None
         if shuffle:
             seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
             generator = torch.Generator().manual_seed(seed)
         return DataLoader(
-            DecodedOnAccess(self.stream_items(split), self.decode_item),
+            DecodedOnAccess(self.stream_items(split), self.decode_raw_item if raw else self.decode_item),
             batch_size=batch_size,
             shuffle=shuffle,
             generator=generator,
-            collate_fn=self.stream_collate,
+            collate_fn=None if raw else self.stream_collate,
             # Worker processes decode (num_workers None: one per CPU core); uint8 batches are
             # pinned for an asynchronous copy when training on a GPU, which then normalises them.
             **dataloader_settings(getattr(self, "trainer", None), self.num_workers),
@@ -87,4 +91,4 @@ class StreamingFallback:
         return self.test_dataloader()
 
     def raw_dataloader(self, split: str):
-        return super().raw_dataloader(split) if self.in_memory else self._stream(split, False, self.eval_batch_size)
+        return super().raw_dataloader(split) if self.in_memory else self._stream(split, False, self.eval_batch_size, raw=True)

@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
 from lightning_hw.data.io.image_files import read_image
-from lightning_hw.data.io.jpeg_batch import EncodedImages, collate_encoded, decode_batch, jpeg_decoder, read_encoded
+from lightning_hw.data.io.jpeg_batch import EncodedImages, collate_encoded, decode_batch, read_file
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
@@ -191,8 +191,8 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         described = {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
         if self.decoder == "nvjpeg":
             described["reader"] = (
-                f"JPEG: {jpeg_decoder()[0]} (nvJPEG on a CUDA GPU, libjpeg-turbo on the CPU) at full resolution, "
-                "EXIF orientation applied; other formats: Pillow"
+                "JPEG: nvJPEG on a CUDA GPU, libjpeg-turbo on the CPU (TorchCodec or torchvision.io), at full "
+                "resolution, EXIF orientation applied; other formats: Pillow"
             )
         return described
 
@@ -206,7 +206,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
             DataError: the file cannot be decoded (naming the file).
         """
         if self.decoder == "nvjpeg":
-            return self._decode_on_device([path]).cpu()[0]
+            return self._decode_files([path], self.decode_device()).cpu()[0]
         min_size = self.image_size
         if self.crop_pct is not None:
             min_size = self._resize_size()
@@ -245,7 +245,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         if self.decoder == "nvjpeg":
             # Threads read the files; each chunk is one nvJPEG call, copied back to memory.
             return torch.cat([
-                self._decode_on_device(paths[start : start + NVJPEG_CHUNK], threads).cpu()
+                self._decode_files(paths[start : start + NVJPEG_CHUNK], self.decode_device(), threads).cpu()
                 for start in range(0, len(paths), NVJPEG_CHUNK)
             ])
         # Pillow releases the GIL while it decodes, so threads decode in parallel.
@@ -261,17 +261,17 @@ class ImageFolder(StreamingFallback, ImageDataModule):
             return trainer.strategy.root_device
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
-    def _decode_on_device(self, paths: list[Path], threads: int = 1) -> torch.Tensor:
+    def _decode_files(self, paths: list[Path], device: torch.device, threads: int = 1) -> torch.Tensor:
         if threads > 1:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                data = list(pool.map(read_encoded, paths))
+                contents = list(pool.map(read_file, paths))
         else:
-            data = [read_encoded(p) for p in paths]
-        return self.decode_encoded(EncodedImages(data, [str(p) for p in paths]))
+            contents = [read_file(p) for p in paths]
+        return self.decode_encoded(EncodedImages.pack(contents, paths), device)
 
-    def decode_encoded(self, batch: EncodedImages) -> torch.Tensor:
-        """A batch of encoded files as uint8 ``(N, C, H, W)`` images on :meth:`decode_device`."""
-        return decode_batch(batch, self.channels, self.decode_device(), self.fit_to_size)
+    def decode_encoded(self, batch: EncodedImages, device: torch.device | None = None) -> torch.Tensor:
+        """A batch of encoded files as uint8 ``(N, C, H, W)`` images on ``device`` (default :meth:`decode_device`)."""
+        return decode_batch(batch, self.channels, device or self.decode_device(), self.fit_to_size)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Streamed with decoder nvjpeg: the workers read the files; the batch is decoded here,
@@ -317,31 +317,20 @@ class ImageFolder(StreamingFallback, ImageDataModule):
     def stream_items(self, split: str) -> list[tuple[Path, int]]:
         return self._split_samples[split]
 
-    def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int] | tuple[str, torch.Tensor, int]:
+    def decode_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int] | tuple[str, bytes, int]:
         path, label = item
         if self.decoder == "nvjpeg":  # the worker only reads; the batch is decoded on the GPU
-            return str(path), read_encoded(path), label
+            return str(path), read_file(path), label
         return self.decode(path), label
+
+    def decode_raw_item(self, item: tuple[Path, int]) -> tuple[torch.Tensor, int]:
+        if self.decoder != "nvjpeg":
+            return self.decode_item(item)
+        # Raw samples (export checks, top-loss figures) are decoded in the workers, where CUDA is
+        # off limits: the same library on the CPU, within a level of nvJPEG's pixels.
+        path, label = item
+        return self._decode_files([path], torch.device("cpu"))[0], label
 
     @property
     def stream_collate(self):
         return collate_encoded if self.decoder == "nvjpeg" else None
-
-    def raw_dataloader(self, split: str):
-        loader = super().raw_dataloader(split)
-        if self.in_memory or self.decoder != "nvjpeg":
-            return loader
-        return DecodedBatches(loader, lambda batch: (self.decode_encoded(batch[0]).cpu(), *batch[1:]))
-
-
-class DecodedBatches:
-    """A loader's batches passed through ``decode`` (raw image batches of a streamed nvJPEG folder)."""
-
-    def __init__(self, loader: Any, decode: Any) -> None:
-        self.loader, self.decode = loader, decode
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        return (self.decode(batch) for batch in self.loader)

@@ -35,39 +35,64 @@ JpegDecoder = Callable[[list[torch.Tensor], str, torch.device], list[torch.Tenso
 
 @dataclass
 class EncodedImages:
-    """A batch of image files not decoded yet: each file's bytes and its path (for messages).
+    """A batch of image files not decoded yet: their bytes, packed in one tensor, and their paths.
 
     DataLoader workers return these when the GPU decodes; the datamodule decodes them in
-    ``on_before_batch_transfer``, before Lightning moves the batch.
+    ``on_before_batch_transfer``, before Lightning moves the batch. One tensor per batch,
+    not one per file: each tensor a worker sends holds a file descriptor until it is freed,
+    and a batch of 512 files would run into the usual limit of 1,024 open files.
+
+    Attributes:
+        buffer: every file's bytes, one after the other (uint8, 1-D).
+        offsets: file ``i`` is ``buffer[offsets[i]:offsets[i + 1]]`` (one more entry than files).
+        paths: the files, for messages.
     """
 
-    data: list[torch.Tensor]
+    buffer: torch.Tensor
+    offsets: list[int]
     paths: list[str]
 
+    @classmethod
+    def pack(cls, contents: Sequence[bytes], paths: Sequence[str | Path]) -> EncodedImages:
+        """Files' bytes (e.g. from :func:`read_file`) as one batch."""
+        offsets = [0]
+        for content in contents:
+            offsets.append(offsets[-1] + len(content))
+        buffer = torch.frombuffer(bytearray(b"".join(contents)), dtype=torch.uint8) if offsets[-1] else torch.empty(0, dtype=torch.uint8)
+        return cls(buffer, offsets, [str(p) for p in paths])
+
+    @property
+    def data(self) -> list[torch.Tensor]:
+        """Each file's bytes (views of :attr:`buffer`), the decoders' input."""
+        return [self.buffer[start:end] for start, end in zip(self.offsets, self.offsets[1:])]
+
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.paths)
 
     def pin_memory(self) -> EncodedImages:
         # The decoder reads the bytes on the CPU side: page-locking them would only cost time.
         return self
 
 
-def read_encoded(path: Path) -> torch.Tensor:
-    """A file's bytes as a 1-D uint8 tensor (the decoders' input).
+def read_file(path: Path) -> bytes:
+    """An image file's bytes.
 
     Raises:
-        DataError: the file cannot be read (naming it).
+        DataError: the file cannot be read or is empty (naming it).
     """
     try:
-        return torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+        content = Path(path).read_bytes()
     except OSError as err:
         raise DataError(f"cannot read image {path}: {err.strerror or err}; delete or replace the file") from None
+    if not content:
+        raise DataError(f"cannot read image {path}: the file is empty; delete or replace the file")
+    return content
 
 
-def collate_encoded(items: Sequence[tuple[str, torch.Tensor, int]]) -> tuple[EncodedImages, torch.Tensor]:
+def collate_encoded(items: Sequence[tuple[str, bytes, int]]) -> tuple[EncodedImages, torch.Tensor]:
     """DataLoader ``collate_fn`` for ``(path, bytes, label)`` items: ``(EncodedImages, labels)``."""
-    paths, data, labels = zip(*items)
-    return EncodedImages(list(data), list(paths)), torch.tensor(labels, dtype=torch.long)
+    paths, contents, labels = zip(*items)
+    return EncodedImages.pack(contents, paths), torch.tensor(labels, dtype=torch.long)
 
 
 def is_jpeg(data: torch.Tensor) -> bool:
@@ -100,7 +125,7 @@ def decode_jpeg_on_cpu(path: Path, channels: int) -> torch.Tensor | None:
     if name != "torchcodec":  # torchvision's deprecated decoder is kept for the GPU only
         return None
     try:
-        return decode([read_encoded(path)], "RGB" if channels == 3 else "GRAY", torch.device("cpu"))[0]
+        return decode(EncodedImages.pack([read_file(path)], [path]).data, "RGB" if channels == 3 else "GRAY", torch.device("cpu"))[0]
     except RuntimeError:
         return None
 
@@ -136,13 +161,14 @@ def decode_batch(
     """
     mode = "RGB" if channels == 3 else "GRAY"
     images: list[torch.Tensor | None] = [None] * len(batch)
-    jpegs = [i for i, data in enumerate(batch.data) if is_jpeg(data)]
+    files = batch.data
+    jpegs = [i for i, data in enumerate(files) if is_jpeg(data)]
     if jpegs:
         _, decode = jpeg_decoder()
         try:
-            decoded = decode([batch.data[i] for i in jpegs], mode, device)
+            decoded = decode([files[i] for i in jpegs], mode, device)
         except RuntimeError:  # one bad file fails the whole call: decode one by one to find it
-            decoded = [_decode_one(decode, batch.data[i], mode, device) for i in jpegs]
+            decoded = [_decode_one(decode, files[i], mode, device) for i in jpegs]
         for i, image in zip(jpegs, decoded):
             images[i] = image
     for i, image in enumerate(images):
