@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_hw.data.base import TensorBatchLoader, split_indices
+from lightning_hw.data.base import split_indices
+from lightning_hw.data.epoch_order import EpochOrder, TensorBatchLoader
+from lightning_hw.data.streaming import StreamedBatchLoader
 from lightning_hw.data.datasets.digits import Digits
 from lightning_hw.data.datasets.moons import TwoMoons
 from lightning_hw.errors import ConfigError, DataError
@@ -74,6 +76,41 @@ def test_fast_path_shards_for_distributed_ranks():
         torch.cat([b[0] for b in TensorBatchLoader((y,), 4, num_replicas=2, rank=r)]) for r in range(2)
     ]
     assert shards[0].tolist() == [0, 2, 4, 6, 8] and shards[1].tolist() == [1, 3, 5, 7, 9]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_loader_draws_the_in_memory_batches_and_resumes_mid_epoch(workers):
+    """Worker processes decoding per sample give the batches of the in-memory loader, epoch after
+    epoch, and a state saved after 3 batches resumes (in a new loader) with the batches not yet seen."""
+    x = torch.arange(50)
+
+    def streamed(seed: int) -> StreamedBatchLoader:
+        order = EpochOrder(50, 8, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        return StreamedBatchLoader(TensorDataset(x), order, num_workers=workers, persistent_workers=workers > 0)
+
+    held, stream = TensorBatchLoader((x,), 8, shuffle=True, generator=torch.Generator().manual_seed(7)), streamed(7)
+    assert len(stream) == len(held) == 7
+    for epoch in range(3):
+        assert [b[0].tolist() for b in stream] == [b[0].tolist() for b in held], epoch
+
+    iterator = iter(stream)
+    seen = [next(iterator)[0] for _ in range(3)]
+    state = stream.state_dict()
+    rest = [b[0].tolist() for b in iterator]
+    assert state["skip"] == 3 and len(seen) + len(rest) == 7
+    resumed = streamed(99)
+    resumed.load_state_dict(state)
+    assert [b[0].tolist() for b in resumed] == rest
+    assert resumed.state_dict()["skip"] == 0  # the epoch ended: the next one starts afresh
+    assert [b[0].tolist() for b in resumed] == [b[0].tolist() for b in stream]
+
+
+def test_streamed_loader_shards_as_the_in_memory_one():
+    x = torch.arange(11)
+    for rank in range(2):
+        order = EpochOrder(11, 4, shuffle=True, generator=torch.Generator().manual_seed(3), num_replicas=2, rank=rank)
+        held = TensorBatchLoader((x,), 4, shuffle=True, generator=torch.Generator().manual_seed(3), num_replicas=2, rank=rank)
+        assert [b[0].tolist() for b in StreamedBatchLoader(TensorDataset(x), order)] == [b[0].tolist() for b in held]
 
 
 def test_digits_are_real_scaled_and_split():

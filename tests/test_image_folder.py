@@ -79,6 +79,19 @@ def test_streaming_gives_the_same_images_as_the_in_memory_path(prefix_folder):
     assert torch.equal(streamed, memory.data["val"][0])
 
 
+def test_streaming_trains_on_the_in_memory_batches(prefix_folder):
+    """Same seed, same training batches, whether the folder is held in memory or streamed by workers."""
+    kwargs = dict(root=str(prefix_folder), image_size=20, batch_size=3, shuffle_seed=5)
+    memory, stream = ImageFolder(**kwargs), ImageFolder(in_memory=False, num_workers=2, **kwargs)
+    memory.setup("fit")
+    stream.setup("fit")
+    for _ in range(2):
+        for (held, held_labels), (streamed, streamed_labels) in zip(
+            memory.train_dataloader(), stream.train_dataloader(), strict=True
+        ):
+            assert torch.equal(held, streamed) and torch.equal(held_labels, streamed_labels)
+
+
 def test_per_image_transform_runs_at_decode_time(prefix_folder):
     plain = ImageFolder(root=str(prefix_folder), image_size=12)
     inverted = ImageFolder(root=str(prefix_folder), image_size=12, transform=v2.RandomInvert(p=1.0))

@@ -62,6 +62,46 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_args, workdir, extra, kill_
 
 
 @pytest.mark.slow
+def test_killed_run_streaming_image_files_resumes_inside_the_epoch(workdir):
+    """A folder streamed from disk by 2 workers: killed at step 10, resumed from step 8 (the
+    third of 6 batches of epoch 2), it ends like the uninterrupted run: the resumed epoch goes
+    on with the batches it had not yet seen (a plain DataLoader would start its order over)."""
+    from lightning_hw.data.fixtures.classification import write_image_folder
+
+    from conftest import REPO, tiny_run_args
+
+    photos = write_image_folder(workdir / "photos", per_class=20, size=(20, 24))
+
+    def args(name: str, *extra: str) -> list[str]:
+        return tiny_run_args(
+            "fit", REPO / "configs" / "catsdogs_mlp.yaml", workdir / "runs",
+            "--data.init_args.root", str(photos), "--data.init_args.in_memory", "false",
+            "--data.init_args.num_workers", "2", "--data.init_args.batch_size", "4",
+            "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0", "--run.test_after_fit", "false",
+            *EVERY_4_STEPS, "--run.name", name, *extra,
+        )
+
+    HWCLI(args=args("whole"))
+    killed = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *args(
+            "resumed", "--trainer.callbacks+=reliability_helpers.KillAtStep", "--trainer.callbacks.step", "10",
+        )],
+        capture_output=True, text=True, env=_env(), cwd=workdir,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run, whole = workdir / "runs" / "catsdogs_mlp" / "resumed", workdir / "runs" / "catsdogs_mlp" / "whole"
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    (loader_state,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert saved["global_step"] == 8 and loader_state["skip"] == 2
+
+    HWCLI(args=args("resumed", "--ckpt_path", "last"))
+    assert (run / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+@pytest.mark.slow
 def test_resumed_run_continues_the_same_wandb_run(tiny_args, workdir):
     args = tiny_args("fit", "--run.name", "r", "--run.wandb", "offline")
     HWCLI(args=args)

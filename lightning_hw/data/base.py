@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningDataModule
 
+from lightning_hw.data.epoch_order import TensorBatchLoader
 from lightning_hw.data.folds import check_folds, fold_indices
 from lightning_hw.data.preprocess import Preprocess, feature_stats
 from lightning_hw.errors import ConfigError, DataError
@@ -57,114 +58,6 @@ def standardize_splits(data: dict[str, Split]) -> dict[str, Split]:
     """Scale inputs (the first tensor of each split) by the training split's mean and std (see :func:`feature_stats`)."""
     mean, std = feature_stats(data["train"][0])
     return {name: ((tensors[0] - mean) / std, *tensors[1:]) for name, tensors in data.items()}
-
-
-class TensorBatchLoader:
-    """Batches sliced from in-memory tensors; a drop-in for ``DataLoader(TensorDataset(...))``.
-
-    With ``shuffle=True`` and a seeded ``generator`` it yields exactly the batches that
-    ``DataLoader(TensorDataset(*tensors), batch_size, shuffle=True, generator=g)`` yields
-    for an equally seeded ``g``, epoch after epoch, but without per-sample indexing and
-    collation. Its state (generator and position) is saved in Lightning checkpoints, so
-    a resumed run sees the same order.
-
-    Args:
-        tensors: tensors with the same first dimension (e.g. features and targets).
-        batch_size: samples per batch.
-        shuffle: draw a new permutation every epoch.
-        drop_last: drop the last incomplete batch.
-        generator: random source of the permutations (a fresh random one if ``None``).
-        num_replicas: number of distributed processes sharing the data.
-        rank: this process's index among them; it gets every ``num_replicas``-th sample.
-    """
-
-    def __init__(
-        self,
-        tensors: Split,
-        batch_size: int,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-        num_replicas: int = 1,
-        rank: int = 0,
-    ) -> None:
-        if len({t.shape[0] for t in tensors}) != 1:
-            raise ValueError("all tensors must have the same number of samples")
-        self.tensors = tensors
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(
-            int(torch.empty((), dtype=torch.int64).random_().item())
-        )
-        self.num_replicas, self.rank = num_replicas, rank
-        self._epoch_start_state: torch.Tensor | None = None
-        self._yielded = 0
-        self._skip = 0
-
-    @property
-    def num_samples(self) -> int:
-        """Samples this process sees per epoch."""
-        return math.ceil(self.tensors[0].shape[0] / self.num_replicas)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return math.ceil(self.num_samples / self.batch_size)
-
-    def _epoch_order(self) -> torch.Tensor | None:
-        n = self.tensors[0].shape[0]
-        if not self.shuffle:
-            order = None
-        else:
-            # Consume the generator exactly as DataLoader + RandomSampler do: one int64 for
-            # the iterator's base seed, the permutation, then a second permutation that the
-            # sampler draws (and discards) when it is exhausted at the end of the epoch.
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-            order = torch.randperm(n, generator=self.generator)
-            torch.randperm(n, generator=self.generator)
-        if self.num_replicas > 1:
-            order = torch.arange(n) if order is None else order
-            padded = self.num_samples * self.num_replicas
-            order = torch.cat([order, order[: padded - n]])[self.rank :: self.num_replicas]
-        return order
-
-    def __iter__(self) -> Iterator[Split]:
-        self._epoch_start_state = self.generator.get_state()
-        order = self._epoch_order()
-        total = self.num_samples if order is None else order.shape[0]
-        stop = (total // self.batch_size) * self.batch_size if self.drop_last else total
-        self._yielded, skip, self._skip = 0, self._skip, 0
-        for start in range(0, stop, self.batch_size):
-            if self._yielded < skip:  # resuming mid-epoch: replay the order, skip what was seen
-                self._yielded += 1
-                continue
-            end = min(start + self.batch_size, stop)
-            # Contiguous slices are views (no copy); shuffled batches need one gather each.
-            batch = tuple(t[start:end] for t in self.tensors) if order is None else tuple(
-                t[order[start:end]] for t in self.tensors
-            )
-            self._yielded += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state and position, saved by Lightning in checkpoints."""
-        if self._epoch_start_state is not None and 0 < self._yielded < len(self):
-            return {"generator": self._epoch_start_state, "skip": self._yielded}
-        return {"generator": self.generator.get_state(), "skip": 0}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
-        self.generator.set_state(state["generator"])
-        self._skip = int(state["skip"])
-
-    def finish_epoch(self) -> None:
-        """Declare the epoch over although not every batch was drawn (``limit_train_batches``).
-
-        Lightning stops drawing at its limit, so the loader cannot see that epoch end by itself;
-        a checkpoint saved afterwards must resume with the next epoch's order, not inside this one.
-        """
-        self._epoch_start_state = None
 
 
 class SplitDataModule(LightningDataModule):

@@ -2,17 +2,20 @@
 
 Image datamodules decode every file once into uint8 tensors and slice batches from them
 (the in-memory fast path). When the decoded data would not fit, they fall back to a
-``DataLoader`` that decodes each item when it is read; this mixin is that fallback.
+``DataLoader`` that decodes each item when it is read; this mixin is that fallback. Its
+training loader (:class:`StreamedBatchLoader`) draws the order the in-memory one would, and
+resumes an interrupted epoch as that one does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lightning_hw.data.epoch_order import EpochOrder
 from lightning_hw.data.loading import dataloader_settings
 
 #: above this many bytes of decoded uint8 pixels the images are streamed from disk instead
@@ -35,6 +38,81 @@ class DecodedOnAccess(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.decode(self.items[index])
+
+
+class StreamedBatchLoader:
+    """Training batches decoded from files by ``DataLoader`` workers, in :class:`EpochOrder`'s order.
+
+    The ``DataLoader`` inside does the parallel decoding (worker processes, pinned memory,
+    ``collate_fn``); the order of its batches comes from an :class:`EpochOrder`, as in
+    :class:`~lightning_hw.data.epoch_order.TensorBatchLoader`. So a streamed folder trains
+    on the batches it would train on if held in memory, its ``state_dict`` lets a run that
+    was interrupted inside an epoch resume at the next unseen batch (a plain ``DataLoader``
+    would start the epoch's order over), and under DDP each process reads its own share.
+
+    Args:
+        dataset: the samples, decoded when read.
+        order: which samples each batch holds, epoch after epoch.
+        seed: seed of the workers' random state (drawn by the ``DataLoader`` from its own
+            generator, so the global random state, which dropout uses, is left alone).
+        collate_fn: joins the samples of a batch (``None``: stack them).
+        **settings: further ``DataLoader`` arguments (``num_workers``, ``pin_memory``,
+            ``persistent_workers``; see :func:`~lightning_hw.data.loading.dataloader_settings`).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        order: EpochOrder,
+        seed: int = 0,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.order = order
+        self.loader = DataLoader(
+            dataset, batch_sampler=_RemainingBatches(order), collate_fn=collate_fn,
+            generator=torch.Generator().manual_seed(seed), **settings,
+        )
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[Any]:
+        # The order is drawn before the DataLoader asks its batch sampler for the first indices.
+        self.order.start_epoch()
+        for batch in self.loader:
+            self.order.batch_drawn()
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The order's state (see :meth:`EpochOrder.state_dict`), saved by Lightning in checkpoints."""
+        return self.order.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
+        self.order.load_state_dict(state)
+
+    def finish_epoch(self) -> None:
+        """See :meth:`EpochOrder.finish_epoch`."""
+        self.order.finish_epoch()
+
+
+class _RemainingBatches(Sampler[list[int]]):
+    """The ``DataLoader``'s batch sampler: the index lists of the current epoch's batches still to draw."""
+
+    def __init__(self, order: EpochOrder) -> None:
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for index in self.order.batches():
+            yield list(range(index.start, index.stop)) if isinstance(index, slice) else index.tolist()
 
 
 class StreamingFallback:
@@ -60,30 +138,42 @@ class StreamingFallback:
     #: the training loaders' ``collate_fn`` (``None``: PyTorch's default, which stacks samples)
     stream_collate: Callable[[list[Any]], Any] | None = None
 
-    def _stream(self, split: str, shuffle: bool, batch_size: int, raw: bool = False) -> DataLoader:
-        generator = None
-        if shuffle:
-            seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
-            generator = torch.Generator().manual_seed(seed)
+    #: the training loader, built once per run: its order carries on from epoch to epoch
+    _streamed_train_loader: StreamedBatchLoader | None = None
+
+    def _stream(self, split: str, batch_size: int, raw: bool = False) -> DataLoader:
+        # Worker processes decode (num_workers None: one per CPU core); uint8 batches are pinned
+        # for an asynchronous copy when training on a GPU, which then normalises them.
         return DataLoader(
             DecodedOnAccess(self.stream_items(split), self.decode_raw_item if raw else self.decode_item),
             batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
             collate_fn=None if raw else self.stream_collate,
-            # Worker processes decode (num_workers None: one per CPU core); uint8 batches are
-            # pinned for an asynchronous copy when training on a GPU, which then normalises them.
             **dataloader_settings(getattr(self, "trainer", None), self.num_workers),
         )
 
     def train_dataloader(self):
-        return super().train_dataloader() if self.in_memory else self._stream("train", True, self.batch_size)
+        if self.in_memory:
+            return super().train_dataloader()
+        if self._streamed_train_loader is None:
+            trainer = getattr(self, "trainer", None)
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
+            items = self.stream_items("train")
+            order = EpochOrder(
+                len(items), self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+                num_replicas=world, rank=rank,
+            )
+            self._streamed_train_loader = StreamedBatchLoader(
+                DecodedOnAccess(items, self.decode_item), order, seed=seed, collate_fn=self.stream_collate,
+                **dataloader_settings(trainer, self.num_workers),
+            )
+        return self._streamed_train_loader
 
     def val_dataloader(self):
-        return super().val_dataloader() if self.in_memory else self._stream("val", False, self.eval_batch_size)
+        return super().val_dataloader() if self.in_memory else self._stream("val", self.eval_batch_size)
 
     def test_dataloader(self):
-        return super().test_dataloader() if self.in_memory else self._stream("test", False, self.eval_batch_size)
+        return super().test_dataloader() if self.in_memory else self._stream("test", self.eval_batch_size)
 
     def predict_dataloader(self):
         if self.in_memory or self._predict_raw is not None:  # new files to predict are held in memory
@@ -91,4 +181,4 @@ class StreamingFallback:
         return self.test_dataloader()
 
     def raw_dataloader(self, split: str):
-        return super().raw_dataloader(split) if self.in_memory else self._stream(split, False, self.eval_batch_size, raw=True)
+        return super().raw_dataloader(split) if self.in_memory else self._stream(split, self.eval_batch_size, raw=True)

@@ -1,0 +1,195 @@
+"""The order in which a training loader visits its samples, epoch after epoch, and how far it got.
+
+Both training loaders of the project draw their order here: :class:`TensorBatchLoader`
+(data held in memory) and :class:`~lightning_hw.data.streaming.StreamedBatchLoader`
+(files decoded by worker processes). So a folder streamed from disk trains on exactly the
+batches it would if it were held in memory, and both resume an interrupted epoch where it
+stopped: Lightning saves a loader's ``state_dict`` in every checkpoint and gives it back
+when a run resumes, and the state here (the generator as the epoch began, and the batches
+already drawn) replays the same order and skips what was seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+class EpochOrder:
+    """Which samples each batch of an epoch holds; its state is saved in Lightning checkpoints.
+
+    With ``shuffle=True`` and a seeded ``generator`` the batches are those that
+    ``DataLoader(dataset, batch_size, shuffle=True, generator=g)`` draws for an equally
+    seeded ``g``, epoch after epoch.
+
+    Args:
+        num_items: samples in the data set.
+        batch_size: samples per batch.
+        shuffle: draw a new permutation every epoch.
+        drop_last: drop the last incomplete batch.
+        generator: random source of the permutations (a fresh random one if ``None``).
+        num_replicas: number of distributed processes sharing the data.
+        rank: this process's index among them; it gets every ``num_replicas``-th sample.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(
+            int(torch.empty((), dtype=torch.int64).random_().item())
+        )
+        self.num_replicas, self.rank = num_replicas, rank
+        self._epoch_start_state: torch.Tensor | None = None
+        self._order: torch.Tensor | None = None
+        self._first = 0  # the first batch of this epoch still to draw (> 0 when resuming)
+        self._drawn = 0  # batches of this epoch drawn so far, counting those skipped on resuming
+        self._skip = 0  # batches to skip at the next epoch's start (set by load_state_dict)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this process sees per epoch."""
+        return math.ceil(self.num_items / self.num_replicas)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def start_epoch(self) -> None:
+        """Draw the next epoch's order (the saved one, when resuming) and start counting its batches."""
+        self._epoch_start_state = self.generator.get_state()
+        self._order = self._draw_order()
+        self._first, self._skip = self._skip, 0
+        self._drawn = self._first
+
+    def batches(self) -> Iterator[slice | torch.Tensor]:
+        """The indices of this epoch's batches still to draw: ranges in order, else index tensors.
+
+        Call :meth:`start_epoch` first and :meth:`batch_drawn` as each batch is handed on.
+        """
+        order = self._order
+        total = self.num_samples if order is None else order.shape[0]
+        stop = (total // self.batch_size) * self.batch_size if self.drop_last else total
+        for start in range(self._first * self.batch_size, stop, self.batch_size):
+            end = min(start + self.batch_size, stop)
+            yield slice(start, end) if order is None else order[start:end]
+
+    def batch_drawn(self) -> None:
+        """Count one batch of this epoch as handed to the training loop."""
+        self._drawn += 1
+
+    def _draw_order(self) -> torch.Tensor | None:
+        n = self.num_items
+        if not self.shuffle:
+            order = None
+        else:
+            # Consume the generator exactly as DataLoader + RandomSampler do: one int64 for
+            # the iterator's base seed, the permutation, then a second permutation that the
+            # sampler draws (and discards) when it is exhausted at the end of the epoch.
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            order = torch.randperm(n, generator=self.generator)
+            torch.randperm(n, generator=self.generator)
+        if self.num_replicas > 1:
+            order = torch.arange(n) if order is None else order
+            padded = self.num_samples * self.num_replicas
+            order = torch.cat([order, order[: padded - n]])[self.rank :: self.num_replicas]
+        return order
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state and position: inside an epoch, its start and the batches drawn; else the next epoch's start."""
+        if self._epoch_start_state is not None and 0 < self._drawn < len(self):
+            return {"generator": self._epoch_start_state, "skip": self._drawn}
+        return {"generator": self.generator.get_state(), "skip": 0}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
+        self.generator.set_state(state["generator"])
+        self._skip = int(state["skip"])
+
+    def finish_epoch(self) -> None:
+        """Declare the epoch over although not every batch was drawn (``limit_train_batches``).
+
+        Lightning stops drawing at its limit, so the loader cannot see that epoch end by itself;
+        a checkpoint saved afterwards must resume with the next epoch's order, not inside this one.
+        """
+        self._epoch_start_state = None
+
+
+class TensorBatchLoader:
+    """Batches sliced from in-memory tensors; a drop-in for ``DataLoader(TensorDataset(...))``.
+
+    With ``shuffle=True`` and a seeded ``generator`` it yields exactly the batches that
+    ``DataLoader(TensorDataset(*tensors), batch_size, shuffle=True, generator=g)`` yields
+    for an equally seeded ``g``, epoch after epoch, but without per-sample indexing and
+    collation. Its state (generator and position, see :class:`EpochOrder`) is saved in
+    Lightning checkpoints, so a resumed run sees the same order.
+
+    Args:
+        tensors: tensors with the same first dimension (e.g. features and targets).
+        batch_size: samples per batch.
+        shuffle: draw a new permutation every epoch.
+        drop_last: drop the last incomplete batch.
+        generator: random source of the permutations (a fresh random one if ``None``).
+        num_replicas: number of distributed processes sharing the data.
+        rank: this process's index among them; it gets every ``num_replicas``-th sample.
+    """
+
+    def __init__(
+        self,
+        tensors: tuple[torch.Tensor, ...],
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if len({t.shape[0] for t in tensors}) != 1:
+            raise ValueError("all tensors must have the same number of samples")
+        self.tensors = tensors
+        self.order = EpochOrder(tensors[0].shape[0], batch_size, shuffle, drop_last, generator, num_replicas, rank)
+
+    @property
+    def batch_size(self) -> int:
+        return self.order.batch_size
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.order.generator
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        self.order.start_epoch()
+        for index in self.order.batches():
+            # Contiguous slices are views (no copy); shuffled batches need one gather each.
+            batch = tuple(t[index] for t in self.tensors)
+            self.order.batch_drawn()
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state and position (see :meth:`EpochOrder.state_dict`), saved by Lightning in checkpoints."""
+        return self.order.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
+        self.order.load_state_dict(state)
+
+    def finish_epoch(self) -> None:
+        """See :meth:`EpochOrder.finish_epoch`."""
+        self.order.finish_epoch()
