@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,11 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_args, workdir, extra, kill_
 
 @pytest.mark.slow
 def test_killed_run_streaming_image_files_resumes_inside_the_epoch(workdir):
-    """A folder streamed from disk by 2 workers: killed at step 10, resumed from step 8 (the
-    third of 6 batches of epoch 2), it ends like the uninterrupted run: the resumed epoch goes
-    on with the batches it had not yet seen (a plain DataLoader would start its order over)."""
+    """A folder streamed from disk by 2 workers, augmented: killed at step 10, resumed from step 8
+    (the third of 6 batches of epoch 2), it ends like the uninterrupted run: the resumed epoch
+    goes on with the batches it had not yet seen (a plain DataLoader would start its order over),
+    and no loader draws its workers' seed from the global random state, which the augmentation
+    uses (the validation workers start at the sanity check in one run, after the restore in the other)."""
     from lightning_hw.data.fixtures.classification import write_image_folder
 
     from conftest import REPO, tiny_run_args
@@ -74,7 +77,7 @@ def test_killed_run_streaming_image_files_resumes_inside_the_epoch(workdir):
 
     def args(name: str, *extra: str) -> list[str]:
         return tiny_run_args(
-            "fit", REPO / "configs" / "catsdogs_mlp.yaml", workdir / "runs",
+            "fit", REPO / "configs" / "catsdogs_online_aug.yaml", workdir / "runs",
             "--data.init_args.root", str(photos), "--data.init_args.in_memory", "false",
             "--data.init_args.num_workers", "2", "--data.init_args.batch_size", "4",
             "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0", "--run.test_after_fit", "false",
@@ -89,16 +92,32 @@ def test_killed_run_streaming_image_files_resumes_inside_the_epoch(workdir):
         capture_output=True, text=True, env=_env(), cwd=workdir,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    run, whole = workdir / "runs" / "catsdogs_mlp" / "resumed", workdir / "runs" / "catsdogs_mlp" / "whole"
+    run, whole = workdir / "runs" / "catsdogs_online_aug" / "resumed", workdir / "runs" / "catsdogs_online_aug" / "whole"
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     (loader_state,) = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert saved["global_step"] == 8 and loader_state["skip"] == 2
 
-    HWCLI(args=args("resumed", "--ckpt_path", "last"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HWCLI(args=args("resumed", "--ckpt_path", "last"))
+    assert not [w for w in caught if "not resumable" in str(w.message) or "training order" in str(w.message)]
     assert (run / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
     final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_a_checkpoint_without_the_training_order_resumes_with_a_warning(tiny_args, workdir):
+    """Streamed folders' checkpoints before 2026-12-02 held no loader state; Lightning stays silent
+    (the loader is stateful now), so the resume says itself that the order starts over."""
+    args = tiny_args("fit", "--run.name", "old", "--run.test_after_fit", "false")
+    HWCLI(args=args)
+    last = workdir / "runs" / "quickstart" / "old" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    del checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    torch.save(checkpoint, last)
+    with pytest.warns(UserWarning, match="holds no position in the training order .* starts over at step 3"):
+        HWCLI(args=args + ["--trainer.max_epochs", "2", "--ckpt_path", "last"])
 
 
 @pytest.mark.slow

@@ -11,6 +11,9 @@ loaders. What it does not restore, which this callback saves in the checkpoint a
    iterator run out, so it is told (:meth:`TensorBatchLoader.finish_epoch`) before the
    epoch's checkpoint is written.
 4. The train loader's state after an end-of-epoch checkpoint, which Lightning skips.
+   A checkpoint without one (a streamed folder's, written before 2026-12-02) is resumed
+   with a warning that the training order starts over: Lightning's own warning is silenced
+   by the loader's ``state_dict`` method, although there was no state to give it.
 5. Nothing is restored when the run starts fresh (no checkpoint), so the callback is
    harmless in every run and the CLI adds it to all of them.
 
@@ -28,6 +31,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import Metric
 
 from lightning_hw._compat.lightning import epoch_results, load_pending_loader_states
@@ -75,6 +79,7 @@ class ResumeState(Callback):
     def __init__(self) -> None:
         self._trainer: Trainer | None = None
         self._loaded: dict[str, Any] = {}
+        self._loader_states_saved = True  # False: the resumed checkpoint has none (see 4. above)
 
     # -- saving --------------------------------------------------------------------------------
 
@@ -120,12 +125,25 @@ class ResumeState(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = dict(state_dict)
 
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        self._loader_states_saved = "loops" not in checkpoint or bool(fit_loop.get("combined_loader"))
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning loads the train loaders' states only when it resumes inside an epoch
         # (FitLoop.restarting is False after an end-of-epoch checkpoint), so after an
         # end-of-epoch checkpoint the shuffle order would start over. The loaders have not
         # drawn a batch yet, so loading the state here is still in time.
         load_pending_loader_states(trainer)
+        if not self._loader_states_saved and any(
+            hasattr(loader, "load_state_dict") for loader in _train_loaders(trainer)
+        ):
+            rank_zero_warn(
+                f"the checkpoint holds no position in the training order (written by an older lightning-hw): "
+                f"the order starts over at step {trainer.global_step}, so this run will not end exactly as an "
+                f"uninterrupted one would; its later checkpoints resume exactly"
+            )
+            self._loader_states_saved = True
         # Only now: the sanity check and data set-up between the restore and this hook may draw
         # random numbers that the uninterrupted run did not draw at this point.
         if "rng" in self._loaded:

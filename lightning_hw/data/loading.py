@@ -10,6 +10,11 @@ when it builds its loaders::
 
 with ``num_workers: int | None = None`` among its init arguments, so that a config can
 still say ``--data.init_args.num_workers 0`` (e.g. to debug in one process).
+
+Such a plain ``DataLoader`` trains correctly, but a run interrupted inside an epoch starts
+that epoch's order over when it resumes (Lightning warns). The datamodules of this project
+wrap theirs in :class:`~lightning_hw.data.streaming.StreamedBatchLoader` (or inherit
+:class:`~lightning_hw.data.streaming.StreamingFallback`), whose order is saved in checkpoints.
 """
 
 from __future__ import annotations

@@ -138,8 +138,11 @@ class StreamingFallback:
     #: the training loaders' ``collate_fn`` (``None``: PyTorch's default, which stacks samples)
     stream_collate: Callable[[list[Any]], Any] | None = None
 
-    #: the training loader, built once per run: its order carries on from epoch to epoch
-    _streamed_train_loader: StreamedBatchLoader | None = None
+    #: the training order, drawn once per run and carried from epoch to epoch (and from one
+    #: training loader to the next, when the trainer reloads them); the loaders themselves are
+    #: not kept, so that one read for something else (FeatureCache) lets its workers go
+    _streamed_train_order: EpochOrder | None = None
+    _streamed_worker_seed = 0
 
     def _stream(self, split: str, batch_size: int, raw: bool = False) -> DataLoader:
         # Worker processes decode (num_workers None: one per CPU core); uint8 batches are pinned
@@ -148,26 +151,30 @@ class StreamingFallback:
             DecodedOnAccess(self.stream_items(split), self.decode_raw_item if raw else self.decode_item),
             batch_size=batch_size,
             collate_fn=None if raw else self.stream_collate,
+            # Without a generator the DataLoader seeds its workers from the global random state,
+            # once per start of its workers: at the sanity check in one run, after a resumed run
+            # restored that state in another, so their augmentation and dropout would drift apart.
+            generator=torch.Generator().manual_seed(0),
             **dataloader_settings(getattr(self, "trainer", None), self.num_workers),
         )
 
     def train_dataloader(self):
         if self.in_memory:
             return super().train_dataloader()
-        if self._streamed_train_loader is None:
-            trainer = getattr(self, "trainer", None)
-            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        trainer = getattr(self, "trainer", None)
+        items = self.stream_items("train")
+        if self._streamed_train_order is None:
             seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
-            items = self.stream_items("train")
-            order = EpochOrder(
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            self._streamed_train_order = EpochOrder(
                 len(items), self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
                 num_replicas=world, rank=rank,
             )
-            self._streamed_train_loader = StreamedBatchLoader(
-                DecodedOnAccess(items, self.decode_item), order, seed=seed, collate_fn=self.stream_collate,
-                **dataloader_settings(trainer, self.num_workers),
-            )
-        return self._streamed_train_loader
+            self._streamed_worker_seed = seed
+        return StreamedBatchLoader(
+            DecodedOnAccess(items, self.decode_item), self._streamed_train_order, seed=self._streamed_worker_seed,
+            collate_fn=self.stream_collate, **dataloader_settings(trainer, self.num_workers),
+        )
 
     def val_dataloader(self):
         return super().val_dataloader() if self.in_memory else self._stream("val", self.eval_batch_size)
