@@ -123,6 +123,24 @@ class SignalAtStep(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalAfterBatches(Callback):
+    """Send this process signal ``signum`` once, right after its ``batches``-th training batch.
+
+    Counts batches, not optimizer steps: with ``accumulate_grad_batches`` the signal can
+    arrive while a step's gradients are half accumulated.
+    """
+
+    def __init__(self, batches: int, signum: int = 15) -> None:
+        self.batches = batches
+        self.signum = signum
+        self._seen = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._seen += 1
+        if self._seen == self.batches:
+            os.kill(os.getpid(), self.signum)
+
+
 class RaiseAtStep(Callback):
     """Raise ``RuntimeError`` at the start of training step ``step`` (a model that crashes)."""
 

@@ -427,6 +427,33 @@ def whole(tmp_path_factory) -> Path:
     return work / "runs" / "quickstart" / "whole"
 
 
+@pytest.mark.slow
+def test_interrupt_while_gradients_accumulate_stops_at_the_optimizer_step(tmp_path):
+    """With 2 batches per optimizer step, SIGTERM after the 5th batch (step 3 half accumulated)
+    stops after the 6th, at step 3: the checkpoint holds no gradients, so stopping in between
+    would resume step 3 without the 5th batch's share."""
+    from lightning_hw.cli import HWCLI
+
+    accumulate = (*INTERRUPTIBLE, "--trainer.accumulate_grad_batches", "2")
+    root = tmp_path / "runs"
+    HWCLI(args=tiny("fit", root, *accumulate, "--run.name", "whole"))
+    result = cli(*tiny(
+        "fit", root, *accumulate, "--run.name", "cut",
+        "--trainer.callbacks+=reliability_helpers.SignalAfterBatches", "--trainer.callbacks.batches", "5",
+    ), cwd=tmp_path)
+    assert result.returncode == 143, shown(result)
+    assert "interrupted by SIGTERM at step 3" in result.stderr, shown(result)
+    cut, whole = root / "quickstart" / "cut", root / "quickstart" / "whole"
+    assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+    resumed = cli(*tiny("fit", root, *accumulate, "--run.name", "cut", "--ckpt_path", "last"), cwd=tmp_path)
+    assert resumed.returncode == 0, shown(resumed)
+    assert (cut / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
+    final = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
 def _best_named_by(checkpoint: dict) -> str | None:
     """The best checkpoint's file name recorded in a last.ckpt (ModelCheckpoint's state key)."""
     for key, state in (checkpoint.get("callbacks") or {}).items():

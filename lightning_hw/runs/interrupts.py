@@ -3,7 +3,8 @@
 Schedulers send SIGTERM on preemption or at the time limit (SLURM, Kubernetes, most
 clouds); people press Ctrl-C. Both should cost at most one training step:
 
-- The first signal during training asks the loop to stop. At the next step boundary
+- The first signal during training asks the loop to stop. At the next optimizer step
+  (with ``accumulate_grad_batches``, once the batches of that step are all in)
   :class:`GracefulStop` writes ``last.ckpt`` at that step (atomically) and raises
   :class:`RunInterrupted`; at the end of an epoch the epoch's own ``last.ckpt`` write is
   forced instead, since that is where an end-of-epoch resume continues exactly. A
@@ -140,11 +141,16 @@ class GracefulStop(Callback):
         self.watch.install()  # after Lightning's own SIGTERM handler, which would exit 0 mid-validation
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        if (batch_idx + 1) % trainer.accumulate_grad_batches and not last_of_epoch:
+            # Gradients are half accumulated: a checkpoint holds none of them, so the resumed
+            # run would take this optimizer step without the batches before the interrupt.
+            return
         if not self.watch.agreed(trainer):
             return
         if self.last_checkpoint is None:
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, step=trainer.global_step)
-        if batch_idx + 1 >= trainer.num_training_batches:
+        if last_of_epoch:
             return  # the end of the epoch: LastCheckpoint's epoch-end write is forced (write_due)
         path = str(Path(self.last_checkpoint.dirpath) / "last.ckpt")
         trainer.save_checkpoint(path, weights_only=False)  # where a checkpoint every N steps would be taken: resumes exactly
