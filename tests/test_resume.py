@@ -15,6 +15,7 @@ import torch
 
 from lightning_hw.checkpoints import SafeCheckpointIO
 from lightning_hw.cli import HWCLI
+from lightning_hw.errors import ConfigError
 
 HELPERS_DIR = str(Path(__file__).parent)
 # Dropout draws from the global random state, so an exact match also proves it is restored.
@@ -22,10 +23,7 @@ COMMON = (
     "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "6",
     "--model.init_args.net.init_args.dropout", "0.3",
 )
-EVERY_4_STEPS = (
-    "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "4",
-    "--trainer.callbacks.save_last", "true",
-)
+EVERY_4_STEPS = ("--run.checkpoint_every_n_steps", "4")
 
 
 def _env() -> dict[str, str]:
@@ -118,6 +116,31 @@ def test_a_checkpoint_without_the_training_order_resumes_with_a_warning(tiny_arg
     torch.save(checkpoint, last)
     with pytest.warns(UserWarning, match="holds no position in the training order .* starts over at step 3"):
         HWCLI(args=args + ["--trainer.max_epochs", "2", "--ckpt_path", "last"])
+
+
+def test_checkpoint_every_n_steps_keeps_the_best_and_the_final_checkpoint(tiny_args, workdir, capsys):
+    """last.ckpt is written inside epochs too, yet the run still ends with its final state in
+    last.ckpt and tests its best checkpoint (a ModelCheckpoint added for this replaced both)."""
+    HWCLI(args=tiny_args(
+        "fit", "--run.name", "steps", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "5",
+        "--run.checkpoint_every_n_steps", "2",
+    ))
+    checkpoints = workdir / "runs" / "quickstart" / "steps" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 10
+    assert len(list(checkpoints.glob("best-epoch*.ckpt"))) == 1
+    assert "Test (best checkpoint best-epoch" in capsys.readouterr().out
+
+
+def test_a_users_step_checkpoint_is_not_called_the_best(tiny_args, workdir, capsys):
+    HWCLI(args=tiny_args(
+        "fit", "--run.name", "own", "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "2",
+    ))
+    assert "Test (newest checkpoint epoch=0-step=2.ckpt, kept by a ModelCheckpoint that monitors no metric)" in capsys.readouterr().out
+
+
+def test_checkpoint_every_n_steps_must_be_positive(tiny_args):
+    with pytest.raises(ConfigError, match="run.checkpoint_every_n_steps must be 1 or more steps"):
+        HWCLI(args=tiny_args("fit", "--run.checkpoint_every_n_steps", "0"))
 
 
 @pytest.mark.slow

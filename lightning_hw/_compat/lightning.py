@@ -53,6 +53,11 @@ class CheckpointHooks(ModelCheckpoint):
         """Whether this callback saves at the end of the training epoch (rather than after validation)."""
         return self._should_save_on_train_epoch_end(trainer)
 
+    @property
+    def last_saved_step(self) -> int:
+        """The global step of this callback's last save (written or marked); ``0`` before any."""
+        return self._last_global_step_saved
+
     def mark_saved(self, trainer: Trainer, filepath: str) -> None:
         """Record a save taken without writing (so the same step is not saved twice), as a write would."""
         self._last_global_step_saved = trainer.global_step

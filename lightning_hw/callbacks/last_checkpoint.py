@@ -27,16 +27,24 @@ class LastCheckpoint(CheckpointHooks):
     ``save_last=True`` rewrites ``last.ckpt`` only when a top-k checkpoint is saved in the
     same step, so after the best epoch it goes stale.
 
+    With ``every_n_steps`` the file is also written inside epochs, every that many optimizer
+    steps (Lightning's ``every_n_train_steps`` would turn the end-of-epoch writes off). A step
+    that ends an epoch is written at the epoch's end instead, after validation, as every
+    epoch is: a resume from there does not validate the epoch again.
+
     Args:
         dirpath: the run's ``checkpoints`` directory.
         min_interval: seconds between two writes; ``0`` writes after every epoch.
+        every_n_steps: also write every this many optimizer steps inside an epoch (``None``: not).
     """
 
-    def __init__(self, dirpath: str | Path, min_interval: float = 60.0) -> None:
+    def __init__(self, dirpath: str | Path, min_interval: float = 60.0, every_n_steps: int | None = None) -> None:
         # monitor=None + save_top_k=1 keeps exactly the newest; a fixed name, never "last-v1".
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
         self.min_interval = min_interval
+        self.every_n_steps = every_n_steps
         self._last_write: float | None = None
+        self._step_write_due = False  # a step of every_n_steps ended the epoch: its write is the epoch's
         #: the file written because a signal asked the run to stop (GracefulStop then stops it)
         self.saved_for_interrupt: str | None = None
 
@@ -46,11 +54,27 @@ class LastCheckpoint(CheckpointHooks):
 
         # A signal forces the write: the end of an epoch is where a resume continues exactly.
         stop = WATCH.agreed(trainer)
-        if stop or write_due(trainer, self._last_write, self.min_interval):
+        if stop or self._step_write_due or write_due(trainer, self._last_write, self.min_interval):
             super().save_top_k_checkpoint(trainer, monitor_candidates)
             self._last_write = time.monotonic()
+            self._step_write_due = False
             if stop:
                 self.saved_for_interrupt = str(Path(self.dirpath) / "last.ckpt")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        step = trainer.global_step
+        if not self.every_n_steps or step == 0 or step % self.every_n_steps:
+            return
+        if (batch_idx + 1) % trainer.accumulate_grad_batches and batch_idx + 1 < trainer.num_training_batches:
+            return  # the batches of the next step are accumulating; the step itself was written
+        if batch_idx + 1 >= trainer.num_training_batches:
+            self._step_write_due = True  # written at the epoch's end, after its validation
+            return
+        if self.last_saved_step == step:
+            return
+        self.write_checkpoint(trainer, str(Path(self.dirpath) / "last.ckpt"))
+        self._last_write = time.monotonic()
 
 
 def write_due(trainer: Trainer, last_write: float | None, min_interval: float) -> bool:

@@ -357,7 +357,9 @@ class HWCLI(CLIHooks):
         if self.subcommand == "fit" and wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = settings.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if settings.monitor is None else monitor_mode(monitor)
-            callbacks.extend(checkpoint_callbacks(run.directory, monitor, mode, settings.checkpoint_seconds()))
+            callbacks.extend(checkpoint_callbacks(
+                run.directory, monitor, mode, settings.checkpoint_seconds(), settings.checkpoint_every_n_steps
+            ))
         if self.subcommand == "fit":
             last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
             callbacks.append(GracefulStop(last))
@@ -461,7 +463,12 @@ class HWCLI(CLIHooks):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
             results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
             summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
-            source = f"best checkpoint {Path(best).name}" if best else "final weights"
+            if not best:
+                source = "final weights"
+            elif checkpoint.monitor is None:  # a ModelCheckpoint of the user's that keeps the newest file
+                source = f"newest checkpoint {Path(best).name}, kept by a ModelCheckpoint that monitors no metric"
+            else:
+                source = f"best checkpoint {Path(best).name}"
             _say(f"Test ({source}): {summary}")
 
 

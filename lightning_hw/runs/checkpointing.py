@@ -11,12 +11,15 @@ from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.runs.files import CHECKPOINT_DIR
 
 
-def checkpoint_callbacks(directory: Path, monitor: str, mode: str, interval: float) -> list[ModelCheckpoint]:
+def checkpoint_callbacks(
+    directory: Path, monitor: str, mode: str, interval: float, every_n_steps: int | None = None
+) -> list[ModelCheckpoint]:
     """The best checkpoint by ``monitor`` and ``last.ckpt``, in ``<run>/checkpoints``.
 
-    Both write at most once per ``interval`` seconds (see :class:`BestCheckpoint` and
-    :class:`LastCheckpoint`). The best one comes first, so ``trainer.checkpoint_callback``
-    is the best checkpoint.
+    Both write at most once per ``interval`` seconds at the end of epochs (see
+    :class:`BestCheckpoint` and :class:`LastCheckpoint`); ``last.ckpt`` also every
+    ``every_n_steps`` optimizer steps, when given. The best one comes first, so
+    ``trainer.checkpoint_callback`` is the best checkpoint.
     """
     best = BestCheckpoint(
         dirpath=directory / CHECKPOINT_DIR,
@@ -26,4 +29,4 @@ def checkpoint_callbacks(directory: Path, monitor: str, mode: str, interval: flo
         mode=mode,
         min_interval=interval,
     )
-    return [best, LastCheckpoint(directory / CHECKPOINT_DIR, min_interval=interval)]
+    return [best, LastCheckpoint(directory / CHECKPOINT_DIR, min_interval=interval, every_n_steps=every_n_steps)]

@@ -41,6 +41,9 @@ class RunConfig:
             are always written, and the best one at the end of training; ``0``: every epoch.
         last_checkpoint_interval: the former name of ``checkpoint_interval`` (still read from
             the ``config.yaml`` of runs made before the rename; it wins when set).
+        checkpoint_every_n_steps: also write ``checkpoints/last.ckpt`` every this many
+            optimizer steps inside an epoch (for long epochs: a crash then loses at most that
+            many steps); ``None``: only at the end of epochs.
     """
 
     root: str = "runs"
@@ -55,6 +58,7 @@ class RunConfig:
     test_after_fit: bool = True
     checkpoint_interval: float = 60.0
     last_checkpoint_interval: float | None = None
+    checkpoint_every_n_steps: int | None = None
 
     def checkpoint_seconds(self) -> float:
         """The interval in effect (the former setting wins when a saved config still has it)."""
@@ -74,3 +78,8 @@ class RunConfig:
                 raise ConfigError(f"run.{key} {value!r} must name one directory (no '/', not empty)")
         if self.checkpoint_seconds() < 0:
             raise ConfigError(f"run.checkpoint_interval must be 0 or more seconds, got {self.checkpoint_seconds()}")
+        if self.checkpoint_every_n_steps is not None and self.checkpoint_every_n_steps < 1:
+            raise ConfigError(
+                f"run.checkpoint_every_n_steps must be 1 or more steps (or null: only at the end of epochs), "
+                f"got {self.checkpoint_every_n_steps}"
+            )
