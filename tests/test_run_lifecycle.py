@@ -662,3 +662,26 @@ def test_a_run_that_fails_before_its_first_checkpoint_offers_no_resume_command(t
     assert not (run / "checkpoints" / "last.ckpt").exists()
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "failed" and status["resume_command"] is None and "cannot be resumed" in status["note"], status
+
+
+def test_a_resumed_run_that_finishes_keeps_the_earlier_failure_apart(tmp_path):
+    """status.json of a run that failed, then resumed and finished: 'finished' with no error beside
+    it; the failure (its error line) is kept under earlier_attempts."""
+    crash = tmp_path / "crash.yaml"
+    crash.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "reliability_helpers.RaiseAtStep", "init_args": {"step": 4}},
+    ]}}))
+    args = tiny("fit", tmp_path / "runs", "--run.name", "r", "--trainer.max_epochs", "2", "--run.checkpoint_interval", "0")
+    failed = in_process(*args, "--config", str(crash), cwd=tmp_path)
+    assert failed.returncode == 1, shown(failed)
+    run = tmp_path / "runs" / "quickstart" / "r"
+    before = json.loads((run / "status.json").read_text())
+    assert before["status"] == "failed" and before.get("error"), before
+
+    resumed = in_process(*args, "--ckpt_path", "last", cwd=tmp_path)
+    assert resumed.returncode == 0, shown(resumed)
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and "error" not in status, status
+    assert status["started"] == before["started"] and status["resumed"]
+    (earlier,) = status["earlier_attempts"]
+    assert earlier["status"] == "failed" and earlier["error"] == before["error"] and earlier["ended"] == before["ended"]

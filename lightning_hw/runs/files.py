@@ -67,8 +67,8 @@ def read_status(directory: Path) -> dict[str, Any]:
     return status if isinstance(status, dict) else {}
 
 
-def write_status(directory: Path, **fields: Any) -> None:
-    """Update ``status.json`` with ``fields`` (atomically)."""
-    status = read_status(directory)
+def write_status(directory: Path, replace: bool = False, **fields: Any) -> None:
+    """Update ``status.json`` with ``fields`` (atomically); ``replace``: write only ``fields``."""
+    status = {} if replace else read_status(directory)
     status.update(fields)
     write_atomically(Path(directory) / STATUS_FILE, json.dumps(status, indent=2) + "\n")

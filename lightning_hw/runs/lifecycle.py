@@ -227,15 +227,23 @@ class Run:
                     trim(batches_that_stepped(trainer))
             _remove_stale_bests(trainer)
         self._write_config()
-        started = read_status(self.run_dir).get("started") if self.mode == "resume" else None
+        previous = read_status(self.run_dir) if self.mode == "resume" else {}
+        # How earlier attempts ended (an error, a signal, a note) is kept, apart from this
+        # attempt's status: a resumed run that finishes must not show an earlier one's error.
+        attempts = list(previous.pop("earlier_attempts", []))
+        ending = {k: v for k, v in previous.items() if k not in ("group", "name", "started", "resume_command")}
+        if ending:
+            attempts.append(ending)
         write_status(
             self.run_dir,
+            replace=True,
             status="training",
             group=self.group,
             name=self.name,
-            started=started or _now(),
+            started=previous.get("started") or _now(),
             **({"resumed": _now()} if self.mode == "resume" else {}),
             resume_command=self.resume_command(),
+            **({"earlier_attempts": attempts} if attempts else {}),
         )
 
     def _write_config(self) -> None:
