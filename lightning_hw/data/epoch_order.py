@@ -129,7 +129,33 @@ class EpochOrder:
         self._epoch_start_state = None
 
 
-class TensorBatchLoader:
+class OrderedLoader:
+    """Base of the training loaders that draw their batches from an :class:`EpochOrder` (``self.order``).
+
+    Lightning saves ``state_dict`` in checkpoints and gives it back with ``load_state_dict``
+    when a run resumes; :class:`~lightning_hw.callbacks.resume.ResumeState` calls
+    ``finish_epoch`` when ``limit_train_batches`` cuts an epoch short.
+    """
+
+    order: EpochOrder
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state and position (see :meth:`EpochOrder.state_dict`), saved by Lightning in checkpoints."""
+        return self.order.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
+        self.order.load_state_dict(state)
+
+    def finish_epoch(self) -> None:
+        """See :meth:`EpochOrder.finish_epoch`."""
+        self.order.finish_epoch()
+
+
+class TensorBatchLoader(OrderedLoader):
     """Batches sliced from in-memory tensors; a drop-in for ``DataLoader(TensorDataset(...))``.
 
     With ``shuffle=True`` and a seeded ``generator`` it yields exactly the batches that
@@ -140,12 +166,7 @@ class TensorBatchLoader:
 
     Args:
         tensors: tensors with the same first dimension (e.g. features and targets).
-        batch_size: samples per batch.
-        shuffle: draw a new permutation every epoch.
-        drop_last: drop the last incomplete batch.
-        generator: random source of the permutations (a fresh random one if ``None``).
-        num_replicas: number of distributed processes sharing the data.
-        rank: this process's index among them; it gets every ``num_replicas``-th sample.
+        batch_size, shuffle, drop_last, generator, num_replicas, rank: the order's (see :class:`EpochOrder`).
     """
 
     def __init__(
@@ -171,9 +192,6 @@ class TensorBatchLoader:
     def generator(self) -> torch.Generator:
         return self.order.generator
 
-    def __len__(self) -> int:
-        return len(self.order)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         self.order.start_epoch()
         for index in self.order.batches():
@@ -181,15 +199,3 @@ class TensorBatchLoader:
             batch = tuple(t[index] for t in self.tensors)
             self.order.batch_drawn()
             yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state and position (see :meth:`EpochOrder.state_dict`), saved by Lightning in checkpoints."""
-        return self.order.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
-        self.order.load_state_dict(state)
-
-    def finish_epoch(self) -> None:
-        """See :meth:`EpochOrder.finish_epoch`."""
-        self.order.finish_epoch()

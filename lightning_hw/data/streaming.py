@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lightning_hw.data.epoch_order import EpochOrder
+from lightning_hw.data.epoch_order import EpochOrder, OrderedLoader
 from lightning_hw.data.loading import dataloader_settings
 
 #: above this many bytes of decoded uint8 pixels the images are streamed from disk instead
@@ -40,7 +40,7 @@ class DecodedOnAccess(Dataset):
         return self.decode(self.items[index])
 
 
-class StreamedBatchLoader:
+class StreamedBatchLoader(OrderedLoader):
     """Training batches decoded from files by ``DataLoader`` workers, in :class:`EpochOrder`'s order.
 
     The ``DataLoader`` inside does the parallel decoding (worker processes, pinned memory,
@@ -78,27 +78,12 @@ class StreamedBatchLoader:
     def dataset(self) -> Dataset:
         return self.loader.dataset
 
-    def __len__(self) -> int:
-        return len(self.order)
-
     def __iter__(self) -> Iterator[Any]:
         # The order is drawn before the DataLoader asks its batch sampler for the first indices.
         self.order.start_epoch()
         for batch in self.loader:
             self.order.batch_drawn()
             yield batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """The order's state (see :meth:`EpochOrder.state_dict`), saved by Lightning in checkpoints."""
-        return self.order.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
-        self.order.load_state_dict(state)
-
-    def finish_epoch(self) -> None:
-        """See :meth:`EpochOrder.finish_epoch`."""
-        self.order.finish_epoch()
 
 
 class _RemainingBatches(Sampler[list[int]]):
