@@ -141,6 +141,20 @@ class SignalAfterBatches(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalInValidation(Callback):
+    """Send this process signal ``signum`` once, during the first validation batch at training step ``step``."""
+
+    def __init__(self, step: int, signum: int = 15) -> None:
+        self.step = step
+        self.signum = signum
+        self._sent = False
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not self._sent and not trainer.sanity_checking and trainer.global_step == self.step:
+            self._sent = True
+            os.kill(os.getpid(), self.signum)
+
+
 class RaiseAtStep(Callback):
     """Raise ``RuntimeError`` at the start of training step ``step`` (a model that crashes)."""
 

@@ -82,6 +82,22 @@ def epoch_results(trainer: Trainer) -> Any:
     return trainer.fit_loop.epoch_loop._results  # noqa: SLF001
 
 
+def validation_follows(trainer: Trainer) -> bool:
+    """Whether the training loop validates right after the current batch (called from ``on_train_batch_end``)."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    return bool(epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher))  # noqa: SLF001
+
+
+def gradients_accumulating(trainer: Trainer) -> bool:
+    """Whether the batches drawn so far end inside an optimizer step (``accumulate_grad_batches``).
+
+    A checkpoint holds no accumulated gradients, so one taken now would resume that step
+    without the batches already in it.
+    """
+    ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+    return ready % trainer.accumulate_grad_batches != 0 and ready < trainer.num_training_batches
+
+
 def load_pending_loader_states(trainer: Trainer) -> None:
     """Give the train loaders the states a checkpoint holds, which Lightning loads only mid-epoch.
 

@@ -89,7 +89,7 @@ class BestCheckpoint(CheckpointHooks):
         # process makes the collective call, then adds its (identical) pending names.
         return super().file_exists(filepath, trainer) or str(filepath) in self._pending
 
-    def _write_pending(self, trainer: Trainer, barrier: bool = True) -> None:
+    def write_pending(self, trainer: Trainer, barrier: bool = True) -> None:
         """Write the checkpoints taken since the last write, then remove the files they replace.
 
         Args:
@@ -101,7 +101,7 @@ class BestCheckpoint(CheckpointHooks):
         for filepath, checkpoint in pending.items():
             trainer.strategy.save_checkpoint(checkpoint, filepath)  # a no-op except on rank 0
         if barrier:
-            trainer.strategy.barrier("BestCheckpoint._write_pending")
+            trainer.strategy.barrier("BestCheckpoint.write_pending")
         for filepath in removals:
             super().delete_checkpoint(trainer, filepath)
         if pending:
@@ -114,12 +114,12 @@ class BestCheckpoint(CheckpointHooks):
         # Every process calls write_due (it broadcasts), pending or not.
         due = write_due(trainer, self._last_write, self.min_interval)
         if self._flush_requested or (due and (self._pending or self._removals)):
-            self._write_pending(trainer)
+            self.write_pending(trainer)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         if self._flush_requested:  # an every_n_train_steps save was due
-            self._write_pending(trainer)
+            self.write_pending(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
@@ -133,14 +133,14 @@ class BestCheckpoint(CheckpointHooks):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
-        self._write_pending(trainer)
+        self.write_pending(trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
         if not (self._pending or self._removals):
             return
         try:  # the best so far survives a crash that Python sees
-            self._write_pending(trainer, barrier=False)
+            self.write_pending(trainer, barrier=False)
         except Exception as err:  # noqa: BLE001 - the exception that stopped the run is the one to report
             rank_zero_warn(f"could not write the best checkpoint after the run failed: {type(err).__name__}: {err}")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
-from lightning_hw._compat.lightning import CheckpointHooks
+from lightning_hw._compat.lightning import CheckpointHooks, gradients_accumulating, validation_follows
 
 
 class LastCheckpoint(CheckpointHooks):
@@ -29,8 +29,10 @@ class LastCheckpoint(CheckpointHooks):
 
     With ``every_n_steps`` the file is also written inside epochs, every that many optimizer
     steps (Lightning's ``every_n_train_steps`` would turn the end-of-epoch writes off). A step
-    that ends an epoch is written at the epoch's end instead, after validation, as every
-    epoch is: a resume from there does not validate the epoch again.
+    followed by a validation is written at the validation's end, and a step that ends an
+    epoch (or the run, ``max_steps``) at the epoch's end, as every epoch is: a resume from
+    there neither skips nor repeats that validation. A pending best checkpoint is written
+    first, so ``last.ckpt`` never names a best file that is not on disk.
 
     Args:
         dirpath: the run's ``checkpoints`` directory.
@@ -53,8 +55,11 @@ class LastCheckpoint(CheckpointHooks):
         from lightning_hw.runs.interrupts import WATCH
 
         # A signal forces the write: the end of an epoch is where a resume continues exactly.
-        stop = WATCH.agreed(trainer)
+        # Not while gradients accumulate (a validation between the batches of one step): the
+        # signal is then served at the step's end (GracefulStop).
+        stop = WATCH.agreed(trainer) and not gradients_accumulating(trainer)
         if stop or self._step_write_due or write_due(trainer, self._last_write, self.min_interval):
+            self._write_pending_bests(trainer)
             super().save_top_k_checkpoint(trainer, monitor_candidates)
             self._last_write = time.monotonic()
             self._step_write_due = False
@@ -64,17 +69,35 @@ class LastCheckpoint(CheckpointHooks):
     def on_train_batch_end(self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         step = trainer.global_step
-        if not self.every_n_steps or step == 0 or step % self.every_n_steps:
+        if not self.every_n_steps or step == 0 or step % self.every_n_steps or self.last_saved_step == step:
             return
         if (batch_idx + 1) % trainer.accumulate_grad_batches and batch_idx + 1 < trainer.num_training_batches:
             return  # the batches of the next step are accumulating; the step itself was written
-        if batch_idx + 1 >= trainer.num_training_batches:
-            self._step_write_due = True  # written at the epoch's end, after its validation
+        ends_epoch = batch_idx + 1 >= trainer.num_training_batches
+        ends_run = trainer.max_steps is not None and 0 < trainer.max_steps <= step
+        if ends_epoch or ends_run or validation_follows(trainer):
+            self._step_write_due = True  # see save_top_k_checkpoint and on_train_epoch_end
             return
-        if self.last_saved_step == step:
-            return
+        self._write_now(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # A due step whose validation did not save it (or an epoch without validation, which
+        # Lightning saves nowhere with check_val_every_n_epoch > 1): written at the epoch's end.
+        if self._step_write_due and self.last_saved_step != trainer.global_step:
+            self._write_now(trainer)
+        self._step_write_due = False
+
+    def _write_now(self, trainer: Trainer) -> None:
+        self._write_pending_bests(trainer)
         self.write_checkpoint(trainer, str(Path(self.dirpath) / "last.ckpt"))
         self._last_write = time.monotonic()
+
+    def _write_pending_bests(self, trainer: Trainer) -> None:
+        """Write the best checkpoints held in memory: ``last.ckpt`` names them, so they go to disk first."""
+        for callback in trainer.checkpoint_callbacks:
+            if callback is not self and hasattr(callback, "write_pending"):
+                callback.write_pending(trainer)
 
 
 def write_due(trainer: Trainer, last_write: float | None, min_interval: float) -> bool:

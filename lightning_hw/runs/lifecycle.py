@@ -232,6 +232,8 @@ class Run:
         # attempt's status: a resumed run that finishes must not show an earlier one's error.
         attempts = list(previous.pop("earlier_attempts", []))
         ending = {k: v for k, v in previous.items() if k not in ("group", "name", "started", "resume_command")}
+        if ending.get("status") == "training":  # it never recorded an end: killed, or its machine stopped
+            ending["note"] = "ended without a word while training (killed, or its machine stopped)"
         if ending:
             attempts.append(ending)
         write_status(
