@@ -49,9 +49,14 @@ class EpochOrder:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(
-            int(torch.empty((), dtype=torch.int64).random_().item())
-        )
+        if generator is None:
+            # Only a shuffled order draws its seed from the global random state: a loader in
+            # order (validation, test) must not, since Lightning may build one more often in a
+            # resumed run than in an uninterrupted one, and dropout draws from that state.
+            generator = torch.Generator()
+            if shuffle:
+                generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        self.generator = generator
         self.num_replicas, self.rank = num_replicas, rank
         self._epoch_start_state: torch.Tensor | None = None
         self._order: torch.Tensor | None = None
