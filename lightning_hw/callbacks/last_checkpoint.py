@@ -46,7 +46,8 @@ class LastCheckpoint(CheckpointHooks):
         self.min_interval = min_interval
         self.every_n_steps = every_n_steps
         self._last_write: float | None = None
-        self._step_write_due = False  # a step of every_n_steps ended the epoch: its write is the epoch's
+        # a step of every_n_steps waits for the validation after it, or for its epoch's end
+        self._step_write_due = False
         #: the file written because a signal asked the run to stop (GracefulStop then stops it)
         self.saved_for_interrupt: str | None = None
 
@@ -71,7 +72,7 @@ class LastCheckpoint(CheckpointHooks):
         step = trainer.global_step
         if not self.every_n_steps or step == 0 or step % self.every_n_steps or self.last_saved_step == step:
             return
-        if (batch_idx + 1) % trainer.accumulate_grad_batches and batch_idx + 1 < trainer.num_training_batches:
+        if gradients_accumulating(trainer):
             return  # the batches of the next step are accumulating; the step itself was written
         ends_epoch = batch_idx + 1 >= trainer.num_training_batches
         ends_run = trainer.max_steps is not None and 0 < trainer.max_steps <= step

@@ -30,6 +30,8 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_hw._compat.lightning import gradients_accumulating
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -141,16 +143,13 @@ class GracefulStop(Callback):
         self.watch.install()  # after Lightning's own SIGTERM handler, which would exit 0 mid-validation
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
-        if (batch_idx + 1) % trainer.accumulate_grad_batches and not last_of_epoch:
-            # Gradients are half accumulated: a checkpoint holds none of them, so the resumed
-            # run would take this optimizer step without the batches before the interrupt.
-            return
+        if gradients_accumulating(trainer):
+            return  # the step ends a few batches later: a checkpoint now would lose its gradients
         if not self.watch.agreed(trainer):
             return
         if self.last_checkpoint is None:
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, step=trainer.global_step)
-        if last_of_epoch:
+        if batch_idx + 1 >= trainer.num_training_batches:
             return  # the end of the epoch: LastCheckpoint's epoch-end write is forced (write_due)
         path = str(Path(self.last_checkpoint.dirpath) / "last.ckpt")
         trainer.save_checkpoint(path, weights_only=False)  # where a checkpoint every N steps would be taken: resumes exactly
