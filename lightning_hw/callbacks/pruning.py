@@ -9,11 +9,12 @@ saved, tested) and its ``status.json`` says ``pruned``.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_hw.studies.trial_env import TrialEnvironment
 
 
 class OptunaPruning(Callback):
@@ -61,9 +62,7 @@ class OptunaPruning(Callback):
 
 def from_environment() -> OptunaPruning | None:
     """The callback for the trial named in this process's environment, or ``None`` outside a search."""
-    from lightning_hw.studies.search import ENV_METRIC, ENV_PRUNER, ENV_STORAGE, ENV_STUDY, ENV_TRIAL, environ_trial
-
-    env = environ_trial()
-    if env is None:
+    trial = TrialEnvironment.from_environ()
+    if trial is None:
         return None
-    return OptunaPruning(env[ENV_STORAGE], env[ENV_STUDY], int(env[ENV_TRIAL]), json.loads(env[ENV_PRUNER] or '{"none": {}}'), env[ENV_METRIC])
+    return OptunaPruning(trial.storage, trial.study, trial.trial_id, trial.pruner, trial.metric)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ import yaml
 from lightning_hw.errors import ConfigError
 from lightning_hw.studies.grid import Study, overrides_to_args, read_study_file, study_basics
 from lightning_hw.studies.head_space import KIND as HEAD_KIND, HeadSpace, is_head_space, parse_head_space
+from lightning_hw.studies.trial_env import TrialEnvironment
 
 SEARCH_KEYS = (
     "name", "config", "args", "root", "search", "objective", "sampler", "pruner", "trials", "storage", "seed", "heartbeat",
@@ -48,14 +48,6 @@ DISTRIBUTIONS = ("float", "int", "categorical")
 DB_FILE = "optuna.db"
 GRID_PARAM = "run"  # a grid study is a search over one categorical parameter: its run names
 HEADS_ATTR = "heads"  # trial user attr: {fit option: head spec} as composed when the trial's fit started
-
-#: environment of a trial's ``fit``: where it reports its objective (see callbacks/pruning.py)
-ENV_STORAGE = "LIGHTNING_HW_OPTUNA_STORAGE"
-ENV_STUDY = "LIGHTNING_HW_OPTUNA_STUDY"
-ENV_TRIAL = "LIGHTNING_HW_OPTUNA_TRIAL_ID"
-ENV_PRUNER = "LIGHTNING_HW_OPTUNA_PRUNER"
-ENV_METRIC = "LIGHTNING_HW_OPTUNA_METRIC"
-
 
 @dataclass
 class SearchStudy:
@@ -496,17 +488,4 @@ def open_storage(url: str, heartbeat: int | None = None):
 
 def trial_env(search: SearchStudy, trial_id: int) -> dict[str, str]:
     """What a trial's ``fit`` needs to report to the study and ask whether to stop."""
-    return {
-        ENV_STORAGE: search.storage,
-        ENV_STUDY: search.optuna_name,
-        ENV_TRIAL: str(trial_id),
-        ENV_PRUNER: json.dumps(search.pruner),
-        ENV_METRIC: search.metric,
-    }
-
-
-def environ_trial() -> dict[str, str] | None:
-    """The trial this process trains for (set by the study runner), or ``None``."""
-    if not os.environ.get(ENV_TRIAL):
-        return None
-    return {k: os.environ.get(k, "") for k in (ENV_STORAGE, ENV_STUDY, ENV_TRIAL, ENV_PRUNER, ENV_METRIC)}
+    return TrialEnvironment(search.storage, search.optuna_name, trial_id, search.pruner, search.metric).to_environ()
