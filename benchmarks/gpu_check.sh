@@ -2,13 +2,25 @@
 # Everything that needs a CUDA GPU, in one go (under 8 minutes on the lent H200 machine):
 # the `gpu` tests, then the GPU benchmarks (training speed, the JPEG data path, torch.compile).
 #
-#   ../shared/gpu/fetch-wheels.sh            # here, once: the wheels a bare GPU machine lacks (./.whl)
+#   bash benchmarks/gpu_wheels.sh            # here, once: the wheels a bare GPU machine lacks (./.whl)
 #   bash benchmarks/gpu_check.sh             # there, from the project root (the device tool: carry .whl)
+#   bash benchmarks/gpu_check.sh --smoke     # a rehearsal on a CPU: the same install and scripts, tiny sizes
+#
+# Rehearse before spending GPU time: the lent machine's python3 (3.12, torch 2.11, no Optuna or
+# TorchCodec) differs from the project's virtualenv, e.g. in a fresh Python 3.12 venv with
+# `pip install "torch==2.11.*" "torchvision==0.26.*" "lightning==2.6.*" timm "torchmetrics==1.9.*"
+# rich matplotlib scikit-learn scikit-image onnxruntime setuptools` first on PATH.
 #
 # Logs go to $OUT (the device tool brings that folder back), else /tmp/gpu_check. Each step has
 # its own time limit, so one slow step cannot eat the others' time; a step that fails is reported
 # and the next one still runs; the exit code is the number of failed steps.
 set -uo pipefail
+smoke=""
+case "${1:-}" in
+    --smoke) smoke="--smoke" ;;
+    "") ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh [--smoke]" >&2; exit 2 ;;
+esac
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -29,10 +41,16 @@ step() {  # step NAME SECONDS COMMAND...
     echo "== $name: exit $code after $((SECONDS - start)) s"
     [ "$code" -eq 0 ] || failed=$((failed + 1))
 }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-step tests 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
-step resnet152 90 python3 benchmarks/gpu_resnet152.py --repeats 2 --epochs 2
-step pipeline 150 python3 benchmarks/gpu_pipeline.py --images 6000
-step compile 120 python3 benchmarks/gpu_compile.py --steps 20
+if [ -z "$smoke" ]; then
+    if ! python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+        echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False); to rehearse on a CPU: bash benchmarks/gpu_check.sh --smoke" >&2
+        exit 1
+    fi
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+fi
+step tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_core_stack.py
+step resnet152 90 python3 benchmarks/gpu_resnet152.py --repeats 2 --epochs 2 $smoke
+step pipeline 150 python3 benchmarks/gpu_pipeline.py --images 6000 $smoke
+step compile 120 python3 benchmarks/gpu_compile.py --steps 20 $smoke
 echo "gpu_check: $failed step(s) failed; logs in $OUT"
 exit "$failed"
