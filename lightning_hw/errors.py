@@ -1,10 +1,20 @@
 """Errors the user can fix. The CLI prints their message as one line (no traceback unless --debug)."""
 
 
+from lightning_hw._compat.torch import worker_error_original
+
+
 class UserError(Exception):
     """Bad input: the message says what is wrong and what to do next."""
 
     exit_code = 2
+
+    def __init__(self, *args: object) -> None:
+        # Raised in a DataLoader worker, it is raised again in the main process with the
+        # worker's traceback as its message: keep the one line the user should read.
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (worker_error_original(args[0], type(self)) or args[0],)
+        super().__init__(*args)
 
 
 class ConfigError(UserError, ValueError):

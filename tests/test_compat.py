@@ -238,3 +238,26 @@ def test_parser_actions_list_every_option(parser_class):
     parser.add_argument("--epochs", type=int)
     options = {o for action in compat_argparse.parser_actions(parser) for o in action.option_strings}
     assert "--epochs" in options, f"jsonargparse {jsonargparse.__version__}: ArgumentParser._actions"
+
+
+class _FailingDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        from lightning_hw.errors import DataError
+
+        raise DataError(f"cannot read image photos/cat.{index}.jpg: Truncated File Read; delete or replace the file")
+
+
+def test_an_error_from_a_dataloader_worker_keeps_its_one_line_message():
+    """``worker_error_original`` reads the message torch wraps around an error raised in a worker."""
+    from lightning_hw.errors import DataError
+
+    loader = torch.utils.data.DataLoader(_FailingDataset(), num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    assert str(caught.value) == "cannot read image photos/cat.0.jpg: Truncated File Read; delete or replace the file", (
+        f"torch {torch.__version__} wraps a worker's error differently: {str(caught.value)[:300]}"
+    )
+    assert compat_torch.worker_error_original("Caught DataError elsewhere", DataError) is None

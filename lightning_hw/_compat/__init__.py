@@ -9,7 +9,7 @@ libraries below their next minor release for the same reason.
 
 - :mod:`.lightning`: checkpoint callback hooks, the CLI's checkpoint and subcommand hooks,
   the epoch loop's running sums, loader states, WandbLogger's settings, the hook-name attribute.
-- :mod:`.torch`: a module's direct children without hashing them.
+- :mod:`.torch`: a module's direct children without hashing them; the message of an error raised in a DataLoader worker.
 - :mod:`.torchmetrics`: a metric's update count after restoring its states.
 - :mod:`.argparse`: the options a (jsonargparse) parser accepts.
 """

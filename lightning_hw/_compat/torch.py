@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # errors.py uses this module too, and must not import torch
+    from torch import nn
 
 
 def child_modules(module: nn.Module) -> Iterable[nn.Module | None]:
@@ -15,3 +17,19 @@ def child_modules(module: nn.Module) -> Iterable[nn.Module | None]:
     every training step cost ~4x more (see ``Task.regularization_loss``).
     """
     return module._modules.values()  # noqa: SLF001
+
+
+def worker_error_original(message: str, error_type: type[BaseException]) -> str | None:
+    """The original message of an error a ``DataLoader`` worker raised, or ``None`` if ``message`` is not one.
+
+    A worker's exception reaches the main process as a new exception of the same type whose
+    message is ``"Caught <Type> in DataLoader worker process <n>.\nOriginal Traceback ..."``,
+    the worker's whole formatted traceback (``torch._utils.ExceptionWrapper.reraise``). Its
+    last part, after ``"<module>.<Type>: "``, is the message the worker raised.
+    """
+    head = f"Caught {error_type.__name__} in DataLoader worker process "
+    if not message.startswith(head):
+        return None
+    marker = f"{error_type.__module__}.{error_type.__qualname__}: "
+    _, found, original = message.rpartition(marker)
+    return original.strip() if found and original.strip() else None

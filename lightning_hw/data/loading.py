@@ -27,6 +27,8 @@ from lightning.fabric.utilities.data import suggested_max_num_workers
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 
+from lightning_hw.runs.interrupts import ignore_stop_signals_in_worker
+
 
 def dataloader_settings(
     trainer: Trainer | None = None,
@@ -44,6 +46,9 @@ def dataloader_settings(
     - ``persistent_workers``: whenever there are workers, so that they are not started
       again for every epoch and every validation, except when the trainer reloads its
       dataloaders every few epochs (PyTorch issue 91252 with pinned memory).
+    - ``worker_init_fn``: workers leave Ctrl-C and a signal to the process group to the main
+      process, which stops the run at the next step
+      (:func:`~lightning_hw.runs.interrupts.ignore_stop_signals_in_worker`).
 
     Args:
         trainer: the datamodule's trainer (``self.trainer``), if attached.
@@ -68,6 +73,7 @@ def dataloader_settings(
         "num_workers": num_workers,
         "pin_memory": pin_memory,
         "persistent_workers": persistent_workers and num_workers > 0,
+        "worker_init_fn": ignore_stop_signals_in_worker if num_workers > 0 else None,
     }
 
 

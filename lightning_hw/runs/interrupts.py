@@ -22,6 +22,7 @@ is left alone.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -122,6 +123,22 @@ class SignalWatch:
 
 
 WATCH = SignalWatch()
+
+
+def ignore_stop_signals_in_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of ``DataLoader`` workers: a stop signal is the main process's to handle.
+
+    Ctrl-C in a terminal, and a ``kill`` of the process group, reach every process of the
+    group; a worker would stop on its own (with a copy of the main process's handlers, or
+    killed by SIGTERM's default action), and the main process, finding its workers dead, would
+    fail the run instead of stopping it at the next step. So a worker leaves the process group
+    and ignores SIGINT. SIGTERM keeps its default action in the worker, since that is how
+    ``multiprocessing`` ends the workers still running when the main process exits; a
+    scheduler that signals every process of a job (SLURM at its time limit) still ends them.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "setpgrp"):  # POSIX
+        os.setpgrp()
 
 
 class GracefulStop(Callback):

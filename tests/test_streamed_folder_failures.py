@@ -1,0 +1,94 @@
+"""A folder streamed by DataLoader workers: a stop signal or a bad file ends the run as in memory.
+
+With workers, Ctrl-C in a terminal (or a ``kill`` of the process group) reaches every worker
+too, and an error in a worker reaches the main process wrapped in the worker's traceback. The
+run must still stop at the next step with ``last.ckpt`` and the resume command (exit 128 +
+signal), and a bad file must still be one line naming it, in the terminal and in ``status.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tiny_run_args
+from lightning_hw.data.fixtures.classification import write_image_folder
+
+
+def streamed_fit(workdir: Path, photos: Path, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "lightning_hw",
+        *tiny_run_args(
+            "fit", REPO / "configs" / "catsdogs_mlp.yaml", workdir / "runs",
+            "--data.init_args.root", str(photos), "--data.init_args.in_memory", "false",
+            "--data.init_args.num_workers", "2", "--data.init_args.batch_size", "4",
+            "--trainer.limit_train_batches", "1.0", "--run.name", name, *extra,
+        ),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_process_group_interrupts_a_streamed_fit(workdir, signum):
+    photos = write_image_folder(workdir / "photos", per_class=20, size=(20, 24))
+    run = workdir / "runs" / "catsdogs_mlp" / "long"
+    output = workdir / "output.txt"
+    with output.open("w") as log:
+        # A session of its own: the signal goes to its process group, as a terminal's Ctrl-C does.
+        process = subprocess.Popen(
+            streamed_fit(workdir, photos, "long", "--trainer.max_epochs", "1000"),
+            cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_MODE": "disabled"},
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            metrics = run / "metrics.csv"
+            while time.monotonic() < deadline and process.poll() is None:
+                if metrics.is_file() and len(metrics.read_text().splitlines()) > 2:
+                    break  # training, with the workers of the training loader running
+                time.sleep(0.05)
+            assert process.poll() is None, f"the run ended before it could be interrupted:\n{output.read_text()[-3000:]}"
+            os.killpg(process.pid, signum)
+            try:
+                code = process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"no exit within 60 s of {signum.name}:\n{output.read_text()[-3000:]}")
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    text = output.read_text()
+    assert code == 128 + signum, text[-3000:]
+    assert "Traceback" not in text and "DataLoader worker" not in text, text[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == signum.name, status
+    assert status["resume_command"] and (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_corrupt_file_met_by_a_worker_is_one_line_naming_it(workdir):
+    from lightning_hw.data.datasets.image_folder import ImageFolder
+
+    photos = write_image_folder(workdir / "photos", per_class=20, size=(20, 24))
+    # A validation image: the run has trained a first epoch (and is kept) when a worker meets it.
+    folder = ImageFolder(root=str(photos), labels="prefix", splits=(0.536, 0.134, 0.33), in_memory=False)
+    folder.setup("fit")
+    broken, _ = folder.stream_items("val")[0]
+    broken.write_bytes(broken.read_bytes()[:300])
+    done = subprocess.run(
+        streamed_fit(workdir, photos, "broken", "--trainer.num_sanity_val_steps", "0"), cwd=workdir,
+        capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=180,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: cannot read image ") and broken.name in line and "DataLoader worker" not in line, line
+    status = json.loads((workdir / "runs" / "catsdogs_mlp" / "broken" / "status.json").read_text())
+    assert status["status"] == "failed" and broken.name in status["error"] and "DataLoader worker" not in status["error"], status
