@@ -92,7 +92,9 @@ def check_folds_of(build, folds: int, stratified: bool = True) -> None:
         validated += val
         if stratified:
             assert_within_one_per_class(dm.raw_data["val"][1], pool_labels, folds)
-        assert dm.state_dict()["split"] == {"splits": list(dm.splits), "split_seed": dm.split_seed, "folds": folds, "fold": fold}
+        split = dm.state_dict()["split"]
+        assert split == {"splits": list(dm.splits), "split_seed": dm.split_seed, "folds": folds, "fold": fold, "samples": split["samples"]}
+        assert split["samples"]["count"] == len(dm.samples)  # the folder's files, so a changed folder is noticed
     assert validated == pool  # the k validation sets do not overlap and cover every non-test sample
 
 

@@ -140,3 +140,42 @@ def test_cli_reports_a_missing_folder_in_one_line(workdir, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: image folder {workdir / 'photos'} not found: put the images there")
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.slow
+def test_a_folder_whose_files_changed_since_training_is_noticed(workdir, capsys):
+    """Same fractions and seed, other files: another split. A resume would train on images the run
+    validated or tested on, so it is refused (the run left as it was); a test is warned."""
+    import shutil
+
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import main
+
+    photos = write_image_folder(workdir / "photos", per_class=10, size=(20, 24))
+    run = workdir / "runs" / "catsdogs_mlp" / "grow"
+
+    def command(subcommand: str, *extra: str) -> list[str]:
+        return tiny_run_args(subcommand, REPO / "configs" / "catsdogs_mlp.yaml", workdir / "runs",
+                             "--data.init_args.root", str(photos), "--run.name", "grow", *extra)
+
+    def exit_code(args: list[str]) -> int:
+        try:
+            main(args)
+        except SystemExit as stop:
+            return stop.code
+        return 0
+
+    assert exit_code(command("fit")) == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for i in range(3):  # new photos, as a user adds more to a folder
+        shutil.copy(photos / "cat.0.jpg", photos / f"cat.{100 + i}.jpg")
+    capsys.readouterr()
+
+    assert exit_code(command("fit", "--ckpt_path", "last", "--trainer.max_epochs", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the checkpoint was trained on another split of the data"), err[-3:]
+    assert "the data held 20 samples in training, 23 here" in err[-1] and "restore the files" in err[-1]
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    with pytest.warns(UserWarning, match="20 samples in training, 23 here.*may hold samples it was trained on"):
+        assert exit_code(command("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0

@@ -8,6 +8,7 @@ them: one indexing operation per batch, no per-sample Python.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -178,8 +179,30 @@ class SplitDataModule(LightningDataModule):
             )
 
     def split_record(self) -> dict[str, Any]:
-        """What decides the split: saved in checkpoints, so a resume cannot train on another fold."""
-        return {"splits": list(self.splits), "split_seed": self.split_seed, "folds": self.folds, "fold": self.fold}
+        """What decides the split: saved in checkpoints, so a resume cannot train on another fold.
+
+        For data read from a folder whose files can change, also the list of samples the
+        split was drawn from (their count and a hash of :meth:`sample_names`): the same
+        fractions and seed split another list of files otherwise.
+        """
+        record = {"splits": list(self.splits), "split_seed": self.split_seed, "folds": self.folds, "fold": self.fold}
+        if getattr(self, "_samples_record", None) is None:
+            names = self.sample_names()
+            if names is not None:
+                digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+                self._samples_record = {"count": len(names), "sha256": digest}
+        if getattr(self, "_samples_record", None) is not None:
+            record["samples"] = self._samples_record
+        return record
+
+    def sample_names(self) -> Sequence[str] | None:
+        """The samples the split is drawn from, in order, each as a string (e.g. a file's path and label).
+
+        ``None`` (the default) for data sets that cannot change under a run (a download
+        with a checksum). Datamodules that list a folder return its listing, so that a
+        resume or a test on a folder whose files have changed since training is noticed.
+        """
+        return None
 
     # -- raw samples and their preprocessing (shared by training, predict and export) ------------
 
@@ -302,22 +325,38 @@ class SplitDataModule(LightningDataModule):
     def _check_split(self, saved: dict[str, Any] | None) -> None:
         """A resumed fit on another split would train on the checkpoint's validation (or test) samples."""
         current = self.split_record()
-        if not isinstance(saved, dict) or saved == current:
+        if not isinstance(saved, dict):
             return
-        changed = ", ".join(f"{key} {saved.get(key)!r} in training, {current[key]!r} here" for key in current if saved.get(key) != current[key])
+        # A checkpoint from before a key was recorded says nothing about it.
+        keys = [key for key in current if key in saved and saved[key] != current[key]]
+        if not keys:
+            return
+        changed = ", ".join(
+            self._samples_change(saved["samples"], current["samples"]) if key == "samples"
+            else f"{key} {saved.get(key)!r} in training, {current[key]!r} here"
+            for key in keys
+        )
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.state.fn == "fit":
+            advice = "restore the files it was trained on, or train a new run" if "samples" in keys else "resume with the run's config.yaml"
             raise ConfigError(
                 f"the checkpoint was trained on another split of the data than this {type(self).__name__} makes "
-                f"({changed}); resume with the run's config.yaml"
+                f"({changed}); {advice}"
             )
         # Evaluating on other folds is fine: the test split does not depend on them.
-        if any(saved.get(key) != current[key] for key in ("splits", "split_seed")):
+        if any(key in ("splits", "split_seed", "samples") for key in keys):
             warnings.warn(
                 f"the checkpoint was trained on another split of the data ({changed}): this test split may hold "
-                "samples it was trained on; use the config it was trained with (its run's config.yaml)",
+                "samples it was trained on; use the config it was trained with (its run's config.yaml) "
+                "and the files it was trained on",
                 stacklevel=2,
             )
+
+    @staticmethod
+    def _samples_change(saved: dict[str, Any], current: dict[str, Any]) -> str:
+        if saved.get("count") != current["count"]:
+            return f"the data held {saved.get('count')} samples in training, {current['count']} here"
+        return f"the data held other samples in training ({current['count']} then and now, not the same)"
 
     def preprocess_changed(self) -> None:
         """Hook: :attr:`preprocess` got other statistics; data prepared with the old ones must be redone."""

@@ -282,6 +282,10 @@ class ImageFolder(StreamingFallback, ImageDataModule):
 
     # -- splits --------------------------------------------------------------------------------
 
+    def sample_names(self) -> list[str]:
+        """Each image's path under ``root`` and its label: a file added, removed or relabelled changes the split."""
+        return [f"{path.relative_to(self.root).as_posix()}\t{label}" for path, label in self.samples]
+
     def _split(self) -> dict[str, list[tuple[Path, int]]]:
         labels = torch.tensor([label for _, label in self.samples], dtype=torch.long)
         parts = self.split_positions(len(self.samples), labels)
