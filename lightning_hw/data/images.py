@@ -67,6 +67,13 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     return mean.tolist(), std.tolist()
 
 
+#: how the ``reader`` of :meth:`ImageDataModule.decode_description` decodes a JPEG (its pixels depend on it)
+DRAFT_NOTE = (
+    "a JPEG is decoded at a reduced scale still at least draft_to [H, W] (Pillow's "
+    "Image.draft(color, (W, H)), before the EXIF turn), then resized"
+)
+
+
 class ImageDataModule(InMemoryDataModule):
     """Base of the image datamodules: uint8 storage, per-batch scaling, augmentation, normalisation.
 
@@ -161,8 +168,9 @@ class ImageDataModule(InMemoryDataModule):
         """How an image file becomes a raw sample, for the ONNX metadata and people."""
         channels, height, width = self.image_shape
         return {
-            "reader": "Pillow, EXIF orientation applied",
+            "reader": f"Pillow, EXIF orientation applied; {DRAFT_NOTE}",
             "color": "RGB" if channels == 3 else "L",  # Pillow's mode names
+            "draft_to": [height, width],
             "resize_to": [height, width],
             "interpolation": self.resize_interpolation.value,
             "antialias": True,

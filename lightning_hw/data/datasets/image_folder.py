@@ -189,7 +189,11 @@ class ImageFolder(StreamingFallback, ImageDataModule):
             else f"the shorter side resized to resize_to / {self.crop_pct}, then the centre cropped to resize_to"
         )
         described = {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
+        if self.crop_pct is not None:
+            resize = self._resize_size()
+            described["draft_to"] = [resize[0], resize[-1]]
         if self.decoder == "nvjpeg":
+            described["draft_to"] = None
             described["reader"] = (
                 "JPEG: nvJPEG on a CUDA GPU, libjpeg-turbo on the CPU (TorchCodec or torchvision.io), at full "
                 "resolution, EXIF orientation applied; other formats: Pillow"

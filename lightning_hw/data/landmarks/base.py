@@ -32,7 +32,7 @@ from torchvision.transforms.v2 import functional as TF
 from lightning_hw.data.base import SPLIT_NAMES, Split
 from lightning_hw.data.io.image_files import read_image_and_size
 from lightning_hw.data.loading import decode_threads
-from lightning_hw.data.images import ImageDataModule, check_image_settings
+from lightning_hw.data.images import DRAFT_NOTE, ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
 from lightning_hw.data.augment.landmarks import LandmarkAugment, flip_permutation, mark_off_canvas
 from lightning_hw.errors import ConfigError, DataError
@@ -224,7 +224,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         return decode_with_points(path, torch.empty(0, 2), self.image_size, self.channels, self.interpolation)[0]
 
     def decode_description(self) -> dict[str, Any]:
-        return {**super().decode_description(), "reader": "Pillow, stored orientation (no EXIF rotation)"}
+        return {**super().decode_description(), "reader": f"Pillow, stored orientation (no EXIF rotation); {DRAFT_NOTE}"}
 
     def _decode_all(self, records: list[Record]) -> Split:
         if not records:
