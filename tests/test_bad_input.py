@@ -264,3 +264,20 @@ def test_a_failure_inside_training_is_one_line_in_a_real_process(tiny_args, work
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: the labels of the train split of ShiftedMoons")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
+@pytest.mark.parametrize("preset", ["gpu", "ddp"])
+def test_gpu_preset_on_a_machine_without_a_gpu(tiny_args, workdir, capsys, preset):
+    """One line that says to drop the preset; before it, no claim of training in 16-bit on cuda."""
+    from conftest import REPO
+
+    args = tiny_args("fit", "--config", str(REPO / "configs" / "trainer" / f"{preset}.yaml"))
+    with pytest.warns() as caught:  # collects every warning, so that none about GradScaler goes unseen
+        code, line = error_of(args, capsys)
+    assert code == 2 and line.endswith(
+        "this machine has no CUDA GPU (torch.cuda.is_available() is False): drop the GPU presets "
+        "(configs/trainer/gpu.yaml, ddp.yaml) to train on the CPU"
+    ), line
+    assert not [w for w in caught if "GradScaler" in str(w.message)]
+    assert not (workdir / "runs").exists()

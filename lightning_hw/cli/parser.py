@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
@@ -46,6 +47,7 @@ from lightning_hw.cli.errors import check_config_files, explain
 from lightning_hw.cli.names import KEYS, requested_class_names
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, UserError, user_error_in
+from lightning_hw.precision import NO_GPU_ADVICE
 from lightning_hw.runs.config import monitor_mode
 from lightning_hw.runs import (
     WATCH,
@@ -376,7 +378,10 @@ class HWCLI(CLIHooks):
             if isinstance(err, UserError):
                 raise
             # Trainer.__init__ validates its settings (accelerator, devices, precision...).
-            raise ConfigError(f"invalid trainer settings: {str(err).strip().splitlines()[0]}") from err
+            message = str(err).strip().splitlines()[0]
+            if ("gpu" in message.lower() or "cuda" in message.lower()) and not torch.cuda.is_available():
+                message += f"; {NO_GPU_ADVICE}"
+            raise ConfigError(f"invalid trainer settings: {message}") from err
 
     def _model_section(self) -> dict[str, Any] | None:
         """The ``model:`` section of the resolved config, as plain values."""
