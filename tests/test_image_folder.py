@@ -1,14 +1,25 @@
-"""ImageFolder on JPEG folders written by the test: both label layouts, decoding, errors."""
+"""ImageFolder on image folders written by the test: the label layouts, decoding, errors, and the files
+that training and ``predict --predict_from`` read (hidden entries, suffixes)."""
 
 from __future__ import annotations
+
+import csv
+import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from torchvision.transforms import v2
 
+from conftest import REPO, tiny_run_args
+from lightning_hw.cli import main
 from lightning_hw.data.fixtures.classification import write_image_folder
-from lightning_hw.data.datasets.image_folder import ImageFolder
+from lightning_hw.data.datasets.image_folder import ImageFolder, scan_folder
 from lightning_hw.errors import ConfigError, DataError
+from reliability_helpers import error_of
+
+CATSDOGS = REPO / "configs" / "catsdogs_mlp.yaml"
 
 
 @pytest.fixture
@@ -179,3 +190,81 @@ def test_a_folder_whose_files_changed_since_training_is_noticed(workdir, capsys)
 
     with pytest.warns(UserWarning, match="20 samples in training, 23 here.*may hold samples it was trained on"):
         assert exit_code(command("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0
+
+
+# -- hidden entries and image suffixes: training and predict read the same files --
+
+
+def add_hidden_entries(folder: Path, photo: Path) -> None:
+    """What Jupyter and macOS leave in a folder: none of it is a class or an image."""
+    (folder / ".ipynb_checkpoints").mkdir()
+    shutil.copy(photo, folder / ".ipynb_checkpoints" / f"{photo.stem}-checkpoint.jpg")
+    (folder / f"._{photo.name}").write_bytes(b"\x00\x05\x16\x07AppleDouble metadata, not a JPEG")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+
+
+def fit_on(root: Path, runs: Path, *extra: str) -> dict:
+    """``fit`` (configs/catsdogs_mlp.yaml, a softmax head, 8x8 images) on ``root``; its last checkpoint's hyper-parameters."""
+    main(tiny_run_args("fit", CATSDOGS, runs, "--data.init_args.root", str(root), "--data.init_args.image_size", "8",
+                       "--model.init_args.head", "softmax_ce", *extra))
+    (checkpoint,) = runs.glob("*/*/checkpoints/last.ckpt")
+    return torch.load(checkpoint, weights_only=True)["hyper_parameters"] | {"checkpoint": checkpoint}
+
+
+def predictions(checkpoint: Path, source: Path, capsys) -> list[dict[str, str]]:
+    """``predict --predict_from source``: the rows of the CSV it wrote."""
+    capsys.readouterr()
+    main(["predict", "--ckpt_path", str(checkpoint), "--predict_from", str(source)])
+    written = re.search(r"rows written to (\S+\.csv)", capsys.readouterr().out).group(1)
+    with open(written, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def hidden_entries_run(tmp_path_factory):
+    """A class-folder layout with a Jupyter checkpoint folder, AppleDouble files and a .DS_Store, fitted with labels auto."""
+    base = tmp_path_factory.mktemp("hidden")
+    root = write_image_folder(base / "photos", per_class=8, size=(20, 24), layout="folder")
+    add_hidden_entries(root, root / "cat" / "cat.0.jpg")
+    add_hidden_entries(root / "cat", root / "cat" / "cat.1.jpg")
+    return root, fit_on(root, base / "runs", "--data.init_args.labels", "auto")
+
+
+def test_hidden_folders_and_files_are_neither_classes_nor_samples(hidden_entries_run, capsys):
+    root, trained = hidden_entries_run
+    assert trained["class_names"] == ["cat", "dog"] and trained["num_classes"] == 2
+    rows = predictions(trained["checkpoint"], root / "cat", capsys)
+    assert sorted(row["id"] for row in rows) == [f"cat.{i}.jpg" for i in range(8)]
+    for labels in ("folder", "prefix"):  # the other layouts, by the same rule
+        flat = root / "cat" if labels == "prefix" else root
+        samples, names = scan_folder(flat, labels)
+        assert not any(part.startswith(".") for p, _ in samples for part in p.relative_to(flat).parts)
+        assert names == (["cat"] if labels == "prefix" else ["cat", "dog"])
+
+
+def test_predict_on_a_class_folder_layout_says_where_the_images_are(hidden_entries_run, capsys):
+    root, trained = hidden_entries_run
+    code, error = error_of(["predict", "--ckpt_path", str(trained["checkpoint"]), "--predict_from", str(root)], capsys)
+    assert code == 1
+    assert error == (
+        f"error: predict input {root} holds no image files at its top level (--predict_from reads only that level); "
+        f"its sub-folders cat/, dog/ hold 16: pass one of them (--predict_from {root / 'cat'}) "
+        "or move the files up into one folder"
+    )
+
+
+def test_gif_files_are_trained_on_and_predicted_alike(tmp_path, capsys):
+    """torchvision's ImageFolder suffixes leave GIFs out; lightning-hw's training and predict both read them."""
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "photos", per_class=8, size=(20, 24))
+    for jpeg in root.glob("dog.*.jpg"):  # the dogs become GIFs
+        with Image.open(jpeg) as img:
+            img.save(jpeg.with_suffix(".gif"))
+        jpeg.unlink()
+    trained = fit_on(root, tmp_path / "runs", "--data.init_args.labels", "prefix")
+    assert trained["class_names"] == ["cat", "dog"]
+    rows = predictions(trained["checkpoint"], root, capsys)
+    assert sorted(row["id"] for row in rows) == sorted(p.name for p in root.iterdir())
+    assert sum(row["id"].endswith(".gif") for row in rows) == 8
+

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
-from lightning_hw.data.io.image_files import read_image
+from lightning_hw.data.io.image_files import IMAGE_SUFFIXES, is_hidden, list_images, read_image, walk_images
 from lightning_hw.data.io.jpeg_batch import EncodedImages, collate_encoded, decode_batch, read_file
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
@@ -40,14 +39,14 @@ NVJPEG_CHUNK = 256
 STREAMED_STATS_SAMPLES = 2000
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
-
-
 def scan_folder(
     root: Path, labels: str = "auto", prefix_separator: str = ".", classes: Sequence[str] | None = None
 ) -> tuple[list[tuple[Path, int]], list[str]]:
     """List the images under ``root`` with their labels.
+
+    Images are the files with an :data:`~lightning_hw.data.io.image_files.IMAGE_SUFFIXES`
+    suffix, as for ``predict --predict_from``; hidden folders and files (``.ipynb_checkpoints/``,
+    ``._photo.jpg``) are neither classes nor images (:func:`~lightning_hw.data.io.image_files.is_hidden`).
 
     Args:
         root: the image folder.
@@ -58,7 +57,9 @@ def scan_folder(
             sorted by name.
 
     Returns:
-        ``(samples, class_names)``: ``(path, label)`` pairs sorted by path, and the names.
+        ``(samples, class_names)``: ``(path, label)`` pairs (by class name, then as
+        :func:`~lightning_hw.data.io.image_files.walk_images` lists a class's files; by file
+        name for ``prefix``), and the names.
     """
     if labels not in LABEL_MODES:
         raise ConfigError(f"labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
@@ -70,27 +71,25 @@ def scan_folder(
             "or point --data.init_args.root at your folder"
         )
     if labels == "auto":
-        labels = "folder" if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()) else "prefix"
+        labels = "folder" if any(p.is_dir() and not is_hidden(p.name) for p in root.iterdir()) else "prefix"
     if labels == "folder":
-        found, _ = find_classes(root)
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
         names = list(classes) if classes is not None else found
         unknown = sorted(set(names) - set(found))
         if unknown:
             raise DataError(f"no sub-folder for class(es) {', '.join(unknown)} in {root} (found: {', '.join(found)})")
-        try:
-            pairs = make_dataset(root, {name: i for i, name in enumerate(names)}, extensions=IMG_EXTENSIONS)
-        except FileNotFoundError as err:  # a class folder without any image
-            raise DataError(f"{err} (in {root})") from None
-        samples = [(Path(p), label) for p, label in pairs]
+        index = {name: i for i, name in enumerate(names)}
+        # Classes in name order (not label order), as torchvision's ImageFolder listed them.
+        samples = [(p, index[name]) for name in sorted(names) for p in walk_images(root / name)]
     else:
-        files = sorted(p for p in root.iterdir() if p.is_file() and _is_image(p))
+        files = list_images(root)
         prefixes = [p.name.split(prefix_separator, 1)[0] for p in files]
         names = list(classes) if classes is not None else sorted(set(prefixes))
         index = {name: i for i, name in enumerate(names)}
         samples = [(p, index[c]) for p, c in zip(files, prefixes) if c in index]
     if not samples:
         raise DataError(
-            f"no images ({', '.join(IMG_EXTENSIONS)}) found in {root} for labels={labels!r}; "
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {root} for labels={labels!r}; "
             "check the folder and the labels setting"
         )
     counts = torch.bincount(torch.tensor([label for _, label in samples]), minlength=len(names))

@@ -31,12 +31,59 @@ class UnreadableImagesWarning(UserWarning):
     """Some image files could not be read and were skipped (``on_unreadable="skip"``)."""
 
 
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (starts with a dot): never a class, never an image.
+
+    Such entries are what tools leave next to the photos: ``.ipynb_checkpoints/`` (Jupyter's
+    copies, which would become a class and shift every label), ``.DS_Store``, and the
+    ``._photo.jpg`` AppleDouble files of macOS (metadata with an image's suffix, not images).
+    Every layout of an image folder and ``predict --predict_from`` skip them by this rule.
+    """
+    return name.startswith(".")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file of this name is read as an image: an :data:`IMAGE_SUFFIXES` suffix, not hidden."""
+    return not is_hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder`` (by suffix), sorted by name."""
+    """The image files directly in ``folder`` (by suffix, hidden ones left out), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if is_image_name(p.name) and p.is_file())
+
+
+def walk_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files in ``folder`` and its sub-folders at any depth, hidden folders and files left out.
+
+    In the order of torchvision's ``ImageFolder`` (folders by path, then files by name), which
+    lightning-hw used before, so the samples of a folder, and its seeded split, stay the same.
+    """
+    found = []
+    for path, folders, names in os.walk(folder, followlinks=True):
+        folders[:] = [name for name in folders if not is_hidden(name)]  # os.walk does not enter them
+        found.append((path, names))
+    return [Path(path, name) for path, names in sorted(found) for name in sorted(names) if is_image_name(name)]
+
+
+def no_images_message(folder: Path, most: int = 3) -> str:
+    """Why ``predict --predict_from folder`` found nothing to read, and where the images are if it can tell.
+
+    ``predict`` reads only the folder's top level: a folder in the class-folder layout (the
+    images in ``<class>/`` sub-folders) is named with the sub-folders that hold images.
+    """
+    held = {sub.name: len(walk_images(sub)) for sub in sorted(folder.iterdir()) if sub.is_dir() and not is_hidden(sub.name)}
+    held = {name: count for name, count in held.items() if count}
+    if not held:
+        return f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}"
+    shown = ", ".join(f"{name}/" for name in list(held)[:most]) + (f" ... ({len(held)} in all)" if len(held) > most else "")
+    return (
+        f"predict input {folder} holds no image files at its top level (--predict_from reads only that level); "
+        f"its sub-folders {shown} hold {sum(held.values())}: pass one of them (--predict_from {folder / next(iter(held))}) "
+        "or move the files up into one folder"
+    )
 
 
 def decode_failure(err: Exception, path: str | os.PathLike) -> str:
