@@ -1,5 +1,5 @@
 """ImageFolder on image folders written by the test: the label layouts, decoding, errors, and the files
-that training and ``predict --predict_from`` read (hidden entries, suffixes)."""
+that training and ``predict --predict_from`` read (hidden entries, suffixes, 16-bit images)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torchvision.transforms import v2
@@ -16,6 +17,7 @@ from conftest import REPO, tiny_run_args
 from lightning_hw.cli import main
 from lightning_hw.data.fixtures.classification import write_image_folder
 from lightning_hw.data.datasets.image_folder import ImageFolder, scan_folder
+from lightning_hw.data.io.image_files import read_image
 from lightning_hw.errors import ConfigError, DataError
 from reliability_helpers import error_of
 
@@ -192,7 +194,7 @@ def test_a_folder_whose_files_changed_since_training_is_noticed(workdir, capsys)
         assert exit_code(command("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0
 
 
-# -- hidden entries and image suffixes: training and predict read the same files --
+# -- hidden entries, image suffixes, 16-bit files: training and predict read the same files alike --
 
 
 def add_hidden_entries(folder: Path, photo: Path) -> None:
@@ -268,3 +270,40 @@ def test_gif_files_are_trained_on_and_predicted_alike(tmp_path, capsys):
     assert sorted(row["id"] for row in rows) == sorted(p.name for p in root.iterdir())
     assert sum(row["id"].endswith(".gif") for row in rows) == 8
 
+
+def test_16_bit_images_are_scaled_to_8_bits_on_every_path(tmp_path):
+    """A 16-bit greyscale file of an 8-bit image x 257 decodes to that image, whatever reads it."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    eight, sixteen = tmp_path / "eight", tmp_path / "sixteen"
+    eight.mkdir()
+    sixteen.mkdir()
+    for i in range(10):
+        grey = rng.integers(0, 256, size=(12, 10), dtype=np.uint8)
+        grey[0, :2] = (0, 255)
+        name = f"{'cat' if i < 5 else 'dog'}.{i}"
+        Image.fromarray(grey).save(eight / f"{name}.png")
+        wide = Image.fromarray(grey.astype(np.uint16) * 257)
+        assert wide.mode == "I;16"
+        wide.save(sixteen / f"{name}.{'tif' if i % 3 == 0 else 'png'}")  # TIFF keeps I;16 too
+    for path in sixteen.iterdir():
+        expected = read_image(eight / f"{path.stem}.png", channels=1)
+        assert torch.equal(read_image(path, channels=1), expected)
+        assert torch.equal(read_image(path, channels=3), expected.expand(3, -1, -1))
+    # value * 255 / 65535, rounded (not Pillow's clipping to 0-255)
+    Image.fromarray(np.array([[0, 128, 129, 3 * 257 + 128, 65534, 65535]], dtype=np.uint16)).save(tmp_path / "levels.png")
+    assert read_image(tmp_path / "levels.png", channels=1).flatten().tolist() == [0, 0, 1, 3, 255, 255]
+    # Training (Pillow and the batched decoder, which hands files that are not JPEGs to Pillow) and predict.
+    for decoder in ("pillow", "nvjpeg"):
+        for channels in (1, 3):
+            settings = dict(labels="prefix", image_size=(12, 10), channels=channels, decoder=decoder, num_workers=0)
+            wide_dm, narrow_dm = ImageFolder(root=str(sixteen), **settings), ImageFolder(root=str(eight), **settings)
+            wide_dm.setup("fit")
+            narrow_dm.setup("fit")
+            for split in ("train", "val", "test"):
+                assert torch.equal(wide_dm.data[split][0], narrow_dm.data[split][0])
+            wide_ids, wide_inputs = wide_dm.read_inputs(sixteen)
+            narrow_ids, narrow_inputs = narrow_dm.read_inputs(eight)
+            assert [Path(i).stem for i in wide_ids] == [Path(i).stem for i in narrow_ids]
+            assert torch.equal(wide_inputs, narrow_inputs)

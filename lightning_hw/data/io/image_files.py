@@ -13,12 +13,16 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
+import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 OnUnreadable = Literal["fail", "skip"]
 ON_UNREADABLE = ("fail", "skip")
@@ -143,9 +147,27 @@ def read_image_and_size(
                     if decoded is not None:
                         return decoded, full_size
                 img = ImageOps.exif_transpose(img)
-            return TF.pil_to_tensor(img.convert(_MODES[channels])), full_size
+            return TF.pil_to_tensor(_to_8_bits(img).convert(_MODES[channels])), full_size
     except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
         raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
+
+
+def _to_8_bits(img: Image.Image) -> Image.Image:
+    """A 16-bit greyscale image scaled to 8 bits (``value * 255 / 65535``, rounded); other images as they are.
+
+    Pillow's ``convert`` clips such values to 0-255 instead of scaling them, which turns a
+    16-bit PNG or TIFF into a black-and-white one. Pillow opens these files in a mode
+    ``I;16...``, or ``I`` (32-bit integers: older Pillows, and what a 16-bit file becomes after
+    some operations), whose values are taken in the same 0-65535 range. Floating-point images
+    (mode ``F``) are left to ``convert``: their range is unknown, and it reads them as 0-255.
+    """
+    if img.mode != "I" and not img.mode.startswith("I;16"):
+        return img
+    from PIL import Image
+
+    values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+    # round(v * 255 / 65535) = round(v / 257) = (v + 128) // 257 (v / 257 never ends in exactly .5)
+    return Image.fromarray(((values + 128) // 257).astype(np.uint8))
 
 
 _EXIF_ORIENTATION = 0x0112
