@@ -26,6 +26,8 @@ mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+else
+    echo "gpu_check: no wheels in ./.whl: using what python3 has (a bare GPU machine lacks jsonargparse, wandb, pytest; run benchmarks/gpu_wheels.sh where the registry is reachable and carry .whl)"
 fi
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
@@ -37,9 +39,13 @@ step() {  # step NAME SECONDS COMMAND...
     local start=$SECONDS
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     local code=$?
-    grep -E "RATIO|images/s|passed|failed|skipped|error" "$OUT/$name.log" | tail -n 12
+    grep -iE "ratio|images/s|passed|failed|skipped|error" "$OUT/$name.log" | tail -n 12
+    if [ "$code" -ne 0 ]; then
+        failed=$((failed + 1))
+        echo "-- last lines of $name.log:"
+        tail -n 5 "$OUT/$name.log"
+    fi
     echo "== $name: exit $code after $((SECONDS - start)) s"
-    [ "$code" -eq 0 ] || failed=$((failed + 1))
 }
 if [ -z "$smoke" ]; then
     if ! python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then

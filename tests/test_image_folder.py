@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,21 @@ def test_a_folder_whose_files_changed_since_training_is_noticed(workdir, capsys)
     with pytest.warns(UserWarning, match="20 samples in training, 23 here.*may hold samples it was trained on"):
         assert exit_code(command("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0
 
+    # predict on other files uses no split of the folder: nothing to warn about
+    new = write_image_folder(workdir / "new", per_class=2, size=(20, 24))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert exit_code(command("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--predict_from", str(new))) == 0
+    assert not [w for w in caught if "split" in str(w.message)]
+
+    # a checkpoint saved before the listing was recorded cannot tell: it says so
+    old = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    (state,) = [value for value in old.values() if isinstance(value, dict) and "split" in value]
+    del state["split"]["samples"]
+    torch.save(old, workdir / "old.ckpt")
+    with pytest.warns(UserWarning, match="does not record which samples ImageFolder split"):
+        assert exit_code(command("test", "--ckpt_path", str(workdir / "old.ckpt"))) == 0
+
 
 # -- hidden entries, image suffixes, 16-bit files: training and predict read the same files alike --
 
@@ -294,6 +310,9 @@ def test_16_bit_images_are_scaled_to_8_bits_on_every_path(tmp_path):
     # value * 255 / 65535, rounded (not Pillow's clipping to 0-255)
     Image.fromarray(np.array([[0, 128, 129, 3 * 257 + 128, 65534, 65535]], dtype=np.uint16)).save(tmp_path / "levels.png")
     assert read_image(tmp_path / "levels.png", channels=1).flatten().tolist() == [0, 0, 1, 3, 255, 255]
+    # A file of 32-bit integers (mode I) has no known range: read as 0-255, as before.
+    Image.fromarray(np.array([[0, 100, 200, 255]], dtype=np.int32)).save(tmp_path / "int32.tif")
+    assert read_image(tmp_path / "int32.tif", channels=1).flatten().tolist() == [0, 100, 200, 255]
     # Training (Pillow and the batched decoder, which hands files that are not JPEGs to Pillow) and predict.
     for decoder in ("pillow", "nvjpeg"):
         for channels in (1, 3):

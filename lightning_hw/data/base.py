@@ -327,6 +327,18 @@ class SplitDataModule(LightningDataModule):
         current = self.split_record()
         if not isinstance(saved, dict):
             return
+        trainer = getattr(self, "trainer", None)
+        fitting = trainer is not None and trainer.state.fn == "fit"
+        # Predicting on new files (predict --predict_from) uses no split of this data.
+        if getattr(self, "_predict_raw", None) is not None:
+            return
+        if "samples" in current and "samples" not in saved:
+            warnings.warn(
+                f"the checkpoint does not record which samples {type(self).__name__} split (it was saved before "
+                "lightning-hw recorded them, 2026-12-06): if files were added, removed or relabelled since, or the "
+                "folder holds GIF files or hidden folders (read otherwise since then), the splits differ from training's",
+                stacklevel=2,
+            )
         # A checkpoint from before a key was recorded says nothing about it.
         keys = [key for key in current if key in saved and saved[key] != current[key]]
         if not keys:
@@ -336,9 +348,11 @@ class SplitDataModule(LightningDataModule):
             else f"{key} {saved.get(key)!r} in training, {current[key]!r} here"
             for key in keys
         )
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.state.fn == "fit":
-            advice = "restore the files it was trained on, or train a new run" if "samples" in keys else "resume with the run's config.yaml"
+        if fitting:
+            advice = (
+                "restore the files and classes it was trained on, or train a new run" if "samples" in keys
+                else "resume with the run's config.yaml"
+            )
             raise ConfigError(
                 f"the checkpoint was trained on another split of the data than this {type(self).__name__} makes "
                 f"({changed}); {advice}"
@@ -356,7 +370,8 @@ class SplitDataModule(LightningDataModule):
     def _samples_change(saved: dict[str, Any], current: dict[str, Any]) -> str:
         if saved.get("count") != current["count"]:
             return f"the data held {saved.get('count')} samples in training, {current['count']} here"
-        return f"the data held other samples in training ({current['count']} then and now, not the same)"
+        # Each sample is named with its label: same count, other files, or the classes in another order.
+        return f"the data held other samples or labels in training ({current['count']} then and now, not the same)"
 
     def preprocess_changed(self) -> None:
         """Hook: :attr:`preprocess` got other statistics; data prepared with the old ones must be redone."""

@@ -20,6 +20,7 @@ wrap theirs in :class:`~lightning_hw.data.streaming.StreamedBatchLoader` (or inh
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from lightning.fabric.utilities.data import suggested_max_num_workers
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 
-from lightning_hw.runs.interrupts import ignore_stop_signals_in_worker
+from lightning_hw.runs.interrupts import WorkerInit
 
 
 def dataloader_settings(
@@ -35,6 +36,7 @@ def dataloader_settings(
     num_workers: int | None = None,
     pin_memory: bool | None = None,
     persistent_workers: bool | None = None,
+    worker_init_fn: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """``num_workers``, ``pin_memory`` and ``persistent_workers`` for a ``DataLoader``; ``None`` picks a default.
 
@@ -47,14 +49,15 @@ def dataloader_settings(
       again for every epoch and every validation, except when the trainer reloads its
       dataloaders every few epochs (PyTorch issue 91252 with pinned memory).
     - ``worker_init_fn``: workers leave Ctrl-C and a signal to the process group to the main
-      process, which stops the run at the next step
-      (:func:`~lightning_hw.runs.interrupts.ignore_stop_signals_in_worker`).
+      process, which stops the run at the next step, and are seeded as Lightning seeds them
+      (:class:`~lightning_hw.runs.interrupts.WorkerInit`); a ``worker_init_fn`` of yours runs after.
 
     Args:
         trainer: the datamodule's trainer (``self.trainer``), if attached.
         num_workers: worker processes; ``None``: the default above.
         pin_memory: pin batches in page-locked memory; ``None``: the default above.
         persistent_workers: keep workers between epochs; ``None``: the default above.
+        worker_init_fn: your own, called in each worker after ours.
 
     Returns:
         Keyword arguments for :class:`torch.utils.data.DataLoader`.
@@ -73,7 +76,7 @@ def dataloader_settings(
         "num_workers": num_workers,
         "pin_memory": pin_memory,
         "persistent_workers": persistent_workers and num_workers > 0,
-        "worker_init_fn": ignore_stop_signals_in_worker if num_workers > 0 else None,
+        "worker_init_fn": WorkerInit(worker_init_fn) if num_workers > 0 else worker_init_fn,
     }
 
 

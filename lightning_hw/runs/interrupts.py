@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +126,41 @@ class SignalWatch:
 WATCH = SignalWatch()
 
 
-def ignore_stop_signals_in_worker(worker_id: int) -> None:
-    """``worker_init_fn`` of ``DataLoader`` workers: a stop signal is the main process's to handle.
+class WorkerInit:
+    """``worker_init_fn`` of ``DataLoader`` workers: stop signals are the main process's to handle.
 
-    Ctrl-C in a terminal, and a ``kill`` of the process group, reach every process of the
-    group; a worker would stop on its own (with a copy of the main process's handlers, or
-    killed by SIGTERM's default action), and the main process, finding its workers dead, would
-    fail the run instead of stopping it at the next step. So a worker leaves the process group
-    and ignores SIGINT. SIGTERM keeps its default action in the worker, since that is how
-    ``multiprocessing`` ends the workers still running when the main process exits; a
+    Ctrl-C in a terminal, and a signal to the process group (``kill -TERM -<pgid>``, GNU
+    ``timeout``), reach every process of the group; a worker would stop on its own (with a copy
+    of the main process's handlers, or killed by SIGTERM's default action), and the main
+    process, finding its workers dead, would fail the run instead of stopping it at the next
+    step. So a worker leaves the process group and ignores SIGINT. It also ignores SIGTTOU and
+    SIGTTIN: outside the terminal's foreground group, a write to a terminal set to ``stty
+    tostop`` would otherwise stop it for good. SIGTERM keeps its default action, since that is
+    how ``multiprocessing`` ends the workers still running when the main process exits; a
     scheduler that signals every process of a job (SLURM at its time limit) still ends them.
+
+    Lightning seeds each worker only when a loader has no ``worker_init_fn`` of its own, so
+    this one does it too (after ``seed_everything(workers=True)``), then calls ``then``.
+
+    Args:
+        then: a ``worker_init_fn`` of the datamodule's own, called last.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(os, "setpgrp"):  # POSIX
-        os.setpgrp()
+
+    def __init__(self, then: Callable[[int], None] | None = None) -> None:
+        self.then = then
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in (signal.SIGINT, getattr(signal, "SIGTTOU", None), getattr(signal, "SIGTTIN", None)):
+            if signum is not None:  # SIGTTOU/SIGTTIN: POSIX only
+                signal.signal(signum, signal.SIG_IGN)
+        if hasattr(os, "setpgrp"):  # POSIX
+            os.setpgrp()
+        if int(os.environ.get("PL_SEED_WORKERS", 0)):
+            from lightning.fabric.utilities.seed import pl_worker_init_function
+
+            pl_worker_init_function(worker_id)  # the rank: Lightning's, as inherited by the worker
+        if self.then is not None:
+            self.then(worker_id)
 
 
 class GracefulStop(Callback):

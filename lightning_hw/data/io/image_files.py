@@ -132,6 +132,7 @@ def read_image_and_size(
         with Image.open(path) as img:
             stored_size = img.size
             full_size = (img.size[1], img.size[0])
+            sixteen_bits = img.mode.startswith("I;16")  # the file's own mode (the EXIF turn may make it I)
             if min_size is not None:
                 img.draft("RGB" if channels == 3 else "L", (min_size[1], min_size[0]))
             if exif_rotate:
@@ -147,22 +148,23 @@ def read_image_and_size(
                     if decoded is not None:
                         return decoded, full_size
                 img = ImageOps.exif_transpose(img)
-            return TF.pil_to_tensor(_to_8_bits(img).convert(_MODES[channels])), full_size
+            if sixteen_bits:
+                img = _to_8_bits(img)
+            return TF.pil_to_tensor(img.convert(_MODES[channels])), full_size
     except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
         raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
 
 
 def _to_8_bits(img: Image.Image) -> Image.Image:
-    """A 16-bit greyscale image scaled to 8 bits (``value * 255 / 65535``, rounded); other images as they are.
+    """A 16-bit greyscale image scaled to 8 bits (``value * 255 / 65535``, rounded).
 
     Pillow's ``convert`` clips such values to 0-255 instead of scaling them, which turns a
     16-bit PNG or TIFF into a black-and-white one. Pillow opens these files in a mode
-    ``I;16...``, or ``I`` (32-bit integers: older Pillows, and what a 16-bit file becomes after
-    some operations), whose values are taken in the same 0-65535 range. Floating-point images
-    (mode ``F``) are left to ``convert``: their range is unknown, and it reads them as 0-255.
+    ``I;16...``; after the EXIF turn the image may be in mode ``I`` (32-bit integers), with
+    the same values. Files that are 32-bit integers themselves (mode ``I`` when opened) and
+    floating-point ones (mode ``F``) are left to ``convert``: their range is unknown, and it
+    reads them as 0-255.
     """
-    if img.mode != "I" and not img.mode.startswith("I;16"):
-        return img
     from PIL import Image
 
     values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
