@@ -39,7 +39,7 @@ step() {  # step NAME SECONDS COMMAND...
     local start=$SECONDS
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     local code=$?
-    grep -iE "ratio|images/s|passed|failed|skipped|error" "$OUT/$name.log" | tail -n 12
+    grep -iE "\bratio\b|images/s|passed|failed|skipped|error" "$OUT/$name.log" | tail -n 12
     if [ "$code" -ne 0 ]; then
         failed=$((failed + 1))
         echo "-- last lines of $name.log:"
