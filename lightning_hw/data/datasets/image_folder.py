@@ -188,11 +188,8 @@ class ImageFolder(StreamingFallback, ImageDataModule):
             else f"the shorter side resized to resize_to / {self.crop_pct}, then the centre cropped to resize_to"
         )
         described = {**super().decode_description(), "crop_pct": self.crop_pct, "crop": crop}
-        if self.crop_pct is not None:
-            resize = self._resize_size()
-            described["draft_to"] = [resize[0], resize[-1]]
+        described["draft_to"] = list(self._draft_size()) if self.decoder != "nvjpeg" else None
         if self.decoder == "nvjpeg":
-            described["draft_to"] = None
             described["reader"] = (
                 "JPEG: nvJPEG on a CUDA GPU, libjpeg-turbo on the CPU (TorchCodec or torchvision.io), at full "
                 "resolution, EXIF orientation applied; other formats: Pillow"
@@ -210,11 +207,14 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         """
         if self.decoder == "nvjpeg":
             return self._decode_files([path], self.decode_device()).cpu()[0]
-        min_size = self.image_size
-        if self.crop_pct is not None:
-            min_size = self._resize_size()
-            min_size = (min_size[0], min_size[-1])
-        return self.fit_to_size(read_image(path, self.channels, min_size=min_size))
+        return self.fit_to_size(read_image(path, self.channels, min_size=self._draft_size()))
+
+    def _draft_size(self) -> tuple[int, int]:
+        """The ``(H, W)`` Pillow decodes a JPEG to at least (reduced-scale decoding): what it is resized to."""
+        if self.crop_pct is None:
+            return tuple(self.image_size)
+        resize = self._resize_size()
+        return resize[0], resize[-1]
 
     def _resize_size(self) -> list[int]:
         """What a decoded image is resized to before the centre crop (``crop_pct`` set)."""
