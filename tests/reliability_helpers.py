@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +181,44 @@ def error_of(args: list[str], capsys) -> tuple[int, str]:
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     return exit_info.value.code, lines[0]
+
+
+def signal_when_training(
+    command: list[str], output: Path, training: Callable[[], bool], signum: int, *,
+    cwd: Path, env: dict[str, str], group: bool = False, wait: float = 60,
+) -> int:
+    """Start ``command`` (its output to ``output``), send it ``signum`` once ``training()`` says so, return its exit code.
+
+    Fails the test when the command ends before the signal or is still running 60 s after it;
+    the command never outlives the test.
+
+    Args:
+        command: the command line.
+        output: where its stdout and stderr go (shown when the test fails).
+        training: whether the command is far enough to be interrupted (checked every 50 ms).
+        signum: the signal.
+        cwd: its working directory.
+        env: its environment.
+        group: start it in a session of its own and signal its process group, as a terminal's
+            Ctrl-C or ``kill -TERM -<pgid>`` reach every process of the group (its workers too).
+        wait: seconds to wait for ``training()``.
+    """
+    def send(sig: int) -> None:
+        os.killpg(process.pid, sig) if group else process.send_signal(sig)
+
+    with output.open("w") as log:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=group)
+        try:
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and process.poll() is None and not training():
+                time.sleep(0.05)
+            assert process.poll() is None, f"the run ended before it could be interrupted:\n{output.read_text()[-3000:]}"
+            send(signum)
+            try:
+                return process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"no exit within 60 s of {signal.Signals(signum).name}:\n{output.read_text()[-3000:]}")
+        finally:
+            if process.poll() is None:
+                send(signal.SIGKILL)
+                process.wait()

@@ -32,7 +32,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +41,7 @@ import torch
 import yaml
 
 from conftest import QUICKSTART, REPO, tiny_run_args
+from reliability_helpers import signal_when_training
 
 TESTS = Path(__file__).resolve().parent
 CPU_PRESET = REPO / "configs" / "trainer" / "cpu.yaml"
@@ -512,28 +512,15 @@ def test_sigterm_from_outside_saves_last_checkpoint(tmp_path):
     root = tmp_path / "runs"
     run = root / "quickstart" / "long"
     output = tmp_path / "output.txt"
-    with output.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lightning_hw", *tiny("fit", root, "--trainer.max_epochs", "1000", "--run.name", "long")],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, env=_env(),
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and process.poll() is None:
-                metrics = run / "metrics.csv"
-                if (run / "checkpoints" / "last.ckpt").is_file() or (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):
-                    break
-                time.sleep(0.05)
-            assert process.poll() is None, f"the run ended before it could be interrupted:\n{output.read_text()[-3000:]}"
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"no exit within 60 s of SIGTERM:\n{output.read_text()[-3000:]}")
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+
+    def training() -> bool:
+        metrics = run / "metrics.csv"
+        return (run / "checkpoints" / "last.ckpt").is_file() or (metrics.is_file() and len(metrics.read_text().splitlines()) > 1)
+
+    code = signal_when_training(
+        [sys.executable, "-m", "lightning_hw", *tiny("fit", root, "--trainer.max_epochs", "1000", "--run.name", "long")],
+        output, training, signal.SIGTERM, cwd=tmp_path, env=_env(),
+    )
     assert code == 143, output.read_text()[-3000:]
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert checkpoint["global_step"] > 0

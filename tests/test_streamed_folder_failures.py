@@ -13,12 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, tiny_run_args
+from reliability_helpers import signal_when_training
 from lightning_hw.data.fixtures.classification import write_image_folder
 
 
@@ -40,30 +40,13 @@ def test_a_signal_to_the_process_group_interrupts_a_streamed_fit(workdir, signum
     photos = write_image_folder(workdir / "photos", per_class=20, size=(20, 24))
     run = workdir / "runs" / "catsdogs_mlp" / "long"
     output = workdir / "output.txt"
-    with output.open("w") as log:
-        # A session of its own: the signal goes to its process group, as a terminal's Ctrl-C does.
-        process = subprocess.Popen(
-            streamed_fit(workdir, photos, "long", "--trainer.max_epochs", "1000"),
-            cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WANDB_MODE": "disabled"},
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            metrics = run / "metrics.csv"
-            while time.monotonic() < deadline and process.poll() is None:
-                if metrics.is_file() and len(metrics.read_text().splitlines()) > 2:
-                    break  # training, with the workers of the training loader running
-                time.sleep(0.05)
-            assert process.poll() is None, f"the run ended before it could be interrupted:\n{output.read_text()[-3000:]}"
-            os.killpg(process.pid, signum)
-            try:
-                code = process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"no exit within 60 s of {signum.name}:\n{output.read_text()[-3000:]}")
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    metrics = run / "metrics.csv"
+    code = signal_when_training(
+        streamed_fit(workdir, photos, "long", "--trainer.max_epochs", "1000"), output,
+        # training, with the workers of the training loader running
+        lambda: metrics.is_file() and len(metrics.read_text().splitlines()) > 2,
+        signum, cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled"}, group=True, wait=90,
+    )
     text = output.read_text()
     assert code == 128 + signum, text[-3000:]
     assert "Traceback" not in text and "DataLoader worker" not in text, text[-3000:]
