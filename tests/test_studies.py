@@ -377,7 +377,11 @@ def test_two_processes_share_a_grid_through_a_journal_file(workdir):
         storage=f"journal://{journal_file}",
     )
     command = [sys.executable, "-m", "lightning_hw", "study", str(path), "--trainer.max_epochs", "1"]
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    # the study's runs import study_helpers.KillOnce (not inherited from another test's environment)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=240)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     study_dir = workdir / "runs" / "tiny"
@@ -390,5 +394,5 @@ def test_two_processes_share_a_grid_through_a_journal_file(workdir):
     complete = [t.params["run"] for t in trials if t.state.name == "COMPLETE"]
     assert sorted(complete) == ["a", "b", "c"]
     # Run again: nothing trains.
-    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and "3 finished, 0 to resume, 0 to start" in again.stdout, again.stdout + again.stderr
