@@ -55,6 +55,14 @@ def test_presets_stack_on_an_experiment_config(tiny_args, capsys):
     assert resolved(tiny_args, capsys, "cpu")["trainer"]["accelerator"] == "cpu"
 
 
+def test_a_preset_given_first_does_not_name_the_run_group(tiny_args):
+    args = tiny_args("fit", "--run.name", "first")
+    at = args.index("--config")
+    cli = HWCLI(args=[*args[:at], "--config", str(PRESETS / "cpu.yaml"), *args[at:]])
+    assert cli.run_dir.parent.name == "quickstart"
+    assert cli.trainer.accelerator.__class__.__name__ == "CPUAccelerator"
+
+
 def test_mixed_precision_follows_the_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)

@@ -137,6 +137,71 @@ def test_presets_stack_without_moving_the_fine_tuning_overrides(config, presets,
     assert "FreezeBackbone" not in names
 
 
+def _printed(args: list[str], capsys) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        HWCLI(args=[*args, "--print_config"])
+    assert exit_info.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("presets", [["gpu"], ["compile"], ["gpu", "compile"]])
+def test_presets_stack_in_any_order_with_the_fine_tuning_overlay(presets, workdir, capsys):
+    """Presets given before e5_finetune.yaml (or before the network config) keep their callbacks.
+
+    e5_finetune.yaml replaces the network config's callbacks (no FeatureCache while the backbone
+    trains); the callbacks and plugins a preset appends must survive that, whatever the order.
+    """
+    stacked = [a for p in presets for a in ("--config", str(REPO / "configs" / "trainer" / f"{p}.yaml"))]
+    network = ["--config", str(REPO / "configs" / "densenet201.yaml")]
+    overlay = ["--config", str(REPO / "configs" / "e5_finetune.yaml")]
+    overrides = ["--finetune.from_layer", "160"]
+    orders = {
+        "documented": [*network, *overlay, *stacked],
+        "presets in the middle": [*network, *stacked, *overlay],
+        "presets first": [*stacked, *network, *overlay],
+    }
+    printed = {name: _printed(["fit", *files, *overrides], capsys) for name, files in orders.items()}
+    expected = printed["documented"]["trainer"]
+    names = [c["class_path"].rsplit(".", 1)[-1] for c in expected["callbacks"]]
+    assert "FeatureCache" not in names and "EarlyStoppingFrom" in names
+    assert {"gpu": "ChannelsLast", "compile": "CompileNet"}[presets[-1]] in names
+    for name, config in printed.items():
+        assert config["trainer"]["callbacks"] == expected["callbacks"], name
+        assert config["trainer"]["plugins"] == expected["plugins"], name
+        assert config["finetune"]["init_args"]["from_layer"] == 160, name
+        assert config["trainer"]["max_epochs"] == 80, name
+
+
+def test_only_lists_a_later_file_replaces_get_the_appended_items_again(tmp_path):
+    from lightning_hw.cli.stacking import keep_appended_items
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("trainer:\n  callbacks+:\n    - ModelCheckpoint\n    - {class_path: Timer, init_args: {interval: step}}\n")
+    replacing = tmp_path / "replacing.yaml"
+    replacing.write_text("trainer:\n  callbacks:\n    - EarlyStopping\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("trainer:\n  max_epochs: 3\n")
+    args = ["--config", str(preset), f"--config={other}", "--trainer.max_epochs", "2"]
+    assert keep_appended_items(args) == args  # nothing replaced: nothing added
+    assert keep_appended_items(["--config", str(preset), f"--config={replacing}", "--x", "1"]) == [
+        "--config", str(preset), f"--config={replacing}",
+        "--trainer.callbacks+", "ModelCheckpoint",
+        "--trainer.callbacks+", '{"class_path": "Timer", "init_args": {"interval": "step"}}',
+        "--x", "1",
+    ]
+    # a replacing list that already holds the class (a run's saved config) does not get it twice
+    saved = tmp_path / "saved.yaml"
+    saved.write_text("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n")
+    assert keep_appended_items(["--config", str(preset), "--config", str(saved)]) == [
+        "--config", str(preset), "--config", str(saved),
+        "--trainer.callbacks+", '{"class_path": "Timer", "init_args": {"interval": "step"}}',
+    ]
+    # a list replaced before the preset appends is left alone
+    assert keep_appended_items(["--config", str(replacing), "--config", str(preset)]) == [
+        "--config", str(replacing), "--config", str(preset)
+    ]
+
+
 def test_a_schedule_given_twice_is_refused(workdir, capsys):
     from lightning_hw.cli import main
 

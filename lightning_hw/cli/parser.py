@@ -45,6 +45,7 @@ from lightning_hw.checkpoints import (
 )
 from lightning_hw.cli.errors import check_config_files, explain
 from lightning_hw.cli.names import KEYS, requested_class_names
+from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.precision import NO_GPU_ADVICE
@@ -186,6 +187,7 @@ class HWCLI(CLIHooks):
             return
         args = with_run_config(list(sys.argv[1:] if args is None else args))
         check_config_files(args)
+        args = keep_appended_items(args)  # presets stack in any order
         printing = any(a.startswith("--print_config") for a in args)
         try:
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])

@@ -25,8 +25,8 @@ class RunConfig:
 
     Args:
         root: directory that holds all run groups.
-        group: group of related runs (a study); default: the name of the first ``--config``
-            file (the experiment, not a preset stacked after it).
+        group: group of related runs (a study); default: the name of the first ``--config`` that is not
+            a trainer preset (the experiment, not a preset stacked before or after it).
         name: this run's name; default: a timestamp. A fresh ``fit`` refuses a name that is
             taken; ``--ckpt_path last`` continues the run of that name.
         project: W&B project.

@@ -1,7 +1,8 @@
 """Which group and name a run gets, the same in every process of a distributed job.
 
-The group is the experiment: ``run.group``, else the name of the *first* ``--config`` file
-(presets such as ``configs/trainer/gpu.yaml`` stack after it and must not move the run).
+The group is the experiment: ``run.group``, else the name of the first ``--config`` file that
+is not a trainer preset (presets such as ``configs/trainer/gpu.yaml`` hold only ``trainer:``
+and must not move the run, whether they are given before or after the experiment).
 The name is ``run.name``, else a name every process of the job computes alike:
 
 - Lightning itself (``strategy: ddp`` on one machine): the first process picks the
@@ -20,6 +21,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
+import yaml
+
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
 from lightning_hw.errors import ConfigError
@@ -28,10 +31,26 @@ RUN_DIR_ENV = "LIGHTNING_HW_RUN_DIR"
 
 
 def group_of(group: str | None, config_files: list[str]) -> str:
-    """``run.group``, else the first config file's name, else ``default``."""
+    """``run.group``, else the experiment config's name, else ``default``.
+
+    The experiment config is the first file that is not a trainer preset, or the first file
+    when all are presets.
+    """
     if group:
         return group
-    return Path(config_files[0]).stem if config_files else "default"
+    if not config_files:
+        return "default"
+    experiment = next((f for f in config_files if not _is_trainer_preset(f)), config_files[0])
+    return Path(experiment).stem
+
+
+def _is_trainer_preset(path: str) -> bool:
+    """Whether a config file holds only a ``trainer:`` section (as ``configs/trainer/*.yaml``)."""
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(content, dict) and set(content) == {"trainer"}
 
 
 def timestamp() -> str:

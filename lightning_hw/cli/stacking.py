@@ -1,0 +1,83 @@
+"""Config files that stack in any order: what a preset appends survives a later replacement.
+
+Trainer presets add their callbacks and plugins with jsonargparse's ``callbacks+:`` (append),
+while an experiment config sets ``callbacks:`` (the whole list). Given in the documented order
+(experiment first, presets after) both are kept; given the other way round, jsonargparse lets
+the later list replace the appended items and ``compile.yaml`` or ``gpu.yaml`` would silently do
+nothing. Here every item a file appends is appended again after each later file that replaces
+that list (unless that list already holds the class, as a run's saved config does), so the
+result does not depend on the order of the files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+SECTION = "trainer"  # the section presets append to (callbacks+, plugins+)
+
+
+def keep_appended_items(args: list[str]) -> list[str]:
+    """``args`` with what earlier ``--config`` files appended re-appended after a file that replaces it.
+
+    Args:
+        args: the command line after the program name; its config files were checked already.
+
+    Returns:
+        The command line to parse: ``args`` itself when no file replaces a list another
+        file appended to, else with ``--trainer.<list>+ <item>`` after each such file.
+
+    Example:
+        ``--config compile.yaml --config e5_finetune.yaml`` (which sets ``trainer.callbacks``)
+        becomes ``--config compile.yaml --config e5_finetune.yaml --trainer.callbacks+
+        '{"class_path": "...CompileNet", ...}'``.
+    """
+    appended: dict[str, list] = {}  # list name -> the items earlier files appended to it
+    result: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key, inline, value = arg.partition("=")
+        if key not in ("--config", "-c"):
+            result.append(arg)
+            i += 1
+            continue
+        if not inline:
+            value = args[i + 1] if i + 1 < len(args) else ""
+            result.extend(args[i:i + 2])
+            i += 2
+        else:
+            result.append(arg)
+            i += 1
+        section = _trainer_section(value)
+        for name in [n for n in section if not n.endswith("+") and appended.get(n)]:
+            present = {_class_name(item) for item in _as_list(section[name])}
+            for item in appended[name]:
+                if _class_name(item) not in present:  # e.g. a run's saved config already holds it
+                    result += [f"--{SECTION}.{name}+", item if isinstance(item, str) else json.dumps(item)]
+        for name, items in section.items():
+            if name.endswith("+"):
+                appended.setdefault(name[:-1], []).extend(_as_list(items))
+    return result
+
+
+def _as_list(items) -> list:
+    return items if isinstance(items, list) else [] if items is None else [items]
+
+
+def _class_name(item) -> str:
+    """``ModelCheckpoint`` for ``ModelCheckpoint``, ``lightning...ModelCheckpoint`` or its mapping."""
+    path = item.get("class_path", "") if isinstance(item, dict) else str(item)
+    return str(path).rsplit(".", 1)[-1]
+
+
+def _trainer_section(path: str) -> dict:
+    """The ``trainer:`` mapping of a config file (empty when it has none)."""
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}  # reported by check_config_files; nothing to keep
+    section = content.get(SECTION) if isinstance(content, dict) else None
+    return section if isinstance(section, dict) else {}
