@@ -271,6 +271,25 @@ def test_predict_on_a_class_folder_layout_says_where_the_images_are(hidden_entri
     )
 
 
+def test_predict_on_a_folder_with_files_and_sub_folders_says_what_it_left_out(hidden_entries_run, tmp_path, capsys):
+    import shutil
+
+    from lightning_hw.data.io.image_files import UnreadSubfoldersWarning
+
+    root, trained = hidden_entries_run
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "dog", mixed / "more dogs")
+    for jpeg in sorted((root / "cat").glob("cat.[0-2].jpg")):
+        shutil.copy(jpeg, mixed / jpeg.name)
+    said = (
+        f"predicting the 3 image file(s) at the top level of {mixed}; its sub-folders more dogs/ hold 8 more, "
+        "which --predict_from does not read (pass each folder on its own)"
+    )
+    with pytest.warns(UnreadSubfoldersWarning, match=re.escape(said)):
+        rows = predictions(trained["checkpoint"], mixed, capsys)
+    assert sorted(row["id"] for row in rows) == ["cat.0.jpg", "cat.1.jpg", "cat.2.jpg"]
+
+
 def test_gif_files_are_trained_on_and_predicted_alike(tmp_path, capsys):
     """torchvision's ImageFolder suffixes leave GIFs out; lightning-hw's training and predict both read them."""
     from PIL import Image

@@ -247,7 +247,7 @@ class SplitDataModule(LightningDataModule):
             the raw samples ``(N, *raw_input_shape)``.
         """
         from lightning_hw.data.io.files import read_input_csv
-        from lightning_hw.data.io.image_files import list_images, no_images_message, read_all
+        from lightning_hw.data.io.image_files import list_images, no_images_message, read_all, warn_unread_subfolders
 
         path = Path(path)
         if not path.exists():
@@ -262,6 +262,7 @@ class SplitDataModule(LightningDataModule):
             paths = list_images(path)
             if not paths:
                 raise DataError(no_images_message(path))
+            warn_unread_subfolders(path, len(paths))
             images, kept = read_all(paths, reader, on_unreadable)
             if not images:
                 raise DataError(f"none of the {len(paths)} files in {path} is a readable image")

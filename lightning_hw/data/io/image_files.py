@@ -35,6 +35,10 @@ class UnreadableImagesWarning(UserWarning):
     """Some image files could not be read and were skipped (``on_unreadable="skip"``)."""
 
 
+class UnreadSubfoldersWarning(UserWarning):
+    """``predict --predict_from`` read a folder's top level while its sub-folders also hold images."""
+
+
 def is_hidden(name: str) -> bool:
     """Whether a file or folder name is hidden (starts with a dot): never a class, never an image.
 
@@ -72,22 +76,45 @@ def walk_images(folder: str | os.PathLike) -> list[Path]:
     return [Path(path, name) for path, names in sorted(found) for name in sorted(names) if is_image_name(name)]
 
 
+def images_in_subfolders(folder: Path) -> dict[str, int]:
+    """How many image files each (non-hidden) sub-folder of ``folder`` holds at any depth, empty ones left out."""
+    held = {sub.name: len(walk_images(sub)) for sub in sorted(folder.iterdir()) if sub.is_dir() and not is_hidden(sub.name)}
+    return {name: count for name, count in held.items() if count}
+
+
+def _named(held: dict[str, int], most: int) -> str:
+    return ", ".join(f"{name}/" for name in list(held)[:most]) + (f" ... ({len(held)} in all)" if len(held) > most else "")
+
+
 def no_images_message(folder: Path, most: int = 3) -> str:
     """Why ``predict --predict_from folder`` found nothing to read, and where the images are if it can tell.
 
     ``predict`` reads only the folder's top level: a folder in the class-folder layout (the
     images in ``<class>/`` sub-folders) is named with the sub-folders that hold images.
     """
-    held = {sub.name: len(walk_images(sub)) for sub in sorted(folder.iterdir()) if sub.is_dir() and not is_hidden(sub.name)}
-    held = {name: count for name, count in held.items() if count}
+    held = images_in_subfolders(folder)
     if not held:
         return f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}"
-    shown = ", ".join(f"{name}/" for name in list(held)[:most]) + (f" ... ({len(held)} in all)" if len(held) > most else "")
     return (
         f"predict input {folder} holds no image files at its top level (--predict_from reads only that level); "
-        f"its sub-folders {shown} hold {sum(held.values())}: pass one of them (--predict_from {folder / next(iter(held))}) "
-        "or move the files up into one folder"
+        f"its sub-folders {_named(held, most)} hold {sum(held.values())}: pass one of them "
+        f"(--predict_from {folder / next(iter(held))}) or move the files up into one folder"
     )
+
+
+def warn_unread_subfolders(folder: Path, read: int, most: int = 3) -> None:
+    """Say that ``predict --predict_from folder`` leaves the images of its sub-folders out, if they hold any.
+
+    Emits one :class:`UnreadSubfoldersWarning` (nothing when no sub-folder holds images).
+    """
+    held = images_in_subfolders(folder)
+    if held:
+        warnings.warn(
+            f"predicting the {read} image file(s) at the top level of {folder}; its sub-folders {_named(held, most)} "
+            f"hold {sum(held.values())} more, which --predict_from does not read (pass each folder on its own)",
+            UnreadSubfoldersWarning,
+            stacklevel=2,
+        )
 
 
 def decode_failure(err: Exception, path: str | os.PathLike) -> str:
