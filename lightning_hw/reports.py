@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
-from lightning_hw.runs.files import EVAL_DIR
+from lightning_hw.runs.files import CAVEATS_FILE, EVAL_DIR
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -113,7 +113,8 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
 
     They are kept apart from training: an evaluation is not an epoch of the run it evaluates.
     Evaluations of checkpoints from outside any run sit in ``<group>/eval/``: pass the group
-    directories in ``groups`` (their rows name no run).
+    directories in ``groups`` (their rows name no run). An evaluation with a ``caveats.txt``
+    (its split differs from training's, say) gets a ``caveat`` column that says it.
     """
     rows: list[dict[str, Any]] = []
     places = [(run.name, run.directory) for run in runs] + [("-", Path(group)) for group in groups]
@@ -122,9 +123,13 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
             row: dict[str, Any] = {"run": label, "evaluation": directory.parent.name}
             for metric, curve in read_metrics(directory).items():
                 row[metric] = curve[max(curve)]
+            caveats = directory.parent / CAVEATS_FILE
+            if caveats.is_file():  # e.g. its split differs from training's: the scores may be too good
+                row["caveat"] = " / ".join(caveats.read_text().split("\n")).strip(" /")
             rows.append(row)
-    metrics = sorted({k for row in rows for k in row} - {"run", "evaluation"})
-    return ["run", "evaluation", *metrics], rows
+    metrics = sorted({k for row in rows for k in row} - {"run", "evaluation", "caveat"})
+    caveat = ["caveat"] if any("caveat" in row for row in rows) else []
+    return ["run", "evaluation", *metrics, *caveat], rows
 
 
 # -- the table ---------------------------------------------------------------------------------

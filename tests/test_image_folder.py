@@ -191,8 +191,20 @@ def test_a_folder_whose_files_changed_since_training_is_noticed(workdir, capsys)
     assert "the data held 20 samples in training, 23 here" in err[-1] and "restore the files" in err[-1]
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
-    with pytest.warns(UserWarning, match="20 samples in training, 23 here.*may hold samples it was trained on"):
+    with pytest.warns(UserWarning, match="20 samples in training, 23 here.*this test split may hold samples it was trained on"):
         assert exit_code(command("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0
+    # The warning scrolls away; the evaluation's record keeps it beside its scores, and the report shows it.
+    (evaluation,) = (run / "eval").iterdir()
+    caveat = (evaluation / "caveats.txt").read_text()
+    assert "20 samples in training, 23 here" in caveat and "this test split may hold samples" in caveat
+    assert "caveats.txt" in capsys.readouterr().out.strip().splitlines()[-1]  # Evaluation saved in ... (..., caveats.txt, ...)
+    from lightning_hw import reports
+
+    assert reports.main([str(run), "--out", str(workdir / "report")]) == 0
+    with open(workdir / "report" / "evaluations.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert row["evaluation"] == evaluation.name and "this test split may hold samples" in row["caveat"]
+    assert "| caveat |" in (workdir / "report" / "report.md").read_text()
 
     # predict on other files uses no split of the folder: nothing to warn about
     new = write_image_folder(workdir / "new", per_class=2, size=(20, 24))

@@ -103,6 +103,9 @@ class SplitDataModule(LightningDataModule):
         self.folds, self.fold = folds, fold
         self._folded = False
         self._preprocess: Preprocess | None = None
+        # What an evaluation's scores must be read with (its split may differ from training's);
+        # the CLI files these in the evaluation's record.
+        self.split_caveats: list[str] = []
 
     @property
     def num_classes(self) -> int:
@@ -334,11 +337,11 @@ class SplitDataModule(LightningDataModule):
         if getattr(self, "_predict_raw", None) is not None:
             return
         if "samples" in current and "samples" not in saved:
-            warnings.warn(
+            self._caveat(
                 f"the checkpoint does not record which samples {type(self).__name__} split (it was saved before "
                 "lightning-hw recorded them, 2026-12-06): if files were added, removed or relabelled since, or the "
                 "folder holds GIF files or hidden folders (read otherwise since then), the splits differ from training's",
-                stacklevel=2,
+                fitting,
             )
         # A checkpoint from before a key was recorded says nothing about it.
         keys = [key for key in current if key in saved and saved[key] != current[key]]
@@ -360,12 +363,24 @@ class SplitDataModule(LightningDataModule):
             )
         # Evaluating on other folds is fine: the test split does not depend on them.
         if any(key in ("splits", "split_seed", "samples") for key in keys):
-            warnings.warn(
-                f"the checkpoint was trained on another split of the data ({changed}): this test split may hold "
+            self._caveat(
+                f"the checkpoint was trained on another split of the data ({changed}): this {self._split_in_use(trainer)} "
+                "split may hold "
                 "samples it was trained on; use the config it was trained with (its run's config.yaml) "
                 "and the files it was trained on",
-                stacklevel=2,
+                fitting,
             )
+
+    @staticmethod
+    def _split_in_use(trainer: Any) -> str:
+        stage = getattr(getattr(getattr(trainer, "state", None), "fn", None), "value", None)
+        return {"validate": "validation", "test": "test", "predict": "predict"}.get(stage, "evaluation")
+
+    def _caveat(self, message: str, fitting: bool) -> None:
+        """Warn, and keep the message for an evaluation's record (:attr:`split_caveats`)."""
+        warnings.warn(message, stacklevel=3)
+        if not fitting and message not in self.split_caveats:
+            self.split_caveats.append(message)
 
     @staticmethod
     def _samples_change(saved: dict[str, Any], current: dict[str, Any]) -> str:

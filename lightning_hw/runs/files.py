@@ -7,7 +7,8 @@
       status.json          what the run is doing or how it ended, and the command that resumes it
       wandb/, wandb-run-id the W&B files and the id a resume continues
       eval/<stage>-<time>/ validate/test/predict on one of its checkpoints: their own metrics.csv,
-                           config-<stage>.yaml, predictions.csv
+                           config-<stage>.yaml, predictions.csv, and caveats.txt when the scores
+                           must be read with one (e.g. the split differs from training's)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ LAST_CHECKPOINT = "last.ckpt"
 STATUS_FILE = "status.json"
 WANDB_ID_FILE = "wandb-run-id"
 EVAL_DIR = "eval"
+CAVEATS_FILE = "caveats.txt"  # in an evaluation: what its scores must be read with, one per line
 LOCK_FILE = ".lock"  # a command is writing into the run (host and pid)
 
 #: files whose presence means a directory holds a run's record (a fresh ``fit`` must not reuse it)

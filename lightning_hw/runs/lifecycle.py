@@ -41,6 +41,7 @@ from lightning_hw.errors import ConfigError
 from lightning_hw.runs import naming
 from lightning_hw.runs.config import RunConfig
 from lightning_hw.runs.files import (
+    CAVEATS_FILE,
     CHECKPOINT_DIR,
     CONFIG_FILE,
     EVAL_DIR,
@@ -248,6 +249,15 @@ class Run:
             **({"earlier_attempts": attempts} if attempts else {}),
         )
 
+    def record_caveats(self, caveats: list[str]) -> None:
+        """An evaluation's caveats (e.g. its split differs from training's) into its ``caveats.txt``.
+
+        The warnings scroll away; the scores stay in the record, so what they must be read
+        with stays beside them (``report`` shows it in its evaluations table).
+        """
+        if caveats and self.writes and self.mode == "evaluate":
+            write_atomically(self.directory / CAVEATS_FILE, "".join(f"{line}\n" for line in caveats))
+
     def _write_config(self) -> None:
         if self._config_text is None or not self.writes:
             return
@@ -319,7 +329,10 @@ class Run:
                 "drop --trainer.fast_dev_run to train a run"
             )
         names = sorted(p.name + ("/" if p.is_dir() else "") for p in self.directory.iterdir()) if self.directory.is_dir() else []
-        shown = [n for n in names if n in (CONFIG_FILE, METRICS_FILE, f"{CHECKPOINT_DIR}/") or n.startswith(("config-", "predictions"))]
+        shown = [
+            n for n in names
+            if n in (CONFIG_FILE, METRICS_FILE, CAVEATS_FILE, f"{CHECKPOINT_DIR}/") or n.startswith(("config-", "predictions"))
+        ]
         what = "Evaluation" if self.mode == "evaluate" else "Run"
         return f"{what} saved in {self.directory} ({', '.join(shown) or 'no files'})"
 
