@@ -261,3 +261,13 @@ def test_an_error_from_a_dataloader_worker_keeps_its_one_line_message():
         f"torch {torch.__version__} wraps a worker's error differently: {str(caught.value)[:300]}"
     )
     assert compat_torch.worker_error_original("Caught DataError elsewhere", DataError) is None
+
+
+def test_the_recompile_limit_is_raised_never_lowered(monkeypatch):
+    """``allow_recompiles`` sets dynamo's per-function recompile limit, under its name in this torch."""
+    from torch._dynamo import config
+
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    monkeypatch.setattr(config, name, 8)
+    assert compat_torch.allow_recompiles(20) == 20 == getattr(config, name)
+    assert compat_torch.allow_recompiles(4) == 20 == getattr(config, name)

@@ -125,6 +125,29 @@ def test_compile_preset_fits_and_its_checkpoint_loads_uncompiled(tiny_args, work
 
 
 @pytest.mark.slow
+def test_compile_preset_keeps_a_fine_tuning_run_compiled_through_its_test(workdir):
+    """Train/eval, short last batches, frozen then unfrozen: 9 graphs, past torch's default limit of 8.
+
+    Beyond the limit dynamo runs the net eagerly (the test did, with a warning); the preset allows more.
+    aot_eager: the same graphs and guards as inductor, without a C++ compiler's minutes.
+    """
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    HWCLI(args=[
+        "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--config", str(PRESETS / "compile.yaml"),
+        "--trainer.callbacks.init_args.backend", "aot_eager", "--finetune.unfreeze_at_epoch", "1",
+        "--trainer.max_epochs", "2", "--run.root", str(workdir / "runs"), "--run.wandb", "disabled",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ])
+    frames = dict(counters["frames"])
+    assert counters["stats"]["unique_graphs"] > 8  # more than torch's default would have allowed
+    assert frames["ok"] == frames["total"], dict(counters["unimplemented"])  # none fell back to eager
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
     """Two gloo processes with half the batch each take the same steps as one process.
 

@@ -33,3 +33,16 @@ def worker_error_original(message: str, error_type: type[BaseException]) -> str 
     marker = f"{error_type.__module__}.{error_type.__qualname__}: "
     _, found, original = message.rpartition(marker)
     return original.strip() if found and original.strip() else None
+
+
+def allow_recompiles(at_least: int) -> int:
+    """Let dynamo compile at least ``at_least`` graphs of one function before it falls back to eager.
+
+    ``torch._dynamo.config.recompile_limit`` (``cache_size_limit`` before torch 2.6) is global;
+    it is only ever raised here, never lowered. Returns the limit now in force.
+    """
+    from torch._dynamo import config
+
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), at_least))
+    return getattr(config, name)
