@@ -183,9 +183,23 @@ def error_of(args: list[str], capsys) -> tuple[int, str]:
     return exit_info.value.code, lines[0]
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs, from ``/proc`` (Linux)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the task ended meanwhile
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
 def signal_when_training(
     command: list[str], output: Path, training: Callable[[], bool], signum: int, *,
-    cwd: Path, env: dict[str, str], group: bool = False, wait: float = 60,
+    cwd: Path, env: dict[str, str], group: bool = False, job_step: bool = False, wait: float = 60,
+    signalled: list[int] | None = None,
 ) -> int:
     """Start ``command`` (its output to ``output``), send it ``signum`` once ``training()`` says so, return its exit code.
 
@@ -201,10 +215,23 @@ def signal_when_training(
         env: its environment.
         group: start it in a session of its own and signal its process group, as a terminal's
             Ctrl-C or ``kill -TERM -<pgid>`` reach every process of the group (its workers too).
+        job_step: signal it and every process it started, wherever their process group, as
+            SLURM signals every process of a job step (by its cgroup) at the time limit.
         wait: seconds to wait for ``training()``.
+        signalled: filled with the processes that ``job_step`` signalled.
     """
     def send(sig: int) -> None:
-        os.killpg(process.pid, sig) if group else process.send_signal(sig)
+        if group:
+            os.killpg(process.pid, sig)
+            return
+        pids = [process.pid, *(descendants(process.pid) if job_step else [])]
+        if signalled is not None and sig == signum:
+            signalled[:] = pids
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     with output.open("w") as log:
         process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=group)

@@ -56,6 +56,30 @@ def test_a_signal_to_the_process_group_interrupts_a_streamed_fit(workdir, signum
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers in /proc (Linux)")
+def test_sigterm_to_every_process_of_the_job_interrupts_a_streamed_fit(workdir):
+    """SLURM at the time limit (or scancel) signals the main process and its workers alike."""
+    photos = write_image_folder(workdir / "photos", per_class=20, size=(20, 24))
+    run = workdir / "runs" / "catsdogs_mlp" / "slurm"
+    output = workdir / "output.txt"
+    metrics = run / "metrics.csv"
+    signalled: list[int] = []
+    code = signal_when_training(
+        streamed_fit(workdir, photos, "slurm", "--trainer.max_epochs", "1000"), output,
+        lambda: metrics.is_file() and len(metrics.read_text().splitlines()) > 2, signal.SIGTERM,
+        cwd=workdir, env={**os.environ, "WANDB_MODE": "disabled"}, job_step=True, wait=90, signalled=signalled,
+    )
+    text = output.read_text()
+    assert code == 143, text[-3000:]
+    assert "Traceback" not in text and "DataLoader worker" not in text, text[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
+    assert status["resume_command"] and (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(signalled) > 1  # the workers were signalled too
+    assert not [pid for pid in signalled if Path(f"/proc/{pid}").is_dir()]  # and none outlives the run
+
+
+@pytest.mark.slow
 def test_a_corrupt_file_met_by_a_worker_is_one_line_naming_it(workdir):
     from lightning_hw.data.datasets.image_folder import ImageFolder
 

@@ -28,7 +28,7 @@ from lightning.fabric.utilities.data import suggested_max_num_workers
 from lightning.pytorch import Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 
-from lightning_hw.runs.interrupts import WorkerInit
+from lightning_hw.runs.interrupts import WorkerInit, end_workers_at_exit
 
 
 def dataloader_settings(
@@ -48,8 +48,9 @@ def dataloader_settings(
     - ``persistent_workers``: whenever there are workers, so that they are not started
       again for every epoch and every validation, except when the trainer reloads its
       dataloaders every few epochs (PyTorch issue 91252 with pinned memory).
-    - ``worker_init_fn``: workers leave Ctrl-C and a signal to the process group to the main
-      process, which stops the run at the next step, and are seeded as Lightning seeds them
+    - ``worker_init_fn``: workers leave Ctrl-C, a signal to the process group and a scheduler's
+      SIGTERM to every process of a job to the main process, which stops the run at the next
+      step (and ends its workers at exit), and are seeded as Lightning seeds them
       (:class:`~lightning_hw.runs.interrupts.WorkerInit`); a ``worker_init_fn`` of yours runs after.
 
     Args:
@@ -72,6 +73,8 @@ def dataloader_settings(
     if persistent_workers is None:
         reloads = trainer is not None and trainer.reload_dataloaders_every_n_epochs > 0
         persistent_workers = not reloads
+    if num_workers > 0:
+        end_workers_at_exit()  # our workers ignore SIGTERM, so exit must not wait for it to end them
     return {
         "num_workers": num_workers,
         "pin_memory": pin_memory,

@@ -130,14 +130,18 @@ class WorkerInit:
     """``worker_init_fn`` of ``DataLoader`` workers: stop signals are the main process's to handle.
 
     Ctrl-C in a terminal, and a signal to the process group (``kill -TERM -<pgid>``, GNU
-    ``timeout``), reach every process of the group; a worker would stop on its own (with a copy
-    of the main process's handlers, or killed by SIGTERM's default action), and the main
-    process, finding its workers dead, would fail the run instead of stopping it at the next
-    step. So a worker leaves the process group and ignores SIGINT. It also ignores SIGTTOU and
-    SIGTTIN: outside the terminal's foreground group, a write to a terminal set to ``stty
-    tostop`` would otherwise stop it for good. SIGTERM keeps its default action, since that is
-    how ``multiprocessing`` ends the workers still running when the main process exits; a
-    scheduler that signals every process of a job (SLURM at its time limit) still ends them.
+    ``timeout``), reach every process of the group; a scheduler that ends a job (SLURM at its
+    time limit, ``scancel``) signals every process of the job step. A worker would stop on its
+    own (with a copy of the main process's handlers, or killed by SIGTERM's default action),
+    and the main process, finding its workers dead, would fail the run instead of stopping it
+    at the next step. So a worker leaves the process group and ignores SIGINT and SIGTERM.
+    It also ignores SIGTTOU and SIGTTIN: outside the terminal's foreground group, a write to a
+    terminal set to ``stty tostop`` would otherwise stop it for good.
+
+    ``multiprocessing`` ends the workers still running when the main process exits with
+    SIGTERM, and then waits for them: :func:`end_workers_at_exit` ends them with SIGKILL first.
+    A worker whose main process died (SIGKILL, out of memory) ends itself: torch's workers
+    check every few seconds that their parent lives.
 
     Lightning seeds each worker only when a loader has no ``worker_init_fn`` of its own, so
     this one does it too (after ``seed_everything(workers=True)``), then calls ``then``.
@@ -150,7 +154,8 @@ class WorkerInit:
         self.then = then
 
     def __call__(self, worker_id: int) -> None:
-        for signum in (signal.SIGINT, getattr(signal, "SIGTTOU", None), getattr(signal, "SIGTTIN", None)):
+        for name in ("SIGINT", "SIGTERM", "SIGTTOU", "SIGTTIN"):
+            signum = getattr(signal, name, None)
             if signum is not None:  # SIGTTOU/SIGTTIN: POSIX only
                 signal.signal(signum, signal.SIG_IGN)
         if hasattr(os, "setpgrp"):  # POSIX
@@ -161,6 +166,46 @@ class WorkerInit:
             pl_worker_init_function(worker_id)  # the rank: Lightning's, as inherited by the worker
         if self.then is not None:
             self.then(worker_id)
+
+
+_ENDING_WORKERS_AT_EXIT = False
+EXIT_GRACE_SECONDS = 1.0  # for daemonic children to end on SIGTERM before SIGKILL
+
+
+def end_workers_at_exit() -> None:
+    """At exit, end the daemonic child processes still running, with SIGKILL for those that ignore SIGTERM.
+
+    ``multiprocessing``'s own exit handler sends SIGTERM to its daemonic children (the
+    ``DataLoader`` workers among them) and then waits for each, forever for a worker that
+    ignores SIGTERM (see :class:`WorkerInit`). This handler does the same first, but sends
+    SIGKILL to those still running after :data:`EXIT_GRACE_SECONDS`. Registered (once) with
+    ``atexit`` when a loader with workers is set up: ``atexit`` runs the newest handler first,
+    so this runs before ``multiprocessing``'s.
+    """
+    global _ENDING_WORKERS_AT_EXIT
+    if _ENDING_WORKERS_AT_EXIT:
+        return
+    import atexit
+    import multiprocessing.util  # noqa: F401 - registers its exit handler now, so that ours runs before it
+
+    atexit.register(_end_daemonic_children)
+    _ENDING_WORKERS_AT_EXIT = True
+
+
+def _end_daemonic_children() -> None:
+    import multiprocessing
+    import time
+
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    for child in children:
+        child.join(timeout=max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=5)
 
 
 class GracefulStop(Callback):
