@@ -237,9 +237,14 @@ def read_pixels(path: Path, decode: dict) -> np.ndarray:
     image = torch.from_numpy(pixels.copy())
     image = image.permute(2, 0, 1) if rgb else image.unsqueeze(0)
     size = [int(s) for s in decode["resize_to"]]
+    mode = InterpolationMode(decode["interpolation"])
+    antialias = bool(decode.get("antialias", True))
+    if decode.get("crop_pct"):  # as the metadata's "crop" says: resized to size / crop_pct, the centre cut out
+        scale = [math.floor(s / decode["crop_pct"]) for s in size]
+        image = TF.resize(image, scale[:1] if size[0] == size[1] else scale, interpolation=mode, antialias=antialias)
+        image = TF.center_crop(image, size)
     if list(image.shape[-2:]) != size:
-        mode = InterpolationMode(decode["interpolation"])
-        image = TF.resize(image, size, interpolation=mode, antialias=bool(decode.get("antialias", True)))
+        image = TF.resize(image, size, interpolation=mode, antialias=antialias)
     return image.float().numpy()
 
 
@@ -563,12 +568,13 @@ def test_transfer_demo_from_png_files(lfw_run, tmp_path):
 # -- 3. image-folder MLP: JPEG photos, 28x28, flattened in the graph -------------------------------
 
 
-@pytest.fixture(scope="module", params=["pillow", "nvjpeg-streamed"])
-def catsdogs(request, tmp_path_factory) -> tuple[Path, TrainedRun]:
+@pytest.fixture(scope="module", params=["pillow", "nvjpeg-streamed", "pillow-crop"])
+def catsdogs(request, tmp_path_factory) -> tuple[Path, TrainedRun, float | None]:
     """configs/catsdogs_mlp.yaml on 60 generated photos (class = brightness), 8 epochs of batches of 8.
 
-    Twice: as configured (Pillow, decoded into memory), and with ``decoder: nvjpeg`` streamed
-    from the files (workers read them, the batched decoder decodes; libjpeg-turbo on this CPU).
+    Three times: as configured (Pillow, decoded into memory), with ``decoder: nvjpeg`` streamed
+    from the files (workers read them, the batched decoder decodes; libjpeg-turbo on this CPU),
+    and with ``crop_pct: 0.875`` (timm's evaluation transform: resized to 32 px, the centre 28 cut out).
 
     ``standardize`` is switched on: on these uncentred 0-1 inputs the config's Adam run needs
     far more steps than a test can afford to move its threshold off "always dog" (it ranks the
@@ -580,6 +586,7 @@ def catsdogs(request, tmp_path_factory) -> tuple[Path, TrainedRun]:
     base = tmp_path_factory.mktemp("catsdogs")
     # Over twice the model's 28 px: Pillow decodes these JPEGs at half scale (the metadata's draft_to).
     root = write_image_folder(base / "photos", per_class=30, size=(64, 72))
+    crop_pct = 0.875 if request.param.endswith("crop") else None
     trained = fit(
         "catsdogs_mlp.yaml",
         base / "runs",
@@ -587,19 +594,20 @@ def catsdogs(request, tmp_path_factory) -> tuple[Path, TrainedRun]:
         "--data.init_args.batch_size", "8",
         "--data.init_args.standardize", "true",
         "--trainer.max_epochs", "5",
-        *(["--data.init_args.decoder", "nvjpeg", "--data.init_args.in_memory", "false"] if request.param != "pillow" else []),
+        *(["--data.init_args.decoder", "nvjpeg", "--data.init_args.in_memory", "false"] if "nvjpeg" in request.param else []),
+        *(["--data.init_args.crop_pct", str(crop_pct)] if crop_pct else []),
     )
     assert trained.test["test/acc"] >= 0.8  # chance 0.5 (an "always one class" model gets 0.26 here)
-    return root, trained
+    return root, trained, crop_pct
 
 
 def test_image_folder_mlp_from_jpeg_files(catsdogs, tmp_path):
     """The test split's JPEGs, copied to a folder: predict and the ONNX file (N x 3 x 28 x 28 in) give test/acc."""
     from lightning_hw.data.datasets.image_folder import ImageFolder
 
-    root, trained = catsdogs
+    root, trained, crop_pct = catsdogs
     test_files = ImageFolder(
-        root=str(root), labels="prefix", image_size=28, flatten=True, splits=list(CATSDOGS_SPLITS)
+        root=str(root), labels="prefix", image_size=28, flatten=True, splits=list(CATSDOGS_SPLITS), crop_pct=crop_pct
     )._split()["test"]
     folder = tmp_path / "new_photos"
     folder.mkdir()
@@ -616,7 +624,7 @@ def test_image_folder_mlp_from_jpeg_files(catsdogs, tmp_path):
     exported = export(trained.checkpoint)
     meta = exported.metadata
     decode = meta["preprocessing"]["decode"]
-    assert decode["resize_to"] == [28, 28] and decode["interpolation"] == "bilinear"
+    assert decode["resize_to"] == [28, 28] and decode["interpolation"] == "bilinear" and decode["crop_pct"] == crop_pct
     assert meta["input_shape"] == [3, 28, 28]  # images, not 2352 flat values: the flatten is in the graph
     assert meta["preprocessing"]["flatten"] is True
     assert meta["class_names"] == ["cat", "dog"]
@@ -625,8 +633,10 @@ def test_image_folder_mlp_from_jpeg_files(catsdogs, tmp_path):
     # README's snippet on the files: the pixels predict decodes (within a fraction of a level:
     # without the reduced-scale decoding of these photos it was 1.9 levels off) and its probabilities.
     draft_to = meta["preprocessing"]["decode"].get("draft_to")
-    assert draft_to in ([28, 28], None)  # None: decoder nvjpeg, which decodes at full resolution
-    decoding = ImageFolder(root=str(root), labels="prefix", image_size=28, flatten=True, decoder="pillow" if draft_to else "nvjpeg")
+    assert draft_to in ([28, 28] if crop_pct is None else [32, 32], None)  # None: nvjpeg decodes at full resolution
+    decoding = ImageFolder(
+        root=str(root), labels="prefix", image_size=28, flatten=True, decoder="pillow" if draft_to else "nvjpeg", crop_pct=crop_pct
+    )
     snippet = [readme_snippet(exported.path, folder / row["id"]) for row in rows]
     for (pixels, _), row in zip(snippet, rows):
         assert np.abs(pixels - decoding.decode(folder / row["id"]).float().numpy()).mean() < 0.25, row["id"]
