@@ -172,6 +172,28 @@ def test_presets_stack_in_any_order_with_the_fine_tuning_overlay(presets, workdi
         assert config["trainer"]["max_epochs"] == 80, name
 
 
+def test_a_preset_given_first_keeps_yaml_values_json_cannot_say(workdir, capsys):
+    """A re-appended item keeps what its YAML says: ``.inf`` (not JSON) and an unquoted date (a string to jsonargparse)."""
+    preset = workdir / "preset.yaml"
+    preset.write_text(
+        "trainer:\n  callbacks+:\n"
+        "    - class_path: lightning.pytorch.callbacks.EarlyStopping\n"
+        "      init_args: {monitor: val/loss, divergence_threshold: .inf}\n"
+        "    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+        "      init_args: {dirpath: 2026-12-06}\n"
+    )
+    quickstart = str(REPO / "configs" / "quickstart.yaml")
+    orders = {"preset last": [quickstart, str(preset)], "preset first": [str(preset), quickstart]}
+    printed = {
+        name: _printed(["fit", *(a for f in files for a in ("--config", f))], capsys)["trainer"]["callbacks"]
+        for name, files in orders.items()
+    }
+    assert printed["preset first"] == printed["preset last"]
+    stopping, checkpoint = printed["preset first"][-2:]
+    assert stopping["init_args"]["divergence_threshold"] == float("inf")
+    assert checkpoint["init_args"]["dirpath"] == "2026-12-06"
+
+
 def test_only_lists_a_later_file_replaces_get_the_appended_items_again(tmp_path):
     from lightning_hw.cli.stacking import keep_appended_items
 
@@ -186,7 +208,7 @@ def test_only_lists_a_later_file_replaces_get_the_appended_items_again(tmp_path)
     assert keep_appended_items(["--config", str(preset), f"--config={replacing}", "--x", "1"]) == [
         "--config", str(preset), f"--config={replacing}",
         "--trainer.callbacks+", "ModelCheckpoint",
-        "--trainer.callbacks+", '{"class_path": "Timer", "init_args": {"interval": "step"}}',
+        "--trainer.callbacks+", "{class_path: Timer, init_args: {interval: step}}",
         "--x", "1",
     ]
     # a replacing list that already holds the class (a run's saved config) does not get it twice
@@ -194,7 +216,7 @@ def test_only_lists_a_later_file_replaces_get_the_appended_items_again(tmp_path)
     saved.write_text("trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n")
     assert keep_appended_items(["--config", str(preset), "--config", str(saved)]) == [
         "--config", str(preset), "--config", str(saved),
-        "--trainer.callbacks+", '{"class_path": "Timer", "init_args": {"interval": "step"}}',
+        "--trainer.callbacks+", "{class_path: Timer, init_args: {interval: step}}",
     ]
     # a list replaced before the preset appends is left alone
     assert keep_appended_items(["--config", str(replacing), "--config", str(preset)]) == [

@@ -11,7 +11,6 @@ result does not depend on the order of the files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
@@ -32,7 +31,7 @@ def keep_appended_items(args: list[str]) -> list[str]:
     Example:
         ``--config compile.yaml --config e5_finetune.yaml`` (which sets ``trainer.callbacks``)
         becomes ``--config compile.yaml --config e5_finetune.yaml --trainer.callbacks+
-        '{"class_path": "...CompileNet", ...}'``.
+        '{class_path: ...CompileNet, ...}'``.
     """
     appended: dict[str, list] = {}  # list name -> the items earlier files appended to it
     result: list[str] = []
@@ -56,7 +55,7 @@ def keep_appended_items(args: list[str]) -> list[str]:
             present = {_class_name(item) for item in _as_list(section[name])}
             for item in appended[name]:
                 if _class_name(item) not in present:  # e.g. a run's saved config already holds it
-                    result += [f"--{SECTION}.{name}+", item if isinstance(item, str) else json.dumps(item)]
+                    result += [f"--{SECTION}.{name}+", _as_value(item)]
         for name, items in section.items():
             if name.endswith("+"):
                 appended.setdefault(name[:-1], []).extend(_as_list(items))
@@ -65,6 +64,13 @@ def keep_appended_items(args: list[str]) -> list[str]:
 
 def _as_list(items) -> list:
     return items if isinstance(items, list) else [] if items is None else [items]
+
+
+def _as_value(item) -> str:
+    """An appended item as a command-line value: one line of YAML, which keeps ``.inf`` and dates as written."""
+    if isinstance(item, str):
+        return item
+    return yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=float("inf")).strip()
 
 
 def _class_name(item) -> str:
