@@ -212,6 +212,11 @@ def test_a_folder_whose_files_changed_since_training_is_noticed(workdir, capsys)
         warnings.simplefilter("always")
         assert exit_code(command("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--predict_from", str(new))) == 0
     assert not [w for w in caught if "split" in str(w.message)]
+    # predict without --predict_from predicts the test split, and says so (there is no "predict split")
+    with pytest.warns(UserWarning, match="20 samples in training, 23 here.*this test split may hold samples it was trained on"):
+        assert exit_code(command("predict", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"))) == 0
+    (predicted,) = [d for d in (run / "eval").iterdir() if (d / "predictions.csv").is_file()]
+    assert "this test split may hold samples" in (predicted / "caveats.txt").read_text()
 
     # a checkpoint saved before the listing was recorded cannot tell: it says so
     old = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)

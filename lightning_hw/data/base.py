@@ -373,8 +373,9 @@ class SplitDataModule(LightningDataModule):
 
     @staticmethod
     def _split_in_use(trainer: Any) -> str:
+        """The split the trainer's stage scores: ``predict`` without ``--predict_from`` predicts the test split."""
         stage = getattr(getattr(getattr(trainer, "state", None), "fn", None), "value", None)
-        return {"validate": "validation", "test": "test", "predict": "predict"}.get(stage, "evaluation")
+        return {"validate": "validation", "test": "test", "predict": "test"}.get(stage, "evaluation")
 
     def _caveat(self, message: str, fitting: bool) -> None:
         """Warn, and keep the message for an evaluation's record (:attr:`split_caveats`)."""
