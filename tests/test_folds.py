@@ -234,6 +234,30 @@ def test_cli_too_many_folds_is_one_line_and_leaves_no_run(tiny_args, workdir, ca
     assert not (workdir / "runs").exists()
 
 
+def test_cli_validating_a_fold_checkpoint_on_another_fold_keeps_a_caveat(tiny_args, workdir):
+    """The validation split is a fold: another fold's checkpoint trained on it. The test split is not."""
+    from lightning_hw.cli import main
+
+    folds = ("--data.init_args.folds", "3", "--data.init_args.fold")
+    main(tiny_args("fit", *folds, "0", "--run.name", "fold0", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "fold0"
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+
+    def evaluate(subcommand: str, fold: str) -> str | None:
+        """The caveats.txt of ``subcommand`` on ``fold`` (``None`` when it wrote none)."""
+        before = set((run / "eval").iterdir()) if (run / "eval").is_dir() else set()
+        main([subcommand, "--ckpt_path", checkpoint, *folds, fold, "--trainer.enable_progress_bar", "false"])
+        (evaluation,) = set((run / "eval").iterdir()) - before
+        caveats = evaluation / "caveats.txt"
+        return caveats.read_text() if caveats.is_file() else None
+
+    with pytest.warns(UserWarning, match=r"fold 0 in training, 1 here\): this validation split may hold samples"):
+        said = evaluate("validate", "1")
+    assert said is not None and "fold 0 in training, 1 here" in said
+    assert evaluate("validate", "0") is None
+    assert evaluate("test", "1") is None  # the test split is the same whatever the fold
+
+
 # -- studies: folds as a study key, and the report over folds -------------------------------------
 
 

@@ -361,11 +361,13 @@ class SplitDataModule(LightningDataModule):
                 f"the checkpoint was trained on another split of the data than this {type(self).__name__} makes "
                 f"({changed}); {advice}"
             )
-        # Evaluating on other folds is fine: the test split does not depend on them.
-        if any(key in ("splits", "split_seed", "samples") for key in keys):
+        split = self._split_in_use(trainer)
+        # Testing on other folds is fine (the test split does not depend on them); validating is not:
+        # the validation split is a fold, and the other folds trained.
+        deciding = ("splits", "split_seed", "samples") + (("folds", "fold") if split == "validation" else ())
+        if any(key in deciding for key in keys):
             self._caveat(
-                f"the checkpoint was trained on another split of the data ({changed}): this {self._split_in_use(trainer)} "
-                "split may hold "
+                f"the checkpoint was trained on another split of the data ({changed}): this {split} split may hold "
                 "samples it was trained on; use the config it was trained with (its run's config.yaml) "
                 "and the files it was trained on",
                 fitting,
