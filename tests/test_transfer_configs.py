@@ -235,3 +235,14 @@ def test_a_schedule_given_twice_is_refused(workdir, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: the fine-tuning schedule is given twice: in finetune: and as a FreezeBackbone in trainer.callbacks; keep one"
     )
+
+
+def test_a_list_set_with_a_dotted_key_keeps_what_a_preset_appended(workdir, capsys):
+    """``trainer.callbacks:`` at the top of a file replaces the list as ``trainer: {callbacks: ...}`` does."""
+    flat = workdir / "flat.yaml"
+    flat.write_text("trainer.callbacks:\n  - class_path: lightning_hw.callbacks.plots.MetricCurves\n")
+    presets = ["--config", str(REPO / "configs" / "trainer" / "compile.yaml")]
+    experiment = ["--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(flat)]
+    for files in ([*presets, *experiment], [*experiment, *presets]):
+        names = [c["class_path"].rsplit(".", 1)[-1] for c in _printed(["fit", *files], capsys)["trainer"]["callbacks"]]
+        assert names == ["MetricCurves", "CompileNet"], files

@@ -80,10 +80,15 @@ def _class_name(item) -> str:
 
 
 def _trainer_section(path: str) -> dict:
-    """The ``trainer:`` mapping of a config file (empty when it has none)."""
+    """The ``trainer:`` mapping of a config file, with its dotted keys (``trainer.callbacks:``); empty when none."""
     try:
         content = yaml.safe_load(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}  # reported by check_config_files; nothing to keep
-    section = content.get(SECTION) if isinstance(content, dict) else None
-    return section if isinstance(section, dict) else {}
+    if not isinstance(content, dict):
+        return {}
+    section = content.get(SECTION)
+    section = dict(section) if isinstance(section, dict) else {}
+    prefix = f"{SECTION}."
+    section.update({key[len(prefix):]: value for key, value in content.items() if isinstance(key, str) and key.startswith(prefix)})
+    return section

@@ -388,7 +388,7 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
     Args:
         settings: the ``run:`` settings.
         stage: the subcommand.
-        config_files: the ``--config`` files, in order (the first names the group).
+        config_files: the ``--config`` files, in order (the first that is not a trainer preset names the group).
         ckpt_path: ``--ckpt_path`` as given (a file, ``last``, ``hpc`` or ``None``).
         fast_dev_run: Lightning's smoke test: nothing is saved.
 

@@ -371,8 +371,8 @@ class LRFindCLI(HWCLI):
     def written_config(self, lr: float) -> str:
         """The resolved ``fit`` config with ``lr`` at :func:`lr_keys` and the group named (nothing else changed).
 
-        The group is written out because it defaults to the first config file's name, which
-        the new file would change.
+        The group is written out because it defaults to the experiment config's name (see
+        :func:`~lightning_hw.runs.naming.group_of`), which the new file would change.
         """
         config = self.config.fit.clone()
         for key in self.keys:
