@@ -86,6 +86,17 @@ def test_config_file_not_yaml(tiny_args, workdir, capsys):
     assert code == 2 and line.startswith(f"error: config file {path} is not valid YAML: ") and "line 3" in line
 
 
+@pytest.mark.parametrize("text", ["", "# only a comment\n"], ids=["empty", "comments"])
+def test_config_file_empty(tiny_args, workdir, capsys, text):
+    path = workdir / "empty.yaml"
+    path.write_text(text)
+    code, line = error_of([*tiny_args("fit"), "--config", str(path)], capsys)
+    assert (code, line) == (2, (
+        f"error: config file {path} is empty (or only comments); give a YAML mapping of sections "
+        "(trainer:, model:, data:, ...), or leave the file out"
+    ))
+
+
 # -- data ---------------------------------------------------------------------------------------
 
 POINTS = "x1,x2,label\n" + "".join(f"{i * 0.1},{-i * 0.2},{i % 2}\n" for i in range(40))

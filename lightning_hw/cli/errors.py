@@ -30,7 +30,7 @@ CLASS_SOURCES = {
 
 
 def check_config_files(args: list[str]) -> None:
-    """Fail in one line on a ``--config`` file that is missing, not YAML, or not a mapping.
+    """Fail in one line on a ``--config`` file that is missing, not YAML, empty, or not a mapping.
 
     Args:
         args: the command line after the program name.
@@ -54,7 +54,12 @@ def check_config_files(args: list[str]) -> None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise ConfigError(f"config file {value} is not valid YAML: {problem}{where}") from None
-        if content is not None and not isinstance(content, dict):
+        if content is None:  # jsonargparse would say only "Unexpected config"
+            raise ConfigError(
+                f"config file {value} is empty (or only comments); give a YAML mapping of sections "
+                "(trainer:, model:, data:, ...), or leave the file out"
+            )
+        if not isinstance(content, dict):
             raise ConfigError(
                 f"config file {value} must be a YAML mapping of sections (trainer:, model:, data:, ...), "
                 f"not a {type(content).__name__}"
