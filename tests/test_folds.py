@@ -255,7 +255,10 @@ def test_cli_validating_a_fold_checkpoint_on_another_fold_keeps_a_caveat(tiny_ar
         said = evaluate("validate", "1")
     assert said is not None and "fold 0 in training, 1 here" in said
     assert evaluate("validate", "0") is None
-    assert evaluate("test", "1") is None  # the test split is the same whatever the fold
+    # The test split is the same whatever the fold; the training folds' mean/std are not, and
+    # the warning says why (it asked "has the data changed?"); the checkpoint's are used.
+    with pytest.warns(UserWarning, match=r"mean/std .* differ from the checkpoint's \(its split is another: fold 0 in training, 1 here\)"):
+        assert evaluate("test", "1") is None
 
 
 # -- studies: folds as a study key, and the report over folds -------------------------------------

@@ -300,7 +300,7 @@ class SplitDataModule(LightningDataModule):
                 export the model on inputs it never saw; or a resumed ``fit`` splits (or
                 folds) the data otherwise than the checkpoint's run did.
         """
-        self._check_split(state.get("split"))
+        split_change = self._check_split(state.get("split"))
         saved = state.get("preprocess")
         if not isinstance(saved, dict) or "settings" not in saved or getattr(self, "_preprocess", None) is None:
             return
@@ -318,24 +318,29 @@ class SplitDataModule(LightningDataModule):
         statistics = saved.get("statistics") or {}
         mine = self._preprocess.state_dict()
         if any(not torch.allclose(statistics[k].float(), mine[k].float().cpu(), rtol=1e-5, atol=1e-6) for k in statistics):
+            cause = f"its split is another: {split_change}" if split_change else "has the data changed?"
             warnings.warn(
-                f"the mean/std of {type(self).__name__}'s training split differ from the checkpoint's (has the data "
-                "changed?); using the checkpoint's, which the model was trained with",
+                f"the mean/std of {type(self).__name__}'s training split differ from the checkpoint's ({cause}); "
+                "using the checkpoint's, which the model was trained with",
                 stacklevel=2,
             )
         self._preprocess.load_state_dict({k: v.to(mine[k].device) for k, v in statistics.items()})
         self.preprocess_changed()
 
-    def _check_split(self, saved: dict[str, Any] | None) -> None:
-        """A resumed fit on another split would train on the checkpoint's validation (or test) samples."""
+    def _check_split(self, saved: dict[str, Any] | None) -> str | None:
+        """A resumed fit on another split would train on the checkpoint's validation (or test) samples.
+
+        Returns:
+            How this split differs from the checkpoint's (``None``: the same, or not recorded).
+        """
         current = self.split_record()
         if not isinstance(saved, dict):
-            return
+            return None
         trainer = getattr(self, "trainer", None)
         fitting = trainer is not None and trainer.state.fn == "fit"
         # Predicting on new files (predict --predict_from) uses no split of this data.
         if getattr(self, "_predict_raw", None) is not None:
-            return
+            return None
         if "samples" in current and "samples" not in saved:
             self._caveat(
                 f"the checkpoint does not record which samples {type(self).__name__} split (it was saved before "
@@ -346,7 +351,7 @@ class SplitDataModule(LightningDataModule):
         # A checkpoint from before a key was recorded says nothing about it.
         keys = [key for key in current if key in saved and saved[key] != current[key]]
         if not keys:
-            return
+            return None
         changed = ", ".join(
             self._samples_change(saved["samples"], current["samples"]) if key == "samples"
             else f"{key} {saved.get(key)!r} in training, {current[key]!r} here"
@@ -372,6 +377,7 @@ class SplitDataModule(LightningDataModule):
                 "and the files it was trained on",
                 fitting,
             )
+        return changed
 
     @staticmethod
     def _split_in_use(trainer: Any) -> str:
