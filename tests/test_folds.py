@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 
+import wandb_files
+
 from lightning_hw import reports
 from lightning_hw.data.base import InMemoryDataModule
 from lightning_hw.data.datasets.digits import Digits
@@ -243,17 +245,23 @@ def test_cli_validating_a_fold_checkpoint_on_another_fold_keeps_a_caveat(tiny_ar
     run = workdir / "runs" / "quickstart" / "fold0"
     checkpoint = str(run / "checkpoints" / "last.ckpt")
 
-    def evaluate(subcommand: str, fold: str) -> str | None:
+    def evaluate(subcommand: str, fold: str, *extra: str) -> str | None:
         """The caveats.txt of ``subcommand`` on ``fold`` (``None`` when it wrote none)."""
         before = set((run / "eval").iterdir()) if (run / "eval").is_dir() else set()
-        main([subcommand, "--ckpt_path", checkpoint, *folds, fold, "--trainer.enable_progress_bar", "false"])
+        main([subcommand, "--ckpt_path", checkpoint, *folds, fold, "--trainer.enable_progress_bar", "false", *extra])
         (evaluation,) = set((run / "eval").iterdir()) - before
         caveats = evaluation / "caveats.txt"
         return caveats.read_text() if caveats.is_file() else None
 
     with pytest.warns(UserWarning, match=r"fold 0 in training, 1 here\): this validation split may hold samples"):
-        said = evaluate("validate", "1")
+        said = evaluate("validate", "1", "--run.wandb", "offline")
     assert said is not None and "fold 0 in training, 1 here" in said
+    # W&B's copy of the evaluation says it too: in its summary, and as a tag to filter on
+    (evaluation,) = [p for p in (run / "eval").iterdir() if (p / "caveats.txt").is_file()]
+    (wandb_file,) = wandb_files.run_files(evaluation)
+    wandb_files.wait_for_exit(wandb_file)
+    assert wandb_files.summary(wandb_file)["caveats"] == said.splitlines()
+    assert "caveat" in wandb_files.tags(wandb_file)
     assert evaluate("validate", "0") is None
     # The test split is the same whatever the fold; the training folds' mean/std are not, and
     # the warning says why (it asked "has the data changed?"); the checkpoint's are used.

@@ -103,6 +103,26 @@ def config(path: Path) -> dict:
     return values
 
 
+def summary(path: Path) -> dict:
+    """The run summary as it stands at the end of the file (updates applied in order)."""
+    values: dict = {}
+    for record in records(path):
+        kind = record.WhichOneof("record_type")
+        items = record.run.summary.update if kind == "run" else record.summary.update if kind == "summary" else []
+        for item in items:
+            values[_key(item)] = json.loads(item.value_json)
+    return values
+
+
+def tags(path: Path) -> list[str]:
+    """The run's tags as they stand at the end of the file (a tag set after start is a later ``run`` record)."""
+    found: list[str] = []
+    for record in records(path):
+        if record.WhichOneof("record_type") == "run":
+            found = list(record.run.tags)
+    return found
+
+
 def run_record(path: Path) -> wandb_internal_pb2.RunRecord:
     """The run's own record (id, project, group, name, tags, job type, notes)."""
     return next(r.run for r in records(path) if r.WhichOneof("record_type") == "run")

@@ -60,6 +60,7 @@ from lightning_hw.runs import (
     RunRecord,
     checkpoint_callbacks,
     finish_wandb,
+    note_caveats_in_wandb,
     plan_run,
     saved_elsewhere,
     start_wandb,
@@ -440,7 +441,10 @@ class HWCLI(CLIHooks):
             ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
             raise ConfigError(mismatch_message(ckpt_path, err)) from err
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
-        run.record_caveats(getattr(self.datamodule, "split_caveats", []))
+        caveats = getattr(self.datamodule, "split_caveats", [])
+        run.record_caveats(caveats)
+        if run.mode == "evaluate":
+            note_caveats_in_wandb(self.loggers, caveats)
         run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
         pruned = next((c for c in self.trainer.callbacks if isinstance(c, OptunaPruning) and c.pruned), None)
         if pruned is not None:  # stopped early by its search's pruner: neither failed nor a full run

@@ -28,6 +28,7 @@ _EXPORTS = {
     "MetricsFile": "loggers",
     "RunCSVLogger": "loggers",
     "finish_wandb": "loggers",
+    "note_caveats_in_wandb": "loggers",
     "start_wandb": "loggers",
     "sync_command": "loggers",
     "wandb_logger": "loggers",

@@ -218,6 +218,23 @@ def start_wandb(logger: WandbLogger, directory: Path) -> str | None:
     return None
 
 
+def note_caveats_in_wandb(loggers: list[Logger], caveats: list[str]) -> None:
+    """An evaluation's caveats (see ``Run.record_caveats``) in its W&B run: summary ``caveats``, tag ``caveat``.
+
+    So that a W&B table or a filter on the tag shows them next to the scores, as ``report`` does.
+    """
+    if not caveats:
+        return
+    from lightning_hw._compat.lightning import started_wandb_run
+
+    for logger in loggers:
+        experiment = started_wandb_run(logger)
+        if experiment is None:
+            continue
+        experiment.summary["caveats"] = list(caveats)
+        experiment.tags = (*experiment.tags, "caveat")
+
+
 def finish_wandb(loggers: list[Logger], exit_code: int = 0, print_sync: bool = True) -> None:
     """Close W&B runs so that the next run in this process never reuses one.
 
