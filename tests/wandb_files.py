@@ -94,21 +94,20 @@ def history(path: Path) -> list[dict]:
 
 def config(path: Path) -> dict:
     """The run config as it stands at the end of the file (updates applied in order)."""
-    values: dict = {}
-    for record in records(path):
-        kind = record.WhichOneof("record_type")
-        updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
-        for item in updates:
-            values[_key(item)] = json.loads(item.value_json)
-    return values
+    return _as_it_stands(path, "config")
 
 
 def summary(path: Path) -> dict:
     """The run summary as it stands at the end of the file (updates applied in order)."""
+    return _as_it_stands(path, "summary")
+
+
+def _as_it_stands(path: Path, part: str) -> dict:
+    """``config`` or ``summary``: the run record's, then each ``config``/``summary`` record's updates in order."""
     values: dict = {}
     for record in records(path):
         kind = record.WhichOneof("record_type")
-        items = record.run.summary.update if kind == "run" else record.summary.update if kind == "summary" else []
+        items = getattr(record.run, part).update if kind == "run" else getattr(record, part).update if kind == part else []
         for item in items:
             values[_key(item)] = json.loads(item.value_json)
     return values

@@ -186,8 +186,9 @@ def end_workers_at_exit() -> None:
     if _ENDING_WORKERS_AT_EXIT:
         return
     import atexit
-    import multiprocessing.util  # noqa: F401 - registers its exit handler now, so that ours runs before it
+    import importlib
 
+    importlib.import_module("multiprocessing.util")  # registers its exit handler now, so that ours runs before it
     atexit.register(_end_daemonic_children)
     _ENDING_WORKERS_AT_EXIT = True
 
