@@ -263,11 +263,14 @@ def test_an_error_from_a_dataloader_worker_keeps_its_one_line_message():
     assert compat_torch.worker_error_original("Caught DataError elsewhere", DataError) is None
 
 
-def test_the_recompile_limit_is_raised_never_lowered(monkeypatch):
+def test_the_recompile_limit_is_raised_never_lowered():
     """``allow_recompiles`` sets dynamo's per-function recompile limit, under its name in this torch."""
     from torch._dynamo import config
 
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    monkeypatch.setattr(config, name, 8)
-    assert compat_torch.allow_recompiles(20) == 20 == getattr(config, name)
-    assert compat_torch.allow_recompiles(4) == 20 == getattr(config, name)
+    # torch's own patch, which restores the setting (pytest's monkeypatch deletes it on undo,
+    # which hides the setting from dynamo for the rest of the process)
+    with config.patch({name: 8}):
+        assert compat_torch.allow_recompiles(20) == 20 == getattr(config, name)
+        assert compat_torch.allow_recompiles(4) == 20 == getattr(config, name)
+    assert hasattr(config, name)
