@@ -526,6 +526,36 @@ def test_sigterm_from_outside_saves_last_checkpoint(tmp_path):
     assert checkpoint["global_step"] > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["group", "job_step"])
+def test_sigterm_to_every_process_of_a_ddp_run_interrupts_it(tmp_path, how):
+    """Two DDP processes on the CPU, signalled together (``kill -TERM -<pgid>``, SLURM's job step).
+
+    Rank 1 gets SIGTERM twice: directly and forwarded by rank 0. Taken as "stop at once", the
+    second ended rank 1 before the next step and rank 0 failed in a collective call (3 times
+    in 4 tries); rank 0 alone decides to stop at once.
+    """
+    root = tmp_path / "runs"
+    run = root / "quickstart" / "ddp"
+    output = tmp_path / "output.txt"
+    metrics = run / "metrics.csv"
+    env = {k: v for k, v in _env().items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "LIGHTNING_HW_RUN_DIR")}
+    code = signal_when_training(
+        [sys.executable, "-m", "lightning_hw", *tiny(
+            "fit", root, "--trainer.max_epochs", "1000", "--run.name", "ddp",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        )],
+        output, lambda: metrics.is_file() and len(metrics.read_text().splitlines()) > 2, signal.SIGTERM,
+        cwd=tmp_path, env=env, group=how == "group", job_step=how == "job_step", wait=120,
+    )
+    text = output.read_text()
+    assert code == 143, text[-3000:]
+    assert TRACEBACK not in text, text[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
 # -- 7. studies --------------------------------------------------------------------------------
 
 

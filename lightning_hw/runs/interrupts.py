@@ -104,6 +104,22 @@ class SignalWatch:
             return bool(trainer.strategy.broadcast(self.requested()))
         return self.requested()
 
+    def _parent_forwards_signals(self) -> bool:
+        """Whether this is a DDP process Lightning started, whose rank 0 forwards each signal it gets.
+
+        A signal to the whole process group (Ctrl-C, ``kill -TERM -<pgid>``, SLURM) then reaches
+        such a process twice: directly, and forwarded by rank 0 (``launcher.kill``). The second
+        must not stop it at once: the ranks would no longer meet at the next step, and rank 0
+        would fail in a collective call. Rank 0 decides to stop at once, and then Lightning
+        ends the other processes.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.local_rank == 0:
+            return False
+        from lightning.fabric.plugins.environments import LightningEnvironment
+
+        return type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
+
     def _handle(self, signum: int, frame: Any) -> None:
         if self.finishing:
             print(f"\n{signal.Signals(signum).name}: the run is complete; closing its logs", file=sys.stderr, flush=True)
@@ -120,6 +136,8 @@ class SignalWatch:
                 flush=True,
             )
             return
+        if self.signum is not None and self.training and self._parent_forwards_signals():
+            return  # the same stop again, forwarded by rank 0
         raise RunInterrupted(signum, at_once=True)
 
 
