@@ -125,7 +125,7 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
                 row[metric] = curve[max(curve)]
             caveats = directory.parent / CAVEATS_FILE
             if caveats.is_file():  # e.g. its split differs from training's: the scores may be too good
-                row["caveat"] = " / ".join(caveats.read_text().split("\n")).strip(" /")
+                row["caveat"] = " / ".join(caveats.read_text().splitlines())
             rows.append(row)
     metrics = sorted({k for row in rows for k in row} - {"run", "evaluation", "caveat"})
     caveat = ["caveat"] if any("caveat" in row for row in rows) else []

@@ -18,6 +18,7 @@ import yaml
 
 from lightning_hw._compat.argparse import parser_actions
 from lightning_hw.cli.commands import SUBCOMMANDS, program_name, unknown_command_message
+from lightning_hw.cli.names import config_arguments
 from lightning_hw.errors import ConfigError
 
 #: module whose classes a class-typed option may name by short name
@@ -35,12 +36,7 @@ def check_config_files(args: list[str]) -> None:
     Args:
         args: the command line after the program name.
     """
-    for i, arg in enumerate(args):
-        key, has_inline, value = arg.partition("=")
-        if key not in ("--config", "-c"):
-            continue
-        if not has_inline:
-            value = args[i + 1] if i + 1 < len(args) else ""
+    for _, value in config_arguments(args):
         path = Path(value)
         if not value or not path.is_file():
             hint = " (it is a directory)" if value and path.is_dir() else ""

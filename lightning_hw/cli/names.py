@@ -1,8 +1,8 @@
-"""Which task and datamodule class names a command line asks for.
+"""What a command line names: its ``--config`` files, and the task and datamodule classes it asks for.
 
-Used only to turn jsonargparse's long "does not validate against any Union subtype"
-report into one line that names the misspelled class and the closest available
-ones. The last value given wins, as in the parser itself.
+The class names are used only to turn jsonargparse's long "does not validate against any
+Union subtype" report into one line that names the misspelled class and the closest
+available ones. The last value given wins, as in the parser itself.
 """
 
 from __future__ import annotations
@@ -13,6 +13,21 @@ import yaml
 
 #: CLI key -> registry kind
 KEYS = {"model": "task", "data": "datamodule"}
+
+
+def config_arguments(args: list[str]) -> list[tuple[int, str]]:
+    """Each ``--config``/``-c`` file of a command line: the index of the argument that holds its path, and the path.
+
+    Args:
+        args: the command line after the program name; ``--config FILE`` and ``--config=FILE``
+            alike (a ``--config`` at the very end has the path ``""``, at index ``len(args)``).
+    """
+    found = []
+    for i, arg in enumerate(args):
+        key, inline, value = arg.partition("=")
+        if key in ("--config", "-c"):
+            found.append((i, value) if inline else (i + 1, args[i + 1] if i + 1 < len(args) else ""))
+    return found
 
 
 def _class_path(value: object) -> str | None:

@@ -441,9 +441,9 @@ class HWCLI(CLIHooks):
             ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
             raise ConfigError(mismatch_message(ckpt_path, err)) from err
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
-        caveats = getattr(self.datamodule, "split_caveats", [])
-        run.record_caveats(caveats)
         if run.mode == "evaluate":
+            caveats = getattr(self.datamodule, "split_caveats", [])
+            run.record_caveats(caveats)
             note_caveats_in_wandb(self.loggers, caveats)
         run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
         pruned = next((c for c in self.trainer.callbacks if isinstance(c, OptunaPruning) and c.pruned), None)

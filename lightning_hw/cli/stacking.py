@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from lightning_hw.cli.names import config_arguments
+
 SECTION = "trainer"  # the section presets append to (callbacks+, plugins+)
 
 
@@ -34,23 +36,13 @@ def keep_appended_items(args: list[str]) -> list[str]:
         '{class_path: ...CompileNet, ...}'``.
     """
     appended: dict[str, list] = {}  # list name -> the items earlier files appended to it
+    files = dict(config_arguments(args))  # index of the argument holding a file's path -> the path
     result: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        key, inline, value = arg.partition("=")
-        if key not in ("--config", "-c"):
-            result.append(arg)
-            i += 1
+    for i, arg in enumerate(args):
+        result.append(arg)
+        if i not in files:
             continue
-        if not inline:
-            value = args[i + 1] if i + 1 < len(args) else ""
-            result.extend(args[i:i + 2])
-            i += 2
-        else:
-            result.append(arg)
-            i += 1
-        section = _trainer_section(value)
+        section = _trainer_section(files[i])
         for name in [n for n in section if not n.endswith("+") and appended.get(n)]:
             present = {_class_name(item) for item in _as_list(section[name])}
             for item in appended[name]:

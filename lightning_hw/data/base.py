@@ -337,7 +337,8 @@ class SplitDataModule(LightningDataModule):
         if not isinstance(saved, dict):
             return None
         trainer = getattr(self, "trainer", None)
-        fitting = trainer is not None and trainer.state.fn == "fit"
+        stage = trainer.state.fn if trainer is not None else None  # a TrainerFn: equal to its str value
+        fitting = stage == "fit"
         # Predicting on new files (predict --predict_from) uses no split of this data.
         if getattr(self, "_predict_raw", None) is not None:
             return None
@@ -366,7 +367,8 @@ class SplitDataModule(LightningDataModule):
                 f"the checkpoint was trained on another split of the data than this {type(self).__name__} makes "
                 f"({changed}); {advice}"
             )
-        split = self._split_in_use(trainer)
+        # predict without --predict_from predicts the test split
+        split = {"validate": "validation", "test": "test", "predict": "test"}.get(stage, "evaluation")
         # Testing on other folds is fine (the test split does not depend on them); validating is not:
         # the validation split is a fold, and the other folds trained.
         deciding = ("splits", "split_seed", "samples") + (("folds", "fold") if split == "validation" else ())
@@ -378,12 +380,6 @@ class SplitDataModule(LightningDataModule):
                 fitting,
             )
         return changed
-
-    @staticmethod
-    def _split_in_use(trainer: Any) -> str:
-        """The split the trainer's stage scores: ``predict`` without ``--predict_from`` predicts the test split."""
-        stage = getattr(getattr(getattr(trainer, "state", None), "fn", None), "value", None)
-        return {"validate": "validation", "test": "test", "predict": "test"}.get(stage, "evaluation")
 
     def _caveat(self, message: str, fitting: bool) -> None:
         """Warn, and keep the message for an evaluation's record (:attr:`split_caveats`)."""
