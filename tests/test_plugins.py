@@ -224,6 +224,43 @@ def test_a_class_path_that_does_not_import_says_why(site, tiny_args, capsys, cla
     assert "Digits" in line and "did you mean" not in line
 
 
+NO_TEST_SPLIT_SOURCE = '''
+import torch
+
+from lightning_hw import InMemoryDataModule
+
+
+class NoTestSplit(InMemoryDataModule):
+    """Data that comes split in two: train and val, no test."""
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["a", "b"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (4,)
+
+    def load_splits(self):
+        x, y = torch.randn(40, 4), torch.arange(40) % 2
+        return {"train": (x[:30], y[:30]), "val": (x[30:], y[30:])}
+'''
+
+
+def test_a_datamodule_without_a_test_split_is_refused_before_training(site, tiny_args, workdir, capsys):
+    """Not a KeyError traceback after training, with the run marked failed: one line, and no run."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site, "two-split-plugin", {"two_split": NO_TEST_SPLIT_SOURCE}, {"lightning_hw.datamodules": {"NoTestSplit": "two_split:NoTestSplit"}}
+    )
+    importlib.invalidate_caches()
+    code, line = error_of(tiny_args("fit", "--data", "NoTestSplit"), capsys)
+    assert code == 1
+    assert line.startswith("error: NoTestSplit.load_splits() returned no 'test' split (it returned 'train', 'val'); ")
+    assert not (workdir / "runs").exists()
+
+
 # -- name clashes ----------------------------------------------------------------------------------
 
 CLASH_SOURCE = '''

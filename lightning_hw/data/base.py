@@ -463,6 +463,17 @@ class InMemoryDataModule(SplitDataModule):
         if self.data:
             return
         raw = self.load_splits()
+        # A missing split would otherwise be a KeyError when its loader is first asked for:
+        # for the test split, after the whole training.
+        missing = [name for name in SPLIT_NAMES if name not in raw]
+        if missing:
+            returned = ", ".join(map(repr, raw)) or "nothing"
+            raise DataError(
+                f"{type(self).__name__}.load_splits() returned no {' or '.join(map(repr, missing))} split "
+                f"(it returned {returned}); return all three, {{'train': (x, y), 'val': (x, y), 'test': (x, y)}} "
+                "(cut a missing one from another split), or implement load_tensors() and let "
+                "--data.init_args.splits cut the data"
+            )
         self.check_folds_applied()
         for name, tensors in raw.items():
             if tensors[0].shape[0] == 0:
