@@ -144,6 +144,30 @@ def test_list_answers_from_its_cache_and_still_reports_a_broken_plugin(tmp_path)
     assert "torch" in third[3] and "RuntimeError: still broken, differently" in third[2]
 
 
+def test_list_sees_a_plugin_fixed_by_installing_its_missing_dependency(tmp_path):
+    """The warning says "fix it": installing the dependency the plugin lacks must show the fix, not the cached failure."""
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    site.mkdir()
+    source = (
+        "import missing_dep\nfrom lightning_hw.tasks.classification import Classifier\n\n\n"
+        "class DepTask(Classifier):\n    \"\"\"Needs missing_dep.\"\"\"\n"
+    )
+    write_distribution(site, "dep-plugin", "0.1", {"dep_plugin.py": source}, "lightning_hw.tasks", "DepTask", "dep_plugin:DepTask")
+    first = run_cli("list", cache=cache, site=site)
+    assert "No module named 'missing_dep'" in first[2]
+
+    (site / "missing_dep.py").write_text("")  # pip install missing-dep: a new entry in site-packages
+    os.utime(site, ns=(5, 5))  # a different mtime whatever the file system's resolution
+    second = run_cli("list", cache=cache, site=site)
+    assert second[0] == 0 and second[2] == ""
+    assert any("DepTask" in line and "failed to load" not in line for line in second[1].splitlines())
+
+    (site / "missing_dep.py").unlink()  # pip uninstall missing-dep: the plugin is broken again
+    os.utime(site, ns=(6, 6))
+    third = run_cli("list", cache=cache, site=site)
+    assert "No module named 'missing_dep'" in third[2]
+
+
 @pytest.fixture
 def site(tmp_path, monkeypatch) -> Path:
     """A directory on ``sys.path`` for fake distributions, and a private cache directory."""
@@ -175,7 +199,9 @@ def test_list_cache_key_changes_when_a_plugin_is_installed_upgraded_reinstalled_
     shutil.rmtree(info)
     (site / "some_plugin.py").unlink()
     importlib.invalidate_caches()
-    assert listing.fingerprint() == before
+    # Not `before` again: the directory on sys.path changed, which costs one import (a dependency installed
+    # there can fix a plugin: test_list_sees_a_plugin_fixed_by_installing_its_missing_dependency).
+    assert listing.fingerprint() not in (installed, upgraded, reinstalled)
 
 
 def test_list_cache_key_changes_when_any_module_of_a_plugin_package_changes(site):

@@ -11,6 +11,9 @@ file under the user's cache directory, keyed on a fingerprint that
 * the size and mtime of every ``.py`` file of each entry point's top-level package, since an
   editable install changes without a version bump, and a class's docstring or a plugin's
   import error may come from any module of its package;
+* the size and mtime of every directory on ``sys.path`` (but the current one): installing or
+  uninstalling any distribution adds or removes entries there, and a plugin's import error
+  (or its success) may come from a dependency that is not itself a plugin;
 * the interpreter, so two environments sharing a cache directory do not mix.
 
 Delete the cache file (``$XDG_CACHE_HOME/lightning-hw/list.json``) to force a fresh import.
@@ -76,6 +79,9 @@ def fingerprint() -> str:
             ])  # fmt: skip
             tops.add(ep.value.split(":")[0].split(".")[0])
     parts.extend(_source_stats(top) for top in sorted(tops))
+    # Not the current directory (sys.path[0] under `python -m`): making a file there changes nothing installed.
+    here = os.getcwd()
+    parts.extend(_stat(Path(entry)) for entry in sys.path if entry and os.path.abspath(entry) != here)
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
