@@ -308,6 +308,26 @@ def figure_file(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric) + ".png"
 
 
+def figure_files(metrics: list[str]) -> dict[str, str]:
+    """A file name per metric, none shared: ``train/loss`` and a plugin's ``train_loss`` both give train_loss.png.
+
+    The ``<stage>/<name>`` metrics of the contract keep the plain name; another metric whose
+    name is taken gets ``-2``, ``-3``, ... before ``.png``.
+
+    Args:
+        metrics: the metrics, in the order the figures are listed (the returned dict's order).
+    """
+    files: dict[str, str] = {}
+    for metric in sorted(metrics, key=lambda m: m.split("/", 1)[0] not in STAGES or "/" not in m):
+        name = figure_file(metric)
+        stem, count = name.removesuffix(".png"), 1
+        while name in files.values():
+            count += 1
+            name = f"{stem}-{count}.png"
+        files[metric] = name
+    return {metric: files[metric] for metric in metrics}
+
+
 # -- W&B Report --------------------------------------------------------------------------------
 
 
@@ -417,9 +437,10 @@ def main(argv: list[str]) -> int:
         sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
         write_csv(out / "evaluations.csv", eval_columns, eval_rows)
     metrics = plotted_metrics(runs)
-    for metric in metrics:
-        figure(runs, metric).savefig(out / figure_file(metric), dpi=100)
-        sections.append(f"![{metric}]({figure_file(metric)})")
+    files = figure_files(metrics)
+    for metric, file in files.items():
+        figure(runs, metric).savefig(out / file, dpi=100)
+        sections.append(f"![{metric}]({file})")
     print(f"{title}\n\n{table_md}\n")
     from lightning_hw.studies.search_report import is_search_dir, search_report
 
@@ -433,7 +454,7 @@ def main(argv: list[str]) -> int:
         print(f"Mean ± sd {seeds_title}:\n\n{markdown(*by_seed)}\n")
     if eval_rows:
         print(f"Evaluations (validate/test on a checkpoint, not training epochs):\n\n{markdown(eval_columns, eval_rows)}\n")
-    print(f"Report written to {out}: report.md, report.csv and {len(metrics)} figures ({', '.join(figure_file(m) for m in metrics)})")
+    print(f"Report written to {out}: report.md, report.csv and {len(files)} figures ({', '.join(files.values())})")
     if options.publish:
         check_can_publish(runs)
         entity = options.entity or _default_entity()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -259,6 +260,21 @@ def test_a_datamodule_without_a_test_split_is_refused_before_training(site, tiny
     assert code == 1
     assert line.startswith("error: NoTestSplit.load_splits() returned no 'test' split (it returned 'train', 'val'); ")
     assert not (workdir / "runs").exists()
+
+
+def test_report_keeps_a_figure_per_metric_when_a_plugin_logs_keras_style_names(workdir, capsys):
+    """``train_loss`` (a plugin's own name) and ``train/loss`` would both be drawn to train_loss.png."""
+    for run, key in (("contract", "train/loss"), ("keras", "train_loss")):
+        (workdir / "runs" / run).mkdir(parents=True)
+        (workdir / "runs" / run / "metrics.csv").write_text(f"epoch,step,{key}\n0,1,0.9\n1,2,0.5\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs"])
+    assert exit_info.value.code == 0
+    out = workdir / "runs" / "report"
+    images = re.findall(r"!\[(.+?)\]\((.+?)\)", (out / "report.md").read_text())
+    assert sorted(metric for metric, _ in images) == ["train/loss", "train_loss"]
+    assert len({file for _, file in images}) == 2 and all((out / file).is_file() for _, file in images)
+    assert "and 2 figures" in capsys.readouterr().out
 
 
 # -- name clashes ----------------------------------------------------------------------------------
