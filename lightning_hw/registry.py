@@ -88,6 +88,15 @@ def _load(kind: str, ep) -> Component:
         reason = f"{ep.value} is not a {_base_class(kind).__name__} subclass"
         warnings.warn(f"plugin {dist!r}: {kind} {ep.name!r} skipped: {reason}; {fix}", PluginLoadWarning, stacklevel=3)
         return Component(kind, ep.name, ep.value, dist, None, reason)
+    if ep.name != obj.__name__:
+        # jsonargparse resolves a short class_path by the class's name, never by the entry point's.
+        warnings.warn(
+            f"plugin {dist!r}: {kind} entry point {ep.name!r} ({ep.value}) is not named as its class {obj.__name__}, "
+            f"and configs name the class: rename the entry point to {obj.__name__} in the plugin's pyproject.toml "
+            "and reinstall it (pip install -e its folder)",
+            PluginLoadWarning,
+            stacklevel=3,
+        )
     return Component(kind, ep.name, ep.value, dist, obj)
 
 
@@ -209,6 +218,22 @@ def ambiguous_name_message(kind: str, name: str) -> str | None:
     if len({id(c.obj) for c in comps}) < 2:
         return None
     return f"{kind} {name!r} is ambiguous: several plugins provide it; write its full class path: {_options(comps)}"
+
+
+def entry_point_name_message(kind: str, name: str) -> str | None:
+    """One line saying that ``name`` is an entry point's name, not its class's (which is what configs write).
+
+    Args:
+        kind: ``"task"`` or ``"datamodule"``.
+        name: what the user wrote.
+    """
+    comp = next((c for c in available(kind) if c.name == name and c.obj.__name__ != name), None)
+    if comp is None:
+        return None
+    return (
+        f"{kind} {name!r} is the entry-point name of class {comp.obj.__name__} (from {comp.distribution}); "
+        f"configs name the class: write {comp.obj.__name__} or {comp.class_path}"
+    )
 
 
 def import_class(name: str, kind: str | None = None) -> type | None:

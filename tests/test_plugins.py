@@ -277,6 +277,32 @@ def test_report_keeps_a_figure_per_metric_when_a_plugin_logs_keras_style_names(w
     assert "and 2 figures" in capsys.readouterr().out
 
 
+def test_an_entry_point_named_otherwise_than_its_class_is_said_at_once_and_when_used(site, tiny_args, capsys):
+    """Configs resolve short names by class name: ``Blobs = "alias_plugin:BlobData"`` cannot be written ``Blobs``."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site,
+        "alias-plugin",
+        {"alias_plugin": "from lightning_hw.data.datasets.digits import Digits\n\n\nclass BlobData(Digits):\n    pass\n"},
+        {"lightning_hw.datamodules": {"Blobs": "alias_plugin:BlobData"}},
+    )
+    importlib.invalidate_caches()
+    with pytest.warns(PluginLoadWarning) as caught:
+        registry.discover()
+    assert [str(w.message) for w in caught] == [
+        "plugin 'alias-plugin': datamodule entry point 'Blobs' (alias_plugin:BlobData) is not named as its class "
+        "BlobData, and configs name the class: rename the entry point to BlobData in the plugin's pyproject.toml "
+        "and reinstall it (pip install -e its folder)"
+    ]
+    code, line = error_of(tiny_args("fit", "--data", "Blobs"), capsys)
+    assert (code, line) == (
+        2,
+        "error: datamodule 'Blobs' is the entry-point name of class BlobData (from alias-plugin); configs name "
+        "the class: write BlobData or alias_plugin.BlobData",
+    )
+
+
 # -- name clashes ----------------------------------------------------------------------------------
 
 CLASH_SOURCE = '''

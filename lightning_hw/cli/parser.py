@@ -223,9 +223,9 @@ class HWCLI(CLIHooks):
             kind = KEYS[key]
             if not registry.resolves(kind, name):
                 return registry.unknown_name_message(kind, name)
-            ambiguous = registry.ambiguous_name_message(kind, name)
-            if ambiguous:
-                return ambiguous
+            other = registry.ambiguous_name_message(kind, name) or registry.entry_point_name_message(kind, name)
+            if other:
+                return other
         subcommand = next((a for a in args if a in self.subcommand_parsers), None)
         return explain(str(err), subcommand, self.subcommand_parsers.get(subcommand, self.parser))
 
