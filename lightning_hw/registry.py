@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import importlib.util
 import inspect
 import traceback
 import warnings
@@ -160,13 +161,29 @@ def unknown_name_message(kind: str, name: str) -> str:
             f"(fix it or uninstall it: pip uninstall {failed.distribution}; --debug shows the traceback)"
         )
     names = sorted({c.name for c in available(kind)})
-    close = difflib.get_close_matches(name.rsplit(".", 1)[-1], names, n=3, cutoff=0.5)
+    wanted = name.rsplit(".", 1)[-1]
+    if _package_absent(name):
+        # A class of an uninstalled plugin: a similar name from another plugin would not fit its
+        # checkpoint or config; only the same class found elsewhere (a moved module) is worth naming.
+        close = [wanted] if wanted in names else []
+    else:
+        close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     listing = ", ".join(names) if names else "none (is lightning-hw installed?)"
     problem = _class_path_problem(name)
     if problem:
         return f"unknown {kind} {name!r}: {problem}; {hint}installed: {listing} (see `python -m lightning_hw list`)"
     return f"unknown {kind} {name!r}; {hint}available: {listing} (see `python -m lightning_hw list`)"
+
+
+def _package_absent(name: str) -> bool:
+    """Whether ``name`` is a dotted class path whose top-level package is not installed (found without importing it)."""
+    if "." not in name:
+        return False
+    try:
+        return importlib.util.find_spec(name.split(".", 1)[0]) is None
+    except (ImportError, ValueError):
+        return False
 
 
 def _class_path_problem(name: str) -> str | None:

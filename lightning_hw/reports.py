@@ -37,6 +37,11 @@ FOLD_SUFFIX = re.compile(r"^(?P<variant>.+)-fold\d+$")
 REPEAT_COUNTS = ("seeds", "folds")
 
 
+def is_test_metric(metric: str) -> bool:
+    """Whether a metric comes from the test stage: ``test/acc``, or a plain module's ``test_accuracy``."""
+    return metric.startswith(("test/", "test_"))
+
+
 @dataclass
 class Run:
     """One run's metrics, read from its ``metrics.csv``.
@@ -55,7 +60,7 @@ class Run:
     @property
     def epochs(self) -> int:
         """Epochs trained: one more than the last epoch with a train or val value."""
-        seen = [max(c) for m, c in self.curves.items() if c and not m.startswith("test/")]
+        seen = [max(c) for m, c in self.curves.items() if c and not is_test_metric(m)]
         return max(seen) + 1 if seen else 0
 
 

@@ -63,3 +63,18 @@ class PlainClassifier(LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+
+
+class KerasStyleClassifier(PlainClassifier):
+    """The same classifier logging Keras-style names (``train_loss``, ``val_accuracy``), as many tutorials do."""
+
+    monitor = "val_accuracy"
+
+    def _step(self, batch, stage: str, acc: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc(logits.argmax(-1), y)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        self.log(f"{stage}_accuracy", acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        return loss

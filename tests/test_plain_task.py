@@ -163,3 +163,22 @@ def test_resume_from_last_continues_the_epochs(plain_run):
     val_acc = _epoch_values(rows, "val/acc")
     best_epoch = int(re.search(r"epoch(\d+)", _best_checkpoint(run).name).group(1))
     assert val_acc[best_epoch] == max(val_acc.values())
+
+
+def test_a_task_logging_keras_style_names_gets_its_test_numbers_and_epoch_count(tmp_path, capsys):
+    """``test_accuracy`` instead of ``test/acc``: the line ending fit used to be blank, report counted an epoch more."""
+    runs = tmp_path / "runs"
+    args = _plain_args("fit", runs, "--model", "plain_task_plugin.KerasStyleClassifier", "--trainer.max_epochs", "2", "--run.name", "keras")
+    HWCLI(args=args)
+    printed = capsys.readouterr().out
+    found = re.search(r"Test \(best checkpoint best-epoch\d+\.ckpt\): (.*)", printed)
+    assert found, printed
+    shown = dict(item.split(" = ") for item in found.group(1).split(", "))
+    assert set(shown) == {"test_accuracy", "test_loss"}
+    test_rows = [r for r in _rows(runs / "quickstart" / "keras" / "metrics.csv") if r.get("test_accuracy")]
+    assert float(shown["test_accuracy"]) == pytest.approx(float(test_rows[-1]["test_accuracy"]), abs=1e-4)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(runs / "quickstart")])
+    assert exit_info.value.code == 0
+    (row,) = _rows(runs / "quickstart" / "report" / "report.csv")
+    assert row["epochs"] == "2"

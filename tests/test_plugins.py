@@ -225,6 +225,23 @@ def test_a_class_path_that_does_not_import_says_why(site, tiny_args, capsys, cla
     assert "Digits" in line and "did you mean" not in line
 
 
+@pytest.mark.parametrize(
+    ("class_path", "hint"),
+    [("hw_gone.data.Digitz", None), ("hw_gone.data.Digits", "did you mean Digits?")],
+    ids=["similar-name-not-suggested", "same-class-elsewhere-suggested"],
+)
+def test_a_class_of_an_uninstalled_plugin_is_not_matched_to_another_plugins_class(tiny_args, capsys, class_path, hint):
+    """A run of an uninstalled plugin: "did you mean <some similar class>?" would not fit its checkpoint."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--data", class_path), capsys)
+    assert code == 2 and "there is no module hw_gone; is its plugin installed?" in line
+    if hint is None:
+        assert "did you mean" not in line, line
+    else:
+        assert hint in line, line
+
+
 NO_TEST_SPLIT_SOURCE = '''
 import torch
 

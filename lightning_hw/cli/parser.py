@@ -472,9 +472,8 @@ class HWCLI(CLIHooks):
             best = checkpoint.best_model_path if checkpoint is not None else ""
             self.run.testing_after_fit = True
             # Lightning's table (16 digits) only with --verbose; the line below has 4.
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
-            results = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
-            summary = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
+            logged = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
+            summary = _test_summary(logged[0] if logged else {})
             if not best:
                 source = "final weights"
             elif checkpoint.monitor is None:  # a ModelCheckpoint of the user's that keeps the newest file
@@ -482,6 +481,21 @@ class HWCLI(CLIHooks):
             else:
                 source = f"best checkpoint {Path(best).name}"
             _say(f"Test ({source}): {summary}")
+
+
+def _test_summary(logged: dict[str, Any]) -> str:
+    """What a test logged, for the line that ends ``fit``: the ``test/*`` metrics, else all it logged.
+
+    A plain LightningModule may log ``test_accuracy`` rather than the project's ``test/acc``; its
+    numbers are shown all the same, and a test that logged nothing says so instead of an empty line.
+
+    Args:
+        logged: the metrics ``trainer.test`` returned for its one dataloader.
+    """
+    results = {k: float(v) for k, v in logged.items() if k.startswith("test/")} or {k: float(v) for k, v in logged.items()}
+    if not results:
+        return "no metric logged (the task's test_step logs none)"
+    return ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
 
 
 def _lr_for_optimizer(chosen: Any) -> float | None:
