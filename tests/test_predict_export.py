@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 import torch
 
 from lightning_hw.cli import main
@@ -217,3 +218,20 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(trained_run, monkey
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "interrupted by SIGINT (Ctrl-C): export stopped"
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory left
+
+
+@pytest.mark.parametrize("command", ["predict", "test"])
+def test_a_checkpoint_given_before_the_runs_config_is_used(command, trained_run, capsys):
+    """The run's saved ``config.yaml`` holds ``ckpt_path: null``; a --config after --ckpt_path must not erase it.
+
+    The error advice "run with --config runs/<group>/<name>/config.yaml" invites appending the
+    config after the checkpoint; the command then said "add --ckpt_path", which was there.
+    """
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    args = [command, "--ckpt_path", str(ckpt), "--config", str(trained_run / "config.yaml"),
+            "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled"]
+    main(args)  # returns: before, it stopped with "add --ckpt_path"
+    newest = sorted((trained_run / "eval").glob(f"{command}-*"))[-1]
+    assert (newest / ("predictions.csv" if command == "predict" else "metrics.csv")).is_file()
+    assert yaml.safe_load((newest / f"config-{command}.yaml").read_text())["ckpt_path"] == str(ckpt)
+

@@ -44,7 +44,7 @@ from lightning_hw.checkpoints import (
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
-from lightning_hw.cli.names import KEYS, requested_class_names
+from lightning_hw.cli.names import KEYS, config_arguments, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, UserError, user_error_in
@@ -189,6 +189,7 @@ class HWCLI(CLIHooks):
         args = with_run_config(list(sys.argv[1:] if args is None else args))
         check_config_files(args)
         args = keep_appended_items(args)  # presets stack in any order
+        args = ckpt_path_after_configs(args)
         printing = any(a.startswith("--print_config") for a in args)
         try:
             first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
@@ -534,6 +535,31 @@ def with_run_config(args: list[str]) -> list[str]:
         return args
     _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
     return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]
+
+
+def ckpt_path_after_configs(args: list[str]) -> list[str]:
+    """``args`` with each ``--ckpt_path`` moved behind the ``--config`` files that follow it.
+
+    jsonargparse lets a later ``--config`` replace what an earlier option set, and a run's
+    saved ``config.yaml`` holds ``ckpt_path: null``: ``predict --ckpt_path F --config
+    runs/g/n/config.yaml`` would drop ``F`` and then ask for a checkpoint. A checkpoint named
+    on the command line is meant whatever the order; other options keep jsonargparse's rule.
+
+    Args:
+        args: the command line after the program name.
+
+    Returns:
+        ``args`` itself when no ``--config`` follows a ``--ckpt_path``, else the reordered list.
+    """
+    # The positions of the --ckpt_path options (``--ckpt_path F`` takes two, ``--ckpt_path=F`` one).
+    taken = [i for i, a in enumerate(args) if a.startswith("--ckpt_path=")]
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--ckpt_path":
+            taken += [i, i + 1]
+    last_config = max((index for index, _ in config_arguments(args)), default=-1)
+    if not taken or last_config < max(taken):
+        return args
+    return [a for i, a in enumerate(args) if i not in taken] + [args[i] for i in sorted(taken)]
 
 
 def _first_line(err: BaseException) -> str:
