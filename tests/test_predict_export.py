@@ -235,3 +235,12 @@ def test_a_checkpoint_given_before_the_runs_config_is_used(command, trained_run,
     assert (newest / ("predictions.csv" if command == "predict" else "metrics.csv")).is_file()
     assert yaml.safe_load((newest / f"config-{command}.yaml").read_text())["ckpt_path"] == str(ckpt)
 
+
+@pytest.mark.parametrize("command", ["predict", "test", "validate"])
+def test_a_mistyped_checkpoint_in_a_run_is_said_to_be_missing(command, trained_run, capsys):
+    """Without --config, a checkpoint path with a typo used to end in "the following arguments are required: data, model"."""
+    typo = trained_run / "checkpoints" / "lats.ckpt"
+    code, line = error_of([command, "--ckpt_path", str(typo)], capsys)
+    assert code == 2
+    present = ", ".join(sorted(p.name for p in typo.parent.glob("*.ckpt")))
+    assert line == f"error: checkpoint not found: {typo} ({typo.parent} has: {present})"

@@ -524,6 +524,10 @@ def with_run_config(args: list[str]) -> list[str]:
     from lightning_hw.runs import run_of_checkpoint
     from lightning_hw.runs.files import CONFIG_FILE
 
+    if ckpt and ckpt != "last":  # ``last`` needs --run.name, checked once the command line is parsed
+        # A mistyped file would otherwise end in "the following arguments are required: data,
+        # model": without the run's config nothing says which data and net to build.
+        check_ckpt_path(ckpt, args[0])
     run = run_of_checkpoint(ckpt)
     if run is None or not (run / CONFIG_FILE).is_file():
         configured = any(a.split("=", 1)[0] in ("--model", "--data") or a.startswith(("--model.", "--data.")) for a in args)
