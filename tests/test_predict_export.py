@@ -244,3 +244,12 @@ def test_a_mistyped_checkpoint_in_a_run_is_said_to_be_missing(command, trained_r
     assert code == 2
     present = ", ".join(sorted(p.name for p in typo.parent.glob("*.ckpt")))
     assert line == f"error: checkpoint not found: {typo} ({typo.parent} has: {present})"
+
+
+def test_export_to_a_missing_folder_is_refused_not_written_as_a_file(trained_run, workdir, capsys):
+    """``--output exports/`` names a folder; when it does not exist the export used to become a file called ``exports``."""
+    code, line = error_of(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"),
+                           "--output", "exports/"], capsys)
+    assert code == 2
+    assert line == "error: the folder --output exports/ does not exist; create it first"
+    assert list(workdir.iterdir()) == []

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -87,11 +88,15 @@ def chosen_output(output: str | None, ckpt_path: Path) -> Path | None:
     """``--output``: a file, or a folder to write ``<checkpoint name>.onnx`` into; never an existing file.
 
     Raises:
-        ConfigError: the file exists (an export does not replace files), or its folder does not.
+        ConfigError: the file exists (an export does not replace files), or its folder does not
+            (also a folder given with a trailing ``/``).
     """
     if not output:
         return None
     path = Path(output)
+    # Path() drops a trailing separator: "exports/" must stay a folder, not become a file named "exports".
+    if output.endswith(("/", os.sep)) and not path.is_dir():
+        raise ConfigError(f"the folder --output {output} does not exist; create it first")
     if path.is_dir():
         path = path / f"{ckpt_path.stem}.onnx"
     if path.exists():
