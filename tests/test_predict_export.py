@@ -253,3 +253,17 @@ def test_export_to_a_missing_folder_is_refused_not_written_as_a_file(trained_run
     assert code == 2
     assert line == "error: the folder --output exports/ does not exist; create it first"
     assert list(workdir.iterdir()) == []
+
+
+def test_predictions_from_the_current_folder_are_named_after_it(tiny_args, workdir, trained_run, monkeypatch):
+    """``--predict_from .`` used to write ``predictions-.csv``; the file takes the folder's name, as for any other."""
+    from PIL import Image
+
+    photos = workdir / "new_digits"
+    photos.mkdir()
+    for i, image in enumerate(Digits().load_tensors()[0][:3, 0].numpy()):
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8), "L").save(photos / f"d{i}.png")
+    monkeypatch.chdir(photos)
+    main(tiny_args("predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--predict_from", "."))
+    rows = _rows(_newest_predictions(trained_run, "predictions-new_digits.csv"))
+    assert [r["id"] for r in rows] == ["d0.png", "d1.png", "d2.png"]

@@ -61,7 +61,8 @@ def output_path(run_dir: Path, predict_from: str | None) -> Path:
     """``predictions.csv``, or ``predictions-<input name>.csv`` for ``--predict_from``, in the evaluation's directory."""
     if not predict_from:
         return Path(run_dir) / "predictions.csv"
-    return Path(run_dir) / f"predictions-{Path(predict_from.rstrip('/')).stem}.csv"
+    # Resolved: "." or ".." name no file or folder by themselves (they gave "predictions-.csv").
+    return Path(run_dir) / f"predictions-{Path(predict_from).resolve().stem}.csv"
 
 
 def writer_for(run_dir: Path, chosen: Mapping[str, Any]) -> PredictionWriter:
