@@ -728,3 +728,65 @@ def test_landmarks_demo_from_png_files(faces_run, tmp_path):
     assert_matching_export(exported, "test/nme", logged, len(names), tolerance=1e-4)
     show("landmarks demo / SyntheticFaces PNG", logged, nme_files, nme_onnx, "test/nme")
     assert math.isfinite(faces_run.test["test/nme_mean_shape"])
+
+
+# -- 5. Reuters: an MLP on multi-hot rows, from the newswires' word ranks ---------------------------
+
+
+def multi_hot(ranks: list[int], decode: dict) -> np.ndarray:
+    """One newswire's word ranks as the exported graph's raw input row, built only from the metadata's ``decode``."""
+    row = np.zeros(decode["num_words"], np.float32)
+    if decode["start_char"] is not None:
+        row[decode["start_char"]] = 1
+    for rank in ranks:
+        column = rank + decode["index_from"]
+        if decode["skip_top"] <= column < decode["num_words"]:
+            row[column] = 1
+        elif decode["oov_char"] is not None:
+            row[decode["oov_char"]] = 1
+    return row
+
+
+def test_reuters_onnx_on_word_ranks(tmp_path):
+    """The test newswires' word ranks, encoded as the metadata says, give test/acc through the ONNX file."""
+    from lightning_hw.data.fixtures.classification import write_reuters
+
+    root = write_reuters(tmp_path / "data", n=400)
+    trained = fit(
+        "reuters.yaml", tmp_path / "runs",
+        "--data.init_args.root", str(root),
+        "--data.init_args.batch_size", "32",
+        "--optimizer.init_args.lr", "0.01",
+        "--trainer.max_epochs", "10",
+    )  # fmt: skip
+    logged = trained.test["test/acc"]
+    assert logged >= 0.5  # chance 1/46
+    exported = export(trained.checkpoint)
+    decode = exported.metadata["preprocessing"]["decode"]
+    assert (decode["index_from"], decode["start_char"], decode["oov_char"], decode["num_words"]) == (3, 1, 2, 1000)
+
+    # Keras' split: the newswires shuffled with seed 113, the last 20% for testing.
+    with np.load(root / "reuters.npz", allow_pickle=True) as arrays:  # the test's own file: safe here
+        newswires, topics = arrays["x"], arrays["y"]
+    order = np.arange(len(newswires))
+    np.random.RandomState(113).shuffle(order)
+    test = order[int(len(order) * 0.8):]
+    rows = np.stack([multi_hot(newswires[i], decode) for i in test])
+    predicted = onnx_outputs(exported.path, rows).argmax(axis=1)
+    correct = count_correct(predicted.tolist(), topics[test].tolist())
+    assert_same_accuracy(correct, len(test), logged, "ONNX on rows built from the metadata")
+    # The conventions matter: the same ranks as columns (no offset, no start marker) lose the model.
+    naive = np.zeros_like(rows)
+    for k, i in enumerate(test):
+        naive[k, [r for r in newswires[i] if r < decode["num_words"]]] = 1
+    naive_correct = count_correct(onnx_outputs(exported.path, naive).argmax(axis=1).tolist(), topics[test].tolist())
+    assert naive_correct < correct
+
+    # predict from the same rows as a CSV (no header: 1,000 columns of 0/1).
+    table = tmp_path / "newswires.csv"
+    np.savetxt(table, rows, fmt="%d", delimiter=",")
+    predicted_rows = predict(trained.checkpoint, table)
+    names = exported.metadata["class_names"]
+    csv_correct = count_correct([names.index(r["predicted"]) for r in predicted_rows], topics[test].tolist())
+    assert_same_accuracy(csv_correct, len(test), logged, "predict from the CSV of encoded rows")
+    show("reuters / word ranks", logged, csv_correct / len(test), correct / len(test), f"test/acc (ranks as columns: {naive_correct / len(test):.4f})")

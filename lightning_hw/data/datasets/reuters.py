@@ -145,6 +145,27 @@ class Reuters(InMemoryDataModule):
     def class_names(self) -> list[str]:
         return list(REUTERS_TOPICS)
 
+    def decode_description(self) -> dict[str, Any]:
+        """How a newswire's word ranks become a row: Keras' index conventions, then multi-hot (ONNX metadata).
+
+        Without these numbers a row built from raw word ranks would put every word three
+        columns off and miss the start marker set in every training row.
+        """
+        args = self.keras_args
+        return {
+            "reader": "a newswire as its list of word ranks, as in reuters.npz 'x' (Keras' reuters_word_index.json ranks)",
+            "columns": (
+                "a word of rank r sets column r + index_from to 1; a column below skip_top or from num_words on sets "
+                "column oov_char instead (the word is dropped when oov_char is null); column start_char is 1 in "
+                "every row (none when null); all other columns are 0"
+            ),
+            "index_from": args["index_from"],
+            "start_char": args["start_char"],
+            "oov_char": args["oov_char"],
+            "skip_top": args["skip_top"],
+            "num_words": self.num_words,
+        }
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.num_words,)
