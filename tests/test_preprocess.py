@@ -122,6 +122,7 @@ def test_csv_errors_name_the_file_line(tmp_path):
         (",5,3\n4,5,6\n", "line 1, column 1 is empty"),
         (",a,b,c\n0,1,5,3\n", "first column has no name \\(a saved pandas index"),
         ("x;y;z\n1;5;3\n", "separated by ';'"),
+        ("1;5;3\n", "separated by ';'"),  # one sample: no header, whatever its first cell looks like
     ],
 )
 def test_csv_that_cannot_be_read_without_guessing(tmp_path, text, message):

@@ -174,6 +174,8 @@ def read_input_csv(
     header = _header_of(path, first_line, first)
     body = rows[1:] if header is not None else rows
     if not body:
+        if len(first) == 1 and ";" in first[0]:  # one sample written with ';': its numbers read as one name
+            raise DataError(f"{what} {path}: the values seem separated by ';'; save the file with commas")
         raise DataError(f"{what} {path} has a header but no rows")
     width = math.prod(shape)
     columns = list(range(len(first)))
