@@ -15,6 +15,7 @@ target, syncs it, and renames it over the target (atomic on POSIX and Windows).
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import os
 import pickle
@@ -281,6 +282,50 @@ def unfit_settings_message(ckpt_path: str | os.PathLike, checkpoint: dict[str, A
         f"checkpoint {ckpt_path} holds {describe_checkpoint(ckpt_path, checkpoint)}, which does not fit "
         f"this config ({reason}); {config_advice(ckpt_path)}"
     )
+
+
+class CheckpointSettingsWarning(UserWarning):
+    """Task settings of the command line or config that a checkpoint's own settings replace."""
+
+
+def replaced_settings(configured: Any, saved: dict[str, Any], task_cls: type | None) -> list[str]:
+    """The task settings asked for that the checkpoint's replace, as ``name 'asked' -> 'saved'``.
+
+    A task is rebuilt as it was trained, so ``--model.init_args.head x`` beside a checkpoint
+    trained with another head changes nothing; saying so keeps the evaluation's record true.
+    Settings linked from the data, left at the class's default, or not plain values (nets,
+    lists of objects) are not compared.
+
+    Args:
+        configured: the config's ``model`` section (``class_path`` and ``init_args``).
+        saved: the checkpoint's ``hyper_parameters``.
+        task_cls: the task class the checkpoint names, for its defaults and data-linked arguments.
+    """
+    init_args = configured.get("init_args") if configured is not None else None
+    if not init_args or task_cls is None:
+        return []
+    plain = (str, int, float, bool, type(None), list, tuple)
+    linked = set(getattr(task_cls, "linked_from_data", ()))
+    try:
+        defaults = {name: p.default for name, p in inspect.signature(task_cls).parameters.items()}
+    except (TypeError, ValueError):
+        defaults = {}
+    same = lambda a, b: _as_lists(a) == _as_lists(b)  # noqa: E731 - YAML gives lists where hparams keep tuples
+    replaced = []
+    for name, value in saved.items():
+        if name.startswith("_") or name in linked or name not in init_args:
+            continue
+        asked = init_args[name]
+        if not isinstance(asked, plain) or not isinstance(value, plain) or same(asked, value):
+            continue
+        if name in defaults and same(asked, defaults[name]):
+            continue
+        replaced.append(f"{name} {asked!r} -> {value!r}")
+    return replaced
+
+
+def _as_lists(value: Any) -> Any:
+    return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def config_advice(ckpt_path: str | os.PathLike) -> str:

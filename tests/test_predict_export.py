@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -146,6 +147,20 @@ def test_a_config_that_prepares_inputs_otherwise_is_refused(command, trained_run
     assert code != 0
     assert "trained on inputs prepared otherwise than this Digits prepares them (normalization 'per feature'" in line
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # nothing left behind
+
+
+@pytest.mark.parametrize("command", ["test", "predict"])
+def test_a_task_setting_the_checkpoint_replaces_is_said(command, trained_run, workdir):
+    """``--model.init_args.head`` beside a checkpoint trained with another head changed nothing, silently."""
+    from lightning_hw.checkpoints import CheckpointSettingsWarning
+
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    quiet = ("--run.wandb", "disabled", "--trainer.enable_progress_bar", "false")
+    with pytest.warns(CheckpointSettingsWarning, match=r"not these: head 'sigmoid_bce' -> 'softmax_ce' \(to use other"):
+        main([command, "--ckpt_path", ckpt, "--model.init_args.head", "sigmoid_bce", *quiet])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointSettingsWarning)  # the run's own settings replace nothing
+        main([command, "--ckpt_path", ckpt, "--model.init_args.head", "softmax_ce", *quiet])
 
 
 def test_predict_without_a_run_config_says_what_to_pass(trained_run, workdir, capsys):

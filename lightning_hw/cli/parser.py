@@ -36,11 +36,13 @@ from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.callbacks.resume import ResumeState
 from lightning_hw.callbacks.summary import NetSummary
 from lightning_hw.checkpoints import (
+    CheckpointSettingsWarning,
     SafeCheckpointIO,
     check_ckpt_path,
     check_fits,
     load_checkpoint,
     mismatch_message,
+    replaced_settings,
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
@@ -254,6 +256,7 @@ class HWCLI(CLIHooks):
         hparams.pop("_instantiator", None)
         if not hparams:
             return
+        self._warn_replaced_settings(chosen.get("model"), hparams, ckpt_path)
         if "_class_path" in hparams:
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         try:
@@ -261,6 +264,23 @@ class HWCLI(CLIHooks):
         except (ArgumentError, SystemExit) as err:
             raise ConfigError(unfit_settings_message(ckpt_path, checkpoint, str(err))) from None
         self._hparams_from = (ckpt_path, checkpoint)  # the task's settings now come from the checkpoint
+
+    @staticmethod
+    def _warn_replaced_settings(configured: Any, hparams: dict[str, Any], ckpt_path: str) -> None:
+        """Warn when the checkpoint's task settings replace other values the config or command line asked for."""
+        saved_class = hparams.get("_class_path") or (configured.get("class_path") if configured is not None else None)
+        asked_class = configured.get("class_path") if configured is not None else None
+        task_cls = registry.import_class(saved_class, "task") if saved_class else None
+        if task_cls is None or (asked_class and registry.import_class(asked_class, "task") is not task_cls):
+            return  # another task class: check_fits and unfit_settings_message say why it does not fit
+        replaced = replaced_settings(configured, hparams, task_cls)
+        if replaced:
+            warnings.warn(
+                f"the task is rebuilt with the settings {Path(ckpt_path).name} was trained with, not these: "
+                f"{', '.join(replaced)} (to use other settings, train a new run)",
+                CheckpointSettingsWarning,
+                stacklevel=2,
+            )
 
     # -- running -------------------------------------------------------------------------------
 
