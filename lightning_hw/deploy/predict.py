@@ -5,15 +5,17 @@
     python -m lightning_hw predict --config C --ckpt_path P --predict_from table.csv
 
 Without ``--predict_from`` the datamodule's predict split is used (the test split for the
-in-memory datamodules) and the true label is written next to the prediction. With it, a
+in-memory datamodules) and the true label (a landmark task: the true points) is written next to
+the prediction. With it, a
 folder of images or a CSV (with or without a header) is read by the datamodule, in the
 units its files store (pixel values, the digits' 0-16, a table's columns), and prepared by
 the same :class:`~lightning_hw.data.preprocess.Preprocess` as the training data.
 
 The writer is generic: a task's ``predict_step`` returns a dict of tensors, and its
 ``prediction_columns(outputs)`` (see :meth:`lightning_hw.tasks.base.Task.prediction_columns`)
-turns them into named CSV columns: class names and probabilities for a classifier, and,
-later, landmark coordinates in pixels for a landmark task. A plain ``LightningModule``
+turns them into named CSV columns: class names and probabilities for a classifier, landmark
+coordinates in pixels and normalised for a landmark task; its ``target_columns(target)`` names
+true values larger than one label per sample. A plain ``LightningModule``
 without either predicts its ``forward`` on the batch's inputs (see
 :func:`predict_step_on_inputs`), written as ``output_<i>`` columns.
 """
@@ -139,13 +141,7 @@ class PredictionWriter(BasePredictionWriter):
         columns = format_columns(prediction)
         n = len(next(iter(columns.values()))) if columns else 0
         ids = self.ids[self.rows : self.rows + n] if self.ids is not None else range(self.rows, self.rows + n)
-        table = {"id": list(ids), **columns}
-        target = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
-        if isinstance(target, torch.Tensor) and target.ndim == 1 and target.shape[0] == n:
-            table["target"] = target.tolist()
-            names = getattr(pl_module, "class_names", None)
-            if names and not target.dtype.is_floating_point:
-                table["target_class"] = [names[i] if 0 <= i < len(names) else "" for i in target.tolist()]
+        table = {"id": list(ids), **columns, **target_columns(pl_module, batch, n)}
         if self._writer is None:
             self._writer = csv.DictWriter(self._file, fieldnames=list(table))
             self._writer.writeheader()
@@ -158,6 +154,26 @@ class PredictionWriter(BasePredictionWriter):
             self._file.close()
             self._file = None
         print(f"Predictions: {self.rows} rows written to {self.path}")
+
+
+def target_columns(pl_module: LightningModule, batch: Any, n: int) -> dict[str, list]:
+    """The true values of a batch of ``n`` samples as CSV columns; none when the batch has none.
+
+    One label per sample is written as ``target`` (and its class name as ``target_class``);
+    larger targets (a face's points) as the task's ``target_columns`` names them, so that the
+    test metric can be recomputed from the CSV alone.
+    """
+    target = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+    if not isinstance(target, torch.Tensor) or target.ndim == 0 or target.shape[0] != n:
+        return {}
+    if target.ndim > 1:
+        format_targets = getattr(pl_module, "target_columns", None)
+        return format_targets(target) if format_targets is not None else {}
+    columns: dict[str, list] = {"target": target.tolist()}
+    names = getattr(pl_module, "class_names", None)
+    if names and not target.dtype.is_floating_point:
+        columns["target_class"] = [names[i] if 0 <= i < len(names) else "" for i in target.tolist()]
+    return columns
 
 
 def _cell(value: Any) -> Any:

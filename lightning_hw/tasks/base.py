@@ -198,6 +198,19 @@ class Task(LightningModule):
 
         return generic_columns(outputs)
 
+    def target_columns(self, target: torch.Tensor) -> dict[str, list]:
+        """CSV columns for one batch of true values that are more than one label per sample.
+
+        ``predict`` writes a batch's targets beside the predictions when the data has them:
+        one label per sample as ``target`` (and ``target_class``) itself, anything larger
+        through this hook. The default names them ``target_i``; tasks override it to write
+        them in the scheme of their :meth:`prediction_columns` (so the CSV alone gives back
+        the test metric).
+        """
+        from lightning_hw.deploy.predict import generic_columns
+
+        return generic_columns({"target": target})
+
     def describe_outputs(self) -> str:
         """What ``forward`` returns, for people reading an exported model (ONNX metadata)."""
         return "the task's forward outputs"

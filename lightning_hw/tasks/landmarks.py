@@ -204,6 +204,15 @@ class LandmarkRegressor(Task):
         pred = self(x)
         return {"landmarks": self.to_pixels(pred), "normalized": pred}
 
+    def target_columns(self, target: torch.Tensor) -> dict[str, list]:
+        """The true points in the scheme of the predicted ones: ``target_landmarks_i`` (pixels), ``target_normalized_i``.
+
+        Both in the frame ``test/nme`` is measured in, so the NME of ``landmarks_*`` against
+        ``target_landmarks_*`` is the test metric; ``nan`` marks a point not annotated.
+        """
+        columns = self.prediction_columns({"landmarks": self.to_pixels(target), "normalized": target})
+        return {f"target_{name}": values for name, values in columns.items()}
+
     def configure_callbacks(self) -> list[Any]:
         if self.plot_samples <= 0:
             return []

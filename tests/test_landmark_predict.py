@@ -1,0 +1,99 @@
+"""``predict`` on a landmark run, checked in numbers: the CSV gives back ``test``'s NME and the true points.
+
+A :class:`~lightning_hw.data.landmarks.csv_folder.LandmarkCSV` fixture of 52x40 PNG faces is
+trained at 26x20 (half size: NME, a ratio of distances, is the same in both frames), then
+
+* ``predict`` on the test split writes the true points beside the predicted ones, and the NME
+  recomputed here from the CSV is ``test``'s ``test/nme``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_hw.cli import main
+from lightning_hw.data.fixtures.landmarks import write_landmark_csv
+from lightning_hw.tasks.landmark_metrics import NME
+from tests.conftest import REPO
+
+K = 5
+FILE_SIZE = (52, 40)  # (H, W) of the fixture's images
+MODEL_SIZE = (26, 20)  # what they are resized to for the model
+
+
+def cli(*args: str) -> str:
+    """``python -m lightning_hw <args>`` in this process; what it printed (fails the test on an error exit)."""
+    printed = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(printed):
+        try:
+            main(list(args))
+        except SystemExit as exit_info:
+            code = exit_info.code or 0
+    assert code == 0, printed.getvalue()[-3000:]
+    return printed.getvalue()
+
+
+def predictions(printed: str) -> list[dict[str, str]]:
+    """The rows of the CSV a ``predict`` said it wrote."""
+    found = re.search(r"Predictions: \d+ rows written to (\S+\.csv)", printed)
+    assert found, printed
+    with Path(found.group(1)).open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def points(rows: list[dict[str, str]], name: str) -> np.ndarray:
+    """Columns ``<name>_0 .. <name>_{2K-1}`` as ``(N, K, 2)`` points (``nan`` = missing)."""
+    return np.array([[float(r[f"{name}_{j}"]) for j in range(2 * K)] for r in rows]).reshape(-1, K, 2)
+
+
+def nme(pred: np.ndarray, target: np.ndarray) -> float:
+    """Inter-ocular NME by the task's own metric (points 0 and 1 are the fixture's eyes)."""
+    metric = NME(eye_indices=([0], [1]))
+    metric.update(torch.as_tensor(pred, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32))
+    return float(metric.compute())
+
+
+@pytest.fixture(scope="module")
+def faces_run(tmp_path_factory):
+    """A short LandmarkCSV run: its data root, best checkpoint and the NME ``test`` measured with it."""
+    tmp = tmp_path_factory.mktemp("landmark_predict")
+    root = write_landmark_csv(tmp / "faces", n=60, k=K, size=FILE_SIZE)
+    runs = tmp / "runs"
+    cli(
+        "fit", "--config", str(REPO / "configs" / "landmarks_demo.yaml"),
+        "--data", "LandmarkCSV", "--data.init_args.root", str(root),
+        "--data.init_args.image_size", f"[{MODEL_SIZE[0]}, {MODEL_SIZE[1]}]",
+        "--data.init_args.eye_indices", "[[0], [1]]", "--data.init_args.batch_size", "8",
+        "--trainer.max_epochs", "2", "--model.init_args.plot_samples", "0",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--run.root", str(runs), "--run.wandb", "disabled", "--run.test_after_fit", "false",
+    )
+    (best,) = runs.glob("*/*/checkpoints/best-*.ckpt")
+    cli("test", "--ckpt_path", str(best))
+    (metrics,) = (best.parent.parent / "eval").glob("test-*/metrics.csv")
+    with metrics.open(newline="") as f:
+        logged = float(next(r["test/nme"] for r in csv.DictReader(f) if r.get("test/nme")))
+    return root, best, logged
+
+
+def test_split_predictions_hold_the_true_points_and_give_back_test_nme(faces_run):
+    root, best, logged = faces_run
+    rows = predictions(cli("predict", "--ckpt_path", str(best)))
+    assert len(rows) == 6  # the 10% test split of 60 faces
+    pred, true = points(rows, "landmarks"), points(rows, "target_landmarks")
+    assert np.isnan(true).any()  # unannotated points stay missing
+    assert nme(pred, true) == pytest.approx(logged, abs=1e-4)
+    # Normalised columns too, in the same scheme: fractions of the 20x26 model input.
+    scale = np.array([MODEL_SIZE[1], MODEL_SIZE[0]])
+    np.testing.assert_allclose(points(rows, "target_normalized") * scale, true, atol=1e-3)
+    np.testing.assert_allclose(points(rows, "normalized") * scale, pred, atol=1e-3)
+
