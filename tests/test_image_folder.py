@@ -307,6 +307,28 @@ def test_predict_on_a_folder_with_files_and_sub_folders_says_what_it_left_out(hi
     assert sorted(row["id"] for row in rows) == ["cat.0.jpg", "cat.1.jpg", "cat.2.jpg"]
 
 
+def split_predictions(checkpoint: Path, capsys, *extra: str) -> list[dict[str, str]]:
+    """``predict`` on the test split (``extra``: options for the run's config): the rows of its CSV."""
+    capsys.readouterr()
+    main(["predict", "--ckpt_path", str(checkpoint), *extra])
+    written = re.search(r"rows written to (\S+predictions\.csv)", capsys.readouterr().out).group(1)
+    with open(written, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_split_predictions_are_named_after_their_files(hidden_entries_run, in_memory, capsys):
+    """Test-split rows carry each image's path under the root: the same file predicted alone gives the same numbers."""
+    root, trained = hidden_entries_run
+    rows = split_predictions(trained["checkpoint"], capsys, "--data.init_args.in_memory", in_memory)
+    assert rows and all((root / row["id"]).is_file() for row in rows)
+    assert all(row["id"].split("/")[0] == row["target_class"] for row in rows)  # the class folder is the label
+    by_file = {f"{folder}/{row['id']}": row for folder in ("cat", "dog") for row in predictions(trained["checkpoint"], root / folder, capsys)}
+    for row in rows:
+        for name in ("prob_cat", "prob_dog"):
+            assert float(row[name]) == pytest.approx(float(by_file[row["id"]][name]), abs=1e-5), row["id"]
+
+
 def test_gif_files_are_trained_on_and_predicted_alike(tmp_path, capsys):
     """torchvision's ImageFolder suffixes leave GIFs out; lightning-hw's training and predict both read them."""
     from PIL import Image

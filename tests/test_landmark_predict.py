@@ -4,7 +4,7 @@ A :class:`~lightning_hw.data.landmarks.csv_folder.LandmarkCSV` fixture of 52x40 
 trained at 26x20 (half size: NME, a ratio of distances, is the same in both frames), then
 
 * ``predict`` on the test split writes the true points beside the predicted ones, and the NME
-  recomputed here from the CSV is ``test``'s ``test/nme``.
+  recomputed here from the CSV is ``test``'s ``test/nme``; its ids are the image files.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from lightning_hw.cli import main
 from lightning_hw.data.fixtures.landmarks import write_landmark_csv
+from lightning_hw.data.landmarks.csv_folder import read_landmark_csv
 from lightning_hw.tasks.landmark_metrics import NME
 from tests.conftest import REPO
 
@@ -96,4 +97,15 @@ def test_split_predictions_hold_the_true_points_and_give_back_test_nme(faces_run
     scale = np.array([MODEL_SIZE[1], MODEL_SIZE[0]])
     np.testing.assert_allclose(points(rows, "target_normalized") * scale, true, atol=1e-3)
     np.testing.assert_allclose(points(rows, "normalized") * scale, pred, atol=1e-3)
+
+
+def test_split_predictions_are_named_after_their_image_files(faces_run):
+    root, best, _ = faces_run
+    rows = predictions(cli("predict", "--ckpt_path", str(best)))
+    true = points(rows, "target_landmarks")
+    # The ids name the image files (relative to the data root): their true points are the CSV's, halved.
+    names, file_points, _ = read_landmark_csv(root / "landmarks.csv")
+    by_name = dict(zip(names, file_points.numpy()))
+    assert all((root / r["id"]).is_file() for r in rows)
+    np.testing.assert_allclose(true, np.stack([by_name[r["id"]] for r in rows]) / 2, atol=1e-4)
 

@@ -207,6 +207,15 @@ class SplitDataModule(LightningDataModule):
         """
         return None
 
+    def split_ids(self, split: str) -> list[str] | None:
+        """One name per sample of ``split``, in its loader's order, for prediction CSVs; ``None``: row numbers.
+
+        Data sets read from files name each sample after its file (its path under the data
+        root), so a prediction can be traced to its image. Data sets held as arrays (a
+        download, generated data) have no such names.
+        """
+        return None
+
     # -- raw samples and their preprocessing (shared by training, predict and export) ------------
 
     #: what a raw sample's values are, as stored in the data files (said in messages and ONNX metadata)
@@ -541,6 +550,13 @@ class InMemoryDataModule(SplitDataModule):
         ids, raw = self.read_inputs(Path(path), on_unreadable)
         self._predict_raw = raw
         return ids
+
+    def predict_ids(self) -> list[str] | None:
+        """The names of the samples :meth:`predict_dataloader` serves, in order: the test split's :meth:`split_ids`.
+
+        ``None`` after :meth:`predict_from`, which returns the names of its samples itself.
+        """
+        return None if self._predict_raw is not None else self.split_ids("test")
 
     def predict_dataloader(self) -> TensorBatchLoader:
         """The test split, or the samples of :meth:`predict_from` (prepared as the training data was)."""

@@ -117,13 +117,15 @@ class PredictionWriter(BasePredictionWriter):
 
     Args:
         path: the CSV file to write.
-        ids: one name per sample (e.g. file names), in loader order; ``None``: row numbers.
+        ids: one name per sample (e.g. file names), in loader order; ``None``: the datamodule's
+            ``predict_ids()`` (file names of its test split) where it has them, else row numbers.
     """
 
     def __init__(self, path: str | Path, ids: Sequence[str] | None = None) -> None:
         super().__init__(write_interval="batch")
         self.path = Path(path)
         self.ids = list(ids) if ids is not None else None
+        self._row_ids: list[str] | None = None
         self._file = None
         self._writer: csv.DictWriter | None = None
         self.rows = 0
@@ -131,6 +133,10 @@ class PredictionWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.rows = 0
         self._writer = None
+        self._row_ids = self.ids
+        if self._row_ids is None:  # the datamodule's own split, set up by now: named after its files if it can
+            names = getattr(trainer.datamodule, "predict_ids", None)
+            self._row_ids = names() if callable(names) else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", newline="")
 
@@ -140,7 +146,7 @@ class PredictionWriter(BasePredictionWriter):
         format_columns = getattr(pl_module, "prediction_columns", None) or generic_columns
         columns = format_columns(prediction)
         n = len(next(iter(columns.values()))) if columns else 0
-        ids = self.ids[self.rows : self.rows + n] if self.ids is not None else range(self.rows, self.rows + n)
+        ids = self._row_ids[self.rows : self.rows + n] if self._row_ids is not None else range(self.rows, self.rows + n)
         table = {"id": list(ids), **columns, **target_columns(pl_module, batch, n)}
         if self._writer is None:
             self._writer = csv.DictWriter(self._file, fieldnames=list(table))

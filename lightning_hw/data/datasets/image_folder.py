@@ -24,7 +24,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
-from lightning_hw.data.io.image_files import IMAGE_SUFFIXES, is_hidden, list_images, read_image, walk_images
+from lightning_hw.data.io.image_files import IMAGE_SUFFIXES, file_id, is_hidden, list_images, read_image, walk_images
 from lightning_hw.data.io.jpeg_batch import EncodedImages, collate_encoded, decode_batch, read_file
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
@@ -288,6 +288,12 @@ class ImageFolder(StreamingFallback, ImageDataModule):
     def sample_names(self) -> list[str]:
         """Each image's path under ``root`` and its label: a file added, removed or relabelled changes the split."""
         return [f"{path.relative_to(self.root).as_posix()}\t{label}" for path, label in self.samples]
+
+    def split_ids(self, split: str) -> list[str]:
+        """Each image's path under ``root``, in the split's order (the in-memory and the streamed loaders' alike)."""
+        # In memory the split is not kept (the decoded tensors are); it is seeded, so drawing it again gives it.
+        samples = self._split_samples or self._split()
+        return [file_id(path, self.root) for path, _ in samples[split]]
 
     def _split(self) -> dict[str, list[tuple[Path, int]]]:
         labels = torch.tensor([label for _, label in self.samples], dtype=torch.long)

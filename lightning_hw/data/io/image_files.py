@@ -55,6 +55,13 @@ def is_image_name(name: str) -> bool:
     return not is_hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
+def file_id(path: Path, root: Path | None) -> str:
+    """A sample's id in predictions: its file's path under ``root`` (``/``-separated), else the path as given."""
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return path.as_posix()
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """The image files directly in ``folder`` (by suffix, hidden ones left out), sorted by name."""
     folder = Path(folder)

@@ -30,7 +30,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
-from lightning_hw.data.io.image_files import read_image_and_size
+from lightning_hw.data.io.image_files import file_id, read_image_and_size
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import DRAFT_NOTE, ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
@@ -213,6 +213,11 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         records = self.read_records()
         parts = self.split_positions(len(records))
         return {name: [records[i] for i in idx.tolist()] for name, idx in zip(SPLIT_NAMES, parts)}
+
+    def split_ids(self, split: str) -> list[str]:
+        """Each image's path under the data set's ``root`` (where it has one), in the split's order."""
+        root = getattr(self, "root", None)
+        return [file_id(path, Path(root) if root is not None else None) for path, _ in self._records()[split]]
 
     def decode(self, path: Path, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One record as a resized uint8 image and its moved points."""
