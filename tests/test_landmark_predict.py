@@ -4,7 +4,9 @@ A :class:`~lightning_hw.data.landmarks.csv_folder.LandmarkCSV` fixture of 52x40 
 trained at 26x20 (half size: NME, a ratio of distances, is the same in both frames), then
 
 * ``predict`` on the test split writes the true points beside the predicted ones, and the NME
-  recomputed here from the CSV is ``test``'s ``test/nme``; its ids are the image files.
+  recomputed here from the CSV is ``test``'s ``test/nme``; its ids are the image files;
+* ``predict --predict_from <the test images>`` writes points in each file's own pixels: they
+  are twice the split's, and their NME against the points of the fixture's CSV is ``test/nme``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import csv
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +112,23 @@ def test_split_predictions_are_named_after_their_image_files(faces_run):
     assert all((root / r["id"]).is_file() for r in rows)
     np.testing.assert_allclose(true, np.stack([by_name[r["id"]] for r in rows]) / 2, atol=1e-4)
 
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_predictions_from_files_are_in_each_files_pixels(faces_run, in_memory, tmp_path):
+    root, best, logged = faces_run
+    held = ("--data.init_args.in_memory", in_memory)  # the split decoded once, or streamed from the files
+    split_rows = predictions(cli("predict", "--ckpt_path", str(best), *held))
+    folder = tmp_path / "new_faces"
+    folder.mkdir()
+    for row in split_rows:
+        shutil.copy(root / row["id"], folder / Path(row["id"]).name)
+    rows = predictions(cli("predict", "--ckpt_path", str(best), *held, "--predict_from", str(folder)))
+    by_id = {Path(r["id"]).name: r for r in split_rows}
+    assert sorted(r["id"] for r in rows) == sorted(by_id)
+    from_files = points(rows, "landmarks")
+    # The same faces, the same model input: the split's points (20x26 input) doubled for the 40x52 files.
+    np.testing.assert_allclose(from_files, 2 * points([by_id[r["id"]] for r in rows], "landmarks"), atol=1e-3)
+    names, file_points, _ = read_landmark_csv(root / "landmarks.csv")
+    truth = dict(zip(names, file_points.numpy()))
+    assert nme(from_files, np.stack([truth[r["id"]] for r in rows])) == pytest.approx(logged, abs=1e-4)
+    assert not any(c.startswith("target") for c in rows[0])  # files come without true points

@@ -117,7 +117,8 @@ class LandmarkRegressor(Task):
         w, h = (int(v) for v in self.pixel_scale.tolist())
         return (
             f"points (N x {self.num_landmarks} x 2), (x, y) as fractions of the image width and height: "
-            f"multiply by ({w}, {h}) for pixels of the {w}x{h} model input"
+            f"multiply by ({w}, {h}) for pixels of the {w}x{h} model input, or by an image file's width and "
+            "height for pixels of that file (decoding resizes the whole file to the input, no crop)"
         )
 
     def to_pixels(self, points: torch.Tensor) -> torch.Tensor:
@@ -199,10 +200,18 @@ class LandmarkRegressor(Task):
             self.mean_shape_nme.reset()
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        """Points of a batch: ``landmarks`` in pixels of the image, ``normalized`` in (0, 1)."""
+        """Points of a batch: ``landmarks`` in pixels of each sample's image, ``normalized`` in (0, 1).
+
+        That image is the one the data's points refer to: the stored image (the model input)
+        for the data's own splits and for CSV rows of pixels; for image files (``predict
+        --predict_from <folder>``) the file itself, whose ``(W, H)`` the datamodule gives as
+        the batch's third element ``(inputs, None, sizes)``.
+        """
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         pred = self(x)
-        return {"landmarks": self.to_pixels(pred), "normalized": pred}
+        sizes = batch[2] if isinstance(batch, (tuple, list)) and len(batch) > 2 else None
+        pixels = self.to_pixels(pred) if sizes is None else pred * sizes.to(pred.dtype).unsqueeze(1)
+        return {"landmarks": pixels, "normalized": pred}
 
     def target_columns(self, target: torch.Tensor) -> dict[str, list]:
         """The true points in the scheme of the predicted ones: ``target_landmarks_i`` (pixels), ``target_normalized_i``.

@@ -165,13 +165,11 @@ def read_image_and_size(
     try:
         with Image.open(path) as img:
             stored_size = img.size
-            full_size = (img.size[1], img.size[0])
+            full_size = _full_size(img, exif_rotate)
             sixteen_bits = img.mode.startswith("I;16")  # the file's own mode (the EXIF turn may make it I)
             if min_size is not None:
                 img.draft("RGB" if channels == 3 else "L", (min_size[1], min_size[0]))
             if exif_rotate:
-                if img.getexif().get(_EXIF_ORIENTATION, 1) in _QUARTER_TURNS:
-                    full_size = full_size[::-1]
                 if img.format == "JPEG" and img.size == stored_size and (img.mode == "L" or img.mode == "RGB" == _MODES[channels]):
                     # At full scale libjpeg-turbo through TorchCodec gives Pillow's very pixels
                     # (EXIF turn included) about twice as fast (issue 17): Pillow's conversion
@@ -187,6 +185,29 @@ def read_image_and_size(
             return TF.pil_to_tensor(img.convert(_MODES[channels])), full_size
     except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
         raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
+
+
+def image_file_size(path: Path, exif_rotate: bool = True) -> tuple[int, int]:
+    """The full-resolution ``(H, W)`` of an image file as :func:`read_image` turns it, from its header only.
+
+    Raises:
+        DataError: the file is not a readable image.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return _full_size(img, exif_rotate)
+    except Exception as err:  # noqa: BLE001 - any decoder failure means the same to the user
+        raise DataError(f"cannot read image {path}: {decode_failure(err, path)}; delete or replace the file") from None
+
+
+def _full_size(img: Image.Image, exif_rotate: bool) -> tuple[int, int]:
+    """``(H, W)`` of an opened image before any reduced-scale decoding, after the EXIF turn if asked."""
+    height, width = img.size[1], img.size[0]
+    if exif_rotate and img.getexif().get(_EXIF_ORIENTATION, 1) in _QUARTER_TURNS:
+        return width, height
+    return height, width
 
 
 def _to_8_bits(img: Image.Image) -> Image.Image:

@@ -30,7 +30,8 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
-from lightning_hw.data.io.image_files import file_id, read_image_and_size
+from lightning_hw.data.epoch_order import TensorBatchLoader
+from lightning_hw.data.io.image_files import file_id, image_file_size, read_image_and_size
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import DRAFT_NOTE, ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
@@ -61,6 +62,7 @@ class LandmarkDataModule(ImageDataModule):
         super().__init__(augment=None, offline_augment=None, offline_copies=0, **kwargs)
         self.landmark_augment = augment
         self._permutation: torch.Tensor | None = None
+        self._predict_sizes: torch.Tensor | None = None
 
     # -- what the task must know -----------------------------------------------------------
 
@@ -123,11 +125,43 @@ class LandmarkDataModule(ImageDataModule):
         return self.preprocess.normalize(x), target
 
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
-        if len(batch) == 1:  # new images to predict: no points
+        if len(batch) == 1:  # new samples from a CSV: no points, and the model input is their image
             return (self.preprocess(batch[0]),)
+        if self._predict_sizes is not None and self.trainer is not None and self.trainer.predicting:
+            images, sizes = batch  # image files: no points, and each file's (W, H) for the task
+            return (self.preprocess(images), None, sizes)
         images, points, *rest = batch
         train = self.trainer is not None and self.trainer.training
         return (*self.transform_batch(images, points, train=train), *rest)
+
+    # -- predicting on image files ---------------------------------------------------------------
+
+    def file_image_size(self, path: Path) -> tuple[int, int]:
+        """``(H, W)`` of an image file as :meth:`read_image_file` decodes it (EXIF orientation applied)."""
+        return image_file_size(path)
+
+    def predict_from(self, path: str | Path, on_unreadable: str = "fail") -> list[str]:
+        """Predict on the samples of ``path`` (see :meth:`read_inputs`); for a folder, note each file's size.
+
+        Every reader resizes the whole image to the model input (no crop, aspect ratio not
+        kept), so a point at a fraction of the input's width and height sits at the same
+        fraction of the file's: the task multiplies by the file's ``(W, H)`` to give points
+        in the file's pixels, which :meth:`predict_dataloader` serves with each image.
+        """
+        ids = super().predict_from(path, on_unreadable)
+        folder = Path(path)
+        self._predict_sizes = None
+        if folder.is_dir():
+            sizes = [self.file_image_size(folder / name) for name in ids]
+            self._predict_sizes = torch.tensor([(w, h) for h, w in sizes], dtype=torch.float32)
+        return ids
+
+    def predict_dataloader(self) -> TensorBatchLoader:
+        """The test split, or the samples of :meth:`predict_from`; image files with their ``(W, H)``."""
+        if self._predict_sizes is None:
+            return super().predict_dataloader()
+        self._warn_if_other_units(self._predict_raw)
+        return TensorBatchLoader((self._predict_raw, self._predict_sizes), batch_size=self.eval_batch_size)
 
 
 def decode_with_points(
@@ -227,6 +261,9 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         # The training decoder, without points (and, as in training, without EXIF rotation:
         # annotations refer to the stored pixels).
         return decode_with_points(path, torch.empty(0, 2), self.image_size, self.channels, self.interpolation)[0]
+
+    def file_image_size(self, path: Path) -> tuple[int, int]:
+        return image_file_size(path, exif_rotate=False)  # the stored pixels, as read_image_file reads them
 
     def decode_description(self) -> dict[str, Any]:
         return {**super().decode_description(), "reader": f"Pillow, stored orientation (no EXIF rotation); {DRAFT_NOTE}"}
