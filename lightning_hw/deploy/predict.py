@@ -5,8 +5,8 @@
     python -m lightning_hw predict --config C --ckpt_path P --predict_from table.csv
 
 Without ``--predict_from`` the datamodule's predict split is used (the test split for the
-in-memory datamodules) and the true label (a landmark task: the true points) is written next to
-the prediction. With it, a
+in-memory datamodules), its rows named after their files where the data has them, and the
+true label (a landmark task: the true points) is written next to the prediction. With it, a
 folder of images or a CSV (with or without a header) is read by the datamodule, in the
 units its files store (pixel values, the digits' 0-16, a table's columns), and prepared by
 the same :class:`~lightning_hw.data.preprocess.Preprocess` as the training data.
