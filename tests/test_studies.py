@@ -396,3 +396,43 @@ def test_two_processes_share_a_grid_through_a_journal_file(workdir):
     # Run again: nothing trains.
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and "3 finished, 0 to resume, 0 to start" in again.stdout, again.stdout + again.stderr
+
+
+def test_sigterm_to_the_study_stops_it_as_ctrl_c_does(workdir):
+    """SIGTERM to the study's process group (``timeout``, a scheduler): the fit saves last.ckpt, the study
+    queues the run again, keeps the fit's output in study.log and says how to continue, exit 143."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from lightning_hw.studies import search
+
+    # last.ckpt after every epoch; 400 epochs: still training when the signal comes, however fast the machine
+    path = write_study(workdir, {"a": {"run.checkpoint_interval": 0}})
+    command = [sys.executable, "-m", "lightning_hw", "study", str(path), "--trainer.max_epochs", "400"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    run_dir = workdir / "runs" / "tiny" / "a"
+    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            assert study.poll() is None and time.monotonic() < deadline, "the run never saved a checkpoint"
+            time.sleep(0.2)
+        os.killpg(study.pid, signal.SIGTERM)  # as `timeout -s TERM` does: the study and its fit
+        out = study.communicate(timeout=60)[0]
+    finally:
+        if study.poll() is None:
+            os.killpg(study.pid, signal.SIGKILL)
+            study.wait()
+    assert study.returncode == 143, out
+    assert "[1/1] a: interrupted (SIGTERM); run the study again to resume it" in out
+    assert "Study interrupted; run the same command again to continue it" in out
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+    assert "interrupted by SIGTERM" in (run_dir / studies.LOG_FILE).read_text()  # the fit's last lines were kept
+    # Not left RUNNING (a rerun would wait for its heartbeat to go stale): failed and queued again.
+    settings = search.grid_search(studies.load_study(path), studies.load_study(path).options)
+    trials = optuna.load_study(study_name=settings.optuna_name, storage=search.open_storage(settings.storage)).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]

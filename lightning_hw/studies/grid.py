@@ -40,7 +40,9 @@ import argparse
 import json
 import re
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -476,11 +478,32 @@ def main(argv: list[str]) -> int:
 
 
 def _interruptible(run) -> int:
+    """Run the study; Ctrl-C or SIGTERM stops it, and its fits save ``last.ckpt`` (exit 130 or 143).
+
+    SIGTERM (a scheduler's preemption, ``timeout``, ``kill -TERM -<pgid>``) is taken as Ctrl-C is:
+    its default action would end this process at once, leaving its fits without a reader for
+    their output (they then fail on a broken pipe), the trials RUNNING in the storage and the
+    end of each ``study.log`` unwritten. Like Ctrl-C in a terminal, a signal to the process
+    group reaches the fits too: each stops at its next step with ``last.ckpt`` saved, and the
+    runner queues it again before this process exits.
+    """
+    received: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    watching = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.signal(signal.SIGTERM, stop) if watching else None
     try:
-        return run()
+        code = run()
     except KeyboardInterrupt:
         print("Study interrupted; run the same command again to continue it.", file=sys.stderr)
-        return 130
+        code = 130
+    finally:
+        if watching:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    return 128 + signal.SIGTERM if received and code == 130 else code
 
 
 def _export_sweep(study: Study, study_file: str, out: Path) -> int:

@@ -80,6 +80,7 @@ def execute(job: Job, env: dict[str, str], tee: bool) -> int:
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
+            log.flush()  # a study killed outright (SIGKILL) keeps its fit's output up to here
             if tee:
                 sys.stdout.write(line)
         return process.wait()
