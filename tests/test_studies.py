@@ -436,3 +436,24 @@ def test_sigterm_to_the_study_stops_it_as_ctrl_c_does(workdir):
     settings = search.grid_search(studies.load_study(path), studies.load_study(path).options)
     trials = optuna.load_study(study_name=settings.optuna_name, storage=search.open_storage(settings.storage)).get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+
+
+def test_grid_on_a_journal_does_not_call_a_study_complete_while_a_run_is_running(workdir, capsys, monkeypatch):
+    """A journal has no heartbeat: a run RUNNING in it (another process's, or one that died) is left to it,
+    and the summary says so, with --retry-running for when no process trains it, not "complete"."""
+    from lightning_hw.studies import search
+
+    path = write_study(workdir, {"a": None, "b": None}, storage=f"journal://{workdir / 'grid.log'}")
+    settings = search.grid_search(studies.load_study(path), studies.load_study(path).options)
+    study, _ = runner.open_study(settings)
+    study.enqueue_trial({search.GRID_PARAM: "b"})
+    assert study.ask(settings.space).params == {search.GRID_PARAM: "b"}  # RUNNING, as a process that was killed leaves it
+    # the study's runs import study_helpers.KillOnce
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    code = studies.main([str(path), "--trainer.max_epochs", "1"])
+    printed = capsys.readouterr()
+    assert code == 0 and studies.is_finished_run(workdir / "runs" / "tiny" / "a")
+    assert not studies.is_finished_run(workdir / "runs" / "tiny" / "b")
+    assert "complete" not in printed.out
+    assert "1 run(s) RUNNING in the storage, left to the process that runs them: b" in printed.err
+    assert "--retry-running" in printed.err

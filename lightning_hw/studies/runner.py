@@ -512,6 +512,17 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
             )
         if failed or asker.dead:
             return 1
+        # Runs this process left to another: RUNNING in the storage when nothing else was left to take.
+        # A database storage waits for them (or for their heartbeat to stop); a journal has no
+        # heartbeat, so its RUNNING run may be one whose process died.
+        elsewhere = [n for n in asker.runs if n not in asker.attempted and not is_finished_run(search.directory / n)]
+        if elsewhere:
+            print(
+                f"Study {search.name}: {len(elsewhere)} run(s) RUNNING in the storage, left to the process that runs them: "
+                f"{', '.join(elsewhere)}; if none does (its process died), run the study again with --retry-running.",
+                file=sys.stderr,
+            )
+            return 0
         print(f"Study {search.name} complete. Compare the runs with: python -m lightning_hw report {search.directory}")
         return 0
     trials = study.get_trials(deepcopy=False)
