@@ -327,3 +327,19 @@ def test_shipped_search_studies_parse():
             assert "not found" in str(err), err
             continue
         assert spec.space and spec.trials >= 8
+
+
+def test_a_search_with_another_objective_under_the_same_name_is_refused(workdir, capsys):
+    """Two search files named alike share runs/<name>/optuna.db: the second must not count, compare and
+    relabel the first's val/acc trials as its own val/f1 ones (same direction, so not caught by that)."""
+    first = write_search(workdir, name="s", trials=1, objective="val/acc")
+    assert studies.main([str(first)]) == 0
+    record = (workdir / "runs" / "s" / "search.json").read_text()
+    other = workdir / "other"
+    other.mkdir()
+    second = write_search(other, name="s", trials=2, objective="val/f1")
+    with pytest.raises(ConfigError, match=r"study s in sqlite:///.*optuna.db searched for val/acc; this file says val/f1") as err:
+        studies.main([str(second)])
+    assert "\n" not in str(err.value)
+    assert (workdir / "runs" / "s" / "search.json").read_text() == record  # the report still reads val/acc
+    assert [t.number for t in load(first)] == [0] and not (workdir / "runs" / "s" / "trial-1").exists()

@@ -63,6 +63,7 @@ from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, mak
 PREFIX = "trial-"
 SURPLUS = "surplus"  # user attr of a trial handed out beyond what the study needs (given back as FAIL)
 RUN_DIR = "run_dir"  # user attr: the trial's run directory (a queued-again trial inherits it)
+METRIC_ATTR = "objective"  # study user attr: the metric a search optimises (set when it is created)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -176,6 +177,17 @@ def open_study(search: SearchStudy, heartbeat: bool = True):
             f"study {search.optuna_name} in {search.storage} was created to {study.direction.name.lower()}; "
             f"this file says {search.direction} (give another name or storage)"
         )
+    if not search.is_grid:  # a grid's values are only told to Optuna; a search compares and reports them
+        # Another search file of the same name (same storage, same direction) would otherwise count
+        # this study's trials as its own, compare values of two metrics and relabel them in the report.
+        recorded = study.user_attrs.get(METRIC_ATTR)
+        if recorded is None:
+            study.set_user_attr(METRIC_ATTR, search.metric)
+        elif recorded != search.metric:
+            raise ConfigError(
+                f"study {search.optuna_name} in {search.storage} searched for {recorded}; "
+                f"this file says {search.metric} (give another name or storage)"
+            )
     return study, storage
 
 
