@@ -85,22 +85,40 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
 
 
 def read_metrics(path: Path) -> dict[str, dict[int, float]]:
-    """Per-metric ``{epoch: value}`` from a Lightning ``metrics.csv`` (empty cells skipped)."""
+    """Per-metric ``{epoch: value}`` from a Lightning ``metrics.csv`` (empty cells skipped).
+
+    Raises:
+        DataError: the file is not a CSV of numbered epochs (damaged, or not written by Lightning).
+    """
     curves: dict[str, dict[int, float]] = {}
-    with Path(path).open(newline="") as file:
-        for row in csv.DictReader(file):
-            when = row.get("epoch") or row.get("step")
-            if when in (None, ""):
-                continue
-            epoch = int(float(when))
-            for key, value in row.items():
-                if key in ("epoch", "step") or value in (None, ""):
+    try:
+        with Path(path).open(newline="") as file:
+            reader = csv.DictReader(file)
+            for row in reader:
+                when = row.get("epoch") or row.get("step")
+                if when in (None, ""):
                     continue
                 try:
-                    curves.setdefault(key, {})[epoch] = float(value)
+                    epoch = int(float(when))
                 except ValueError:
-                    continue
+                    raise DataError(_unreadable(path, f"line {reader.line_num}: epoch {when!r} is not a number")) from None
+                for key, value in row.items():
+                    if key in ("epoch", "step") or value in (None, ""):
+                        continue
+                    try:
+                        curves.setdefault(key, {})[epoch] = float(value)
+                    except (TypeError, ValueError):  # a cell that is not a number (TypeError: a row with extra cells)
+                        continue
+    except UnicodeDecodeError:
+        raise DataError(_unreadable(path, "not UTF-8 text")) from None
+    except csv.Error as err:
+        raise DataError(_unreadable(path, str(err))) from None
     return curves
+
+
+def _unreadable(path: Path, why: str) -> str:
+    # One damaged run must not hide the others for good: say how to report on them.
+    return f"{path} cannot be read as a metrics file ({why}); repair it, or leave its run out by naming the other runs"
 
 
 def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:

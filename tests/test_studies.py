@@ -457,3 +457,34 @@ def test_grid_on_a_journal_does_not_call_a_study_complete_while_a_run_is_running
     assert "complete" not in printed.out
     assert "1 run(s) RUNNING in the storage, left to the process that runs them: b" in printed.err
     assert "--retry-running" in printed.err
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"epoch,step,val/acc\n0,0,0.5\nx,1,0.6\n", "line 3: epoch 'x' is not a number"),
+        (b"epoch,step,val/acc\n0,0,0.5\n\xff\xfe\x00garbage\n", "not UTF-8 text"),
+        (b'epoch,step,val/acc\n0,0,0.5\n1,1,"' + b"z" * 200_000, "field larger than field limit (131072)"),
+    ],
+)
+def test_report_on_a_corrupt_metrics_file_fails_in_one_line(workdir, capsys, content, why):
+    from lightning_hw.cli import main
+
+    for name in ("good", "bad"):
+        (workdir / "runs" / "s" / name).mkdir(parents=True)
+        (workdir / "runs" / "s" / name / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+    (workdir / "runs" / "s" / "bad" / "metrics.csv").write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {Path('runs/s/bad/metrics.csv')} cannot be read as a metrics file ({why}); "
+        "repair it, or leave its run out by naming the other runs"
+    ]
+    assert (workdir / "runs" / "s" / "bad" / "metrics.csv").read_bytes() == content  # left as it was
+
+
+def test_metrics_row_with_a_stray_extra_cell_keeps_its_values(workdir):
+    (workdir / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5,7\n1,1,0.6\n")
+    assert reports.read_metrics(workdir / "metrics.csv") == {"val/acc": {0: 0.5, 1: 0.6}}
