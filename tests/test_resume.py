@@ -269,3 +269,20 @@ def test_resume_from_a_last_checkpoint_written_only_for_the_final_epoch(tiny_arg
     rows = lambda d: list(csv.DictReader((d / "metrics.csv").open()))  # noqa: E731
     assert rows(first) == rows(straight)
     assert len(rows(first)) == 6  # train and val rows of three epochs
+
+
+def test_resume_with_fewer_max_epochs_than_trained_fails_in_one_line(tiny_args, workdir, capsys):
+    """A study rerun (or a fit) with a smaller --trainer.max_epochs than the run reached: one line, the record kept."""
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "3", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    before = {name: (run / name).read_bytes() for name in ("status.json", "metrics.csv", "config.yaml")}
+    # last.ckpt was written at the end of epoch 2 (0-based): Lightning restores it as current_epoch 2
+    code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "1", "--ckpt_path", "last"), capsys)
+    assert code == 2
+    assert line == (
+        f"error: cannot resume from {run / 'checkpoints' / 'last.ckpt'}: it is in epoch 2 (0-based), past "
+        "--trainer.max_epochs 1; give a larger --trainer.max_epochs (or train a new run)"
+    )
+    assert {name: (run / name).read_bytes() for name in before} == before
