@@ -488,3 +488,15 @@ def test_report_on_a_corrupt_metrics_file_fails_in_one_line(workdir, capsys, con
 def test_metrics_row_with_a_stray_extra_cell_keeps_its_values(workdir):
     (workdir / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5,7\n1,1,0.6\n")
     assert reports.read_metrics(workdir / "metrics.csv") == {"val/acc": {0: 0.5, 1: 0.6}}
+
+
+def test_only_does_not_call_the_whole_study_complete(workdir, capsys, monkeypatch):
+    """`--only a` finishes `a`; the study's other runs have not run, so the study is not "complete"."""
+    path = write_study(workdir, {"a": None, "b": None})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    assert studies.main([str(path), "--only", "a", "--trainer.max_epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Study tiny complete" not in out
+    assert "Study tiny: the 1 run(s) asked for finished; 1 of its 2 runs not yet: b (run the study without --only or --variant for them)." in out
+    assert studies.main([str(path), "--only", "b", "--trainer.max_epochs", "1"]) == 0  # the last one: now it is
+    assert "Study tiny complete. Compare the runs with: python -m lightning_hw report runs/tiny" in capsys.readouterr().out

@@ -535,6 +535,15 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
                 file=sys.stderr,
             )
             return 0
+        # With --only (or --variant) this process ran a part of the study: the rest may not have run.
+        left = [v.name for v in search.study.variants if not is_finished_run(search.directory / v.name)]
+        if left:
+            print(
+                f"Study {search.name}: the {len(asker.runs)} run(s) asked for finished; {len(left)} of its "
+                f"{len(search.study.variants)} runs not yet: {', '.join(left[:5])}{', ...' if len(left) > 5 else ''} "
+                "(run the study without --only or --variant for them)."
+            )
+            return 0
         print(f"Study {search.name} complete. Compare the runs with: python -m lightning_hw report {search.directory}")
         return 0
     trials = study.get_trials(deepcopy=False)
