@@ -343,3 +343,18 @@ def test_a_search_with_another_objective_under_the_same_name_is_refused(workdir,
     assert "\n" not in str(err.value)
     assert (workdir / "runs" / "s" / "search.json").read_text() == record  # the report still reads val/acc
     assert [t.number for t in load(first)] == [0] and not (workdir / "runs" / "s" / "trial-1").exists()
+
+
+def test_a_study_run_again_does_not_repeat_the_parameters_it_tried(workdir):
+    """Each `study` invocation builds its sampler anew: seeded alike, it drew the values of the
+    study's first trials again (a resumed or extended search, every machine joining one)."""
+    path = write_search(workdir, trials=1, sampler="random", search={"model.init_args.lr": {"float": [1.0e-3, 0.3], "log": True}})
+    assert studies.main([str(path)]) == 0
+    write_search(workdir, trials=2, sampler="random", search={"model.init_args.lr": {"float": [1.0e-3, 0.3], "log": True}})
+    assert studies.main([str(path)]) == 0  # one more trial, in a new invocation
+    first, second = load(path)
+    assert first.params != second.params
+    # A new study still draws what its seed gives (a search is reproducible from its file).
+    fresh = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert first.params == fresh.ask(search.load_search(path).space).params
+

@@ -172,6 +172,9 @@ def open_study(search: SearchStudy, heartbeat: bool = True):
             if type(err).__module__.startswith("sqlalchemy"):
                 raise ConfigError(f"storage {search.storage}: {text}") from None
             raise
+    tried = len(study.get_trials(deepcopy=False))
+    if tried:  # a study run again (or joined): not the values its first trials were given
+        study.sampler = make_sampler(search, offset=tried)
     if study.direction.name.lower() != search.direction:
         raise ConfigError(
             f"study {search.optuna_name} in {search.storage} was created to {study.direction.name.lower()}; "

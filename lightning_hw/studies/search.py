@@ -411,17 +411,26 @@ def make_pruner(spec: dict[str, dict[str, Any]], where: str = "pruner"):
         raise ConfigError(f"{where}: pruner {name}: {str(err).splitlines()[0]}") from None
 
 
-def make_sampler(search: SearchStudy):
-    """The seeded Optuna sampler of a search study."""
+def make_sampler(search: SearchStudy, offset: int = 0):
+    """The seeded Optuna sampler of a search study.
+
+    Args:
+        search: the study.
+        offset: added to the study's ``seed``: the number of trials its storage holds already.
+            Each ``study`` invocation builds its sampler anew, and one seeded alike would draw
+            the values of the study's first trials again (TPE's random start-up trials, the
+            random sampler's every trial); a new study (offset 0) draws what its seed gives.
+    """
     import optuna
 
+    seed = search.seed + offset
     if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if search.sampler == "grid":
-        return AskTellGridSampler(grid_choices(search.space, search.name), seed=search.seed)
+        return AskTellGridSampler(grid_choices(search.space, search.name), seed=seed)
     if search.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=search.seed)
-    return optuna.samplers.TPESampler(seed=search.seed)
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
