@@ -432,10 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """``python -m lightning_hw report DIR [DIR...]``; returns the exit code."""
+    from lightning_hw.studies.search_report import is_search_dir, load_recorded_study, search_report
+
     options = build_parser().parse_args(argv)
     runs, base = load_runs(options.dirs)
     if len(options.dirs) == 1 and not (Path(options.dirs[0]) / METRICS_FILE).is_file():
         base = Path(options.dirs[0])
+    # An Optuna search: its study is read before anything is written, so a missing storage writes no half report.
+    search = load_recorded_study(base) if len(options.dirs) == 1 and is_search_dir(base) else None
     out = Path(options.out) if options.out else base / "report"
     out.mkdir(parents=True, exist_ok=True)
     title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
@@ -465,10 +469,8 @@ def main(argv: list[str]) -> int:
         figure(runs, metric).savefig(out / file, dpi=100)
         sections.append(f"![{metric}]({file})")
     print(f"{title}\n\n{table_md}\n")
-    from lightning_hw.studies.search_report import is_search_dir, search_report
-
-    if len(options.dirs) == 1 and is_search_dir(base):  # an Optuna search: its trials, best config, plots
-        sections += ["", *search_report(base, out)]
+    if search is not None:  # an Optuna search: its trials, best config, plots
+        sections += ["", *search_report(base, out, search)]
     (out / "report.md").write_text("\n".join(sections) + "\n")
 
     if by_fold is not None:

@@ -358,3 +358,21 @@ def test_a_study_run_again_does_not_repeat_the_parameters_it_tried(workdir):
     fresh = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     assert first.params == fresh.ask(search.load_search(path).space).params
 
+
+def test_report_of_a_search_whose_storage_is_gone_fails_in_one_line_and_creates_none(workdir, capsys):
+    """search.json names runs/<study>/optuna.db; deleted (or moved), report must not make an empty one."""
+    from reliability_helpers import error_of
+
+    run = workdir / "runs" / "s" / "trial-0"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+    storage = workdir / "runs" / "s" / "optuna.db"
+    record = {"study": "s", "storage": f"sqlite:///{storage}", "metric": "val/acc", "direction": "maximize", "configs": [], "args": {}}
+    (workdir / "runs" / "s" / "search.json").write_text(json.dumps(record))
+    code, line = error_of(["report", "runs/s"], capsys)
+    assert code == 1
+    assert line == (
+        f"error: {Path('runs/s/search.json')} names the storage sqlite:///{storage}, which does not exist (moved or "
+        "deleted?); the search's trials, best.yaml and Optuna plots are read from it"
+    )
+    assert not storage.exists() and not (workdir / "runs" / "s" / "report").exists()

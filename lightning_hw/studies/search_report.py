@@ -46,24 +46,56 @@ def is_search_dir(directory: Path) -> bool:
     return (Path(directory) / SEARCH_FILE).is_file()
 
 
-def search_report(directory: Path, out: Path) -> list[str]:
+def load_recorded_study(directory: Path) -> tuple[dict[str, Any], Any]:
+    """The record in ``<directory>/search.json`` and the Optuna study it names.
+
+    Returns:
+        ``(record, study)``.
+
+    Raises:
+        DataError: the record cannot be read, or its storage or study is not there. A storage
+            file that is gone is not opened: Optuna would create an empty one in its place.
+    """
+    import optuna
+
+    from lightning_hw.errors import DataError
+    from lightning_hw.studies.search import open_storage
+
+    path = directory / SEARCH_FILE
+    try:
+        record = json.loads(path.read_text())
+        name, url = record["study"], record["storage"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path} cannot be read ({type(err).__name__}: {err}); run the study again to write it") from None
+    for prefix in ("sqlite:///", "journal://"):
+        if url.startswith(prefix) and not Path(url[len(prefix):]).is_file():
+            raise DataError(
+                f"{path} names the storage {url}, which does not exist (moved or deleted?); "
+                "the search's trials, best.yaml and Optuna plots are read from it"
+            )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+    except KeyError:  # Optuna's "Record does not exist."
+        raise DataError(f"{path} names study {name} in {url}, which holds no such study") from None
+    return record, study
+
+
+def search_report(directory: Path, out: Path, loaded: tuple[dict[str, Any], Any] | None = None) -> list[str]:
     """Write the trials table (``trials.csv``), ``best.yaml`` and the Optuna plots; print them.
 
     Args:
         directory: the study directory (``runs/<study>``).
         out: the report directory.
+        loaded: what :func:`load_recorded_study` returned for ``directory`` (default: read it now).
 
     Returns:
         Markdown lines for ``report.md``.
     """
-    import optuna
-
     from lightning_hw.reports import markdown, write_csv
-    from lightning_hw.studies.search import HEADS_ATTR, as_value, heads_of, open_storage, trial_options
+    from lightning_hw.studies.search import HEADS_ATTR, as_value, heads_of, trial_options
 
-    record = json.loads((directory / SEARCH_FILE).read_text())
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=record["study"], storage=open_storage(record["storage"]))
+    record, study = loaded or load_recorded_study(directory)
     trials = study.get_trials(deepcopy=False)
     heads = heads_of(record.get("heads") or {}, f"search {record['study']}")
     params = list(dict.fromkeys(k for t in trials for k in t.params))
