@@ -35,6 +35,8 @@ SEED_SUFFIX = re.compile(r"^(?P<variant>.+)-seed\d+$")
 FOLD_SUFFIX = re.compile(r"^(?P<variant>.+)-fold\d+$")
 #: the count columns of :func:`repeat_table` (not averaged again when repeats of repeats are folded)
 REPEAT_COUNTS = ("seeds", "folds")
+#: the tables a report writes only when they apply (see :func:`main`)
+OPTIONAL_TABLES = ("report-folds.csv", "report-seeds.csv", "evaluations.csv")
 
 
 def is_test_metric(metric: str) -> bool:
@@ -446,6 +448,9 @@ def main(argv: list[str]) -> int:
 
     columns, rows = table(runs)
     table_md = markdown(columns, rows)
+    # A table an earlier report wrote here and this one does not (its runs changed) would contradict report.md.
+    for name in OPTIONAL_TABLES:
+        (out / name).unlink(missing_ok=True)
     write_csv(out / "report.csv", columns, rows)
     sections = [f"# {title}", "", table_md, ""]
     by_fold = repeat_table(columns, rows, FOLD_SUFFIX, "folds")

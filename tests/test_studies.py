@@ -500,3 +500,20 @@ def test_only_does_not_call_the_whole_study_complete(workdir, capsys, monkeypatc
     assert "Study tiny: the 1 run(s) asked for finished; 1 of its 2 runs not yet: b (run the study without --only or --variant for them)." in out
     assert studies.main([str(path), "--only", "b", "--trainer.max_epochs", "1"]) == 0  # the last one: now it is
     assert "Study tiny complete. Compare the runs with: python -m lightning_hw report runs/tiny" in capsys.readouterr().out
+
+
+def test_report_again_leaves_no_summary_of_an_earlier_report(workdir):
+    """A summary this report does not write (the runs are no longer all folds) must not stay from the last one."""
+    def run(name: str, value: float) -> None:
+        (workdir / "runs" / "s" / name).mkdir(parents=True)
+        (workdir / "runs" / "s" / name / "metrics.csv").write_text(f"epoch,step,val/acc\n0,0,{value}\n")
+
+    run("a-fold0", 0.5)
+    run("a-fold1", 0.7)
+    assert reports.main(["runs/s"]) == 0
+    out = workdir / "runs" / "s" / "report"
+    assert (out / "report-folds.csv").is_file()
+    run("baseline", 0.9)  # e.g. `fit --run.group s --run.name baseline`: not a fold, so no mean over folds
+    assert reports.main(["runs/s"]) == 0
+    assert "over folds" not in (out / "report.md").read_text()
+    assert not (out / "report-folds.csv").exists()
