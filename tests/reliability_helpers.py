@@ -113,18 +113,21 @@ class SignalAtStep(Callback):
 
     Unlike :class:`KillAtStep` the run gets the chance to handle it: ``SIGTERM`` (15, what a
     scheduler or ``kill`` sends) and ``SIGINT`` (2, Ctrl-C). The handler runs at once, in the
-    main thread, before this hook returns.
+    main thread, before this hook returns. ``times=2`` sends it twice (Ctrl-C pressed again:
+    the run stops at once).
     """
 
-    def __init__(self, step: int, signum: int = 15) -> None:
+    def __init__(self, step: int, signum: int = 15, times: int = 1) -> None:
         self.step = step
         self.signum = signum
+        self.times = times
         self._sent = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self._sent and trainer.global_step == self.step:
             self._sent = True
-            os.kill(os.getpid(), self.signum)
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
 
 
 class SignalAfterBatches(Callback):

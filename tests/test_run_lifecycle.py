@@ -702,3 +702,26 @@ def test_a_resumed_run_that_finishes_keeps_the_earlier_failure_apart(tmp_path):
     assert status["started"] == before["started"] and status["resumed"]
     (earlier,) = status["earlier_attempts"]
     assert earlier["status"] == "failed" and earlier["error"] == before["error"] and earlier["ended"] == before["ended"]
+
+
+def test_study_does_not_promise_to_resume_a_run_stopped_before_its_first_checkpoint(tmp_path):
+    """Ctrl-C twice in a grid run's first epoch stops it at once, with a record and no last.ckpt: the study
+    must say how to run it again (move it aside), not that running the study again resumes it."""
+    root = tmp_path / "runs"
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 2, "signum": 2, "times": 2}},
+    ]}}))
+    study = write_tiny_study(tmp_path / "tw.yaml", 2, {"a": {"config": str(twice)}})
+    run = root / "tw" / "a"
+
+    first = cli("study", str(study), "--root", str(root), cwd=tmp_path)
+
+    assert first.returncode == 130, shown(first)
+    assert (run / "status.json").is_file() and not (run / "checkpoints" / "last.ckpt").exists(), shown(first)
+    said = [line for line in first.stdout.splitlines() if line.startswith(("[1/1] a:", "Study"))]
+    assert said[2:] == [  # after the header and "[1/1] a: starting"
+        f"[1/1] a: interrupted (SIGINT); {run} stopped before its first checkpoint (nothing to resume); "
+        f"to run it again, move it aside (mv {run} {run}.died) and run the study again",
+        "Study interrupted; run the same command again to continue it.",
+    ], shown(first)

@@ -439,8 +439,8 @@ def run_study(
             pool.shutdown(wait=True, cancel_futures=True)
             print("Study interrupted; run the same command again to continue it.")
             return 130
-    if stop.is_set():
-        print("Study interrupted; run the same command again to continue it (the interrupted run resumes).")
+    if stop.is_set():  # what happens to each interrupted run was said on its line
+        print("Study interrupted; run the same command again to continue it.")
         return 130
     code = _print_summary(search, study, asker)
     return 1 if any(o == "failed" for o in outcomes.values()) else code
@@ -587,8 +587,7 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     value = objective_value(job.run_dir, search)
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
-        resume = "run the study again to resume it" if search.is_grid else "it is queued again and resumes when the study runs again"
-        outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {resume}"
+        outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
     elif code == 0 and status.get("status") == "pruned":
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         outcome, text = "pruned", f"pruned at epoch {status.get('pruned_at_epoch')} after {seconds:.1f} s"
@@ -605,6 +604,23 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     with lock:
         print(f"{label}: {text}" if search.is_grid else f"{label} {text}", flush=True)
     return outcome
+
+
+def _after_interrupt(search: SearchStudy, job: Job) -> str:
+    """What running the study again does with an interrupted trial's run.
+
+    A fit stopped at once (a second Ctrl-C) in its first epoch keeps a record but no
+    ``last.ckpt``: a grid cannot start its fixed-name run over it (see
+    :func:`died_before_checkpoint`), and a search trial asked again starts afresh in a new
+    directory. Nothing on disk (stopped before training): the run simply starts again.
+    """
+    if has_last_checkpoint(job.run_dir):
+        return "run the study again to resume it" if search.is_grid else "it is queued again and resumes when the study runs again"
+    if not search.is_grid:
+        return "it is queued again and starts afresh when the study runs again (nothing to resume)"
+    if died_before_checkpoint(job.run_dir):
+        return move_aside_advice(job.run_dir)
+    return "nothing was saved; running the study again starts it anew"
 
 
 def _heartbeat(storage, tid: int, interval: int, stop: threading.Event) -> None:
