@@ -442,7 +442,8 @@ def main(argv: list[str]) -> int:
         base = Path(options.dirs[0])
     # An Optuna search: its study is read before anything is written, so a missing storage writes no half report.
     search = load_recorded_study(base) if len(options.dirs) == 1 and is_search_dir(base) else None
-    out = Path(options.out) if options.out else base / "report"
+    # One directory (a study or a single run): <DIR>/report, never the report of the study a run belongs to.
+    out = Path(options.out) if options.out else (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / "report"
     out.mkdir(parents=True, exist_ok=True)
     title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
 

@@ -517,3 +517,16 @@ def test_report_again_leaves_no_summary_of_an_earlier_report(workdir):
     assert reports.main(["runs/s"]) == 0
     assert "over folds" not in (out / "report.md").read_text()
     assert not (out / "report-folds.csv").exists()
+
+
+def test_report_on_one_run_writes_into_that_run_not_over_its_study_report(workdir, capsys):
+    """`report runs/s/a` writes runs/s/a/report/ (as `<DIR>/report`), leaving the study's runs/s/report/ as it was."""
+    for name in ("a", "b"):
+        (workdir / "runs" / "s" / name).mkdir(parents=True)
+        (workdir / "runs" / "s" / name / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+    assert reports.main(["runs/s"]) == 0
+    study_report = (workdir / "runs" / "s" / "report" / "report.csv").read_text()
+    assert reports.main(["runs/s/a"]) == 0
+    assert (workdir / "runs" / "s" / "report" / "report.csv").read_text() == study_report
+    assert [row["run"] for row in csv.DictReader((workdir / "runs" / "s" / "a" / "report" / "report.csv").open())] == ["a"]
+    assert f"Report written to {Path('runs/s/a/report')}:" in capsys.readouterr().out
