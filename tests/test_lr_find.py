@@ -352,3 +352,24 @@ def test_where_the_lr_lives():
         lr_find.lr_keys(config({"hidden": 32}))
     with pytest.raises(lr_find.ConfigError, match="the optimizer SGD takes no lr"):
         lr_find.lr_keys(config({"hidden": 32}, {"momentum": 0.9}))
+
+
+def test_a_runs_recorded_config_is_written_as_a_new_run_that_fit_accepts(tmp_path):
+    """lr-find on runs/<group>/<run>/config.yaml: the written file must not name that run, or the
+    'train with: fit --config FILE' it prints is refused (the name is taken)."""
+    runs = tmp_path / "runs"
+    tiny = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+            "--run.test_after_fit", "false", *quiet(runs))
+    code, _, err = run("fit", "--config", str(QUICKSTART), "--run.name", "r", "--run.notes", "the first run", *tiny)
+    assert code == 0, err[-3000:]
+    recorded, written = runs / "quickstart" / "r" / "config.yaml", tmp_path / "lr.yaml"
+    before = recorded.read_bytes()
+    code, out, err = run("lr-find", "--config", str(recorded), "--num_training", "20", "--write", str(written), *quiet(runs))
+    assert code == 0, err[-3000:]
+    assert recorded.read_bytes() == before
+    config = yaml.safe_load(written.read_text())
+    assert config["run"]["name"] is None and config["run"]["notes"] is None and config["run"]["group"] == "quickstart"
+    assert f"train with: python -m lightning_hw fit --config {written}" in out
+    code, _, err = run("fit", "--config", str(written), *tiny)
+    assert code == 0, err[-3000:]
+    assert len([p for p in (runs / "quickstart").iterdir() if not p.name.startswith("lr-find-")]) == 2  # r and the new run

@@ -56,7 +56,7 @@ from lightning_hw.cli.parser import HWCLI
 from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
-from lightning_hw.runs.files import make_unique_dir, write_atomically
+from lightning_hw.runs.files import holds_record, make_unique_dir, write_atomically
 from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
 
 DIR_PREFIX = "lr-find"
@@ -372,22 +372,36 @@ class LRFindCLI(HWCLI):
         """The resolved ``fit`` config with ``lr`` at :func:`lr_keys` and the group named (nothing else changed).
 
         The group is written out because it defaults to the experiment config's name (see
-        :func:`~lightning_hw.runs.naming.group_of`), which the new file would change.
+        :func:`~lightning_hw.runs.naming.group_of`), which the new file would change. A run
+        name that is taken (the config is a run's recorded ``config.yaml``) is dropped with
+        the run's notes: ``fit --config FILE`` would refuse to start a run over that record.
         """
         config = self.config.fit.clone()
         for key in self.keys:
             config[key] = lr
         if config.get("run") is not None:
             config.run.group = self.group
+            if self.taken_run() is not None:
+                config.run.name = config.run.notes = None
         config.ckpt_path = None
         return self.subcommand_parsers["fit"].dump(config, skip_none=False)
+
+    def taken_run(self) -> Path | None:
+        """The existing run the config's ``run.name`` names, if any."""
+        run = self.config.fit.get("run")
+        if run is None or not run.get("name"):
+            return None
+        directory = Path(run.root) / self.group / run.name
+        return directory if holds_record(directory) else None
 
     def _header(self, lr: float, current: float | None) -> str:
         configs = ", ".join(self.summary["config"]) or "the command line"
         was = f"{current:g}" if current is not None else "the task's default"
+        taken = self.taken_run()
         return (
             f"# {configs} with the lr found by `{program_name()} lr-find` ({lr:.4g}; was {was}): {', '.join(self.keys)}.\n"
             f"# The sweep: {self.lr_find_dir}\n"
+            + (f"# Without run.name and run.notes: they named {taken}, a run of its own.\n" if taken else "")
         )
 
 
