@@ -530,3 +530,20 @@ def test_report_on_one_run_writes_into_that_run_not_over_its_study_report(workdi
     assert (workdir / "runs" / "s" / "report" / "report.csv").read_text() == study_report
     assert [row["run"] for row in csv.DictReader((workdir / "runs" / "s" / "a" / "report" / "report.csv").open())] == ["a"]
     assert f"Report written to {Path('runs/s/a/report')}:" in capsys.readouterr().out
+
+
+def test_output_piped_into_a_reader_that_stops_ends_without_a_traceback(workdir):
+    """`study FILE --dry-run | head`: the reader goes away mid-listing; the command stops quietly (exit 1)."""
+    import subprocess
+    import sys
+
+    path = write_study(workdir, {"a": None, "b": None, "c": None}, folds=40)  # 120 runs: more than one pipe write
+    study = subprocess.Popen(
+        [sys.executable, "-m", "lightning_hw", "study", str(path), "--dry-run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert study.stdout.readline().startswith("Study tiny: 120 runs")
+    study.stdout.close()  # as `head -1` does
+    err = study.stderr.read()
+    assert study.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

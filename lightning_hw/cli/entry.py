@@ -36,6 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     Args:
         argv: the command line after the program name (``None``: ``sys.argv[1:]``).
     """
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        # What reads our output went away (`study FILE --dry-run | head`): stop quietly, as Unix
+        # tools do, not with a traceback; stdout goes to devnull so that the final flush at
+        # exit does not fail again (see "Note on SIGPIPE" in Python's signal docs).
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     rest = [a for a in args if a != "--debug"]
