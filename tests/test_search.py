@@ -376,3 +376,16 @@ def test_report_of_a_search_whose_storage_is_gone_fails_in_one_line_and_creates_
         "deleted?); the search's trials, best.yaml and Optuna plots are read from it"
     )
     assert not storage.exists() and not (workdir / "runs" / "s" / "report").exists()
+
+
+def test_a_mistyped_option_stops_the_search_without_using_up_its_budget(workdir, capsys):
+    """Every trial's fit refused `--wokers`: the search used to count them all and then call itself done."""
+    path = write_search(workdir, trials=2)
+    assert studies.main([str(path), "--wokers", "2"]) == 2
+    out = capsys.readouterr()
+    assert "refused before training: error: unknown option" in out.out and "wokers" in out.out
+    assert "Study s stopped: its fit refused the command line." in out.err
+    assert len(finished(load(path))) == 0  # nothing counted against the budget of 2
+    assert studies.main([str(path)]) == 0  # fixed: both trials train
+    trials = load(path)
+    assert len(finished(trials)) == 2 and all(t.state.name == "COMPLETE" for t in finished(trials))

@@ -428,7 +428,7 @@ def run_study(
             with asker.lock:
                 label = f"[{next(started)}/{total}] {job.name}" if search.is_grid else f"[trial {trial.number}]"
             outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock)
-            if outcome == "interrupted":
+            if outcome in ("interrupted", "refused"):
                 stop.set()
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -439,6 +439,9 @@ def run_study(
             pool.shutdown(wait=True, cancel_futures=True)
             print("Study interrupted; run the same command again to continue it.")
             return 130
+    if "refused" in outcomes.values():  # said on the trial's line, with the fit's own error
+        print(f"Study {search.name} stopped: its fit refused the command line.", file=sys.stderr)
+        return ConfigError.exit_code
     if stop.is_set():  # what happens to each interrupted run was said on its line
         print("Study interrupted; run the same command again to continue it.")
         return 130
@@ -588,6 +591,15 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
+    elif code == ConfigError.exit_code and not status:
+        # The fit refused its command line before any run began (a mistyped option): every trial
+        # would, so the study stops, and the trial is queued again rather than counted, or a typo
+        # would use up a search's whole budget without training anything.
+        _queue_again(study, trial.number)
+        outcome, text = "refused", (
+            f"refused before training: {_refusal(job)}; fix the study file or the options and run the study "
+            "again (nothing was trained; the trial is queued again)"
+        )
     elif code == 0 and status.get("status") == "pruned":
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         outcome, text = "pruned", f"pruned at epoch {status.get('pruned_at_epoch')} after {seconds:.1f} s"
@@ -604,6 +616,12 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     with lock:
         print(f"{label}: {text}" if search.is_grid else f"{label} {text}", flush=True)
     return outcome
+
+
+def _refusal(job: Job) -> str:
+    """The ``error:`` line a fit that refused its command line printed (the last in its ``study.log``)."""
+    lines = (job.run_dir / LOG_FILE).read_text(errors="replace").splitlines()
+    return next((line for line in reversed(lines) if line.startswith("error:")), f"see {job.run_dir / LOG_FILE}")
 
 
 def _after_interrupt(search: SearchStudy, job: Job) -> str:
