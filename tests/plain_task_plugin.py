@@ -70,11 +70,6 @@ class KerasStyleClassifier(PlainClassifier):
 
     monitor = "val_accuracy"
 
-    def _step(self, batch, stage: str, acc: MulticlassAccuracy) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        acc(logits.argmax(-1), y)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=y.shape[0])
-        self.log(f"{stage}_accuracy", acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
-        return loss
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        stage, metric = name.split("/")
+        super().log(f"{stage}_{'accuracy' if metric == 'acc' else metric}", value, *args, **kwargs)

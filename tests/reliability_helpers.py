@@ -186,6 +186,25 @@ def error_of(args: list[str], capsys) -> tuple[int, str]:
     return exit_info.value.code, lines[0]
 
 
+def output_of(*args: str) -> str:
+    """Run ``python -m lightning_hw <args>`` in this process; what it printed (fails the test on an error exit)."""
+    import contextlib
+    import io
+
+    from lightning_hw.cli import main
+
+    printed = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(printed):
+        try:
+            main(list(args))
+        except SystemExit as exit_info:
+            code = exit_info.code or 0
+    text = printed.getvalue()
+    assert code == 0, f"`{' '.join(args[:1])}` exited with {code}; it printed:\n{text[-3000:]}"
+    return text
+
+
 def descendants(pid: int) -> list[int]:
     """The processes ``pid`` started, and theirs, from ``/proc`` (Linux)."""
     found: list[int] = []

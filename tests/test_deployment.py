@@ -32,6 +32,7 @@ import pytest
 import torch
 
 from lightning_hw.cli import main
+from reliability_helpers import output_of as cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -69,23 +70,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def cli(*args: str) -> str:
-    """Run ``python -m lightning_hw <args>`` in this process and return what it printed.
-
-    Fails the test (with the end of the output) on a non-zero exit code.
-    """
-    printed = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(printed):
-        try:
-            main(list(args))
-        except SystemExit as exit_info:
-            code = exit_info.code or 0
-    text = printed.getvalue()
-    assert code == 0, f"`{' '.join(args[:1])}` exited with {code}; it printed:\n{text[-3000:]}"
-    return text
 
 
 @dataclass

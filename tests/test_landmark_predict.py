@@ -11,9 +11,7 @@ trained at 26x20 (half size: NME, a ratio of distances, is the same in both fram
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import re
 import shutil
 from pathlib import Path
@@ -22,28 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_hw.cli import main
 from lightning_hw.data.fixtures.landmarks import write_landmark_csv
 from lightning_hw.data.landmarks.csv_folder import read_landmark_csv
 from lightning_hw.tasks.landmark_metrics import NME
-from tests.conftest import REPO
+from conftest import REPO
+from reliability_helpers import output_of as cli
 
 K = 5
 FILE_SIZE = (52, 40)  # (H, W) of the fixture's images
 MODEL_SIZE = (26, 20)  # what they are resized to for the model
-
-
-def cli(*args: str) -> str:
-    """``python -m lightning_hw <args>`` in this process; what it printed (fails the test on an error exit)."""
-    printed = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(printed):
-        try:
-            main(list(args))
-        except SystemExit as exit_info:
-            code = exit_info.code or 0
-    assert code == 0, printed.getvalue()[-3000:]
-    return printed.getvalue()
 
 
 def predictions(printed: str) -> list[dict[str, str]]:
