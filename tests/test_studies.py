@@ -133,6 +133,10 @@ def test_export_sweep_is_a_grid_over_the_variants(workdir, capsys):
     assert studies.main([str(path), "--export-sweep", str(out)]) == 0
     sweep = yaml.safe_load(out.read_text())
     assert sweep["method"] == "grid" and sweep["project"] == "lightning-hw"
+    written = out.read_text()
+    with pytest.raises(ConfigError, match=r"--export-sweep: .*sweep.yaml exists and is left unchanged"):
+        studies.main([str(path), "--export-sweep", str(out)])
+    assert out.read_text() == written
     assert sweep["parameters"] == {"variant": {"values": ["b", "a"]}, "seed": {"values": [7, 8]}}
     assert sweep["command"] == ["${env}", "python", "-m", "lightning_hw", "study", str(path), "${args}"]
     # What an agent runs (`${args}` expands to --variant=a --seed=8) selects exactly one run:

@@ -507,6 +507,8 @@ def _interruptible(run) -> int:
 
 
 def _export_sweep(study: Study, study_file: str, out: Path) -> int:
+    if out.exists():  # like export and lr-find --write: a file of the user's is never replaced
+        raise ConfigError(f"--export-sweep: {out} exists and is left unchanged; give another file or delete it")
     out.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"# W&B sweep over the variants of study {study.name} ({study_file}).\n"
