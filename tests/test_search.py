@@ -22,7 +22,7 @@ import yaml
 from lightning_hw import reports
 from lightning_hw.studies import grid as studies, search
 from lightning_hw.errors import ConfigError
-from lightning_hw.studies.runner import counted, finished, open_study
+from lightning_hw.studies.runner import counted, finished, open_study, trial_id
 
 from conftest import QUICKSTART, REPO
 
@@ -389,3 +389,18 @@ def test_a_mistyped_option_stops_the_search_without_using_up_its_budget(workdir,
     assert studies.main([str(path)]) == 0  # fixed: both trials train
     trials = load(path)
     assert len(finished(trials)) == 2 and all(t.state.name == "COMPLETE" for t in finished(trials))
+
+
+def test_a_study_waiting_for_a_trial_running_elsewhere_says_so(workdir, capsys):
+    """A study run again right after a kill waited for the dead trial's heartbeat to go stale in silence."""
+    path = write_search(workdir, trials=1, heartbeat=1)
+    spec = search.load_search(path)
+    study, storage = open_study(spec)
+    running = study.ask(spec.space)  # as a killed process leaves it: RUNNING, with a recent heartbeat
+    storage.record_heartbeat(trial_id(storage, spec.optuna_name, running.number))
+    assert studies.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Study s: waiting for the trials RUNNING elsewhere; if their process died, they are failed and queued again " \
+        "once their heartbeat has stopped for 2 s" in out
+    trials = load(path)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[1].params == trials[0].params

@@ -276,11 +276,20 @@ class _Asker:
     def __init__(self, study, storage, search: SearchStudy) -> None:
         self.study, self.storage, self.search = study, storage, search
         self.lock = threading.Lock()
+        self._said_waiting = False
 
     def wait_or_stop(self) -> bool:
         """All is handed out and some runs elsewhere: ``True`` to wait for them (or their heartbeat to stop)."""
         if not beats(self.storage):  # the journal: a RUNNING trial may be dead, nothing would ever fail it
             return False
+        if not self._said_waiting:  # else a study run again after a kill sits silent for a minute
+            self._said_waiting = True
+            print(
+                f"Study {self.search.name}: waiting for the trials RUNNING elsewhere; if their process died, they "
+                f"are failed and queued again once their heartbeat has stopped for {2 * self.search.heartbeat} s "
+                "(with no other process running this study, --retry-running continues at once)",
+                flush=True,
+            )
         time.sleep(min(self.search.heartbeat, 5))
         return True
 
