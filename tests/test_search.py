@@ -404,3 +404,17 @@ def test_a_study_waiting_for_a_trial_running_elsewhere_says_so(workdir, capsys):
         "once their heartbeat has stopped for 2 s" in out
     trials = load(path)
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[1].params == trials[0].params
+
+
+def test_a_trial_refused_for_its_own_values_fails_and_the_search_goes_on(workdir, capsys):
+    """Two dropout rates fit the two-layer net, not the one-layer one: that trial fails, the other trains."""
+    path = write_search(
+        workdir, trials=2, sampler="grid",
+        args={**TINY, "model.init_args.net.init_args.dropout": [0.1, 0.2]},
+        search={"model.init_args.net.init_args.hidden": {"categorical": [[16], [32, 16]]}},
+    )  # fmt: skip
+    assert studies.main([str(path)]) == 1
+    out = capsys.readouterr()
+    assert "FAILED (exit 2" in out.out and "stopped" not in out.err
+    states = {str(t.params["model.init_args.net.init_args.hidden"]): t.state.name for t in load(path)}
+    assert states == {"[16]": "FAIL", "[32, 16]": "COMPLETE"}, states

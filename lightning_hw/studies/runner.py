@@ -436,7 +436,7 @@ def run_study(
             job = job_for(search, trial, extra or [])
             with asker.lock:
                 label = f"[{next(started)}/{total}] {job.name}" if search.is_grid else f"[trial {trial.number}]"
-            outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock)
+            outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock, extra or [])
             if outcome in ("interrupted", "refused"):
                 stop.set()
 
@@ -573,7 +573,9 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
     return 0
 
 
-def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, env: dict[str, str], workers: int, label: str, lock) -> str:
+def _run_trial(
+    study, storage, tid: int, search: SearchStudy, trial, job: Job, env: dict[str, str], workers: int, label: str, lock, extra: list[str]
+) -> str:
     """Train one trial in a ``fit`` process and tell the study how it ended."""
     import optuna
 
@@ -600,10 +602,11 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
-    elif code == ConfigError.exit_code and not status:
-        # The fit refused its command line before any run began (a mistyped option): every trial
-        # would, so the study stops, and the trial is queued again rather than counted, or a typo
-        # would use up a search's whole budget without training anything.
+    elif code == ConfigError.exit_code and not status and shared_command_refused(search, extra):
+        # The fit refused what every run of the study shares (a mistyped option): every trial
+        # would be refused, so the study stops, and the trial is queued again rather than counted,
+        # or a typo would use up a search's whole budget without training anything. A refusal of
+        # this trial's own values (a variant's options, sampled parameters) fails it as any error.
         _queue_again(study, trial.number)
         outcome, text = "refused", (
             f"refused before training: {_refusal(job)}; fix the study file or the options and run the study "
@@ -625,6 +628,18 @@ def _run_trial(study, storage, tid: int, search: SearchStudy, trial, job: Job, e
     with lock:
         print(f"{label}: {text}" if search.is_grid else f"{label} {text}", flush=True)
     return outcome
+
+
+def shared_command_refused(search: SearchStudy, extra: list[str]) -> bool:
+    """Whether ``fit`` refuses the command line every run of the study shares (config, ``args:``, ``extra``).
+
+    Parsed with ``--print_config``, which stops before anything is built or written, without
+    a variant's or trial's own options: only called after a trial was refused, to tell a typo
+    in the shared options from a refusal of that trial's own values.
+    """
+    command = fit_command(search.study, Variant("check", "check", []), extra) + ["--print_config"]
+    checked = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    return checked.returncode == ConfigError.exit_code
 
 
 def _refusal(job: Job) -> str:
