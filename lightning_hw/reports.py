@@ -438,10 +438,12 @@ def main(argv: list[str]) -> int:
 
     options = build_parser().parse_args(argv)
     runs, base = load_runs(options.dirs)
-    if len(options.dirs) == 1 and not (Path(options.dirs[0]) / METRICS_FILE).is_file():
+    one_study = len(options.dirs) == 1 and not (Path(options.dirs[0]) / METRICS_FILE).is_file()
+    if one_study:
         base = Path(options.dirs[0])
-    # An Optuna search: its study is read before anything is written, so a missing storage writes no half report.
-    search = load_recorded_study(base) if len(options.dirs) == 1 and is_search_dir(base) else None
+    # An Optuna search (the study directory itself, not one of its trials, whose base is the search's
+    # directory too): its study is read before anything is written, so a missing storage writes no half report.
+    search = load_recorded_study(base) if one_study and is_search_dir(base) else None
     # One directory (a study or a single run): <DIR>/report, never the report of the study a run belongs to.
     out = Path(options.out) if options.out else (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / "report"
     out.mkdir(parents=True, exist_ok=True)

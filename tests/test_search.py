@@ -418,3 +418,14 @@ def test_a_trial_refused_for_its_own_values_fails_and_the_search_goes_on(workdir
     assert "FAILED (exit 2" in out.out and "stopped" not in out.err
     states = {str(t.params["model.init_args.net.init_args.hidden"]): t.state.name for t in load(path)}
     assert states == {"[16]": "FAIL", "[32, 16]": "COMPLETE"}, states
+def test_report_on_one_trial_is_a_run_report_not_the_search_report(workdir, capsys):
+    """`report runs/s/trial-0` reports that run: it neither rewrites the search's best.yaml nor needs its storage."""
+    run = workdir / "runs" / "s" / "trial-0"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+    storage = workdir / "runs" / "s" / "optuna.db"  # gone: only the search's own report reads it
+    record = {"study": "s", "storage": f"sqlite:///{storage}", "metric": "val/acc", "direction": "maximize", "configs": [], "args": {}}
+    (workdir / "runs" / "s" / "search.json").write_text(json.dumps(record))
+    assert reports.main(["runs/s/trial-0"]) == 0
+    assert sorted(p.name for p in (run / "report").iterdir()) == ["report.csv", "report.md", "val_acc.png"]
+    assert not storage.exists() and not (workdir / "runs" / "s" / "best.yaml").exists()
