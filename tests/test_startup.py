@@ -242,3 +242,22 @@ def test_a_signal_while_the_libraries_load_is_one_line_and_leaves_nothing(tmp_pa
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"interrupted by {signal.Signals(signum).name}"), err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_broken_pipe_other_than_stdout_is_not_silenced(tmp_path):
+    """Only a reader of stdout that went away (`| head`) ends quietly; a BrokenPipeError from another pipe
+    (a DataLoader worker's, a subprocess's) with stdout still open must not exit 1 without a word."""
+    script = textwrap.dedent(
+        """
+        import lightning_hw.cli.entry as entry
+
+        def fails(argv):
+            raise BrokenPipeError(32, "Broken pipe (a worker's)")
+
+        entry._main = fails
+        entry.main(["fit"])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert "BrokenPipeError" in done.stderr, done.stderr

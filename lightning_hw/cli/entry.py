@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _main(argv)
     except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # another pipe (a DataLoader worker's, a subprocess's): a failure to show
         # What reads our output went away (`study FILE --dry-run | head`): stop quietly, as Unix
         # tools do, not with a traceback; stdout goes to devnull so that the final flush at
         # exit does not fail again (see "Note on SIGPIPE" in Python's signal docs).
@@ -46,6 +48,18 @@ def main(argv: list[str] | None = None) -> None:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (``poll`` says POLLERR); ``True`` where that cannot be told."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows), or no real stdout
+        return True
 
 
 def _main(argv: list[str] | None) -> None:
