@@ -451,9 +451,11 @@ def main(argv: list[str]) -> int:
 
     columns, rows = table(runs)
     table_md = markdown(columns, rows)
-    # A table an earlier report wrote here and this one does not (its runs changed) would contradict report.md.
-    for name in OPTIONAL_TABLES:
-        (out / name).unlink(missing_ok=True)
+    # A table an earlier report wrote here and this one does not (its runs changed) would contradict
+    # report.md; only in a report's folder (report.md there), not in any folder given as --out.
+    if (out / "report.md").is_file():
+        for name in OPTIONAL_TABLES:
+            (out / name).unlink(missing_ok=True)
     write_csv(out / "report.csv", columns, rows)
     sections = [f"# {title}", "", table_md, ""]
     by_fold = repeat_table(columns, rows, FOLD_SUFFIX, "folds")

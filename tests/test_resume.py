@@ -278,11 +278,13 @@ def test_resume_with_fewer_max_epochs_than_trained_fails_in_one_line(tiny_args, 
     HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "3", "--run.test_after_fit", "false"))
     run = workdir / "runs" / "quickstart" / "r"
     before = {name: (run / name).read_bytes() for name in ("status.json", "metrics.csv", "config.yaml")}
-    # last.ckpt was written at the end of epoch 2 (0-based): Lightning restores it as current_epoch 2
-    code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "1", "--ckpt_path", "last"), capsys)
-    assert code == 2
-    assert line == (
-        f"error: cannot resume from {run / 'checkpoints' / 'last.ckpt'}: it is in epoch 2 (0-based), past "
-        "--trainer.max_epochs 1; give a larger --trainer.max_epochs (or train a new run)"
-    )
-    assert {name: (run / name).read_bytes() for name in before} == before
+    # 2: one fewer than trained, which Lightning lets through (the checkpoint's epoch is 2) to train nothing.
+    for fewer in ("1", "2"):
+        code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", fewer, "--ckpt_path", "last"), capsys)
+        assert code == 2
+        assert line == (
+            f"error: cannot resume from {run / 'checkpoints' / 'last.ckpt'}: its run has trained 3 epochs, more than "
+            f"--trainer.max_epochs {fewer}; give --trainer.max_epochs 3 or more (or train a new run)"
+        )
+        assert {name: (run / name).read_bytes() for name in before} == before
+        assert not list(run.glob("config-until-*"))

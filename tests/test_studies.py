@@ -551,3 +551,14 @@ def test_output_piped_into_a_reader_that_stops_ends_without_a_traceback(workdir)
     err = study.stderr.read()
     assert study.wait(timeout=60) == 1
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_report_into_a_folder_of_the_users_deletes_none_of_its_files(workdir):
+    """--out DIR with a file named like a report table (and no report there): it is the user's, kept."""
+    (workdir / "runs" / "s" / "a").mkdir(parents=True)
+    (workdir / "runs" / "s" / "a" / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+    mine = workdir / "mine"
+    mine.mkdir()
+    (mine / "evaluations.csv").write_text("my own table\n")
+    assert reports.main(["runs/s", "--out", str(mine)]) == 0
+    assert (mine / "evaluations.csv").read_text() == "my own table\n"

@@ -72,6 +72,17 @@ def dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, A
 # -- loops ---------------------------------------------------------------------------------------
 
 
+def epochs_trained(checkpoint: dict[str, Any]) -> int | None:
+    """How many epochs a checkpoint's run had trained through (``None`` for a file without loop state).
+
+    The checkpoint's ``epoch`` does not say it: a ``last.ckpt`` written at the end of epoch N-1
+    holds ``epoch`` N-1 and also one written inside that epoch; the fit loop's processed epochs do.
+    """
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    processed = progress.get("processed")
+    return int(processed) if processed is not None else None
+
+
 def batches_that_stepped(trainer: Trainer) -> int:
     """The step Lightning writes into logged rows (optimizer steps so far; restored on resume)."""
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)  # noqa: SLF001

@@ -34,8 +34,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import Metric
 
-from lightning_hw._compat.lightning import epoch_results, load_pending_loader_states
+from lightning_hw._compat.lightning import epoch_results, epochs_trained, load_pending_loader_states
 from lightning_hw._compat.torchmetrics import restore_update_count
+from lightning_hw.errors import ConfigError
 
 
 def rng_state() -> dict[str, Any]:
@@ -71,6 +72,23 @@ def _train_loaders(trainer: Trainer) -> list[Any]:
     if isinstance(loaders, dict):
         return list(loaders.values())
     return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+def _check_epochs_left(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Refuse to resume a run past ``max_epochs``: it would train nothing and record the smaller number.
+
+    Lightning refuses only a checkpoint whose epoch exceeds ``max_epochs``, so a run that
+    trained N epochs resumed with ``max_epochs`` N-1 went on to "finish" with nothing
+    trained, its config saying N-1. Called before anything of the run is rewritten.
+    """
+    trained = epochs_trained(checkpoint)
+    limit = trainer.max_epochs
+    if trainer.state.fn != TrainerFn.FITTING or trained is None or limit is None or limit == -1 or trained <= limit:
+        return
+    raise ConfigError(
+        f"cannot resume from {trainer.ckpt_path}: its run has trained {trained} epochs, more than "
+        f"--trainer.max_epochs {limit}; give --trainer.max_epochs {trained} or more (or train a new run)"
+    )
 
 
 class ResumeState(Callback):
@@ -126,6 +144,7 @@ class ResumeState(Callback):
         self._loaded = dict(state_dict)
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        _check_epochs_left(trainer, checkpoint)
         fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
         self._loader_states_saved = "loops" not in checkpoint or bool(fit_loop.get("combined_loader"))
 

@@ -461,16 +461,6 @@ class HWCLI(CLIHooks):
                 raise
             ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
             raise ConfigError(mismatch_message(ckpt_path, err)) from err
-        except MisconfigurationException as err:
-            # Lightning's restore refuses a checkpoint past max_epochs (e.g. a study run again with
-            # fewer epochs than its interrupted run reached); the run's record is left as it was.
-            if "You restored a checkpoint with current_epoch" not in str(err):
-                raise
-            ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
-            raise ConfigError(
-                f"cannot resume from {ckpt_path}: it is in epoch {self.trainer.current_epoch} (0-based), past "
-                f"--trainer.max_epochs {self.trainer.max_epochs}; give a larger --trainer.max_epochs (or train a new run)"
-            ) from err
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
         if run.mode == "evaluate":
             caveats = getattr(self.datamodule, "split_caveats", [])
