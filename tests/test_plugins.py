@@ -363,6 +363,19 @@ def test_a_name_clash_is_reported_and_resolved_by_the_full_class_path(site, tiny
         "alpha_clash.ClashTask (from alpha-clash) or beta_clash.ClashTask (from beta-clash)"
     )
 
+    # A config naming the short name, with the full path given after it: the config's name still parses.
+    short = workdir / "short_name.yaml"
+    short.write_text(yaml.safe_dump({**yaml.safe_load(open(tiny_args()[2])), "model": {"class_path": "ClashTask"}}))
+    args = tiny_args("fit", "--model", "beta_clash.ClashTask")
+    args[2] = str(short)
+    with pytest.raises(ConfigError) as err:
+        HWCLI(args=args)
+    assert str(err.value) == (
+        "task 'ClashTask' is ambiguous: several plugins provide it; write its full class path: "
+        "alpha_clash.ClashTask (from alpha-clash) or beta_clash.ClashTask (from beta-clash) "
+        "(where the config or an earlier option names ClashTask)"
+    )
+
     config = yaml.safe_load(open(tiny_args()[2]))
     config["model"]["class_path"] = "beta_clash.ClashTask"
     path = workdir / "full_path.yaml"

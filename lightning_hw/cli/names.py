@@ -61,14 +61,27 @@ def requested_class_names(args: list[str]) -> dict[str, str]:
     Args:
         args: the command line after the program name, e.g. ``["fit", "--config", "a.yaml"]``.
     """
+    return dict(named_class_names(args))
+
+
+def named_class_names(args: list[str]) -> list[tuple[str, str]]:
+    """Every ``(model|data, class name)`` the arguments name, in order: config files and options alike.
+
+    A name that a later one replaces still has to parse (jsonargparse resolves each config
+    file's ``class_path`` as it reads it), so an ambiguous short name in a config fails even
+    when the command line names the full class path after it.
+
+    Args:
+        args: the command line after the program name, e.g. ``["fit", "--config", "a.yaml"]``.
+    """
     subcommand = args[0] if args and not args[0].startswith("-") else None
-    found: dict[str, str] = {}
+    found: list[tuple[str, str]] = []
     for i, arg in enumerate(args):
         key, has_inline, value = arg.partition("=")
         if not has_inline:
             value = args[i + 1] if i + 1 < len(args) else ""
         if key in ("--config", "-c"):
-            found.update(_from_config_file(value, subcommand))
+            found.extend(_from_config_file(value, subcommand).items())
         for name in KEYS:
             if key not in (f"--{name}", f"--{name}.class_path"):
                 continue
@@ -83,5 +96,5 @@ def requested_class_names(args: list[str]) -> dict[str, str]:
                 except (OSError, yaml.YAMLError):
                     class_path = None
             if class_path:
-                found[name] = class_path
+                found.append((name, class_path))
     return found

@@ -46,7 +46,7 @@ from lightning_hw.checkpoints import (
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
-from lightning_hw.cli.names import KEYS, config_arguments, requested_class_names
+from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, UserError, user_error_in
@@ -229,6 +229,10 @@ class HWCLI(CLIHooks):
             other = registry.ambiguous_name_message(kind, name) or registry.entry_point_name_message(kind, name)
             if other:
                 return other
+        for key, name in named_class_names(args):  # replaced later, but still parsed where it is written
+            ambiguous = registry.ambiguous_name_message(KEYS[key], name)
+            if ambiguous:
+                return f"{ambiguous} (where the config or an earlier option names {name})"
         subcommand = next((a for a in args if a in self.subcommand_parsers), None)
         return explain(str(err), subcommand, self.subcommand_parsers.get(subcommand, self.parser))
 
