@@ -116,3 +116,36 @@ def test_best_checkpoint_becomes_a_model_artifact(workdir):
     assert [entry.path for entry in artifact.manifest.contents] == ["model.ckpt"]
     metadata = json.loads(artifact.metadata)
     assert (metadata["score"], metadata["monitor"], metadata["original_filename"]) == (0.25, "val/loss", best.name)
+
+
+def test_an_interrupt_while_wandb_starts_leaves_no_open_run(tiny_args, workdir, monkeypatch, capsys):
+    """SIGTERM right after W&B's banner, before any logger holds its run: the run is closed, nothing is left.
+
+    Left open, W&B's exit hook finished it after the rollback had removed its files, printing
+    ``wandb sync`` advice for a directory that no longer existed (and recreating part of it).
+    """
+    import os
+    import signal
+
+    import wandb
+    from wandb.sdk.wandb_run import Run as WandbRun
+
+    from lightning_hw.runs import RunInterrupted
+
+    console_start = WandbRun._console_start
+
+    def signal_arrives(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the command's handler raises RunInterrupted here
+        console_start(self)
+
+    monkeypatch.setattr(WandbRun, "_console_start", signal_arrives)
+    try:
+        with pytest.raises(RunInterrupted) as stopped:
+            HWCLI(args=tiny_args("fit", "--run.wandb", "offline", "--run.name", "r"))
+        assert stopped.value.message == "interrupted by SIGTERM before training started; nothing was saved"
+        assert wandb.run is None  # closed by the command, not left to W&B's exit hook
+        assert not (workdir / "runs" / "quickstart" / "r").exists()
+        assert "wandb sync" not in capsys.readouterr().out
+    finally:
+        if wandb.run is not None:
+            wandb.run.finish()

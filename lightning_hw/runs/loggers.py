@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import netrc
@@ -213,9 +214,25 @@ def start_wandb(logger: WandbLogger, directory: Path) -> str | None:
                 id_file.write_text(experiment.id)
             if getattr(experiment, "offline", False):
                 print("W&B is offline (no credentials found; `wandb login` to log online); the sync command follows at the end.")
-    except Exception as err:  # noqa: BLE001 - W&B trouble must not stop training
+    except BaseException as err:
+        # No logger holds the run W&B may have opened by now, so nothing else would close it
+        # but W&B's exit hook: after an interrupt, once the rollback has removed its files,
+        # advising to sync them (and leaving a stray wandb/ folder where the run was).
+        _finish_quietly(sys.modules.get("wandb"), getattr(err, "exit_code", 1))
+        if not isinstance(err, Exception):
+            raise  # a signal (or Ctrl-C) while W&B was starting: the command stops
         return f"W&B could not start ({type(err).__name__}: {err}); logging to CSV only."
     return None
+
+
+def _finish_quietly(wandb: Any, exit_code: int) -> None:
+    """Finish the open W&B run, if any, without W&B's goodbye (its ``wandb sync`` advice)."""
+    run = getattr(wandb, "run", None)
+    if run is None:
+        return
+    quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+    with quiet[0], quiet[1], contextlib.suppress(Exception):  # W&B trouble must not stop training
+        run.finish(exit_code=exit_code)
 
 
 def note_caveats_in_wandb(loggers: list[Logger], caveats: list[str]) -> None:
