@@ -246,3 +246,60 @@ def test_a_list_set_with_a_dotted_key_keeps_what_a_preset_appended(workdir, caps
     for files in ([*presets, *experiment], [*experiment, *presets]):
         names = [c["class_path"].rsplit(".", 1)[-1] for c in _printed(["fit", *files], capsys)["trainer"]["callbacks"]]
         assert names == ["MetricCurves", "CompileNet"], files
+
+
+NO_CACHE = """
+trainer:
+  callbacks:
+    - class_path: lightning_hw.callbacks.feature_cache.FeatureCache
+      init_args:
+        enabled: false
+"""
+
+
+@pytest.fixture
+def cached_demo_run(workdir, monkeypatch):
+    """A transfer demo run whose backbone stayed frozen, so FeatureCache trained its head."""
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    cli = HWCLI(args=["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "1",
+                      "--data.init_args.image_size", "32", "--run.name", "r1", *quiet(workdir)])
+    assert cache_of(cli).events["test"] == "computed"
+    return cli.run_dir
+
+
+def _predictions(run_dir, name="predictions.csv"):
+    path = sorted((run_dir / "eval").glob(f"predict-*/{name}"))[-1]
+    return {row["id"]: row for row in csv.DictReader(path.open())}
+
+
+@pytest.mark.slow
+def test_predict_after_a_cached_run_names_each_row_after_its_own_sample(cached_demo_run, workdir):
+    from lightning_hw.cli import main
+
+    ckpt = str(cached_demo_run / "checkpoints" / "last.ckpt")
+    config = str(cached_demo_run / "config.yaml")
+    (workdir / "no_cache.yaml").write_text(NO_CACHE)
+    main(["predict", "--ckpt_path", ckpt, "--config", config, "--config", str(workdir / "no_cache.yaml")])
+    on_images = _predictions(cached_demo_run)
+    main(["predict", "--ckpt_path", ckpt])  # the run's config: FeatureCache in its callbacks
+    rows = _predictions(cached_demo_run)
+    assert len(rows) == len(on_images) == 20
+    for sample_id, row in rows.items():  # the same sample under the same id: its label and probabilities
+        assert row["target"] == on_images[sample_id]["target"], sample_id
+        assert float(row["prob_face"]) == pytest.approx(float(on_images[sample_id]["prob_face"]), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_predict_from_image_files_after_a_cached_run(cached_demo_run, workdir):
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    from lightning_hw.cli import main
+
+    photos = workdir / "photos"
+    photos.mkdir()
+    for i, crop in enumerate(lfw_subset()[[0, 1, 150]]):
+        Image.fromarray((crop * 255).round().astype("uint8")).save(photos / f"photo{i}.png")
+    main(["predict", "--ckpt_path", str(cached_demo_run / "checkpoints" / "last.ckpt"), "--predict_from", str(photos)])
+    rows = _predictions(cached_demo_run, "predictions-photos.csv")
+    assert sorted(rows) == ["photo0.png", "photo1.png", "photo2.png"]

@@ -42,8 +42,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from lightning_hw.callbacks.finetuning import FreezeBackbone
 from lightning_hw.data.base import TensorBatchLoader
 
-#: datamodule hooks replaced while the run trains on cached features
-LOADERS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+#: datamodule hooks replaced while the run trains on cached features. Not predict's: its CSV
+#: names each row after the loader's sample in order (the cache is in digest order), and
+#: ``--predict_from`` files have no labels to key a cache by; predicting is one pass anyway.
+LOADERS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
 BATCH_HOOKS = ("on_before_batch_transfer", "on_after_batch_transfer")
 
 
@@ -124,7 +126,7 @@ class FeatureCache(Callback):
             return "fast_dev_run runs the backbone on its few batches instead of the whole data set"
         if trainer.world_size > 1:
             return "it supports single-process runs only"
-        # Also for validate/test/predict: a backbone that this config fine-tunes has new weights
+        # Also for validate/test: a backbone that this config fine-tunes has new weights
         # in every run, so its features would be written once and never read again.
         freezer = next((c for c in trainer.callbacks if isinstance(c, FreezeBackbone)), None)
         if freezer is None:
