@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_hw.callbacks.feature_cache import FeatureCache
@@ -303,3 +304,21 @@ def test_predict_from_image_files_after_a_cached_run(cached_demo_run, workdir):
     main(["predict", "--ckpt_path", str(cached_demo_run / "checkpoints" / "last.ckpt"), "--predict_from", str(photos)])
     rows = _predictions(cached_demo_run, "predictions-photos.csv")
     assert sorted(rows) == ["photo0.png", "photo1.png", "photo2.png"]
+
+
+@pytest.mark.slow
+def test_a_damaged_cache_file_is_computed_again(workdir, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    args = ["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "1",
+            "--data.init_args.image_size", "32", *quiet(workdir)]
+    first = HWCLI(args=args)
+    [train] = (workdir / "cache" / "features").glob("resnet18-train-*.pt")
+    stored = torch.load(train, weights_only=True)
+    whole = train.read_bytes()
+    train.write_bytes(whole[: len(whole) // 2])  # a copy cut short, a full disk...
+    second = HWCLI(args=args)
+    assert cache_of(second).events == {"train": "computed", "val": "hit", "test": "hit"}
+    again = torch.load(train, weights_only=True)  # written again, whole
+    assert torch.equal(again["features"], stored["features"]) and torch.equal(again["labels"], stored["labels"])
+    test_acc = [r["test/acc"] for cli in (first, second) for r in csv.DictReader((cli.run_dir / "metrics.csv").open()) if r.get("test/acc")]
+    assert test_acc[0] == test_acc[1]

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from lightning_hw.callbacks.finetuning import FreezeBackbone
 from lightning_hw.data.base import TensorBatchLoader
@@ -217,9 +217,9 @@ class FeatureCache(Callback):
         key = _digest(self._fingerprint, *digests)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", getattr(net, "model_name", type(net.backbone).__name__))
         path = self.cache_dir / f"{name}-{split}-{key}.pt"
-        if path.is_file():
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            features, labels = stored["features"], stored["labels"]
+        stored = _read_cache_file(path, rows=len(digests)) if path.is_file() else None
+        if stored is not None:
+            features, labels = stored
             self.events[split] = "hit"
             rank_zero_info(f"FeatureCache: {split} features {tuple(features.shape)} read from {path}")
         else:
@@ -263,6 +263,22 @@ class FeatureCache(Callback):
         order = sorted(range(len(digests)), key=digests.__getitem__)
         index = torch.tensor(order, dtype=torch.long)
         return torch.cat(features)[index], torch.cat(labels)[index]
+
+
+def _read_cache_file(path: Path, rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The features and labels stored in ``path``, or ``None`` (said in a warning) when it is damaged."""
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        features, labels = stored["features"], stored["labels"]
+        if not (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)):
+            raise ValueError("it holds no feature and label tensors")
+        if not len(features) == len(labels) == rows:
+            raise ValueError(f"it holds {len(features)} features and {len(labels)} labels for {rows} samples")
+    except Exception as error:  # truncated, damaged, another format: any unreadable file is computed again
+        reason = str(error).split(". ")[0].splitlines()[0] if str(error) else type(error).__name__  # torch adds advice
+        rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); computing its features again")
+        return None
+    return features, labels
 
 
 def _pass_through(batch: Any, dataloader_idx: int) -> Any:
