@@ -322,3 +322,13 @@ def test_a_damaged_cache_file_is_computed_again(workdir, monkeypatch):
     assert torch.equal(again["features"], stored["features"]) and torch.equal(again["labels"], stored["labels"])
     test_acc = [r["test/acc"] for cli in (first, second) for r in csv.DictReader((cli.run_dir / "metrics.csv").open()) if r.get("test/acc")]
     assert test_acc[0] == test_acc[1]
+
+
+@pytest.mark.slow
+def test_max_epochs_below_the_unfreeze_epoch_is_said(workdir, monkeypatch, caplog):
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    with caplog.at_level("INFO"), pytest.warns(UserWarning, match="unfreeze_at_epoch 20 is not below max_epochs 1: the backbone is never fine-tuned"):
+        HWCLI(args=["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--config",
+                    str(REPO / "configs" / "e5_finetune.yaml"), "--trainer.max_epochs", "1",
+                    "--data.init_args.image_size", "32", *quiet(workdir)])
+    assert "backbone frozen for the whole run" in caplog.text and "until epoch 20" not in caplog.text

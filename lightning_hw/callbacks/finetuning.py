@@ -25,7 +25,7 @@ from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.optim import Optimizer
 
@@ -158,6 +158,12 @@ class FreezeBackbone(BaseFinetuning):
         if stage == "fit":
             frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
             when = "for the whole run" if self.unfreeze_at_epoch is None else f"until epoch {self.unfreeze_at_epoch}"
+            if self.unfreeze_at_epoch is not None and self.frozen_throughout(trainer.max_epochs):
+                when = "for the whole run"
+                rank_zero_warn(
+                    f"FreezeBackbone: unfreeze_at_epoch {self.unfreeze_at_epoch} is not below max_epochs "
+                    f"{trainer.max_epochs}: the backbone is never fine-tuned (raise --trainer.max_epochs)"
+                )
             rank_zero_info(
                 f"FreezeBackbone: backbone frozen {when} ({frozen:,} parameters, in eval mode: "
                 "batch norm normalises with its stored statistics)"
