@@ -195,16 +195,16 @@ def _class_path_problem(name: str) -> str | None:
     module_name, _, attr = name.rpartition(".")
     if not module_name:
         return None
+    if _package_absent(name):  # the whole package is absent: a plugin that is not installed
+        top = module_name.split(".", 1)[0]
+        return (
+            f"there is no module {top}; is its plugin installed? "
+            f"(pip install the package that provides {top}, or pip install -e its folder)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         missing = err.name or ""
-        top = module_name.split(".", 1)[0]
-        if missing == top:  # the whole package is absent: a plugin that is not installed
-            return (
-                f"there is no module {top}; is its plugin installed? "
-                f"(pip install the package that provides {top}, or pip install -e its folder)"
-            )
         if missing and (module_name == missing or module_name.startswith(missing + ".")):  # package there, module not
             return f"there is no module {missing}"
         return f"module {module_name} failed to import: {_first_line(err)}"

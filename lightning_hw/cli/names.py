@@ -15,19 +15,25 @@ import yaml
 KEYS = {"model": "task", "data": "datamodule"}
 
 
-def config_arguments(args: list[str]) -> list[tuple[int, str]]:
-    """Each ``--config``/``-c`` file of a command line: the index of the argument that holds its path, and the path.
+def option_values(args: list[str], *names: str) -> list[tuple[int, str]]:
+    """Each value given to the options ``names``: the index of the argument that holds it, and the value.
 
     Args:
-        args: the command line after the program name; ``--config FILE`` and ``--config=FILE``
-            alike (a ``--config`` at the very end has the path ``""``, at index ``len(args)``).
+        args: the command line after the program name; ``--opt VALUE`` and ``--opt=VALUE``
+            alike (an option at the very end has the value ``""``, at index ``len(args)``).
+        names: the option's spellings, e.g. ``"--config", "-c"``.
     """
     found = []
     for i, arg in enumerate(args):
         key, inline, value = arg.partition("=")
-        if key in ("--config", "-c"):
+        if key in names:
             found.append((i, value) if inline else (i + 1, args[i + 1] if i + 1 < len(args) else ""))
     return found
+
+
+def config_arguments(args: list[str]) -> list[tuple[int, str]]:
+    """Each ``--config``/``-c`` file of a command line: the index of the argument that holds its path, and the path."""
+    return option_values(args, "--config", "-c")
 
 
 def _class_path(value: object) -> str | None:

@@ -46,7 +46,7 @@ from lightning_hw.checkpoints import (
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
-from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, requested_class_names
+from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, UserError, user_error_in
@@ -543,8 +543,7 @@ def with_run_config(args: list[str]) -> list[str]:
     """
     if not args or args[0] not in ("validate", "test", "predict") or any(a == "--config" or a.startswith("--config=") for a in args):
         return args
-    ckpt = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--ckpt_path"), None)
-    ckpt = ckpt or next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")), None)
+    ckpt = next((value for _, value in option_values(args, "--ckpt_path")), None)
     from lightning_hw.runs import run_of_checkpoint
     from lightning_hw.runs.files import CONFIG_FILE
 
@@ -580,10 +579,11 @@ def ckpt_path_after_configs(args: list[str]) -> list[str]:
         ``args`` itself when no ``--config`` follows a ``--ckpt_path``, else the reordered list.
     """
     # The positions of the --ckpt_path options (``--ckpt_path F`` takes two, ``--ckpt_path=F`` one).
-    taken = [i for i, a in enumerate(args) if a.startswith("--ckpt_path=")]
-    for i, arg in enumerate(args[:-1]):
-        if arg == "--ckpt_path":
-            taken += [i, i + 1]
+    taken = []
+    for i, _ in option_values(args, "--ckpt_path"):
+        if i == len(args):  # a --ckpt_path with no value: left where it is, for the parser to refuse
+            continue
+        taken += [i] if args[i].startswith("--ckpt_path=") else [i - 1, i]
     last_config = max((index for index, _ in config_arguments(args)), default=-1)
     if not taken or last_config < max(taken):
         return args

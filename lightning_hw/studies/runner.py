@@ -638,7 +638,7 @@ def shared_command_refused(search: SearchStudy, extra: list[str]) -> bool:
     in the shared options from a refusal of that trial's own values.
     """
     command = fit_command(search.study, Variant("check", "check", []), extra) + ["--print_config"]
-    checked = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    checked = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return checked.returncode == ConfigError.exit_code
 
 
