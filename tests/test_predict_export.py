@@ -282,3 +282,34 @@ def test_predictions_from_the_current_folder_are_named_after_it(tiny_args, workd
     main(tiny_args("predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--predict_from", "."))
     rows = _rows(_newest_predictions(trained_run, "predictions-new_digits.csv"))
     assert [r["id"] for r in rows] == ["d0.png", "d1.png", "d2.png"]
+
+
+@pytest.fixture
+def mobile_run(workdir):
+    """A tiny trained E7 run (configs/mobile_price.yaml on a fixture in Kaggle's train.csv format)."""
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.data.fixtures.classification import write_mobile_price
+
+    write_mobile_price(workdir / "data")
+    args = tiny_run_args("fit", REPO / "configs" / "mobile_price.yaml", workdir / "runs",
+                         "--data.init_args.root", str(workdir / "data"), "--run.name", "m")
+    main(args)
+    return workdir / "runs" / "mobile_price" / "m"
+
+
+def test_predict_refuses_a_feature_column_given_twice(mobile_run, workdir, capsys):
+    """``RAM`` and ``ram`` are one feature to a reader that ignores case: taking the first would be a guess."""
+    from lightning_hw.data.datasets.mobile_price import MOBILE_PRICE_COLUMNS
+
+    table = workdir / "phones.csv"
+    header = [*MOBILE_PRICE_COLUMNS, "RAM"]
+    table.write_text(",".join(header) + "\n" + ",".join(["1"] * 20 + ["3000"]) + "\n")
+    before = sorted(p.relative_to(mobile_run) for p in mobile_run.rglob("*"))
+    ckpt = str(mobile_run / "checkpoints" / "last.ckpt")
+    code, line = error_of(["predict", "--ckpt_path", ckpt, "--predict_from", str(table)], capsys)
+    assert code == 1
+    assert line == (
+        f"error: predict input {table} has the feature column(s) ram (14, 21) more than once "
+        "(names are read ignoring case); keep one column per feature"
+    )
+    assert sorted(p.relative_to(mobile_run) for p in mobile_run.rglob("*")) == before  # no evaluation left behind

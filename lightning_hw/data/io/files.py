@@ -146,7 +146,7 @@ def read_input_csv(
     rather than guessed. With a header, an ``id`` column names the samples, and when the
     datamodule knows its ``feature_names`` those columns are taken by name (case and
     surrounding spaces ignored; other columns, such as a label, are left out) and a missing
-    one is refused; otherwise, and without a header, the columns are the features in order.
+    or repeated one is refused; otherwise, and without a header, the columns are the features in order.
 
     Args:
         path: the CSV file.
@@ -158,8 +158,9 @@ def read_input_csv(
         ``(rows, prod(shape))`` as float32.
 
     Raises:
-        DataError: missing or unreadable file, an ambiguous first row, the wrong columns,
-            or a cell that is not a finite number (naming its line and column).
+        DataError: missing or unreadable file, an ambiguous first row, the wrong columns
+            (a feature column missing or repeated), or a cell that is not a finite number
+            (naming its line and column).
     """
     what = "predict input"
     path = require_file(path, what)
@@ -193,6 +194,18 @@ def read_input_csv(
                     f"{what} {path} lacks the feature column(s) {', '.join(missing[:5])}"
                     f"{' ...' if len(missing) > 5 else ''} (it has {_shown(header)}); the model takes "
                     f"{', '.join(feature_names[:5])}{', ...' if len(feature_names) > 5 else ''}"
+                )
+            # Names are matched ignoring case, so "RAM" and "ram" are one feature: taking the
+            # first of two such columns would be a guess at which one holds the values.
+            repeated = [n for n, key in zip(feature_names, wanted) if lower.count(key) > 1]
+            if repeated:
+                found = ", ".join(
+                    f"{n} ({', '.join(str(i + 1) for i, h in enumerate(lower) if h == n.strip().lower())})"
+                    for n in repeated[:5]
+                )
+                raise DataError(
+                    f"{what} {path} has the feature column(s) {found} more than once (names are read ignoring "
+                    "case); keep one column per feature"
                 )
             columns = [lower.index(key) for key in wanted]
     if len(columns) != width:
