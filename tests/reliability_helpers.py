@@ -20,6 +20,7 @@ from lightning.pytorch import Callback
 
 from lightning_hw.data.base import InMemoryDataModule, Split
 from lightning_hw.data.io.files import read_csv_table
+from lightning_hw.data.datasets.mobile_price import MobilePrice
 from lightning_hw.data.datasets.moons import TwoMoons
 
 
@@ -70,6 +71,10 @@ class CSVPoints(InMemoryDataModule):
         columns = {name: torch.as_tensor(values[:, i]) for i, name in enumerate(header)}
         x = torch.stack([columns["x1"], columns["x2"]], dim=1).float()
         return x, columns["label"].long()
+
+
+class OtherPhones(MobilePrice):
+    """Kaggle's mobile price table read by another datamodule class (as a plugin's reader, or another data set, would be)."""
 
 
 class ShiftedMoons(TwoMoons):

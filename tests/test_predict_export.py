@@ -313,3 +313,47 @@ def test_predict_refuses_a_feature_column_given_twice(mobile_run, workdir, capsy
         "(names are read ignoring case); keep one column per feature"
     )
     assert sorted(p.relative_to(mobile_run) for p in mobile_run.rglob("*")) == before  # no evaluation left behind
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_another_datamodule_class_prepares_inputs_with_the_checkpoints_statistics(command, mobile_run, workdir):
+    """Lightning restores a datamodule's state only under its own class name: another class used its own mean/std."""
+    from lightning_hw.checkpoints import build_task, load_checkpoint
+    from lightning_hw.data.fixtures.classification import write_mobile_price
+    from reliability_helpers import OtherPhones
+
+    write_mobile_price(workdir / "other", seed=1)  # other phones: other training statistics
+    ckpt = mobile_run / "checkpoints" / "last.ckpt"
+    checkpoint = load_checkpoint(ckpt)
+    trained = checkpoint["MobilePrice"]["preprocess"]["statistics"]
+    other = OtherPhones(root=str(workdir / "other"), download=False)
+    other.setup()
+    assert not torch.allclose(other.preprocess.state_dict()["mean"], trained["mean"])  # else the test says nothing
+    task = build_task(ckpt, checkpoint).eval()
+    with torch.no_grad():
+        expected = task((other.raw_data["test"][0] - trained["mean"]) / trained["std"]).softmax(-1).numpy()
+    args = ["--ckpt_path", str(ckpt), "--data", "reliability_helpers.OtherPhones",
+            "--data.init_args.root", str(workdir / "other"), "--run.wandb", "disabled"]
+    with pytest.warns(UserWarning, match="differ from the checkpoint's \\(the model was trained on MobilePrice's data\\)"):
+        if command == "predict":
+            main(["predict", *args])
+        else:
+            config = yaml.safe_load((mobile_run / "config.yaml").read_text())
+            config["data"]["class_path"] = "reliability_helpers.OtherPhones"
+            config["data"]["init_args"]["root"] = str(workdir / "other")
+            (workdir / "other.yaml").write_text(yaml.safe_dump(config))
+            with pytest.raises(SystemExit) as exit_info:
+                main(["export", "--ckpt_path", str(ckpt), "--output", str(workdir / "phones.onnx"),
+                      "--config", str(workdir / "other.yaml")])
+            assert exit_info.value.code == 0
+    if command == "predict":
+        rows = _rows(_newest_predictions(mobile_run))
+        got = np.array([[float(r[f"prob_{name}"]) for name in other.class_names] for r in rows])
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(workdir / "phones.onnx"))
+        raw = other.raw_data["test"][0].numpy()
+        outputs = session.run(None, {session.get_inputs()[0].name: raw})[0]
+        np.testing.assert_allclose(torch.tensor(outputs).softmax(-1).numpy(), expected, atol=1e-5)

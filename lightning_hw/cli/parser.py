@@ -344,6 +344,8 @@ class HWCLI(CLIHooks):
         if message:
             print(message)
         self._check_data()
+        if self.subcommand != "fit" and run.ckpt_path and Path(run.ckpt_path).is_file():
+            self._take_other_datamodule_preprocessing(run.ckpt_path, chosen.get("weights_only") is not False)
         self.run = run
         run.open()
         self.run_dir = run.directory
@@ -410,6 +412,29 @@ class HWCLI(CLIHooks):
             if ("gpu" in message.lower() or "cuda" in message.lower()) and not torch.cuda.is_available():
                 message += f"; {NO_GPU_ADVICE}"
             raise ConfigError(f"invalid trainer settings: {message}") from err
+
+    def _take_other_datamodule_preprocessing(self, ckpt_path: str, weights_only: bool) -> None:
+        """Prepare inputs as in training when the checkpoint was trained with another datamodule class.
+
+        Lightning restores only the state saved under the datamodule's own class name (it does
+        so itself then); for another class the preprocessing that class recorded is taken here,
+        before the evaluation directory exists, so a datamodule that prepares inputs otherwise
+        is refused and leaves nothing behind.
+        """
+        from lightning_hw.data.base import SplitDataModule, recorded_data_state
+
+        datamodule = self.datamodule
+        if not isinstance(datamodule, SplitDataModule):
+            return
+        if self._hparams_from is not None and self._hparams_from[0] == ckpt_path:
+            checkpoint = self._hparams_from[1]  # loaded once already
+        else:
+            checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
+        if type(datamodule).__qualname__ in checkpoint:
+            return
+        state = recorded_data_state(checkpoint, datamodule)
+        if state is not None:
+            datamodule.load_state_dict(state)
 
     def _model_section(self) -> dict[str, Any] | None:
         """The ``model:`` section of the resolved config, as plain values."""

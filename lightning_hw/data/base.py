@@ -55,6 +55,30 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.T
     return list(torch.split(perm, sizes))
 
 
+def recorded_data_state(checkpoint: dict[str, Any], datamodule: Any) -> dict[str, Any] | None:
+    """The datamodule state ``checkpoint`` holds for ``datamodule`` (what its ``load_state_dict`` takes), or ``None``.
+
+    Lightning hands a datamodule only the state saved under its own class name. A model
+    evaluated with another datamodule class (another data set with the same sizes, a
+    plugin's reader of the same file) would then get inputs prepared with that data's own
+    statistics, not the ones it was trained with, without a word. So when the checkpoint
+    has no state of this class, the preprocessing another datamodule recorded is returned
+    (without its split, which describes other data), with ``trained_on`` naming that class.
+
+    Args:
+        checkpoint: a loaded checkpoint.
+        datamodule: the datamodule that will prepare the inputs.
+    """
+    own = checkpoint.get(type(datamodule).__qualname__)
+    if isinstance(own, dict):
+        return own
+    for key, value in checkpoint.items():
+        saved = value.get("preprocess") if isinstance(value, dict) else None
+        if isinstance(saved, dict) and "settings" in saved:
+            return {"preprocess": saved, "trained_on": key}
+    return None
+
+
 def standardize_splits(data: dict[str, Split]) -> dict[str, Split]:
     """Scale inputs (the first tensor of each split) by the training split's mean and std (see :func:`feature_stats`)."""
     mean, std = feature_stats(data["train"][0])
@@ -303,6 +327,8 @@ class SplitDataModule(LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take the checkpoint's preprocessing statistics (Lightning calls this after :meth:`setup`).
 
+        ``state`` may also be another datamodule class's preprocessing (see :func:`recorded_data_state`).
+
         Raises:
             ConfigError: the configured datamodule prepares inputs otherwise than the one the
                 model was trained with (e.g. ``standardize`` switched), which would score or
@@ -328,6 +354,8 @@ class SplitDataModule(LightningDataModule):
         mine = self._preprocess.state_dict()
         if any(not torch.allclose(statistics[k].float(), mine[k].float().cpu(), rtol=1e-5, atol=1e-6) for k in statistics):
             cause = f"its split is another: {split_change}" if split_change else "has the data changed?"
+            if state.get("trained_on"):  # from recorded_data_state: another datamodule class recorded them
+                cause = f"the model was trained on {state['trained_on']}'s data"
             warnings.warn(
                 f"the mean/std of {type(self).__name__}'s training split differ from the checkpoint's ({cause}); "
                 "using the checkpoint's, which the model was trained with",

@@ -309,6 +309,7 @@ def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[i
 
 def export_checkpoint(args: Any) -> int:
     """Export ``args.ckpt_path`` as :mod:`lightning_hw.deploy.export_command` parsed it; returns the exit code."""
+    from lightning_hw.data.base import recorded_data_state
     from lightning_hw.data.preprocessing import link_model_preprocessing
 
     ckpt_path = Path(args.ckpt_path)
@@ -318,8 +319,8 @@ def export_checkpoint(args: Any) -> int:
     datamodule = build_datamodule(config_file)
     link_model_preprocessing(task, datamodule)
     datamodule.setup("test")
-    saved = checkpoint.get(type(datamodule).__qualname__)
-    if isinstance(saved, dict):  # the preprocessing statistics the model was trained with
+    saved = recorded_data_state(checkpoint, datamodule)
+    if saved is not None:  # the preprocessing statistics the model was trained with
         datamodule.load_state_dict(saved)
     if not hasattr(datamodule, "raw_dataloader"):
         raise ConfigError(
