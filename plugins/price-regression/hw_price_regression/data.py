@@ -39,7 +39,7 @@ def read_mobile_price_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         path: the CSV file.
 
     Raises:
-        DataError: the file is missing, lacks a column, or holds a value that is not a number
+        DataError: the file is missing, lacks a column or has one twice, or holds a value that is not a number
             or a ``price_range`` outside 0-3.
     """
     if not path.is_file():
@@ -49,7 +49,12 @@ def read_mobile_price_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         )
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in (*FEATURES, TARGET) if c not in (reader.fieldnames or [])]
+        header = reader.fieldnames or []
+        # DictReader keeps the last of two columns with one name: which one holds the values would be a guess.
+        repeated = sorted({c for c in (*FEATURES, TARGET) if header.count(c) > 1})
+        if repeated:
+            raise DataError(f"{path} has the column(s) {', '.join(repeated)} more than once; keep one of each")
+        missing = [c for c in (*FEATURES, TARGET) if c not in header]
         if missing:
             hint = " (Kaggle's test.csv has no price_range; use train.csv)" if missing == [TARGET] else ""
             raise DataError(

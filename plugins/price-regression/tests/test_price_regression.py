@@ -126,3 +126,23 @@ def test_config_learns_through_the_cli(kaggle_root, tmp_path):
     assert metrics["test/r2"] > 0.5, metrics
     assert "best-epoch" in cli.trainer.checkpoint_callback.best_model_path
     assert cli.trainer.checkpoint_callback.monitor == "val/rmse"
+
+
+def test_a_column_given_twice_is_refused_through_the_cli(kaggle_root, tmp_path, capsys):
+    """``ram`` twice: csv.DictReader kept the last one, and the run trained on it without a word."""
+    from lightning_hw.cli import main
+
+    path = kaggle_root / "train.csv"
+    _rewrite(path, lambda rows: [rows[0] + ["ram"], *(row + ["0"] for row in rows[1:])])
+    with pytest.raises(SystemExit) as exit_info:
+        main([
+            "fit", "--config", str(CONFIG), "--data.init_args.root", str(kaggle_root), "--trainer.max_epochs", "1",
+            "--run.root", str(tmp_path / "runs"), "--run.wandb", "disabled",
+        ])  # fmt: skip
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {path} has the column(s) ram more than once; keep one of each"
+    ]
+    assert not (tmp_path / "runs").exists()  # nothing left behind
