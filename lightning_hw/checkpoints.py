@@ -204,18 +204,48 @@ def describe_net(model_section: dict[str, Any] | None) -> str | None:
 
 
 def _model_of_run_config(ckpt_path: str | os.PathLike) -> dict[str, Any] | None:
+    return _run_config_section(ckpt_path, "model")
+
+
+def _run_config_section(ckpt_path: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """The ``name:`` section of the ``config.yaml`` of the checkpoint's run, or ``None``."""
     config = run_config_of(ckpt_path)
     if config is None:
         return None
     try:
-        model = (yaml.safe_load(config.read_text()) or {}).get("model")
+        section = (yaml.safe_load(config.read_text()) or {}).get(name)
     except (OSError, yaml.YAMLError, AttributeError):
         return None
-    return model if isinstance(model, dict) else None
+    return section if isinstance(section, dict) else None
+
+
+def changed_data_settings(ckpt_path: str | os.PathLike, data_section: dict[str, Any] | None) -> list[str]:
+    """The data settings given that differ from those of the checkpoint's run, as ``name 'run's' -> 'given'``.
+
+    A net's input and output sizes come from the data (``num_words``, ``image_size``...), so
+    a checkpoint that does not fit a config naming the same net was usually given other data
+    settings beside its run's own config; the message names them.
+
+    Args:
+        ckpt_path: the checkpoint, inside its run's ``checkpoints/`` folder.
+        data_section: the configured ``data:`` section (``class_path`` and ``init_args``).
+    """
+    saved = _run_config_section(ckpt_path, "data")
+    if saved is None or not isinstance(data_section, dict):
+        return []
+    if saved.get("class_path") != data_section.get("class_path"):
+        short = [str(s.get("class_path")).rsplit(".", 1)[-1] for s in (saved, data_section)]
+        return [f"data {short[0]!r} -> {short[1]!r}"]
+    theirs, mine = saved.get("init_args") or {}, data_section.get("init_args") or {}
+    return [f"{key} {theirs[key]!r} -> {value!r}" for key, value in mine.items() if key in theirs and theirs[key] != value]
 
 
 def check_fits(
-    ckpt_path: str | os.PathLike, model: torch.nn.Module, model_section: dict[str, Any] | None, weights_only: bool = True
+    ckpt_path: str | os.PathLike,
+    model: torch.nn.Module,
+    model_section: dict[str, Any] | None,
+    weights_only: bool = True,
+    data_section: dict[str, Any] | None = None,
 ) -> None:
     """Refuse, before anything is written, a checkpoint whose weights do not fit the configured model.
 
@@ -224,6 +254,8 @@ def check_fits(
         model: the configured task, built (its net sized from the data).
         model_section: the config's ``model:`` section (describes the configured net).
         weights_only: load safely (see :func:`load_checkpoint`).
+        data_section: the config's ``data:`` section; data settings that differ from the
+            checkpoint's run are named (they size the net).
 
     Raises:
         ConfigError: a weight is missing, extra, or of another shape; the message describes the
@@ -244,12 +276,18 @@ def check_fits(
     if not problems:
         return
     configured = describe_net(model_section)
-    asks = f"; the config asks for net {configured}" if configured else ""
+    held = describe_checkpoint(ckpt_path, checkpoint)
+    same_net = not configured or held.endswith(f" with net {configured}")
+    asks = "" if same_net else f"; the config asks for net {configured}"
     more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
-    raise ConfigError(
-        f"checkpoint {ckpt_path} does not fit the configured model: it holds "
-        f"{describe_checkpoint(ckpt_path, checkpoint)}{asks} ({problems[0]}{more}); {config_advice(ckpt_path)}"
-    )
+    changed = changed_data_settings(ckpt_path, data_section) if same_net else []
+    if changed:  # the run's config with other data settings: say which, not "use the config" again
+        advice = f"data settings differ from the run's (the data sizes the net): {', '.join(changed)}; leave them as the run had them"
+    elif not same_net and run_config_of(ckpt_path):
+        advice = f"{config_advice(ckpt_path)}, leaving its net as it is"
+    else:
+        advice = config_advice(ckpt_path)
+    raise ConfigError(f"checkpoint {ckpt_path} does not fit the configured model: it holds {held}{asks} ({problems[0]}{more}); {advice}")
 
 
 def _shape(tensor: Any) -> list[int] | None:

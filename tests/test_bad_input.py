@@ -213,7 +213,29 @@ def test_checkpoint_of_a_different_model(tiny_args, trained_run, capsys):
     assert "with net MLP(hidden=[128]" in line
     assert "the config asks for net MLP(hidden=[16]" in line
     assert "net.layers.1.weight: [128, 64] in the checkpoint, [16, 64] in the model" in line
-    assert line.endswith(f"run with --config {trained_run / 'config.yaml'}")
+    assert line.endswith(f"run with --config {trained_run / 'config.yaml'}, leaving its net as it is")
+
+
+def test_checkpoint_beside_other_data_settings_names_them(workdir, capsys):
+    """The run's own config with another ``num_words``: the net is the same and its input size
+    comes from the data, so "run with --config <the config just given>" would be no help."""
+    from conftest import REPO, tiny_run_args
+
+    from lightning_hw.cli import HWCLI
+    from lightning_hw.data.fixtures.classification import write_reuters
+
+    root = write_reuters(workdir / "data", n=60)
+    data = ["--data.init_args.root", str(root)]
+    HWCLI(args=tiny_run_args("fit", REPO / "configs" / "reuters.yaml", workdir / "runs", *data, "--run.name", "r"))
+    run = workdir / "runs" / "reuters" / "r"
+    ckpt = run / "checkpoints" / "last.ckpt"
+    args = ["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(ckpt), "--data.init_args.num_words", "500"]
+    code, line = error_of(args, capsys)
+    assert code == 2
+    assert "the config asks for net" not in line  # it asks for the same net
+    assert "(net.layers.1.weight: [64, 1000] in the checkpoint, [64, 500] in the model)" in line
+    assert line.endswith("data settings differ from the run's (the data sizes the net): num_words 1000 -> 500; leave them as the run had them")
+    assert not (run / "eval").exists()
 
 
 def test_checkpoint_of_another_task_gives_no_advice_the_config_already_follows(workdir, capsys):

@@ -330,9 +330,15 @@ class HWCLI(CLIHooks):
         run = plan_run(
             settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
         )
-        model_section = self._model_section()
+        model_section = self._config_section("model")
         if run.ckpt_path and Path(run.ckpt_path).is_file():
-            check_fits(run.ckpt_path, self.model, model_section, weights_only=chosen.get("weights_only") is not False)
+            check_fits(
+                run.ckpt_path,
+                self.model,
+                model_section,
+                weights_only=chosen.get("weights_only") is not False,
+                data_section=self._config_section("data"),
+            )
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if self.subcommand != "fit":
             filter_evaluation_warnings()
@@ -436,11 +442,11 @@ class HWCLI(CLIHooks):
         if state is not None:
             datamodule.load_state_dict(state)
 
-    def _model_section(self) -> dict[str, Any] | None:
-        """The ``model:`` section of the resolved config, as plain values."""
+    def _config_section(self, name: str) -> dict[str, Any] | None:
+        """The ``name:`` section (``model``, ``data``) of the resolved config, as plain values."""
         chosen = self.config[self.subcommand] if self.subcommand else self.config
         try:
-            section = yaml.safe_load(self.parser_of(self.subcommand).dump(chosen, skip_none=False)).get("model")
+            section = yaml.safe_load(self.parser_of(self.subcommand).dump(chosen, skip_none=False)).get(name)
         except Exception:  # noqa: BLE001 - only used to describe the model in messages and checkpoints
             return None
         return section if isinstance(section, dict) else None
