@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,29 @@ def test_variant_config_files_and_their_paths(workdir):
     os.chdir(workdir / "elsewhere")
     assert studies.load_study(inside).configs == [str(workdir / "configs" / "other.yaml")]
 
+
+
+def test_study_args_hold_for_a_variant_with_its_own_config_file(workdir, capsys):
+    """`args:` are for every variant: a variant's `config:` (a whole experiment) must not undo them.
+
+    The shipped CV studies (overfitting_cv.yaml, catsdogs_cv.yaml) give each variant its config
+    file; `args: {trainer.max_epochs: 3}` there trained 50 epochs, the config's, without a word.
+    """
+    (workdir / "other.yaml").write_text(QUICKSTART.read_text())  # sets its own max_epochs, as any experiment does
+    path = workdir / "cv.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "cv", "folds": 2, "args": {"trainer.max_epochs": 3, "model.init_args.lr": 0.5},
+        "variants": {"own": {"config": "other.yaml", "model.init_args.lr": 0.25}},
+    }))
+    assert studies.main([str(path), "--dry-run", "--only", "own-fold1"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    command = shlex.split(line.split(None, 2)[2])
+    printed = subprocess.run([*command, "--print_config"], capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    config = yaml.safe_load(printed.stdout)
+    assert config["trainer"]["max_epochs"] == 3  # the study's args, not the variant's file
+    assert config["model"]["init_args"]["lr"] == 0.25  # the variant's own option still beats the study's args
+    assert (config["data"]["init_args"]["folds"], config["data"]["init_args"]["fold"]) == (2, 1)
 
 @pytest.mark.parametrize(
     "spec, message",

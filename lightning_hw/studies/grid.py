@@ -20,7 +20,8 @@ A study file::
       other_data: {config: configs/other.yaml}   # `config` adds a --config file
 
 Every ``key: value`` of ``args`` and of a variant becomes ``--key value`` on the ``fit``
-command line (lists and mappings as JSON), so anything ``fit`` accepts works. Command-line
+command line (lists and mappings as JSON), so anything ``fit`` accepts works; every config
+file comes first, so ``args`` hold for a variant with its own ``config`` too. Command-line
 arguments the study command does not know are passed to every variant too. ``folds: k``
 adds ``--data.init_args.folds k --data.init_args.fold i`` to fold ``i``'s run (the test
 split stays fixed; see :mod:`lightning_hw.data.folds`); ``report`` shows mean ± sd over the folds.
@@ -346,12 +347,20 @@ def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = 
 
 
 def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool = False) -> list[str]:
-    """``python -m lightning_hw fit`` for one variant, writing into ``<root>/<study>/<run name>``."""
-    args = [*study.args, *variant.args, *extra]
+    """``python -m lightning_hw fit`` for one variant, writing into ``<root>/<study>/<run name>``.
+
+    Every config file comes first (the study's, then the variant's), then the study's ``args``,
+    the variant's options and ``extra``: a later ``--config`` would set again every value its
+    file holds, so a variant's ``config:`` (a whole experiment, ``max_epochs`` and all) would
+    silently undo the ``args`` meant for every variant.
+    """
+    shared_configs, shared_options = _split_configs(study.args)
+    own_configs, own_options = _split_configs(variant.args)
+    args = [*shared_options, *own_options, *extra]
     command = [sys.executable, "-m", "lightning_hw", "fit"]
     for config in study.configs:
         command += ["--config", config]
-    command += args
+    command += [*shared_configs, *own_configs, *args]
     command += ["--run.root", study.root, "--run.group", study.name, "--run.name", variant.name]
     if variant.seed is not None:
         command += ["--seed_everything", str(variant.seed)]
@@ -363,6 +372,15 @@ def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool =
     if resume:
         command += ["--ckpt_path", "last"]  # Lightning finds <run>/checkpoints/last.ckpt
     return command
+
+
+def _split_configs(args: list[str]) -> tuple[list[str], list[str]]:
+    """``(["--config", f, ...], [the other arguments])`` of arguments made by :func:`overrides_to_args`."""
+    configs: list[str] = []
+    options: list[str] = []
+    for flag, value in zip(args[::2], args[1::2]):  # overrides_to_args gives (--key, value) pairs
+        (configs if flag == "--config" else options).extend([flag, value])
+    return configs, options
 
 
 # -- sweeps ------------------------------------------------------------------------------------
