@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
-from lightning_hw.runs.files import CAVEATS_FILE, EVAL_DIR
+from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -35,6 +35,8 @@ SEED_SUFFIX = re.compile(r"^(?P<variant>.+)-seed\d+$")
 FOLD_SUFFIX = re.compile(r"^(?P<variant>.+)-fold\d+$")
 #: the count columns of :func:`repeat_table` (not averaged again when repeats of repeats are folded)
 REPEAT_COUNTS = ("seeds", "folds")
+#: what the repeats of one variant may differ in (a fold's, a seed's own settings, the run's name)
+REPEAT_SETTINGS = ("data.init_args.fold", "seed_everything", "run.name", "run.notes", "ckpt_path")
 #: the tables a report writes only when they apply (see :func:`main`)
 OPTIONAL_TABLES = ("report-folds.csv", "report-seeds.csv", "evaluations.csv")
 
@@ -244,6 +246,68 @@ def repeat_table(
         out_rows.append(row)
     return out_columns, out_rows
 
+
+def unlike_repeats(runs: list[Run]) -> list[str]:
+    """Notes on the repeats (folds, seeds) of a variant that were not trained alike, or miss folds.
+
+    A study run again after its file changed (``folds: 3`` then ``5``, another ``lr``) skips the
+    runs that finished and trains the others with the new settings; their mean ± sd would then
+    mix two experiments (the validation folds of a 3-fold and a 5-fold split overlap). Each
+    run's recorded ``config.yaml`` says what it trained with; runs without one are not checked.
+
+    Returns:
+        One line per variant whose repeats differ in a setting other than :data:`REPEAT_SETTINGS`,
+        or (per seed) whose fold runs are fewer than the ``folds`` they recorded.
+    """
+    import yaml
+
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for run in runs:
+        path = Path(run.name)
+        fold = FOLD_SUFFIX.match(path.name)
+        seed = SEED_SUFFIX.match(fold["variant"] if fold else path.name)
+        if not (fold or seed) or not (run.directory / CONFIG_FILE).is_file():
+            continue
+        try:
+            config = _flat(yaml.safe_load((run.directory / CONFIG_FILE).read_text()) or {})
+        except (OSError, yaml.YAMLError):
+            continue
+        variant = seed["variant"] if seed else fold["variant"]
+        groups.setdefault(str(path.parent / variant), []).append((path.name, config))
+    notes = []
+    for variant, members in groups.items():
+        for key in sorted({k for _, config in members for k in config} - set(REPEAT_SETTINGS)):
+            values: dict[str, list[str]] = {}
+            for name, config in members:
+                values.setdefault(repr(config.get(key)), []).append(name)
+            if len(values) > 1:
+                spread = "; ".join(f"{value} in {', '.join(names)}" for value, names in values.items())
+                notes.append(
+                    f"{variant}: its runs differ in {key} ({spread}), so its mean ± sd mixes experiments; move "
+                    "aside the runs of the setting you no longer want and run the study again before comparing"
+                )
+                break
+        else:  # trained alike: are all the folds there (for each seed)?
+            folds = members[0][1].get("data.init_args.folds")
+            counts: dict[str, int] = {}
+            for name, _ in members:
+                fold = FOLD_SUFFIX.match(name)
+                if fold:
+                    counts[fold["variant"]] = counts.get(fold["variant"], 0) + 1
+            short = [f"{name} has {count}" for name, count in counts.items() if isinstance(folds, int) and count != folds]
+            if short:
+                notes.append(f"{variant}: of its {folds} folds, {', '.join(short)}; its mean ± sd is not over every fold")
+    return notes
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    if not isinstance(config, dict) or not config:
+        return {prefix.removesuffix("."): config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(_flat(value, f"{prefix}{key}."))
+    return flat
 
 def _mean(value: Any) -> float:
     return value[0] if isinstance(value, tuple) else value
@@ -468,6 +532,10 @@ def main(argv: list[str]) -> int:
     if by_seed is not None:
         sections += [f"## Mean ± standard deviation {seeds_title}", "", markdown(*by_seed), ""]
         write_csv(out / "report-seeds.csv", *by_seed)
+    # Repeats trained with other settings (a study file edited between runs) or missing folds:
+    # said under their means, which would otherwise read as one experiment's.
+    repeat_notes = unlike_repeats(runs) if by_fold is not None or by_seed is not None else []
+    sections += [*(f"- note: {note}" for note in repeat_notes), ""] if repeat_notes else []
     groups = [Path(d) for d in options.dirs if not (Path(d) / METRICS_FILE).is_file()]
     eval_columns, eval_rows = evaluations(runs, groups)
     if eval_rows:
@@ -487,6 +555,8 @@ def main(argv: list[str]) -> int:
         print(f"Mean ± sd over folds:\n\n{markdown(*by_fold)}\n")
     if by_seed is not None:
         print(f"Mean ± sd {seeds_title}:\n\n{markdown(*by_seed)}\n")
+    for note in repeat_notes:
+        print(f"note: {note}")
     if eval_rows:
         print(f"Evaluations (validate/test on a checkpoint, not training epochs):\n\n{markdown(eval_columns, eval_rows)}\n")
     print(f"Report written to {out}: report.md, report.csv and {len(files)} figures ({', '.join(files.values())})")

@@ -313,6 +313,40 @@ def test_report_over_folds_per_seed_then_over_seeds(workdir):
     assert "## Mean ± standard deviation over seeds (of each seed's mean over folds)" in text
 
 
+
+def test_report_says_when_the_folds_of_a_variant_are_not_one_cross_validation(workdir, capsys):
+    """A study rerun after `folds: 3` became `folds: 5` keeps fold0-2 (3-fold) and trains fold3-4 (5-fold).
+
+    Their mean ± sd mixes two experiments (the validation folds overlap); the report said nothing.
+    """
+    def run(name: str, folds: int, fold: int, seed: int = 42, lr: float = 0.1) -> None:
+        write_metrics(workdir / "runs" / "s" / name, [0.5, 0.6 + fold / 100], test=0.7)
+        config = {"seed_everything": seed, "model": {"init_args": {"lr": lr}},
+                  "data": {"init_args": {"folds": folds, "fold": fold}}, "run": {"name": name, "notes": f"study s: {name}"}}
+        (workdir / "runs" / "s" / name / "config.yaml").write_text(yaml.safe_dump(config))
+
+    for fold in range(5):
+        run(f"mixed-fold{fold}", 3 if fold < 3 else 5, fold)
+        run(f"alike-seed1-fold{fold}", 5, fold, seed=1)
+        run(f"alike-seed2-fold{fold}", 5, fold, seed=2)  # seeds and folds differ as they should: no note
+    for fold in range(2):
+        run(f"short-fold{fold}", 3, fold)
+    run("edited-fold0", 2, 0)
+    run("edited-fold1", 2, 1, lr=0.01)
+    assert reports.main(["runs/s"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert notes == [  # in the order of the runs' names
+        "note: edited: its runs differ in model.init_args.lr (0.1 in edited-fold0; 0.01 in edited-fold1), so its "
+        "mean ± sd mixes experiments; move aside the runs of the setting you no longer want and run the study again "
+        "before comparing",
+        "note: mixed: its runs differ in data.init_args.folds (3 in mixed-fold0, mixed-fold1, mixed-fold2; "
+        "5 in mixed-fold3, mixed-fold4), so its mean ± sd mixes experiments; move aside the runs of the setting "
+        "you no longer want and run the study again before comparing",
+        "note: short: of its 3 folds, short has 2; its mean ± sd is not over every fold",
+    ]
+    text = (workdir / "runs" / "s" / "report" / "report.md").read_text()
+    assert all(f"- {note}" in text for note in notes)
+
 @pytest.mark.slow
 def test_three_fold_study_and_its_report(tmp_path, monkeypatch, capsys):
     """A 3-fold study of the quickstart (one epoch of three batches per fold), then `report`."""
