@@ -104,6 +104,28 @@ def test_study_args_hold_for_a_variant_with_its_own_config_file(workdir, capsys)
     assert config["model"]["init_args"]["lr"] == 0.25  # the variant's own option still beats the study's args
     assert (config["data"]["init_args"]["folds"], config["data"]["init_args"]["fold"]) == (2, 1)
 
+
+def test_a_variant_refused_for_its_own_typo_fails_and_the_others_train_without_a_base_config(workdir, capsys):
+    """Each variant names its config (overfitting_cv.yaml's way): one variant's typo stopped the whole study.
+
+    The check of what every run shares parsed the shared options without any config file, which
+    names no model or data: `fit` refuses that always, so every refusal looked shared.
+    """
+    tiny = {k: v for k, v in TINY.items() if k != "trainer.callbacks"} | {"trainer.max_epochs": 1}
+    path = workdir / "own.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "own", "args": tiny,
+        "variants": {"good": {"config": str(QUICKSTART)}, "typo": {"config": str(QUICKSTART), "model.init_args.lrr": 0.1}},
+    }))
+    assert studies.main([str(path)]) == 1
+    out = capsys.readouterr()
+    assert "typo: FAILED (exit 2, run not started)" in out.out and "stopped" not in out.err
+    assert "lrr" in (workdir / "runs" / "own" / "typo" / studies.LOG_FILE).read_text()
+    assert studies.is_finished_run(workdir / "runs" / "own" / "good")  # the other variant trained
+    # A typo in what every variant shares still stops the study at once, config files and all.
+    assert studies.main([str(path), "--trainer.max_epochz", "2"]) == 2
+    assert "refused before training: error:" in capsys.readouterr().out
+
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -354,8 +354,8 @@ def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool =
     file holds, so a variant's ``config:`` (a whole experiment, ``max_epochs`` and all) would
     silently undo the ``args`` meant for every variant.
     """
-    shared_configs, shared_options = _split_configs(study.args)
-    own_configs, own_options = _split_configs(variant.args)
+    shared_configs, shared_options = split_configs(study.args)
+    own_configs, own_options = split_configs(variant.args)
     args = [*shared_options, *own_options, *extra]
     command = [sys.executable, "-m", "lightning_hw", "fit"]
     for config in study.configs:
@@ -374,7 +374,7 @@ def fit_command(study: Study, variant: Variant, extra: list[str], resume: bool =
     return command
 
 
-def _split_configs(args: list[str]) -> tuple[list[str], list[str]]:
+def split_configs(args: list[str]) -> tuple[list[str], list[str]]:
     """``(["--config", f, ...], [the other arguments])`` of arguments made by :func:`overrides_to_args`."""
     configs: list[str] = []
     options: list[str] = []

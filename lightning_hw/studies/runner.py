@@ -56,7 +56,7 @@ from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
     FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, fit_command, has_last_checkpoint,
-    is_finished_run, move_aside_advice, overrides_to_args,
+    is_finished_run, move_aside_advice, overrides_to_args, split_configs,
 )
 from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
 
@@ -602,7 +602,7 @@ def _run_trial(
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
-    elif code == ConfigError.exit_code and not status and shared_command_refused(search, extra):
+    elif code == ConfigError.exit_code and not status and shared_command_refused(search, extra, job):
         # The fit refused what every run of the study shares (a mistyped option): every trial
         # would be refused, so the study stops, and the trial is queued again rather than counted,
         # or a typo would use up a search's whole budget without training anything. A refusal of
@@ -630,14 +630,23 @@ def _run_trial(
     return outcome
 
 
-def shared_command_refused(search: SearchStudy, extra: list[str]) -> bool:
+def shared_command_refused(search: SearchStudy, extra: list[str], job: Job | None = None) -> bool:
     """Whether ``fit`` refuses the command line every run of the study shares (config, ``args:``, ``extra``).
 
     Parsed with ``--print_config``, which stops before anything is built or written, without
     a variant's or trial's own options: only called after a trial was refused, to tell a typo
-    in the shared options from a refusal of that trial's own values.
+    in the shared options from a refusal of that trial's own values. The refused run's config
+    files are kept: in a study with no base ``config:`` (each variant names its own, as
+    ``overfitting_cv.yaml``) the shared options alone name no model or data, which ``fit``
+    always refuses, and one variant's typo would stop every variant.
+
+    Args:
+        search: the study.
+        extra: the ``study`` command line's ``fit`` arguments.
+        job: the refused run (its ``--config`` files are part of the check).
     """
-    command = fit_command(search.study, Variant("check", "check", []), extra) + ["--print_config"]
+    configs = split_configs(job.variant.args)[0] if job is not None and job.variant is not None else []
+    command = fit_command(search.study, Variant("check", "check", configs), extra) + ["--print_config"]
     checked = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return checked.returncode == ConfigError.exit_code
 
