@@ -126,6 +126,20 @@ def test_a_variant_refused_for_its_own_typo_fails_and_the_others_train_without_a
     assert studies.main([str(path), "--trainer.max_epochz", "2"]) == 2
     assert "refused before training: error:" in capsys.readouterr().out
 
+
+def test_with_several_workers_a_failed_run_shows_its_error_line(workdir, capsys):
+    """With ``--workers 2`` the fits' output goes only to their logs; "FAILED; see study.log" alone hid why."""
+    tiny = {k: v for k, v in TINY.items() if k != "trainer.callbacks"} | {"trainer.max_epochs": 1}
+    path = workdir / "two.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "two", "config": str(QUICKSTART), "args": tiny,
+        "variants": {"good": {}, "typo": {"model.init_args.lrr": 0.1}},
+    }))
+    assert studies.main([str(path), "--workers", "2"]) == 1
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "typo: FAILED" in line]
+    assert "typo: FAILED (exit 2, run not started): error: Classifier has no option 'lrr'" in line
+    assert line.endswith(f"; see {Path('runs') / 'two' / 'typo' / studies.LOG_FILE}")
+
 @pytest.mark.parametrize(
     "spec, message",
     [
@@ -171,7 +185,7 @@ def test_finished_variant_with_other_arguments_is_skipped_with_a_note(workdir, c
     assert out[1] == f"  a: finished before, skipped ({job.run_dir})"
     assert out[2].startswith("Study tiny complete.") and len(out) == 3
     assert studies.main([str(path), "--trainer.max_epochs", "5"]) == 0
-    assert f"note: it ran with other arguments than now, delete {job.run_dir}" in capsys.readouterr().out
+    assert f"note: it ran with other arguments than now, move {job.run_dir} aside" in capsys.readouterr().out
 
 
 def test_export_sweep_is_a_grid_over_the_variants(workdir, capsys):

@@ -519,7 +519,7 @@ def _changed_note(search: SearchStudy, name: str, extra: list[str]) -> str:
     now = fit_args(fit_command(search.study, search.variant(name), extra, resume=False))
     if before is None or before == now:
         return ""
-    return f"; note: it ran with other arguments than now, delete {run_dir} to run it again"
+    return f"; note: it ran with other arguments than now, move {run_dir} aside to run it again"
 
 
 def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
@@ -624,7 +624,10 @@ def _run_trial(
         why = f"exit {code}" if code else ("a fit that trained nothing" if status.get("status") != "finished" else f"no {search.metric} in its metrics.csv")
         trial.set_user_attr("exit_code", code)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        outcome, text = "failed", f"FAILED ({why}, run {status.get('status') or 'not started'}); see {job.run_dir / LOG_FILE}"
+        # With several workers the fits' output goes only to their logs: show the error line here.
+        error = _error_line(job) if workers > 1 else None
+        said = f": {error}" if error else ""
+        outcome, text = "failed", f"FAILED ({why}, run {status.get('status') or 'not started'}){said}; see {job.run_dir / LOG_FILE}"
     with lock:
         print(f"{label}: {text}" if search.is_grid else f"{label} {text}", flush=True)
     return outcome
@@ -653,8 +656,16 @@ def shared_command_refused(search: SearchStudy, extra: list[str], job: Job | Non
 
 def _refusal(job: Job) -> str:
     """The ``error:`` line a fit that refused its command line printed (the last in its ``study.log``)."""
-    lines = (job.run_dir / LOG_FILE).read_text(errors="replace").splitlines()
-    return next((line for line in reversed(lines) if line.startswith("error:")), f"see {job.run_dir / LOG_FILE}")
+    return _error_line(job) or f"see {job.run_dir / LOG_FILE}"
+
+
+def _error_line(job: Job) -> str | None:
+    """The last ``error:`` line of the run's ``study.log``, or ``None``."""
+    try:
+        lines = (job.run_dir / LOG_FILE).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line for line in reversed(lines) if line.startswith("error:")), None)
 
 
 def _after_interrupt(search: SearchStudy, job: Job) -> str:
