@@ -421,13 +421,14 @@ def figure_files(metrics: list[str]) -> dict[str, str]:
 
 
 def wandb_report(runs: list[Run], table_md: str, metrics: list[str], title: str, entity: str, project: str | None = None):
-    """A W&B Report (wandb-workspaces) with the table and one line plot per metric, for the runs' groups.
+    """A W&B Report (wandb-workspaces) with the tables and one line plot per metric, for the runs' groups.
 
     Building it talks to no server; ``.save()`` publishes it.
 
     Args:
         runs: the runs (their W&B group is their parent directory's name, as ``fit`` logs it).
-        table_md: the Markdown table.
+        table_md: the Markdown of ``report.md`` without title and figures: the runs' table, the
+            mean ± sd over folds and seeds with their notes, the evaluations.
         metrics: the metrics to plot against ``epoch``.
         title: the report's title.
         entity: the W&B entity (user or team) that owns the report.
@@ -541,6 +542,7 @@ def main(argv: list[str]) -> int:
     if eval_rows:
         sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
         write_csv(out / "evaluations.csv", eval_columns, eval_rows)
+    published_md = "\n".join(sections[2:]).strip()  # every table and note; W&B draws its own figures
     metrics = plotted_metrics(runs)
     files = figure_files(metrics)
     for metric, file in files.items():
@@ -563,7 +565,7 @@ def main(argv: list[str]) -> int:
     if options.publish:
         check_can_publish(runs)
         entity = options.entity or _default_entity()
-        report = wandb_report(runs, table_md, metrics, title, entity, options.project)
+        report = wandb_report(runs, published_md, metrics, title, entity, options.project)
         report.save()
         print(f"W&B Report: {report.url}")
     return 0

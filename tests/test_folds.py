@@ -313,6 +313,32 @@ def test_report_over_folds_per_seed_then_over_seeds(workdir):
     assert "## Mean ± standard deviation over seeds (of each seed's mean over folds)" in text
 
 
+def test_published_report_holds_the_means_over_folds_and_seeds(workdir, monkeypatch, capsys):
+    """`--publish` gave W&B only the runs' table: a cross-validation there had no mean ± sd."""
+    for name, value in {"a-fold0": 0.5, "a-fold1": 0.7}.items():
+        write_metrics(workdir / "runs" / "s" / name, [value / 2, value], test=value)
+    published = {}
+
+    class Saved:
+        url = "https://wandb.ai/someone/lightning-hw/reports/x"
+
+        def save(self):
+            return self
+
+    def build(runs, table_md, *args):
+        published["markdown"] = table_md
+        return Saved()
+
+    monkeypatch.setattr(reports, "check_can_publish", lambda runs: None)
+    monkeypatch.setattr(reports, "_default_entity", lambda: "someone")
+    monkeypatch.setattr(reports, "wandb_report", build)
+    assert reports.main(["runs/s", "--publish"]) == 0
+    text = (workdir / "runs" / "s" / "report" / "report.md").read_text()
+    folds = text[text.index("## Mean ± standard deviation over folds"):].split("\n\n![")[0].strip()
+    assert "| a | 2 |" in folds and folds in published["markdown"]
+    assert published["markdown"].startswith("| run |") and "![" not in published["markdown"]
+
+
 
 def test_report_says_when_the_folds_of_a_variant_are_not_one_cross_validation(workdir, capsys):
     """A study rerun after `folds: 3` became `folds: 5` keeps fold0-2 (3-fold) and trains fold3-4 (5-fold).
