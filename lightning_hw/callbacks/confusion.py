@@ -52,7 +52,7 @@ class ConfusionMatrix(Callback):
         metric = getattr(pl_module, "test_confusion", None)
         if metric is None:
             return
-        # Every process: the metric syncs across processes and log_figure broadcasts the run directory.
+        # Every process: each holds the whole matrix (see Classifier.test_confusion) and log_figure broadcasts the run directory.
         self.matrix = metric.compute().cpu()
         directory = run_directory(trainer)
         names = [str(n) for n in (getattr(pl_module, "class_names", None) or range(self.matrix.shape[0]))]

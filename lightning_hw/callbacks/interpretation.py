@@ -239,7 +239,7 @@ class ClassificationInterpretation(_TestSamples):
         metric = getattr(pl_module, "test_confusion", None)
         if metric is None or not metric.update_called:
             return
-        matrix = metric.compute().cpu()  # every process: torchmetrics syncs the counts
+        matrix = metric.compute().cpu()  # every process holds the counts of every process's samples
         names = names if len(names) == matrix.shape[0] else [str(i) for i in range(matrix.shape[0])]
         self.confused = most_confused(matrix, names)
         directory = run_directory(trainer)

@@ -146,7 +146,11 @@ class Task(LightningModule):
         return dict(metrics.compute()) if updated else {}
 
     def update_stage_metrics(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Give the epoch's collected predictions and targets to :meth:`stage_metrics` (one update)."""
+        """Give the epoch's collected predictions and targets to :meth:`stage_metrics` (one update).
+
+        Under DDP they are those of every process already: a metric of counts updated here
+        needs ``sync_on_compute=False``, or each sample counts once per process.
+        """
         self.stage_metrics(stage).update(preds, target)
 
     def reset_epoch_metrics(self, stage: str) -> None:

@@ -57,8 +57,11 @@ class Classifier(Task):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        #: (true, predicted) counts over the last test run; the ConfusionMatrix callback reports it
-        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        #: (true, predicted) counts over the last test run; the ConfusionMatrix callback reports it.
+        #: It is updated with the epoch's predictions already gathered from every DDP process
+        #: (EpochOutputs), so it must not sum them across processes again: that counted every
+        #: test sample once per process (the ratios of accuracy and F1 are immune, counts are not).
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False, sync_on_compute=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network outputs (logits)."""

@@ -1,0 +1,68 @@
+"""Evaluation under DDP on two CPU processes (gloo): the numbers a one-process evaluation gives.
+
+The quickstart's test split has 179 samples: two processes hold 90 and 89 of them, so anything
+that pads the shorter shard, or counts every process's samples once per process, shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_hw.runs import naming
+from reliability_helpers import output_of, tiny_fit_args
+
+TESTS = Path(__file__).resolve().parent
+DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+ONE = ("--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto")
+
+
+def ddp_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m lightning_hw ARGS`` as a user starts it (Lightning then starts the second process)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def newest_eval(run: Path, stage: str) -> Path:
+    return max((run / "eval").glob(f"{stage}-*"), key=lambda p: p.stat().st_mtime_ns)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    """A quickstart run trained by two DDP processes, tested after fit on its whole test split."""
+    root = tmp_path_factory.mktemp("ddp")
+    ddp_cli(*tiny_fit_args(root, "--run.name", "ddp", "--trainer.limit_test_batches", "1.0", *DDP), cwd=root)
+    return root / "runs" / "quickstart" / "ddp"
+
+
+@pytest.fixture(scope="module")
+def one_process_test(ddp_run) -> Path:
+    """``test`` of the run's best checkpoint in one process: the reference numbers (its eval directory)."""
+    (best,) = (ddp_run / "checkpoints").glob("best-*.ckpt")
+    output_of("test", "--ckpt_path", str(best), *ONE)
+    return newest_eval(ddp_run, "test")
+
+
+@pytest.mark.slow
+def test_ddp_confusion_counts_each_test_sample_once(ddp_run, one_process_test):
+    """Each process held every process's predictions and torchmetrics summed them again: all counts doubled."""
+    reference = rows(one_process_test / "most_confused.csv")
+    (test,) = [r for r in rows(one_process_test / "metrics.csv") if r["test/acc"]]
+    errors = round((1 - float(test["test/acc"])) * 179)
+    assert errors > 0 and sum(int(r["count"]) for r in reference) == errors
+    assert rows(ddp_run / "most_confused.csv") == reference
