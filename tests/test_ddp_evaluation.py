@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from lightning_hw.data.epoch_order import TensorBatchLoader
+from lightning_hw.data.streaming import EvaluationShard
 from lightning_hw.runs import naming
 from reliability_helpers import output_of, tiny_fit_args
 
@@ -66,3 +69,23 @@ def test_ddp_confusion_counts_each_test_sample_once(ddp_run, one_process_test):
     errors = round((1 - float(test["test/acc"])) * 179)
     assert errors > 0 and sum(int(r["count"]) for r in reference) == errors
     assert rows(ddp_run / "most_confused.csv") == reference
+
+
+def test_evaluation_shares_hold_each_sample_once():
+    """Training pads the shares to equal size (DDP's processes take the same steps); evaluation must not."""
+    data = (torch.arange(7),)
+    shares = [torch.cat([b[0] for b in TensorBatchLoader(data, 2, num_replicas=3, rank=r, pad=False)]) for r in range(3)]
+    assert [s.tolist() for s in shares] == [[0, 3, 6], [1, 4], [2, 5]]
+    padded = [torch.cat([b[0] for b in TensorBatchLoader(data, 2, num_replicas=3, rank=r)]) for r in range(3)]
+    assert [s.tolist() for s in padded] == [[0, 3, 6], [1, 4, 0], [2, 5, 1]]
+    streamed = [list(EvaluationShard(list(range(7)), 3, r)) for r in range(3)]
+    assert streamed == [s.tolist() for s in shares] and [len(EvaluationShard(list(range(7)), 3, r)) for r in range(3)] == [3, 2, 2]
+
+
+@pytest.mark.slow
+def test_ddp_test_metrics_are_those_of_one_process(ddp_run, one_process_test):
+    """The two shares of the 179 test samples were padded to 90 each: sample 0 counted twice."""
+    (ddp,) = [r for r in rows(ddp_run / "metrics.csv") if r["test/acc"]]
+    (one,) = [r for r in rows(one_process_test / "metrics.csv") if r["test/acc"]]
+    for name in ("test/acc", "test/f1", "test/loss"):
+        assert float(ddp[name]) == pytest.approx(float(one[name]), abs=1e-6), name

@@ -551,7 +551,8 @@ class InMemoryDataModule(SplitDataModule):
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        return TensorBatchLoader(self.data[split], num_replicas=world, rank=rank, **kwargs)
+        # Only training pads the processes' shares to equal size: an evaluation counts each sample once.
+        return TensorBatchLoader(self.data[split], num_replicas=world, rank=rank, pad=split == "train", **kwargs)
 
     def train_dataloader(self) -> TensorBatchLoader:
         # One loader for the whole run: its generator carries the shuffle order across epochs.

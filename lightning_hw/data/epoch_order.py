@@ -33,6 +33,9 @@ class EpochOrder:
         generator: random source of the permutations (a fresh random one if ``None``).
         num_replicas: number of distributed processes sharing the data.
         rank: this process's index among them; it gets every ``num_replicas``-th sample.
+        pad: give every process equally many samples by repeating the first ones, as
+            ``DistributedSampler`` does: training needs it (DDP's processes must take the same
+            steps); evaluation must not, or the repeated samples count twice in its metrics.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class EpochOrder:
         generator: torch.Generator | None = None,
         num_replicas: int = 1,
         rank: int = 0,
+        pad: bool = True,
     ) -> None:
         self.num_items = num_items
         self.batch_size = batch_size
@@ -57,7 +61,7 @@ class EpochOrder:
             if shuffle:
                 generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
         self.generator = generator
-        self.num_replicas, self.rank = num_replicas, rank
+        self.num_replicas, self.rank, self.pad = num_replicas, rank, pad
         self._epoch_start_state: torch.Tensor | None = None
         self._order: torch.Tensor | None = None
         self._first = 0  # the first batch of this epoch still to draw (> 0 when resuming)
@@ -67,6 +71,8 @@ class EpochOrder:
     @property
     def num_samples(self) -> int:
         """Samples this process sees per epoch."""
+        if not self.pad:
+            return len(range(self.rank, self.num_items, self.num_replicas))
         return math.ceil(self.num_items / self.num_replicas)
 
     def __len__(self) -> int:
@@ -110,8 +116,10 @@ class EpochOrder:
             torch.randperm(n, generator=self.generator)
         if self.num_replicas > 1:
             order = torch.arange(n) if order is None else order
-            padded = self.num_samples * self.num_replicas
-            order = torch.cat([order, order[: padded - n]])[self.rank :: self.num_replicas]
+            if self.pad:
+                padded = self.num_samples * self.num_replicas
+                order = torch.cat([order, order[: padded - n]])
+            order = order[self.rank :: self.num_replicas]
         return order
 
     def state_dict(self) -> dict[str, Any]:
@@ -171,7 +179,7 @@ class TensorBatchLoader(OrderedLoader):
 
     Args:
         tensors: tensors with the same first dimension (e.g. features and targets).
-        batch_size, shuffle, drop_last, generator, num_replicas, rank: the order's (see :class:`EpochOrder`).
+        batch_size, shuffle, drop_last, generator, num_replicas, rank, pad: the order's (see :class:`EpochOrder`).
     """
 
     def __init__(
@@ -183,11 +191,12 @@ class TensorBatchLoader(OrderedLoader):
         generator: torch.Generator | None = None,
         num_replicas: int = 1,
         rank: int = 0,
+        pad: bool = True,
     ) -> None:
         if len({t.shape[0] for t in tensors}) != 1:
             raise ValueError("all tensors must have the same number of samples")
         self.tensors = tensors
-        self.order = EpochOrder(tensors[0].shape[0], batch_size, shuffle, drop_last, generator, num_replicas, rank)
+        self.order = EpochOrder(tensors[0].shape[0], batch_size, shuffle, drop_last, generator, num_replicas, rank, pad)
 
     @property
     def batch_size(self) -> int:

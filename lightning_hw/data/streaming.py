@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from lightning_hw.data.epoch_order import EpochOrder, OrderedLoader
 from lightning_hw.data.loading import dataloader_settings
@@ -100,6 +100,30 @@ class _RemainingBatches(Sampler[list[int]]):
             yield list(range(index.start, index.stop)) if isinstance(index, slice) else index.tolist()
 
 
+class EvaluationShard(DistributedSampler):
+    """One process's share of an evaluation split under DDP: samples ``rank, rank + num_replicas, ...``.
+
+    Lightning gives an evaluation ``DataLoader`` a ``DistributedSampler``, which repeats the
+    first samples until every process has as many, so they counted twice in the metrics;
+    it keeps a ``DistributedSampler`` that is already there. The shares are dealt out as the
+    in-memory loaders deal them (:class:`~lightning_hw.data.epoch_order.EpochOrder` with
+    ``pad=False``).
+
+    Args:
+        dataset: the split.
+        num_replicas: number of processes.
+        rank: this process's index among them.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+
 class StreamingFallback:
     """Mixin for an ``InMemoryDataModule``: stream from disk when ``self.in_memory`` is false.
 
@@ -132,15 +156,21 @@ class StreamingFallback:
     def _stream(self, split: str, batch_size: int, raw: bool = False) -> DataLoader:
         # Worker processes decode (num_workers None: one per CPU core); uint8 batches are pinned
         # for an asynchronous copy when training on a GPU, which then normalises them.
+        dataset = DecodedOnAccess(self.stream_items(split), self.decode_raw_item if raw else self.decode_item)
+        trainer = getattr(self, "trainer", None)
+        sampler = None
+        if not raw and trainer is not None and trainer.world_size > 1:  # raw loaders are read whole, by one process
+            sampler = EvaluationShard(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
-            DecodedOnAccess(self.stream_items(split), self.decode_raw_item if raw else self.decode_item),
+            dataset,
             batch_size=batch_size,
+            sampler=sampler,
             collate_fn=None if raw else self.stream_collate,
             # Without a generator the DataLoader seeds its workers from the global random state,
             # once per start of its workers: at the sanity check in one run, after a resumed run
             # restored that state in another, so their augmentation and dropout would drift apart.
             generator=torch.Generator().manual_seed(0),
-            **dataloader_settings(getattr(self, "trainer", None), self.num_workers),
+            **dataloader_settings(trainer, self.num_workers),
         )
 
     def train_dataloader(self):
