@@ -89,3 +89,23 @@ def test_ddp_test_metrics_are_those_of_one_process(ddp_run, one_process_test):
     (one,) = [r for r in rows(one_process_test / "metrics.csv") if r["test/acc"]]
     for name in ("test/acc", "test/f1", "test/loss"):
         assert float(ddp[name]) == pytest.approx(float(one[name]), abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_ddp_predict_writes_every_sample_once_in_order(ddp_run):
+    """Both processes wrote one file, each its own share under the ids of the first samples: half were lost."""
+    from sklearn.datasets import load_digits
+
+    last = str(ddp_run / "checkpoints" / "last.ckpt")
+    new = ddp_run.parents[2] / "new.csv"  # 7 samples: shares of 4 and 3
+    new.write_text("\n".join(",".join(str(int(v)) for v in row) for row in load_digits().data[:7]) + "\n")
+    for source in ((), ("--predict_from", str(new))):
+        name = "predictions-new.csv" if source else "predictions.csv"
+        proc = ddp_cli("predict", "--ckpt_path", last, *source, cwd=ddp_run.parents[2])  # the run's config: 2 processes
+        two = rows(newest_eval(ddp_run, "predict") / name)
+        assert proc.stdout.count("Predictions:") == 1, proc.stdout
+        output_of("predict", "--ckpt_path", last, *source, *ONE)
+        one = rows(newest_eval(ddp_run, "predict") / name)
+        assert [r["id"] for r in one] == [str(i) for i in range(7 if source else 179)]
+        assert [(r["id"], r["predicted"], r.get("target")) for r in two] == [(r["id"], r["predicted"], r.get("target")) for r in one]
+        assert [float(r["prob_3"]) for r in two] == pytest.approx([float(r["prob_3"]) for r in one], abs=1e-5)

@@ -548,11 +548,15 @@ class InMemoryDataModule(SplitDataModule):
         return TensorBatchLoader(self.raw_data[split], batch_size=self.eval_batch_size)
 
     def _loader(self, split: str, **kwargs: Any) -> TensorBatchLoader:
+        # Only training pads the processes' shares to equal size: an evaluation counts each sample once.
+        return self._shard(self.data[split], pad=split == "train", **kwargs)
+
+    def _shard(self, tensors: tuple[torch.Tensor, ...], pad: bool = False, **kwargs: Any) -> TensorBatchLoader:
+        """A loader of this process's share of ``tensors`` (all of them outside DDP)."""
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        # Only training pads the processes' shares to equal size: an evaluation counts each sample once.
-        return TensorBatchLoader(self.data[split], num_replicas=world, rank=rank, pad=split == "train", **kwargs)
+        return TensorBatchLoader(tensors, num_replicas=world, rank=rank, pad=pad, **kwargs)
 
     def train_dataloader(self) -> TensorBatchLoader:
         # One loader for the whole run: its generator carries the shuffle order across epochs.
@@ -591,7 +595,7 @@ class InMemoryDataModule(SplitDataModule):
         """The test split, or the samples of :meth:`predict_from` (prepared as the training data was)."""
         if self._predict_raw is not None:
             self._warn_if_other_units(self._predict_raw)
-            return TensorBatchLoader(self.prepared((self._predict_raw,)), batch_size=self.eval_batch_size)
+            return self._shard(self.prepared((self._predict_raw,)), batch_size=self.eval_batch_size)
         return self._loader("test", batch_size=self.eval_batch_size)
 
     def _warn_if_other_units(self, raw: torch.Tensor) -> None:

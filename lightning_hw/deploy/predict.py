@@ -115,6 +115,10 @@ def generic_columns(outputs: Mapping[str, Any]) -> dict[str, list]:
 class PredictionWriter(BasePredictionWriter):
     """Streams predictions into one CSV: ``id``, the task's prediction columns, and ``target`` if known.
 
+    Under DDP each process predicts its share (samples ``rank, rank + world_size, ...``, as
+    the loaders deal them out); the rows are gathered and written by the first process, in
+    the data's order, each sample once.
+
     Args:
         path: the CSV file to write.
         ids: one name per sample (e.g. file names), in loader order; ``None``: the datamodule's
@@ -128,6 +132,7 @@ class PredictionWriter(BasePredictionWriter):
         self._row_ids: list[str] | None = None
         self._file = None
         self._writer: csv.DictWriter | None = None
+        self._shared: list[dict[str, Any]] | None = None  # this process's rows under DDP, written at the end
         self.rows = 0
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -137,6 +142,9 @@ class PredictionWriter(BasePredictionWriter):
         if self._row_ids is None:  # the datamodule's own split, set up by now: named after its files if it can
             names = getattr(trainer.datamodule, "predict_ids", None)
             self._row_ids = names() if callable(names) else None
+        if trainer.world_size > 1:
+            self._shared = []
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", newline="")
 
@@ -146,6 +154,11 @@ class PredictionWriter(BasePredictionWriter):
         format_columns = getattr(pl_module, "prediction_columns", None) or generic_columns
         columns = format_columns(prediction)
         n = len(next(iter(columns.values()))) if columns else 0
+        if self._shared is not None:  # DDP: the ids follow from the positions once all rows are in
+            table = {**columns, **target_columns(pl_module, batch, n)}
+            self._shared += [{k: _cell(v[i]) for k, v in table.items()} for i in range(n)]
+            self.rows += n
+            return
         ids = self._row_ids[self.rows : self.rows + n] if self._row_ids is not None else range(self.rows, self.rows + n)
         table = {"id": list(ids), **columns, **target_columns(pl_module, batch, n)}
         if self._writer is None:
@@ -156,10 +169,35 @@ class PredictionWriter(BasePredictionWriter):
         self.rows += n
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._shared is not None:
+            self._write_shared(trainer)
         if self._file is not None:
             self._file.close()
             self._file = None
-        print(f"Predictions: {self.rows} rows written to {self.path}")
+        if trainer.is_global_zero:
+            print(f"Predictions: {self.rows} rows written to {self.path}")
+
+    def _write_shared(self, trainer: Trainer) -> None:
+        """DDP: gather every process's rows; the first process writes them in the data's order."""
+        import torch.distributed as dist
+
+        shares: list[list[dict[str, Any]] | None] = [None] * trainer.world_size
+        dist.all_gather_object(shares, self._shared)
+        self._shared = None
+        if not trainer.is_global_zero:
+            return
+        # Process r's j-th row is sample j * world_size + r (EpochOrder without padding, and
+        # Lightning's UnrepeatedDistributedSampler for predict loaders of other datamodules).
+        ordered = [share[j] for j in range(max(map(len, shares))) for share in shares if j < len(share)]
+        self.rows = len(ordered)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", newline="") as f:
+            for position, row in enumerate(ordered):
+                table = {"id": self._row_ids[position] if self._row_ids is not None else position, **row}
+                if self._writer is None:
+                    self._writer = csv.DictWriter(f, fieldnames=list(table))
+                    self._writer.writeheader()
+                self._writer.writerow(table)
 
 
 def target_columns(pl_module: LightningModule, batch: Any, n: int) -> dict[str, list]:
