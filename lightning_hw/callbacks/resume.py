@@ -6,7 +6,9 @@ loaders. What it does not restore, which this callback saves in the checkpoint a
 1. The global random state (torch, numpy, Python): dropout and augmentation draw from it.
 2. The half-accumulated epoch metrics: ``self.log(..., on_epoch=True)`` sums and torchmetrics
    states of the interrupted epoch. Without them the resumed epoch's ``train/acc`` would
-   cover only the batches after the restart.
+   cover only the batches after the restart. Under DDP every process holds the states of its
+   own share: they are merged into one in the checkpoint, which the first process takes back
+   (the others start from zero; the metrics sum the processes' states when computed).
 3. The end of an epoch cut short by ``limit_train_batches``: the loader never sees its
    iterator run out, so it is told (:meth:`TensorBatchLoader.finish_epoch`) before the
    epoch's checkpoint is written.
@@ -23,6 +25,7 @@ and a resumed run drops the rows it logs again once its first step has run.
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -126,11 +129,12 @@ class ResumeState(Callback):
         state: dict[str, Any] = {"rng": rng_state()}
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
         if 0 < progress.ready < trainer.num_training_batches:  # the resumed run continues this epoch
-            state["metrics"] = {
+            state["metrics"] = _merged_over_processes(trainer, {
                 name: {"update_count": m.update_count, "state": {k: _detach(v) for k, v in m.metric_state.items()}}
                 for name, m in trainer.lightning_module.named_modules()
                 if isinstance(m, Metric) and m.update_count > 0
-            }
+            })
+            state["metrics_merged"] = True  # the states of every process: the first process alone takes them back
             state["results"] = {
                 key: {"value": item.value.detach().cpu(), "count": _detach(getattr(item, "cumulated_batch_size", None))}
                 for key, item in epoch_results(trainer).items()
@@ -167,7 +171,10 @@ class ResumeState(Callback):
         # random numbers that the uninterrupted run did not draw at this point.
         if "rng" in self._loaded:
             set_rng_state(self._loaded.pop("rng"))
-        for name, saved in self._loaded.pop("metrics", {}).items():
+        saved_metrics = self._loaded.pop("metrics", {})
+        if self._loaded.pop("metrics_merged", False) and not trainer.is_global_zero:
+            saved_metrics = {}  # rank 0 took every process's share (of any number of processes)
+        for name, saved in saved_metrics.items():
             metric = pl_module.get_submodule(name)
             for key, value in saved["state"].items():
                 setattr(metric, key, _to(value, pl_module.device))
@@ -192,6 +199,41 @@ class ResumeState(Callback):
                 item.value = item.value + value
             else:  # max or min
                 item.value = item.meta.reduce_fx(item.value, value)
+
+
+def _merged_over_processes(trainer: Trainer, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The saved metric states of every DDP process merged into one per metric (torchmetrics' ``merge_state``).
+
+    Lightning saves the checkpoint of the first process only, so its states alone reached
+    the file: a resumed DDP run lost the other processes' share of the interrupted epoch
+    (and every process took back the first one's). A metric that cannot merge states
+    (``full_state_update``) keeps the first process's.
+
+    Args:
+        trainer: the trainer (every process calls this, when the checkpoint is taken).
+        metrics: this process's ``{name: {"update_count", "state"}}``.
+    """
+    if trainer.world_size == 1:
+        return metrics
+    import torch.distributed as dist
+
+    shares: list[dict[str, Any] | None] = [None] * trainer.world_size
+    dist.all_gather_object(shares, metrics)
+    merged = {}
+    for name in dict.fromkeys(name for share in shares for name in share):
+        total = copy.deepcopy(trainer.lightning_module.get_submodule(name)).cpu()
+        total.reset()
+        try:
+            for share in shares:
+                if name in share:
+                    total.merge_state(share[name]["state"])
+        except (RuntimeError, TypeError):
+            if name in metrics:
+                merged[name] = metrics[name]
+            continue
+        count = sum(share[name]["update_count"] for share in shares if name in share)
+        merged[name] = {"update_count": count, "state": {k: _detach(v) for k, v in total.metric_state.items()}}
+    return merged
 
 
 def _detach(value: Any) -> Any:
