@@ -226,6 +226,32 @@ def test_a_ddp_run_interrupted_mid_epoch_resumes_with_every_process_metrics(tiny
         assert cut[1][name] == pytest.approx(value, abs=1e-6), name
 
 
+@pytest.mark.slow
+def test_an_epoch_begun_on_one_process_is_not_continued_on_two(tiny_args, workdir):
+    """The checkpoint counts the batches each process drew: on 2 processes the epoch ended at once, unvalidated."""
+    signal_at = workdir / "signal.yaml"  # SIGTERM after step 13, inside epoch 0 (of 20 steps)
+    signal_at.write_text(yaml.safe_dump({"trainer": {"callbacks+": [
+        {"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 13}},
+    ]}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    args = tiny_args("fit", "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0", "--run.name", "r",
+                     "--run.test_after_fit", "false", "--config", str(signal_at))
+    first = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 143, first.stderr[-3000:]
+    run = workdir / "runs" / "quickstart" / "r"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    ddp = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", "--ckpt_path", "last")
+    # (it hung in one such run: the processes' loops disagreed on where the epoch stood)
+    again = subprocess.run([sys.executable, "-m", "lightning_hw", *args, *ddp], capture_output=True, text=True, timeout=150, env=env)
+
+    assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "it was taken inside epoch 0 by 1" in again.stderr and "--trainer.max_epochs 1" in again.stderr, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def _opened_directory(run: RunConfig) -> Path:
     """The directory a ``fit`` of ``exp.yaml`` plans and opens (as the CLI does before training)."""
     planned = plan_run(run, "fit", ["exp.yaml"], None)

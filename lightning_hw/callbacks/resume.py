@@ -94,6 +94,31 @@ def _check_epochs_left(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     )
 
 
+def _check_processes(trainer: Trainer, checkpoint: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Refuse to continue an epoch on another number of processes than the one that began it.
+
+    The processes deal an epoch's order among themselves (process ``r`` of ``n`` takes every
+    ``n``-th sample) and the checkpoint counts the batches each had drawn, so on another
+    number the rest of the epoch repeated some samples and left others out (2 processes
+    resumed on 1), or ended at once without its validation (1 resumed on 2). An epoch's end
+    is a clean cut: resuming from there on any number of processes is exact.
+
+    Args:
+        trainer: the trainer resuming.
+        checkpoint: the checkpoint it loads.
+        saved: this callback's state in it.
+    """
+    before = saved.get("processes")
+    if trainer.state.fn != TrainerFn.FITTING or before is None or before == trainer.world_size:
+        return
+    epoch = int(checkpoint.get("epoch", 0))
+    raise ConfigError(
+        f"cannot resume {trainer.ckpt_path} on {trainer.world_size} process(es): it was taken inside epoch {epoch} by "
+        f"{before}, which deal that epoch's samples among themselves; resume it on {before} as before with "
+        f"--trainer.max_epochs {epoch + 1} to end that epoch, then on {trainer.world_size} with the epochs you want"
+    )
+
+
 class ResumeState(Callback):
     """Save and restore what Lightning leaves out of a checkpoint, so a resumed run is exact."""
 
@@ -135,6 +160,7 @@ class ResumeState(Callback):
                 if isinstance(m, Metric) and m.update_count > 0
             })
             state["metrics_merged"] = True  # the states of every process: the first process alone takes them back
+            state["processes"] = trainer.world_size  # the loaders' positions count this many processes' batches
             state["results"] = {
                 key: {"value": item.value.detach().cpu(), "count": _detach(getattr(item, "cumulated_batch_size", None))}
                 for key, item in epoch_results(trainer).items()
@@ -149,6 +175,7 @@ class ResumeState(Callback):
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         _check_epochs_left(trainer, checkpoint)
+        _check_processes(trainer, checkpoint, checkpoint.get("callbacks", {}).get(self.state_key, {}))
         fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
         self._loader_states_saved = "loops" not in checkpoint or bool(fit_loop.get("combined_loader"))
 
