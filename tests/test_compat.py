@@ -274,3 +274,15 @@ def test_the_recompile_limit_is_raised_never_lowered():
         assert compat_torch.allow_recompiles(20) == 20 == getattr(config, name)
         assert compat_torch.allow_recompiles(4) == 20 == getattr(config, name)
     assert hasattr(config, name)
+
+
+def test_inductor_says_whether_it_finds_a_cpu_compiler():
+    """``missing_cpu_compiler`` asks inductor's own compiler search (``config.cpp.cxx``)."""
+    import shutil
+
+    from torch._inductor import config
+
+    if shutil.which("g++") or shutil.which("clang++"):
+        assert compat_torch.missing_cpu_compiler() is None
+    with config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
+        assert "C++ compiler" in compat_torch.missing_cpu_compiler()

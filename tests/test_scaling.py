@@ -97,6 +97,20 @@ def test_compile_net_names_a_missing_submodule():
         CompileNet(attribute="backbone").setup(None, Classifier(partial(MLP, hidden=[4]), 2, (3,)), "fit")
 
 
+def test_compile_preset_without_a_cpu_compiler_says_so_in_one_line(tiny_args, capsys, workdir):
+    """The first compiled step failed with a 150-line InductorError traceback."""
+    from torch._inductor import config
+
+    from reliability_helpers import error_of
+
+    torch._dynamo.reset()
+    with config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):  # as with no compiler installed
+        code, line = error_of(tiny_args("fit", "--config", str(PRESETS / "compile.yaml")), capsys)
+    torch._dynamo.reset()
+    assert code == 2 and "needs a C++ compiler" in line and "backend aot_eager" in line, line
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").rglob("*.ckpt"))
+
+
 @pytest.mark.slow
 def test_compile_preset_fits_and_its_checkpoint_loads_uncompiled(tiny_args, workdir):
     """compile.yaml with the default inductor backend on the CPU (needs g++ and Python headers)."""

@@ -46,3 +46,19 @@ def allow_recompiles(at_least: int) -> int:
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), at_least))
     return getattr(config, name)
+
+
+def missing_cpu_compiler() -> str | None:
+    """Why inductor (``torch.compile``'s default backend) cannot build CPU kernels here, or ``None`` if it can.
+
+    Without a C++ compiler the first compiled forward pass fails deep inside the training
+    step with a long traceback; inductor's own search (``CXX``, then ``g++``...) asked before
+    training says the same in one line.
+    """
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler as err:
+        return str(err)
+    return None

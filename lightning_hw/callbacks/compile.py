@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from lightning_hw._compat.torch import allow_recompiles
+from lightning_hw._compat.torch import allow_recompiles, missing_cpu_compiler
 from lightning_hw.errors import ConfigError
 
 
@@ -65,6 +66,14 @@ class CompileNet(Callback):
             )
         if id(net) in self._compiled:
             return
+        if self.kwargs["backend"] == "inductor" and isinstance(getattr(trainer, "accelerator", None), CPUAccelerator):
+            missing = missing_cpu_compiler()
+            if missing is not None:
+                raise ConfigError(
+                    f"CompileNet: torch.compile's inductor backend needs a C++ compiler on the CPU ({missing}); "
+                    f"install one (g++), or compile without it: --trainer.callbacks.init_args.backend aot_eager, "
+                    f"or leave out configs/trainer/compile.yaml"
+                )
         allow_recompiles(self.recompile_limit)
         net.compile(**self.kwargs)
         self._compiled.add(id(net))
