@@ -141,7 +141,7 @@ class Task(LightningModule):
             return {}
         outputs = self.epoch_outputs[f"{stage}_outputs"]
         if outputs.update_called:
-            self.update_stage_metrics(stage, *outputs.compute())
+            self.update_stage_metrics(stage, *outputs.samples())
         updated = any(metric.update_called for metric in metrics.values(copy_state=False))
         return dict(metrics.compute()) if updated else {}
 

@@ -66,3 +66,13 @@ class EpochOutputs(Metric):
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         return dim_zero_cat(self.preds), dim_zero_cat(self.target)
+
+    def samples(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`compute`, with the batch dimension kept when the epoch held a single sample.
+
+        torchmetrics squeezes every one-element result of ``compute`` to a 0-d tensor, so the
+        class index of a one-sample split (a validation set of one photo) would reach the
+        metrics without its batch dimension and crash them. Only a one-element tensor is
+        squeezed, so a 0-d result is always that one sample.
+        """
+        return tuple(t.reshape(1) if t.ndim == 0 else t for t in self.compute())

@@ -1,0 +1,45 @@
+"""The course experiments' configs (E1, E3, E4) driven through the CLI on tiny fixtures.
+
+Each test runs a config of ``configs/`` as a new user would, on the fixture of its data set
+written in the real on-disk format, and checks the run's numbers or its one-line error.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from conftest import REPO
+from reliability_helpers import output_of
+
+from lightning_hw.data.fixtures import classification as fixtures
+
+CONFIGS = REPO / "configs"
+
+
+def fast(config: str, root: Path, runs: Path, *extra: str) -> list[str]:
+    """``fit --config configs/<config>`` on ``root``, quiet, W&B off, runs under ``runs``."""
+    return [
+        "fit", "--config", str(CONFIGS / config),
+        "--data.init_args.root", str(root),
+        "--trainer.enable_progress_bar", "false",
+        "--run.root", str(runs),
+        "--run.wandb", "disabled",
+        *extra,
+    ]
+
+
+def metric_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_e3_on_ten_photos_validates_on_its_one_validation_photo(workdir):
+    # 10 photos with E3's splits (0.536/0.134/0.33) leave one photo to validate on: torchmetrics
+    # squeezed its one prediction to a scalar and the first validation crashed with a traceback.
+    photos = fixtures.write_image_folder(workdir / "photos", per_class=5)
+    output_of(*fast("catsdogs_mlp.yaml", photos, workdir / "runs", "--trainer.max_epochs", "2", "--run.name", "ten"))
+    rows = metric_rows(workdir / "runs" / "catsdogs_mlp" / "ten")
+    val_acc = [float(row["val/acc"]) for row in rows if row["val/acc"]]
+    assert len(val_acc) == 2 and all(value in (0.0, 1.0) for value in val_acc)  # one photo: right or wrong
+    assert [row["test/acc"] for row in rows if row["test/acc"]]
