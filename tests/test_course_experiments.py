@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 
 from conftest import REPO
-from reliability_helpers import output_of
+from reliability_helpers import error_of, output_of
 
 from lightning_hw.data.fixtures import classification as fixtures
 
@@ -43,3 +43,22 @@ def test_e3_on_ten_photos_validates_on_its_one_validation_photo(workdir):
     val_acc = [float(row["val/acc"]) for row in rows if row["val/acc"]]
     assert len(val_acc) == 2 and all(value in (0.0, 1.0) for value in val_acc)  # one photo: right or wrong
     assert [row["test/acc"] for row in rows if row["test/acc"]]
+
+
+def test_e1_mnist_with_a_truncated_gz_put_there_by_hand_is_one_line_and_leaves_no_partial_file(workdir, capsys):
+    # The .gz files fetched by hand are unpacked at start; a truncated one was an EOFError
+    # traceback that left half an IDX file behind, read as the data set by the next run.
+    fixtures.write_mnist(workdir / "data", gzip_only=True)
+    raw = workdir / "data" / "MNIST" / "raw"
+    archive = raw / "train-images-idx3-ubyte.gz"
+    archive.write_bytes(archive.read_bytes()[:200])
+    code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert code == 1
+    assert f"cannot unpack {archive}" in line and "delete it and download it again" in line
+    assert archive.stat().st_size == 200  # the user's file is left as it is
+    assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob("*.partial"))
+    assert not (workdir / "runs").exists()
+
+    archive.write_text("<html>404 Not Found</html>")  # an error page saved under the archive's name
+    code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert code == 1 and "BadGzipFile" in line and "the file is damaged" in line

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +59,11 @@ class MNIST(ImageDataModule):
         missing = self.missing_files()
         if not missing:
             return
-        from torchvision.datasets.utils import extract_archive
-
         # Files fetched by hand (the .gz from a mirror) only need unpacking.
         for name in missing:
             archive = self.raw_folder / f"{name}.gz"
             if archive.is_file():
-                extract_archive(str(archive), str(self.raw_folder))
+                self._unpack(archive, self.raw_folder / name)
         missing = self.missing_files()
         if not missing or not self.download:
             return
@@ -71,6 +72,31 @@ class MNIST(ImageDataModule):
         except (RuntimeError, OSError) as err:
             reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
             raise DataError(self._missing_message(missing, reason)) from None
+
+    def _unpack(self, archive: Path, target: Path) -> None:
+        """Unpack a ``.gz`` put in :attr:`raw_folder` by hand into ``target``, whole or not at all.
+
+        Args:
+            archive: the ``.gz`` file.
+            target: the IDX file it holds.
+
+        Raises:
+            DataError: the archive is truncated or not gzip (an interrupted download, an HTML
+                error page); the archive is left as it is, and no partial IDX file is left behind
+                (it would be read as the data set the next time).
+        """
+        partial = target.with_name(f"{target.name}.partial")
+        try:
+            with gzip.open(archive, "rb") as source, open(partial, "wb") as out:
+                shutil.copyfileobj(source, out)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            partial.unlink(missing_ok=True)
+            mirror = torchvision.datasets.MNIST.mirrors[0]
+            raise DataError(
+                f"cannot unpack {archive.absolute()} ({type(err).__name__}: {err}); the file is damaged: "
+                f"delete it and download it again from {mirror}"
+            ) from None
+        partial.replace(target)
 
     def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
         mirror = torchvision.datasets.MNIST.mirrors[0]
