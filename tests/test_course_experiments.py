@@ -62,3 +62,16 @@ def test_e1_mnist_with_a_truncated_gz_put_there_by_hand_is_one_line_and_leaves_n
     archive.write_text("<html>404 Not Found</html>")  # an error page saved under the archive's name
     code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
     assert code == 1 and "BadGzipFile" in line and "the file is damaged" in line
+
+
+def test_e1_mnist_images_and_labels_of_different_downloads_are_refused_in_one_line(workdir, capsys):
+    # Label and image files of two downloads (or one cut short by hand) disagree in length:
+    # torchvision reads both, and the hold-out split failed with an IndexError traceback.
+    fixtures.write_mnist(workdir / "data", n_train=60)
+    fixtures.write_mnist(workdir / "other", n_train=50)
+    raw = workdir / "data" / "MNIST" / "raw"
+    (raw / "train-labels-idx1-ubyte").write_bytes((workdir / "other/MNIST/raw/train-labels-idx1-ubyte").read_bytes())
+    code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert code == 1
+    assert "train-images-idx3-ubyte and train-labels-idx1-ubyte" in line and "hold 60 images but 50 labels" in line
+    assert not (workdir / "runs").exists()

@@ -118,5 +118,11 @@ class MNIST(ImageDataModule):
                 f"cannot read the MNIST files in {self.raw_folder.absolute()} ({type(err).__name__}: {err}); "
                 "delete them to download them again"
             ) from None
+        for split, name in ((train, "train"), (test, "t10k")):
+            if len(split.data) != len(split.targets):  # files of two downloads: torchvision does not compare them
+                raise DataError(
+                    f"the MNIST files {name}-images-idx3-ubyte and {name}-labels-idx1-ubyte in {self.raw_folder.absolute()} "
+                    f"hold {len(split.data)} images but {len(split.targets)} labels; delete them to download them again"
+                )
         train_split, val_split = self.hold_out((train.data.unsqueeze(1), train.targets), self.val_fraction)
         return {"train": train_split, "val": val_split, "test": (test.data.unsqueeze(1), test.targets)}
