@@ -75,3 +75,17 @@ def test_e1_mnist_images_and_labels_of_different_downloads_are_refused_in_one_li
     assert code == 1
     assert "train-images-idx3-ubyte and train-labels-idx1-ubyte" in line and "hold 60 images but 50 labels" in line
     assert not (workdir / "runs").exists()
+
+
+def test_e1_fer2013_without_publictest_rows_says_the_usage_column_splits_it(workdir, capsys):
+    # The generic "raise its fraction in --data.init_args.splits" was false for FER2013, whose
+    # splits come from the Usage column: changing `splits` changes nothing.
+    fixtures.write_fer2013(workdir / "data")
+    path = workdir / "data" / "fer2013" / "fer2013.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line for line in lines if not line.endswith(",PublicTest")) + "\n")
+    code, line = error_of(fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert code == 1
+    assert "has no PublicTest rows, so the val split is empty" in line and "Usage column" in line
+    assert "raise its fraction" not in line
+    assert not (workdir / "runs").exists()

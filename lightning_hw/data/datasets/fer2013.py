@@ -75,6 +75,16 @@ class FER2013(ImageDataModule):
         rows = {
             split: torch.from_numpy(np.flatnonzero(usage == name)) for split, name in zip(("train", "val", "test"), FER2013_USAGE)
         }
+        for split, name in zip(("train", "val", "test"), FER2013_USAGE):
+            # The splits come from the Usage column, not from `splits`: say so, or the user would
+            # follow the generic advice to raise a fraction that this data set never reads.
+            folded = self.folds is not None and split != "test"  # the folds cut Training + PublicTest together
+            if len(rows[split]) == 0 and not (folded and len(rows["train"]) + len(rows["val"]) > 0):
+                raise DataError(
+                    f"{self.path.absolute()} has no {name} rows, so the {split} split is empty: FER2013's splits "
+                    f"come from its Usage column ({', '.join(FER2013_USAGE)}), not from --data.init_args.splits; "
+                    "use the complete fer2013.csv"
+                )
         if self.folds is not None:  # PrivateTest stays the test set; the folds cut Training + PublicTest
             rest = torch.cat([rows["train"], rows["val"]]).sort().values
             train, val = self.fold_of(targets[rest])
