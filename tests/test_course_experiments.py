@@ -89,3 +89,15 @@ def test_e1_fer2013_without_publictest_rows_says_the_usage_column_splits_it(work
     assert "has no PublicTest rows, so the val split is empty" in line and "Usage column" in line
     assert "raise its fraction" not in line
     assert not (workdir / "runs").exists()
+
+
+def test_e1_fer2013_saved_again_by_excel_with_a_byte_order_mark_is_read(workdir):
+    # Excel's "CSV UTF-8" starts the file with a BOM; it stuck to the first column's name and
+    # the file was refused as lacking the column "emotion" (its message showed "\ufeffemotion").
+    fixtures.write_fer2013(workdir / "data")
+    path = workdir / "data" / "fer2013" / "fer2013.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    printed = output_of(*fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs", "--trainer.max_epochs", "1",
+                              "--data.init_args.download", "false", "--run.name", "bom"))
+    assert "Test (best checkpoint" in printed
+    assert metric_rows(workdir / "runs" / "fer2013_mlp" / "bom")

@@ -155,7 +155,9 @@ def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str], list[int]
         DataError: wrong columns, an unknown Usage or emotion (the message names the line).
     """
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: a CSV saved again by Excel starts with a byte-order mark, which would
+        # otherwise stick to the first column's name ("\ufeffemotion" is not "emotion").
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [name.strip() for name in next(reader, [])]
             missing = [c for c in ("emotion", "pixels", "Usage") if c not in header]
