@@ -101,3 +101,17 @@ def test_e1_fer2013_saved_again_by_excel_with_a_byte_order_mark_is_read(workdir)
                               "--data.init_args.download", "false", "--run.name", "bom"))
     assert "Test (best checkpoint" in printed
     assert metric_rows(workdir / "runs" / "fer2013_mlp" / "bom")
+
+
+def test_e3_on_a_folder_of_only_cats_is_refused_before_training(workdir, capsys):
+    # Every file named cat.<n>.jpg: one class. It was refused with binary_bce by advice to use
+    # softmax_ce, and with softmax_ce it trained a one-class model whose test crashed.
+    photos = fixtures.write_image_folder(workdir / "photos", classes=("cat",), per_class=12)
+    for head in ("binary_bce", "softmax_ce"):
+        code, line = error_of(fast("catsdogs_mlp.yaml", photos, workdir / "runs", "--model.init_args.head", head), capsys)
+        assert code == 1
+        assert line == (
+            f"error: the images in {photos} form one class, 'cat' (labels='prefix': the class is each image's file name "
+            "up to the first '.'); a classifier needs at least two: add the other class's images"
+        )
+    assert not (workdir / "runs").exists()

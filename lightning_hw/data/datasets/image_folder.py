@@ -164,9 +164,32 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         self.num_workers = num_workers
         # Scanning (not decoding) is cheap, and the task needs the class names before set-up.
         self.samples, self._class_names = scan_folder(self.root, labels, prefix_separator, classes)
+        self._refuse_one_class(labels, prefix_separator, classes)
         pixels = len(self.samples) * channels * math.prod(self.image_size)
         self.in_memory = pixels <= IN_MEMORY_LIMIT_BYTES if in_memory is None else in_memory
         self._split_samples: dict[str, list[tuple[Path, int]]] = {}
+
+    def _refuse_one_class(self, labels: str, prefix_separator: str, classes: Sequence[str] | None) -> None:
+        """Fail when the folder holds a single class: one class is no classification.
+
+        Such a folder trained (every prediction right), then the test's 1x1 confusion matrix
+        crashed with a traceback; with ``binary_bce`` the advice was a one-class softmax.
+
+        Raises:
+            DataError: one class, naming it and the labelling rule that found it.
+        """
+        if len(self._class_names) >= 2:
+            return
+        name = self._class_names[0]
+        if classes is not None:
+            raise DataError(f"classes keeps one class, {name!r}; a classifier needs at least two: list them all")
+        if labels == "auto":
+            labels = "folder" if any(p.is_dir() and not is_hidden(p.name) for p in self.root.iterdir()) else "prefix"
+        rule = "sub-folder" if labels == "folder" else f"file name up to the first {prefix_separator!r}"
+        raise DataError(
+            f"the images in {self.root.absolute()} form one class, {name!r} (labels={labels!r}: the class is each "
+            f"image's {rule}); a classifier needs at least two: add the other class's images"
+        )
 
     @property
     def class_names(self) -> list[str]:
