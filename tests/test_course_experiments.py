@@ -115,3 +115,18 @@ def test_e3_on_a_folder_of_only_cats_is_refused_before_training(workdir, capsys)
             "up to the first '.'); a classifier needs at least two: add the other class's images"
         )
     assert not (workdir / "runs").exists()
+
+
+def test_e1_model_summary_file_lists_the_dense_layers_with_exact_counts_as_keras_summary(workdir):
+    # model_summary.txt held Lightning's table at depth 2: the task's metric bookkeeping, and the
+    # net only as "MLP 101 K" without its Dense layers, so the report's summary() could not be checked.
+    fixtures.write_mnist(workdir / "data")
+    output_of(*fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--trainer.max_epochs", "1", "--run.name", "e1"))
+    lines = (workdir / "runs" / "mnist_mlp" / "e1" / "model_summary.txt").read_text().splitlines()
+    dense = [28 * 28 * 128 + 128, 128 * 10 + 10]  # Dense(128), Dense(10): weights + biases
+    assert lines[0] == f"Model: Classifier, {sum(dense):,} parameters ({sum(dense):,} trainable, 0.41 MB)"
+    layers = [line.split() for line in lines[1:]]
+    assert [row for row in layers if row[1] == "Linear"] == [
+        ["net.layers.1", "Linear", f"{dense[0]:,}"], ["net.layers.3", "Linear", f"{dense[1]:,}"]
+    ]
+    assert not any("metrics" in line or "epoch_loss" in line for line in lines)

@@ -233,25 +233,27 @@ def _displayable(image: torch.Tensor) -> Any:
 
 
 class ModelSummaryFile(Callback):
-    """Write Lightning's model summary (layers, parameter counts) to ``<run dir>/model_summary.txt``.
+    """Write the model summary (the net's layers, exact parameter counts) to ``<run dir>/model_summary.txt``.
 
-    Lightning prints the same table at the start of fit; this keeps it with the run, as
-    the reports kept Keras' ``model.summary()``.
+    The layers of the summary printed at the start of fit, with every count in full, as the
+    reports kept Keras' ``model.summary()`` (Lightning's own table, written here before, listed
+    the task's metric bookkeeping and stopped above the net's ``Linear`` layers).
 
     Args:
-        max_depth: nesting depth of the layers listed (-1: all).
+        max_depth: nesting depth of the layers listed, counted from the task (``net`` is 1,
+            ``net.layers`` 2, each Dense layer of an MLP 3; -1: all).
     """
 
-    def __init__(self, max_depth: int = 2) -> None:
+    def __init__(self, max_depth: int = 3) -> None:
         self.max_depth = max_depth
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from lightning.pytorch.utilities.model_summary import summarize
+        from lightning_hw.callbacks.summary import describe
 
         path = run_directory(trainer) / "model_summary.txt"
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(str(summarize(pl_module, max_depth=self.max_depth)) + "\n")
+            path.write_text(describe(pl_module, self.max_depth, exact=True) + "\n")
 
 
 def _batch_hook(trainer: Trainer, pl_module: LightningModule, name: str):

@@ -30,27 +30,33 @@ class NetSummary(ModelSummary):
             print(describe(pl_module, self.max_depth))
 
 
-def describe(model: LightningModule, max_depth: int = 3) -> str:
+def describe(model: LightningModule, max_depth: int = 3, exact: bool = False) -> str:
     """The summary text: a totals line, then one line per learning layer (name, type, parameters).
 
     Args:
         model: the task.
         max_depth: nesting depth of the layers listed (see :class:`NetSummary`).
+        exact: counts in full (``100,480``, as Keras' ``model.summary()``), not rounded (``100 K``).
     """
     summary = summarize(model, max_depth=max_depth)
     learning = {name for name, child in model.named_children() if any(True for _ in child.parameters())}
+
+    def count(n: int) -> str:
+        return f"{n:,}" if exact else get_human_readable_count(n).strip()
+
     rows = [
-        (name, kind, get_human_readable_count(count).strip())
-        for name, kind, count in zip(summary.layer_names, summary.layer_types, summary.param_nums)
+        (name, kind, count(number))
+        for name, kind, number in zip(summary.layer_names, summary.layer_types, summary.param_nums)
         if name.split(".", 1)[0] in learning
     ]
     total, trainable = summary.total_parameters, summary.trainable_parameters
     lines = [
-        f"Model: {type(model).__name__}, {get_human_readable_count(total).strip()} parameters "
-        f"({get_human_readable_count(trainable).strip()} trainable, {summary.model_size:.2f} MB)"
+        f"Model: {type(model).__name__}, {count(total)} parameters "
+        f"({count(trainable)} trainable, {summary.model_size:.2f} MB)"
     ]
     if rows:
         name_width = max(len(r[0]) for r in rows)
         type_width = max(len(r[1]) for r in rows)
-        lines += [f"  {n:<{name_width}}  {t:<{type_width}}  {p:>7}" for n, t, p in rows]
+        count_width = max(7, *(len(r[2]) for r in rows))
+        lines += [f"  {n:<{name_width}}  {t:<{type_width}}  {p:>{count_width}}" for n, t, p in rows]
     return "\n".join(lines)
