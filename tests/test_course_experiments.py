@@ -162,3 +162,41 @@ def test_e4_measured_numbers_in_the_config_comments_hold(workdir):
     last = {key: float(value) for row in rows if row["epoch"] == "49" for key, value in row.items() if value}
     assert (round(last["train/acc"], 2), round(last["val/acc"], 2)) == (0.81, 0.86)
     assert round(float(next(row["test/acc"] for row in rows if row["test/acc"])), 2) == 0.75
+
+
+def test_e1_a_root_one_folder_off_names_where_the_files_are(workdir, capsys, monkeypatch):
+    # root set to the folder of the files themselves (or the CSV put straight into root) was
+    # reported as missing data, with the advice to download it again (and, with download: true,
+    # MNIST and CIFAR-10 would download a second copy into a folder nested one level deeper).
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # nothing may be downloaded here
+    fixtures.write_mnist(workdir / "data", gzip_only=True)
+    fixtures.write_cifar10(workdir / "data")
+    fixtures.write_fer2013(workdir / "data")
+    data, runs = workdir / "data", workdir / "runs"
+    (workdir / "flat").mkdir()
+    (data / "fer2013" / "fer2013.csv").rename(workdir / "flat" / "fer2013.csv")
+
+    def error(config: str, root: Path) -> str:
+        code, line = error_of(fast(config, root, runs), capsys)  # download: true, as the configs
+        assert code == 1
+        return line
+
+    line = error("mnist_mlp.yaml", data / "MNIST" / "raw")
+    assert line.endswith(f"but they are in {data / 'MNIST' / 'raw'}: set --data.init_args.root {data} (the folder that holds MNIST/raw)")
+    assert error("mnist_mlp.yaml", data / "MNIST").endswith(f"set --data.init_args.root {data} (the folder that holds MNIST/raw)")
+    line = error("cifar10_mlp.yaml", data / "cifar-10-batches-py")
+    assert line.endswith(f"set --data.init_args.root to the folder that holds cifar-10-batches-py/ ({data})")
+    line = error("fer2013_mlp.yaml", workdir / "flat")
+    assert line == (
+        f"error: FER2013 file fer2013/fer2013.csv not found in {workdir / 'flat'}, but {workdir / 'flat' / 'fer2013.csv'} "
+        f"is there: move it to {workdir / 'flat' / 'fer2013' / 'fer2013.csv'}"
+    )
+    assert "--data.init_args.root is the CSV itself" in error("fer2013_mlp.yaml", workdir / "flat" / "fer2013.csv")
+    assert not (data / "MNIST" / "raw" / "MNIST").exists() and not (data / "cifar-10-batches-py" / "cifar-10-batches-py").exists()
+    assert not runs.exists()

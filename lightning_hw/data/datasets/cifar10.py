@@ -69,6 +69,13 @@ class CIFAR10(ImageDataModule):
 
     def prepare_data(self) -> None:
         missing = self.missing_files()
+        if missing and all((self.root / name).is_file() for name in missing):
+            # root is the batches folder itself: say so before downloading a second copy into it
+            raise DataError(
+                f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}, but they are in "
+                f"{self.root.absolute()}: set --data.init_args.root to the folder that holds {CIFAR10_FOLDER}/"
+                + (f" ({self.root.parent})" if self.root.name == CIFAR10_FOLDER else f", or move them into {self.folder.absolute()}")
+            )
         if not missing or not self.download:
             return
         from torchvision.datasets.utils import download_and_extract_archive

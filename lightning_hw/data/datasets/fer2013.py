@@ -64,7 +64,33 @@ class FER2013(ImageDataModule):
         return self.root / FER2013_FILE
 
     def prepare_data(self) -> None:
+        if not self.path.is_file():
+            self._refuse_misplaced()
         kaggle.fetch(FER2013_KAGGLE, self.path, self.download)
+
+    def _refuse_misplaced(self) -> None:
+        """Fail when the CSV is there, but not at :attr:`path` (``root`` one level off).
+
+        Kaggle's archive unpacks to ``fer2013/fer2013.csv``; a CSV put straight into ``root``,
+        or ``root`` set to the CSV or to its ``fer2013/`` folder, was reported missing, with the
+        advice to download it again.
+
+        Raises:
+            DataError: naming the file found and the setting or move that makes it read.
+        """
+        where = f"FER2013 file {FER2013_FILE} not found in {self.root.absolute()}"
+        if self.root.is_file():
+            folder = self.root.parent.parent if self.root.parent.name == "fer2013" else self.root.parent
+            raise DataError(
+                f"{where}: --data.init_args.root is the CSV itself; set it to the folder that holds "
+                f"{FER2013_FILE}" + (f" ({folder})" if self.root.parent.name == "fer2013" else f", or move the CSV to {folder.absolute() / FER2013_FILE}")
+            )
+        for name in FER2013_KAGGLE.names:
+            found = self.root / name
+            if found.is_file():
+                if self.root.name == "fer2013" and name == "fer2013.csv":
+                    raise DataError(f"{where}, but it is at {found.absolute()}: set --data.init_args.root {self.root.parent}")
+                raise DataError(f"{where}, but {found.absolute()} is there: move it to {self.path.absolute()}")
 
     def load_splits(self) -> dict[str, Split]:
         self.prepare_data()

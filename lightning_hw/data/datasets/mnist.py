@@ -59,6 +59,9 @@ class MNIST(ImageDataModule):
         missing = self.missing_files()
         if not missing:
             return
+        misplaced = self._misplaced(missing)
+        if misplaced:  # before any download: the user has the files, one folder off
+            raise DataError(misplaced)
         # Files fetched by hand (the .gz from a mirror) only need unpacking.
         for name in missing:
             archive = self.raw_folder / f"{name}.gz"
@@ -72,6 +75,23 @@ class MNIST(ImageDataModule):
         except (RuntimeError, OSError) as err:
             reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
             raise DataError(self._missing_message(missing, reason)) from None
+
+    def _misplaced(self, missing: list[str]) -> str | None:
+        """The message for files that are there, but not in :attr:`raw_folder` (``root`` one level off).
+
+        ``root`` set to the ``raw`` folder itself or to ``MNIST``, or files put straight in
+        ``root`` or ``root/MNIST``, would otherwise be reported missing (and, with ``download: true``,
+        downloaded again into a folder nested one level deeper).
+        """
+        for folder in (self.root, self.root / "MNIST", self.root / "raw"):
+            if all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in missing):
+                break
+        else:
+            return None
+        where = f"MNIST files {', '.join(missing)} not found in {self.raw_folder.absolute()}, but they are in {folder.absolute()}"
+        if folder.name == "raw" and folder.parent.name == "MNIST":
+            return f"{where}: set --data.init_args.root {folder.parent.parent} (the folder that holds MNIST/raw)"
+        return f"{where}: move them into {self.raw_folder.absolute()}"
 
     def _unpack(self, archive: Path, target: Path) -> None:
         """Unpack a ``.gz`` put in :attr:`raw_folder` by hand into ``target``, whole or not at all.
