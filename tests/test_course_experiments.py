@@ -200,3 +200,27 @@ def test_e1_a_root_one_folder_off_names_where_the_files_are(workdir, capsys, mon
     assert "--data.init_args.root is the CSV itself" in error("fer2013_mlp.yaml", workdir / "flat" / "fer2013.csv")
     assert not (data / "MNIST" / "raw" / "MNIST").exists() and not (data / "cifar-10-batches-py" / "cifar-10-batches-py").exists()
     assert not runs.exists()
+
+
+def test_e1_fer2013_from_a_damaged_kaggle_archive_is_one_line_and_leaves_nothing_half_unpacked(workdir, capsys, monkeypatch):
+    # kagglehub's copy held a truncated fer2013.tar.gz: unpacking it was an EOFError traceback,
+    # and the half-unpacked folder counted as unpacked next time, its cut-off CSV copied into data/.
+    import sys
+    import tarfile
+    import types
+
+    cache = workdir / "kaggle-cache"
+    cache.mkdir()
+    source = fixtures.write_fer2013(workdir / "src") / "fer2013" / "fer2013.csv"
+    archive = cache / "fer2013.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="fer2013/fer2013.csv")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    monkeypatch.setitem(sys.modules, "kagglehub", types.SimpleNamespace(competition_download=lambda handle: str(cache)))
+    for _ in range(2):  # the second run must not find a half-unpacked folder
+        code, line = error_of(fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs"), capsys)
+        assert code == 1
+        assert line.startswith(f"error: cannot unpack {archive} of the Kaggle download (EOFError: ")
+        assert line.endswith(f"it is damaged: delete {cache} (kagglehub's copy) and run again to download it again")
+    assert sorted(p.name for p in cache.iterdir()) == ["fer2013.tar.gz"]
+    assert not (workdir / "data").exists() and not (workdir / "runs").exists()

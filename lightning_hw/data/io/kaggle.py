@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,11 @@ def fetch(file: KaggleFile, path: Path, download: bool) -> Path:
     if found is None:
         raise DataError(file.missing_message(path, f"no {' or '.join(file.names)} in the download at {folder}"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(found, path)
+    # Copied under another name and moved into place whole: an interrupted copy must not be
+    # found at `path` next time and read as the data set.
+    partial = path.with_name(f"{path.name}.partial")
+    shutil.copyfile(found, partial)
+    partial.replace(path)
     print(f"Copied {found} to {path}")
     return path
 
@@ -84,14 +89,27 @@ def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
             return hits[0]
     for archive in sorted(folder.rglob("*")):
         target = archive.with_name(archive.name + ".extracted")
-        if archive.name.endswith((".tar.gz", ".tgz", ".tar")) and not target.exists():
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-        elif archive.suffix == ".zip" and not target.exists():
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(target)
-        else:
+        is_tar = archive.name.endswith((".tar.gz", ".tgz", ".tar"))
+        if target.exists() or not (is_tar or archive.suffix == ".zip"):
             continue
+        # Unpacked beside the target and renamed when whole: a half-unpacked folder would be
+        # taken as unpacked next time, and its cut-off CSV read as the data set.
+        partial = archive.with_name(archive.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            if is_tar:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(partial, filter="data")
+            else:
+                with zipfile.ZipFile(archive) as zf:
+                    zf.extractall(partial)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise DataError(
+                f"cannot unpack {archive} of the Kaggle download ({type(err).__name__}: {err}); it is damaged: "
+                f"delete {folder} (kagglehub's copy) and run again to download it again"
+            ) from None
+        partial.rename(target)
         for name in names:
             hits = sorted(target.rglob(name))
             if hits:
