@@ -47,7 +47,8 @@ def write_config(workdir: Path, tiny_args, change) -> list[str]:
         (["--trainer.max_epochs", "many"], "error: --trainer.max_epochs: expected int, got many"),
         (["--frobnicate", "1"], "error: unknown option --frobnicate"),
         (["--trainer.accelerator", "gpuu"], "error: invalid trainer settings: You selected an invalid accelerator"),
-        (["--model.init_args.head", "binary_bce"], "error: head 'binary_bce' is for 2 classes, the data has 10; use softmax_ce"),
+        (["--model.init_args.head", "binary_bce"], "error: head 'binary_bce' is for 2 classes, the data has 10 ('0', '1', '2', '3', '4', '5', ...); "
+         "fix the data's labels, or use softmax_ce for more than 2 classes"),
     ],
     ids=["task-option", "net-option", "callback-class", "wrong-type", "unknown-option", "trainer-setting", "head-for-2-classes"],
 )
@@ -252,7 +253,7 @@ def test_checkpoint_of_another_task_gives_no_advice_the_config_already_follows(w
     code, line = error_of(tiny_run_args("test", QUICKSTART_CONFIG, workdir / "runs", "--ckpt_path", str(ckpt)), capsys)
     assert code == 2
     assert line.startswith(f"error: checkpoint {ckpt} holds a Classifier(num_classes=2, input_shape=(2,), head='binary_bce')")
-    assert "which does not fit this config (head 'binary_bce' is for 2 classes, the data has 10); " in line
+    assert "which does not fit this config (head 'binary_bce' is for 2 classes, the data has 10 ('0', '1', '2', '3', '4', '5', ...)); " in line
     assert "softmax_ce" not in line
     assert line.endswith(f"run with --config {ckpt.parents[1] / 'config.yaml'}")
     assert not (workdir / "runs").exists()

@@ -224,3 +224,17 @@ def test_e1_fer2013_from_a_damaged_kaggle_archive_is_one_line_and_leaves_nothing
         assert line.endswith(f"it is damaged: delete {cache} (kagglehub's copy) and run again to download it again")
     assert sorted(p.name for p in cache.iterdir()) == ["fer2013.tar.gz"]
     assert not (workdir / "data").exists() and not (workdir / "runs").exists()
+
+
+def test_e3_a_stray_file_name_is_named_not_answered_with_softmax(workdir, capsys):
+    # One photo renamed Cat.1.jpg makes a third class, 'Cat': the binary head refused the data
+    # with the advice "use softmax_ce", which would train a 3-class model with a one-photo class.
+    photos = fixtures.write_image_folder(workdir / "photos", per_class=6)
+    (photos / "cat.1.jpg").rename(photos / "Cat.1.jpg")
+    code, line = error_of(fast("catsdogs_mlp.yaml", photos, workdir / "runs"), capsys)
+    assert code == 2
+    assert line == (
+        "error: head 'binary_bce' is for 2 classes, the data has 3 ('Cat', 'cat', 'dog'); "
+        "fix the data's labels, or use softmax_ce for more than 2 classes"
+    )
+    assert not (workdir / "runs").exists()

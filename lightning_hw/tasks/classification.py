@@ -7,7 +7,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_hw.callbacks.guards import labels_outside
-from lightning_hw.errors import DataError
+from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.losses import get_head
 from lightning_hw.tasks.base import Task
@@ -45,6 +45,14 @@ class Classifier(Task):
         self.head = get_head(head)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        if self.head.single_logit and num_classes != 2:
+            # Name the classes: a third one is often a stray file name (Cat.1.jpg, IMG_001.jpg
+            # in E3's cat.<n>.jpg folder), where switching to softmax_ce would be the wrong fix.
+            names = ", ".join(map(repr, self.class_names[:6])) + (", ..." if num_classes > 6 else "")
+            raise ConfigError(
+                f"head {head!r} is for 2 classes, the data has {num_classes} ({names})",
+                advice="fix the data's labels, or use softmax_ce for more than 2 classes",
+            )
         self.net = build_net(net, input_shape, self.head.num_outputs(num_classes))
         # validate_args=False: torchmetrics' checks (torch.unique over the epoch's targets...)
         # cost more than the update itself; update_stage_metrics checks the label range instead.
