@@ -238,3 +238,21 @@ def test_e3_a_stray_file_name_is_named_not_answered_with_softmax(workdir, capsys
         "fix the data's labels, or use softmax_ce for more than 2 classes"
     )
     assert not (workdir / "runs").exists()
+
+
+def test_e1_fer2013_cut_short_says_to_download_again_and_a_blank_line_is_no_row(workdir, capsys):
+    # A download cut short ends in half a row: the error quoted the row without saying what to
+    # do. A blank line (an editor's extra newline) was refused as a malformed row.
+    fixtures.write_fer2013(workdir / "data")
+    path = workdir / "data" / "fer2013" / "fer2013.csv"
+    full = path.read_text()
+    path.write_text(full + "\n")  # a blank line at the end
+    output_of(*fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs", "--trainer.max_epochs", "1",
+                    "--data.init_args.download", "false", "--run.name", "blank"))
+
+    lines = full.splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:300])  # the last row cut in its pixels
+    code, line = error_of(fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert code == 1
+    assert line.startswith(f"error: line {len(lines)} of {path} is malformed (2 of 3 columns: ")
+    assert line.endswith("the file is damaged or cut short: download fer2013.csv again")

@@ -196,10 +196,16 @@ def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str], list[int]
             labels, usages, pixels, lines = [], [], [], []
             for row in reader:
                 line = reader.line_num  # the file's line, also when a quoted cell spans lines
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line (an editor's trailing newline) holds no face
                 try:
                     label, usage = int(row[i_emotion]), row[i_usage].strip()
                 except (IndexError, ValueError):
-                    raise DataError(f"line {line} of {path.absolute()} is malformed: {str(row)[:80]}") from None
+                    # Most often the last line of a download cut short: say what to do about it.
+                    raise DataError(
+                        f"line {line} of {path.absolute()} is malformed ({len(row)} of {len(header)} columns: "
+                        f"{str(row)[:60]}...); the file is damaged or cut short: download fer2013.csv again"
+                    ) from None
                 if usage not in FER2013_USAGE or not 0 <= label < len(FER2013_CLASSES):
                     raise DataError(
                         f"line {line} of {path.absolute()}: emotion must be 0-6 and Usage one of "
