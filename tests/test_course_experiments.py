@@ -256,3 +256,24 @@ def test_e1_fer2013_cut_short_says_to_download_again_and_a_blank_line_is_no_row(
     assert code == 1
     assert line.startswith(f"error: line {len(lines)} of {path} is malformed (2 of 3 columns: ")
     assert line.endswith("the file is damaged or cut short: download fer2013.csv again")
+
+
+def test_e1_splits_given_to_a_data_set_with_its_own_split_are_refused(workdir, capsys):
+    # MNIST, CIFAR-10, FER2013, Reuters and CelebA come with their own split: --data.init_args.splits
+    # was accepted and ignored, so the run trained and tested on another split than the one asked for.
+    fixtures.write_mnist(workdir / "data")
+    args = fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.splits", "[0.8, 0.1, 0.1]")
+    code, line = error_of(args, capsys)
+    assert code == 2
+    assert line == (
+        "error: MNIST comes with its own split and does not use --data.init_args.splits: its 10,000 test images "
+        "are the test split, and --data.init_args.val_fraction of the 60,000 training images validate"
+    )
+    assert not (workdir / "runs").exists()
+    fixtures.write_fer2013(workdir / "data")
+    code, line = error_of(fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.splits", "[0.5, 0.3, 0.2]"), capsys)
+    assert code == 2 and "FER2013 comes with its own split" in line and "Usage column" in line
+    # The default fractions, as every saved config.yaml holds them, still run.
+    output_of(*fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.splits", "[0.7, 0.2, 0.1]",
+                    "--trainer.max_epochs", "1", "--run.name", "default"))
+    assert (workdir / "runs" / "mnist_mlp" / "default" / "metrics.csv").is_file()

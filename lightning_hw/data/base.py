@@ -25,6 +25,8 @@ from lightning_hw.errors import ConfigError, DataError
 
 Split = tuple[torch.Tensor, ...]
 SPLIT_NAMES = ("train", "val", "test")
+#: the train/val/test fractions a datamodule gets when none are given
+DEFAULT_SPLITS = (0.7, 0.2, 0.1)
 
 
 def check_split_fractions(fractions: Sequence[float]) -> None:
@@ -105,10 +107,14 @@ class SplitDataModule(LightningDataModule):
         fold: with ``folds``: the fold (0 to ``folds - 1``) that validates; the others train.
     """
 
+    #: why ``splits`` does not cut this data set, for one that comes with its own split
+    #: (MNIST's test images, FER2013's Usage column); ``None`` when ``splits`` cuts it
+    own_split: ClassVar[str | None] = None
+
     def __init__(
         self,
         batch_size: int = 64,
-        splits: tuple[float, float, float] = (0.7, 0.2, 0.1),
+        splits: tuple[float, float, float] = DEFAULT_SPLITS,
         split_seed: int = 42,
         eval_batch_size: int | None = None,
         folds: int | None = None,
@@ -116,6 +122,11 @@ class SplitDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         check_split_fractions(splits)
+        if self.own_split is not None and tuple(splits) != DEFAULT_SPLITS:
+            # Ignoring them would train and score on another split than the one asked for.
+            raise ConfigError(
+                f"{type(self).__name__} comes with its own split and does not use --data.init_args.splits: {self.own_split}"
+            )
         check_folds(folds, fold)
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and value < 1:

@@ -37,6 +37,10 @@ class CIFAR10(ImageDataModule):
         **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule`.
     """
 
+    own_split = (
+        "its test batch (10,000 images) is the test split, and --data.init_args.val_fraction of the 50,000 training images validate"
+    )
+
     def __init__(self, root: str = "data", download: bool = True, val_fraction: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)

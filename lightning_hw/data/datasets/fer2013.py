@@ -45,6 +45,8 @@ class FER2013(ImageDataModule):
         **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule`.
     """
 
+    own_split = "its Usage column splits it (Training trains, PublicTest validates, PrivateTest tests)"
+
     def __init__(self, root: str = "data", download: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)

@@ -31,6 +31,10 @@ class MNIST(ImageDataModule):
             ``standardize``, ``flatten``...) and the batch-size and seed arguments.
     """
 
+    own_split = (
+        "its 10,000 test images are the test split, and --data.init_args.val_fraction of the 60,000 training images validate"
+    )
+
     def __init__(self, root: str = "data", download: bool = True, val_fraction: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)

@@ -110,6 +110,8 @@ class Reuters(InMemoryDataModule):
         **kwargs: batch size and seeds; see :class:`~lightning_hw.data.base.InMemoryDataModule`.
     """
 
+    own_split = "--data.init_args.test_split cuts Keras' test newswires, and --data.init_args.val_fraction of the rest validate"
+
     def __init__(
         self,
         root: str = "data",

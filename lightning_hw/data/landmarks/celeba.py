@@ -48,6 +48,8 @@ class CelebALandmarks(LandmarkFiles):
             :class:`~lightning_hw.data.landmarks.base.LandmarkFiles`).
     """
 
+    own_split = "CelebA's own partition (list_eval_partition.txt) splits it"
+
     def __init__(
         self,
         root: str = "data",
