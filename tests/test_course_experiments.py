@@ -274,6 +274,9 @@ def test_e1_splits_given_to_a_data_set_with_its_own_split_are_refused(workdir, c
     code, line = error_of(fast("fer2013_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.splits", "[0.5, 0.3, 0.2]"), capsys)
     assert code == 2 and "FER2013 comes with its own split" in line and "Usage column" in line
     # The default fractions, as every saved config.yaml holds them, still run.
-    output_of(*fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.splits", "[0.7, 0.2, 0.1]",
-                    "--trainer.max_epochs", "1", "--run.name", "default"))
-    assert (workdir / "runs" / "mnist_mlp" / "default" / "metrics.csv").is_file()
+    printed = output_of(*fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.splits", "[0.7, 0.2, 0.1]",
+                              "--trainer.max_epochs", "1", "--run.name", "default"))
+    run = workdir / "runs" / "mnist_mlp" / "default"
+    assert (run / "metrics.csv").is_file() and (run / "predictions.png").is_file()
+    # The closing line lists the record's files; PredictionGrid's figure is no predictions CSV.
+    assert printed.rstrip().endswith(f"Run saved in {run} (checkpoints/, config.yaml, metrics.csv)")

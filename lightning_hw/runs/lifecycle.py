@@ -331,7 +331,10 @@ class Run:
         names = sorted(p.name + ("/" if p.is_dir() else "") for p in self.directory.iterdir()) if self.directory.is_dir() else []
         shown = [
             n for n in names
-            if n in (CONFIG_FILE, METRICS_FILE, CAVEATS_FILE, f"{CHECKPOINT_DIR}/") or n.startswith(("config-", "predictions"))
+            # predictions*.csv, not PredictionGrid's predictions.png (the figures are not listed)
+            if n in (CONFIG_FILE, METRICS_FILE, CAVEATS_FILE, f"{CHECKPOINT_DIR}/")
+            or n.startswith("config-")
+            or (n.startswith("predictions") and n.endswith(".csv"))
         ]
         what = "Evaluation" if self.mode == "evaluate" else "Run"
         return f"{what} saved in {self.directory} ({', '.join(shown) or 'no files'})"
