@@ -280,3 +280,24 @@ def test_e1_splits_given_to_a_data_set_with_its_own_split_are_refused(workdir, c
     assert (run / "metrics.csv").is_file() and (run / "predictions.png").is_file()
     # The closing line lists the record's files; PredictionGrid's figure is no predictions CSV.
     assert printed.rstrip().endswith(f"Run saved in {run} (checkpoints/, config.yaml, metrics.csv)")
+
+
+def test_e1_an_mnist_file_that_is_a_web_page_or_cut_short_is_named(workdir, capsys):
+    # torchvision asserts on a bad IDX header: the message was "(AssertionError: )", naming no file.
+    fixtures.write_mnist(workdir / "data")
+    raw = workdir / "data" / "MNIST" / "raw"
+    (raw / "train-labels-idx1-ubyte").write_text("<html><body>Not Found</body></html>")
+    args = fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false")
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line == (f"error: {raw.absolute() / 'train-labels-idx1-ubyte'} is not an IDX file "
+                    "(it starts with b'<htm'); delete it to download it again")
+    fixtures.write_mnist(workdir / "data")
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:3000])
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line == (f"error: {images.absolute()} holds 3,000 bytes where its header (20 x 28 x 28) makes 15,696: "
+                    "it is cut short or damaged; delete it to download it again")
+    assert not (workdir / "runs").exists()
+    assert images.stat().st_size == 3000  # the user's file is named, not touched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import shutil
 import zlib
 from pathlib import Path
@@ -13,6 +14,32 @@ import torchvision
 from lightning_hw.data.base import Split
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
+
+
+def idx_problem(path: Path) -> str | None:
+    """What is wrong with an IDX file of unsigned bytes (MNIST's format), or ``None`` when it is whole.
+
+    The header is two zero bytes, the type code 0x08 (unsigned byte), the number of
+    dimensions and each dimension as a big-endian int32; the values follow, one byte each.
+    A web page saved in its place or a file cut short is caught here, by name.
+    """
+    with open(path, "rb") as f:
+        header = f.read(4)
+        if len(header) < 4:
+            return "is cut short inside its header"
+        if header[:2] != b"\x00\x00" or not 1 <= header[3] <= 3:
+            return f"is not an IDX file (it starts with {header!r})"
+        if header[2] != 0x08:
+            return f"holds IDX values of type {header[2]:#04x}, not the unsigned bytes (0x08) of MNIST"
+        dims = f.read(4 * header[3])
+    if len(dims) < 4 * header[3]:
+        return "is cut short inside its header"
+    shape = [int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4)]
+    expected = 4 + len(dims) + math.prod(shape)
+    size = path.stat().st_size
+    if size != expected:
+        return f"holds {size:,} bytes where its header ({' x '.join(map(str, shape))}) makes {expected:,}: it is cut short or damaged"
+    return None
 
 
 class MNIST(ImageDataModule):
@@ -134,6 +161,10 @@ class MNIST(ImageDataModule):
         missing = self.missing_files()
         if missing:
             raise DataError(self._missing_message(missing))
+        for name in (Path(name).stem for name, _ in torchvision.datasets.MNIST.resources):
+            problem = idx_problem(self.raw_folder / name)
+            if problem:  # torchvision would fail on a bare assert, naming no file
+                raise DataError(f"{(self.raw_folder / name).absolute()} {problem}; delete it to download it again")
         try:
             train = torchvision.datasets.MNIST(str(self.root), train=True, download=False)
             test = torchvision.datasets.MNIST(str(self.root), train=False, download=False)
