@@ -109,3 +109,31 @@ def test_ddp_predict_writes_every_sample_once_in_order(ddp_run):
         assert [r["id"] for r in one] == [str(i) for i in range(7 if source else 179)]
         assert [(r["id"], r["predicted"], r.get("target")) for r in two] == [(r["id"], r["predicted"], r.get("target")) for r in one]
         assert [float(r["prob_3"]) for r in two] == pytest.approx([float(r["prob_3"]) for r in one], abs=1e-5)
+
+
+def test_an_evaluation_split_smaller_than_the_processes_is_refused_in_one_line(tmp_path):
+    """Unpadded shares left the second of 2 processes without a sample: Lightning stopped with a
+    traceback (validate/test), or that process skipped predict and the first waited for it."""
+    from types import SimpleNamespace
+
+    from lightning_hw.data.datasets.digits import Digits
+    from lightning_hw.data.datasets.image_folder import ImageFolder
+    from lightning_hw.data.fixtures.classification import write_image_folder
+    from lightning_hw.errors import ConfigError
+
+    digits = Digits(splits=(0.9, 0.0006, 0.0994))  # 1 validation sample of 1797
+    digits.setup("fit")
+    (tmp_path / "one.csv").write_text(",".join(["0", "16"] * 32) + "\n")
+    digits.predict_from(tmp_path / "one.csv")
+    photos = ImageFolder(root=str(write_image_folder(tmp_path / "photos")), splits=(0.85, 0.1, 0.05), in_memory=False)
+    photos.setup("fit")  # 20 photos: 1 for the test
+    for rank in (0, 1):
+        for dm in (digits, photos):
+            dm.trainer = SimpleNamespace(world_size=2, global_rank=rank, predicting=False)
+        assert len(digits.test_dataloader()) > 0  # 178 samples: 89 each
+        with pytest.raises(ConfigError, match=r"^the val split holds 1 sample\(s\), fewer than the 2 DDP processes.*--trainer.devices 1"):
+            digits.val_dataloader()
+        with pytest.raises(ConfigError, match=r"^the predict input holds 1 sample\(s\)"):
+            digits.predict_dataloader()
+        with pytest.raises(ConfigError, match=r"^the test split holds 1 sample\(s\)"):
+            photos.test_dataloader()

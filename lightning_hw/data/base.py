@@ -242,6 +242,30 @@ class SplitDataModule(LightningDataModule):
         """
         return None
 
+    def check_evaluation_shares(self, split: str, num_samples: int) -> None:
+        """Refuse an evaluation split that leaves a DDP process without a share.
+
+        Evaluation shares are not padded (see :class:`~lightning_hw.data.epoch_order.EpochOrder`),
+        so a split of fewer samples than processes leaves some with none: Lightning then
+        stops with a traceback (validation, test), or that process skips the loop and the
+        others wait for it in a collective call (predict).
+
+        Args:
+            split: ``val``, ``test`` or ``predict`` (the samples given to predict).
+            num_samples: the samples of the split.
+
+        Raises:
+            ConfigError: the split holds fewer samples than there are processes.
+        """
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if 0 < num_samples < world:
+            what = "predict input" if split == "predict" else f"{split} split"
+            raise ConfigError(
+                f"the {what} holds {num_samples} sample(s), fewer than the {world} DDP processes, and each "
+                f"process evaluates its own share: run it on {num_samples} process(es) (--trainer.devices {num_samples})"
+                + ("" if split == "predict" else f" or give the {split} split more samples")
+            )
+
     def split_ids(self, split: str) -> list[str] | None:
         """One name per sample of ``split``, in its loader's order, for prediction CSVs; ``None``: row numbers.
 
@@ -559,15 +583,17 @@ class InMemoryDataModule(SplitDataModule):
         return TensorBatchLoader(self.raw_data[split], batch_size=self.eval_batch_size)
 
     def _loader(self, split: str, **kwargs: Any) -> TensorBatchLoader:
-        # Only training pads the processes' shares to equal size: an evaluation counts each sample once.
-        return self._shard(self.data[split], pad=split == "train", **kwargs)
+        return self._shard(self.data[split], split, **kwargs)
 
-    def _shard(self, tensors: tuple[torch.Tensor, ...], pad: bool = False, **kwargs: Any) -> TensorBatchLoader:
-        """A loader of this process's share of ``tensors`` (all of them outside DDP)."""
+    def _shard(self, tensors: tuple[torch.Tensor, ...], split: str, **kwargs: Any) -> TensorBatchLoader:
+        """A loader of this process's share of ``tensors``, the samples of ``split`` (all of them outside DDP)."""
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        return TensorBatchLoader(tensors, num_replicas=world, rank=rank, pad=pad, **kwargs)
+        if split != "train":
+            self.check_evaluation_shares(split, tensors[0].shape[0])
+        # Only training pads the processes' shares to equal size: an evaluation counts each sample once.
+        return TensorBatchLoader(tensors, num_replicas=world, rank=rank, pad=split == "train", **kwargs)
 
     def train_dataloader(self) -> TensorBatchLoader:
         # One loader for the whole run: its generator carries the shuffle order across epochs.
@@ -606,7 +632,7 @@ class InMemoryDataModule(SplitDataModule):
         """The test split, or the samples of :meth:`predict_from` (prepared as the training data was)."""
         if self._predict_raw is not None:
             self._warn_if_other_units(self._predict_raw)
-            return self._shard(self.prepared((self._predict_raw,)), batch_size=self.eval_batch_size)
+            return self._shard(self.prepared((self._predict_raw,)), "predict", batch_size=self.eval_batch_size)
         return self._loader("test", batch_size=self.eval_batch_size)
 
     def _warn_if_other_units(self, raw: torch.Tensor) -> None:

@@ -160,6 +160,7 @@ class StreamingFallback:
         trainer = getattr(self, "trainer", None)
         sampler = None
         if not raw and trainer is not None and trainer.world_size > 1:  # raw loaders are read whole, by one process
+            self.check_evaluation_shares(split, len(dataset))
             sampler = EvaluationShard(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
             dataset,

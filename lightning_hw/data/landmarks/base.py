@@ -161,7 +161,7 @@ class LandmarkDataModule(ImageDataModule):
         if self._predict_sizes is None:
             return super().predict_dataloader()
         self._warn_if_other_units(self._predict_raw)
-        return self._shard((self._predict_raw, self._predict_sizes), batch_size=self.eval_batch_size)
+        return self._shard((self._predict_raw, self._predict_sizes), "predict", batch_size=self.eval_batch_size)
 
 
 def decode_with_points(
