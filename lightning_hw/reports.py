@@ -37,6 +37,13 @@ FOLD_SUFFIX = re.compile(r"^(?P<variant>.+)-fold\d+$")
 REPEAT_COUNTS = ("seeds", "folds")
 #: what the repeats of one variant may differ in (a fold's, a seed's own settings, the run's name)
 REPEAT_SETTINGS = ("data.init_args.fold", "seed_everything", "run.name", "run.notes", "ckpt_path")
+#: settings that change where and how a run is recorded or shown, not what it trains or measures:
+#: the repeats of one study on several machines may differ in them
+BOOKKEEPING_SETTINGS = (
+    "run.root", "run.project", "run.wandb", "run.tags", "run.job_type", "run.checkpoint_interval",
+    "run.last_checkpoint_interval", "run.checkpoint_every_n_steps", "trainer.enable_progress_bar",
+    "trainer.enable_model_summary", "data.init_args.num_workers",
+)
 #: the tables a report writes only when they apply (see :func:`main`)
 OPTIONAL_TABLES = ("report-folds.csv", "report-seeds.csv", "evaluations.csv")
 
@@ -256,8 +263,8 @@ def unlike_repeats(runs: list[Run]) -> list[str]:
     run's recorded ``config.yaml`` says what it trained with; runs without one are not checked.
 
     Returns:
-        One line per variant whose repeats differ in a setting other than :data:`REPEAT_SETTINGS`,
-        or (per seed) whose fold runs are fewer than the ``folds`` they recorded.
+        One line per variant whose repeats differ in a setting other than :data:`REPEAT_SETTINGS`
+        and :data:`BOOKKEEPING_SETTINGS`, or (per seed) whose fold runs are fewer than the ``folds`` they recorded.
     """
     import yaml
 
@@ -276,7 +283,7 @@ def unlike_repeats(runs: list[Run]) -> list[str]:
         groups.setdefault(str(path.parent / variant), []).append((path.name, config))
     notes = []
     for variant, members in groups.items():
-        for key in sorted({k for _, config in members for k in config} - set(REPEAT_SETTINGS)):
+        for key in sorted({k for _, config in members for k in config} - set(REPEAT_SETTINGS) - set(BOOKKEEPING_SETTINGS)):
             values: dict[str, list[str]] = {}
             for name, config in members:
                 values.setdefault(repr(config.get(key)), []).append(name)

@@ -347,8 +347,11 @@ def test_report_says_when_the_folds_of_a_variant_are_not_one_cross_validation(wo
     """
     def run(name: str, folds: int, fold: int, seed: int = 42, lr: float = 0.1) -> None:
         write_metrics(workdir / "runs" / "s" / name, [0.5, 0.6 + fold / 100], test=0.7)
+        # Where a run was recorded (another machine's runs/, W&B offline there) is no other experiment.
+        where = {"root": f"/machine{fold % 2}/runs", "wandb": ("offline", "online")[fold % 2]}
         config = {"seed_everything": seed, "model": {"init_args": {"lr": lr}},
-                  "data": {"init_args": {"folds": folds, "fold": fold}}, "run": {"name": name, "notes": f"study s: {name}"}}
+                  "data": {"init_args": {"folds": folds, "fold": fold}},
+                  "run": {"name": name, "notes": f"study s: {name}", **where}}
         (workdir / "runs" / "s" / name / "config.yaml").write_text(yaml.safe_dump(config))
 
     for fold in range(5):
