@@ -321,3 +321,22 @@ class TestSharedRunDirectory:
         assert (planned.mode, planned.directory, planned.ckpt_path) == ("resume", directory, "hpc")
         (directory / "checkpoints" / "last.ckpt").write_bytes(b"newer")  # a SIGTERM after the requeue signal
         assert plan_run(run, "fit", ["exp.yaml"], None).ckpt_path == str(directory / "checkpoints" / "last.ckpt")
+
+
+def test_a_job_of_another_size_than_configured_is_refused_in_one_line(tiny_args, workdir, monkeypatch, capsys):
+    """torchrun started 2 processes, the config asks for 2 nodes x 2 devices: one line, no traceback, nothing left.
+
+    Lightning checks this only inside ``fit``, where every process ended with a ValueError traceback.
+    """
+    from reliability_helpers import error_of
+
+    for key, value in (("RANK", "0"), ("GROUP_RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "2"),
+                       ("WORLD_SIZE", "2"), ("TORCHELASTIC_RUN_ID", "abc")):
+        monkeypatch.setenv(key, value)  # the first of torchrun --standalone --nproc-per-node 2's processes
+    args = tiny_args("fit", "--config", str(PRESETS / "multinode.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2")
+
+    code, line = error_of(args, capsys)
+
+    assert code == 2
+    assert "(2 * 2) does not match the world size (2)" in line and "--trainer.num_nodes" in line, line
+    assert not (workdir / "runs").exists()

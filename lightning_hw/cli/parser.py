@@ -409,7 +409,9 @@ class HWCLI(CLIHooks):
         kwargs["callbacks"] = callbacks
         self.save_config_kwargs = {"run": run}
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
+            _check_job_size(trainer)
+            return trainer
         except (ValueError, TypeError, MisconfigurationException) as err:
             if isinstance(err, UserError):
                 raise
@@ -537,6 +539,28 @@ class HWCLI(CLIHooks):
             else:
                 source = f"best checkpoint {Path(best).name}"
             _say(f"Test ({source}): {summary}")
+
+
+def _check_job_size(trainer: Trainer) -> None:
+    """Refuse ``devices``/``num_nodes`` that do not match the job torchrun or SLURM started, before training.
+
+    Lightning checks them only inside ``fit`` (its launcher's ``validate_settings``), where a
+    mismatch ends every process with a traceback; checked here, it is one ``error:`` line.
+
+    Raises:
+        ValueError: Lightning's message, with how to set the two for torchrun.
+    """
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is None or not environment.creates_processes_externally:
+        return  # Lightning starts the processes itself: their number follows the settings
+    try:
+        environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+    except ValueError as err:
+        if "HINT" in str(err):  # SLURM's message says what to set
+            raise
+        raise ValueError(
+            f"{err} Set --trainer.devices to torchrun's --nproc-per-node and --trainer.num_nodes to its --nnodes"
+        ) from err
 
 
 def _test_summary(logged: dict[str, Any]) -> str:
