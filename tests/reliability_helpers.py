@@ -135,6 +135,30 @@ class SignalAtStep(Callback):
                 os.kill(os.getpid(), self.signum)
 
 
+class SignalJobAtStep(Callback):
+    """After training step ``step``, signal every process of a torchrun job, as a scheduler does.
+
+    Each worker sends ``signum`` to itself and the first also to its parent, torchrun, which
+    passes it on to every worker: each gets it twice, as when SLURM or ``kill -<pgid>`` signals
+    the whole job. The hook then waits ``wait`` seconds, in training, for torchrun's copy.
+    """
+
+    def __init__(self, step: int, signum: int = 15, wait: float = 2.0) -> None:
+        self.step = step
+        self.signum = signum
+        self.wait = wait
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step != self.step:
+            return
+        os.kill(os.getpid(), self.signum)
+        if trainer.global_rank == 0:
+            os.kill(os.getppid(), self.signum)
+        deadline = time.monotonic() + self.wait
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 class SignalAfterBatches(Callback):
     """Send this process signal ``signum`` once, right after its ``batches``-th training batch.
 

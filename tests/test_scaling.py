@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -340,3 +341,35 @@ def test_a_job_of_another_size_than_configured_is_refused_in_one_line(tiny_args,
     assert code == 2
     assert "(2 * 2) does not match the world size (2)" in line and "--trainer.num_nodes" in line, line
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_checkpoint(tiny_args, workdir):
+    """SLURM and ``kill -TERM -<pgid>`` signal torchrun and its workers; torchrun passes the signal on again.
+
+    Each worker got SIGTERM twice within milliseconds and took the second as "stop at once":
+    the run ended without the last.ckpt of its step (here the one of epoch 0, 3 steps older).
+    """
+    signal_at = workdir / "signal.yaml"
+    signal_at.write_text(yaml.safe_dump({"trainer": {"callbacks+": [
+        {"class_path": "reliability_helpers.SignalJobAtStep", "init_args": {"step": 13}},
+    ]}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    args = tiny_args(
+        "fit", "--config", str(PRESETS / "multinode.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.num_nodes", "1", "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0",
+        "--run.test_after_fit", "false", "--run.name", "r", "--config", str(signal_at),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lightning_hw", *args],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+
+    assert "interrupted by SIGTERM at step 13: saved" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "interrupted by SIGTERM at once" not in proc.stderr
+    run = workdir / "runs" / "quickstart" / "r"
+    status = json.loads((run / "status.json").read_text())
+    assert (status["status"], status["global_step"]) == ("interrupted", 13)
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 13

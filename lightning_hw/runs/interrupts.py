@@ -71,6 +71,7 @@ class SignalWatch:
         self.training = False  # inside the training loop: stop at the next step, not at once
         self.finishing = False  # the work is done and being written out: a signal is noted, not obeyed
         self.trainer: Trainer | None = None
+        self._copies_due = 0  # copies of the stop signal that torchrun is still to pass on (see _torchrun_copies)
         self._saved: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -90,6 +91,7 @@ class SignalWatch:
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._saved.clear()
         self.signum, self.training, self.finishing, self.trainer = None, False, False, None
+        self._copies_due = 0
 
     def requested(self) -> bool:
         """Whether a signal asked training to stop (in this process)."""
@@ -120,12 +122,28 @@ class SignalWatch:
 
         return type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
 
+    def _torchrun_copies(self) -> int:
+        """How many copies of a stop signal torchrun passes on to this process after it (1 under torchrun, else 0).
+
+        torchrun sends each signal it gets on to every worker. A signal to the whole job (the
+        process group, SLURM's job step, ``scancel``) so reaches a worker twice: directly, and
+        milliseconds later from torchrun. That copy is not a second request: taken as one, every
+        worker stopped at once, without the ``last.ckpt`` of its step. (When torchrun alone was
+        signalled, the worker gets only the copy, and the next signal is taken as the copy it
+        waits for: it then takes one more to stop at once.)
+        """
+        from lightning.fabric.plugins.environments import TorchElasticEnvironment
+
+        environment = getattr(getattr(self.trainer, "strategy", None), "cluster_environment", None)
+        return 1 if type(environment) is TorchElasticEnvironment else 0
+
     def _handle(self, signum: int, frame: Any) -> None:
         if self.finishing:
             print(f"\n{signal.Signals(signum).name}: the run is complete; closing its logs", file=sys.stderr, flush=True)
             return
         if self.signum is None and self.training:
             self.signum = signum
+            self._copies_due = self._torchrun_copies()
             launcher = getattr(getattr(self.trainer, "strategy", None), "launcher", None)
             if launcher is not None and hasattr(launcher, "kill"):
                 launcher.kill(signum)  # the DDP processes Lightning started stop at the same step
@@ -138,6 +156,9 @@ class SignalWatch:
             return
         if self.signum is not None and self.training and self._parent_forwards_signals():
             return  # the same stop again, forwarded by rank 0
+        if self.training and signum == self.signum and self._copies_due > 0:
+            self._copies_due -= 1  # the same stop again, passed on by torchrun
+            return
         raise RunInterrupted(signum, at_once=True)
 
 
