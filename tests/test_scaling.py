@@ -373,3 +373,37 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
     status = json.loads((run / "status.json").read_text())
     assert (status["status"], status["global_step"]) == ("interrupted", 13)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 13
+
+
+@pytest.mark.slow
+def test_a_slurm_job_requeued_after_sigterm_resumes_its_run(tiny_args, workdir):
+    """Preemption or ``scontrol requeue``: SIGTERM (last.ckpt written), then the same command with SLURM_RESTART_COUNT=1.
+
+    The requeued job was refused ("run ... already exists"), exit 2: the job failed and the run stayed cut.
+    """
+    signal_at = workdir / "signal.yaml"  # SIGTERM after step 13, inside epoch 0 (of 20 steps)
+    signal_at.write_text(yaml.safe_dump({"trainer": {"callbacks+": [
+        {"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 13}},
+    ]}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    env.update(SLURM_JOB_ID="314", SLURM_JOB_NAME="train", SLURM_NTASKS="1", SLURM_NTASKS_PER_NODE="1", SLURM_NNODES="1",
+               SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NODELIST="localhost")
+    args = tiny_args("fit", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1.0", "--run.name", "r",
+                     "--run.test_after_fit", "false", "--config", str(signal_at))
+
+    def job(**more: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300,
+                              env={**env, **more})
+
+    first = job()
+    assert first.returncode == 143, first.stderr[-3000:]
+    again = job(SLURM_RESTART_COUNT="1")
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    run = workdir / "runs" / "quickstart" / "r"
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and status["earlier_attempts"][0]["global_step"] == 13
+    assert sorted(epoch_metrics(run)) == [0, 1]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert sum(1 for row in rows[1:] if row.split(",")[rows[0].split(",").index("val/loss")]) == 2  # none twice

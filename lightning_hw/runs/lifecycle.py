@@ -444,7 +444,7 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
             raise ConfigError(f"run {run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT} to continue from; {why}")
         note = f"--ckpt_path last: {run_dir} has no checkpoint yet, so the run starts from the beginning"
         return Run(settings, stage, "create", group, name, run_dir, run_dir, None, note=note)
-    if ckpt_path == "hpc" or (ckpt_path is None and SLURMEnvironment.detect() and any(run_dir.glob("hpc_ckpt_*.ckpt"))):
+    if ckpt_path == "hpc" or (ckpt_path is None and _requeued_slurm_job(run_dir)):
         # SLURM requeued this job: Lightning resumes from its newest hpc checkpoint, or from
         # last.ckpt when a SIGTERM wrote that later.
         resume_from = str(last) if last.is_file() and _newer(last, run_dir.glob("hpc_ckpt_*.ckpt")) else "hpc"
@@ -531,6 +531,22 @@ def run_of_checkpoint(ckpt_path: str | os.PathLike | None) -> Path | None:
 
 def _now() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _requeued_slurm_job(run_dir: Path) -> bool:
+    """Whether this is a SLURM job that SLURM started again and that left ``run_dir`` a checkpoint to go on from.
+
+    Lightning's auto-requeue (SIGUSR1) leaves ``hpc_ckpt_*.ckpt``. A job requeued otherwise
+    (preempted, ``scontrol requeue``, a failed node) got SIGTERM, which wrote ``last.ckpt``;
+    SLURM then runs the same command again with ``SLURM_RESTART_COUNT`` set, which would be
+    refused as a new run under a taken name.
+    """
+    if not SLURMEnvironment.detect():
+        return False
+    if any(run_dir.glob("hpc_ckpt_*.ckpt")):
+        return True
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return restarts.isdigit() and int(restarts) > 0 and (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()
 
 
 def _newer(path: Path, others: Any) -> bool:
