@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from functools import partial
@@ -373,6 +374,17 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
     status = json.loads((run / "status.json").read_text())
     assert (status["status"], status["global_step"]) == ("interrupted", 13)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 13
+
+    # The printed command continues the run under torchrun (python -m lightning_hw alone would not
+    # start the job's processes: with num_nodes 2 it waited for the other node for good).
+    resume = proc.stderr.split("resume with: ", 1)[1].splitlines()[0]
+    assert resume.startswith("torchrun --standalone --nproc-per-node 2 -m lightning_hw fit --config "), resume
+    assert status["resume_command"] == resume
+    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", *shlex.split(resume)[1:]],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert sorted(epoch_metrics(run)) == [0, 1, 2]
 
 
 @pytest.mark.slow

@@ -110,8 +110,13 @@ class Run:
         return self.directory / (CONFIG_FILE if self.stage == "fit" else f"config-{self.stage}.yaml")
 
     def resume_command(self) -> str:
-        """The exact command that continues this run from its ``last.ckpt``."""
-        return f"{command_name()} fit --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} --ckpt_path last"
+        """The exact command that continues this run from its ``last.ckpt`` (under torchrun or ``srun`` when they started it)."""
+        fit = f"fit --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} --ckpt_path last"
+        launch = naming.job_launch(command_name())
+        if launch is None:
+            return f"{command_name()} {fit}"
+        start, where = launch
+        return f"{start} {fit}" + (f"  # {where}" if where else "")  # a shell comment: still a command to paste
 
     # -- opening and rolling back ----------------------------------------------------------------
 

@@ -80,6 +80,35 @@ def job_run_name() -> str | None:
     return None
 
 
+def job_launch(program: str) -> tuple[str, str] | None:
+    """How to start this job's processes again (for the resume command), or ``None`` when one command does it.
+
+    A run that torchrun or SLURM started is continued by them too: ``python -m lightning_hw``
+    alone would start one node's processes, and with ``num_nodes`` > 1 they would wait for the
+    others for good.
+
+    Args:
+        program: how this program was started (``python -m lightning_hw`` or ``lightning-hw``).
+
+    Returns:
+        The command's start (up to the subcommand) and a remark on where to run it (``""``: none).
+    """
+    if SLURMEnvironment.detect() and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        nodes, tasks = os.environ.get("SLURM_NNODES", "1"), os.environ["SLURM_NTASKS"]
+        return f"srun {program}", f"in an sbatch job of the same size ({nodes} node(s), {tasks} tasks)"
+    if TorchElasticEnvironment.detect() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", "1")
+        nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
+        if nodes == 1:
+            return f"torchrun --standalone --nproc-per-node {per_node} -m lightning_hw", ""
+        return (
+            f"torchrun --nnodes {nodes} --nproc-per-node {per_node} --rdzv-backend c10d --rdzv-endpoint NODE0:29500 "
+            "-m lightning_hw",
+            "on every node; NODE0: the first node's address",
+        )
+    return None
+
+
 def inherited_directory() -> Path | None:
     """The run directory chosen by the process that started this one (Lightning's DDP launcher)."""
     inherited = os.environ.get(RUN_DIR_ENV)
