@@ -59,6 +59,7 @@ def test_e1_mnist_with_a_truncated_gz_put_there_by_hand_is_one_line_and_leaves_n
     assert f"cannot unpack {archive}" in line and "delete it and download it again" in line
     assert archive.stat().st_size == 200  # the user's file is left as it is
     assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob("*.partial"))
+    assert all(p.name.endswith(".gz") for p in raw.iterdir())  # no half-unpacked file under any name
     assert not (workdir / "runs").exists()
 
     archive.write_text("<html>404 Not Found</html>")  # an error page saved under the archive's name

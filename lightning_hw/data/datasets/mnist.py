@@ -11,6 +11,7 @@ from typing import Any
 
 import torchvision
 
+from lightning_hw.atomic import atomic_open
 from lightning_hw.data.base import Split
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
@@ -136,18 +137,15 @@ class MNIST(ImageDataModule):
                 error page); the archive is left as it is, and no partial IDX file is left behind
                 (it would be read as the data set the next time).
         """
-        partial = target.with_name(f"{target.name}.partial")
         try:
-            with gzip.open(archive, "rb") as source, open(partial, "wb") as out:
+            with gzip.open(archive, "rb") as source, atomic_open(target, "wb") as out:
                 shutil.copyfileobj(source, out)
         except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-            partial.unlink(missing_ok=True)
             mirror = torchvision.datasets.MNIST.mirrors[0]
             raise DataError(
                 f"cannot unpack {archive.absolute()} ({type(err).__name__}: {err}); the file is damaged: "
                 f"delete it and download it again from {mirror}"
             ) from None
-        partial.replace(target)
 
     def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
         mirror = torchvision.datasets.MNIST.mirrors[0]

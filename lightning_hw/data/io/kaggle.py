@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import DataError
 
 
@@ -71,12 +72,9 @@ def fetch(file: KaggleFile, path: Path, download: bool) -> Path:
     found = _find(folder, file.names)
     if found is None:
         raise DataError(file.missing_message(path, f"no {' or '.join(file.names)} in the download at {folder}"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Copied under another name and moved into place whole: an interrupted copy must not be
-    # found at `path` next time and read as the data set.
-    partial = path.with_name(f"{path.name}.partial")
-    shutil.copyfile(found, partial)
-    partial.replace(path)
+    # Moved into place whole: an interrupted copy must not be found at `path` next time and read as the data set.
+    with open(found, "rb") as source, atomic_open(path, "wb") as copy:
+        shutil.copyfileobj(source, copy)
     print(f"Copied {found} to {path}")
     return path
 
