@@ -197,17 +197,15 @@ def read_input_csv(
                 )
             # Names are matched ignoring case, so "RAM" and "ram" are one feature: taking the
             # first of two such columns would be a guess at which one holds the values.
-            repeated = [n for n, key in zip(feature_names, wanted) if lower.count(key) > 1]
+            positions = {key: [i for i, h in enumerate(lower) if h == key] for key in wanted}
+            repeated = [(n, positions[key]) for n, key in zip(feature_names, wanted) if len(positions[key]) > 1]
             if repeated:
-                found = ", ".join(
-                    f"{n} ({', '.join(str(i + 1) for i, h in enumerate(lower) if h == n.strip().lower())})"
-                    for n in repeated[:5]
-                )
+                found = ", ".join(f"{n} ({', '.join(str(i + 1) for i in at)})" for n, at in repeated[:5])
                 raise DataError(
                     f"{what} {path} has the feature column(s) {found} more than once (names are read ignoring "
                     "case); keep one column per feature"
                 )
-            columns = [lower.index(key) for key in wanted]
+            columns = [positions[key][0] for key in wanted]
     if len(columns) != width:
         hint = "keep only the input columns (drop ids and labels)"
         if ";" in first[0] and len(first) == 1:
