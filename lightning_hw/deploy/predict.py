@@ -154,19 +154,22 @@ class PredictionWriter(BasePredictionWriter):
         format_columns = getattr(pl_module, "prediction_columns", None) or generic_columns
         columns = format_columns(prediction)
         n = len(next(iter(columns.values()))) if columns else 0
+        table = {**columns, **target_columns(pl_module, batch, n)}
+        rows = [{k: _cell(v[i]) for k, v in table.items()} for i in range(n)]
         if self._shared is not None:  # DDP: the ids follow from the positions once all rows are in
-            table = {**columns, **target_columns(pl_module, batch, n)}
-            self._shared += [{k: _cell(v[i]) for k, v in table.items()} for i in range(n)]
-            self.rows += n
+            self._shared += rows
             return
-        ids = self._row_ids[self.rows : self.rows + n] if self._row_ids is not None else range(self.rows, self.rows + n)
-        table = {"id": list(ids), **columns, **target_columns(pl_module, batch, n)}
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(table))
-            self._writer.writeheader()
-        for i in range(n):
-            self._writer.writerow({k: _cell(v[i]) for k, v in table.items()})
-        self.rows += n
+        self._write(self._file, rows)
+
+    def _write(self, file: Any, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` (one per sample, without ``id``) after the :attr:`rows` written so far, each under its id."""
+        for row in rows:
+            table = {"id": self._row_ids[self.rows] if self._row_ids is not None else self.rows, **row}
+            if self._writer is None:
+                self._writer = csv.DictWriter(file, fieldnames=list(table))
+                self._writer.writeheader()
+            self._writer.writerow(table)
+            self.rows += 1
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._shared is not None:
@@ -189,15 +192,9 @@ class PredictionWriter(BasePredictionWriter):
         # Process r's j-th row is sample j * world_size + r (EpochOrder without padding, and
         # Lightning's UnrepeatedDistributedSampler for predict loaders of other datamodules).
         ordered = [share[j] for j in range(max(map(len, shares))) for share in shares if j < len(share)]
-        self.rows = len(ordered)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w", newline="") as f:
-            for position, row in enumerate(ordered):
-                table = {"id": self._row_ids[position] if self._row_ids is not None else position, **row}
-                if self._writer is None:
-                    self._writer = csv.DictWriter(f, fieldnames=list(table))
-                    self._writer.writeheader()
-                self._writer.writerow(table)
+            self._write(f, ordered)
 
 
 def target_columns(pl_module: LightningModule, batch: Any, n: int) -> dict[str, list]:
