@@ -323,6 +323,24 @@ def test_report_counts_the_run_once_and_lists_its_evaluations_apart(evaluated):
     assert "Evaluations" in result.stdout or "Evaluations" in markdown, shown(result)
 
 
+@pytest.mark.parametrize("subcommand", ["test", "predict"])
+def test_a_checkpoint_from_outside_a_named_run_is_not_filed_as_its_evaluation(trained, tmp_path, subcommand):
+    # The run's own config names it; the checkpoint is a copy from elsewhere (it could hold any model).
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    outside = tmp_path / "downloaded.ckpt"
+    shutil.copy(run / "checkpoints" / "last.ckpt", outside)
+    before = snapshot(run)
+
+    result = cli(subcommand, "--config", str(run / "config.yaml"), "--ckpt_path", str(outside), cwd=tmp_path)
+
+    assert result.returncode == 2, shown(result)
+    assert snapshot(run) == before, f"{subcommand} of a foreign checkpoint wrote into the run"
+    errors = error_lines(result)
+    assert len(errors) == 1 and "is not a checkpoint of run" in errors[0] and "--ckpt_path last" in errors[0], shown(result)
+    assert TRACEBACK not in result.stderr
+
+
 # -- 4. the group is the first config; a run's config.yaml continues it ------------------------
 
 
