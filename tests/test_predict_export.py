@@ -235,6 +235,32 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(trained_run, monkey
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory left
 
 
+@pytest.mark.parametrize("step", ["export_onnx", "add_metadata"])
+def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step):
+    """SIGTERM (a scheduler, ``kill``) used to end export at once: exit -15, no message, an empty eval/export-<time>/."""
+    import subprocess
+    import sys
+
+    # The CLI in a process of its own; at ``step`` it gets SIGTERM, as from outside, and waits for it.
+    script = (
+        "import os, signal, sys, time\n"
+        "from lightning_hw.deploy import export\n"
+        f"def stopped(*args, **kwargs):\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)\n"
+        f"export.{step} = stopped\n"
+        "from lightning_hw.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    result = subprocess.run(
+        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM: export stopped; nothing was written"
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
+
+
 @pytest.mark.parametrize("command", ["predict", "test"])
 def test_a_checkpoint_given_before_the_runs_config_is_used(command, trained_run, capsys):
     """The run's saved ``config.yaml`` holds ``ckpt_path: null``; a --config after --ckpt_path must not erase it.

@@ -39,6 +39,7 @@ from torch import nn
 
 from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint, run_config_of
 from lightning_hw.errors import ConfigError, ExportError
+from lightning_hw.runs.files import EVAL_DIR
 
 #: the exported file's test metric may differ from PyTorch's by at most this (0.1 point)
 METRIC_TOLERANCE = 1e-3
@@ -70,7 +71,6 @@ def run_dir_of(ckpt_path: Path) -> Path:
 
 def new_export_dir(ckpt_path: Path) -> Path:
     """Claim ``<run>/eval/export-<time>/`` (``-1``, ``-2``... when taken); never an existing directory."""
-    from lightning_hw.runs.files import EVAL_DIR
     from lightning_hw.runs.naming import timestamp, unused_name
 
     base = run_dir_of(ckpt_path) / EVAL_DIR
@@ -331,6 +331,7 @@ def export_checkpoint(args: Any) -> int:
     model = task if args.bare else RawInputModel(preprocess, task).eval()
     input_shape = tuple(preprocess.output_shape if args.bare else preprocess.raw_shape)
     output = chosen_output(args.output, ckpt_path)  # refused before any work if it would replace a file
+    created_eval_dir = output is None and not (run_dir_of(ckpt_path) / EVAL_DIR).exists()
     directory = None if output is not None else new_export_dir(ckpt_path)
     output = output or directory / f"{ckpt_path.stem}.onnx"
     # Written under a temporary name and renamed once the check passed: a failed export never
@@ -346,6 +347,9 @@ def export_checkpoint(args: Any) -> int:
                 f"the exported file's {metric} ({theirs:.4f}) differs from PyTorch's ({ours:.4f}) by more than "
                 f"{METRIC_TOLERANCE * 100:g} point; the export is not faithful"
             )
+        metadata = describe(task, datamodule, ckpt_path, args.bare, input_shape)
+        metadata["test_check"] = {"metric": metric, "pytorch": ours, "onnxruntime": theirs, "samples": scores["samples"]}
+        add_metadata(partial, {key: json.dumps(value) for key, value in metadata.items()})  # seconds for a big net
     except ExportError as err:
         failed = output.with_name(f"{output.stem}.failed.onnx")
         if partial.exists():
@@ -355,10 +359,10 @@ def export_checkpoint(args: Any) -> int:
         partial.unlink(missing_ok=True)
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+            if created_eval_dir:  # the run's first evaluation: leave no empty eval/ behind (rmdir keeps one filled meanwhile)
+                with contextlib.suppress(OSError):
+                    directory.parent.rmdir()
         raise
-    metadata = describe(task, datamodule, ckpt_path, args.bare, input_shape)
-    metadata["test_check"] = {"metric": metric, "pytorch": ours, "onnxruntime": theirs, "samples": scores["samples"]}
-    add_metadata(partial, {key: json.dumps(value) for key, value in metadata.items()})
     partial.replace(output)
     if directory is not None:
         (directory / "export.json").write_text(json.dumps({"file": output.name, **metadata, "scores": scores}, indent=2))

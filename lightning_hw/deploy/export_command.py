@@ -5,7 +5,8 @@ Kept apart so that ``export --help`` and a mistyped option answer without import
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from lightning_hw.errors import ConfigError
 
@@ -56,4 +57,31 @@ def main(argv: list[str]) -> int:
         raise ConfigError(explain(str(err), "export", parser)) from None
     from lightning_hw.deploy.export import export_checkpoint  # torch, the task and the data: seconds
 
-    return export_checkpoint(args)
+    return _stopping_on_sigterm(lambda: export_checkpoint(args))
+
+
+def _stopping_on_sigterm(export: Callable[[], int]) -> int:
+    """Run ``export`` with SIGTERM taken as Ctrl-C is: it stops, undoes its unfinished files, and says so.
+
+    SIGTERM's default action would end the process at once, leaving an empty
+    ``eval/export-<time>/`` in the checkpoint's run (and a ``.partial`` file) and no message.
+    The exception raised here unwinds through the export's own clean-up, and the CLI prints
+    one line and exits 143.
+    """
+    import signal
+    import threading
+
+    from lightning_hw.runs.interrupts import RunInterrupted
+
+    def stop(signum: int, frame: Any) -> None:
+        interrupted = RunInterrupted(signum, at_once=True)
+        interrupted.message = "interrupted by SIGTERM: export stopped; nothing was written"
+        raise interrupted
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return export()
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return export()
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
