@@ -421,6 +421,48 @@ def test_new_plugin_refuses_bad_names_in_one_line(workdir, capsys, argv, expecte
     assert (workdir / "taken" / "keep.txt").read_text() == "mine"
 
 
+def _new_plugin(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "new-plugin", *argv], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize("name", ["pillow", "Scikit_Learn"])
+def test_new_plugin_refuses_the_name_of_an_installed_distribution(workdir, name):
+    # Its module name (pillow, scikit_learn) is free, but `pip install -e` would replace Pillow / scikit-learn.
+    result = _new_plugin(workdir, name)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: a distribution named {importlib.metadata.distribution(name).metadata['Name']!r} is already "
+        f"installed, and `pip install -e` of plugin {name!r} would replace it; choose another name"
+    ]
+    assert list(workdir.iterdir()) == []
+
+
+def test_new_plugin_into_a_file_is_one_line_and_writes_nothing(workdir):
+    (workdir / "notes").write_text("mine")
+    result = _new_plugin(workdir, "my-plugin", "--dir", "notes")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: --dir notes is a file, not a directory; pass a directory to create my-plugin/ in"
+    ]
+    result = _new_plugin(workdir, "notes")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: notes already exists and is a file; choose another NAME or --dir"]
+    assert (workdir / "notes").read_text() == "mine" and sorted(p.name for p in workdir.iterdir()) == ["notes"]
+
+
+def test_new_plugin_fills_an_empty_folder_and_a_new_one(workdir):
+    (workdir / "my-plugin").mkdir()
+    assert _new_plugin(workdir, "my-plugin").returncode == 0
+    assert _new_plugin(workdir, "other", "--dir", "new/sub").returncode == 0
+    for root, module in [(workdir / "my-plugin", "my_plugin"), (workdir / "new" / "sub" / "other", "other")]:
+        assert (root / module / "task.py").is_file() and (root / "configs" / f"{module}.yaml").is_file()
+    # Nothing of the staging directory is left beside the package.
+    assert sorted(p.name for p in workdir.iterdir()) == ["my-plugin", "new"]
+    assert [p.name for p in (workdir / "new" / "sub").iterdir()] == ["other"]
+
+
 @pytest.mark.slow
 def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
     name = "hw-scaffold-selftest"

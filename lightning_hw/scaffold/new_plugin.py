@@ -10,10 +10,14 @@ that uses their short names, and a test (see :mod:`lightning_hw.scaffold.templat
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import keyword
+import os
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -45,8 +49,9 @@ class PluginNames:
         """Check ``name`` and derive the others from it.
 
         Raises:
-            ConfigError: the name is no valid distribution name, or its module name is a
-                Python keyword or already importable (the plugin would shadow that module).
+            ConfigError: the name is no valid distribution name, names an installed distribution
+                (``pip install -e`` would replace it), or its module name is a Python keyword or
+                already importable (the plugin would shadow that module).
         """
         if not _NAME.fullmatch(name):
             raise ConfigError(
@@ -60,6 +65,17 @@ class PluginNames:
             raise ConfigError(
                 f"a module named {module!r} is already importable, so plugin {name!r} would clash with it; "
                 f"choose another name"
+            )
+        try:
+            # Names compare normalised (PEP 503). `pip install -e` of a plugin called Pillow or
+            # scikit_learn would uninstall that distribution, whatever module name the plugin gets.
+            installed = importlib.metadata.distribution(name).metadata["Name"]
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed:
+            raise ConfigError(
+                f"a distribution named {installed!r} is already installed, and `pip install -e` of plugin {name!r} "
+                f"would replace it; choose another name"
             )
         prefix = "".join(part[0].upper() + part[1:] for part in re.split(r"[-_]", name))
         return cls(dist=name, module=module, task=f"{prefix}Task", data=f"{prefix}Data")
@@ -76,18 +92,42 @@ def write_plugin(name: str, parent: Path) -> tuple[Path, PluginNames]:
         The package directory and the names used.
 
     Raises:
-        ConfigError: bad name, or ``parent/name`` exists and is not empty.
+        ConfigError: bad name, ``parent`` is a file, ``parent/name`` exists and is not an empty
+            directory, or the files could not be written (then nothing is left behind).
     """
     names = PluginNames.from_name(name)
     root = parent / name
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--dir {parent} is a file, not a directory; pass a directory to create {name}/ in")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root} already exists and is a file; choose another NAME or --dir")
     if root.exists() and any(root.iterdir()):
         raise ConfigError(f"{root} already exists and is not empty; choose another NAME or --dir")
     values = {"dist": names.dist, "module": names.module, "task": names.task, "data": names.data}
-    for relative, text in FILES.items():
-        path = root / Template(relative).substitute(values)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Template(text).substitute(values))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        # Written beside its place and renamed into it: a failure leaves no half package.
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+        try:
+            for relative, text in FILES.items():
+                path = staging / Template(relative).substitute(values)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(Template(text).substitute(values))
+            staging.chmod(0o777 & ~_umask())
+            staging.replace(root)  # an empty directory at root is replaced too
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    except OSError as err:
+        raise ConfigError(f"could not write the plugin to {root}: {err.strerror or err}") from err
     return root, names
+
+
+def _umask() -> int:
+    # mkdtemp makes a private (0700) directory; the package should get the usual permissions.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def new_plugin_main(argv: list[str], debug: bool = False) -> int:
