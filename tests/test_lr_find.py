@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,6 +165,30 @@ def test_an_existing_write_target_is_refused_and_left_unchanged(tmp_path):
     )
     assert target.read_text() == "# my config\n"
     assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("target", ["config.yaml", "checkpoints/lr.yaml"])
+def test_write_into_a_runs_directory_is_refused_even_with_overwrite(tmp_path, target):
+    # A run's files are its record: --write --overwrite runs/<group>/<run>/config.yaml replaced the
+    # config the run trained with, and a new file there would pass for one of the run's.
+    run_dir = tmp_path / "runs" / "quickstart" / "r"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("# the run's config\n")
+    (run_dir / "metrics.csv").write_text("epoch\n0\n")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART),
+         "--write", f"runs/quickstart/r/{target}", "--overwrite"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: lr-find: --write runs/quickstart/r/{target} is inside runs/quickstart/r, a run whose files no other "
+        f"command changes; write the config elsewhere (e.g. --write {Path(target).name})"
+    ]
+    assert (run_dir / "config.yaml").read_text() == "# the run's config\n"
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert [p.name for p in (tmp_path / "runs" / "quickstart").iterdir()] == ["r"]  # no sweep ran
 
 
 def test_overwrite_replaces_an_existing_write_target(tmp_path):

@@ -57,12 +57,12 @@ from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
 from lightning_hw.runs.files import holds_record, make_unique_dir, write_atomically
-from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
+from lightning_hw.tuning.lr_find_command import OWN_OPTIONS, SWEEP_SUMMARY_FILE
 
 DIR_PREFIX = "lr-find"
 PLOT_FILE = "lr_find.png"
 POINTS_FILE = "lr_find.csv"
-SUMMARY_FILE = "lr_find.json"
+SUMMARY_FILE = SWEEP_SUMMARY_FILE
 CONFIG_FILE = "config-lr-find.yaml"
 #: Lightning's ``_LRFinder.suggestion()`` defaults: points skipped at the start and at the end
 SKIP_BEGIN, SKIP_END = 10, 1

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from lightning_hw.errors import ConfigError
 
+#: the file every lr-find directory holds (lr_find.SUMMARY_FILE, named here so that torch is not imported)
+SWEEP_SUMMARY_FILE = "lr_find.json"
 #: the suggestion skips the sweep's first 10 points and its last one, and needs 2 points between
 MIN_NUM_TRAINING = 13
 MODES = ("exponential", "linear")
@@ -102,13 +105,32 @@ def check_options(options: argparse.Namespace) -> None:
 
 
 def check_write_target(path: Path, overwrite: bool) -> None:
-    """``--write FILE``: a new file in an existing folder (an existing one only with ``--overwrite``)."""
+    """``--write FILE``: a new file in an existing folder (an existing one only with ``--overwrite``),
+    never inside a run's or a sweep's record."""
+    record = recorded_directory(path)
+    if record is not None:
+        what = "an lr-find sweep" if (record / SWEEP_SUMMARY_FILE).is_file() else "a run"
+        raise ConfigError(
+            f"lr-find: --write {path} is inside {record}, {what} whose files no other command changes; "
+            f"write the config elsewhere (e.g. --write {path.name})"
+        )
     if path.is_dir():
         raise ConfigError(f"lr-find: --write {path} is a directory; give a file name (e.g. {path / 'config-lr.yaml'})")
     if path.exists() and not overwrite:
         raise ConfigError(f"lr-find: {path} exists and is left unchanged; give another --write, or add --overwrite to replace it")
     if not path.parent.is_dir():
         raise ConfigError(f"lr-find: the folder of --write {path} does not exist; create it first")
+
+
+def recorded_directory(path: Path) -> Path | None:
+    """The run (or lr-find sweep) directory that ``path`` lies in, if any (its files are its record)."""
+    from lightning_hw.runs.files import holds_record
+
+    target = path.absolute()
+    for directory in target.parents:
+        if holds_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
+            return Path(os.path.relpath(directory)) if not path.is_absolute() else directory
+    return None
 
 
 def main(argv: list[str]) -> int:
