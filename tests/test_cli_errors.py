@@ -8,6 +8,7 @@ differently, the test named after that form fails and says which version did it.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -169,3 +170,54 @@ def test_help_of_python_m_names_python_m():
     result = subprocess.run([sys.executable, "-m", "lightning_hw", "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage: python -m lightning_hw ")
+
+
+# -- a net that does not take the sizes ----------------------------------------------------------
+
+BAD_NETS = '''
+import torch
+
+
+class NoSizes(torch.nn.Module):
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.layer = torch.nn.LazyLinear(hidden)
+
+
+class NoArgs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+'''
+
+
+@pytest.mark.parametrize(
+    ("net", "expected"),
+    [
+        # jsonargparse takes `hidden` for input_shape and refused it as "no option 'hidden'; did you mean hidden?"
+        ({"class_path": "bad_nets.NoSizes", "init_args": {"hidden": 8}}, "NoSizes(hidden)"),
+        # parsed without complaint, then the call failed with a jsonargparse traceback
+        ({"class_path": "bad_nets.NoSizes"}, "NoSizes(hidden)"),
+        ({"class_path": "bad_nets.NoArgs"}, "NoArgs()"),
+    ],
+)
+def test_a_net_without_input_shape_and_num_outputs_is_one_line(tmp_path, net, expected):
+    (tmp_path / "bad_nets.py").write_text(BAD_NETS)
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 1},
+        "model": {"class_path": "Classifier", "init_args": {"net": net}},
+        "data": {"class_path": "TwoMoons", "init_args": {"n_samples": 40}},
+    }
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "fit", "--config", "bad.yaml", "--run.wandb", "disabled"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
+    )  # fmt: skip
+    name = expected.split("(")[0]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        f"error: {name} cannot be a net: the task calls it as {name}(input_shape, num_outputs, ...), so its first two "
+        f"init parameters must be input_shape and num_outputs ({expected})"
+    ]
+    assert not (tmp_path / "runs").exists()

@@ -312,6 +312,7 @@ class HWCLI(CLIHooks):
         dict and the task settings read from ``--ckpt_path``.
         """
         chosen = self.config[self.subcommand] if self.subcommand else self.config
+        _check_net(chosen)
         lr = _lr_for_optimizer(chosen)
         if lr is not None:
             chosen.optimizer.init_args.lr = lr
@@ -576,6 +577,24 @@ def _test_summary(logged: dict[str, Any]) -> str:
     if not results:
         return "no metric logged (the task's test_step logs none)"
     return ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
+
+
+def _check_net(chosen: Any) -> None:
+    """Refuse a net the task cannot call with the sizes (:func:`~lightning_hw.nets.unfit_net_message`).
+
+    Raises:
+        ConfigError: the net's first two init parameters cannot take ``input_shape`` and ``num_outputs``.
+    """
+    model = chosen.get("model") if chosen is not None else None
+    init_args = model.get("init_args") if model is not None else None
+    task = registry.import_class(str(model.get("class_path")), "task") if model is not None else None
+    if task is None or init_args is None or init_args.get("net") is None:
+        return
+    from lightning_hw.nets import unfit_net_message
+
+    message = unfit_net_message(task, init_args.net)
+    if message:
+        raise ConfigError(message)
 
 
 def _lr_for_optimizer(chosen: Any) -> float | None:
