@@ -221,3 +221,46 @@ def test_a_net_without_input_shape_and_num_outputs_is_one_line(tmp_path, net, ex
         f"init parameters must be input_shape and num_outputs ({expected})"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+# -- a datamodule without a size its task links --------------------------------------------------
+
+SHAPELESS_DATA = '''
+import torch
+
+from lightning_hw import InMemoryDataModule
+
+
+class Shapeless(InMemoryDataModule):
+    @property
+    def class_names(self):
+        return ["a", "b"]
+
+    def load_tensors(self):
+        return torch.randn(40, 3), torch.randint(0, 2, (40,))
+'''
+
+
+def test_a_datamodule_without_a_linked_size_is_one_line(tmp_path):
+    # Classifier links input_shape from the data; the base's input_shape raises NotImplementedError,
+    # which came out as a traceback from inside jsonargparse's argument links.
+    (tmp_path / "shapeless.py").write_text(SHAPELESS_DATA)
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 1},
+        "model": {"class_path": "Classifier", "init_args": {"net": {"class_path": "lightning_hw.nets.mlp.MLP"}}},
+        "data": {"class_path": "shapeless.Shapeless"},
+    }
+    (tmp_path / "shapeless.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "fit", "--config", "shapeless.yaml", "--run.wandb", "disabled"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        "error: datamodule Shapeless does not implement input_shape (NotImplementedError), which the task Classifier "
+        "takes from the data (its linked_from_data); define input_shape in Shapeless, e.g. as a property "
+        "(plugins/README.md, section 3)"
+    ]
+    assert not (tmp_path / "runs").exists()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -218,7 +219,10 @@ class HWCLI(CLIHooks):
         names = [n for n in getattr(task_cls, "linked_from_data", ()) if hasattr(data_cls, n)]
         sub_parser = self.subcommand_parsers[subcommand]
         for name in names:
-            sub_parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+            # The whole datamodule as the source, so that an attribute it does not implement (the
+            # base's NotImplementedError) is said in one line rather than as a traceback.
+            read = functools.partial(_linked_value, name=name, task=task_cls.__name__)
+            sub_parser.link_arguments("data", f"model.init_args.{name}", compute_fn=read, apply_on="instantiate")
         return bool(names)
 
     def _explain(self, err: ArgumentError, args: list[str]) -> str:
@@ -577,6 +581,23 @@ def _test_summary(logged: dict[str, Any]) -> str:
     if not results:
         return "no metric logged (the task's test_step logs none)"
     return ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
+
+
+def _linked_value(data: Any, name: str, task: str) -> Any:
+    """``data.<name>`` for the task's init argument of that name (``linked_from_data``).
+
+    Raises:
+        ConfigError: the datamodule does not implement it.
+    """
+    try:
+        return getattr(data, name)
+    except NotImplementedError as err:
+        detail = f": {err}" if str(err) else ""
+        raise ConfigError(
+            f"datamodule {type(data).__name__} does not implement {name} (NotImplementedError{detail}), which "
+            f"the task {task} takes from the data (its linked_from_data); define {name} in {type(data).__name__}, "
+            "e.g. as a property (plugins/README.md, section 3)"
+        ) from None
 
 
 def _check_net(chosen: Any) -> None:
