@@ -492,3 +492,52 @@ def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert "3 passed" in tests.stdout
+
+
+# -- a class renamed after a run was trained with it ----------------------------------------------
+
+
+def test_a_run_whose_task_class_was_renamed_says_how_to_keep_it_loadable(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lightning_hw", *args, "--run.wandb", "disabled"],
+            capture_output=True, text=True, cwd=tmp_path, env=env,
+        )  # fmt: skip
+
+    module = tmp_path / "renamed_task.py"
+    module.write_text("from lightning_hw import Classifier\n\n\nclass OldTask(Classifier):\n    pass\n")
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False},
+        "model": {"class_path": "renamed_task.OldTask", "init_args": {"net": {"class_path": "lightning_hw.nets.mlp.MLP"}}},
+        "data": {"class_path": "TwoMoons", "init_args": {"n_samples": 40}},
+    }
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    trained = cli("fit", "--config", "old.yaml", "--run.name", "r")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "old" / "r"
+    record = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    module.write_text("from lightning_hw import Classifier\n\n\nclass NewTask(Classifier):\n    pass\n")
+    config["model"]["class_path"] = "renamed_task.NewTask"
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump(config))
+    advice = (
+        "was trained with it: if OldTask was renamed, add `OldTask = <its new name>` to renamed_task so that runs "
+        "trained before the rename still load"
+    )
+    ckpt = "runs/old/r/checkpoints/last.ckpt"
+    # The run's own config (found from the checkpoint), and a config that names the new class: the
+    # checkpoint's class did not parse ("does not fit this config (Parser key "model":)"), and the
+    # advice was to use the run's config, which names the class that is gone.
+    for args, trained_with in [([], "the run runs/old/r"), (["--config", "new.yaml"], f"checkpoint {ckpt}")]:
+        result = cli("test", "--ckpt_path", ckpt, *args)
+        assert result.returncode == 2
+        (line,) = [line for line in result.stderr.splitlines() if not line.startswith("Using the config")]
+        assert line.startswith("error: unknown task 'renamed_task.OldTask': module renamed_task has no OldTask")
+        assert line.endswith(f"; {trained_with} {advice}")
+    # The advice, followed, makes the run load again; its record is untouched throughout.
+    module.write_text(module.read_text() + "\n\nOldTask = NewTask\n")
+    result = cli("test", "--ckpt_path", ckpt)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(path.read_bytes() == data for path, data in record.items())

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 import warnings
@@ -53,6 +54,7 @@ from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, ru
 from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.precision import NO_GPU_ADVICE
 from lightning_hw.runs.config import monitor_mode
+from lightning_hw.runs.files import CONFIG_FILE, holds_record
 from lightning_hw.runs import (
     WATCH,
     GracefulStop,
@@ -229,11 +231,17 @@ class HWCLI(CLIHooks):
         for key, name in requested_class_names(args).items():
             kind = KEYS[key]
             if not registry.resolves(kind, name):
-                return registry.unknown_name_message(kind, name)
+                return registry.unknown_name_message(kind, name) + _renamed_class_hint(name, _run_words(args))
             other = registry.ambiguous_name_message(kind, name) or registry.entry_point_name_message(kind, name)
             if other:
                 return other
         for key, name in named_class_names(args):  # replaced later, but still parsed where it is written
+            if not registry.resolves(KEYS[key], name):
+                # jsonargparse imports each config's class_path as it reads it: a later --model cannot replace it.
+                return (
+                    f"{registry.unknown_name_message(KEYS[key], name)}{_renamed_class_hint(name, _run_words(args))} "
+                    f"(where the config or an earlier option names it)"
+                )
             ambiguous = registry.ambiguous_name_message(KEYS[key], name)
             if ambiguous:
                 return f"{ambiguous} (where the config or an earlier option names {name})"
@@ -266,7 +274,11 @@ class HWCLI(CLIHooks):
             return
         self._warn_replaced_settings(chosen.get("model"), hparams, ckpt_path)
         if "_class_path" in hparams:
-            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+            class_path = hparams.pop("_class_path")
+            if not registry.resolves("task", class_path):  # renamed, moved or uninstalled since
+                hint = _renamed_class_hint(class_path, f"checkpoint {ckpt_path}")
+                raise ConfigError(f"{registry.unknown_name_message('task', class_path)}{hint}")
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except (ArgumentError, SystemExit) as err:
@@ -581,6 +593,39 @@ def _test_summary(logged: dict[str, Any]) -> str:
     if not results:
         return "no metric logged (the task's test_step logs none)"
     return ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
+
+
+def _run_words(args: list[str]) -> str | None:
+    """``the run runs/<group>/<name>`` whose recorded ``config.yaml`` the command line reads, if any."""
+    runs = [Path(path).parent for _, path in config_arguments(args) if Path(path).name == CONFIG_FILE]
+    run = next((run for run in runs if holds_record(run)), None)
+    return f"the run {run}" if run is not None else None
+
+
+def _renamed_class_hint(name: str, trained: str | None) -> str:
+    """What to do when a recorded run names a class its module no longer has (``""`` otherwise).
+
+    A run's ``config.yaml`` and checkpoints name the class it was trained with: a class renamed
+    since (``module.Old`` gone, ``module.New`` there) keeps the run loadable only under its old
+    name, as this package's own ``_moved.py`` does for its modules.
+
+    Args:
+        name: the class path that does not resolve, e.g. ``my_plugin.task.MyPluginTask``.
+        trained: what was trained with it (``the run runs/g/r``), or ``None`` when nothing recorded names it.
+    """
+    module_name, _, attr = name.rpartition(".")
+    if not module_name or trained is None:
+        return ""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001 - a module that does not import is no rename; the message says why
+        return ""
+    if hasattr(module, attr):
+        return ""
+    return (
+        f"; {trained} was trained with it: if {attr} was renamed, add `{attr} = <its new name>` to "
+        f"{module_name} so that runs trained before the rename still load"
+    )
 
 
 def _linked_value(data: Any, name: str, task: str) -> Any:
