@@ -246,6 +246,7 @@ def check_fits(
     model_section: dict[str, Any] | None,
     weights_only: bool = True,
     data_section: dict[str, Any] | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> None:
     """Refuse, before anything is written, a checkpoint whose weights do not fit the configured model.
 
@@ -256,12 +257,14 @@ def check_fits(
         weights_only: load safely (see :func:`load_checkpoint`).
         data_section: the config's ``data:`` section; data settings that differ from the
             checkpoint's run are named (they size the net).
+        checkpoint: its contents, when loaded already (else it is loaded here).
 
     Raises:
         ConfigError: a weight is missing, extra, or of another shape; the message describes the
             checkpoint's model from the checkpoint and the configured one from the config.
     """
-    checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
+    if checkpoint is None:
+        checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
     saved = checkpoint.get("state_dict")
     if not isinstance(saved, dict):
         return  # not a Lightning checkpoint of a task; Lightning explains what it misses
@@ -288,6 +291,14 @@ def check_fits(
     else:
         advice = config_advice(ckpt_path)
     raise ConfigError(f"checkpoint {ckpt_path} does not fit the configured model: it holds {held}{asks} ({problems[0]}{more}); {advice}")
+
+
+def checkpoint_position(checkpoint: dict[str, Any]) -> tuple[int, int] | None:
+    """The ``(epoch, global_step)`` a Lightning checkpoint was taken at (``None`` for a bare weight file)."""
+    epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
+    if isinstance(epoch, int) and isinstance(step, int):
+        return epoch, step
+    return None
 
 
 def _shape(tensor: Any) -> list[int] | None:

@@ -197,3 +197,23 @@ def test_evaluating_a_run_checkpoint_without_config_uses_the_runs_config(trained
     assert f"Using the config of the checkpoint's run: {trained_run / 'config.yaml'}" in capsys.readouterr().out
     assert cli.run_dir.parent == trained_run / "eval" and (cli.run_dir / "metrics.csv").is_file()
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"].item() <= 1.0
+
+
+@pytest.mark.parametrize("stage, checkpoint", [("test", "last.ckpt"), ("validate", "best")])
+def test_an_evaluation_records_which_weights_it_scored(trained_run, workdir, capsys, stage, checkpoint):
+    """Its rows carry the checkpoint's epoch and step (Lightning leaves them 0 outside fit), its config the file.
+
+    Before, every evaluation's metrics.csv said epoch 0, step 0 and its config ``ckpt_path: last``,
+    a file that moves on as the run resumes: which weights were scored was nowhere.
+    """
+    ckpt = next((trained_run / "checkpoints").glob("best-*.ckpt" if checkpoint == "best" else checkpoint))
+    held = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert held["global_step"] > 0
+    cli = HWCLI(args=[
+        stage, "--ckpt_path", str(ckpt), f"--trainer.limit_{'val' if stage == 'validate' else 'test'}_batches", "2",
+        "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled",
+    ])
+    assert f"Evaluation directory: {cli.run_dir} (weights: {ckpt}; epoch {held['epoch']}, step {held['global_step']})" in capsys.readouterr().out
+    (row,) = csv.DictReader((cli.run_dir / "metrics.csv").open())
+    assert (int(row["epoch"]), int(row["step"])) == (held["epoch"], held["global_step"])
+    assert yaml.safe_load((cli.run_dir / f"config-{stage}.yaml").read_text())["ckpt_path"] == str(ckpt)

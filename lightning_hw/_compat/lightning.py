@@ -88,6 +88,16 @@ def batches_that_stepped(trainer: Trainer) -> int:
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)  # noqa: SLF001
 
 
+def set_logged_position(trainer: Trainer, epoch: int, step: int) -> None:
+    """Set the epoch and step Lightning writes into logged rows (``epoch``, ``step``, W&B's ``trainer/global_step``).
+
+    For an evaluation of a checkpoint: ``validate``/``test`` restore only the weights, so the
+    counters would stay 0.
+    """
+    trainer.fit_loop.epoch_progress.current.completed = epoch
+    trainer.fit_loop.epoch_loop._batches_that_stepped = step  # noqa: SLF001
+
+
 def epoch_results(trainer: Trainer) -> Any:
     """The running sums of ``self.log(..., on_epoch=True)`` in the training epoch (not checkpointed by Lightning)."""
     return trainer.fit_loop.epoch_loop._results  # noqa: SLF001

@@ -52,6 +52,8 @@ def log_figure(trainer: Trainer, name: str, fig: Figure, caption: str | None = N
     Returns:
         The path of the PNG.
     """
+    from lightning_hw._compat.lightning import batches_that_stepped
+
     path = run_directory(trainer) / f"{name}.png"
     if trainer.is_global_zero:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,8 @@ def log_figure(trainer: Trainer, name: str, fig: Figure, caption: str | None = N
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(
-                    key=f"plots/{name}", images=[str(path)], step=trainer.global_step,
+                    key=f"plots/{name}", images=[str(path)],
+                    step=batches_that_stepped(trainer),  # the step of the metric rows (an evaluation's: its checkpoint's)
                     **({"caption": [caption]} if caption else {}),
                 )
     import matplotlib.pyplot as plt

@@ -42,6 +42,7 @@ from lightning_hw.checkpoints import (
     SafeCheckpointIO,
     check_ckpt_path,
     check_fits,
+    checkpoint_position,
     load_checkpoint,
     mismatch_message,
     replaced_settings,
@@ -348,15 +349,23 @@ class HWCLI(CLIHooks):
             settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
         )
         model_section = self._config_section("model")
+        weights_only = chosen.get("weights_only") is not False
+        checkpoint = None  # loaded once here for every check; Lightning loads it again to restore
         if run.ckpt_path and Path(run.ckpt_path).is_file():
+            checkpoint = self._checkpoint(run.ckpt_path, weights_only)
             check_fits(
                 run.ckpt_path,
                 self.model,
                 model_section,
-                weights_only=chosen.get("weights_only") is not False,
+                weights_only=weights_only,
                 data_section=self._config_section("data"),
+                checkpoint=checkpoint,
             )
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
+        if run.mode == "evaluate":
+            # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.
+            self.config[self.subcommand].ckpt_path = run.ckpt_path
+            run.scored = checkpoint_position(checkpoint) if checkpoint is not None else None
         if self.subcommand != "fit":
             filter_evaluation_warnings()
         # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
@@ -367,8 +376,9 @@ class HWCLI(CLIHooks):
         if message:
             print(message)
         self._check_data()
-        if self.subcommand != "fit" and run.ckpt_path and Path(run.ckpt_path).is_file():
-            self._take_other_datamodule_preprocessing(run.ckpt_path, chosen.get("weights_only") is not False)
+        if self.subcommand != "fit" and checkpoint is not None:
+            self._take_other_datamodule_preprocessing(checkpoint)
+        del checkpoint  # a big model's state (optimizer included) is not kept for the whole run
         self.run = run
         run.open()
         self.run_dir = run.directory
@@ -438,7 +448,13 @@ class HWCLI(CLIHooks):
                 message += f"; {NO_GPU_ADVICE}"
             raise ConfigError(f"invalid trainer settings: {message}") from err
 
-    def _take_other_datamodule_preprocessing(self, ckpt_path: str, weights_only: bool) -> None:
+    def _checkpoint(self, ckpt_path: str, weights_only: bool) -> dict[str, Any]:
+        """The checkpoint's contents: those read for its task settings, else loaded now."""
+        if self._hparams_from is not None and self._hparams_from[0] == ckpt_path:
+            return self._hparams_from[1]
+        return load_checkpoint(ckpt_path, weights_only=weights_only)
+
+    def _take_other_datamodule_preprocessing(self, checkpoint: dict[str, Any]) -> None:
         """Prepare inputs as in training when the checkpoint was trained with another datamodule class.
 
         Lightning restores only the state saved under the datamodule's own class name (it does
@@ -451,10 +467,6 @@ class HWCLI(CLIHooks):
         datamodule = self.datamodule
         if not isinstance(datamodule, SplitDataModule):
             return
-        if self._hparams_from is not None and self._hparams_from[0] == ckpt_path:
-            checkpoint = self._hparams_from[1]  # loaded once already
-        else:
-            checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
         if type(datamodule).__qualname__ in checkpoint:
             return
         state = recorded_data_state(checkpoint, datamodule)
@@ -504,8 +516,11 @@ class HWCLI(CLIHooks):
         run = self.run
         if run.note:
             _say(run.note)
-        if run.mode != "scratch":
-            _say(f"{'Evaluation' if run.mode == 'evaluate' else 'Run'} directory: {run.directory}")
+        if run.mode == "evaluate":
+            scored = f"; epoch {run.scored[0]}, step {run.scored[1]}" if run.scored is not None else ""
+            _say(f"Evaluation directory: {run.directory} (weights: {run.ckpt_path or 'untrained'}{scored})")
+        elif run.mode != "scratch":
+            _say(f"Run directory: {run.directory}")
         if run.mode == "resume" and run.ckpt_path and not is_verbose():  # Lightning says it with --verbose
             _say(f"Restoring states from the checkpoint path at {run.ckpt_path}")
         try:

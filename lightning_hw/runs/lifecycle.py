@@ -79,6 +79,8 @@ class Run:
         note: a sentence for the user about a choice made (e.g. a resume that starts afresh).
         unique: the directory's name is this command's own choice (a timestamp): should another
             command take it first, :meth:`open` moves on to ``<name>-1``, ``<name>-2``...
+        scored: an evaluation's checkpoint position, ``(epoch, global_step)`` as the checkpoint
+            holds them: its rows are logged there, not at epoch 0, step 0.
     """
 
     settings: RunConfig
@@ -91,6 +93,7 @@ class Run:
     ckpt_path: str | None = None
     note: str | None = None
     unique: bool = False
+    scored: tuple[int, int] | None = None
     committed: bool = False
     testing_after_fit: bool = False
     _opened: bool = False
@@ -378,6 +381,23 @@ class RunRecord(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.run.commit(trainer)  # a resumed run that had already finished trains no step
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._log_at_checkpoint(trainer)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._log_at_checkpoint(trainer)
+
+    def _log_at_checkpoint(self, trainer: Trainer) -> None:
+        """An evaluation's rows (metrics.csv, W&B) name the epoch and step of the weights they score.
+
+        Lightning restores those counters only for ``fit``, so every evaluation was recorded
+        at epoch 0, step 0, whichever checkpoint it scored.
+        """
+        if self.run.mode == "evaluate" and self.run.scored is not None:
+            from lightning_hw._compat.lightning import set_logged_position
+
+            set_logged_position(trainer, *self.run.scored)
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["lightning_hw"] = {
