@@ -95,3 +95,29 @@ def test_the_cache_stays_off_when_features_would_change(folder, tmp_path, freeze
     assert f"FeatureCache: off, {reason}" in caplog.text or reason in caplog.text
     assert cache.events == {} and not (tmp_path / "cache").exists()
     assert calls > 4  # the backbone ran on images every epoch
+
+
+def test_a_cached_run_logs_the_metrics_of_the_run_without_the_cache(workdir):
+    """The cache only saves time: the head trains on the batches the datamodule would have drawn."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO, tiny_run_args
+
+    (workdir / "no_cache.yaml").write_text(
+        "trainer:\n  callbacks:\n    - class_path: lightning_hw.callbacks.feature_cache.FeatureCache\n"
+        "      init_args:\n        enabled: false\n"
+    )
+    env = {**os.environ, "LIGHTNING_HW_CACHE": str(workdir / "cache")}
+    metrics = {}
+    for name, extra in {"cached": [], "images": ["--config", str(workdir / "no_cache.yaml")]}.items():
+        args = tiny_run_args(
+            "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", *extra, "--trainer.max_epochs", "2",
+            "--trainer.limit_train_batches", "1.0", "--data.init_args.image_size", "32", "--run.name", name,
+        )
+        done = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics[name] = (workdir / "runs" / "transfer_demo" / name / "metrics.csv").read_text()
+    assert len(list((workdir / "cache").rglob("resnet18-train-*.pt"))) == 1  # the first run did use the cache
+    assert metrics["cached"] == metrics["images"]

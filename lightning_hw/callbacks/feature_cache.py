@@ -21,8 +21,10 @@ label), of the backbone (model name, architecture and every weight) and of the t
 precision. So any change of data files, split, transform (size, interpolation, mean/std,
 crop) or weights gives another key and the features are recomputed, while a rerun reads
 them back after one cheap pass over the inputs (no backbone). Cached samples are stored
-in a canonical order (sorted by their digest), so training from the cache does not depend
-on the order in which the samples were first read.
+in a canonical order (sorted by their digest), so a file serves whatever order the samples
+are read in; a run gets them back in its datamodule's order and trains on the batches the
+datamodule's own training order draws, so its metrics are those of the same run without
+the cache.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from lightning_hw.callbacks.finetuning import FreezeBackbone
 from lightning_hw.data.base import TensorBatchLoader
+from lightning_hw.data.epoch_order import OrderedLoader
 
 #: datamodule hooks replaced while the run trains on cached features. Not predict's: its CSV
 #: names each row after the loader's sample in order (the cache is in digest order), and
@@ -88,8 +92,10 @@ class FeatureCache(Callback):
             or ``~/.cache/lightning-hw/features``); delete it to free the space.
         enabled: set ``false`` to train on images even when the cache could be used
             (e.g. for the benchmark).
-        shuffle_seed: seed of the training order over the cached features (default:
-            drawn from the global seed, so ``seed_everything`` runs repeat).
+        shuffle_seed: seed of the training order over the cached features (default: the
+            datamodule's own training order, so the run trains on the batches it would
+            without the cache; a datamodule whose loader has no such order draws the seed
+            from the global seed, so ``seed_everything`` runs repeat).
     """
 
     def __init__(self, cache_dir: str | None = None, enabled: bool = True, shuffle_seed: int | None = None) -> None:
@@ -100,8 +106,6 @@ class FeatureCache(Callback):
         #: per split: "hit" (read from disk) or "computed"; for tests and the benchmark
         self.events: dict[str, str] = {}
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        #: per split: the datamodule's position of every cached row (the cache is in digest order)
-        self.source_positions: dict[str, torch.Tensor] = {}
         self._originals: dict[str, Any] = {}
         self._train_loader: TensorBatchLoader | None = None
         self._fingerprint: str | None = None
@@ -145,7 +149,6 @@ class FeatureCache(Callback):
             return
         datamodule = trainer.datamodule
         self._features = {}
-        self.source_positions = {}
         self._train_loader = None
         self._originals = {}
         self._fingerprint = None
@@ -180,27 +183,40 @@ class FeatureCache(Callback):
                 batch_size = getattr(source, "eval_batch_size", None) or getattr(source, "batch_size", 64)
                 return TensorBatchLoader((features, labels), batch_size=batch_size)
             if self._train_loader is None:  # one loader per run: its generator carries the order
-                seed = self.shuffle_seed
-                if seed is None:
-                    seed = int(torch.randint(0, 2**62, ()).item())
-                self._train_loader = TensorBatchLoader(
-                    (features, labels), batch_size=getattr(source, "batch_size", 64), shuffle=True,
-                    generator=torch.Generator().manual_seed(seed),
-                )
+                own = self._originals["train_dataloader"]()
+                if self.shuffle_seed is None and isinstance(own, OrderedLoader):
+                    # The datamodule's order (its generator as it stands, before its first epoch):
+                    # the same batches, so the same metrics, as the run without the cache.
+                    order = own.order
+                    generator = torch.Generator()
+                    generator.set_state(order.generator.get_state())
+                    self._train_loader = TensorBatchLoader(
+                        (features, labels), batch_size=order.batch_size, shuffle=order.shuffle,
+                        drop_last=order.drop_last, generator=generator,
+                    )
+                else:
+                    seed = self.shuffle_seed
+                    if seed is None:
+                        seed = int(torch.randint(0, 2**62, ()).item())
+                    self._train_loader = TensorBatchLoader(
+                        (features, labels), batch_size=getattr(source, "batch_size", 64), shuffle=True,
+                        generator=torch.Generator().manual_seed(seed),
+                    )
             return self._train_loader
 
         return loader
 
     def _source_batches(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The split's model inputs and labels, exactly as the datamodule would feed them."""
+        """The split's model inputs and labels, exactly as the datamodule would feed them, in its order."""
         datamodule = trainer.datamodule
         loader = self._originals[f"{split}_dataloader"]()
         before, after = (self._originals[h] for h in BATCH_HOOKS)
-        for batch in loader:
-            batch = before(batch, 0)
-            batch = datamodule.transfer_batch_to_device(batch, pl_module.device, 0)
-            x, y = after(batch, 0)[:2]
-            yield x, y
+        with _in_stored_order(loader):
+            for batch in loader:
+                batch = before(batch, 0)
+                batch = datamodule.transfer_batch_to_device(batch, pl_module.device, 0)
+                x, y = after(batch, 0)[:2]
+                yield x, y
 
     def _split_features(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if split in self._features:
@@ -234,10 +250,11 @@ class FeatureCache(Callback):
                 f"FeatureCache: {split} features {tuple(features.shape)} computed in "
                 f"{time.perf_counter() - start:.1f} s, saved to {path}"
             )
+        # Row r of the file is sample order[r] of the split: back to the datamodule's order, so
+        # that batches (and callbacks that show single test samples) are those of a run without it.
+        in_split_order = torch.tensor(order, dtype=torch.long).argsort()
+        features, labels = features[in_split_order], labels[in_split_order]
         self._features[split] = (features, labels)
-        # Row r of the cache is sample order[r] of the datamodule's split: how callbacks that show
-        # single test samples (top losses) find their images. _compute sorts by the same digests.
-        self.source_positions[split] = torch.tensor(order, dtype=torch.long)
         return features, labels
 
     def _sample_digests(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterable[str]:
@@ -279,6 +296,27 @@ def _read_cache_file(path: Path, rows: int) -> tuple[torch.Tensor, torch.Tensor]
         rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); computing its features again")
         return None
     return features, labels
+
+
+@contextmanager
+def _in_stored_order(loader: Any) -> Iterator[None]:
+    """Let ``loader`` be read once in its data set's order, its training order left as it was.
+
+    The datamodule's training loader (:class:`OrderedLoader`) is shuffled; reading it for
+    the cache must neither reorder the samples nor advance the order that the cached
+    loader then takes over. Other loaders are read as they are.
+    """
+    if not isinstance(loader, OrderedLoader):
+        yield
+        return
+    order = loader.order
+    state, shuffle = order.state_dict(), order.shuffle
+    order.shuffle = False
+    try:
+        yield
+    finally:
+        order.shuffle = shuffle
+        order.load_state_dict(state)
 
 
 def _pass_through(batch: Any, dataloader_idx: int) -> Any:

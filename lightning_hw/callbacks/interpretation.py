@@ -114,17 +114,11 @@ class _TestSamples(Callback):
         self.top = RunningTop(num_samples)
         self._seen = 0
         self._unsupported: str | None = None
-        self._source: torch.Tensor | None = None
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.top.reset()
         self._seen = 0
         self._unsupported = None
-        # A FeatureCache serving the test split (it built the loader by now) gives its rows in its own order.
-        self._source = None
-        for callback in trainer.callbacks:
-            if getattr(callback, "active", False) and "test" in getattr(callback, "source_positions", {}):
-                self._source = callback.source_positions["test"].to(pl_module.device)
 
     def on_test_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -145,14 +139,13 @@ class _TestSamples(Callback):
 
         Test loaders are not shuffled; across processes sample ``i`` of process ``r`` is
         sample ``i * world_size + r`` (Lightning's ``DistributedSampler`` and
-        :class:`~lightning_hw.data.base.TensorBatchLoader` both deal them out so). Rows
-        served by a :class:`~lightning_hw.callbacks.feature_cache.FeatureCache` are mapped
-        back to the samples they came from.
+        :class:`~lightning_hw.data.base.TensorBatchLoader` both deal them out so), and a
+        :class:`~lightning_hw.callbacks.feature_cache.FeatureCache` serves its rows in that order.
         """
         local = torch.arange(self._seen, self._seen + n, device=device)
         self._seen += n
         positions = local * trainer.world_size + trainer.global_rank
-        return self._source.to(device)[positions] if self._source is not None else positions
+        return positions
 
     def raw_inputs(self, trainer: Trainer, positions: torch.Tensor) -> torch.Tensor | None:
         """The stored test samples at ``positions`` (images as decoded, table rows as read), or ``None``."""
