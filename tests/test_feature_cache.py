@@ -121,3 +121,19 @@ def test_a_cached_run_logs_the_metrics_of_the_run_without_the_cache(workdir):
         metrics[name] = (workdir / "runs" / "transfer_demo" / name / "metrics.csv").read_text()
     assert len(list((workdir / "cache").rglob("resnet18-train-*.pt"))) == 1  # the first run did use the cache
     assert metrics["cached"] == metrics["images"]
+
+
+def test_two_runs_writing_the_same_features_at_once_both_finish(folder, tmp_path, monkeypatch):
+    """Another run computing the same features saves them while this one is still writing its file."""
+    save = torch.save
+
+    def save_while_another_run_saves(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)
+        monkeypatch.setattr(torch, "save", save)
+        fit(folder, tmp_path / "cache", epochs=1)  # the other run, from its start to its end, before this write is done
+    monkeypatch.setattr(torch, "save", save_while_another_run_saves)
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1)
+    assert cache.events["train"] == "computed"  # (its validation features were the other run's by then)
+    _, _, again, _ = fit(folder, tmp_path / "cache", epochs=1)
+    assert again.events == {"train": "hit", "val": "hit"}  # whole files, read back without a warning
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".pt", ".pt"]  # no temporary file left

@@ -42,6 +42,7 @@ import torch
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
+from lightning_hw.atomic import atomic_open
 from lightning_hw.callbacks.finetuning import FreezeBackbone
 from lightning_hw.data.base import TensorBatchLoader
 from lightning_hw.data.epoch_order import OrderedLoader
@@ -241,10 +242,10 @@ class FeatureCache(Callback):
         else:
             start = time.perf_counter()
             features, labels = self._compute(trainer, pl_module, split)
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".tmp")
-            torch.save({"features": features, "labels": labels, "split": split}, partial)
-            partial.replace(path)  # atomic: an interrupted run never leaves a truncated cache file
+            # A temporary file of its own, renamed when whole: another run writing the same features
+            # at once, or an interrupted write, never leaves a mixed or truncated cache file.
+            with atomic_open(path, "wb") as file:
+                torch.save({"features": features, "labels": labels, "split": split}, file)
             self.events[split] = "computed"
             rank_zero_info(
                 f"FeatureCache: {split} features {tuple(features.shape)} computed in "
