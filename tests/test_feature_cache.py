@@ -137,3 +137,23 @@ def test_two_runs_writing_the_same_features_at_once_both_finish(folder, tmp_path
     _, _, again, _ = fit(folder, tmp_path / "cache", epochs=1)
     assert again.events == {"train": "hit", "val": "hit"}  # whole files, read back without a warning
     assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".pt", ".pt"]  # no temporary file left
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_line_before_training(workdir):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO, tiny_run_args
+
+    (workdir / "cache").write_text("a file where the cache folder should be")
+    args = tiny_run_args("fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32")
+    env = {**os.environ, "LIGHTNING_HW_CACHE": str(workdir / "cache")}
+    done = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: FeatureCache cannot store features in {workdir / 'cache' / 'features'} (Not a directory); set "
+        "LIGHTNING_HW_CACHE (or the callback's cache_dir) to a folder you can write, or turn the cache off with its enabled: false"
+    ]
+    assert "Traceback" not in done.stderr and not list((workdir / "runs").rglob("*.ckpt"))

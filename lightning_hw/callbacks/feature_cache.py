@@ -29,6 +29,7 @@ the cache.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -46,6 +47,7 @@ from lightning_hw.atomic import atomic_open
 from lightning_hw.callbacks.finetuning import FreezeBackbone
 from lightning_hw.data.base import TensorBatchLoader
 from lightning_hw.data.epoch_order import OrderedLoader
+from lightning_hw.errors import ConfigError
 
 #: datamodule hooks replaced while the run trains on cached features. Not predict's: its CSV
 #: names each row after the loader's sample in order (the cache is in digest order), and
@@ -148,6 +150,7 @@ class FeatureCache(Callback):
             if stage in LOADERS:
                 rank_zero_info(f"FeatureCache: off, {reason}.")
             return
+        self._check_cache_dir()
         datamodule = trainer.datamodule
         self._features = {}
         self._train_loader = None
@@ -159,6 +162,19 @@ class FeatureCache(Callback):
             self._override(datamodule, hook, _pass_through)
         pl_module.net.input_is_features = True
         self.active = True
+
+    def _check_cache_dir(self) -> None:
+        """Refuse, before any feature is computed, a cache folder that cannot be written."""
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.cache_dir, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable")
+        except OSError as error:
+            raise ConfigError(
+                f"FeatureCache cannot store features in {self.cache_dir} ({error.strerror or error})",
+                "set LIGHTNING_HW_CACHE (or the callback's cache_dir) to a folder you can write, "
+                "or turn the cache off with its enabled: false",
+            ) from None
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not self.active:
