@@ -28,6 +28,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", newline: str | None = 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file private (0600); the file it becomes gets the permissions a plain
+        # open() would give it, so that others sharing a run folder or a feature cache can read it.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": newline})) as file:
             yield file
             file.flush()
@@ -37,6 +40,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", newline: str | None = 
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:

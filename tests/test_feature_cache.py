@@ -121,6 +121,11 @@ def test_a_cached_run_logs_the_metrics_of_the_run_without_the_cache(workdir):
         metrics[name] = (workdir / "runs" / "transfer_demo" / name / "metrics.csv").read_text()
     assert len(list((workdir / "cache").rglob("resnet18-train-*.pt"))) == 1  # the first run did use the cache
     assert metrics["cached"] == metrics["images"]
+    # Written as a plain open() would write them (not mkstemp's private 0600): a shared cache is readable.
+    umask = os.umask(0)
+    os.umask(umask)
+    written = [*(workdir / "cache").rglob("*.pt"), workdir / "runs" / "transfer_demo" / "cached" / "config.yaml"]
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(0o666 & ~umask)}
 
 
 def test_two_runs_writing_the_same_features_at_once_both_finish(folder, tmp_path, monkeypatch):
