@@ -43,6 +43,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", newline: str | None = 
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (``/proc/self/status``).
+
+    Setting and restoring it (the portable way) leaves a moment in which a file created by
+    another thread (W&B's, a loader's) gets no umask at all.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
