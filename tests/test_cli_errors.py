@@ -190,6 +190,17 @@ class NoArgs(torch.nn.Module):
 '''
 
 
+
+def fit_with_modules_in(folder: Path, config: dict) -> subprocess.CompletedProcess:
+    """``fit`` on ``config`` as a subprocess in ``folder``, whose Python modules it can import (a user's own classes)."""
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "fit", "--config", "config.yaml", "--run.wandb", "disabled"],
+        capture_output=True, text=True, cwd=folder,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))},
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("net", "expected"),
     [
@@ -208,12 +219,7 @@ def test_a_net_without_input_shape_and_num_outputs_is_one_line(tmp_path, net, ex
         "model": {"class_path": "Classifier", "init_args": {"net": net}},
         "data": {"class_path": "TwoMoons", "init_args": {"n_samples": 40}},
     }
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_hw", "fit", "--config", "bad.yaml", "--run.wandb", "disabled"],
-        capture_output=True, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
-    )  # fmt: skip
+    result = fit_with_modules_in(tmp_path, config)
     name = expected.split("(")[0]
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
@@ -251,12 +257,7 @@ def test_a_datamodule_without_a_linked_size_is_one_line(tmp_path):
         "model": {"class_path": "Classifier", "init_args": {"net": {"class_path": "lightning_hw.nets.mlp.MLP"}}},
         "data": {"class_path": "shapeless.Shapeless"},
     }
-    (tmp_path / "shapeless.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_hw", "fit", "--config", "shapeless.yaml", "--run.wandb", "disabled"],
-        capture_output=True, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
-    )  # fmt: skip
+    result = fit_with_modules_in(tmp_path, config)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
         "error: datamodule Shapeless does not implement input_shape (NotImplementedError), which the task Classifier "
