@@ -191,6 +191,19 @@ def test_write_into_a_runs_directory_is_refused_even_with_overwrite(tmp_path, ta
     assert [p.name for p in (tmp_path / "runs" / "quickstart").iterdir()] == ["r"]  # no sweep ran
 
 
+@pytest.mark.parametrize("target", ["configs/lr.yaml", "config.yaml"])
+def test_write_beside_a_projects_own_config_is_not_taken_for_a_run(tmp_path, monkeypatch, target):
+    # A folder with a config.yaml (or a metrics.csv) of its own is no run: --write below it, or
+    # --overwrite of that config.yaml, was refused as "inside ., a run".
+    from lightning_hw.tuning.lr_find_command import check_write_target
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    (tmp_path / "configs" / "metrics.csv").write_text("")
+    monkeypatch.chdir(tmp_path)
+    check_write_target(Path(target), overwrite=True)  # no ConfigError
+
+
 def test_overwrite_replaces_an_existing_write_target(tmp_path):
     target = tmp_path / "mine.yaml"
     target.write_text("# my config\n")

@@ -41,6 +41,21 @@ def holds_record(directory: Path) -> bool:
     return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
 
 
+def is_run_record(directory: Path) -> bool:
+    """Whether ``directory`` is a run's record, by evidence only a run leaves (stricter than :func:`holds_record`).
+
+    :func:`holds_record` takes any one of its files as a run, which suits refusing to start a
+    run there, but a project folder with a ``config.yaml`` or a ``metrics.csv`` of its own is
+    no run: a run has its ``status.json``, a checkpoint, or both a config and metrics.
+    """
+    if (directory / STATUS_FILE).is_file():
+        return True
+    if (directory / CONFIG_FILE).is_file() and (directory / METRICS_FILE).is_file():
+        return True
+    checkpoints = directory / CHECKPOINT_DIR
+    return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
+
+
 def make_unique_dir(parent: Path, base: str) -> Path:
     """Create ``parent/base``, or ``base-1``, ``base-2``... when taken: never an existing directory
     (``mkdir`` without ``exist_ok`` is the check, so two processes cannot get the same one)."""

@@ -123,12 +123,16 @@ def check_write_target(path: Path, overwrite: bool) -> None:
 
 
 def recorded_directory(path: Path) -> Path | None:
-    """The run (or lr-find sweep) directory that ``path`` lies in, if any (its files are its record)."""
-    from lightning_hw.runs.files import holds_record
+    """The run (or lr-find sweep) directory that ``path`` lies in, if any (its files are its record).
+
+    A folder above it with a ``config.yaml`` of its own (a project's) is no run: see
+    :func:`~lightning_hw.runs.files.is_run_record`.
+    """
+    from lightning_hw.runs.files import is_run_record
 
     target = path.absolute()
     for directory in target.parents:
-        if holds_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
+        if is_run_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
             return Path(os.path.relpath(directory)) if not path.is_absolute() else directory
     return None
 
