@@ -265,3 +265,13 @@ def test_a_datamodule_without_a_linked_size_is_one_line(tmp_path):
         "(plugins/README.md, section 3)"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_projects_own_config_yaml_is_not_called_a_run_trained_with_a_mistyped_class(tmp_path):
+    # The renamed-class advice ("the run X was trained with it") is for a run's saved config.yaml;
+    # any file called config.yaml got it, for a class that was merely mistyped.
+    (tmp_path / "config.yaml").write_text("model: {}\n")
+    args = ["fit", "--config", str(tmp_path / "config.yaml")]
+    assert cli._run_words(args) is None
+    (tmp_path / "metrics.csv").write_text("epoch\n0\n")  # a run's record: config and metrics
+    assert cli._run_words(args) == f"the run {tmp_path}"

@@ -55,7 +55,7 @@ from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, ru
 from lightning_hw.errors import ConfigError, UserError, user_error_in
 from lightning_hw.precision import NO_GPU_ADVICE
 from lightning_hw.runs.config import monitor_mode
-from lightning_hw.runs.files import CONFIG_FILE, holds_record
+from lightning_hw.runs.files import CONFIG_FILE, is_run_record
 from lightning_hw.runs import (
     WATCH,
     GracefulStop,
@@ -613,7 +613,7 @@ def _test_summary(logged: dict[str, Any]) -> str:
 def _run_words(args: list[str]) -> str | None:
     """``the run runs/<group>/<name>`` whose recorded ``config.yaml`` the command line reads, if any."""
     runs = [Path(path).parent for _, path in config_arguments(args) if Path(path).name == CONFIG_FILE]
-    run = next((run for run in runs if holds_record(run)), None)
+    run = next((run for run in runs if is_run_record(run)), None)  # not a project's own config.yaml
     return f"the run {run}" if run is not None else None
 
 
