@@ -66,6 +66,19 @@ def test_evaluating_a_named_run_needs_its_weights(tmp_path, trained, stage):
     assert planned.directory.parent == trained / "eval" and planned.directory.name.startswith(f"{stage}-")
 
 
+def test_a_link_to_a_named_runs_own_checkpoint_is_that_runs_evaluation(tmp_path, trained):
+    # A link (best.ckpt -> runs/.../checkpoints/best-...) is the run's checkpoint, not one from outside;
+    # a copy of it is not (it could have been replaced by any model since).
+    named = settings(tmp_path, group="quickstart", name="r1")
+    link = tmp_path / "best.ckpt"
+    link.symlink_to(trained / "checkpoints" / "best-epoch001.ckpt")
+    planned = plan_run(named, "test", ["config.yaml"], str(link))
+    assert planned.directory.parent == trained / "eval" and planned.ckpt_path == str(link)
+    (tmp_path / "copy.ckpt").write_bytes(b"best")
+    with pytest.raises(ConfigError, match="is not a checkpoint of run"):
+        plan_run(named, "test", ["config.yaml"], str(tmp_path / "copy.ckpt"))
+
+
 def test_fast_dev_run_refuses_a_checkpoint(tmp_path, trained):
     with pytest.raises(ConfigError, match="fast_dev_run tries the code .* drop --ckpt_path"):
         plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last", fast_dev_run=True)

@@ -504,13 +504,16 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
             )
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is None and ckpt_path and settings.name and inherited is None and holds_record(root / group / settings.name):
-        # A checkpoint from outside the run (another model, a copy) would have its scores filed as that run's.
+        # A checkpoint from outside the run (another model, a copy) would have its scores filed as that run's;
+        # a link to one of the run's own checkpoints is the run's.
         named = root / group / settings.name
-        raise ConfigError(
-            f"{ckpt_path} is not a checkpoint of run {named}, so its scores cannot be filed under that run; give one of "
-            f"the run's checkpoints (--ckpt_path last, or {named / CHECKPOINT_DIR}/<file>.ckpt), or evaluate it under "
-            "another --run.name"
-        )
+        linked_run = run_of_checkpoint(Path(ckpt_path).resolve())
+        if linked_run is None or linked_run != named.resolve():
+            raise ConfigError(
+                f"{ckpt_path} is not a checkpoint of run {named}, so its scores cannot be filed under that run; give one "
+                f"of the run's checkpoints (--ckpt_path last, or {named / CHECKPOINT_DIR}/<file>.ckpt), or evaluate it "
+                "under another --run.name"
+            )
     if ckpt_run is not None:
         base, group, name = ckpt_run, ckpt_run.parent.name, ckpt_run.name
     elif settings.name:
