@@ -94,6 +94,22 @@ def test_form_option_is_not_accepted(tiny_args, explained):
     assert line.startswith("error: Classifier has no option 'hed'; did you mean head? (accepted: "), f"{JSONARGPARSE}: {line}"
 
 
+@pytest.mark.parametrize("option", ["input_shape", "num_outputs", "hiden"])
+def test_a_nets_sizes_set_in_its_init_args_are_not_called_an_unfit_net(tiny_args, explained, option):
+    # MLP takes (input_shape, num_outputs) first and is a fine net; setting one of them was answered
+    # "MLP cannot be a net", and a typo's listing offered both as accepted options.
+    _, line = explained(tiny_args("fit", f"--model.init_args.net.init_args.{option}", "3"))
+    assert "cannot be a net" not in line, line
+    if option == "hiden":
+        assert line == (
+            "error: MLP has no option 'hiden'; did you mean hidden? (accepted: hidden, activation, dropout, "
+            "batch_norm, l1, l2)"
+        ), JSONARGPARSE
+    else:
+        assert line.startswith(f"error: MLP's {option} is not set in its init_args: the task gives it"), line
+        assert line.endswith(f"; remove {option}"), line
+
+
 def test_form_expected_a_dot_import_path(tiny_args, explained):
     message, line = explained(tiny_args("fit", "--optimizer", "Adamm"))
     assert_form(r'Parser key "([^"]+)"', message)

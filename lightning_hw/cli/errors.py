@@ -147,13 +147,21 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         class_path = inner.group(1) if inner else (outer[-1] if outer else "")
         accepted = _class_options(class_path) if class_path else []
         cls = class_path.rsplit(".", 1)[-1] or "the class"
-        if name in accepted and "expects a function or a callable class" in line:
+        if "expects a function or a callable class" in line:
             # A factory (a net: NetFactory) is called with the sizes as its first arguments, so
             # jsonargparse takes the class's first parameters for them and refuses them in init_args.
-            return (
-                f"{cls} cannot be a net: the task calls it as {cls}(input_shape, num_outputs, ...), so its first two "
-                f"init parameters must be input_shape and num_outputs ({cls}({', '.join(accepted)}))"
-            )
+            sizes, options = accepted[:2], accepted[2:]
+            if name in sizes and name in ("input_shape", "num_outputs"):
+                return (
+                    f"{cls}'s {name} is not set in its init_args: the task gives it, calling {cls}(input_shape, "
+                    f"num_outputs, ...) with the data's input shape and its output head's size; remove {name}"
+                )
+            if name in sizes:
+                return (
+                    f"{cls} cannot be a net: the task calls it as {cls}(input_shape, num_outputs, ...), so its first "
+                    f"two init parameters must be input_shape and num_outputs ({cls}({', '.join(accepted)}))"
+                )
+            accepted = options
         listing = f" (accepted: {', '.join(accepted)})" if accepted else ""
         return f"{cls} has no option '{name}'{_suggest(name, accepted)}{listing}"
 
