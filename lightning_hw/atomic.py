@@ -30,7 +30,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", newline: str | None = 
     try:
         # mkstemp makes the file private (0600); the file it becomes gets the permissions a plain
         # open() would give it, so that others sharing a run folder or a feature cache can read it.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": newline})) as file:
             yield file
             file.flush()
@@ -42,7 +42,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", newline: str | None = 
     _fsync_directory(target.parent)
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask, read without changing it where Linux says it (``/proc/self/status``).
 
     Setting and restoring it (the portable way) leaves a moment in which a file created by

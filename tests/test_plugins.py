@@ -463,6 +463,24 @@ def test_new_plugin_fills_an_empty_folder_and_a_new_one(workdir):
     assert [p.name for p in (workdir / "new" / "sub").iterdir()] == ["other"]
 
 
+def test_new_plugin_gives_its_folder_the_usual_mode_without_setting_the_umask(tmp_path, monkeypatch):
+    # mkdtemp's folder is private (0700); its mode is taken from the umask, read as atomic_open reads
+    # it: setting and restoring it let another thread's files be created with none in between.
+    import os
+
+    from lightning_hw.atomic import current_umask
+    from lightning_hw.scaffold.new_plugin import write_plugin
+
+    mask = current_umask()
+
+    def no_umask(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    root, _ = write_plugin("mode-check", tmp_path)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~mask
+
+
 @pytest.mark.slow
 def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
     name = "hw-scaffold-selftest"

@@ -13,7 +13,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import keyword
-import os
 import re
 import shutil
 import sys
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from lightning_hw.atomic import current_umask
 from lightning_hw.errors import ConfigError, UserError
 from lightning_hw.scaffold.templates import FILES
 
@@ -113,7 +113,7 @@ def write_plugin(name: str, parent: Path) -> tuple[Path, PluginNames]:
                 path = staging / Template(relative).substitute(values)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(Template(text).substitute(values))
-            staging.chmod(0o777 & ~_umask())
+            staging.chmod(0o777 & ~current_umask())  # mkdtemp's is private (0700)
             staging.replace(root)  # an empty directory at root is replaced too
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -121,13 +121,6 @@ def write_plugin(name: str, parent: Path) -> tuple[Path, PluginNames]:
     except OSError as err:
         raise ConfigError(f"could not write the plugin to {root}: {err.strerror or err}") from err
     return root, names
-
-
-def _umask() -> int:
-    # mkdtemp makes a private (0700) directory; the package should get the usual permissions.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def new_plugin_main(argv: list[str], debug: bool = False) -> int:
