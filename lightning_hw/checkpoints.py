@@ -294,8 +294,12 @@ def check_fits(
 
 
 def checkpoint_position(checkpoint: dict[str, Any]) -> tuple[int, int] | None:
-    """The ``(epoch, global_step)`` a Lightning checkpoint was taken at (``None`` for a bare weight file)."""
-    epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
+    """The ``(epoch, step)`` a Lightning checkpoint was taken at, as its run's rows count them (``None`` for a bare weight file)."""
+    from lightning_hw._compat.lightning import logged_step
+
+    epoch, step = checkpoint.get("epoch"), logged_step(checkpoint)
+    if step is None:
+        step = checkpoint.get("global_step")
     if isinstance(epoch, int) and isinstance(step, int):
         return epoch, step
     return None

@@ -83,6 +83,17 @@ def epochs_trained(checkpoint: dict[str, Any]) -> int | None:
     return int(processed) if processed is not None else None
 
 
+def logged_step(checkpoint: dict[str, Any]) -> int | None:
+    """The step a checkpoint's run logged its rows at (``None`` for a file without loop state).
+
+    Not ``global_step``, which counts the steps of every optimizer (manual optimization with
+    several optimizers) where the rows count batches that stepped.
+    """
+    state = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    step = state.get("_batches_that_stepped")
+    return int(step) if step is not None else None
+
+
 def batches_that_stepped(trainer: Trainer) -> int:
     """The step Lightning writes into logged rows (optimizer steps so far; restored on resume)."""
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)  # noqa: SLF001

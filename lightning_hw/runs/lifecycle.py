@@ -79,7 +79,7 @@ class Run:
         note: a sentence for the user about a choice made (e.g. a resume that starts afresh).
         unique: the directory's name is this command's own choice (a timestamp): should another
             command take it first, :meth:`open` moves on to ``<name>-1``, ``<name>-2``...
-        scored: an evaluation's checkpoint position, ``(epoch, global_step)`` as the checkpoint
+        scored: an evaluation's checkpoint position, ``(epoch, step)`` as the checkpoint
             holds them: its rows are logged there, not at epoch 0, step 0.
     """
 
