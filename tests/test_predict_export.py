@@ -261,6 +261,35 @@ def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step)
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
 
 
+def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
+    """Once the .onnx and export.json are in place a signal no longer stops it: "nothing was written" would be untrue."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "from lightning_hw.deploy import export\n"
+        "original = export.export_checkpoint\n"
+        "def signalled_once_written(args, written):\n"
+        "    def then():\n        written(); os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.5)\n"
+        "    return original(args, then)\n"
+        "export.export_checkpoint = signalled_once_written\n"
+        "from lightning_hw.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    before = set((trained_run / "eval").glob("export-*"))
+    result = subprocess.run(
+        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SIGTERM: the export is complete; finishing" in result.stderr and "nothing was written" not in result.stderr
+    (directory,) = set((trained_run / "eval").glob("export-*")) - before
+    assert sorted(p.name for p in directory.iterdir()) == ["export.json", "last.onnx"]
+    assert json.loads((directory / "export.json").read_text())["file"] == "last.onnx"
+
+
 @pytest.mark.parametrize("command", ["predict", "test"])
 def test_a_checkpoint_given_before_the_runs_config_is_used(command, trained_run, capsys):
     """The run's saved ``config.yaml`` holds ``ckpt_path: null``; a --config after --ckpt_path must not erase it.

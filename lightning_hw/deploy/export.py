@@ -39,7 +39,7 @@ from torch import nn
 
 from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint, run_config_of
 from lightning_hw.errors import ConfigError, ExportError
-from lightning_hw.runs.files import EVAL_DIR
+from lightning_hw.runs.files import EVAL_DIR, write_atomically
 
 #: the exported file's test metric may differ from PyTorch's by at most this (0.1 point)
 METRIC_TOLERANCE = 1e-3
@@ -307,8 +307,13 @@ def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[i
     }
 
 
-def export_checkpoint(args: Any) -> int:
-    """Export ``args.ckpt_path`` as :mod:`lightning_hw.deploy.export_command` parsed it; returns the exit code."""
+def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> int:
+    """Export ``args.ckpt_path`` as :mod:`lightning_hw.deploy.export_command` parsed it; returns the exit code.
+
+    Args:
+        args: the parsed ``export`` options.
+        written: called once every file is in place (a signal after that must not say "nothing was written").
+    """
     from lightning_hw.data.base import recorded_data_state
     from lightning_hw.data.preprocessing import link_model_preprocessing
 
@@ -350,6 +355,8 @@ def export_checkpoint(args: Any) -> int:
         metadata = describe(task, datamodule, ckpt_path, args.bare, input_shape)
         metadata["test_check"] = {"metric": metric, "pytorch": ours, "onnxruntime": theirs, "samples": scores["samples"]}
         add_metadata(partial, {key: json.dumps(value) for key, value in metadata.items()})  # seconds for a big net
+        if directory is not None:
+            write_atomically(directory / "export.json", json.dumps({"file": output.name, **metadata, "scores": scores}, indent=2))
     except ExportError as err:
         failed = output.with_name(f"{output.stem}.failed.onnx")
         if partial.exists():
@@ -363,9 +370,8 @@ def export_checkpoint(args: Any) -> int:
                 with contextlib.suppress(OSError):
                     directory.parent.rmdir()
         raise
-    partial.replace(output)
-    if directory is not None:
-        (directory / "export.json").write_text(json.dumps({"file": output.name, **metadata, "scores": scores}, indent=2))
+    partial.replace(output)  # the last step: from here the export is complete, whatever stops the process
+    written()
     what = "the bare net, preprocessed input" if args.bare else "raw samples, preprocessing in the graph"
     source = "on the preprocessed samples" if args.bare else "on the raw samples"
     print(f"Exported {output} (ONNX; input 'input' [batch, {', '.join(map(str, input_shape))}]: {what})")

@@ -57,18 +57,20 @@ def main(argv: list[str]) -> int:
         raise ConfigError(explain(str(err), "export", parser)) from None
     from lightning_hw.deploy.export import export_checkpoint  # torch, the task and the data: seconds
 
-    return _stopping_on_sigterm(lambda: export_checkpoint(args))
+    return _stopping_on_sigterm(lambda written: export_checkpoint(args, written))
 
 
-def _stopping_on_sigterm(export: Callable[[], int]) -> int:
+def _stopping_on_sigterm(export: Callable[[Callable[[], None]], int]) -> int:
     """Run ``export`` with SIGTERM taken as Ctrl-C is: it stops, undoes its unfinished files, and says so.
 
     SIGTERM's default action would end the process at once, leaving an empty
     ``eval/export-<time>/`` in the checkpoint's run (and a ``.partial`` file) and no message.
     The exception raised here unwinds through the export's own clean-up, and the CLI prints
-    one line and exits 143.
+    one line and exits 143. Once ``export`` calls the function it is given (its files are all
+    in place), SIGTERM and Ctrl-C are noted and no longer stop it: the export is complete.
     """
     import signal
+    import sys
     import threading
 
     from lightning_hw.runs.interrupts import RunInterrupted
@@ -78,10 +80,19 @@ def _stopping_on_sigterm(export: Callable[[], int]) -> int:
         interrupted.message = "interrupted by SIGTERM: export stopped; nothing was written"
         raise interrupted
 
+    def complete(signum: int, frame: Any) -> None:
+        print(f"\n{signal.Signals(signum).name}: the export is complete; finishing", file=sys.stderr, flush=True)
+
+    def written() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, complete)
+
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        return export()
-    previous = signal.signal(signal.SIGTERM, stop)
+        return export(lambda: None)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, stop)
     try:
-        return export()
+        return export(written)
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
