@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
-from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR
+from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, read_status
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -62,11 +62,13 @@ class Run:
         directory: the run directory.
         curves: metric -> {epoch: value}; when an epoch was logged twice (a resumed run
             repeats the epoch it was interrupted in) the later row wins.
+        status: how the run stands, from its ``status.json`` (see :func:`run_status`).
     """
 
     name: str
     directory: Path
     curves: dict[str, dict[int, float]]
+    status: str = "finished"
 
     @property
     def epochs(self) -> int:
@@ -132,13 +134,28 @@ def _unreadable(path: Path, why: str) -> str:
     return f"{path} cannot be read as a metrics file ({why}); repair it, or leave its run out by naming the other runs"
 
 
+def run_status(directory: Path) -> str:
+    """How a run stands: its ``status.json``'s status (``finished``, ``interrupted``, ``failed``...).
+
+    A run that says ``training`` but whose command no longer holds its lock died without a
+    word (SIGKILL, out of memory): ``died while training``. A run without a status (not
+    written by ``fit``) counts as ``finished``.
+    """
+    from lightning_hw.runs.lifecycle import _live_holder
+
+    status = str(read_status(directory).get("status") or "finished")
+    if status == "training" and _live_holder(directory / LOCK_FILE) is None:
+        return "died while training"
+    return status
+
+
 def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
     """The runs under ``directories`` and the directory their names are relative to."""
     paths = find_runs(directories)
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
     if len(paths) == 1:
         base = base.parent
-    runs = [Run(str(p.resolve().relative_to(base)), p, read_metrics(p / METRICS_FILE)) for p in paths]
+    runs = [Run(str(p.resolve().relative_to(base)), p, read_metrics(p / METRICS_FILE), run_status(p)) for p in paths]
     return runs, base
 
 
@@ -189,6 +206,10 @@ def table(runs: list[Run]) -> tuple[list[str], list[dict[str, Any]]]:
         The column names and one dict per run (values are floats, ints or ``None``).
     """
     columns = ["run", "epochs"]
+    # A run still training or stopped early must not read as a finished one: its "final" values
+    # are those of the epoch it had reached, and its test metrics may be an earlier attempt's.
+    if any(run.status != "finished" for run in runs):
+        columns.append("status")
     names = metric_names(runs)
     for name in names:
         for stage in ("train", "val"):
@@ -199,9 +220,9 @@ def table(runs: list[Run]) -> tuple[list[str], list[dict[str, Any]]]:
             columns.append(f"test/{name}")
     rows = []
     for run in runs:
-        row: dict[str, Any] = {"run": run.name, "epochs": run.epochs}
+        row: dict[str, Any] = {"run": run.name, "epochs": run.epochs, "status": run.status}
         for column in columns[2:]:
-            if column.startswith("best ") and column.endswith(" epoch"):
+            if column == "status" or column.startswith("best ") and column.endswith(" epoch"):
                 continue
             metric = column.removeprefix("best ")
             curve = run.curves.get(metric) or {}
@@ -242,7 +263,7 @@ def repeat_table(
         if match is None:
             return None
         groups.setdefault(str(name.parent / match["variant"]), []).append(row)
-    kept = [c for c in columns[1:] if not c.endswith(" epoch") and c not in REPEAT_COUNTS]
+    kept = [c for c in columns[1:] if not c.endswith(" epoch") and c not in (*REPEAT_COUNTS, "status")]
     out_columns = ["variant", count, *kept]
     out_rows = []
     for variant, members in groups.items():

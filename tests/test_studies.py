@@ -614,3 +614,38 @@ def test_report_into_a_folder_of_the_users_deletes_none_of_its_files(workdir):
     (mine / "evaluations.csv").write_text("my own table\n")
     assert reports.main(["runs/s", "--out", str(mine)]) == 0
     assert (mine / "evaluations.csv").read_text() == "my own table\n"
+
+
+def test_report_marks_runs_that_did_not_finish(workdir, capsys):
+    """A run still training, interrupted, or killed must not read as finished in the table."""
+    import socket
+
+    states = {
+        "done": {"status": "finished"},
+        "stopped": {"status": "interrupted", "signal": "SIGTERM"},
+        "running": {"status": "training"},  # its command holds the lock: this very process
+        "killed": {"status": "training"},  # SIGKILL: no command holds its lock any more
+    }
+    for name, status in states.items():
+        run = workdir / "runs" / "g" / name
+        run.mkdir(parents=True)
+        (run / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.5\n1,2,0.7\n")
+        (run / "status.json").write_text(json.dumps(status))
+    (workdir / "runs" / "g" / "running" / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    (workdir / "runs" / "g" / "killed" / ".lock").write_text(f"{socket.gethostname()} 999999999\n")
+
+    assert reports.main(["runs/g"]) == 0
+    table = {r["run"]: r for r in csv.DictReader((workdir / "runs" / "g" / "report" / "report.csv").open())}
+    assert {name: row["status"] for name, row in table.items()} == {
+        "done": "finished", "stopped": "interrupted", "running": "training", "killed": "died while training",
+    }
+    assert "| running | 2 | training | 0.7000 |" in capsys.readouterr().out
+
+
+def test_report_of_finished_runs_has_no_status_column(workdir):
+    run = workdir / "runs" / "g" / "a"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.5\n")
+    (run / "status.json").write_text(json.dumps({"status": "finished"}))
+    assert reports.main(["runs/g"]) == 0
+    assert "status" not in (workdir / "runs" / "g" / "report" / "report.csv").read_text()
