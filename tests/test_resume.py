@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -288,3 +289,23 @@ def test_resume_with_fewer_max_epochs_than_trained_fails_in_one_line(tiny_args, 
         )
         assert {name: (run / name).read_bytes() for name in before} == before
         assert not list(run.glob("config-until-*"))
+
+
+def test_resume_with_another_lr_or_optimizer_setting_is_refused(tiny_args, workdir, capsys):
+    """The checkpoint's optimizer state would keep the old lr/momentum while config.yaml named the new ones."""
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for change, said in (
+        (["--model.init_args.lr", "0.01"], "model.init_args.lr None -> 0.01, optimizer.init_args.lr 0.1 -> 0.01"),
+        (["--optimizer.init_args.momentum", "0.5"], "optimizer.init_args.momentum 0.9 -> 0.5"),
+    ):
+        code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", *change), capsys)
+        assert code == 2
+        assert line.startswith(f"error: cannot resume {run} with other optimizer settings ({said}")
+        assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # Unchanged optimizer settings (more epochs) still resume.
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", "--run.test_after_fit", "false"))
+    assert json.loads((run / "status.json").read_text())["epoch"] == 2

@@ -64,6 +64,7 @@ from lightning_hw.runs import (
     RunCSVLogger,
     RunInterrupted,
     RunRecord,
+    check_resume_optimizer,
     checkpoint_callbacks,
     finish_wandb,
     note_caveats_in_wandb,
@@ -361,6 +362,8 @@ class HWCLI(CLIHooks):
                 data_section=self._config_section("data"),
                 checkpoint=checkpoint,
             )
+        if run.mode == "resume" and self.subcommand == "fit" and checkpoint is not None:
+            check_resume_optimizer(run.run_dir, self.config[self.subcommand].as_dict())
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.

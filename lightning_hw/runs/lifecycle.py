@@ -527,6 +527,50 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
     return Run(settings, stage, "evaluate", group, name, base, directory, ckpt_path, unique=inherited is None)
 
 
+#: the settings a checkpoint's optimizer (and scheduler) state overrides when a fit resumes from it
+RESTORED_BY_OPTIMIZER_STATE = ("model.init_args.lr", "optimizer", "lr_scheduler")
+
+
+def check_resume_optimizer(run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse to resume a run with another learning rate, optimizer or scheduler setting.
+
+    Lightning restores the optimizer's and scheduler's states from the checkpoint, learning
+    rate and momentum included, so such a change would be written into ``config.yaml`` but
+    never used: the record would say ``lr 0.01`` of a run that went on at ``0.001``.
+    Called before the run's directory is touched.
+
+    Args:
+        run_dir: the run being resumed (its ``config.yaml`` is what it trained under).
+        config: the resolved config of the resuming ``fit``.
+
+    Raises:
+        ConfigError: a setting in :data:`RESTORED_BY_OPTIMIZER_STATE` differs from the run's.
+    """
+    try:
+        before = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return  # nothing to compare with (a run without its config); the checkpoint checks still hold
+    old, new = _flat(before), _flat(config)
+    changed = [
+        f"{key} {old.get(key)!r} -> {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if key.startswith(RESTORED_BY_OPTIMIZER_STATE) and not key.endswith(".class_path") and old.get(key) != new.get(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {run_dir} with other optimizer settings ({', '.join(changed)}): the checkpoint's "
+            "optimizer state would keep the run's, so config.yaml would name settings it never trained with; "
+            "resume without changing them, or train a new run (another --run.name)"
+        )
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    if not isinstance(config, dict) or not config:
+        return {prefix.rstrip("."): config} if prefix else {}
+    return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
 def saved_elsewhere(config: str, run: Run) -> str | None:
     """A note when ``config`` is a run's saved ``config.yaml`` that now sits in another directory.
 
