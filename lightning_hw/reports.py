@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
+from lightning_hw.runs.config import flat_settings
 from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, read_status
 
 METRICS_FILE = "metrics.csv"
@@ -141,10 +142,10 @@ def run_status(directory: Path) -> str:
     word (SIGKILL, out of memory): ``died while training``. A run without a status (not
     written by ``fit``) counts as ``finished``.
     """
-    from lightning_hw.runs.lifecycle import _live_holder
+    from lightning_hw.runs.lifecycle import live_holder
 
     status = str(read_status(directory).get("status") or "finished")
-    if status == "training" and _live_holder(directory / LOCK_FILE) is None:
+    if status == "training" and live_holder(directory / LOCK_FILE) is None:
         return "died while training"
     return status
 
@@ -297,7 +298,7 @@ def unlike_repeats(runs: list[Run]) -> list[str]:
         if not (fold or seed) or not (run.directory / CONFIG_FILE).is_file():
             continue
         try:
-            config = _flat(yaml.safe_load((run.directory / CONFIG_FILE).read_text()) or {})
+            config = flat_settings(yaml.safe_load((run.directory / CONFIG_FILE).read_text()) or {})
         except (OSError, yaml.YAMLError):
             continue
         variant = seed["variant"] if seed else fold["variant"]
@@ -327,15 +328,6 @@ def unlike_repeats(runs: list[Run]) -> list[str]:
                 notes.append(f"{variant}: of its {folds} folds, {', '.join(short)}; its mean ± sd is not over every fold")
     return notes
 
-
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    if not isinstance(config, dict) or not config:
-        return {prefix.removesuffix("."): config}
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        flat.update(_flat(value, f"{prefix}{key}."))
-    return flat
 
 def _mean(value: Any) -> float:
     return value[0] if isinstance(value, tuple) else value

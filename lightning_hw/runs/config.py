@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lightning_hw.errors import ConfigError
 
@@ -83,3 +84,13 @@ class RunConfig:
                 f"run.checkpoint_every_n_steps must be 1 or more steps (or null: only at the end of epochs), "
                 f"got {self.checkpoint_every_n_steps}"
             )
+
+
+def flat_settings(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A resolved config as dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    if not isinstance(config, dict) or not config:
+        return {prefix.removesuffix("."): config} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(flat_settings(value, f"{prefix}{key}."))
+    return flat

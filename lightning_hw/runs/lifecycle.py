@@ -39,7 +39,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.runs import naming
-from lightning_hw.runs.config import RunConfig
+from lightning_hw.runs.config import RunConfig, flat_settings
 from lightning_hw.runs.files import (
     CAVEATS_FILE,
     CHECKPOINT_DIR,
@@ -166,7 +166,7 @@ class Run:
                 self._locked = True
                 return
             except FileExistsError:
-                holder = _live_holder(lock)
+                holder = live_holder(lock)
                 if holder:
                     raise ConfigError(
                         f"run {self.directory} is in use by another command ({holder}); wait for it to end "
@@ -550,7 +550,7 @@ def check_resume_optimizer(run_dir: Path, config: dict[str, Any]) -> None:
         before = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return  # nothing to compare with (a run without its config); the checkpoint checks still hold
-    old, new = _flat(before), _flat(config)
+    old, new = flat_settings(before), flat_settings(config)
     changed = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
@@ -562,13 +562,6 @@ def check_resume_optimizer(run_dir: Path, config: dict[str, Any]) -> None:
             "optimizer state would keep the run's, so config.yaml would name settings it never trained with; "
             "resume without changing them, or train a new run (another --run.name)"
         )
-
-
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
-    if not isinstance(config, dict) or not config:
-        return {prefix.rstrip("."): config} if prefix else {}
-    return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
 
 
 def saved_elsewhere(config: str, run: Run) -> str | None:
@@ -651,7 +644,7 @@ def _entries(directory: Path) -> dict[str, str | None]:
     return entries
 
 
-def _live_holder(lock: Path) -> str | None:
+def live_holder(lock: Path) -> str | None:
     """Who holds ``lock``, when that command still runs (``None``: it ended without removing it).
 
     A lock from another host is taken as live: its process cannot be looked at from here.
