@@ -35,10 +35,7 @@ RECORD_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE)
 
 def holds_record(directory: Path) -> bool:
     """Whether ``directory`` holds a run that trained (or began to): its config, metrics, status or checkpoints."""
-    if any((directory / name).is_file() for name in RECORD_FILES):
-        return True
-    checkpoints = directory / CHECKPOINT_DIR
-    return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
+    return any((directory / name).is_file() for name in RECORD_FILES) or _holds_checkpoints(directory)
 
 
 def is_run_record(directory: Path) -> bool:
@@ -52,6 +49,11 @@ def is_run_record(directory: Path) -> bool:
         return True
     if (directory / CONFIG_FILE).is_file() and (directory / METRICS_FILE).is_file():
         return True
+    return _holds_checkpoints(directory)
+
+
+def _holds_checkpoints(directory: Path) -> bool:
+    """Whether ``directory`` has a checkpoint of a run: in ``checkpoints/``, or SLURM's ``hpc_ckpt_*``."""
     checkpoints = directory / CHECKPOINT_DIR
     return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
 
