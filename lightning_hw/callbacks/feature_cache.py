@@ -200,25 +200,23 @@ class FeatureCache(Callback):
                 batch_size = getattr(source, "eval_batch_size", None) or getattr(source, "batch_size", 64)
                 return TensorBatchLoader((features, labels), batch_size=batch_size)
             if self._train_loader is None:  # one loader per run: its generator carries the order
-                own = self._originals["train_dataloader"]()
-                if self.shuffle_seed is None and isinstance(own, OrderedLoader):
+                own = self._originals["train_dataloader"]() if self.shuffle_seed is None else None
+                generator = torch.Generator()
+                if isinstance(own, OrderedLoader):
                     # The datamodule's order (its generator as it stands, before its first epoch):
                     # the same batches, so the same metrics, as the run without the cache.
                     order = own.order
-                    generator = torch.Generator()
                     generator.set_state(order.generator.get_state())
-                    self._train_loader = TensorBatchLoader(
-                        (features, labels), batch_size=order.batch_size, shuffle=order.shuffle,
-                        drop_last=order.drop_last, generator=generator,
-                    )
+                    batch_size, shuffle, drop_last = order.batch_size, order.shuffle, order.drop_last
                 else:
                     seed = self.shuffle_seed
                     if seed is None:
                         seed = int(torch.randint(0, 2**62, ()).item())
-                    self._train_loader = TensorBatchLoader(
-                        (features, labels), batch_size=getattr(source, "batch_size", 64), shuffle=True,
-                        generator=torch.Generator().manual_seed(seed),
-                    )
+                    generator.manual_seed(seed)
+                    batch_size, shuffle, drop_last = getattr(source, "batch_size", 64), True, False
+                self._train_loader = TensorBatchLoader(
+                    (features, labels), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator
+                )
             return self._train_loader
 
         return loader
