@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lightning_hw.checkpoints import SafeCheckpointIO
 from lightning_hw.cli import HWCLI
@@ -309,3 +310,27 @@ def test_resume_with_another_lr_or_optimizer_setting_is_refused(tiny_args, workd
     # Unchanged optimizer settings (more epochs) still resume.
     HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", "--run.test_after_fit", "false"))
     assert json.loads((run / "status.json").read_text())["epoch"] == 2
+
+
+def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_args, workdir, capsys):
+    """Lightning restores the checkpoint's optimizer state in a new run too: its config.yaml said lr 0.5 of a run at 0.1."""
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "a", "--run.test_after_fit", "false"))
+    source = workdir / "runs" / "quickstart" / "a"
+    before = {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    ckpt = source / "checkpoints" / "last.ckpt"
+    code, line = error_of(tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt),
+                                    "--model.init_args.lr", "0.5"), capsys)
+    assert code == 2
+    assert line.startswith(
+        f"error: cannot start run {workdir / 'runs' / 'quickstart' / 'b'} from {ckpt} with other optimizer settings "
+        "(optimizer.init_args.lr 0.1 -> 0.5): Lightning restores the checkpoint's optimizer state"
+    )
+    assert not (workdir / "runs" / "quickstart" / "b").exists()
+    assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    # With the source run's optimizer settings the new run starts from its checkpoint and records what it trained with.
+    HWCLI(args=tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), "--run.test_after_fit", "false"))
+    saved = torch.load(workdir / "runs" / "quickstart" / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    config = yaml.safe_load((workdir / "runs" / "quickstart" / "b" / "config.yaml").read_text())
+    assert [g["lr"] for g in saved["optimizer_states"][0]["param_groups"]] == [config["optimizer"]["init_args"]["lr"]] == [0.1]

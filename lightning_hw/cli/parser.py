@@ -64,7 +64,7 @@ from lightning_hw.runs import (
     RunCSVLogger,
     RunInterrupted,
     RunRecord,
-    check_resume_optimizer,
+    check_optimizer_settings_kept,
     checkpoint_callbacks,
     finish_wandb,
     note_caveats_in_wandb,
@@ -299,7 +299,7 @@ class HWCLI(CLIHooks):
         if replaced:
             warnings.warn(
                 f"the task is rebuilt with the settings {Path(ckpt_path).name} was trained with, not these: "
-                f"{', '.join(replaced)} (to use other settings, train a new run)",
+                f"{', '.join(replaced)} (other settings need a run trained from scratch, without --ckpt_path)",
                 CheckpointSettingsWarning,
                 stacklevel=2,
             )
@@ -362,8 +362,8 @@ class HWCLI(CLIHooks):
                 data_section=self._config_section("data"),
                 checkpoint=checkpoint,
             )
-        if run.mode == "resume" and self.subcommand == "fit" and checkpoint is not None:
-            check_resume_optimizer(run.run_dir, self.config[self.subcommand].as_dict())
+        if run.mode in ("resume", "create") and self.subcommand == "fit" and checkpoint is not None:
+            check_optimizer_settings_kept(run, self.config[self.subcommand].as_dict())
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.

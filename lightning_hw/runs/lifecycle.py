@@ -531,23 +531,29 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
 RESTORED_BY_OPTIMIZER_STATE = ("model.init_args.lr", "optimizer", "lr_scheduler")
 
 
-def check_resume_optimizer(run_dir: Path, config: dict[str, Any]) -> None:
-    """Refuse to resume a run with another learning rate, optimizer or scheduler setting.
+def check_optimizer_settings_kept(run: Run, config: dict[str, Any]) -> None:
+    """Refuse a fit from a run's checkpoint with another learning rate, optimizer or scheduler setting.
 
     Lightning restores the optimizer's and scheduler's states from the checkpoint, learning
     rate and momentum included, so such a change would be written into ``config.yaml`` but
-    never used: the record would say ``lr 0.01`` of a run that went on at ``0.001``.
-    Called before the run's directory is touched.
+    never used: the record would say ``lr 0.01`` of a run that went on at ``0.001``. This
+    holds for a resume and for a new run started from another run's checkpoint alike (a
+    checkpoint from outside any run has no settings to compare with). Called before the run's
+    directory is touched.
 
     Args:
-        run_dir: the run being resumed (its ``config.yaml`` is what it trained under).
-        config: the resolved config of the resuming ``fit``.
+        run: the planned fit (``resume``, or ``create`` from a checkpoint).
+        config: the resolved config of the ``fit``.
 
     Raises:
-        ConfigError: a setting in :data:`RESTORED_BY_OPTIMIZER_STATE` differs from the run's.
+        ConfigError: a setting in :data:`RESTORED_BY_OPTIMIZER_STATE` differs from the one the
+            checkpoint's run trained with.
     """
+    source = run.run_dir if run.mode == "resume" else run_of_checkpoint(run.ckpt_path)
+    if source is None:
+        return
     try:
-        before = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}
+        before = yaml.safe_load((source / CONFIG_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return  # nothing to compare with (a run without its config); the checkpoint checks still hold
     old, new = flat_settings(before), flat_settings(config)
@@ -556,12 +562,20 @@ def check_resume_optimizer(run_dir: Path, config: dict[str, Any]) -> None:
         for key in sorted(set(old) | set(new))
         if key.startswith(RESTORED_BY_OPTIMIZER_STATE) and not key.endswith(".class_path") and old.get(key) != new.get(key)
     ]
-    if changed:
+    if not changed:
+        return
+    if run.mode == "resume":
         raise ConfigError(
-            f"cannot resume {run_dir} with other optimizer settings ({', '.join(changed)}): the checkpoint's "
+            f"cannot resume {run.run_dir} with other optimizer settings ({', '.join(changed)}): the checkpoint's "
             "optimizer state would keep the run's, so config.yaml would name settings it never trained with; "
             "resume without changing them, or train a new run (another --run.name)"
         )
+    raise ConfigError(
+        f"cannot start run {run.run_dir} from {run.ckpt_path} with other optimizer settings ({', '.join(changed)}): "
+        f"Lightning restores the checkpoint's optimizer state, so the new run would go on with {source}'s settings "
+        "while its config.yaml named these; start it with that run's optimizer settings (its config.yaml), or "
+        "train from scratch without --ckpt_path"
+    )
 
 
 def saved_elsewhere(config: str, run: Run) -> str | None:
