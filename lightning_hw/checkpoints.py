@@ -305,6 +305,18 @@ def checkpoint_position(checkpoint: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
+def checkpoint_file_position(path: str | os.PathLike) -> tuple[int, int] | None:
+    """:func:`checkpoint_position` of a checkpoint file, read without loading its tensors (memory-mapped).
+
+    ``None`` for a file that cannot be read that way (a bare weight file, another format).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - only a position is asked for; the caller goes on without one
+        return None
+    return checkpoint_position(checkpoint) if isinstance(checkpoint, dict) else None
+
+
 def _shape(tensor: Any) -> list[int] | None:
     try:
         return list(tensor.shape)

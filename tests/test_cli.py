@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,20 @@ def test_an_evaluation_records_which_weights_it_scored(trained_run, workdir, cap
     (row,) = csv.DictReader((cli.run_dir / "metrics.csv").open())
     assert (int(row["epoch"]), int(row["step"])) == (held["epoch"], held["global_step"])
     assert yaml.safe_load((cli.run_dir / f"config-{stage}.yaml").read_text())["ckpt_path"] == str(ckpt)
+
+
+def test_the_test_after_fit_is_recorded_at_the_best_checkpoints_epoch(tiny_args, workdir, capsys):
+    """The test after fit scores the best checkpoint: its row said epoch 6, an epoch the run never had.
+
+    (lr 2.0 diverges after the first epoch, so the best is epoch 0.) status.json still says where training ended.
+    """
+    cli = HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "4", "--model.init_args.lr", "2.0"))
+    (best,) = (cli.run_dir / "checkpoints").glob("best-*.ckpt")
+    assert f"Test (best checkpoint {best.name})" in capsys.readouterr().out
+    held = torch.load(best, map_location="cpu", weights_only=True)
+    assert held["epoch"] < 3  # not the last epoch, or this test shows nothing
+    rows = list(csv.DictReader((cli.run_dir / "metrics.csv").open()))
+    (tested,) = [row for row in rows if row["test/acc"]]
+    assert (int(tested["epoch"]), int(tested["step"])) == (held["epoch"], held["global_step"])
+    status = json.loads((cli.run_dir / "status.json").read_text())
+    assert (status["epoch"], status["global_step"]) == (4, 12)

@@ -68,6 +68,28 @@ def test_batches_that_stepped_counts_optimizer_steps(tmp_path, steps):
     assert compat.batches_that_stepped(trainer) == steps, f"{LIGHTNING}: epoch_loop._batches_that_stepped"
 
 
+def test_logged_position_is_where_rows_are_logged_and_is_put_back(tmp_path):
+    logged = []
+
+    class Rows(lightning.pytorch.loggers.CSVLogger):
+        def log_metrics(self, metrics, step=None):
+            logged.append((metrics.get("epoch"), step))
+
+    class LogsTestLoss(BoringModel):
+        def test_step(self, batch, batch_idx):
+            self.log("test/loss", self.step(batch))
+
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, enable_checkpointing=False, logger=Rows(tmp_path))
+    model = LogsTestLoss()
+    trainer.fit(model)
+    ended = trainer.current_epoch, compat.batches_that_stepped(trainer)
+    logged.clear()
+    with compat.logged_position(trainer, (0, 1)):
+        trainer.test(model, verbose=False)
+    assert logged and set(logged) == {(0, 1)}, f"{LIGHTNING}: test rows no longer logged at current_epoch/_batches_that_stepped"
+    assert (trainer.current_epoch, compat.batches_that_stepped(trainer)) == ended
+
+
 class LogsEpochMean(BoringModel):
     def training_step(self, batch, batch_idx):
         out = super().training_step(batch, batch_idx)

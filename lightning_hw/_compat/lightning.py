@@ -7,6 +7,8 @@ Private methods that lightning-hw overrides are given public names here: a subcl
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -107,6 +109,25 @@ def set_logged_position(trainer: Trainer, epoch: int, step: int) -> None:
     """
     trainer.fit_loop.epoch_progress.current.completed = epoch
     trainer.fit_loop.epoch_loop._batches_that_stepped = step  # noqa: SLF001
+
+
+@contextlib.contextmanager
+def logged_position(trainer: Trainer, position: tuple[int, int] | None) -> Iterator[None]:
+    """Log rows at ``position`` (``(epoch, step)``) within the block, then put the fit's counters back.
+
+    For the test after ``fit``: it scores the best checkpoint, whose epoch is not the last
+    one; the counters are restored because ``status.json`` records where the training ended.
+    """
+    if position is None:
+        yield
+        return
+    progress = trainer.fit_loop.epoch_progress.current
+    before = progress.completed, trainer.fit_loop.epoch_loop._batches_that_stepped  # noqa: SLF001
+    set_logged_position(trainer, *position)
+    try:
+        yield
+    finally:
+        set_logged_position(trainer, *before)
 
 
 def epoch_results(trainer: Trainer) -> Any:

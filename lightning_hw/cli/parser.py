@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
-from lightning_hw._compat.lightning import CLIHooks
+from lightning_hw._compat.lightning import CLIHooks, logged_position
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
@@ -42,6 +42,7 @@ from lightning_hw.checkpoints import (
     SafeCheckpointIO,
     check_ckpt_path,
     check_fits,
+    checkpoint_file_position,
     checkpoint_position,
     load_checkpoint,
     mismatch_message,
@@ -564,8 +565,10 @@ class HWCLI(CLIHooks):
             checkpoint = self.trainer.checkpoint_callback
             best = checkpoint.best_model_path if checkpoint is not None else ""
             self.run.testing_after_fit = True
-            # Lightning's table (16 digits) only with --verbose; the line below has 4.
-            logged = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
+            # The test's rows (metrics.csv, W&B) name the epoch and step of the weights scored, not where training ended.
+            with logged_position(self.trainer, checkpoint_file_position(best) if best else None):
+                # Lightning's table (16 digits) only with --verbose; the line below has 4.
+                logged = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
             summary = _test_summary(logged[0] if logged else {})
             if not best:
                 source = "final weights"
