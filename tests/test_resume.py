@@ -334,3 +334,39 @@ def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_
     saved = torch.load(workdir / "runs" / "quickstart" / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     config = yaml.safe_load((workdir / "runs" / "quickstart" / "b" / "config.yaml").read_text())
     assert [g["lr"] for g in saved["optimizer_states"][0]["param_groups"]] == [config["optimizer"]["init_args"]["lr"]] == [0.1]
+
+
+def test_a_run_stopped_by_max_steps_resumes_with_the_whole_next_epoch(tiny_args, workdir):
+    """Lightning ends the epoch at max_steps and resumes with the next one, which lost the batches drawn before the stop.
+
+    The loader's state still said "inside the epoch, 5 batches drawn", so the next epoch replayed the stopped
+    epoch's order from its 6th batch: 15 of its 20 batches, 5 epochs' worth of samples never seen.
+    """
+    whole = ("--trainer.limit_train_batches", "1.0", "--trainer.max_epochs", "2", "--run.test_after_fit", "false")
+    HWCLI(args=tiny_args("fit", "--run.name", "r", *whole, "--trainer.max_steps", "5"))
+    run = workdir / "runs" / "quickstart" / "r"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    HWCLI(args=tiny_args("fit", "--run.name", "r", *whole, "--ckpt_path", "last"))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5 + 20  # 20 batches per epoch
+
+
+def test_an_epoch_begun_with_one_batch_size_is_not_continued_with_another(tiny_args, workdir, capsys):
+    """The position inside an epoch counts batches: 2 of 64 resumed as 2 of 128 never showed samples 128-255."""
+    from reliability_helpers import error_of
+
+    args = tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--run.test_after_fit", "false")
+    stopped = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *args, "--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.init_args.step", "2"],
+        capture_output=True, text=True, env=_env(), cwd=workdir,
+    )
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    run = workdir / "runs" / "quickstart" / "r"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, line = error_of([*args, "--ckpt_path", "last", "--data.init_args.batch_size", "128"], capsys)
+    assert code == 2
+    assert line == (
+        f"error: cannot resume {run / 'checkpoints' / 'last.ckpt'} with batch size 128: it was taken inside epoch 0, whose "
+        "batches of 64 are counted in it; resume with batch size 64 as before and --trainer.max_epochs 1 to end that epoch, "
+        "then with 128 and the epochs you want"
+    )
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -9,9 +9,10 @@ loaders. What it does not restore, which this callback saves in the checkpoint a
    cover only the batches after the restart. Under DDP every process holds the states of its
    own share: they are merged into one in the checkpoint, which the first process takes back
    (the others start from zero; the metrics sum the processes' states when computed).
-3. The end of an epoch cut short by ``limit_train_batches``: the loader never sees its
-   iterator run out, so it is told (:meth:`TensorBatchLoader.finish_epoch`) before the
-   epoch's checkpoint is written.
+3. The end of an epoch cut short by ``limit_train_batches``, ``max_steps``, ``max_time`` or a
+   callback's ``should_stop``: the loader never sees its iterator run out, so it is told
+   (:meth:`TensorBatchLoader.finish_epoch`) before the epoch's checkpoint is written (Lightning
+   resumes such an epoch with the next one, so the loader must not resume inside it).
 4. The train loader's state after an end-of-epoch checkpoint, which Lightning skips.
    A checkpoint without one (a streamed folder's, written before 2026-12-02) is resumed
    with a warning that the training order starts over: Lightning's own warning is silenced
@@ -77,6 +78,13 @@ def _train_loaders(trainer: Trainer) -> list[Any]:
     return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
 
 
+def _finish_epoch(trainer: Trainer) -> None:
+    """Tell the train loaders their epoch is over although they did not run out (see 3. above)."""
+    for loader in _train_loaders(trainer):
+        if hasattr(loader, "finish_epoch"):
+            loader.finish_epoch()
+
+
 def _check_epochs_left(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     """Refuse to resume a run past ``max_epochs``: it would train nothing and record the smaller number.
 
@@ -119,6 +127,25 @@ def _check_processes(trainer: Trainer, checkpoint: dict[str, Any], saved: dict[s
     )
 
 
+def _check_batch_size(trainer: Trainer) -> None:
+    """Refuse to continue an epoch with another batch size than the one that began it.
+
+    The loaders count their position in batches, so the rest of the epoch would skip samples
+    (5 batches of 64 resumed as 5 of 100: samples 320-499 never seen) or repeat them, while
+    ``config.yaml`` said the run trained at the new size. Called before the first batch is drawn.
+    """
+    for loader in _train_loaders(trainer):
+        order = getattr(loader, "order", None)
+        began = order.resumed_batch_size() if hasattr(order, "resumed_batch_size") else None
+        if began is not None:
+            epoch = trainer.current_epoch
+            raise ConfigError(
+                f"cannot resume {trainer.ckpt_path} with batch size {order.batch_size}: it was taken inside epoch "
+                f"{epoch}, whose batches of {began} are counted in it; resume with batch size {began} as before and "
+                f"--trainer.max_epochs {epoch + 1} to end that epoch, then with {order.batch_size} and the epochs you want"
+            )
+
+
 class ResumeState(Callback):
     """Save and restore what Lightning leaves out of a checkpoint, so a resumed run is exact."""
 
@@ -135,11 +162,16 @@ class ResumeState(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if self._loaded.get("results"):
             self._merge_results(trainer, self._loaded.pop("results"))
-        if batch_idx + 1 >= trainer.num_training_batches:
-            # Runs before ModelCheckpoint (Lightning orders checkpoint callbacks last).
-            for loader in _train_loaders(trainer):
-                if hasattr(loader, "finish_epoch"):
-                    loader.finish_epoch()
+        ends_run = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
+        if batch_idx + 1 >= trainer.num_training_batches or ends_run:
+            # Runs before ModelCheckpoint (Lightning orders checkpoint callbacks last), and before
+            # a validation that follows this batch saves one.
+            _finish_epoch(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # An epoch ended early (max_steps, max_time, a callback's should_stop) is over for Lightning:
+        # a resume goes on with the next epoch, so the loaders' state must not resume inside this one.
+        _finish_epoch(trainer)
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         # Everything logged so far reaches the disk before the checkpoint does.
@@ -185,6 +217,7 @@ class ResumeState(Callback):
         # end-of-epoch checkpoint the shuffle order would start over. The loaders have not
         # drawn a batch yet, so loading the state here is still in time.
         load_pending_loader_states(trainer)
+        _check_batch_size(trainer)
         if not self._loader_states_saved and any(
             hasattr(loader, "load_state_dict") for loader in _train_loaders(trainer)
         ):

@@ -67,6 +67,7 @@ class EpochOrder:
         self._first = 0  # the first batch of this epoch still to draw (> 0 when resuming)
         self._drawn = 0  # batches of this epoch drawn so far, counting those skipped on resuming
         self._skip = 0  # batches to skip at the next epoch's start (set by load_state_dict)
+        self._skip_batch_size: int | None = None  # the batch size those skipped batches were drawn with
 
     @property
     def num_samples(self) -> int:
@@ -123,15 +124,26 @@ class EpochOrder:
         return order
 
     def state_dict(self) -> dict[str, Any]:
-        """Generator state and position: inside an epoch, its start and the batches drawn; else the next epoch's start."""
+        """Generator state and position: inside an epoch, its start and the batches drawn (of which size); else the next epoch's start."""
         if self._epoch_start_state is not None and 0 < self._drawn < len(self):
-            return {"generator": self._epoch_start_state, "skip": self._drawn}
+            return {"generator": self._epoch_start_state, "skip": self._drawn, "batch_size": self.batch_size}
         return {"generator": self.generator.get_state(), "skip": 0}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`: the next epoch replays the saved order from the saved position."""
         self.generator.set_state(state["generator"])
         self._skip = int(state["skip"])
+        self._skip_batch_size = state.get("batch_size")  # absent from checkpoints written before 2026-12-06
+
+    def resumed_batch_size(self) -> int | None:
+        """The batch size the epoch being resumed began with, when it differs from this order's (else ``None``).
+
+        The position is counted in batches: on another batch size the rest of the epoch would
+        skip samples (a larger one) or repeat them (a smaller one).
+        """
+        if self._skip and self._skip_batch_size is not None and self._skip_batch_size != self.batch_size:
+            return int(self._skip_batch_size)
+        return None
 
     def finish_epoch(self) -> None:
         """Declare the epoch over although not every batch was drawn (``limit_train_batches``).
