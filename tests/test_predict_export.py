@@ -59,16 +59,23 @@ def test_predict_from_csv_prepares_inputs_like_training(tiny_args, workdir, trai
 
 
 def test_predict_from_csv_with_wrong_width(tiny_args, workdir, trained_run, capsys):
+    """One line, and no "Evaluation directory: ..." naming a directory the failure then removed (it was said first)."""
     table = workdir / "two_columns.csv"
     table.write_text("a,b\n1,2\n")
-    with pytest.raises(SystemExit) as exit_info:
-        ckpt = str(trained_run / "checkpoints" / "last.ckpt")
-        main(tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(table)))
-    assert exit_info.value.code == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: predict input {table} has 2 input columns, the model takes 64 values per sample "
-        "(input shape (1, 8, 8)); columns: 'a', 'b'; keep only the input columns (drop ids and labels)"
-    )
+    evaluations = sorted((trained_run / "eval").glob("*")) if (trained_run / "eval").exists() else []
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    for source, error in (
+        (table, f"error: predict input {table} has 2 input columns, the model takes 64 values per sample "
+                "(input shape (1, 8, 8)); columns: 'a', 'b'; keep only the input columns (drop ids and labels)"),
+        (workdir / "missing.csv", f"error: predict input not found: {workdir / 'missing.csv'}"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(source)))
+        assert exit_info.value.code == 1
+        out, err = capsys.readouterr()
+        assert err.strip().splitlines()[-1] == error
+        assert "directory" not in out + err
+        assert (sorted((trained_run / "eval").glob("*")) if (trained_run / "eval").exists() else []) == evaluations
 
 
 def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, capsys):

@@ -129,6 +129,7 @@ class HWCLI(CLIHooks):
         registry.discover()  # short class names resolve only once the classes are imported
         self.run: Run | None = None
         self._hparams_from: tuple[str, dict] | None = None
+        self._predict_ids: list[str] | None = None  # the rows of --predict_from, read before the directory exists
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
         parser_kwargs = {
@@ -382,6 +383,10 @@ class HWCLI(CLIHooks):
         self._check_data()
         if self.subcommand != "fit" and checkpoint is not None:
             self._take_other_datamodule_preprocessing(checkpoint)
+        if self.subcommand == "predict" and chosen.get("predict_from"):
+            from lightning_hw.deploy.predict import read_predict_inputs
+
+            self._predict_ids = read_predict_inputs(chosen.predict_from, self.datamodule, chosen.get("on_unreadable", "fail"))
         del checkpoint  # a big model's state (optimizer included) is not kept for the whole run
         self.run = run
         run.open()
@@ -551,11 +556,10 @@ class HWCLI(CLIHooks):
 
     def predict(self, model: LightningModule, datamodule: LightningDataModule | None = None, **kwargs: Any):
         """``trainer.predict``, on ``--predict_from`` files when given, else on the datamodule's predict split."""
-        from lightning_hw.deploy.predict import predict_from_files, predict_step_on_inputs
+        from lightning_hw.deploy.predict import name_prediction_rows, predict_step_on_inputs
 
-        chosen = self.config_init.predict
-        if chosen.get("predict_from"):
-            predict_from_files(chosen.predict_from, datamodule, chosen.get("on_unreadable", "fail"), self.trainer)
+        if self._predict_ids is not None:
+            name_prediction_rows(self._predict_ids, self.trainer)
         with predict_step_on_inputs(model):
             return self.trainer.predict(model, datamodule=datamodule, **kwargs)
 

@@ -226,12 +226,13 @@ def _cell(value: Any) -> Any:
 # -- new inputs ---------------------------------------------------------------------------------
 
 
-def predict_from_files(source: str, datamodule: LightningDataModule | None, on_unreadable: str, trainer: Trainer) -> None:
-    """Point the datamodule's predict loader at the files of ``--predict_from`` and name the CSV rows after them.
+def read_predict_inputs(source: str, datamodule: LightningDataModule | None, on_unreadable: str) -> list[str]:
+    """Point the datamodule's predict loader at the files of ``--predict_from``; their ids, for the CSV's rows.
 
     The datamodule reads the files with its training reader and prepares them with its
     :attr:`~lightning_hw.data.base.SplitDataModule.preprocess`, so a prediction from files
-    sees exactly what the test split's samples saw.
+    sees exactly what the test split's samples saw. Called before the evaluation directory
+    is created: a missing or unreadable input leaves no directory, and no line naming one.
 
     Raises:
         ConfigError: the datamodule cannot read new files (it lacks ``predict_from``).
@@ -242,7 +243,11 @@ def predict_from_files(source: str, datamodule: LightningDataModule | None, on_u
             f"{type(datamodule).__name__} cannot read new files to predict; base it on "
             "lightning_hw.data.base.InMemoryDataModule or give it predict_from(path, on_unreadable) -> ids"
         )
-    ids = hook(Path(source), on_unreadable=on_unreadable)
+    return list(hook(Path(source), on_unreadable=on_unreadable))
+
+
+def name_prediction_rows(ids: list[str], trainer: Trainer) -> None:
+    """Give the CSV writer the ids of :func:`read_predict_inputs` for its ``id`` column."""
     for callback in trainer.callbacks:
         if isinstance(callback, PredictionWriter):
             callback.ids = list(ids)
