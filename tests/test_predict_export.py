@@ -126,6 +126,19 @@ def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, 
 # -- what a new user got wrong (review of the deployment path) --------------------------------------
 
 
+def test_export_into_another_runs_directory_is_refused(trained_run, workdir, capsys):
+    """A digits model's ONNX file put into another run's folder would be taken for that run's model."""
+    other = workdir / "runs" / "quickstart" / "other"
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "status.json").write_text((trained_run / "status.json").read_text())
+    for output in (other, other / "checkpoints" / "model.onnx"):
+        code, line = error_of(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"),
+                               "--output", str(output)], capsys)
+        assert code == 2
+        assert line.startswith(f"error: --output {output} is inside {other}, another run's record")
+    assert sorted(p.name for p in other.rglob("*")) == ["checkpoints", "status.json"]
+
+
 def test_export_never_replaces_a_file_given_as_output(trained_run, workdir, capsys):
     precious = workdir / "model.onnx"
     precious.write_text("precious")

@@ -39,7 +39,7 @@ from torch import nn
 
 from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint, run_config_of
 from lightning_hw.errors import ConfigError, ExportError
-from lightning_hw.runs.files import EVAL_DIR, write_atomically
+from lightning_hw.runs.files import EVAL_DIR, recorded_directory, write_atomically
 
 #: the exported file's test metric may differ from PyTorch's by at most this (0.1 point)
 METRIC_TOLERANCE = 1e-3
@@ -89,7 +89,8 @@ def chosen_output(output: str | None, ckpt_path: Path) -> Path | None:
 
     Raises:
         ConfigError: the file exists (an export does not replace files), or its folder does not
-            (also a folder given with a trailing ``/``).
+            (also a folder given with a trailing ``/``), or it lies in another run's directory
+            (whose files are that run's record: the export would be taken for that run's model).
     """
     if not output:
         return None
@@ -99,6 +100,13 @@ def chosen_output(output: str | None, ckpt_path: Path) -> Path | None:
         raise ConfigError(f"the folder --output {output} does not exist; create it first")
     if path.is_dir():
         path = path / f"{ckpt_path.stem}.onnx"
+    record = recorded_directory(path)
+    if record is not None and record.resolve() != run_dir_of(ckpt_path).resolve():
+        raise ConfigError(
+            f"--output {output} is inside {record}, another run's record, where this export of {ckpt_path} would be "
+            "taken for that run's model; write it outside that run (or leave out --output: it goes into the "
+            "checkpoint's own run)"
+        )
     if path.exists():
         raise ConfigError(f"{path} exists and an export never replaces a file; give another --output or delete it")
     if not path.parent.is_dir():

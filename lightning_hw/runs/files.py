@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ WANDB_ID_FILE = "wandb-run-id"
 EVAL_DIR = "eval"
 CAVEATS_FILE = "caveats.txt"  # in an evaluation: what its scores must be read with, one per line
 LOCK_FILE = ".lock"  # a command is writing into the run (host and pid)
+
+#: the file every lr-find sweep's directory holds: such a directory is a record too
+SWEEP_SUMMARY_FILE = "lr_find.json"
 
 #: files whose presence means a directory holds a run's record (a fresh ``fit`` must not reuse it)
 RECORD_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE)
@@ -50,6 +54,18 @@ def is_run_record(directory: Path) -> bool:
     if (directory / CONFIG_FILE).is_file() and (directory / METRICS_FILE).is_file():
         return True
     return _holds_checkpoints(directory)
+
+
+def recorded_directory(path: Path) -> Path | None:
+    """The run (or lr-find sweep) directory that ``path`` lies in, if any (its files are its record).
+
+    A folder above it with a ``config.yaml`` of its own (a project's) is no run: see
+    :func:`is_run_record`. The directory is given as ``path`` is: relative for a relative one.
+    """
+    for directory in path.absolute().parents:
+        if is_run_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
+            return Path(os.path.relpath(directory)) if not path.is_absolute() else directory
+    return None
 
 
 def _holds_checkpoints(directory: Path) -> bool:

@@ -57,7 +57,8 @@ from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
 from lightning_hw.runs.files import holds_record, make_unique_dir, write_atomically
-from lightning_hw.tuning.lr_find_command import OWN_OPTIONS, SWEEP_SUMMARY_FILE
+from lightning_hw.runs.files import SWEEP_SUMMARY_FILE
+from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
 
 DIR_PREFIX = "lr-find"
 PLOT_FILE = "lr_find.png"

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 from lightning_hw.errors import ConfigError
+from lightning_hw.runs.files import SWEEP_SUMMARY_FILE, recorded_directory
 
-#: the file every lr-find directory holds (lr_find.SUMMARY_FILE, named here so that torch is not imported)
-SWEEP_SUMMARY_FILE = "lr_find.json"
 #: the suggestion skips the sweep's first 10 points and its last one, and needs 2 points between
 MIN_NUM_TRAINING = 13
 MODES = ("exponential", "linear")
@@ -120,21 +118,6 @@ def check_write_target(path: Path, overwrite: bool) -> None:
         raise ConfigError(f"lr-find: {path} exists and is left unchanged; give another --write, or add --overwrite to replace it")
     if not path.parent.is_dir():
         raise ConfigError(f"lr-find: the folder of --write {path} does not exist; create it first")
-
-
-def recorded_directory(path: Path) -> Path | None:
-    """The run (or lr-find sweep) directory that ``path`` lies in, if any (its files are its record).
-
-    A folder above it with a ``config.yaml`` of its own (a project's) is no run: see
-    :func:`~lightning_hw.runs.files.is_run_record`.
-    """
-    from lightning_hw.runs.files import is_run_record
-
-    target = path.absolute()
-    for directory in target.parents:
-        if is_run_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
-            return Path(os.path.relpath(directory)) if not path.is_absolute() else directory
-    return None
 
 
 def main(argv: list[str]) -> int:
