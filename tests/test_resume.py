@@ -302,10 +302,11 @@ def test_resume_with_another_lr_or_optimizer_setting_is_refused(tiny_args, workd
     for change, said in (
         (["--model.init_args.lr", "0.01"], "model.init_args.lr None -> 0.01, optimizer.init_args.lr 0.1 -> 0.01"),
         (["--optimizer.init_args.momentum", "0.5"], "optimizer.init_args.momentum 0.9 -> 0.5"),
+        (["--seed_everything", "7"], "seed_everything 42 -> 7"),  # the checkpoint's random state goes on
     ):
         code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", *change), capsys)
         assert code == 2
-        assert line.startswith(f"error: cannot resume {run} with other optimizer settings ({said}")
+        assert line.startswith(f"error: cannot resume {run} with other settings than its checkpoint restores ({said}")
         assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     # Unchanged optimizer settings (more epochs) still resume.
     HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", "--run.test_after_fit", "false"))
@@ -324,8 +325,8 @@ def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_
                                     "--model.init_args.lr", "0.5"), capsys)
     assert code == 2
     assert line.startswith(
-        f"error: cannot start run {workdir / 'runs' / 'quickstart' / 'b'} from {ckpt} with other optimizer settings "
-        "(optimizer.init_args.lr 0.1 -> 0.5): Lightning restores the checkpoint's optimizer state"
+        f"error: cannot start run {workdir / 'runs' / 'quickstart' / 'b'} from {ckpt} with other settings than the "
+        "checkpoint restores (optimizer.init_args.lr 0.1 -> 0.5): Lightning restores its optimizer state"
     )
     assert not (workdir / "runs" / "quickstart" / "b").exists()
     assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before

@@ -65,7 +65,7 @@ from lightning_hw.runs import (
     RunCSVLogger,
     RunInterrupted,
     RunRecord,
-    check_optimizer_settings_kept,
+    check_restored_settings_kept,
     checkpoint_callbacks,
     finish_wandb,
     note_caveats_in_wandb,
@@ -365,7 +365,7 @@ class HWCLI(CLIHooks):
                 checkpoint=checkpoint,
             )
         if run.mode in ("resume", "create") and self.subcommand == "fit" and checkpoint is not None:
-            check_optimizer_settings_kept(run, self.config[self.subcommand].as_dict())
+            check_restored_settings_kept(run, self.config[self.subcommand].as_dict())
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.

@@ -21,7 +21,7 @@ _EXPORTS = {
     "RunInterrupted": "interrupts",
     "Run": "lifecycle",
     "RunRecord": "lifecycle",
-    "check_optimizer_settings_kept": "lifecycle",
+    "check_restored_settings_kept": "lifecycle",
     "command_name": "lifecycle",
     "plan_run": "lifecycle",
     "run_of_checkpoint": "lifecycle",

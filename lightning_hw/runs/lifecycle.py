@@ -527,54 +527,64 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
     return Run(settings, stage, "evaluate", group, name, base, directory, ckpt_path, unique=inherited is None)
 
 
-#: the settings a checkpoint's optimizer (and scheduler) state overrides when a fit resumes from it
-RESTORED_BY_OPTIMIZER_STATE = ("model.init_args.lr", "optimizer", "lr_scheduler")
+#: the settings a checkpoint's state overrides when a fit goes on from it: the optimizer's and
+#: scheduler's (learning rate, momentum...) and the random state (drawn from the run's seed)
+RESTORED_FROM_CHECKPOINT = ("model.init_args.lr", "optimizer", "lr_scheduler", "seed_everything")
 
 
-def check_optimizer_settings_kept(run: Run, config: dict[str, Any]) -> None:
-    """Refuse a fit from a run's checkpoint with another learning rate, optimizer or scheduler setting.
+def checkpoint_source_config(run: Run) -> dict[str, Any] | None:
+    """The recorded config of the run whose checkpoint a fit goes on from (``None``: none, or not readable)."""
+    source = run.run_dir if run.mode == "resume" else run_of_checkpoint(run.ckpt_path)
+    if source is None:
+        return None
+    try:
+        config = yaml.safe_load((source / CONFIG_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def check_restored_settings_kept(run: Run, config: dict[str, Any]) -> None:
+    """Refuse a fit from a run's checkpoint with another learning rate, optimizer, scheduler or seed.
 
     Lightning restores the optimizer's and scheduler's states from the checkpoint, learning
-    rate and momentum included, so such a change would be written into ``config.yaml`` but
-    never used: the record would say ``lr 0.01`` of a run that went on at ``0.001``. This
-    holds for a resume and for a new run started from another run's checkpoint alike (a
-    checkpoint from outside any run has no settings to compare with). Called before the run's
-    directory is touched.
+    rate and momentum included, and the run restores its random state, so such a change would
+    be written into ``config.yaml`` but never used: the record would say ``lr 0.01`` of a run
+    that went on at ``0.001``. This holds for a resume and for a new run started from another
+    run's checkpoint alike (a checkpoint from outside any run has no settings to compare
+    with). Called before the run's directory is touched.
 
     Args:
         run: the planned fit (``resume``, or ``create`` from a checkpoint).
         config: the resolved config of the ``fit``.
 
     Raises:
-        ConfigError: a setting in :data:`RESTORED_BY_OPTIMIZER_STATE` differs from the one the
+        ConfigError: a setting in :data:`RESTORED_FROM_CHECKPOINT` differs from the one the
             checkpoint's run trained with.
     """
-    source = run.run_dir if run.mode == "resume" else run_of_checkpoint(run.ckpt_path)
-    if source is None:
-        return
-    try:
-        before = yaml.safe_load((source / CONFIG_FILE).read_text()) or {}
-    except (OSError, yaml.YAMLError):
+    before = checkpoint_source_config(run)
+    if before is None:
         return  # nothing to compare with (a run without its config); the checkpoint checks still hold
     old, new = flat_settings(before), flat_settings(config)
     changed = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
-        if key.startswith(RESTORED_BY_OPTIMIZER_STATE) and not key.endswith(".class_path") and old.get(key) != new.get(key)
+        if key.startswith(RESTORED_FROM_CHECKPOINT) and not key.endswith(".class_path") and old.get(key) != new.get(key)
     ]
     if not changed:
         return
     if run.mode == "resume":
         raise ConfigError(
-            f"cannot resume {run.run_dir} with other optimizer settings ({', '.join(changed)}): the checkpoint's "
-            "optimizer state would keep the run's, so config.yaml would name settings it never trained with; "
-            "resume without changing them, or train a new run (another --run.name)"
+            f"cannot resume {run.run_dir} with other settings than its checkpoint restores ({', '.join(changed)}): "
+            "its optimizer and random states would keep the run's, so config.yaml would name settings it never "
+            "trained with; resume without changing them, or train a new run (another --run.name)"
         )
+    source = run_of_checkpoint(run.ckpt_path)
     raise ConfigError(
-        f"cannot start run {run.run_dir} from {run.ckpt_path} with other optimizer settings ({', '.join(changed)}): "
-        f"Lightning restores the checkpoint's optimizer state, so the new run would go on with {source}'s settings "
-        "while its config.yaml named these; start it with that run's optimizer settings (its config.yaml), or "
-        "train from scratch without --ckpt_path"
+        f"cannot start run {run.run_dir} from {run.ckpt_path} with other settings than the checkpoint restores "
+        f"({', '.join(changed)}): Lightning restores its optimizer state and the run its random state, so the new "
+        f"run would go on with {source}'s settings while its config.yaml named these; start it with that run's "
+        "settings (its config.yaml), or train from scratch without --ckpt_path"
     )
 
 
