@@ -308,3 +308,20 @@ def test_e1_an_mnist_file_that_is_a_web_page_or_cut_short_is_named(workdir, caps
                     "it is cut short or damaged; delete it to download it again")
     assert not (workdir / "runs").exists()
     assert images.stat().st_size == 3000  # the user's file is named, not touched
+
+
+def test_e1_e8_an_empty_split_of_a_data_set_with_its_own_split_names_what_cuts_it(workdir, capsys):
+    # The advice was to "raise its fraction in --data.init_args.splits", which these data sets refuse.
+    fixtures.write_mnist(workdir / "data", n_train=1, n_test=5)  # val_fraction holds out the one image
+    code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs"), capsys)
+    assert code == 1
+    assert line == (
+        "error: the train split of MNIST is empty; MNIST comes with its own split (its 10,000 test images are the "
+        "test split, and --data.init_args.val_fraction of the 60,000 training images validate): change that or add data"
+    )
+    fixtures.write_reuters(workdir / "data")
+    code, line = error_of(fast("reuters.yaml", workdir / "data", workdir / "runs", "--data.init_args.maxlen", "3"), capsys)
+    assert code == 1
+    assert line.startswith("error: the train split of Reuters is empty; Reuters comes with its own split (--data.init_args.test_split")
+    assert "--data.init_args.splits" not in line
+    assert not (workdir / "runs").exists()

@@ -204,6 +204,19 @@ class SplitDataModule(LightningDataModule):
         train_idx, val_idx = self.fold_of(train[1] if len(train) > 1 else int(train[0].shape[0]))
         return tuple(t[train_idx] for t in train), tuple(t[val_idx] for t in train)
 
+    def empty_split_message(self, split: str) -> str:
+        """What to do about an empty ``split``: the fraction in ``splits`` that cuts it, or what else does.
+
+        A data set with its own split refuses ``--data.init_args.splits``, so the advice names
+        :attr:`own_split` for it instead.
+        """
+        cut = (
+            f"{type(self).__name__} comes with its own split ({self.own_split}): change that"
+            if self.own_split is not None
+            else f"raise its fraction in --data.init_args.splits (now {list(self.splits)})"
+        )
+        return f"the {split} split of {type(self).__name__} is empty; {cut} or add data"
+
     def check_folds_applied(self) -> None:
         """Refuse folds that the data's split did not use (a data set with a fixed validation split).
 
@@ -549,10 +562,7 @@ class InMemoryDataModule(SplitDataModule):
         self.check_folds_applied()
         for name, tensors in raw.items():
             if tensors[0].shape[0] == 0:
-                raise DataError(
-                    f"the {name} split of {type(self).__name__} is empty; "
-                    f"raise its fraction in --data.init_args.splits (now {list(self.splits)}) or add data"
-                )
+                raise DataError(self.empty_split_message(name))
         self.raw_data = raw
         self.preprocess = self.build_preprocess(raw["train"][0])
         self.data = raw if self.preprocess_per_batch else {name: self.prepared(t) for name, t in raw.items()}

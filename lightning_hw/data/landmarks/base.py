@@ -300,10 +300,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         records = self._records()
         for name, part in records.items():
             if not part:
-                raise DataError(
-                    f"the {name} split of {type(self).__name__} is empty; raise its fraction in "
-                    "--data.init_args.splits or add data"
-                )
+                raise DataError(self.empty_split_message(name))
         self.prepare_flip()
         if self.standardize_images and self.mean is None:
             step = max(1, len(records["train"]) // 2000)  # decoding every image would take a pass
