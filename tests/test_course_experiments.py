@@ -325,3 +325,13 @@ def test_e1_e8_an_empty_split_of_a_data_set_with_its_own_split_names_what_cuts_i
     assert line.startswith("error: the train split of Reuters is empty; Reuters comes with its own split (--data.init_args.test_split")
     assert "--data.init_args.splits" not in line
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("test_split", ["1.5", "0", "-0.2"])
+def test_e8_a_reuters_test_split_outside_0_1_is_refused(workdir, capsys, test_split):
+    # 1.5 cut the newswires at a negative index: the run trained on the first half and tested on
+    # the second without a word, its config.yaml saying test_split 1.5.
+    fixtures.write_reuters(workdir / "data")
+    code, line = error_of(fast("reuters.yaml", workdir / "data", workdir / "runs", "--data.init_args.test_split", test_split), capsys)
+    assert (code, line) == (2, f"error: test_split must be between 0 and 1, got {float(test_split)}")
+    assert not (workdir / "runs").exists()

@@ -100,7 +100,7 @@ class Reuters(InMemoryDataModule):
         num_words: vocabulary size, i.e. input features (E8: 1,000).
         skip_top: see :func:`keras_sequences` (Keras' ``load_data`` arguments).
         maxlen: see :func:`keras_sequences`.
-        test_split: Keras' test fraction.
+        test_split: Keras' test fraction, in (0, 1).
         seed: Keras' shuffle seed.
         start_char: see :func:`keras_sequences`.
         oov_char: see :func:`keras_sequences`.
@@ -130,6 +130,9 @@ class Reuters(InMemoryDataModule):
         super().__init__(**kwargs)
         if num_words < 4:
             raise ConfigError(f"num_words must be > 3 (indices 0-2 are reserved), got {num_words}")
+        if not 0 < test_split < 1:
+            # Keras does not check it: 1.5 cut at a negative index and tested on the last half, silently.
+            raise ConfigError(f"test_split must be between 0 and 1, got {test_split}")
         self.root = Path(root)
         self.download = download
         self.num_words = num_words
