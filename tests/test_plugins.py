@@ -559,3 +559,81 @@ def test_a_run_whose_task_class_was_renamed_says_how_to_keep_it_loadable(tmp_pat
     result = cli("test", "--ckpt_path", ckpt)
     assert result.returncode == 0, result.stderr[-3000:]
     assert all(path.read_bytes() == data for path, data in record.items())
+
+
+# -- a task and datamodule written as the README's "Writing your own" says ---------------------------
+
+OWN_SOURCE = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_hw import InMemoryDataModule, Task
+
+
+class OwnBlobs(InMemoryDataModule):
+    """Three blobs in 5-D."""
+
+    @property
+    def class_names(self):
+        return ["a", "b", "c"]
+
+    @property
+    def input_shape(self):
+        return (5,)
+
+    def load_tensors(self):
+        y = torch.arange(120) % 3
+        return torch.randn(120, 5, generator=torch.Generator().manual_seed(0)) + 2 * y[:, None].float(), y
+
+
+class OwnTask(Task):
+    """A linear classifier whose sizes come from the data only."""
+
+    monitor, monitor_mode = "val/acc", "max"
+    linked_from_data = ("num_classes", "input_shape")
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], lr: float | None = None):
+        super().__init__(lr=lr)
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], num_classes))
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_metrics", MetricCollection({"acc": MulticlassAccuracy(num_classes)}, prefix=f"{stage}/"))
+
+    def shared_step(self, batch, stage):
+        x, y = batch
+        out = self.net(x)
+        loss = F.cross_entropy(out, y)
+        self.log_loss(stage, loss, y.shape[0])
+        self.collect(stage, out.argmax(1), y)
+        return loss
+'''
+
+
+def test_a_task_whose_linked_arguments_have_no_default_trains(site, workdir):
+    """``num_classes: int`` with no default was refused ("the following arguments are required: num_classes,
+    input_shape"): the first parse, which learns the classes, ran before the data links were added."""
+    fake_distribution(
+        site, "own-plugin", {"own_plugin": OWN_SOURCE},
+        {"lightning_hw.tasks": {"OwnTask": "own_plugin:OwnTask"}, "lightning_hw.datamodules": {"OwnBlobs": "own_plugin:OwnBlobs"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    config = workdir / "own.yaml"
+    config.write_text(yaml.safe_dump({"seed_everything": 0, "model": {"class_path": "OwnTask"}, "data": {"class_path": "OwnBlobs"}}))
+    args = ["--config", str(config), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled"]
+    main(["fit", *args, "--run.name", "r"])
+    run = workdir / "runs" / "own" / "r"
+    hparams = torch_load(run / "checkpoints" / "last.ckpt")["hyper_parameters"]
+    assert (hparams["num_classes"], tuple(hparams["input_shape"])) == (3, (5,))
+    # And the commands that read the run back: its checkpoint's settings parse too.
+    main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--run.wandb", "disabled"])
+    assert len(list((run / "eval").glob("test-*/metrics.csv"))) == 1
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+

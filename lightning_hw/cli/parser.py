@@ -129,6 +129,7 @@ class HWCLI(CLIHooks):
         registry.discover()  # short class names resolve only once the classes are imported
         self.run: Run | None = None
         self._hparams_from: tuple[str, dict] | None = None
+        self._linked: set[tuple[str, str]] = set()  # (subcommand, task argument) linked from the data
         self._predict_ids: list[str] | None = None  # the rows of --predict_from, read before the directory exists
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
@@ -201,7 +202,7 @@ class HWCLI(CLIHooks):
         args = ckpt_path_after_configs(args)
         printing = any(a.startswith("--print_config") for a in args)
         try:
-            first = parser.parse_args([a for a in args if not a.startswith("--print_config")])
+            first = self._parse_first(parser, [a for a in args if not a.startswith("--print_config")])
             # The task's lr becomes the optimizer's here, as an argument, so that --print_config
             # (which prints while parsing) shows the lr that trains.
             subcommand = first.get("subcommand")
@@ -214,17 +215,46 @@ class HWCLI(CLIHooks):
         except ArgumentError as err:
             raise ConfigError(self._explain(err, args)) from None
 
+    def _parse_first(self, parser: LightningArgumentParser, args: list[str]) -> Any:
+        """The first pass, which learns the classes; parsed again with the links if it fails without them.
+
+        A task whose ``linked_from_data`` arguments have no default (``num_classes: int``) is
+        refused by a pass without the links ("the following arguments are required"), although
+        the data provides them: the links are then added from the classes the command line
+        names, and the pass is tried once more.
+        """
+        try:
+            return parser.parse_args(args)
+        except ArgumentError:
+            subcommand = args[0] if args and args[0] in self.subcommand_parsers else None
+            names = requested_class_names(args)
+            if subcommand is None or not {"model", "data"} <= names.keys():
+                raise
+            if not self._link_data(subcommand, names["model"], names["data"]):
+                raise
+            return parser.parse_args(args)
+
     def _add_data_links(self, config: Any) -> bool:
         """Link every ``linked_from_data`` argument of the task that the datamodule provides."""
         subcommand = config.get("subcommand")
         if not subcommand:
             return False
         chosen = config[subcommand]
-        task_cls = registry.import_class(chosen.model.class_path, "task")
-        data_cls = registry.import_class(chosen.data.class_path, "datamodule")
+        return self._link_data(subcommand, chosen.model.class_path, chosen.data.class_path)
+
+    def _link_data(self, subcommand: str, task: str, data: str) -> bool:
+        """Link ``data`` -> ``model.init_args.<name>`` for the task's ``linked_from_data`` the datamodule has.
+
+        Each link is added once (the first pass may have added it already); whether there is any.
+        """
+        task_cls = registry.import_class(task, "task")
+        data_cls = registry.import_class(data, "datamodule")
         names = [n for n in getattr(task_cls, "linked_from_data", ()) if hasattr(data_cls, n)]
         sub_parser = self.subcommand_parsers[subcommand]
         for name in names:
+            if (subcommand, name) in self._linked:
+                continue
+            self._linked.add((subcommand, name))
             # The whole datamodule as the source, so that an attribute it does not implement (the
             # base's NotImplementedError) is said in one line rather than as a traceback.
             read = functools.partial(_linked_value, name=name, task=task_cls.__name__)
