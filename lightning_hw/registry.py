@@ -60,8 +60,12 @@ class Component:
 
     @property
     def description(self) -> str:
-        """First line of the class docstring."""
-        doc = inspect.getdoc(self.obj) if self.obj is not None else None
+        """First line of the class's own docstring (``""`` without one).
+
+        Not :func:`inspect.getdoc`, which gives an undocumented class its base's docstring: a
+        plugin task without one was listed as "Base class of lightning-hw tasks (and of plugin tasks)."
+        """
+        doc = inspect.cleandoc(self.obj.__doc__) if self.obj is not None and self.obj.__doc__ else None
         return doc.strip().splitlines()[0] if doc else ""
 
 

@@ -637,3 +637,16 @@ def torch_load(path: Path) -> dict:
 
     return torch.load(path, map_location="cpu", weights_only=False)
 
+
+def test_list_does_not_describe_an_undocumented_class_with_its_base_classes_docstring(site, capsys):
+    """``class MyTask(Task)`` without a docstring was listed as "Base class of lightning-hw tasks (and of plugin tasks).\""""
+    fake_distribution(
+        site, "bare-plugin", {"bare_plugin": "from lightning_hw import Task\n\n\nclass BareTask(Task):\n    pass\n"},
+        {"lightning_hw.tasks": {"BareTask": "bare_plugin:BareTask"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "--debug"])  # --debug: never the cached table
+    assert exit_info.value.code == 0
+    (row,) = [line.split("│") for line in capsys.readouterr().out.splitlines() if "BareTask" in line]
+    assert [cell.strip() for cell in row[1:5]] == ["task", "BareTask", "bare-plugin", ""]
