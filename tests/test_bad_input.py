@@ -57,6 +57,39 @@ def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
     assert code == 2 and line.startswith(expected)
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # E7's underfit run with --optimizer.init_args.nesterov false left out
+        (["--optimizer.init_args.momentum", "0", "--optimizer.init_args.nesterov", "true"],
+         "error: optimizer SGD refuses its settings: Nesterov momentum requires a momentum and zero dampening; "
+         "change them under optimizer: (--optimizer.init_args.<name>)"),
+        (["--model.init_args.lr", "-1"], "error: optimizer SGD refuses its settings: Invalid learning rate: -1.0; "),
+        (["--lr_scheduler", "torch.optim.lr_scheduler.OneCycleLR", "--lr_scheduler.init_args.max_lr", "0.1"],
+         "error: lr_scheduler OneCycleLR refuses its settings: You must define either total_steps OR (epochs AND "
+         "steps_per_epoch); change them under lr_scheduler: (--lr_scheduler.init_args.<name>)"),
+    ],
+    ids=["nesterov-without-momentum", "negative-lr", "scheduler"],
+)
+def test_optimizer_settings_torch_refuses_are_one_line(tiny_args, workdir, capsys, extra, expected):
+    """torch checks them only when it builds the optimizer, with a ValueError: that was a traceback."""
+    code, line = error_of(tiny_args("fit", *extra), capsys)
+    assert code == 2 and line.startswith(expected)
+    assert not (workdir / "runs").exists()
+
+
+def test_an_lr_adam_refuses_is_one_line_without_an_optimizer_section(tiny_args, workdir, capsys):
+    """The task's own Adam (no optimizer: section) is built inside fit: its ValueError was a traceback there."""
+
+    def without_optimizer(config: dict) -> None:
+        del config["optimizer"]
+
+    args = write_config(workdir, tiny_args, without_optimizer)
+    code, line = error_of([*args, "--model.init_args.lr", "-1"], capsys)
+    assert (code, line) == (2, "error: optimizer Adam refuses its settings: Invalid learning rate: -1.0; change --model.init_args.lr")
+    assert not (workdir / "runs").exists()
+
+
 def test_unknown_key_in_config_file_suggests_the_option(tiny_args, workdir, capsys):
     args = write_config(workdir, tiny_args, lambda c: c["trainer"].update(max_epoch=3))
     code, line = error_of(args, capsys)

@@ -208,11 +208,13 @@ def test_lightning_still_sets_the_hook_name_attribute_around_hooks(tmp_path):
 
 
 def test_lightning_cli_still_calls_the_steps_cli_hooks_rename():
-    for name in ("_parse_ckpt_path", "_run_subcommand", "_parser"):
+    for name in ("_parse_ckpt_path", "_run_subcommand", "_parser", "_add_configure_optimizers_method_to_model"):
         assert callable(getattr(LightningCLI, name, None)), f"{LIGHTNING}: LightningCLI.{name} is gone"
     source = inspect.getsource(LightningCLI.__init__)
     for call in ("self._parse_ckpt_path()", "self._run_subcommand("):
         assert call in source, f"{LIGHTNING}: LightningCLI.__init__ no longer calls {call}"
+    call = "self._add_configure_optimizers_method_to_model(self.subcommand)"
+    assert call in inspect.getsource(LightningCLI.instantiate_classes), f"{LIGHTNING}: instantiate_classes no longer calls {call}"
     assert inspect.signature(LightningCLI._run_subcommand).parameters.keys() == {"self", "subcommand"}, LIGHTNING
 
 

@@ -177,6 +177,9 @@ class CLIHooks(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         self.run_subcommand(subcommand)
 
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        self.add_configured_optimizer(subcommand)
+
     def load_checkpoint_settings(self) -> None:
         """Read the task's settings from ``--ckpt_path`` into the config (LightningCLI's default)."""
         super()._parse_ckpt_path()
@@ -184,6 +187,10 @@ class CLIHooks(LightningCLI):
     def run_subcommand(self, subcommand: str) -> None:
         """Run ``before_<subcommand>``, the trainer's method and ``after_<subcommand>`` (LightningCLI's default)."""
         super()._run_subcommand(subcommand)
+
+    def add_configured_optimizer(self, subcommand: str | None) -> None:
+        """Build the config's ``optimizer`` and ``lr_scheduler`` and make them the task's (LightningCLI's default)."""
+        super()._add_configure_optimizers_method_to_model(subcommand)
 
     @property
     def subcommand_parsers(self) -> dict[str, LightningArgumentParser]:

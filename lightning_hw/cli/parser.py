@@ -355,6 +355,26 @@ class HWCLI(CLIHooks):
                 raise
             raise user_error from err
 
+    def add_configured_optimizer(self, subcommand: str | None) -> None:
+        """As LightningCLI, but settings torch refuses (``lr: -1``, Nesterov without momentum) are one line.
+
+        torch checks an optimizer's or scheduler's arguments only when it builds them, here,
+        with a plain ``ValueError``: it came out as a traceback.
+
+        Raises:
+            ConfigError: naming the class that refused and torch's reason.
+        """
+        try:
+            super().add_configured_optimizer(subcommand)
+        except ValueError as err:
+            if user_error_in(err) is not None:
+                raise
+            key, name = _refusing_optimizer(err)
+            raise ConfigError(
+                f"{' '.join(filter(None, (key, name)))} refuses its settings: {err}",
+                advice=f"change them under {key}: (--{key}.init_args.<name>)",
+            ) from err
+
     def before_instantiate_classes(self) -> None:
         """Let the task's lr set the configured optimizer's (again: a checkpoint's settings may have replaced it).
 
@@ -716,6 +736,22 @@ def _check_net(chosen: Any) -> None:
     message = unfit_net_message(task, init_args.net)
     if message:
         raise ConfigError(message)
+
+
+def _refusing_optimizer(err: BaseException) -> tuple[str, str]:
+    """``("optimizer", "SGD")`` or ``("lr_scheduler", "StepLR")``: the config key and class whose ``__init__`` raised ``err``.
+
+    The outermost ``__init__`` in the traceback is the class being built (its base's may be the one raising);
+    the optimizer is built first, so an error from no ``__init__`` at all is put down to it.
+    """
+    traceback = err.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        built = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
+        if built is not None:
+            return "optimizer" if isinstance(built, torch.optim.Optimizer) else "lr_scheduler", type(built).__name__
+        traceback = traceback.tb_next
+    return "optimizer", ""
 
 
 def _lr_for_optimizer(chosen: Any) -> float | None:

@@ -12,6 +12,7 @@ from torchmetrics import Metric, MetricCollection
 
 from lightning_hw._compat.lightning import HOOK_NAME_ATTRIBUTE
 from lightning_hw._compat.torch import child_modules
+from lightning_hw.errors import ConfigError
 from lightning_hw.tasks.epoch_metrics import BatchWeightedMean, EpochOutputs
 
 STAGES = ("train", "val", "test")
@@ -220,5 +221,12 @@ class Task(LightningModule):
         return "the task's forward outputs"
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam, used only when the config has no ``optimizer:`` section."""
-        return torch.optim.Adam(self.parameters(), lr=self.lr if self.lr is not None else 1e-3)
+        """Adam, used only when the config has no ``optimizer:`` section.
+
+        Raises:
+            ConfigError: an ``lr`` Adam refuses (torch says so with a plain ``ValueError``, a traceback).
+        """
+        try:
+            return torch.optim.Adam(self.parameters(), lr=self.lr if self.lr is not None else 1e-3)
+        except ValueError as err:
+            raise ConfigError(f"optimizer Adam refuses its settings: {err}", advice="change --model.init_args.lr") from None
