@@ -335,3 +335,18 @@ def test_e8_a_reuters_test_split_outside_0_1_is_refused(workdir, capsys, test_sp
     code, line = error_of(fast("reuters.yaml", workdir / "data", workdir / "runs", "--data.init_args.test_split", test_split), capsys)
     assert (code, line) == (2, f"error: test_split must be between 0 and 1, got {float(test_split)}")
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("download", ["true", "false"])
+def test_e8_a_reuters_root_set_to_the_npz_file_itself_is_one_line(workdir, capsys, download):
+    # With download true, making the download's folder failed on the file: a FileExistsError traceback;
+    # with false, the advice was to download the file that is there.
+    fixtures.write_reuters(workdir / "data")
+    args = fast("reuters.yaml", workdir / "data" / "reuters.npz", workdir / "runs", "--data.init_args.download", download)
+    code, line = error_of(args, capsys)
+    assert (code, line) == (
+        1,
+        f"error: Reuters file reuters.npz not found at {workdir / 'data' / 'reuters.npz' / 'reuters.npz'}: "
+        f"--data.init_args.root is a file; set it to the folder that holds reuters.npz ({workdir / 'data'})",
+    )
+    assert not (workdir / "runs").exists()

@@ -183,6 +183,11 @@ class Reuters(InMemoryDataModule):
     def prepare_data(self) -> None:
         if self.path.is_file():
             return
+        if self.root.is_file():  # root set to the file itself: the download's folder could not even be made
+            raise DataError(
+                f"Reuters file reuters.npz not found at {self.path.absolute()}: --data.init_args.root is a file; "
+                f"set it to the folder that holds reuters.npz" + (f" ({self.root.parent})" if self.root.name == "reuters.npz" else "")
+            )
         if not self.download:
             raise DataError(
                 f"Reuters file reuters.npz not found at {self.path.absolute()}: set --data.init_args.download true, "
