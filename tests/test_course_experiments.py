@@ -350,3 +350,21 @@ def test_e8_a_reuters_root_set_to_the_npz_file_itself_is_one_line(workdir, capsy
         f"--data.init_args.root is a file; set it to the folder that holds reuters.npz ({workdir / 'data'})",
     )
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "write", "inside", "holds"),
+    [
+        ("mnist_mlp.yaml", fixtures.write_mnist, "MNIST/raw/t10k-labels-idx1-ubyte", "MNIST/raw"),
+        ("cifar10_mlp.yaml", fixtures.write_cifar10, "cifar-10-batches-py/test_batch", "cifar-10-batches-py/"),
+    ],
+    ids=["mnist", "cifar10"],
+)
+def test_e1_a_root_set_to_one_of_the_data_files_is_one_line(workdir, capsys, config, write, inside, holds):
+    # CIFAR-10's download failed under the file and its clean-up raised again: a NotADirectoryError
+    # traceback; MNIST's advice was to put the files in a folder under the file.
+    write(workdir / "data")
+    code, line = error_of(fast(config, workdir / "data" / inside, workdir / "runs"), capsys)
+    assert code == 1
+    assert line.endswith(f": --data.init_args.root is a file; set it to the folder that holds {holds} ({workdir / 'data'})")
+    assert not (workdir / "runs").exists()

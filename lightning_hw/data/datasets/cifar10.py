@@ -80,6 +80,12 @@ class CIFAR10(ImageDataModule):
                 f"{self.root.absolute()}: set --data.init_args.root to the folder that holds {CIFAR10_FOLDER}/"
                 + (f" ({self.root.parent})" if self.root.name == CIFAR10_FOLDER else f", or move them into {self.folder.absolute()}")
             )
+        if missing and self.root.is_file():  # root set to a batch file: the download could not even clean up after itself
+            raise DataError(
+                f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}: --data.init_args.root is a file; "
+                f"set it to the folder that holds {CIFAR10_FOLDER}/"
+                + (f" ({self.root.parent.parent})" if self.root.parent.name == CIFAR10_FOLDER else "")
+            )
         if not missing or not self.download:
             return
         from torchvision.datasets.utils import download_and_extract_archive

@@ -94,6 +94,12 @@ class MNIST(ImageDataModule):
         misplaced = self._misplaced(missing)
         if misplaced:  # before any download: the user has the files, one folder off
             raise DataError(misplaced)
+        if self.root.is_file():  # the advice would be to put the files in a folder under it
+            raise DataError(
+                f"MNIST files {', '.join(missing)} not found in {self.raw_folder.absolute()}: --data.init_args.root is a file; "
+                "set it to the folder that holds MNIST/raw"
+                + (f" ({self.root.parent.parent.parent})" if self.root.parent.name == "raw" and self.root.parent.parent.name == "MNIST" else "")
+            )
         # Files fetched by hand (the .gz from a mirror) only need unpacking.
         for name in missing:
             archive = self.raw_folder / f"{name}.gz"
