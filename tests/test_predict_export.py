@@ -176,7 +176,7 @@ def test_a_task_setting_the_checkpoint_replaces_is_said(command, trained_run, wo
 
     ckpt = str(trained_run / "checkpoints" / "last.ckpt")
     quiet = ("--run.wandb", "disabled", "--trainer.enable_progress_bar", "false")
-    with pytest.warns(CheckpointSettingsWarning, match=r"not these: head 'sigmoid_bce' -> 'softmax_ce' \(to use other"):
+    with pytest.warns(CheckpointSettingsWarning, match=r"not these: head 'sigmoid_bce' -> 'softmax_ce' \(other settings need a run trained from scratch"):
         main([command, "--ckpt_path", ckpt, "--model.init_args.head", "sigmoid_bce", *quiet])
     with warnings.catch_warnings():
         warnings.simplefilter("error", CheckpointSettingsWarning)  # the run's own settings replace nothing
