@@ -54,6 +54,30 @@ def test_features_are_computed_once_then_read_back(folder, tmp_path):
     assert torch.equal(again.net.head[1].weight, task.net.head[1].weight)
 
 
+def test_the_first_run_of_a_backbone_reads_each_split_once(folder, tmp_path, monkeypatch):
+    """A pass to learn the key, then one to compute the features, read (a streamed folder: decoded) everything twice.
+
+    With no file of the backbone and split stored, the computing pass digests the inputs itself.
+    """
+    passes = []
+    source_batches = FeatureCache._source_batches
+
+    def counted(self, trainer, pl_module, split):
+        passes.append(split)
+        return source_batches(self, trainer, pl_module, split)
+
+    monkeypatch.setattr(FeatureCache, "_source_batches", counted)
+    fit(folder, tmp_path / "cache", epochs=1)
+    assert sorted(passes) == ["train", "val"]
+    passes.clear()
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1)  # read back: one pass without the backbone
+    assert cache.events == {"train": "hit", "val": "hit"} and sorted(passes) == ["train", "val"]
+    passes.clear()
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1, mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
+    assert cache.events == {"train": "computed", "val": "computed"}  # files of the backbone exist: the key is looked up first
+    assert sorted(passes) == ["train", "train", "val", "val"]
+
+
 def test_a_changed_transform_or_backbone_recomputes(folder, tmp_path):
     fit(folder, tmp_path / "cache", epochs=1)
     _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1, mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])

@@ -20,7 +20,9 @@ The cache key is computed from *content*, not file names: a digest of every mode
 label), of the backbone (model name, architecture and every weight) and of the trainer's
 precision. So any change of data files, split, transform (size, interpolation, mean/std,
 crop) or weights gives another key and the features are recomputed, while a rerun reads
-them back after one cheap pass over the inputs (no backbone). Cached samples are stored
+them back after one cheap pass over the inputs (no backbone). The first run of a backbone on
+a split (no file of theirs stored yet) skips that pass: computing the features digests the
+inputs too, so a streamed folder is decoded once. Cached samples are stored
 in a canonical order (sorted by their digest), so a file serves whatever order the samples
 are read in; a run gets them back in its datamodule's order and trains on the batches the
 datamodule's own training order draws, so its metrics are those of the same run without
@@ -30,6 +32,7 @@ the cache.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import os
 import re
@@ -237,47 +240,57 @@ class FeatureCache(Callback):
         if split in self._features:
             return self._features[split]
         net = pl_module.net
-        in_source_order = list(self._sample_digests(trainer, pl_module, split))
-        order = sorted(range(len(in_source_order)), key=in_source_order.__getitem__)
-        digests = [in_source_order[i] for i in order]
         if self._fingerprint is None:  # the frozen backbone does not change within a stage
             self._fingerprint = _digest(
                 net.backbone_fingerprint() if hasattr(net, "backbone_fingerprint") else repr(net.backbone),
                 str(trainer.precision),
             )
-        key = _digest(self._fingerprint, *digests)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", getattr(net, "model_name", type(net.backbone).__name__))
-        path = self.cache_dir / f"{name}-{split}-{key}.pt"
-        stored = _read_cache_file(path, rows=len(digests)) if path.is_file() else None
+        stored = None
+        # With no file of this backbone and split stored, the features are computed whatever the key:
+        # that pass digests the inputs too, so a streamed folder is decoded once, not twice.
+        if any(self.cache_dir.glob(f"{glob.escape(name)}-{split}-*.pt")):
+            digests = list(self._sample_digests(trainer, pl_module, split))  # a pass without the backbone
+            path = self._path(name, split, digests)
+            stored = _read_cache_file(path, rows=len(digests)) if path.is_file() else None
         if stored is not None:
-            features, labels = stored
+            rows, labels_by_row = stored
+            # Row r of the file is the r-th sample by digest: back to the datamodule's order, so that
+            # batches (and callbacks that show single test samples) are those of a run without the cache.
+            by_digest = torch.tensor(sorted(range(len(digests)), key=digests.__getitem__), dtype=torch.long)
+            in_split_order = by_digest.argsort()
+            features, labels = rows[in_split_order], labels_by_row[in_split_order]
             self.events[split] = "hit"
             rank_zero_info(f"FeatureCache: {split} features {tuple(features.shape)} read from {path}")
         else:
             start = time.perf_counter()
-            features, labels = self._compute(trainer, pl_module, split)
-            # A temporary file of its own, renamed when whole: another run writing the same features
-            # at once, or an interrupted write, never leaves a mixed or truncated cache file.
+            features, labels, digests = self._compute(trainer, pl_module, split)
+            path = self._path(name, split, digests)
+            by_digest = torch.tensor(sorted(range(len(digests)), key=digests.__getitem__), dtype=torch.long)
+            # Stored in digest order, so a file serves the same samples read in any order. A temporary
+            # file of its own, renamed when whole: another run writing the same features at once, or
+            # an interrupted write, never leaves a mixed or truncated cache file.
             with atomic_open(path, "wb") as file:
-                torch.save({"features": features, "labels": labels, "split": split}, file)
+                torch.save({"features": features[by_digest], "labels": labels[by_digest], "split": split}, file)
             self.events[split] = "computed"
             rank_zero_info(
                 f"FeatureCache: {split} features {tuple(features.shape)} computed in "
                 f"{time.perf_counter() - start:.1f} s, saved to {path}"
             )
-        # Row r of the file is sample order[r] of the split: back to the datamodule's order, so
-        # that batches (and callbacks that show single test samples) are those of a run without it.
-        in_split_order = torch.tensor(order, dtype=torch.long).argsort()
-        features, labels = features[in_split_order], labels[in_split_order]
         self._features[split] = (features, labels)
         return features, labels
+
+    def _path(self, name: str, split: str, digests: list[str]) -> Path:
+        """The cache file of a split's samples (their digests, in any order) under this run's backbone."""
+        return self.cache_dir / f"{name}-{split}-{_digest(self._fingerprint, *sorted(digests))}.pt"
 
     def _sample_digests(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterable[str]:
         for x, y in self._source_batches(trainer, pl_module, split):
             yield from _batch_digests(x, y)
 
     @torch.no_grad()  # not inference_mode: the stored features must be usable as autograd inputs
-    def _compute(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compute(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """The split's features, labels and input digests, in the datamodule's order."""
         backbone = pl_module.net.backbone
         was_training = [m.training for m in backbone.modules()]
         backbone.eval()  # as FreezeBackbone runs it: pretrained BN statistics, no dropout
@@ -292,9 +305,7 @@ class FeatureCache(Callback):
         finally:
             for module, mode in zip(backbone.modules(), was_training):
                 module.training = mode
-        order = sorted(range(len(digests)), key=digests.__getitem__)
-        index = torch.tensor(order, dtype=torch.long)
-        return torch.cat(features)[index], torch.cat(labels)[index]
+        return torch.cat(features), torch.cat(labels), digests
 
 
 def _read_cache_file(path: Path, rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
