@@ -371,3 +371,17 @@ def test_an_epoch_begun_with_one_batch_size_is_not_continued_with_another(tiny_a
         "then with 128 and the epochs you want"
     )
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_adam_run_resumes_and_starts_new_runs_from_its_checkpoint(tiny_args, workdir):
+    """Adam's betas are a tuple in the parsed config and a list in config.yaml: every Adam run was refused
+    ("optimizer.init_args.betas [0.9, 0.999] -> (0.9, 0.999)") on a resume with unchanged settings, and so
+    was a new run from its checkpoint."""
+    adam = ("--optimizer", "torch.optim.Adam", "--optimizer.init_args.lr", "0.01", "--run.test_after_fit", "false")
+    HWCLI(args=tiny_args("fit", "--run.name", "r", *adam))
+    run = workdir / "runs" / "quickstart" / "r"
+    assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["init_args"]["betas"] == [0.9, 0.999]
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", *adam))
+    assert json.loads((run / "status.json").read_text())["epoch"] == 2
+    HWCLI(args=tiny_args("fit", "--run.name", "n", "--trainer.max_epochs", "3", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *adam))
+    assert json.loads((workdir / "runs" / "quickstart" / "n" / "status.json").read_text())["epoch"] == 3

@@ -544,6 +544,13 @@ def checkpoint_source_config(run: Run) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def _as_recorded(value: Any) -> Any:
+    """``value`` as ``config.yaml`` holds it: a tuple (Adam's ``betas``) is a YAML list there."""
+    if isinstance(value, (list, tuple)):
+        return [_as_recorded(item) for item in value]
+    return value
+
+
 def check_restored_settings_kept(run: Run, config: dict[str, Any]) -> None:
     """Refuse a fit from a run's checkpoint with another learning rate, optimizer, scheduler or seed.
 
@@ -565,7 +572,8 @@ def check_restored_settings_kept(run: Run, config: dict[str, Any]) -> None:
     before = checkpoint_source_config(run)
     if before is None:
         return  # nothing to compare with (a run without its config); the checkpoint checks still hold
-    old, new = flat_settings(before), flat_settings(config)
+    old = {key: _as_recorded(value) for key, value in flat_settings(before).items()}
+    new = {key: _as_recorded(value) for key, value in flat_settings(config).items()}
     changed = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
