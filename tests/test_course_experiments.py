@@ -368,3 +368,34 @@ def test_e1_a_root_set_to_one_of_the_data_files_is_one_line(workdir, capsys, con
     assert code == 1
     assert line.endswith(f": --data.init_args.root is a file; set it to the folder that holds {holds} ({workdir / 'data'})")
     assert not (workdir / "runs").exists()
+
+
+def test_e7_a_root_one_folder_off_names_where_train_csv_is(workdir, capsys, monkeypatch):
+    # train.csv straight in root, or root set to mobile-price-classification/ or to the CSV, was
+    # reported missing with the advice to download it "and put it there", where it already was.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # nothing may be downloaded here
+    data, runs = fixtures.write_mobile_price(workdir / "data"), workdir / "runs"
+    folder = data / "mobile-price-classification"
+    (workdir / "flat").mkdir()
+    (workdir / "flat" / "train.csv").write_bytes((folder / "train.csv").read_bytes())
+
+    def error(root: Path) -> str:
+        code, line = error_of(fast("mobile_price.yaml", root, runs), capsys)  # download: true, as the config
+        assert code == 1
+        return line
+
+    where = "error: Mobile Price Classification file mobile-price-classification/train.csv not found in"
+    assert error(folder) == f"{where} {folder}, but it is at {folder / 'train.csv'}: set --data.init_args.root {data}"
+    assert error(folder / "train.csv") == (
+        f"{where} {folder / 'train.csv'}: --data.init_args.root is the CSV itself; set it to the folder that holds "
+        f"mobile-price-classification/train.csv ({data})"
+    )
+    assert error(workdir / "flat") == (
+        f"{where} {workdir / 'flat'}, but {workdir / 'flat' / 'train.csv'} is there: "
+        f"move it to {workdir / 'flat' / 'mobile-price-classification' / 'train.csv'}"
+    )
+    (workdir / "flat" / "train.csv").write_text("id,label\n1,0\n")  # another data set's train.csv: not this one
+    assert "download it from https://www.kaggle.com/" in error(workdir / "flat")
+    assert not runs.exists()

@@ -71,12 +71,48 @@ class MobilePrice(InMemoryDataModule):
         return self.root / MOBILE_PRICE_FILE
 
     def prepare_data(self) -> None:
+        if not self.path.is_file():
+            self._refuse_misplaced()
         kaggle.fetch(MOBILE_PRICE_KAGGLE, self.path, self.download)
+
+    def _refuse_misplaced(self) -> None:
+        """Fail when ``train.csv`` is there, but not at :attr:`path` (``root`` one level off).
+
+        A ``train.csv`` put straight into ``root``, or ``root`` set to the CSV or to its
+        ``mobile-price-classification/`` folder, was reported missing, with the advice to
+        download the file that is there.
+
+        Raises:
+            DataError: naming the file found and the setting or move that makes it read.
+        """
+        folder = Path(MOBILE_PRICE_FILE).parent.name
+        where = f"Mobile Price Classification file {MOBILE_PRICE_FILE} not found in {self.root.absolute()}"
+        if self.root.is_file():
+            in_folder = self.root.parent.name == folder
+            raise DataError(
+                f"{where}: --data.init_args.root is the CSV itself; set it to the folder that holds {MOBILE_PRICE_FILE}"
+                + (f" ({self.root.parent.parent})" if in_folder else f", or move the CSV to {self.root.parent.absolute() / MOBILE_PRICE_FILE}")
+            )
+        found = self.root / "train.csv"
+        # Only the data set's own CSV: another data set's train.csv in root is no reason to stop here.
+        if found.is_file() and MOBILE_PRICE_TARGET in _header_of(found):
+            if self.root.name == folder:
+                raise DataError(f"{where}, but it is at {found.absolute()}: set --data.init_args.root {self.root.parent}")
+            raise DataError(f"{where}, but {found.absolute()} is there: move it to {self.path.absolute()}")
 
     def load_tensors(self) -> Split:
         self.prepare_data()
         features, target = read_mobile_price(self.path)
         return torch.from_numpy(features), torch.from_numpy(target)
+
+
+def _header_of(path: Path) -> list[str]:
+    """The column names of a CSV's first line (none when it is no text)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [name.strip() for name in next(csv.reader(f), [])]
+    except (UnicodeDecodeError, csv.Error):
+        return []
 
 
 def read_mobile_price(path: Path) -> tuple[np.ndarray, np.ndarray]:
