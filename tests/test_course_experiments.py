@@ -399,3 +399,35 @@ def test_e7_a_root_one_folder_off_names_where_train_csv_is(workdir, capsys, monk
     (workdir / "flat" / "train.csv").write_text("id,label\n1,0\n")  # another data set's train.csv: not this one
     assert "download it from https://www.kaggle.com/" in error(workdir / "flat")
     assert not runs.exists()
+
+
+def test_e7_a_bad_value_in_train_csv_names_its_line_and_column(workdir, capsys):
+    # A value that is no number read "has a row that is not 21 numbers" with neither its line nor its
+    # column; a NaN was read, and standardisation turned its whole column into NaN.
+    csv_path = fixtures.write_mobile_price(workdir / "data") / "mobile-price-classification" / "train.csv"
+    good = csv_path.read_text().splitlines()
+
+    def error(line: int, column: int, value: str) -> str:
+        rows = [row.split(",") for row in good]
+        rows[line - 1][column - 1] = value
+        csv_path.write_text("\n".join(",".join(row) for row in rows) + "\n")
+        code, line_ = error_of(fast("mobile_price.yaml", workdir / "data", workdir / "runs"), capsys)
+        assert code == 1
+        return line_
+
+    assert error(5, 14, "3.2GB") == f"error: line 5 of {csv_path}: column 14 (ram) is '3.2GB', not a finite number"
+    assert error(7, 3, "nan") == f"error: line 7 of {csv_path}: column 3 (clock_speed) is 'nan', not a finite number"
+    assert error(9, 21, "4") == f"error: line 9 of {csv_path}: price_range is '4', it must be 0, 1, 2 or 3"
+    csv_path.write_text("\n".join(good[:10]) + "\n" + good[10][:12] + "\n")  # a download cut short
+    code, line = error_of(fast("mobile_price.yaml", workdir / "data", workdir / "runs"), capsys)
+    assert line.startswith(f"error: line 11 of {csv_path} has ") and line.endswith(
+        "fields, the header has 21; the file is damaged or cut short: download train.csv again"
+    )
+    assert not (workdir / "runs").exists()
+
+    # Saved again by Excel: the byte-order mark no longer sticks to the first column's name.
+    from lightning_hw.data.datasets.mobile_price import read_mobile_price
+
+    csv_path.write_text("\n".join(good) + "\n", encoding="utf-8-sig")
+    features, target = read_mobile_price(csv_path)
+    assert features.shape == (len(good) - 1, 20) and target.shape == (len(good) - 1,)

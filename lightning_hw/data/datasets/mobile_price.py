@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,15 @@ class MobilePrice(InMemoryDataModule):
         return torch.from_numpy(features), torch.from_numpy(target)
 
 
+def _number(cell: str) -> float | None:
+    """A cell's value, ``None`` when it is no finite number."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _header_of(path: Path) -> list[str]:
     """The column names of a CSV's first line (none when it is no text)."""
     try:
@@ -122,12 +132,15 @@ def read_mobile_price(path: Path) -> tuple[np.ndarray, np.ndarray]:
         path: the Kaggle ``train.csv`` (columns may come in any order).
 
     Raises:
-        DataError: a column is missing or unexpected, or a value is not a number.
+        DataError: a column is missing or unexpected, a row has too few or too many fields, or a value
+            is not a finite number (naming its line and column).
     """
-    with open(path, newline="") as f:
+    # utf-8-sig: a CSV saved again by Excel starts with a byte-order mark, which would
+    # otherwise stick to the first column's name.
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [name.strip() for name in next(reader, [])]
-        rows = list(reader)
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     expected = [*MOBILE_PRICE_COLUMNS, MOBILE_PRICE_TARGET]
     if sorted(header) != sorted(expected):
         missing = [c for c in expected if c not in header]
@@ -140,13 +153,25 @@ def read_mobile_price(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"expected train.csv from {MOBILE_PRICE_KAGGLE.page}"
         )
     order = [header.index(c) for c in expected]
-    try:
-        table = np.array([[float(row[i]) for i in order] for row in rows if row], dtype=np.float64)
-    except (ValueError, IndexError) as err:
-        raise DataError(f"{path.absolute()} has a row that is not {len(expected)} numbers ({err})") from None
+    table = np.empty((len(rows), len(expected)), dtype=np.float64)
+    for i, (line, row) in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(
+                f"line {line} of {path.absolute()} has {len(row)} fields, the header has {len(header)}; "
+                "the file is damaged or cut short: download train.csv again"
+            )
+        values = [_number(row[j]) for j in order]
+        if None in values:  # a NaN or inf feature would turn the whole standardised column into NaN
+            j = order[values.index(None)]
+            raise DataError(f"line {line} of {path.absolute()}: column {j + 1} ({header[j]}) is {row[j]!r}, not a finite number")
+        table[i] = values
     if table.size == 0:
         raise DataError(f"{path.absolute()} has no rows")
     target = table[:, -1]
-    if not np.isin(target, np.arange(len(MOBILE_PRICE_CLASSES))).all():
-        raise DataError(f"{path.absolute()}: price_range must be 0, 1, 2 or 3")
+    wrong = np.flatnonzero(~np.isin(target, np.arange(len(MOBILE_PRICE_CLASSES))))
+    if wrong.size:
+        line, row = rows[wrong[0]]
+        raise DataError(
+            f"line {line} of {path.absolute()}: price_range is {row[order[-1]]!r}, it must be 0, 1, 2 or 3"
+        )
     return table[:, :-1].astype(np.float32), target.astype(np.int64)
