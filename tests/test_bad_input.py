@@ -68,8 +68,15 @@ def test_unknown_or_invalid_argument(tiny_args, capsys, extra, expected):
         (["--lr_scheduler", "torch.optim.lr_scheduler.OneCycleLR", "--lr_scheduler.init_args.max_lr", "0.1"],
          "error: lr_scheduler OneCycleLR refuses its settings: You must define either total_steps OR (epochs AND "
          "steps_per_epoch); change them under lr_scheduler: (--lr_scheduler.init_args.<name>)"),
+        # a position to resume at, given to a new optimizer: torch's KeyError('initial_lr') was a traceback
+        (["--lr_scheduler", "torch.optim.lr_scheduler.StepLR", "--lr_scheduler.init_args.step_size", "1",
+          "--lr_scheduler.init_args.last_epoch", "5"],
+         "error: lr_scheduler StepLR refuses its settings: param 'initial_lr' is not specified in param_groups[0] "
+         "when resuming scheduler with last_epoch >= 0; leave last_epoch under lr_scheduler: at -1 "
+         "(--lr_scheduler.init_args.last_epoch -1): the optimizer is new, with no schedule to resume; "
+         "--ckpt_path last resumes a run's scheduler where it stopped"),
     ],
-    ids=["nesterov-without-momentum", "negative-lr", "scheduler"],
+    ids=["nesterov-without-momentum", "negative-lr", "scheduler", "scheduler-last-epoch"],
 )
 def test_optimizer_settings_torch_refuses_are_one_line(tiny_args, workdir, capsys, extra, expected):
     """torch checks them only when it builds the optimizer, with a ValueError: that was a traceback."""

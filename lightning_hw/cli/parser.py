@@ -359,7 +359,9 @@ class HWCLI(CLIHooks):
         """As LightningCLI, but settings torch refuses (``lr: -1``, Nesterov without momentum) are one line.
 
         torch checks an optimizer's or scheduler's arguments only when it builds them, here,
-        with a plain ``ValueError``: it came out as a traceback.
+        with a plain ``ValueError``: it came out as a traceback. A scheduler given a
+        ``last_epoch`` (a position to resume at) raises a ``KeyError`` instead: the optimizer
+        built here is new, and holds no ``initial_lr`` to resume from.
 
         Raises:
             ConfigError: naming the class that refused and torch's reason.
@@ -373,6 +375,16 @@ class HWCLI(CLIHooks):
             raise ConfigError(
                 f"{' '.join(filter(None, (key, name)))} refuses its settings: {err}",
                 advice=f"change them under {key}: (--{key}.init_args.<name>)",
+            ) from err
+        except KeyError as err:
+            key, name = _refusing_optimizer(err)
+            if key != "lr_scheduler" or "initial_lr" not in str(err):  # not torch's refusal of last_epoch: a bug
+                raise
+            reason = str(err.args[0]).splitlines()[0].rstrip(".")  # torch's first line; the rest is a guess at why
+            raise ConfigError(
+                f"lr_scheduler {name} refuses its settings: {reason}",
+                advice="leave last_epoch under lr_scheduler: at -1 (--lr_scheduler.init_args.last_epoch -1): the optimizer "
+                "is new, with no schedule to resume; --ckpt_path last resumes a run's scheduler where it stopped",
             ) from err
 
     def before_instantiate_classes(self) -> None:
