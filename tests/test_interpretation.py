@@ -76,7 +76,7 @@ HAND_LOSSES = {
     "binary_bce": lambda out, y: F.binary_cross_entropy_with_logits(out[:, 0], y.float(), reduction="none"),
     "sigmoid_mse": lambda out, y: ((out.sigmoid() - F.one_hot(y, out.shape[1]).float()) ** 2).mean(dim=1),
 }
-HAND_PROBABILITY = {
+HAND_SCORE = {
     "softmax_ce": lambda out: out.softmax(1).amax(1),
     "binary_bce": lambda out: torch.maximum(out[:, 0].sigmoid(), 1 - out[:, 0].sigmoid()),
     "sigmoid_mse": lambda out: out.sigmoid().amax(1),
@@ -101,7 +101,7 @@ def test_top_losses_are_the_test_samples_with_the_highest_loss(head, tmp_path, c
     chosen, fields = callback.top.gathered(trainer)
     assert fields["position"].tolist() == expected.tolist()  # 3 batches: the top 4 crossed batch borders
     torch.testing.assert_close(chosen, losses[expected])
-    torch.testing.assert_close(fields["probability"], HAND_PROBABILITY[head](out)[expected])
+    torch.testing.assert_close(fields["score"], HAND_SCORE[head](out)[expected])
     assert fields["target"].tolist() == y[expected].tolist()
     # Their stored rows, for the bars' labels, are the raw rows, not the standardised model inputs.
     torch.testing.assert_close(callback.raw_inputs(trainer, fields["position"]), x[expected])
@@ -121,11 +121,12 @@ def test_titles_say_predicted_actual_probability_and_loss():
     callback = ClassificationInterpretation(num_samples=2)
     fields = {
         "inputs": torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8),
-        "target": torch.tensor([1, 2]), "predicted": torch.tensor([1, 0]), "probability": torch.tensor([0.51, 0.875]),
+        "target": torch.tensor([1, 2]), "predicted": torch.tensor([1, 0]), "score": torch.tensor([0.51, 0.875]),
     }
     fig = callback.figure(torch.tensor([0.693, 2.5]), fields, None, ["cat", "dog", "bird"])
     titled = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in titled] == ["dog / dog / 0.51 / 0.69", "cat / bird / 0.88 / 2.50"]
+    assert [ax.get_title() for ax in titled] == ["dog / dog / 0.51 / 0.693", "cat / bird / 0.88 / 2.5"]
+    assert fig._suptitle.get_text() == "top losses: predicted / actual / probability of the prediction / loss"
     assert [ax.title.get_color() for ax in titled] == ["green", "red"]
     assert all(ax.images for ax in titled)  # (3, 8, 8) uint8 samples are drawn as images
 
@@ -248,3 +249,25 @@ def test_a_subclass_with_its_own_shared_step_keeps_it_in_testing():
     plain = Classifier(net=fixed_linear(4), num_classes=4, input_shape=(3,))
     assert task.test_step((x, y), 0).item() == pytest.approx(plain.test_step((x, y), 0)["loss"].item())
     assert calls == ["test"]
+
+
+@pytest.mark.parametrize(("head", "score_name"), [("linear_mse", "raw output"), ("softmax_mse", "probability")])
+def test_top_loss_titles_of_an_mse_head_say_what_the_score_is_and_tell_the_losses_apart(
+    tiny_args, workdir, monkeypatch, head, score_name
+):
+    # linear_mse's raw output was titled a probability, and MSE losses (averaged over the classes)
+    # all read 0.03 or 0.01 at two decimals.
+    import lightning_hw.callbacks.interpretation as interpretation
+
+    drawn = []
+    log_figure = interpretation.log_figure
+    monkeypatch.setattr(interpretation, "log_figure", lambda trainer, name, fig, **kw: (drawn.append(fig), log_figure(trainer, name, fig, **kw)))
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--model.init_args.head", head))
+    (fig,) = drawn
+    assert fig._suptitle.get_text() == f"top losses: predicted / actual / {score_name} of the prediction / loss"
+    titles = [ax.get_title().split(" / ") for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 9
+    losses = [title[3] for title in titles]
+    assert len(set(losses)) == 9 and all(len(loss.lstrip("0.").replace(".", "")) >= 3 for loss in losses), losses
+    if score_name == "probability":
+        assert all(0 <= float(title[2]) <= 1 for title in titles)

@@ -12,7 +12,8 @@ then leaves in the run's directory (``<run>/`` after fit, ``<run>/eval/test-<tim
 
 * ``top_losses.png`` (W&B ``plots/top_losses``): the test samples with the highest loss
   (the head's own per-sample loss, whose mean is ``test/loss``), each titled
-  ``predicted / actual / probability of the prediction / loss``; images are drawn as stored
+  ``predicted / actual / probability of the prediction / loss`` (``raw output`` instead of
+  ``probability`` for ``linear_mse``, whose outputs are none); images are drawn as stored
   (raw pixels, not the normalised model input), table rows as bars of their
   largest-magnitude model inputs.
 * ``most_confused.csv``: every (actual, predicted) pair of
@@ -206,9 +207,9 @@ class ClassificationInterpretation(_TestSamples):
         with torch.no_grad():
             losses = pl_module.sample_losses(raw_out.float(), y)
             preds = head.predict(raw_out)
-            probability = head.scores(raw_out.float()).gather(1, preds.unsqueeze(1)).squeeze(1)
+            score = head.scores(raw_out.float()).gather(1, preds.unsqueeze(1)).squeeze(1)
         self.top.update(
-            losses, inputs=x, target=y, predicted=preds, probability=probability,
+            losses, inputs=x, target=y, predicted=preds, score=score,
             position=self.positions(trainer, y.shape[0], y.device),
         )
 
@@ -222,8 +223,10 @@ class ClassificationInterpretation(_TestSamples):
             return
         losses, fields = kept
         raw = self.raw_inputs(trainer, fields["position"])
-        fig = self.figure(losses, fields, raw, names, getattr(trainer.datamodule, "feature_names", None))
-        log_figure(trainer, "top_losses", fig, caption="highest test losses: predicted / actual / probability / loss")
+        # A head of a task of one's own may not say what its scores are: "score" claims nothing.
+        score_name = getattr(pl_module.head, "score_name", "score")
+        fig = self.figure(losses, fields, raw, names, getattr(trainer.datamodule, "feature_names", None), score_name)
+        log_figure(trainer, "top_losses", fig, caption=f"highest test losses: {_title_parts(score_name)}")
 
     # -- most confused ---------------------------------------------------------------------------
 
@@ -253,19 +256,24 @@ class ClassificationInterpretation(_TestSamples):
         raw: torch.Tensor | None,
         class_names: list[str],
         feature_names: list[str] | None = None,
+        score_name: str = "probability",
     ) -> Figure:
         """The grid of top losses: images as stored, or bars of a table row's largest model inputs.
 
         Args:
             losses: ``(n,)`` losses, highest first.
-            fields: ``inputs`` (model inputs), ``target``, ``predicted``, ``probability`` per sample.
+            fields: ``inputs`` (model inputs), ``target``, ``predicted``, ``score`` (of the prediction) per sample.
             raw: the stored samples, or ``None`` (images are then drawn from the model input, stretched).
             class_names: names by class index.
             feature_names: names of a table's columns, for the bars.
+            score_name: what ``score`` is (the head's ``score_name``): ``probability``, ``raw output``...
         """
         n = losses.shape[0]
         fig, axes = figure_grid(n, self.columns, 3.2)
         name = class_namer(class_names)
+        # MSE losses averaged over 46 classes all read 0.03 at two decimals: as many digits as tell them apart.
+        loss_text = distinct_numbers(losses.tolist())
+        score_format = ".2f" if score_name == "probability" else ".3g"  # a raw output may be -0.004 or 12.5
 
         for i, ax in enumerate(axes):
             if i >= n:
@@ -279,11 +287,11 @@ class ClassificationInterpretation(_TestSamples):
                 self._bars(ax, fields["inputs"][i], raw[i] if raw is not None else None, feature_names)
             predicted, actual = int(fields["predicted"][i]), int(fields["target"][i])
             ax.set_title(
-                f"{name(predicted)} / {name(actual)} / {float(fields['probability'][i]):.2f} / {float(losses[i]):.2f}",
+                f"{name(predicted)} / {name(actual)} / {float(fields['score'][i]):{score_format}} / {loss_text[i]}",
                 color="green" if predicted == actual else "red",
                 fontsize=8,
             )
-        fig.suptitle("top losses: predicted / actual / probability / loss", fontsize=10)
+        fig.suptitle(f"top losses: {_title_parts(score_name)}", fontsize=10)
         return fig
 
     def _bars(self, ax: Any, inputs: torch.Tensor, raw: torch.Tensor | None, feature_names: list[str] | None) -> None:
@@ -357,6 +365,27 @@ class WorstFaces(_TestSamples):
         fig.suptitle("worst test faces: true (green circles), predicted (red crosses)")
         fig.tight_layout()  # again: the titles are new
         return fig
+
+
+def _title_parts(score_name: str) -> str:
+    """What a top-loss title says, in order."""
+    return f"predicted / actual / {score_name} of the prediction / loss"
+
+
+def distinct_numbers(values: list[float], least: int = 3, most: int = 6) -> list[str]:
+    """``values`` with the fewest significant digits (``least`` to ``most``) at which different values print differently.
+
+    Args:
+        values: the numbers, e.g. the losses of one figure.
+        least: digits at least.
+        most: digits at most (values closer than that print alike).
+    """
+    distinct = len(set(values))
+    for digits in range(least, most + 1):
+        texts = [f"{v:.{digits}g}" for v in values]
+        if len(set(texts)) == distinct:
+            return texts
+    return texts
 
 
 def _is_image(sample: torch.Tensor) -> bool:

@@ -39,6 +39,9 @@ class OutputHead:
             the logged loss cannot disagree.
         scores: ``outputs -> (batch, num_classes)`` class scores (probabilities where defined).
         single_logit: the net has one output (binary classification) instead of one per class.
+        score_name: what :attr:`scores` are, for titles and column names: ``probability`` where
+            they are one (a softmax or sigmoid, also under MSE to one-hot targets, the Brier
+            score, whose minimum is the class probability), else what they are.
     """
 
     name: str
@@ -46,6 +49,7 @@ class OutputHead:
     sample_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     scores: Callable[[torch.Tensor], torch.Tensor]
     single_logit: bool = False
+    score_name: str = "probability"
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The batch's loss: the mean of :attr:`sample_loss` over its samples."""
@@ -101,6 +105,7 @@ HEADS: dict[str, OutputHead] = {
             "no activation + mean squared error to one-hot targets",
             lambda out, y: _per_class_mean(F.mse_loss, out, y),
             lambda out: out,
+            score_name="raw output",  # no activation: it can fall below 0 or rise above 1
         ),
         OutputHead(
             "binary_bce",

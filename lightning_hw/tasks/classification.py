@@ -151,12 +151,12 @@ class Classifier(Task):
     def prediction_columns(self, outputs: dict[str, torch.Tensor]) -> dict[str, list]:
         """``predicted`` (class name), ``predicted_index`` and one ``prob_<class>`` column per class.
 
-        With the ``linear_mse`` head the outputs are not probabilities; the columns are then
-        called ``score_<class>``.
+        With a head whose scores are not probabilities (``linear_mse``: its ``score_name``) the
+        columns are called ``score_<class>``.
         """
         preds = outputs["preds"].detach().cpu().tolist()
         scores = outputs["scores"].detach().float().cpu()
-        prefix = "score_" if self.head.name == "linear_mse" else "prob_"
+        prefix = "prob_" if self.head.score_name == "probability" else "score_"
         columns: dict[str, list] = {"predicted": [self.class_names[i] for i in preds], "predicted_index": preds}
         for k, name in enumerate(self.class_names):
             columns[f"{prefix}{name}"] = scores[:, k].tolist()
