@@ -105,6 +105,11 @@ def test_top_losses_are_the_test_samples_with_the_highest_loss(head, tmp_path, c
     assert fields["target"].tolist() == y[expected].tolist()
     # Their stored rows, for the bars' labels, are the raw rows, not the standardised model inputs.
     torch.testing.assert_close(callback.raw_inputs(trainer, fields["position"]), x[expected])
+    # The bars: each input times the gradient of its sample's loss, here through the hand-written loss.
+    inputs = ((x - x.mean(0)) / x.std(0))[expected].requires_grad_(True)
+    (gradient,) = torch.autograd.grad(HAND_LOSSES[head](net(inputs), y[expected]).sum(), inputs)
+    shares = callback.contributions(trainer, model, fields["inputs"], fields["target"])
+    torch.testing.assert_close(shares, (inputs * gradient).detach())
     assert (tmp_path / "top_losses.png").stat().st_size > 10_000
 
     # most_confused.csv: every (actual, predicted) of different classes, counted by hand.
@@ -271,3 +276,31 @@ def test_top_loss_titles_of_an_mse_head_say_what_the_score_is_and_tell_the_losse
     assert len(set(losses)) == 9 and all(len(loss.lstrip("0.").replace(".", "")) >= 3 for loss in losses), losses
     if score_name == "probability":
         assert all(0 <= float(title[2]) <= 1 for title in titles)
+
+
+def test_reuters_top_loss_bars_are_the_words_that_moved_the_loss(workdir, monkeypatch):
+    # Every word of a multi-hot row is 1: bars of the largest inputs were 8 of its words, all 1, at random.
+    import lightning_hw.callbacks.interpretation as interpretation
+    from conftest import REPO
+
+    from lightning_hw.data.fixtures.classification import write_reuters
+
+    drawn = []
+    log_figure = interpretation.log_figure
+    monkeypatch.setattr(interpretation, "log_figure", lambda trainer, name, fig, **kw: (drawn.append(fig), log_figure(trainer, name, fig, **kw)))
+    write_reuters(workdir / "data")
+    HWCLI(args=[
+        "fit", "--config", str(REPO / "configs" / "reuters.yaml"), "--data.init_args.root", str(workdir / "data"),
+        "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false", "--run.root", str(workdir / "runs"),
+        "--run.wandb", "disabled",
+    ])
+    (fig,) = drawn
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 9
+    for ax in panels:
+        widths = [bar.get_width() for bar in ax.patches]
+        labels = [tick.get_text() for tick in ax.get_yticklabels()]
+        assert 0 < len(widths) <= 8 and len(set(widths)) == len(widths), widths  # a share each, not 1 for all
+        assert [abs(w) for w in widths] == sorted((abs(w) for w in widths), reverse=True)
+        assert all(label.endswith(" = 1") for label in labels)  # words present: an absent one moves nothing
+        assert ax.get_xlabel() == "input x gradient of the loss (> 0 raised it)"
