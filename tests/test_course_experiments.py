@@ -319,11 +319,23 @@ def test_e1_e8_an_empty_split_of_a_data_set_with_its_own_split_names_what_cuts_i
         "error: the train split of MNIST is empty; MNIST comes with its own split (its 10,000 test images are the "
         "test split, and --data.init_args.val_fraction of the 60,000 training images validate): change that or add data"
     )
-    fixtures.write_reuters(workdir / "data")
-    code, line = error_of(fast("reuters.yaml", workdir / "data", workdir / "runs", "--data.init_args.maxlen", "3"), capsys)
+    fixtures.write_reuters(workdir / "two", n=2)  # Keras' 80% of 2 newswires is 1, which validates
+    code, line = error_of(fast("reuters.yaml", workdir / "two", workdir / "runs"), capsys)
     assert code == 1
     assert line.startswith("error: the train split of Reuters is empty; Reuters comes with its own split (--data.init_args.test_split")
     assert "--data.init_args.splits" not in line
+    assert not (workdir / "runs").exists()
+
+
+def test_e8_a_reuters_maxlen_that_drops_every_newswire_is_named(workdir, capsys):
+    # The advice was to change test_split or val_fraction, which cannot bring back what maxlen dropped.
+    fixtures.write_reuters(workdir / "data")
+    code, line = error_of(fast("reuters.yaml", workdir / "data", workdir / "runs", "--data.init_args.maxlen", "3"), capsys)
+    assert (code, line) == (
+        1,
+        "error: the train split of Reuters is empty; --data.init_args.maxlen 3 keeps 0 of its 120 newswires "
+        "(those shorter than 3 tokens, the start mark included): raise it, or set it to null",
+    )
     assert not (workdir / "runs").exists()
 
 

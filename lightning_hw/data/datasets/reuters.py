@@ -141,6 +141,7 @@ class Reuters(InMemoryDataModule):
         )
         self.test_split = test_split
         self.val_fraction = val_fraction
+        self._dropped_by_maxlen = (0, 0)  # (newswires maxlen dropped, newswires in the file), set by load_splits
 
     # Multi-hot rows stay uint8 in memory (4x smaller); the preprocessing casts each batch to float.
     preprocess_per_batch = True
@@ -195,6 +196,18 @@ class Reuters(InMemoryDataModule):
             )
         download_file(REUTERS_URL, self.path, REUTERS_SHA256, "Reuters")
 
+    def empty_split_message(self, split: str) -> str:
+        """As the base's, but naming ``maxlen`` when it dropped newswires (the splits cannot give back what it removed)."""
+        dropped, total = self._dropped_by_maxlen
+        if not dropped:
+            return super().empty_split_message(split)
+        maxlen = self.keras_args["maxlen"]
+        counted = ", the start mark included" if self.keras_args["start_char"] is not None else ""
+        return (
+            f"the {split} split of Reuters is empty; --data.init_args.maxlen {maxlen} keeps {total - dropped} of its "
+            f"{total} newswires (those shorter than {maxlen} tokens{counted}): raise it, or set it to null"
+        )
+
     def load_splits(self) -> dict[str, Split]:
         self.prepare_data()
         try:
@@ -208,7 +221,9 @@ class Reuters(InMemoryDataModule):
             raise DataError(f"{self.path.absolute()} has {len(xs)} newswires but {len(labels)} labels")
         if labels.min() < 0 or labels.max() >= len(REUTERS_TOPICS):
             raise DataError(f"{self.path.absolute()} has topics outside 0-45; delete it to download it again")
+        total = len(labels)
         rows, tokens, labels, _, _ = keras_sequences(xs, labels, self.num_words, **self.keras_args)
+        self._dropped_by_maxlen = total - len(labels), total
         # Multi-hot: 1 where a word occurs (Keras' vectorize_sequences). uint8 in memory, float per batch.
         features = torch.zeros(len(labels), self.num_words, dtype=torch.uint8)
         features[torch.from_numpy(rows), torch.from_numpy(tokens)] = 1
