@@ -443,3 +443,17 @@ def test_e7_a_bad_value_in_train_csv_names_its_line_and_column(workdir, capsys):
     csv_path.write_text("\n".join(good) + "\n", encoding="utf-8-sig")
     features, target = read_mobile_price(csv_path)
     assert features.shape == (len(good) - 1, 20) and target.shape == (len(good) - 1,)
+
+
+def test_e1_a_cifar10_root_set_to_its_archive_names_the_folder_that_holds_it(workdir, capsys):
+    # The advice named only the cifar-10-batches-py/ folder, which a user with the downloaded archive does not have.
+    (workdir / "data").mkdir()
+    archive = workdir / "data" / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"not really")
+    code, line = error_of(fast("cifar10_mlp.yaml", archive, workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert code == 1
+    assert line.endswith(
+        f": --data.init_args.root is a file; set it to the folder that holds cifar-10-batches-py/ or cifar-10-python.tar.gz ({workdir / 'data'})"
+    )
+    assert archive.read_bytes() == b"not really"
+    assert not (workdir / "runs").exists()

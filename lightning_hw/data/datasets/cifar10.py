@@ -81,10 +81,14 @@ class CIFAR10(ImageDataModule):
                 + (f" ({self.root.parent})" if self.root.name == CIFAR10_FOLDER else f", or move them into {self.folder.absolute()}")
             )
         if missing and self.root.is_file():  # root set to a batch file: the download could not even clean up after itself
+            archive = torchvision.datasets.CIFAR10.filename
+            if self.root.name == archive:  # the archive itself: its folder is the root, where it is unpacked
+                holder = f" or {archive} ({self.root.parent})"
+            else:
+                holder = f" ({self.root.parent.parent})" if self.root.parent.name == CIFAR10_FOLDER else ""
             raise DataError(
                 f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}: --data.init_args.root is a file; "
-                f"set it to the folder that holds {CIFAR10_FOLDER}/"
-                + (f" ({self.root.parent.parent})" if self.root.parent.name == CIFAR10_FOLDER else "")
+                f"set it to the folder that holds {CIFAR10_FOLDER}/{holder}"
             )
         if not missing or not self.download:
             return
