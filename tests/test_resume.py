@@ -303,12 +303,19 @@ def test_resume_with_another_lr_or_optimizer_setting_is_refused(tiny_args, workd
         (["--model.init_args.lr", "0.01"], "model.init_args.lr None -> 0.01, optimizer.init_args.lr 0.1 -> 0.01"),
         (["--optimizer.init_args.momentum", "0.5"], "optimizer.init_args.momentum 0.9 -> 0.5"),
         (["--seed_everything", "7"], "seed_everything 42 -> 7"),  # the checkpoint's random state goes on
+        (["--optimizer", "torch.optim.AdamW"], "optimizer.class_path 'torch.optim.SGD' -> 'torch.optim.AdamW'"),
+        (["--lr_scheduler", "torch.optim.lr_scheduler.StepLR", "--lr_scheduler.init_args.step_size", "1"],
+         "lr_scheduler.class_path None -> 'torch.optim.lr_scheduler.StepLR'"),
     ):
         code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", *change), capsys)
         assert code == 2
         assert line.startswith(f"error: cannot resume {run} with other settings than its checkpoint restores ({said}")
         assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    # Unchanged optimizer settings (more epochs) still resume.
+    # Unchanged optimizer settings (more epochs) still resume, also when the run was recorded under a torch
+    # whose SGD had an argument this one lacks (a default, not a change).
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    recorded["optimizer"]["init_args"]["option_of_another_torch"] = True
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
     HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--ckpt_path", "last", "--run.test_after_fit", "false"))
     assert json.loads((run / "status.json").read_text())["epoch"] == 2
 

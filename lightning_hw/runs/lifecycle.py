@@ -574,10 +574,14 @@ def check_restored_settings_kept(run: Run, config: dict[str, Any]) -> None:
         return  # nothing to compare with (a run without its config); the checkpoint checks still hold
     old = {key: _as_recorded(value) for key, value in flat_settings(before).items()}
     new = {key: _as_recorded(value) for key, value in flat_settings(config).items()}
+    # A setting in one config only is a default that another torch version added (or dropped), not
+    # a change; a class that differs (another optimizer, a scheduler added or removed) always is.
     changed = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
-        if key.startswith(RESTORED_FROM_CHECKPOINT) and not key.endswith(".class_path") and old.get(key) != new.get(key)
+        if key.startswith(RESTORED_FROM_CHECKPOINT)
+        and (key.endswith(".class_path") or (key in old and key in new))
+        and old.get(key) != new.get(key)
     ]
     if not changed:
         return
