@@ -81,11 +81,13 @@ class LandmarkPlots(Callback):
                 break
         images = torch.cat(images)[: self.num_images]
         points = torch.cat(points)[: self.num_images].float()
-        x, _ = dm.transform_batch(images, points, train=False)
+        # The datamodule's batch hook, as the test loop prepares a batch: scaled, normalised and in
+        # the trainer's precision (bfloat16 under bf16-true, which the net's weights are in).
+        x = dm.on_after_batch_transfer((images, points), 0)[0]
         was_training = pl_module.training
         pl_module.eval()
-        with torch.no_grad():
-            pred = pl_module.to_pixels(pl_module(x.to(pl_module.device))).cpu()
+        with torch.no_grad(), trainer.precision_plugin.forward_context():
+            pred = pl_module.to_pixels(pl_module(x.to(pl_module.device))).float().cpu()
         pl_module.train(was_training)
         fig = draw_landmarks(images, points, pred)
         self.path = log_figure(trainer, self.name, fig, caption="true: green circles, predicted: red crosses")

@@ -8,6 +8,7 @@ them: one indexing operation per batch, no per-sample Python.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
@@ -110,6 +111,41 @@ class SplitDataModule(LightningDataModule):
     #: why ``splits`` does not cut this data set, for one that comes with its own split
     #: (MNIST's test images, FER2013's Usage column); ``None`` when ``splits`` cuts it
     own_split: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make every ``on_after_batch_transfer`` a subclass defines return its batch in the trainer's precision.
+
+        Lightning's precision plugin converts a batch's floating-point tensors to the
+        precision's dtype (``convert_input``: bfloat16 under ``bf16-true``, float64 under
+        ``64-true``) *before* the batch hooks. Inputs kept raw and prepared per batch in
+        ``on_after_batch_transfer`` (uint8 images, multi-hot words) become float32 only
+        there, after that conversion, and would meet bfloat16 weights in the first layer. So
+        the hook's result goes through the same ``convert_input`` (see
+        :meth:`in_trainer_precision`); a subclass's own override, its ``super()`` call
+        included, is covered without doing anything.
+        """
+        super().__init_subclass__(**kwargs)
+        hook = cls.__dict__.get("on_after_batch_transfer")
+        if hook is None or getattr(hook, "converts_to_trainer_precision", False):
+            return
+
+        @functools.wraps(hook)
+        def on_after_batch_transfer(self: SplitDataModule, batch: Any, dataloader_idx: int) -> Any:
+            return self.in_trainer_precision(hook(self, batch, dataloader_idx))
+
+        on_after_batch_transfer.converts_to_trainer_precision = True  # type: ignore[attr-defined]
+        cls.on_after_batch_transfer = on_after_batch_transfer  # type: ignore[method-assign]
+
+    def in_trainer_precision(self, batch: Any) -> Any:
+        """``batch`` with its floating-point tensors in the dtype of the trainer's precision plugin.
+
+        Lightning's own ``precision_plugin.convert_input``: float32 under ``32-true`` and the
+        ``*-mixed`` precisions (autocast casts per operation), bfloat16 under ``bf16-true``,
+        float16 under ``16-true``, float64 under ``64-true``. Outside a trainer (``export``,
+        :meth:`model_batch` in checks) the batch is returned as it is: float32.
+        """
+        plugin = getattr(getattr(self, "trainer", None), "precision_plugin", None)  # none outside a trainer
+        return batch if plugin is None else plugin.convert_input(batch)
 
     def __init__(
         self,
