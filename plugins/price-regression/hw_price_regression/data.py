@@ -11,6 +11,7 @@ class), and rounding the prediction gives an accuracy comparable to the classifi
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ PRICE_CLASSES = ("low cost", "medium cost", "high cost", "very high cost")
 KAGGLE_PAGE = "https://www.kaggle.com/datasets/iabhishekofficial/mobile-price-classification"
 
 
+def _number(cell: str) -> float | None:
+    """A cell's value, ``None`` when it is no finite number (``nan``, ``inf`` and text are none)."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def read_mobile_price_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read the Kaggle ``train.csv``: features ``(n, 20)`` float32 and ``price_range`` ``(n,)`` float32.
 
@@ -39,15 +49,18 @@ def read_mobile_price_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         path: the CSV file.
 
     Raises:
-        DataError: the file is missing, lacks a column or has one twice, or holds a value that is not a number
-            or a ``price_range`` outside 0-3.
+        DataError: the file is missing, lacks a column or has one twice, has a row shorter than its header,
+            or holds a value that is not a finite number (naming its line, column and value) or a
+            ``price_range`` outside 0-3.
     """
     if not path.is_file():
         raise DataError(
             f"mobile price data not found: {path} does not exist; download train.csv from {KAGGLE_PAGE} "
             f"(needs a Kaggle login) and put it there, or pass --data.init_args.root DIR with DIR/train.csv"
         )
-    with path.open(newline="") as handle:
+    # utf-8-sig: a CSV saved again by Excel starts with a byte-order mark, which would otherwise
+    # stick to the first column's name and make that column look missing.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         # DictReader keeps the last of two columns with one name: which one holds the values would be a guess.
@@ -62,14 +75,20 @@ def read_mobile_price_csv(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             )
         features, targets = [], []
         for row in reader:
-            try:
-                features.append([float(row[c]) for c in FEATURES])
-                target = float(row[TARGET])
-            except (TypeError, ValueError):
+            if any(row[c] is None for c in (*FEATURES, TARGET)):  # DictReader fills a short row's end with None
                 raise DataError(
-                    f"{path}, line {reader.line_num}: every feature and price_range must be a number; "
-                    f"is the file complete and unmodified?"
-                ) from None
+                    f"{path}, line {reader.line_num}: the row has fewer fields than the header; "
+                    "is the file complete and unmodified?"
+                )
+            values = [_number(row[c]) for c in (*FEATURES, TARGET)]
+            if None in values:  # a NaN or inf feature would turn its whole standardised column into NaN
+                column = (*FEATURES, TARGET)[values.index(None)]
+                raise DataError(
+                    f"{path}, line {reader.line_num}: column {column} is {row[column]!r}, not a finite number; "
+                    "every feature and price_range must be one"
+                )
+            *feature_values, target = values
+            features.append(feature_values)
             if target not in (0, 1, 2, 3):
                 raise DataError(f"{path}, line {reader.line_num}: price_range is {row[TARGET]!r}, expected 0, 1, 2 or 3")
             targets.append(target)

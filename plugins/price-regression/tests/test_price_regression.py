@@ -75,12 +75,45 @@ def test_kaggle_test_csv_is_refused_with_a_hint(kaggle_root):
         read_mobile_price_csv(path)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("abc", "must be a number"), ("7", "price_range is '7'")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("abc", "column price_range is 'abc', not a finite number"),
+        ("nan", "column price_range is 'nan', not a finite number"),
+        ("7", "price_range is '7'"),
+    ],
+)
 def test_bad_values_name_the_line(kaggle_root, value, expected):
     path = kaggle_root / "train.csv"
     _rewrite(path, lambda rows: rows[:3] + [rows[3][:-1] + [value]] + rows[4:])
     with pytest.raises(DataError, match=rf"train.csv, line 4: .*{expected}"):
         read_mobile_price_csv(path)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "x12"])
+def test_a_feature_that_is_no_finite_number_names_its_line_column_and_value(kaggle_root, value):
+    # A NaN feature was read, and standardising made its whole column NaN: the run trained on NaN.
+    path = kaggle_root / "train.csv"
+    column = FEATURES.index("ram")
+    _rewrite(path, lambda rows: rows[:5] + [[*rows[5][:column], value, *rows[5][column + 1 :]]] + rows[6:])
+    with pytest.raises(DataError, match=rf"train.csv, line 6: column ram is '{value}', not a finite number"):
+        read_mobile_price_csv(path)
+
+
+def test_a_short_row_names_its_line(kaggle_root):
+    path = kaggle_root / "train.csv"
+    _rewrite(path, lambda rows: rows[:2] + [rows[2][:10]] + rows[3:])
+    with pytest.raises(DataError, match=r"train.csv, line 3: the row has fewer fields than the header"):
+        read_mobile_price_csv(path)
+
+
+def test_a_file_saved_by_excel_with_a_byte_order_mark_is_read(kaggle_root):
+    # The mark stuck to the first column's name, which then looked missing.
+    path = kaggle_root / "train.csv"
+    x, y = read_mobile_price_csv(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    x2, y2 = read_mobile_price_csv(path)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
 
 
 def test_one_linear_output_trained_with_mse():
