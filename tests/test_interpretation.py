@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -304,3 +305,17 @@ def test_reuters_top_loss_bars_are_the_words_that_moved_the_loss(workdir, monkey
         assert [abs(w) for w in widths] == sorted((abs(w) for w in widths), reverse=True)
         assert all(label.endswith(" = 1") for label in labels)  # words present: an absent one moves nothing
         assert ax.get_xlabel() == "input x gradient of the loss (> 0 raised it)"
+        # Named by Keras' index conventions, not "feature 1" (the start marker, in every row) or "feature 20"
+        assert all(re.fullmatch(r"(<start>|<oov>|word rank \d+) = 1", label) for label in labels), labels
+    assert any("word rank" in tick.get_text() for ax in panels for tick in ax.get_yticklabels())
+
+
+def test_reuters_names_its_columns_for_plots_only(tmp_path):
+    from lightning_hw.data.datasets.reuters import Reuters
+
+    data = Reuters(root=str(tmp_path), num_words=12, index_from=4, start_char=2, oov_char=3)
+    names = data.plot_feature_names
+    assert names[:6] == ["<pad>", "index 1", "<start>", "<oov>", "word rank 0", "word rank 1"]
+    assert len(names) == 12 and names[-1] == "word rank 7"
+    # feature_names would make predict read a CSV's columns by these names
+    assert getattr(data, "feature_names", None) is None

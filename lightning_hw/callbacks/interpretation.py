@@ -228,7 +228,7 @@ class ClassificationInterpretation(_TestSamples):
             fields["contribution"] = self.contributions(trainer, pl_module, fields["inputs"], fields["target"])
         # A head of a task of one's own may not say what its scores are: "score" claims nothing.
         score_name = getattr(pl_module.head, "score_name", "score")
-        fig = self.figure(losses, fields, raw, names, getattr(trainer.datamodule, "feature_names", None), score_name)
+        fig = self.figure(losses, fields, raw, names, bar_labels(trainer.datamodule), score_name)
         log_figure(trainer, "top_losses", fig, caption=f"highest test losses: {_title_parts(score_name)}")
 
     # -- most confused ---------------------------------------------------------------------------
@@ -340,6 +340,15 @@ class ClassificationInterpretation(_TestSamples):
         ax.tick_params(axis="x", labelsize=6)
         ax.locator_params(axis="x", nbins=4)  # shares such as -0.0075 need the room
         ax.set_xlabel("input x gradient of the loss (> 0 raised it)", fontsize=7)
+
+
+def bar_labels(datamodule: Any) -> list[str] | None:
+    """Names of a table's columns for plots: the datamodule's ``plot_feature_names``, else its ``feature_names``.
+
+    ``plot_feature_names`` names columns for people only (Reuters: ``<start>``, ``word rank 17``);
+    ``feature_names`` are also the CSV header ``predict`` reads the columns by.
+    """
+    return getattr(datamodule, "plot_feature_names", None) or getattr(datamodule, "feature_names", None)
 
 
 class WorstFaces(_TestSamples):

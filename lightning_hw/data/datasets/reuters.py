@@ -177,6 +177,21 @@ class Reuters(InMemoryDataModule):
         return (self.num_words,)
 
     @property
+    def plot_feature_names(self) -> list[str]:
+        """A name per column for plots (``top_losses.png``'s bars): ``<start>``, ``<oov>``, ``word rank N``.
+
+        Not ``feature_names``: ``predict`` would then take a CSV's columns by those names.
+        Column ``start_char`` is 1 in every row and ``oov_char`` stands for the words cut
+        from the vocabulary; a word of rank ``r`` is column ``r + index_from``.
+        """
+        args = self.keras_args
+        special = {args["start_char"]: "<start>", args["oov_char"]: "<oov>", 0: "<pad>"}
+        return [
+            special.get(column) or (f"word rank {column - args['index_from']}" if column >= args["index_from"] else f"index {column}")
+            for column in range(self.num_words)
+        ]
+
+    @property
     def path(self) -> Path:
         """The ``reuters.npz`` file."""
         return self.root / "reuters.npz"
