@@ -15,7 +15,8 @@ What a run directory may be and when it is made, kept or left alone:
 Every command goes through the command line's ``main()`` as a user would type it, on the
 quickstart cut to a few batches (``conftest.tiny_run_args``), W&B disabled unless a test says
 otherwise; in a subprocess where the process itself matters (signals, exit codes of an
-interrupted run, studies, printed commands run as printed), else in this process.
+interrupted run, printed commands run as printed), else in this process. A study runs in this
+process too: each of its runs is a ``fit`` process of its own, as the runner starts it.
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ def test_a_checkpoint_from_outside_a_named_run_is_not_filed_as_its_evaluation(tr
     shutil.copy(run / "checkpoints" / "last.ckpt", outside)
     before = snapshot(run)
 
-    result = cli(subcommand, "--config", str(run / "config.yaml"), "--ckpt_path", str(outside), cwd=tmp_path)
+    result = in_process(subcommand, "--config", str(run / "config.yaml"), "--ckpt_path", str(outside), cwd=tmp_path)
 
     assert result.returncode == 2, shown(result)
     assert snapshot(run) == before, f"{subcommand} of a foreign checkpoint wrote into the run"
@@ -349,7 +350,7 @@ def test_group_is_the_first_config_and_the_saved_config_continues_the_run(tmp_pa
     root = tmp_path / "runs"
     base = tiny("fit", root, "--trainer.max_epochs", "2", "--run.name", "g1")
     assert base[1:3] == ["--config", str(QUICKSTART)]
-    first = cli(base[0], "--config", str(QUICKSTART), "--config", str(CPU_PRESET), *base[3:], cwd=tmp_path)
+    first = in_process(base[0], "--config", str(QUICKSTART), "--config", str(CPU_PRESET), *base[3:], cwd=tmp_path)
     assert first.returncode == 0, shown(first)
     run = root / "quickstart" / "g1"
     assert sorted(p.name for p in root.iterdir()) == ["quickstart"], f"group directories: {sorted(root.iterdir())}"
@@ -360,7 +361,7 @@ def test_group_is_the_first_config_and_the_saved_config_continues_the_run(tmp_pa
     assert {r["epoch"] for r in rows_before} == {"0", "1"}
     layout_before = sorted(map(str, [*root.glob("*"), *root.glob("*/*")]))
 
-    resumed = cli(
+    resumed = in_process(
         "fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "3", cwd=tmp_path
     )
 
@@ -464,7 +465,7 @@ def test_interrupt_while_gradients_accumulate_stops_at_the_optimizer_step(tmp_pa
     cut, whole = root / "quickstart" / "cut", root / "quickstart" / "whole"
     assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
-    resumed = cli(*tiny("fit", root, *accumulate, "--run.name", "cut", "--ckpt_path", "last"), cwd=tmp_path)
+    resumed = in_process(*tiny("fit", root, *accumulate, "--run.name", "cut", "--ckpt_path", "last"), cwd=tmp_path)
     assert resumed.returncode == 0, shown(resumed)
     assert (cut / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
     final = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -602,7 +603,10 @@ def write_tiny_study(path: Path, epochs: int, variants: dict) -> Path:
 
 
 @pytest.mark.slow
-def test_study_marks_only_variants_that_finished(tmp_path):
+def test_study_marks_only_variants_that_finished(tmp_path, monkeypatch):
+    # The study runs in this process (its exit code and files are under test); its fits, in their own,
+    # load reliability_helpers.
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
     root = tmp_path / "runs"
     interrupt = tmp_path / "interrupt.yaml"
     interrupt.write_text(yaml.safe_dump({
@@ -616,7 +620,7 @@ def test_study_marks_only_variants_that_finished(tmp_path):
     })
     runs = root / "lc"
 
-    first = cli("study", str(study), "--root", str(root), "--jobs", "2", cwd=tmp_path, timeout=600)
+    first = in_process("study", str(study), "--root", str(root), "--jobs", "2", cwd=tmp_path)
 
     assert first.returncode != 0, shown(first)
     assert (runs / "plain" / "study-finished.json").is_file(), shown(first)
@@ -625,7 +629,7 @@ def test_study_marks_only_variants_that_finished(tmp_path):
     assert not (runs / "nodata" / "study-finished.json").exists(), "a variant without data was marked finished"
 
     _write_points(points)
-    second = cli("study", str(study), "--root", str(root), "--only", "nodata", cwd=tmp_path, timeout=600)
+    second = in_process("study", str(study), "--root", str(root), "--only", "nodata", cwd=tmp_path)
 
     assert second.returncode == 0, shown(second) + "\n--- study.log:\n" + _study_log(runs / "nodata")
     assert (runs / "nodata" / "study-finished.json").is_file()
@@ -722,9 +726,10 @@ def test_a_resumed_run_that_finishes_keeps_the_earlier_failure_apart(tmp_path):
     assert earlier["status"] == "failed" and earlier["error"] == before["error"] and earlier["ended"] == before["ended"]
 
 
-def test_study_does_not_promise_to_resume_a_run_stopped_before_its_first_checkpoint(tmp_path):
+def test_study_does_not_promise_to_resume_a_run_stopped_before_its_first_checkpoint(tmp_path, monkeypatch):
     """Ctrl-C twice in a grid run's first epoch stops it at once, with a record and no last.ckpt: the study
     must say how to run it again (move it aside), not that running the study again resumes it."""
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])  # the study runs here; its fit loads reliability_helpers
     root = tmp_path / "runs"
     twice = tmp_path / "twice.yaml"
     twice.write_text(yaml.safe_dump({"trainer": {"callbacks": [
@@ -733,7 +738,7 @@ def test_study_does_not_promise_to_resume_a_run_stopped_before_its_first_checkpo
     study = write_tiny_study(tmp_path / "tw.yaml", 2, {"a": {"config": str(twice)}})
     run = root / "tw" / "a"
 
-    first = cli("study", str(study), "--root", str(root), cwd=tmp_path)
+    first = in_process("study", str(study), "--root", str(root), cwd=tmp_path)
 
     assert first.returncode == 130, shown(first)
     assert (run / "status.json").is_file() and not (run / "checkpoints" / "last.ckpt").exists(), shown(first)
