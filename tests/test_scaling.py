@@ -9,6 +9,7 @@ import subprocess
 import sys
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from lightning_hw.precision import AutoMixedPrecision, best_mixed_precision
 from lightning_hw.runs import RunConfig
 from lightning_hw.tasks.classification import Classifier
 
+from conftest import QUICKSTART, tiny_run_args
 from test_epoch_logging import epoch_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,8 +165,44 @@ def test_compile_preset_keeps_a_fine_tuning_run_compiled_through_its_test(workdi
     torch._dynamo.reset()
 
 
+# Two epochs on half the digits: the single-process run takes 64 per step, each DDP process 32.
+DDP_COMMON = (
+    "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1.0", "--trainer.limit_val_batches", "1.0",
+    "--trainer.num_sanity_val_steps", "0", "--data.init_args.splits", "[0.5, 0.4, 0.1]",
+    "--data.init_args.shuffle_seed", "7", "--run.test_after_fit", "false",
+)
+DDP_ON_TWO_CPUS = (
+    "--data.init_args.batch_size", "32", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+)
+
+
+def ddp_env() -> dict[str, str]:
+    """This environment without a parent job's ranks or run directory, with tests/ on PYTHONPATH (reliability_helpers)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def ddp_fit(args: list[str], code: int = 0) -> subprocess.CompletedProcess:
+    """``python -m lightning_hw ARGS`` (a DDP run launches its second process itself); asserts its exit code."""
+    proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=ddp_env())
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """One uninterrupted DDP run on two CPU processes (``runs/ddp/<its name>``): the process and its run directory.
+
+    Shared by the comparison with one process and by the interrupted run, which must end like it.
+    """
+    root = tmp_path_factory.mktemp("ddp") / "runs"
+    proc = ddp_fit(tiny_run_args("fit", QUICKSTART, root, *DDP_COMMON, *DDP_ON_TWO_CPUS, "--run.group", "ddp"))
+    return SimpleNamespace(proc=proc, runs=sorted((root / "ddp").iterdir()))
+
+
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
+def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir, ddp_run):
     """Two gloo processes with half the batch each take the same steps as one process.
 
     What makes them equal: the in-memory loader shards every epoch's permutation by rank
@@ -179,27 +217,12 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
     value, train and val, is the single process's up to float32 summation order: the
     stated tolerance is 1e-5.
     """
-    common = (
-        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1.0", "--trainer.limit_val_batches", "1.0",
-        "--trainer.num_sanity_val_steps", "0", "--data.init_args.splits", "[0.5, 0.4, 0.1]",
-        "--data.init_args.shuffle_seed", "7", "--run.test_after_fit", "false",
-    )
-    HWCLI(args=tiny_args("fit", *common, "--data.init_args.batch_size", "64", "--run.group", "one", "--run.name", "r"))
+    HWCLI(args=tiny_args("fit", *DDP_COMMON, "--data.init_args.batch_size", "64", "--run.group", "one", "--run.name", "r"))
     one = epoch_metrics(workdir / "runs" / "one" / "r")
 
-    ddp_args = tiny_args(
-        "fit", *common, "--data.init_args.batch_size", "32", "--run.group", "ddp",
-        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lightning_hw", *ddp_args], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dirs = list((workdir / "runs" / "ddp").iterdir())
-    assert len(run_dirs) == 1, f"the two processes wrote to {run_dirs}"  # one shared run directory
-    assert proc.stdout.count("Run saved in") == 1  # only rank 0 speaks
-    two = epoch_metrics(run_dirs[0])
+    assert len(ddp_run.runs) == 1, f"the two processes wrote to {ddp_run.runs}"  # one shared run directory
+    assert ddp_run.proc.stdout.count("Run saved in") == 1  # only rank 0 speaks
+    two = epoch_metrics(ddp_run.runs[0])
 
     assert sorted(one) == sorted(two) == [0, 1]
     for epoch in (0, 1):
@@ -210,33 +233,27 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir):
 
 
 @pytest.mark.slow
-def test_a_ddp_run_interrupted_mid_epoch_resumes_with_every_process_metrics(tiny_args, workdir):
+def test_a_ddp_run_interrupted_mid_epoch_resumes_with_every_process_metrics(tiny_args, workdir, ddp_run):
     """The interrupted epoch's train/acc and train/loss are those of the uninterrupted run.
 
     Lightning writes the first process's checkpoint only: the half-accumulated metric states
     of the other process were lost, and both processes took back the first one's (epoch 1's
-    train/acc was 0.8960 instead of 0.8921 here).
+    train/acc was 0.8960 instead of 0.8921 here). The uninterrupted run is the shared ``ddp_run``.
     """
-    signal_at = workdir / "signal.yaml"  # SIGTERM to both processes after step 13 (epoch 1, its 4th of 10 steps)
+    (whole_dir,) = ddp_run.runs
+    per_epoch = torch.load(whole_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] // 2
+    step = per_epoch + 4  # SIGTERM to both processes after the 4th step of epoch 1
+    signal_at = workdir / "signal.yaml"
     signal_at.write_text(yaml.safe_dump({"trainer": {"callbacks+": [
-        {"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 13}},
+        {"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": step}},
     ]}}))
-    ddp = (
-        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1.0", "--trainer.limit_val_batches", "1.0",
-        "--run.test_after_fit", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    cut_args = tiny_args("fit", *DDP_COMMON, *DDP_ON_TWO_CPUS, "--run.name", "cut", "--config", str(signal_at))
+    ddp_fit(cut_args, code=143)
+    cut_dir = workdir / "runs" / "quickstart" / "cut"
+    assert torch.load(cut_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == step  # inside epoch 1
+    ddp_fit([*cut_args, "--ckpt_path", "last"])
 
-    def run(*args: str, code: int = 0) -> None:
-        proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=env)
-        assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
-
-    run(*tiny_args("fit", *ddp, "--run.name", "whole"))
-    run(*tiny_args("fit", *ddp, "--run.name", "cut", "--config", str(signal_at)), code=143)
-    run(*tiny_args("fit", *ddp, "--run.name", "cut", "--config", str(signal_at), "--ckpt_path", "last"))
-
-    whole, cut = (epoch_metrics(workdir / "runs" / "quickstart" / name) for name in ("whole", "cut"))
+    whole, cut = epoch_metrics(whole_dir), epoch_metrics(cut_dir)
     assert sorted(cut) == sorted(whole) == [0, 1]
     for name, value in whole[1].items():
         assert cut[1][name] == pytest.approx(value, abs=1e-6), name
