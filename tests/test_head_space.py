@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -123,7 +121,7 @@ def test_a_head_parameter_named_twice_is_refused(workdir):
         search.load_search(path)
 
 
-def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
+def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch, capsys):
     """Two trials on the transfer demo (LFW faces, a small frozen ResNet18): each `fit` trains the head its
     parameters compose, the report lists the spec beside the parameters and best.yaml holds it."""
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
@@ -147,8 +145,10 @@ def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
         },
         "sampler": "random", "seed": 3, "pruner": "none", "trials": 2,
     }, sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "lightning_hw", "study", str(path)], capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout + done.stderr
+    from lightning_hw.studies import grid as studies  # the study in this process: each trial is a fit process of its own
+
+    assert studies.main([str(path)]) == 0
+    printed = capsys.readouterr().out
     study = search.load_search(path)
     (head,) = study.heads
     import optuna
@@ -162,7 +162,7 @@ def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
         run = workdir / "runs" / "heads" / f"trial-{trial.number}"
         recorded = yaml.safe_load((run / "config.yaml").read_text())
         assert recorded["model"]["init_args"]["net"]["init_args"]["head"] == expected
-        assert json.dumps(expected) in done.stdout  # the runner prints the head it starts
+        assert json.dumps(expected) in printed  # the runner prints the head it starts
         # The checkpoint's head has the composed layers: Linear widths and BatchNorm where asked.
         state = torch.load(next((run / "checkpoints").glob("last.ckpt")), map_location="cpu", weights_only=False)["state_dict"]
         linear = [v.shape[0] for k, v in state.items() if k.startswith("net.head.") and k.endswith(".weight") and v.dim() == 2]
@@ -182,9 +182,11 @@ def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
     edited = yaml.safe_load(path.read_text())
     edited["search"][HEAD]["head"]["activation"] = "tanh"
     path.write_text(yaml.safe_dump(edited, sort_keys=False))
-    again = subprocess.run([sys.executable, "-m", "lightning_hw", "study", str(path)], capture_output=True, text=True, timeout=400)
-    assert again.returncode == 0 and "2 of 2 trials finished" in again.stdout, again.stdout + again.stderr
-    assert "tanh" not in again.stdout and json.dumps(best["model"]["init_args"]["net"]["init_args"]["head"]) in again.stdout
+    capsys.readouterr()
+    assert studies.main([str(path)]) == 0
+    again = capsys.readouterr().out
+    assert "2 of 2 trials finished" in again, again
+    assert "tanh" not in again and json.dumps(best["model"]["init_args"]["net"]["init_args"]["head"]) in again
     assert reports.main([str(workdir / "runs" / "heads")]) == 0
     rows = list(csv.DictReader((workdir / "runs" / "heads" / "report" / "trials.csv").open()))
     assert [json.loads(r[HEAD]) for r in rows] == specs
@@ -198,10 +200,15 @@ def test_study_trains_the_composed_heads_and_reports_them(workdir, monkeypatch):
         (HEAD, {"head": {"layers": [8]}, "categorical": [[8]]}, "give either a head: entry or a distribution, not both"),
     ],
 )
-def test_a_head_entry_in_the_wrong_place_is_one_line_before_anything_runs(workdir, option, entry, message):
+def test_a_head_entry_in_the_wrong_place_is_one_line_before_anything_runs(workdir, option, entry, message, capsys):
+    from lightning_hw.cli import main  # `python -m lightning_hw study`, in this process
+
     path = workdir / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "s", "config": str(REPO / "configs" / "transfer_demo.yaml"), "search": {option: entry}}))
-    done = subprocess.run([sys.executable, "-m", "lightning_hw", "study", str(path)], cwd=workdir, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
-    assert message in done.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().count("\n") == 0, err
+    assert err.startswith("error: ") and message in err
     assert not (workdir / "runs").exists()
