@@ -121,27 +121,28 @@ def test_the_cache_stays_off_when_features_would_change(folder, tmp_path, freeze
     assert calls > 4  # the backbone ran on images every epoch
 
 
-def test_a_cached_run_logs_the_metrics_of_the_run_without_the_cache(workdir):
-    """The cache only saves time: the head trains on the batches the datamodule would have drawn."""
+def test_a_cached_run_logs_the_metrics_of_the_run_without_the_cache(workdir, monkeypatch):
+    """The cache only saves time: the head trains on the batches the datamodule would have drawn.
+
+    Both runs go through ``main()`` in this process, one after the other (the second reads no cache).
+    """
     import os
-    import subprocess
-    import sys
 
     from conftest import REPO, tiny_run_args
+    from reliability_helpers import output_of
 
     (workdir / "no_cache.yaml").write_text(
         "trainer:\n  callbacks:\n    - class_path: lightning_hw.callbacks.feature_cache.FeatureCache\n"
         "      init_args:\n        enabled: false\n"
     )
-    env = {**os.environ, "LIGHTNING_HW_CACHE": str(workdir / "cache")}
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
     metrics = {}
     for name, extra in {"cached": [], "images": ["--config", str(workdir / "no_cache.yaml")]}.items():
         args = tiny_run_args(
             "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", *extra, "--trainer.max_epochs", "2",
             "--trainer.limit_train_batches", "1.0", "--data.init_args.image_size", "32", "--run.name", name,
         )
-        done = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stderr[-3000:]
+        output_of(*args)
         metrics[name] = (workdir / "runs" / "transfer_demo" / name / "metrics.csv").read_text()
     assert len(list((workdir / "cache").rglob("resnet18-train-*.pt"))) == 1  # the first run did use the cache
     assert metrics["cached"] == metrics["images"]
@@ -168,21 +169,20 @@ def test_two_runs_writing_the_same_features_at_once_both_finish(folder, tmp_path
     assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".pt", ".pt"]  # no temporary file left
 
 
-def test_a_cache_folder_that_cannot_be_written_is_one_line_before_training(workdir):
-    import os
-    import subprocess
-    import sys
-
+def test_a_cache_folder_that_cannot_be_written_is_one_line_before_training(workdir, monkeypatch, capsys):
     from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import main
 
     (workdir / "cache").write_text("a file where the cache folder should be")
     args = tiny_run_args("fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32")
-    env = {**os.environ, "LIGHTNING_HW_CACHE": str(workdir / "cache")}
-    done = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, env=env)
-    assert done.returncode == 2, done.stderr[-3000:]
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    with pytest.raises(SystemExit) as exit_info:  # `python -m lightning_hw fit`, in this process
+        main(args)
+    assert exit_info.value.code == 2
+    done = capsys.readouterr()
+    errors = [line for line in (done.out + done.err).splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: FeatureCache cannot store features in {workdir / 'cache' / 'features'} (Not a directory); set "
         "LIGHTNING_HW_CACHE (or the callback's cache_dir) to a folder you can write, or turn the cache off with its enabled: false"
     ]
-    assert "Traceback" not in done.stderr and not list((workdir / "runs").rglob("*.ckpt"))
+    assert "Traceback" not in done.err and not list((workdir / "runs").rglob("*.ckpt"))
