@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from lightning_hw.data.io import kaggle
+from lightning_hw.data.io.files import finite_number
 from lightning_hw.data.base import InMemoryDataModule, Split
 from lightning_hw.errors import DataError
 
@@ -107,15 +107,6 @@ class MobilePrice(InMemoryDataModule):
         return torch.from_numpy(features), torch.from_numpy(target)
 
 
-def _number(cell: str) -> float | None:
-    """A cell's value, ``None`` when it is no finite number."""
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _header_of(path: Path) -> list[str]:
     """The column names of a CSV's first line (none when it is no text)."""
     try:
@@ -160,7 +151,7 @@ def read_mobile_price(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"line {line} of {path.absolute()} has {len(row)} fields, the header has {len(header)}; "
                 "the file is damaged or cut short: download train.csv again"
             )
-        values = [_number(row[j]) for j in order]
+        values = [finite_number(row[j]) for j in order]
         if None in values:  # a NaN or inf feature would turn the whole standardised column into NaN
             j = order[values.index(None)]
             raise DataError(f"line {line} of {path.absolute()}: column {j + 1} ({header[j]}) is {row[j]!r}, not a finite number")

@@ -222,7 +222,7 @@ def read_input_csv(
         if len(row) != len(first):
             raise DataError(f"{what} {path}: line {line} has {len(row)} fields, the first row has {len(first)}")
         for j, col in enumerate(columns):
-            value = _number(row[col])
+            value = finite_number(row[col])
             if value is None:
                 name = f" ({header[col]})" if header is not None else ""
                 raise DataError(f"{what} {path}: line {line}, column {col + 1}{name} is {row[col]!r}, not a finite number")
@@ -231,7 +231,8 @@ def read_input_csv(
     return ids, values
 
 
-def _number(cell: str) -> float | None:
+def finite_number(cell: str) -> float | None:
+    """A CSV cell's value, ``None`` when it is no finite number (``nan``, ``inf`` and text are none)."""
     try:
         value = float(cell)
     except ValueError:
