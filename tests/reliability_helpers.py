@@ -103,6 +103,19 @@ def tiny_fit_args(root, *extra: str) -> list[str]:
     ]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train and predict on one thread, restored afterwards (``pytestmark = pytest.mark.usefixtures(...)``).
+
+    These models are tiny: on 2 cores shared with other jobs, two threads per process
+    thrash (the transfer fit took 29 s with two threads next to one busy process, 7 s with one).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A quickstart run trained for two short epochs: ``runs/quickstart/trained`` (checkpoints, config.yaml)."""

@@ -59,17 +59,7 @@ FACES = {
 # -- running the CLI ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Train and predict on one thread, restored afterwards.
-
-    These models are tiny: on 2 cores shared with other jobs, two threads per process
-    thrash (the transfer fit took 29 s with two threads next to one busy process, 7 s with one).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: two threads thrash on 2 shared cores
 
 
 @dataclass

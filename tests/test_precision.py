@@ -24,12 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = ("--run.wandb", "disabled", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: two threads thrash on 2 shared cores
 
 
 @pytest.fixture(scope="module")
