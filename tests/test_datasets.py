@@ -156,6 +156,28 @@ def test_cifar10_missing_corrupt_and_bad_checksum(tmp_path, monkeypatch):
         CIFAR10(root=str(tmp_path), download=False).setup("fit")
 
 
+def test_cifar10_keeps_a_verified_archive_whose_unpacking_failed(tmp_path, monkeypatch):
+    """The clean-up after a failed unpack deleted the user's good 170 MB archive along with a corrupt download's."""
+    import torchvision
+
+    source = tmp_path / "source"
+    fixtures.write_cifar10(source)
+    root = tmp_path / "data"
+    root.mkdir()
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("a verified archive is not downloaded again"))
+    (root / "cifar-10-batches-py").write_text("a file where the archive unpacks its folder")  # the unpack fails
+    with pytest.raises(DataError, match="automatic download failed"):
+        CIFAR10(root=str(root)).prepare_data()
+    assert archive.is_file()
+    (root / "cifar-10-batches-py").unlink()  # the obstacle gone, the kept archive unpacks without a download
+    CIFAR10(root=str(root)).prepare_data()
+    assert (root / "cifar-10-batches-py" / "test_batch").is_file()
+
+
 def test_cifar10_pickles_cannot_run_code(tmp_path):
     fixtures.write_cifar10(tmp_path)
     import os

@@ -92,13 +92,17 @@ class CIFAR10(ImageDataModule):
             )
         if not missing or not self.download:
             return
-        from torchvision.datasets.utils import download_and_extract_archive
+        from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
         spec = torchvision.datasets.CIFAR10
+        archive = self.root / spec.filename
         try:
             download_and_extract_archive(spec.url, str(self.root), filename=spec.filename, md5=spec.tgz_md5)
         except (RuntimeError, OSError) as err:
-            (self.root / spec.filename).unlink(missing_ok=True)  # a corrupt archive must not linger
+            # A corrupt or partial download must not linger; a verified archive (the user's own, or one
+            # whose unpacking failed, say on a full disk) is kept: 170 MB fetched again for nothing.
+            if archive.is_file() and not check_integrity(str(archive), spec.tgz_md5):
+                archive.unlink()
             reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
             raise DataError(self._missing_message(missing, reason)) from None
 
