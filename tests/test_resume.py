@@ -342,6 +342,13 @@ def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_
     saved = torch.load(workdir / "runs" / "quickstart" / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     config = yaml.safe_load((workdir / "runs" / "quickstart" / "b" / "config.yaml").read_text())
     assert [g["lr"] for g in saved["optimizer_states"][0]["param_groups"]] == [config["optimizer"]["init_args"]["lr"]] == [0.1]
+    # Its config.yaml says ckpt_path: null (it resumes from its own last.ckpt); its status says where it began, resumed too.
+    b = workdir / "runs" / "quickstart" / "b"
+    assert json.loads((b / "status.json").read_text())["started_from"] == str(ckpt)
+    HWCLI(args=tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "3", "--ckpt_path", "last", "--run.test_after_fit", "false"))
+    status = json.loads((b / "status.json").read_text())
+    assert status["started_from"] == str(ckpt) and status["epoch"] == 3
+    assert "started_from" not in json.loads((source / "status.json").read_text())
 
 
 def test_a_run_stopped_by_max_steps_resumes_with_the_whole_next_epoch(tiny_args, workdir):

@@ -240,7 +240,7 @@ class Run:
         # How earlier attempts ended (an error, a signal, a note) is kept, apart from this
         # attempt's status: a resumed run that finishes must not show an earlier one's error.
         attempts = list(previous.pop("earlier_attempts", []))
-        ending = {k: v for k, v in previous.items() if k not in ("group", "name", "started", "resume_command")}
+        ending = {k: v for k, v in previous.items() if k not in ("group", "name", "started", "started_from", "resume_command")}
         if ending.get("status") == "training":  # it never recorded an end: killed, or its machine stopped
             ending["note"] = "ended without a word while training (killed, or its machine stopped)"
         if ending:
@@ -252,10 +252,21 @@ class Run:
             group=self.group,
             name=self.name,
             started=previous.get("started") or _now(),
+            **self._started_from(previous),
             **({"resumed": _now()} if self.mode == "resume" else {}),
             resume_command=self.resume_command(),
             **({"earlier_attempts": attempts} if attempts else {}),
         )
+
+    def _started_from(self, previous: dict[str, Any]) -> dict[str, str]:
+        """``started_from``: the checkpoint a new run began with (another run's), kept through its resumes.
+
+        config.yaml records ``ckpt_path: null`` (its resume command gives ``--ckpt_path last``), so
+        without it nothing in the run would say that its first epochs are another run's.
+        """
+        if self.mode == "create" and self.ckpt_path:
+            return {"started_from": str(Path(self.ckpt_path).absolute())}
+        return {"started_from": previous["started_from"]} if previous.get("started_from") else {}
 
     def record_caveats(self, caveats: list[str]) -> None:
         """An evaluation's caveats (e.g. its split differs from training's) into its ``caveats.txt``.
