@@ -337,6 +337,13 @@ def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_
     )
     assert not (workdir / "runs" / "quickstart" / "b").exists()
     assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    # Copied out of its run (sent to a colleague), the checkpoint still says what it restores.
+    copied = workdir / "outside.ckpt"
+    copied.write_bytes(ckpt.read_bytes())
+    code, line = error_of(tiny_args("fit", "--run.name", "c", "--trainer.max_epochs", "2", "--ckpt_path", str(copied),
+                                    "--model.init_args.lr", "0.5"), capsys)
+    assert code == 2 and "(optimizer.init_args.lr 0.1 -> 0.5)" in line and "go on with the checkpoint's settings" in line
+    assert not (workdir / "runs" / "quickstart" / "c").exists()
     # With the source run's optimizer settings the new run starts from its checkpoint and records what it trained with.
     HWCLI(args=tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), "--run.test_after_fit", "false"))
     saved = torch.load(workdir / "runs" / "quickstart" / "b" / "checkpoints" / "last.ckpt", weights_only=True)

@@ -70,6 +70,7 @@ from lightning_hw.runs import (
     finish_wandb,
     note_caveats_in_wandb,
     plan_run,
+    restored_settings,
     saved_elsewhere,
     start_wandb,
     wandb_logger,
@@ -427,7 +428,7 @@ class HWCLI(CLIHooks):
                 checkpoint=checkpoint,
             )
         if run.mode in ("resume", "create") and self.subcommand == "fit" and checkpoint is not None:
-            check_restored_settings_kept(run, self.config[self.subcommand].as_dict())
+            check_restored_settings_kept(run, self.config[self.subcommand].as_dict(), checkpoint)
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.
@@ -474,7 +475,9 @@ class HWCLI(CLIHooks):
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
-        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section)):
+        # The settings a fit from a checkpoint may not change go into every checkpoint: also one copied out of its run says them.
+        restored = restored_settings(self.config[self.subcommand].as_dict()) if self.subcommand == "fit" else None
+        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section, restored)):
             if not any(isinstance(c, type(extra)) for c in callbacks):
                 callbacks.append(extra)
         pruning = search_trial_pruning() if self.subcommand == "fit" else None  # a trial of a search study

@@ -24,6 +24,7 @@ _EXPORTS = {
     "check_restored_settings_kept": "lifecycle",
     "command_name": "lifecycle",
     "plan_run": "lifecycle",
+    "restored_settings": "lifecycle",
     "run_of_checkpoint": "lifecycle",
     "saved_elsewhere": "lifecycle",
     "MetricsFile": "loggers",

@@ -380,11 +380,16 @@ class RunRecord(Callback):
         run: the run.
         model_config: the ``model:`` section of the resolved config (stored in checkpoints so that
             a mismatch can describe the checkpoint's net from the checkpoint itself).
+        restored_settings: the settings a fit from the checkpoint cannot change (see
+            :func:`restored_settings`), stored so that a checkpoint copied out of its run still says them.
     """
 
-    def __init__(self, run: Run, model_config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, run: Run, model_config: dict[str, Any] | None = None, restored_settings: dict[str, Any] | None = None
+    ) -> None:
         self.run = run
         self.model_config = model_config
+        self.restored_settings = restored_settings
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if not self.run.committed:
@@ -415,6 +420,7 @@ class RunRecord(Callback):
             "group": self.run.group,
             "name": self.run.name,
             "model": self.model_config,
+            **({"restored_settings": self.restored_settings} if self.restored_settings is not None else {}),
         }
 
 
@@ -543,16 +549,29 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
 RESTORED_FROM_CHECKPOINT = ("model.init_args.lr", "optimizer", "lr_scheduler", "seed_everything")
 
 
-def checkpoint_source_config(run: Run) -> dict[str, Any] | None:
-    """The recorded config of the run whose checkpoint a fit goes on from (``None``: none, or not readable)."""
+def restored_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a resolved config that a checkpoint restores (:data:`RESTORED_FROM_CHECKPOINT`), flat, as YAML holds them."""
+    return {
+        key: _as_recorded(value) for key, value in flat_settings(config).items() if key.startswith(RESTORED_FROM_CHECKPOINT)
+    }
+
+
+def _settings_trained_with(run: Run, checkpoint: dict[str, Any] | None) -> tuple[dict[str, Any], str] | None:
+    """The restored settings of the checkpoint a fit goes on from, and whose they are; ``None`` when unknown.
+
+    Its run's ``config.yaml`` when it lies in a run; else what the checkpoint itself carries
+    (checkpoints written since 2026-12-06: one copied out of its run, or downloaded).
+    """
     source = run.run_dir if run.mode == "resume" else run_of_checkpoint(run.ckpt_path)
-    if source is None:
-        return None
-    try:
-        config = yaml.safe_load((source / CONFIG_FILE).read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return config if isinstance(config, dict) else None
+    if source is not None:
+        try:
+            config = yaml.safe_load((source / CONFIG_FILE).read_text())
+        except (OSError, yaml.YAMLError):
+            config = None
+        if isinstance(config, dict):
+            return restored_settings(config), f"{source}'s"
+    carried = ((checkpoint or {}).get("lightning_hw") or {}).get("restored_settings")
+    return (carried, "the checkpoint's") if isinstance(carried, dict) else None
 
 
 def _as_recorded(value: Any) -> Any:
@@ -562,37 +581,36 @@ def _as_recorded(value: Any) -> Any:
     return value
 
 
-def check_restored_settings_kept(run: Run, config: dict[str, Any]) -> None:
+def check_restored_settings_kept(run: Run, config: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> None:
     """Refuse a fit from a run's checkpoint with another learning rate, optimizer, scheduler or seed.
 
     Lightning restores the optimizer's and scheduler's states from the checkpoint, learning
     rate and momentum included, and the run restores its random state, so such a change would
     be written into ``config.yaml`` but never used: the record would say ``lr 0.01`` of a run
     that went on at ``0.001``. This holds for a resume and for a new run started from another
-    run's checkpoint alike (a checkpoint from outside any run has no settings to compare
-    with). Called before the run's directory is touched.
+    run's checkpoint alike, and for a checkpoint copied out of its run (it carries its
+    settings). Called before the run's directory is touched.
 
     Args:
         run: the planned fit (``resume``, or ``create`` from a checkpoint).
         config: the resolved config of the ``fit``.
+        checkpoint: the loaded checkpoint (for the settings it carries).
 
     Raises:
         ConfigError: a setting in :data:`RESTORED_FROM_CHECKPOINT` differs from the one the
             checkpoint's run trained with.
     """
-    before = checkpoint_source_config(run)
-    if before is None:
-        return  # nothing to compare with (a run without its config); the checkpoint checks still hold
-    old = {key: _as_recorded(value) for key, value in flat_settings(before).items()}
-    new = {key: _as_recorded(value) for key, value in flat_settings(config).items()}
+    trained = _settings_trained_with(run, checkpoint)
+    if trained is None:
+        return  # nothing to compare with (an older checkpoint outside any run); the checkpoint checks still hold
+    old, whose = trained
+    new = restored_settings(config)
     # A setting in one config only is a default that another torch version added (or dropped), not
     # a change; a class that differs (another optimizer, a scheduler added or removed) always is.
     changed = [
         f"{key} {old.get(key)!r} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
-        if key.startswith(RESTORED_FROM_CHECKPOINT)
-        and (key.endswith(".class_path") or (key in old and key in new))
-        and old.get(key) != new.get(key)
+        if (key.endswith(".class_path") or (key in old and key in new)) and old.get(key) != new.get(key)
     ]
     if not changed:
         return
@@ -602,12 +620,11 @@ def check_restored_settings_kept(run: Run, config: dict[str, Any]) -> None:
             "its optimizer and random states would keep the run's, so config.yaml would name settings it never "
             "trained with; resume without changing them, or train a new run (another --run.name)"
         )
-    source = run_of_checkpoint(run.ckpt_path)
     raise ConfigError(
         f"cannot start run {run.run_dir} from {run.ckpt_path} with other settings than the checkpoint restores "
         f"({', '.join(changed)}): Lightning restores its optimizer state and the run its random state, so the new "
-        f"run would go on with {source}'s settings while its config.yaml named these; start it with that run's "
-        "settings (its config.yaml), or train from scratch without --ckpt_path"
+        f"run would go on with {whose} settings while its config.yaml named these; start it with those settings, "
+        "or train from scratch without --ckpt_path"
     )
 
 
