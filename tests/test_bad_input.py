@@ -328,6 +328,20 @@ def test_nan_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tiny_args
     assert sorted(p.name for p in last.parent.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
 
 
+def test_a_nan_from_adams_eps_under_16_true_says_so(tiny_args, capsys):
+    """Adam's eps 1e-8 is 0 in float16: the advice to lower the lr or check the data sent the user the wrong way."""
+    float16 = ("--trainer.precision", "16-true", "--optimizer", "torch.optim.Adam")
+    code, line = error_of(tiny_args("fit", "--run.name", "f16", *float16), capsys)
+    assert code == 1 and line.startswith("error: the training loss became nan at step 2 ")
+    assert line.endswith(
+        "under --trainer.precision 16-true the optimizer's eps 1e-08 is below float16's smallest normal number (6.1e-05), "
+        "so its updates divide by about zero: train with --trainer.precision 16-mixed (bf16-mixed on a CPU), or give "
+        "the optimizer an eps of 1e-4 (--optimizer.init_args.eps 1e-4; where the config has no optimizer: section, "
+        "--optimizer torch.optim.Adam before it)"
+    )
+    main(tiny_args("fit", "--run.name", "eps", *float16, "--optimizer.init_args.eps", "1e-4"))  # as advised: it trains
+
+
 @pytest.mark.slow
 def test_a_failure_inside_training_is_one_line_in_a_real_process(tiny_args, workdir):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([HELPERS_DIR, os.environ.get("PYTHONPATH", "")])}

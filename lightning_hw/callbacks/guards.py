@@ -49,9 +49,31 @@ class NonFiniteLossGuard(Callback):
         raise TrainingError(
             f"the training loss became {value} at step {trainer.global_step + 1} (epoch {trainer.current_epoch}, "
             f"batch {trainer.fit_loop.epoch_loop.batch_idx}); training stopped before the update, {kept}; "
-            "lower the learning rate, or check the data for NaN/Inf values (--trainer.detect_anomaly true "
-            "names the operation)"
+            + (_float16_eps_advice(trainer) or "lower the learning rate, or check the data for NaN/Inf values "
+               "(--trainer.detect_anomaly true names the operation)")
         )
+
+
+def _float16_eps_advice(trainer: Trainer) -> str | None:
+    """What to do when the optimizer's ``eps`` is 0 in float16 (``16-true``), else ``None``.
+
+    Under ``16-true`` the optimizer's state is float16 too: Adam's default ``eps`` of 1e-8 is
+    below float16's smallest normal number, so an update divides by (almost) zero and the
+    next loss is NaN, whatever the learning rate or the data (moons: NaN at step 2 with
+    eps 1e-8, trained with 1e-4).
+    """
+    if str(trainer.precision) != "16-true":
+        return None
+    tiny = torch.finfo(torch.float16).tiny
+    eps = [group["eps"] for optimizer in trainer.optimizers for group in optimizer.param_groups if 0 < group.get("eps", tiny) < tiny]
+    if not eps:
+        return None
+    return (
+        f"under --trainer.precision 16-true the optimizer's eps {eps[0]:g} is below float16's smallest normal "
+        f"number ({tiny:.2g}), so its updates divide by about zero: train with --trainer.precision 16-mixed "
+        "(bf16-mixed on a CPU), or give the optimizer an eps of 1e-4 (--optimizer.init_args.eps 1e-4; where the "
+        "config has no optimizer: section, --optimizer torch.optim.Adam before it)"
+    )
 
 
 class LabelRangeCheck(Callback):
