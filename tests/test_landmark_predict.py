@@ -117,3 +117,17 @@ def test_predictions_from_files_are_in_each_files_pixels(faces_run, in_memory, t
     truth = dict(zip(names, file_points.numpy()))
     assert nme(from_files, np.stack([truth[r["id"]] for r in rows])) == pytest.approx(logged, abs=1e-4)
     assert not any(c.startswith("target") for c in rows[0])  # files come without true points
+
+
+def test_predictions_from_large_files_under_bf16_true_are_in_their_pixels(faces_run, tmp_path):
+    """As bfloat16 a 2601 px width was 2592, and points were multiplied in bfloat16: off by pixels."""
+    from PIL import Image
+
+    root, best, _ = faces_run
+    folder = tmp_path / "large"
+    folder.mkdir()
+    first = sorted(root.rglob("*.png"))[0]
+    Image.open(first).resize((2601, 2001)).save(folder / "large.png")
+    (row,) = predictions(cli("predict", "--ckpt_path", str(best), "--trainer.precision", "bf16-true", "--predict_from", str(folder)))
+    normalized, pixels = points([row], "normalized")[0], points([row], "landmarks")[0]
+    np.testing.assert_allclose(pixels, normalized * np.array([2601.0, 2001.0]), rtol=1e-5)

@@ -122,8 +122,11 @@ class LandmarkRegressor(Task):
         )
 
     def to_pixels(self, points: torch.Tensor) -> torch.Tensor:
-        """Normalised points -> pixels of the image (``x * W``, ``y * H``)."""
-        return points * self.pixel_scale.to(points.dtype)
+        """Normalised points -> pixels of the image (``x * W``, ``y * H``), in float32 under any precision.
+
+        bfloat16 (``bf16-true``) holds 3 significant digits: a product in it is off by pixels.
+        """
+        return points.float() * self.pixel_scale.float()
 
     @property
     def mean_shape(self) -> torch.Tensor | None:
@@ -210,7 +213,7 @@ class LandmarkRegressor(Task):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         pred = self(x)
         sizes = batch[2] if isinstance(batch, (tuple, list)) and len(batch) > 2 else None
-        pixels = self.to_pixels(pred) if sizes is None else pred * sizes.to(pred.dtype).unsqueeze(1)
+        pixels = self.to_pixels(pred) if sizes is None else pred.float() * sizes.float().unsqueeze(1)
         return {"landmarks": pixels, "normalized": pred}
 
     def target_columns(self, target: torch.Tensor) -> dict[str, list]:

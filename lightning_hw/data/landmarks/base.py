@@ -153,7 +153,8 @@ class LandmarkDataModule(ImageDataModule):
         self._predict_sizes = None
         if folder.is_dir():
             sizes = [self.file_image_size(folder / name) for name in ids]
-            self._predict_sizes = torch.tensor([(w, h) for h, w in sizes], dtype=torch.float32)
+            # Whole numbers, which the precision plugin leaves alone: as bfloat16 a width of 2601 px was 2592.
+            self._predict_sizes = torch.tensor([(w, h) for h, w in sizes], dtype=torch.int64)
         return ids
 
     def predict_dataloader(self) -> TensorBatchLoader:
