@@ -385,3 +385,15 @@ def test_16_bit_images_are_scaled_to_8_bits_on_every_path(tmp_path):
             narrow_ids, narrow_inputs = narrow_dm.read_inputs(eight)
             assert [Path(i).stem for i in wide_ids] == [Path(i).stem for i in narrow_ids]
             assert torch.equal(wide_inputs, narrow_inputs)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_empty_split_says_the_same_held_in_memory_or_streamed(tmp_path, in_memory):
+    """The streamed folder had its own shorter copy of the message (without the splits it had, or "add data")."""
+    root = write_image_folder(tmp_path / "io", classes=("a", "b"), per_class=2, size=(20, 20), layout="folder")
+    folder = ImageFolder(root=str(root), image_size=16, batch_size=2, in_memory=in_memory, splits=[0.9, 0.05, 0.05])
+    with pytest.raises(DataError) as err:
+        folder.setup("fit")
+    assert str(err.value) == (
+        "the val split of ImageFolder is empty; raise its fraction in --data.init_args.splits (now [0.9, 0.05, 0.05]) or add data"
+    )

@@ -340,7 +340,7 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         self._split_samples = self._split()
         for name, samples in self._split_samples.items():
             if not samples:
-                raise DataError(f"the {name} split of ImageFolder is empty; raise its fraction in --data.init_args.splits")
+                raise DataError(self.empty_split_message(name))
         train = self._split_samples["train"]
         step = max(1, len(train) // STREAMED_STATS_SAMPLES)
         sample = self._decode_all([p for p, _ in train[::step]]) if self.standardize_images and self.mean is None else None
