@@ -427,8 +427,11 @@ class HWCLI(CLIHooks):
                 data_section=self._config_section("data"),
                 checkpoint=checkpoint,
             )
-        if run.mode in ("resume", "create") and self.subcommand == "fit" and checkpoint is not None:
-            check_restored_settings_kept(run, self.config[self.subcommand].as_dict(), checkpoint)
+        # The settings a fit from a checkpoint may not change: checked against the checkpoint's, and stored in
+        # every checkpoint this fit writes, so that one copied out of its run still says them.
+        restored = restored_settings(self.config[self.subcommand].as_dict()) if self.subcommand == "fit" else None
+        if run.mode in ("resume", "create") and restored is not None and checkpoint is not None:
+            check_restored_settings_kept(run, restored, checkpoint)
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.
@@ -475,8 +478,6 @@ class HWCLI(CLIHooks):
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
-        # The settings a fit from a checkpoint may not change go into every checkpoint: also one copied out of its run says them.
-        restored = restored_settings(self.config[self.subcommand].as_dict()) if self.subcommand == "fit" else None
         for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section, restored)):
             if not any(isinstance(c, type(extra)) for c in callbacks):
                 callbacks.append(extra)

@@ -581,7 +581,7 @@ def _as_recorded(value: Any) -> Any:
     return value
 
 
-def check_restored_settings_kept(run: Run, config: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> None:
+def check_restored_settings_kept(run: Run, new: dict[str, Any], checkpoint: dict[str, Any] | None = None) -> None:
     """Refuse a fit from a run's checkpoint with another learning rate, optimizer, scheduler or seed.
 
     Lightning restores the optimizer's and scheduler's states from the checkpoint, learning
@@ -593,7 +593,7 @@ def check_restored_settings_kept(run: Run, config: dict[str, Any], checkpoint: d
 
     Args:
         run: the planned fit (``resume``, or ``create`` from a checkpoint).
-        config: the resolved config of the ``fit``.
+        new: the fit's :func:`restored_settings`.
         checkpoint: the loaded checkpoint (for the settings it carries).
 
     Raises:
@@ -604,7 +604,6 @@ def check_restored_settings_kept(run: Run, config: dict[str, Any], checkpoint: d
     if trained is None:
         return  # nothing to compare with (an older checkpoint outside any run); the checkpoint checks still hold
     old, whose = trained
-    new = restored_settings(config)
     # A setting in one config only is a default that another torch version added (or dropped), not
     # a change; a class that differs (another optimizer, a scheduler added or removed) always is.
     changed = [
