@@ -31,7 +31,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning_utilities.core.apply_func import apply_to_collection
 
 from lightning_hw.atomic import atomic_open
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, LightningHWWarning
 
 #: the flag that allows an unsafe (code-executing) load, as the user types it
 UNSAFE_FLAG = "--weights_only false"
@@ -349,7 +349,7 @@ def unfit_settings_message(ckpt_path: str | os.PathLike, checkpoint: dict[str, A
     )
 
 
-class CheckpointSettingsWarning(UserWarning):
+class CheckpointSettingsWarning(LightningHWWarning):
     """Task settings of the command line or config that a checkpoint's own settings replace."""
 
 

@@ -57,6 +57,14 @@ def user_error_in(err: BaseException) -> UserError | None:
     return None
 
 
+class LightningHWWarning(UserWarning):
+    """A warning of lightning-hw: shown as one ``warning: <message>`` line (see ``cli.verbosity``).
+
+    Subclass it (or pass it as ``category``) for a warning a user should read: Python's own
+    format prefixes the file and line that warned and repeats that source line.
+    """
+
+
 class ExportError(UserError):
     """An exported model does not reproduce the PyTorch model's outputs."""
 

@@ -23,11 +23,13 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from lightning_hw.errors import LightningHWWarning
+
 #: kind -> entry-point group
 GROUPS = {"task": "lightning_hw.tasks", "datamodule": "lightning_hw.datamodules"}
 
 
-class PluginLoadWarning(UserWarning):
+class PluginLoadWarning(LightningHWWarning):
     """A plugin's entry point could not be imported or is not a usable class."""
 
 

@@ -183,6 +183,26 @@ def test_a_task_setting_the_checkpoint_replaces_is_said(command, trained_run, wo
         main([command, "--ckpt_path", ckpt, "--model.init_args.head", "softmax_ce", *quiet])
 
 
+def test_a_warning_of_ours_is_one_warning_line(trained_run):
+    """It came as ``/…/site-packages/lightning/pytorch/cli.py:616: the task is rebuilt…``: a library's file, not advice."""
+    import subprocess
+    import sys
+
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "test", "--ckpt_path", ckpt, "--model.init_args.head", "sigmoid_bce",
+         "--run.wandb", "disabled", "--trainer.enable_progress_bar", "false"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = [line for line in result.stderr.splitlines() if "the task is rebuilt" in line]
+    assert said == [
+        "warning: the task is rebuilt with the settings last.ckpt was trained with, not these: head 'sigmoid_bce' -> "
+        "'softmax_ce' (other settings need a run trained from scratch, without --ckpt_path)"
+    ]
+    assert ".py:" not in result.stderr  # no file and line of ours or a library's, and no repeated source line
+
+
 def test_predict_without_a_run_config_says_what_to_pass(trained_run, workdir, capsys):
     loose = workdir / "last.ckpt"
     loose.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes())

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from lightning_hw.checkpoints import SafeCheckpointIO
+from lightning_hw.checkpoints import CheckpointSettingsWarning, SafeCheckpointIO
 from lightning_hw.cli import HWCLI
 from lightning_hw.errors import ConfigError
 
@@ -210,7 +210,7 @@ def test_checkpoint_save_killed_midway_leaves_the_previous_one_intact(workdir):
     script = textwrap.dedent(
         f"""
         import os, signal, torch
-        from lightning_hw.checkpoints import SafeCheckpointIO
+        from lightning_hw.checkpoints import CheckpointSettingsWarning, SafeCheckpointIO
 
         io = SafeCheckpointIO()
         io.save_checkpoint({{"global_step": 1, "w": torch.ones(10_000)}}, {str(target)!r})
@@ -292,6 +292,27 @@ def test_resume_with_fewer_max_epochs_than_trained_fails_in_one_line(tiny_args, 
         assert not list(run.glob("config-until-*"))
 
 
+def test_a_task_setting_beside_last_is_replaced_by_the_checkpoints_as_beside_its_path(tiny_args, workdir, capsys):
+    """``--ckpt_path last --model.init_args.head linear_mse`` trained on with the new loss (val/acc 0.91 -> 0.20) and
+    recorded it, while the same resume spelt with the file's path kept the checkpoint's head and warned."""
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    for ckpt in ("last", str(run / "checkpoints" / "last.ckpt")):
+        epochs = 2 if ckpt == "last" else 3
+        with pytest.warns(CheckpointSettingsWarning, match=r"not these: head 'linear_mse' -> 'softmax_ce'"):
+            HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", str(epochs), "--ckpt_path", ckpt,
+                                 "--model.init_args.head", "linear_mse", "--run.test_after_fit", "false"))
+        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["head"] == "softmax_ce"
+        assert json.loads((run / "status.json").read_text())["epoch"] == epochs
+    # The lr is not replaced but refused, as the checkpoint's optimizer state would not take it (the task's lr too).
+    HWCLI(args=tiny_args("fit", "--run.name", "t", "--model.init_args.lr", "0.05", "--run.test_after_fit", "false"))
+    code, line = error_of(tiny_args("fit", "--run.name", "t", "--trainer.max_epochs", "2", "--ckpt_path", "last",
+                                    "--model.init_args.lr", "0.2"), capsys)
+    assert code == 2 and "(model.init_args.lr 0.05 -> 0.2, optimizer.init_args.lr 0.05 -> 0.2)" in line
+
+
 def test_resume_with_another_lr_or_optimizer_setting_is_refused(tiny_args, workdir, capsys):
     """The checkpoint's optimizer state would keep the old lr/momentum while config.yaml named the new ones."""
     from reliability_helpers import error_of
@@ -328,12 +349,17 @@ def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_
     source = workdir / "runs" / "quickstart" / "a"
     before = {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()}
     ckpt = source / "checkpoints" / "last.ckpt"
-    code, line = error_of(tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt),
-                                    "--model.init_args.lr", "0.5"), capsys)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, line = error_of(tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt),
+                                        "--model.init_args.lr", "0.5"), capsys)
     assert code == 2
+    # The refusal is all that is said: "the task is rebuilt with the checkpoint's settings" came first, for a task never built.
+    assert not [w for w in caught if issubclass(w.category, CheckpointSettingsWarning)]
     assert line.startswith(
         f"error: cannot start run {workdir / 'runs' / 'quickstart' / 'b'} from {ckpt} with other settings than the "
-        "checkpoint restores (optimizer.init_args.lr 0.1 -> 0.5): Lightning restores its optimizer state"
+        "checkpoint restores (model.init_args.lr None -> 0.5, optimizer.init_args.lr 0.1 -> 0.5): Lightning restores its "
+        "optimizer state"
     )
     assert not (workdir / "runs" / "quickstart" / "b").exists()
     assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
@@ -342,7 +368,7 @@ def test_a_new_run_from_another_runs_checkpoint_with_another_lr_is_refused(tiny_
     copied.write_bytes(ckpt.read_bytes())
     code, line = error_of(tiny_args("fit", "--run.name", "c", "--trainer.max_epochs", "2", "--ckpt_path", str(copied),
                                     "--model.init_args.lr", "0.5"), capsys)
-    assert code == 2 and "(optimizer.init_args.lr 0.1 -> 0.5)" in line and "go on with the checkpoint's settings" in line
+    assert code == 2 and "optimizer.init_args.lr 0.1 -> 0.5)" in line and "go on with the checkpoint's settings" in line
     assert not (workdir / "runs" / "quickstart" / "c").exists()
     # With the source run's optimizer settings the new run starts from its checkpoint and records what it trained with.
     HWCLI(args=tiny_args("fit", "--run.name", "b", "--trainer.max_epochs", "2", "--ckpt_path", str(ckpt), "--run.test_after_fit", "false"))

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning_hw._compat.lightning import CheckpointHooks, dump_checkpoint
 from lightning_hw.callbacks.last_checkpoint import write_due
 from lightning_hw.checkpoints import snapshot
+from lightning_hw.errors import LightningHWWarning
 
 
 class BestCheckpoint(CheckpointHooks):
@@ -142,7 +143,10 @@ class BestCheckpoint(CheckpointHooks):
         try:  # the best so far survives a crash that Python sees
             self.write_pending(trainer, barrier=False)
         except Exception as err:  # noqa: BLE001 - the exception that stopped the run is the one to report
-            rank_zero_warn(f"could not write the best checkpoint after the run failed: {type(err).__name__}: {err}")
+            rank_zero_warn(
+                f"could not write the best checkpoint after the run failed: {type(err).__name__}: {err}",
+                category=LightningHWWarning,
+            )
 
     # -- resuming --------------------------------------------------------------------------------
 

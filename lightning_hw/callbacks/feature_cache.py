@@ -50,7 +50,7 @@ from lightning_hw.atomic import atomic_open
 from lightning_hw.callbacks.finetuning import FreezeBackbone
 from lightning_hw.data.base import TensorBatchLoader
 from lightning_hw.data.epoch_order import OrderedLoader
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, LightningHWWarning
 
 #: datamodule hooks replaced while the run trains on cached features. Not predict's: its CSV
 #: names each row after the loader's sample in order (the cache is in digest order), and
@@ -319,7 +319,7 @@ def _read_cache_file(path: Path, rows: int) -> tuple[torch.Tensor, torch.Tensor]
             raise ValueError(f"it holds {len(features)} features and {len(labels)} labels for {rows} samples")
     except Exception as error:  # truncated, damaged, another format: any unreadable file is computed again
         reason = str(error).split(". ")[0].splitlines()[0] if str(error) else type(error).__name__  # torch adds advice
-        rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); computing its features again")
+        rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); computing its features again", category=LightningHWWarning)
         return None
     return features, labels
 

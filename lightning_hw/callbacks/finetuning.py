@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.optim import Optimizer
 
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, LightningHWWarning
 
 
 def backbone_of(pl_module: nn.Module) -> nn.Module:
@@ -162,7 +162,8 @@ class FreezeBackbone(BaseFinetuning):
                 when = "for the whole run"
                 rank_zero_warn(
                     f"FreezeBackbone: unfreeze_at_epoch {self.unfreeze_at_epoch} is not below max_epochs "
-                    f"{trainer.max_epochs}: the backbone is never fine-tuned (raise --trainer.max_epochs)"
+                    f"{trainer.max_epochs}: the backbone is never fine-tuned (raise --trainer.max_epochs)",
+                    category=LightningHWWarning,
                 )
             rank_zero_info(
                 f"FreezeBackbone: backbone frozen {when} ({frozen:,} parameters, in eval mode: "

@@ -40,7 +40,7 @@ from torchmetrics import Metric
 
 from lightning_hw._compat.lightning import epoch_results, epochs_trained, load_pending_loader_states
 from lightning_hw._compat.torchmetrics import restore_update_count
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, LightningHWWarning
 
 
 def rng_state() -> dict[str, Any]:
@@ -224,7 +224,8 @@ class ResumeState(Callback):
             rank_zero_warn(
                 f"the checkpoint holds no position in the training order (written by an older lightning-hw): "
                 f"the order starts over at step {trainer.global_step}, so this run will not end exactly as an "
-                f"uninterrupted one would; its later checkpoints resume exactly"
+                f"uninterrupted one would; its later checkpoints resume exactly",
+                category=LightningHWWarning,
             )
             self._loader_states_saved = True
         # Only now: the sanity check and data set-up between the restore and this hook may draw

@@ -78,12 +78,14 @@ from lightning_hw.runs import (
 from lightning_hw.cli.verbosity import (
     filter_evaluation_warnings,
     filter_library_warnings,
+    format_own_warnings,
     is_verbose,
     pop_verbose_flag,
     set_verbose,
 )
 
 filter_library_warnings()
+format_own_warnings()
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -130,6 +132,8 @@ class HWCLI(CLIHooks):
         registry.discover()  # short class names resolve only once the classes are imported
         self.run: Run | None = None
         self._hparams_from: tuple[str, dict] | None = None
+        self._replaced_settings: str | None = None  # said once the command is not refused (instantiate_trainer)
+        self._asked_restored: dict[str, Any] | None = None  # a fit's restored settings as asked, before a checkpoint's replace them
         self._linked: set[tuple[str, str]] = set()  # (subcommand, task argument) linked from the data
         self._predict_ids: list[str] | None = None  # the rows of --predict_from, read before the directory exists
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
@@ -300,14 +304,24 @@ class HWCLI(CLIHooks):
             raise ConfigError(
                 "predict needs the trained weights: add --ckpt_path runs/<group>/<name>/checkpoints/<file>.ckpt"
             )
+        if ckpt_path == "last":
+            # The file the run goes on from: a task setting beside "last" must be replaced by the checkpoint's as
+            # beside the file's own path, or the same resume gave another model (and loss) by how it was spelt.
+            config_files = [str(p) for p in (chosen.get("config") or [])]
+            trainer = chosen.get("trainer")
+            fast_dev_run = bool(trainer.get("fast_dev_run")) if trainer is not None else False
+            ckpt_path = plan_run(RunConfig(**chosen.run.as_dict()), subcommand, config_files, ckpt_path, fast_dev_run).ckpt_path
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
+        if subcommand == "fit":
+            # An lr asked beside the checkpoint is refused (instantiate_trainer), not replaced by the checkpoint's.
+            self._asked_restored = restored_settings(chosen.as_dict())
         checkpoint = load_checkpoint(ckpt_path, weights_only=chosen.get("weights_only") is not False)
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         if not hparams:
             return
-        self._warn_replaced_settings(chosen.get("model"), hparams, ckpt_path)
+        self._replaced_settings = self._replaced_settings_warning(chosen.get("model"), hparams, ckpt_path)
         if "_class_path" in hparams:
             class_path = hparams.pop("_class_path")
             if not registry.resolves("task", class_path):  # renamed, moved or uninstalled since
@@ -321,21 +335,24 @@ class HWCLI(CLIHooks):
         self._hparams_from = (ckpt_path, checkpoint)  # the task's settings now come from the checkpoint
 
     @staticmethod
-    def _warn_replaced_settings(configured: Any, hparams: dict[str, Any], ckpt_path: str) -> None:
-        """Warn when the checkpoint's task settings replace other values the config or command line asked for."""
+    def _replaced_settings_warning(configured: Any, hparams: dict[str, Any], ckpt_path: str) -> str | None:
+        """The warning when the checkpoint's task settings replace other values the config or command line asked for.
+
+        It is given only once every check has passed: a refused command says why in its one
+        ``error:`` line, not after a warning about a task it never built.
+        """
         saved_class = hparams.get("_class_path") or (configured.get("class_path") if configured is not None else None)
         asked_class = configured.get("class_path") if configured is not None else None
         task_cls = registry.import_class(saved_class, "task") if saved_class else None
         if task_cls is None or (asked_class and registry.import_class(asked_class, "task") is not task_cls):
-            return  # another task class: check_fits and unfit_settings_message say why it does not fit
+            return None  # another task class: check_fits and unfit_settings_message say why it does not fit
         replaced = replaced_settings(configured, hparams, task_cls)
-        if replaced:
-            warnings.warn(
-                f"the task is rebuilt with the settings {Path(ckpt_path).name} was trained with, not these: "
-                f"{', '.join(replaced)} (other settings need a run trained from scratch, without --ckpt_path)",
-                CheckpointSettingsWarning,
-                stacklevel=2,
-            )
+        if not replaced:
+            return None
+        return (
+            f"the task is rebuilt with the settings {Path(ckpt_path).name} was trained with, not these: "
+            f"{', '.join(replaced)} (other settings need a run trained from scratch, without --ckpt_path)"
+        )
 
     # -- running -------------------------------------------------------------------------------
 
@@ -431,7 +448,7 @@ class HWCLI(CLIHooks):
         # every checkpoint this fit writes, so that one copied out of its run still says them.
         restored = restored_settings(self.config[self.subcommand].as_dict()) if self.subcommand == "fit" else None
         if run.mode in ("resume", "create") and restored is not None and checkpoint is not None:
-            check_restored_settings_kept(run, restored, checkpoint)
+            check_restored_settings_kept(run, self._asked_restored or restored, checkpoint)
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.
@@ -454,6 +471,8 @@ class HWCLI(CLIHooks):
 
             self._predict_ids = read_predict_inputs(chosen.predict_from, self.datamodule, chosen.get("on_unreadable", "fail"))
         del checkpoint  # a big model's state (optimizer included) is not kept for the whole run
+        if self._replaced_settings:  # every check has passed: the command goes on with the checkpoint's settings
+            warnings.warn(self._replaced_settings, CheckpointSettingsWarning, stacklevel=2)
         self.run = run
         run.open()
         self.run_dir = run.directory

@@ -13,6 +13,8 @@ import logging
 import os
 import warnings
 
+from lightning_hw.errors import LightningHWWarning
+
 _verbose = False
 
 #: the logger of Lightning's ``rank_zero_info`` (accelerators, tips, checkpoint restores), which our
@@ -66,6 +68,28 @@ def filter_library_warnings() -> None:
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
+
+
+def format_own_warnings() -> None:
+    """Show lightning-hw's warnings (:class:`~lightning_hw.errors.LightningHWWarning`) as one ``warning: <message>`` line.
+
+    Python's format (and Lightning's, which replaces it) starts with the file and line that
+    warned, often a library's that only passed the warning on (Lightning's ``cli.py``), and
+    repeats that source line: neither says anything to a user. Other warnings keep their format.
+    """
+    import lightning.fabric.utilities.warnings  # noqa: F401 - it replaces formatwarning when imported: wrap it, not the reverse
+
+    previous = warnings.formatwarning
+    if getattr(previous, "lightning_hw", False):
+        return
+
+    def formatted(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings' signature
+        if issubclass(category, LightningHWWarning):
+            return f"warning: {message}\n"
+        return previous(message, category, filename, lineno, line)
+
+    formatted.lightning_hw = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatted
 
 
 def filter_evaluation_warnings() -> None:

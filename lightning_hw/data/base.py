@@ -22,7 +22,7 @@ from lightning.pytorch import LightningDataModule
 from lightning_hw.data.epoch_order import TensorBatchLoader
 from lightning_hw.data.folds import check_folds, fold_indices
 from lightning_hw.data.preprocess import Preprocess, feature_stats
-from lightning_hw.errors import ConfigError, DataError
+from lightning_hw.errors import ConfigError, DataError, LightningHWWarning
 
 Split = tuple[torch.Tensor, ...]
 SPLIT_NAMES = ("train", "val", "test")
@@ -443,6 +443,7 @@ class SplitDataModule(LightningDataModule):
             warnings.warn(
                 f"the mean/std of {type(self).__name__}'s training split differ from the checkpoint's ({cause}); "
                 "using the checkpoint's, which the model was trained with",
+                LightningHWWarning,
                 stacklevel=2,
             )
         self._preprocess.load_state_dict({k: v.to(mine[k].device) for k, v in statistics.items()})
@@ -504,7 +505,7 @@ class SplitDataModule(LightningDataModule):
 
     def _caveat(self, message: str, fitting: bool) -> None:
         """Warn, and keep the message for an evaluation's record (:attr:`split_caveats`)."""
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, LightningHWWarning, stacklevel=3)
         if not fitting and message not in self.split_caveats:
             self.split_caveats.append(message)
 
@@ -693,5 +694,6 @@ class InMemoryDataModule(SplitDataModule):
             warnings.warn(
                 f"the values to predict run from {new_low:g} to {new_high:g}, the training data's from {low:g} to "
                 f"{high:g}; {type(self).__name__} takes {self.raw_units}. Are they in the same units?",
+                LightningHWWarning,
                 stacklevel=2,
             )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_hw.errors import DataError
+from lightning_hw.errors import DataError, LightningHWWarning
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,11 +31,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 T = TypeVar("T")
 
 
-class UnreadableImagesWarning(UserWarning):
+class UnreadableImagesWarning(LightningHWWarning):
     """Some image files could not be read and were skipped (``on_unreadable="skip"``)."""
 
 
-class UnreadSubfoldersWarning(UserWarning):
+class UnreadSubfoldersWarning(LightningHWWarning):
     """``predict --predict_from`` read a folder's top level while its sub-folders also hold images."""
 
 
