@@ -186,3 +186,55 @@ def test_a_cache_folder_that_cannot_be_written_is_one_line_before_training(workd
         "LIGHTNING_HW_CACHE (or the callback's cache_dir) to a folder you can write, or turn the cache off with its enabled: false"
     ]
     assert "Traceback" not in done.err and not list((workdir / "runs").rglob("*.ckpt"))
+
+
+#: a landmark task on a timm backbone that stays frozen, with the feature cache: the E6 net with E5's cache
+LANDMARKS_ON_A_FROZEN_BACKBONE = """\
+seed_everything: 1
+trainer:
+  max_epochs: 1
+  callbacks:
+    - class_path: lightning_hw.callbacks.feature_cache.FeatureCache
+finetune:
+  unfreeze_at_epoch: null
+model:
+  class_path: LandmarkRegressor
+  init_args:
+    output_activation: sigmoid
+    plot_samples: 4
+    net:
+      class_path: lightning_hw.nets.backbones.TimmNet
+      init_args:
+        model_name: resnet18
+        head: [gap]
+data:
+  class_path: SyntheticFaces
+  init_args:
+    num_samples: 60
+    image_size: 32
+    batch_size: 16
+"""
+
+
+def landmark_fit(workdir, name: str, *extra: str) -> str:
+    """``fit`` of :data:`LANDMARKS_ON_A_FROZEN_BACKBONE` in this process; what it printed."""
+    from conftest import tiny_run_args
+    from reliability_helpers import output_of
+
+    config = workdir / "landmarks_frozen.yaml"
+    config.write_text(LANDMARKS_ON_A_FROZEN_BACKBONE)
+    return output_of(*tiny_run_args("fit", config, workdir / "runs", "--run.name", name, *extra))
+
+
+def test_landmark_augmentation_keeps_the_cache_off(workdir, monkeypatch, caplog):
+    """The landmark sets augment images with their points (``augment``, kept as ``landmark_augment``).
+
+    Features cached from one draw of the augmentation would be served every epoch, and to the
+    next run: the augmentation would silently stop.
+    """
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    with caplog.at_level("INFO"):  # the callbacks' one-line notes go to Lightning's logger
+        landmark_fit(workdir, "augmented", "--data.init_args.augment", "{rotation: 10, horizontal_flip: true}")
+    assert "FeatureCache: off, the training images are augmented at random" in caplog.text
+    assert not list((workdir / "cache").rglob("*.pt"))
+

@@ -90,7 +90,7 @@ class FeatureCache(Callback):
     :class:`~lightning_hw.callbacks.finetuning.FreezeBackbone` callback keeps the backbone
     frozen for all ``max_epochs`` (for every stage: features of a backbone that the config
     fine-tunes would never be read again), the datamodule has no random augmentation (its
-    ``augment`` is ``None``) and the run is a single process. Otherwise it says why in one
+    ``augment``, or a landmark set's ``landmark_augment``, is ``None``) and the run is a single process. Otherwise it says why in one
     line and the run trains on images as usual.
 
     Args:
@@ -130,7 +130,7 @@ class FeatureCache(Callback):
             return f"the net ({type(net).__name__}) has no backbone to cache (use lightning_hw.nets.backbones.TimmNet)"
         if datamodule is None:
             return "the data does not come from a datamodule"
-        if getattr(datamodule, "augment", None) is not None:
+        if _random_augmentation(datamodule) is not None:
             return "the training images are augmented at random, so their features change every epoch"
         if trainer.fast_dev_run:
             return "fast_dev_run runs the backbone on its few batches instead of the whole data set"
@@ -343,6 +343,17 @@ def _in_stored_order(loader: Any) -> Iterator[None]:
     finally:
         order.shuffle = shuffle
         order.load_state_dict(state)
+
+
+def _random_augmentation(datamodule: LightningDataModule) -> Any:
+    """The random augmentation a datamodule applies to its training images, or ``None``.
+
+    Image datamodules hold it as ``augment``; the landmark ones hand their ``augment`` (which
+    moves the points with the pixels) to ``landmark_augment`` and leave the image-only
+    ``augment`` of their base ``None``, so that one alone would call their images fixed.
+    """
+    augment = getattr(datamodule, "augment", None)
+    return augment if augment is not None else getattr(datamodule, "landmark_augment", None)
 
 
 def _pass_through(batch: Any, dataloader_idx: int) -> Any:
