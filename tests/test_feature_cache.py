@@ -238,3 +238,21 @@ def test_landmark_augmentation_keeps_the_cache_off(workdir, monkeypatch, caplog)
     assert "FeatureCache: off, the training images are augmented at random" in caplog.text
     assert not list((workdir / "cache").rglob("*.pt"))
 
+
+
+def test_a_landmark_run_on_cached_features_draws_its_test_faces(workdir, monkeypatch):
+    """Cached or not, the landmark run tests the same and draws its test faces from the images."""
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    cached = landmark_fit(workdir, "cached")
+    assert len(list((workdir / "cache").rglob("resnet18-train-*.pt"))) == 1  # the cache was used
+    images = landmark_fit(workdir, "images", "--trainer.callbacks", "[]")
+    assert printed_lines(cached, "Test ") == printed_lines(images, "Test ")
+    for name in ("cached", "images"):
+        assert (workdir / "runs" / "landmarks_frozen" / name / "landmarks_test.png").is_file()
+
+
+def printed_lines(printed: str, start: str) -> list[str]:
+    """The printed lines that begin with ``start`` (at least one)."""
+    lines = [line for line in printed.splitlines() if line.startswith(start)]
+    assert lines, printed[-3000:]
+    return lines

@@ -1,10 +1,16 @@
 """Test images with their true and predicted landmarks drawn (E6's figure).
 
-At the end of testing, :class:`LandmarkPlots` takes the first test images as stored
-(before normalisation), predicts their points with the model, and draws both: true
-points as green circles, predictions as red crosses, joined by a line. The figure is
-saved as ``<run>/landmarks_test.png`` and logged to W&B as ``plots/landmarks_test``
-(through :func:`lightning_hw.callbacks.plots.log_figure`, like every figure of a run).
+At the end of testing, :class:`LandmarkPlots` draws the first test images as stored
+(before normalisation) with the points the test predicted for them: true points as green
+circles, predictions as red crosses, joined by a line. The figure is saved as
+``<run>/landmarks_test.png`` and logged to W&B as ``plots/landmarks_test`` (through
+:func:`lightning_hw.callbacks.plots.log_figure`, like every figure of a run).
+
+The predictions are those of the test loop (``test_step``'s ``points``, as
+:class:`~lightning_hw.callbacks.interpretation.WorstFaces` reads them), not of a second
+forward pass after it: while a :class:`~lightning_hw.callbacks.feature_cache.FeatureCache`
+serves the test, the datamodule's loaders and batch hook give backbone features and the
+net takes features, so images fed to the model after the loop are not what it reads.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from typing import Any
 
-from lightning_hw.callbacks.plots import log_figure
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_hw.callbacks.interpretation import _is_image, _TestSamples
+from lightning_hw.callbacks.plots import _displayable, log_figure
 
 
 def draw_landmarks(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, columns: int = 4):
@@ -56,23 +66,58 @@ def draw_landmarks(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor,
     return fig
 
 
-class LandmarkPlots(Callback):
+class LandmarkPlots(_TestSamples):
     """Draw the first test images with their true and predicted points after testing.
+
+    Needs a task whose ``test_step`` returns its predicted points (``{"loss", "points"}``)
+    and that has ``to_pixels``, as :class:`~lightning_hw.tasks.landmarks.LandmarkRegressor`;
+    for another task's test it runs the model on the first test images itself.
 
     Args:
         num_images: how many test images to draw.
         name: file stem of the figure in the run directory (W&B key ``plots/<name>``).
     """
 
+    output_key = "points"
+    task_method = "to_pixels"
+    missing = "gives no predicted points from test_step"
+
     def __init__(self, num_images: int = 16, name: str = "landmarks_test") -> None:
+        super().__init__(num_images)
         self.num_images = num_images
         self.name = name
         self.path: Path | None = None
+
+    def collect(self, trainer: Trainer, pl_module: LightningModule, output: torch.Tensor, batch: Any) -> None:  # noqa: D102
+        position = self.positions(trainer, output.shape[0], output.device)
+        # The first faces of the split, over all processes: the score falls with the position.
+        self.top.update(-position.float(), inputs=batch[0], points=output, target=batch[1], position=position)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "transform_batch") or self.num_images <= 0:
             return
+        if self._unsupported is not None:
+            self._draw_from_a_second_pass(trainer, pl_module)
+            return
+        kept = self.top.gathered(trainer)
+        if kept is None:
+            return
+        _, fields = kept
+        images = self.raw_inputs(trainer, fields["position"])
+        if images is None:  # no stored images: the model inputs, stretched to the visible range
+            if not _is_image(fields["inputs"][0]):  # e.g. cached backbone features
+                rank_zero_info(f"{type(self).__name__}: the test split has no stored images to draw; no {self.name}.png")
+                return
+            images = torch.stack([torch.as_tensor(_displayable(x)) for x in fields["inputs"]])
+            images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+        true, pred = (pl_module.to_pixels(fields[name].to(pl_module.device)).cpu() for name in ("target", "points"))
+        fig = draw_landmarks(images, true, pred)
+        self.path = log_figure(trainer, self.name, fig, caption="true: green circles, predicted: red crosses")
+
+    def _draw_from_a_second_pass(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Predict the first test images' points with the model after the test (a task whose ``test_step`` gives none)."""
+        dm = trainer.datamodule
         images, points = [], []
         for batch in dm.test_dataloader():  # raw batches: the pixels as stored
             images.append(batch[0])
