@@ -159,3 +159,44 @@ def test_backbone_preprocessing_reaches_the_datamodule(folder):
     grey.setup("fit")
     x, _ = grey.on_after_batch_transfer(next(iter(grey.val_dataloader())), 0)
     assert x.shape[1] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("text.pth", b"not a checkpoint\n"),  # torch's refusal advises weights_only=False
+        ("cut.pth", None),  # half of a real checkpoint: torch's says how files get corrupted
+        ("cut.safetensors", None),
+    ],
+)
+def test_an_unreadable_weights_file_is_one_line_that_says_what_to_give(workdir, capsys, name, content):
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import main
+
+    path = workdir / name
+    if content is None:  # the first half of a whole resnet18 file, as an interrupted download leaves it
+        whole = workdir / f"whole{path.suffix}"
+        state = timm.create_model("resnet18").state_dict()
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, whole)
+        else:
+            torch.save(state, whole)
+        content = whole.read_bytes()[: whole.stat().st_size // 2]
+    path.write_bytes(content)
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--model.init_args.net.init_args.weights_file", str(path),
+    )
+    with pytest.raises(SystemExit) as exit_info:  # `python -m lightning_hw fit`, in this process
+        main(args)
+    assert exit_info.value.code == 2
+    done = capsys.readouterr()
+    errors = [line for line in (done.out + done.err).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot read weights file {path} (")
+    assert errors[0].endswith(
+        "); it must be a timm resnet18 checkpoint: the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
+    )
+    assert "weights_only=False" not in errors[0] and "internal miniz error" not in errors[0]
+    assert "Traceback" not in done.err and not (workdir / "runs").exists()

@@ -163,7 +163,13 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
     try:
         file_keys = set(load_state_dict(str(path)))
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a checkpoint"
-        raise ConfigError(f"cannot read weights file {path} ({type(err).__name__}: {err})") from None
+        # The first sentence says what is wrong; the readers' own advice after it does not fit here
+        # (torch's "retry with weights_only=False" would run code from the file, which this never does).
+        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+        raise ConfigError(
+            f"cannot read weights file {path} ({type(err).__name__}: {reason}); it must be a timm {model_name} "
+            "checkpoint: the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
+        ) from None
     missing = [k for k in expected if k not in file_keys and not k.endswith("num_batches_tracked")]
     if missing:
         raise ConfigError(
