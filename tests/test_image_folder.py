@@ -397,3 +397,24 @@ def test_an_empty_split_says_the_same_held_in_memory_or_streamed(tmp_path, in_me
     assert str(err.value) == (
         "the val split of ImageFolder is empty; raise its fraction in --data.init_args.splits (now [0.9, 0.05, 0.05]) or add data"
     )
+
+
+@pytest.mark.parametrize("layout", ["folder", "prefix"])
+def test_cli_reports_an_empty_class_in_one_line_that_says_what_to_do(workdir, capsys, layout):
+    from lightning_hw.cli import main
+
+    photos = write_image_folder(workdir / "photos", per_class=3, size=(20, 24), layout=layout)
+    classes = ["cat", "cow", "dog"] if layout == "prefix" else None  # a named class without files
+    if layout == "folder":
+        (photos / "cow").mkdir()  # a class folder still to be filled
+    args = ["fit", "--model", "Classifier", "--model.init_args.net", "lightning_hw.nets.mlp.MLP",
+            "--data", "ImageFolder", "--data.init_args.root", "photos", "--run.wandb", "disabled"]
+    if classes:
+        args += ["--data.init_args.classes", "[cat, cow, dog]"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: class(es) cow have no images in photos: add images (.png, .jpg")
+    assert err[-1].endswith(", or train on the others with --data.init_args.classes '[cat, dog]'")
+    assert not any("Traceback" in line for line in err) and not (workdir / "runs").exists()

@@ -95,7 +95,12 @@ def scan_folder(
     counts = torch.bincount(torch.tensor([label for _, label in samples]), minlength=len(names))
     empty = [names[i] for i in range(len(names)) if counts[i] == 0]
     if empty:
-        raise DataError(f"class(es) {', '.join(empty)} have no images in {root}")
+        where = "in their sub-folders" if labels == "folder" else f"named <class>{prefix_separator}<anything>"
+        kept = [name for name in names if name not in empty]
+        raise DataError(
+            f"class(es) {', '.join(empty)} have no images in {root}: add images ({', '.join(IMAGE_SUFFIXES)}) "
+            f"{where}, or train on the others with --data.init_args.classes '[{', '.join(kept)}]'"
+        )
     return samples, names
 
 
