@@ -131,3 +131,34 @@ def test_early_stopping_from_waits_for_its_start_epoch():
 
     assert run(EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=0.0)) == 1
     assert run(EarlyStoppingFrom(start_epoch=2, monitor="val/acc", mode="max", stopping_threshold=0.0)) == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        # found at the unfreezing epoch, the run stopped there after training the head phase
+        (["--finetune.from_layer", "9999"], "from_layer 9999 is outside the backbone's 60 layers; give one from 0 to 59"),
+        # trained on, saying "unfroze 0 modules": a fine-tuning run that fine-tuned nothing
+        (["--finetune.last_blocks", "0"], "last_blocks must be at least 1, got 0; leave it out to unfreeze the whole backbone"),
+        # trained on with the backbone climbing its loss
+        (["--finetune.lr=-1e-4"], "lr must be a positive number, got -0.0001; leave it out for the head's lr / 10"),
+    ],
+)
+def test_a_schedule_that_cannot_unfreeze_is_refused_before_training(workdir, capsys, override, error):
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import main
+
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--trainer.max_epochs", "2", "--finetune.unfreeze_at_epoch", "1", "--finetune.last_blocks", "null", *override,
+        "--config", str(REPO / "configs" / "trainer" / "cpu.yaml"),  # a preset stacked after the override
+    )
+    with pytest.raises(SystemExit) as exit_info:  # `python -m lightning_hw fit`, in this process
+        main(args)
+    assert exit_info.value.code == 2
+    done = capsys.readouterr()
+    assert [line for line in (done.out + done.err).splitlines() if line.startswith("error:")] == [
+        f"error: FreezeBackbone: {error}"
+    ]
+    assert "Traceback" not in done.err and not list((workdir / "runs").rglob("*.ckpt"))
+    assert not list((workdir / "runs").glob("*/*"))  # a run that never trained leaves nothing

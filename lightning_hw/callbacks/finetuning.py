@@ -118,6 +118,19 @@ class FreezeBackbone(BaseFinetuning):
             raise ConfigError(f"FreezeBackbone: {chosen[0]} needs unfreeze_at_epoch (the epoch to unfreeze at)")
         if unfreeze_at_epoch is not None and unfreeze_at_epoch < 0:
             raise ConfigError(f"FreezeBackbone: unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
+        # Checked here, not at the unfreezing epoch: 0 (or fewer) last blocks would unfreeze nothing and a
+        # negative lr would climb the loss, both silently, after the whole head phase had been trained.
+        for name, count in (("last_blocks", last_blocks), ("last_layers", last_layers)):
+            if count is not None and count < 1:
+                raise ConfigError(
+                    f"FreezeBackbone: {name} must be at least 1, got {count}; leave it out to unfreeze the whole backbone"
+                )
+        if from_layer is not None and from_layer < 0:
+            raise ConfigError(f"FreezeBackbone: from_layer must be >= 0 (the index of the first layer to unfreeze), got {from_layer}")
+        if lr is not None and not lr > 0:
+            raise ConfigError(
+                f"FreezeBackbone: lr must be a positive number, got {lr}; leave it out for the head's lr / 10"
+            )
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.last_blocks, self.last_layers, self.from_layer = last_blocks, last_layers, from_layer
         self.lr = lr
@@ -141,7 +154,10 @@ class FreezeBackbone(BaseFinetuning):
             layers = backbone_layers(backbone)
             start = self.from_layer if self.from_layer is not None else max(len(layers) - self.last_layers, 0)
             if not 0 <= start < len(layers):
-                raise ConfigError(f"FreezeBackbone: from_layer {start} is outside the backbone's {len(layers)} layers")
+                raise ConfigError(
+                    f"FreezeBackbone: from_layer {start} is outside the backbone's {len(layers)} layers; "
+                    f"give one from 0 to {len(layers) - 1}"
+                )
             return layers[start:]
         return [backbone]
 
@@ -156,6 +172,10 @@ class FreezeBackbone(BaseFinetuning):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)  # calls freeze_before_training
         if stage == "fit":
+            if self.unfreeze_at_epoch is not None:
+                # What unfreezes is found now, before training: a from_layer past the backbone's end, or
+                # last_blocks of a backbone without timm blocks, would otherwise stop the run at that epoch.
+                self.modules_to_unfreeze(backbone_of(pl_module))
             frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
             when = "for the whole run" if self.unfreeze_at_epoch is None else f"until epoch {self.unfreeze_at_epoch}"
             if self.unfreeze_at_epoch is not None and self.frozen_throughout(trainer.max_epochs):
