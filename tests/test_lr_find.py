@@ -406,3 +406,29 @@ def test_a_runs_recorded_config_is_written_as_a_new_run_that_fit_accepts(tmp_pat
     code, _, err = run("fit", "--config", str(written), *tiny)
     assert code == 0, err[-3000:]
     assert len([p for p in (runs / "quickstart").iterdir() if not p.name.startswith("lr-find-")]) == 2  # r and the new run
+
+
+@pytest.mark.parametrize("where", ["run.root", "cwd"])
+def test_a_sweep_is_never_saved_inside_a_run(tmp_path, monkeypatch, where):
+    # --run.root naming a run (or the default `runs` from inside one) put the sweep among the run's files,
+    # as runs/quickstart/r/quickstart/lr-find-<time>/.
+    run_dir = tmp_path / "runs" / "quickstart" / "r"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("# the run's config\n")
+    (run_dir / "metrics.csv").write_text("epoch\n0\n")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    if where == "cwd":
+        monkeypatch.chdir(run_dir)
+        args = ["--run.wandb", "disabled", "--trainer.enable_progress_bar", "false"]
+        parent, record = "runs/quickstart", "."
+    else:
+        monkeypatch.chdir(tmp_path)
+        args = quiet(Path("runs/quickstart/r"))
+        parent, record = "runs/quickstart/r/quickstart", "runs/quickstart/r"
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *args)
+    assert code == 2 and error_line(err) == (
+        f"error: lr-find: the sweep would be saved in {parent}, inside {record}, a run whose files no other command "
+        "changes; give a --run.root outside it (the runs folder itself), or run from the project's folder"
+    )
+    assert "Traceback" not in err and "lr-find saved" not in out
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
