@@ -202,6 +202,28 @@ def test_fit_into_an_existing_run_name_is_refused_and_changes_nothing(trained, t
     assert TRACEBACK not in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["run.root", "cwd"])
+def test_fit_never_saves_a_new_run_inside_a_run(trained, tmp_path, where):
+    """``--run.root runs/quickstart/<run>`` (or the default ``runs`` from a run's own folder) made
+    ``runs/quickstart/<run>/quickstart/<new run>/`` among that run's files."""
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    before = snapshot(run)
+    if where == "cwd":
+        args, cwd, saved, record = ["--run.root", "runs"], run, "runs/quickstart", "."
+    else:
+        args, cwd, saved, record = ["--run.root", str(run)], tmp_path, f"{run}/quickstart", str(run)
+    result = in_process(*tiny("fit", root, "--run.name", "new"), *args, cwd=cwd)
+
+    assert result.returncode == 2, shown(result)
+    assert error_lines(result) == [
+        f"error: the run would be saved in {saved}, inside {record}, a run whose files no other command changes; "
+        "give a --run.root outside it (the runs folder itself), or run from the project's folder"
+    ]
+    assert snapshot(run) == before
+
+
 # -- 2. a failed resume touches nothing --------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_hw.atomic import atomic_open
+from lightning_hw.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -66,6 +67,28 @@ def recorded_directory(path: Path) -> Path | None:
         if is_run_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
             return Path(os.path.relpath(directory)) if not path.is_absolute() else directory
     return None
+
+
+def record_kind(record: Path) -> str:
+    """What a record directory of :func:`recorded_directory` is, for a message: ``"a run"`` or ``"an lr-find sweep"``."""
+    return "an lr-find sweep" if (record / SWEEP_SUMMARY_FILE).is_file() else "a run"
+
+
+def check_outside_records(parent: Path, saved: str) -> None:
+    """Refuse to save ``saved`` (``"the run"``) in a new folder of ``parent`` that would lie inside a run's or sweep's record.
+
+    A ``--run.root`` inside a run, given so or relative to a run's folder the command runs in,
+    would put a new run (or sweep) among that record's files.
+
+    Raises:
+        ConfigError: naming the record, and the way out.
+    """
+    record = recorded_directory(parent / "new")
+    if record is not None:
+        raise ConfigError(
+            f"{saved} would be saved in {parent}, inside {record}, {record_kind(record)} whose files no other command "
+            "changes; give a --run.root outside it (the runs folder itself), or run from the project's folder"
+        )
 
 
 def _holds_checkpoints(directory: Path) -> bool:

@@ -48,6 +48,7 @@ from lightning_hw.runs.files import (
     LAST_CHECKPOINT,
     LOCK_FILE,
     METRICS_FILE,
+    check_outside_records,
     holds_record,
     make_unique_dir,
     read_status,
@@ -454,6 +455,8 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         return Run(settings, stage, "scratch", group, directory.name, directory, directory, ckpt_path)
     if stage != "fit":
         return _plan_evaluation(settings, stage, root, group, ckpt_path, inherited)
+    if inherited is None:
+        check_outside_records(root / group, "the run")
     name = settings.name or naming.job_run_name()
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):

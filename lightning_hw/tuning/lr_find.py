@@ -56,7 +56,7 @@ from lightning_hw.cli.parser import HWCLI
 from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
-from lightning_hw.runs.files import holds_record, make_unique_dir, recorded_directory, write_atomically
+from lightning_hw.runs.files import check_outside_records, holds_record, make_unique_dir, write_atomically
 from lightning_hw.runs.files import SWEEP_SUMMARY_FILE
 from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
 
@@ -212,15 +212,8 @@ class LRFindCLI(HWCLI):
         self.group = naming.group_of(settings.group, config_files)
         inherited = naming.inherited_directory()  # a DDP process started by the first one
         parent = Path(settings.root) / self.group
-        # A run.root inside a run (or a sweep), given so or relative to a folder the command runs in, would put
-        # the sweep among that record's files: beside the runs, never inside one.
-        record = recorded_directory(parent / DIR_PREFIX) if inherited is None else None
-        if record is not None:
-            what = "an lr-find sweep" if (record / SWEEP_SUMMARY_FILE).is_file() else "a run"
-            raise ConfigError(
-                f"lr-find: the sweep would be saved in {parent}, inside {record}, {what} whose files no other command "
-                "changes; give a --run.root outside it (the runs folder itself), or run from the project's folder"
-            )
+        if inherited is None:  # beside the runs, never among a run's (or sweep's) files
+            check_outside_records(parent, "lr-find: the sweep")
         self.lr_find_dir = inherited or parent / naming.unused_name(parent, f"{DIR_PREFIX}-{naming.timestamp()}")
         callbacks = [c for c in (trainer_cfg.get("callbacks") or []) if not isinstance(c, ModelCheckpoint)]
         if chosen.get("finetune") is not None:  # its set-up freezes the backbone: the sweep trains what fit's first epochs train

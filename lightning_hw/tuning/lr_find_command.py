@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from lightning_hw.errors import ConfigError
-from lightning_hw.runs.files import SWEEP_SUMMARY_FILE, recorded_directory
+from lightning_hw.runs.files import record_kind, recorded_directory
 
 #: the suggestion skips the sweep's first 10 points and its last one, and needs 2 points between
 MIN_NUM_TRAINING = 13
@@ -107,9 +107,8 @@ def check_write_target(path: Path, overwrite: bool) -> None:
     never inside a run's or a sweep's record."""
     record = recorded_directory(path)
     if record is not None:
-        what = "an lr-find sweep" if (record / SWEEP_SUMMARY_FILE).is_file() else "a run"
         raise ConfigError(
-            f"lr-find: --write {path} is inside {record}, {what} whose files no other command changes; "
+            f"lr-find: --write {path} is inside {record}, {record_kind(record)} whose files no other command changes; "
             f"write the config elsewhere (e.g. --write {path.name})"
         )
     if path.is_dir():
