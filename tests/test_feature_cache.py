@@ -54,6 +54,26 @@ def test_features_are_computed_once_then_read_back(folder, tmp_path):
     assert torch.equal(again.net.head[1].weight, task.net.head[1].weight)
 
 
+@pytest.mark.parametrize(
+    "damage, reason",
+    [(b"junk", r"torch.load failed: \w+: .+"), ("cut", r"torch.load failed: \w+: .+"), ("features", "it holds 3 features and 3 labels for 12 samples")],
+)
+def test_a_damaged_cache_file_is_computed_again_and_says_why(folder, tmp_path, damage, reason):
+    """A junk file was said as "is damaged (174812789)": a reader's bare KeyError text."""
+    fit(folder, tmp_path / "cache", epochs=1)
+    stored = next((tmp_path / "cache").glob("resnet18-train-*.pt"))
+    if damage == "cut":
+        stored.write_bytes(stored.read_bytes()[:200])
+    elif damage == "features":
+        torch.save({"features": torch.zeros(3, 512, 1, 1), "labels": torch.zeros(3)}, stored)
+    else:
+        stored.write_bytes(damage)
+    with pytest.warns(UserWarning, match=rf"FeatureCache: {stored} is damaged \({reason}\); computing its features again"):
+        _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1)
+    assert cache.events == {"train": "computed", "val": "hit"}
+    assert len(torch.load(stored, weights_only=True)["features"]) == 12  # written again, whole
+
+
 def test_the_first_run_of_a_backbone_reads_each_split_once(folder, tmp_path, monkeypatch):
     """A pass to learn the key, then one to compute the features, read (a streamed folder: decoded) everything twice.
 

@@ -308,17 +308,23 @@ class FeatureCache(Callback):
         return torch.cat(features), torch.cat(labels), digests
 
 
+class _WrongContents(ValueError):
+    """A cache file that loads but does not hold this split's features (the message says what it holds)."""
+
+
 def _read_cache_file(path: Path, rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The features and labels stored in ``path``, or ``None`` (said in a warning) when it is damaged."""
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
         features, labels = stored["features"], stored["labels"]
         if not (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)):
-            raise ValueError("it holds no feature and label tensors")
+            raise _WrongContents("it holds no feature and label tensors")
         if not len(features) == len(labels) == rows:
-            raise ValueError(f"it holds {len(features)} features and {len(labels)} labels for {rows} samples")
+            raise _WrongContents(f"it holds {len(features)} features and {len(labels)} labels for {rows} samples")
     except Exception as error:  # truncated, damaged, another format: any unreadable file is computed again
-        reason = str(error).split(". ")[0].splitlines()[0] if str(error) else type(error).__name__  # torch adds advice
+        reason = str(error).split(". ")[0].splitlines()[0] if str(error) else ""  # torch adds advice after its first sentence
+        if not isinstance(error, _WrongContents):  # the reader's own text can be a bare "174812789" (a KeyError)
+            reason = f"torch.load failed: {type(error).__name__}{': ' + reason if reason else ''}"
         rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); computing its features again", category=LightningHWWarning)
         return None
     return features, labels
