@@ -256,6 +256,7 @@ def test_landmark_augmentation_keeps_the_cache_off(workdir, monkeypatch, caplog)
     with caplog.at_level("INFO"):  # the callbacks' one-line notes go to Lightning's logger
         landmark_fit(workdir, "augmented", "--data.init_args.augment", "{rotation: 10, horizontal_flip: true}")
     assert "FeatureCache: off, the training images are augmented at random" in caplog.text
+    assert caplog.text.count("FeatureCache: off") == 1  # not again for the test after fit
     assert not list((workdir / "cache").rglob("*.pt"))
 
 

@@ -109,6 +109,7 @@ class FeatureCache(Callback):
         self.enabled = enabled
         self.shuffle_seed = shuffle_seed
         self.active = False
+        self._said_off: str | None = None  # the reason last said: the test after a fit says it once
         #: per split: "hit" (read from disk) or "computed"; for tests and the benchmark
         self.events: dict[str, str] = {}
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -150,8 +151,9 @@ class FeatureCache(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         reason = self.why_not(trainer, pl_module, stage)
         if reason is not None:
-            if stage in LOADERS:
+            if stage in LOADERS and reason != self._said_off:
                 rank_zero_info(f"FeatureCache: off, {reason}.")
+                self._said_off = reason
             return
         self._check_cache_dir()
         datamodule = trainer.datamodule
