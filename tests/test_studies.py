@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -151,6 +152,32 @@ def test_bad_study_files_fail_in_one_line(workdir, spec, message):
     with pytest.raises(ConfigError, match=message) as err:
         studies.load_study(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"seeds": ["a"]}, r"`seeds` must be whole numbers, e\.g\. `seeds: \[1, 2, 3\]`; got 'a'"),
+        ({"seeds": [1.5]}, r"`seeds` must be whole numbers.*got 1\.5"),
+        ({"seeds": [1, 2, 1]}, r"seed 1 is given twice in `seeds`; give each seed once"),
+        ({"seed": [1, 2]}, r"`seed` is the sampler's seed, a whole number, got \[1, 2\]; to train every variant once per seed, write `seeds:`"),
+        ({"seed": "x"}, r"`seed` is the sampler's seed, a whole number, got 'x'$"),
+    ],
+)
+def test_bad_seeds_stop_the_study_in_one_line(workdir, capsys, extra, message):
+    """`seeds: [a]` was a ValueError traceback and `seeds: [1, 1]` listed (and ran) one run twice;
+    `seed: [1, 2]` (meaning `seeds:`) passed `--dry-run` and was a TypeError traceback when run."""
+    from lightning_hw.cli import main
+
+    path = write_study(workdir, {"a": None}, **extra)
+    for argv in (["study", str(path), "--dry-run"], ["study", str(path)]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: study "), err
+        assert re.search(message, err[0]), err[0]
+    assert not (workdir / "runs").exists()
 
 
 def test_dry_run_lists_states_and_commands(workdir, capsys):

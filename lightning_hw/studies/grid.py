@@ -193,7 +193,8 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
     variants_spec = spec.get("variants")
     if not isinstance(variants_spec, dict) or not variants_spec:
         raise ConfigError(f"study {path}: `variants` must map variant names to overrides, e.g. `a: {{trainer.max_epochs: 5}}`")
-    seeds = [int(s) for s in _as_list(spec.get("seeds"))]
+    seeds = _seeds(spec.get("seeds"), path)
+    sampler_seed(spec.get("seed"), f"study {path}")  # checked now: --dry-run reads no further
     folds = spec.get("folds")
     if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
         raise ConfigError(f"study {path}: `folds` must be a whole number of at least 2 (k-fold cross-validation), got {folds!r}")
@@ -220,6 +221,40 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         folds=folds,
         options={k: spec[k] for k in RUNNER_KEYS if k in spec},
     )
+
+
+def _seeds(value: Any, path: Path) -> list[int]:
+    """The ``seeds:`` of a study file: distinct whole numbers, each naming its runs ``<variant>-seed<N>``.
+
+    Raises:
+        ConfigError: a seed is not a whole number (``int('a')`` was a traceback, ``1.5`` silently
+            seed 1), or one is given twice (two runs of one name would share one directory).
+    """
+    seeds = _as_list(value)
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)]
+    if bad:
+        raise ConfigError(f"study {path}: `seeds` must be whole numbers, e.g. `seeds: [1, 2, 3]`; got {bad[0]!r}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"study {path}: seed {', '.join(map(str, twice))} is given twice in `seeds`; give each seed once")
+    return seeds
+
+
+def sampler_seed(value: Any, where: str) -> int:
+    """The study file's ``seed:``: the sampler's seed, a whole number (default 0).
+
+    Raises:
+        ConfigError: it is not a whole number; a list (``seed: [1, 2]``) is most likely meant
+            as ``seeds:``, the runs of a grid once per seed, and the message says so.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{where}: `seed` is the sampler's seed, a whole number, got {value!r}"
+            + ("; to train every variant once per seed, write `seeds:`" if isinstance(value, list) else "")
+        )
+    return value
 
 
 def read_study_file(path: Path) -> dict[str, Any]:

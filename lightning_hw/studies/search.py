@@ -35,7 +35,7 @@ import optuna
 import yaml
 
 from lightning_hw.errors import ConfigError
-from lightning_hw.studies.grid import Study, overrides_to_args, read_study_file, study_basics
+from lightning_hw.studies.grid import Study, overrides_to_args, read_study_file, sampler_seed, study_basics
 from lightning_hw.studies.head_space import KIND as HEAD_KIND, HeadSpace, is_head_space, parse_head_space
 from lightning_hw.studies.trial_env import TrialEnvironment
 
@@ -160,7 +160,7 @@ def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
         sampler=sampler,
         pruner=pruner_spec(spec.get("pruner", "median"), where),
         trials=_positive_int(spec.get("trials", 10), f"{where}: trials"),
-        seed=int(spec.get("seed") or 0),
+        seed=sampler_seed(spec.get("seed"), where),
         heartbeat=_positive_int(spec.get("heartbeat", 30), f"{where}: heartbeat"),
         heads=heads,
     )
@@ -244,7 +244,7 @@ def grid_search(study: Study, options: dict[str, Any]) -> SearchStudy:
         sampler="grid",
         pruner={"none": {}},
         trials=len(study.variants),
-        seed=int(options.get("seed") or 0),
+        seed=sampler_seed(options.get("seed"), where),
         heartbeat=_positive_int(options.get("heartbeat", 30), f"{where}: heartbeat"),
     )
     search.storage = storage_url(options.get("storage"), search.directory, where)
