@@ -229,6 +229,22 @@ def test_export_sweep_is_a_grid_over_the_variants(workdir, capsys):
     assert [line.split()[0] for line in listed] == ["a-seed8"]
 
 
+def test_variant_with_a_seed_the_study_lacks_is_refused(workdir, capsys):
+    """`--variant a --seed 9` (a sweep of another version of the file, a typo) listed and ran every seed of `a`."""
+    from lightning_hw.cli import main
+
+    with_seeds = write_study(workdir, {"a": None, "b": None}, seeds=[7, 8])
+    (workdir / "plain").mkdir()
+    without = write_study(workdir / "plain", {"a": None})
+    for path, message in ((with_seeds, "study tiny has no seed 9; its seeds are 7, 8"), (without, "study tiny has no seed 9; it has no `seeds:`, leave out --seed")):
+        for argv in (["study", str(path), "--variant", "a", "--seed", "9", "--dry-run"], ["study", str(path), "--variant=a", "--seed=9"]):
+            with pytest.raises(SystemExit) as exit_info:
+                main(argv)
+            assert exit_info.value.code == 2
+            assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    assert not (workdir / "runs").exists()
+
+
 def test_shipped_study_files_are_studies():
     """Every study in configs/studies/ parses; those whose configs exist on this branch also plan."""
     paths = sorted((REPO / "configs" / "studies").glob("*.yaml"))

@@ -514,6 +514,10 @@ def main(argv: list[str]) -> int:
         raise ConfigError("--seed selects the seed of --variant; give both (or neither)")
     if options.variant:
         # every run of the variant (its folds too), or those of one seed
+        if options.seed is not None and options.seed not in study.seeds:
+            # Else the fallback below selected the variant's every seed: `--seed 7` ran seeds 1 and 2.
+            has = f"its seeds are {', '.join(map(str, study.seeds))}" if study.seeds else "it has no `seeds:`, leave out --seed"
+            raise ConfigError(f"study {study.name} has no seed {options.seed}; {has}")
         only = [v.name for v in study.variants if v.variant == options.variant and options.seed in (None, v.seed)] or [options.variant]
     planned = plan(study, extra, only or None)
     if options.dry_run:
