@@ -229,6 +229,32 @@ def test_export_sweep_is_a_grid_over_the_variants(workdir, capsys):
     assert [line.split()[0] for line in listed] == ["a-seed8"]
 
 
+def test_export_sweep_keeps_the_fit_options_and_root_given_to_study(workdir, capsys):
+    """`study FILE --export-sweep OUT --trainer.max_epochs 2 --root elsewhere`: the options were
+    dropped, so the agents trained the file's max_epochs into runs/ without a word."""
+    from lightning_hw.cli import main
+
+    path = write_study(workdir, {"a": None}, seeds=[7, 8])
+    out = workdir / "sweep.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path), "--export-sweep", str(out), "--trainer.max_epochs", "2", "--root", "elsewhere", "--run.project=mine"])
+    assert exit_info.value.code == 0
+    sweep = yaml.safe_load(out.read_text())
+    assert sweep["project"] == "mine"
+    assert sweep["command"][-1] == "${args}"
+    # What an agent runs: the command with ${args} as W&B expands it (here listed, not trained).
+    agent = [*sweep["command"][4:-1], "--variant=a", "--seed=8", "--dry-run"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(agent)
+    assert exit_info.value.code == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.startswith(f"Study tiny: 1 runs in {Path('elsewhere') / 'tiny'} ")
+    fit = shlex.split(line.split(None, 2)[2])
+    assert fit[fit.index("--trainer.max_epochs", fit.index("--trainer.max_epochs") + 1) + 1] == "2"  # after the study's 4
+    assert fit[fit.index("--run.root") + 1] == "elsewhere" and "--run.project=mine" in fit
+
+
 def test_variant_with_a_seed_the_study_lacks_is_refused(workdir, capsys):
     """`--variant a --seed 9` (a sweep of another version of the file, a typo) listed and ran every seed of `a`."""
     from lightning_hw.cli import main

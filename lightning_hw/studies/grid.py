@@ -421,27 +421,30 @@ def split_configs(args: list[str]) -> tuple[list[str], list[str]]:
 # -- sweeps ------------------------------------------------------------------------------------
 
 
-def sweep_config(study: Study, study_file: str) -> dict[str, Any]:
+def sweep_config(study: Study, study_file: str, extra: list[str] | None = None) -> dict[str, Any]:
     """A W&B sweep (grid over the variants, and seeds) that runs this study's variants.
 
-    Each agent run calls ``python -m lightning_hw study FILE --variant=NAME [--seed=N]``,
+    Each agent run calls ``python -m lightning_hw study FILE [EXTRA] --variant=NAME [--seed=N]``,
     which trains that one variant with ``python -m lightning_hw fit ...`` exactly as the
     study would (and skips it when it already finished on that machine).
 
     Args:
         study: the study.
         study_file: the study file's path as the agents will see it (relative to where they run).
+        extra: the ``study`` command line's own arguments for every run (``fit`` options,
+            ``--root``): the agents' runs get them too, as the study's runs would.
     """
+    extra = list(extra or [])
     parameters: dict[str, Any] = {"variant": {"values": sorted({v.variant for v in study.variants}, key=_order(study))}}
     if study.seeds:
         parameters["seed"] = {"values": list(study.seeds)}
     return {
         "name": study.name,
-        "project": _project(study),
+        "project": _project(study, extra),
         "program": "lightning_hw/__main__.py",  # informational: the command below does not use ${program}
         "method": "grid",
         "parameters": parameters,
-        "command": ["${env}", "python", "-m", "lightning_hw", "study", study_file, "${args}"],
+        "command": ["${env}", "python", "-m", "lightning_hw", "study", study_file, *extra, "${args}"],
     }
 
 
@@ -452,8 +455,16 @@ def _order(study: Study):
     return first.__getitem__
 
 
-def _project(study: Study) -> str:
-    """The W&B project the variants log to: ``run.project`` from the study or its base config."""
+def _project(study: Study, extra: list[str] = ()) -> str:
+    """The W&B project the variants log to: ``run.project`` from the command line, the study or its base config."""
+    given = None
+    for index, argument in enumerate(extra):  # the last one given wins, as in fit
+        if argument.startswith("--run.project="):
+            given = argument.split("=", 1)[1]
+        elif argument == "--run.project" and index + 1 < len(extra):
+            given = extra[index + 1]
+    if given:
+        return given
     for args in [study.args, *(v.args for v in study.variants)]:
         if "--run.project" in args:
             return args[args.index("--run.project") + 1]
@@ -508,7 +519,10 @@ def main(argv: list[str]) -> int:
         return _interruptible(lambda: run_study(search.load_search(options.file, root=options.root), options.workers, extra, options.retry_running))
     study = load_study(options.file, root=options.root)
     if options.export_sweep:
-        return _export_sweep(study, options.file, Path(options.export_sweep))
+        # The fit options and --root given here hold for every run, so for the agents' runs too
+        # (without them the sweep trained what the file alone says, without a word).
+        passed = [*extra, *(["--root", options.root] if options.root else [])]
+        return _export_sweep(study, options.file, Path(options.export_sweep), passed)
     only = [name for name in (options.only or "").split(",") if name]
     if options.seed is not None and not options.variant:
         raise ConfigError("--seed selects the seed of --variant; give both (or neither)")
@@ -563,7 +577,7 @@ def _interruptible(run) -> int:
     return 128 + signal.SIGTERM if received and code == 130 else code
 
 
-def _export_sweep(study: Study, study_file: str, out: Path) -> int:
+def _export_sweep(study: Study, study_file: str, out: Path, extra: list[str]) -> int:
     if out.exists():  # like export and lr-find --write: a file of the user's is never replaced
         raise ConfigError(f"--export-sweep: {out} exists and is left unchanged; give another file or delete it")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -572,6 +586,6 @@ def _export_sweep(study: Study, study_file: str, out: Path) -> int:
         f"#   wandb sweep {out}                 # prints the sweep id\n"
         "#   wandb agent ENTITY/PROJECT/SWEEP_ID   # on every machine, from the repository root\n"
     )
-    out.write_text(header + yaml.safe_dump(sweep_config(study, study_file), sort_keys=False))
+    out.write_text(header + yaml.safe_dump(sweep_config(study, study_file, extra), sort_keys=False))
     print(f"Sweep config written to {out} ({len(study.variants)} runs); start it with: wandb sweep {out}")
     return 0
