@@ -27,7 +27,7 @@ from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.runs.config import flat_settings
-from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, read_status
+from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, read_status, recorded_directory
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -530,7 +530,9 @@ def main(argv: list[str]) -> int:
     # directory too): its study is read before anything is written, so a missing storage writes no half report.
     search = load_recorded_study(base) if one_study and is_search_dir(base) else None
     # One directory (a study or a single run): <DIR>/report, never the report of the study a run belongs to.
-    out = Path(options.out) if options.out else (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / "report"
+    default = (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / "report"
+    out = Path(options.out) if options.out else default
+    check_out(out, runs, default)
     out.mkdir(parents=True, exist_ok=True)
     title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
 
@@ -589,6 +591,29 @@ def main(argv: list[str]) -> int:
         report.save()
         print(f"W&B Report: {report.url}")
     return 0
+
+
+def check_out(out: Path, runs: list[Run], default: Path) -> None:
+    """Refuse a report folder inside a run's directory: that run's files are its record.
+
+    The report's files (``report.csv``, ``val_acc.png``...) would be written among the run's
+    own, passing for its record, and an earlier report's tables there are deleted. Only the
+    report of that one run goes there, into its ``report/`` folder (the default for one run).
+
+    Raises:
+        ConfigError: ``out`` is a run directory or lies in one (its own ``report/`` excepted).
+    """
+    compared = [run.directory for run in runs if out.resolve().is_relative_to(run.directory.resolve())]
+    record = recorded_directory(out / "report.md") or (compared[0] if compared else None)
+    if record is None:
+        return
+    own = [run.directory.resolve() for run in runs] == [record.resolve()] and out.resolve() == (record / "report").resolve()
+    if not own:
+        where = "a run's directory, whose" if out.resolve() == record.resolve() else f"inside {record}, a run whose"
+        raise ConfigError(
+            f"--out {out} is {where} files no other command changes; write the report elsewhere "
+            f"(without --out it goes to {default})"
+        )
 
 
 def _default_entity() -> str:

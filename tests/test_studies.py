@@ -693,6 +693,34 @@ def test_report_into_a_folder_of_the_users_deletes_none_of_its_files(workdir):
     assert (mine / "evaluations.csv").read_text() == "my own table\n"
 
 
+def test_report_out_into_a_run_is_refused_and_the_run_kept_as_it_was(workdir, capsys):
+    """`report runs/s --out runs/s/a` wrote report.csv, report.md and val_acc.png among run a's
+    own files (and an earlier report's tables there were deleted): a run's record is its own."""
+    from lightning_hw.cli import main
+
+    for name in ("a", "b"):
+        run = workdir / "runs" / "s" / name
+        run.mkdir(parents=True)
+        (run / "metrics.csv").write_text("epoch,step,val/acc\n0,0,0.5\n")
+        (run / "status.json").write_text('{"status": "finished"}\n')
+    run_a = workdir / "runs" / "s" / "a"
+    before = sorted(p.name for p in run_a.rglob("*"))
+    for out, where in (("runs/s/a", "is a run's directory, whose"), ("runs/s/a/sub", f"is inside {Path('runs/s/a')}, a run whose"),
+                       ("runs/s/a/report", f"is inside {Path('runs/s/a')}, a run whose")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", "runs/s", "--out", out])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: --out {Path(out)} {where} files no other command changes; write the report elsewhere "
+            f"(without --out it goes to {Path('runs/s/report')})"
+        ]
+    assert sorted(p.name for p in run_a.rglob("*")) == before
+    # A run's own report goes into its report/ folder, as without --out.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s/a", "--out", "runs/s/a/report"])
+    assert exit_info.value.code == 0 and (run_a / "report" / "report.csv").is_file()
+
+
 def test_report_marks_runs_that_did_not_finish(workdir, capsys):
     """A run still training, interrupted, or killed must not read as finished in the table."""
     import socket
