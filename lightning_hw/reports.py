@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import os
 import re
@@ -106,23 +107,29 @@ def read_metrics(path: Path) -> dict[str, dict[int, float]]:
     """
     curves: dict[str, dict[int, float]] = {}
     try:
-        with Path(path).open(newline="") as file:
-            reader = csv.DictReader(file)
-            for row in reader:
-                when = row.get("epoch") or row.get("step")
-                if when in (None, ""):
+        text = Path(path).read_bytes().decode()
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader]
+        if rows and not text.endswith("\n"):
+            # A last row without its newline is still being written (a run training now appends
+            # rows) or was cut short by a crash: its last number may be cut too ("0.78125" read
+            # as "0." is 0.0), so it is left out rather than shown as a value the run never had.
+            rows.pop()
+        for line_num, row in rows:
+            when = row.get("epoch") or row.get("step")
+            if when in (None, ""):
+                continue
+            try:
+                epoch = int(float(when))
+            except ValueError:
+                raise DataError(_unreadable(path, f"line {line_num}: epoch {when!r} is not a number")) from None
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in (None, ""):
                     continue
                 try:
-                    epoch = int(float(when))
-                except ValueError:
-                    raise DataError(_unreadable(path, f"line {reader.line_num}: epoch {when!r} is not a number")) from None
-                for key, value in row.items():
-                    if key in ("epoch", "step") or value in (None, ""):
-                        continue
-                    try:
-                        curves.setdefault(key, {})[epoch] = float(value)
-                    except (TypeError, ValueError):  # a cell that is not a number (TypeError: a row with extra cells)
-                        continue
+                    curves.setdefault(key, {})[epoch] = float(value)
+                except (TypeError, ValueError):  # a cell that is not a number (TypeError: a row with extra cells)
+                    continue
     except UnicodeDecodeError:
         raise DataError(_unreadable(path, "not UTF-8 text")) from None
     except csv.Error as err:

@@ -623,6 +623,21 @@ def test_metrics_row_with_a_stray_extra_cell_keeps_its_values(workdir):
     assert reports.read_metrics(workdir / "metrics.csv") == {"val/acc": {0: 0.5, 1: 0.6}}
 
 
+def test_report_leaves_out_a_metrics_row_still_being_written(workdir, capsys):
+    """A run training now appends rows to its metrics.csv: the report read its half-written last
+    row `1,5,0.` as val/acc 0.0 at epoch 1, a value the run never had."""
+    from lightning_hw.cli import main
+
+    run = workdir / "runs" / "s" / "a"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,step,val/acc,val/loss\n0,2,0.5,0.9\n1,5,0.")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s"])
+    assert exit_info.value.code == 0
+    (row,) = csv.DictReader((workdir / "runs" / "s" / "report" / "report.csv").open())
+    assert (row["epochs"], float(row["val/acc"]), float(row["val/loss"])) == ("1", 0.5, 0.9)
+
+
 def test_only_does_not_call_the_whole_study_complete(workdir, capsys, monkeypatch):
     """`--only a` finishes `a`; the study's other runs have not run, so the study is not "complete"."""
     path = write_study(workdir, {"a": None, "b": None})
