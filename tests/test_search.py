@@ -134,6 +134,9 @@ def test_seeded_search_repeats_its_parameters_and_reports(workdir, capsys):
     trials are asked one at a time, so trial N gets the same parameters however the workers interleave)."""
     path = write_search(workdir, trials=2, seed=7)
     assert studies.main([str(path), "--root", "a", "--workers", "2"]) == 0
+    # The worker done first waits for the other's trial, which runs here: it said it waited for
+    # trials "RUNNING elsewhere" that might have died, with --retry-running advice.
+    assert "waiting for the trials RUNNING elsewhere" not in capsys.readouterr().out
     assert studies.main([str(path), "--root", "b", "--workers", "2", "--trainer.max_epochs", "1"]) == 0
     first, second = load(path, "a"), load(path, "b")
     assert [t.params for t in first] == [t.params for t in second]

@@ -277,12 +277,18 @@ class _Asker:
         self.study, self.storage, self.search = study, storage, search
         self.lock = threading.Lock()
         self._said_waiting = False
+        self.mine: set[int] = set()  # the trials this process's workers run now
 
     def wait_or_stop(self) -> bool:
         """All is handed out and some runs elsewhere: ``True`` to wait for them (or their heartbeat to stop)."""
         if not beats(self.storage):  # the journal: a RUNNING trial may be dead, nothing would ever fail it
             return False
-        if not self._said_waiting:  # else a study run again after a kill sits silent for a minute
+        import optuna
+
+        running = {t.number for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+        # A worker waiting for another worker of this process (--workers 2, the last trial) waits in
+        # silence: those trials run here, not elsewhere, and no heartbeat or --retry-running concerns them.
+        if not self._said_waiting and running - self.mine:  # else a study run again after a kill sits silent for a minute
             self._said_waiting = True
             print(
                 f"Study {self.search.name}: waiting for the trials RUNNING elsewhere; if their process died, they "
@@ -311,6 +317,7 @@ class _SearchAsker(_Asker):
                     trials = self.study.get_trials(deepcopy=False)
                     order = [t.number for t in sorted(counted(trials), key=lambda t: t.number)]
                     if trial.number in order[: search.trials]:
+                        self.mine.add(trial.number)
                         return trial
                     _give_back(self.study, trial)  # another process asked at the same moment; the budget is full
             if not self.wait_or_stop():
@@ -355,6 +362,7 @@ class _GridAsker(_Asker):
                     run = trial.params[GRID_PARAM]
                     if run in free:
                         self.attempted.add(run)
+                        self.mine.add(trial.number)
                         return trial
                     # A run that finished (recorded on disk) or that another process has just taken.
                     if is_finished_run(self.search.directory / run):
@@ -436,7 +444,10 @@ def run_study(
             job = job_for(search, trial, extra or [])
             with asker.lock:
                 label = f"[{next(started)}/{total}] {job.name}" if search.is_grid else f"[trial {trial.number}]"
-            outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock, extra or [])
+            try:
+                outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock, extra or [])
+            finally:
+                asker.mine.discard(trial.number)
             if outcome in ("interrupted", "refused"):
                 stop.set()
 
