@@ -291,3 +291,15 @@ def test_a_projects_own_config_yaml_is_not_called_a_run_trained_with_a_mistyped_
     assert cli._run_words(args) is None
     (tmp_path / "metrics.csv").write_text("epoch\n0\n")  # a run's record: config and metrics
     assert cli._run_words(args) == f"the run {tmp_path}"
+
+
+def test_a_monitor_the_task_never_logs_is_one_line_and_leaves_no_run(tiny_args, workdir, capsys):
+    """`--run.monitor val/accc` was Lightning's ModelCheckpoint traceback at the first epoch's end,
+    leaving a failed run that trained and could not be resumed; now the sanity check refuses it."""
+    code, line = error_of(tiny_args("fit", "--run.monitor", "val/accc"), capsys)
+    assert code == 2
+    assert line == (
+        "error: run.monitor val/accc is not a metric this run logs (did you mean val/acc?); "
+        "give one of val/acc, val/f1, val/loss to run.monitor"
+    )
+    assert not [p for p in (workdir / "runs").rglob("*") if p.is_file()]  # nothing trained, nothing recorded

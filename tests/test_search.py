@@ -407,6 +407,31 @@ def test_a_mistyped_option_stops_the_search_without_using_up_its_budget(workdir,
     assert len(finished(trials)) == 2 and all(t.state.name == "COMPLETE" for t in finished(trials))
 
 
+def test_a_misspelt_objective_stops_the_search_at_once_and_the_fixed_file_goes_on(workdir, capsys):
+    """`objective: val/accc`: every trial trained to its end and was failed for want of it, using
+    up the budget; then the fixed file was refused ("searched for val/accc") under the same name."""
+    from lightning_hw.cli import main
+
+    path = write_search(workdir, trials=1, objective="val/accc")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path)])
+    assert exit_info.value.code == 2
+    out = capsys.readouterr()
+    assert (
+        "[trial 0] refused before training: error: the study's objective val/accc is not a metric this run logs "
+        "(did you mean val/acc?); give one of val/acc, val/f1, val/loss to `objective:` in the study file"
+    ) in out.out
+    assert "Traceback" not in out.out + out.err
+    assert len(finished(load(path))) == 0  # nothing counted against the budget
+    assert not (workdir / "runs" / "s" / "trial-0" / "metrics.csv").exists()  # stopped before training
+    write_search(workdir, trials=1, objective="val/acc")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path)])
+    assert exit_info.value.code == 0
+    (done,) = finished(load(path))
+    assert done.state.name == "COMPLETE" and done.value is not None
+
+
 def test_a_study_waiting_for_a_trial_running_elsewhere_says_so(workdir, capsys):
     """A study run again right after a kill waited for the dead trial's heartbeat to go stale in silence."""
     path = write_search(workdir, trials=1, heartbeat=1)

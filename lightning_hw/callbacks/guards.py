@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 
@@ -9,7 +10,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_hw.errors import DataError, TrainingError
+from lightning_hw.errors import ConfigError, DataError, TrainingError
 
 
 def last_checkpoint(trainer: Trainer) -> str | None:
@@ -107,3 +108,60 @@ class LabelRangeCheck(Callback):
                     f"but the task has num_classes={num_classes} (labels must be 0..{num_classes - 1}); "
                     "fix the dataset's labels or its class names, or set --model.init_args.num_classes"
                 )
+
+
+#: how the check names a search's objective (the study runner reads it in the trial's error line)
+OBJECTIVE = "the study's objective"
+
+
+class WatchedMetricsCheck(Callback):
+    """Stop in one line when a validation metric the run watches is one its task never logs.
+
+    The best checkpoint's metric (``run.monitor``, or a ``ModelCheckpoint``'s ``monitor``) and
+    a search trial's objective are typed by hand. Misspelt (``val/accc``), Lightning's
+    ``ModelCheckpoint`` raised a traceback at the end of the first epoch, and a search trial
+    trained to its end only to be failed for want of its objective, trial after trial. The
+    sanity check's validation logs the task's metrics before the first training step, so the
+    check runs then, when the run has written nothing yet. A task that logs nothing in the
+    sanity check (or a run without one) is checked at its first validation's end instead. Only
+    ``val/`` metrics are checked: training metrics are not logged before training.
+    """
+
+    def __init__(self) -> None:
+        self.checked = False
+
+    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._check(trainer, first_epoch=False)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, first_epoch=True)
+
+    def _check(self, trainer: Trainer, first_epoch: bool) -> None:
+        logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+        if self.checked or not (logged or first_epoch):
+            return
+        self.checked = True
+        for metric, what, where in watched_metrics(trainer):
+            if metric.startswith("val/") and metric not in trainer.callback_metrics:
+                close = difflib.get_close_matches(metric, logged, n=1, cutoff=0.6)
+                raise ConfigError(
+                    f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}",
+                    f"give one of {', '.join(logged)} to {where}" if logged else f"it logs no val/ metric; change {where}",
+                )
+
+
+def watched_metrics(trainer: Trainer) -> list[tuple[str, str, str]]:
+    """``(metric, what watches it, where it is set)`` for each validation metric the run depends on."""
+    from lightning_hw.callbacks.best_checkpoint import BestCheckpoint
+    from lightning_hw.callbacks.pruning import OptunaPruning
+
+    watched = []
+    for callback in trainer.callbacks:
+        if isinstance(callback, OptunaPruning) and callback.required:
+            watched.append((callback.metric, OBJECTIVE, "`objective:` in the study file"))
+        elif isinstance(callback, ModelCheckpoint) and callback.monitor:
+            ours = isinstance(callback, BestCheckpoint)  # the run's best checkpoint, by run.monitor or the task's
+            name = type(callback).__name__
+            watched.append((callback.monitor, "run.monitor" if ours else f"the monitor of {name}", "run.monitor" if ours else f"{name}'s monitor"))
+    return watched

@@ -26,9 +26,13 @@ class OptunaPruning(Callback):
         trial_id: the trial's id in the storage.
         pruner: the pruner spec (``{"median": {...}}``), as the study file gives it.
         metric: the objective metric, e.g. ``val/acc``.
+        required: ``fit`` stops in one line when the task never logs ``metric`` (see
+            :class:`lightning_hw.callbacks.guards.WatchedMetricsCheck`).
     """
 
-    def __init__(self, storage: str, study_name: str, trial_id: int, pruner: dict[str, Any], metric: str) -> None:
+    def __init__(
+        self, storage: str, study_name: str, trial_id: int, pruner: dict[str, Any], metric: str, required: bool = False
+    ) -> None:
         import optuna
 
         from lightning_hw.studies.search import make_pruner, open_storage
@@ -36,6 +40,7 @@ class OptunaPruning(Callback):
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=make_pruner(pruner))
         self.trial = optuna.trial.Trial(study, trial_id)
         self.metric = metric
+        self.required = required
         self.pruned_at: int | None = None
 
     @property
@@ -65,4 +70,4 @@ def from_environment() -> OptunaPruning | None:
     trial = TrialEnvironment.from_environ()
     if trial is None:
         return None
-    return OptunaPruning(trial.storage, trial.study, trial.trial_id, trial.pruner, trial.metric)
+    return OptunaPruning(trial.storage, trial.study, trial.trial_id, trial.pruner, trial.metric, trial.required)

@@ -33,7 +33,7 @@ from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
 from lightning_hw.callbacks.pruning import OptunaPruning, from_environment as search_trial_pruning
-from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard
+from lightning_hw.callbacks.guards import LabelRangeCheck, NonFiniteLossGuard, WatchedMetricsCheck
 from lightning_hw.callbacks.last_checkpoint import LastCheckpoint
 from lightning_hw.callbacks.resume import ResumeState
 from lightning_hw.callbacks.summary import NetSummary
@@ -497,7 +497,7 @@ class HWCLI(CLIHooks):
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
-        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), RunRecord(run, model_section, restored)):
+        for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), WatchedMetricsCheck(), RunRecord(run, model_section, restored)):
             if not any(isinstance(c, type(extra)) for c in callbacks):
                 callbacks.append(extra)
         pruning = search_trial_pruning() if self.subcommand == "fit" else None  # a trial of a search study

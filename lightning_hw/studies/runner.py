@@ -184,7 +184,10 @@ def open_study(search: SearchStudy, heartbeat: bool = True):
         # Another search file of the same name (same storage, same direction) would otherwise count
         # this study's trials as its own, compare values of two metrics and relabel them in the report.
         recorded = study.user_attrs.get(METRIC_ATTR)
-        if recorded is None:
+        reported = any(t.values or t.intermediate_values for t in study.get_trials(deepcopy=False))
+        if recorded is None or (recorded != search.metric and not reported):
+            # No trial reported a value of the recorded metric (a misspelt objective is refused at
+            # each trial's sanity check): nothing to compare, so the fixed file goes on with this study.
             study.set_user_attr(METRIC_ATTR, search.metric)
         elif recorded != search.metric:
             raise ConfigError(
@@ -613,11 +616,12 @@ def _run_trial(
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
-    elif code == ConfigError.exit_code and not status and shared_command_refused(search, extra, job):
-        # The fit refused what every run of the study shares (a mistyped option): every trial
-        # would be refused, so the study stops, and the trial is queued again rather than counted,
-        # or a typo would use up a search's whole budget without training anything. A refusal of
-        # this trial's own values (a variant's options, sampled parameters) fails it as any error.
+    elif code == ConfigError.exit_code and not status and (objective_not_logged(job) or shared_command_refused(search, extra, job)):
+        # The fit refused what every run of the study shares (a mistyped option, an objective its
+        # task never logs): every trial would be refused, so the study stops, and the trial is
+        # queued again rather than counted, or a typo would use up a search's whole budget without
+        # training anything. A refusal of this trial's own values (a variant's options, sampled
+        # parameters) fails it as any error.
         _queue_again(study, trial.number)
         outcome, text = "refused", (
             f"refused before training: {_refusal(job)}; fix the study file or the options and run the study "
@@ -663,6 +667,17 @@ def shared_command_refused(search: SearchStudy, extra: list[str], job: Job | Non
     command = fit_command(search.study, Variant("check", "check", configs), extra) + ["--print_config"]
     checked = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return checked.returncode == ConfigError.exit_code
+
+
+def objective_not_logged(job: Job) -> bool:
+    """Whether a search trial's ``fit`` stopped because its task never logs the study's objective.
+
+    :class:`lightning_hw.callbacks.guards.WatchedMetricsCheck` says so at the sanity check,
+    before the first training step: the objective is the study file's, the same for every trial.
+    """
+    from lightning_hw.callbacks.guards import OBJECTIVE
+
+    return (_error_line(job) or "").startswith(f"error: {OBJECTIVE} ")
 
 
 def _refusal(job: Job) -> str:

@@ -497,4 +497,4 @@ def open_storage(url: str, heartbeat: int | None = None):
 
 def trial_env(search: SearchStudy, trial_id: int) -> dict[str, str]:
     """What a trial's ``fit`` needs to report to the study and ask whether to stop."""
-    return TrialEnvironment(search.storage, search.optuna_name, trial_id, search.pruner, search.metric).to_environ()
+    return TrialEnvironment(search.storage, search.optuna_name, trial_id, search.pruner, search.metric, required=not search.is_grid).to_environ()

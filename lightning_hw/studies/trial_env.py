@@ -18,6 +18,7 @@ ENV_STUDY = "LIGHTNING_HW_OPTUNA_STUDY"
 ENV_TRIAL = "LIGHTNING_HW_OPTUNA_TRIAL_ID"
 ENV_PRUNER = "LIGHTNING_HW_OPTUNA_PRUNER"
 ENV_METRIC = "LIGHTNING_HW_OPTUNA_METRIC"
+ENV_REQUIRED = "LIGHTNING_HW_OPTUNA_METRIC_REQUIRED"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class TrialEnvironment:
         trial_id: the trial's id in the storage.
         pruner: the pruner spec as the study file gives it (``{"median": {...}}``).
         metric: the objective metric, e.g. ``val/acc``.
+        required: the trial's ``fit`` stops in one line when its task never logs ``metric`` (a
+            search, which can only compare trials by it; a grid's runs are its point, not their value).
     """
 
     storage: str
@@ -37,6 +40,7 @@ class TrialEnvironment:
     trial_id: int
     pruner: dict[str, Any]
     metric: str
+    required: bool = False
 
     def to_environ(self) -> dict[str, str]:
         """The variables the runner adds to the trial's ``fit`` process."""
@@ -46,6 +50,7 @@ class TrialEnvironment:
             ENV_TRIAL: str(self.trial_id),
             ENV_PRUNER: json.dumps(self.pruner),
             ENV_METRIC: self.metric,
+            ENV_REQUIRED: "1" if self.required else "",
         }
 
     @classmethod
@@ -59,4 +64,5 @@ class TrialEnvironment:
             trial_id=int(environ[ENV_TRIAL]),
             pruner=json.loads(environ.get(ENV_PRUNER) or '{"none": {}}'),
             metric=environ.get(ENV_METRIC, ""),
+            required=bool(environ.get(ENV_REQUIRED)),
         )
