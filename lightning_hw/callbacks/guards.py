@@ -138,8 +138,10 @@ class WatchedMetricsCheck(Callback):
             self._check(trainer, first_epoch=True)
 
     def _check(self, trainer: Trainer, first_epoch: bool) -> None:
+        if self.checked:
+            return
         logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
-        if self.checked or not (logged or first_epoch):
+        if not (logged or first_epoch):
             return
         self.checked = True
         for metric, what, where in watched_metrics(trainer):
