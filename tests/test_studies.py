@@ -271,6 +271,37 @@ def test_variant_with_a_seed_the_study_lacks_is_refused(workdir, capsys):
     assert not (workdir / "runs").exists()
 
 
+def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
+    """Given to ``study``, it was overridden without a word (``--data.init_args.folds 3`` beside ``folds: 5``), or it
+    overrode what the runs differ by: ``--model.init_args.lr 0.1`` trained every search trial at 0.1 while the
+    study recorded the sampled lrs."""
+    from lightning_hw.cli import main
+
+    grid = write_study(workdir, {"a": {"model.init_args.lr": 0.1}, "b": {"model.init_args.lr": 0.01}}, seeds=[1], folds=2)
+    (workdir / "search").mkdir()
+    search = workdir / "search" / "tiny.yaml"
+    search.write_text(yaml.safe_dump({"config": str(QUICKSTART), "args": TINY, "trials": 2,
+                                      "search": {"model.init_args.lr": {"float": [0.01, 0.3], "log": True}}}))
+    for path, option, message in (
+        (grid, "--model.init_args.lr=0.5", "study tiny sets --model.init_args.lr for each run itself (variant a sets it: "
+         "given to every run, it would make the variants alike); leave it out, or set it in the study file"),
+        (grid, "--data.init_args.folds", "study tiny sets --data.init_args.folds for each run itself (every fold of its "
+         "folds: 2); leave it out, or change folds: in the study file"),
+        (grid, "--seed_everything", "study tiny sets --seed_everything for each run itself (from its seeds:); leave it "
+         "out, or change seeds: in the study file"),
+        (grid, "--run.root", "study tiny sets --run.root for each run itself (its runs go under the study's --root); "
+         "give the study --root DIR instead"),
+        (search, "--model.init_args.lr", "study tiny sets --model.init_args.lr for each run itself (the search samples "
+         "it for each trial); leave it out, or take it out of search: in the study file"),
+    ):
+        argv = ["study", str(path), option if "=" in option else f"{option}=3"]
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--dry-run"] if path == grid else argv)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    assert not (workdir / "runs").exists() and not (workdir / "search" / "runs").exists()
+
+
 def test_shipped_study_files_are_studies():
     """Every study in configs/studies/ parses; those whose configs exist on this branch also plan."""
     paths = sorted((REPO / "configs" / "studies").glob("*.yaml"))

@@ -503,6 +503,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: options a study sets for each of its runs itself (given to ``study``, they were silently overridden):
+#: option -> (why, what to do)
+SET_FOR_EACH_RUN = {
+    "--run.name": ("it names each run after its variant, seed and fold, or trial-<N>", "leave it out"),
+    "--run.group": ("the study's name is its runs' group", "leave it out (or change name: in the study file)"),
+    "--run.root": ("its runs go under the study's --root", "give the study --root DIR instead"),
+}
+
+
+def check_extra_options(study: Study, extra: list[str], varied: dict[str, tuple[str, str]]) -> None:
+    """Refuse a ``fit`` option given to ``study`` that the study itself sets for each run.
+
+    Such an option was overridden without a word (``--data.init_args.folds 3`` beside a
+    study's ``folds: 5``), or it overrode what the runs are meant to differ by (a variant's
+    option, a searched parameter: every trial then trained with one lr while the study recorded
+    the sampled ones).
+
+    Args:
+        study: the study (its seeds and folds).
+        extra: the ``fit`` arguments given to ``study``.
+        varied: option (``--model.init_args.lr``) -> (who sets it per run, what to do instead).
+
+    Raises:
+        ConfigError: naming the option, who sets it and what to do.
+    """
+    owned = dict(SET_FOR_EACH_RUN)
+    if study.seeds:
+        owned["--seed_everything"] = ("from its seeds:", "leave it out, or change seeds: in the study file")
+    if study.folds:
+        for option in ("--data.init_args.folds", "--data.init_args.fold"):
+            owned[option] = (f"every fold of its folds: {study.folds}", "leave it out, or change folds: in the study file")
+    owned.update(varied)
+    for arg in extra:
+        option = arg.partition("=")[0]
+        if option in owned:
+            why, advice = owned[option]
+            raise ConfigError(f"study {study.name} sets {option} for each run itself ({why}); {advice}")
+
+
+def varied_by_variants(study: Study) -> dict[str, tuple[str, str]]:
+    """Each option a grid's variants set, and the first variant setting it (for :func:`check_extra_options`)."""
+    varied: dict[str, tuple[str, str]] = {}
+    for variant in study.variants:
+        for option in split_configs(variant.args)[1][::2]:
+            varied.setdefault(option, (
+                f"variant {variant.variant} sets it: given to every run, it would make the variants alike",
+                "leave it out, or set it in the study file",
+            ))
+    return varied
+
+
 def main(argv: list[str]) -> int:
     """``python -m lightning_hw study FILE [options] [fit arguments]``; returns the exit code."""
     parser = build_parser()
@@ -516,8 +567,11 @@ def main(argv: list[str]) -> int:
         grid_only = [f"--{n}" for n in ("only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False)]
         if grid_only:
             raise ConfigError(f"{', '.join(grid_only)}: for grid studies (`variants:`) only; a search runs --workers trials at a time")
-        return _interruptible(lambda: run_study(search.load_search(options.file, root=options.root), options.workers, extra, options.retry_running))
+        searched = search.load_search(options.file, root=options.root)
+        check_extra_options(searched.study, extra, searched.searched_options())
+        return _interruptible(lambda: run_study(searched, options.workers, extra, options.retry_running))
     study = load_study(options.file, root=options.root)
+    check_extra_options(study, extra, varied_by_variants(study))
     if options.export_sweep:
         # The fit options and --root given here hold for every run, so for the agents' runs too
         # (without them the sweep trained what the file alone says, without a word).

@@ -87,6 +87,13 @@ class SearchStudy:
     def directory(self) -> Path:
         return Path(self.study.root) / self.study.name
 
+    def searched_options(self) -> dict[str, tuple[str, str]]:
+        """Each ``fit`` option the search samples or composes (``--model.init_args.lr``): (that it does, what to do instead)."""
+        advice = "leave it out, or take it out of search: in the study file"
+        options = {f"--{key}": ("the search samples it for each trial", advice) for key in self.space}
+        options.update({f"--{head.option}": ("the search composes it from its head: entry", advice) for head in self.heads})
+        return options
+
     @property
     def is_grid(self) -> bool:
         """A grid study (``variants:``): its trials are the study's named runs."""
