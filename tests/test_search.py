@@ -400,7 +400,7 @@ def test_a_mistyped_option_stops_the_search_without_using_up_its_budget(workdir,
     assert studies.main([str(path), "--wokers", "2"]) == 2
     out = capsys.readouterr()
     assert "refused before training: error: unknown option" in out.out and "wokers" in out.out
-    assert "Study s stopped: its fit refused the command line." in out.err
+    assert "Study s stopped: its fit refused what every run shares (see the error above)." in out.err
     assert len(finished(load(path))) == 0  # nothing counted against the budget of 2
     assert studies.main([str(path)]) == 0  # fixed: both trials train
     trials = load(path)

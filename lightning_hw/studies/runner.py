@@ -463,7 +463,8 @@ def run_study(
             print("Study interrupted; run the same command again to continue it.")
             return 130
     if "refused" in outcomes.values():  # said on the trial's line, with the fit's own error
-        print(f"Study {search.name} stopped: its fit refused the command line.", file=sys.stderr)
+        # The command line, or the study file's shared settings (its objective): the trial's line says which.
+        print(f"Study {search.name} stopped: its fit refused what every run shares (see the error above).", file=sys.stderr)
         return ConfigError.exit_code
     if stop.is_set():  # what happens to each interrupted run was said on its line
         print("Study interrupted; run the same command again to continue it.")
