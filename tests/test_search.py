@@ -215,8 +215,9 @@ def test_killed_study_resumes_and_reasks_the_trial_that_died(workdir):
     assert [t.state.name for t in load(path)] == ["COMPLETE", "RUNNING"]
     epochs_before = sorted(reports.read_metrics(study_dir / "trial-1" / "metrics.csv")["val/loss"])
 
-    # Asked again with the same parameters; the extra argument (passed to every trial) keeps it short.
-    resumed = subprocess.run(command(path, "--trainer.max_epochs", "3"), capture_output=True, text=True, timeout=120)
+    # Asked again with the same parameters; the extra argument (passed to every trial) keeps it short: 3 epochs of
+    # 3 steps (not --trainer.max_epochs 3, which the search samples: refused, as the trial's params would say 400).
+    resumed = subprocess.run(command(path, "--trainer.max_steps", "9"), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from checkpoints/last.ckpt, again for trial 1" in resumed.stdout
     trials = load(path)

@@ -273,8 +273,8 @@ def test_variant_with_a_seed_the_study_lacks_is_refused(workdir, capsys):
 
 def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
     """Given to ``study``, it was overridden without a word (``--data.init_args.folds 3`` beside ``folds: 5``), or it
-    overrode what the runs differ by: ``--model.init_args.lr 0.1`` trained every search trial at 0.1 while the
-    study recorded the sampled lrs."""
+    overrode a searched parameter: ``--model.init_args.lr 0.1`` trained every trial at 0.1 while the study recorded
+    the sampled lrs."""
     from lightning_hw.cli import main
 
     grid = write_study(workdir, {"a": {"model.init_args.lr": 0.1}, "b": {"model.init_args.lr": 0.01}}, seeds=[1], folds=2)
@@ -283,8 +283,6 @@ def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
     search.write_text(yaml.safe_dump({"config": str(QUICKSTART), "args": TINY, "trials": 2,
                                       "search": {"model.init_args.lr": {"float": [0.01, 0.3], "log": True}}}))
     for path, option, message in (
-        (grid, "--model.init_args.lr=0.5", "study tiny sets --model.init_args.lr for each run itself (variant a sets it: "
-         "given to every run, it would make the variants alike); leave it out, or set it in the study file"),
         (grid, "--data.init_args.folds", "study tiny sets --data.init_args.folds for each run itself (every fold of its "
          "folds: 2); leave it out, or change folds: in the study file"),
         (grid, "--seed_everything", "study tiny sets --seed_everything for each run itself (from its seeds:); leave it "

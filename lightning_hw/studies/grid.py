@@ -516,14 +516,15 @@ def check_extra_options(study: Study, extra: list[str], varied: dict[str, tuple[
     """Refuse a ``fit`` option given to ``study`` that the study itself sets for each run.
 
     Such an option was overridden without a word (``--data.init_args.folds 3`` beside a
-    study's ``folds: 5``), or it overrode what the runs are meant to differ by (a variant's
-    option, a searched parameter: every trial then trained with one lr while the study recorded
-    the sampled ones).
+    study's ``folds: 5``), or it overrode a searched parameter: every trial then trained with
+    one lr while the study recorded the sampled ones. A grid variant's option may be
+    overridden (``--trainer.max_epochs 2`` for a quick pass over every variant): the runs'
+    configs record what they trained with, and a finished run's note says its arguments changed.
 
     Args:
         study: the study (its seeds and folds).
         extra: the ``fit`` arguments given to ``study``.
-        varied: option (``--model.init_args.lr``) -> (who sets it per run, what to do instead).
+        varied: option (``--model.init_args.lr``) -> (what sets it per run, what to do instead): a search's parameters.
 
     Raises:
         ConfigError: naming the option, who sets it and what to do.
@@ -540,18 +541,6 @@ def check_extra_options(study: Study, extra: list[str], varied: dict[str, tuple[
         if option in owned:
             why, advice = owned[option]
             raise ConfigError(f"study {study.name} sets {option} for each run itself ({why}); {advice}")
-
-
-def varied_by_variants(study: Study) -> dict[str, tuple[str, str]]:
-    """Each option a grid's variants set, and the first variant setting it (for :func:`check_extra_options`)."""
-    varied: dict[str, tuple[str, str]] = {}
-    for variant in study.variants:
-        for option in split_configs(variant.args)[1][::2]:
-            varied.setdefault(option, (
-                f"variant {variant.variant} sets it: given to every run, it would make the variants alike",
-                "leave it out, or set it in the study file",
-            ))
-    return varied
 
 
 def main(argv: list[str]) -> int:
@@ -571,7 +560,7 @@ def main(argv: list[str]) -> int:
         check_extra_options(searched.study, extra, searched.searched_options())
         return _interruptible(lambda: run_study(searched, options.workers, extra, options.retry_running))
     study = load_study(options.file, root=options.root)
-    check_extra_options(study, extra, varied_by_variants(study))
+    check_extra_options(study, extra, {})  # a variant's option may be overridden: the command line wins, as documented
     if options.export_sweep:
         # The fit options and --root given here hold for every run, so for the agents' runs too
         # (without them the sweep trained what the file alone says, without a word).
