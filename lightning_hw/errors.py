@@ -32,6 +32,24 @@ class ConfigError(UserError, ValueError):
         self.advice = advice
 
 
+class MissingMethodError(ConfigError, NotImplementedError):
+    """A task or datamodule class that does not implement a method its base leaves to it.
+
+    Still a ``NotImplementedError`` for code that catches one; a :class:`ConfigError` so that
+    the CLI says it in one line (a plugin author's first run) rather than as a traceback from
+    deep inside Lightning.
+
+    Args:
+        kind: ``"task"`` or ``"datamodule"``.
+        cls: the class that lacks the method.
+        missing: what it does not implement, e.g. ``"shared_step(batch, stage)"``.
+        advice: what to implement, and where that is explained.
+    """
+
+    def __init__(self, kind: str, cls: type, missing: str, advice: str) -> None:
+        super().__init__(f"{kind} {cls.__name__} {missing}", advice)
+
+
 class DataError(UserError, ValueError):
     """A dataset file that is missing, corrupt or inconsistent."""
 

@@ -276,6 +276,61 @@ def test_a_datamodule_without_a_test_split_is_refused_before_training(site, tiny
     assert not (workdir / "runs").exists()
 
 
+FORGOTTEN_METHOD_SOURCE = '''
+import torch
+
+from lightning_hw import InMemoryDataModule, Task
+
+
+class NoStepTask(Task):
+    """A task written from the README that forgot shared_step."""
+
+    linked_from_data = ("num_classes", "input_shape")
+
+    def __init__(self, num_classes: int = 2, input_shape: tuple[int, ...] = (1,)):
+        super().__init__()
+        self.layer = torch.nn.Linear(64, num_classes)
+
+
+class NoLoadData(InMemoryDataModule):
+    """A datamodule that forgot load_tensors (and load_splits)."""
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["a", "b"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (64,)
+'''
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--model", "NoStepTask"], "error: task NoStepTask does not implement shared_step(batch, stage)"),
+        (["--data", "NoLoadData"], "error: datamodule NoLoadData implements neither load_tensors() nor load_splits()"),
+    ],
+    ids=["task-without-shared_step", "datamodule-without-load_tensors"],
+)
+def test_a_plugin_class_that_forgot_its_method_is_one_line_and_no_run(site, tiny_args, workdir, capsys, option, expected):
+    """A NotImplementedError traceback (exit 1) from deep inside Lightning was all a plugin author got."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site,
+        "forgetful-plugin",
+        {"forgetful": FORGOTTEN_METHOD_SOURCE},
+        {"lightning_hw.tasks": {"NoStepTask": "forgetful:NoStepTask"},
+         "lightning_hw.datamodules": {"NoLoadData": "forgetful:NoLoadData"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    code, line = error_of(tiny_args("fit", *option), capsys)
+    assert code == 2 and line.startswith(expected), line
+    assert "plugins/README.md" in line  # where the method is explained
+    assert not (workdir / "runs").exists()
+
+
 def test_report_keeps_a_figure_per_metric_when_a_plugin_logs_keras_style_names(workdir, capsys):
     """``train_loss`` (a plugin's own name) and ``train/loss`` would both be drawn to train_loss.png."""
     for run, key in (("contract", "train/loss"), ("keras", "train_loss")):

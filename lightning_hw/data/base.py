@@ -22,7 +22,7 @@ from lightning.pytorch import LightningDataModule
 from lightning_hw.data.epoch_order import TensorBatchLoader
 from lightning_hw.data.folds import check_folds, fold_indices
 from lightning_hw.data.preprocess import Preprocess, feature_stats
-from lightning_hw.errors import ConfigError, DataError, LightningHWWarning
+from lightning_hw.errors import ConfigError, DataError, LightningHWWarning, MissingMethodError
 
 Split = tuple[torch.Tensor, ...]
 SPLIT_NAMES = ("train", "val", "test")
@@ -555,7 +555,13 @@ class InMemoryDataModule(SplitDataModule):
 
     def load_tensors(self) -> Split:
         """The whole dataset as raw ``(features, targets)``, split by :attr:`splits`."""
-        raise NotImplementedError
+        raise MissingMethodError(
+            "datamodule",
+            type(self),
+            "implements neither load_tensors() nor load_splits()",
+            "implement load_tensors(), the whole data set as raw (features, targets) tensors, or load_splits(), "
+            "{'train': (x, y), 'val': (x, y), 'test': (x, y)} (see \"3. A datamodule\" in plugins/README.md)",
+        )
 
     def load_splits(self) -> dict[str, Split]:
         """``{"train": (x, y), "val": ..., "test": ...}``; default: split :meth:`load_tensors`."""

@@ -12,7 +12,7 @@ from torchmetrics import Metric, MetricCollection
 
 from lightning_hw._compat.lightning import HOOK_NAME_ATTRIBUTE
 from lightning_hw._compat.torch import child_modules
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, MissingMethodError
 from lightning_hw.tasks.epoch_metrics import BatchWeightedMean, EpochOutputs
 
 STAGES = ("train", "val", "test")
@@ -104,7 +104,14 @@ class Task(LightningModule):
 
         The training, validation and test steps all call it; tasks implement this one method.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement shared_step(batch, stage)")
+        raise MissingMethodError(
+            "task",
+            type(self),
+            "does not implement shared_step(batch, stage)",
+            "implement it: the loss of one batch of `stage` (train, val or test), calling self.log_loss and "
+            "self.collect (see \"4. A task\" in plugins/README.md), or override training_step, "
+            "validation_step and test_step",
+        )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "train")
