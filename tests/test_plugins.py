@@ -331,6 +331,52 @@ def test_a_plugin_class_that_forgot_its_method_is_one_line_and_no_run(site, tiny
     assert not (workdir / "runs").exists()
 
 
+KERAS_NAMES_SOURCE = '''
+import torch
+import torch.nn.functional as F
+
+from lightning_hw import Task
+
+
+class KerasNamesTask(Task):
+    """Logs val_loss and val_acc (Keras' names), not the contract's val/loss and val/acc."""
+
+    monitor, monitor_mode = "val/acc", "max"
+    linked_from_data = ("num_classes", "input_shape")
+
+    def __init__(self, num_classes: int = 2, input_shape: tuple[int, ...] = (1,)):
+        super().__init__()
+        self.layer = torch.nn.Linear(64, num_classes)
+
+    def shared_step(self, batch, stage):
+        x, y = batch
+        logits = self.layer(x.flatten(1))
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True)
+        self.log(f"{stage}_acc", (logits.argmax(-1) == y).float().mean(), on_step=False, on_epoch=True)
+        return loss
+'''
+
+
+def test_a_task_logging_other_names_than_its_monitor_is_refused_before_training(site, tiny_args, workdir, capsys):
+    """Its monitor val/acc was checked only after the first epoch (the sanity check logged no val/ name), which
+    left a failed run behind, and the line said "it logs no val/ metric" without naming what it does log."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site, "keras-names-plugin", {"keras_names": KERAS_NAMES_SOURCE},
+        {"lightning_hw.tasks": {"KerasNamesTask": "keras_names:KerasNamesTask"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    code, line = error_of(tiny_args("fit", "--model", "KerasNamesTask", "--run.monitor", "val/acc"), capsys)
+    assert code == 2
+    assert line == (
+        "error: run.monitor val/acc is not a metric this run logs; it logs val_acc, val_loss in validation, none "
+        "under val/: log them as val/<name> (the names checkpoints, reports and plots use), or change run.monitor"
+    )
+    assert not (workdir / "runs").exists()  # refused at the sanity check: nothing trained, nothing recorded
+
+
 def test_report_keeps_a_figure_per_metric_when_a_plugin_logs_keras_style_names(workdir, capsys):
     """``train_loss`` (a plugin's own name) and ``train/loss`` would both be drawn to train_loss.png."""
     for run, key in (("contract", "train/loss"), ("keras", "train_loss")):

@@ -122,8 +122,9 @@ class WatchedMetricsCheck(Callback):
     ``ModelCheckpoint`` raised a traceback at the end of the first epoch, and a search trial
     trained to its end only to be failed for want of its objective, trial after trial. The
     sanity check's validation logs the task's metrics before the first training step, so the
-    check runs then, when the run has written nothing yet. A task that logs nothing in the
-    sanity check (or a run without one) is checked at its first validation's end instead. Only
+    check runs then, when the run has written nothing yet, also for a task that logs its
+    validation metrics under other names (``val_acc``: the line names them). A task that logs
+    nothing in the sanity check (or a run without one) is checked at its first validation's end instead. Only
     ``val/`` metrics are checked: training metrics are not logged before training.
     """
 
@@ -141,15 +142,27 @@ class WatchedMetricsCheck(Callback):
         if self.checked:
             return
         logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
-        if not (logged or first_epoch):
+        # A task that logs its validation metrics under other names (Keras' val_acc) logs them in the
+        # sanity check too: waiting for the first epoch would only train one for nothing.
+        elsewhere = sorted(k for k in trainer.callback_metrics if k.startswith("val") and not k.startswith("val/"))
+        if not (logged or elsewhere or first_epoch):
             return
         self.checked = True
         for metric, what, where in watched_metrics(trainer):
             if metric.startswith("val/") and metric not in trainer.callback_metrics:
                 close = difflib.get_close_matches(metric, logged, n=1, cutoff=0.6)
+                if logged:
+                    advice = f"give one of {', '.join(logged)} to {where}"
+                elif elsewhere:
+                    advice = (
+                        f"it logs {', '.join(elsewhere)} in validation, none under val/: log them as val/<name> "
+                        f"(the names checkpoints, reports and plots use), or change {where}"
+                    )
+                else:
+                    advice = f"it logs no val/ metric; change {where}"
                 raise ConfigError(
                     f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}",
-                    f"give one of {', '.join(logged)} to {where}" if logged else f"it logs no val/ metric; change {where}",
+                    advice,
                 )
 
 
