@@ -65,6 +65,29 @@ def test_two_offline_runs_hold_what_the_csv_holds(tiny_args, workdir, capsys):
     assert len(set(run_ids)) == 2  # one W&B run per Lightning run, never reused
 
 
+@pytest.mark.parametrize(
+    ("setting", "env_mode", "reason"),
+    [
+        ("offline", None, "W&B is offline (as run.wandb asks)"),
+        ("auto", "offline", "W&B is offline (as WANDB_MODE=offline in the environment asks)"),
+        ("auto", None, "W&B is offline (no credentials found; `wandb login` to log online)"),
+    ],
+    ids=["run.wandb-offline", "WANDB_MODE-offline", "no-credentials"],
+)
+def test_the_offline_line_says_why_w_and_b_is_offline(tiny_args, workdir, monkeypatch, capsys, setting, env_mode, reason):
+    """It said "no credentials found" for every offline run, also for one asked to be offline by a user logged in."""
+    monkeypatch.setenv("HOME", str(workdir))  # no ~/.netrc: W&B's credentials are only what the test sets
+    if env_mode:
+        monkeypatch.setenv("WANDB_MODE", env_mode)
+    else:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    if setting != "auto":  # logged in: a key exists, and the run is offline because it was asked to be
+        monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    HWCLI(args=tiny_args("fit", "--run.wandb", setting, "--run.name", "r", "--run.test_after_fit", "false"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("W&B is offline")]
+    assert lines == [f"{reason}; the sync command follows at the end."]
+
+
 def test_wandb_failure_leaves_training_on_csv(tiny_args, workdir, monkeypatch, capsys):
     import wandb
 

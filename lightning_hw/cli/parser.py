@@ -489,7 +489,7 @@ class HWCLI(CLIHooks):
         if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
             self.loggers = [RunCSVLogger(run.directory)]
             wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())
-            problem = start_wandb(wandb, run.directory) if wandb else None
+            problem = start_wandb(wandb, run.directory, settings.wandb) if wandb else None
             if problem:
                 print(problem, file=sys.stderr)
             elif wandb is not None:

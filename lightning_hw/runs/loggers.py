@@ -39,6 +39,21 @@ def wandb_mode(setting: str) -> str:
     return "offline"
 
 
+def offline_reason(setting: str) -> str:
+    """Why a W&B run of the ``run.wandb`` ``setting`` is offline, for the line that says so.
+
+    Not always "no credentials": a user who is logged in gets an offline run by asking for one.
+
+    Args:
+        setting: ``run.wandb`` (one of :data:`WANDB_MODES`).
+    """
+    if setting == "offline":
+        return "as run.wandb asks"
+    if setting == "auto" and os.environ.get("WANDB_MODE") == "offline":
+        return "as WANDB_MODE=offline in the environment asks"
+    return "no credentials found; `wandb login` to log online"
+
+
 class MetricsFile:
     """``metrics.csv`` of one run: rows are appended, and nothing is ever deleted.
 
@@ -194,8 +209,13 @@ def wandb_settings() -> Any:
     return None if is_verbose() else wandb.Settings(quiet=True)
 
 
-def start_wandb(logger: WandbLogger, directory: Path) -> str | None:
+def start_wandb(logger: WandbLogger, directory: Path, setting: str = "auto") -> str | None:
     """Start the W&B run now (a failure is reported once, before training, not mid-run).
+
+    Args:
+        logger: the run's W&B logger, not started yet.
+        directory: the run (or evaluation) directory.
+        setting: ``run.wandb``, which says why an offline run is offline.
 
     Returns:
         ``None`` when it started, else a sentence saying why not.
@@ -213,7 +233,7 @@ def start_wandb(logger: WandbLogger, directory: Path) -> str | None:
             if not id_file.is_file() or id_file.read_text().strip() != experiment.id:
                 id_file.write_text(experiment.id)
             if getattr(experiment, "offline", False):
-                print("W&B is offline (no credentials found; `wandb login` to log online); the sync command follows at the end.")
+                print(f"W&B is offline ({offline_reason(setting)}); the sync command follows at the end.")
     except BaseException as err:
         # No logger holds the run W&B may have opened by now, so nothing else would close it
         # but W&B's exit hook: after an interrupt, once the rollback has removed its files,
