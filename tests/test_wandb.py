@@ -88,6 +88,31 @@ def test_the_offline_line_says_why_w_and_b_is_offline(tiny_args, workdir, monkey
     assert lines == [f"{reason}; the sync command follows at the end."]
 
 
+def test_the_printed_sync_command_names_the_run_files_when_pasted_into_a_shell(tiny_args, workdir, capsys):
+    """A run root with a space (``my runs``) printed ``wandb sync my runs/...``: two arguments, neither the run."""
+    import subprocess
+
+    root = workdir / "my runs"
+
+    def synced_paths() -> list[Path]:
+        line = next(line for line in capsys.readouterr().out.splitlines() if "wandb sync" in line)
+        command = line.split("upload it with: ", 1)[1]
+        assert command.startswith("wandb sync ")
+        # What the shell hands to `wandb sync`, globs expanded as the user's shell would.
+        shell = subprocess.run(
+            ["bash", "-c", f"printf '%s\\n' {command.removeprefix('wandb sync ')}"], capture_output=True, text=True, cwd=workdir
+        )
+        return sorted(Path(workdir, p) for p in shell.stdout.splitlines())
+
+    common = ("--run.wandb", "offline", "--run.root", str(root), "--run.name", "r", "--run.test_after_fit", "false")
+    HWCLI(args=tiny_args("fit", *common))
+    run_dir = root / "quickstart" / "r"
+    assert synced_paths() == [f.parent for f in wandb_files.run_files(run_dir)]
+    HWCLI(args=tiny_args("fit", *common, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    sessions = [f.parent for f in wandb_files.run_files(run_dir)]
+    assert len(sessions) == 2 and synced_paths() == sessions  # a resumed run: both sessions' files
+
+
 def test_wandb_failure_leaves_training_on_csv(tiny_args, workdir, monkeypatch, capsys):
     import wandb
 

@@ -7,6 +7,7 @@ import csv
 import io
 import netrc
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -299,9 +300,10 @@ def sync_command(sync_dir: Path, run_id: str) -> str:
 
     A resumed run writes one ``offline-run-<time>-<id>`` directory per session (wandb adds
     ``-1``, ``-2``... when two start in the same second), all with the same run id;
-    syncing them in name (= time) order rebuilds the one W&B run.
+    syncing them in name (= time) order rebuilds the one W&B run. The path is quoted for the
+    shell (a run root such as ``my runs``), the glob is not: the user's shell expands it.
     """
     pattern = f"offline-run-*-{run_id}*"
     if len(list(sync_dir.parent.glob(pattern))) > 1:
-        return f"wandb sync {sync_dir.parent}/{pattern}"
-    return f"wandb sync {sync_dir}"
+        return f"wandb sync {shlex.quote(str(sync_dir.parent))}/{pattern}"
+    return f"wandb sync {shlex.quote(str(sync_dir))}"
