@@ -561,6 +561,20 @@ def test_new_plugin_fills_an_empty_folder_and_a_new_one(workdir):
     assert [p.name for p in (workdir / "new" / "sub").iterdir()] == ["other"]
 
 
+def test_new_plugin_prints_next_commands_that_a_shell_runs_as_shown(workdir, capsys):
+    """Under ``--dir "my code"`` it printed ``pip install -e my code/spaced``: pip was given two paths."""
+    import shlex
+
+    assert new_plugin_main(["spaced", "--dir", "my code"]) == 0
+    commands = capsys.readouterr().out.split("Next:\n", 1)[1].splitlines()
+    root = workdir / "my code" / "spaced"
+    assert [Path(workdir, shlex.split(c)[-1]) for c in commands if c.strip().startswith(("pip", "python -m pytest"))] == [
+        root, root
+    ]  # fmt: skip
+    (fit,) = [shlex.split(c) for c in commands if " fit " in c]
+    assert Path(workdir, fit[-1]) == root / "configs" / "spaced.yaml" and Path(workdir, fit[-1]).is_file()
+
+
 def test_new_plugin_gives_its_folder_the_usual_mode_without_setting_the_umask(tmp_path, monkeypatch):
     # mkdtemp's folder is private (0700); its mode is taken from the umask, read as atomic_open reads
     # it: setting and restoring it let another thread's files be created with none in between.

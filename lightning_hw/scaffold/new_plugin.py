@@ -14,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import keyword
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -149,12 +150,14 @@ def new_plugin_main(argv: list[str], debug: bool = False) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     files = "\n".join(f"  {p.relative_to(root)}" for p in sorted(root.rglob("*")) if p.is_file())
+    # Quoted for the shell, so that each command runs as shown under a --dir such as "my code".
+    package, config = shlex.quote(str(root)), shlex.quote(str(root / "configs" / (names.module + ".yaml")))
     print(
         f"Created the plugin {names.dist} in {root}:\n{files}\n"
         f"Task {names.task} and datamodule {names.data} are declared as entry points in pyproject.toml. Next:\n"
-        f"  pip install -e {root}\n"
+        f"  pip install -e {package}\n"
         f"  python -m lightning_hw list\n"
-        f"  python -m lightning_hw fit --config {root / 'configs' / (names.module + '.yaml')}\n"
-        f"  python -m pytest {root}"
+        f"  python -m lightning_hw fit --config {config}\n"
+        f"  python -m pytest {package}"
     )
     return 0
