@@ -62,6 +62,28 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_args, workdir, extra, kill_
     assert all(torch.equal(final[k], expected[k]) for k in expected)
 
 
+def test_a_runs_config_resumed_from_another_directory_is_refused_not_restarted(tiny_args, workdir, monkeypatch, capsys):
+    """``fit --config ../runs/g/n/config.yaml --ckpt_path last`` from another directory: the saved ``run.root: runs``
+    named ./runs/g/n there, which "has no checkpoint yet", and a new run of the same name trained from scratch."""
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.root", "runs", "--run.test_after_fit", "false"))
+    (workdir / "elsewhere").mkdir()
+    monkeypatch.chdir(workdir / "elsewhere")
+    resume = ["fit", "--config", "../runs/quickstart/r/config.yaml", "--ckpt_path", "last", "--trainer.max_epochs", "2"]
+    code, line = error_of(resume, capsys)
+    assert code == 2
+    assert line == (
+        "error: --ckpt_path last: ../runs/quickstart/r/config.yaml is the config of run ../runs/quickstart/r, but "
+        "run.root runs, read from this directory, names runs/quickstart/r, which has no checkpoint; continue "
+        "../runs/quickstart/r with --run.root ../runs (or from the directory it was started in)"
+    )
+    assert list((workdir / "elsewhere").iterdir()) == []  # no second run of the same name
+    HWCLI(args=[*resume, "--run.root", "../runs", "--trainer.enable_progress_bar", "false"])  # the advice works
+    rows = (workdir / "runs" / "quickstart" / "r" / "metrics.csv").read_text().splitlines()
+    assert sorted({row.split(",")[0] for row in rows[1:]}) == ["0", "1"]  # the same run went on to its epoch 1
+
+
 @pytest.mark.slow
 def test_killed_run_streaming_image_files_resumes_inside_the_epoch(workdir):
     """A folder streamed from disk by 2 workers, augmented: killed at step 10, resumed from step 8

@@ -487,6 +487,8 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
                 else "it stopped before its first checkpoint: start it again under another --run.name"
             )
             raise ConfigError(f"run {run_dir} has no {CHECKPOINT_DIR}/{LAST_CHECKPOINT} to continue from; {why}")
+        if inherited is None:
+            _refuse_a_run_config_read_from_elsewhere(config_files, root, run_dir)
         note = f"--ckpt_path last: {run_dir} has no checkpoint yet, so the run starts from the beginning"
         return Run(settings, stage, "create", group, name, run_dir, run_dir, None, note=note)
     if ckpt_path == "hpc" or (ckpt_path is None and _requeued_slurm_job(run_dir)):
@@ -505,6 +507,34 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
             "or start a new run with another --run.name"
         )
     return Run(settings, stage, "create", group, name, run_dir, run_dir, ckpt_path, unique=unique)
+
+
+def _refuse_a_run_config_read_from_elsewhere(config_files: list[str], root: Path, run_dir: Path) -> None:
+    """Refuse ``--ckpt_path last`` with a run's own ``config.yaml`` that names another, checkpoint-less directory.
+
+    A saved config holds the ``run.root`` as given (``runs``, relative): read from another
+    working directory it names a run directory that does not exist, where "last" would
+    start a new run of the same name from scratch instead of continuing the run it asks for.
+
+    Args:
+        config_files: the ``--config`` files, in order.
+        root: the run root as configured.
+        run_dir: the directory this command would create.
+
+    Raises:
+        ConfigError: a ``--config`` is a run's ``config.yaml`` whose run has ``last.ckpt``, and it is not ``run_dir``.
+    """
+    for config in map(Path, config_files):
+        home = config.parent
+        if config.name != CONFIG_FILE or not (home / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+            continue
+        if home.resolve() == run_dir.resolve() or (home.name, home.parent.name) != (run_dir.name, run_dir.parent.name):
+            continue  # the run itself, or a run of another name (saved_elsewhere notes a copied one)
+        raise ConfigError(
+            f"--ckpt_path last: {config} is the config of run {home}, but run.root {root}, read from this "
+            f"directory, names {run_dir}, which has no checkpoint; continue {home} with --run.root "
+            f"{shlex.quote(str(home.parent.parent))} (or from the directory it was started in)"
+        )
 
 
 def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ckpt_path: str | None, inherited: Path | None) -> Run:
