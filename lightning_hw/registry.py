@@ -18,6 +18,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import sys
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -85,11 +86,14 @@ def _load(kind: str, ep) -> Component:
     # SystemExit too: a plugin that calls sys.exit() on import must not end the CLI.
     except (Exception, SystemExit) as err:  # noqa: BLE001 - any plugin error must stay contained
         reason = (f"{type(err).__name__}: {err}".strip().splitlines() or [type(err).__name__])[0]
-        warnings.warn(
-            f"plugin {dist!r}: {kind} {ep.name!r} ({ep.value}) failed to import and is skipped: {reason}; {fix}",
-            PluginLoadWarning,
-            stacklevel=3,
-        )
+        if isinstance(err, AttributeError) and ep.module in sys.modules:
+            # The module imported; only the name after ':' is wrong. Its classes are imported, so a
+            # config naming one still finds it: "failed to import and is skipped" would be untrue.
+            said = f"names {ep.attr!r}, which its module {ep.module} does not define ({reason})"
+            fix = "fix the entry point in the plugin's pyproject.toml and reinstall it (pip install -e its folder)"
+        else:
+            said = f"failed to import and is skipped: {reason}"
+        warnings.warn(f"plugin {dist!r}: {kind} {ep.name!r} ({ep.value}) {said}; {fix}", PluginLoadWarning, stacklevel=3)
         return Component(kind, ep.name, ep.value, dist, None, reason, traceback.format_exc())
     if not (inspect.isclass(obj) and issubclass(obj, _base_class(kind))):
         reason = f"{ep.value} is not a {_base_class(kind).__name__} subclass"

@@ -148,6 +148,25 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_loads(site):
 
 
 @pytest.mark.slow
+def test_an_entry_point_naming_a_class_its_module_lacks_is_not_said_to_be_skipped(site):
+    """``MyTask = typo_plugin:MyTsk`` was "failed to import and is skipped", yet a config naming ``MyTask`` trained it."""
+    fake_distribution(
+        site,
+        "typo-plugin",
+        {"typo_plugin": "from lightning.pytorch import LightningModule\nclass MyTask(LightningModule):\n    pass\n"},
+        {"lightning_hw.tasks": {"MyTask": "typo_plugin:MyTsk"}},
+    )
+    importlib.invalidate_caches()
+    with pytest.warns(PluginLoadWarning) as caught:
+        registry.discover()
+    said = [str(w.message) for w in caught if issubclass(w.category, PluginLoadWarning) and "typo-plugin" in str(w.message)]
+    assert said == [
+        "plugin 'typo-plugin': task 'MyTask' (typo_plugin:MyTsk) names 'MyTsk', which its module typo_plugin does not "
+        "define (AttributeError: module 'typo_plugin' has no attribute 'MyTsk'); fix the entry point in the plugin's "
+        "pyproject.toml and reinstall it (pip install -e its folder)"
+    ]
+
+
 def test_a_broken_plugin_does_not_break_the_cli(site, workdir):
     _add_broken_plugin(site)
     env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "disabled"}
