@@ -99,7 +99,7 @@ class RunningTop:
         self.scores, self.fields = None, {}
 
 
-class _TestSamples(Callback):
+class KeptTestSamples(Callback):
     """Shared by the interpretation callbacks: the running top ``N`` and the test sample positions.
 
     A subclass names what it needs from the task (``output_key`` in ``test_step``'s returned dict,
@@ -167,6 +167,26 @@ class _TestSamples(Callback):
             return torch.stack([torch.as_tensor(dataset[i][0]) for i in positions.tolist()])
         return None
 
+    def images_to_draw(self, trainer: Trainer, fields: dict[str, torch.Tensor], what: str) -> torch.Tensor | None:
+        """The kept test samples' images as stored, else their model inputs stretched to the visible range.
+
+        ``None`` (said once) when neither is an image, e.g. the backbone features a
+        :class:`~lightning_hw.callbacks.feature_cache.FeatureCache` served to a test without stored images.
+
+        Args:
+            trainer: the trainer (its datamodule holds the stored samples).
+            fields: the gathered fields, with ``position`` and ``inputs``.
+            what: the figure, for the message (``worst_faces.png``).
+        """
+        images = self.raw_inputs(trainer, fields["position"])
+        if images is not None:
+            return images
+        if not _is_image(fields["inputs"][0]):
+            rank_zero_info(f"{type(self).__name__}: the test split has no stored images to draw; no {what}")
+            return None
+        images = torch.stack([torch.as_tensor(_displayable(x)) for x in fields["inputs"]])
+        return images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+
     def say_unsupported(self, pl_module: LightningModule, what: str) -> bool:
         """Report once, after the test, that the task gave nothing to rank; whether it did."""
         if self._unsupported is None:
@@ -175,7 +195,7 @@ class _TestSamples(Callback):
         return True
 
 
-class ClassificationInterpretation(_TestSamples):
+class ClassificationInterpretation(KeptTestSamples):
     """After each test of a classifier: ``top_losses.png`` and ``most_confused.csv`` (see the module doc).
 
     Needs a task whose ``test_step`` returns its raw outputs (``{"loss", "outputs"}``) and
@@ -351,7 +371,7 @@ def bar_labels(datamodule: Any) -> list[str] | None:
     return getattr(datamodule, "plot_feature_names", None) or getattr(datamodule, "feature_names", None)
 
 
-class WorstFaces(_TestSamples):
+class WorstFaces(KeptTestSamples):
     """After each test of a landmark task: ``worst_faces.png``, the faces with the highest NME (see the module doc).
 
     Needs a task whose ``test_step`` returns its predicted points (``{"loss", "points"}``) and
@@ -387,10 +407,9 @@ class WorstFaces(_TestSamples):
         if kept is None:
             return
         errors, fields = kept
-        images = self.raw_inputs(trainer, fields["position"])
-        if images is None:  # no stored images: the model inputs, stretched to the visible range
-            images = torch.stack([torch.as_tensor(_displayable(x)) for x in fields["inputs"]])
-            images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+        images = self.images_to_draw(trainer, fields, "worst_faces.png")
+        if images is None:
+            return
         scale = pl_module.pixel_scale.cpu()
         fig = self.figure(images, fields["target"].float() * scale, fields["points"].float() * scale, errors)
         log_figure(trainer, "worst_faces", fig, caption="highest-NME test faces: true green circles, predicted red crosses")

@@ -21,10 +21,9 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_hw.callbacks.interpretation import _is_image, _TestSamples
-from lightning_hw.callbacks.plots import _displayable, log_figure
+from lightning_hw.callbacks.interpretation import KeptTestSamples
+from lightning_hw.callbacks.plots import log_figure
 
 
 def draw_landmarks(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, columns: int = 4):
@@ -65,7 +64,7 @@ def draw_landmarks(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor,
     return fig
 
 
-class LandmarkPlots(_TestSamples):
+class LandmarkPlots(KeptTestSamples):
     """Draw the first test images with their true and predicted points after testing.
 
     Needs a task whose ``test_step`` returns its predicted points (``{"loss", "points"}``)
@@ -103,13 +102,9 @@ class LandmarkPlots(_TestSamples):
         if kept is None:
             return
         _, fields = kept
-        images = self.raw_inputs(trainer, fields["position"])
-        if images is None:  # no stored images: the model inputs, stretched to the visible range
-            if not _is_image(fields["inputs"][0]):  # e.g. cached backbone features
-                rank_zero_info(f"{type(self).__name__}: the test split has no stored images to draw; no {self.name}.png")
-                return
-            images = torch.stack([torch.as_tensor(_displayable(x)) for x in fields["inputs"]])
-            images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+        images = self.images_to_draw(trainer, fields, f"{self.name}.png")
+        if images is None:
+            return
         true, pred = (pl_module.to_pixels(fields[name].to(pl_module.device)).cpu() for name in ("target", "points"))
         fig = draw_landmarks(images, true, pred)
         self.path = log_figure(trainer, self.name, fig, caption="true: green circles, predicted: red crosses")
