@@ -61,6 +61,17 @@ def tiny_args(workdir):
     return build
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_home(tmp_path_factory):
+    """The session's ``XDG_CACHE_HOME`` (subprocesses inherit it): `list`'s table and other caches stay out of ~/.cache.
+
+    A test that runs ``list`` wrote the real ``~/.cache/lightning-hw/list.json`` of whoever ran the suite.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry(tmp_path_factory):
     """Forget discovered plugins between tests, and the plugin modules a test imported.
