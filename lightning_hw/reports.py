@@ -539,7 +539,8 @@ def main(argv: list[str]) -> int:
     # One directory (a study or a single run): <DIR>/report, never the report of the study a run belongs to.
     default = (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / "report"
     out = Path(options.out) if options.out else default
-    check_out(out, runs, default)
+    if options.out:  # the default (a study's or the run's own report/) is never another run's record
+        check_out(out, runs, default)
     out.mkdir(parents=True, exist_ok=True)
     title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
 

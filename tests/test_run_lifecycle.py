@@ -224,6 +224,23 @@ def test_fit_never_saves_a_new_run_inside_a_run(trained, tmp_path, where):
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
+def test_a_project_with_weights_and_a_resume_from_inside_its_run_are_not_refused(trained, tmp_path):
+    """Not records: a project folder keeping downloaded weights in checkpoints/ (refused as "a run"), and a run resumed
+    in place by its checkpoint's path from inside its own folder (refused as "saved in runs/quickstart")."""
+    project = tmp_path / "project"
+    (project / "checkpoints").mkdir(parents=True)
+    (project / "checkpoints" / "resnet18.ckpt").write_bytes(b"weights")
+    result = in_process(*tiny("fit", Path("runs"), "--run.name", "mine"), cwd=project)
+    assert result.returncode == 0, shown(result)
+    assert (project / "runs" / "quickstart" / "mine" / "checkpoints" / "last.ckpt").is_file()
+
+    run = copy_runs(trained, tmp_path) / "quickstart" / RUN
+    result = in_process(*tiny("fit", Path("runs"), "--ckpt_path", "checkpoints/last.ckpt", "--trainer.max_epochs", "3"), cwd=run)
+    assert result.returncode == 0, shown(result)
+    assert json.loads((run / "status.json").read_text())["epoch"] == 3
+
+
 # -- 2. a failed resume touches nothing --------------------------------------------------------
 
 

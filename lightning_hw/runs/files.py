@@ -47,14 +47,13 @@ def is_run_record(directory: Path) -> bool:
     """Whether ``directory`` is a run's record, by evidence only a run leaves (stricter than :func:`holds_record`).
 
     :func:`holds_record` takes any one of its files as a run, which suits refusing to start a
-    run there, but a project folder with a ``config.yaml`` or a ``metrics.csv`` of its own is
-    no run: a run has its ``status.json``, a checkpoint, or both a config and metrics.
+    run there, but a project folder with a ``config.yaml``, a ``metrics.csv`` or downloaded
+    weights in ``checkpoints/`` of its own is no run: a run has its ``status.json``, or its
+    ``config.yaml`` with its metrics or checkpoints.
     """
     if (directory / STATUS_FILE).is_file():
         return True
-    if (directory / CONFIG_FILE).is_file() and (directory / METRICS_FILE).is_file():
-        return True
-    return _holds_checkpoints(directory)
+    return (directory / CONFIG_FILE).is_file() and ((directory / METRICS_FILE).is_file() or _holds_checkpoints(directory))
 
 
 def recorded_directory(path: Path) -> Path | None:

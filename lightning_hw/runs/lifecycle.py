@@ -455,8 +455,6 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         return Run(settings, stage, "scratch", group, directory.name, directory, directory, ckpt_path)
     if stage != "fit":
         return _plan_evaluation(settings, stage, root, group, ckpt_path, inherited)
-    if inherited is None:
-        check_outside_records(root / group, "the run")
     name = settings.name or naming.job_run_name()
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
@@ -469,6 +467,8 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
             )
         # The checkpoint's own run continues in place.
         return Run(settings, stage, "resume", ckpt_run.parent.name, ckpt_run.name, ckpt_run, ckpt_run, str(ckpt_path))
+    if inherited is None:  # from here on the run is root/group/name: never among another run's files
+        check_outside_records(root / group, "the run")
     unique = inherited is None and name is None
     if inherited is not None:
         name = inherited.name
