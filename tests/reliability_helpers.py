@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch import Callback
 
 from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.tasks.classification import Classifier
 from lightning_hw.data.io.files import read_csv_table
 from lightning_hw.data.datasets.mobile_price import MobilePrice
 from lightning_hw.data.datasets.moons import TwoMoons
@@ -44,6 +45,13 @@ class PoisonAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             batch[0].fill_(float("nan"))  # batches are gathered copies: the dataset stays clean
+
+
+class MetricsAfterSanityCheck(Classifier):
+    """A Classifier that skips its epoch metrics while Lightning sanity checks (as a task with an expensive metric may)."""
+
+    def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        return {} if self.trainer.sanity_checking else super().compute_epoch_metrics(stage)
 
 
 class CSVPoints(InMemoryDataModule):

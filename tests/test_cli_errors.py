@@ -303,3 +303,10 @@ def test_a_monitor_the_task_never_logs_is_one_line_and_leaves_no_run(tiny_args, 
         "give one of val/acc, val/f1, val/loss to run.monitor"
     )
     assert not [p for p in (workdir / "runs").rglob("*") if p.is_file()]  # nothing trained, nothing recorded
+    # A metric the task skips while sanity checking (no close match: no typo) is checked after the first real
+    # validation: such a task trains, and a monitor it never logs is refused then.
+    skipping = ("--model", "reliability_helpers.MetricsAfterSanityCheck", "--run.test_after_fit", "false")
+    cli.HWCLI(args=tiny_args("fit", "--run.monitor", "val/acc", "--run.name", "skips", *skipping))
+    assert (workdir / "runs" / "quickstart" / "skips" / "checkpoints" / "last.ckpt").is_file()
+    code, line = error_of(tiny_args("fit", "--run.monitor", "val/top5", "--run.name", "top5", *skipping), capsys)
+    assert code == 2 and line.startswith("error: run.monitor val/top5 is not a metric this run logs; give one of val/acc")

@@ -120,50 +120,53 @@ class WatchedMetricsCheck(Callback):
     The best checkpoint's metric (``run.monitor``, or a ``ModelCheckpoint``'s ``monitor``) and
     a search trial's objective are typed by hand. Misspelt (``val/accc``), Lightning's
     ``ModelCheckpoint`` raised a traceback at the end of the first epoch, and a search trial
-    trained to its end only to be failed for want of its objective, trial after trial. The
-    sanity check's validation logs the task's metrics before the first training step, so the
-    check runs then, when the run has written nothing yet, also for a task that logs its
-    validation metrics under other names (``val_acc``: the line names them). A task that logs
-    nothing in the sanity check (or a run without one) is checked at its first validation's end instead. Only
-    ``val/`` metrics are checked: training metrics are not logged before training.
+    trained to its end only to be failed for want of its objective, trial after trial.
+
+    The sanity check's validation logs the task's metrics before the first training step, so a
+    clear mistake is refused then, when the run has written nothing yet: a metric close to one
+    the task logs (the typo), or a task logging its validation metrics under other names
+    (``val_acc``: the line names them). A metric merely absent there may be one the task skips
+    while sanity checking (an expensive metric): it is checked at the end of the first real
+    validation, as is every metric of a run without a sanity check. Only ``val/`` metrics are
+    checked: training metrics are not logged before training.
     """
 
     def __init__(self) -> None:
         self.checked = False
 
     def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._check(trainer, first_epoch=False)
+        self._check(trainer, validated=False)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._check(trainer, first_epoch=True)
+            self._check(trainer, validated=True)
 
-    def _check(self, trainer: Trainer, first_epoch: bool) -> None:
+    def _check(self, trainer: Trainer, validated: bool) -> None:
+        """Refuse a watched metric the task did not log; ``validated``: after a real validation, not the sanity check."""
         if self.checked:
             return
         logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
-        # A task that logs its validation metrics under other names (Keras' val_acc) logs them in the
-        # sanity check too: waiting for the first epoch would only train one for nothing.
         elsewhere = sorted(k for k in trainer.callback_metrics if k.startswith("val") and not k.startswith("val/"))
-        if not (logged or elsewhere or first_epoch):
-            return
-        self.checked = True
         for metric, what, where in watched_metrics(trainer):
-            if metric.startswith("val/") and metric not in trainer.callback_metrics:
-                close = difflib.get_close_matches(metric, logged, n=1, cutoff=0.6)
-                if logged:
-                    advice = f"give one of {', '.join(logged)} to {where}"
-                elif elsewhere:
-                    advice = (
-                        f"it logs {', '.join(elsewhere)} in validation, none under val/: log them as val/<name> "
-                        f"(the names checkpoints, reports and plots use), or change {where}"
-                    )
-                else:
-                    advice = f"it logs no val/ metric; change {where}"
-                raise ConfigError(
-                    f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}",
-                    advice,
+            if not metric.startswith("val/") or metric in trainer.callback_metrics:
+                continue
+            # Compared without the "val/" every name shares, which alone made val/top5 "close" to val/loss.
+            close = [f"val/{c}" for c in difflib.get_close_matches(metric[4:], [k[4:] for k in logged], n=1, cutoff=0.6)]
+            if not (validated or close or (elsewhere and not logged)):
+                return  # perhaps skipped while sanity checking: the first real validation tells
+            if logged:
+                advice = f"give one of {', '.join(logged)} to {where}"
+            elif elsewhere:
+                advice = (
+                    f"it logs {', '.join(elsewhere)} in validation, none under val/: log them as val/<name> "
+                    f"(the names checkpoints, reports and plots use), or change {where}"
                 )
+            else:
+                advice = f"it logs no val/ metric; change {where}"
+            raise ConfigError(
+                f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}", advice
+            )
+        self.checked = validated or bool(logged or elsewhere)  # all there; a sanity check that logged nothing proves nothing
 
 
 def watched_metrics(trainer: Trainer) -> list[tuple[str, str, str]]:
