@@ -431,6 +431,13 @@ def test_a_misspelt_objective_stops_the_search_at_once_and_the_fixed_file_goes_o
     assert exit_info.value.code == 0
     (done,) = finished(load(path))
     assert done.state.name == "COMPLETE" and done.value is not None
+    # A misspelt run.monitor of the study's args (every trial's) stops it the same way, and counts nothing.
+    monitored = write_search(workdir, name="m", trials=1, objective="val/acc", args={**TINY, "run.monitor": "val/accc"})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(monitored)])
+    assert exit_info.value.code == 2
+    assert "refused before training: error: run.monitor val/accc is not a metric this run logs" in capsys.readouterr().out
+    assert len(finished(load(monitored))) == 0
 
 
 def test_a_study_waiting_for_a_trial_running_elsewhere_says_so(workdir, capsys):

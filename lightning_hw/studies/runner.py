@@ -617,7 +617,7 @@ def _run_trial(
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
-    elif code == ConfigError.exit_code and not status and (objective_not_logged(job) or shared_command_refused(search, extra, job)):
+    elif code == ConfigError.exit_code and not status and (shared_metric_not_logged(search, job) or shared_command_refused(search, extra, job)):
         # The fit refused what every run of the study shares (a mistyped option, an objective its
         # task never logs): every trial would be refused, so the study stops, and the trial is
         # queued again rather than counted, or a typo would use up a search's whole budget without
@@ -670,15 +670,24 @@ def shared_command_refused(search: SearchStudy, extra: list[str], job: Job | Non
     return checked.returncode == ConfigError.exit_code
 
 
-def objective_not_logged(job: Job) -> bool:
-    """Whether a search trial's ``fit`` stopped because its task never logs the study's objective.
+def shared_metric_not_logged(search: SearchStudy, job: Job) -> bool:
+    """Whether a run's ``fit`` stopped because its task never logs a metric every run of the study watches.
 
-    :class:`lightning_hw.callbacks.guards.WatchedMetricsCheck` says so at the sanity check,
-    before the first training step: the objective is the study file's, the same for every trial.
+    :class:`lightning_hw.callbacks.guards.WatchedMetricsCheck` says so before training (or after
+    the first validation): for a search's objective, which is the study file's, and for a
+    ``run.monitor`` that no variant or searched parameter sets per run (the base config's, a
+    typo every run would repeat, each using up a trial).
     """
     from lightning_hw.callbacks.guards import OBJECTIVE
 
-    return (_error_line(job) or "").startswith(f"error: {OBJECTIVE} ")
+    line = _error_line(job) or ""
+    if line.startswith(f"error: {OBJECTIVE} "):
+        return True
+    if not line.startswith("error: run.monitor "):
+        return False
+    if search.is_grid:
+        return not any(a.partition("=")[0] == "--run.monitor" for v in search.study.variants for a in v.args)
+    return "run.monitor" not in search.space
 
 
 def _refusal(job: Job) -> str:
