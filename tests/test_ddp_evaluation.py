@@ -92,6 +92,20 @@ def test_ddp_test_metrics_are_those_of_one_process(ddp_run, one_process_test):
 
 
 @pytest.mark.slow
+def test_ddp_test_of_last_rebuilds_every_process_with_the_checkpoints_settings(ddp_run):
+    """``--ckpt_path last --model.init_args.head sigmoid_bce``: the first process took the checkpoint's head (and
+    warned), the second the command line's, and test/loss was the mean of the two heads' losses."""
+    proc = ddp_cli("test", "--config", str(ddp_run / "config.yaml"), "--ckpt_path", "last",
+                   "--model.init_args.head", "sigmoid_bce", cwd=ddp_run.parents[2])  # the run's config: 2 processes
+    assert proc.stderr.count("warning: the task is rebuilt") == 1, proc.stderr[-2000:]
+    (two,) = [r for r in rows(newest_eval(ddp_run, "test") / "metrics.csv") if r["test/acc"]]
+    output_of("test", "--ckpt_path", str(ddp_run / "checkpoints" / "last.ckpt"), *ONE)
+    (one,) = [r for r in rows(newest_eval(ddp_run, "test") / "metrics.csv") if r["test/acc"]]
+    for name in ("test/acc", "test/loss"):
+        assert float(two[name]) == pytest.approx(float(one[name]), abs=1e-6), name
+
+
+@pytest.mark.slow
 def test_ddp_predict_writes_every_sample_once_in_order(ddp_run):
     """Both processes wrote one file, each its own share under the ids of the first samples: half were lost."""
     from sklearn.datasets import load_digits

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressB
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
@@ -472,7 +472,7 @@ class HWCLI(CLIHooks):
             self._predict_ids = read_predict_inputs(chosen.predict_from, self.datamodule, chosen.get("on_unreadable", "fail"))
         del checkpoint  # a big model's state (optimizer included) is not kept for the whole run
         if self._replaced_settings:  # every check has passed: the command goes on with the checkpoint's settings
-            warnings.warn(self._replaced_settings, CheckpointSettingsWarning, stacklevel=2)
+            rank_zero_warn(self._replaced_settings, category=CheckpointSettingsWarning)  # once, not once per DDP process
         self.run = run
         run.open()
         self.run_dir = run.directory

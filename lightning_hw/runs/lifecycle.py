@@ -539,14 +539,16 @@ def _refuse_a_run_config_read_from_elsewhere(config_files: list[str], root: Path
 
 def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ckpt_path: str | None, inherited: Path | None) -> Run:
     """validate/test/predict: ``<run>/eval/<stage>-<time>/`` of the checkpoint's run (else of the group)."""
-    if settings.name and inherited is None:
+    if settings.name:
         named = root / group / settings.name
         if ckpt_path == "last":
+            # In a DDP worker too (inherited: the first process's eval directory): every process must load, and
+            # rebuild its task from, the same file, not Lightning's own idea of "last".
             last = named / CHECKPOINT_DIR / LAST_CHECKPOINT
             if not last.is_file():
                 raise ConfigError(f"--ckpt_path last: {last} does not exist; give the checkpoint file to {stage}")
             ckpt_path = str(last)
-        elif not ckpt_path and holds_record(named):
+        elif not ckpt_path and inherited is None and holds_record(named):
             # Without weights the model is untrained: its scores must not be filed as that run's.
             raise ConfigError(
                 f"{stage} of run {named} needs its weights: add --ckpt_path last, or "
