@@ -457,14 +457,11 @@ def _order(study: Study):
 
 def _project(study: Study, extra: list[str] = ()) -> str:
     """The W&B project the variants log to: ``run.project`` from the command line, the study or its base config."""
-    given = None
-    for index, argument in enumerate(extra):  # the last one given wins, as in fit
-        if argument.startswith("--run.project="):
-            given = argument.split("=", 1)[1]
-        elif argument == "--run.project" and index + 1 < len(extra):
-            given = extra[index + 1]
-    if given:
-        return given
+    from lightning_hw.cli.names import option_values
+
+    given = [value for _, value in option_values(list(extra), "--run.project")]
+    if given and given[-1]:  # the last one given wins, as in fit
+        return given[-1]
     for args in [study.args, *(v.args for v in study.variants)]:
         if "--run.project" in args:
             return args[args.index("--run.project") + 1]
@@ -536,11 +533,12 @@ def check_extra_options(study: Study, extra: list[str], varied: dict[str, tuple[
         for option in ("--data.init_args.folds", "--data.init_args.fold"):
             owned[option] = (f"every fold of its folds: {study.folds}", "leave it out, or change folds: in the study file")
     owned.update(varied)
-    for arg in extra:
-        option = arg.partition("=")[0]
-        if option in owned:
-            why, advice = owned[option]
-            raise ConfigError(f"study {study.name} sets {option} for each run itself ({why}); {advice}")
+    from lightning_hw.cli.names import option_values
+
+    given = [option for option in owned if option_values(extra, option)]
+    if given:
+        why, advice = owned[given[0]]
+        raise ConfigError(f"study {study.name} sets {given[0]} for each run itself ({why}); {advice}")
 
 
 def main(argv: list[str]) -> int:
