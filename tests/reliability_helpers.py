@@ -180,6 +180,24 @@ class SignalJobAtStep(Callback):
             time.sleep(0.05)
 
 
+class TrainingOrderFiles(Callback):
+    """Write the positions of the training samples each process draws in an epoch to ``directory``.
+
+    One file per process and epoch, ``rank<r>-epoch<e>.txt``, written at the epoch's first
+    batch: the sample positions of the in-memory loader's order (this process's share).
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            order = trainer.train_dataloader.order._order
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.txt"
+            path.write_text(" ".join(map(str, order.tolist())))
+
+
 class SignalAfterBatches(Callback):
     """Send this process signal ``signum`` once, right after its ``batches``-th training batch.
 

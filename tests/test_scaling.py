@@ -371,6 +371,7 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
     signal_at = workdir / "signal.yaml"
     signal_at.write_text(yaml.safe_dump({"trainer": {"callbacks+": [
         {"class_path": "reliability_helpers.SignalJobAtStep", "init_args": {"step": 13}},
+        {"class_path": "reliability_helpers.TrainingOrderFiles", "init_args": {"directory": str(workdir / "order")}},
     ]}}))
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
@@ -379,6 +380,7 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
         "fit", "--config", str(PRESETS / "multinode.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
         "--trainer.num_nodes", "1", "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0",
         "--run.test_after_fit", "false", "--run.name", "r", "--config", str(signal_at),
+        "--seed_everything", "false",  # each worker seeds itself: they must still share one training order
     )
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lightning_hw", *args],
@@ -391,6 +393,11 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
     status = json.loads((run / "status.json").read_text())
     assert (status["status"], status["global_step"]) == ("interrupted", 13)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 13
+    # The two workers' shares of epoch 0 hold every training sample: each drew its own seed
+    # (without seed_everything) and took its positions of another permutation, repeating some
+    # samples and leaving out others.
+    shares = [{int(i) for i in (workdir / "order" / f"rank{r}-epoch0.txt").read_text().split()} for r in (0, 1)]
+    assert shares[0] | shares[1] == set(range(1259)), (len(shares[0] | shares[1]), len(shares[0] & shares[1]))
 
     # The printed command continues the run under torchrun (python -m lightning_hw alone would not
     # start the job's processes: with num_nodes 2 it waited for the other node for good).

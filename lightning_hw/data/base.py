@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from lightning.pytorch import LightningDataModule
 
-from lightning_hw.data.epoch_order import TensorBatchLoader
+from lightning_hw.data.epoch_order import TensorBatchLoader, training_order_seed
 from lightning_hw.data.folds import check_folds, fold_indices
 from lightning_hw.data.preprocess import Preprocess, feature_stats
 from lightning_hw.errors import ConfigError, DataError, LightningHWWarning, MissingMethodError
@@ -651,9 +651,7 @@ class InMemoryDataModule(SplitDataModule):
     def train_dataloader(self) -> TensorBatchLoader:
         # One loader for the whole run: its generator carries the shuffle order across epochs.
         if self._train_loader is None:
-            seed = self.shuffle_seed
-            if seed is None:
-                seed = int(torch.randint(0, 2**62, ()).item())
+            seed = training_order_seed(self.shuffle_seed, self.trainer)
             self._train_loader = self._loader(
                 "train", batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
             )

@@ -18,6 +18,27 @@ from typing import Any
 import torch
 
 
+def training_order_seed(shuffle_seed: int | None, trainer: Any = None) -> int:
+    """The seed of a training order: ``shuffle_seed``, else one drawn from the global random state.
+
+    Under DDP every process must draw the same permutation, since each takes every
+    ``world_size``-th position of it: the drawn seed is the first process's, sent to the others.
+    With ``seed_everything`` set they draw the same number anyway, but with ``--seed_everything
+    false`` (or processes seeded apart) each drew its own, so in every epoch some samples were
+    trained on twice and others not at all.
+
+    Args:
+        shuffle_seed: the datamodule's ``shuffle_seed`` (used as it is when not ``None``).
+        trainer: the datamodule's trainer, if attached (its strategy broadcasts the seed).
+    """
+    if shuffle_seed is not None:
+        return shuffle_seed
+    seed = int(torch.randint(0, 2**62, ()).item())
+    if trainer is not None and trainer.world_size > 1:
+        seed = int(trainer.strategy.broadcast(seed, src=0))
+    return seed
+
+
 class EpochOrder:
     """Which samples each batch of an epoch holds; its state is saved in Lightning checkpoints.
 

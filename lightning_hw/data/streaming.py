@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from lightning_hw.data.epoch_order import EpochOrder, OrderedLoader
+from lightning_hw.data.epoch_order import EpochOrder, OrderedLoader, training_order_seed
 from lightning_hw.data.loading import dataloader_settings
 
 #: above this many bytes of decoded uint8 pixels the images are streamed from disk instead
@@ -180,7 +180,7 @@ class StreamingFallback:
         trainer = getattr(self, "trainer", None)
         items = self.stream_items("train")
         if self._streamed_train_order is None:
-            seed = self.shuffle_seed if self.shuffle_seed is not None else int(torch.randint(0, 2**62, ()).item())
+            seed = training_order_seed(self.shuffle_seed, trainer)
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             self._streamed_train_order = EpochOrder(
                 len(items), self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
