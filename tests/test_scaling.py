@@ -361,6 +361,23 @@ def test_a_job_of_another_size_than_configured_is_refused_in_one_line(tiny_args,
     assert not (workdir / "runs").exists()
 
 
+def test_several_nodes_without_a_launcher_are_refused_in_one_line(tiny_args, workdir):
+    """``multinode.yaml`` run with plain ``python -m lightning_hw``: no other node can ever join.
+
+    The process waited in the rendezvous for good (torch's default timeout: 30 minutes), and
+    neither Ctrl-C nor SIGTERM stopped it there; it left a run directory without a run.
+    """
+    env = {k: v for k, v in ddp_env().items() if k not in ("NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    args = tiny_args("fit", "--config", str(PRESETS / "multinode.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "1")
+    proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=90, env=env)
+
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "--trainer.num_nodes 2" in line and "torchrun or srun" in line and "--trainer.num_nodes 1" in line, line
+    assert "Traceback" not in proc.stderr
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").rglob("*"))
+
+
 @pytest.mark.slow
 def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_checkpoint(tiny_args, workdir):
     """SLURM and ``kill -TERM -<pgid>`` signal torchrun and its workers; torchrun passes the signal on again.

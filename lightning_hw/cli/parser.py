@@ -676,9 +676,22 @@ def _check_job_size(trainer: Trainer) -> None:
 
     Raises:
         ValueError: Lightning's message, with how to set the two for torchrun.
+        ConfigError: ``num_nodes`` > 1 in a process that no launcher started (no node would join).
     """
     environment = getattr(trainer.strategy, "cluster_environment", None)
-    if environment is None or not environment.creates_processes_externally:
+    if environment is None:
+        return
+    if not environment.creates_processes_externally:
+        # Lightning starts this machine's processes itself, and the other nodes' processes only
+        # if they were started by hand with NODE_RANK and MASTER_ADDR set: without these it waited
+        # in the rendezvous for nodes that never come, where neither Ctrl-C nor SIGTERM stop it.
+        manual = any(key in os.environ for key in ("NODE_RANK", "GROUP_RANK", "MASTER_ADDR"))
+        if trainer.num_nodes > 1 and not manual:
+            raise ConfigError(
+                f"--trainer.num_nodes {trainer.num_nodes}, but this process was started neither by torchrun nor by "
+                "SLURM, so no other node will join and it would wait for them for good: start it on every node with "
+                "torchrun or srun (README, \"Many machines\"), or set --trainer.num_nodes 1 to train on this machine"
+            )
         return  # Lightning starts the processes itself: their number follows the settings
     try:
         environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
