@@ -310,3 +310,14 @@ def test_inductor_says_whether_it_finds_a_cpu_compiler():
         assert compat_torch.missing_cpu_compiler() is None
     with config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):
         assert "C++ compiler" in compat_torch.missing_cpu_compiler()
+
+
+def test_process_start_method_names_how_ddp_strategies_start_their_processes():
+    from lightning.pytorch import Trainer
+
+    methods = {
+        name: compat.process_start_method(Trainer(accelerator="cpu", devices=2, strategy=name, logger=False))
+        for name in ("ddp", "ddp_spawn", "ddp_fork")
+    }
+    assert methods == {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork"}
+    assert compat.process_start_method(Trainer(accelerator="cpu", devices=1, logger=False)) is None

@@ -361,6 +361,17 @@ def test_a_job_of_another_size_than_configured_is_refused_in_one_line(tiny_args,
     assert not (workdir / "runs").exists()
 
 
+def test_ddp_spawn_is_refused_in_one_line(tiny_args, workdir, capsys):
+    """``--trainer.strategy ddp_spawn`` pickles the task for its processes: a PicklingError traceback (a loss head's lambda)."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                                    "--trainer.strategy", "ddp_spawn"), capsys)
+
+    assert code == 2 and "as ddp_spawn does" in line and "--trainer.strategy ddp " in line, line
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").rglob("*"))
+
+
 def test_several_nodes_without_a_launcher_are_refused_in_one_line(tiny_args, workdir):
     """``multinode.yaml`` run with plain ``python -m lightning_hw``: no other node can ever join.
 

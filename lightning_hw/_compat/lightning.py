@@ -165,6 +165,15 @@ def load_pending_loader_states(trainer: Trainer) -> None:
         fit_loop._combined_loader_states_to_load = []  # noqa: SLF001
 
 
+def process_start_method(trainer: Trainer) -> str | None:
+    """How the strategy starts its processes: ``popen`` (a new program each), ``spawn``, ``fork``, ``forkserver``.
+
+    ``None`` for strategies that start none (one device). ``spawn`` and ``forkserver`` pickle
+    the trainer, task and datamodule to hand them to the new processes.
+    """
+    return getattr(trainer.strategy, "_start_method", None)  # noqa: SLF001
+
+
 # -- the CLI -------------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
-from lightning_hw._compat.lightning import CLIHooks, logged_position
+from lightning_hw._compat.lightning import CLIHooks, logged_position, process_start_method
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
@@ -669,15 +669,26 @@ class HWCLI(CLIHooks):
 
 
 def _check_job_size(trainer: Trainer) -> None:
-    """Refuse ``devices``/``num_nodes`` that do not match the job torchrun or SLURM started, before training.
+    """Refuse process settings that fail or hang once training starts, before it does.
 
-    Lightning checks them only inside ``fit`` (its launcher's ``validate_settings``), where a
-    mismatch ends every process with a traceback; checked here, it is one ``error:`` line.
+    ``devices``/``num_nodes`` that do not match the job torchrun or SLURM started: Lightning
+    checks them only inside ``fit`` (its launcher's ``validate_settings``), where a mismatch ends
+    every process with a traceback; checked here, it is one ``error:`` line.
 
     Raises:
         ValueError: Lightning's message, with how to set the two for torchrun.
-        ConfigError: ``num_nodes`` > 1 in a process that no launcher started (no node would join).
+        ConfigError: ``num_nodes`` > 1 in a process that no launcher started (no node would join), or a
+            strategy that pickles the task to start its processes (``ddp_spawn``).
     """
+    method = process_start_method(trainer)
+    if method in ("spawn", "forkserver"):
+        # These pickle the task and data for the new processes; the tasks' loss heads (lambdas)
+        # cannot be pickled, and the processes ended with a PicklingError traceback.
+        raise ConfigError(
+            f"the strategy starts its processes by {method} (as ddp_spawn does), pickling the task and data, which "
+            "lightning-hw's tasks do not support: use --trainer.strategy ddp (the same processes, each started as "
+            "a new program), or ddp_notebook in a notebook"
+        )
     environment = getattr(trainer.strategy, "cluster_environment", None)
     if environment is None:
         return
