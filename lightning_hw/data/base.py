@@ -534,7 +534,7 @@ class InMemoryDataModule(SplitDataModule):
         standardize: scale every input feature to zero mean and unit variance, with the
             statistics of the training split only (so nothing leaks from val/test).
         shuffle_seed: seed of the training order; ``None`` draws it from the global seed
-            (``seed_everything``), so runs with the same seed still match.
+            (``seed_everything``), so runs with the same seed still match, on one process or several.
         **kwargs: see :class:`SplitDataModule`.
     """
 
@@ -548,6 +548,9 @@ class InMemoryDataModule(SplitDataModule):
         super().__init__(**kwargs)
         self.standardize = standardize
         self.shuffle_seed = shuffle_seed
+        # The training order's seed is drawn from the random state of now, when every process of
+        # a run (one, or each DDP process) is where seed_everything left it (see training_order_seed).
+        self._order_random_state = torch.get_rng_state()
         self.data: dict[str, Split] = {}
         self.raw_data: dict[str, Split] = {}
         self._train_loader: TensorBatchLoader | None = None
@@ -651,7 +654,7 @@ class InMemoryDataModule(SplitDataModule):
     def train_dataloader(self) -> TensorBatchLoader:
         # One loader for the whole run: its generator carries the shuffle order across epochs.
         if self._train_loader is None:
-            seed = training_order_seed(self.shuffle_seed, self.trainer)
+            seed = training_order_seed(self.shuffle_seed, self._order_random_state, self.trainer)
             self._train_loader = self._loader(
                 "train", batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
             )
