@@ -609,6 +609,7 @@ def test_sigterm_to_every_process_of_a_ddp_run_interrupts_it(tmp_path, how):
     text = output.read_text()
     assert code == 143, text[-3000:]
     assert TRACEBACK not in text, text[-3000:]
+    assert text.count("SIGTERM: stopping after this step") == 1, text[-3000:]  # it was one line per process
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
     assert (run / "checkpoints" / "last.ckpt").is_file()

@@ -147,12 +147,13 @@ class SignalWatch:
             launcher = getattr(getattr(self.trainer, "strategy", None), "launcher", None)
             if launcher is not None and hasattr(launcher, "kill"):
                 launcher.kill(signum)  # the DDP processes Lightning started stop at the same step
-            print(
-                f"\n{signal.Signals(signum).name}: stopping after this step and saving last.ckpt "
-                "(send it again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
+            if getattr(self.trainer, "global_rank", 0) == 0:  # one line per run, not one per DDP process
+                print(
+                    f"\n{signal.Signals(signum).name}: stopping after this step and saving last.ckpt "
+                    "(send it again to stop at once)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return
         if self.signum is not None and self.training and self._parent_forwards_signals():
             return  # the same stop again, forwarded by rank 0
