@@ -68,6 +68,12 @@ def filter_library_warnings() -> None:
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
+    # Under DDP, Lightning's all_gather (merged metrics, confusion counts, predictions) calls
+    # torch.distributed.nn.functional.all_gather, deprecated in torch 2.10: Lightning's to change.
+    warnings.filterwarnings(
+        "ignore", message=r"torch\.distributed\.nn\.functional\.\w+ is deprecated", category=FutureWarning,
+        module=r"lightning\.fabric\.utilities\.distributed",
+    )
 
 
 def format_own_warnings() -> None:
