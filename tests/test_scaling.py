@@ -363,6 +363,17 @@ def test_a_job_of_another_size_than_configured_is_refused_in_one_line(tiny_args,
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("devices", [("--config", str(PRESETS / "ddp.yaml")), ("--trainer.devices", "0")])
+def test_cpu_devices_that_are_no_number_of_processes_say_what_to_give(tiny_args, workdir, capsys, devices):
+    """ddp.yaml's ``devices: -1`` (every GPU) with ``--trainer.accelerator cpu``: Lightning's line said only "should be an int > 0"."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", *devices, "--trainer.accelerator", "cpu"), capsys)
+
+    assert code == 2 and "--trainer.devices is the number of processes" in line, line
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").rglob("*"))
+
+
 def test_ddp_spawn_is_refused_in_one_line(tiny_args, workdir, capsys):
     """``--trainer.strategy ddp_spawn`` pickles the task for its processes: a PicklingError traceback (a loss head's lambda)."""
     from reliability_helpers import error_of

@@ -540,6 +540,9 @@ class HWCLI(CLIHooks):
             message = str(err).strip().splitlines()[0]
             if ("gpu" in message.lower() or "cuda" in message.lower()) and not torch.cuda.is_available():
                 message += f"; {NO_GPU_ADVICE}"
+            elif "devices" in message and "cpu" in message.lower():
+                # ddp.yaml's devices: -1 (every GPU) and devices 0 have no meaning on the CPU.
+                message = message.rstrip(".") + "; on the CPU, --trainer.devices is the number of processes: give 1, or e.g. 2 for DDP"
             raise ConfigError(f"invalid trainer settings: {message}") from err
 
     def _checkpoint(self, ckpt_path: str, weights_only: bool) -> dict[str, Any]:
