@@ -211,13 +211,13 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir, ddp_ru
     (900 training samples, 64 per step: every step, even the last of 4, splits evenly);
     the 718 validation samples split 359/359 with no padding; accuracy, F1 and the loss
     means are merged across processes before logging; the net has no dropout and the
-    shuffle seed is the same: drawn from the random state ``seed_everything`` left (no
-    ``shuffle_seed`` is given), as the datamodule is built, before Lightning's DDP re-seeds its
-    processes (drawn when the loader was first asked for, it was another order on 2 processes
-    than on 1: epoch 0's val/acc 0.9304 against 0.9109 with the quickstart's splits). Tasks accumulate per step and merge whole-epoch sums (loss) and
+    shuffle seed is the same (no ``shuffle_seed`` is given): DDP draws it from the random state
+    recorded before ``fit``, where one process draws it from, not after Lightning's DDP re-seeded
+    its processes (another order on 2 processes than on 1: epoch 0's val/acc 0.9304 against
+    0.9109 with the quickstart's splits). Tasks accumulate per step and merge whole-epoch sums (loss) and
     predictions (accuracy, F1) across the processes before computing, so every logged
     value, train and val, is the single process's up to float32 summation order: the
-    stated tolerance is 1e-5.
+    stated tolerance is 1e-4 (1.5e-5 seen on the train loss of epoch 1; another order was 0.02 off).
     """
     HWCLI(args=tiny_args("fit", *DDP_COMMON, "--data.init_args.batch_size", "64", "--run.group", "one", "--run.name", "r"))
     one = epoch_metrics(workdir / "runs" / "one" / "r")
@@ -230,7 +230,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir, ddp_ru
     for epoch in (0, 1):
         assert sorted(two[epoch]) == sorted(one[epoch])
         for name, value in one[epoch].items():
-            assert two[epoch][name] == pytest.approx(value, abs=1e-5), (epoch, name)
+            assert two[epoch][name] == pytest.approx(value, abs=1e-4), (epoch, name)
     assert one[1]["val/acc"] > 0.8  # it learned something: the comparison is not of two untrained nets
 
 

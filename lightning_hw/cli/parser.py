@@ -620,6 +620,8 @@ class HWCLI(CLIHooks):
             _say(f"Run directory: {run.directory}")
         if run.mode == "resume" and run.ckpt_path and not is_verbose():  # Lightning says it with --verbose
             _say(f"Restoring states from the checkpoint path at {run.ckpt_path}")
+        if subcommand == "fit" and hasattr(self.datamodule, "note_random_state"):
+            self.datamodule.note_random_state()  # before Lightning's DDP re-seeds: the order one process draws
         try:
             super().run_subcommand(subcommand)
         except RuntimeError as err:

@@ -548,13 +548,20 @@ class InMemoryDataModule(SplitDataModule):
         super().__init__(**kwargs)
         self.standardize = standardize
         self.shuffle_seed = shuffle_seed
-        # The training order's seed is drawn from the random state of now, when every process of
-        # a run (one, or each DDP process) is where seed_everything left it (see training_order_seed).
-        self._order_random_state = torch.get_rng_state()
+        self._order_random_state: torch.Tensor | None = None  # see note_random_state
         self.data: dict[str, Split] = {}
         self.raw_data: dict[str, Split] = {}
         self._train_loader: TensorBatchLoader | None = None
         self._predict_raw: torch.Tensor | None = None
+
+    def note_random_state(self) -> None:
+        """Record the global random state before ``fit``: a DDP run draws its training order from it.
+
+        Lightning's DDP re-seeds every process before the loader is asked for; drawn from the
+        state recorded here, the order is the one a single process draws (see
+        :func:`~lightning_hw.data.epoch_order.training_order_seed`).
+        """
+        self._order_random_state = torch.get_rng_state()
 
     def load_tensors(self) -> Split:
         """The whole dataset as raw ``(features, targets)``, split by :attr:`splits`."""
@@ -654,7 +661,7 @@ class InMemoryDataModule(SplitDataModule):
     def train_dataloader(self) -> TensorBatchLoader:
         # One loader for the whole run: its generator carries the shuffle order across epochs.
         if self._train_loader is None:
-            seed = training_order_seed(self.shuffle_seed, self._order_random_state, self.trainer)
+            seed = training_order_seed(self.shuffle_seed, self.trainer, self._order_random_state)
             self._train_loader = self._loader(
                 "train", batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
             )

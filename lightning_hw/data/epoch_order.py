@@ -18,15 +18,16 @@ from typing import Any
 import torch
 
 
-def training_order_seed(shuffle_seed: int | None, random_state: torch.Tensor, trainer: Any = None) -> int:
-    """The seed of a training order: ``shuffle_seed``, else one drawn from ``random_state``.
+def training_order_seed(shuffle_seed: int | None, trainer: Any = None, random_state: torch.Tensor | None = None) -> int:
+    """The seed of a training order: ``shuffle_seed``, else one drawn from the global random state.
 
-    ``random_state`` is the global random state as the datamodule was built (right after
-    ``seed_everything``, in every process alike), not as the loader is first asked for: by then
-    Lightning's DDP has re-seeded each process (``reset_seed``) while a single process has not,
-    so the same config trained on another order on 2 processes than on 1.
+    In one process it is drawn from the global state as it stands (the numbers measured for the
+    configs depend on it). Under DDP it is drawn, without advancing it, from ``random_state``,
+    the state that the CLI recorded before ``fit`` (where a single process stands then): by the
+    time the loader is asked for, Lightning's DDP has re-seeded each process (``reset_seed``),
+    and the same config trained on another order on 2 processes than on 1.
 
-    Under DDP every process must draw the same permutation, since each takes every
+    Every DDP process must also draw the same permutation, since each takes every
     ``world_size``-th position of it: the drawn seed is the first process's, sent to the others.
     With ``seed_everything`` set they draw the same number anyway, but with ``--seed_everything
     false`` (or processes seeded apart) each drew its own, so in every epoch some samples were
@@ -34,15 +35,18 @@ def training_order_seed(shuffle_seed: int | None, random_state: torch.Tensor, tr
 
     Args:
         shuffle_seed: the datamodule's ``shuffle_seed`` (used as it is when not ``None``).
-        random_state: a ``torch.get_rng_state()`` to draw from (it is not advanced).
         trainer: the datamodule's trainer, if attached (its strategy broadcasts the seed).
+        random_state: a ``torch.get_rng_state()`` taken before ``fit``, or ``None``.
     """
     if shuffle_seed is not None:
         return shuffle_seed
-    generator = torch.Generator()
-    generator.set_state(random_state)
+    distributed = trainer is not None and trainer.world_size > 1
+    generator = None
+    if distributed and random_state is not None:
+        generator = torch.Generator()
+        generator.set_state(random_state)
     seed = int(torch.randint(0, 2**62, (), generator=generator).item())
-    if trainer is not None and trainer.world_size > 1:
+    if distributed:
         seed = int(trainer.strategy.broadcast(seed, src=0))
     return seed
 

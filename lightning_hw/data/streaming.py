@@ -180,7 +180,7 @@ class StreamingFallback:
         trainer = getattr(self, "trainer", None)
         items = self.stream_items("train")
         if self._streamed_train_order is None:
-            seed = training_order_seed(self.shuffle_seed, self._order_random_state, trainer)
+            seed = training_order_seed(self.shuffle_seed, trainer, self._order_random_state)
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             self._streamed_train_order = EpochOrder(
                 len(items), self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
