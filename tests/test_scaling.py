@@ -363,6 +363,16 @@ def test_a_job_of_another_size_than_configured_is_refused_in_one_line(tiny_args,
     assert not (workdir / "runs").exists()
 
 
+def test_the_gpu_preset_on_the_cpu_says_it_trains_in_float32(tiny_args):
+    """gpu.yaml with --trainer.accelerator cpu: Lightning turned autocast off, the summary spoke of bf16-mixed."""
+    from lightning_hw.errors import LightningHWWarning
+
+    args = tiny_args("fit", "--config", str(PRESETS / "gpu.yaml"), "--trainer.accelerator", "cpu", "--run.test_after_fit", "false")
+    with pytest.warns(LightningHWWarning, match=r"AutoMixedPrecision .* trains in float32.*--trainer.precision bf16-mixed") as caught:
+        HWCLI(args=args)
+    assert len([w for w in caught if issubclass(w.category, LightningHWWarning)]) == 1
+
+
 @pytest.mark.parametrize("devices", [("--config", str(PRESETS / "ddp.yaml")), ("--trainer.devices", "0")])
 def test_cpu_devices_that_are_no_number_of_processes_say_what_to_give(tiny_args, workdir, capsys, devices):
     """ddp.yaml's ``devices: -1`` (every GPU) with ``--trainer.accelerator cpu``: Lightning's line said only "should be an int > 0"."""

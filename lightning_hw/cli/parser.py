@@ -532,6 +532,7 @@ class HWCLI(CLIHooks):
         try:
             trainer = super().instantiate_trainer(**kwargs)
             _check_job_size(trainer)
+            _warn_if_autocast_is_off(trainer)
             return trainer
         except (ValueError, TypeError, MisconfigurationException) as err:
             if isinstance(err, UserError):
@@ -717,6 +718,27 @@ def _check_job_size(trainer: Trainer) -> None:
         raise ValueError(
             f"{err} Set --trainer.devices to torchrun's --nproc-per-node and --trainer.num_nodes to its --nnodes"
         ) from err
+
+
+def _warn_if_autocast_is_off(trainer: Trainer) -> None:
+    """Say so when ``gpu.yaml``'s mixed precision is tried on the CPU (``--trainer.accelerator cpu``).
+
+    ``AutoMixedPrecision`` autocasts on the GPU; on the CPU accelerator Lightning turns that off,
+    and the run trained in float32 while the model summary spoke of ``bf16-mixed``.
+    """
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    from lightning_hw.errors import LightningHWWarning
+    from lightning_hw.precision import AutoMixedPrecision
+
+    plugin = trainer.precision_plugin
+    if isinstance(plugin, AutoMixedPrecision) and plugin.device != "cpu" and isinstance(trainer.accelerator, CPUAccelerator):
+        rank_zero_warn(
+            "AutoMixedPrecision (gpu.yaml) mixes precision on the GPU: on the CPU this run trains in float32; for "
+            "bfloat16 mixed precision on the CPU add --trainer.plugins null --trainer.precision bf16-mixed",
+            category=LightningHWWarning,
+        )
 
 
 def _test_summary(logged: dict[str, Any]) -> str:
