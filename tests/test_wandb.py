@@ -85,7 +85,7 @@ def test_the_offline_line_says_why_w_and_b_is_offline(tiny_args, workdir, monkey
         monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
     HWCLI(args=tiny_args("fit", "--run.wandb", setting, "--run.name", "r", "--run.test_after_fit", "false"))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("W&B is offline")]
-    assert lines == [f"{reason}; the sync command follows at the end."]
+    assert lines == [f"{reason}; the command that uploads it is printed when this one completes."]
 
 
 def test_the_printed_sync_command_names_the_run_files_when_pasted_into_a_shell(tiny_args, workdir, capsys):

@@ -234,7 +234,7 @@ def start_wandb(logger: WandbLogger, directory: Path, setting: str = "auto") -> 
             if not id_file.is_file() or id_file.read_text().strip() != experiment.id:
                 id_file.write_text(experiment.id)
             if getattr(experiment, "offline", False):
-                print(f"W&B is offline ({offline_reason(setting)}); the sync command follows at the end.")
+                print(f"W&B is offline ({offline_reason(setting)}); the command that uploads it is printed when this one completes.")
     except BaseException as err:
         # No logger holds the run W&B may have opened by now, so nothing else would close it
         # but W&B's exit hook: after an interrupt, once the rollback has removed its files,
