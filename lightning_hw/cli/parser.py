@@ -307,10 +307,7 @@ class HWCLI(CLIHooks):
         if ckpt_path == "last":
             # The file the run goes on from: a task setting beside "last" must be replaced by the checkpoint's as
             # beside the file's own path, or the same resume gave another model (and loss) by how it was spelt.
-            config_files = [str(p) for p in (chosen.get("config") or [])]
-            trainer = chosen.get("trainer")
-            fast_dev_run = bool(trainer.get("fast_dev_run")) if trainer is not None else False
-            ckpt_path = plan_run(RunConfig(**chosen.run.as_dict()), subcommand, config_files, ckpt_path, fast_dev_run).ckpt_path
+            ckpt_path = _planned_run(subcommand, chosen, RunConfig(**chosen.run.as_dict())).ckpt_path
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
         if subcommand == "fit":
@@ -426,11 +423,9 @@ class HWCLI(CLIHooks):
         """
         chosen = self.config_init[self.subcommand] if self.subcommand else self.config_init
         settings: RunConfig = chosen.run
-        config_files = [str(p) for p in (chosen.get("config") or [])]
+        config_files = config_files_of(chosen)
         trainer_cfg = chosen.trainer
-        run = plan_run(
-            settings, self.subcommand or "fit", config_files, chosen.get("ckpt_path"), bool(trainer_cfg.get("fast_dev_run"))
-        )
+        run = _planned_run(self.subcommand or "fit", chosen, settings)
         model_section = self._config_section("model")
         weights_only = chosen.get("weights_only") is not False
         checkpoint = None  # loaded once here for every check; Lightning loads it again to restore
@@ -672,6 +667,18 @@ class HWCLI(CLIHooks):
             else:
                 source = f"best checkpoint {Path(best).name}"
             _say(f"Test ({source}): {summary}")
+
+
+def config_files_of(chosen: Any) -> list[str]:
+    """The ``--config`` files of one subcommand's parsed config, in order."""
+    return [str(p) for p in (chosen.get("config") or [])]
+
+
+def _planned_run(subcommand: str, chosen: Any, settings: RunConfig) -> Run:
+    """:func:`~lightning_hw.runs.plan_run` of one subcommand's parsed config (``settings``: its ``run:``, instantiated)."""
+    trainer = chosen.get("trainer")
+    fast_dev_run = bool(trainer.get("fast_dev_run")) if trainer is not None else False
+    return plan_run(settings, subcommand, config_files_of(chosen), chosen.get("ckpt_path"), fast_dev_run)
 
 
 def _check_job_size(trainer: Trainer) -> None:

@@ -52,7 +52,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_hw.atomic import atomic_open
 from lightning_hw.checkpoints import SafeCheckpointIO
 from lightning_hw.cli.commands import program_name
-from lightning_hw.cli.parser import HWCLI
+from lightning_hw.cli.parser import HWCLI, config_files_of
 from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
@@ -208,7 +208,7 @@ class LRFindCLI(HWCLI):
         if message:
             _say(message)
         self._check_data()
-        config_files = [str(p) for p in (chosen.get("config") or [])]
+        config_files = config_files_of(chosen)
         self.group = naming.group_of(settings.group, config_files)
         inherited = naming.inherited_directory()  # a DDP process started by the first one
         parent = Path(settings.root) / self.group
@@ -339,7 +339,7 @@ class LRFindCLI(HWCLI):
             "early_stop_threshold": options.early_stop_threshold,
             "steps": len(losses),
             "stopped_early": len(losses) < options.num_training,
-            "config": [str(p) for p in (chosen.get("config") or [])],
+            "config": config_files_of(chosen),
             "group": self.group,
             "written": None,
         }
