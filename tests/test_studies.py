@@ -271,6 +271,17 @@ def test_variant_with_a_seed_the_study_lacks_is_refused(workdir, capsys):
     assert not (workdir / "runs").exists()
 
 
+def test_a_grid_whose_shared_monitor_is_never_logged_stops_at_its_first_run(workdir, capsys):
+    """A misspelt run.monitor of the study's args is every run's: the first refusal stops the grid (no variant sets it)."""
+    args = {**{k: v for k, v in TINY.items() if k != "trainer.callbacks"}, "run.monitor": "val/accc"}
+    path = write_study(workdir, {"a": None, "b": None}, args=args)
+    assert studies.main([str(path)]) == 2
+    out = capsys.readouterr()
+    assert "refused before training: error: run.monitor val/accc is not a metric this run logs" in out.out, out.out
+    assert "Study tiny stopped: its fit refused what every run shares" in out.err
+    assert len([d for d in (workdir / "runs" / "tiny").iterdir() if d.name in ("a", "b")]) == 1  # the other never started
+
+
 def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
     """Given to ``study``, it was overridden without a word (``--data.init_args.folds 3`` beside ``folds: 5``), or it
     overrode a searched parameter: ``--model.init_args.lr 0.1`` trained every trial at 0.1 while the study recorded

@@ -50,6 +50,7 @@ from typing import Any
 
 import yaml
 
+from lightning_hw.cli.names import option_values
 from lightning_hw.errors import ConfigError
 from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_record
 
@@ -457,8 +458,6 @@ def _order(study: Study):
 
 def _project(study: Study, extra: list[str] = ()) -> str:
     """The W&B project the variants log to: ``run.project`` from the command line, the study or its base config."""
-    from lightning_hw.cli.names import option_values
-
     given = [value for _, value in option_values(list(extra), "--run.project")]
     if given and given[-1]:  # the last one given wins, as in fit
         return given[-1]
@@ -533,8 +532,6 @@ def check_extra_options(study: Study, extra: list[str], varied: dict[str, tuple[
         for option in ("--data.init_args.folds", "--data.init_args.fold"):
             owned[option] = (f"every fold of its folds: {study.folds}", "leave it out, or change folds: in the study file")
     owned.update(varied)
-    from lightning_hw.cli.names import option_values
-
     given = [option for option in owned if option_values(extra, option)]
     if given:
         why, advice = owned[given[0]]

@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lightning_hw.cli.names import option_values
 from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
@@ -686,7 +687,7 @@ def shared_metric_not_logged(search: SearchStudy, job: Job) -> bool:
     if not line.startswith("error: run.monitor "):
         return False
     if search.is_grid:
-        return not any(a.partition("=")[0] == "--run.monitor" for v in search.study.variants for a in v.args)
+        return not any(option_values(v.args, "--run.monitor") for v in search.study.variants)
     return "run.monitor" not in search.space
 
 
