@@ -73,6 +73,7 @@ from lightning_hw.runs import (
     restored_settings,
     saved_elsewhere,
     start_wandb,
+    stop_reason,
     wandb_logger,
 )
 from lightning_hw.cli.verbosity import (
@@ -136,6 +137,7 @@ class HWCLI(CLIHooks):
         self._asked_restored: dict[str, Any] | None = None  # a fit's restored settings as asked, before a checkpoint's replace them
         self._linked: set[tuple[str, str]] = set()  # (subcommand, task argument) linked from the data
         self._predict_ids: list[str] | None = None  # the rows of --predict_from, read before the directory exists
+        self._stopped_by: str | None = None  # what ended a fit before its last epoch (see after_fit)
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
         parser_kwargs = {
@@ -635,7 +637,7 @@ class HWCLI(CLIHooks):
         if pruned is not None:  # stopped early by its search's pruner: neither failed nor a full run
             run.finish("pruned", self.trainer, pruned_at_epoch=pruned.pruned_at)
         else:
-            run.finish("finished", self.trainer)
+            run.finish("finished", self.trainer, stopped_by=self._stopped_by)
         finish_wandb(self.loggers)
         # Last, after W&B's own summary, so the run's location is the final line a user sees.
         _say(run.saved_line())
@@ -650,7 +652,14 @@ class HWCLI(CLIHooks):
             return self.trainer.predict(model, datamodule=datamodule, **kwargs)
 
     def after_fit(self) -> None:
-        """Test the best checkpoint (unless ``run.test_after_fit`` is false) and print the result."""
+        """Say what ended training before its last epoch, then test the best checkpoint
+        (unless ``run.test_after_fit`` is false) and print the result."""
+        if self.run.mode != "scratch" and not self.trainer.interrupted:
+            stopped = stop_reason(self.trainer)
+            if stopped is not None:
+                self._stopped_by, limit = stopped
+                train_on = f"; to train on, run: {self.run.resume_command()} {limit} <more>" if limit else ""
+                _say(f"Training stopped after step {self.trainer.global_step}: {self._stopped_by}{train_on}")
         if self.config_init.fit.run.test_after_fit and not self.trainer.interrupted and _has_test(self):
             checkpoint = self.trainer.checkpoint_callback
             best = checkpoint.best_model_path if checkpoint is not None else ""

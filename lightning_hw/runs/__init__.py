@@ -32,6 +32,7 @@ _EXPORTS = {
     "finish_wandb": "loggers",
     "note_caveats_in_wandb": "loggers",
     "start_wandb": "loggers",
+    "stop_reason": "stopping",
     "sync_command": "loggers",
     "wandb_logger": "loggers",
     "wandb_mode": "loggers",
