@@ -321,3 +321,16 @@ def test_process_start_method_names_how_ddp_strategies_start_their_processes():
     }
     assert methods == {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork"}
     assert compat.process_start_method(Trainer(accelerator="cpu", devices=1, logger=False)) is None
+
+
+def test_the_lr_finders_bar_is_the_tqdm_of_its_module_and_is_put_back():
+    from lightning.pytorch.tuner import lr_finder
+
+    from lightning_hw._compat.lightning import lr_finder_progress_bar
+
+    shown = lr_finder.tqdm
+    with lr_finder_progress_bar(False):
+        assert lr_finder.tqdm(total=1).disable
+    assert lr_finder.tqdm is shown
+    callback = lr_finder._LRCallback(num_training=3, early_stop_threshold=None)
+    assert callback.progress_bar_refresh_rate  # Lightning's finder still shows a bar of its own

@@ -432,3 +432,13 @@ def test_a_sweep_is_never_saved_inside_a_run(tmp_path, monkeypatch, where):
     )
     assert "Traceback" not in err and "lr-find saved" not in out
     assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_the_finders_progress_bar_follows_enable_progress_bar(tmp_path, shown):
+    options = ["--run.root", str(tmp_path / "runs"), "--run.wandb", "disabled"]
+    if not shown:
+        options += ["--trainer.enable_progress_bar", "false"]
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *options)
+    assert code == 0, err[-3000:]
+    assert ("Finding best initial lr" in err) == shown

@@ -8,6 +8,7 @@ Private methods that lightning-hw overrides are given public names here: a subcl
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,6 +173,26 @@ def process_start_method(trainer: Trainer) -> str | None:
     the trainer, task and datamodule to hand them to the new processes.
     """
     return getattr(trainer.strategy, "_start_method", None)  # noqa: SLF001
+
+
+@contextlib.contextmanager
+def lr_finder_progress_bar(enabled: bool) -> Iterator[None]:
+    """Show the lr finder's own progress bar only when ``enabled``.
+
+    ``Tuner.lr_find`` replaces the trainer's callbacks with its ``_LRCallback``, whose tqdm bar
+    is always on (``progress_bar_refresh_rate=1``), whatever ``enable_progress_bar`` says.
+    """
+    from lightning.pytorch.tuner import lr_finder
+
+    if enabled:
+        yield
+        return
+    shown = lr_finder.tqdm
+    lr_finder.tqdm = functools.partial(shown, disable=True)
+    try:
+        yield
+    finally:
+        lr_finder.tqdm = shown
 
 
 # -- the CLI -------------------------------------------------------------------------------------

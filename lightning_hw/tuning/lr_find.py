@@ -49,6 +49,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lightning_hw._compat.lightning import lr_finder_progress_bar
 from lightning_hw.atomic import atomic_open
 from lightning_hw.checkpoints import SafeCheckpointIO
 from lightning_hw.cli.commands import program_name
@@ -165,6 +166,7 @@ class LRFindCLI(HWCLI):
         self.keys: list[str] = []
         self.note: str | None = None
         self._created: list[Path] = []
+        self.show_progress = True  # the finder's own bar; off with --trainer.enable_progress_bar false
         self.summary: dict[str, Any] | None = None
         super().__init__(args=["fit", *fit_args], save_config_callback=None)
 
@@ -215,6 +217,7 @@ class LRFindCLI(HWCLI):
         if inherited is None:  # beside the runs, never among a run's (or sweep's) files
             check_outside_records(parent, "lr-find: the sweep")
         self.lr_find_dir = inherited or parent / naming.unused_name(parent, f"{DIR_PREFIX}-{naming.timestamp()}")
+        self.show_progress = trainer_cfg.get("enable_progress_bar") is not False  # Lightning's default: on
         callbacks = [c for c in (trainer_cfg.get("callbacks") or []) if not isinstance(c, ModelCheckpoint)]
         if chosen.get("finetune") is not None:  # its set-up freezes the backbone: the sweep trains what fit's first epochs train
             callbacks.append(chosen.finetune)
@@ -225,7 +228,7 @@ class LRFindCLI(HWCLI):
         kwargs.update(
             logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=False,  # the finder shows its own
+            enable_progress_bar=False,  # the finder shows its own (unless --trainer.enable_progress_bar false)
             callbacks=callbacks,
             plugins=plugins,
             # num_training steps, however few batches an epoch has (the finder sets max_steps).
@@ -248,7 +251,7 @@ class LRFindCLI(HWCLI):
         if self.note:
             _say(self.note)
         try:
-            with quiet_finder_logs():
+            with quiet_finder_logs(), lr_finder_progress_bar(self.show_progress):
                 finder = self.sweep()
         except RunInterrupted as stop:
             self._remove_directory()
