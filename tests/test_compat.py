@@ -332,5 +332,3 @@ def test_the_lr_finders_bar_is_the_tqdm_of_its_module_and_is_put_back():
     with lr_finder_progress_bar(False):
         assert lr_finder.tqdm(total=1).disable
     assert lr_finder.tqdm is shown
-    callback = lr_finder._LRCallback(num_training=3, early_stop_threshold=None)
-    assert callback.progress_bar_refresh_rate  # Lightning's finder still shows a bar of its own
