@@ -224,6 +224,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_args, workdir, ddp_ru
 
     assert len(ddp_run.runs) == 1, f"the two processes wrote to {ddp_run.runs}"  # one shared run directory
     assert ddp_run.proc.stdout.count("Run saved in") == 1  # only rank 0 speaks
+    assert "Initializing distributed" not in ddp_run.proc.stdout + ddp_run.proc.stderr  # Lightning's info, one per process
     two = epoch_metrics(ddp_run.runs[0])
 
     assert sorted(one) == sorted(two) == [0, 1]

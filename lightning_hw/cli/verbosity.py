@@ -22,6 +22,8 @@ _verbose = False
 RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
 #: the logger of Lightning's ``seed_everything`` ("Seed set to 42"): the seed is in the run's config.yaml
 SEED_LOGGER = "lightning.fabric.utilities.seed"
+#: the logger of Lightning's "Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2", one line per DDP process
+DISTRIBUTED_LOGGER = "lightning.fabric.utilities.distributed"
 
 
 class LightningInfoFilter(logging.Filter):
@@ -111,8 +113,9 @@ def filter_evaluation_warnings() -> None:
 def set_verbose(verbose: bool) -> None:
     """Choose the verbosity of this process (``main()`` does, from ``--verbose``).
 
-    Quiet, a :class:`LightningInfoFilter` on Lightning's ``rank_zero_info`` and seed loggers
-    drops Lightning's own info lines ("Seed set to 42" too); warnings stay visible either way.
+    Quiet, a :class:`LightningInfoFilter` on Lightning's ``rank_zero_info``, seed and distributed
+    loggers drops Lightning's own info lines ("Seed set to 42", "Initializing distributed: ..."
+    too); warnings stay visible either way.
 
     Args:
         verbose: print everything the libraries print (the ``--verbose`` flag).
@@ -121,7 +124,7 @@ def set_verbose(verbose: bool) -> None:
     _verbose = verbose
     if _lightning_info_filter is None:
         _lightning_info_filter = LightningInfoFilter()
-    for name in (RANK_ZERO_LOGGER, SEED_LOGGER):
+    for name in (RANK_ZERO_LOGGER, SEED_LOGGER, DISTRIBUTED_LOGGER):
         logger = logging.getLogger(name)
         if verbose:
             logger.removeFilter(_lightning_info_filter)
