@@ -168,6 +168,9 @@ def test_e4_measured_numbers_in_the_config_comments_hold(workdir):
     rows = metric_rows(regularized)
     last = {key: float(value) for row in rows if row["epoch"] == "49" for key, value in row.items() if value}
     assert (last["train/acc"], last["val/acc"]) == pytest.approx((0.81, 0.86), abs=0.02)
+    # train/loss is the data loss as val/loss is (it had held the penalties too: 0.550); they are train/penalty.
+    assert (last["train/loss"], last["train/penalty"]) == pytest.approx((0.473, 0.078), abs=0.003)
+    assert "train/penalty" not in metric_rows(overfit)[0]  # a net without penalties logs none
     assert float(next(row["test/acc"] for row in rows if row["test/acc"])) == pytest.approx(0.75, abs=0.02)
 
 

@@ -42,7 +42,7 @@ def test_l1_l2_penalty_matches_keras_definition():
     assert MLP((3,), 2, hidden=[4]).regularization_loss() is None
 
 
-def test_task_adds_the_penalty_to_the_training_loss_only():
+def test_task_adds_the_penalty_to_the_training_objective_only():
     torch.manual_seed(0)
     x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
     plain = Classifier(MLP((3,), 2, hidden=[4]), num_classes=2)

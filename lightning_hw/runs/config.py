@@ -13,11 +13,11 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 def monitor_mode(metric: str) -> str:
     """``"min"`` or ``"max"``: whether lower or higher is better for a metric named by the user.
 
-    Losses and errors go down (``val/loss``, ``test/nme``, ``val/mae``); anything else
+    Losses, errors and penalties go down (``val/loss``, ``test/nme``, ``val/mae``, ``train/penalty``); anything else
     (``val/acc``, ``val/f1``) goes up.
     """
     name = metric.rsplit("/", 1)[-1].lower()
-    return "min" if any(word in name for word in ("loss", "err", "nme", "mae", "mse", "rmse")) else "max"
+    return "min" if any(word in name for word in ("loss", "err", "nme", "mae", "mse", "rmse", "penalty")) else "max"
 
 
 @dataclass

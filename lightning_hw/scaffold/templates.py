@@ -103,15 +103,11 @@ class $task(Task):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        if stage == "train":
-            penalty = self.regularization_loss()  # the nets' l1/l2 terms, if any
-            if penalty is not None:
-                loss = loss + penalty
         self.log_loss(stage, loss, batch_size=y.shape[0])
         # <stage>_metrics are updated with all of the epoch's predictions at its end, and
         # logged with <stage>/loss then (a self.log per step would cost more than the step).
         self.collect(stage, logits.detach().argmax(dim=-1), y)
-        return loss
+        return self.add_penalty(stage, loss, y.shape[0])  # training minimises the nets' l1/l2 terms too
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         """Predicted class indices."""

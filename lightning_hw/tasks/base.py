@@ -72,6 +72,7 @@ class Task(LightningModule):
         # Keys are not the bare stage names: `train` is an nn.Module method.
         self.epoch_loss = nn.ModuleDict({f"{stage}_loss": BatchWeightedMean() for stage in STAGES})
         self.epoch_outputs = nn.ModuleDict({f"{stage}_outputs": EpochOutputs() for stage in STAGES})
+        self.epoch_penalty = BatchWeightedMean()  # train/penalty: see add_penalty
 
     def __setattr__(self, name: str, value: object) -> None:
         # Lightning sets its hook-name attribute before and after every hook it calls, about 40
@@ -96,6 +97,28 @@ class Task(LightningModule):
             self._penalty_modules = list(_modules_with_penalty(self, seen={id(self)}))
         terms = [t for t in (m.regularization_loss() for m in self._penalty_modules) if t is not None]
         return sum(terms[1:], terms[0]) if terms else None
+
+    def add_penalty(self, stage: str, loss: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The training objective: ``loss`` plus, in training, the weight penalties (:meth:`regularization_loss`).
+
+        Log ``loss`` itself with :meth:`log_loss` and return this: every ``<stage>/loss`` is
+        then the data loss, comparable between training and validation and between runs with
+        and without penalties (Keras adds the penalty to both its training and its validation
+        loss; adding it to the training loss alone had put E4's regularised training curve above
+        its validation curve by the penalty). The penalty's epoch mean is logged as ``train/penalty``.
+
+        Args:
+            stage: ``train``, ``val`` or ``test`` (only ``train`` is penalised).
+            loss: the batch's data loss.
+            batch_size: samples in the batch (the epoch mean is weighted by it).
+        """
+        if stage != "train":
+            return loss
+        penalty = self.regularization_loss()
+        if penalty is None:
+            return loss
+        self.epoch_penalty.update(penalty, batch_size)
+        return loss + penalty
 
     # -- steps ------------------------------------------------------------------------------------
 
@@ -165,6 +188,8 @@ class Task(LightningModule):
         """Start ``stage``'s next epoch from zero."""
         self.epoch_loss[f"{stage}_loss"].reset()
         self.epoch_outputs[f"{stage}_outputs"].reset()
+        if stage == "train":
+            self.epoch_penalty.reset()
         metrics = self.stage_metrics(stage)
         if metrics is not None:
             metrics.reset()
@@ -180,6 +205,8 @@ class Task(LightningModule):
         """
         loss = self.epoch_loss[f"{stage}_loss"]
         values = {f"{stage}/loss": loss.compute()} if loss.update_called else {}
+        if stage == "train" and self.epoch_penalty.update_called:
+            values["train/penalty"] = self.epoch_penalty.compute()
         values.update(self.compute_epoch_metrics(stage))
         for name, value in values.items():
             self.log(name, value, prog_bar=stage != "train", sync_dist=True)

@@ -114,14 +114,9 @@ class Classifier(Task):
         x, y = batch
         outputs = self(x)
         loss = self.head.loss(outputs, y)
-        if stage == "train":
-            penalty = self.regularization_loss()
-            if penalty is not None:
-                # Keras adds kernel_regularizer terms to the reported training loss too.
-                loss = loss + penalty
         self.log_loss(stage, loss, batch_size=y.shape[0])
         self.collect(stage, self.head.predict(outputs.detach()), y)
-        return loss, outputs
+        return self.add_penalty(stage, loss, y.shape[0]), outputs
 
     def update_stage_metrics(self, stage: str, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Accuracy and macro F1 from the epoch's predictions (and the test confusion matrix).

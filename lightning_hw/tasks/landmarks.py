@@ -147,15 +147,12 @@ class LandmarkRegressor(Task):
         """The loss of predicted points ``pred``; accumulates the epoch's loss, points and mean shape."""
         loss = self.criterion(pred, target)
         if stage == "train":
-            penalty = self.regularization_loss()
-            if penalty is not None:
-                loss = loss + penalty
             mask = landmark_mask(target)
             self.shape_sum += torch.where(mask.unsqueeze(-1), target, torch.zeros_like(target)).sum(dim=0).double()
             self.shape_count += mask.sum(dim=0).double()
         self.log_loss(stage, loss, batch_size=pred.shape[0])
         self.collect(stage, self.to_pixels(pred.detach()), self.to_pixels(target))
-        return loss
+        return self.add_penalty(stage, loss, pred.shape[0])
 
     def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor] | torch.Tensor:
         """The batch's loss and its predicted points (``points``, normalised), which callbacks read per face.

@@ -74,13 +74,9 @@ class PriceRegressor(Task):
         x, y = batch
         preds = self(x)
         loss = F.mse_loss(preds, y.to(preds.dtype))
-        if stage == "train":
-            penalty = self.regularization_loss()
-            if penalty is not None:
-                loss = loss + penalty
         self.log_loss(stage, loss, batch_size=y.shape[0])
         self.collect(stage, preds.detach(), y)  # <stage>_metrics are updated once, at the epoch's end
-        return loss
+        return self.add_penalty(stage, loss, y.shape[0])  # training minimises the nets' l1/l2 terms too
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predicted prices for a batch (targets, if present, are ignored)."""
