@@ -192,6 +192,7 @@ def test_clearly_worse_trial_is_pruned(workdir):
     run = workdir / "runs" / "s" / f"trial-{by_lr[0.0].number}"
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "pruned" and status["pruned_at_epoch"] == 0
+    assert "stopped_by" not in status and "Training stopped" not in (run / "study.log").read_text()  # "pruned" says it
     assert (run / "checkpoints" / "last.ckpt").is_file()  # ended like any fit: checkpoints saved
     assert sorted(reports.read_metrics(run / "metrics.csv")["val/loss"]) == [0]
 

@@ -654,7 +654,8 @@ class HWCLI(CLIHooks):
     def after_fit(self) -> None:
         """Say what ended training before its last epoch, then test the best checkpoint
         (unless ``run.test_after_fit`` is false) and print the result."""
-        if self.run.mode != "scratch" and not self.trainer.interrupted:
+        pruned = any(isinstance(c, OptunaPruning) and c.pruned for c in self.trainer.callbacks)
+        if self.run.mode != "scratch" and not self.trainer.interrupted and not pruned:  # "pruned" is its status
             stopped = stop_reason(self.trainer)
             if stopped is not None:
                 self._stopped_by, limit = stopped
