@@ -339,3 +339,46 @@ def signal_when_training(
             if process.poll() is None:
                 send(signal.SIGKILL)
                 process.wait()
+
+
+@pytest.fixture
+def read_only(monkeypatch) -> Callable[[Path], None]:
+    """Mark folders read-only as a read-only mount is: creating anything under them fails with EROFS.
+
+    Permission bits would not do: the suite may run as root, who ignores them. Every way the
+    data code creates files goes through one of the functions replaced here (``open``,
+    ``os.open`` for ``tempfile``, ``os.mkdir`` for ``makedirs`` and ``Path.mkdir``); reading
+    stays as it is. Returns the function that marks a folder.
+    """
+    import builtins
+    import errno
+
+    frozen: list[Path] = []
+
+    def check(path: Any) -> None:
+        if isinstance(path, int):  # a file descriptor: already open
+            return
+        where = Path(os.fsdecode(path)).absolute()
+        if any(where == folder or folder in where.parents for folder in frozen):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if any(c in mode for c in "wax+"):
+            check(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            check(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        check(path)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    return lambda folder: frozen.append(Path(folder).absolute())

@@ -460,3 +460,22 @@ def test_e1_a_cifar10_root_set_to_its_archive_names_the_folder_that_holds_it(wor
     )
     assert archive.read_bytes() == b"not really"
     assert not (workdir / "runs").exists()
+
+
+def test_e1_e8_a_data_folder_that_cannot_be_written_is_named_and_a_good_archive_not_called_damaged(workdir, capsys, read_only):
+    # MNIST's .gz files in a read-only folder: unpacking failed on the write, and the error called
+    # the good archive damaged and said to delete it. Reuters' download into such a folder, and
+    # MNIST's, said to download the file by hand and put it where nothing can be put (Reuters': a traceback).
+    fixtures.write_mnist(workdir / "data", gzip_only=True)
+    raw = workdir / "data" / "MNIST" / "raw"
+    read_only(workdir / "data")
+    fix = "make it writable, or set --data.init_args.root to a folder that can be written"
+    code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert (code, line) == (1, f"error: cannot save the unpacked train-images-idx3-ubyte in {raw} (Read-only file system): {fix}")
+    assert all(p.name.endswith(".gz") for p in raw.iterdir()) and len(list(raw.iterdir())) == 4  # kept, nothing added
+    new = workdir / "data" / "new"
+    code, line = error_of(fast("mnist_mlp.yaml", new, workdir / "runs"), capsys)
+    assert (code, line) == (1, f"error: cannot save the MNIST files in {new / 'MNIST' / 'raw'} (Read-only file system): {fix}")
+    code, line = error_of(fast("reuters.yaml", new, workdir / "runs"), capsys)
+    assert (code, line) == (1, f"error: cannot save reuters.npz in {new} (Read-only file system): {fix}")
+    assert not new.exists() and not (workdir / "runs").exists()

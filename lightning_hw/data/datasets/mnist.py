@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import gzip
 import math
-import shutil
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torchvision
 
 from lightning_hw.atomic import atomic_open
 from lightning_hw.data.base import Split
 from lightning_hw.data.images import ImageDataModule
+from lightning_hw.data.io.download import write_problem
 from lightning_hw.errors import DataError
 
 
@@ -41,6 +41,27 @@ def idx_problem(path: Path) -> str | None:
     if size != expected:
         return f"holds {size:,} bytes where its header ({' x '.join(map(str, shape))}) makes {expected:,}: it is cut short or damaged"
     return None
+
+
+class _Damaged(Exception):
+    """Reading a ``.gz`` failed (its cause says how): the archive is damaged, unlike a failed write."""
+
+
+def _copy_gunzipped(source: gzip.GzipFile, out: BinaryIO) -> None:
+    """Copy ``source``'s content to ``out``; a failure to read it raises :class:`_Damaged`.
+
+    Reads and writes both raise ``OSError``; they are told apart here because their advice is
+    opposite: a damaged archive is deleted and downloaded again, a folder that cannot be written
+    holds a good archive that must be kept.
+    """
+    while True:
+        try:
+            chunk = source.read(1 << 20)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            raise _Damaged() from err
+        if not chunk:
+            return
+        out.write(chunk)
 
 
 class MNIST(ImageDataModule):
@@ -111,6 +132,9 @@ class MNIST(ImageDataModule):
         try:
             torchvision.datasets.MNIST(str(self.root), train=True, download=True)
         except (RuntimeError, OSError) as err:
+            problem = write_problem(err, self.raw_folder, "the MNIST files")
+            if problem:
+                raise DataError(problem) from None
             reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
             raise DataError(self._missing_message(missing, reason)) from None
 
@@ -145,13 +169,17 @@ class MNIST(ImageDataModule):
         """
         try:
             with gzip.open(archive, "rb") as source, atomic_open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+                _copy_gunzipped(source, out)
+        except _Damaged as damaged:
+            err = damaged.__cause__
             mirror = torchvision.datasets.MNIST.mirrors[0]
             raise DataError(
                 f"cannot unpack {archive.absolute()} ({type(err).__name__}: {err}); the file is damaged: "
                 f"delete it and download it again from {mirror}"
             ) from None
+        except OSError as err:  # writing the IDX file: the archive is fine, the folder is not
+            problem = write_problem(err, self.raw_folder, f"the unpacked {target.name}")
+            raise DataError(problem or f"cannot unpack {archive.absolute()} into {target.absolute()} ({err})") from None
 
     def _missing_message(self, missing: list[str], failure: str | None = None) -> str:
         mirror = torchvision.datasets.MNIST.mirrors[0]

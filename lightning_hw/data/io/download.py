@@ -7,8 +7,10 @@ tampered download never leaves a half file where the loader would find it.
 
 from __future__ import annotations
 
+import errno
 import io
 import pickle
+import urllib.error
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,17 +36,44 @@ def download_file(url: str, path: Path, sha256: str, what: str) -> Path:
         return path
     import torch.hub
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Downloading {what} from {url} to {path}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"Downloading {what} from {url} to {path}")
         torch.hub.download_url_to_file(url, str(path), hash_prefix=sha256, progress=True)
     except RuntimeError as err:
         if "invalid hash value" in str(err):
             raise DataError(f"the download of {what} from {url} is corrupt ({err}); run again to retry") from None
         raise DataError(f"could not download {what} from {url} ({err}); {manual_hint(url, path)}") from None
-    except OSError as err:  # URLError, HTTPError, no network
-        raise DataError(f"could not download {what} from {url} ({err}); {manual_hint(url, path)}") from None
+    except OSError as err:  # URLError, HTTPError, no network; or a folder that cannot be written
+        problem = write_problem(err, path.parent, path.name)
+        raise DataError(problem or f"could not download {what} from {url} ({err}); {manual_hint(url, path)}") from None
     return path
+
+
+#: errno values of a file that cannot be created or written where it must go
+_CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
+def write_problem(err: BaseException, folder: Path, what: str) -> str | None:
+    """The message for ``what`` that could not be saved in ``folder``, or ``None`` when ``err`` is another failure.
+
+    A download or an unpack that cannot write must not be answered with "the file is damaged:
+    delete it" (a good file would be lost) or "download it yourself and put it there" (nothing
+    can be put there): the folder is what needs changing.
+
+    Args:
+        err: what the download or unpack raised.
+        folder: where the file was to be written.
+        what: the file (or files) to be written, for the message.
+    """
+    if not isinstance(err, OSError) or isinstance(err, urllib.error.URLError) or err.errno not in _CANNOT_WRITE:
+        return None
+    fixes = {errno.ENOSPC: "free some space there", errno.EDQUOT: "free some space there", errno.ENOTDIR: "a part of that path is a file"}
+    fix = fixes.get(err.errno, "make it writable")
+    return (
+        f"cannot save {what} in {folder.absolute()} ({err.strerror}): {fix}, "
+        "or set --data.init_args.root to a folder that can be written"
+    )
 
 
 def manual_hint(source: str, path: Path) -> str:
