@@ -479,3 +479,80 @@ def test_e1_e8_a_data_folder_that_cannot_be_written_is_named_and_a_good_archive_
     code, line = error_of(fast("reuters.yaml", new, workdir / "runs"), capsys)
     assert (code, line) == (1, f"error: cannot save reuters.npz in {new} (Read-only file system): {fix}")
     assert not new.exists() and not (workdir / "runs").exists()
+
+
+def cifar10_archive(workdir: Path, last: str = "test_batch") -> Path:
+    """``data/cifar-10-python.tar.gz`` of the fixture's batches, ``last`` the last member (as in the real archive's order)."""
+    import tarfile
+
+    source = fixtures.write_cifar10(workdir / "source") / "cifar-10-batches-py"
+    (workdir / "data").mkdir()
+    archive = workdir / "data" / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(source.iterdir(), key=lambda p: p.name == last):
+            tar.add(path, arcname=f"cifar-10-batches-py/{path.name}")
+    return archive
+
+
+def test_e1_a_cifar10_archive_put_there_by_hand_is_checked_used_and_never_deleted(workdir, capsys, monkeypatch):
+    # An archive in root whose MD5 was not torchvision's was deleted without a word when the
+    # download failed (a user's file: CIFAR-100's under this name, a browser download cut short);
+    # a verified one, with download: false, was not unpacked: the error said to download it.
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    archive = cifar10_archive(workdir)
+    content = archive.read_bytes()
+    for download, again in (("true", "run again to download it"), ("false", f"download {torchvision.datasets.CIFAR10.url} again")):
+        code, line = error_of(fast("cifar10_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", download), capsys)
+        assert (code, line) == (
+            1,
+            f"error: {archive} is not CIFAR-10's archive: its MD5 is not torchvision's {torchvision.datasets.CIFAR10.tgz_md5} "
+            f"(it is cut short, damaged, or another file, such as CIFAR-100's); delete it and {again}",
+        )
+        assert archive.read_bytes() == content
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", hashlib.md5(content).hexdigest())  # as if it were the real one
+    output_of(*fast("cifar10_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false", "--trainer.fast_dev_run", "true"))
+    assert sorted(p.name for p in (workdir / "data").iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert len(list((workdir / "data" / "cifar-10-batches-py").iterdir())) == 7
+
+
+def test_e1_a_cifar10_unpack_cut_by_ctrl_c_leaves_no_partial_batch_and_the_next_run_unpacks_again(workdir, capsys, monkeypatch):
+    # The archive was unpacked straight into cifar-10-batches-py/: Ctrl-C while its last batch was
+    # written left all six files there, one cut short; the next run found nothing missing and failed
+    # on it, asking to delete the folder and download 170 MB again.
+    import hashlib
+    import tarfile
+
+    import torchvision
+
+    from lightning_hw.cli import main
+
+    archive = cifar10_archive(workdir, last="test_batch")
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    real_copy = tarfile.copyfileobj
+
+    def ctrl_c_in_test_batch(src, dst, length=None, *args, **kwargs):
+        if "test_batch" in getattr(dst, "name", ""):
+            real_copy(src, dst, length // 2, *args, **kwargs)
+            raise KeyboardInterrupt
+        real_copy(src, dst, length, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile, "copyfileobj", ctrl_c_in_test_batch)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fast("cifar10_mlp.yaml", workdir / "data", workdir / "runs"))
+    assert exit_info.value.code == 130
+    folder = workdir / "data" / "cifar-10-batches-py"
+    source = workdir / "source" / "cifar-10-batches-py"
+    for path in folder.iterdir() if folder.exists() else []:  # what is there is whole
+        assert path.read_bytes() == (source / path.name).read_bytes(), path.name
+    monkeypatch.setattr(tarfile, "copyfileobj", real_copy)
+    output_of(*fast("cifar10_mlp.yaml", workdir / "data", workdir / "runs", "--trainer.fast_dev_run", "true"))
+    assert sorted(p.name for p in (workdir / "data").iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]

@@ -149,7 +149,7 @@ def test_cifar10_missing_corrupt_and_bad_checksum(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: FakeResponse(b"not the archive"))
     with pytest.raises(DataError, match=r"unpack it in .*\(automatic download failed: File not found or corrupted"):
         CIFAR10(root=str(tmp_path)).prepare_data()
-    assert not (tmp_path / "cifar-10-python.tar.gz").exists()
+    assert not (tmp_path / "cifar-10-python.tar.gz").exists() and not (tmp_path / "cifar-10-python.tar.gz.partial").exists()
     fixtures.write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py/data_batch_3").write_bytes(b"\x80\x04garbage")
     with pytest.raises(DataError, match=r"cannot read CIFAR-10 batch .*data_batch_3"):
@@ -170,9 +170,9 @@ def test_cifar10_keeps_a_verified_archive_whose_unpacking_failed(tmp_path, monke
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("a verified archive is not downloaded again"))
     (root / "cifar-10-batches-py").write_text("a file where the archive unpacks its folder")  # the unpack fails
-    with pytest.raises(DataError, match="automatic download failed"):
+    with pytest.raises(DataError, match=r"cannot unpack .*FileExistsError.*the archive is kept: fix that and run again"):
         CIFAR10(root=str(root)).prepare_data()
-    assert archive.is_file()
+    assert archive.is_file() and not (root / ".cifar-10-batches-py.partial").exists()
     (root / "cifar-10-batches-py").unlink()  # the obstacle gone, the kept archive unpacks without a download
     CIFAR10(root=str(root)).prepare_data()
     assert (root / "cifar-10-batches-py" / "test_batch").is_file()

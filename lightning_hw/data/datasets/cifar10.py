@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import torch
 import torchvision
 
 from lightning_hw.data.base import Split
-from lightning_hw.data.io.download import load_pickle
+from lightning_hw.data.io.download import load_pickle, write_problem
 from lightning_hw.data.io.files import first_non_pixel
 from lightning_hw.data.images import ImageDataModule
 from lightning_hw.errors import DataError
@@ -25,13 +28,15 @@ class CIFAR10(ImageDataModule):
     """CIFAR-10's "python version": pickled batches in ``<root>/cifar-10-batches-py``.
 
     A missing folder is downloaded (``download: true``) from torchvision's URL (the
-    Toronto original) with torchvision's MD5 checksum and unpacked. The batches are read
+    Toronto original) with torchvision's MD5 checksum and unpacked; ``cifar-10-python.tar.gz``
+    put in ``root`` by hand is checked against that MD5 and unpacked (also with ``download:
+    false``), and refused, not deleted, when it does not match. The batches are read
     here rather than through ``torchvision.datasets.CIFAR10`` with a pickle reader that only
     rebuilds arrays (a pickle can run code) and without re-hashing 180 MB on every start.
 
     Args:
         root: folder that holds (or will hold) ``cifar-10-batches-py``.
-        download: fetch the archive when the folder is missing.
+        download: fetch the archive when the folder is missing and ``root`` holds no archive.
         val_fraction: share of the 50,000 training images held out for validation; with
             ``folds``, the folds cut the 50,000 instead (the test batch stays the test set).
         **kwargs: see :class:`~lightning_hw.data.images.ImageDataModule`.
@@ -90,21 +95,75 @@ class CIFAR10(ImageDataModule):
                 f"CIFAR-10 files {', '.join(missing)} not found in {self.folder.absolute()}: --data.init_args.root is a file; "
                 f"set it to the folder that holds {CIFAR10_FOLDER}/{holder}"
             )
-        if not missing or not self.download:
+        if not missing:
             return
-        from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+        archive = self.root / torchvision.datasets.CIFAR10.filename
+        if archive.is_file():  # put there by hand, or kept from an earlier run: used once its MD5 is right
+            self._check_archive(archive)
+        elif self.download:
+            self._download(archive, missing)
+        else:
+            return
+        self._unpack(archive)
+
+    def _check_archive(self, archive: Path) -> None:
+        """Refuse an archive whose MD5 is not torchvision's, leaving it where it is (it is the user's file)."""
+        from torchvision.datasets.utils import check_integrity
 
         spec = torchvision.datasets.CIFAR10
-        archive = self.root / spec.filename
+        if check_integrity(str(archive), spec.tgz_md5):
+            return
+        again = "run again to download it" if self.download else f"download {spec.url} again"
+        raise DataError(
+            f"{archive.absolute()} is not CIFAR-10's archive: its MD5 is not torchvision's {spec.tgz_md5} (it is cut "
+            f"short, damaged, or another file, such as CIFAR-100's); delete it and {again}"
+        )
+
+    def _download(self, archive: Path, missing: list[str]) -> None:
+        """Download the archive with torchvision's MD5 check; only a verified one gets the archive's name.
+
+        The bytes go to ``<archive>.partial`` first: torchvision writes straight into the file it is
+        given, and a download cut short (Ctrl-C, a lost connection) under the archive's own name
+        would be taken for a file the user put there.
+        """
+        from torchvision.datasets.utils import download_url
+
+        spec = torchvision.datasets.CIFAR10
+        partial = archive.with_name(archive.name + ".partial")
         try:
-            download_and_extract_archive(spec.url, str(self.root), filename=spec.filename, md5=spec.tgz_md5)
+            download_url(spec.url, str(self.root), filename=partial.name, md5=spec.tgz_md5)
+            partial.replace(archive)
         except (RuntimeError, OSError) as err:
-            # A corrupt or partial download must not linger; a verified archive (the user's own, or one
-            # whose unpacking failed, say on a full disk) is kept: 170 MB fetched again for nothing.
-            if archive.is_file() and not check_integrity(str(archive), spec.tgz_md5):
-                archive.unlink()
+            partial.unlink(missing_ok=True)  # a corrupt or partial download must not linger
+            problem = write_problem(err, self.root, spec.filename)
             reason = " ".join(str(err).split())[:300]  # torchvision's report spans lines (one per mirror)
-            raise DataError(self._missing_message(missing, reason)) from None
+            raise DataError(problem or self._missing_message(missing, reason)) from None
+
+    def _unpack(self, archive: Path) -> None:
+        """Unpack the verified archive so that each batch file appears whole or not at all.
+
+        It is unpacked into a hidden folder beside :attr:`folder` and each file is then renamed
+        into place: an unpack interrupted (Ctrl-C, SIGTERM, a full disk) leaves no cut-off batch
+        that the next run would find and trust; it unpacks the missing ones again. The archive is kept.
+        """
+        from torchvision.datasets.utils import extract_archive
+
+        staging = self.root / f".{CIFAR10_FOLDER}.partial"
+        shutil.rmtree(staging, ignore_errors=True)  # what an interrupted unpack left
+        try:
+            extract_archive(str(archive), str(staging))
+            self.folder.mkdir(exist_ok=True)
+            for item in sorted((staging / CIFAR10_FOLDER).iterdir()):
+                if not (self.folder / item.name).exists():
+                    item.replace(self.folder / item.name)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+            problem = write_problem(err, self.root, f"the unpacked {CIFAR10_FOLDER}/")
+            raise DataError(
+                problem or f"cannot unpack {archive.absolute()} into {self.folder.absolute()} ({type(err).__name__}: {err}); "
+                "the archive is kept: fix that and run again"
+            ) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _read(self, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []
