@@ -556,3 +556,57 @@ def test_e1_a_cifar10_unpack_cut_by_ctrl_c_leaves_no_partial_batch_and_the_next_
     monkeypatch.setattr(tarfile, "copyfileobj", real_copy)
     output_of(*fast("cifar10_mlp.yaml", workdir / "data", workdir / "runs", "--trainer.fast_dev_run", "true"))
     assert sorted(p.name for p in (workdir / "data").iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+
+
+def test_e1_the_other_files_of_the_fer2013_kaggle_download_are_named_with_what_to_do(workdir, capsys):
+    # The competition's download holds icml_face_data.csv, fer2013.tar.gz, train.csv and test.csv.
+    # icml_face_data.csv (or the archive) beside where fer2013.csv goes was "not found: download it
+    # from Kaggle"; train.csv put in its place was refused with no word on which file to use.
+    import csv
+    import shlex
+
+    from lightning_hw.data.datasets.fer2013 import FER2013_KAGGLE
+
+    source = fixtures.write_fer2013(workdir / "source") / "fer2013" / "fer2013.csv"
+    with open(source, newline="") as f:
+        rows = list(csv.reader(f))
+
+    def write(path: Path, columns: list[str]) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([columns] + [[row[rows[0].index(c.strip())] for c in columns] for row in rows[1:]])
+        return path
+
+    def error(root: Path) -> str:
+        code, line = error_of(fast("fer2013_mlp.yaml", root, workdir / "runs", "--data.init_args.download", "false"), capsys)
+        assert code == 1
+        return line
+
+    icml = write(workdir / "icml" / "fer2013" / "icml_face_data.csv", ["emotion", " Usage", " pixels"])
+    assert error(workdir / "icml") == (
+        f"error: FER2013 file fer2013/fer2013.csv not found in {workdir / 'icml'}, but {icml} (the same table) is there: "
+        "rename it to fer2013.csv"
+    )
+    icml.rename(icml.with_name("fer2013.csv"))  # as the message says: then it is read
+    output_of(*fast("fer2013_mlp.yaml", workdir / "icml", workdir / "smoke", "--trainer.fast_dev_run", "true"))
+
+    (workdir / "packed").mkdir()
+    archive = workdir / "packed" / "fer2013.tar.gz"
+    archive.write_bytes(b"the archive")
+    root = workdir / "packed"
+    assert error(root) == (
+        f"error: FER2013 file fer2013/fer2013.csv not found in {root}, but {archive} is there: unpack it in {root} "
+        f"(tar xzf {shlex.quote(str(archive))} -C {shlex.quote(str(root))}), which gives fer2013/fer2013.csv"
+    )
+    use = f"expected emotion,pixels,Usage: use fer2013.csv (in fer2013.tar.gz) or icml_face_data.csv from {FER2013_KAGGLE.page}"
+    train = write(workdir / "train" / "fer2013" / "fer2013.csv", ["emotion", "pixels"])
+    assert error(workdir / "train") == (
+        f"error: {train} is not the FER2013 CSV: it lacks column(s) Usage (found: emotion, pixels): it looks like the "
+        f"competition's train.csv, which has no Usage column to split by; {use}"
+    )
+    test = write(workdir / "test" / "fer2013" / "fer2013.csv", ["pixels"])
+    assert error(workdir / "test") == (
+        f"error: {test} is not the FER2013 CSV: it lacks column(s) emotion, Usage (found: pixels): it looks like the "
+        f"competition's test.csv, which has no emotions; {use}"
+    )
+    assert not (workdir / "runs").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,16 @@ class FER2013(ImageDataModule):
                 if self.root.name == "fer2013" and name == "fer2013.csv":
                     raise DataError(f"{where}, but it is at {found.absolute()}: set --data.init_args.root {self.root.parent}")
                 raise DataError(f"{where}, but {found.absolute()} is there: move it to {self.path.absolute()}")
+        # The competition's download holds the table as icml_face_data.csv and inside fer2013.tar.gz.
+        found = self.path.with_name("icml_face_data.csv")
+        if found.is_file():
+            raise DataError(f"{where}, but {found.absolute()} (the same table) is there: rename it to {self.path.name}")
+        for archive in (self.root / "fer2013.tar.gz", self.path.with_name("fer2013.tar.gz")):
+            if archive.is_file():
+                raise DataError(
+                    f"{where}, but {archive.absolute()} is there: unpack it in {self.root.absolute()} "
+                    f"(tar xzf {shlex.quote(str(archive))} -C {shlex.quote(str(self.root))}), which gives {FER2013_FILE}"
+                )
 
     def load_splits(self) -> dict[str, Split]:
         self.prepare_data()
@@ -173,6 +184,20 @@ def _row_values(path: Path, row: str, line: int) -> np.ndarray:
     return values
 
 
+def _which_kaggle_file(header: list[str]) -> str:
+    """Which other file of the Kaggle competition has ``header``, as words for a message ("" when none).
+
+    Its ``train.csv`` has no ``Usage`` column (nothing to split by) and its ``test.csv`` no
+    emotions; both sit beside the right files in the download and are easily taken for them.
+    """
+    columns = set(header)
+    if columns == {"emotion", "pixels"}:
+        return ": it looks like the competition's train.csv, which has no Usage column to split by"
+    if "pixels" in columns and "emotion" not in columns:
+        return ": it looks like the competition's test.csv, which has no emotions"
+    return ""
+
+
 def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str], list[int]]:
     """Columns of the FER2013 CSV, validated: emotions, usages, pixel strings, and the CSV line of each row.
 
@@ -192,7 +217,8 @@ def read_fer2013(path: Path) -> tuple[list[int], list[str], list[str], list[int]
             if missing:
                 raise DataError(
                     f"{path.absolute()} is not the FER2013 CSV: it lacks column(s) {', '.join(missing)} "
-                    f"(found: {', '.join(header) or 'nothing'}); expected emotion,pixels,Usage"
+                    f"(found: {', '.join(header) or 'nothing'}){_which_kaggle_file(header)}; expected emotion,pixels,Usage: "
+                    f"use fer2013.csv (in fer2013.tar.gz) or icml_face_data.csv from {FER2013_KAGGLE.page}"
                 )
             i_emotion, i_pixels, i_usage = (header.index(c) for c in ("emotion", "pixels", "Usage"))
             labels, usages, pixels, lines = [], [], [], []
