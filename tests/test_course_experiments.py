@@ -610,3 +610,27 @@ def test_e1_the_other_files_of_the_fer2013_kaggle_download_are_named_with_what_t
         f"competition's test.csv, which has no emotions; {use}"
     )
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("other", ["FashionMNIST", "KMNIST"])
+def test_e1_a_fashion_mnist_gz_put_where_mnist_goes_is_refused(workdir, capsys, monkeypatch, other):
+    # Fashion-MNIST (and KMNIST) ship the same file names in the same format: their .gz files put
+    # in MNIST/raw were unpacked and trained on as digits without a word.
+    import hashlib
+
+    import torchvision
+
+    fixtures.write_mnist(workdir / "data", gzip_only=True)
+    raw = workdir / "data" / "MNIST" / "raw"
+    archive = raw / "train-labels-idx1-ubyte.gz"
+    dataset = getattr(torchvision.datasets, other)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()  # as if the fixture's file were that data set's
+    monkeypatch.setattr(dataset, "resources", [(name, md5 if name == archive.name else h) for name, h in dataset.resources])
+    code, line = error_of(fast("mnist_mlp.yaml", workdir / "data", workdir / "runs", "--data.init_args.download", "false"), capsys)
+    assert (code, line) == (
+        1,
+        f"error: {archive} is {other}'s train-labels-idx1-ubyte.gz, not MNIST's (the same names and format, other images): "
+        f"move it away and put MNIST's from {torchvision.datasets.MNIST.mirrors[0]} there",
+    )
+    assert all(p.name.endswith(".gz") for p in raw.iterdir()) and archive.is_file()  # none unpacked
+    assert not (workdir / "runs").exists()

@@ -122,10 +122,11 @@ class MNIST(ImageDataModule):
                 + (f" ({self.root.parent.parent.parent})" if self.root.parent.name == "raw" and self.root.parent.parent.name == "MNIST" else "")
             )
         # Files fetched by hand (the .gz from a mirror) only need unpacking.
-        for name in missing:
-            archive = self.raw_folder / f"{name}.gz"
-            if archive.is_file():
-                self._unpack(archive, self.raw_folder / name)
+        archives = {name: self.raw_folder / f"{name}.gz" for name in missing if (self.raw_folder / f"{name}.gz").is_file()}
+        for archive in archives.values():  # all checked before any is unpacked
+            self._refuse_look_alike(archive)
+        for name, archive in archives.items():
+            self._unpack(archive, self.raw_folder / name)
         missing = self.missing_files()
         if not missing or not self.download:
             return
@@ -154,6 +155,29 @@ class MNIST(ImageDataModule):
         if folder.name == "raw" and folder.parent.name == "MNIST":
             return f"{where}: set --data.init_args.root {folder.parent.parent} (the folder that holds MNIST/raw)"
         return f"{where}: move them into {self.raw_folder.absolute()}"
+
+    def _refuse_look_alike(self, archive: Path) -> None:
+        """Refuse a ``.gz`` of Fashion-MNIST or KMNIST, known by torchvision's MD5 of it.
+
+        They are drop-in replacements for MNIST: the same file names, sizes and format, so
+        nothing else tells them apart, and a run would train on clothes labelled as digits.
+
+        Raises:
+            DataError: naming the data set the file belongs to and where MNIST's is.
+        """
+        from torchvision.datasets.utils import calculate_md5
+
+        others = {
+            md5: dataset.__name__
+            for dataset in (torchvision.datasets.FashionMNIST, torchvision.datasets.KMNIST)
+            for _, md5 in dataset.resources
+        }
+        other = others.get(calculate_md5(str(archive)))
+        if other:
+            raise DataError(
+                f"{archive.absolute()} is {other}'s {archive.name}, not MNIST's (the same names and format, other images): "
+                f"move it away and put MNIST's from {torchvision.datasets.MNIST.mirrors[0]} there"
+            )
 
     def _unpack(self, archive: Path, target: Path) -> None:
         """Unpack a ``.gz`` put in :attr:`raw_folder` by hand into ``target``, whole or not at all.
