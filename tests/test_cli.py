@@ -235,3 +235,22 @@ def test_the_test_after_fit_is_recorded_at_the_best_checkpoints_epoch(tiny_args,
     assert (int(tested["epoch"]), int(tested["step"])) == (held["epoch"], held["global_step"])
     status = json.loads((cli.run_dir / "status.json").read_text())
     assert (status["epoch"], status["global_step"]) == (4, 12)
+
+
+def test_fast_dev_run_saves_nothing_as_it_says(tiny_args, workdir, capsys):
+    """Figures and tables of the callbacks were written into runs/<group>/fast_dev_run/ while the
+    last line said nothing was saved; and Lightning warned about tensorboardX for a logger it never used."""
+    from lightning_hw.cli import main
+
+    main(tiny_args(
+        "fit", "--trainer.fast_dev_run", "true", "--run.wandb", "offline",
+        "--trainer.callbacks+=lightning_hw.callbacks.plots.MetricCurves",
+        "--trainer.callbacks+=lightning_hw.callbacks.plots.ModelSummaryFile",
+        "--trainer.callbacks+=lightning_hw.callbacks.plots.PredictionGrid",
+        "--trainer.callbacks+=lightning_hw.callbacks.confusion.ConfusionMatrix",
+    ))
+    out, err = capsys.readouterr()
+    assert "Test confusion matrix" in out  # the callbacks ran
+    assert out.splitlines()[-1].startswith("fast_dev_run: nothing was saved")
+    assert "tensorboardX" not in out + err
+    assert not (workdir / "runs").exists()

@@ -72,9 +72,10 @@ def test_config_runs_on_its_fixture(config, workdir):
     assert "test/acc" in cli.trainer.callback_metrics  # after_fit tested the model
     assert cli.model.class_names == cli.datamodule.class_names
     assert cli.model.num_classes == len(cli.datamodule.class_names)
-    run_dir = workdir / "runs" / config / "dev"
-    assert (run_dir / "curves.png").is_file() and (run_dir / "model_summary.txt").is_file()
-    assert (run_dir / "predictions.png").is_file() == (config in IMAGE_CONFIGS)
+    # The figures were drawn (the callbacks ran) but, as the CLI says for a fast_dev_run, nothing was saved.
+    curves = next(c for c in cli.trainer.callbacks if type(c).__name__ == "MetricCurves")
+    assert curves.history
+    assert not (workdir / "runs").exists()
     check_specifics(config, cli)
 
 

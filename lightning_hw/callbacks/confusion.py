@@ -17,7 +17,7 @@ import csv
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_hw.callbacks.plots import log_figure, run_directory
+from lightning_hw.callbacks.plots import log_figure, run_directory, saves_files
 
 
 def format_confusion(matrix: torch.Tensor, class_names: list[str]) -> str:
@@ -59,9 +59,10 @@ class ConfusionMatrix(Callback):
         rows = [[name, *row] for name, row in zip(names, self.matrix.tolist())]
         if trainer.is_global_zero:
             print(f"Test confusion matrix (rows: true class, columns: predicted):\n{format_confusion(self.matrix, names)}")
-            directory.mkdir(parents=True, exist_ok=True)
-            with (directory / "confusion_matrix.csv").open("w", newline="") as f:
-                csv.writer(f).writerows([["true \\ predicted", *names], *rows])
+            if saves_files(trainer):
+                directory.mkdir(parents=True, exist_ok=True)
+                with (directory / "confusion_matrix.csv").open("w", newline="") as f:
+                    csv.writer(f).writerows([["true \\ predicted", *names], *rows])
             for logger in trainer.loggers:
                 if type(logger).__name__ == "WandbLogger":
                     logger.log_table(key="test/confusion_matrix", columns=["true \\ predicted", *names], data=rows)

@@ -36,6 +36,15 @@ def run_directory(trainer: Trainer) -> Path:
     return Path(log_dir if log_dir else trainer.default_root_dir)
 
 
+def saves_files(trainer: Trainer) -> bool:
+    """Whether a run keeps files: not under ``fast_dev_run``.
+
+    Lightning turns its own logging and checkpoints off for a ``fast_dev_run`` and the CLI
+    says nothing was saved, so a callback's figures and tables must not be written either.
+    """
+    return not trainer.fast_dev_run
+
+
 def log_figure(trainer: Trainer, name: str, fig: Figure, caption: str | None = None, dpi: int = 120) -> Path:
     """Save a matplotlib figure as ``<run dir>/<name>.png`` and log it to W&B when a W&B logger is active.
 
@@ -50,12 +59,12 @@ def log_figure(trainer: Trainer, name: str, fig: Figure, caption: str | None = N
         dpi: resolution of the PNG.
 
     Returns:
-        The path of the PNG.
+        The path of the PNG (not written under ``fast_dev_run``: see :func:`saves_files`).
     """
     from lightning_hw._compat.lightning import batches_that_stepped
 
     path = run_directory(trainer) / f"{name}.png"
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and saves_files(trainer):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         for logger in trainer.loggers:
@@ -254,7 +263,7 @@ class ModelSummaryFile(Callback):
         from lightning_hw.callbacks.summary import describe
 
         path = run_directory(trainer) / "model_summary.txt"
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and saves_files(trainer):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(describe(pl_module, self.max_depth, exact=True) + "\n")
 

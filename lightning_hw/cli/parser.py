@@ -493,6 +493,10 @@ class HWCLI(CLIHooks):
                 self.loggers.append(wandb)
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
+        elif trainer_cfg.get("logger") in (None, True):
+            # fast_dev_run logs nothing (Lightning swaps in a dummy logger); without this, Lightning first
+            # builds its default logger and warns that tensorboardX is missing.
+            kwargs["logger"] = False
         # Exact resume, NaN/Inf stop and label checks in every run (each is a no-op when not needed).
         for extra in (ResumeState(), NonFiniteLossGuard(), LabelRangeCheck(), WatchedMetricsCheck(), RunRecord(run, model_section, restored)):
             if not any(isinstance(c, type(extra)) for c in callbacks):
