@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 
 import pytest
 import torch
@@ -12,9 +14,13 @@ from lightning_hw.data.augment.landmarks import LandmarkAugment
 from lightning_hw.data.landmarks.csv_folder import LandmarkCSV
 from lightning_hw.data.fixtures.landmarks import write_celeba, write_landmark_csv, write_muct
 from lightning_hw.data.landmarks.muct import MUCT, MUCT_FLIP_PAIRS
+from lightning_hw.data.landmarks.off_image import PointsOffImageWarning
 from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.tasks.landmark_metrics import NME
+from lightning_hw.cli import main
+from reliability_helpers import error_of
+from tests.conftest import REPO
 
 
 def assert_eyes_on_marks(images: torch.Tensor, points: torch.Tensor, eyes: tuple[int, int]) -> None:
@@ -174,3 +180,88 @@ def test_synthetic_faces_are_reproducible_varied_and_partly_unannotated():
     nme = NME(dm.eye_indices)
     nme.update(mean_shape.expand_as(points), points)
     assert nme.compute() > 0.3
+
+
+# -- through the CLI: points in the wrong units --------------------------------------------------
+
+
+def landmark_fit(root, runs, *extra: str) -> list[str]:
+    """``fit`` of the landmark demo's model on a LandmarkCSV folder: one batch of each split, quiet."""
+    return [
+        "fit", "--config", str(REPO / "configs" / "landmarks_demo.yaml"),
+        "--data", "LandmarkCSV", "--data.init_args.root", str(root),
+        "--data.init_args.image_size", "16", "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
+        "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
+        "--run.root", str(runs), "--run.wandb", "disabled", *extra,
+    ]
+
+
+def rewrite_points(root, change) -> None:
+    """Apply ``change(values: list[float | None]) -> list`` to every row of ``root/landmarks.csv``."""
+    with open(root / "landmarks.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    out = [header]
+    for name, *cells in rows:
+        values = change([float(c) if c else None for c in cells])
+        out.append([name, *("" if v is None else f"{v:g}" for v in values)])
+    with open(root / "landmarks.csv", "w", newline="") as f:
+        csv.writer(f).writerows(out)
+
+
+def scaled(factor_x: float, factor_y: float):
+    return lambda values: [None if v is None else v * (factor_x if i % 2 == 0 else factor_y) for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_points_in_pixels_of_a_larger_photo_are_refused_not_dropped(workdir, capsys, in_memory):
+    # Points annotated on the 2x original photo: 60% of them fell outside the image and were
+    # silently read as "not annotated"; the run trained on what was left, without a word.
+    root = write_landmark_csv(workdir / "faces", n=40, k=5, size=(52, 40))
+    rewrite_points(root, scaled(2, 2))
+    code, line = error_of(landmark_fit(root, workdir / "runs", "--data.init_args.in_memory", in_memory), capsys)
+    assert code == 1
+    count, total = re.search(r"error: (\d+) of (\d+) annotated landmark points \(\d+\.\d%\) lie outside their image", line).groups()
+    assert int(total) == 40 * 5 - 14 and int(count) > int(total) / 2  # 14 empty cells: every third row's last point
+    assert re.search(r"e\.g\. point \d \(x\d\) of face_\d{3}\.png at \(\d+, \d+\) on its 40x52 \(WxH\) image", line)
+    assert "pixels of larger original photos" in line and line.endswith(f"fix the points in {root / 'landmarks.csv'}")
+    assert not (workdir / "runs").exists()
+
+
+def test_points_as_fractions_of_the_image_are_refused(workdir, capsys):
+    root = write_landmark_csv(workdir / "faces", n=20, k=5, size=(52, 40))
+    rewrite_points(root, scaled(1 / 40, 1 / 52))  # inside the image, but all in its top-left pixel
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and "lies within 0-1" in line and "fractions of the image size" in line
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_a_few_points_outside_their_image_are_one_warning_with_an_example(workdir, capsys, in_memory):
+    root = write_landmark_csv(workdir / "faces", n=20, k=5, size=(52, 40))
+    moved = iter([True, True])  # point 2 of the first two rows: beyond the right edge (a face cut by the photo)
+
+    def push_out(values):
+        if next(moved, False):
+            values[4] = 41.5
+        return values
+
+    rewrite_points(root, push_out)
+    message = off_image_warning(landmark_fit(root, workdir / "runs", "--data.init_args.in_memory", in_memory))
+    assert message.startswith(f"2 of {20 * 5 - 7} annotated landmark points (2.2%) lie outside their image")
+    assert re.search(r"e\.g\. point 2 \(x3\) of face_00[01]\.png at \(41\.5, \d+\) on its 40x52 \(WxH\) image", message)
+    assert message.endswith(f"check {root / 'landmarks.csv'}")
+
+
+def test_x_and_y_exchanged_on_tall_images_are_named(workdir):
+    root = write_landmark_csv(workdir / "faces", n=20, k=5, size=(52, 40))
+    rewrite_points(root, lambda v: [v[i + 1] if i % 2 == 0 else v[i - 1] for i in range(len(v))])
+    message = off_image_warning(landmark_fit(root, workdir / "runs"))
+    assert "with x and y exchanged every point would lie inside its image" in message
+
+
+def off_image_warning(args: list[str]) -> str:
+    """Run the CLI (it must succeed); the one warning about points outside their images."""
+    with pytest.warns(PointsOffImageWarning) as caught:
+        main(args)
+    said = [str(w.message) for w in caught if issubclass(w.category, PointsOffImageWarning)]
+    assert len(said) == 1, said  # the CLI prints each as one `warning:` line
+    return said[0]

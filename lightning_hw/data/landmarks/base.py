@@ -36,6 +36,7 @@ from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import DRAFT_NOTE, ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
 from lightning_hw.data.augment.landmarks import LandmarkAugment, flip_permutation, mark_off_canvas
+from lightning_hw.data.landmarks.off_image import check_points_on_images
 from lightning_hw.errors import ConfigError, DataError
 
 #: ``(image file, (K, 2) points in that file's pixels, NaN = missing)``
@@ -174,6 +175,20 @@ def decode_with_points(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read an image, resize it to ``size`` and move its landmarks with it.
 
+    See :func:`decode_with_points_and_size`, which also returns the file's size.
+    """
+    return decode_with_points_and_size(path, points, size, channels, interpolation)[:2]
+
+
+def decode_with_points_and_size(
+    path: Path,
+    points: torch.Tensor,
+    size: tuple[int, int],
+    channels: int = 3,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Read an image, resize it to ``size`` and move its landmarks with it.
+
     JPEGs are decoded at a reduced scale when that is still larger than ``size`` (much
     faster for photos); both resizes are applied to the points through
     ``tv_tensors.KeyPoints``, so they follow the pixels exactly.
@@ -186,8 +201,10 @@ def decode_with_points(
         interpolation: resize filter.
 
     Returns:
-        uint8 ``(C, H, W)`` image and float ``(K, 2)`` points in its pixels; points annotated
-        outside the photo are missing (a sigmoid output could never reach them).
+        uint8 ``(C, H, W)`` image, float ``(K, 2)`` points in its pixels, and the file's
+        ``(H, W)``; points annotated outside the photo are missing (a sigmoid output could
+        never reach them; :func:`~lightning_hw.data.landmarks.off_image.check_points_on_images`
+        says how many there are).
     """
     image, original = read_image_and_size(path, channels, min_size=size, exif_rotate=False)
     keypoints = tv_tensors.KeyPoints(points.float(), canvas_size=original)
@@ -195,7 +212,7 @@ def decode_with_points(
         keypoints = TF.resize(keypoints, list(image.shape[-2:]))
     image = TF.resize(tv_tensors.Image(image), list(size), interpolation=interpolation, antialias=True)
     keypoints = TF.resize(keypoints, list(size))
-    return image.as_subclass(torch.Tensor), mark_off_canvas(keypoints.as_subclass(torch.Tensor), size)
+    return image.as_subclass(torch.Tensor), mark_off_canvas(keypoints.as_subclass(torch.Tensor), size), original
 
 
 class LandmarkFiles(StreamingFallback, LandmarkDataModule):
@@ -232,6 +249,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         self.in_memory_setting = in_memory
         self.num_workers = num_workers
         self._split_records: dict[str, list[Record]] = {}
+        self._points_checked = False
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -256,7 +274,11 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
 
     def decode(self, path: Path, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One record as a resized uint8 image and its moved points."""
-        return decode_with_points(path, points, self.image_size, self.channels, self.interpolation)
+        return self.decode_with_size(path, points)[:2]
+
+    def decode_with_size(self, path: Path, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """:meth:`decode`, plus the file's ``(H, W)`` (for :meth:`check_points`)."""
+        return decode_with_points_and_size(path, points, self.image_size, self.channels, self.interpolation)
 
     def read_image_file(self, path: Path) -> torch.Tensor:
         # The training decoder, without points (and, as in training, without EXIF rotation:
@@ -269,13 +291,51 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
     def decode_description(self) -> dict[str, Any]:
         return {**super().decode_description(), "reader": f"Pillow, stored orientation (no EXIF rotation); {DRAFT_NOTE}"}
 
-    def _decode_all(self, records: list[Record]) -> Split:
+    def _decode_all(self, records: list[Record]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode ``records``: uint8 images, their moved points, and each file's ``(H, W)``."""
         if not records:
-            return torch.empty(0, *self.image_shape, dtype=torch.uint8), torch.empty(0, self.num_landmarks, 2)
+            empty = torch.empty(0, *self.image_shape, dtype=torch.uint8), torch.empty(0, self.num_landmarks, 2)
+            return *empty, torch.empty(0, 2, dtype=torch.int64)
         # Pillow releases the GIL while it decodes, so threads decode in parallel.
         with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
-            pairs = list(pool.map(lambda record: self.decode(*record), records))
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            decoded = list(pool.map(lambda record: self.decode_with_size(*record), records))
+        sizes = torch.tensor([d[2] for d in decoded], dtype=torch.int64)
+        return torch.stack([d[0] for d in decoded]), torch.stack([d[1] for d in decoded]), sizes
+
+    def _header_sizes(self, records: list[Record]) -> torch.Tensor:
+        """Each file's stored ``(H, W)`` from its header alone (no pixels decoded), as ``(N, 2)``."""
+        # Opening a file reads its header only; threads overlap the waits on the disk.
+        with ThreadPoolExecutor(max_workers=decode_threads(self.num_workers)) as pool:
+            sizes = list(pool.map(lambda record: image_file_size(record[0], exif_rotate=False), records))
+        return torch.tensor(sizes, dtype=torch.int64).view(-1, 2)
+
+    def annotation_source(self) -> str:
+        """The annotation file(s), as named when their points are refused (default: the data set's root)."""
+        return str(getattr(self, "root", "the annotations"))
+
+    def annotation_point_names(self) -> list[str] | None:
+        """The annotation file's name of each point, where it has them."""
+        return None
+
+    def check_points(self, records: dict[str, list[Record]], sizes: dict[str, torch.Tensor]) -> None:
+        """Say (once) how many annotated points lie outside their images; refuse a set of mostly such points.
+
+        Args:
+            records: each split's ``(path, points in the file's pixels)``.
+            sizes: each split's ``(N, 2)`` file sizes ``(H, W)``.
+        """
+        if self._points_checked:
+            return
+        parts = [name for name in records if records[name]]
+        paths = [path for name in parts for path, _ in records[name]]
+        if paths:
+            points = torch.cat([torch.stack([p for _, p in records[name]]).float() for name in parts])
+            root = getattr(self, "root", None)
+            check_points_on_images(
+                paths, points, torch.cat([sizes[name] for name in parts]), self.annotation_source(),
+                root=Path(root) if root is not None else None, point_names=self.annotation_point_names(),
+            )
+        self._points_checked = True
 
     def _records(self) -> dict[str, list[Record]]:
         if not self._split_records:
@@ -292,7 +352,10 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         return count * math.prod(self.image_shape) <= IN_MEMORY_LIMIT_BYTES
 
     def load_splits(self) -> dict[str, Split]:
-        return {name: self._decode_all(records) for name, records in self._records().items()}
+        records = self._records()
+        decoded = {name: self._decode_all(part) for name, part in records.items()}
+        self.check_points(records, {name: d[2] for name, d in decoded.items()})
+        return {name: d[:2] for name, d in decoded.items()}
 
     def setup(self, stage: str | None = None) -> None:
         if self.in_memory:
@@ -303,6 +366,9 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
             if not part:
                 raise DataError(self.empty_split_message(name))
         self.prepare_flip()
+        # Streamed images are decoded in DataLoader workers, out of sight: their sizes come from the headers.
+        if not self._points_checked:
+            self.check_points(records, {name: self._header_sizes(part) for name, part in records.items()})
         if self.standardize_images and self.mean is None:
             step = max(1, len(records["train"]) // 2000)  # decoding every image would take a pass
             self.preprocess = self.build_preprocess(self._decode_all(records["train"][::step])[0])

@@ -121,5 +121,11 @@ class CelebALandmarks(LandmarkFiles):
         check_files_exist(paths, "CelebA images", f"extract img_align_celeba.zip into {self.root / CELEBA_FOLDER}")
         return records
 
+    def annotation_source(self) -> str:
+        return str(self.root / CELEBA_FOLDER / "list_landmarks_align_celeba.txt")
+
+    def annotation_point_names(self) -> list[str]:
+        return list(CELEBA_POINTS)
+
     def read_records(self) -> list[Record]:
         return [record for part in self.split_records().values() for record in part]

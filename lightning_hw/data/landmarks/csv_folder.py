@@ -159,6 +159,12 @@ class LandmarkCSV(LandmarkFiles):
     def eye_indices(self) -> EyeIndices | None:
         return self._eye_indices
 
+    def annotation_source(self) -> str:
+        return str(self.csv_path)
+
+    def annotation_point_names(self) -> list[str] | None:
+        return self.point_names
+
     def read_records(self) -> list[Record]:
         paths = [self.images_dir / f"{name}{self.image_suffix}" for name in self.names]
         check_files_exist(

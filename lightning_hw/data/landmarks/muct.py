@@ -113,6 +113,9 @@ class MUCT(LandmarkFiles):
     def eye_indices(self) -> EyeIndices:
         return MUCT_EYES
 
+    def annotation_source(self) -> str:
+        return f"{self.root / MUCT_CSV} (is it damaged or another version? extract muct-landmarks-v1.tar.gz again)"
+
     def read_records(self) -> list[Record]:
         paths = [self.root / MUCT_IMAGES / f"{name}.jpg" for name in self.names]
         check_files_exist(paths, "MUCT images", _archive_hint(self.root))
