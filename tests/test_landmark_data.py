@@ -265,3 +265,45 @@ def off_image_warning(args: list[str]) -> str:
     said = [str(w.message) for w in caught if issubclass(w.category, PointsOffImageWarning)]
     assert len(said) == 1, said  # the CLI prints each as one `warning:` line
     return said[0]
+
+
+# -- through the CLI: damaged annotation files --------------------------------------------------
+
+
+def muct_fit(root, runs, *extra: str) -> list[str]:
+    """``fit`` of the landmark demo's model on a MUCT folder (the ResNet50 config's model is not needed here)."""
+    return landmark_fit(root, runs, "--data", "MUCT", "--data.init_args.root", str(root), *extra)
+
+
+@pytest.mark.parametrize("cut", ["between_x_and_y", "after_a_pair"])
+def test_a_cut_off_muct_csv_says_to_extract_the_archive_again(workdir, capsys, cut):
+    # It said `line 20: 49 points, but the rows before have 76` (or `97 coordinate values ...`)
+    # and no more: nothing about the file being cut off, or what to do.
+    root = write_muct(workdir / "muct", subjects=("000", "001"))
+    csv_path = root / "muct-landmarks" / "muct76-opencv.csv"
+    text = csv_path.read_text()
+    end = text.index("\n", len(text) // 2)
+    cells = text[end + 1 :].split("\n")[0].split(",")  # the next row: name, tag, x00, y00, ...
+    kept = text[: end + 1] + ",".join(cells[: 2 + 2 * 49 + (cut == "between_x_and_y")])
+    csv_path.write_text(kept)
+    code, line = error_of(muct_fit(root, workdir / "runs"), capsys)
+    assert code == 1
+    expected_problem = "49 points, but the rows before have 76" if cut == "after_a_pair" else "99 coordinate values after the image name"
+    assert line.startswith(f"error: {csv_path}, line {kept.count(chr(10)) + 1}: ") and expected_problem in line
+    assert line.endswith(
+        f"the file is cut off: extract muct-landmarks-v1.tar.gz into {root} again (tar xzf muct-landmarks-v1.tar.gz -C {root}), "
+        "or download it again from https://github.com/StephenMilborrow/muct if that fails too"
+    )
+
+
+def test_a_short_row_of_ones_own_csv_is_to_be_fixed_and_a_cut_off_one_copied_again(workdir, capsys):
+    root = write_landmark_csv(workdir / "faces", n=6, k=5)
+    rows = (root / "landmarks.csv").read_text().splitlines()
+    rows[3] = ",".join(rows[3].split(",")[:7])  # 3 points where the others have 5
+    (root / "landmarks.csv").write_text("\n".join(rows) + "\n")
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and "line 4: 3 points, but the rows before have 5; fix that row" in line
+    (root / "landmarks.csv").write_text("\n".join(rows[:3] + [rows[3]]))  # the same row, last and without its line break
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and line.endswith("line 4: 3 points, but the rows before have 5; the file ends in the middle of this row "
+                                       "(cut off while copied or downloaded?): copy or write it again")

@@ -14,6 +14,7 @@ coordinates (MUCT's ``tag``).
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def _number(cell: str) -> float | None:
 
 
 def read_landmark_csv(
-    path: Path, skip_columns: int = 0, zero_is_missing: bool = False
+    path: Path, skip_columns: int = 0, zero_is_missing: bool = False, damaged_hint: str | None = None
 ) -> tuple[list[str], torch.Tensor, list[str] | None]:
     """Read a landmark CSV: one row per image, its name, then ``x, y`` per point.
 
@@ -46,6 +47,8 @@ def read_landmark_csv(
         path: the CSV file.
         skip_columns: columns between the name and the first ``x`` (ignored).
         zero_is_missing: treat a point at exactly ``(0, 0)`` as not annotated.
+        damaged_hint: what to do when a row is malformed, for a file that comes whole from
+            somewhere (a data set's archive), where any malformed row means a damaged file.
 
     Returns:
         ``(names, points, point_names)``: image names as written, ``(N, K, 2)`` float
@@ -60,43 +63,57 @@ def read_landmark_csv(
             f"landmark file {path} not found: put a CSV with columns image, x1, y1, x2, y2, ... there, "
             "or point --data.init_args.csv_file at yours"
         )
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        text = file.read()
+    lines = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(cell.strip() for cell in row)]
     names: list[str] = []
     rows: list[list[float]] = []
     header: list[str] | None = None
     first = 1 + skip_columns
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        for line_no, row in enumerate(csv.reader(file), start=1):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            cells = row[first:]
-            while cells and not cells[-1].strip() and len(cells) % 2:  # a trailing comma
-                cells = cells[:-1]
-            values = [_number(cell) for cell in cells]
-            if not names and header is None and any(v is None for v in values):
-                header = [cell.strip() for cell in cells]
-                continue
-            bad = next((i for i, v in enumerate(values) if v is None), None)
-            if bad is not None:
-                raise DataError(f"{path}, line {line_no}: column {first + bad + 1} is {cells[bad]!r}, not a number")
-            if not values or len(values) % 2:
-                raise DataError(
-                    f"{path}, line {line_no}: {len(values)} coordinate values after the image name; "
-                    "expected x, y pairs (x1, y1, x2, y2, ...)"
-                )
-            if rows and len(values) != len(rows[0]):
-                raise DataError(
-                    f"{path}, line {line_no}: {len(values) // 2} points, but the rows before have {len(rows[0]) // 2}"
-                )
-            names.append(row[0].strip())
-            rows.append(values)  # type: ignore[arg-type]
+    for line_no, row in lines:
+        cells = row[first:]
+        while cells and not cells[-1].strip() and len(cells) % 2:  # a trailing comma
+            cells = cells[:-1]
+        values = [_number(cell) for cell in cells]
+        if not names and header is None and any(v is None for v in values):
+            header = [cell.strip() for cell in cells]
+            continue
+        problem = _row_problem(values, cells, first, rows[0] if rows else None)
+        if problem is not None:
+            raise DataError(f"{path}, line {line_no}: {problem}; {_row_advice(line_no == lines[-1][0], text, damaged_hint)}")
+        names.append(row[0].strip())
+        rows.append(values)  # type: ignore[arg-type]
     if not rows:
-        raise DataError(f"{path} has no landmark rows (image, x1, y1, ...)")
+        raise DataError(f"{path} has no landmark rows (image, x1, y1, ...)" + (f"; {damaged_hint}" if damaged_hint else ""))
     points = torch.tensor(rows, dtype=torch.float32).view(len(rows), -1, 2)
     if zero_is_missing:
         points[(points == 0).all(dim=-1)] = math.nan
     points[torch.isnan(points).any(dim=-1)] = math.nan  # half a point is no point
     point_names = header[0::2] if header is not None and len(header) >= 2 * points.shape[1] else None
     return names, points, point_names
+
+
+def _row_problem(values: list[float | None], cells: list[str], first: int, before: list[float] | None) -> str | None:
+    """What is wrong with one row's coordinates (``None``: nothing)."""
+    bad = next((i for i, v in enumerate(values) if v is None), None)
+    if bad is not None:
+        return f"column {first + bad + 1} is {cells[bad]!r}, not a number"
+    if not values or len(values) % 2:
+        return f"{len(values)} coordinate values after the image name; expected x, y pairs (x1, y1, x2, y2, ...)"
+    if before is not None and len(values) != len(before):
+        return f"{len(values) // 2} points, but the rows before have {len(before) // 2}"
+    return None
+
+
+def _row_advice(last: bool, text: str, damaged_hint: str | None) -> str:
+    """What to do about a malformed row: a cut-off file is got again, a typo in one's own CSV is fixed."""
+    # A copy or download that stopped early ends inside its last row, usually without the final line break.
+    cut_off = last and not text.endswith(("\n", "\r"))
+    if damaged_hint:
+        return f"the file is {'cut off' if cut_off else 'damaged'}: {damaged_hint}"
+    if cut_off:
+        return "the file ends in the middle of this row (cut off while copied or downloaded?): copy or write it again"
+    return "fix that row (every row: the image name, then x, y for each point; an empty cell for a missing one)"
 
 
 class LandmarkCSV(LandmarkFiles):

@@ -59,6 +59,13 @@ def _archive_hint(root: Path) -> str:
     )
 
 
+def _damaged_hint(root: Path) -> str:
+    return (
+        f"extract muct-landmarks-v1.tar.gz into {root} again (tar xzf muct-landmarks-v1.tar.gz -C {root}), "
+        f"or download it again from {MUCT_URL} if that fails too"
+    )
+
+
 class MUCT(LandmarkFiles):
     """The MUCT face database: 76 landmarks per face, 480x640 photos from five cameras.
 
@@ -92,7 +99,7 @@ class MUCT(LandmarkFiles):
         csv_path = self.root / MUCT_CSV
         if not csv_path.is_file():
             raise DataError(f"MUCT landmarks not found at {csv_path}: {_archive_hint(self.root)}")
-        names, points, _ = read_landmark_csv(csv_path, skip_columns=1, zero_is_missing=True)
+        names, points, _ = read_landmark_csv(csv_path, skip_columns=1, zero_is_missing=True, damaged_hint=_damaged_hint(self.root))
         if points.shape[1] != MUCT_NUM_LANDMARKS:
             raise DataError(f"{csv_path} has {points.shape[1]} points per row, MUCT has {MUCT_NUM_LANDMARKS}; is it muct76-opencv.csv?")
         keep = [i for i, name in enumerate(names) if not name.startswith("ir") and name[5:6] in self.cameras]
