@@ -307,3 +307,50 @@ def test_a_short_row_of_ones_own_csv_is_to_be_fixed_and_a_cut_off_one_copied_aga
     code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
     assert code == 1 and line.endswith("line 4: 3 points, but the rows before have 5; the file ends in the middle of this row "
                                        "(cut off while copied or downloaded?): copy or write it again")
+
+
+# -- through the CLI: root one folder off ---------------------------------------------------------
+
+
+def test_a_muct_root_one_folder_off_names_the_folder_to_give(workdir, capsys):
+    # root set to muct-landmarks/ (or jpg/, the CSV, the folder above) got the advice to download
+    # and extract all six archives again, into the wrong folder.
+    root = write_muct(workdir / "data" / "muct", subjects=("000", "001"))
+    advice = f"set --data.init_args.root {root} (the folder that holds muct-landmarks/muct76-opencv.csv)"
+    for wrong in (root / "muct-landmarks", root / "jpg", root / "muct-landmarks" / "muct76-opencv.csv", root.parent):
+        code, line = error_of(muct_fit(wrong, workdir / "runs"), capsys)
+        assert code == 1 and line.endswith(f"but {root / 'muct-landmarks' / 'muct76-opencv.csv'} is there: {advice}"), wrong
+    (root / "muct-landmarks" / "muct76-opencv.csv").rename(root / "muct76-opencv.csv")  # put by hand beside jpg/
+    code, line = error_of(muct_fit(root, workdir / "runs"), capsys)
+    assert line.endswith(f"but {root / 'muct76-opencv.csv'} is there: move it into {root / 'muct-landmarks'}")
+    assert not (workdir / "runs").exists()
+
+
+def test_a_celeba_root_one_folder_off_names_the_folder_to_give(workdir, capsys, monkeypatch):
+    import torchvision.datasets.celeba as tv_celeba
+
+    root = write_celeba(workdir / "data", n=10)  # torchvision fails on a split of one image (a 0-d tensor)
+    for wrong in (root / "celeba", root / "celeba" / "img_align_celeba", workdir):
+        code, line = error_of(landmark_fit(root, workdir / "runs", "--data", "CelebALandmarks", "--data.init_args.root", str(wrong)), capsys)
+        assert code == 1 and line.endswith(f"set --data.init_args.root {root} (the folder that holds celeba/)"), wrong
+    # img_align_celeba.zip unzipped into a folder of its own name: every image was "missing".
+    monkeypatch.setattr(tv_celeba, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    images = root / "celeba" / "img_align_celeba"
+    images.rename(root / "celeba" / "unzipped")
+    images.mkdir()
+    (root / "celeba" / "unzipped").rename(images / "img_align_celeba")
+    code, line = error_of(landmark_fit(root, workdir / "runs", "--data", "CelebALandmarks", "--data.init_args.root", str(root)), capsys)
+    assert code == 1 and f"the CelebA images are in {images / 'img_align_celeba'}, one folder too deep" in line
+    assert line.endswith(f"move them up into {images}, or unzip the archive in {root / 'celeba'} (unzip img_align_celeba.zip -d {root / 'celeba'})")
+
+
+def test_a_landmark_csv_root_or_images_dir_one_folder_off_names_the_setting(workdir, capsys):
+    root = write_landmark_csv(workdir / "data" / "faces", n=6)
+    for wrong in (root.parent, root / "landmarks.csv"):
+        code, line = error_of(landmark_fit(wrong, workdir / "runs"), capsys)
+        assert code == 1 and line.endswith(f"set --data.init_args.root {root} (the folder that holds landmarks.csv)"), wrong
+    (root / "images").mkdir()
+    for image in root.glob("*.png"):
+        image.rename(root / "images" / image.name)
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and line.endswith(f"but {root / 'images' / 'face_000.png'} is there: set --data.init_args.images_dir images")

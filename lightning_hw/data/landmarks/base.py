@@ -397,3 +397,31 @@ def check_files_exist(paths: Sequence[Path], what: str, hint: str) -> None:
         shown = ", ".join(str(p) for p in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise DataError(f"{len(missing)} of {len(paths)} {what} are missing ({shown}{more}); {hint}")
+
+
+def folder_holding(root: Path, relative: Path | str) -> Path | None:
+    """The folder one level off ``root`` that holds ``relative``, when ``root`` does not.
+
+    ``root`` set one folder too deep (to a folder of the data set, or to one of its files) or
+    one too shallow (the folder above the data set) is the commonest way to have every file
+    "missing"; the advice to download the data again would then be wrong.
+
+    Args:
+        root: the configured data set folder.
+        relative: a file the data set folder must hold, relative to it (e.g. ``muct-landmarks/muct76-opencv.csv``).
+
+    Returns:
+        The folder to give as ``root`` (its parent or grandparent, or one of its sub-folders), or ``None``.
+    """
+    candidates = [root.parent, root.parent.parent]
+    if root.is_dir():
+        candidates += sorted(sub for sub in root.iterdir() if sub.is_dir() and not sub.name.startswith("."))
+    return next((folder for folder in candidates if folder != root and (folder / relative).is_file()), None)
+
+
+def root_off_message(what: str, expected: Path, found: Path, relative: Path | str) -> str:
+    """One line for :func:`folder_holding`'s find: where it looked, where the file is, the ``root`` to set."""
+    return (
+        f"{what} not found at {expected}, but {found / relative} is there: "
+        f"set --data.init_args.root {found} (the folder that holds {relative})"
+    )

@@ -24,11 +24,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning_hw.data.landmarks.base import EyeIndices, LandmarkFiles, Record, check_files_exist
+from lightning_hw.data.landmarks.base import (
+    EyeIndices,
+    LandmarkFiles,
+    Record,
+    check_files_exist,
+    folder_holding,
+    root_off_message,
+)
 from lightning_hw.errors import DataError
 
 CELEBA_FOLDER = "celeba"
 CELEBA_IMAGES = "img_align_celeba"
+#: the file that tells where a CelebA folder is (``root`` holds ``celeba/``, which holds it)
+CELEBA_LANDMARKS = Path(CELEBA_FOLDER) / "list_landmarks_align_celeba.txt"
 CELEBA_PAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CELEBA_POINTS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 #: torchvision split name per lightning-hw split
@@ -63,6 +72,9 @@ class CelebALandmarks(LandmarkFiles):
         # Fail before a model is built (and its weights fetched) when the files are not there.
         missing = [] if download else self._missing_files()
         if missing:
+            found = folder_holding(self.root, CELEBA_LANDMARKS)
+            if found is not None:
+                raise DataError(root_off_message("CelebA", self.root / CELEBA_FOLDER, found, f"{CELEBA_FOLDER}/"))
             raise self._not_usable(f"missing: {', '.join(missing)}")
 
     @property
@@ -118,6 +130,7 @@ class CelebALandmarks(LandmarkFiles):
             points = dataset.landmarks_align.view(-1, len(CELEBA_POINTS), 2).float()
             records[ours] = [(images / name, p) for name, p in zip(dataset.filename, points)]
         paths = [path for part in records.values() for path, _ in part]
+        self._refuse_nested_images(paths)
         check_files_exist(paths, "CelebA images", f"extract img_align_celeba.zip into {self.root / CELEBA_FOLDER}")
         return records
 
@@ -126,6 +139,16 @@ class CelebALandmarks(LandmarkFiles):
 
     def annotation_point_names(self) -> list[str]:
         return list(CELEBA_POINTS)
+
+    def _refuse_nested_images(self, paths: list[Path]) -> None:
+        """``img_align_celeba.zip`` holds the folder ``img_align_celeba/``: unzipped into one of that name, it nests."""
+        if paths and not paths[0].is_file() and (paths[0].parent / CELEBA_IMAGES / paths[0].name).is_file():
+            images = paths[0].parent
+            raise DataError(
+                f"the CelebA images are in {images / CELEBA_IMAGES}, one folder too deep (img_align_celeba.zip holds "
+                f"the folder {CELEBA_IMAGES}/ itself): move them up into {images}, or unzip the archive in "
+                f"{images.parent} (unzip img_align_celeba.zip -d {images.parent})"
+            )
 
     def read_records(self) -> list[Record]:
         return [record for part in self.split_records().values() for record in part]

@@ -22,7 +22,14 @@ from typing import Any
 import torch
 
 from lightning_hw.data.augment.landmarks import flip_permutation
-from lightning_hw.data.landmarks.base import EyeIndices, LandmarkFiles, Record, check_files_exist
+from lightning_hw.data.landmarks.base import (
+    EyeIndices,
+    LandmarkFiles,
+    Record,
+    check_files_exist,
+    folder_holding,
+    root_off_message,
+)
 from lightning_hw.errors import ConfigError, DataError
 
 MISSING_CELLS = ("", "nan", "NaN", "NAN", "na", "NA")
@@ -151,6 +158,7 @@ class LandmarkCSV(LandmarkFiles):
         self.csv_path = self.root / csv_file
         self.images_dir = self.root / images_dir if images_dir else self.root
         self.image_suffix = image_suffix
+        self._refuse_root_off(csv_file)
         # Reading the CSV is cheap, and the task needs the number of points before set-up.
         self.names, self.points, self.point_names = read_landmark_csv(self.csv_path, skip_columns, zero_is_missing)
         self._flip_pairs = [tuple(pair) for pair in flip_pairs] if flip_pairs else []
@@ -182,8 +190,30 @@ class LandmarkCSV(LandmarkFiles):
     def annotation_point_names(self) -> list[str] | None:
         return self.point_names
 
+    def _refuse_root_off(self, csv_file: str) -> None:
+        """``root`` one folder off the folder that holds ``csv_file`` (where that folder can be told)."""
+        if self.csv_path.is_file() or Path(csv_file).is_absolute():
+            return
+        found = folder_holding(self.root, csv_file)
+        if found is not None:
+            raise DataError(root_off_message("landmark file", self.csv_path, found, csv_file))
+
+    def _refuse_images_one_folder_down(self, paths: list[Path]) -> None:
+        """The images of the CSV in a sub-folder of :attr:`images_dir`: name the ``images_dir`` to give."""
+        first = paths[0]
+        if first.is_file() or not self.images_dir.is_dir():
+            return
+        sub = next((d for d in sorted(self.images_dir.iterdir()) if d.is_dir() and (d / first.name).is_file()), None)
+        if sub is not None:
+            setting = sub.relative_to(self.root).as_posix() if sub.is_relative_to(self.root) else str(sub)
+            raise DataError(
+                f"images named in {self.csv_path} not found in {self.images_dir}, but {sub / first.name} is there: "
+                f"set --data.init_args.images_dir {setting}"
+            )
+
     def read_records(self) -> list[Record]:
         paths = [self.images_dir / f"{name}{self.image_suffix}" for name in self.names]
+        self._refuse_images_one_folder_down(paths)
         check_files_exist(
             paths, "images named in " + str(self.csv_path), f"put them under {self.images_dir} or fix images_dir/image_suffix"
         )

@@ -30,7 +30,14 @@ from typing import Any
 
 from lightning_hw.data.base import SPLIT_NAMES
 from lightning_hw.data.landmarks.csv_folder import read_landmark_csv
-from lightning_hw.data.landmarks.base import EyeIndices, LandmarkFiles, Record, check_files_exist
+from lightning_hw.data.landmarks.base import (
+    EyeIndices,
+    LandmarkFiles,
+    Record,
+    check_files_exist,
+    folder_holding,
+    root_off_message,
+)
 from lightning_hw.errors import ConfigError, DataError
 
 MUCT_URL = "https://github.com/StephenMilborrow/muct"
@@ -98,6 +105,11 @@ class MUCT(LandmarkFiles):
         self.split_by_subject = split_by_subject
         csv_path = self.root / MUCT_CSV
         if not csv_path.is_file():
+            found = folder_holding(self.root, MUCT_CSV)
+            if found is not None:
+                raise DataError(root_off_message("MUCT landmarks", csv_path, found, MUCT_CSV))
+            if (self.root / MUCT_CSV.name).is_file():  # put there by hand, not extracted
+                raise DataError(f"MUCT landmarks not found at {csv_path}, but {self.root / MUCT_CSV.name} is there: move it into {csv_path.parent}")
             raise DataError(f"MUCT landmarks not found at {csv_path}: {_archive_hint(self.root)}")
         names, points, _ = read_landmark_csv(csv_path, skip_columns=1, zero_is_missing=True, damaged_hint=_damaged_hint(self.root))
         if points.shape[1] != MUCT_NUM_LANDMARKS:
