@@ -182,6 +182,14 @@ def test_synthetic_faces_are_reproducible_varied_and_partly_unannotated():
     assert nme.compute() > 0.3
 
 
+@pytest.mark.parametrize("count", ["0", "-5"])
+def test_synthetic_faces_without_faces_is_one_line(workdir, capsys, count):
+    # It was a traceback from torch.cat (no chunk of faces drawn), after the model was built.
+    args = ["fit", "--config", str(REPO / "configs" / "landmarks_demo.yaml"), "--data.init_args.num_samples", count,
+            "--run.root", str(workdir / "runs"), "--run.wandb", "disabled"]
+    assert error_of(args, capsys) == (2, f"error: num_samples must be at least 1, got {count}")
+
+
 # -- through the CLI: points in the wrong units --------------------------------------------------
 
 

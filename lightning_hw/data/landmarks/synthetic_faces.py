@@ -212,6 +212,8 @@ class SyntheticFaces(LandmarkDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if num_samples < 1:
+            raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
         if contour_points == 1 or contour_points < 0:
             raise ConfigError(f"contour_points must be 0 or at least 2, got {contour_points}")
         if not 0 <= missing_rate < 1:
