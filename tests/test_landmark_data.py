@@ -317,6 +317,17 @@ def test_a_short_row_of_ones_own_csv_is_to_be_fixed_and_a_cut_off_one_copied_aga
                                        "(cut off while copied or downloaded?): copy or write it again")
 
 
+def test_a_landmark_csv_separated_by_semicolons_says_so(workdir, capsys):
+    # As Excel saves a CSV in many locales: it was `line 1: 0 coordinate values after the image name`.
+    root = write_landmark_csv(workdir / "faces", n=6)
+    (root / "landmarks.csv").write_text((root / "landmarks.csv").read_text().replace(",", ";"))
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and line == (
+        f"error: {root / 'landmarks.csv'}, line 1: one column, 'image;x1;y1;x2;y2;x3;y3;x4;y4;x5;y5': the file is separated "
+        "by semicolons, not commas; save it as a comma-separated file (with decimal points: 61.5, not 61,5)"
+    )
+
+
 # -- through the CLI: root one folder off ---------------------------------------------------------
 
 

@@ -78,6 +78,7 @@ def read_landmark_csv(
     header: list[str] | None = None
     first = 1 + skip_columns
     for line_no, row in lines:
+        _refuse_other_separator(path, line_no, row)
         cells = row[first:]
         while cells and not cells[-1].strip() and len(cells) % 2:  # a trailing comma
             cells = cells[:-1]
@@ -98,6 +99,20 @@ def read_landmark_csv(
     points[torch.isnan(points).any(dim=-1)] = math.nan  # half a point is no point
     point_names = header[0::2] if header is not None and len(header) >= 2 * points.shape[1] else None
     return names, points, point_names
+
+
+def _refuse_other_separator(path: Path, line_no: int, row: list[str]) -> None:
+    """A row that is one cell holding ``;`` or tabs: a file saved with another separator (Excel in many locales)."""
+    if len(row) != 1:
+        return
+    separator = next((sep for sep in (";", "\t", "|") if sep in row[0]), None)
+    if separator is not None:
+        shown = row[0] if len(row[0]) <= 40 else row[0][:37] + "..."
+        name = {";": "semicolons", "\t": "tabs", "|": "bars"}[separator]
+        raise DataError(
+            f"{path}, line {line_no}: one column, {shown!r}: the file is separated by {name}, not commas; "
+            "save it as a comma-separated file (with decimal points: 61.5, not 61,5)"
+        )
 
 
 def _row_problem(values: list[float | None], cells: list[str], first: int, before: list[float] | None) -> str | None:
