@@ -28,7 +28,9 @@ from typing import Any
 
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.runs.config import flat_settings
-from lightning_hw.runs.files import CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, read_status, recorded_directory
+from lightning_hw.runs.files import (
+    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, STATUS_FILE, read_status, recorded_directory,
+)
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -82,17 +84,27 @@ class Run:
 # -- reading -----------------------------------------------------------------------------------
 
 
+def is_run_dir(directory: Path) -> bool:
+    """Whether ``directory`` is a run: it has a ``metrics.csv``, or the ``status.json`` that ``fit`` writes.
+
+    A run in its first epoch, or killed or interrupted in it, has its ``status.json`` but no
+    metric row yet: it is still one of the runs compared, with its status and no values.
+    """
+    return (directory / METRICS_FILE).is_file() or (directory / STATUS_FILE).is_file()
+
+
 def find_runs(directories: list[str | Path]) -> list[Path]:
-    """Run directories: each given directory that holds a ``metrics.csv``, else every one below it."""
+    """Run directories (see :func:`is_run_dir`): each given directory that is a run, else every one below it."""
     found: list[Path] = []
     for directory in map(Path, directories):
         if not directory.is_dir():
             raise DataError(f"{directory} is not a directory; give a study directory (runs/<study>) or run directories")
-        if (directory / METRICS_FILE).is_file():
+        if is_run_dir(directory):
             found.append(directory)
             continue
         # <run>/eval/<stage>-<time>/ holds an evaluation of a run, not a run (see evaluations()).
-        below = sorted(p.parent for p in directory.rglob(METRICS_FILE) if p.parent.parent.name != EVAL_DIR)
+        marks = [*directory.rglob(METRICS_FILE), *directory.rglob(STATUS_FILE)]
+        below = sorted({p.parent for p in marks if p.parent.parent.name != EVAL_DIR})
         if not below:
             raise DataError(f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
         found += below
@@ -157,13 +169,19 @@ def run_status(directory: Path) -> str:
     return status
 
 
+def _curves(directory: Path) -> dict[str, dict[int, float]]:
+    """A run's metrics; none before its first metric row is written (see :func:`is_run_dir`)."""
+    path = directory / METRICS_FILE
+    return read_metrics(path) if path.is_file() else {}
+
+
 def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
     """The runs under ``directories`` and the directory their names are relative to."""
     paths = find_runs(directories)
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
     if len(paths) == 1:
         base = base.parent
-    runs = [Run(str(p.resolve().relative_to(base)), p, read_metrics(p / METRICS_FILE), run_status(p)) for p in paths]
+    runs = [Run(str(p.resolve().relative_to(base)), p, _curves(p), run_status(p)) for p in paths]
     return runs, base
 
 
@@ -530,7 +548,7 @@ def main(argv: list[str]) -> int:
 
     options = build_parser().parse_args(argv)
     runs, base = load_runs(options.dirs)
-    one_study = len(options.dirs) == 1 and not (Path(options.dirs[0]) / METRICS_FILE).is_file()
+    one_study = len(options.dirs) == 1 and not is_run_dir(Path(options.dirs[0]))
     if one_study:
         base = Path(options.dirs[0])
     # An Optuna search (the study directory itself, not one of its trials, whose base is the search's
@@ -567,7 +585,7 @@ def main(argv: list[str]) -> int:
     # said under their means, which would otherwise read as one experiment's.
     repeat_notes = unlike_repeats(runs) if by_fold is not None or by_seed is not None else []
     sections += [*(f"- note: {note}" for note in repeat_notes), ""] if repeat_notes else []
-    groups = [Path(d) for d in options.dirs if not (Path(d) / METRICS_FILE).is_file()]
+    groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
     eval_columns, eval_rows = evaluations(runs, groups)
     if eval_rows:
         sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]

@@ -809,3 +809,26 @@ def test_report_of_finished_runs_has_no_status_column(workdir):
     (run / "status.json").write_text(json.dumps({"status": "finished"}))
     assert reports.main(["runs/g"]) == 0
     assert "status" not in (workdir / "runs" / "g" / "report" / "report.csv").read_text()
+
+
+def test_report_lists_a_run_that_died_in_its_first_epoch(workdir, capsys, monkeypatch):
+    """A run killed before it wrote a metrics row (its first epoch) has a record but no metrics.csv:
+    the report left it out ("Comparison of 1 runs"), as if the study had only the run that finished."""
+    from lightning_hw.cli import main
+
+    killer = [{"class_path": "study_helpers.KillOnce", "init_args": {"kill_at_epoch": 0}}]
+    path = write_study(workdir, {"a": None, "b": {"trainer.callbacks": killer}})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 1
+    assert not (workdir / "runs" / "tiny" / "b" / "metrics.csv").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/tiny"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Comparison of 2 runs in tiny")
+    table = {r["run"]: r for r in csv.DictReader((workdir / "runs" / "tiny" / "report" / "report.csv").open())}
+    assert {name: (row["epochs"], row["status"]) for name, row in table.items()} == {
+        "a": ("1", "finished"), "b": ("0", "died while training"),
+    }
+    assert table["b"]["val/acc"] == "" and "| b | 0 | died while training | - |" in out
