@@ -832,3 +832,31 @@ def test_report_lists_a_run_that_died_in_its_first_epoch(workdir, capsys, monkey
         "a": ("1", "finished"), "b": ("0", "died while training"),
     }
     assert table["b"]["val/acc"] == "" and "| b | 0 | died while training | - |" in out
+
+
+def test_finished_variant_whose_config_file_changed_is_skipped_with_a_note(workdir, capsys, monkeypatch):
+    """Editing the base config between two runs of a study (a new lr, say) skipped the finished runs
+    without a word, as if they had trained with the edited file; other arguments get a note."""
+    base = workdir / "base.yaml"
+    base.write_text(QUICKSTART.read_text())
+    path = write_study(workdir, {"a": None})
+    path.write_text(path.read_text().replace(str(QUICKSTART), str(base)))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 0
+    run_dir = Path("runs/tiny/a")
+    record = sorted(p.name for p in run_dir.rglob("*"))
+    capsys.readouterr()
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 0  # unchanged: no note
+    assert capsys.readouterr().out.splitlines()[1] == f"  a: finished before, skipped ({run_dir})"
+    base.write_text(base.read_text() + "\n# lr tried again\n")  # a comment changes nothing that trains
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"  a: finished before, skipped ({run_dir})"
+    settings = yaml.safe_load(base.read_text())
+    settings["optimizer"]["init_args"]["lr"] = 0.5
+    base.write_text(yaml.safe_dump(settings))
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"  a: finished before, skipped ({run_dir}); note: its config file {base} changed since it ran, "
+        f"move {run_dir} aside to run it again"
+    )
+    assert sorted(p.name for p in run_dir.rglob("*")) == record  # nothing of the run rewritten

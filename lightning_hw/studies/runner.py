@@ -121,8 +121,37 @@ def fit_args(command: list[str]) -> list[str]:
     return args[:-2] if args[-2:] == ["--ckpt_path", "last"] else args
 
 
-def mark_finished(job: Job, seconds: float) -> None:
-    """Write the run's ``study-finished.json``: the record that it finished (a grid never reruns it)."""
+def config_settings(command: list[str]) -> dict[str, str | None]:
+    """A digest of the settings in each ``--config`` file of a ``fit`` command, by the path it gives.
+
+    The settings as YAML reads them, not the file's bytes: a comment or a re-indented file
+    trains the same run. ``None`` for a file that cannot be read as YAML.
+    """
+    args = fit_args(command)
+    files = [value for flag, value in zip(args, args[1:]) if flag == "--config"]
+    return {file: _settings_digest(Path(file)) for file in files}
+
+
+def _settings_digest(path: Path) -> str | None:
+    import hashlib
+
+    import yaml
+
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def mark_finished(job: Job, seconds: float, settings: dict[str, str | None] | None = None) -> None:
+    """Write the run's ``study-finished.json``: the record that it finished (a grid never reruns it).
+
+    Args:
+        job: the finished run.
+        seconds: how long its ``fit`` took.
+        settings: :func:`config_settings` of its command when its ``fit`` started (what it read).
+    """
     variant = job.variant
     record = {
         "run": job.name,
@@ -132,6 +161,7 @@ def mark_finished(job: Job, seconds: float) -> None:
         "args": variant.args if variant else None,
         "command": job.command,
         "fit_args": fit_args(job.command),
+        "config_settings": settings or {},
         "resumed": job.resume,
         "seconds": round(seconds, 1),
         "finished": dt.datetime.now().isoformat(timespec="seconds"),
@@ -529,13 +559,21 @@ def _changed_note(search: SearchStudy, name: str, extra: list[str]) -> str:
     """A warning when a finished grid run ran with other arguments than the study now gives."""
     run_dir = search.directory / name
     try:
-        before = json.loads((run_dir / FINISHED_FILE).read_text()).get("fit_args")
-    except (OSError, ValueError):
+        record = json.loads((run_dir / FINISHED_FILE).read_text())
+        before, settings = record.get("fit_args"), record.get("config_settings") or {}
+    except (OSError, ValueError, AttributeError):
         return ""
-    now = fit_args(fit_command(search.study, search.variant(name), extra, resume=False))
-    if before is None or before == now:
+    command = fit_command(search.study, search.variant(name), extra, resume=False)
+    if before is not None and before != fit_args(command):
+        return f"; note: it ran with other arguments than now, move {run_dir} aside to run it again"
+    # The same arguments, but a config file edited since (a new lr in the base config): the run
+    # trained with the file as it was then.
+    now = config_settings(command)
+    changed = [file for file, digest in settings.items() if digest and now.get(file) and now[file] != digest]
+    if not changed:
         return ""
-    return f"; note: it ran with other arguments than now, move {run_dir} aside to run it again"
+    files = f"file {changed[0]}" if len(changed) == 1 else f"files {', '.join(changed)}"
+    return f"; note: its config {files} changed since it ran, move {run_dir} aside to run it again"
 
 
 def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
@@ -603,6 +641,7 @@ def _run_trial(
     with lock:
         print(f"{label}: {what} ({job.run_dir})", flush=True)
     started = time.monotonic()
+    settings = config_settings(job.command)  # the config files as this fit reads them
     beating = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(storage, tid, search.heartbeat, beating), daemon=True)
     beat.start()
@@ -633,7 +672,7 @@ def _run_trial(
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         outcome, text = "pruned", f"pruned at epoch {status.get('pruned_at_epoch')} after {seconds:.1f} s"
     elif code == 0 and status.get("status") == "finished" and (value is not None or search.is_grid):
-        mark_finished(job, seconds)
+        mark_finished(job, seconds, settings)
         _tell_finished(study, trial, job.run_dir, search)
         shown = f"{search.metric} = {value:.4f} in " if value is not None and not search.is_grid else "finished in "
         outcome, text = "complete", f"{shown}{seconds:.1f} s"
