@@ -860,3 +860,21 @@ def test_finished_variant_whose_config_file_changed_is_skipped_with_a_note(workd
         f"move {run_dir} aside to run it again"
     )
     assert sorted(p.name for p in run_dir.rglob("*")) == record  # nothing of the run rewritten
+
+
+def test_a_variant_given_twice_in_the_study_file_is_refused(workdir, capsys):
+    """A variant copied and not renamed: YAML kept only the last one, and the study ran one run
+    where the file shows two, without a word."""
+    from lightning_hw.cli import main
+
+    path = workdir / "twice.yaml"
+    path.write_text(
+        f"config: {QUICKSTART}\nvariants:\n  a:\n    model.init_args.lr: 0.01\n  a:\n    model.init_args.lr: 0.1\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path), "--dry-run"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: study file {path} gives `a` twice (line 5); YAML would keep only the last one: rename or remove one"
+    ]
+    assert not (workdir / "runs").exists()

@@ -258,18 +258,53 @@ def sampler_seed(value: Any, where: str) -> int:
     return value
 
 
+class _KeyTwice(Exception):
+    """A mapping of a study file gives one key twice (``key``, at 0-based ``line``)."""
+
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping.
+
+    YAML itself keeps the last value silently: a variant copied and not renamed would be one
+    run where the file shows two, and a repeated option one setting where it shows two.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)  # `<<` merges first: a merged key may be overridden, as YAML allows
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                twice = key in seen
+            except TypeError:  # unhashable: the base constructor says so
+                break
+            if twice:
+                raise _KeyTwice(key, key_node.start_mark.line)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_study_file(path: Path) -> dict[str, Any]:
     """A study file's YAML mapping (grid or search).
 
     Raises:
-        ConfigError: the file is missing, not YAML, or not a mapping.
+        ConfigError: the file is missing, not YAML, not a mapping, or gives a key twice.
     """
     if not path.is_file():
         raise ConfigError(f"study file {path} not found")
     try:
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"study file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    except _KeyTwice as err:
+        raise ConfigError(
+            f"study file {path} gives `{err.key}` twice (line {err.line + 1}); YAML would keep only the last one: "
+            "rename or remove one"
+        ) from None
     if not isinstance(spec, dict):
         raise ConfigError(f"study file {path} must be a mapping with `config` and `variants` (or `search`)")
     return spec
