@@ -123,7 +123,19 @@ def _pickle_is_whole(path: str | os.PathLike) -> bool:
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with atomic saves and weights-only loads by default."""
+    """Lightning's checkpoint I/O with atomic saves and weights-only loads by default.
+
+    Args:
+        pinned: ``(path, contents)`` of a checkpoint this command has read already: Lightning's
+            load of that path gets these contents (once) instead of reading the file again.
+            Another process may replace the file in between (a run still training rewrites
+            its ``last.ckpt``); the weights restored must be the ones the command checked and
+            records (their epoch and step), not a later epoch's.
+    """
+
+    def __init__(self, pinned: tuple[str | os.PathLike, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self._pinned = pinned
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if "://" in str(path):
@@ -134,10 +146,20 @@ class SafeCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, file)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if self._pinned is not None and _same_file(path, self._pinned[0]):
+            checkpoint, self._pinned = self._pinned[1], None  # handed over: not held once Lightning has it
+            return checkpoint
         if "://" in str(path):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only is not False)
         location = map_location if map_location is not None else (lambda storage, loc: storage)
         return load_checkpoint(path, weights_only=weights_only is not False, map_location=location)
+
+
+def _same_file(path: Any, other: str | os.PathLike) -> bool:
+    """Whether two local paths name the same file (``runs/x`` and ``./runs/x`` do)."""
+    if "://" in str(path):
+        return False
+    return Path(path).resolve() == Path(other).resolve()
 
 
 def snapshot(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -452,3 +453,46 @@ def test_another_datamodule_class_prepares_inputs_with_the_checkpoints_statistic
         raw = other.raw_data["test"][0].numpy()
         outputs = session.run(None, {session.get_inputs()[0].name: raw})[0]
         np.testing.assert_allclose(torch.tensor(outputs).softmax(-1).numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("command", ["predict", "test"])
+def test_an_evaluation_scores_the_checkpoint_it_records_while_training_rewrites_it(command, trained_run, workdir, monkeypatch, capsys):
+    """A training process may replace ``last.ckpt`` while ``predict`` or ``test`` runs on it (the run is not locked for that).
+
+    The command read the file once for its settings and the epoch it records, and Lightning read
+    it again to restore the weights: a write in between scored one epoch's weights under
+    another's name. Here the "training process" writes a checkpoint of a model that learned
+    nothing (uniform probabilities) right after the command's first read.
+    """
+    import shutil
+
+    from lightning_hw.checkpoints import load_checkpoint
+    from lightning_hw.cli import parser
+
+    run = workdir / "runs" / "quickstart" / "busy"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("eval"))
+    last = run / "checkpoints" / "last.ckpt"
+    recorded = torch.load(last, weights_only=True)
+    newer = {**recorded, "epoch": recorded["epoch"] + 1, "global_step": recorded["global_step"] + 7}
+    newer["state_dict"] = {k: torch.zeros_like(v) for k, v in recorded["state_dict"].items()}
+    torch.save(newer, workdir / "next-epoch.ckpt")
+
+    def read_then_training_writes(path, *args, **kwargs):
+        checkpoint = load_checkpoint(path, *args, **kwargs)
+        if Path(path) == last and (workdir / "next-epoch.ckpt").exists():
+            (workdir / "next-epoch.ckpt").replace(last)  # atomic, as SafeCheckpointIO saves
+        return checkpoint
+
+    monkeypatch.setattr(parser, "load_checkpoint", read_then_training_writes)
+    main([command, "--ckpt_path", str(last), "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled"])
+    assert not (workdir / "next-epoch.ckpt").exists()  # the "training process" did write
+    said = re.search(r"weights: \S+; epoch (\d+), step (\d+)\)", capsys.readouterr().out)
+    assert said and (int(said.group(1)), int(said.group(2))) == (recorded["epoch"], recorded["global_step"])
+    if command == "test":
+        (scores,) = _rows(sorted((run / "eval").glob("test-*/metrics.csv"))[-1])
+        assert float(scores["test/acc"]) > 0.6  # chance, 0.1, from the next epoch's zeros
+        return
+    rows = _rows(_newest_predictions(run))
+    probabilities = np.array([[float(r[f"prob_{d}"]) for d in range(10)] for r in rows])
+    assert not np.allclose(probabilities, 0.1)  # the weights it says it scored, not the next epoch's zeros
+    assert np.mean([r["predicted"] == r["target_class"] for r in rows]) > 0.6

@@ -467,6 +467,10 @@ class HWCLI(CLIHooks):
             from lightning_hw.deploy.predict import read_predict_inputs
 
             self._predict_ids = read_predict_inputs(chosen.predict_from, self.datamodule, chosen.get("on_unreadable", "fail"))
+        # What an evaluation scores is the file as read here (its epoch is recorded): Lightning
+        # restores these contents rather than the file, which a run still training may have
+        # replaced meanwhile. SafeCheckpointIO lets go of them once Lightning has them.
+        pinned = (run.ckpt_path, checkpoint) if run.mode == "evaluate" and checkpoint is not None else None
         del checkpoint  # a big model's state (optimizer included) is not kept for the whole run
         if self._replaced_settings:  # every check has passed: the command goes on with the checkpoint's settings
             rank_zero_warn(self._replaced_settings, category=CheckpointSettingsWarning)  # once, not once per DDP process
@@ -507,7 +511,7 @@ class HWCLI(CLIHooks):
         plugins = trainer_cfg.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
-            plugins.append(SafeCheckpointIO())  # atomic saves, weights-only loads
+            plugins.append(SafeCheckpointIO(pinned=pinned))  # atomic saves, weights-only loads
         kwargs["plugins"] = plugins
         if self.subcommand == "predict":
             from lightning_hw.deploy.predict import writer_for
