@@ -302,6 +302,40 @@ def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step)
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
 
 
+@pytest.mark.parametrize("signum", [2, 15])
+def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_nothing(trained_run, signum):
+    """Ctrl-C while onnxruntime scores the test split (the longest part for a big net) ended export with exit 1 and no word.
+
+    The check runs in Lightning's test loop, whose handler turns a KeyboardInterrupt into a silent
+    ``sys.exit(1)`` (and ignores Ctrl-C from then on).
+    """
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "from lightning_hw.deploy import export\n"
+        "original = export.onnx_runner\n"
+        "def signalled_runner(path):\n"
+        "    run = original(path)\n"
+        f"    def signalled(x):\n        os.kill(os.getpid(), {signum}); time.sleep(30); return run(x)\n"
+        "    return signalled\n"
+        "export.onnx_runner = signalled_runner\n"
+        "from lightning_hw.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    result = subprocess.run(
+        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 128 + signum, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    name = "SIGINT (Ctrl-C)" if signum == 2 else "SIGTERM"
+    assert result.stderr.strip().splitlines()[-1] == f"interrupted by {name}: export stopped; nothing was written"
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
+
+
 def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
     """Once the .onnx and export.json are in place a signal no longer stops it: "nothing was written" would be untrue."""
     import json

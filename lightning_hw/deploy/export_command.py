@@ -57,17 +57,20 @@ def main(argv: list[str]) -> int:
         raise ConfigError(explain(str(err), "export", parser)) from None
     from lightning_hw.deploy.export import export_checkpoint  # torch, the task and the data: seconds
 
-    return _stopping_on_sigterm(lambda written: export_checkpoint(args, written))
+    return _stopping_on_signals(lambda written: export_checkpoint(args, written))
 
 
-def _stopping_on_sigterm(export: Callable[[Callable[[], None]], int]) -> int:
-    """Run ``export`` with SIGTERM taken as Ctrl-C is: it stops, undoes its unfinished files, and says so.
+def _stopping_on_signals(export: Callable[[Callable[[], None]], int]) -> int:
+    """Run ``export`` with SIGINT and SIGTERM stopping it: it undoes its unfinished files, and says so.
 
     SIGTERM's default action would end the process at once, leaving an empty
     ``eval/export-<time>/`` in the checkpoint's run (and a ``.partial`` file) and no message.
-    The exception raised here unwinds through the export's own clean-up, and the CLI prints
-    one line and exits 143. Once ``export`` calls the function it is given (its files are all
-    in place), SIGTERM and Ctrl-C are noted and no longer stop it: the export is complete.
+    Ctrl-C's KeyboardInterrupt is no better during the test-split check, which runs in
+    Lightning's test loop: Lightning turns it into a silent ``sys.exit(1)`` (and ignores
+    Ctrl-C from then on). The exception raised here instead unwinds through the export's own
+    clean-up (Lightning re-raises it), and the CLI prints one line and exits 130 or 143.
+    Once ``export`` calls the function it is given (its files are all in place), both signals
+    are noted and no longer stop it: the export is complete.
     """
     import signal
     import sys
@@ -77,7 +80,8 @@ def _stopping_on_sigterm(export: Callable[[Callable[[], None]], int]) -> int:
 
     def stop(signum: int, frame: Any) -> None:
         interrupted = RunInterrupted(signum, at_once=True)
-        interrupted.message = "interrupted by SIGTERM: export stopped; nothing was written"
+        how = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+        interrupted.message = f"interrupted by {how}: export stopped; nothing was written"
         raise interrupted
 
     def complete(signum: int, frame: Any) -> None:
@@ -90,7 +94,8 @@ def _stopping_on_sigterm(export: Callable[[Callable[[], None]], int]) -> int:
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         return export(lambda: None)
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, stop)
+    for signum in previous:
+        signal.signal(signum, stop)
     try:
         return export(written)
     finally:
