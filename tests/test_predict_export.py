@@ -530,3 +530,17 @@ def test_an_evaluation_scores_the_checkpoint_it_records_while_training_rewrites_
     probabilities = np.array([[float(r[f"prob_{d}"]) for d in range(10)] for r in rows])
     assert not np.allclose(probabilities, 0.1)  # the weights it says it scored, not the next epoch's zeros
     assert np.mean([r["predicted"] == r["target_class"] for r in rows]) > 0.6
+
+
+@pytest.mark.parametrize("keyword", ["last", "best"])
+def test_export_of_a_checkpoint_keyword_names_the_file_to_give(keyword, trained_run, capsys):
+    """``predict --config <run>/config.yaml --ckpt_path last`` works; export said only "checkpoint not found: last"."""
+    code, line = error_of(["export", "--config", str(trained_run / "config.yaml"), "--ckpt_path", keyword], capsys)
+    (wanted,) = sorted((trained_run / "checkpoints").glob("last.ckpt" if keyword == "last" else "best-*.ckpt"))
+    assert code == 2
+    assert line == f"error: export takes a checkpoint file, not '{keyword}': give --ckpt_path {wanted}"
+    code, line = error_of(["export", "--ckpt_path", keyword], capsys)  # no run to name the file from
+    assert line == (
+        f"error: export takes a checkpoint file, not '{keyword}': give --ckpt_path "
+        f"runs/<group>/<name>/checkpoints/{'last.ckpt' if keyword == 'last' else 'best-epochNNN.ckpt'}"
+    )

@@ -114,6 +114,25 @@ def chosen_output(output: str | None, ckpt_path: Path) -> Path | None:
     return path
 
 
+def checkpoint_file(ckpt_path: str, config: str | None) -> Path:
+    """``--ckpt_path`` as a file: the keywords ``last`` and ``best`` are refused, naming the file to give instead.
+
+    ``predict``/``test`` take ``--config <run>/config.yaml --ckpt_path last``; export reads one
+    file, so it names that file (in the run of ``config``, when it has one) rather than
+    saying that no file ``last`` exists.
+
+    Raises:
+        ConfigError: ``ckpt_path`` is ``last`` or ``best`` and no such file exists here.
+    """
+    if ckpt_path not in ("last", "best") or Path(ckpt_path).exists():
+        return Path(ckpt_path)
+    pattern = "last.ckpt" if ckpt_path == "last" else "best-*.ckpt"
+    folder = Path(config).parent / "checkpoints" if config else None
+    found = sorted(folder.glob(pattern), key=lambda f: f.stat().st_mtime) if folder is not None and folder.is_dir() else []
+    wanted = found[-1] if found else f"runs/<group>/<name>/checkpoints/{'last.ckpt' if ckpt_path == 'last' else 'best-epochNNN.ckpt'}"
+    raise ConfigError(f"export takes a checkpoint file, not '{ckpt_path}': give --ckpt_path {wanted}")
+
+
 def portable_name(ckpt_path: Path) -> str:
     """The checkpoint as ``<group>/<run>/checkpoints/<file>`` (no absolute, machine-specific path)."""
     parts = ckpt_path.resolve().parts
@@ -325,7 +344,7 @@ def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> 
     from lightning_hw.data.base import recorded_data_state
     from lightning_hw.data.preprocessing import link_model_preprocessing
 
-    ckpt_path = Path(args.ckpt_path)
+    ckpt_path = checkpoint_file(args.ckpt_path, args.config)
     checkpoint = load_checkpoint(ckpt_path, weights_only=args.weights_only)
     task = build_task(ckpt_path, checkpoint, args.config)
     config_file = Path(args.config) if args.config else run_config_of(ckpt_path)
