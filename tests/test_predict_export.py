@@ -544,3 +544,13 @@ def test_export_of_a_checkpoint_keyword_names_the_file_to_give(keyword, trained_
         f"error: export takes a checkpoint file, not '{keyword}': give --ckpt_path "
         f"runs/<group>/<name>/checkpoints/{'last.ckpt' if keyword == 'last' else 'best-epochNNN.ckpt'}"
     )
+
+
+def test_the_predictions_line_is_not_glued_to_the_progress_bar(trained_run, capsys):
+    """It was printed while the bar was still open: ``Predicting DataLoader 0: 100%|...| 3/3 [...]Predictions: 179 rows ...``."""
+    main(["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--trainer.enable_progress_bar", "true"])
+    out = capsys.readouterr().out
+    lines = re.split(r"[\r\n]", out)
+    assert any(line.startswith("Predicting DataLoader 0: 100%") for line in lines), out  # the bar was drawn
+    said = [line for line in lines if "Predictions: " in line]
+    assert said and all(line.startswith("Predictions: 179 rows written to ") for line in said), said

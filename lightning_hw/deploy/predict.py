@@ -178,7 +178,7 @@ class PredictionWriter(BasePredictionWriter):
             self._file.close()
             self._file = None
         if trainer.is_global_zero:
-            print(f"Predictions: {self.rows} rows written to {self.path}")
+            say_beside_progress_bar(trainer, f"Predictions: {self.rows} rows written to {self.path}")
 
     def _write_shared(self, trainer: Trainer) -> None:
         """DDP: gather every process's rows; the first process writes them in the data's order."""
@@ -195,6 +195,20 @@ class PredictionWriter(BasePredictionWriter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w", newline="") as f:
             self._write(f, ordered)
+
+
+def say_beside_progress_bar(trainer: Trainer, message: str) -> None:
+    """Print ``message`` on a line of its own while a progress bar may still be open.
+
+    This writer's ``on_predict_end`` runs before the bar's, which closes it: a plain
+    ``print`` then continued the bar's last line (``... 3/3 [00:00<00:00]Predictions: ...``).
+    The bar's own ``print`` clears it, writes the line and draws the bar again.
+    """
+    bar = trainer.progress_bar_callback
+    if bar is not None and bar.is_enabled:
+        bar.print(message)
+    else:
+        print(message)
 
 
 def target_columns(pl_module: LightningModule, batch: Any, n: int) -> dict[str, list]:
