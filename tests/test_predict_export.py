@@ -554,3 +554,25 @@ def test_the_predictions_line_is_not_glued_to_the_progress_bar(trained_run, caps
     assert any(line.startswith("Predicting DataLoader 0: 100%") for line in lines), out  # the bar was drawn
     said = [line for line in lines if "Predictions: " in line]
     assert said and all(line.startswith("Predictions: 179 rows written to ") for line in said), said
+
+
+def test_a_sample_with_a_missing_or_text_value_says_what_to_do(trained_run, workdir, capsys):
+    """The line named the cell ("line 3, column 2 is '', not a finite number") but not what to do about it."""
+    ckpt = str(trained_run / "checkpoints" / "last.ckpt")
+    row = ["0"] * 64
+    fill_in = "the model needs a number in every input column: fill it in, or leave that row out"
+    for name, second_row, said in (
+        ("missing", ["0", "", *row[2:]], "line 2, column 2 is '', not a finite number"),
+        ("text", ["0", "n/a", *row[2:]], "line 2, column 2 is 'n/a', not a finite number"),
+        ("short", row[:63], "line 2 has 63 fields, the first row has 64; give every row the same columns"),
+    ):
+        table = workdir / f"{name}.csv"
+        table.write_text(",".join(row) + "\n" + ",".join(second_row) + "\n")
+        code, line = error_of(["predict", "--ckpt_path", ckpt, "--predict_from", str(table)], capsys)
+        assert code == 1
+        end = said if name == "short" else f"{said}; {fill_in}"
+        assert line == f"error: predict input {table}: {end}"
+    table = workdir / "first.csv"
+    table.write_text(",".join(["0", "", *row[2:]]) + "\n")
+    code, line = error_of(["predict", "--ckpt_path", ckpt, "--predict_from", str(table)], capsys)
+    assert line == f"error: predict input {table}: line 1, column 2 is empty, not a number; {fill_in}"

@@ -220,15 +220,24 @@ def read_input_csv(
     values = np.empty((len(body), width), dtype=np.float32)
     for row_index, (line, row) in enumerate(body):
         if len(row) != len(first):
-            raise DataError(f"{what} {path}: line {line} has {len(row)} fields, the first row has {len(first)}")
+            raise DataError(
+                f"{what} {path}: line {line} has {len(row)} fields, the first row has {len(first)}; give every row "
+                "the same columns"
+            )
         for j, col in enumerate(columns):
             value = finite_number(row[col])
             if value is None:
                 name = f" ({header[col]})" if header is not None else ""
-                raise DataError(f"{what} {path}: line {line}, column {col + 1}{name} is {row[col]!r}, not a finite number")
+                raise DataError(
+                    f"{what} {path}: line {line}, column {col + 1}{name} is {row[col]!r}, not a finite number; {FILL_IN}"
+                )
             values[row_index, j] = value
     ids = [row[id_column] for _, row in body] if id_column is not None else [str(i) for i in range(len(body))]
     return ids, values
+
+
+#: what to do about a cell of a sample to predict that is no number: the model has no input for "unknown"
+FILL_IN = "the model needs a number in every input column: fill it in, or leave that row out"
 
 
 def finite_number(cell: str) -> float | None:
@@ -258,7 +267,7 @@ def _header_of(path: Path, line: int, first: list[str]) -> list[str] | None:
     filled = [c for c in first if c]
     if filled and all(_is_number(c) for c in filled):  # numbers with an empty cell: a sample missing a value
         column = first.index("") + 1
-        raise DataError(f"{what} {path}: line {line}, column {column} is empty, not a number")
+        raise DataError(f"{what} {path}: line {line}, column {column} is empty, not a number; {FILL_IN}")
     if any(numeric):
         raise DataError(
             f"{what} {path}: the first row ({_shown(first, 4)}) mixes names and numbers, so it is neither a header "
