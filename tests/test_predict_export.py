@@ -576,3 +576,21 @@ def test_a_sample_with_a_missing_or_text_value_says_what_to_do(trained_run, work
     table.write_text(",".join(["0", "", *row[2:]]) + "\n")
     code, line = error_of(["predict", "--ckpt_path", ckpt, "--predict_from", str(table)], capsys)
     assert line == f"error: predict input {table}: line 1, column 2 is empty, not a number; {fill_in}"
+
+
+def test_an_unreadable_image_names_the_predict_option_that_skips_it(trained_run, workdir, capsys):
+    """It said "(or set on_unreadable to skip)", which reads as a datamodule setting no datamodule has."""
+    from PIL import Image
+
+    folder = workdir / "new"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "a.png")
+    (folder / "b.png").write_text("not an image")
+    args = ["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--predict_from", str(folder)]
+    code, line = error_of(args, capsys)
+    assert code == 1
+    assert line.startswith(f"error: cannot read image {folder / 'b.png'}: ") and line.endswith(
+        "; delete or replace the file (or add --on_unreadable skip)"
+    ), line
+    main([*args, "--on_unreadable", "skip", "--trainer.enable_progress_bar", "false"])  # what the line says works
+    assert [r["id"] for r in _rows(_newest_predictions(trained_run, "predictions-new.csv"))] == ["a.png"]

@@ -383,7 +383,7 @@ class SplitDataModule(LightningDataModule):
             if not paths:
                 raise DataError(no_images_message(path))
             warn_unread_subfolders(path, len(paths))
-            images, kept = read_all(paths, reader, on_unreadable)
+            images, kept = read_all(paths, reader, on_unreadable, how_to_skip="add --on_unreadable skip")
             if not images:
                 raise DataError(f"none of the {len(paths)} files in {path} is a readable image")
             return [paths[i].name for i in kept], torch.stack(images)

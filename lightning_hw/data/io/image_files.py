@@ -237,6 +237,7 @@ def read_all(
     decode: Callable[[Path], T],
     on_unreadable: OnUnreadable = "fail",
     what: str = "image",
+    how_to_skip: str = "set on_unreadable to skip",
 ) -> tuple[list[T], list[int]]:
     """Decode every file, failing on or skipping the unreadable ones.
 
@@ -246,6 +247,8 @@ def read_all(
         on_unreadable: ``"fail"``: raise :class:`DataError` at the first bad file; ``"skip"``:
             leave bad files out and emit one :class:`UnreadableImagesWarning` with their count.
         what: what a file is, for messages.
+        how_to_skip: how the user asks for ``skip``, for the message of ``fail`` (``predict``:
+            ``add --on_unreadable skip``).
 
     Returns:
         The decoded items and the indices (into ``paths``) they came from.
@@ -260,14 +263,14 @@ def read_all(
             items.append(decode(path))
         except DataError as err:  # a reader that already names the file
             if on_unreadable == "fail":
-                raise DataError(f"{err} (or set on_unreadable to skip)") from None
+                raise DataError(f"{err} (or {how_to_skip})") from None
             skipped.append((path, str(err)))
             continue
         except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for damaged files
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if on_unreadable == "fail":
                 raise DataError(
-                    f"cannot read {what} {path}: {reason}; remove or replace it, or set on_unreadable to skip"
+                    f"cannot read {what} {path}: {reason}; remove or replace it, or {how_to_skip}"
                 ) from None
             skipped.append((path, reason))
             continue
