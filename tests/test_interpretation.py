@@ -199,7 +199,8 @@ def test_worst_faces_are_the_test_faces_with_the_highest_nme(tmp_path):
 
 
 def test_quickstart_fit_leaves_top_losses_and_most_confused_in_its_run(tiny_args, workdir, capsys):
-    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.wandb", "offline"))
+    # With its progress bar: the list had been printed onto the end of the still-open test bar.
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.wandb", "offline", "--trainer.enable_progress_bar", "true"))
     run_dir = workdir / "runs" / "quickstart" / "r"
     assert (run_dir / "top_losses.png").stat().st_size > 10_000
     with (run_dir / "most_confused.csv").open() as f:
@@ -208,6 +209,8 @@ def test_quickstart_fit_leaves_top_losses_and_most_confused_in_its_run(tiny_args
     counts = [int(count) for _, _, count in written[1:]]
     assert counts and counts == sorted(counts, reverse=True) and all(a != p for a, p, _ in written[1:])
     out = capsys.readouterr().out
+    assert "Testing DataLoader 0: 100%" in out  # the bar was drawn
+    assert all(line.startswith("Most confused") for line in re.split(r"[\r\n]", out) if "Most confused" in line)
     block = out[out.index("Most confused"):].splitlines()[: 1 + min(5, len(counts))]
     assert block[1:] == [f"  {a:>{max(len(r[0]) for r in written[1:6])}} -> {p}: {c}" for a, p, c in written[1:6]]
     # Logged to the offline W&B run like the other plots (the pairs stay in the CSV: a W&B table is an artifact).

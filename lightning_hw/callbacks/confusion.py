@@ -17,6 +17,7 @@ import csv
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_hw.callbacks.progress import say_beside_progress_bar
 from lightning_hw.callbacks.plots import log_figure, run_directory, saves_files
 
 
@@ -58,7 +59,8 @@ class ConfusionMatrix(Callback):
         names = [str(n) for n in (getattr(pl_module, "class_names", None) or range(self.matrix.shape[0]))]
         rows = [[name, *row] for name, row in zip(names, self.matrix.tolist())]
         if trainer.is_global_zero:
-            print(f"Test confusion matrix (rows: true class, columns: predicted):\n{format_confusion(self.matrix, names)}")
+            table = format_confusion(self.matrix, names)
+            say_beside_progress_bar(trainer, f"Test confusion matrix (rows: true class, columns: predicted):\n{table}")
             if saves_files(trainer):
                 directory.mkdir(parents=True, exist_ok=True)
                 with (directory / "confusion_matrix.csv").open("w", newline="") as f:

@@ -41,6 +41,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 
 from lightning_hw.atomic import atomic_open
+from lightning_hw.callbacks.progress import say_beside_progress_bar
 from lightning_hw.callbacks.plots import _displayable, _is_grey, class_namer, figure_grid, log_figure, run_directory
 
 
@@ -268,7 +269,7 @@ class ClassificationInterpretation(KeptTestSamples):
             f.write(confused_csv(self.confused))
         # Not logged as a W&B table: a table is a W&B artifact, and offline runs upload none (the CSV is in the run).
         if self.top_confused > 0:
-            print(format_confused(self.confused, self.top_confused))
+            say_beside_progress_bar(trainer, format_confused(self.confused, self.top_confused))
 
     # -- top losses ------------------------------------------------------------------------------
 

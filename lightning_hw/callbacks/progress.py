@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
@@ -106,3 +107,17 @@ def default_progress_bar() -> ThrottledProgressBar:
     ``--trainer.enable_progress_bar false``.
     """
     return ThrottledProgressBar()
+
+
+def say_beside_progress_bar(trainer: Trainer, message: str) -> None:
+    """Print ``message`` on a line of its own while a progress bar may still be open.
+
+    A callback's ``on_*_end`` (or ``on_*_epoch_end``) runs before the bar's, which closes it: a
+    plain ``print`` then continued the bar's last line (``... 3/3 [00:00<00:00]Predictions: ...``).
+    The bar's own ``print`` clears it, writes the lines and draws the bar again.
+    """
+    bar = trainer.progress_bar_callback
+    if bar is not None and bar.is_enabled:
+        bar.print(message)
+    else:
+        print(message)

@@ -35,6 +35,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lightning_hw.callbacks.progress import say_beside_progress_bar
 from lightning_hw.errors import ConfigError
 
 # Lightning asks every prediction writer's loader for sample indices; ours writes ids itself.
@@ -195,20 +196,6 @@ class PredictionWriter(BasePredictionWriter):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w", newline="") as f:
             self._write(f, ordered)
-
-
-def say_beside_progress_bar(trainer: Trainer, message: str) -> None:
-    """Print ``message`` on a line of its own while a progress bar may still be open.
-
-    This writer's ``on_predict_end`` runs before the bar's, which closes it: a plain
-    ``print`` then continued the bar's last line (``... 3/3 [00:00<00:00]Predictions: ...``).
-    The bar's own ``print`` clears it, writes the line and draws the bar again.
-    """
-    bar = trainer.progress_bar_callback
-    if bar is not None and bar.is_enabled:
-        bar.print(message)
-    else:
-        print(message)
 
 
 def target_columns(pl_module: LightningModule, batch: Any, n: int) -> dict[str, list]:
