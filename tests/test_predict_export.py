@@ -594,3 +594,36 @@ def test_an_unreadable_image_names_the_predict_option_that_skips_it(trained_run,
     ), line
     main([*args, "--on_unreadable", "skip", "--trainer.enable_progress_bar", "false"])  # what the line says works
     assert [r["id"] for r in _rows(_newest_predictions(trained_run, "predictions-new.csv"))] == ["a.png"]
+
+
+def test_a_failed_export_never_replaces_an_earlier_failed_file(trained_run, tmp_path, monkeypatch, capsys):
+    """The second failed export to one --output had replaced the first one's ``.failed.onnx``."""
+    from lightning_hw.deploy import export
+
+    monkeypatch.setattr(export, "METRIC_TOLERANCE", -1.0)  # every check fails, as an unfaithful export would
+    output = tmp_path / "model.onnx"
+    args = ["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--output", str(output)]
+    lines = [error_of(args, capsys)[1] for _ in range(2)]
+    kept = [tmp_path / "model.failed.onnx", tmp_path / "model.failed-1.onnx"]
+    assert [line.endswith(f"(file kept for inspection: {path})") for line, path in zip(lines, kept)] == [True, True]
+    assert sorted(tmp_path.iterdir()) == sorted(kept)  # both kept, no model.onnx, no .partial
+
+
+def test_an_export_never_replaces_an_output_created_while_it_ran(trained_run, tmp_path, monkeypatch, capsys):
+    """Two exports to one --output: the name is checked first, but the one that finished second replaced the other's file."""
+    from lightning_hw.deploy import export
+
+    output = tmp_path / "model.onnx"
+    writes = export.export_onnx
+
+    def and_another_export_finishes(*args, **kwargs):
+        writes(*args, **kwargs)
+        output.write_bytes(b"the other export's model")
+
+    monkeypatch.setattr(export, "export_onnx", and_another_export_finishes)
+    code, line = error_of(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), "--output", str(output)], capsys)
+    assert code == 1
+    assert line.startswith(f"error: {output} was created by another process while this export ran")
+    assert line.endswith(f"this export is kept as {tmp_path / 'model.failed.onnx'}")
+    assert output.read_bytes() == b"the other export's model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.failed.onnx", "model.onnx"]

@@ -133,6 +133,38 @@ def checkpoint_file(ckpt_path: str, config: str | None) -> Path:
     raise ConfigError(f"export takes a checkpoint file, not '{ckpt_path}': give --ckpt_path {wanted}")
 
 
+def place_without_replacing(source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target`` unless ``target`` exists (``False`` then, ``source`` untouched).
+
+    ``Path.replace`` would overwrite a file that appeared since :func:`chosen_output` checked
+    the name; a hard link fails instead, in one step. Where the file system has no hard
+    links, the name is checked just before the rename.
+    """
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here (some network or FUSE file systems)
+        if target.exists():
+            return False
+        source.replace(target)
+        return True
+    source.unlink()
+    return True
+
+
+def keep_failed(partial: Path, output: Path) -> Path | None:
+    """Keep a failed export's file as ``<stem>.failed.onnx`` (``.failed-1.onnx``... when taken), never replacing one."""
+    if not partial.exists():
+        return None
+    suffix = 0
+    while True:
+        failed = output.with_name(f"{output.stem}.failed{'' if suffix == 0 else f'-{suffix}'}.onnx")
+        if place_without_replacing(partial, failed):
+            return failed
+        suffix += 1
+
+
 def portable_name(ckpt_path: Path) -> str:
     """The checkpoint as ``<group>/<run>/checkpoints/<file>`` (no absolute, machine-specific path)."""
     parts = ckpt_path.resolve().parts
@@ -367,8 +399,9 @@ def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> 
     directory = None if output is not None else new_export_dir(ckpt_path)
     output = output or directory / f"{ckpt_path.stem}.onnx"
     # Written under a temporary name and renamed once the check passed: a failed export never
-    # leaves a file that looks like a good one (nor replaces anything).
-    partial = output.with_name(output.name + ".partial")
+    # leaves a file that looks like a good one (nor replaces anything). The name holds the
+    # process id: two exports to one --output at once each write their own file.
+    partial = output.with_name(f"{output.name}.{os.getpid()}.partial")
     try:
         export_onnx(model, input_shape, partial, args.opset)
         scores = score_test_split(task, datamodule, onnx_runner(partial), args.bare)
@@ -385,10 +418,7 @@ def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> 
         if directory is not None:
             write_atomically(directory / "export.json", json.dumps({"file": output.name, **metadata, "scores": scores}, indent=2))
     except ExportError as err:
-        failed = output.with_name(f"{output.stem}.failed.onnx")
-        if partial.exists():
-            partial.replace(failed)
-        raise ExportError(f"{err} (file kept for inspection: {failed})") from None
+        raise ExportError(f"{err} (file kept for inspection: {keep_failed(partial, output)})") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         if directory is not None:
@@ -397,7 +427,11 @@ def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> 
                 with contextlib.suppress(OSError):
                     directory.parent.rmdir()
         raise
-    partial.replace(output)  # the last step: from here the export is complete, whatever stops the process
+    if not place_without_replacing(partial, output):  # the last step: from here the export is complete
+        raise ExportError(
+            f"{output} was created by another process while this export ran (another export to the same "
+            f"--output?) and is left as it is; this export is kept as {keep_failed(partial, output)}"
+        )
     written()
     what = "the bare net, preprocessed input" if args.bare else "raw samples, preprocessing in the graph"
     source = "on the preprocessed samples" if args.bare else "on the raw samples"
