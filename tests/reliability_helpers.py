@@ -382,3 +382,14 @@ def read_only(monkeypatch) -> Callable[[Path], None]:
     monkeypatch.setattr(os, "open", os_open)
     monkeypatch.setattr(os, "mkdir", mkdir)
     return lambda folder: frozen.append(Path(folder).absolute())
+
+
+class SlowValidation(Callback):
+    """Sleep ``seconds`` at the end of every validation (not the sanity check): time passes after the epoch's batches."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            time.sleep(self.seconds)

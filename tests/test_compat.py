@@ -68,6 +68,15 @@ def test_batches_that_stepped_counts_optimizer_steps(tmp_path, steps):
     assert compat.batches_that_stepped(trainer) == steps, f"{LIGHTNING}: epoch_loop._batches_that_stepped"
 
 
+@pytest.mark.parametrize("max_steps, done", [(4, 1), (6, 3)])
+def test_epoch_batches_done_counts_the_last_epochs_batches(tmp_path, max_steps, done):
+    """2 epochs of 3 batches: max_steps 4 cuts the last epoch after 1 batch; 6 ends it whole."""
+    trainer = tiny_trainer(tmp_path, max_epochs=2, max_steps=max_steps, limit_train_batches=3, limit_val_batches=0,
+                           enable_checkpointing=False)
+    trainer.fit(BoringModel())
+    assert compat.epoch_batches_done(trainer) == done, f"{LIGHTNING}: epoch_loop.batch_progress.current.completed"
+
+
 def test_logged_position_is_where_rows_are_logged_and_is_put_back(tmp_path):
     logged = []
 

@@ -91,3 +91,54 @@ def test_a_run_that_trains_all_its_epochs_says_nothing_more(tiny_args, workdir, 
     assert code == 0, out
     assert _stopped_lines(out) == []
     assert _status(workdir, "whole")["stopped_by"] is None
+
+
+def _train_on(capsys, line: str, *values: str) -> tuple[int, str]:
+    """Run the line's "to train on" command with ``values`` for its ``<more>`` placeholders."""
+    command = shlex.split(line.split("to train on, run: ", 1)[1])
+    assert command[:3] == ["python", "-m", "lightning_hw"] and command.count("<more>") == len(values), line
+    filled = iter(values)
+    return _fit(capsys, [next(filled) if word == "<more>" else word for word in command[3:]] + ["--run.wandb", "disabled"])
+
+
+def test_max_steps_reached_inside_the_last_epoch_is_named_and_its_command_trains_on(tiny_args, workdir, capsys):
+    """max_steps 4 of 2 epochs x 3 batches stops one batch into the last epoch: the run read as whole
+    (no line, stopped_by null); and since Lightning counts the cut epoch as ended, raising max_steps
+    alone would train nothing: the command raises max_epochs too."""
+    code, out = _fit(capsys, tiny_args("fit", "--run.name", "steps", "--trainer.max_epochs", "2",
+                                       "--trainer.max_steps", "4", "--run.test_after_fit", "false"))
+    assert code == 0, out
+    [line] = _stopped_lines(out)
+    assert _status(workdir, "steps")["stopped_by"] == "--trainer.max_steps 4 was reached before max_epochs 2"
+    assert line.endswith("--ckpt_path last --trainer.max_steps <more> --trainer.max_epochs <more>")
+    code, out = _train_on(capsys, line, "8", "3")
+    assert code == 0, out
+    assert _status(workdir, "steps")["global_step"] > 4  # it trains on (raising max_steps alone trained nothing)
+
+
+def test_a_time_limit_inside_the_last_epoch_gives_a_command_that_trains_on(tiny_args, workdir, capsys):
+    """max_time ran out in the only epoch: `--trainer.max_time <more>` resumed into a run whose
+    epochs were all counted as ended, trained nothing, and then read as a whole run."""
+    code, out = _fit(capsys, tiny_args("fit", "--run.name", "timed", "--trainer.max_epochs", "1",
+                                       "--trainer.limit_train_batches", "1.0", "--data.init_args.batch_size", "1", "--optimizer.init_args.lr", "0.01",
+                                       "--trainer.max_time", "00:00:00:01", "--run.test_after_fit", "false"))
+    assert code == 0, out
+    [line] = _stopped_lines(out)
+    assert line.endswith("--ckpt_path last --trainer.max_time <more> --trainer.max_epochs <more>")
+    stopped_at = _status(workdir, "timed")["global_step"]
+    code, out = _train_on(capsys, line, "00:00:00:02", "2")
+    assert code == 0, out
+    assert _status(workdir, "timed")["global_step"] > stopped_at
+
+
+def test_a_time_limit_passed_after_the_last_batch_is_no_stop(tiny_args, workdir, capsys):
+    """The limit ran out in the last epoch's validation, after every batch had trained: the run
+    was whole, but read 'stopped by its time limit' with a command to train on that trained nothing."""
+    slow = [{"class_path": "reliability_helpers.SlowValidation", "init_args": {"seconds": 1.5}}]
+    code, out = _fit(capsys, tiny_args("fit", "--run.name", "whole", "--trainer.max_epochs", "1",
+                                       "--trainer.max_time", "00:00:00:01", "--run.test_after_fit", "false",
+                                       "--trainer.callbacks", json.dumps(slow)))
+    assert code == 0, out
+    assert _stopped_lines(out) == []
+    status = _status(workdir, "whole")
+    assert status["stopped_by"] is None and status["global_step"] == 3

@@ -152,6 +152,11 @@ def gradients_accumulating(trainer: Trainer) -> bool:
     return ready % trainer.accumulate_grad_batches != 0 and ready < trainer.num_training_batches
 
 
+def epoch_batches_done(trainer: Trainer) -> int:
+    """Training batches completed in the current (after ``fit``: the last) epoch, restored ones included."""
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+
+
 def load_pending_loader_states(trainer: Trainer) -> None:
     """Give the train loaders the states a checkpoint holds, which Lightning loads only mid-epoch.
 

@@ -667,7 +667,7 @@ class HWCLI(CLIHooks):
             stopped = stop_reason(self.trainer)
             if stopped is not None:
                 self._stopped_by, limit = stopped
-                train_on = f"; to train on, run: {self.run.resume_command()} {limit} <more>" if limit else ""
+                train_on = f"; to train on, run: {self.run.resume_command()} {limit}" if limit else ""
                 _say(f"Training stopped after step {self.trainer.global_step}: {self._stopped_by}{train_on}")
         if self.config_init.fit.run.test_after_fit and not self.trainer.interrupted and _has_test(self):
             checkpoint = self.trainer.checkpoint_callback

@@ -15,19 +15,31 @@ from lightning.pytorch.callbacks import EarlyStopping, Timer
 def stop_reason(trainer: Trainer) -> tuple[str, str | None] | None:
     """What ended training before ``max_epochs``, or ``None`` when it trained them all.
 
-    A time limit and early stopping are always named; ``max_steps`` only when it came
-    before ``max_epochs`` (with ``max_epochs: -1`` it is the run's planned length).
+    Early stopping is always named; a time limit and ``max_steps`` only when they came
+    before the last epoch's last batch (with ``max_epochs: -1``, ``max_steps`` is the run's
+    planned length).
 
     Args:
         trainer: the trainer after ``fit`` returned.
 
     Returns:
-        The reason, and the ``--trainer`` option a resume raises to train on (``None`` when
-        raising a limit would not train on: early stopping).
+        The reason, and the ``--trainer`` options a resume raises to train on (``None`` when
+        raising a limit would not train on: early stopping). Lightning counts an epoch cut short
+        as ended, so a run cut in its last epoch must also raise ``max_epochs``.
     """
+    from lightning_hw._compat.lightning import epoch_batches_done
+
+    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
+    bounded = max_epochs is not None and max_epochs > 0
+    epochs_left = bounded and trainer.current_epoch < max_epochs
+    batches = trainer.num_training_batches
+    last_cut = bounded and not epochs_left and batches != float("inf") and epoch_batches_done(trainer) < batches
+    before_end = not bounded or epochs_left or last_cut  # something other than max_epochs ended the run
+    more_epochs = " --trainer.max_epochs <more>" if last_cut else ""
     for callback in trainer.callbacks:
-        if isinstance(callback, Timer) and callback.time_remaining() is not None and callback.time_remaining() <= 0:
-            return f"its time limit (--trainer.max_time {_duration(callback)}) was reached", "--trainer.max_time"
+        expired = isinstance(callback, Timer) and callback.time_remaining() is not None and callback.time_remaining() <= 0
+        if expired and before_end:
+            return f"its time limit (--trainer.max_time {_duration(callback)}) was reached", f"--trainer.max_time <more>{more_epochs}"
     for callback in trainer.callbacks:
         # stopped_epoch is the epoch it stopped in; one restored from an earlier attempt's checkpoint is older.
         stopped_now = isinstance(callback, EarlyStopping) and callback.stopped_epoch == trainer.current_epoch - 1
@@ -35,11 +47,9 @@ def stop_reason(trainer: Trainer) -> tuple[str, str | None] | None:
             # Lightning's own words, without its "Signaling Trainer to stop." (it has stopped).
             reason = callback.stopping_reason_message.replace(" Signaling Trainer to stop.", "").rstrip(".")
             return f"early stopping: {reason[0].lower()}{reason[1:]}", None
-    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
-    epochs_left = max_epochs is not None and max_epochs > 0 and trainer.current_epoch < max_epochs
-    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps and epochs_left:
-        return f"--trainer.max_steps {max_steps} was reached before max_epochs {max_epochs}", "--trainer.max_steps"
-    if epochs_left and trainer.should_stop:
+    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps and bounded and before_end:
+        return f"--trainer.max_steps {max_steps} was reached before max_epochs {max_epochs}", f"--trainer.max_steps <more>{more_epochs}"
+    if (epochs_left or last_cut) and trainer.should_stop:
         return "a callback asked it to stop (trainer.should_stop)", None
     return None
 
