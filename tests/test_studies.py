@@ -878,3 +878,22 @@ def test_a_variant_given_twice_in_the_study_file_is_refused(workdir, capsys):
         f"error: study file {path} gives `a` twice (line 5); YAML would keep only the last one: rename or remove one"
     ]
     assert not (workdir / "runs").exists()
+
+
+def test_a_variant_built_on_another_with_a_yaml_merge_key_may_override_its_options(workdir, capsys):
+    """`b: {<<: *a, lr: 0.05}` is YAML's way to copy a variant and change one option; the check for keys
+    given twice saw the merged-in `lr` beside b's own and refused the file."""
+    from lightning_hw.cli import main
+
+    path = workdir / "merged.yaml"
+    path.write_text(
+        f"config: {QUICKSTART}\nvariants:\n  a: &a\n    model.init_args.lr: 0.01\n    trainer.max_epochs: 2\n"
+        "  b:\n    <<: *a\n    model.init_args.lr: 0.1\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path), "--dry-run"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    study = studies.load_study(path)
+    args = {v.name: v.args for v in study.variants}
+    assert sorted(args) == ["a", "b"]
+    assert "0.1" in args["b"] and "0.01" not in args["b"] and "2" in args["b"]

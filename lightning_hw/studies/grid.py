@@ -274,9 +274,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """
 
     def construct_mapping(self, node, deep=False):
-        self.flatten_mapping(node)  # `<<` merges first: a merged key may be overridden, as YAML allows
+        # Only the mapping's own keys, before `<<` merges others in: a merged key may be overridden, as
+        # YAML allows (`b: {<<: *a, lr: 0.1}` copies variant a and changes one option).
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             try:
                 twice = key in seen
