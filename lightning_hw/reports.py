@@ -571,12 +571,17 @@ def main(argv: list[str]) -> int:
             (out / name).unlink(missing_ok=True)
     write_csv(out / "report.csv", columns, rows)
     sections = [f"# {title}", "", table_md, ""]
-    by_fold = repeat_table(columns, rows, FOLD_SUFFIX, "folds")
+    # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no
+    # value to average: counted among a variant's seeds or folds, it would make one run's values
+    # read as the agreement of several (sd 0).
+    measured = [row for run, row in zip(runs, rows) if run.curves]
+    unmeasured = [run for run in runs if not run.curves]
+    by_fold = repeat_table(columns, measured, FOLD_SUFFIX, "folds") if measured else None
     if by_fold is not None:
         sections += ["## Mean ± standard deviation over folds", "", markdown(*by_fold), ""]
         write_csv(out / "report-folds.csv", *by_fold)
     # With folds and seeds (<variant>-seed<N>-fold<i>) the seeds spread the folds' means.
-    by_seed = repeat_table(*(by_fold or (columns, rows)), SEED_SUFFIX, "seeds")
+    by_seed = repeat_table(*(by_fold or (columns, measured)), SEED_SUFFIX, "seeds") if measured else None
     seeds_title = "over seeds" + (" (of each seed's mean over folds)" if by_fold is not None else "")
     if by_seed is not None:
         sections += [f"## Mean ± standard deviation {seeds_title}", "", markdown(*by_seed), ""]
@@ -584,6 +589,8 @@ def main(argv: list[str]) -> int:
     # Repeats trained with other settings (a study file edited between runs) or missing folds:
     # said under their means, which would otherwise read as one experiment's.
     repeat_notes = unlike_repeats(runs) if by_fold is not None or by_seed is not None else []
+    if by_fold is not None or by_seed is not None:
+        repeat_notes += [f"{run.name} ({run.status}) has no metric row yet: it is not in the mean ± sd" for run in unmeasured]
     sections += [*(f"- note: {note}" for note in repeat_notes), ""] if repeat_notes else []
     groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
     eval_columns, eval_rows = evaluations(runs, groups)

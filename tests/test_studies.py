@@ -897,3 +897,20 @@ def test_a_variant_built_on_another_with_a_yaml_merge_key_may_override_its_optio
     args = {v.name: v.args for v in study.variants}
     assert sorted(args) == ["a", "b"]
     assert "0.1" in args["b"] and "0.01" not in args["b"] and "2" in args["b"]
+
+
+def test_a_seed_with_no_metric_row_yet_is_left_out_of_the_mean_with_a_note(workdir, capsys):
+    """Listed in the table since a run without a metrics row counts, a seed interrupted in its first epoch
+    also counted in `seeds` of the mean: "2 seeds, val/acc 0.7000 ± 0.0000" from one seed's values."""
+    for name, status in (("a-seed1", "finished"), ("a-seed2", "interrupted"), ("b-seed1", "finished"), ("b-seed2", "finished")):
+        run = workdir / "runs" / "g" / name
+        run.mkdir(parents=True)
+        if name != "a-seed2":
+            (run / "metrics.csv").write_text(f"epoch,step,val/acc\n0,1,0.5\n1,2,{0.6 if name == 'b-seed2' else 0.7}\n")
+        (run / "status.json").write_text(json.dumps({"status": status}))
+    assert reports.main(["runs/g"]) == 0
+    out = capsys.readouterr().out
+    seeds = {r["variant"]: r for r in csv.DictReader((workdir / "runs" / "g" / "report" / "report-seeds.csv").open())}
+    assert seeds["a"]["seeds"] == "1" and seeds["b"]["seeds"] == "2"
+    assert "note: a-seed2 (interrupted) has no metric row yet: it is not in the mean ± sd" in out
+    assert "| a-seed2 | 0 | interrupted | - |" in out  # still listed in the comparison
