@@ -373,3 +373,29 @@ def test_a_landmark_csv_root_or_images_dir_one_folder_off_names_the_setting(work
         image.rename(root / "images" / image.name)
     code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
     assert code == 1 and line.endswith(f"but {root / 'images' / 'face_000.png'} is there: set --data.init_args.images_dir images")
+
+
+def test_points_outside_their_image_are_one_warning_under_ddp_too(workdir):
+    """Two DDP processes each load the set: the warning was printed once by each, while the README
+    says it once."""
+    import subprocess
+    import sys
+
+    from lightning_hw.runs import naming
+
+    root = write_landmark_csv(workdir / "faces", n=20, k=5, size=(52, 40))
+    moved = iter([True])
+
+    def push_out(values):
+        if next(moved, False):
+            values[4] = 41.5
+        return values
+
+    rewrite_points(root, push_out)
+    args = [a for a in landmark_fit(root, workdir / "runs") if a not in ("--trainer.fast_dev_run", "true")]
+    args += ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
+    proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], cwd=workdir, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    said = [line for line in (proc.stdout + proc.stderr).splitlines() if "lie outside their image" in line]
+    assert len(said) == 1, said

@@ -13,11 +13,11 @@ image but crowd into its top-left pixel).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_hw.errors import DataError, LightningHWWarning
 
@@ -108,10 +108,10 @@ def check_points_on_images(
         "a few are faces cut by the photo's edge; more usually mean points in other units (fractions of the image "
         "size, pixels of a larger original photo, x and y swapped)"
     )
-    warnings.warn(
+    # Once per job: every DDP process reads the set, and each would say it.
+    rank_zero_warn(
         f"{said} ({example}) and are treated as not annotated; {cause}: check {source}",
-        PointsOffImageWarning,
-        stacklevel=3,
+        category=PointsOffImageWarning,
     )
 
 
