@@ -142,3 +142,35 @@ def test_a_time_limit_passed_after_the_last_batch_is_no_stop(tiny_args, workdir,
     assert _stopped_lines(out) == []
     status = _status(workdir, "whole")
     assert status["stopped_by"] is None and status["global_step"] == 3
+
+
+def test_resuming_a_run_whose_train_loss_included_the_penalty_says_where_it_changes(workdir, capsys):
+    """A regularised run trained before train/loss became the data loss (its metrics.csv has no
+    train/penalty): resumed, its train/loss curve dropped by the penalty at the resume, without a word."""
+    import csv
+
+    from tests.conftest import REPO
+
+    args = ["fit", "--config", str(REPO / "configs" / "moons_regularized.yaml"), "--run.name", "old",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--run.root", str(workdir / "runs"), "--run.wandb", "disabled", "--run.test_after_fit", "false"]
+    code, out = _fit(capsys, [*args, "--trainer.max_epochs", "2"])
+    assert code == 0, out
+    metrics = workdir / "runs" / "moons_regularized" / "old" / "metrics.csv"
+    with metrics.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    # As the run would have been written before: the penalty inside train/loss, no train/penalty column.
+    columns = [c for c in rows[0] if c != "train/penalty"]
+    with metrics.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    code, out = _fit(capsys, [*args, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
+    assert code == 0, out
+    assert (
+        "note: this run's train/loss of epochs 0-1 includes its L1/L2 penalty (written before the penalty was logged "
+        "apart); from epoch 2 on, train/loss is the data loss and the penalty is train/penalty"
+    ) in out.splitlines()
+    code, out = _fit(capsys, [*args, "--trainer.max_epochs", "4", "--ckpt_path", "last"])
+    assert code == 0, out
+    assert "note: this run's train/loss" not in out  # a run written since has its train/penalty column

@@ -626,6 +626,12 @@ class HWCLI(CLIHooks):
             _say(f"Run directory: {run.directory}")
         if run.mode == "resume" and run.ckpt_path and not is_verbose():  # Lightning says it with --verbose
             _say(f"Restoring states from the checkpoint path at {run.ckpt_path}")
+        if run.mode == "resume" and subcommand == "fit":
+            from lightning_hw.runs.files import penalty_in_train_loss_note
+
+            note = penalty_in_train_loss_note(run.directory, self.model)
+            if note:
+                _say(note)
         if subcommand == "fit" and hasattr(self.datamodule, "note_random_state"):
             self.datamodule.note_random_state()  # before Lightning's DDP re-seeds: the order one process draws
         try:

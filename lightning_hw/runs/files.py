@@ -129,3 +129,36 @@ def write_status(directory: Path, replace: bool = False, **fields: Any) -> None:
     status = {} if replace else read_status(directory)
     status.update(fields)
     write_atomically(Path(directory) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+
+
+def penalty_in_train_loss_note(directory: Path, model: Any) -> str | None:
+    """A note when a regularised run is resumed whose ``train/loss`` so far includes its L1/L2 penalty.
+
+    Runs written before ``Task.add_penalty`` logged the penalty as ``train/penalty`` have it inside
+    ``train/loss``; resumed, their curve would drop by the penalty at the resume without a word.
+
+    Args:
+        directory: the run directory.
+        model: the task about to train (its ``regularization_loss()`` says whether it has a penalty).
+    """
+    import csv
+
+    has_penalty = getattr(model, "regularization_loss", None)
+    path = Path(directory) / METRICS_FILE
+    if not callable(has_penalty) or has_penalty() is None or not path.is_file():
+        return None
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if "train/penalty" in (reader.fieldnames or []):
+                return None
+            epochs = [int(row["epoch"]) for row in reader if row.get("train/loss") and (row.get("epoch") or "").isdigit()]
+    except (OSError, csv.Error, KeyError, ValueError):
+        return None
+    if not epochs:
+        return None
+    first, last = min(epochs), max(epochs)
+    return (
+        f"note: this run's train/loss of epochs {first}-{last} includes its L1/L2 penalty (written before the penalty "
+        f"was logged apart); from epoch {last + 1} on, train/loss is the data loss and the penalty is train/penalty"
+    )
