@@ -420,6 +420,22 @@ def test_a_run_stopped_by_max_steps_resumes_with_the_whole_next_epoch(tiny_args,
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5 + 20  # 20 batches per epoch
 
 
+def test_a_run_stopped_by_max_steps_and_resumed_with_more_steps_trains_every_epoch_whole(tiny_args, workdir):
+    """The stop line's own command (``--trainer.max_steps <more>``): with max_steps given, Lightning restarts inside
+    the next epoch with the stopped one's batch count, so that epoch ran 15 of its 20 batches and the run ended at
+    step 40 with its 3 epochs "done"."""
+    whole = ("--trainer.limit_train_batches", "1.0", "--trainer.max_epochs", "3", "--run.test_after_fit", "false")
+    for more in (("--trainer.max_steps", "5"), ("--trainer.max_steps", "100", "--ckpt_path", "last")):  # as a user runs them
+        done = subprocess.run(
+            [sys.executable, "-m", "lightning_hw", *tiny_args("fit", "--run.name", "r", *whole, *more)],
+            capture_output=True, text=True, env=_env(), cwd=workdir,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    run = workdir / "runs" / "quickstart" / "r"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5 + 20 + 20
+    assert json.loads((run / "status.json").read_text())["epoch"] == 3
+
+
 def test_an_epoch_begun_with_one_batch_size_is_not_continued_with_another(tiny_args, workdir, capsys):
     """The position inside an epoch counts batches: 2 of 64 resumed as 2 of 128 never showed samples 128-255."""
     from reliability_helpers import error_of

@@ -86,6 +86,43 @@ def epochs_trained(checkpoint: dict[str, Any]) -> int | None:
     return int(processed) if processed is not None else None
 
 
+def epoch_cut_short(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint was written after ``max_steps``/``max_time`` cut its epoch short.
+
+    Lightning then counts that epoch as processed (the resume begins the next one) while its
+    epoch loop keeps the batches done (``is_last_batch`` false): a checkpoint taken inside an
+    epoch has processed no more epochs than it completed, one taken at an epoch's end has
+    ``is_last_batch`` true.
+    """
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    epochs = fit_loop.get("epoch_progress", {}).get("current", {})
+    batches = fit_loop.get("epoch_loop.batch_progress", {})
+    return epochs.get("processed", 0) > epochs.get("completed", 0) and batches.get("is_last_batch") is False
+
+
+def start_next_epoch_whole(checkpoint: dict[str, Any]) -> None:
+    """Make a resume from an epoch cut short (:func:`epoch_cut_short`) train the next epoch whole.
+
+    Such a checkpoint holds the cut epoch as processed but not completed, and its batch count.
+    Resumed with ``max_steps`` given (the command the stop line prints), Lightning restarts
+    "on the epoch's end" from these counters: the next epoch ran only the batches the cut one
+    had left, was logged under the cut epoch's number, and the counters went wrong (a run of
+    3 epochs cut at step 5, 20 batches an epoch, ended at step 40, or at 45 without the final
+    ``last.ckpt``). The counters are set to those of a finished epoch: the cut epoch completed,
+    no batch of the next one begun (the totals of batches stay).
+    """
+    if not epoch_cut_short(checkpoint):
+        return
+    fit_loop = checkpoint["loops"]["fit_loop"]
+    for counts in fit_loop["epoch_progress"].values():
+        if isinstance(counts, dict) and "processed" in counts:
+            counts["completed"] = counts["processed"]
+    current = fit_loop["epoch_loop.batch_progress"].get("current")
+    if isinstance(current, dict):
+        for key in current:
+            current[key] = 0
+
+
 def logged_step(checkpoint: dict[str, Any]) -> int | None:
     """The step a checkpoint's run logged its rows at (``None`` for a file without loop state).
 

@@ -38,7 +38,12 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import Metric
 
-from lightning_hw._compat.lightning import epoch_results, epochs_trained, load_pending_loader_states
+from lightning_hw._compat.lightning import (
+    epoch_results,
+    epochs_trained,
+    load_pending_loader_states,
+    start_next_epoch_whole,
+)
 from lightning_hw._compat.torchmetrics import restore_update_count
 from lightning_hw.errors import ConfigError, LightningHWWarning
 
@@ -185,7 +190,9 @@ class ResumeState(Callback):
             return {}
         state: dict[str, Any] = {"rng": rng_state()}
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
-        if 0 < progress.ready < trainer.num_training_batches:  # the resumed run continues this epoch
+        epochs = trainer.fit_loop.epoch_progress.current
+        # The resumed run continues this epoch, unless max_steps/max_time cut it (Lightning counts it as ended).
+        if 0 < progress.ready < trainer.num_training_batches and epochs.processed == epochs.completed:
             state["metrics"] = _merged_over_processes(trainer, {
                 name: {"update_count": m.update_count, "state": {k: _detach(v) for k, v in m.metric_state.items()}}
                 for name, m in trainer.lightning_module.named_modules()
@@ -208,6 +215,7 @@ class ResumeState(Callback):
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         _check_epochs_left(trainer, checkpoint)
         _check_processes(trainer, checkpoint, checkpoint.get("callbacks", {}).get(self.state_key, {}))
+        start_next_epoch_whole(checkpoint)  # Lightning restores the loops after the callbacks: still in time
         fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
         self._loader_states_saved = "loops" not in checkpoint or bool(fit_loop.get("combined_loader"))
 
