@@ -647,7 +647,7 @@ class HWCLI(CLIHooks):
             run.record_caveats(caveats)
             note_caveats_in_wandb(self.loggers, caveats)
         run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too
-        pruned = next((c for c in self.trainer.callbacks if isinstance(c, OptunaPruning) and c.pruned), None)
+        pruned = _pruning_that_stopped(self.trainer)
         if pruned is not None:  # stopped early by its search's pruner: neither failed nor a full run
             run.finish("pruned", self.trainer, pruned_at_epoch=pruned.pruned_at)
         else:
@@ -668,7 +668,7 @@ class HWCLI(CLIHooks):
     def after_fit(self) -> None:
         """Say what ended training before its last epoch, then test the best checkpoint
         (unless ``run.test_after_fit`` is false) and print the result."""
-        pruned = any(isinstance(c, OptunaPruning) and c.pruned for c in self.trainer.callbacks)
+        pruned = _pruning_that_stopped(self.trainer) is not None
         if self.run.mode != "scratch" and not self.trainer.interrupted and not pruned:  # "pruned" is its status
             stopped = stop_reason(self.trainer)
             if stopped is not None:
@@ -941,6 +941,11 @@ def ckpt_path_after_configs(args: list[str]) -> list[str]:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def _pruning_that_stopped(trainer: Trainer) -> OptunaPruning | None:
+    """The search's pruning callback when it stopped this trial, else ``None``."""
+    return next((c for c in trainer.callbacks if isinstance(c, OptunaPruning) and c.pruned), None)
 
 
 def _say(message: str) -> None:
