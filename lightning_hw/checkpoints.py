@@ -501,6 +501,9 @@ def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_
     init_args = dict(model_config.get("init_args") or {})
     init_args.update({k: v for k, v in hparams.items() if not k.startswith("_")})
     registry.discover()  # short class names in configs resolve only once plugins are imported
+    if not registry.resolves("task", class_path):  # renamed, moved or uninstalled since: say so, as `test` does
+        hint = registry.renamed_class_hint(class_path, f"checkpoint {ckpt_path}")
+        raise ConfigError(f"{registry.unknown_name_message('task', class_path)}{hint}")
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningModule, "model", required=True)
     try:
@@ -533,6 +536,7 @@ def build_datamodule(config_path: str | os.PathLike):
 
     from lightning_hw import registry
     from lightning_hw.errors import user_error_in
+    from lightning_hw.runs.files import is_run_record
 
     config_file = Path(config_path)
     try:
@@ -545,6 +549,11 @@ def build_datamodule(config_path: str | os.PathLike):
     if isinstance(data_config, str):
         data_config = {"class_path": data_config}
     registry.discover()
+    class_path = str(data_config.get("class_path") or "")
+    if class_path and not registry.resolves("datamodule", class_path):  # renamed, moved or uninstalled since
+        run = config_file.parent
+        hint = registry.renamed_class_hint(class_path, f"the run {run}" if is_run_record(run) else None)
+        raise ConfigError(f"{registry.unknown_name_message('datamodule', class_path)}{hint}")
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningDataModule, "data", required=True)
     try:

@@ -225,6 +225,32 @@ def _class_path_problem(name: str) -> str | None:
     return None
 
 
+def renamed_class_hint(name: str, trained: str | None) -> str:
+    """What to do when a recorded run names a class its module no longer has (``""`` otherwise).
+
+    A run's ``config.yaml`` and checkpoints name the class it was trained with: a class renamed
+    since (``module.Old`` gone, ``module.New`` there) keeps the run loadable only under its old
+    name, as this package's own ``_moved.py`` does for its modules.
+
+    Args:
+        name: the class path that does not resolve, e.g. ``my_plugin.task.MyPluginTask``.
+        trained: what was trained with it (``the run runs/g/r``), or ``None`` when nothing recorded names it.
+    """
+    module_name, _, attr = name.rpartition(".")
+    if not module_name or trained is None:
+        return ""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # noqa: BLE001 - a module that does not import is no rename; the message says why
+        return ""
+    if hasattr(module, attr):
+        return ""
+    return (
+        f"; {trained} was trained with it: if {attr} was renamed, add `{attr} = <its new name>` to "
+        f"{module_name} so that runs trained before the rename still load"
+    )
+
+
 def _first_line(err: BaseException) -> str:
     return (f"{type(err).__name__}: {err}".strip().splitlines() or [type(err).__name__])[0]
 

@@ -697,6 +697,59 @@ def test_a_run_whose_task_class_was_renamed_says_how_to_keep_it_loadable(tmp_pat
     assert all(path.read_bytes() == data for path, data in record.items())
 
 
+def test_export_of_a_run_whose_plugin_classes_are_gone_says_what_to_do(tmp_path, monkeypatch):
+    """``export`` said only ``cannot rebuild a OldTask(...) from .../config.yaml: Parser key "model":`` (and
+    ``cannot build the datamodule of ...: Parser key "data":``) where ``test`` names the class, asks whether its
+    plugin is installed or says how to keep a renamed class loadable."""
+    import contextlib
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    task_module, data_module = tmp_path / "gone_task.py", tmp_path / "gone_data.py"
+    task_module.write_text("from lightning_hw import Classifier\n\n\nclass OldTask(Classifier):\n    pass\n")
+    data_module.write_text("from lightning_hw.data.datasets.moons import TwoMoons\n\n\nclass OldData(TwoMoons):\n    pass\n")
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False},
+        "model": {"class_path": "gone_task.OldTask", "init_args": {"net": {"class_path": "lightning_hw.nets.mlp.MLP"}}},
+        "data": {"class_path": "gone_data.OldData", "init_args": {"n_samples": 40}},
+    }
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with contextlib.chdir(tmp_path):
+        main(["fit", "--config", "old.yaml", "--run.name", "r", "--run.wandb", "disabled"])
+    run_dir = tmp_path / "runs" / "old" / "r"
+    record = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    ckpt = "runs/old/r/checkpoints/last.ckpt"
+
+    def export() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "lightning_hw", "export", "--ckpt_path", ckpt],
+            capture_output=True, text=True, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-3000:]
+        (line,) = result.stderr.splitlines()
+        return line
+
+    # The task's plugin uninstalled.
+    task_source = task_module.read_text()
+    task_module.unlink()
+    line = export()
+    assert line.startswith(
+        "error: unknown task 'gone_task.OldTask': there is no module gone_task; is its plugin installed?"
+    ), line
+    # The task back, the datamodule's class renamed.
+    task_module.write_text(task_source)
+    data_module.write_text(data_module.read_text().replace("OldData", "NewData"))
+    line = export()
+    assert line.startswith("error: unknown datamodule 'gone_data.OldData': module gone_data has no OldData"), line
+    assert line.endswith(
+        "; the run runs/old/r was trained with it: if OldData was renamed, add `OldData = <its new name>` to "
+        "gone_data so that runs trained before the rename still load"
+    ), line
+    assert all(path.read_bytes() == data for path, data in record.items())
+    assert not (run_dir / "eval").exists() or not any((run_dir / "eval").iterdir())
+
+
 # -- a task and datamodule written as the README's "Writing your own" says ---------------------------
 
 OWN_SOURCE = '''

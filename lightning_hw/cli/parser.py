@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import sys
 import warnings
@@ -272,7 +271,7 @@ class HWCLI(CLIHooks):
         for key, name in requested_class_names(args).items():
             kind = KEYS[key]
             if not registry.resolves(kind, name):
-                return registry.unknown_name_message(kind, name) + _renamed_class_hint(name, _run_words(args))
+                return registry.unknown_name_message(kind, name) + registry.renamed_class_hint(name, _run_words(args))
             other = registry.ambiguous_name_message(kind, name) or registry.entry_point_name_message(kind, name)
             if other:
                 return other
@@ -280,7 +279,7 @@ class HWCLI(CLIHooks):
             if not registry.resolves(KEYS[key], name):
                 # jsonargparse imports each config's class_path as it reads it: a later --model cannot replace it.
                 return (
-                    f"{registry.unknown_name_message(KEYS[key], name)}{_renamed_class_hint(name, _run_words(args))} "
+                    f"{registry.unknown_name_message(KEYS[key], name)}{registry.renamed_class_hint(name, _run_words(args))} "
                     f"(where the config or an earlier option names it)"
                 )
             ambiguous = registry.ambiguous_name_message(KEYS[key], name)
@@ -324,7 +323,7 @@ class HWCLI(CLIHooks):
         if "_class_path" in hparams:
             class_path = hparams.pop("_class_path")
             if not registry.resolves("task", class_path):  # renamed, moved or uninstalled since
-                hint = _renamed_class_hint(class_path, f"checkpoint {ckpt_path}")
+                hint = registry.renamed_class_hint(class_path, f"checkpoint {ckpt_path}")
                 raise ConfigError(f"{registry.unknown_name_message('task', class_path)}{hint}")
             hparams = {"class_path": class_path, "dict_kwargs": hparams}
         try:
@@ -792,32 +791,6 @@ def _run_words(args: list[str]) -> str | None:
     runs = [Path(path).parent for _, path in config_arguments(args) if Path(path).name == CONFIG_FILE]
     run = next((run for run in runs if is_run_record(run)), None)  # not a project's own config.yaml
     return f"the run {run}" if run is not None else None
-
-
-def _renamed_class_hint(name: str, trained: str | None) -> str:
-    """What to do when a recorded run names a class its module no longer has (``""`` otherwise).
-
-    A run's ``config.yaml`` and checkpoints name the class it was trained with: a class renamed
-    since (``module.Old`` gone, ``module.New`` there) keeps the run loadable only under its old
-    name, as this package's own ``_moved.py`` does for its modules.
-
-    Args:
-        name: the class path that does not resolve, e.g. ``my_plugin.task.MyPluginTask``.
-        trained: what was trained with it (``the run runs/g/r``), or ``None`` when nothing recorded names it.
-    """
-    module_name, _, attr = name.rpartition(".")
-    if not module_name or trained is None:
-        return ""
-    try:
-        module = importlib.import_module(module_name)
-    except Exception:  # noqa: BLE001 - a module that does not import is no rename; the message says why
-        return ""
-    if hasattr(module, attr):
-        return ""
-    return (
-        f"; {trained} was trained with it: if {attr} was renamed, add `{attr} = <its new name>` to "
-        f"{module_name} so that runs trained before the rename still load"
-    )
 
 
 def _linked_value(data: Any, name: str, task: str) -> Any:
