@@ -295,6 +295,61 @@ def test_a_datamodule_without_a_test_split_is_refused_before_training(site, tiny
     assert not (workdir / "runs").exists()
 
 
+MISSHAPEN_SOURCE = '''
+import torch
+
+from lightning_hw import InMemoryDataModule
+
+
+class Narrow(InMemoryDataModule):
+    """Says 4 features per sample, loads 3."""
+
+    @property
+    def class_names(self) -> list[str]:
+        return ["a", "b"]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (4,)
+
+    def load_tensors(self):
+        return torch.randn(40, 3), torch.arange(40) % 2
+
+
+class Unequal(Narrow):
+    """40 samples, 30 labels."""
+
+    def load_tensors(self):
+        return torch.randn(40, 4), torch.arange(30) % 2
+'''
+
+
+@pytest.mark.parametrize(
+    ("data", "standardize", "expected"),
+    [
+        ("Narrow", "true", "error: Narrow.load_tensors() returned samples of shape (3,), but its input_shape is (4,) "),
+        ("Narrow", "false", "error: Narrow.load_tensors() returned samples of shape (3,), but its input_shape is (4,) "),
+        ("Unequal", "false", "error: Narrow.load_tensors() returned 40 samples but 30 targets; "),
+    ],
+    ids=["narrow-standardized", "narrow", "fewer-targets"],
+)
+def test_a_datamodule_whose_tensors_do_not_fit_its_shape_is_one_line_and_no_run(
+    site, tiny_args, workdir, capsys, data, standardize, expected
+):
+    """Tracebacks from deep inside the first step (``mat1 and mat2 shapes cannot be multiplied``), the split
+    (``IndexError: index 32 is out of bounds``) or a ``mean and std need ...`` about settings never given."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site, "misshapen-plugin", {"misshapen": MISSHAPEN_SOURCE},
+        {"lightning_hw.datamodules": {"Narrow": "misshapen:Narrow", "Unequal": "misshapen:Unequal"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    code, line = error_of(tiny_args("fit", "--data", data, "--data.init_args.standardize", standardize), capsys)
+    assert code == 1 and line.startswith(expected.replace("Narrow.load", f"{data}.load")), line
+    assert not (workdir / "runs").exists()
+
+
 FORGOTTEN_METHOD_SOURCE = '''
 import torch
 

@@ -576,8 +576,45 @@ class InMemoryDataModule(SplitDataModule):
     def load_splits(self) -> dict[str, Split]:
         """``{"train": (x, y), "val": ..., "test": ...}``; default: split :meth:`load_tensors`."""
         tensors = self.load_tensors()
+        self.check_loaded(tensors, "load_tensors()")
         parts = self.split_positions(tensors[0].shape[0], tensors[1] if len(tensors) > 1 else None)
         return {name: tuple(t[idx] for t in tensors) for name, idx in zip(SPLIT_NAMES, parts)}
+
+    def check_loaded(self, tensors: Split, source: str, split: str | None = None) -> None:
+        """Refuse loaded tensors that disagree with each other or with the declared sample shape.
+
+        The task's net is built for :attr:`raw_input_shape` (``input_shape`` unless overridden)
+        before any data is loaded, so samples of another shape failed only in the first step, as
+        a shape error from inside the net (or as a ``mean and std`` error about settings never
+        given, from the standardisation); tensors of unequal length as an index error while
+        splitting. Either is a plugin's loader and its properties disagreeing: said in one line.
+
+        Args:
+            tensors: ``(x, y, ...)`` as a loader returned them.
+            source: the method that returned them, e.g. ``"load_tensors()"``.
+            split: the split they are, when the method returned several.
+
+        Raises:
+            DataError: what disagrees, and what to change.
+        """
+        where = f"{type(self).__name__}.{source}" + (f" ({split} split)" if split else "")
+        rows = [int(t.shape[0]) if t.dim() else 0 for t in tensors]
+        if len(set(rows)) > 1:
+            counts = f"{rows[0]} samples but {rows[1]} targets" if len(rows) == 2 else f"tensors of {rows} rows"
+            raise DataError(f"{where} returned {counts}; return one target (row) per sample")
+        try:
+            expected = tuple(self.raw_input_shape)
+        except NotImplementedError:
+            return  # the task's link to it says, in one line, which attribute to define
+        shape = tuple(tensors[0].shape[1:])
+        if shape != expected:
+            own = type(self).raw_input_shape is not SplitDataModule.raw_input_shape
+            attr = "raw_input_shape" if own else "input_shape"
+            raise DataError(
+                f"{where} returned samples of shape {shape}, but its {attr} is {expected} (the shape the task's "
+                f"net is built for); return samples of that shape, or make {attr} say what the data holds "
+                "(plugins/README.md, section 3)"
+            )
 
     def build_preprocess(self, train_x: torch.Tensor) -> Preprocess:
         """The preprocessing of this data: divide by :attr:`raw_divisor`, standardise per feature if asked.
@@ -613,7 +650,10 @@ class InMemoryDataModule(SplitDataModule):
                 "--data.init_args.splits cut the data"
             )
         self.check_folds_applied()
+        own_splits = type(self).load_splits is not InMemoryDataModule.load_splits
         for name, tensors in raw.items():
+            if own_splits:  # load_tensors' were checked before they were split
+                self.check_loaded(tensors, "load_splits()", name)
             if tensors[0].shape[0] == 0:
                 raise DataError(self.empty_split_message(name))
         self.raw_data = raw
