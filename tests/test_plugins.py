@@ -451,6 +451,41 @@ def test_a_task_logging_other_names_than_its_monitor_is_refused_before_training(
     assert not (workdir / "runs").exists()  # refused at the sanity check: nothing trained, nothing recorded
 
 
+MISNAMED_MONITOR_SOURCE = '''
+from lightning_hw import Classifier
+
+
+class MisnamedMonitorTask(Classifier):
+    """Logs val/acc, val/f1 and val/loss; its monitor names another."""
+
+    monitor = "val/accc"
+
+'''
+
+
+def test_a_monitor_set_by_the_task_class_is_said_to_be_the_task_class(site, tiny_args, workdir, capsys):
+    """The line said ``run.monitor val/accc is not a metric this run logs; give one of ... to run.monitor`` for a
+    task whose class attribute ``monitor`` is misspelt: run.monitor was never set, and the class is what to fix."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site, "misnamed-monitor-plugin", {"misnamed_monitor": MISNAMED_MONITOR_SOURCE},
+        {"lightning_hw.tasks": {"MisnamedMonitorTask": "misnamed_monitor:MisnamedMonitorTask"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    # The quickstart config sets run.monitor; without it the task's monitor is used.
+    code, line = error_of(tiny_args("fit", "--model", "MisnamedMonitorTask", "--run.monitor", "null"), capsys)
+    assert code == 2
+    assert line == (
+        "error: MisnamedMonitorTask.monitor val/accc is not a metric this run logs (did you mean val/acc?); give one "
+        "of val/acc, val/f1, val/loss to MisnamedMonitorTask.monitor (the task class's attribute) or --run.monitor"
+    )
+    assert not (workdir / "runs").exists()  # refused at the sanity check: nothing trained, nothing recorded
+    # Given on the command line, it is run.monitor that is wrong.
+    code, line = error_of(tiny_args("fit", "--model", "MisnamedMonitorTask", "--run.monitor", "val/f11"), capsys)
+    assert code == 2 and line.startswith("error: run.monitor val/f11 is not a metric") and line.endswith(" to run.monitor")
+
+
 def test_report_keeps_a_figure_per_metric_when_a_plugin_logs_keras_style_names(workdir, capsys):
     """``train_loss`` (a plugin's own name) and ``train/loss`` would both be drawn to train_loss.png."""
     for run, key in (("contract", "train/loss"), ("keras", "train_loss")):

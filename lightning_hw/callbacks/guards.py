@@ -181,5 +181,8 @@ def watched_metrics(trainer: Trainer) -> list[tuple[str, str, str]]:
         elif isinstance(callback, ModelCheckpoint) and callback.monitor:
             ours = isinstance(callback, BestCheckpoint)  # the run's best checkpoint, by run.monitor or the task's
             name = type(callback).__name__
-            watched.append((callback.monitor, "run.monitor" if ours else f"the monitor of {name}", "run.monitor" if ours else f"{name}'s monitor"))
+            if ours:
+                watched.append((callback.monitor, *getattr(callback, "monitor_set_by", ("run.monitor", "run.monitor"))))
+            else:
+                watched.append((callback.monitor, f"the monitor of {name}", f"{name}'s monitor"))
     return watched

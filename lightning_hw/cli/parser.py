@@ -520,8 +520,16 @@ class HWCLI(CLIHooks):
         if self.subcommand == "fit" and wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = settings.monitor or getattr(self.model, "monitor", "val/loss")
             mode = getattr(self.model, "monitor_mode", "min") if settings.monitor is None else monitor_mode(monitor)
+            # A monitor the task's class names is fixed there: run.monitor, in a refusal, would name a setting never given.
+            task_attr = f"{type(self.model).__name__}.monitor"
+            if settings.monitor:
+                set_by = ("run.monitor", "run.monitor")
+            elif hasattr(self.model, "monitor"):
+                set_by = (task_attr, f"{task_attr} (the task class's attribute) or --run.monitor")
+            else:
+                set_by = ("the default monitor", "a `monitor` attribute of the task class or --run.monitor")
             callbacks.extend(checkpoint_callbacks(
-                run.directory, monitor, mode, settings.checkpoint_seconds(), settings.checkpoint_every_n_steps
+                run.directory, monitor, mode, settings.checkpoint_seconds(), settings.checkpoint_every_n_steps, set_by
             ))
         if self.subcommand == "fit":
             last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)

@@ -12,7 +12,12 @@ from lightning_hw.runs.files import CHECKPOINT_DIR
 
 
 def checkpoint_callbacks(
-    directory: Path, monitor: str, mode: str, interval: float, every_n_steps: int | None = None
+    directory: Path,
+    monitor: str,
+    mode: str,
+    interval: float,
+    every_n_steps: int | None = None,
+    monitor_set_by: tuple[str, str] = ("run.monitor", "run.monitor"),
 ) -> list[ModelCheckpoint]:
     """The best checkpoint by ``monitor`` and ``last.ckpt``, in ``<run>/checkpoints``.
 
@@ -20,6 +25,10 @@ def checkpoint_callbacks(
     :class:`BestCheckpoint` and :class:`LastCheckpoint`); ``last.ckpt`` also every
     ``every_n_steps`` optimizer steps, when given. The best one comes first, so
     ``trainer.checkpoint_callback`` is the best checkpoint.
+
+    Args:
+        monitor_set_by: what set ``monitor`` and where to change it, for the line that refuses
+            a metric the task never logs (``run.monitor``, or the task class's ``monitor``).
     """
     best = BestCheckpoint(
         dirpath=directory / CHECKPOINT_DIR,
@@ -29,4 +38,5 @@ def checkpoint_callbacks(
         mode=mode,
         min_interval=interval,
     )
+    best.monitor_set_by = monitor_set_by
     return [best, LastCheckpoint(directory / CHECKPOINT_DIR, min_interval=interval, every_n_steps=every_n_steps)]

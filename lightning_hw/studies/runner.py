@@ -41,6 +41,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -723,7 +724,8 @@ def shared_metric_not_logged(search: SearchStudy, job: Job) -> bool:
     line = _error_line(job) or ""
     if line.startswith(f"error: {OBJECTIVE} "):
         return True
-    if not line.startswith("error: run.monitor "):
+    # The run's monitor: run.monitor, else the task class's (``error: MyTask.monitor ...``) or the default.
+    if not re.match(r"error: (run\.monitor|[A-Za-z_]\w*\.monitor|the default monitor) ", line):
         return False
     if search.is_grid:
         return not any(option_values(v.args, "--run.monitor") for v in search.study.variants)
