@@ -206,7 +206,7 @@ def describe_checkpoint(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any]
         except ConfigError:
             checkpoint = {}
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    task = str(hparams.get("_class_path") or "a model").rsplit(".", 1)[-1]
+    task = str(hparams.get("_class_path") or "model").rsplit(".", 1)[-1]
     shown = {k: v for k, v in hparams.items() if not k.startswith("_") and k not in ("class_names", "lr")}
     text = f"a {task}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
     model = (checkpoint.get("lightning_hw") or {}).get("model")
@@ -504,6 +504,7 @@ def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_
     if not registry.resolves("task", class_path):  # renamed, moved or uninstalled since: say so, as `test` does
         hint = registry.renamed_class_hint(class_path, f"checkpoint {ckpt_path}")
         raise ConfigError(f"{registry.unknown_name_message('task', class_path)}{hint}")
+    init_args.update(_linked_sizes(registry.import_class(class_path, "task"), init_args, config_file))
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningModule, "model", required=True)
     try:
@@ -523,6 +524,32 @@ def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_
     except RuntimeError as err:
         raise ConfigError(mismatch_message(ckpt_path, err, checkpoint)) from None
     return task.eval()
+
+
+def _linked_sizes(task_cls: type, init_args: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """The task's ``linked_from_data`` arguments that neither the checkpoint nor the config holds, from the data.
+
+    A task whose ``__init__`` does not call ``self.save_hyperparameters()`` trains, tests and
+    resumes (the CLI links these from the datamodule each time), but its checkpoints record no
+    sizes: rebuilt without them the net has the defaults' shapes, and the weights do not fit.
+    The run's datamodule gives the values ``fit`` linked (its size properties are cheap).
+
+    Args:
+        task_cls: the task class.
+        init_args: the task's arguments known so far (config and checkpoint).
+        config_file: the config the run was trained with.
+    """
+    missing = [name for name in getattr(task_cls, "linked_from_data", ()) if name not in init_args]
+    if not missing:
+        return {}
+    datamodule = build_datamodule(config_file)
+    linked = {}
+    for name in missing:
+        try:
+            linked[name] = getattr(datamodule, name)
+        except (AttributeError, NotImplementedError):  # not a size this data gives: the task's default, as in fit
+            continue
+    return linked
 
 
 def build_datamodule(config_path: str | os.PathLike):

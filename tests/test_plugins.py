@@ -911,6 +911,32 @@ def test_a_task_whose_linked_arguments_have_no_default_trains(site, workdir):
     assert len(list((run / "eval").glob("test-*/metrics.csv"))) == 1
 
 
+def test_a_task_that_forgot_save_hyperparameters_exports_with_the_sizes_fit_linked(site, workdir, capsys):
+    """fit, test and predict worked, but export rebuilt the task without its linked sizes (the checkpoint held no
+    hyper_parameters) and said the checkpoint did not fit "a a model()", advising the config it had used."""
+    source = OWN_SOURCE.replace("        self.save_hyperparameters()\n", "") + (
+        "\n    def forward(self, x):  # what export exports\n        return self.net(x)\n"
+    )
+    assert "save_hyperparameters" not in source
+    fake_distribution(
+        site, "own-plugin", {"own_plugin": source},
+        {"lightning_hw.tasks": {"OwnTask": "own_plugin:OwnTask"}, "lightning_hw.datamodules": {"OwnBlobs": "own_plugin:OwnBlobs"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    config = workdir / "own.yaml"
+    config.write_text(yaml.safe_dump({"seed_everything": 0, "model": {"class_path": "OwnTask"}, "data": {"class_path": "OwnBlobs"}}))
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+          "--run.wandb", "disabled", "--run.name", "r", "--run.test_after_fit", "false"])  # fmt: skip
+    ckpt = workdir / "runs" / "own" / "r" / "checkpoints" / "last.ckpt"
+    assert not torch_load(ckpt).get("hyper_parameters")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--ckpt_path", str(ckpt), "--output", str(workdir / "own.onnx")])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    assert (workdir / "own.onnx").is_file()
+    assert "onnxruntime on the raw samples" in capsys.readouterr().out
+
+
 def torch_load(path: Path) -> dict:
     import torch
 
