@@ -937,6 +937,30 @@ def test_a_task_that_forgot_save_hyperparameters_exports_with_the_sizes_fit_link
     assert "onnxruntime on the raw samples" in capsys.readouterr().out
 
 
+def test_predict_and_export_of_a_task_without_forward_say_so_in_one_line(site, workdir, capsys):
+    """A task written as "Writing your own" says (shared_step, no forward) trains and tests; predict and export
+    ended in torch's ``NotImplementedError: Module [OwnTask] is missing the required "forward" function``
+    traceback (export's inside a page of torch.export advice)."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site, "own-plugin", {"own_plugin": OWN_SOURCE},
+        {"lightning_hw.tasks": {"OwnTask": "own_plugin:OwnTask"}, "lightning_hw.datamodules": {"OwnBlobs": "own_plugin:OwnBlobs"}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+    config = workdir / "own.yaml"
+    config.write_text(yaml.safe_dump({"seed_everything": 0, "model": {"class_path": "OwnTask"}, "data": {"class_path": "OwnBlobs"}}))
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+          "--run.wandb", "disabled", "--run.name", "r", "--run.test_after_fit", "false"])  # fmt: skip
+    run = workdir / "runs" / "own" / "r"
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    expected = "error: task OwnTask does not implement forward(x); "
+    for args in (["predict", "--ckpt_path", ckpt, "--run.wandb", "disabled"], ["export", "--ckpt_path", ckpt]):
+        code, line = error_of(args, capsys)
+        assert code == 2 and line.startswith(expected), line
+    assert not (run / "eval").exists()
+
+
 def torch_load(path: Path) -> dict:
     import torch
 

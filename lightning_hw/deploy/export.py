@@ -39,6 +39,7 @@ from torch import nn
 
 from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint, run_config_of
 from lightning_hw.errors import ConfigError, ExportError
+from lightning_hw.deploy.predict import require_forward
 from lightning_hw.runs.files import EVAL_DIR, recorded_directory, write_atomically
 
 #: the exported file's test metric may differ from PyTorch's by at most this (0.1 point)
@@ -379,6 +380,7 @@ def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> 
     ckpt_path = checkpoint_file(args.ckpt_path, args.config)
     checkpoint = load_checkpoint(ckpt_path, weights_only=args.weights_only)
     task = build_task(ckpt_path, checkpoint, args.config)
+    require_forward(task)  # what is exported
     config_file = Path(args.config) if args.config else run_config_of(ckpt_path)
     datamodule = build_datamodule(config_file)
     link_model_preprocessing(task, datamodule)

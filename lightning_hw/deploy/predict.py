@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lightning_hw.callbacks.progress import say_beside_progress_bar
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, MissingMethodError
 
 # Lightning asks every prediction writer's loader for sample indices; ours writes ids itself.
 warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices fetched from your dataloader")
@@ -73,6 +73,26 @@ def writer_for(run_dir: Path, chosen: Mapping[str, Any]) -> PredictionWriter:
     return PredictionWriter(output_path(run_dir, chosen.get("predict_from")))
 
 
+def require_forward(module: LightningModule) -> None:
+    """Refuse, in one line, a task without ``forward``: ``predict`` and ``export`` run the model through it.
+
+    A task needs only ``shared_step`` to train and test, so one written from the README may
+    have none; torch's own error then came as a traceback from deep inside the predict loop
+    or ``torch.export``.
+
+    Raises:
+        MissingMethodError: the module's class does not define ``forward``.
+    """
+    if type(module).forward in (LightningModule.forward, torch.nn.Module.forward):
+        raise MissingMethodError(
+            "task",
+            type(module),
+            "does not implement forward(x)",
+            "predict and export run the model on its inputs through it: define forward(x), returning the "
+            "outputs, e.g. `return self.net(x)` (see \"4. A task\" in plugins/README.md)",
+        )
+
+
 @contextlib.contextmanager
 def predict_step_on_inputs(module: LightningModule) -> Iterator[None]:
     """Give a module without its own ``predict_step`` one that runs ``forward`` on the batch's inputs.
@@ -84,6 +104,7 @@ def predict_step_on_inputs(module: LightningModule) -> Iterator[None]:
     if is_overridden("predict_step", module, LightningModule):
         yield
         return
+    require_forward(module)
 
     def predict_step(*args: Any, **kwargs: Any) -> Any:
         batch = kwargs["batch"] if "batch" in kwargs else args[0]
