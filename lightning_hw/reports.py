@@ -559,7 +559,7 @@ def main(argv: list[str]) -> int:
     out = Path(options.out) if options.out else default
     if options.out:  # the default (a study's or the run's own report/) is never another run's record
         check_out(out, runs, default)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out(out, given=bool(options.out))
     title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
 
     columns, rows = table(runs)
@@ -647,6 +647,27 @@ def check_out(out: Path, runs: list[Run], default: Path) -> None:
             f"--out {out} is {where} files no other command changes; write the report elsewhere "
             f"(without --out it goes to {default})"
         )
+
+
+def make_out(out: Path, given: bool) -> None:
+    """Create the report folder, or say in one line why it cannot be one.
+
+    Args:
+        out: the report folder.
+        given: ``out`` came from ``--out`` (else it is the default ``<DIR>/report``).
+
+    Raises:
+        ConfigError: ``out`` is a file (``--out notes.txt``), or the folder cannot be created
+            (a file where a parent folder belongs, no permission); nothing is written.
+    """
+    if out.is_file():
+        # The file is the user's: never replaced, and the advice depends on who named it.
+        fix = "give a folder for the report's files (report.md, report.csv, figures)" if given else "move it aside, or give a folder with --out"
+        raise ConfigError(f"{'--out ' if given else ''}{out} is a file, not a folder; {fix}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a parent folder belongs, a read-only place...
+        raise ConfigError(f"cannot create the report folder {out} ({err.strerror}); give another folder with --out") from None
 
 
 def _default_entity() -> str:

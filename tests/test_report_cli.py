@@ -1,0 +1,38 @@
+"""`report` as a user runs it: a subprocess of the CLI, its screen (one line, exit code) and its disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m lightning_hw ARGS`` in ``cwd``, with this checkout's package first on the path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "lightning_hw", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def two_runs(root: Path) -> None:
+    """``runs/s/a`` and ``runs/s/b``: finished runs of two epochs each."""
+    for name, acc in (("a", 0.5), ("b", 0.7)):
+        run = root / "runs" / "s" / name
+        run.mkdir(parents=True)
+        (run / "metrics.csv").write_text(f"epoch,step,val/acc\n0,1,{acc - 0.1}\n1,2,{acc}\n")
+        (run / "status.json").write_text('{"status": "finished"}\n')
+
+
+def test_out_naming_a_file_is_refused_in_one_line_and_the_file_kept(workdir):
+    """`report ... --out notes.txt` (a file that exists) ended in a FileExistsError traceback, exit 1."""
+    two_runs(workdir)
+    (workdir / "notes.txt").write_text("my notes\n")
+    done = cli("report", "runs/s", "--out", "notes.txt", cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: --out notes.txt is a file, not a folder; give a folder for the report's files (report.md, report.csv, figures)"
+    ]
+    assert (workdir / "notes.txt").read_text() == "my notes\n"
