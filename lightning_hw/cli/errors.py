@@ -110,6 +110,34 @@ def _one_line(text: str, limit: int = 400) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+#: WandbLogger's arguments that a ``run:`` option sets (the run's W&B logger is built from ``run:``)
+RUN_LOGGER_OPTIONS = {
+    "project": "project", "tags": "tags", "notes": "notes", "job_type": "job_type",
+    "name": "name", "group": "group", "offline": "wandb", "mode": "wandb",
+}
+
+
+def _option_without_class(path: str, key: str, value: str) -> str:
+    """One line for ``--<path>.init_args.<key> <value>`` given where ``path`` names no class.
+
+    ``trainer.logger`` is the common case: LightningCLI's way to set W&B's project. The run's
+    loggers (``metrics.csv`` and W&B) are built from the ``run:`` options instead, so the line
+    names the one to use.
+    """
+    given = f"--{path} option {key}={value}"
+    if path != "trainer.logger":
+        return f"{given}: no class is named yet to take it; name the class first: --{path} CLASS --{path}.init_args.{key} {value}"
+    where = "the run's loggers (metrics.csv and W&B) are set with run: options, not trainer.logger"
+    run_option = RUN_LOGGER_OPTIONS.get(key)
+    if run_option == "wandb":
+        # offline=true / mode=offline both mean --run.wandb offline; offline=false means online.
+        mode = value if key == "mode" else ("offline" if value.lower() in ("true", "1", "yes") else "online")
+        return f"{given}: {where}; use --run.wandb {mode}"
+    if run_option:
+        return f"{given}: {where}; use --run.{run_option} {value}"
+    return f"{given}: {where}; give them with --run.project, --run.tags, --run.notes, --run.job_type, --run.wandb"
+
+
 def explain(message: str, subcommand: str | None, subparser=None) -> str:
     """One readable line for a jsonargparse error message.
 
@@ -182,6 +210,14 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     found = re.search(r"File does not exist: '?([^'\n]+)'?", message)
     if found:
         return f"--{path or 'config'}: file not found: {found.group(1)}"
+
+    # `--trainer.logger.init_args.project x` where no class is named yet: jsonargparse holds the
+    # option as a NestedArg and refuses that as the option's value.
+    found = re.search(r"Given value: NestedArg\(key='([^']*)', val=(.*)\)\s*$", message)
+    if found and path:
+        # The value as the user typed it, ready to paste: without Python's quotes, a list as `[a,b]`.
+        value = re.sub(r"['\"]", "", found.group(2).strip()).replace(", ", ",")
+        return _option_without_class(path, found.group(1), value)
 
     expected = [
         line.strip().lstrip("- ")
