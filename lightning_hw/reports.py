@@ -159,11 +159,17 @@ def run_status(directory: Path) -> str:
 
     A run that says ``training`` but whose command no longer holds its lock died without a
     word (SIGKILL, out of memory): ``died while training``. A run without a status (not
-    written by ``fit``) counts as ``finished``.
+    written by ``fit``) counts as ``finished``; one whose ``status.json`` cannot be read is
+    ``unknown (status.json unreadable)``.
     """
     from lightning_hw.runs.lifecycle import live_holder
 
-    status = str(read_status(directory).get("status") or "finished")
+    recorded = read_status(directory)
+    if not recorded and (directory / STATUS_FILE).is_file():
+        # A damaged record (cut by a full disk, edited by hand) says nothing of how the run
+        # ended: "finished" would be a guess, and would hide the status column.
+        return "unknown (status.json unreadable)"
+    status = str(recorded.get("status") or "finished")
     if status == "training" and live_holder(directory / LOCK_FILE) is None:
         return "died while training"
     return status

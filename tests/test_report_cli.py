@@ -36,3 +36,19 @@ def test_out_naming_a_file_is_refused_in_one_line_and_the_file_kept(workdir):
         "error: --out notes.txt is a file, not a folder; give a folder for the report's files (report.md, report.csv, figures)"
     ]
     assert (workdir / "notes.txt").read_text() == "my notes\n"
+
+
+def test_a_run_whose_status_file_is_damaged_is_not_called_finished(workdir):
+    """A status.json cut short (a full disk, an edit by hand) was read as no status, and the run
+    listed as finished, with no status column at all: its record says nothing of how it ended."""
+    import csv
+
+    two_runs(workdir)
+    damaged = workdir / "runs" / "s" / "b" / "status.json"
+    damaged.write_text('{"status": "interr')
+    done = cli("report", "runs/s", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    rows = {row["run"]: row for row in csv.DictReader((workdir / "runs" / "s" / "report" / "report.csv").open())}
+    assert {name: row["status"] for name, row in rows.items()} == {"a": "finished", "b": "unknown (status.json unreadable)"}
+    assert "| b | 2 | unknown (status.json unreadable) | 0.7000 |" in done.stdout
+    assert damaged.read_text() == '{"status": "interr'  # left as it was
