@@ -16,12 +16,16 @@ over seeds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import math
 import os
 import re
+import shutil
 import statistics
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -548,6 +552,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A hidden folder in ``out`` to write a report into, moved into ``out`` only once it is whole.
+
+    Ctrl-C while the figures are drawn (seconds for a big study) left the new ``report.csv``
+    beside the earlier report's ``report.md`` and figures, two reports passing for one; now the
+    earlier report stays as it was and the partial one is removed. An earlier report's tables that
+    this one does not write (its runs are no longer all folds, say) are removed at the move.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C while writing, saying that ``out`` is as it was.
+    """
+    stage = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
+    try:
+        yield stage
+    except BaseException as err:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"{out} is as it was") from None
+        raise
+    # A table an earlier report wrote here and this one does not would contradict report.md;
+    # only in a report's folder (report.md there), not in any folder given as --out.
+    if (out / "report.md").is_file():
+        for name in OPTIONAL_TABLES:
+            if not (stage / name).exists():
+                (out / name).unlink(missing_ok=True)
+    for file in sorted(stage.iterdir(), key=lambda f: f.name == "report.md"):  # report.md last: it names the others
+        os.replace(file, out / file.name)
+    stage.rmdir()
+
+
 def main(argv: list[str]) -> int:
     """``python -m lightning_hw report DIR [DIR...]``; returns the exit code."""
     from lightning_hw.studies.search_report import is_search_dir, load_recorded_study, search_report
@@ -570,49 +605,45 @@ def main(argv: list[str]) -> int:
 
     columns, rows = table(runs)
     table_md = markdown(columns, rows)
-    # A table an earlier report wrote here and this one does not (its runs changed) would contradict
-    # report.md; only in a report's folder (report.md there), not in any folder given as --out.
-    if (out / "report.md").is_file():
-        for name in OPTIONAL_TABLES:
-            (out / name).unlink(missing_ok=True)
-    write_csv(out / "report.csv", columns, rows)
-    sections = [f"# {title}", "", table_md, ""]
-    # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no
-    # value to average: counted among a variant's seeds or folds, it would make one run's values
-    # read as the agreement of several (sd 0).
-    measured = [row for run, row in zip(runs, rows) if run.curves]
-    unmeasured = [run for run in runs if not run.curves]
-    by_fold = repeat_table(columns, measured, FOLD_SUFFIX, "folds") if measured else None
-    if by_fold is not None:
-        sections += ["## Mean ± standard deviation over folds", "", markdown(*by_fold), ""]
-        write_csv(out / "report-folds.csv", *by_fold)
-    # With folds and seeds (<variant>-seed<N>-fold<i>) the seeds spread the folds' means.
-    by_seed = repeat_table(*(by_fold or (columns, measured)), SEED_SUFFIX, "seeds") if measured else None
-    seeds_title = "over seeds" + (" (of each seed's mean over folds)" if by_fold is not None else "")
-    if by_seed is not None:
-        sections += [f"## Mean ± standard deviation {seeds_title}", "", markdown(*by_seed), ""]
-        write_csv(out / "report-seeds.csv", *by_seed)
-    # Repeats trained with other settings (a study file edited between runs) or missing folds:
-    # said under their means, which would otherwise read as one experiment's.
-    repeat_notes = unlike_repeats(runs) if by_fold is not None or by_seed is not None else []
-    if by_fold is not None or by_seed is not None:
-        repeat_notes += [f"{run.name} ({run.status}) has no metric row yet: it is not in the mean ± sd" for run in unmeasured]
-    sections += [*(f"- note: {note}" for note in repeat_notes), ""] if repeat_notes else []
-    groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
-    eval_columns, eval_rows = evaluations(runs, groups)
-    if eval_rows:
-        sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
-        write_csv(out / "evaluations.csv", eval_columns, eval_rows)
-    published_md = "\n".join(sections[2:]).strip()  # every table and note; W&B draws its own figures
-    metrics = plotted_metrics(runs)
-    files = figure_files(metrics)
-    for metric, file in files.items():
-        figure(runs, metric).savefig(out / file, dpi=100)
-        sections.append(f"![{metric}]({file})")
-    print(f"{title}\n\n{table_md}\n")
-    if search is not None:  # an Optuna search: its trials, best config, plots
-        sections += ["", *search_report(base, out, search)]
-    (out / "report.md").write_text("\n".join(sections) + "\n")
+    with staged(out) as stage:  # the files move into out once all are written
+        write_csv(stage / "report.csv", columns, rows)
+        sections = [f"# {title}", "", table_md, ""]
+        # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no
+        # value to average: counted among a variant's seeds or folds, it would make one run's values
+        # read as the agreement of several (sd 0).
+        measured = [row for run, row in zip(runs, rows) if run.curves]
+        unmeasured = [run for run in runs if not run.curves]
+        by_fold = repeat_table(columns, measured, FOLD_SUFFIX, "folds") if measured else None
+        if by_fold is not None:
+            sections += ["## Mean ± standard deviation over folds", "", markdown(*by_fold), ""]
+            write_csv(stage / "report-folds.csv", *by_fold)
+        # With folds and seeds (<variant>-seed<N>-fold<i>) the seeds spread the folds' means.
+        by_seed = repeat_table(*(by_fold or (columns, measured)), SEED_SUFFIX, "seeds") if measured else None
+        seeds_title = "over seeds" + (" (of each seed's mean over folds)" if by_fold is not None else "")
+        if by_seed is not None:
+            sections += [f"## Mean ± standard deviation {seeds_title}", "", markdown(*by_seed), ""]
+            write_csv(stage / "report-seeds.csv", *by_seed)
+        # Repeats trained with other settings (a study file edited between runs) or missing folds:
+        # said under their means, which would otherwise read as one experiment's.
+        repeat_notes = unlike_repeats(runs) if by_fold is not None or by_seed is not None else []
+        if by_fold is not None or by_seed is not None:
+            repeat_notes += [f"{run.name} ({run.status}) has no metric row yet: it is not in the mean ± sd" for run in unmeasured]
+        sections += [*(f"- note: {note}" for note in repeat_notes), ""] if repeat_notes else []
+        groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
+        eval_columns, eval_rows = evaluations(runs, groups)
+        if eval_rows:
+            sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
+            write_csv(stage / "evaluations.csv", eval_columns, eval_rows)
+        published_md = "\n".join(sections[2:]).strip()  # every table and note; W&B draws its own figures
+        metrics = plotted_metrics(runs)
+        files = figure_files(metrics)
+        for metric, file in files.items():
+            figure(runs, metric).savefig(stage / file, dpi=100)
+            sections.append(f"![{metric}]({file})")
+        print(f"{title}\n\n{table_md}\n")
+        if search is not None:  # an Optuna search: its trials, best config, plots
+            sections += ["", *search_report(base, stage, search, shown_as=out)]
+        (stage / "report.md").write_text("\n".join(sections) + "\n")
 
     if by_fold is not None:
         print(f"Mean ± sd over folds:\n\n{markdown(*by_fold)}\n")

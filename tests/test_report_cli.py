@@ -52,3 +52,29 @@ def test_a_run_whose_status_file_is_damaged_is_not_called_finished(workdir):
     assert {name: row["status"] for name, row in rows.items()} == {"a": "finished", "b": "unknown (status.json unreadable)"}
     assert "| b | 2 | unknown (status.json unreadable) | 0.7000 |" in done.stdout
     assert damaged.read_text() == '{"status": "interr'  # left as it was
+
+
+def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir):
+    """Ctrl-C after report.csv was written but before the figures and report.md: the folder held the
+    new table beside the earlier report's report.md and figures, two reports passing for one."""
+    two_runs(workdir)
+    assert cli("report", "runs/s", cwd=workdir).returncode == 0
+    out = workdir / "runs" / "s" / "report"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    run_c = workdir / "runs" / "s" / "c"  # a run added since: the next report differs
+    run_c.mkdir()
+    (run_c / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.9\n")
+    # The CLI's own main, with Ctrl-C arriving as the first figure is drawn (after report.csv).
+    interrupt_at_first_figure = (
+        "import os, signal, sys; from lightning_hw import reports; draw = reports.figure\n"
+        "def figure(*args):\n    os.kill(os.getpid(), signal.SIGINT)\n    return draw(*args)\n"
+        "reports.figure = figure\nfrom lightning_hw.cli.entry import main\nmain(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == ["interrupted by SIGINT (Ctrl-C): report stopped; runs/s/report is as it was"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-new, nothing left over

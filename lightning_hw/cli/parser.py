@@ -999,10 +999,12 @@ def main(argv: list[str] | None = None) -> None:
         if rank_zero_only.rank == 0:  # every DDP process stops; the first one speaks
             print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
         sys.exit(stop.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         # Our own subcommands (export, report, study) run without the run's signal watch; each
-        # undoes its unfinished work itself (export: no file, no eval directory).
+        # undoes its unfinished work itself (export: no file, no eval directory) and may say so
+        # in the interrupt's message (report: "runs/s/report is as it was").
         if debug:
             raise
-        print(f"interrupted by SIGINT (Ctrl-C): {args[0] if args else 'the command'} stopped", file=sys.stderr)
+        done = f"; {stop}" if str(stop) else ""
+        print(f"interrupted by SIGINT (Ctrl-C): {args[0] if args else 'the command'} stopped{done}", file=sys.stderr)
         sys.exit(130)

@@ -81,13 +81,16 @@ def load_recorded_study(directory: Path) -> tuple[dict[str, Any], Any]:
     return record, study
 
 
-def search_report(directory: Path, out: Path, loaded: tuple[dict[str, Any], Any] | None = None) -> list[str]:
+def search_report(
+    directory: Path, out: Path, loaded: tuple[dict[str, Any], Any] | None = None, shown_as: Path | None = None
+) -> list[str]:
     """Write the trials table (``trials.csv``), ``best.yaml`` and the Optuna plots; print them.
 
     Args:
         directory: the study directory (``runs/<study>``).
-        out: the report directory.
+        out: the report directory (or the folder the report is written in before it moves there).
         loaded: what :func:`load_recorded_study` returned for ``directory`` (default: read it now).
+        shown_as: the report directory as printed, when ``out`` is where it is written first.
 
     Returns:
         Markdown lines for ``report.md``.
@@ -134,7 +137,7 @@ def search_report(directory: Path, out: Path, loaded: tuple[dict[str, Any], Any]
         print(text)
     else:
         print("No complete trial yet: no best.yaml")
-    lines += _plots(study, out, complete)
+    lines += _plots(study, out, complete, shown_as or out)
     return lines
 
 
@@ -197,8 +200,11 @@ def _set(config: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def _plots(study, out: Path, complete: list) -> list[str]:
-    """Optuna's optimisation history and parameter importances (matplotlib), where there is enough to show."""
+def _plots(study, out: Path, complete: list, shown_as: Path) -> list[str]:
+    """Optuna's optimisation history and parameter importances (matplotlib), where there is enough to show.
+
+    They are written into ``out``, and said to be in ``shown_as`` (the report directory).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,5 +228,5 @@ def _plots(study, out: Path, complete: list) -> list[str]:
             ax.figure.savefig(out / IMPORTANCE_PNG, dpi=100, bbox_inches="tight")
             plt.close(ax.figure)
             lines.append(f"![parameter importances]({IMPORTANCE_PNG})")
-    print(f"Optuna plots in {out}: {', '.join(l.split('(')[-1].rstrip(')') for l in lines) or 'none'}")
+    print(f"Optuna plots in {shown_as}: {', '.join(l.split('(')[-1].rstrip(')') for l in lines) or 'none'}")
     return lines
