@@ -524,10 +524,17 @@ def _project_of(run: Run) -> str:
 
 
 def check_can_publish(runs: list[Run]) -> None:
-    """Fail in one line unless W&B is logged in; point at runs that still need ``wandb sync``."""
+    """Fail in one line unless W&B is logged in and not kept offline by ``WANDB_MODE``; point at runs that still need ``wandb sync``."""
     from lightning_hw.runs import wandb_mode
 
     if wandb_mode("auto") != "online":
+        env_mode = os.environ.get("WANDB_MODE")
+        if env_mode in ("offline", "disabled"):
+            # Logged in or not, this setting keeps W&B offline: `wandb login` would change nothing.
+            raise ConfigError(
+                f"--publish needs W&B online, but WANDB_MODE={env_mode} is set in the environment: "
+                "run it with WANDB_MODE=online (and `wandb sync` for runs logged offline)"
+            )
         raise ConfigError("--publish needs a W&B login: run `wandb login` (and `wandb sync` for runs logged offline)")
     for run in runs:
         offline = sorted((run.directory / "wandb").glob("offline-run-*"))

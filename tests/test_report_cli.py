@@ -78,3 +78,31 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir):
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip().splitlines() == ["interrupted by SIGINT (Ctrl-C): report stopped; runs/s/report is as it was"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-new, nothing left over
+
+
+def test_publish_under_wandb_mode_offline_names_that_setting_not_a_login(workdir):
+    """Logged in, with WANDB_MODE=offline left in the shell: `--publish` said "needs a W&B login:
+    run `wandb login`", which the user had done; another login changed nothing."""
+    two_runs(workdir)
+    key = {"WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567", "HOME": str(workdir)}
+    for mode in ("offline", "disabled"):
+        env = {**os.environ, **key, "WANDB_MODE": mode, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run(
+            [sys.executable, "-m", "lightning_hw", "report", "runs/s", "--publish"],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: --publish needs W&B online, but WANDB_MODE={mode} is set in the environment: "
+            "run it with WANDB_MODE=online (and `wandb sync` for runs logged offline)"
+        ]
+    # Not logged in at all: the login is what is missing.
+    env = {**os.environ, "HOME": str(workdir), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.pop("WANDB_MODE", None)
+    env.pop("WANDB_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", "report", "runs/s", "--publish"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: --publish needs a W&B login: run `wandb login` (and `wandb sync` for runs logged offline)"
+    ]
