@@ -647,10 +647,15 @@ def main(argv: list[str]) -> int:
         for metric, file in files.items():
             figure(runs, metric).savefig(stage / file, dpi=100)
             sections.append(f"![{metric}]({file})")
-        print(f"{title}\n\n{table_md}\n")
+        search_output = io.StringIO()
         if search is not None:  # an Optuna search: its trials, best config, plots
-            sections += ["", *search_report(base, stage, search, shown_as=out)]
+            with contextlib.redirect_stdout(search_output):  # printed below the table, as before
+                sections += ["", *search_report(base, stage, search, shown_as=out)]
         (stage / "report.md").write_text("\n".join(sections) + "\n")
+    # Printed once the files are in place: `report ... | head` (a reader that stops early) ends
+    # the printing, not the report.
+    print(f"{title}\n\n{table_md}\n")
+    print(search_output.getvalue(), end="")
 
     if by_fold is not None:
         print(f"Mean ± sd over folds:\n\n{markdown(*by_fold)}\n")

@@ -106,3 +106,20 @@ def test_publish_under_wandb_mode_offline_names_that_setting_not_a_login(workdir
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: --publish needs a W&B login: run `wandb login` (and `wandb sync` for runs logged offline)"
     ]
+
+
+def test_report_piped_into_a_reader_that_stops_is_written_whole(workdir):
+    """`report runs/s | head -1`: the reader goes away after the title; the report is written all
+    the same (printing stops quietly, exit 1), not left out, nor half written."""
+    two_runs(workdir)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    report = subprocess.Popen(
+        [sys.executable, "-m", "lightning_hw", "report", "runs/s"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert report.stdout.readline() == "Comparison of 2 runs in s\n"
+    report.stdout.close()  # as `head -1` does
+    err = report.stderr.read()
+    assert report.wait(timeout=300) in (0, 1) and "Traceback" not in err, err
+    out = workdir / "runs" / "s" / "report"
+    assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.md", "val_acc.png"]
