@@ -23,8 +23,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -569,25 +571,62 @@ def staged(out: Path) -> Iterator[Path]:
     this one does not write (its runs are no longer all folds, say) are removed at the move.
 
     Raises:
-        KeyboardInterrupt: Ctrl-C while writing, saying that ``out`` is as it was.
+        RunInterrupted: Ctrl-C or SIGTERM while writing, saying that ``out`` is as it was.
     """
     stage = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
+    with _signals_while_writing(out) as moving:
+        try:
+            yield stage
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        moving.set()  # from here a signal waits: half the files moved would be two reports in one
+        # A table an earlier report wrote here and this one does not would contradict report.md;
+        # only in a report's folder (report.md there), not in any folder given as --out.
+        if (out / "report.md").is_file():
+            for name in OPTIONAL_TABLES:
+                if not (stage / name).exists():
+                    (out / name).unlink(missing_ok=True)
+        for file in sorted(stage.iterdir(), key=lambda f: f.name == "report.md"):  # report.md last: it names the others
+            os.replace(file, out / file.name)
+        stage.rmdir()
+
+
+@contextlib.contextmanager
+def _signals_while_writing(out: Path) -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM stop a report being written, and wait for one being moved into place.
+
+    While writing, both raise :class:`RunInterrupted` (exit 130 or 143), which unwinds through
+    :func:`staged`'s clean-up; SIGTERM's default action would have ended the process at once,
+    leaving the hidden stage folder in ``out``. Once the yielded event is set (the files are
+    moving in), a signal is said and obeyed when the move is done.
+    """
+    from lightning_hw.runs.interrupts import SIGNALS, RunInterrupted
+
+    moving, received = threading.Event(), []
+
+    def interrupted(signum: int, done: str) -> RunInterrupted:
+        stop = RunInterrupted(signum, at_once=True)
+        how = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+        stop.message = f"interrupted by {how}: report stopped; {done}"
+        return stop
+
+    def handle(signum: int, frame: Any) -> None:
+        if not moving.is_set():
+            raise interrupted(signum, f"{out} is as it was")
+        received.append(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield moving
+        return
+    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
     try:
-        yield stage
-    except BaseException as err:
-        shutil.rmtree(stage, ignore_errors=True)
-        if isinstance(err, KeyboardInterrupt):
-            raise KeyboardInterrupt(f"{out} is as it was") from None
-        raise
-    # A table an earlier report wrote here and this one does not would contradict report.md;
-    # only in a report's folder (report.md there), not in any folder given as --out.
-    if (out / "report.md").is_file():
-        for name in OPTIONAL_TABLES:
-            if not (stage / name).exists():
-                (out / name).unlink(missing_ok=True)
-    for file in sorted(stage.iterdir(), key=lambda f: f.name == "report.md"):  # report.md last: it names the others
-        os.replace(file, out / file.name)
-    stage.rmdir()
+        yield moving
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+    if received:
+        raise interrupted(received[0], f"the report in {out} was already complete")
 
 
 def main(argv: list[str]) -> int:

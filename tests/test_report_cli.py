@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import REPO
 
@@ -54,9 +57,11 @@ def test_a_run_whose_status_file_is_damaged_is_not_called_finished(workdir):
     assert damaged.read_text() == '{"status": "interr'  # left as it was
 
 
-def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir):
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "SIGINT (Ctrl-C)"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir, signum, code, said):
     """Ctrl-C after report.csv was written but before the figures and report.md: the folder held the
-    new table beside the earlier report's report.md and figures, two reports passing for one."""
+    new table beside the earlier report's report.md and figures, two reports passing for one.
+    SIGTERM (a scheduler's stop) ended the process at once, leaving the hidden half-written report."""
     two_runs(workdir)
     assert cli("report", "runs/s", cwd=workdir).returncode == 0
     out = workdir / "runs" / "s" / "report"
@@ -67,7 +72,7 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir):
     # The CLI's own main, with Ctrl-C arriving as the first figure is drawn (after report.csv).
     interrupt_at_first_figure = (
         "import os, signal, sys; from lightning_hw import reports; draw = reports.figure\n"
-        "def figure(*args):\n    os.kill(os.getpid(), signal.SIGINT)\n    return draw(*args)\n"
+        f"def figure(*args):\n    os.kill(os.getpid(), {int(signum)})\n    return draw(*args)\n"
         "reports.figure = figure\nfrom lightning_hw.cli.entry import main\nmain(sys.argv[1:])\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -75,8 +80,8 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir):
         [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
     )
-    assert done.returncode == 130, done.stderr
-    assert done.stderr.strip().splitlines() == ["interrupted by SIGINT (Ctrl-C): report stopped; runs/s/report is as it was"]
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip().splitlines() == [f"interrupted by {said}: report stopped; runs/s/report is as it was"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-new, nothing left over
 
 
