@@ -145,6 +145,20 @@ def test_form_expected_a_type_got_value(tiny_args, explained):
     assert line == "error: --trainer.max_epochs: expected int, got many", JSONARGPARSE
 
 
+def test_form_expected_a_list_says_how_to_give_one(tiny_args, explained, capsys):
+    """``--run.tags e1`` (one value where a list belongs) said only 'expected list, got e1'."""
+    message, line = explained(tiny_args("fit", "--run.tags", "e1"))
+    assert_form(r"Expected an? <class '(\w+)'>", message)
+    assert line == (
+        "error: --run.tags: expected list, got e1; give a list, --run.tags '[e1]', or add one item with --run.tags+ e1"
+    ), JSONARGPARSE
+    for form in (["--run.tags", "[e1]"], ["--run.tags+", "e1"]):  # both forms the line gives are taken
+        with pytest.raises(SystemExit) as done:
+            cli.main(tiny_args("fit", *form, "--print_config"))
+        assert done.value.code in (0, None)
+        assert "tags:\n  - e1\n" in capsys.readouterr().out
+
+
 def test_form_expected_a_literal(tiny_args, explained):
     message, line = explained(tiny_args("predict", "--on_unreadable", "maybe"))
     assert_form(r"Expected an? typing\.Literal\[(.*)\]", message)

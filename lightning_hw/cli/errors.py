@@ -233,6 +233,10 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         else:
             what = f"expected {what}"
         shown = f", got {given.group(1).strip()}" if given else ""
+        if what == "expected list" and given:
+            # One value where a list belongs (`--run.tags e1`): the two ways to say it.
+            value = given.group(1).strip()
+            shown += f"; give a list, --{path} '[{value}]', or add one item with --{path}+ {value}"
         return f"--{path}: {what}{shown}"
 
     return f"{_one_line(message)} (options: {help_hint})"
