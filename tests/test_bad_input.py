@@ -35,6 +35,21 @@ def write_config(workdir: Path, tiny_args, change) -> list[str]:
 # -- arguments and config files ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("project", "why"), [("me/e1", "it has /"), ("", "it is empty"), ("e1:bn", "it has :")])
+def test_a_project_name_wandb_refuses_stops_a_new_run_before_it_trains(tiny_args, workdir, capsys, project, why):
+    """W&B checked the name only as its run started: the run trained on with the CSV log alone
+    ('W&B could not start (UsageError: Invalid project name ...)'), its W&B record lost to a typo."""
+    code, line = error_of(tiny_args("fit", "--run.wandb", "offline", "--run.project", project), capsys)
+    assert code == 2 and line == (
+        f"error: run.project {project!r} cannot name a W&B project ({why}; W&B refuses / \\ # ? % : and names "
+        "over 128 characters); give another --run.project"
+    )
+    assert not (workdir / "runs").exists()  # refused before anything was created
+    from lightning_hw.runs.config import RunConfig
+
+    RunConfig(project=project, wandb="disabled").check_wandb_project()  # without W&B the name is not used
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [

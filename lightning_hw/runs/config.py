@@ -20,6 +20,10 @@ def monitor_mode(metric: str) -> str:
     return "min" if any(word in name for word in ("loss", "err", "nme", "mae", "mse", "rmse", "penalty")) else "max"
 
 
+#: the characters W&B refuses in a project name (``wandb_settings.validate_project``)
+WANDB_PROJECT_REFUSES = "/\\#?%:"
+
+
 @dataclass
 class RunConfig:
     """Where a run writes and how it is logged (the ``run:`` section of a config).
@@ -83,6 +87,27 @@ class RunConfig:
             raise ConfigError(
                 f"run.checkpoint_every_n_steps must be 1 or more steps (or null: only at the end of epochs), "
                 f"got {self.checkpoint_every_n_steps}"
+            )
+
+
+    def check_wandb_project(self) -> None:
+        """Refuse a project name W&B would refuse, before a new run trains (``--run.project a/b``).
+
+        W&B checks it only when its run starts, and a run whose W&B cannot start trains on with
+        the CSV log alone: a typo in the project would cost the run its W&B record.
+
+        Raises:
+            ConfigError: the name is empty, longer than W&B's 128 characters, or has one of
+                the characters W&B refuses.
+        """
+        if self.wandb == "disabled":
+            return
+        refused = sorted({char for char in WANDB_PROJECT_REFUSES if char in self.project}, key=WANDB_PROJECT_REFUSES.index)
+        if not self.project.strip() or len(self.project) > 128 or refused:
+            why = f"it has {' '.join(refused)}" if refused else ("it is empty" if not self.project.strip() else "it is over 128 characters")
+            raise ConfigError(
+                f"run.project {self.project!r} cannot name a W&B project ({why}; W&B refuses "
+                f"{' '.join(WANDB_PROJECT_REFUSES)} and names over 128 characters); give another --run.project"
             )
 
 

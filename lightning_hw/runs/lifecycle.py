@@ -455,6 +455,8 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         return Run(settings, stage, "scratch", group, directory.name, directory, directory, ckpt_path)
     if stage != "fit":
         return _plan_evaluation(settings, stage, root, group, ckpt_path, inherited)
+    if ckpt_path is None:  # a new run (a resumed one keeps the settings it was trained with)
+        settings.check_wandb_project()
     name = settings.name or naming.job_run_name()
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
