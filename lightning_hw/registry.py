@@ -18,6 +18,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import traceback
 import warnings
@@ -78,6 +79,28 @@ def _base_class(kind: str) -> type:
     return LightningModule if kind == "task" else LightningDataModule
 
 
+def _import_fix(distribution: str, target: str, reason: str) -> str:
+    """What to do about a plugin that failed to import, given why (its first error line).
+
+    A module the plugin imports and that is not installed (``No module named 'pandas'``) is
+    fixed by installing it: "fix it or uninstall it" would send a user into working code. A
+    missing module of the plugin's own package is the plugin's mistake (a misspelt entry point).
+
+    Args:
+        distribution: the plugin's distribution name.
+        target: its entry point's value, ``module:Class``.
+        reason: the import error's first line.
+    """
+    missing = re.match(r"ModuleNotFoundError: No module named '([^']+)'", reason)
+    needed = missing.group(1).split(".")[0] if missing else None
+    if needed and needed != target.split(":")[0].split(".")[0]:
+        return (
+            f"install the module it needs, {needed!r} (often `pip install {needed}`; the package's name may differ), "
+            f"or uninstall the plugin (pip uninstall {distribution})"
+        )
+    return f"fix it or uninstall it (pip uninstall {distribution})"
+
+
 def _load(kind: str, ep) -> Component:
     dist = ep.dist.name if ep.dist is not None else "unknown distribution"
     fix = f"fix it or uninstall it (pip uninstall {dist})"
@@ -86,6 +109,7 @@ def _load(kind: str, ep) -> Component:
     # SystemExit too: a plugin that calls sys.exit() on import must not end the CLI.
     except (Exception, SystemExit) as err:  # noqa: BLE001 - any plugin error must stay contained
         reason = (f"{type(err).__name__}: {err}".strip().splitlines() or [type(err).__name__])[0]
+        fix = _import_fix(dist, ep.value, reason)
         if isinstance(err, AttributeError) and ep.module in sys.modules:
             # The module imported; only the name after ':' is wrong. Its classes are imported, so a
             # config naming one still finds it: "failed to import and is skipped" would be untrue.
@@ -168,7 +192,7 @@ def unknown_name_message(kind: str, name: str) -> str:
         # A name that was registered: suggesting a similar one would hide why this one is gone.
         return (
             f"{kind} {name!r} is not available: its plugin {failed.distribution} failed to import: {failed.error} "
-            f"(fix it or uninstall it: pip uninstall {failed.distribution}; --debug shows the traceback)"
+            f"({_import_fix(failed.distribution, failed.target, failed.error)}; --debug shows the traceback)"
         )
     names = sorted({c.name for c in available(kind)})
     wanted = name.rsplit(".", 1)[-1]

@@ -204,8 +204,30 @@ def test_a_name_whose_plugin_failed_to_import_says_so(site, tiny_args, capsys):
     assert code == 2
     assert line == (
         "error: datamodule 'BrokenData' is not available: its plugin broken-data-plugin failed to import: "
-        "ImportError: No module named torchaudio (fix it or uninstall it: pip uninstall broken-data-plugin; "
+        "ImportError: No module named torchaudio (fix it or uninstall it (pip uninstall broken-data-plugin); "
         "--debug shows the traceback)"
+    )
+
+
+def test_a_plugin_missing_a_module_it_imports_says_to_install_it(site, tiny_args, capsys):
+    """``import pandas`` in a plugin without pandas installed: the advice was 'fix it or uninstall it',
+    for code that needs no fix; installing the module is what makes it work."""
+    from reliability_helpers import error_of
+
+    fake_distribution(
+        site,
+        "needs-plugin",
+        {"needs_data": "import not_installed_here.sub\n"},
+        {"lightning_hw.datamodules": {"NeedsData": "needs_data:NeedsData"}},
+    )
+    importlib.invalidate_caches()
+    code, line = error_of(tiny_args("fit", "--data", "NeedsData"), capsys)
+    assert code == 2
+    assert line == (
+        "error: datamodule 'NeedsData' is not available: its plugin needs-plugin failed to import: "
+        "ModuleNotFoundError: No module named 'not_installed_here' (install the module it needs, 'not_installed_here' "
+        "(often `pip install not_installed_here`; the package's name may differ), or uninstall the plugin "
+        "(pip uninstall needs-plugin); --debug shows the traceback)"
     )
 
 
