@@ -56,10 +56,55 @@ class DataError(UserError, ValueError):
     exit_code = 1
 
 
+class ConstructorError(UserError):
+    """A task's, datamodule's or net's own ``__init__`` raised while the config was built.
+
+    A plugin's check of its arguments (``raise ValueError("at most 5 features")``) or a bug:
+    jsonargparse wrapped it in a "Does not validate against any of the Union subtypes" error
+    whose traceback (some 60 lines) shows only jsonargparse. The line gives the exception and
+    where it was raised; ``--debug`` shows the whole traceback.
+
+    Args:
+        raised: the exception the ``__init__`` raised.
+    """
+
+    exit_code = 1
+
+    def __init__(self, raised: BaseException) -> None:
+        import sysconfig
+        import traceback
+
+        frames = traceback.extract_tb(raised.__traceback__)
+        # The last frame in the user's own code (a plugin being written is rarely installed into
+        # site-packages), not torch's line that refused the net's sizes; else the raising one.
+        libraries = tuple({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+        own = [frame for frame in frames if not frame.filename.startswith(libraries)]
+        frame = (own or frames or [None])[-1]
+        where = f"{frame.filename}:{frame.lineno}, in {frame.name}" if frame else "building the config's classes"
+        reason = (f"{type(raised).__name__}: {raised}".strip().splitlines() or [type(raised).__name__])[0]
+        super().__init__(f"{reason} (raised at {where}, while the config's classes were built; --debug shows the traceback)")
+
+
 class TrainingError(UserError):
     """Training cannot go on (e.g. the loss became NaN); the message says where and why."""
 
     exit_code = 1
+
+
+def raised_in_constructor(err: BaseException) -> BaseException | None:
+    """The exception a class's ``__init__`` raised, behind jsonargparse's error about it (else ``None``).
+
+    jsonargparse builds the config's classes and, when one raises, raises its own
+    ``ValueError`` with the original in its chain: the original is the last one there.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    last = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        last = current
+        current = current.__cause__ or current.__context__
+    return last if last is not err and "Union subtypes" in str(err) else None
 
 
 def user_error_in(err: BaseException) -> UserError | None:

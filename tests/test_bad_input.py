@@ -384,3 +384,27 @@ def test_gpu_preset_on_a_machine_without_a_gpu(tiny_args, workdir, capsys, prese
     ), line
     assert not [w for w in caught if "GradScaler" in str(w.message)]
     assert not (workdir / "runs").exists()
+
+
+def test_a_task_whose_init_raises_is_one_line_naming_where(tiny_args, workdir, capsys, monkeypatch):
+    """A plugin task's own check (``raise ValueError`` in ``__init__``) came out as some 60 lines of
+    jsonargparse's traceback ending in 'Does not validate against any of the Union subtypes'."""
+    (workdir / "checked_task.py").write_text(
+        "from lightning_hw.tasks.classification import Classifier\n\n\n"
+        "class CheckedTask(Classifier):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        raise ValueError('CheckedTask takes at most 5 features, got 64')\n"
+    )
+    monkeypatch.syspath_prepend(str(workdir))
+    code, line = error_of(tiny_args("fit", "--model", "checked_task.CheckedTask"), capsys)
+    assert code == 1 and line == (
+        f"error: ValueError: CheckedTask takes at most 5 features, got 64 (raised at {workdir / 'checked_task.py'}:6, "
+        "in __init__, while the config's classes were built; --debug shows the traceback)"
+    )
+    assert not (workdir / "runs").exists()
+    # A net's sizes torch refuses: said at the line of our own code that built the layer, not torch's.
+    code, line = error_of(tiny_args("fit", "--model.init_args.net.init_args.hidden", "[-5]"), capsys)
+    assert code == 1 and line.startswith("error: RuntimeError: Trying to create tensor with negative dimension -5")
+    import lightning_hw
+
+    assert f"raised at {Path(lightning_hw.__file__).parent / 'nets' / 'mlp.py'}:" in line

@@ -52,7 +52,7 @@ from lightning_hw.cli.errors import check_config_files, explain
 from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
-from lightning_hw.errors import ConfigError, UserError, user_error_in
+from lightning_hw.errors import ConfigError, ConstructorError, UserError, raised_in_constructor, user_error_in
 from lightning_hw.precision import NO_GPU_ADVICE
 from lightning_hw.runs.config import monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
@@ -367,6 +367,10 @@ class HWCLI(CLIHooks):
                 # (DataError) is not a mismatch and is said as it is. Advice to change a setting is
                 # left out: the setting came from the checkpoint, not from this config.
                 raise ConfigError(unfit_settings_message(*self._hparams_from, user_error.fact)) from err
+            if user_error is None and building:
+                raised = raised_in_constructor(err)
+                if raised is not None:
+                    raise ConstructorError(raised) from err
             if user_error is None or user_error is err:
                 raise
             raise user_error from err
