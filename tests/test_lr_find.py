@@ -442,3 +442,41 @@ def test_the_finders_progress_bar_follows_enable_progress_bar(tmp_path, shown):
     code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *options)
     assert code == 0, err[-3000:]
     assert ("Finding best initial lr" in err) == shown
+
+
+@pytest.mark.parametrize("stage", ["fit", "fit_last", "test"])
+def test_a_run_named_as_a_sweep_is_refused_and_the_sweep_left_as_it_is(tmp_path, stage):
+    """``--run.name lr-find-<time>`` (a sweep's folder) put a run's checkpoints, metrics.csv and
+    status.json (or an evaluation's eval/) among the sweep's files; lr-find --write copied such a name."""
+    runs = tmp_path / "runs"
+    code, _, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *quiet(runs))
+    assert code == 0, err[-3000:]
+    (sweep,) = lr_find_dirs(runs)
+    before = {p.relative_to(sweep): p.read_bytes() for p in sweep.rglob("*")}
+    tiny = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    if stage == "test":
+        code, _, err = run("fit", "--config", str(QUICKSTART), "--run.name", "r", "--run.test_after_fit", "false",
+                           *tiny, *quiet(runs))
+        assert code == 0, err[-3000:]
+        ckpt = runs / "quickstart" / "r" / "checkpoints" / "last.ckpt"
+        args = ["test", "--config", str(QUICKSTART), "--ckpt_path", str(ckpt)]
+    else:
+        args = ["fit", "--config", str(QUICKSTART), *tiny, *(["--ckpt_path", "last"] if stage == "fit_last" else [])]
+    code, out, err = run(*args, "--run.name", sweep.name, *quiet(runs))
+    assert code == 2 and error_line(err) == (
+        f"error: {sweep} is an lr-find sweep, not a run: its files are its record; give another --run.name"
+    )
+    assert "Traceback" not in err and "saved in" not in out
+    assert {p.relative_to(sweep): p.read_bytes() for p in sweep.rglob("*")} == before
+
+
+def test_write_leaves_out_a_run_name_that_names_a_sweep(tmp_path):
+    runs, written = tmp_path / "runs", tmp_path / "lr.yaml"
+    code, _, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *quiet(runs))
+    assert code == 0, err[-3000:]
+    (sweep,) = lr_find_dirs(runs)
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", "--run.name", sweep.name,
+                         "--write", str(written), *quiet(runs))
+    assert code == 0, err[-3000:]
+    assert yaml.safe_load(written.read_text())["run"]["name"] is None
+    assert f"they named {sweep}, an lr-find sweep" in written.read_text()

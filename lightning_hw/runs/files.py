@@ -63,14 +63,32 @@ def recorded_directory(path: Path) -> Path | None:
     :func:`is_run_record`. The directory is given as ``path`` is: relative for a relative one.
     """
     for directory in path.absolute().parents:
-        if is_run_record(directory) or (directory / SWEEP_SUMMARY_FILE).is_file():
+        if is_run_record(directory) or is_sweep_record(directory):
             return Path(os.path.relpath(directory)) if not path.is_absolute() else directory
     return None
 
 
+def is_sweep_record(directory: Path) -> bool:
+    """Whether ``directory`` is an lr-find sweep's (it holds the sweep's ``lr_find.json``)."""
+    return (directory / SWEEP_SUMMARY_FILE).is_file()
+
+
 def record_kind(record: Path) -> str:
     """What a record directory of :func:`recorded_directory` is, for a message: ``"a run"`` or ``"an lr-find sweep"``."""
-    return "an lr-find sweep" if (record / SWEEP_SUMMARY_FILE).is_file() else "a run"
+    return "an lr-find sweep" if is_sweep_record(record) else "a run"
+
+
+def refuse_a_sweep_as_run(directory: Path) -> None:
+    """Refuse to make an lr-find sweep's directory (``--run.name lr-find-<time>``) a run's or an evaluation's.
+
+    :func:`holds_record` knows only a run's files, so a sweep's folder looked free: ``fit``
+    saved its checkpoints and metrics among the sweep's files, ``test`` an ``eval/``.
+
+    Raises:
+        ConfigError: ``directory`` holds a sweep.
+    """
+    if is_sweep_record(directory):
+        raise ConfigError(f"{directory} is an lr-find sweep, not a run: its files are its record; give another --run.name")
 
 
 def check_outside_records(parent: Path, saved: str) -> None:

@@ -52,6 +52,7 @@ from lightning_hw.runs.files import (
     holds_record,
     make_unique_dir,
     read_status,
+    refuse_a_sweep_as_run,
     write_atomically,
     write_status,
 )
@@ -477,6 +478,8 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
     elif name is None:
         name = naming.unused_name(root / group, naming.timestamp())
     run_dir = inherited or root / group / name
+    if inherited is None:
+        refuse_a_sweep_as_run(run_dir)
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     if ckpt_path == "last":
         if last.is_file():
@@ -543,6 +546,8 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
     """validate/test/predict: ``<run>/eval/<stage>-<time>/`` of the checkpoint's run (else of the group)."""
     if settings.name:
         named = root / group / settings.name
+        if inherited is None:
+            refuse_a_sweep_as_run(named)
         if ckpt_path == "last":
             # In a DDP worker too (inherited: the first process's eval directory): every process must load, and
             # rebuild its task from, the same file, not Lightning's own idea of "last".

@@ -57,7 +57,8 @@ from lightning_hw.cli.parser import HWCLI, config_files_of
 from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
-from lightning_hw.runs.files import check_outside_records, holds_record, make_unique_dir, write_atomically
+from lightning_hw.runs.files import check_outside_records, holds_record, is_sweep_record, make_unique_dir, record_kind
+from lightning_hw.runs.files import write_atomically
 from lightning_hw.runs.files import SWEEP_SUMMARY_FILE
 from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
 
@@ -393,12 +394,12 @@ class LRFindCLI(HWCLI):
         return self.subcommand_parsers["fit"].dump(config, skip_none=False)
 
     def taken_run(self) -> Path | None:
-        """The existing run the config's ``run.name`` names, if any."""
+        """The existing run (or lr-find sweep, which fit refuses too) the config's ``run.name`` names, if any."""
         run = self.config.fit.get("run")
         if run is None or not run.get("name"):
             return None
         directory = Path(run.root) / self.group / run.name
-        return directory if holds_record(directory) else None
+        return directory if holds_record(directory) or is_sweep_record(directory) else None
 
     def _header(self, lr: float, current: float | None) -> str:
         configs = ", ".join(self.summary["config"]) or "the command line"
@@ -407,7 +408,7 @@ class LRFindCLI(HWCLI):
         return (
             f"# {configs} with the lr found by `{program_name()} lr-find` ({lr:.4g}; was {was}): {', '.join(self.keys)}.\n"
             f"# The sweep: {self.lr_find_dir}\n"
-            + (f"# Without run.name and run.notes: they named {taken}, a run of its own.\n" if taken else "")
+            + (f"# Without run.name and run.notes: they named {taken}, {record_kind(taken)} of its own.\n" if taken else "")
         )
 
 
