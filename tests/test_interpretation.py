@@ -30,6 +30,8 @@ from lightning_hw.nets.small_cnn import SmallCNN
 from lightning_hw.tasks.classification import Classifier
 from lightning_hw.tasks.landmarks import LandmarkRegressor
 
+from conftest import QUICKSTART, tiny_run_args
+
 NAMES = ["ant", "bee", "cat", "dog"]
 
 
@@ -322,3 +324,31 @@ def test_reuters_names_its_columns_for_plots_only(tmp_path):
     assert len(names) == 12 and names[-1] == "word rank 7"
     # feature_names would make predict read a CSV's columns by these names
     assert getattr(data, "feature_names", None) is None
+
+
+@pytest.mark.parametrize(
+    ("callback", "settings", "expected"),
+    [
+        ("ClassificationInterpretation", "{num_samples: -1}", "ClassificationInterpretation: num_samples must be 0 or more, got -1"),
+        ("ClassificationInterpretation", "{top_confused: -2}", "ClassificationInterpretation: top_confused must be 0 or more, got -2"),
+        ("ClassificationInterpretation", "{columns: -3}", "ClassificationInterpretation: columns must be 1 or more (or null), got -3"),
+        ("ClassificationInterpretation", "{features_shown: -1}", "ClassificationInterpretation: features_shown must be 1 or more, got -1"),
+        ("WorstFaces", "{num_samples: -9}", "WorstFaces: num_samples must be 0 or more, got -9"),
+        ("WorstFaces", "{columns: 0}", "WorstFaces: columns must be 1 or more (or null), got 0"),
+    ],
+)
+def test_bad_callback_settings_are_one_line_before_training(callback, settings, expected, workdir, capsys):
+    """A negative columns trained the whole run, then failed in the test with matplotlib's traceback (status
+    "failed"); a negative num_samples or top_confused silently drew and printed nothing."""
+    from lightning_hw.cli import main
+
+    (workdir / "bad.yaml").write_text(
+        "trainer:\n  callbacks:\n"
+        f"    - class_path: lightning_hw.callbacks.interpretation.{callback}\n      init_args: {settings}\n"
+    )
+    with pytest.raises(SystemExit) as stop:
+        main(tiny_run_args("fit", QUICKSTART, workdir / "runs", "--config", str(workdir / "bad.yaml")))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {expected}"]
+    assert not (workdir / "runs").exists()

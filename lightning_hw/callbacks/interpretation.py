@@ -43,6 +43,7 @@ from matplotlib.figure import Figure
 from lightning_hw.atomic import atomic_open
 from lightning_hw.callbacks.progress import say_beside_progress_bar
 from lightning_hw.callbacks.plots import _displayable, _is_grey, class_namer, figure_grid, log_figure, run_directory
+from lightning_hw.errors import ConfigError
 
 
 class RunningTop:
@@ -113,10 +114,26 @@ class KeptTestSamples(Callback):
     missing: str
 
     def __init__(self, num_samples: int) -> None:
+        self.check_at_least("num_samples", num_samples, 0)
         self.num_samples = num_samples
         self.top = RunningTop(num_samples)
         self._seen = 0
         self._unsupported: str | None = None
+
+    def check_at_least(self, name: str, value: int | None, least: int, none_ok: bool = False) -> None:
+        """Refuse a setting below ``least`` when the callback is built, before anything trains.
+
+        Checked here because the figure is drawn only after the test: a negative ``columns``
+        failed there, with matplotlib's traceback, once the whole run had trained, and a
+        negative count silently drew or printed nothing.
+
+        Raises:
+            ConfigError: ``value`` is below ``least`` (or ``None`` where that is not allowed).
+        """
+        if (value is None and none_ok) or (value is not None and value >= least):
+            return
+        what = f"{least} or more" + (" (or null)" if none_ok else "")
+        raise ConfigError(f"{type(self).__name__}: {name} must be {what}, got {value}")
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.top.reset()
@@ -205,14 +222,20 @@ class ClassificationInterpretation(KeptTestSamples):
     its ``test_confusion`` metric.
 
     Args:
-        num_samples: how many highest-loss test samples to draw.
-        top_confused: how many (actual, predicted) pairs to print (all are in the CSV).
-        columns: samples per row of the figure (default: as square a grid as possible).
-        features_shown: bars per table row (the inputs that moved its loss most).
+        num_samples: how many highest-loss test samples to draw (0: no figure).
+        top_confused: how many (actual, predicted) pairs to print (all are in the CSV; 0: none printed).
+        columns: samples per row of the figure, at least 1 (default: as square a grid as possible).
+        features_shown: bars per table row (the inputs that moved its loss most), at least 1.
+
+    Raises:
+        ConfigError: a count below those bounds (refused before training, not after it).
     """
 
     def __init__(self, num_samples: int = 9, top_confused: int = 5, columns: int | None = None, features_shown: int = 8) -> None:
         super().__init__(num_samples)
+        self.check_at_least("top_confused", top_confused, 0)
+        self.check_at_least("columns", columns, 1, none_ok=True)
+        self.check_at_least("features_shown", features_shown, 1)
         self.top_confused = top_confused
         self.columns = columns
         self.features_shown = features_shown
@@ -380,12 +403,13 @@ class WorstFaces(KeptTestSamples):
     :class:`~lightning_hw.tasks.landmarks.LandmarkRegressor`.
 
     Args:
-        num_samples: how many faces to draw.
-        columns: faces per row.
+        num_samples: how many faces to draw (0: no figure).
+        columns: faces per row, at least 1 (default: as square a grid as possible).
     """
 
     def __init__(self, num_samples: int = 9, columns: int | None = None) -> None:
         super().__init__(num_samples)
+        self.check_at_least("columns", columns, 1, none_ok=True)
         self.columns = columns
 
     output_key = "points"
