@@ -98,3 +98,19 @@ def test_e1_model_factory_has_the_reports_parameter_count():
     net = MLP((1, 50, 50), 5, hidden=[128])
     assert sum(p.numel() for p in net.parameters()) == 320_773 == (50 * 50 * 128 + 128) + (128 * 5 + 5)
     assert math.prod((1, 50, 50)) == net.layers[1].in_features
+
+
+@pytest.mark.parametrize("config", ["quickstart", "moons_overfit", "moons_regularized"])
+def test_the_split_sizes_a_configs_comments_name_are_the_ones_it_trains_on(config, workdir):
+    """The quickstart's comment spoke of 180 validation images; its validation split holds 359 (179 is the test's)."""
+    import re
+
+    text = (REPO / "configs" / f"{config}.yaml").read_text()
+    claims = {}
+    found = re.search(r"(\d+) train / (\d+) val / (\d+) test", text)
+    if found:
+        claims = dict(zip(("train", "val", "test"), map(int, found.groups())))
+    claims.update({"val": int(n) for n in re.findall(r"(\d+) validation images", text)})
+    assert claims, f"{config}.yaml names no split size"
+    dm = dev_run(workdir, config, None).datamodule
+    assert {split: len(dm.data[split][0]) for split in claims} == claims
