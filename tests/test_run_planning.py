@@ -129,3 +129,29 @@ def test_rollback_before_open_touches_nothing(tmp_path, trained):
     resume = plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
     resume.rollback()
     assert sorted(p.name for p in trained.rglob("*")) == before
+
+
+@pytest.mark.parametrize("ckpt", [None, "last"])
+def test_evaluating_a_run_without_any_checkpoint_says_there_is_none(tmp_path, monkeypatch, capsys, ckpt):
+    """A run killed before its first checkpoint: 'add --ckpt_path last' (there is no last.ckpt) and
+    'give the checkpoint file' (there is none) sent the user after weights the run never saved."""
+    from conftest import REPO, tiny_run_args
+
+    from lightning_hw.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(tiny_run_args("fit", REPO / "configs" / "quickstart.yaml", tmp_path / "runs", "--run.name", "r", "--run.test_after_fit", "false"))
+    run_dir = tmp_path / "runs" / "quickstart" / "r"
+    for path in (run_dir / "checkpoints").iterdir():  # as if killed (SIGKILL) before its first checkpoint
+        path.unlink()
+    capsys.readouterr()
+    args = ["test", "--config", str(run_dir / "config.yaml"), "--run.wandb", "disabled"]
+    with pytest.raises(SystemExit) as stop:
+        main(args + (["--ckpt_path", ckpt] if ckpt else []))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: run {run_dir} has no checkpoint to test: it stopped before saving one; "
+        "train it again (fit) under another --run.name"
+    ]
+    assert not (run_dir / "eval").exists()

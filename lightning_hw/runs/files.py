@@ -40,7 +40,7 @@ RECORD_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE)
 
 def holds_record(directory: Path) -> bool:
     """Whether ``directory`` holds a run that trained (or began to): its config, metrics, status or checkpoints."""
-    return any((directory / name).is_file() for name in RECORD_FILES) or _holds_checkpoints(directory)
+    return any((directory / name).is_file() for name in RECORD_FILES) or holds_checkpoints(directory)
 
 
 def is_run_record(directory: Path) -> bool:
@@ -53,7 +53,7 @@ def is_run_record(directory: Path) -> bool:
     """
     if (directory / STATUS_FILE).is_file():
         return True
-    return (directory / CONFIG_FILE).is_file() and ((directory / METRICS_FILE).is_file() or _holds_checkpoints(directory))
+    return (directory / CONFIG_FILE).is_file() and ((directory / METRICS_FILE).is_file() or holds_checkpoints(directory))
 
 
 def recorded_directory(path: Path) -> Path | None:
@@ -108,7 +108,7 @@ def check_outside_records(parent: Path, saved: str) -> None:
         )
 
 
-def _holds_checkpoints(directory: Path) -> bool:
+def holds_checkpoints(directory: Path) -> bool:
     """Whether ``directory`` has a checkpoint of a run: in ``checkpoints/``, or SLURM's ``hpc_ckpt_*``."""
     checkpoints = directory / CHECKPOINT_DIR
     return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))

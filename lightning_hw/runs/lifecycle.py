@@ -49,6 +49,7 @@ from lightning_hw.runs.files import (
     LOCK_FILE,
     METRICS_FILE,
     check_outside_records,
+    holds_checkpoints,
     holds_record,
     make_unique_dir,
     read_status,
@@ -548,6 +549,13 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
         named = root / group / settings.name
         if inherited is None:
             refuse_a_sweep_as_run(named)
+        if ckpt_path in (None, "last") and inherited is None and holds_record(named) and not holds_checkpoints(named):
+            # Killed (or failed) before its first checkpoint: the advice below would send the user after
+            # a last.ckpt or best-*.ckpt the run never saved.
+            raise ConfigError(
+                f"run {named} has no checkpoint to {stage}: it stopped before saving one; "
+                "train it again (fit) under another --run.name"
+            )
         if ckpt_path == "last":
             # In a DDP worker too (inherited: the first process's eval directory): every process must load, and
             # rebuild its task from, the same file, not Lightning's own idea of "last".
