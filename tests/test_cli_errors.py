@@ -324,3 +324,22 @@ def test_a_monitor_the_task_never_logs_is_one_line_and_leaves_no_run(tiny_args, 
     assert (workdir / "runs" / "quickstart" / "skips" / "checkpoints" / "last.ckpt").is_file()
     code, line = error_of(tiny_args("fit", "--run.monitor", "val/top5", "--run.name", "top5", *skipping), capsys)
     assert code == 2 and line.startswith("error: run.monitor val/top5 is not a metric this run logs; give one of val/acc")
+
+
+@pytest.mark.parametrize("where", ["config", "command line"])
+def test_form_class_path_names_no_class_of_its_module(tiny_args, workdir, explained, where):
+    """A misspelled callback class (ClassificationInterpretaton) gave jsonargparse's Union report cut off at
+    "has no attribute...", or "expected a path but ... either not accessible or invalid"."""
+    typo = "lightning_hw.callbacks.interpretation.ClassificationInterpretaton"
+    args = tiny_args("fit")
+    if where == "config":
+        (workdir / "typo.yaml").write_text(f"trainer:\n  callbacks:\n    - class_path: {typo}\n")
+        args += ["--config", str(workdir / "typo.yaml")]
+    else:
+        args += [f"--trainer.callbacks+={typo}"]
+    message, line = explained(args)
+    assert_form(r"Problem with given class_path '([\w.]+)':\s*module '([\w.]+)' has no attribute '(\w+)'", message)
+    assert line == (
+        f"error: --trainer.callbacks: no class named '{typo}': lightning_hw.callbacks.interpretation has no "
+        "ClassificationInterpretaton; did you mean ClassificationInterpretation?"
+    ), JSONARGPARSE

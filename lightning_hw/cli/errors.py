@@ -196,6 +196,17 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     keys = re.findall(r'Parser key "([^"]+)"', message)
     path = keys[0] + "".join(f".init_args.{k}" for k in keys[1:]) if keys else ""
 
+    # A class_path whose module imports but holds no such class (a misspelled callback): jsonargparse
+    # reports it inside a Union report (from a config) or as "expected a path" (on the command line).
+    found = re.search(r"Problem with given class_path '([\w.]+)':\s*module '([\w.]+)' has no attribute '(\w+)'", message)
+    if found and path:
+        class_path, module, name = found.groups()
+        try:
+            candidates = [n for n, v in vars(importlib.import_module(module)).items() if inspect.isclass(v)]
+        except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the line stands without it
+            candidates = []
+        return f"--{path}: no class named '{class_path}': {module} has no {name}{_suggest(name, candidates)}"
+
     found = re.search(r"Import path (?:'?[\w.]+'? )?does not correspond to a subclass of (\w+)", message)
     given = re.search(r"(?:Given value|Got value): (.*)", message)
     if found and keys and given:
