@@ -155,3 +155,9 @@ def test_evaluating_a_run_without_any_checkpoint_says_there_is_none(tmp_path, mo
         "train it again (fit) under another --run.name"
     ]
     assert not (run_dir / "eval").exists()
+    # Still in its first epoch (its command holds the lock): it has saved none *yet*.
+    (run_dir / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}")
+    with pytest.raises(SystemExit):
+        main(args + (["--ckpt_path", ckpt] if ckpt else []))
+    assert f"error: run {run_dir} has no checkpoint to test: it is still training and has saved none yet; " \
+        "try again once its first epoch has ended" in capsys.readouterr().err

@@ -550,12 +550,13 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
         if inherited is None:
             refuse_a_sweep_as_run(named)
         if ckpt_path in (None, "last") and inherited is None and holds_record(named) and not holds_checkpoints(named):
-            # Killed (or failed) before its first checkpoint: the advice below would send the user after
-            # a last.ckpt or best-*.ckpt the run never saved.
-            raise ConfigError(
-                f"run {named} has no checkpoint to {stage}: it stopped before saving one; "
-                "train it again (fit) under another --run.name"
-            )
+            # Killed (or failed) before its first checkpoint, or still in its first epoch: the advice below
+            # would send the user after a last.ckpt or best-*.ckpt the run has not saved.
+            if live_holder(named / LOCK_FILE) is not None:
+                why = "it is still training and has saved none yet; try again once its first epoch has ended"
+            else:
+                why = "it stopped before saving one; train it again (fit) under another --run.name"
+            raise ConfigError(f"run {named} has no checkpoint to {stage}: {why}")
         if ckpt_path == "last":
             # In a DDP worker too (inherited: the first process's eval directory): every process must load, and
             # rebuild its task from, the same file, not Lightning's own idea of "last".
