@@ -117,6 +117,23 @@ def test_form_expected_a_dot_import_path(tiny_args, explained):
     assert line.startswith("error: --optimizer: no class named 'Adamm'; did you mean Adam"), f"{JSONARGPARSE}: {line}"
 
 
+@pytest.mark.parametrize("form", ["option", "config"])
+def test_a_short_name_of_our_own_callback_names_its_full_class_path(tiny_args, workdir, form):
+    """``--trainer.callbacks+=FeatureCache`` (or ``class_path: FeatureCache`` in a config) said only
+    "no class named 'FeatureCache'", of a class the README names: short names resolve only for
+    classes already imported, and ours are imported when a config names them in full. (A fresh
+    process: in this one, another test may have imported the class.)"""
+    (workdir / "callbacks.yaml").write_text("trainer:\n  callbacks:\n    - class_path: FeatureCache\n")
+    extra = ["--trainer.callbacks+=FeatureCache"] if form == "option" else ["--config", str(workdir / "callbacks.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *tiny_args("fit", *extra)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        "error: --trainer.callbacks: 'FeatureCache' is lightning-hw's lightning_hw.callbacks.feature_cache.FeatureCache, "
+        "which a short name does not find: give that full class_path"
+    ), done.stderr
+
+
 def test_form_import_path_not_a_subclass(tiny_args, explained):
     """Was "no class named 'does'": the form lost its value, which only "Given value:" still names."""
     message, line = explained(tiny_args("fit", "--optimizer", "torch.nn.Linear"))

@@ -105,6 +105,23 @@ def _class_names(module_name: str) -> list[str]:
     return [n for n, obj in vars(module).items() if inspect.isclass(obj) and not n.startswith("_")]
 
 
+def _own_callback(name: str) -> str | None:
+    """The full class path of lightning-hw's callback called ``name`` (``None`` when there is none)."""
+    import pkgutil
+
+    import lightning_hw.callbacks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError:
+            continue
+        found = vars(module).get(name)
+        if inspect.isclass(found) and found.__module__ == module.__name__:
+            return f"{module.__name__}.{name}"
+    return None
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     line = " ".join(part.strip() for part in text.splitlines() if part.strip())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -216,6 +233,9 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     found = re.search(r"Expected a dot import path string: ?'?([\w.]+)'?", message)
     if found and keys and keys[0] in CLASS_SOURCES:
         name = found.group(1)
+        ours = _own_callback(name) if keys[0] == "trainer.callbacks" else None
+        if ours:  # a short name resolves only for classes already imported; ours are not, until named
+            return f"--{keys[0]}: '{name}' is lightning-hw's {ours}, which a short name does not find: give that full class_path"
         return f"--{keys[0]}: no class named '{name}'{_suggest(name, _class_names(CLASS_SOURCES[keys[0]]))}"
 
     found = re.search(r"File does not exist: '?([^'\n]+)'?", message)
