@@ -197,6 +197,28 @@ def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
     return runs, base
 
 
+def untrained_variants(groups: list[Path]) -> list[str]:
+    """One line per study variant (or trial) in ``groups`` that never trained, with its error.
+
+    A variant whose ``fit`` was refused before training (a typo of its own) leaves only the
+    study's log in its folder: no run, so the comparison would pass over it without a word.
+
+    Args:
+        groups: the study directories the report was asked for (not run directories).
+    """
+    from lightning_hw.studies.grid import LOG_FILE
+
+    lines = []
+    for group in groups:
+        for log in sorted(group.glob(f"*/{LOG_FILE}")):
+            if is_run_dir(log.parent):
+                continue
+            errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
+            why = errors[-1] if errors else "no error line"
+            lines.append(f"{log.parent.name} did not train ({why}); see {log}")
+    return lines
+
+
 def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], list[dict[str, Any]]]:
     """``validate``/``test`` runs on the runs' checkpoints (``<run>/eval/<stage>-<time>/``), one row each.
 
@@ -651,9 +673,11 @@ def main(argv: list[str]) -> int:
 
     columns, rows = table(runs)
     table_md = markdown(columns, rows)
+    groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
+    untrained = [f"- note: {line}" for line in untrained_variants(groups)]
     with staged(out) as stage:  # the files move into out once all are written
         write_csv(stage / "report.csv", columns, rows)
-        sections = [f"# {title}", "", table_md, ""]
+        sections = [f"# {title}", "", table_md, "", *untrained, *([""] if untrained else [])]
         # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no
         # value to average: counted among a variant's seeds or folds, it would make one run's values
         # read as the agreement of several (sd 0).
@@ -675,7 +699,6 @@ def main(argv: list[str]) -> int:
         if by_fold is not None or by_seed is not None:
             repeat_notes += [f"{run.name} ({run.status}) has no metric row yet: it is not in the mean ± sd" for run in unmeasured]
         sections += [*(f"- note: {note}" for note in repeat_notes), ""] if repeat_notes else []
-        groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
         eval_columns, eval_rows = evaluations(runs, groups)
         if eval_rows:
             sections += ["## Evaluations (validate/test on a checkpoint, not training epochs)", "", markdown(eval_columns, eval_rows), ""]
@@ -694,6 +717,7 @@ def main(argv: list[str]) -> int:
     # Printed once the files are in place: `report ... | head` (a reader that stops early) ends
     # the printing, not the report.
     print(f"{title}\n\n{table_md}\n")
+    print("".join(f"{line}\n" for line in untrained), end="\n" if untrained else "")
     print(search_output.getvalue(), end="")
 
     if by_fold is not None:
