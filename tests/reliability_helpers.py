@@ -140,16 +140,19 @@ class SignalAtStep(Callback):
     Unlike :class:`KillAtStep` the run gets the chance to handle it: ``SIGTERM`` (15, what a
     scheduler or ``kill`` sends) and ``SIGINT`` (2, Ctrl-C). The handler runs at once, in the
     main thread, before this hook returns. ``times=2`` sends it twice (Ctrl-C pressed again:
-    the run stops at once).
+    the run stops at once). ``rank`` sends it in that DDP process only (``kill`` of one process).
     """
 
-    def __init__(self, step: int, signum: int = 15, times: int = 1) -> None:
+    def __init__(self, step: int, signum: int = 15, times: int = 1, rank: int | None = None) -> None:
         self.step = step
         self.signum = signum
         self.times = times
+        self.rank = rank
         self._sent = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.rank is not None and trainer.global_rank != self.rank:
+            return
         if not self._sent and trainer.global_step == self.step:
             self._sent = True
             for _ in range(self.times):

@@ -263,6 +263,28 @@ def test_a_ddp_run_interrupted_mid_epoch_resumes_with_every_process_metrics(tiny
 
 
 @pytest.mark.slow
+def test_sigterm_to_one_ddp_process_stops_the_run_at_the_next_step(tiny_args, workdir):
+    """``kill -TERM <pid>`` of a process other than the first stops the whole run, with its last.ckpt.
+
+    The first process alone decided, so a signal to another was ignored: the run trained to its
+    last epoch and exited 0, and a second SIGTERM to that process was ignored too.
+    """
+    signal_at = workdir / "signal.yaml"  # SIGTERM to rank 1 only, after step 3 (of 15 per epoch)
+    signal_at.write_text(yaml.safe_dump({"trainer": {"callbacks+": [
+        {"class_path": "reliability_helpers.SignalAtStep", "init_args": {"step": 3, "rank": 1}},
+    ]}}))
+    args = tiny_args("fit", *DDP_COMMON, *DDP_ON_TWO_CPUS, "--trainer.max_epochs", "1", "--run.name", "r",
+                     "--config", str(signal_at))
+    proc = ddp_fit(args, code=143)
+
+    assert "interrupted by SIGTERM at step 3: saved" in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    run = workdir / "runs" / "quickstart" / "r"
+    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
+@pytest.mark.slow
 def test_an_epoch_begun_on_one_process_is_not_continued_on_two(tiny_args, workdir):
     """The checkpoint counts the batches each process drew: on 2 processes the epoch ended at once, unvalidated."""
     signal_at = workdir / "signal.yaml"  # SIGTERM after step 13, inside epoch 0 (of 20 steps)

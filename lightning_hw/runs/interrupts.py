@@ -98,12 +98,25 @@ class SignalWatch:
         return self.signum is not None
 
     def agreed(self, trainer: Trainer) -> bool:
-        """Whether training stops now: the first process decides for all (they must stop at the same step).
+        """Whether training stops now: when any process was asked to (they must stop at the same step).
 
+        Any process, not only the first: ``kill -TERM <pid>`` of another process (or a scheduler
+        that signals one) would otherwise be ignored, and the run trained on to its end. A
+        process that was not signalled itself takes the signal of one that was (the highest
+        number, so that every process names the same one), for the exit code and the messages.
         Call it on every process at the same point (it is a collective call under DDP).
         """
         if trainer.world_size > 1:
-            return bool(trainer.strategy.broadcast(self.requested()))
+            import torch
+
+            mine = torch.tensor(self.signum or 0, device=trainer.strategy.root_device)
+            signum = int(trainer.strategy.reduce(mine, reduce_op="max").item())
+            if signum and self.signum is None:
+                self.signum = signum
+                if trainer.global_rank == 0:  # the line the signalled process does not print
+                    print(f"\n{signal.Signals(signum).name} (to another process): stopping after this step and saving last.ckpt",
+                          file=sys.stderr, flush=True)
+            return bool(signum)
         return self.requested()
 
     def _parent_forwards_signals(self) -> bool:
