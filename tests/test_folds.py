@@ -414,3 +414,34 @@ def test_three_fold_study_and_its_report(tmp_path, monkeypatch, capsys):
     assert len(set(val_loss)) > 1  # the folds validate on different samples
     assert "Mean ± sd over folds:" in printed and "| mlp | 3 |" in printed
     assert "## Mean ± standard deviation over folds" in (out / "report.md").read_text()
+
+
+def test_study_leaves_a_fold_run_finished_outside_it_as_it_is(workdir):
+    """A run of the study's name trained by hand (``fit ... --run.name mlp-fold0``) is no run of the study.
+
+    The study "resumed" it (it has last.ckpt but no study-finished.json): the finished run trained
+    no further, but its config.yaml was rewritten with the study's settings, and the report's
+    mean ± sd counted it as one of the folds without a note, trained otherwise as it was.
+    """
+    run = workdir / "runs" / "cv" / "mlp-fold0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint")
+    (run / "config.yaml").write_text("trainer: {limit_train_batches: null}\n")
+    (run / "status.json").write_text('{"status": "finished", "name": "mlp-fold0"}')
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    study = workdir / "cv.yaml"
+    study.write_text(yaml.safe_dump({"name": "cv", "config": str(QUICKSTART), "folds": 2, "variants": {"mlp": None},
+                                     "args": {"run.wandb": "disabled", "trainer.max_epochs": 1}}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+
+    def study_command(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "lightning_hw", "study", str(study), "--variant", "mlp-fold0", *extra]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=workdir)
+
+    dry = study_command("--dry-run")
+    assert "0 to resume" in dry.stdout and "--ckpt_path" not in dry.stdout, dry.stdout + dry.stderr
+    proc = study_command()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{Path('runs/cv/mlp-fold0')} finished outside study cv" in proc.stderr, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -52,7 +52,7 @@ import yaml
 
 from lightning_hw.cli.names import option_values
 from lightning_hw.errors import ConfigError
-from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_record
+from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_record, read_status
 
 FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
@@ -140,7 +140,7 @@ class Job:
             return "finished"
         if self.resume:
             return "resume"
-        return "stopped" if died_before_checkpoint(self.run_dir) else "new"
+        return "stopped" if left_to_user(self.run_dir) else "new"
 
 
 def is_finished_run(run_dir: Path) -> bool:
@@ -163,8 +163,32 @@ def died_before_checkpoint(run_dir: Path) -> bool:
     return holds_record(run_dir) and not has_last_checkpoint(run_dir) and not is_finished_run(run_dir)
 
 
+def finished_outside_study(run_dir: Path) -> bool:
+    """A run that finished training under a grid run's name but not in the study (no ``study-finished.json``).
+
+    ``fit --run.name mlp-fold0`` by hand, in the study's group: "resuming" it trained nothing
+    (it had finished) but rewrote its ``config.yaml`` with the study's settings, and the
+    study and its report then counted it as a run of the study, trained otherwise as it was.
+    """
+    return not is_finished_run(run_dir) and read_status(run_dir).get("status") == "finished"
+
+
+def left_to_user(run_dir: Path) -> bool:
+    """A grid run the study neither starts nor resumes: its record is the user's to keep or move aside."""
+    return died_before_checkpoint(run_dir) or finished_outside_study(run_dir)
+
+
 def move_aside_advice(run_dir: Path) -> str:
-    """How to run a grid run again that :func:`died_before_checkpoint` (its record is the user's to keep or drop)."""
+    """How to run a grid run again that is :func:`left_to_user` (its record is the user's to keep or drop)."""
+    if finished_outside_study(run_dir):
+        aside = run_dir.with_name(f"{run_dir.name}.outside")
+        number = 1
+        while aside.exists():
+            aside, number = run_dir.with_name(f"{run_dir.name}.outside-{number}"), number + 1
+        return (
+            f"{run_dir} finished outside study {run_dir.parent.name} (no {FINISHED_FILE}), with settings the "
+            f"study may not give; to train it in the study, move it aside (mv {run_dir} {aside}) and run the study again"
+        )
     aside = run_dir.with_name(f"{run_dir.name}.died")
     number = 1
     while aside.exists():  # never into (or over) an earlier one
@@ -415,7 +439,7 @@ def plan(study: Study, extra: list[str] | None = None, only: list[str] | None = 
             continue
         run_dir = study.run_dir(variant)
         finished = is_finished_run(run_dir)
-        resume = not finished and has_last_checkpoint(run_dir)
+        resume = not finished and has_last_checkpoint(run_dir) and not finished_outside_study(run_dir)
         jobs.append(Job(variant.name, run_dir, fit_command(study, variant, extra, resume=resume), resume, variant, finished))
     return jobs
 
@@ -612,7 +636,11 @@ def main(argv: list[str]) -> int:
     planned = plan(study, extra, only or None)
     if options.dry_run:
         counts = {state: sum(p.state == state for p in planned) for state in ("finished", "resume", "new", "stopped")}
-        stopped = f", {counts['stopped']} stopped before a checkpoint (not started: move aside to rerun)" if counts["stopped"] else ""
+        outside = sum(p.state == "stopped" and finished_outside_study(p.run_dir) for p in planned)
+        dead = counts["stopped"] - outside
+        stopped = f", {dead} stopped before a checkpoint" if dead else ""
+        stopped += f", {outside} finished outside the study" if outside else ""
+        stopped += " (not started: move aside to rerun)" if counts["stopped"] else ""
         print(
             f"Study {study.name}: {len(planned)} runs in {Path(study.root) / study.name} "
             f"({counts['finished']} finished, {counts['resume']} to resume, {counts['new']} to start{stopped})"

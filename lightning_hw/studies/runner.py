@@ -57,8 +57,8 @@ from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
-    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, fit_command, has_last_checkpoint,
-    is_finished_run, move_aside_advice, overrides_to_args, split_configs,
+    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
+    has_last_checkpoint, is_finished_run, left_to_user, move_aside_advice, overrides_to_args, split_configs,
 )
 from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
 
@@ -385,7 +385,7 @@ class _GridAsker(_Asker):
                 busy = running_runs(trials)
                 pending = self.pending()
                 free = [r for r in pending if r not in busy]
-                for run in [r for r in free if died_before_checkpoint(self.search.directory / r)]:
+                for run in [r for r in free if left_to_user(self.search.directory / r)]:
                     print(f"  {run}: {move_aside_advice(self.search.directory / run)}", file=sys.stderr)
                     self.dead.add(run)
                     free.remove(run)
@@ -536,10 +536,14 @@ def _print_header(search: SearchStudy, study, only: list[str] | None, extra: lis
     if search.is_grid:
         names = only or [v.name for v in search.study.variants]
         done = [n for n in names if is_finished_run(search.directory / n)]
-        resume = [n for n in names if n not in done and has_last_checkpoint(search.directory / n)]
+        outside = [n for n in names if finished_outside_study(search.directory / n)]
+        resume = [n for n in names if n not in done and n not in outside and has_last_checkpoint(search.directory / n)]
         running = running_runs(study.get_trials(deepcopy=False))
         dead = [n for n in names if n not in running and died_before_checkpoint(search.directory / n)]
         stopped = f", {len(dead)} stopped before a checkpoint" if dead else ""
+        if outside:
+            stopped += f", {len(outside)} finished outside the study"
+        dead += outside
         print(
             f"Study {search.name}: {len(names)} runs in {search.directory} ({len(done)} finished, "
             f"{len(resume)} to resume, {len(names) - len(done) - len(resume) - len(dead)} to start{stopped}; "
@@ -581,7 +585,7 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
     """The study's result in a few lines; returns the exit code (1 when a run failed)."""
     if isinstance(asker, _GridAsker):
         failed = sorted(n for n in asker.attempted if not is_finished_run(search.directory / n))
-        retried = [n for n in failed if not died_before_checkpoint(search.directory / n)]
+        retried = [n for n in failed if not left_to_user(search.directory / n)]
         if retried:
             print(f"Study {search.name}: {len(retried)} run(s) failed: {', '.join(retried)}; re-run to retry them.", file=sys.stderr)
         for name in sorted(set(failed) - set(retried)):  # killed in its first epoch in this invocation
@@ -589,7 +593,8 @@ def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
         if asker.dead:
             print(
                 f"Study {search.name}: {len(asker.dead)} run(s) not started again: {', '.join(sorted(asker.dead))} "
-                "(each stopped before its first checkpoint; move it aside to run it again, see above).",
+                "(each stopped before its first checkpoint or finished outside the study; move it aside to run it again, "
+                "see above).",
                 file=sys.stderr,
             )
         if failed or asker.dead:
