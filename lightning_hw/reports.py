@@ -623,19 +623,13 @@ def _signals_while_writing(out: Path) -> Iterator[threading.Event]:
     leaving the hidden stage folder in ``out``. Once the yielded event is set (the files are
     moving in), a signal is said and obeyed when the move is done.
     """
-    from lightning_hw.runs.interrupts import SIGNALS, RunInterrupted
+    from lightning_hw.runs.interrupts import SIGNALS, stopped_at_once
 
     moving, received = threading.Event(), []
 
-    def interrupted(signum: int, done: str) -> RunInterrupted:
-        stop = RunInterrupted(signum, at_once=True)
-        how = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
-        stop.message = f"interrupted by {how}: report stopped; {done}"
-        return stop
-
     def handle(signum: int, frame: Any) -> None:
         if not moving.is_set():
-            raise interrupted(signum, f"{out} is as it was")
+            raise stopped_at_once(signum, f"report stopped; {out} is as it was")
         received.append(signum)
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
@@ -648,7 +642,7 @@ def _signals_while_writing(out: Path) -> Iterator[threading.Event]:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     if received:
-        raise interrupted(received[0], f"the report in {out} was already complete")
+        raise stopped_at_once(received[0], f"report stopped; the report in {out} was already complete")
 
 
 def main(argv: list[str]) -> int:

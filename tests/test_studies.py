@@ -133,7 +133,7 @@ def test_a_variant_refused_for_its_own_typo_fails_and_the_others_train_without_a
     assert studies.is_finished_run(workdir / "runs" / "own" / "good")  # the other variant trained
     # The report compares the one run, and says which variant did not train and why (it passed over it).
     assert reports.main([str(workdir / "runs" / "own")]) == 0
-    note = f"- note: typo did not train (error: Classifier has no option 'lrr'"
+    note = "- note: typo did not train (error: Classifier has no option 'lrr'"
     assert note in (workdir / "runs" / "own" / "report" / "report.md").read_text() and note in capsys.readouterr().out
     # A typo in what every variant shares still stops the study at once, config files and all.
     assert studies.main([str(path), "--trainer.max_epochz", "2"]) == 2

@@ -76,13 +76,10 @@ def _stopping_on_signals(export: Callable[[Callable[[], None]], int]) -> int:
     import sys
     import threading
 
-    from lightning_hw.runs.interrupts import RunInterrupted
+    from lightning_hw.runs.interrupts import stopped_at_once
 
     def stop(signum: int, frame: Any) -> None:
-        interrupted = RunInterrupted(signum, at_once=True)
-        how = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
-        interrupted.message = f"interrupted by {how}: export stopped; nothing was written"
-        raise interrupted
+        raise stopped_at_once(signum, "export stopped; nothing was written")
 
     def complete(signum: int, frame: Any) -> None:
         print(f"\n{signal.Signals(signum).name}: the export is complete; finishing", file=sys.stderr, flush=True)

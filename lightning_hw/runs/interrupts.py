@@ -63,6 +63,19 @@ class RunInterrupted(BaseException):
         return signal.Signals(self.signum).name
 
 
+def stopped_at_once(signum: int, said: str) -> RunInterrupted:
+    """The :class:`RunInterrupted` of a command that a signal stops at once (export, report), with its line.
+
+    Args:
+        signum: the signal.
+        said: what stopped and what is left, e.g. ``"export stopped; nothing was written"``.
+    """
+    stop = RunInterrupted(signum, at_once=True)
+    how = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+    stop.message = f"interrupted by {how}: {said}"
+    return stop
+
+
 class SignalWatch:
     """The process's SIGINT/SIGTERM handlers while a command runs (one instance: :data:`WATCH`)."""
 
