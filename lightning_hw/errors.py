@@ -94,17 +94,18 @@ class TrainingError(UserError):
 def raised_in_constructor(err: BaseException) -> BaseException | None:
     """The exception a class's ``__init__`` raised, behind jsonargparse's error about it (else ``None``).
 
-    jsonargparse builds the config's classes and, when one raises, raises its own
-    ``ValueError`` with the original in its chain: the original is the last one there.
+    jsonargparse builds the config's classes and, when one raises, raises its own ``ValueError``
+    ("Does not validate against any of the Union subtypes") from the original: the original is
+    the first exception behind jsonargparse's. Not the last one in the chain: an ``__init__``
+    that raises while handling another error (``raise ValueError("pip install x")`` in an
+    ``except ImportError:``) would be said by the error it handled, its own advice lost.
     """
     seen: set[int] = set()
     current: BaseException | None = err
-    last = None
-    while current is not None and id(current) not in seen:
+    while current is not None and "Union subtypes" in str(current) and id(current) not in seen:
         seen.add(id(current))
-        last = current
         current = current.__cause__ or current.__context__
-    return last if last is not err and "Union subtypes" in str(err) else None
+    return current if current is not err else None
 
 
 def user_error_in(err: BaseException) -> UserError | None:

@@ -408,3 +408,24 @@ def test_a_task_whose_init_raises_is_one_line_naming_where(tiny_args, workdir, c
     import lightning_hw
 
     assert f"raised at {Path(lightning_hw.__file__).parent / 'nets' / 'mlp.py'}:" in line
+
+
+def test_a_task_raising_while_handling_another_error_is_said_by_its_own_message(tiny_args, workdir, capsys, monkeypatch):
+    """``raise ValueError("... pip install it")`` inside ``except ImportError:`` was said as the ImportError it
+    handled (``ModuleNotFoundError: No module named ...``): the plugin's own advice was lost."""
+    (workdir / "handling_task.py").write_text(
+        "from lightning_hw.tasks.classification import Classifier\n\n\n"
+        "class HandlingTask(Classifier):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        try:\n"
+        "            import not_installed_anywhere  # noqa: F401\n"
+        "        except ImportError:\n"
+        "            raise ValueError('HandlingTask needs not_installed_anywhere: pip install it')\n"
+    )
+    monkeypatch.syspath_prepend(str(workdir))
+    code, line = error_of(tiny_args("fit", "--model", "handling_task.HandlingTask"), capsys)
+    assert code == 1 and line == (
+        "error: ValueError: HandlingTask needs not_installed_anywhere: pip install it (raised at "
+        f"{workdir / 'handling_task.py'}:9, in __init__, while the config's classes were built; --debug shows the traceback)"
+    ), line
+    assert not (workdir / "runs").exists()
