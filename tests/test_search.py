@@ -441,6 +441,26 @@ def test_a_misspelt_objective_stops_the_search_at_once_and_the_fixed_file_goes_o
     assert len(finished(load(monitored))) == 0
 
 
+def test_a_project_name_wandb_refuses_stops_the_search_without_using_up_its_budget(workdir, capsys):
+    """`run.project: me/e1` in a study's args (every trial's): fit refuses the name before training, and the
+    search failed every trial on it, its whole budget used up; fixed, the study then trained nothing."""
+    from lightning_hw.cli import main
+
+    path = write_search(workdir, trials=2, args={**TINY, "run.wandb": "offline", "run.project": "me/e1"})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path)])
+    assert exit_info.value.code == 2
+    out = capsys.readouterr()
+    assert "[trial 0] refused before training: error: run.project 'me/e1' cannot name a W&B project" in out.out
+    assert "Study s stopped: its fit refused what every run shares (see the error above)." in out.err
+    assert len(finished(load(path))) == 0  # nothing counted against the budget of 2
+    write_search(workdir, trials=2)  # fixed: both trials train
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path)])
+    assert exit_info.value.code == 0
+    assert len(finished(load(path))) == 2 and all(t.state.name == "COMPLETE" for t in finished(load(path)))
+
+
 def test_a_study_waiting_for_a_trial_running_elsewhere_says_so(workdir, capsys):
     """A study run again right after a kill waited for the dead trial's heartbeat to go stale in silence."""
     path = write_search(workdir, trials=1, heartbeat=1)

@@ -663,7 +663,9 @@ def _run_trial(
     if code in INTERRUPT_CODES:
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
-    elif code == ConfigError.exit_code and not status and (shared_metric_not_logged(search, job) or shared_command_refused(search, extra, job)):
+    elif code == ConfigError.exit_code and not status and (
+        shared_metric_not_logged(search, job) or shared_project_refused(search, job) or shared_command_refused(search, extra, job)
+    ):
         # The fit refused what every run of the study shares (a mistyped option, an objective its
         # task never logs): every trial would be refused, so the study stops, and the trial is
         # queued again rather than counted, or a typo would use up a search's whole budget without
@@ -732,9 +734,25 @@ def shared_metric_not_logged(search: SearchStudy, job: Job) -> bool:
     # The run's monitor: run.monitor, else the task class's (``error: MyTask.monitor ...``) or the default.
     if not re.match(r"error: (run\.monitor|[A-Za-z_]\w*\.monitor|the default monitor) ", line):
         return False
+    return not _set_per_run(search, "run.monitor")
+
+
+def shared_project_refused(search: SearchStudy, job: Job) -> bool:
+    """Whether a run's ``fit`` refused a ``run.project`` every run of the study shares (``me/e1`` in ``args:``).
+
+    ``fit`` checks the name as it plans a new run, which ``--print_config`` (what
+    :func:`shared_command_refused` asks) never reaches: each trial was failed on it, using up
+    a search's budget without training anything.
+    """
+    line = _error_line(job) or ""
+    return line.startswith("error: run.project ") and not _set_per_run(search, "run.project")
+
+
+def _set_per_run(search: SearchStudy, key: str) -> bool:
+    """Whether a variant (a grid) or a searched parameter sets the ``run:`` option ``key``, e.g. ``run.monitor``."""
     if search.is_grid:
-        return not any(option_values(v.args, "--run.monitor") for v in search.study.variants)
-    return "run.monitor" not in search.space
+        return any(option_values(v.args, f"--{key}") for v in search.study.variants)
+    return key in search.space
 
 
 def _refusal(job: Job) -> str:
