@@ -50,6 +50,25 @@ def test_a_project_name_wandb_refuses_stops_a_new_run_before_it_trains(tiny_args
     RunConfig(project=project, wandb="disabled").check_wandb_project()  # without W&B the name is not used
 
 
+def test_a_project_name_wandb_refuses_stops_a_new_run_from_a_checkpoint_too(tiny_args, workdir, capsys):
+    """A new run started from another run's checkpoint (``--ckpt_path FILE --run.name NEW``), or by
+    ``--ckpt_path last`` where there is nothing yet to continue, was not checked: it trained with the
+    CSV log alone ('W&B could not start (UsageError: Invalid project name ...)')."""
+    main(tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    record = {p: p.read_bytes() for p in (workdir / "runs").rglob("*") if p.is_file()}
+    ckpt = str(workdir / "runs" / "quickstart" / "r" / "checkpoints" / "last.ckpt")
+    refused = (
+        "error: run.project 'me/e1' cannot name a W&B project (it has /; W&B refuses / \\ # ? % : and names "
+        "over 128 characters); give another --run.project"
+    )
+    bad = ("--run.wandb", "offline", "--run.project", "me/e1", "--trainer.max_epochs", "2")
+    for extra in (("--ckpt_path", ckpt, "--run.name", "r2"), ("--ckpt_path", "last", "--run.name", "r3")):
+        capsys.readouterr()
+        code, line = error_of(tiny_args("fit", *bad, *extra), capsys)
+        assert code == 2 and line == refused, (extra, line)
+    assert {p: p.read_bytes() for p in (workdir / "runs").rglob("*") if p.is_file()} == record  # no new run
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [

@@ -457,8 +457,19 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         return Run(settings, stage, "scratch", group, directory.name, directory, directory, ckpt_path)
     if stage != "fit":
         return _plan_evaluation(settings, stage, root, group, ckpt_path, inherited)
-    if ckpt_path is None:  # a new run (a resumed one keeps the settings it was trained with)
+    run = _plan_training(settings, stage, root, group, config_files, ckpt_path, inherited)
+    if run.mode == "create":
+        # A new run: from scratch, from another run's checkpoint, or `--ckpt_path last` with nothing
+        # to continue yet (a resumed one keeps the settings it was trained with). Its directory is
+        # made only after planning, so a refusal here leaves nothing behind.
         settings.check_wandb_project()
+    return run
+
+
+def _plan_training(
+    settings: RunConfig, stage: str, root: Path, group: str, config_files: list[str], ckpt_path: str | None, inherited: Path | None
+) -> Run:
+    """:func:`plan_run` for ``fit``: continue a run, or create one (the arguments are ``plan_run``'s, resolved)."""
     name = settings.name or naming.job_run_name()
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
