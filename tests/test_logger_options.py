@@ -32,3 +32,18 @@ def test_a_logger_option_given_as_lightning_names_it_points_at_the_run_option(wo
         "name the class first: --trainer.profiler CLASS --trainer.profiler.init_args.filename prof"
     ]
     assert not (workdir / "runs").exists()
+
+
+def test_a_bad_value_of_a_named_class_option_is_not_said_to_lack_its_class(workdir):
+    """`--data.init_args.splits 0.5` (the config names the data class) said "no class is named yet to
+    take it; name the class first: --data.init_args.splits CLASS --data.init_args.splits.init_args.splits 0.5",
+    an option that does not exist; the value's type is what is wrong, as it said before."""
+    for option, value, line in (
+        ("--data.init_args.splits", "0.5", "error: --data.init_args.splits: expected tuple, got 0.5"),
+        ("--model.init_args.net.init_args.hidden", "5", "error: --model.init_args.net.init_args.hidden: expected list, got 5"),
+    ):
+        done = cli("fit", "--config", str(QUICKSTART), option, value, cwd=workdir)
+        assert done.returncode == 2, done.stderr
+        (error,) = done.stderr.strip().splitlines()
+        assert error.startswith(line) and "no class is named" not in error, error
+    assert not (workdir / "runs").exists()

@@ -243,9 +243,11 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
         return f"--{path or 'config'}: file not found: {found.group(1)}"
 
     # `--trainer.logger.init_args.project x` where no class is named yet: jsonargparse holds the
-    # option as a NestedArg and refuses that as the option's value.
+    # option as a NestedArg and refuses that as the option's value. It holds one too for a bad
+    # value of a class that is named (`--data.init_args.splits 0.5`), and then says what the
+    # named class refused ("Problem with given class_path"): that is said below, as the value's type.
     found = re.search(r"Given value: NestedArg\(key='([^']*)', val=(.*)\)\s*$", message)
-    if found and path:
+    if found and path and "Problem with given class_path" not in message:
         # The value as the user typed it, ready to paste: without Python's quotes, a list as `[a,b]`.
         value = re.sub(r"['\"]", "", found.group(2).strip()).replace(", ", ",")
         return _option_without_class(path, found.group(1), value)
