@@ -448,3 +448,22 @@ def test_a_task_raising_while_handling_another_error_is_said_by_its_own_message(
         f"{workdir / 'handling_task.py'}:9, in __init__, while the config's classes were built; --debug shows the traceback)"
     ), line
     assert not (workdir / "runs").exists()
+
+
+def test_a_datamodule_size_property_that_raises_is_one_line_naming_where(tiny_args, workdir, capsys, monkeypatch):
+    """A bug in a size the task takes from the data (``class_names``) was jsonargparse's traceback
+    of the link that read it ('Call to compute_fn of link ... failed: ...')."""
+    (workdir / "buggy_data.py").write_text(
+        "from lightning_hw.data.datasets.digits import Digits\n\n\n"
+        "class BuggyData(Digits):\n"
+        "    @property\n"
+        "    def class_names(self):\n"
+        "        return self.no_such_attribute\n"
+    )
+    monkeypatch.syspath_prepend(str(workdir))
+    code, line = error_of(tiny_args("fit", "--data", "buggy_data.BuggyData"), capsys)
+    assert code == 1 and line == (
+        f"error: AttributeError: 'BuggyData' object has no attribute 'no_such_attribute' (raised at "
+        f"{workdir / 'buggy_data.py'}:7, in class_names, while the config's classes were built; --debug shows the traceback)"
+    )
+    assert not (workdir / "runs").exists()

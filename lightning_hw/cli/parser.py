@@ -810,6 +810,8 @@ def _linked_value(data: Any, name: str, task: str) -> Any:
 
     Raises:
         ConfigError: the datamodule does not implement it.
+        ConstructorError: its property raised (a plugin's bug): one line naming where, not
+            jsonargparse's traceback of the link that called it.
     """
     try:
         return getattr(data, name)
@@ -820,6 +822,10 @@ def _linked_value(data: Any, name: str, task: str) -> Any:
             f"the task {task} takes from the data (its linked_from_data); define {name} in {type(data).__name__}, "
             "e.g. as a property (plugins/README.md, section 3)"
         ) from None
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - said in one line; --debug shows the traceback
+        raise ConstructorError(err) from err
 
 
 def _check_net(chosen: Any) -> None:
