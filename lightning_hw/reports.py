@@ -584,13 +584,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def staged(out: Path) -> Iterator[Path]:
+def staged(out: Path, made: Path | None = None) -> Iterator[Path]:
     """A hidden folder in ``out`` to write a report into, moved into ``out`` only once it is whole.
 
     Ctrl-C while the figures are drawn (seconds for a big study) left the new ``report.csv``
     beside the earlier report's ``report.md`` and figures, two reports passing for one; now the
     earlier report stays as it was and the partial one is removed. An earlier report's tables that
     this one does not write (its runs are no longer all folds, say) are removed at the move.
+
+    Args:
+        out: the report folder.
+        made: the topmost folder made for this report (``out`` or one above it), if any: a
+            report that stops removes what it made again (the message says it is as it was).
 
     Raises:
         RunInterrupted: Ctrl-C or SIGTERM while writing, saying that ``out`` is as it was.
@@ -601,6 +606,11 @@ def staged(out: Path) -> Iterator[Path]:
             yield stage
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
+            for folder in [out, *out.parents] if made is not None else []:
+                with contextlib.suppress(OSError):  # only while empty: never anything of the user's
+                    folder.rmdir()
+                if folder == made:
+                    break
             raise
         moving.set()  # from here a signal waits: half the files moved would be two reports in one
         # A table an earlier report wrote here and this one does not would contradict report.md;
@@ -662,6 +672,8 @@ def main(argv: list[str]) -> int:
     out = Path(options.out) if options.out else default
     if options.out:  # the default (a study's or the run's own report/) is never another run's record
         check_out(out, runs, default)
+    # The topmost folder this report makes (--out new/report): removed again if it stops before writing anything.
+    made = next((folder for folder in reversed([out, *out.parents]) if not folder.exists()), None)
     make_out(out, given=bool(options.out))
     title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
 
@@ -669,7 +681,7 @@ def main(argv: list[str]) -> int:
     table_md = markdown(columns, rows)
     groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
     untrained = [f"- note: {line}" for line in untrained_variants(groups)]
-    with staged(out) as stage:  # the files move into out once all are written
+    with staged(out, made) as stage:  # the files move into out once all are written
         write_csv(stage / "report.csv", columns, rows)
         sections = [f"# {title}", "", table_md, "", *untrained, *([""] if untrained else [])]
         # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no

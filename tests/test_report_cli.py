@@ -83,6 +83,13 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir, 
     assert done.returncode == code, done.stderr
     assert done.stderr.strip().splitlines() == [f"interrupted by {said}: report stopped; runs/s/report is as it was"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-new, nothing left over
+    # Into a new --out folder: "as it was" is no folder at all.
+    done = subprocess.run(
+        [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s", "--out", "new/report"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == code and done.stderr.strip().endswith("new/report is as it was"), done.stderr
+    assert not (workdir / "new").exists()
 
 
 def test_publish_under_wandb_mode_offline_names_that_setting_not_a_login(workdir):
