@@ -14,9 +14,10 @@ def test_a_logger_option_given_as_lightning_names_it_points_at_the_run_option(wo
     for option, value, line in (
         ("--trainer.logger.init_args.project", "x", "use --run.project x"),
         ("--trainer.logger.offline", "true", "use --run.wandb offline"),
+        ("--trainer.logger.init_args.save_dir", "elsewhere", "use --run.root elsewhere"),
         (
             "--trainer.logger.init_args.log_model", "all",
-            "give them with --run.project, --run.tags, --run.notes, --run.job_type, --run.wandb",
+            "give them with --run.project, --run.tags, --run.notes, --run.job_type, --run.wandb, --run.root",
         ),
     ):
         done = cli("fit", "--config", str(QUICKSTART), option, value, cwd=workdir)

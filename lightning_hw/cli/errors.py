@@ -131,6 +131,8 @@ def _one_line(text: str, limit: int = 400) -> str:
 RUN_LOGGER_OPTIONS = {
     "project": "project", "tags": "tags", "notes": "notes", "job_type": "job_type",
     "name": "name", "group": "group", "offline": "wandb", "mode": "wandb",
+    # Where the run is written: runs/<group>/<name> under run.root (W&B's files go inside the run).
+    "save_dir": "root", "dir": "root",
 }
 
 
@@ -152,7 +154,7 @@ def _option_without_class(path: str, key: str, value: str) -> str:
         return f"{given}: {where}; use --run.wandb {mode}"
     if run_option:
         return f"{given}: {where}; use --run.{run_option} {value}"
-    return f"{given}: {where}; give them with --run.project, --run.tags, --run.notes, --run.job_type, --run.wandb"
+    return f"{given}: {where}; give them with --run.project, --run.tags, --run.notes, --run.job_type, --run.wandb, --run.root"
 
 
 def explain(message: str, subcommand: str | None, subparser=None) -> str:
