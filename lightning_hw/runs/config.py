@@ -89,7 +89,6 @@ class RunConfig:
                 f"got {self.checkpoint_every_n_steps}"
             )
 
-
     def check_wandb_project(self) -> None:
         """Refuse a project name W&B would refuse, before a new run trains (``--run.project a/b``).
 
@@ -102,11 +101,12 @@ class RunConfig:
         """
         if self.wandb == "disabled":
             return
-        refused = sorted({char for char in WANDB_PROJECT_REFUSES if char in self.project}, key=WANDB_PROJECT_REFUSES.index)
-        if not self.project.strip() or len(self.project) > 128 or refused:
-            why = f"it has {' '.join(refused)}" if refused else ("it is empty" if not self.project.strip() else "it is over 128 characters")
+        project = self.project or ""
+        refused = [char for char in WANDB_PROJECT_REFUSES if char in project]
+        if not project.strip() or len(project) > 128 or refused:
+            why = f"it has {' '.join(refused)}" if refused else ("it is empty" if not project.strip() else "it is over 128 characters")
             raise ConfigError(
-                f"run.project {self.project!r} cannot name a W&B project ({why}; W&B refuses "
+                f"run.project {project!r} cannot name a W&B project ({why}; W&B refuses "
                 f"{' '.join(WANDB_PROJECT_REFUSES)} and names over 128 characters); give another --run.project"
             )
 
