@@ -214,8 +214,10 @@ def untrained_variants(groups: list[Path]) -> list[str]:
             if is_run_dir(log.parent):
                 continue
             errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
-            why = errors[-1] if errors else "no error line"
-            lines.append(f"{log.parent.name} did not train ({why}); see {log}")
+            if errors:
+                lines.append(f"{log.parent.name} did not train ({errors[-1]}); see {log}")
+            else:  # its fit may be starting now, in another process
+                lines.append(f"{log.parent.name} has no run yet (no error in its log: it may still be starting); see {log}")
     return lines
 
 
