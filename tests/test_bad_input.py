@@ -405,65 +405,60 @@ def test_gpu_preset_on_a_machine_without_a_gpu(tiny_args, workdir, capsys, prese
     assert not (workdir / "runs").exists()
 
 
-def test_a_task_whose_init_raises_is_one_line_naming_where(tiny_args, workdir, capsys, monkeypatch):
-    """A plugin task's own check (``raise ValueError`` in ``__init__``) came out as some 60 lines of
-    jsonargparse's traceback ending in 'Does not validate against any of the Union subtypes'."""
-    (workdir / "checked_task.py").write_text(
+RAISING_SOURCES = {
+    # A plugin task's own check of its arguments.
+    "checked": (
+        ["--model", "user_code.CheckedTask"],
         "from lightning_hw.tasks.classification import Classifier\n\n\n"
         "class CheckedTask(Classifier):\n"
         "    def __init__(self, *args, **kwargs):\n"
-        "        raise ValueError('CheckedTask takes at most 5 features, got 64')\n"
-    )
-    monkeypatch.syspath_prepend(str(workdir))
-    code, line = error_of(tiny_args("fit", "--model", "checked_task.CheckedTask"), capsys)
-    assert code == 1 and line == (
-        f"error: ValueError: CheckedTask takes at most 5 features, got 64 (raised at {workdir / 'checked_task.py'}:6, "
-        "in __init__, while the config's classes were built; --debug shows the traceback)"
-    )
-    assert not (workdir / "runs").exists()
-    # A net's sizes torch refuses: said at the line of our own code that built the layer, not torch's.
-    code, line = error_of(tiny_args("fit", "--model.init_args.net.init_args.hidden", "[-5]"), capsys)
-    assert code == 1 and line.startswith("error: RuntimeError: Trying to create tensor with negative dimension -5")
-    import lightning_hw
-
-    assert f"raised at {Path(lightning_hw.__file__).parent / 'nets' / 'mlp.py'}:" in line
-
-
-def test_a_task_raising_while_handling_another_error_is_said_by_its_own_message(tiny_args, workdir, capsys, monkeypatch):
-    """``raise ValueError("... pip install it")`` inside ``except ImportError:`` was said as the ImportError it
-    handled (``ModuleNotFoundError: No module named ...``): the plugin's own advice was lost."""
-    (workdir / "handling_task.py").write_text(
+        "        raise ValueError('CheckedTask takes at most 5 features, got 64')\n",
+        "ValueError: CheckedTask takes at most 5 features, got 64", 6, "__init__",
+    ),
+    # Raised while handling another error: said by its own message (its advice), not the ImportError's.
+    "while-handling": (
+        ["--model", "user_code.HandlingTask"],
         "from lightning_hw.tasks.classification import Classifier\n\n\n"
         "class HandlingTask(Classifier):\n"
         "    def __init__(self, *args, **kwargs):\n"
         "        try:\n"
         "            import not_installed_anywhere  # noqa: F401\n"
         "        except ImportError:\n"
-        "            raise ValueError('HandlingTask needs not_installed_anywhere: pip install it')\n"
-    )
-    monkeypatch.syspath_prepend(str(workdir))
-    code, line = error_of(tiny_args("fit", "--model", "handling_task.HandlingTask"), capsys)
-    assert code == 1 and line == (
-        "error: ValueError: HandlingTask needs not_installed_anywhere: pip install it (raised at "
-        f"{workdir / 'handling_task.py'}:9, in __init__, while the config's classes were built; --debug shows the traceback)"
-    ), line
-    assert not (workdir / "runs").exists()
-
-
-def test_a_datamodule_size_property_that_raises_is_one_line_naming_where(tiny_args, workdir, capsys, monkeypatch):
-    """A bug in a size the task takes from the data (``class_names``) was jsonargparse's traceback
-    of the link that read it ('Call to compute_fn of link ... failed: ...')."""
-    (workdir / "buggy_data.py").write_text(
+        "            raise ValueError('HandlingTask needs not_installed_anywhere: pip install it')\n",
+        "ValueError: HandlingTask needs not_installed_anywhere: pip install it", 9, "__init__",
+    ),
+    # A bug in a size the task takes from the data: jsonargparse's traceback of the link that read it.
+    "size-property": (
+        ["--data", "user_code.BuggyData"],
         "from lightning_hw.data.datasets.digits import Digits\n\n\n"
         "class BuggyData(Digits):\n"
         "    @property\n"
         "    def class_names(self):\n"
-        "        return self.no_such_attribute\n"
-    )
+        "        return self.no_such_attribute\n",
+        "AttributeError: 'BuggyData' object has no attribute 'no_such_attribute'", 7, "class_names",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RAISING_SOURCES))
+def test_user_code_that_raises_while_the_config_is_built_is_one_line_naming_where(tiny_args, workdir, capsys, monkeypatch, case):
+    """An exception from a plugin's ``__init__`` or size property came out as some 60 lines of
+    jsonargparse's traceback ending in 'Does not validate against any of the Union subtypes'."""
+    options, source, said, line_number, function = RAISING_SOURCES[case]
+    (workdir / "user_code.py").write_text(source)
     monkeypatch.syspath_prepend(str(workdir))
-    code, line = error_of(tiny_args("fit", "--data", "buggy_data.BuggyData"), capsys)
+    code, line = error_of(tiny_args("fit", *options), capsys)
     assert code == 1 and line == (
-        f"error: AttributeError: 'BuggyData' object has no attribute 'no_such_attribute' (raised at "
-        f"{workdir / 'buggy_data.py'}:7, in class_names, while the config's classes were built; --debug shows the traceback)"
-    )
+        f"error: {said} (raised at {workdir / 'user_code.py'}:{line_number}, in {function}, while the config's "
+        "classes were built; --debug shows the traceback)"
+    ), line
     assert not (workdir / "runs").exists()
+
+
+def test_net_sizes_torch_refuses_are_said_at_our_line_that_built_the_layer(tiny_args, capsys):
+    """torch's own line (torch/nn/modules/linear.py) would point into a library."""
+    import lightning_hw
+
+    code, line = error_of(tiny_args("fit", "--model.init_args.net.init_args.hidden", "[-5]"), capsys)
+    assert code == 1 and line.startswith("error: RuntimeError: Trying to create tensor with negative dimension -5")
+    assert f"raised at {Path(lightning_hw.__file__).parent / 'nets' / 'mlp.py'}:" in line
