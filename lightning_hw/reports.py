@@ -206,16 +206,16 @@ def untrained_variants(groups: list[Path]) -> list[str]:
     Args:
         groups: the study directories the report was asked for (not run directories).
     """
-    from lightning_hw.studies.grid import LOG_FILE
+    from lightning_hw.studies.grid import LOG_FILE, last_error_line
 
     lines = []
     for group in groups:
         for log in sorted(group.glob(f"*/{LOG_FILE}")):
             if is_run_dir(log.parent):
                 continue
-            errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
-            if errors:
-                lines.append(f"{log.parent.name} did not train ({errors[-1]}); see {log}")
+            error = last_error_line(log.parent)
+            if error:
+                lines.append(f"{log.parent.name} did not train ({error}); see {log}")
             else:  # its fit may be starting now, in another process
                 lines.append(f"{log.parent.name} has no run yet (no error in its log: it may still be starting); see {log}")
     return lines

@@ -181,22 +181,32 @@ def left_to_user(run_dir: Path) -> bool:
 def move_aside_advice(run_dir: Path) -> str:
     """How to run a grid run again that is :func:`left_to_user` (its record is the user's to keep or drop)."""
     if finished_outside_study(run_dir):
-        aside = run_dir.with_name(f"{run_dir.name}.outside")
-        number = 1
-        while aside.exists():
-            aside, number = run_dir.with_name(f"{run_dir.name}.outside-{number}"), number + 1
         return (
             f"{run_dir} finished outside study {run_dir.parent.name} (no {FINISHED_FILE}), with settings the "
-            f"study may not give; to train it in the study, move it aside (mv {run_dir} {aside}) and run the study again"
+            f"study may not give; to train it in the study, move it aside (mv {run_dir} {_aside(run_dir, 'outside')}) "
+            "and run the study again"
         )
-    aside = run_dir.with_name(f"{run_dir.name}.died")
-    number = 1
-    while aside.exists():  # never into (or over) an earlier one
-        aside, number = run_dir.with_name(f"{run_dir.name}.died-{number}"), number + 1
     return (
         f"{run_dir} stopped before its first checkpoint (nothing to resume); to run it again, "
-        f"move it aside (mv {run_dir} {aside}) and run the study again"
+        f"move it aside (mv {run_dir} {_aside(run_dir, 'died')}) and run the study again"
     )
+
+
+def _aside(run_dir: Path, why: str) -> Path:
+    """``<run>.<why>``, or ``<run>.<why>-1``, ``-2``...: never into (or over) an earlier one."""
+    aside, number = run_dir.with_name(f"{run_dir.name}.{why}"), 1
+    while aside.exists():
+        aside, number = run_dir.with_name(f"{run_dir.name}.{why}-{number}"), number + 1
+    return aside
+
+
+def last_error_line(run_dir: Path) -> str | None:
+    """The last ``error:`` line of a study run's ``study.log``, or ``None`` (no log, or no error in it)."""
+    try:
+        lines = (run_dir / LOG_FILE).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line for line in reversed(lines) if line.startswith("error:")), None)
 
 
 # -- reading a study ---------------------------------------------------------------------------

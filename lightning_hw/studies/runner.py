@@ -58,7 +58,7 @@ from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
     FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
-    has_last_checkpoint, is_finished_run, left_to_user, move_aside_advice, overrides_to_args, split_configs,
+    has_last_checkpoint, is_finished_run, last_error_line, left_to_user, move_aside_advice, overrides_to_args, split_configs,
 )
 from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
 
@@ -762,11 +762,7 @@ def _refusal(job: Job) -> str:
 
 def _error_line(job: Job) -> str | None:
     """The last ``error:`` line of the run's ``study.log``, or ``None``."""
-    try:
-        lines = (job.run_dir / LOG_FILE).read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    return next((line for line in reversed(lines) if line.startswith("error:")), None)
+    return last_error_line(job.run_dir)
 
 
 def _after_interrupt(search: SearchStudy, job: Job) -> str:
