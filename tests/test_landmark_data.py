@@ -328,6 +328,24 @@ def test_a_landmark_csv_separated_by_semicolons_says_so(workdir, capsys):
     )
 
 
+def test_a_landmark_csv_with_mac_line_ends_is_read_and_one_in_cp1252_is_named(workdir, capsys):
+    # Both were `error: Error: new-line character seen in unquoted field ...` / `error: UnicodeDecodeError:
+    # 'utf-8' codec can't decode byte 0xe9 ...`, each raised "at" a line of the library or of Python's codecs.
+    root = write_landmark_csv(workdir / "faces", n=6)
+    rows = (root / "landmarks.csv").read_text().splitlines()
+    rows[3] = rows[3].replace(",", ",?", 1)
+    (root / "landmarks.csv").write_text("\r".join(rows) + "\r")  # Excel for Mac's "CSV (Macintosh)": lone \r ends rows
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and f"{root / 'landmarks.csv'}, line 4: column 2 is '?" in line  # read row by row, counted right
+    (root / "landmarks.csv").write_bytes("\r\n".join(rows[:3] + ["visage_\xe9.png" + rows[4][12:]]).encode("cp1252"))
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and line == (
+        f"error: {root / 'landmarks.csv'} is not a UTF-8 text CSV: save it as 'CSV UTF-8 (comma delimited)', "
+        "or point --data.init_args.csv_file at the CSV"
+    )
+    assert not (workdir / "runs").exists()
+
+
 # -- through the CLI: root one folder off ---------------------------------------------------------
 
 

@@ -63,16 +63,29 @@ def read_landmark_csv(
         (``None`` without a header).
 
     Raises:
-        DataError: the file is missing, empty, or a row is malformed (naming file and line).
+        DataError: the file is missing, empty, not UTF-8 text, or a row is malformed (naming file and line).
     """
     if not path.is_file():
         raise DataError(
             f"landmark file {path} not found: put a CSV with columns image, x1, y1, x2, y2, ... there, "
             "or point --data.init_args.csv_file at yours"
         )
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        text = file.read()
-    lines = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(cell.strip() for cell in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            text = file.read()
+    except UnicodeDecodeError:
+        # Another encoding (Excel's "CSV" on Windows writes cp1252) or no text at all (a spreadsheet, an image).
+        raise DataError(
+            f"{path} is not a UTF-8 text CSV: "
+            + (damaged_hint or "save it as 'CSV UTF-8 (comma delimited)', or point --data.init_args.csv_file at the CSV")
+        ) from None
+    # newline="" on both: rows end at \r\n, \n or a lone \r (Excel for Mac's "CSV (Macintosh)"), and the
+    # text keeps its line ends, which _row_advice reads.
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        lines = [(n, row) for n, row in enumerate(reader, start=1) if any(cell.strip() for cell in row)]
+    except csv.Error as err:  # a field over csv's size limit: a binary file that happens to decode
+        raise DataError(f"{path} is not a readable CSV ({err}); " + (damaged_hint or "save it as a comma-separated text file")) from None
     names: list[str] = []
     rows: list[list[float]] = []
     header: list[str] | None = None
