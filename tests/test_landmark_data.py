@@ -346,6 +346,16 @@ def test_a_landmark_csv_with_mac_line_ends_is_read_and_one_in_cp1252_is_named(wo
     assert not (workdir / "runs").exists()
 
 
+def test_eye_indices_naming_one_eye_twice_are_refused(workdir, capsys):
+    # Both eye centres were one point: the run trained and logged nan for every NME and PCK, and kept a "best" checkpoint.
+    root = write_landmark_csv(workdir / "faces", n=12)
+    code, line = error_of(landmark_fit(root, workdir / "runs", "--data.init_args.eye_indices", "[[0], [0]]"), capsys)
+    assert code == 2 and line == (
+        "error: eye_indices [[0], [0]] give both eyes the same points; give [[left eye's points], [right eye's points]], e.g. [[0], [1]]"
+    )
+    assert not (workdir / "runs").exists()
+
+
 # -- through the CLI: root one folder off ---------------------------------------------------------
 
 

@@ -199,6 +199,12 @@ class LandmarkCSV(LandmarkFiles):
                     f"eye_indices {list(map(list, self._eye_indices))} must be two non-empty lists of point "
                     f"indices below {self.num_landmarks}"
                 )
+            if set(self._eye_indices[0]) == set(self._eye_indices[1]):
+                # Both eye centres would be one point: every face's inter-ocular distance 0, every NME and PCK nan.
+                raise ConfigError(
+                    f"eye_indices {list(map(list, self._eye_indices))} give both eyes the same points; "
+                    "give [[left eye's points], [right eye's points]], e.g. [[0], [1]]"
+                )
 
     @property
     def num_landmarks(self) -> int:
