@@ -346,13 +346,22 @@ def test_a_landmark_csv_with_mac_line_ends_is_read_and_one_in_cp1252_is_named(wo
     assert not (workdir / "runs").exists()
 
 
-def test_eye_indices_naming_one_eye_twice_are_refused(workdir, capsys):
-    # Both eye centres were one point: the run trained and logged nan for every NME and PCK, and kept a "best" checkpoint.
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        # Both eye centres were one point: the run trained and logged nan for every NME and PCK, and kept a "best" checkpoint.
+        ("eye_indices", "[[0], [0]]", "eye_indices [[0], [0]] give both eyes the same points; give [[left eye's points], "
+                                      "[right eye's points]], e.g. [[0], [1]]"),
+        # It said "landmark 2 appears in two flip pairs".
+        ("flip_pairs", "[[1, 0], [2, 2]]", "flip pair [2, 2] pairs point 2 with itself; leave it out: a point in no pair "
+                                           "(nose tip, chin) keeps its index"),
+    ],
+    ids=["eye_indices", "flip_pairs"],
+)
+def test_eye_indices_or_flip_pairs_naming_one_point_twice_are_refused(workdir, capsys, option, value, expected):
     root = write_landmark_csv(workdir / "faces", n=12)
-    code, line = error_of(landmark_fit(root, workdir / "runs", "--data.init_args.eye_indices", "[[0], [0]]"), capsys)
-    assert code == 2 and line == (
-        "error: eye_indices [[0], [0]] give both eyes the same points; give [[left eye's points], [right eye's points]], e.g. [[0], [1]]"
-    )
+    code, line = error_of(landmark_fit(root, workdir / "runs", f"--data.init_args.{option}", value), capsys)
+    assert code == 2 and line == f"error: {expected}"
     assert not (workdir / "runs").exists()
 
 

@@ -50,7 +50,7 @@ def flip_permutation(num_landmarks: int, flip_pairs: Sequence[Sequence[int]]) ->
             points in no pair (nose tip, chin) keep their index.
 
     Raises:
-        ConfigError: an index is out of range or appears in two pairs.
+        ConfigError: an index is out of range, paired with itself, or appears in two pairs.
     """
     perm = list(range(num_landmarks))
     seen: set[int] = set()
@@ -58,6 +58,10 @@ def flip_permutation(num_landmarks: int, flip_pairs: Sequence[Sequence[int]]) ->
         if len(pair) != 2:
             raise ConfigError(f"flip_pairs entries are [left, right] index pairs, got {list(pair)}")
         a, b = int(pair[0]), int(pair[1])
+        if a == b:  # else said to be "in two flip pairs"
+            raise ConfigError(
+                f"flip pair {[a, b]} pairs point {a} with itself; leave it out: a point in no pair (nose tip, chin) keeps its index"
+            )
         for i in (a, b):
             if not 0 <= i < num_landmarks:
                 raise ConfigError(f"flip pair {[a, b]} names point {i}, but there are {num_landmarks} landmarks")
