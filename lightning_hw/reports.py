@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.runs.config import flat_settings
 from lightning_hw.runs.files import (
@@ -586,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def staged(out: Path, made: Path | None = None) -> Iterator[Path]:
+def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | None = None) -> Iterator[Path]:
     """A hidden folder in ``out`` to write a report into, moved into ``out`` only once it is whole.
 
     Ctrl-C while the figures are drawn (seconds for a big study) left the new ``report.csv``
@@ -598,14 +599,24 @@ def staged(out: Path, made: Path | None = None) -> Iterator[Path]:
         out: the report folder.
         made: the topmost folder made for this report (``out`` or one above it), if any: a
             report that stops removes what it made again (the message says it is as it was).
+        elsewhere: files written into the stage under these names that belong outside ``out``
+            (a search's ``best.yaml``, in its study directory): they replace their targets
+            together with the others, and a report that stops leaves them as they were too.
 
     Raises:
         RunInterrupted: Ctrl-C or SIGTERM while writing, saying that ``out`` is as it was.
     """
     stage = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
-    with _signals_while_writing(out) as moving:
+    with _signals_while_writing(out) as moving, contextlib.ExitStack() as beside_targets:
         try:
             yield stage
+            for name, target in (elsewhere or {}).items():
+                if (stage / name).is_file():
+                    # Copied now into a temporary file beside its target (which may be on another file
+                    # system than the stage, so no rename from here); renamed over it at the move below,
+                    # or removed by atomic_open if the report stops first.
+                    beside_targets.enter_context(atomic_open(target, "wb")).write((stage / name).read_bytes())
+                    (stage / name).unlink()
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             for folder in [out, *out.parents] if made is not None else []:
@@ -615,6 +626,7 @@ def staged(out: Path, made: Path | None = None) -> Iterator[Path]:
                     break
             raise
         moving.set()  # from here a signal waits: half the files moved would be two reports in one
+        beside_targets.close()  # renames each file written beside its target over that target
         # A table an earlier report wrote here and this one does not would contradict report.md;
         # only in a report's folder (report.md there), not in any folder given as --out.
         if (out / "report.md").is_file():
@@ -659,7 +671,7 @@ def _signals_while_writing(out: Path) -> Iterator[threading.Event]:
 
 def main(argv: list[str]) -> int:
     """``python -m lightning_hw report DIR [DIR...]``; returns the exit code."""
-    from lightning_hw.studies.search_report import is_search_dir, load_recorded_study, search_report
+    from lightning_hw.studies.search_report import BEST_FILE, is_search_dir, load_recorded_study, search_report
 
     options = build_parser().parse_args(argv)
     runs, base = load_runs(options.dirs)
@@ -683,7 +695,9 @@ def main(argv: list[str]) -> int:
     table_md = markdown(columns, rows)
     groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
     untrained = [f"- note: {line}" for line in untrained_variants(groups)]
-    with staged(out, made) as stage:  # the files move into out once all are written
+    # A search's best.yaml belongs to its study directory, but is part of this report: it changes with the rest.
+    elsewhere = {BEST_FILE: base / BEST_FILE} if search is not None else {}
+    with staged(out, made, elsewhere) as stage:  # the files move into out (best.yaml beside it) once all are written
         write_csv(stage / "report.csv", columns, rows)
         sections = [f"# {title}", "", table_md, "", *untrained, *([""] if untrained else [])]
         # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no

@@ -135,3 +135,66 @@ def test_report_piped_into_a_reader_that_stops_is_written_whole(workdir):
     assert report.wait(timeout=300) in (0, 1) and "Traceback" not in err, err
     out = workdir / "runs" / "s" / "report"
     assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.md", "val_acc.png"]
+
+
+def search_study(root: Path, accuracies: list[float], params: list[dict] | None = None) -> Path:
+    """``runs/s``: an Optuna search (``search.json``, ``optuna.db``) whose complete trials reached
+    ``accuracies``, each with its run folder, written directly (no training). Trials already in
+    the study are kept; trials are added up to ``len(accuracies)``."""
+    import json
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    study_dir = root / "runs" / "s"
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{(study_dir / 'optuna.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize", load_if_exists=True)
+    for number in range(len(study.trials), len(accuracies)):
+        lr = (params[number] if params else {"lr": 0.01 * (number + 1)})["lr"]
+        run = study_dir / f"trial-{number}"
+        run.mkdir()
+        (run / "metrics.csv").write_text(f"epoch,step,val/acc\n0,1,{accuracies[number]}\n")
+        (run / "status.json").write_text('{"status": "finished"}\n')
+        (run / "config.yaml").write_text(f"model:\n  init_args:\n    lr: {lr}\nrun:\n  name: trial-{number}\n")
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr}, distributions={"lr": FloatDistribution(1e-3, 1.0)}, value=accuracies[number],
+            user_attrs={"run_dir": str(run.resolve()), "epochs": 1},
+        ))
+    record = {"study": "s", "storage": storage, "metric": "val/acc", "direction": "maximize", "configs": [], "args": {}}
+    (study_dir / "search.json").write_text(json.dumps(record))
+    return study_dir
+
+
+def test_ctrl_c_after_a_search_report_chose_its_best_trial_leaves_best_yaml_as_it_was(workdir, monkeypatch, capsys):
+    """best.yaml was written straight into the study directory, before the Optuna plots were drawn:
+    Ctrl-C there said "runs/s/report is as it was", with best.yaml already naming the new best trial."""
+    from lightning_hw.cli import main
+    from lightning_hw.studies import search_report
+
+    study_dir = search_study(workdir, [0.5])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s"])
+    assert exit_info.value.code == 0
+    best = (study_dir / "best.yaml").read_text()
+    assert "Best trial 0 " in best
+    search_study(workdir, [0.5, 0.6])  # a better trial since: the next report's best.yaml differs
+    draw = search_report._plots
+
+    def plots(*args, **kwargs):  # Ctrl-C as the Optuna plots are drawn, after the best trial was chosen
+        os.kill(os.getpid(), signal.SIGINT)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(search_report, "_plots", plots)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s"])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().endswith(f"report stopped; {Path('runs/s/report')} is as it was")
+    assert (study_dir / "best.yaml").read_text() == best
+    assert sorted(p.name for p in study_dir.iterdir()) == ["best.yaml", "optuna.db", "report", "search.json", "trial-0", "trial-1"]
+    # Not stopped, the report moves the new best.yaml into place with the rest.
+    monkeypatch.setattr(search_report, "_plots", draw)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s"])
+    assert exit_info.value.code == 0 and "Best trial 1 " in (study_dir / "best.yaml").read_text()

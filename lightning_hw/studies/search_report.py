@@ -87,8 +87,10 @@ def search_report(
     """Write the trials table (``trials.csv``), ``best.yaml`` and the Optuna plots; print them.
 
     Args:
-        directory: the study directory (``runs/<study>``).
-        out: the report directory (or the folder the report is written in before it moves there).
+        directory: the study directory (``runs/<study>``), where ``best.yaml`` is said to be.
+        out: the folder the report is written in before it moves into place (see
+            :func:`lightning_hw.reports.staged`): ``best.yaml`` too is written there, and moves
+            into ``directory`` with the report, so a report stopped halfway leaves it as it was.
         loaded: what :func:`load_recorded_study` returned for ``directory`` (default: read it now).
         shown_as: the report directory as printed, when ``out`` is where it is written first.
 
@@ -131,7 +133,7 @@ def search_report(
         best_params = trial_options(best, heads)
         run_config = Path(best.user_attrs.get("run_dir") or directory / f"trial-{best.number}") / "config.yaml"
         text = trial_config(run_config, record, best.number, best.value) if run_config.is_file() else None
-        write_atomically(directory / BEST_FILE, text or best_config(record, best_params, best.number, best.value))
+        (out / BEST_FILE).write_text(text or best_config(record, best_params, best.number, best.value))
         text = f"Best: trial {best.number}, {record['metric']} = {best.value:.4f}; its config: {directory / BEST_FILE} (fit --config {directory / BEST_FILE})"
         lines += [text, ""]
         print(text)
