@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -36,7 +37,7 @@ from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.runs.config import flat_settings
 from lightning_hw.runs.files import (
-    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, STATUS_FILE, read_status, recorded_directory,
+    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, STATUS_FILE, read_status, recorded_directory, write_atomically,
 )
 
 METRICS_FILE = "metrics.csv"
@@ -57,6 +58,9 @@ BOOKKEEPING_SETTINGS = (
 )
 #: the tables a report writes only when they apply (see :func:`main`)
 OPTIONAL_TABLES = ("report-folds.csv", "report-seeds.csv", "evaluations.csv")
+#: the names of the files a report wrote into its folder (hidden: not one of the report's files
+#: to read), so that the next report there replaces or removes exactly those and nothing else
+MANIFEST_FILE = ".report-files.json"
 
 
 def is_test_metric(metric: str) -> bool:
@@ -592,8 +596,10 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
 
     Ctrl-C while the figures are drawn (seconds for a big study) left the new ``report.csv``
     beside the earlier report's ``report.md`` and figures, two reports passing for one; now the
-    earlier report stays as it was and the partial one is removed. An earlier report's tables that
-    this one does not write (its runs are no longer all folds, say) are removed at the move.
+    earlier report stays as it was and the partial one is removed. An earlier report's files that
+    this one does not write (its runs are no longer all folds, a search's importance plot that
+    fewer trials no longer give) are removed at the move: the folder then holds exactly this
+    report's files, and :data:`MANIFEST_FILE` names them for the next report.
 
     Args:
         out: the report folder.
@@ -627,15 +633,44 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
             raise
         moving.set()  # from here a signal waits: half the files moved would be two reports in one
         beside_targets.close()  # renames each file written beside its target over that target
-        # A table an earlier report wrote here and this one does not would contradict report.md;
-        # only in a report's folder (report.md there), not in any folder given as --out.
-        if (out / "report.md").is_file():
-            for name in OPTIONAL_TABLES:
-                if not (stage / name).exists():
-                    (out / name).unlink(missing_ok=True)
-        for file in sorted(stage.iterdir(), key=lambda f: f.name == "report.md"):  # report.md last: it names the others
-            os.replace(file, out / file.name)
+        written = sorted(file.name for file in stage.iterdir())
+        earlier = earlier_report_files(out)
+        # Listed before any file moves (the earlier report's and this one's), so that a move cut short
+        # (a power cut) leaves no file of a report here that the next report would not know as its own.
+        _write_manifest(out, sorted(earlier | set(written)))
+        # A file an earlier report wrote here and this one does not (a table, a figure) would pass for
+        # part of this report, and could contradict report.md. Only a report's own files: never the user's.
+        for name in sorted(earlier - set(written)):
+            (out / name).unlink(missing_ok=True)
+        for name in sorted(written, key=lambda name: name == "report.md"):  # report.md last: it names the others
+            os.replace(stage / name, out / name)
+        _write_manifest(out, written)
         stage.rmdir()
+
+
+def earlier_report_files(out: Path) -> set[str]:
+    """The files an earlier report wrote in ``out``, which a new report there may replace or remove.
+
+    They are the names in its :data:`MANIFEST_FILE`. A report folder written before reports kept
+    one (a ``report.md``, no manifest) counts the files of the names that only a report writes:
+    its tables and a search's files (its figures, named after metrics, cannot be told apart).
+    Any other file in ``out`` is not a report's: it is never removed.
+    """
+    from lightning_hw.studies.search_report import SEARCH_REPORT_FILES
+
+    try:
+        names = json.loads((out / MANIFEST_FILE).read_text())["files"]
+        if isinstance(names, list) and all(isinstance(name, str) and "/" not in name for name in names):
+            return set(names)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if not (out / "report.md").is_file():
+        return set()
+    return {name for name in ("report.md", "report.csv", *OPTIONAL_TABLES, *SEARCH_REPORT_FILES) if (out / name).is_file()}
+
+
+def _write_manifest(out: Path, names: list[str]) -> None:
+    write_atomically(out / MANIFEST_FILE, json.dumps({"files": names}, indent=1) + "\n")
 
 
 @contextlib.contextmanager

@@ -134,7 +134,7 @@ def test_report_piped_into_a_reader_that_stops_is_written_whole(workdir):
     err = report.stderr.read()
     assert report.wait(timeout=300) in (0, 1) and "Traceback" not in err, err
     out = workdir / "runs" / "s" / "report"
-    assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.md", "val_acc.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".report-files.json", "report.csv", "report.md", "val_acc.png"]
 
 
 def search_study(root: Path, accuracies: list[float], params: list[dict] | None = None) -> Path:
@@ -198,3 +198,27 @@ def test_ctrl_c_after_a_search_report_chose_its_best_trial_leaves_best_yaml_as_i
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "runs/s"])
     assert exit_info.value.code == 0 and "Best trial 1 " in (study_dir / "best.yaml").read_text()
+
+
+def test_a_report_leaves_none_of_an_earlier_reports_files_it_does_not_write(workdir, capsys):
+    """A search of 2 trials drew optuna_importance.png; the report of a search with 1 complete trial,
+    written into the same folder, draws none, and the earlier one stayed there as if it were this
+    report's. The report's own earlier files go; a file of the user's in the folder stays."""
+    from lightning_hw.cli import main
+
+    search_study(workdir, [0.5, 0.6])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s", "--out", "compare"])
+    assert exit_info.value.code == 0
+    compare = workdir / "compare"
+    assert (compare / "optuna_importance.png").is_file()
+    (compare / "notes.txt").write_text("my notes\n")
+    search_study(workdir / "other", [0.7])  # another search, with one trial: no importance plot
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "other/runs/s", "--out", "compare"])
+    assert exit_info.value.code == 0
+    assert not (compare / "optuna_importance.png").exists()
+    assert sorted(p.name for p in compare.iterdir()) == [
+        ".report-files.json", "notes.txt", "optuna_history.png", "report.csv", "report.md", "trials.csv", "val_acc.png",
+    ]
+    assert (compare / "notes.txt").read_text() == "my notes\n"

@@ -497,5 +497,5 @@ def test_report_on_one_trial_is_a_run_report_not_the_search_report(workdir, caps
     record = {"study": "s", "storage": f"sqlite:///{storage}", "metric": "val/acc", "direction": "maximize", "configs": [], "args": {}}
     (workdir / "runs" / "s" / "search.json").write_text(json.dumps(record))
     assert reports.main(["runs/s/trial-0"]) == 0
-    assert sorted(p.name for p in (run / "report").iterdir()) == ["report.csv", "report.md", "val_acc.png"]
+    assert sorted(p.name for p in (run / "report").iterdir()) == [".report-files.json", "report.csv", "report.md", "val_acc.png"]
     assert not storage.exists() and not (workdir / "runs" / "s" / "best.yaml").exists()

@@ -22,6 +22,9 @@ SEARCH_FILE = "search.json"
 BEST_FILE = "best.yaml"
 HISTORY_PNG = "optuna_history.png"
 IMPORTANCE_PNG = "optuna_importance.png"
+TRIALS_CSV = "trials.csv"
+#: the files a search adds to its report folder (best.yaml goes into the study directory)
+SEARCH_REPORT_FILES = (TRIALS_CSV, HISTORY_PNG, IMPORTANCE_PNG)
 
 
 def write_search_file(search) -> None:
@@ -123,7 +126,7 @@ def search_report(
         value = t.value if t.state.name == "COMPLETE" else (t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
         row[record["metric"]] = "" if value is None else value
         rows.append(row)
-    write_csv(out / "trials.csv", columns, rows)
+    write_csv(out / TRIALS_CSV, columns, rows)
     table_md = markdown(columns, rows)
     lines = [f"## Search: {record['study']} ({record['metric']}, {record['direction']})", "", table_md, ""]
     print(f"Trials of search {record['study']} ({record['storage']}):\n\n{table_md}\n")
