@@ -591,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | None = None) -> Iterator[Path]:
+def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | None = None, given: bool = False) -> Iterator[Path]:
     """A hidden folder in ``out`` to write a report into, moved into ``out`` only once it is whole.
 
     Ctrl-C while the figures are drawn (seconds for a big study) left the new ``report.csv``
@@ -599,7 +599,9 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
     earlier report stays as it was and the partial one is removed. An earlier report's files that
     this one does not write (its runs are no longer all folds, a search's importance plot that
     fewer trials no longer give) are removed at the move: the folder then holds exactly this
-    report's files, and :data:`MANIFEST_FILE` names them for the next report.
+    report's files, and :data:`MANIFEST_FILE` names them for the next report. A file of the same
+    name as one of this report's that no earlier report wrote (the user's own ``report.md``) is
+    never replaced: the report is refused, and its folder left as it was.
 
     Args:
         out: the report folder.
@@ -608,9 +610,11 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
         elsewhere: files written into the stage under these names that belong outside ``out``
             (a search's ``best.yaml``, in its study directory): they replace their targets
             together with the others, and a report that stops leaves them as they were too.
+        given: ``out`` came from ``--out`` (see :func:`earlier_report_files`).
 
     Raises:
         RunInterrupted: Ctrl-C or SIGTERM while writing, saying that ``out`` is as it was.
+        ConfigError: ``out`` holds a file of one of the report's names that no earlier report wrote.
     """
     stage = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
     with _signals_while_writing(out) as moving, contextlib.ExitStack() as beside_targets:
@@ -623,6 +627,16 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
                     # or removed by atomic_open if the report stops first.
                     beside_targets.enter_context(atomic_open(target, "wb")).write((stage / name).read_bytes())
                     (stage / name).unlink()
+            written = sorted(file.name for file in stage.iterdir())
+            earlier = earlier_report_files(out, written, given)
+            theirs = [name for name in written if name not in earlier and os.path.lexists(out / name)]
+            if theirs:  # the user's own (--out notes/ holding notes/report.md): replacing it would lose it
+                raise ConfigError(
+                    f"{'--out ' if given else ''}{out} holds {', '.join(theirs)}, which no earlier report there wrote "
+                    f"(a report lists its files in {MANIFEST_FILE}), and this report would replace "
+                    f"{'them' if len(theirs) > 1 else 'it'}; move {'them' if len(theirs) > 1 else 'it'} aside, "
+                    "or give another folder with --out"
+                )
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             for folder in [out, *out.parents] if made is not None else []:
@@ -633,8 +647,6 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
             raise
         moving.set()  # from here a signal waits: half the files moved would be two reports in one
         beside_targets.close()  # renames each file written beside its target over that target
-        written = sorted(file.name for file in stage.iterdir())
-        earlier = earlier_report_files(out)
         # Listed before any file moves (the earlier report's and this one's), so that a move cut short
         # (a power cut) leaves no file of a report here that the next report would not know as its own.
         _write_manifest(out, sorted(earlier | set(written)))
@@ -648,13 +660,19 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
         stage.rmdir()
 
 
-def earlier_report_files(out: Path) -> set[str]:
+def earlier_report_files(out: Path, written: list[str], given: bool) -> set[str]:
     """The files an earlier report wrote in ``out``, which a new report there may replace or remove.
 
-    They are the names in its :data:`MANIFEST_FILE`. A report folder written before reports kept
-    one (a ``report.md``, no manifest) counts the files of the names that only a report writes:
-    its tables and a search's files (its figures, named after metrics, cannot be told apart).
-    Any other file in ``out`` is not a report's: it is never removed.
+    They are the names in its :data:`MANIFEST_FILE`. The default report folder (``<DIR>/report``)
+    written before reports kept one (a ``report.md``, no manifest) counts the files there of the
+    names this report writes or only a report writes (its tables, a search's files). A folder given
+    with ``--out`` has no such past: it may be any folder of the user's, whose ``report.md`` is theirs.
+    Any other file in ``out`` is not a report's: never replaced nor removed.
+
+    Args:
+        out: the report folder.
+        written: the names of the files the new report writes.
+        given: ``out`` came from ``--out``.
     """
     from lightning_hw.studies.search_report import SEARCH_REPORT_FILES
 
@@ -664,9 +682,9 @@ def earlier_report_files(out: Path) -> set[str]:
             return set(names)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    if not (out / "report.md").is_file():
+    if given or not (out / "report.md").is_file():
         return set()
-    return {name for name in ("report.md", "report.csv", *OPTIONAL_TABLES, *SEARCH_REPORT_FILES) if (out / name).is_file()}
+    return {name for name in {*written, *OPTIONAL_TABLES, *SEARCH_REPORT_FILES} if (out / name).is_file()}
 
 
 def _write_manifest(out: Path, names: list[str]) -> None:
@@ -732,7 +750,8 @@ def main(argv: list[str]) -> int:
     untrained = [f"- note: {line}" for line in untrained_variants(groups)]
     # A search's best.yaml belongs to its study directory, but is part of this report: it changes with the rest.
     elsewhere = {BEST_FILE: base / BEST_FILE} if search is not None else {}
-    with staged(out, made, elsewhere) as stage:  # the files move into out (best.yaml beside it) once all are written
+    given = bool(options.out) and out.resolve() != default.resolve()  # --out runs/s/report is the default folder
+    with staged(out, made, elsewhere, given) as stage:  # the files move into out (best.yaml beside it) once all are written
         write_csv(stage / "report.csv", columns, rows)
         sections = [f"# {title}", "", table_md, "", *untrained, *([""] if untrained else [])]
         # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no

@@ -222,3 +222,36 @@ def test_a_report_leaves_none_of_an_earlier_reports_files_it_does_not_write(work
         ".report-files.json", "notes.txt", "optuna_history.png", "report.csv", "report.md", "trials.csv", "val_acc.png",
     ]
     assert (compare / "notes.txt").read_text() == "my notes\n"
+
+
+def test_out_into_a_folder_holding_the_users_own_report_md_is_refused_and_the_files_kept(workdir, capsys):
+    """`report runs/s --out notes` replaced the report.md and report.csv the user had written in notes/
+    (no report had written them): a report replaces only the files an earlier report wrote."""
+    from lightning_hw.cli import main
+
+    two_runs(workdir)
+    notes = workdir / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("my own report\n")
+    (notes / "report.csv").write_text("my,own\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s", "--out", "notes"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --out notes holds report.csv, report.md, which no earlier report there wrote (a report lists its files "
+        "in .report-files.json), and this report would replace them; move them aside, or give another folder with --out"
+    ]
+    assert sorted(p.name for p in notes.iterdir()) == ["report.csv", "report.md"]  # no stage left behind either
+    assert (notes / "report.md").read_text() == "my own report\n" and (notes / "report.csv").read_text() == "my,own\n"
+    # An earlier report's own files in an --out folder are replaced, as before.
+    for _ in range(2):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", "runs/s", "--out", "compare"])
+        assert exit_info.value.code == 0
+    assert (workdir / "compare" / "report.md").read_text().startswith("# Comparison of 2 runs in s")
+    # A study's own report/ folder of a report written before reports listed their files is still its report's.
+    for _ in range(2):
+        (workdir / "runs" / "s" / "report" / ".report-files.json").unlink(missing_ok=True)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", "runs/s"])
+        assert exit_info.value.code == 0
