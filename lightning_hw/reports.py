@@ -226,6 +226,36 @@ def untrained_variants(groups: list[Path]) -> list[str]:
     return lines
 
 
+def mixed_tasks(runs: list[Run]) -> list[str]:
+    """A line naming the runs' tasks when the runs compared are of more than one task class.
+
+    Each task defines its own loss and metrics: a classifier's cross-entropy and a landmark
+    regressor's MSE share the column ``train/loss``, not a scale, so the table would read as if
+    one run did better. Only a note, not a refusal: comparing differently defined losses may be
+    the point (E8's heads are all one ``Classifier`` task, whose heads define the loss). A run's
+    task is the class named by its ``config.yaml``'s ``model.class_path``, by its class name (a
+    config may spell ``lightning_hw.Classifier`` or ``Classifier``); runs without one are not counted.
+    """
+    import yaml
+
+    tasks: dict[str, list[str]] = {}
+    for run in runs:
+        try:
+            model = (yaml.safe_load((run.directory / CONFIG_FILE).read_text()) or {}).get("model")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        task = model.get("class_path") if isinstance(model, dict) else model
+        if isinstance(task, str) and task:
+            tasks.setdefault(task.rsplit(".", 1)[-1], []).append(run.name)
+    if len(tasks) < 2:
+        return []
+    which = "; ".join(f"{task}: {', '.join(names)}" for task, names in sorted(tasks.items()))
+    return [
+        f"the runs are of different tasks ({which}): each task defines its own loss and metrics, "
+        "so compare a column's values only between runs of one task"
+    ]
+
+
 def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], list[dict[str, Any]]]:
     """``validate``/``test`` runs on the runs' checkpoints (``<run>/eval/<stage>-<time>/``), one row each.
 
@@ -747,13 +777,14 @@ def main(argv: list[str]) -> int:
     columns, rows = table(runs)
     table_md = markdown(columns, rows)
     groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
-    untrained = [f"- note: {line}" for line in untrained_variants(groups)]
+    # Said under the table: runs of different tasks (losses defined apart), variants that never trained.
+    table_notes = [f"- note: {line}" for line in [*mixed_tasks(runs), *untrained_variants(groups)]]
     # A search's best.yaml belongs to its study directory, but is part of this report: it changes with the rest.
     elsewhere = {BEST_FILE: base / BEST_FILE} if search is not None else {}
     given = bool(options.out) and out.resolve() != default.resolve()  # --out runs/s/report is the default folder
     with staged(out, made, elsewhere, given) as stage:  # the files move into out (best.yaml beside it) once all are written
         write_csv(stage / "report.csv", columns, rows)
-        sections = [f"# {title}", "", table_md, "", *untrained, *([""] if untrained else [])]
+        sections = [f"# {title}", "", table_md, "", *table_notes, *([""] if table_notes else [])]
         # A run with no metric row yet (in, or stopped in, its first epoch) is listed above, but has no
         # value to average: counted among a variant's seeds or folds, it would make one run's values
         # read as the agreement of several (sd 0).
@@ -793,7 +824,7 @@ def main(argv: list[str]) -> int:
     # Printed once the files are in place: `report ... | head` (a reader that stops early) ends
     # the printing, not the report.
     print(f"{title}\n\n{table_md}\n")
-    print("".join(f"{line}\n" for line in untrained), end="\n" if untrained else "")
+    print("".join(f"{line}\n" for line in table_notes), end="\n" if table_notes else "")
     print(search_output.getvalue(), end="")
 
     if by_fold is not None:

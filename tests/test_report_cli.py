@@ -255,3 +255,33 @@ def test_out_into_a_folder_holding_the_users_own_report_md_is_refused_and_the_fi
         with pytest.raises(SystemExit) as exit_info:
             main(["report", "runs/s"])
         assert exit_info.value.code == 0
+
+
+def test_runs_of_different_tasks_get_a_note_under_the_table(workdir, capsys):
+    """A classifier's cross-entropy and a landmark regressor's MSE shared the train/loss column
+    without a word, reading as if one run did better. Runs of one task (E8's heads, whose losses
+    differ on purpose) get no note."""
+    from lightning_hw.cli import main
+
+    def run(name: str, task: str, loss: float) -> None:
+        directory = workdir / "runs" / "g" / name
+        directory.mkdir(parents=True)
+        (directory / "metrics.csv").write_text(f"epoch,step,train/loss\n0,1,{loss}\n")
+        (directory / "config.yaml").write_text(f"model:\n  class_path: {task}\n  init_args:\n    head: {name}\n")
+
+    run("softmax_ce", "lightning_hw.Classifier", 2.1)
+    run("linear_mse", "Classifier", 0.2)  # one task, however the config spells its class
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/g"])
+    assert exit_info.value.code == 0
+    assert "note:" not in capsys.readouterr().out
+    run("muct", "lightning_hw.LandmarkRegressor", 0.004)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/g"])
+    assert exit_info.value.code == 0
+    note = (
+        "- note: the runs are of different tasks (Classifier: linear_mse, softmax_ce; LandmarkRegressor: muct): "
+        "each task defines its own loss and metrics, so compare a column's values only between runs of one task"
+    )
+    assert note in capsys.readouterr().out.splitlines()
+    assert note in (workdir / "runs" / "g" / "report" / "report.md").read_text().splitlines()
