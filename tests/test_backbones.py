@@ -200,3 +200,29 @@ def test_an_unreadable_weights_file_is_one_line_that_says_what_to_give(workdir, 
     )
     assert "weights_only=False" not in errors[0] and "internal miniz error" not in errors[0]
     assert "Traceback" not in done.err and not (workdir / "runs").exists()
+
+
+def test_a_weights_file_of_a_deeper_model_of_the_family_is_refused(workdir, capsys):
+    """resnet34's file holds every resnet18 tensor, same shapes: timm would load its first blocks and drop the rest."""
+    from safetensors.torch import save_file
+
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import main
+
+    path = workdir / "resnet34.safetensors"
+    save_file(timm.create_model("resnet34").state_dict(), path)
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--model.init_args.net.init_args.weights_file", str(path),
+    )
+    with pytest.raises(SystemExit) as exit_info:  # `python -m lightning_hw fit`, in this process
+        main(args)
+    assert exit_info.value.code == 2
+    done = capsys.readouterr()
+    errors = [line for line in (done.out + done.err).splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {path} is not a timm resnet18 checkpoint: it holds 96 tensors that resnet18 does not have "
+        "(e.g. layer1.2.bn1.bias), so it is another model's; use the hub's model.safetensors or "
+        "torch.save(model.state_dict()) of a timm resnet18"
+    ]
+    assert "Traceback" not in done.err and not (workdir / "runs").exists()

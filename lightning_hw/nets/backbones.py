@@ -150,16 +150,21 @@ def _hub_page(model_name: str) -> str:
 
 
 def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> None:
-    """Fail unless the file holds every tensor of the backbone, by name.
+    """Fail unless the file holds every tensor of the backbone, and no other model's, by name.
 
     timm loads without ``strict`` once the classifier is dropped (``num_classes=0``), so a
-    file of another model would otherwise leave the backbone silently random.
+    file of another model would otherwise leave the backbone silently random, and one of a
+    deeper model of the same family (resnet34's for a resnet18) would load its first blocks
+    and drop the rest with only a log line.
     """
     import timm
     from timm.models import load_state_dict
 
     with torch.device("meta"):  # names only: nothing is allocated
         expected = timm.create_model(model_name, pretrained=False, **kwargs).state_dict()
+        # The whole model (classifier, default pooling) names what a file of it may hold besides.
+        whole = {k: v for k, v in kwargs.items() if k not in ("num_classes", "global_pool")}
+        known = set(expected) | set(timm.create_model(model_name, pretrained=False, **whole).state_dict())
     try:
         file_keys = set(load_state_dict(str(path)))
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a checkpoint"
@@ -176,6 +181,13 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
             f"{path} is not a timm {model_name} checkpoint: {len(missing)} of {len(expected)} backbone tensors "
             f"are missing (e.g. {missing[0]}); use the hub's model.safetensors or "
             "torch.save(model.state_dict()) of a timm model"
+        )
+    unexpected = sorted(k for k in file_keys if k not in known)
+    if unexpected:
+        raise ConfigError(
+            f"{path} is not a timm {model_name} checkpoint: it holds {len(unexpected)} tensors that {model_name} "
+            f"does not have (e.g. {unexpected[0]}), so it is another model's; use the hub's model.safetensors "
+            f"or torch.save(model.state_dict()) of a timm {model_name}"
         )
 
 
