@@ -77,6 +77,31 @@ def test_epoch_batches_done_counts_the_last_epochs_batches(tmp_path, max_steps, 
     assert compat.epoch_batches_done(trainer) == done, f"{LIGHTNING}: epoch_loop.batch_progress.current.completed"
 
 
+@pytest.mark.parametrize("resumed", [False, True])
+def test_epoch_start_skipped_inside_a_resumed_epoch_only(tmp_path, resumed):
+    """Epochs of 3 batches: a checkpoint after step 2 resumes inside epoch 0, where Lightning calls no on_train_epoch_start."""
+    class SaveAtStep2(lightning.pytorch.Callback):  # as a signal's last.ckpt: inside training, not after fit
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                trainer.save_checkpoint(tmp_path / "at.ckpt")
+
+    seen = []
+
+    class Probe(lightning.pytorch.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append(compat.epoch_start_skipped(trainer))
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            seen.append(trainer.current_epoch)
+
+    settings = dict(max_steps=4, limit_train_batches=3, limit_val_batches=0, enable_checkpointing=False)
+    if resumed:
+        tiny_trainer(tmp_path, **settings, callbacks=[SaveAtStep2()]).fit(BoringModel())
+    tiny_trainer(tmp_path, **settings, callbacks=[Probe()]).fit(BoringModel(), ckpt_path=tmp_path / "at.ckpt" if resumed else None)
+    # resumed: no hook for epoch 0 (the rest of its batches), then epoch 1's
+    assert seen == ([True, 1] if resumed else [False, 0, 1]), f"{LIGHTNING}: fit_loop.restarted_mid_epoch"
+
+
 def test_logged_position_is_where_rows_are_logged_and_is_put_back(tmp_path):
     logged = []
 

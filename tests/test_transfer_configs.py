@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,12 +62,30 @@ def test_e5_config_fast_dev_run_on_an_image_folder(config, features, head_widths
 
 @pytest.mark.slow
 def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
+    """...and a run stopped inside the fine-tuning epoch resumes to the same metrics and weights."""
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
-    cli = HWCLI(args=[
+    args = [
         "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
         "--finetune.unfreeze_at_epoch", "1", "--data.init_args.image_size", "32",
         "--trainer.limit_train_batches", "2", *quiet(workdir),
-    ])
+    ]
+    cli = HWCLI(args=[*args, "--run.name", "whole"])
+    # SIGTERM after step 3: epoch 1's first batch, the backbone's last blocks unfrozen at its start.
+    stopped = subprocess.run(
+        [sys.executable, "-m", "lightning_hw", *args, "--run.name", "cut",
+         "--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.step", "3"],
+        capture_output=True, text=True, cwd=workdir,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    # Lightning skips on_train_epoch_start inside a resumed epoch: the backbone must be unfrozen anyway.
+    HWCLI(args=[*args, "--run.name", "cut", "--ckpt_path", "last"])
+    whole, cut = (workdir / "runs" / "transfer_demo" / name for name in ("whole", "cut"))
+    assert (cut / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
+    expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    final = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
     groups = cli.trainer.optimizers[0].param_groups
     assert [g["lr"] for g in groups] == [0.003, 0.001]
     assert (cli.run_dir / "confusion_matrix.png").is_file()

@@ -194,6 +194,17 @@ def epoch_batches_done(trainer: Trainer) -> int:
     return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
 
 
+def epoch_start_skipped(trainer: Trainer) -> bool:
+    """Whether a resumed fit goes on inside its current epoch, so Lightning skips its ``on_train_epoch_start``.
+
+    Lightning calls that hook only when an epoch starts; a fit resumed from a checkpoint taken
+    inside an epoch (or at its end, before validation) continues it without the hook. Valid
+    from ``on_train_start`` on (the loop sets its restart stage just before).
+    """
+    fit_loop = trainer.fit_loop
+    return bool(fit_loop.restarted_mid_epoch or fit_loop.restarted_on_epoch_end)
+
+
 def load_pending_loader_states(trainer: Trainer) -> None:
     """Give the train loaders the states a checkpoint holds, which Lightning loads only mid-epoch.
 

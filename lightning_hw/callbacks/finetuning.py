@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.optim import Optimizer
 
+from lightning_hw._compat.lightning import epoch_start_skipped
 from lightning_hw.errors import ConfigError, LightningHWWarning
 
 
@@ -200,6 +201,13 @@ class FreezeBackbone(BaseFinetuning):
                     group["params"] = [p for p in group["params"] if p.requires_grad]
         super().on_fit_start(trainer, pl_module)
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # A run resumed inside an epoch gets no on_train_epoch_start for it from Lightning: without
+        # this, a backbone unfrozen before the interruption stayed frozen for the rest of that epoch
+        # (its parameter group restored, but no gradients), and the resumed run trained otherwise.
+        if epoch_start_skipped(trainer):
+            self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)  # calls finetune_function
         self._apply_modes(backbone_of(pl_module))
@@ -215,12 +223,15 @@ class FreezeBackbone(BaseFinetuning):
         if not self.train_bn:
             self.freeze(_bn_modules(modules), train_bn=False)
         lr = self.lr if self.lr is not None else optimizer.param_groups[0]["lr"] / 10
-        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        params = [p for p in self.filter_params(modules, train_bn=self.train_bn) if id(p) not in known]
+        group_lr = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        trainable = list(self.filter_params(modules, train_bn=self.train_bn))
+        params = [p for p in trainable if id(p) not in group_lr]
         if params:
             optimizer.add_param_group({"params": params, "lr": lr})
         self._unfrozen = modules
-        count = sum(p.numel() for p in params)
+        count = sum(p.numel() for p in trainable)
+        # On a resume the parameters are already in the group the checkpoint restored: say its lr.
+        lr = group_lr.get(id(trainable[0]), lr) if trainable else lr
         rank_zero_info(f"FreezeBackbone: epoch {epoch}: unfroze {len(modules)} modules ({count:,} parameters) at lr {lr:g}")
 
     def _apply_modes(self, backbone: nn.Module) -> None:
