@@ -212,6 +212,13 @@ def test_finished_variant_with_other_arguments_is_skipped_with_a_note(workdir, c
     assert out[2].startswith("Study tiny complete.") and len(out) == 3
     assert studies.main([str(path), "--trainer.max_epochs", "5"]) == 0
     assert f"note: it ran with other arguments than now, move {job.run_dir} aside" in capsys.readouterr().out
+    # The preview says it too (it listed the run as finished with the arguments given now, silently).
+    assert studies.main([str(path), "--dry-run"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the same arguments: no note
+    assert studies.main([str(path), "--dry-run", "--trainer.max_epochs", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:2] == ["a", "finished"]
+    assert out[2].strip() == f"note: it ran with other arguments than now, move {job.run_dir} aside to run it again"
 
 
 def test_export_sweep_is_a_grid_over_the_variants(workdir, capsys):

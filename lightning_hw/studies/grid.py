@@ -617,7 +617,7 @@ def main(argv: list[str]) -> int:
     if options.workers < 1:
         raise ConfigError("--workers must be at least 1")
     from lightning_hw.studies import search
-    from lightning_hw.studies.runner import run_study
+    from lightning_hw.studies.runner import changed_note, run_study
 
     if search.is_search(options.file):
         grid_only = [f"--{n}" for n in ("only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False)]
@@ -657,6 +657,11 @@ def main(argv: list[str]) -> int:
         )
         for p in planned:
             print(f"  {p.variant.name:<24} {p.state:<9} {shlex.join(p.command)}")
+            # What the study itself says when it skips the run (a preview that left it out showed a
+            # finished run as done with the arguments given now, which it did not train with).
+            note = changed_note(study, p.variant, extra) if p.state == "finished" else ""
+            if note:
+                print(f"  {'':<24} {note}")
         return 0
     names = [p.variant.name for p in planned] if only else None
     return _interruptible(lambda: run_study(search.grid_search(study, study.options), options.workers, extra, options.retry_running, names))

@@ -550,7 +550,8 @@ def _print_header(search: SearchStudy, study, only: list[str] | None, extra: lis
             f"storage {search.storage})"
         )
         for name in done:
-            print(f"  {name}: finished before, skipped ({search.directory / name}){_changed_note(search, name, extra)}")
+            note = changed_note(search.study, search.variant(name), extra)
+            print(f"  {name}: finished before, skipped ({search.directory / name}){'; ' + note if note else ''}")
         return len(names) - len(done) - len(dead)
     done = finished(study.get_trials(deepcopy=False))
     print(
@@ -560,17 +561,29 @@ def _print_header(search: SearchStudy, study, only: list[str] | None, extra: lis
     return search.trials - len(done)
 
 
-def _changed_note(search: SearchStudy, name: str, extra: list[str]) -> str:
-    """A warning when a finished grid run ran with other arguments than the study now gives."""
-    run_dir = search.directory / name
+def changed_note(study: Study, variant: Variant, extra: list[str]) -> str:
+    """A warning when a finished grid run ran with other arguments than the study now gives.
+
+    The study run prints it beside the run it skips, and ``--dry-run`` under the run it lists, so
+    the preview says what the run will.
+
+    Args:
+        study: the grid study.
+        variant: the finished run's variant.
+        extra: ``fit`` arguments from the command line.
+
+    Returns:
+        ``note: ...`` saying to move the run aside to run it again, or ``""`` when it ran as it would now.
+    """
+    run_dir = study.run_dir(variant)
     try:
         record = json.loads((run_dir / FINISHED_FILE).read_text())
         before, settings = record.get("fit_args"), record.get("config_settings") or {}
     except (OSError, ValueError, AttributeError):
         return ""
-    command = fit_command(search.study, search.variant(name), extra, resume=False)
+    command = fit_command(study, variant, extra, resume=False)
     if before is not None and before != fit_args(command):
-        return f"; note: it ran with other arguments than now, move {run_dir} aside to run it again"
+        return f"note: it ran with other arguments than now, move {run_dir} aside to run it again"
     # The same arguments, but a config file edited since (a new lr in the base config): the run
     # trained with the file as it was then.
     now = config_settings(command)
@@ -578,7 +591,7 @@ def _changed_note(search: SearchStudy, name: str, extra: list[str]) -> str:
     if not changed:
         return ""
     files = f"file {changed[0]}" if len(changed) == 1 else f"files {', '.join(changed)}"
-    return f"; note: its config {files} changed since it ran, move {run_dir} aside to run it again"
+    return f"note: its config {files} changed since it ran, move {run_dir} aside to run it again"
 
 
 def _print_summary(search: SearchStudy, study, asker: _Asker) -> int:
