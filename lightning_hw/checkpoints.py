@@ -415,6 +415,31 @@ def _as_lists(value: Any) -> Any:
     return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def other_task_message(ckpt_path: str | os.PathLike, held: str, configured: str | None, config: str) -> str | None:
+    """Say that a checkpoint holds another task than the config configures, or ``None`` when it does not.
+
+    Said before any weight is compared: another task's weights differ everywhere, and a message
+    about its net (``does not fit ... net SmallCNN``) hid that the whole experiment was another.
+
+    Args:
+        ckpt_path: the checkpoint.
+        held: the task class path the checkpoint was saved with (its ``_class_path``).
+        configured: the task class path the config names (``None``: it names none).
+        config: the config in words, for the message (a file, or "the config").
+    """
+    from lightning_hw import registry
+
+    held_name, configured_name = (str(path).rsplit(".", 1)[-1] for path in (held, configured or held))
+    held_cls, configured_cls = (registry.import_class(str(path), "task") for path in (held, configured or held))
+    if held_cls is not None and configured_cls is not None:
+        same = held_cls is configured_cls  # a class renamed with its old name kept as an alias is the same task
+    else:
+        same = held_name == configured_name
+    if same:
+        return None
+    return f"{ckpt_path} holds a {held_name} but {config} configures a {configured_name}"
+
+
 def config_advice(ckpt_path: str | os.PathLike) -> str:
     """What to run a checkpoint with: its run's ``config.yaml`` when it has one."""
     config = run_config_of(ckpt_path)
@@ -492,12 +517,9 @@ def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_
     class_path = hparams.pop("_class_path", None) or model_config.get("class_path")
     if not class_path:
         raise ConfigError(f"{ckpt_path} does not say which task it holds and {config_file} names no model")
-    configured = model_config.get("class_path")
-    if configured and configured.rsplit(".", 1)[-1] != class_path.rsplit(".", 1)[-1]:
-        raise ConfigError(
-            f"{ckpt_path} holds a {class_path.rsplit('.', 1)[-1]} but {config_file} configures a "
-            f"{configured.rsplit('.', 1)[-1]}; pass --config with the config it was trained with"
-        )
+    other_task = other_task_message(ckpt_path, class_path, model_config.get("class_path"), str(config_file))
+    if other_task:
+        raise ConfigError(f"{other_task}; pass --config with the config it was trained with")
     init_args = dict(model_config.get("init_args") or {})
     init_args.update({k: v for k, v in hparams.items() if not k.startswith("_")})
     registry.discover()  # short class names in configs resolve only once plugins are imported

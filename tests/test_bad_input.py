@@ -291,6 +291,27 @@ def test_checkpoint_of_a_different_model(tiny_args, trained_run, capsys):
     assert line.endswith(f"run with --config {trained_run / 'config.yaml'}, leaving its net as it is")
 
 
+def test_checkpoint_of_another_task_class_says_so_as_export_does(trained_run, workdir, capsys):
+    """A classification checkpoint with the landmarks config: fit, test and predict said only that
+    it "does not fit ... net SmallCNN", where export said it holds a Classifier, not a LandmarkRegressor."""
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    demo = QUICKSTART_CONFIG.parent / "landmarks_demo.yaml"
+    record = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    for subcommand in ("fit", "test", "predict"):
+        args = [subcommand, "--config", str(demo), "--ckpt_path", str(ckpt), "--run.root", str(workdir / "runs")]
+        code, line = error_of(args, capsys)
+        assert code == 2
+        assert line == (
+            f"error: checkpoint {ckpt} holds a Classifier but the config configures a LandmarkRegressor; "
+            f"run with --config {trained_run / 'config.yaml'}"
+        )
+    code, line = error_of(["export", "--ckpt_path", str(ckpt), "--config", str(demo), "--output", str(workdir / "x.onnx")], capsys)
+    assert code == 2
+    assert line == f"error: {ckpt} holds a Classifier but {demo} configures a LandmarkRegressor; pass --config with the config it was trained with"
+    assert not (workdir / "runs").exists() and not (workdir / "x.onnx").exists()
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == record
+
+
 def test_checkpoint_beside_other_data_settings_names_them(workdir, capsys):
     """The run's own config with another ``num_words``: the net is the same and its input size
     comes from the data, so "run with --config <the config just given>" would be no help."""

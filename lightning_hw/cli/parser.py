@@ -43,8 +43,10 @@ from lightning_hw.checkpoints import (
     check_fits,
     checkpoint_file_position,
     checkpoint_position,
+    config_advice,
     load_checkpoint,
     mismatch_message,
+    other_task_message,
     replaced_settings,
     unfit_settings_message,
 )
@@ -325,6 +327,13 @@ class HWCLI(CLIHooks):
             if not registry.resolves("task", class_path):  # renamed, moved or uninstalled since
                 hint = registry.renamed_class_hint(class_path, f"checkpoint {ckpt_path}")
                 raise ConfigError(f"{registry.unknown_name_message('task', class_path)}{hint}")
+            # As export does: another experiment's checkpoint is said to be one, not a net that does not fit.
+            configured = chosen.get("model")
+            other_task = other_task_message(
+                f"checkpoint {ckpt_path}", class_path, configured.get("class_path") if configured else None, "the config"
+            )
+            if other_task:
+                raise ConfigError(f"{other_task}; {config_advice(ckpt_path)}")
             hparams = {"class_path": class_path, "dict_kwargs": hparams}
         try:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
