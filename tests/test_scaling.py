@@ -396,6 +396,24 @@ def test_the_gpu_preset_on_the_cpu_says_it_trains_in_float32(tiny_args):
     assert len([w for w in caught if issubclass(w.category, LightningHWWarning)]) == 1
 
 
+def test_more_cpu_processes_than_cores_is_said_to_be_slower(workdir, monkeypatch, recwarn):
+    """``--trainer.devices 8`` on a 2-core machine started 8 gloo processes without a word; it is allowed, and warned."""
+    from lightning_hw.errors import LightningHWWarning
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)  # this process may use one core
+    base = ["--config", str(QUICKSTART), "--trainer.accelerator", "cpu", "--run.wandb", "disabled", "--run.root", "runs"]
+    # run=False: the trainer is built as `fit` builds it (where the warning is given), and no process is started.
+    HWCLI(args=[*base, "--trainer.devices", "1"], run=False)
+    assert not [w for w in recwarn if issubclass(w.category, LightningHWWarning)]
+    with pytest.warns(LightningHWWarning) as caught:
+        cli = HWCLI(args=[*base, "--trainer.devices", "2"], run=False)
+    assert cli.trainer.num_devices == 2  # not refused
+    assert [str(w.message) for w in caught if issubclass(w.category, LightningHWWarning)] == [
+        "--trainer.devices 2 on the CPU starts 2 training processes, more than the 1 CPU core(s) this run may use: "
+        "they share the cores, so training is slower, not faster; give --trainer.devices 1 or fewer"
+    ]
+
+
 @pytest.mark.parametrize("devices", [("--config", str(PRESETS / "ddp.yaml")), ("--trainer.devices", "0")])
 def test_cpu_devices_that_are_no_number_of_processes_say_what_to_give(tiny_args, workdir, capsys, devices):
     """ddp.yaml's ``devices: -1`` (every GPU) with ``--trainer.accelerator cpu``: Lightning's line said only "should be an int > 0"."""

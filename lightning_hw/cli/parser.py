@@ -558,6 +558,7 @@ class HWCLI(CLIHooks):
             trainer = super().instantiate_trainer(**kwargs)
             _check_job_size(trainer)
             _warn_if_autocast_is_off(trainer)
+            _warn_if_processes_exceed_cores(trainer)
             return trainer
         except (ValueError, TypeError, MisconfigurationException) as err:
             if isinstance(err, UserError):
@@ -788,6 +789,29 @@ def _warn_if_autocast_is_off(trainer: Trainer) -> None:
         rank_zero_warn(
             "AutoMixedPrecision (gpu.yaml) mixes precision on the GPU: on the CPU this run trains in float32; for "
             "bfloat16 mixed precision on the CPU add --trainer.plugins null --trainer.precision bf16-mixed",
+            category=LightningHWWarning,
+        )
+
+
+def _warn_if_processes_exceed_cores(trainer: Trainer) -> None:
+    """Say so when DDP on the CPU starts more processes than this machine has cores for.
+
+    ``--trainer.devices 8`` on the CPU is eight training processes; on two cores they take turns,
+    so the run is slower than one process, not faster, and Lightning starts them without a word.
+    It is allowed (to try DDP on a laptop), so it is a warning, not a refusal.
+    """
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    from lightning_hw.errors import LightningHWWarning
+
+    # The cores this process may run on (a job's share under SLURM or taskset), not all the machine's.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = trainer.num_devices
+    if isinstance(trainer.accelerator, CPUAccelerator) and processes > cores:
+        rank_zero_warn(
+            f"--trainer.devices {processes} on the CPU starts {processes} training processes, more than the {cores} CPU "
+            f"core(s) this run may use: they share the cores, so training is slower, not faster; give --trainer.devices "
+            f"{cores} or fewer",
             category=LightningHWWarning,
         )
 
