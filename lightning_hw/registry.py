@@ -115,6 +115,10 @@ def _load(kind: str, ep) -> Component:
             # config naming one still finds it: "failed to import and is skipped" would be untrue.
             said = f"names {ep.attr!r}, which its module {ep.module} does not define ({reason})"
             fix = "fix the entry point in the plugin's pyproject.toml and reinstall it (pip install -e its folder)"
+        elif _misspelt_module(ep.value, reason):
+            # Said by discover() once every entry point has loaded: the plugin's other entry points
+            # may import the module the class is really in, and then configs still find the class.
+            return Component(kind, ep.name, ep.value, dist, None, reason, traceback.format_exc())
         else:
             said = f"failed to import and is skipped: {reason}"
         warnings.warn(f"plugin {dist!r}: {kind} {ep.name!r} ({ep.value}) {said}; {fix}", PluginLoadWarning, stacklevel=3)
@@ -151,8 +155,53 @@ def discover() -> tuple[Component, ...]:
             if key not in found:
                 found[key] = _load(kind, ep)
     components = tuple(sorted(found.values(), key=lambda c: (c.kind, c.name, c.distribution)))
+    for comp in components:
+        if comp.error and _misspelt_module(comp.target, comp.error):
+            _warn_about_misspelt_module(comp, components)
     _warn_about_clashes(components)
     return components
+
+
+def _misspelt_module(target: str, reason: str) -> str | None:
+    """The module an entry point names that does not exist, when it is the entry point's own (``module:Class``).
+
+    Args:
+        target: the entry point's value, ``module:Class``.
+        reason: its import error's first line.
+    """
+    missing = re.match(r"ModuleNotFoundError: No module named '([^']+)'", reason)
+    module = target.split(":")[0]
+    if missing and (module == missing.group(1) or module.startswith(missing.group(1) + ".")):
+        return missing.group(1)
+    return None
+
+
+def _warn_about_misspelt_module(comp: Component, components: tuple[Component, ...]) -> None:
+    """Warn about an entry point naming a module that does not exist (``MyTask = my_plugn:MyTask``).
+
+    When another entry point of the same plugin imported the module that defines a class of
+    that name, configs naming it still find it (jsonargparse resolves a short name among the
+    imported classes): the entry point is broken, but its class is not skipped.
+    """
+    attr = comp.target.split(":")[-1]
+    imported_by = None
+    for other in components:
+        module = sys.modules.get(other.obj.__module__) if other.obj is not None and other.distribution == comp.distribution else None
+        cls = getattr(module, attr, None)
+        if inspect.isclass(cls) and issubclass(cls, _base_class(comp.kind)):
+            imported_by = other
+            break
+    head = f"plugin {comp.distribution!r}: {comp.kind} {comp.name!r} ({comp.target})"
+    if imported_by is None:
+        said = f"failed to import and is skipped: {comp.error}; {_import_fix(comp.distribution, comp.target, comp.error)}"
+    else:
+        said = (
+            f"names module {_misspelt_module(comp.target, comp.error)}, which does not exist ({comp.error}); its class is "
+            f"still available as {imported_by.obj.__module__}.{attr} (that module is imported by the plugin's "
+            f"{imported_by.kind} entry point {imported_by.name!r}), so configs naming {attr} use it; fix the entry point "
+            "in the plugin's pyproject.toml and reinstall it (pip install -e its folder)"
+        )
+    warnings.warn(f"{head} {said}", PluginLoadWarning, stacklevel=4)
 
 
 def _warn_about_clashes(components: tuple[Component, ...]) -> None:

@@ -167,6 +167,39 @@ def test_an_entry_point_naming_a_class_its_module_lacks_is_not_said_to_be_skippe
     ]
 
 
+def test_an_entry_point_naming_a_misspelt_module_whose_class_loads_otherwise_is_not_said_to_be_skipped(site, capsys):
+    """``MyTask = typo_plugn:MyTask`` was "failed to import and is skipped", yet the plugin's other entry point
+    imported ``typo_plugin`` and a config naming ``MyTask`` trained it."""
+    fake_distribution(
+        site,
+        "typo-plugin",
+        {"typo_plugin": """
+            from lightning_hw import Classifier
+            from lightning_hw.data.datasets.digits import Digits
+            class MyTask(Classifier):
+                pass
+            class MyData(Digits):
+                pass
+        """},
+        {"lightning_hw.tasks": {"MyTask": "typo_plugn:MyTask"}, "lightning_hw.datamodules": {"MyData": "typo_plugin:MyData"}},
+    )
+    importlib.invalidate_caches()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list"])
+    assert exit_info.value.code == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "typo-plugin" in line]
+    assert said == [
+        "warning: plugin 'typo-plugin': task 'MyTask' (typo_plugn:MyTask) names module typo_plugn, which does not exist "
+        "(ModuleNotFoundError: No module named 'typo_plugn'); its class is still available as typo_plugin.MyTask (that "
+        "module is imported by the plugin's datamodule entry point 'MyData'), so configs naming MyTask use it; fix the "
+        "entry point in the plugin's pyproject.toml and reinstall it (pip install -e its folder)"
+    ]
+    with pytest.raises(SystemExit) as exit_info:  # what the warning says: a config naming MyTask gets it
+        main(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--model", "MyTask", "--print_config"])
+    assert exit_info.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["class_path"] == "typo_plugin.MyTask"
+
+
 def test_a_broken_plugin_does_not_break_the_cli(site, workdir):
     _add_broken_plugin(site)
     env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "disabled"}
