@@ -235,6 +235,25 @@ def test_points_in_pixels_of_a_larger_photo_are_refused_not_dropped(workdir, cap
     assert not (workdir / "runs").exists()
 
 
+def test_a_header_of_numbers_is_said_to_be_one(workdir, capsys):
+    """``image,1,2,...,10`` was read as a face named "image": "1 of 13 images ... are missing (faces/image)"."""
+    root = write_landmark_csv(workdir / "faces", n=12, k=5)
+    csv_path = root / "landmarks.csv"
+    header, rest = csv_path.read_text().split("\n", 1)
+    csv_path.write_text("image," + ",".join(str(i) for i in range(1, 11)) + "\n" + rest)
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert (code, line) == (1, (
+        f"error: the first row of {csv_path} names image 'image', which is not in {root}, though the images of its 12 "
+        "other rows are: if that row is a header, its column names are numbers, so it was read as a face: name the "
+        f"columns image, x1, y1, x2, y2, ... (or delete the row); else put image under {root}"
+    ))
+    assert not (workdir / "runs").exists()
+    csv_path.write_text(header + "\n" + rest)  # a named header, and the first face's image gone: missing, as before
+    (root / "face_000.png").unlink()
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert code == 1 and line.startswith("error: 1 of 12 images named in"), line
+
+
 def test_points_as_fractions_of_the_image_are_refused(workdir, capsys):
     root = write_landmark_csv(workdir / "faces", n=20, k=5, size=(52, 40))
     rewrite_points(root, scaled(1 / 40, 1 / 52))  # inside the image, but all in its top-left pixel

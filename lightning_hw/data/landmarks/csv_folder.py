@@ -5,7 +5,8 @@
     face_002.jpg,58.0,77.5,,,85.1,112.0          <- an empty cell: point 2 not annotated
 
 Coordinates are pixels of the image file (x right, y down). A header row is optional
-(recognised by non-numeric coordinate cells) and names the points. Empty cells and
+(recognised by non-numeric coordinate cells) and names the points; one whose column names are
+all numbers reads as a face, which the missing-image check then says. Empty cells and
 ``nan`` mark a missing point; with ``zero_is_missing`` so does ``(0, 0)`` (MUCT's and the
 E6 reports' convention). ``skip_columns`` skips columns between the name and the
 coordinates (MUCT's ``tag``).
@@ -245,9 +246,26 @@ class LandmarkCSV(LandmarkFiles):
                 f"set --data.init_args.images_dir {setting}"
             )
 
+    def _refuse_numbered_header(self, paths: list[Path]) -> None:
+        """Only the first row's image missing: likely a header whose column names are numbers, read as a face.
+
+        A header is recognised by its non-numeric coordinate cells; ``image,1,2,3,...`` has none, so
+        it was a face named ``image``, and the message said an image was missing. It is not dropped
+        as a header here: a first face whose image is missing looks the same, and would be lost.
+        """
+        if len(paths) < 2 or self.point_names is not None or paths[0].is_file() or not all(p.is_file() for p in paths[1:]):
+            return
+        raise DataError(
+            f"the first row of {self.csv_path} names image {self.names[0]!r}, which is not in {self.images_dir}, though "
+            f"the images of its {len(paths) - 1} other rows are: if that row is a header, its column names are numbers, "
+            f"so it was read as a face: name the columns image, x1, y1, x2, y2, ... (or delete the row); else put "
+            f"{paths[0].name} under {self.images_dir}"
+        )
+
     def read_records(self) -> list[Record]:
         paths = [self.images_dir / f"{name}{self.image_suffix}" for name in self.names]
         self._refuse_images_one_folder_down(paths)
+        self._refuse_numbered_header(paths)
         check_files_exist(
             paths, "images named in " + str(self.csv_path), f"put them under {self.images_dir} or fix images_dir/image_suffix"
         )
