@@ -115,6 +115,17 @@ def test_from_layer_outside_the_backbone_is_refused():
         FreezeBackbone(unfreeze_at_epoch=0, from_layer=60).modules_to_unfreeze(backbone)
 
 
+def test_the_fine_tuning_lr_is_among_the_restored_settings_wherever_it_is_given():
+    """Under finetune: or as a trainer callback: one key, so a resume compares it whichever the config used."""
+    from lightning_hw.runs.lifecycle import FINETUNE_LR, restored_settings
+
+    freezer = {"class_path": "lightning_hw.callbacks.finetuning.FreezeBackbone", "init_args": {"lr": 0.001}}
+    own_key = {"finetune": freezer, "trainer": {"callbacks": []}, "optimizer": {"init_args": {"lr": 0.01}}}
+    as_callback = {"finetune": None, "trainer": {"callbacks": [freezer]}, "optimizer": {"init_args": {"lr": 0.01}}}
+    assert restored_settings(own_key) == restored_settings(as_callback) == {"optimizer.init_args.lr": 0.01, FINETUNE_LR: 0.001}
+    assert FINETUNE_LR not in restored_settings({"finetune": None, "trainer": {"callbacks": []}})
+
+
 def test_frozen_throughout():
     assert FreezeBackbone().frozen_throughout(100)
     assert FreezeBackbone(unfreeze_at_epoch=10).frozen_throughout(10)

@@ -83,6 +83,15 @@ def _bn_modules(modules: Iterable[nn.Module]) -> list[nn.Module]:
     return [m for root in modules for m in root.modules() if isinstance(m, BATCH_NORMS)]
 
 
+def _holds_backbone(optimizers: dict[int, list[dict[str, Any]]]) -> bool:
+    """Whether ``BaseFinetuning``'s optimizer metadata (groups of parameter names) holds backbone parameters."""
+    # The names backbone_of finds: a task's own backbone, or its net's (TimmNet).
+    return any(
+        str(name).startswith(("backbone.", "net.backbone."))
+        for groups in optimizers.values() for group in groups for name in group.get("params", ())
+    )
+
+
 class FreezeBackbone(BaseFinetuning):
     """Train the head on a frozen backbone; optionally unfreeze its last part at an epoch.
 
@@ -140,6 +149,21 @@ class FreezeBackbone(BaseFinetuning):
         # The frozen backbone is in eval mode on purpose (see the module docstring); said once below.
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 
+    @staticmethod
+    def unfrozen_in(checkpoint: dict[str, Any]) -> bool:
+        """Whether a checkpoint was taken after its FreezeBackbone unfroze the backbone.
+
+        Lightning's ``BaseFinetuning`` keeps the optimizer's parameter groups, by parameter
+        name, in its checkpoint state (``internal_optimizer_metadata``); it holds backbone
+        parameters only once unfreezing has added their group. A fit from such a checkpoint
+        restores that group, learning rate included, and so ignores a new ``lr``.
+
+        Args:
+            checkpoint: a loaded checkpoint.
+        """
+        state = (checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__) or {}
+        return _holds_backbone(state.get("internal_optimizer_metadata") or {})
+
     def frozen_throughout(self, max_epochs: int | None) -> bool:
         """Whether the backbone stays frozen for a run of ``max_epochs`` epochs."""
         if self.unfreeze_at_epoch is None:
@@ -177,21 +201,25 @@ class FreezeBackbone(BaseFinetuning):
                 # What unfreezes is found now, before training: a from_layer past the backbone's end, or
                 # last_blocks of a backbone without timm blocks, would otherwise stop the run at that epoch.
                 self.modules_to_unfreeze(backbone_of(pl_module))
-            frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
-            when = "for the whole run" if self.unfreeze_at_epoch is None else f"until epoch {self.unfreeze_at_epoch}"
             if self.unfreeze_at_epoch is not None and self.frozen_throughout(trainer.max_epochs):
-                when = "for the whole run"
                 rank_zero_warn(
                     f"FreezeBackbone: unfreeze_at_epoch {self.unfreeze_at_epoch} is not below max_epochs "
                     f"{trainer.max_epochs}: the backbone is never fine-tuned (raise --trainer.max_epochs)",
                     category=LightningHWWarning,
                 )
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Said here, once the checkpoint's state is loaded: a fit going on from a checkpoint taken after the
+        # unfreezing gets the unfrozen layers' group back and says so as it unfreezes them ("unfroze ... at lr");
+        # "frozen until epoch N" before that line would be stale.
+        if not (self._restarting and _holds_backbone(self._internal_optimizer_metadata)):
+            frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
+            whole = self.frozen_throughout(trainer.max_epochs)
+            when = "for the whole run" if whole else f"until epoch {self.unfreeze_at_epoch}"
             rank_zero_info(
                 f"FreezeBackbone: backbone frozen {when} ({frozen:,} parameters, in eval mode: "
                 "batch norm normalises with its stored statistics)"
             )
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._restarting:
             # LightningCLI's `optimizer:` is built over model.parameters() before anything is
             # frozen; drop the frozen ones so that unfreezing adds them as their own group

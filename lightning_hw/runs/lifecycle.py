@@ -611,11 +611,26 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
 RESTORED_FROM_CHECKPOINT = ("model.init_args.lr", "optimizer", "lr_scheduler", "seed_everything")
 
 
+#: the unfrozen layers' learning rate (FreezeBackbone's ``lr``, under ``finetune:`` or in ``trainer.callbacks``):
+#: restored only from a checkpoint taken after the backbone was unfrozen, whose optimizer then holds their group
+FINETUNE_LR = "finetune.init_args.lr"
+
+
 def restored_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a resolved config that a checkpoint restores (:data:`RESTORED_FROM_CHECKPOINT`), flat, as YAML holds them."""
-    return {
+    """The settings of a resolved config that a checkpoint restores (:data:`RESTORED_FROM_CHECKPOINT`), flat, as YAML holds them.
+
+    The fine-tuning ``lr`` is among them as :data:`FINETUNE_LR`, wherever the config gives its
+    FreezeBackbone; :func:`check_restored_settings_kept` compares it only when the checkpoint
+    holds the unfrozen layers' group.
+    """
+    settings = {
         key: _as_recorded(value) for key, value in flat_settings(config).items() if key.startswith(RESTORED_FROM_CHECKPOINT)
     }
+    callbacks = (config.get("trainer") or {}).get("callbacks") if isinstance(config.get("trainer"), dict) else None
+    for entry in [config.get("finetune"), *(callbacks if isinstance(callbacks, list) else [])]:
+        if isinstance(entry, dict) and str(entry.get("class_path", "")).rsplit(".", 1)[-1] == "FreezeBackbone":
+            settings[FINETUNE_LR] = (entry.get("init_args") or {}).get("lr")
+    return settings
 
 
 def _settings_trained_with(run: Run, checkpoint: dict[str, Any] | None) -> tuple[dict[str, Any], str] | None:
@@ -651,7 +666,10 @@ def check_restored_settings_kept(run: Run, new: dict[str, Any], checkpoint: dict
     be written into ``config.yaml`` but never used: the record would say ``lr 0.01`` of a run
     that went on at ``0.001``. This holds for a resume and for a new run started from another
     run's checkpoint alike, and for a checkpoint copied out of its run (it carries its
-    settings). Called before the run's directory is touched.
+    settings). The fine-tuning ``lr`` (:data:`FINETUNE_LR`) counts only when the checkpoint
+    was taken after FreezeBackbone unfroze the backbone: its optimizer then holds the
+    unfrozen layers' group at the lr they trained with; before, it holds none, and the new lr
+    is used. Called before the run's directory is touched.
 
     Args:
         run: the planned fit (``resume``, or ``create`` from a checkpoint).
@@ -659,13 +677,20 @@ def check_restored_settings_kept(run: Run, new: dict[str, Any], checkpoint: dict
         checkpoint: the loaded checkpoint (for the settings it carries).
 
     Raises:
-        ConfigError: a setting in :data:`RESTORED_FROM_CHECKPOINT` differs from the one the
-            checkpoint's run trained with.
+        ConfigError: a setting in :data:`RESTORED_FROM_CHECKPOINT` (or, see above, the
+            fine-tuning lr) differs from the one the checkpoint's run trained with.
     """
     trained = _settings_trained_with(run, checkpoint)
     if trained is None:
         return  # nothing to compare with (an older checkpoint outside any run); the checkpoint checks still hold
     old, whose = trained
+    from lightning_hw.callbacks.finetuning import FreezeBackbone
+
+    unfrozen = FreezeBackbone.unfrozen_in(checkpoint or {})
+    if not unfrozen:
+        # Taken before the backbone was unfrozen: the checkpoint's optimizer has no group for its layers yet, so
+        # the fine-tuning lr is used as given (train the head in one run, fine-tune from its checkpoint in another).
+        old, new = ({k: v for k, v in d.items() if k != FINETUNE_LR} for d in (old, new))
     # A setting in one config only is a default that another torch version added (or dropped), not
     # a change; a class that differs (another optimizer, a scheduler added or removed) always is.
     changed = [
@@ -675,17 +700,22 @@ def check_restored_settings_kept(run: Run, new: dict[str, Any], checkpoint: dict
     ]
     if not changed:
         return
+    # Another fine-tuning lr can still be had: a checkpoint of before the unfreezing holds no group that keeps the old one.
+    earlier = (
+        ", or start one from a checkpoint saved before the backbone was unfrozen, which fine-tunes at the lr given"
+        if any(item.startswith(FINETUNE_LR + " ") for item in changed) else ""
+    )
     if run.mode == "resume":
         raise ConfigError(
             f"cannot resume {run.run_dir} with other settings than its checkpoint restores ({', '.join(changed)}): "
             "its optimizer and random states would keep the run's, so config.yaml would name settings it never "
-            "trained with; resume without changing them, or train a new run (another --run.name)"
+            f"trained with; resume without changing them, or train a new run (another --run.name){earlier}"
         )
     raise ConfigError(
         f"cannot start run {run.run_dir} from {run.ckpt_path} with other settings than the checkpoint restores "
         f"({', '.join(changed)}): Lightning restores its optimizer state and the run its random state, so the new "
         f"run would go on with {whose} settings while its config.yaml named these; start it with those settings, "
-        "or train from scratch without --ckpt_path"
+        f"or train from scratch without --ckpt_path{earlier}"
     )
 
 
