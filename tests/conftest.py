@@ -95,6 +95,22 @@ def _fresh_registry(tmp_path_factory):
         if str(getattr(sys.modules[name], "__file__", "") or "").startswith(temp_root):
             del sys.modules[name]
     gc.collect()
+    # Whatever is still alive now (torch, Lightning and all else imported so far) is left out of the
+    # next collections: each then walks only the objects created since. A collection of every object
+    # took 0.3-0.7 s, after each of ~1,000 tests: about a quarter of the suite's time. Frozen objects
+    # are still freed when no longer referenced; cycles among them wait for _collect_everything.
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_everything():
+    """After each test file, a full collection: frees cycles frozen while a module-scoped fixture held them."""
+    import gc
+
+    yield
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(config, items) -> None:
