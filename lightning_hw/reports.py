@@ -693,11 +693,13 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
 def earlier_report_files(out: Path, written: list[str], given: bool) -> set[str]:
     """The files an earlier report wrote in ``out``, which a new report there may replace or remove.
 
-    They are the names in its :data:`MANIFEST_FILE`. The default report folder (``<DIR>/report``)
-    written before reports kept one (a ``report.md``, no manifest) counts the files there of the
-    names this report writes or only a report writes (its tables, a search's files). A folder given
-    with ``--out`` has no such past: it may be any folder of the user's, whose ``report.md`` is theirs.
-    Any other file in ``out`` is not a report's: never replaced nor removed.
+    They are the names in its :data:`MANIFEST_FILE`. A report written before reports kept one (a
+    ``report.md``, no manifest) counts the files there of the names this report writes or only a
+    report writes (its tables, a search's files): in the default report folder (``<DIR>/report``)
+    always, in a folder given with ``--out`` (``--out runs/ab``, which any earlier version wrote
+    too) only when it is recognisably a report's (see :func:`_older_report`), as it may be any
+    folder of the user's, whose ``report.md`` is theirs. Any other file in ``out`` is not a
+    report's: never replaced nor removed.
 
     Args:
         out: the report folder.
@@ -712,9 +714,26 @@ def earlier_report_files(out: Path, written: list[str], given: bool) -> set[str]
             return set(names)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    if given or not (out / "report.md").is_file():
+    if not (out / "report.md").is_file() or (given and not _older_report(out)):
         return set()
     return {name for name in {*written, *OPTIONAL_TABLES, *SEARCH_REPORT_FILES} if (out / name).is_file()}
+
+
+def _older_report(out: Path) -> bool:
+    """Whether ``out`` holds a report written before reports kept a :data:`MANIFEST_FILE`.
+
+    Such a ``report.md`` opens with its title and then the table whose columns head its
+    ``report.csv`` (as :func:`markdown` shows them, without the ``best ... epoch`` columns):
+    a user's own ``report.md`` and ``report.csv`` do not.
+    """
+    try:
+        lines = (out / "report.md").read_text().splitlines()
+        with (out / "report.csv").open(newline="") as file:
+            columns = next(csv.reader(file))
+    except (OSError, UnicodeDecodeError, StopIteration, csv.Error):
+        return False
+    header = "| " + " | ".join(column for column in columns if not column.endswith(" epoch")) + " |"
+    return columns[:1] == ["run"] and len(lines) > 2 and lines[0].startswith("# ") and lines[2] == header
 
 
 def _write_manifest(out: Path, names: list[str]) -> None:

@@ -285,3 +285,26 @@ def test_runs_of_different_tasks_get_a_note_under_the_table(workdir, capsys):
     )
     assert note in capsys.readouterr().out.splitlines()
     assert note in (workdir / "runs" / "g" / "report" / "report.md").read_text().splitlines()
+
+
+def test_a_report_reruns_into_an_out_folder_an_older_version_wrote(workdir, capsys):
+    """`report runs/s/a runs/s/b --out runs/ab` (README's example) written before reports listed their files
+    (no .report-files.json) was refused on the next run, as if its report.md and figures were the user's
+    ("which no earlier report there wrote"); so was a run's report into its study's report/ folder."""
+    from lightning_hw.cli import main
+
+    two_runs(workdir)
+    for out in ("runs/ab", "runs/s/report"):
+        for _ in range(2):  # the first writes the folder; the second finds it as an older version left it
+            (workdir / out / ".report-files.json").unlink(missing_ok=True)
+            with pytest.raises(SystemExit) as exit_info:
+                main(["report", "runs/s/a", *(["runs/s/b"] if out == "runs/ab" else []), "--out", out])
+            assert exit_info.value.code == 0, capsys.readouterr().err
+        assert sorted(p.name for p in (workdir / out).iterdir()) == [".report-files.json", "report.csv", "report.md", "val_acc.png"]
+    # A folder whose report.md is not a report's table (the user's own, beside a report.csv) is still refused.
+    (workdir / "runs" / "ab" / ".report-files.json").unlink()
+    (workdir / "runs" / "ab" / "report.md").write_text("# My notes\n\nwhat I saw\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "runs/s", "--out", "runs/ab"])
+    assert exit_info.value.code == 2
+    assert (workdir / "runs" / "ab" / "report.md").read_text() == "# My notes\n\nwhat I saw\n"
