@@ -102,6 +102,49 @@ def test_epoch_start_skipped_inside_a_resumed_epoch_only(tmp_path, resumed):
     assert seen == ([True, 1] if resumed else [False, 0, 1]), f"{LIGHTNING}: fit_loop.restarted_mid_epoch"
 
 
+def test_finetuning_groups_are_saved_and_given_back_by_name(tmp_path):
+    """BaseFinetuning's groups by parameter name: in its checkpoint state, and in the callback a fit from it restores."""
+    from lightning.pytorch.callbacks import BaseFinetuning
+
+    class Unfreeze(BaseFinetuning):  # the last layer frozen, then unfrozen as a group of its own at the first epoch
+        def freeze_before_training(self, pl_module):
+            self.freeze(pl_module.layer)
+
+        def finetune_function(self, pl_module, epoch, optimizer):
+            self.unfreeze_and_add_param_group(pl_module.layer, optimizer)
+
+    class Drop(BoringModel):  # a head on `layer`; an optimizer over the trainable parameters only, as FreezeBackbone leaves it
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.head(self.layer(x))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
+
+    seen = []
+
+    class Probe(Unfreeze):
+        def on_fit_start(self, trainer, pl_module):
+            seen.append((compat.finetuning_restarting(self), compat.finetuning_groups(self.state_dict())))
+            super().on_fit_start(trainer, pl_module)
+
+    probe = Probe()
+    first = tiny_trainer(tmp_path, max_steps=1, callbacks=[probe])
+    first.fit(Drop())
+    assert seen == [(False, {})], f"{LIGHTNING}: BaseFinetuning._restarting"
+    first.save_checkpoint(tmp_path / "unfrozen.ckpt")
+    state = torch.load(tmp_path / "unfrozen.ckpt", weights_only=True)["callbacks"][probe.state_key]
+    groups = compat.finetuning_groups(state)
+    assert [group["params"] for group in groups[0]] == [["head.weight", "head.bias"], ["layer.weight", "layer.bias"]], (
+        f"{LIGHTNING}: BaseFinetuning.state_dict()['internal_optimizer_metadata']"
+    )
+    tiny_trainer(tmp_path, max_steps=2, callbacks=[Probe()]).fit(Drop(), ckpt_path=tmp_path / "unfrozen.ckpt")
+    assert seen[1] == (True, groups), f"{LIGHTNING}: BaseFinetuning.load_state_dict"
+
+
 def test_logged_position_is_where_rows_are_logged_and_is_put_back(tmp_path):
     logged = []
 

@@ -248,6 +248,30 @@ def lr_finder_progress_bar(enabled: bool) -> Iterator[None]:
         lr_finder.tqdm = shown
 
 
+# -- fine-tuning ---------------------------------------------------------------------------------
+
+
+def finetuning_restarting(callback: Any) -> bool:
+    """Whether a ``BaseFinetuning`` callback was given a checkpoint's state, not yet restored.
+
+    Lightning sets ``_restarting`` as it loads the state, and puts the optimizers' parameter
+    groups back at the callback's ``on_fit_start`` (then clears it).
+    """
+    return bool(callback._restarting)
+
+
+def finetuning_groups(state: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """The optimizers' parameter groups, by parameter name, in a ``BaseFinetuning`` state.
+
+    Args:
+        state: the callback's ``state_dict()``, or its entry in a checkpoint's ``callbacks``.
+
+    Returns:
+        ``{optimizer index: [{"params": [names], "lr": ..., ...}, ...]}``; empty for no state.
+    """
+    return (state or {}).get("internal_optimizer_metadata") or {}
+
+
 # -- the CLI -------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.optim import Optimizer
 
-from lightning_hw._compat.lightning import epoch_start_skipped
+from lightning_hw._compat.lightning import epoch_start_skipped, finetuning_groups, finetuning_restarting
 from lightning_hw.errors import ConfigError, LightningHWWarning
 
 
@@ -161,8 +161,7 @@ class FreezeBackbone(BaseFinetuning):
         Args:
             checkpoint: a loaded checkpoint.
         """
-        state = (checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__) or {}
-        return _holds_backbone(state.get("internal_optimizer_metadata") or {})
+        return _holds_backbone(finetuning_groups((checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__)))
 
     def frozen_throughout(self, max_epochs: int | None) -> bool:
         """Whether the backbone stays frozen for a run of ``max_epochs`` epochs."""
@@ -212,7 +211,8 @@ class FreezeBackbone(BaseFinetuning):
         # Said here, once the checkpoint's state is loaded: a fit going on from a checkpoint taken after the
         # unfreezing gets the unfrozen layers' group back and says so as it unfreezes them ("unfroze ... at lr");
         # "frozen until epoch N" before that line would be stale.
-        if not (self._restarting and _holds_backbone(self._internal_optimizer_metadata)):
+        restarting = finetuning_restarting(self)
+        if not (restarting and _holds_backbone(finetuning_groups(self.state_dict()))):
             frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
             whole = self.frozen_throughout(trainer.max_epochs)
             when = "for the whole run" if whole else f"until epoch {self.unfreeze_at_epoch}"
@@ -220,7 +220,7 @@ class FreezeBackbone(BaseFinetuning):
                 f"FreezeBackbone: backbone frozen {when} ({frozen:,} parameters, in eval mode: "
                 "batch norm normalises with its stored statistics)"
             )
-        if not self._restarting:
+        if not restarting:
             # LightningCLI's `optimizer:` is built over model.parameters() before anything is
             # frozen; drop the frozen ones so that unfreezing adds them as their own group
             # (with their own lr) instead of finding them already in the head's group.
