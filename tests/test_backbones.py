@@ -226,3 +226,19 @@ def test_a_weights_file_of_a_deeper_model_of_the_family_is_refused(workdir, caps
         "torch.save(model.state_dict()) of a timm resnet18"
     ]
     assert "Traceback" not in done.err and not (workdir / "runs").exists()
+
+
+def test_a_weights_file_holding_buffers_the_model_computes_itself_is_loaded(workdir):
+    """A file saved by an older timm holds index buffers now kept out of the state_dict (swin's, coatnet's
+    relative_position_index), which timm drops as it loads: it was refused as "another model's"."""
+    from safetensors.torch import save_file
+
+    model = timm.create_model("test_coatnet")
+    tensors = dict(model.state_dict())
+    computed = {name: buffer.contiguous() for name, buffer in model.named_buffers() if name not in tensors}
+    assert computed  # the case at hand: buffers outside the state_dict
+    path = workdir / "test_coatnet_old_timm.safetensors"
+    save_file({**tensors, **computed}, path)
+    backbone = backbones.create_backbone("test_coatnet", weights_file=path)
+    loaded = backbone.state_dict()
+    assert all(torch.equal(loaded[name], tensors[name]) for name in loaded)

@@ -162,9 +162,12 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
 
     with torch.device("meta"):  # names only: nothing is allocated
         expected = timm.create_model(model_name, pretrained=False, **kwargs).state_dict()
-        # The whole model (classifier, default pooling) names what a file of it may hold besides.
+        # The whole model (classifier, default pooling) names what a file of it may hold besides, and so do
+        # the buffers it computes itself (swin's relative_position_index, attn_mask): not in its state_dict
+        # now, but in files that older timm versions saved, and dropped by timm as it loads them.
         whole = {k: v for k, v in kwargs.items() if k not in ("num_classes", "global_pool")}
-        known = set(expected) | set(timm.create_model(model_name, pretrained=False, **whole).state_dict())
+        whole_model = timm.create_model(model_name, pretrained=False, **whole)
+        known = set(expected) | set(whole_model.state_dict()) | {name for name, _ in whole_model.named_buffers()}
     try:
         file_keys = set(load_state_dict(str(path)))
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a checkpoint"
