@@ -362,6 +362,20 @@ def mismatch_message(ckpt_path: str | os.PathLike, err: BaseException, checkpoin
     )
 
 
+def other_optimizer_message(ckpt_path: str | os.PathLike) -> str:
+    """A checkpoint whose optimizer state has other parameter groups than this run's optimizer.
+
+    torch refuses to load it in the first training step ("loaded state dict contains a parameter
+    group that doesn't match the size of optimizer's group"): e.g. a run without FreezeBackbone
+    (one group for every weight) continued by a config with it (the frozen backbone left out).
+    """
+    return (
+        f"checkpoint {ckpt_path} holds an optimizer state of other parameter groups than this run's optimizer "
+        "(a FreezeBackbone in one of the two runs only, or another optimizer set-up), so training cannot go on "
+        f"from it; {config_advice(ckpt_path)}, or train without --ckpt_path"
+    )
+
+
 def unfit_settings_message(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], reason: str) -> str:
     """A checkpoint whose task settings this config cannot build (e.g. another experiment's)."""
     reason = reason.strip().splitlines()[0] if reason.strip() else "it does not fit"

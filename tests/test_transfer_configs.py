@@ -144,6 +144,34 @@ def test_a_fine_tuning_lr_that_the_checkpoint_restores_is_refused(workdir, monke
 
 
 @pytest.mark.slow
+def test_a_checkpoint_whose_optimizer_has_other_groups_is_one_line_and_leaves_no_run(workdir, monkeypatch, capsys):
+    """A head trained without FreezeBackbone, fine-tuned from its checkpoint with it (and the reverse): torch refused
+    the optimizer state in the first step with a ValueError traceback, as FreezeBackbone leaves the frozen weights out."""
+    import re
+
+    from reliability_helpers import error_of
+
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    demo = (REPO / "configs" / "transfer_demo.yaml").read_text()
+    (workdir / "nofreeze.yaml").write_text(re.sub(r"\nfinetune:\n(?:  .*\n|  #.*\n)+", "\n", demo))
+    tiny = ["--trainer.max_epochs", "1", "--data.init_args.image_size", "32", "--trainer.limit_train_batches", "2",
+            "--run.test_after_fit", "false", *quiet(workdir)]
+    runs = workdir / "runs"
+    for trained, other in (("nofreeze.yaml", REPO / "configs" / "transfer_demo.yaml"), (REPO / "configs" / "transfer_demo.yaml", "nofreeze.yaml")):
+        cli = HWCLI(args=["fit", "--config", str(trained), *tiny, "--run.name", "head"])
+        last = cli.run_dir / "checkpoints" / "last.ckpt"
+        code, line = error_of(["fit", "--config", str(other), *tiny, "--trainer.max_epochs", "2", "--run.name", "go-on",
+                               "--ckpt_path", str(last)], capsys)
+        assert code == 2
+        assert line == (
+            f"error: checkpoint {last} holds an optimizer state of other parameter groups than this run's optimizer "
+            "(a FreezeBackbone in one of the two runs only, or another optimizer set-up), so training cannot go on "
+            f"from it; run with --config {cli.run_dir / 'config.yaml'}, or train without --ckpt_path"
+        )
+        assert not list(runs.glob("*/go-on"))
+
+
+@pytest.mark.slow
 def test_transfer_demo_with_a_frozen_backbone_uses_the_cache(workdir, monkeypatch):
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
     args = ["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",

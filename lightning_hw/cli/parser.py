@@ -46,6 +46,7 @@ from lightning_hw.checkpoints import (
     config_advice,
     load_checkpoint,
     mismatch_message,
+    other_optimizer_message,
     other_task_message,
     replaced_settings,
     unfit_settings_message,
@@ -662,6 +663,11 @@ class HWCLI(CLIHooks):
                 raise
             ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
             raise ConfigError(mismatch_message(ckpt_path, err)) from err
+        except ValueError as err:  # torch's Optimizer.load_state_dict, in the first step of a fit from a checkpoint
+            if "loaded state dict" not in str(err) or "parameter group" not in str(err):
+                raise
+            ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
+            raise ConfigError(other_optimizer_message(ckpt_path)) from err
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
         if run.mode == "evaluate":
             caveats = getattr(self.datamodule, "split_caveats", [])
