@@ -710,7 +710,8 @@ def earlier_report_files(out: Path, written: list[str], given: bool) -> set[str]
 
     try:
         names = json.loads((out / MANIFEST_FILE).read_text())["files"]
-        if isinstance(names, list) and all(isinstance(name, str) and "/" not in name for name in names):
+        # Plain file names only: a hand-edited "", "." or ".." would have unlink() reach the folder itself or above.
+        if isinstance(names, list) and all(isinstance(name, str) and "/" not in name and name.strip(".") for name in names):
             return set(names)
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -737,6 +738,7 @@ def _older_report(out: Path) -> bool:
 
 
 def _write_manifest(out: Path, names: list[str]) -> None:
+    """List ``names`` as the report's files in ``out``'s :data:`MANIFEST_FILE` (written whole, or not at all)."""
     write_atomically(out / MANIFEST_FILE, json.dumps({"files": names}, indent=1) + "\n")
 
 

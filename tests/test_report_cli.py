@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -222,6 +223,11 @@ def test_a_report_leaves_none_of_an_earlier_reports_files_it_does_not_write(work
         ".report-files.json", "notes.txt", "optuna_history.png", "report.csv", "report.md", "trials.csv", "val_acc.png",
     ]
     assert (compare / "notes.txt").read_text() == "my notes\n"
+    # A hand-edited list naming the folder itself or its parent is no list: it had unlink() fail with a traceback.
+    (compare / ".report-files.json").write_text(json.dumps({"files": ["report.md", "", "..", "."]}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "other/runs/s", "--out", "compare"])
+    assert exit_info.value.code == 0 and compare.is_dir() and (compare / "notes.txt").is_file()
 
 
 def test_out_into_a_folder_holding_the_users_own_report_md_is_refused_and_the_files_kept(workdir, capsys):
