@@ -61,8 +61,14 @@ def test_e5_config_fast_dev_run_on_an_image_folder(config, features, head_widths
 
 
 @pytest.mark.slow
-def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
-    """...and a run stopped inside the fine-tuning epoch resumes to the same metrics and weights."""
+def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch, capsys, caplog):
+    """...and a run stopped inside the fine-tuning epoch resumes to the same metrics and weights.
+
+    After the unfreezing, the checkpoint's optimizer holds the unfrozen layers' group and its lr: a new
+    --finetune.lr would be recorded but never used (refused). Before it, the new lr is the one the backbone trains at.
+    """
+    from reliability_helpers import error_of
+
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
     args = [
         "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
@@ -70,7 +76,7 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
         "--trainer.limit_train_batches", "2", *quiet(workdir),
     ]
     cli = HWCLI(args=[*args, "--run.name", "whole"])
-    # SIGTERM after step 3: epoch 1's first batch, the backbone's last blocks unfrozen at its start.
+    # SIGTERM after step 3: epoch 1's first batch, the backbone's last blocks unfrozen at its start (lr 0.001, the config's).
     stopped = subprocess.run(
         [sys.executable, "-m", "lightning_hw", *args, "--run.name", "cut",
          "--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.step", "3"],
@@ -78,9 +84,32 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])},
     )
     assert stopped.returncode == 143, stopped.stderr[-2000:]
-    # Lightning skips on_train_epoch_start inside a resumed epoch: the backbone must be unfrozen anyway.
+    runs = workdir / "runs" / "transfer_demo"
+    whole, cut = runs / "whole", runs / "cut"
+
+    before = {p.relative_to(cut): p.read_bytes() for p in cut.rglob("*") if p.is_file()}
+    code, line = error_of([*args, "--run.name", "cut", "--ckpt_path", "last", "--finetune.lr", "0.1"], capsys)
+    assert code == 2
+    assert line.startswith(f"error: cannot resume {cut} with other settings than its checkpoint restores "
+                           "(finetune.init_args.lr 0.001 -> 0.1)")
+    last = cut / "checkpoints" / "last.ckpt"
+    code, line = error_of([*args, "--run.name", "new", "--ckpt_path", str(last), "--finetune.lr", "0.1"], capsys)
+    assert code == 2
+    assert line.startswith(f"error: cannot start run {runs / 'new'} from {last} with other settings")
+    assert {p.relative_to(cut): p.read_bytes() for p in cut.rglob("*") if p.is_file()} == before
+    assert not (runs / "new").exists()
+    # Taken at the end of epoch 0, before the unfreezing: a new run fine-tunes at the lr it is given.
+    head_trained = cut / "checkpoints" / "best-epoch000.ckpt"
+    fresh = HWCLI(args=[*args, "--run.name", "fresh", "--ckpt_path", str(head_trained), "--finetune.lr", "0.1",
+                        "--run.test_after_fit", "false"])
+    assert [g["lr"] for g in fresh.trainer.optimizers[0].param_groups] == [0.003, 0.1]
+
+    # Lightning skips on_train_epoch_start inside a resumed epoch: the backbone must be unfrozen anyway, and the
+    # resume does not first say that the backbone is frozen until epoch 1.
+    caplog.clear()
     HWCLI(args=[*args, "--run.name", "cut", "--ckpt_path", "last"])
-    whole, cut = (workdir / "runs" / "transfer_demo" / name for name in ("whole", "cut"))
+    assert "FreezeBackbone: epoch 1: unfroze 10 modules (8,393,728 parameters) at lr 0.001" in caplog.text
+    assert "backbone frozen" not in caplog.text
     assert (cut / "metrics.csv").read_text() == (whole / "metrics.csv").read_text()
     expected = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     final = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
@@ -95,52 +124,6 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch):
     assert not (workdir / "cache").exists()  # the backbone trained: nothing cached
     rows = list(csv.DictReader((cli.run_dir / "metrics.csv").open()))
     assert any(r.get("test/acc") for r in rows)
-
-
-@pytest.mark.slow
-def test_a_fine_tuning_lr_that_the_checkpoint_restores_is_refused(workdir, monkeypatch, capsys, caplog):
-    """After the unfreezing, the checkpoint's optimizer holds the unfrozen layers' group and its lr: a new
-    --finetune.lr would be recorded but never used. Before it, the new lr is the one the backbone trains at."""
-    from reliability_helpers import error_of
-
-    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
-    args = [
-        "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--trainer.max_epochs", "2",
-        "--finetune.unfreeze_at_epoch", "1", "--data.init_args.image_size", "32", "--trainer.limit_train_batches", "2",
-        "--run.test_after_fit", "false", *quiet(workdir),
-    ]
-    # SIGTERM after step 3: epoch 1's first batch, the last blocks unfrozen at lr 0.001 (the config's).
-    stopped = subprocess.run(
-        [sys.executable, "-m", "lightning_hw", *args, "--run.name", "cut",
-         "--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.step", "3"],
-        capture_output=True, text=True, cwd=workdir,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])},
-    )
-    assert stopped.returncode == 143, stopped.stderr[-2000:]
-    runs = workdir / "runs" / "transfer_demo"
-    cut = runs / "cut"
-    before = {p.relative_to(cut): p.read_bytes() for p in cut.rglob("*") if p.is_file()}
-
-    code, line = error_of([*args, "--run.name", "cut", "--ckpt_path", "last", "--finetune.lr", "0.1"], capsys)
-    assert code == 2
-    assert line.startswith(f"error: cannot resume {cut} with other settings than its checkpoint restores "
-                           "(finetune.init_args.lr 0.001 -> 0.1)")
-    last = cut / "checkpoints" / "last.ckpt"
-    code, line = error_of([*args, "--run.name", "new", "--ckpt_path", str(last), "--finetune.lr", "0.1"], capsys)
-    assert code == 2
-    assert line.startswith(f"error: cannot start run {runs / 'new'} from {last} with other settings")
-    assert {p.relative_to(cut): p.read_bytes() for p in cut.rglob("*") if p.is_file()} == before
-    assert not (runs / "new").exists()
-
-    # Taken at the end of epoch 0, before the unfreezing: a new run fine-tunes at the lr it is given.
-    head_trained = cut / "checkpoints" / "best-epoch000.ckpt"
-    fresh = HWCLI(args=[*args, "--run.name", "fresh", "--ckpt_path", str(head_trained), "--finetune.lr", "0.1"])
-    assert [g["lr"] for g in fresh.trainer.optimizers[0].param_groups] == [0.003, 0.1]
-    # The resume as recorded goes on unfrozen, and does not first say that the backbone is frozen until epoch 1.
-    caplog.clear()
-    HWCLI(args=[*args, "--run.name", "cut", "--ckpt_path", "last"])
-    assert "FreezeBackbone: epoch 1: unfroze 10 modules (8,393,728 parameters) at lr 0.001" in caplog.text
-    assert "backbone frozen" not in caplog.text
 
 
 @pytest.mark.slow
