@@ -85,6 +85,16 @@ class Run:
     curves: dict[str, dict[int, float]]
     status: str = "finished"
 
+    def recorded_config(self) -> dict[str, Any] | None:
+        """The run's ``config.yaml`` as YAML reads it (``{}`` for an empty one); ``None`` when it has none or it is no mapping."""
+        import yaml
+
+        try:
+            config = yaml.safe_load((self.directory / CONFIG_FILE).read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        return config if isinstance(config, dict) else None
+
     @property
     def epochs(self) -> int:
         """Epochs trained: one more than the last epoch with a train or val value."""
@@ -236,14 +246,9 @@ def mixed_tasks(runs: list[Run]) -> list[str]:
     task is the class named by its ``config.yaml``'s ``model.class_path``, by its class name (a
     config may spell ``lightning_hw.Classifier`` or ``Classifier``); runs without one are not counted.
     """
-    import yaml
-
     tasks: dict[str, list[str]] = {}
     for run in runs:
-        try:
-            model = (yaml.safe_load((run.directory / CONFIG_FILE).read_text()) or {}).get("model")
-        except (OSError, yaml.YAMLError, AttributeError):
-            continue
+        model = (run.recorded_config() or {}).get("model")
         task = model.get("class_path") if isinstance(model, dict) else model
         if isinstance(task, str) and task:
             tasks.setdefault(task.rsplit(".", 1)[-1], []).append(run.name)
@@ -384,19 +389,15 @@ def unlike_repeats(runs: list[Run]) -> list[str]:
         One line per variant whose repeats differ in a setting other than :data:`REPEAT_SETTINGS`
         and :data:`BOOKKEEPING_SETTINGS`, or (per seed) whose fold runs are fewer than the ``folds`` they recorded.
     """
-    import yaml
-
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for run in runs:
         path = Path(run.name)
         fold = FOLD_SUFFIX.match(path.name)
         seed = SEED_SUFFIX.match(fold["variant"] if fold else path.name)
-        if not (fold or seed) or not (run.directory / CONFIG_FILE).is_file():
+        recorded = run.recorded_config() if fold or seed else None
+        if recorded is None:
             continue
-        try:
-            config = flat_settings(yaml.safe_load((run.directory / CONFIG_FILE).read_text()) or {})
-        except (OSError, yaml.YAMLError):
-            continue
+        config = flat_settings(recorded)
         variant = seed["variant"] if seed else fold["variant"]
         groups.setdefault(str(path.parent / variant), []).append((path.name, config))
     notes = []
