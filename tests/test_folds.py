@@ -215,15 +215,17 @@ def test_checkpoint_records_the_fold_and_a_resume_on_another_fold_is_refused():
 # -- through the command line --------------------------------------------------------------------
 
 
-def test_cli_fold_out_of_range_is_one_line_and_leaves_no_run(workdir):
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_hw", "fit", "--config", str(QUICKSTART), "--data.init_args.folds", "3",
-         "--data.init_args.fold", "3", "--run.root", "runs", "--run.wandb", "disabled"],
-        capture_output=True, text=True,
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()  # the error alone
+def test_cli_fold_out_of_range_is_one_line_and_leaves_no_run(workdir, capsys):
+    args = ["fit", "--config", str(QUICKSTART), "--data.init_args.folds", "3", "--data.init_args.fold", "3",
+            "--run.root", "runs", "--run.wandb", "disabled"]
+    from lightning_hw.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()  # the error alone
     assert line.startswith("error:")
     assert "fold must be 0 to 2 with folds 3, got 3" in line
     assert not (workdir / "runs").exists()

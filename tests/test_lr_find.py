@@ -11,8 +11,6 @@ import csv
 import io
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -162,7 +160,7 @@ def test_an_existing_write_target_is_refused_and_left_unchanged(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["config.yaml", "checkpoints/lr.yaml"])
-def test_write_into_a_runs_directory_is_refused_even_with_overwrite(tmp_path, target):
+def test_write_into_a_runs_directory_is_refused_even_with_overwrite(tmp_path, monkeypatch, target):
     # A run's files are its record: --write --overwrite runs/<group>/<run>/config.yaml replaced the
     # config the run trained with, and a new file there would pass for one of the run's.
     run_dir = tmp_path / "runs" / "quickstart" / "r"
@@ -170,13 +168,10 @@ def test_write_into_a_runs_directory_is_refused_even_with_overwrite(tmp_path, ta
     (run_dir / "config.yaml").write_text("# the run's config\n")
     (run_dir / "metrics.csv").write_text("epoch\n0\n")
     before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
-    result = subprocess.run(
-        [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART),
-         "--write", f"runs/quickstart/r/{target}", "--overwrite"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.splitlines() == [
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), "--write", f"runs/quickstart/r/{target}", "--overwrite")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
         f"error: lr-find: --write runs/quickstart/r/{target} is inside runs/quickstart/r, a run whose files no other "
         f"command changes; write the config elsewhere (e.g. --write {Path(target).name})"
     ]
