@@ -645,12 +645,16 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
 
     Raises:
         RunInterrupted: Ctrl-C or SIGTERM while writing, saying that ``out`` is as it was.
-        ConfigError: ``out`` holds a file of one of the report's names that no earlier report wrote.
+        ConfigError: ``out`` (or ``elsewhere``) holds a file of one of the report's names that no
+            earlier report wrote (see :func:`check_replaces_only_reports`).
     """
     stage = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
     with _signals_while_writing(out) as moving, contextlib.ExitStack() as beside_targets:
         try:
             yield stage
+            # Checked again on what was written (main checks first, before drawing): a search's trial
+            # completed by another machine meanwhile adds a best.yaml or a plot.
+            earlier = check_replaces_only_reports(out, [file.name for file in stage.iterdir()], given, elsewhere)
             for name, target in (elsewhere or {}).items():
                 if (stage / name).is_file():
                     # Copied now into a temporary file beside its target (which may be on another file
@@ -659,15 +663,6 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
                     beside_targets.enter_context(atomic_open(target, "wb")).write((stage / name).read_bytes())
                     (stage / name).unlink()
             written = sorted(file.name for file in stage.iterdir())
-            earlier = earlier_report_files(out, written, given)
-            theirs = [name for name in written if name not in earlier and os.path.lexists(out / name)]
-            if theirs:  # the user's own (--out notes/ holding notes/report.md): replacing it would lose it
-                raise ConfigError(
-                    f"{'--out ' if given else ''}{out} holds {', '.join(theirs)}, which no earlier report there wrote "
-                    f"(a report lists its files in {MANIFEST_FILE}), and this report would replace "
-                    f"{'them' if len(theirs) > 1 else 'it'}; move {'them' if len(theirs) > 1 else 'it'} aside, "
-                    "or give another folder with --out"
-                )
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             for folder in [out, *out.parents] if made is not None else []:
@@ -689,6 +684,43 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
             os.replace(stage / name, out / name)
         _write_manifest(out, written)
         stage.rmdir()
+
+
+def check_replaces_only_reports(out: Path, names: list[str], given: bool, elsewhere: dict[str, Path] | None = None) -> set[str]:
+    """Refuse a report that would replace a file no report wrote; return the earlier report's files in ``out``.
+
+    Args:
+        out: the report folder.
+        names: the names of the files the report writes (those in ``elsewhere`` go there instead).
+        given: ``out`` came from ``--out`` (see :func:`earlier_report_files`).
+        elsewhere: names written outside ``out``, and where (a search's ``best.yaml``).
+
+    Raises:
+        ConfigError: ``out`` holds a file of one of ``names`` that no earlier report there wrote
+            (the user's own ``report.md`` in ``--out notes``), or a search's study directory holds a
+            ``best.yaml`` no report wrote (see :func:`~lightning_hw.studies.search_report.written_by_a_report`).
+    """
+    from lightning_hw.studies.search_report import written_by_a_report
+
+    elsewhere = elsewhere or {}
+    in_out = sorted(name for name in set(names) if name not in elsewhere)
+    earlier = earlier_report_files(out, in_out, given)
+    theirs = [name for name in in_out if name not in earlier and os.path.lexists(out / name)]
+    if theirs:  # the user's own (--out notes/ holding notes/report.md): replacing it would lose it
+        them = "them" if len(theirs) > 1 else "it"
+        raise ConfigError(
+            f"{'--out ' if given else ''}{out} holds {', '.join(theirs)}, which no earlier report there wrote "
+            f"(a report lists its files in {MANIFEST_FILE}), and this report would replace {them}; move {them} aside, "
+            "or give another folder with --out"
+        )
+    for name in sorted(set(names) & set(elsewhere)):
+        target = elsewhere[name]
+        if os.path.lexists(target) and not written_by_a_report(target):  # the user's own config of that name
+            raise ConfigError(
+                f"{target} is not a {name} a report wrote (those open with '# Best trial N of search ...'), and this "
+                f"report would replace it with the best trial's config; move it aside (or rename it) and report again"
+            )
+    return earlier
 
 
 def earlier_report_files(out: Path, written: list[str], given: bool) -> set[str]:
@@ -776,7 +808,7 @@ def _signals_while_writing(out: Path) -> Iterator[threading.Event]:
 
 def main(argv: list[str]) -> int:
     """``python -m lightning_hw report DIR [DIR...]``; returns the exit code."""
-    from lightning_hw.studies.search_report import BEST_FILE, is_search_dir, load_recorded_study, search_report
+    from lightning_hw.studies.search_report import BEST_FILE, files_to_write, is_search_dir, load_recorded_study, search_report
 
     options = build_parser().parse_args(argv)
     runs, base = load_runs(options.dirs)
@@ -835,6 +867,11 @@ def main(argv: list[str]) -> int:
         published_md = "\n".join(sections[2:]).strip()  # every table and note; W&B draws its own figures
         metrics = plotted_metrics(runs)
         files = figure_files(metrics)
+        # Refused now, not after drawing (minutes for a big study): every name this report writes is known.
+        check_replaces_only_reports(
+            out, [*(file.name for file in stage.iterdir()), "report.md", *files.values(), *(files_to_write(search[1]) if search else [])],
+            given, elsewhere,
+        )
         for metric, file in files.items():
             figure(runs, metric).savefig(stage / file, dpi=100)
             sections.append(f"![{metric}]({file})")

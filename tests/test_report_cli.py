@@ -314,3 +314,54 @@ def test_a_report_reruns_into_an_out_folder_an_older_version_wrote(workdir, caps
         main(["report", "runs/s", "--out", "runs/ab"])
     assert exit_info.value.code == 2
     assert (workdir / "runs" / "ab" / "report.md").read_text() == "# My notes\n\nwhat I saw\n"
+
+
+def test_a_users_own_best_yaml_in_the_study_directory_is_refused_and_kept(workdir, monkeypatch, capsys):
+    """A search's report replaced runs/s/best.yaml whatever it was: the user's own config of that name was
+    lost without a word (exit 0). It is refused now, before any figure is drawn; a best.yaml a report
+    wrote is still updated by the next report."""
+    from lightning_hw import reports
+    from lightning_hw.cli import main
+    from reliability_helpers import error_of
+
+    study_dir = search_study(workdir, [0.5, 0.6])
+    mine = "# my tuned config\nmodel:\n  init_args:\n    lr: 0.5\n"
+    (study_dir / "best.yaml").write_text(mine)
+    draw = reports.figure
+    monkeypatch.setattr(reports, "figure", lambda *args: pytest.fail("a figure was drawn"))
+    for out in ([], ["--out", "compare"]):  # best.yaml goes into the study directory whichever the report folder
+        code, line = error_of(["report", "runs/s", *out], capsys)
+        assert code == 2
+        assert line == (
+            f"error: {Path('runs/s/best.yaml')} is not a best.yaml a report wrote (those open with '# Best trial N of "
+            "search ...'), and this report would replace it with the best trial's config; move it aside (or rename it) "
+            "and report again"
+        )
+    assert (study_dir / "best.yaml").read_text() == mine
+    assert sorted(p.name for p in study_dir.iterdir()) == ["best.yaml", "optuna.db", "search.json", "trial-0", "trial-1"]
+    assert not (workdir / "compare").exists()
+    # Moved aside, the report writes its own best.yaml, and the next report (a better trial since) updates it.
+    monkeypatch.setattr(reports, "figure", draw)
+    (study_dir / "best.yaml").rename(workdir / "mine.yaml")
+    for accuracies, best in (([0.5, 0.6], 1), ([0.5, 0.6, 0.7], 2)):
+        search_study(workdir, accuracies)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", "runs/s"])
+        assert exit_info.value.code == 0
+        assert (study_dir / "best.yaml").read_text().startswith(f"# Best trial {best} of search s (val/acc = ")
+
+
+def test_a_report_refuses_the_users_files_before_it_draws(workdir, monkeypatch, capsys):
+    """`report runs/s --out notes` with the user's own report.md there drew every figure (minutes for a
+    big study) before it was refused; now the refusal comes first, and the folder is as it was."""
+    from lightning_hw import reports
+    from reliability_helpers import error_of
+
+    two_runs(workdir)
+    notes = workdir / "notes"
+    notes.mkdir()
+    (notes / "val_acc.png").write_bytes(b"my own figure")
+    monkeypatch.setattr(reports, "figure", lambda *args: pytest.fail("a figure was drawn"))
+    code, line = error_of(["report", "runs/s", "--out", "notes"], capsys)
+    assert code == 2 and line.startswith("error: --out notes holds val_acc.png, which no earlier report there wrote")
+    assert sorted(p.name for p in notes.iterdir()) == ["val_acc.png"] and (notes / "val_acc.png").read_bytes() == b"my own figure"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ IMPORTANCE_PNG = "optuna_importance.png"
 TRIALS_CSV = "trials.csv"
 #: the files a search adds to its report folder (best.yaml goes into the study directory)
 SEARCH_REPORT_FILES = (TRIALS_CSV, HISTORY_PNG, IMPORTANCE_PNG)
+#: the first line of every best.yaml a report wrote (see :func:`trial_config`, :func:`best_config`)
+BEST_FILE_HEADER = re.compile(r"# Best trial \d+ of search .+ \(.+ = .+\):")
 
 
 def write_search_file(search) -> None:
@@ -84,6 +87,43 @@ def load_recorded_study(directory: Path) -> tuple[dict[str, Any], Any]:
     return record, study
 
 
+def files_to_write(study) -> list[str]:
+    """The names of the files :func:`search_report` writes for ``study`` as its trials are now.
+
+    Known before anything is drawn, so that a report refuses to replace a file no report wrote
+    (the user's own ``best.yaml``) before it spends minutes on the figures.
+    """
+    complete = _complete(study.get_trials(deepcopy=False))
+    return [TRIALS_CSV, *([BEST_FILE, HISTORY_PNG] if complete else []), *([IMPORTANCE_PNG] if _shows_importance(complete) else [])]
+
+
+def written_by_a_report(path: Path) -> bool:
+    """Whether ``path`` (a study's ``best.yaml``) is one a search report wrote, which the next report updates.
+
+    A report's ``best.yaml`` opens with its header line (``# Best trial N of search ...``); a file the
+    user put there (their own config of that name) does not, and is never replaced. The file itself,
+    not a list beside it, says so: it lies in the study directory, whichever ``--out`` a report had.
+    """
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with path.open(encoding="utf-8") as file:
+            first = file.readline().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return BEST_FILE_HEADER.fullmatch(first) is not None
+
+
+def _complete(trials: list) -> list:
+    return [t for t in trials if t.state.name == "COMPLETE"]
+
+
+def _shows_importance(complete: list) -> bool:
+    """Whether Optuna's parameter importances can be drawn: 2 complete trials or more, with some parameter differing."""
+    varying = [k for k in {k for t in complete for k in t.params} if len({json.dumps(t.params.get(k)) for t in complete}) > 1]
+    return len(complete) >= 2 and bool(varying)
+
+
 def search_report(
     directory: Path, out: Path, loaded: tuple[dict[str, Any], Any] | None = None, shown_as: Path | None = None
 ) -> list[str]:
@@ -130,7 +170,7 @@ def search_report(
     table_md = markdown(columns, rows)
     lines = [f"## Search: {record['study']} ({record['metric']}, {record['direction']})", "", table_md, ""]
     print(f"Trials of search {record['study']} ({record['storage']}):\n\n{table_md}\n")
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    complete = _complete(trials)
     if complete:
         best = study.best_trial
         best_params = trial_options(best, heads)
@@ -225,8 +265,7 @@ def _plots(study, out: Path, complete: list, shown_as: Path) -> list[str]:
             ax.figure.savefig(out / HISTORY_PNG, dpi=100, bbox_inches="tight")
             plt.close(ax.figure)
             lines.append(f"![optimisation history]({HISTORY_PNG})")
-        varying = [k for k in {k for t in complete for k in t.params} if len({json.dumps(t.params.get(k)) for t in complete}) > 1]
-        if len(complete) < 2 or not varying:
+        if not _shows_importance(complete):
             print(f"No parameter-importance plot: it needs at least 2 complete trials with differing parameters ({len(complete)} complete)")
         else:
             ax = optuna_plots.plot_param_importances(study)
