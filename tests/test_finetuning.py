@@ -117,12 +117,15 @@ def test_from_layer_outside_the_backbone_is_refused():
 
 def test_the_fine_tuning_lr_is_among_the_restored_settings_wherever_it_is_given():
     """Under finetune: or as a trainer callback: one key, so a resume compares it whichever the config used."""
-    from lightning_hw.runs.lifecycle import FINETUNE_LR, restored_settings
+    from lightning_hw.runs.lifecycle import FINETUNE_FROM, FINETUNE_LR, restored_settings
 
-    freezer = {"class_path": "lightning_hw.callbacks.finetuning.FreezeBackbone", "init_args": {"lr": 0.001}}
+    freezer = {"class_path": "lightning_hw.callbacks.finetuning.FreezeBackbone", "init_args": {"lr": 0.001, "unfreeze_at_epoch": 3}}
     own_key = {"finetune": freezer, "trainer": {"callbacks": []}, "optimizer": {"init_args": {"lr": 0.01}}}
     as_callback = {"finetune": None, "trainer": {"callbacks": [freezer]}, "optimizer": {"init_args": {"lr": 0.01}}}
-    assert restored_settings(own_key) == restored_settings(as_callback) == {"optimizer.init_args.lr": 0.01, FINETUNE_LR: 0.001}
+    # The unfreezing epoch comes along, uncompared: it says whether the run has a checkpoint of before it.
+    assert restored_settings(own_key) == restored_settings(as_callback) == {
+        "optimizer.init_args.lr": 0.01, FINETUNE_LR: 0.001, FINETUNE_FROM: 3,
+    }
     assert FINETUNE_LR not in restored_settings({"finetune": None, "trainer": {"callbacks": []}})
 
 

@@ -127,6 +127,38 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch, cap
 
 
 @pytest.mark.slow
+def test_the_default_fine_tuning_lr_written_out_resumes_and_a_run_unfrozen_at_epoch_0_has_no_earlier_checkpoint(workdir, capsys, caplog):
+    """A run fine-tuned at the default lr (none given: the head's 0.003 / 10) resumed with `--finetune.lr 0.0003`
+    was refused as "None -> 0.0003", though that is the lr it trained at. Another lr is refused, saying what
+    None was, and without the advice to start from a checkpoint of before the unfreezing: unfrozen at epoch 0,
+    the run has none."""
+    from conftest import tiny_run_args
+    from reliability_helpers import error_of, output_of
+
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--run.test_after_fit", "false",
+        "--finetune.unfreeze_at_epoch", "0", "--finetune.lr", "null", "--run.name", "r",
+    )
+    output_of(*args)
+    run = workdir / "runs" / "transfer_demo" / "r"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, line = error_of([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last", "--finetune.lr", "0.1"], capsys)
+    assert code == 2
+    assert line == (
+        f"error: cannot resume {run} with other settings than its checkpoint restores (finetune.init_args.lr None "
+        "(the head's lr / 10: 0.0003) -> 0.1): its optimizer and random states would keep the run's, so config.yaml "
+        "would name settings it never trained with; resume without changing them, or train a new run (another --run.name)"
+    )
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    caplog.clear()
+    output_of(*args, "--trainer.max_epochs", "2", "--ckpt_path", "last", "--finetune.lr", "0.0003")
+    assert "FreezeBackbone: epoch 1: unfroze 10 modules (8,393,728 parameters) at lr 0.0003" in caplog.text
+    assert yaml.safe_load((run / "config.yaml").read_text())["finetune"]["init_args"]["lr"] == 0.0003
+    assert [row["epoch"] for row in csv.DictReader((run / "metrics.csv").open()) if row.get("val/loss")] == ["0", "1"]
+
+
+@pytest.mark.slow
 def test_a_checkpoint_whose_optimizer_has_other_groups_is_one_line_and_leaves_no_run(workdir, monkeypatch, capsys):
     """A head trained without FreezeBackbone, fine-tuned from its checkpoint with it (and the reverse): torch refused
     the optimizer state in the first step with a ValueError traceback, as FreezeBackbone leaves the frozen weights out."""

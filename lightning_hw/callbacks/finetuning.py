@@ -19,6 +19,7 @@ feature cache stores.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -150,18 +151,25 @@ class FreezeBackbone(BaseFinetuning):
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 
     @staticmethod
-    def unfrozen_in(checkpoint: dict[str, Any]) -> bool:
-        """Whether a checkpoint was taken after its FreezeBackbone unfroze the backbone.
+    def unfrozen_lr(checkpoint: dict[str, Any]) -> float | None:
+        """The learning rate a checkpoint's unfrozen layers' group was added at; ``None`` before the unfreezing.
 
-        Lightning's ``BaseFinetuning`` keeps the optimizer's parameter groups, by parameter
-        name, in its checkpoint state (``internal_optimizer_metadata``); it holds backbone
-        parameters only once unfreezing has added their group. A fit from such a checkpoint
-        restores that group, learning rate included, and so ignores a new ``lr``.
+        Lightning's ``BaseFinetuning`` keeps the optimizer's parameter groups, by parameter name,
+        in its checkpoint state (``internal_optimizer_metadata``); it holds backbone parameters
+        only once unfreezing has added their group. A fit from such a checkpoint restores that
+        group, learning rate included, and so ignores a new ``lr``. Each group is recorded as it
+        joins the optimizer, so this is the lr the backbone started fine-tuning at (``lr``, or the
+        head's lr / 10 when none was given), not the one a scheduler has made of it since.
 
         Args:
             checkpoint: a loaded checkpoint.
         """
-        return _holds_backbone(finetuning_groups((checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__)))
+        optimizers = finetuning_groups((checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__))
+        for groups in optimizers.values():
+            for group in groups:
+                if _holds_backbone({0: [group]}):
+                    return float(group.get("lr", math.nan))  # a float or a tensor (torch takes both); never missing
+        return None
 
     def frozen_throughout(self, max_epochs: int | None) -> bool:
         """Whether the backbone stays frozen for a run of ``max_epochs`` epochs."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import math
 import os
 import shlex
 import shutil
@@ -614,6 +615,9 @@ RESTORED_FROM_CHECKPOINT = ("model.init_args.lr", "optimizer", "lr_scheduler", "
 #: the unfrozen layers' learning rate (FreezeBackbone's ``lr``, under ``finetune:`` or in ``trainer.callbacks``):
 #: restored only from a checkpoint taken after the backbone was unfrozen, whose optimizer then holds their group
 FINETUNE_LR = "finetune.init_args.lr"
+#: the epoch FreezeBackbone unfreezes at: not restored, nor compared, but it says whether a run has a
+#: checkpoint of before the unfreezing (none when it unfroze at epoch 0), where another fine-tuning lr can start
+FINETUNE_FROM = "finetune.init_args.unfreeze_at_epoch"
 
 
 def restored_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -621,7 +625,8 @@ def restored_settings(config: dict[str, Any]) -> dict[str, Any]:
 
     The fine-tuning ``lr`` is among them as :data:`FINETUNE_LR`, wherever the config gives its
     FreezeBackbone; :func:`check_restored_settings_kept` compares it only when the checkpoint
-    holds the unfrozen layers' group.
+    holds the unfrozen layers' group. Its ``unfreeze_at_epoch`` comes along as :data:`FINETUNE_FROM`
+    (never compared: only what the refusal advises depends on it).
     """
     settings = {
         key: _as_recorded(value) for key, value in flat_settings(config).items() if key.startswith(RESTORED_FROM_CHECKPOINT)
@@ -630,6 +635,7 @@ def restored_settings(config: dict[str, Any]) -> dict[str, Any]:
     for entry in [config.get("finetune"), *(callbacks if isinstance(callbacks, list) else [])]:
         if isinstance(entry, dict) and str(entry.get("class_path", "")).rsplit(".", 1)[-1] == "FreezeBackbone":
             settings[FINETUNE_LR] = (entry.get("init_args") or {}).get("lr")
+            settings[FINETUNE_FROM] = (entry.get("init_args") or {}).get("unfreeze_at_epoch")
     return settings
 
 
@@ -651,6 +657,18 @@ def _settings_trained_with(run: Run, checkpoint: dict[str, Any] | None) -> tuple
     return (carried, "the checkpoint's") if isinstance(carried, dict) else None
 
 
+def _same_lr(given: Any, trained: float) -> bool:
+    """Whether the learning rate ``given`` is the one trained with (0.003 / 10 is 0.00030000000000000003)."""
+    return isinstance(given, (int, float)) and math.isclose(given, trained, rel_tol=1e-9)
+
+
+def _trained_value(key: str, value: Any, unfrozen_lr: float | None) -> str:
+    """A trained-with setting as a refusal shows it; the fine-tuning lr left to its default says what that was."""
+    if key == FINETUNE_LR and value is None and unfrozen_lr is not None:
+        return f"None (the head's lr / 10: {unfrozen_lr:g})"
+    return repr(value)
+
+
 def _as_recorded(value: Any) -> Any:
     """``value`` as ``config.yaml`` holds it: a tuple (Adam's ``betas``) is a YAML list there."""
     if isinstance(value, (list, tuple)):
@@ -669,7 +687,8 @@ def check_restored_settings_kept(run: Run, new: dict[str, Any], checkpoint: dict
     settings). The fine-tuning ``lr`` (:data:`FINETUNE_LR`) counts only when the checkpoint
     was taken after FreezeBackbone unfroze the backbone: its optimizer then holds the
     unfrozen layers' group at the lr they trained with; before, it holds none, and the new lr
-    is used. Called before the run's directory is touched.
+    is used. A run that gave none (the head's lr / 10) trained at the lr its checkpoint's group
+    was added at: that value written out is no change. Called before the run's directory is touched.
 
     Args:
         run: the planned fit (``resume``, or ``create`` from a checkpoint).
@@ -686,24 +705,30 @@ def check_restored_settings_kept(run: Run, new: dict[str, Any], checkpoint: dict
     old, whose = trained
     from lightning_hw.callbacks.finetuning import FreezeBackbone
 
-    unfrozen = FreezeBackbone.unfrozen_in(checkpoint or {})
-    if not unfrozen:
+    unfrozen_at = old.get(FINETUNE_FROM)
+    old, new = ({k: v for k, v in d.items() if k != FINETUNE_FROM} for d in (old, new))
+    unfrozen_lr = FreezeBackbone.unfrozen_lr(checkpoint or {})
+    if unfrozen_lr is None:
         # Taken before the backbone was unfrozen: the checkpoint's optimizer has no group for its layers yet, so
         # the fine-tuning lr is used as given (train the head in one run, fine-tune from its checkpoint in another).
         old, new = ({k: v for k, v in d.items() if k != FINETUNE_LR} for d in (old, new))
+    elif old.get(FINETUNE_LR) is None and _same_lr(new.get(FINETUNE_LR), unfrozen_lr):
+        # The run gave none (the head's lr / 10) and this names the lr that gave: the same lr, only written out.
+        new = {**new, FINETUNE_LR: None}
     # A setting in one config only is a default that another torch version added (or dropped), not
     # a change; a class that differs (another optimizer, a scheduler added or removed) always is.
     changed = [
-        f"{key} {old.get(key)!r} -> {new.get(key)!r}"
+        f"{key} {_trained_value(key, old.get(key), unfrozen_lr)} -> {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
         if (key.endswith(".class_path") or (key in old and key in new)) and old.get(key) != new.get(key)
     ]
     if not changed:
         return
-    # Another fine-tuning lr can still be had: a checkpoint of before the unfreezing holds no group that keeps the old one.
+    # Another fine-tuning lr can still be had: a checkpoint of before the unfreezing holds no group that keeps the
+    # old one; a run that unfroze at epoch 0 has no such checkpoint.
     earlier = (
         ", or start one from a checkpoint saved before the backbone was unfrozen, which fine-tunes at the lr given"
-        if any(item.startswith(FINETUNE_LR + " ") for item in changed) else ""
+        if any(item.startswith(FINETUNE_LR + " ") for item in changed) and unfrozen_at != 0 else ""
     )
     if run.mode == "resume":
         raise ConfigError(
