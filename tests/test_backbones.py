@@ -165,11 +165,15 @@ def test_backbone_preprocessing_reaches_the_datamodule(folder):
     ("name", "content"),
     [
         ("text.pth", b"not a checkpoint\n"),  # torch's refusal advises weights_only=False
+        ("junk.pth", b"junk\n"),  # torch's reader said "KeyError: 174812789" ("unk\n" read as a pickle memo key)
+        ("empty.pth", b""),  # torch's said "EOFError: "
         ("cut.pth", None),  # half of a real checkpoint: torch's says how files get corrupted
         ("cut.safetensors", None),
     ],
 )
 def test_an_unreadable_weights_file_is_one_line_that_says_what_to_give(workdir, capsys, name, content):
+    """A file in neither weights format is said to be none, with its size; one that is a weights file
+    but cannot be read is said to be damaged, with its reader's first sentence."""
     from conftest import REPO, tiny_run_args
     from lightning_hw.cli import main
 
@@ -194,10 +198,17 @@ def test_an_unreadable_weights_file_is_one_line_that_says_what_to_give(workdir, 
     assert exit_info.value.code == 2
     done = capsys.readouterr()
     errors = [line for line in (done.out + done.err).splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(f"error: cannot read weights file {path} (")
-    assert errors[0].endswith(
-        "); it must be a timm resnet18 checkpoint: the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
-    )
+    assert len(errors) == 1
+    advice = "; it must be a timm resnet18 checkpoint: the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
+    if path.stem == "cut":
+        assert errors[0].startswith(f"error: cannot read weights file {path} (")
+        kind = "safetensors" if path.suffix == ".safetensors" else "PyTorch"
+        assert errors[0].endswith(f"): a {kind} file that is damaged (a download cut short?) or holds more than a state_dict{advice}")
+    else:
+        assert errors[0] == (
+            f"error: {path} is not a PyTorch or safetensors weights file ({len(content)} bytes, in neither format: "
+            f"a download cut short, or another kind of file saved under its name){advice}"
+        )
     assert "weights_only=False" not in errors[0] and "internal miniz error" not in errors[0]
     assert "Traceback" not in done.err and not (workdir / "runs").exists()
 

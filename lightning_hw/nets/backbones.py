@@ -171,13 +171,7 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
     try:
         file_keys = set(load_state_dict(str(path)))
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a checkpoint"
-        # The first sentence says what is wrong; the readers' own advice after it does not fit here
-        # (torch's "retry with weights_only=False" would run code from the file, which this never does).
-        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
-        raise ConfigError(
-            f"cannot read weights file {path} ({type(err).__name__}: {reason}); it must be a timm {model_name} "
-            "checkpoint: the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
-        ) from None
+        raise _unreadable_weights_file(path, model_name, err) from None
     missing = [k for k in expected if k not in file_keys and not k.endswith("num_batches_tracked")]
     if missing:
         raise ConfigError(
@@ -192,6 +186,56 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
             f"does not have (e.g. {unexpected[0]}), so it is another model's; use the hub's model.safetensors "
             f"or torch.save(model.state_dict()) of a timm {model_name}"
         )
+
+
+def _unreadable_weights_file(path: Path, model_name: str, err: Exception) -> ConfigError:
+    """The one-line error of a weights file its reader failed on, saying whether it is a weights file at all.
+
+    A file of another kind (a download cut short at 0 bytes, an HTML page saved under the file's
+    name, a plain pickle) reaches torch's legacy reader, whose own error is then a stray
+    ``KeyError: 174812789`` (a byte read as a pickle opcode) or ``EOFError``: no word of what is wrong.
+    """
+    advice = f"it must be a timm {model_name} checkpoint: the hub's model.safetensors or torch.save(model.state_dict()) of a timm model"
+    if isinstance(err, OSError):  # not its content: the file could not be opened (permissions, a folder)
+        return ConfigError(f"cannot read weights file {path} ({type(err).__name__}: {err.strerror or err}); {advice}")
+    kind = _weights_file_kind(path)
+    if kind is None:
+        return ConfigError(
+            f"{path} is not a PyTorch or safetensors weights file ({path.stat().st_size} bytes, in neither format: "
+            f"a download cut short, or another kind of file saved under its name); {advice}"
+        )
+    # The first sentence says what is wrong; the readers' own advice after it does not fit here
+    # (torch's "retry with weights_only=False" would run code from the file, which this never does).
+    reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+    return ConfigError(
+        f"cannot read weights file {path} ({type(err).__name__}: {reason}): a {kind} file that is damaged (a download "
+        f"cut short?) or holds more than a state_dict; {advice}"
+    )
+
+
+def _weights_file_kind(path: Path) -> str | None:
+    """Which weights format ``path`` is by its first bytes: ``"safetensors"``, ``"PyTorch"``, or ``None`` (neither).
+
+    torch.save writes a zip archive (or, before torch 1.6, a pickle that opens with torch's magic
+    number); safetensors opens with the 8-byte length of a JSON header.
+    """
+    import pickle
+
+    from torch.serialization import MAGIC_NUMBER
+
+    try:
+        with path.open("rb") as file:
+            head = file.read(16)
+        size = path.stat().st_size
+    except OSError:
+        return None
+    legacy = pickle.dumps(MAGIC_NUMBER, protocol=2)[2:-1]  # the number as a pickle opcode, after the protocol
+    # A zip's first entry header (not its directory, at the end: a file cut short still opens like this).
+    if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[2 : 2 + len(legacy)] == legacy):
+        return "PyTorch"
+    if len(head) >= 9 and 8 + int.from_bytes(head[:8], "little") <= size and head[8:9] == b"{":
+        return "safetensors"
+    return None
 
 
 def output_shape(model_name: str, input_shape: Sequence[int], global_pool: str) -> tuple[int, ...]:
