@@ -248,3 +248,34 @@ def test_a_weights_file_holding_buffers_the_model_computes_itself_is_loaded(work
     backbone = backbones.create_backbone("test_coatnet", weights_file=path)
     loaded = backbone.state_dict()
     assert all(torch.equal(loaded[name], tensors[name]) for name in loaded)
+
+
+@pytest.mark.parametrize(
+    ("saved_pool", "head"),
+    [("token", "gap"), ("avg", "flatten")],  # the hub's usual ViT file under a gap head; a gap-trained file flattened
+)
+def test_a_vit_weights_file_whose_final_norm_sits_on_the_other_side_of_the_pooling_is_loaded_as_trained(workdir, saved_pool, head):
+    """A timm ViT normalises before pooling (`norm`) when it pools the class token, after it (`fc_norm`) when
+    it averages. A file saved from one was refused under the other pooling as "not a timm test_vit checkpoint:
+    2 of 78 backbone tensors are missing (e.g. fc_norm.weight)"; it is the model's own file, and loads with its
+    own layout: every tensor as trained, the features the saved model computes."""
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import HWCLI
+
+    source = timm.create_model("test_vit", global_pool=saved_pool).eval()
+    path = workdir / f"test_vit_{saved_pool}.pth"
+    torch.save(source.state_dict(), path)
+    cli = HWCLI(args=tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--trainer.fast_dev_run", "true",
+        "--model.init_args.net.init_args.model_name", "test_vit", "--model.init_args.net.init_args.weights_file", str(path),
+        "--model.init_args.net.init_args.head", f"[{head}, 8]", "--finetune.unfreeze_at_epoch", "null", "--finetune.last_blocks", "null",
+    ))
+    backbone = cli.model.net.backbone.eval()
+    saved = source.state_dict()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in backbone.state_dict().items())
+    assert set(saved) - set(backbone.state_dict()) == {"head.weight", "head.bias"}  # the classifier only
+    x = torch.rand(2, 3, *source.patch_embed.img_size)
+    tokens = source.forward_features(x)  # normalised by `norm` (token pooling) or not yet (average pooling)
+    with torch.no_grad():
+        expected = tokens[:, source.num_prefix_tokens:].mean(1) if head == "gap" else source.fc_norm(tokens)
+        assert torch.allclose(backbone(x).reshape(expected.shape), expected, atol=1e-6)

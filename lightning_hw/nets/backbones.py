@@ -60,7 +60,7 @@ def create_backbone(
         path = Path(weights_file).expanduser()
         if not path.is_file():
             raise ConfigError(f"weights file {path} not found; give the path of a timm {model_name} checkpoint")
-        _check_weights_file(path, model_name, kwargs)
+        kwargs.update(_check_weights_file(path, model_name, kwargs))
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
         pretrained = True
     elif pretrained:
@@ -149,29 +149,37 @@ def _hub_page(model_name: str) -> str:
     return f"https://huggingface.co/{hub_id}" if hub_id else "https://huggingface.co/timm"
 
 
-def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> None:
+def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Fail unless the file holds every tensor of the backbone, and no other model's, by name.
 
     timm loads without ``strict`` once the classifier is dropped (``num_classes=0``), so a
     file of another model would otherwise leave the backbone silently random, and one of a
     deeper model of the same family (resnet34's for a resnet18) would load its first blocks
     and drop the rest with only a log line.
+
+    Returns:
+        the timm arguments that build the backbone in the file's layout (see :func:`_norm_layout_of`).
     """
     import timm
     from timm.models import load_state_dict
 
-    with torch.device("meta"):  # names only: nothing is allocated
-        expected = timm.create_model(model_name, pretrained=False, **kwargs).state_dict()
-        # The whole model (classifier, default pooling) names what a file of it may hold besides, and so do
-        # the buffers it computes itself (swin's relative_position_index, attn_mask): not in its state_dict
-        # now, but in files that older timm versions saved, and dropped by timm as it loads them.
-        whole = {k: v for k, v in kwargs.items() if k not in ("num_classes", "global_pool")}
-        whole_model = timm.create_model(model_name, pretrained=False, **whole)
-        known = set(expected) | set(whole_model.state_dict()) | {name for name, _ in whole_model.named_buffers()}
     try:
         file_keys = set(load_state_dict(str(path)))
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a checkpoint"
         raise _unreadable_weights_file(path, model_name, err) from None
+    with torch.device("meta"):  # names only: nothing is allocated
+        expected = timm.create_model(model_name, pretrained=False, **kwargs).state_dict()
+        layout = _norm_layout_of(file_keys, expected)
+        try:
+            expected = timm.create_model(model_name, pretrained=False, **kwargs, **layout).state_dict() if layout else expected
+        except TypeError:  # a model that moves its norm but takes no fc_norm argument: checked as it is
+            layout = {}
+        # The whole model (classifier, default pooling) names what a file of it may hold besides, and so do
+        # the buffers it computes itself (swin's relative_position_index, attn_mask): not in its state_dict
+        # now, but in files that older timm versions saved, and dropped by timm as it loads them.
+        whole = {k: v for k, v in {**kwargs, **layout}.items() if k not in ("num_classes", "global_pool")}
+        whole_model = timm.create_model(model_name, pretrained=False, **whole)
+        known = set(expected) | set(whole_model.state_dict()) | {name for name, _ in whole_model.named_buffers()}
     missing = [k for k in expected if k not in file_keys and not k.endswith("num_batches_tracked")]
     if missing:
         raise ConfigError(
@@ -186,6 +194,30 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
             f"does not have (e.g. {unexpected[0]}), so it is another model's; use the hub's model.safetensors "
             f"or torch.save(model.state_dict()) of a timm {model_name}"
         )
+    return layout
+
+
+def _norm_layout_of(file_keys: set[str], expected: dict[str, Any]) -> dict[str, Any]:
+    """timm's ``fc_norm`` argument that gives the backbone the file's final norm, where the pooling moved it.
+
+    A timm ViT (and its kin: DeiT, EVA...) normalises its tokens before pooling (``norm``) when it
+    pools the class token, and after pooling (``fc_norm``) when it averages them. The hub's
+    files are mostly the former: a ``gap`` head (average pooling) would expect ``fc_norm`` and
+    refuse them as another model's, and timm itself would drop their ``norm`` and leave
+    ``fc_norm`` at its initial values. Built with the file's layout (``fc_norm=False`` keeps
+    ``norm`` before the average, as timm's CLIP ViTs do), every trained tensor is used as trained.
+
+    Returns:
+        ``{"fc_norm": bool}`` when the file has the other layout than the backbone, else ``{}``.
+    """
+    def has(keys: Any, prefix: str) -> bool:
+        return any(str(key).startswith(prefix) for key in keys)
+
+    file_fc_norm, file_norm = has(file_keys, "fc_norm."), has(file_keys, "norm.")
+    model_fc_norm, model_norm = has(expected, "fc_norm."), has(expected, "norm.")
+    if file_fc_norm != file_norm and model_fc_norm != model_norm and file_fc_norm != model_fc_norm:
+        return {"fc_norm": file_fc_norm}
+    return {}
 
 
 def _unreadable_weights_file(path: Path, model_name: str, err: Exception) -> ConfigError:
