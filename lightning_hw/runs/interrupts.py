@@ -148,8 +148,8 @@ class SignalWatch:
 
         return type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
 
-    def _torchrun_copies(self) -> int:
-        """How many copies of a stop signal torchrun passes on to this process after it (1 under torchrun, else 0).
+    def _torchrun_copies(self, signum: int) -> int:
+        """How many copies of a stop signal torchrun (or the study running this fit) passes on after it: 1 or 0.
 
         torchrun sends each signal it gets on to every worker. A signal to the whole job (the
         process group, SLURM's job step, ``scancel``) so reaches a worker twice: directly, and
@@ -160,8 +160,13 @@ class SignalWatch:
         """
         from lightning.fabric.plugins.environments import TorchElasticEnvironment
 
+        from lightning_hw.studies.grid import STUDY_PARENT_ENV
+
         environment = getattr(getattr(self.trainer, "strategy", None), "cluster_environment", None)
-        return 1 if type(environment) is TorchElasticEnvironment else 0
+        # A study's fit: the study passes each SIGTERM it gets on (not Ctrl-C, which a terminal sends
+        # to the whole process group: a second Ctrl-C must still stop the fit at once).
+        study_passes_on = signum == signal.SIGTERM and os.environ.get(STUDY_PARENT_ENV) == str(os.getppid())
+        return 1 if type(environment) is TorchElasticEnvironment or study_passes_on else 0
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.finishing:
@@ -169,7 +174,7 @@ class SignalWatch:
             return
         if self.signum is None and self.training:
             self.signum = signum
-            self._copies_due = self._torchrun_copies()
+            self._copies_due = self._torchrun_copies(signum)
             launcher = getattr(getattr(self.trainer, "strategy", None), "launcher", None)
             if launcher is not None and hasattr(launcher, "kill"):
                 launcher.kill(signum)  # the DDP processes Lightning started stop at the same step
@@ -184,7 +189,7 @@ class SignalWatch:
         if self.signum is not None and self.training and self._parent_forwards_signals():
             return  # the same stop again, forwarded by rank 0
         if self.training and signum == self.signum and self._copies_due > 0:
-            self._copies_due -= 1  # the same stop again, passed on by torchrun
+            self._copies_due -= 1  # the same stop again, passed on by torchrun or the study
             return
         raise RunInterrupted(signum, at_once=True)
 

@@ -57,6 +57,8 @@ from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_recor
 FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
 INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
+#: set in a study's fit: the study's process id, which passes each stop signal it gets on to its fits
+STUDY_PARENT_ENV = "LIGHTNING_HW_STUDY_PID"
 LOG_FILE = "study.log"
 STUDY_KEYS = ("name", "config", "args", "seeds", "folds", "variants", "root", "objective", "storage", "heartbeat", "seed")
 # (a file with `search:` is read by lightning_hw.studies.search)
@@ -674,13 +676,16 @@ def _interruptible(run) -> int:
     its default action would end this process at once, leaving its fits without a reader for
     their output (they then fail on a broken pipe), the trials RUNNING in the storage and the
     end of each ``study.log`` unwritten. Like Ctrl-C in a terminal, a signal to the process
-    group reaches the fits too: each stops at its next step with ``last.ckpt`` saved, and the
-    runner queues it again before this process exits.
+    group reaches the fits too; a SIGTERM to this process alone is passed on to them. Each stops
+    at its next step with ``last.ckpt`` saved, and the runner queues it again before this process exits.
     """
     received: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:
+        from lightning_hw.studies.runner import pass_on_signal
+
         received.append(signum)
+        pass_on_signal(signum)  # a signal to this process alone would reach no fit
         raise KeyboardInterrupt
 
     watching = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers

@@ -57,7 +57,7 @@ from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
-    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
+    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, STUDY_PARENT_ENV, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
     has_last_checkpoint, is_finished_run, last_error_line, left_to_user, move_aside_advice, overrides_to_args, split_configs,
 )
 from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
@@ -71,22 +71,52 @@ METRIC_ATTR = "objective"  # study user attr: the metric a search optimises (set
 # -- processes ---------------------------------------------------------------------------------
 
 
+#: the fits this study process is running now (one per worker), to pass a stop signal on to
+_RUNNING_FITS: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
 def execute(job: Job, env: dict[str, str], tee: bool) -> int:
     """Run the job's ``fit``; its output goes to ``<run>/study.log`` (and the console with ``tee``)."""
     job.run_dir.mkdir(parents=True, exist_ok=True)
+    # The fit takes the copy of a stop signal that this process passes on as the same request.
+    env = {**env, STUDY_PARENT_ENV: str(os.getpid())}
     with (job.run_dir / LOG_FILE).open("a") as log:
         log.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')}\n$ {shlex.join(job.command)}\n")
         log.flush()
         process = subprocess.Popen(
             job.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
         )
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.write(line)
-            log.flush()  # a study killed outright (SIGKILL) keeps its fit's output up to here
-            if tee:
-                sys.stdout.write(line)
-        return process.wait()
+        with _RUNNING_LOCK:
+            _RUNNING_FITS.add(process)
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                log.flush()  # a study killed outright (SIGKILL) keeps its fit's output up to here
+                if tee:
+                    sys.stdout.write(line)
+            return process.wait()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING_FITS.discard(process)
+
+
+def pass_on_signal(signum: int) -> None:
+    """Send a stop signal the study got to each fit it runs, which then stops at its next step.
+
+    A signal to the study's process alone (``kill PID``, ``docker stop``, a supervisor) reaches
+    no fit: the study would wait for each running fit to train all its epochs. A signal to the
+    whole process group reaches each fit twice (directly and passed on); the fit knows its
+    study passes signals on (:data:`STUDY_PARENT_ENV`) and takes the copy as the same request.
+    """
+    with _RUNNING_LOCK:
+        running = [p for p in _RUNNING_FITS if p.poll() is None]
+    for process in running:
+        try:
+            process.send_signal(signum)
+        except ProcessLookupError:  # it ended meanwhile
+            pass
 
 
 def child_env(parallel: int):
