@@ -631,6 +631,24 @@ def test_sigterm_to_the_study_stops_it_as_ctrl_c_does(workdir, to_the_group):
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
 
 
+def test_a_study_fit_stopping_at_once_takes_the_studys_copy_of_the_signal_as_the_same_one(monkeypatch):
+    """A SIGTERM to the process group outside training (set-up, the test after fit) stops a study's fit at once,
+    and the copy its study passes on arrives while it unwinds: taken as a new signal, it raised again in the
+    middle of writing the run's status (a signal handler cannot be driven through the CLI at that moment)."""
+    import signal
+
+    from lightning_hw.runs.interrupts import RunInterrupted, SignalWatch
+    from lightning_hw.studies.grid import STUDY_PARENT_ENV
+
+    monkeypatch.setenv(STUDY_PARENT_ENV, str(os.getppid()))  # as the study sets it for its fit
+    watch = SignalWatch()
+    with pytest.raises(RunInterrupted):
+        watch._handle(signal.SIGTERM, None)  # from the process group: stops at once
+    watch._handle(signal.SIGTERM, None)  # the study's copy of it: nothing more
+    with pytest.raises(RunInterrupted):
+        watch._handle(signal.SIGTERM, None)  # another SIGTERM is one
+
+
 def test_grid_on_a_journal_does_not_call_a_study_complete_while_a_run_is_running(workdir, capsys, monkeypatch):
     """A journal has no heartbeat: a run RUNNING in it (another process's, or one that died) is left to it,
     and the summary says so, with --retry-running for when no process trains it, not "complete"."""

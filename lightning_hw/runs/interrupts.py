@@ -85,6 +85,7 @@ class SignalWatch:
         self.finishing = False  # the work is done and being written out: a signal is noted, not obeyed
         self.trainer: Trainer | None = None
         self._copies_due = 0  # copies of the stop signal that torchrun is still to pass on (see _torchrun_copies)
+        self._stopped_at_once: int | None = None  # the signal that stopped the command at once
         self._saved: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -104,7 +105,7 @@ class SignalWatch:
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._saved.clear()
         self.signum, self.training, self.finishing, self.trainer = None, False, False, None
-        self._copies_due = 0
+        self._copies_due, self._stopped_at_once = 0, None
 
     def requested(self) -> bool:
         """Whether a signal asked training to stop (in this process)."""
@@ -191,6 +192,12 @@ class SignalWatch:
         if self.training and signum == self.signum and self._copies_due > 0:
             self._copies_due -= 1  # the same stop again, passed on by torchrun or the study
             return
+        if signum == self._stopped_at_once and self._copies_due > 0:
+            # The copy of the signal that stopped the command at once, arriving while it unwinds:
+            # raised again, it would break off the run's clean-up (its status, its rollback).
+            self._copies_due -= 1
+            return
+        self._stopped_at_once, self._copies_due = signum, self._torchrun_copies(signum)
         raise RunInterrupted(signum, at_once=True)
 
 
