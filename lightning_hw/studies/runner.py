@@ -73,7 +73,8 @@ METRIC_ATTR = "objective"  # study user attr: the metric a search optimises (set
 
 #: the fits this study process is running now (one per worker), to pass a stop signal on to
 _RUNNING_FITS: set[subprocess.Popen] = set()
-_RUNNING_LOCK = threading.Lock()
+# Reentrant: pass_on_signal runs in a signal handler, which may interrupt this same thread inside the lock.
+_RUNNING_LOCK = threading.RLock()
 
 
 def execute(job: Job, env: dict[str, str], tee: bool) -> int:
