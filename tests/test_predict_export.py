@@ -445,6 +445,35 @@ def test_predict_refuses_a_feature_column_given_twice(mobile_run, workdir, capsy
     assert sorted(p.relative_to(mobile_run) for p in mobile_run.rglob("*")) == before  # no evaluation left behind
 
 
+def test_predict_warns_when_headerless_table_columns_come_in_another_order(mobile_run, workdir):
+    """Without a header the columns are taken by position: swapped ones were predicted from silently.
+
+    The phones' columns reversed kept every value within the table's overall 0-3,700 range, so
+    the range check of all values together said nothing while the predictions were another model's.
+    """
+    from lightning_hw.data.datasets.mobile_price import MOBILE_PRICE_COLUMNS, MobilePrice
+
+    dm = MobilePrice(root=str(workdir / "data"), download=False)
+    dm.setup()
+    raw = dm.raw_data["test"][0].numpy()
+    table = workdir / "phones.csv"
+    np.savetxt(table, raw[:, ::-1], delimiter=",", fmt="%g")
+    ckpt = str(mobile_run / "checkpoints" / "last.ckpt")
+    args = ["predict", "--ckpt_path", ckpt, "--predict_from", str(table), "--run.wandb", "disabled"]
+    with pytest.warns(UserWarning, match="far outside the training data's in 2 column\\(s\\): clock_speed [0-9]+ to 19 \\(training: 0.5 to 3\\)") as caught:
+        main(args)
+    (message,) = [str(w.message) for w in caught if "far outside" in str(w.message)]
+    assert message.endswith("A header row naming them makes their order not matter")
+    # The same rows in the file's order, and reversed under a header, are no reason to warn.
+    np.savetxt(table, raw, delimiter=",", fmt="%g")
+    header = ",".join(reversed(MOBILE_PRICE_COLUMNS))
+    (workdir / "named.csv").write_text(header + "\n" + "\n".join(",".join(f"{v:g}" for v in row[::-1]) for row in raw) + "\n")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*far outside the training data's")
+        main(args)
+        main([*args[:-3], str(workdir / "named.csv"), *args[-2:]])
+
+
 @pytest.mark.parametrize("command", ["predict", "export"])
 def test_another_datamodule_class_prepares_inputs_with_the_checkpoints_statistics(command, mobile_run, workdir):
     """Lightning restores a datamodule's state only under its own class name: another class used its own mean/std."""

@@ -736,11 +736,47 @@ class InMemoryDataModule(SplitDataModule):
             return self._shard(self.prepared((self._predict_raw,)), "predict", batch_size=self.eval_batch_size)
         return self._loader("test", batch_size=self.eval_batch_size)
 
+    def _warn_if_columns_off(self, train: torch.Tensor, raw: torch.Tensor) -> None:
+        """Warn about named table columns whose values lie far outside that feature's training range.
+
+        The range of all values together missed columns given in another order (a CSV without a
+        header, taken by position): the phones' ``ram`` (hundreds to thousands) read as ``blue``
+        (0/1) kept every value within the table's overall range, and the model predicted from
+        swapped features without a word. Only tables whose columns are named: an image's pixels
+        or Reuters' word columns each span little of their data's range.
+
+        Args:
+            train: the training split's raw samples.
+            raw: the raw samples to predict.
+        """
+        names = getattr(self, "feature_names", None)
+        if not names or train.dim() != 2 or raw.dim() != 2 or raw.shape[1] != len(names):
+            return
+        low, high = train.min(0).values.double(), train.max(0).values.double()
+        new_low, new_high = raw.min(0).values.double(), raw.max(0).values.double()
+        span = high - low
+        off = ((span > 0) & ((new_high > high + span) | (new_low < low - span))).nonzero().flatten().tolist()
+        if not off:
+            return
+        shown = ", ".join(
+            f"{names[j]} {new_low[j].item():g} to {new_high[j].item():g} (training: {low[j].item():g} to {high[j].item():g})"
+            for j in off[:3]
+        )
+        more = f" and {len(off) - 3} more" if len(off) > 3 else ""
+        warnings.warn(
+            f"the values to predict lie far outside the training data's in {len(off)} column(s): {shown}{more}; "
+            f"are the columns in the order {', '.join(names[:3])}, ... and in the same units? "
+            "A header row naming them makes their order not matter",
+            LightningHWWarning,
+            stacklevel=3,
+        )
+
     def _warn_if_other_units(self, raw: torch.Tensor) -> None:
         """Values far outside the training data's range are most likely in other units (0-1 for 0-255...)."""
         if "train" not in self.raw_data or raw.numel() == 0:  # streamed data: no training split in memory
             return
         train = self.raw_data["train"][0]
+        self._warn_if_columns_off(train, raw)
         low, high = float(train.min()), float(train.max())
         new_low, new_high = float(raw.min()), float(raw.max())
         span = high - low
