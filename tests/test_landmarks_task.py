@@ -107,3 +107,45 @@ def test_a_few_epochs_beat_the_mean_shape_by_far(demo_args, workdir):
     cli = HWCLI(args=args)
     metrics = cli.trainer.callback_metrics
     assert metrics["test/nme"] < 0.5 * metrics["test/nme_mean_shape"], {k: float(v) for k, v in metrics.items()}
+
+
+def csv_faces_fit(root, runs, *extra: str) -> list[str]:
+    """``fit`` of the demo's model on a LandmarkCSV folder of 40 faces (4 test faces: one test batch), quiet."""
+    return tiny_run_args(
+        "fit", DEMO, runs, "--data", "LandmarkCSV", "--data.init_args.root", str(root),
+        "--data.init_args.image_size", "16", "--data.init_args.batch_size", "8", "--data.init_args.num_workers", "0",
+        "--data.init_args.flip_pairs", "[[0, 1]]", "--data.init_args.eye_indices", "[[0], [1]]",
+        "--model.init_args.plot_samples", "0", "--trainer.callbacks", "[]", *extra,
+    )
+
+
+def mean_shape_nme_by_hand(root, train_ids: list[str], test_ids: list[str], size: tuple[int, int]) -> float:
+    """The NME of the training rows' mean points on the test rows, read from ``landmarks.csv`` (pixels of ``size`` (H, W))."""
+    with open(root / "landmarks.csv", newline="") as f:
+        rows = {row[0]: torch.tensor([float(c) if c else float("nan") for c in row[1:]]).view(-1, 2) for row in list(csv.reader(f))[1:]}
+    scale = torch.tensor([1 / size[1], 1 / size[0]])
+    train = torch.stack([rows[name] for name in train_ids]) * scale
+    mean = torch.nanmean(train, dim=0)
+    total = 0.0
+    for name in test_ids:
+        points = rows[name] * scale
+        eyes = torch.linalg.vector_norm(points[0] - points[1])
+        annotated = ~points.isnan().any(dim=-1)
+        total += float((torch.linalg.vector_norm(mean - points, dim=-1)[annotated] / eyes).mean())
+    return total / len(test_ids)
+
+
+@pytest.mark.parametrize("in_memory", ["true", "false"])
+def test_the_mean_shape_baseline_is_the_training_sets_not_its_augmented_copies(workdir, in_memory):
+    # With flips, rotations and shifts, the baseline was the mean of the augmented training targets:
+    # test/nme_mean_shape 0.4856 where the training rows' mean shape scores 0.4510 (40 faces, 2 epochs).
+    from lightning_hw.data.fixtures.landmarks import write_landmark_csv
+
+    root = write_landmark_csv(workdir / "faces", n=40, k=5, size=(52, 40))
+    augment = "{rotation: 40, width_shift: 0.2, horizontal_flip: true}"
+    cli = HWCLI(args=csv_faces_fit(root, workdir / "runs", "--data.init_args.augment", augment,
+                                   "--data.init_args.in_memory", in_memory, "--trainer.limit_test_batches", "1.0"))
+    ids = {split: cli.datamodule.split_ids(split) for split in ("train", "test")}
+    assert len(ids["test"]) == 4
+    expected = mean_shape_nme_by_hand(root, ids["train"], ids["test"], size=(52, 40))
+    assert float(cli.trainer.callback_metrics["test/nme_mean_shape"]) == pytest.approx(expected, rel=1e-4)

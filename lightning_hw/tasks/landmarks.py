@@ -10,8 +10,8 @@ multiplied the outputs back to pixels to draw them. That is this task with
 Logged per epoch: ``{train,val,test}/loss``, ``{train,val,test}/nme`` (the checkpoint
 metric ``val/nme``), ``{val,test}/pck`` (PCK at the first of ``pck_thresholds``) and
 ``{val,test}/pck@T`` for the others. ``test/nme_mean_shape`` is the NME of the
-no-image baseline that predicts the mean training shape for every face, so the model's
-``test/nme`` can be read against it.
+no-image baseline that predicts the mean training shape (the training points as stored,
+not augmented) for every face, so the model's ``test/nme`` can be read against it.
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ class LandmarkRegressor(Task):
         self.criterion = LandmarkLoss(loss, normalize_loss, self.eye_indices, wing_width, wing_curvature)
         # (x, y) scale from (0, 1) to pixels of the image the points refer to.
         self.register_buffer("pixel_scale", torch.tensor([image_shape[-1], image_shape[-2]], dtype=torch.float32), persistent=False)
-        # Running sum and count of the training targets, for the mean-shape baseline.
+        # Sum and count of the training points, for the mean-shape baseline (see on_train_start).
         self.register_buffer("shape_sum", torch.zeros(num_landmarks, 2, dtype=torch.float64))
         self.register_buffer("shape_count", torch.zeros(num_landmarks, dtype=torch.float64))
+        self._shapes_from_data = False
         self.pck_names = ["pck", *(f"pck@{t:g}" for t in pck_thresholds[1:])]
         for stage in STAGES:  # train_metrics, val_metrics, test_metrics
             metrics = {"nme": NME(self.eye_indices)}
@@ -137,6 +138,29 @@ class LandmarkRegressor(Task):
         # A point that was never annotated in training gets the image centre.
         return torch.where(self.shape_count.unsqueeze(-1) > 0, mean, torch.full_like(mean, 0.5)).float()
 
+    def on_train_start(self) -> None:
+        """Take the mean shape from the datamodule's training points as stored, where it gives them.
+
+        The training steps' targets are augmented (flipped, rotated, points pushed off the image
+        dropped): their running mean, which a datamodule without ``training_shapes`` leaves the
+        baseline to, is not the training set's mean shape. Called after a resumed run's buffers
+        are restored, so it replaces them.
+        """
+        super().on_train_start()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        shapes = datamodule.training_shapes() if hasattr(datamodule, "training_shapes") else None
+        self._shapes_from_data = shapes is not None
+        if shapes is not None:
+            self.shape_sum.zero_()
+            self.shape_count.zero_()
+            self.add_to_shape_sums(shapes.to(self.shape_sum.device))
+
+    def add_to_shape_sums(self, points: torch.Tensor) -> None:
+        """Add the annotated points of ``(N, K, 2)`` normalised ``points`` to the mean shape's sum and count."""
+        mask = landmark_mask(points)
+        self.shape_sum += torch.where(mask.unsqueeze(-1), points, torch.zeros_like(points)).sum(dim=0).double()
+        self.shape_count += mask.sum(dim=0).double()
+
     # -- steps -----------------------------------------------------------------------------
 
     def shared_step(self, batch, stage: str) -> torch.Tensor:
@@ -146,10 +170,8 @@ class LandmarkRegressor(Task):
     def _finish_step(self, pred: torch.Tensor, target: torch.Tensor, stage: str) -> torch.Tensor:
         """The loss of predicted points ``pred``; accumulates the epoch's loss, points and mean shape."""
         loss = self.criterion(pred, target)
-        if stage == "train":
-            mask = landmark_mask(target)
-            self.shape_sum += torch.where(mask.unsqueeze(-1), target, torch.zeros_like(target)).sum(dim=0).double()
-            self.shape_count += mask.sum(dim=0).double()
+        if stage == "train" and not self._shapes_from_data:
+            self.add_to_shape_sums(target)
         self.log_loss(stage, loss, batch_size=pred.shape[0])
         self.collect(stage, self.to_pixels(pred.detach()), self.to_pixels(target))
         return self.add_penalty(stage, loss, pred.shape[0])

@@ -94,6 +94,19 @@ class LandmarkDataModule(ImageDataModule):
         self.prepare_flip()
         super().setup(stage)
 
+    def training_shapes(self) -> torch.Tensor | None:
+        """The training split's points as stored, normalised to (0, 1) and never augmented: ``(N, K, 2)``, ``NaN`` = missing.
+
+        The task's mean-shape baseline is the mean of these: the targets of the training
+        steps are augmented (flipped, rotated, points pushed off the image dropped), so their
+        mean is not the training set's. Read from memory, no image decoded; ``None`` before set-up.
+        """
+        if not self.raw_data:
+            return None
+        images, points = self.raw_data["train"][:2]
+        h, w = images.shape[-2:]
+        return points.float() / torch.tensor([w, h], dtype=torch.float32)
+
     def prepare_flip(self) -> None:
         """Build the flip permutation (checked before any data is read) if the augmentation flips."""
         if self.landmark_augment is None or not self.landmark_augment.horizontal_flip:
@@ -374,6 +387,19 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
             self.preprocess = self.build_preprocess(self._decode_all(records["train"][::step])[0])
         else:
             self.preprocess = self.build_preprocess(None)
+
+    def training_shapes(self) -> torch.Tensor | None:
+        if self.in_memory:
+            return super().training_shapes()
+        # Streamed: the records' points are in each file's pixels; the whole file is resized to the
+        # input (no crop), so a point's fraction of the file's size is its target. Headers only.
+        records = self._records()["train"]
+        if not records:
+            return None
+        points = torch.stack([p for _, p in records]).float()
+        h, w = self._header_sizes(records).float().unbind(-1)
+        # As decoding does: a point outside its image is not annotated.
+        return mark_off_canvas(points / torch.stack([w, h], dim=-1).unsqueeze(1), (1, 1))
 
     # -- streaming loaders (only when the images are not kept in memory) -----------------------
 
