@@ -7,7 +7,7 @@ import csv
 import pytest
 import torch
 
-from lightning_hw.cli import HWCLI
+from lightning_hw.cli import HWCLI, main
 from lightning_hw.data.landmarks.synthetic_faces import SyntheticFaces
 from lightning_hw.nets.small_cnn import SmallCNN
 from lightning_hw.tasks.landmarks import LandmarkRegressor
@@ -149,3 +149,39 @@ def test_the_mean_shape_baseline_is_the_training_sets_not_its_augmented_copies(w
     assert len(ids["test"]) == 4
     expected = mean_shape_nme_by_hand(root, ids["train"], ids["test"], size=(52, 40))
     assert float(cli.trainer.callback_metrics["test/nme_mean_shape"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_other_eye_indices_beside_a_checkpoint_are_said_and_recorded_or_refused_on_a_resume(workdir, capsys):
+    # `test --ckpt_path ... --data.init_args.eye_indices [[2], [3]]` normalised test/nme by another distance
+    # (0.4975 where the run's test scored 0.5510) and recorded it as the run's test/nme, without a word.
+    from lightning_hw.data.fixtures.landmarks import write_landmark_csv
+    from reliability_helpers import error_of
+
+    root = write_landmark_csv(workdir / "faces", n=40, k=5, size=(52, 40))
+    HWCLI(args=csv_faces_fit(root, workdir / "runs", "--run.name", "r1"))
+    run = workdir / "runs" / "landmarks_demo" / "r1"
+    capsys.readouterr()
+    with pytest.warns(UserWarning) as caught:
+        main(["test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.init_args.eye_indices", "[[2], [3]]"])
+    said = [str(w.message) for w in caught if "eye_indices" in str(w.message)]
+    assert said == [
+        "the checkpoint was trained with eye_indices [[0], [1]], this data gives eye_indices [[2], [3]]: NME and PCK "
+        "here are normalised by another distance and are not comparable with the run's; use the run's config.yaml "
+        "(its eye_indices) for comparable scores"
+    ]
+    (evaluation,) = (run / "eval").iterdir()
+    assert (evaluation / "caveats.txt").read_text() == said[0] + "\n"
+    # The same eye points as training's: no caveat.
+    main(["test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    assert sorted(p.name for p in (run / "eval").iterdir() if (p / "caveats.txt").is_file()) == [evaluation.name]
+    # A resume would pick its best checkpoint by val/nme of two normalisers: refused, the run left as it was.
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code, line = error_of(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_epochs", "2",
+                           "--data.init_args.eye_indices", "[[2], [3]]"], capsys)
+    assert code != 0 and line == (
+        "error: the checkpoint was trained with eye_indices [[0], [1]], this data gives eye_indices [[2], [3]]: val/nme "
+        "and PCK would be normalised by another distance than the run's so far; resume with the run's config.yaml, or "
+        "train a new run without --ckpt_path"
+    )
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

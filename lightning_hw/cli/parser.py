@@ -670,7 +670,7 @@ class HWCLI(CLIHooks):
             raise ConfigError(other_optimizer_message(ckpt_path)) from err
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
         if run.mode == "evaluate":
-            caveats = getattr(self.datamodule, "split_caveats", [])
+            caveats = [*getattr(self.datamodule, "split_caveats", []), *getattr(self.model, "evaluation_caveats", [])]
             run.record_caveats(caveats)
             note_caveats_in_wandb(self.loggers, caveats)
         run.commit(self.trainer)  # a fit with no step to train (e.g. resuming a finished run) commits too

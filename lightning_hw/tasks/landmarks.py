@@ -16,12 +16,13 @@ not augmented) for every face, so the model's ``test/nme`` can be read against i
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, LightningHWWarning
 from lightning_hw.nets import NetFactory, build_net
 from lightning_hw.nets.landmark_losses import LandmarkLoss, landmark_mask
 from lightning_hw.tasks.base import STAGES, Task
@@ -100,6 +101,7 @@ class LandmarkRegressor(Task):
         self.register_buffer("shape_sum", torch.zeros(num_landmarks, 2, dtype=torch.float64))
         self.register_buffer("shape_count", torch.zeros(num_landmarks, dtype=torch.float64))
         self._shapes_from_data = False
+        self.evaluation_caveats: list[str] = []  # what an evaluation's scores must be read with (caveats.txt)
         self.pck_names = ["pck", *(f"pck@{t:g}" for t in pck_thresholds[1:])]
         for stage in STAGES:  # train_metrics, val_metrics, test_metrics
             metrics = {"nme": NME(self.eye_indices)}
@@ -160,6 +162,38 @@ class LandmarkRegressor(Task):
         mask = landmark_mask(points)
         self.shape_sum += torch.where(mask.unsqueeze(-1), points, torch.zeros_like(points)).sum(dim=0).double()
         self.shape_count += mask.sum(dim=0).double()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Say when the data's eye points differ from those the checkpoint's metrics were normalised by.
+
+        ``eye_indices`` comes from the data, not from the checkpoint (it sizes nothing), so
+        ``test --ckpt_path ... --data.init_args.eye_indices ...`` scored ``test/nme`` against
+        another distance and recorded it beside training's without a word. As for another
+        split: an evaluation goes on with a warning kept in its record (``caveats.txt``); a fit
+        is refused, since its best checkpoint would be picked by ``val/nme`` of two normalisers.
+        """
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("hyper_parameters") or {}
+        if "eye_indices" not in saved:  # a checkpoint of a task that saved no hyperparameters says nothing
+            return
+        trained = [list(side) for side in saved["eye_indices"]] if saved["eye_indices"] is not None else None
+        if trained == self.eye_indices:
+            return
+        describe = lambda eyes: f"eye_indices {eyes}" if eyes is not None else "no eye_indices (the bounding-box diagonal)"  # noqa: E731
+        change = f"the checkpoint was trained with {describe(trained)}, this data gives {describe(self.eye_indices)}"
+        stage = self.trainer.state.fn if self._trainer is not None else None  # a TrainerFn: equal to its str value
+        if stage == "fit":
+            raise ConfigError(
+                f"{change}: val/nme and PCK would be normalised by another distance than the run's so far; "
+                "resume with the run's config.yaml, or train a new run without --ckpt_path"
+            )
+        if stage in ("validate", "test"):
+            message = (
+                f"{change}: NME and PCK here are normalised by another distance and are not comparable with the "
+                "run's; use the run's config.yaml (its eye_indices) for comparable scores"
+            )
+            warnings.warn(message, LightningHWWarning, stacklevel=2)
+            self.evaluation_caveats.append(message)
 
     # -- steps -----------------------------------------------------------------------------
 
