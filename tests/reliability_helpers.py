@@ -54,6 +54,23 @@ class MetricsAfterSanityCheck(Classifier):
         return {} if self.trainer.sanity_checking else super().compute_epoch_metrics(stage)
 
 
+class OwnValidationMetric(Classifier):
+    """A Classifier that logs one more validation metric under its own name, ``val/own`` (as a plugin task may)."""
+
+    def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        values = super().compute_epoch_metrics(stage)
+        if stage == "val" and values:
+            values["val/own"] = values["val/acc"]
+        return values
+
+
+class LogsValidationMetric(Callback):
+    """A callback of the user's that logs a validation metric, ``val/from_callback``."""
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        pl_module.log("val/from_callback", 1.0)
+
+
 class CSVPoints(InMemoryDataModule):
     """2-D points with a label column, read from a CSV file (``x1,x2,label``).
 

@@ -122,17 +122,24 @@ class WatchedMetricsCheck(Callback):
     ``ModelCheckpoint`` raised a traceback at the end of the first epoch, and a search trial
     trained to its end only to be failed for want of its objective, trial after trial.
 
-    The sanity check's validation logs the task's metrics before the first training step, so a
-    clear mistake is refused then, when the run has written nothing yet: a metric close to one
-    the task logs (the typo), or a task logging its validation metrics under other names
-    (``val_acc``: the line names them). A metric merely absent there may be one the task skips
-    while sanity checking (an expensive metric): it is checked at the end of the first real
-    validation, as is every metric of a run without a sanity check. Only ``val/`` metrics are
-    checked: training metrics are not logged before training.
+    A task that names everything it logs in validation (its ``validation_metric_names``, as
+    the built-in tasks do) has a metric outside them refused when fitting starts, before the
+    sanity check and the first epoch. Otherwise the sanity check's validation logs the task's
+    metrics before the first training step, so a clear mistake is refused then, when the run
+    has written nothing yet: a metric close to one the task logs (the typo), or a task logging
+    its validation metrics under other names (``val_acc``: the line names them). A metric merely
+    absent there may be one the task skips while sanity checking (an expensive metric): it is
+    checked at the end of the first real validation, as is every metric of a run without a
+    sanity check. Only ``val/`` metrics are checked: training metrics are not logged before training.
     """
 
     def __init__(self) -> None:
         self.checked = False
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        declared = declared_validation_metrics(trainer, pl_module)
+        if declared is not None:
+            self.checked = self._refuse_unlogged(trainer, declared, logged=sorted(declared), elsewhere=[], certain=True)
 
     def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._check(trainer, validated=False)
@@ -147,13 +154,27 @@ class WatchedMetricsCheck(Callback):
             return
         logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
         elsewhere = sorted(k for k in trainer.callback_metrics if k.startswith("val") and not k.startswith("val/"))
+        if self._refuse_unlogged(trainer, set(trainer.callback_metrics), logged, elsewhere, certain=validated):
+            self.checked = validated or bool(logged or elsewhere)  # all there; a sanity check that logged nothing proves nothing
+
+    @staticmethod
+    def _refuse_unlogged(trainer: Trainer, present: set[str], logged: list[str], elsewhere: list[str], certain: bool) -> bool:
+        """Raise for a watched ``val/`` metric not in ``present``; ``False`` when one may yet be logged.
+
+        Args:
+            trainer: the trainer, for its watched metrics.
+            present: the names the task logs (or logged).
+            logged: its ``val/`` names, for the message.
+            elsewhere: its validation names not under ``val/``, for the message.
+            certain: ``present`` is all the task will ever log (not a sanity check's names).
+        """
         for metric, what, where in watched_metrics(trainer):
-            if not metric.startswith("val/") or metric in trainer.callback_metrics:
+            if not metric.startswith("val/") or metric in present:
                 continue
             # Compared without the "val/" every name shares, which alone made val/top5 "close" to val/loss.
             close = [f"val/{c}" for c in difflib.get_close_matches(metric[4:], [k[4:] for k in logged], n=1, cutoff=0.6)]
-            if not (validated or close or (elsewhere and not logged)):
-                return  # perhaps skipped while sanity checking: the first real validation tells
+            if not (certain or close or (elsewhere and not logged)):
+                return False  # perhaps skipped while sanity checking: the first real validation tells
             if logged:
                 advice = f"give one of {', '.join(logged)} to {where}"
             elif elsewhere:
@@ -166,7 +187,27 @@ class WatchedMetricsCheck(Callback):
             raise ConfigError(
                 f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}", advice
             )
-        self.checked = validated or bool(logged or elsewhere)  # all there; a sanity check that logged nothing proves nothing
+        return True
+
+
+#: packages whose callbacks log no validation metric of their own (Lightning's log to the loggers only)
+_QUIET_CALLBACK_PACKAGES = ("lightning_hw", "lightning", "pytorch_lightning")
+
+
+def declared_validation_metrics(trainer: Trainer, task: LightningModule) -> set[str] | None:
+    """The names a run will log in validation when the task says them for certain, else ``None``.
+
+    Certain only where the task's own class defines ``validation_metric_names`` (a subclass of a
+    built-in task may log more under its own names) and no callback from elsewhere could log a
+    metric too: never a false refusal, at worst the later check.
+    """
+    owner = next((cls for cls in type(task).__mro__ if "validation_metric_names" in vars(cls)), None)
+    if owner is not type(task):
+        return None
+    if any(type(callback).__module__.partition(".")[0] not in _QUIET_CALLBACK_PACKAGES for callback in trainer.callbacks):
+        return None
+    names = task.validation_metric_names()
+    return set(names) if names is not None else None
 
 
 def watched_metrics(trainer: Trainer) -> list[tuple[str, str, str]]:

@@ -160,6 +160,16 @@ class Task(LightningModule):
         metrics = getattr(self, f"{stage}_metrics", None)
         return metrics if isinstance(metrics, MetricCollection) else None
 
+    def validation_metric_names(self) -> set[str] | None:
+        """Every name this task logs in validation (``val/loss``, ``val/acc``...), or ``None`` when not known.
+
+        :class:`~lightning_hw.callbacks.guards.WatchedMetricsCheck` refuses a watched metric
+        outside them before the sanity check and the first epoch; without them (``None``), only
+        once validation has logged its names. They are trusted from the class that defines this
+        method only (a subclass may log more), so an override names everything the task logs.
+        """
+        return None
+
     def compute_epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         """The epoch's metric values of ``stage``, by logged name (``val/acc``...), loss excluded.
 

@@ -85,6 +85,10 @@ class Classifier(Task):
             return f"logits (N x {n}): sigmoid gives each class's score, argmax the class (class_names order)"
         return f"scores (N x {n}): argmax gives the class (class_names order)"
 
+    def validation_metric_names(self) -> set[str]:
+        """``val/loss`` and the validation collection's names (``val/acc``, ``val/f1``)."""
+        return {"val/loss", *self.val_metrics.keys()}
+
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         return self._step(batch, stage)[0]
 

@@ -124,6 +124,10 @@ class LandmarkRegressor(Task):
             "height for pixels of that file (decoding resizes the whole file to the input, no crop)"
         )
 
+    def validation_metric_names(self) -> set[str]:
+        """``val/loss``, ``val/nme`` and the PCK names (``val/pck``, ``val/pck@0.05``...)."""
+        return {"val/loss", "val/nme", *(f"val/{name}" for name in self.pck_names)}
+
     def to_pixels(self, points: torch.Tensor) -> torch.Tensor:
         """Normalised points -> pixels of the image (``x * W``, ``y * H``), in float32 under any precision.
 
