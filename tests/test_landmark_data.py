@@ -254,6 +254,23 @@ def test_a_header_of_numbers_is_said_to_be_one(workdir, capsys):
     assert code == 1 and line.startswith("error: 1 of 12 images named in"), line
 
 
+def test_an_image_on_two_rows_is_refused_naming_the_image_and_lines(workdir, capsys):
+    """Read as two faces without a word: face_003.png (two sets of points) went to validation and test, face_007.png twice to training."""
+    root = write_landmark_csv(workdir / "faces", n=40, k=5, size=(52, 40))
+    csv_path = root / "landmarks.csv"
+    lines = csv_path.read_text().splitlines()
+    moved = lines[4].split(",")
+    moved[1] = "30.0"  # face_003.png's first x, annotated otherwise on the second row
+    csv_path.write_text("\n".join([*lines, ",".join(moved), lines[8]]) + "\n")
+    code, line = error_of(landmark_fit(root, workdir / "runs"), capsys)
+    assert (code, line) == (1, (
+        f"error: {csv_path} names 2 images on more than one row: face_003.png (lines 5 and 42, different points); "
+        "face_007.png (lines 9 and 43, the same points); keep one row per image (an image on two rows is two faces, "
+        "which the split can put in training and test alike): delete the extra rows, or keep the one with the right points"
+    ))
+    assert not (workdir / "runs").exists()
+
+
 def test_points_as_fractions_of_the_image_are_refused(workdir, capsys):
     root = write_landmark_csv(workdir / "faces", n=20, k=5, size=(52, 40))
     rewrite_points(root, scaled(1 / 40, 1 / 52))  # inside the image, but all in its top-left pixel

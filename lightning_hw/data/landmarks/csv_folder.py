@@ -4,7 +4,8 @@
     face_001.jpg,61.5,80.0,103.2,79.1,83.0,110.4
     face_002.jpg,58.0,77.5,,,85.1,112.0          <- an empty cell: point 2 not annotated
 
-Coordinates are pixels of the image file (x right, y down). A header row is optional
+One row per image (an image on two rows is refused, with its lines). Coordinates are pixels
+of the image file (x right, y down). A header row is optional
 (recognised by non-numeric coordinate cells) and names the points; one whose column names are
 all numbers reads as a face, which the missing-image check then says. Empty cells and
 ``nan`` mark a missing point; with ``zero_is_missing`` so does ``(0, 0)`` (MUCT's and the
@@ -89,6 +90,7 @@ def read_landmark_csv(
         raise DataError(f"{path} is not a readable CSV ({err}); " + (damaged_hint or "save it as a comma-separated text file")) from None
     names: list[str] = []
     rows: list[list[float]] = []
+    row_lines: list[int] = []
     header: list[str] | None = None
     first = 1 + skip_columns
     for line_no, row in lines:
@@ -105,14 +107,49 @@ def read_landmark_csv(
             raise DataError(f"{path}, line {line_no}: {problem}; {_row_advice(line_no == lines[-1][0], text, damaged_hint)}")
         names.append(row[0].strip())
         rows.append(values)  # type: ignore[arg-type]
+        row_lines.append(line_no)
     if not rows:
         raise DataError(f"{path} has no landmark rows (image, x1, y1, ...)" + (f"; {damaged_hint}" if damaged_hint else ""))
+    _refuse_repeated_images(path, names, rows, row_lines, damaged_hint)
     points = torch.tensor(rows, dtype=torch.float32).view(len(rows), -1, 2)
     if zero_is_missing:
         points[(points == 0).all(dim=-1)] = math.nan
     points[torch.isnan(points).any(dim=-1)] = math.nan  # half a point is no point
     point_names = header[0::2] if header is not None and len(header) >= 2 * points.shape[1] else None
     return names, points, point_names
+
+
+def _refuse_repeated_images(
+    path: Path, names: list[str], rows: list[list[float]], row_lines: list[int], damaged_hint: str | None
+) -> None:
+    """Refuse an image named on several rows, naming the images and their lines.
+
+    Each row is one face: an image on two rows was two faces, which the split could put
+    in training and test alike (its test score then measured memory), and two sets of points
+    for one face, of which neither is known to be right.
+    """
+    lines_of: dict[str, list[int]] = {}
+    for name, line_no in zip(names, row_lines):
+        lines_of.setdefault(name, []).append(line_no)
+    repeated = {name: lines for name, lines in lines_of.items() if len(lines) > 1}
+    if not repeated:
+        return
+    values_at = dict(zip(row_lines, rows))
+
+    def described(name: str, lines: list[int]) -> str:
+        # nan != nan: compare the cells as written, an empty cell equal to an empty cell
+        same = len({tuple(map(str, values_at[line])) for line in lines}) == 1
+        shown = ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
+        return f"{name} (lines {shown}, {'the same points' if same else 'different points'})"
+
+    listed = "; ".join(described(name, lines) for name, lines in list(repeated.items())[:3])
+    more = f"; and {len(repeated) - 3} more images" if len(repeated) > 3 else ""
+    advice = damaged_hint or (
+        "keep one row per image (an image on two rows is two faces, which the split can put in training and test alike): "
+        "delete the extra rows, or keep the one with the right points"
+    )
+    count = f"{len(repeated)} image{'s' if len(repeated) > 1 else ''}"
+    raise DataError(f"{path} names {count} on more than one row: {listed}{more}; {advice}")
 
 
 def _refuse_other_separator(path: Path, line_no: int, row: list[str]) -> None:
