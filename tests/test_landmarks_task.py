@@ -40,7 +40,7 @@ def test_fit_logs_landmark_metrics_draws_the_test_faces_and_reports_the_baseline
                 "test/pck", "test/nme_mean_shape"}
     assert expected <= logged
     assert (run_dir / "landmarks_test.png").stat().st_size > 10_000
-    # The mean shape the baseline uses is the mean of the training targets the model saw.
+    # The mean shape the baseline uses is the mean of the training split's points.
     shape = cli.model.mean_shape
     assert shape is not None and shape.shape == (cli.model.num_landmarks, 2) and ((shape > 0) & (shape < 1)).all()
 
