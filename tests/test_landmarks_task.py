@@ -181,7 +181,7 @@ def test_other_eye_indices_beside_a_checkpoint_are_said_and_recorded_or_refused_
                            "--data.init_args.eye_indices", "[[2], [3]]"], capsys)
     assert code != 0 and line == (
         "error: the checkpoint was trained with eye_indices [[0], [1]], this data gives eye_indices [[2], [3]]: val/nme "
-        "and PCK would be normalised by another distance than the run's so far; resume with the run's config.yaml, or "
-        "train a new run without --ckpt_path"
+        "and PCK would be normalised by another distance than the checkpoint's; use its run's config.yaml (its "
+        "eye_indices), or train a new run without --ckpt_path"
     )
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

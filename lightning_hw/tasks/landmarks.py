@@ -188,8 +188,8 @@ class LandmarkRegressor(Task):
         stage = self.trainer.state.fn if self._trainer is not None else None  # a TrainerFn: equal to its str value
         if stage == "fit":
             raise ConfigError(
-                f"{change}: val/nme and PCK would be normalised by another distance than the run's so far; "
-                "resume with the run's config.yaml, or train a new run without --ckpt_path"
+                f"{change}: val/nme and PCK would be normalised by another distance than the checkpoint's; "
+                "use its run's config.yaml (its eye_indices), or train a new run without --ckpt_path"
             )
         if stage in ("validate", "test"):
             message = (
