@@ -649,6 +649,26 @@ def test_a_study_fit_stopping_at_once_takes_the_studys_copy_of_the_signal_as_the
         watch._handle(signal.SIGTERM, None)  # another SIGTERM is one
 
 
+def test_a_study_fit_takes_the_studys_copy_arriving_after_it_stopped_training_as_the_same_signal(monkeypatch):
+    """The process group's SIGTERM stops a study's fit at its next step; the study's copy of it may arrive only
+    once the fit has saved last.ckpt and left the training loop (the study's handler waits for a CPU, the
+    fit's step is short). Taken as a new signal there, it raised again in the middle of writing the run's
+    status, and the fit said it stopped at once (a signal handler cannot be driven through the CLI then)."""
+    import signal
+
+    from lightning_hw.runs.interrupts import RunInterrupted, SignalWatch
+    from lightning_hw.studies.grid import STUDY_PARENT_ENV
+
+    monkeypatch.setenv(STUDY_PARENT_ENV, str(os.getppid()))  # as the study sets it for its fit
+    watch = SignalWatch()
+    watch.training = True
+    watch._handle(signal.SIGTERM, None)  # from the process group: stop at the next step
+    watch.training = False  # stopped there (GracefulStop.on_exception): the run's clean-up runs
+    watch._handle(signal.SIGTERM, None)  # the study's copy of it: nothing more
+    with pytest.raises(RunInterrupted):
+        watch._handle(signal.SIGTERM, None)  # another SIGTERM is one
+
+
 def test_grid_on_a_journal_does_not_call_a_study_complete_while_a_run_is_running(workdir, capsys, monkeypatch):
     """A journal has no heartbeat: a run RUNNING in it (another process's, or one that died) is left to it,
     and the summary says so, with --retry-running for when no process trains it, not "complete"."""

@@ -189,8 +189,10 @@ class SignalWatch:
             return
         if self.signum is not None and self.training and self._parent_forwards_signals():
             return  # the same stop again, forwarded by rank 0
-        if self.training and signum == self.signum and self._copies_due > 0:
-            self._copies_due -= 1  # the same stop again, passed on by torchrun or the study
+        if signum == self.signum and self._copies_due > 0:
+            # The same stop again, passed on by torchrun or the study: while training, or once the run
+            # stopped at its step and unwinds (the copy may come after a short step), not a second request.
+            self._copies_due -= 1
             return
         if signum == self._stopped_at_once and self._copies_due > 0:
             # The copy of the signal that stopped the command at once, arriving while it unwinds:
