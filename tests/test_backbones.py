@@ -279,3 +279,29 @@ def test_a_vit_weights_file_whose_final_norm_sits_on_the_other_side_of_the_pooli
     with torch.no_grad():
         expected = tokens[:, source.num_prefix_tokens:].mean(1) if head == "gap" else source.fc_norm(tokens)
         assert torch.allclose(backbone(x).reshape(expected.shape), expected, atol=1e-6)
+
+
+def test_an_eva_weights_file_whose_final_norm_sits_before_the_pooling_is_loaded_under_a_gap_head(workdir):
+    """timm's EVA (and BEiT) take the layout as `use_fc_norm`, not ViT's `fc_norm`: a token-pooled EVA file
+    under a gap head was still refused as "not a timm eva02_tiny_patch14_224 checkpoint: 2 of ... backbone
+    tensors are missing (e.g. fc_norm.weight)". It loads with its own norm before the average, as trained."""
+    from conftest import REPO, tiny_run_args
+    from lightning_hw.cli import HWCLI
+
+    name = "eva02_tiny_patch14_224"
+    source = timm.create_model(name, global_pool="token").eval()
+    path = workdir / f"{name}.pth"
+    torch.save(source.state_dict(), path)
+    cli = HWCLI(args=tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--trainer.fast_dev_run", "true",
+        "--data.init_args.image_size", "224", "--data.init_args.batch_size", "2",
+        "--model.init_args.net.init_args.model_name", name, "--model.init_args.net.init_args.weights_file", str(path),
+        "--model.init_args.net.init_args.head", "[gap, 8]", "--finetune.unfreeze_at_epoch", "null", "--finetune.last_blocks", "null",
+    ))
+    backbone = cli.model.net.backbone.eval()
+    saved = source.state_dict()
+    assert all(torch.equal(tensor, saved[key]) for key, tensor in backbone.state_dict().items())
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = source.forward_features(x)[:, source.num_prefix_tokens:].mean(1)
+        assert torch.allclose(backbone(x), expected, atol=1e-5)

@@ -169,11 +169,7 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
         raise _unreadable_weights_file(path, model_name, err) from None
     with torch.device("meta"):  # names only: nothing is allocated
         expected = timm.create_model(model_name, pretrained=False, **kwargs).state_dict()
-        layout = _norm_layout_of(file_keys, expected)
-        try:
-            expected = timm.create_model(model_name, pretrained=False, **kwargs, **layout).state_dict() if layout else expected
-        except TypeError:  # a model that moves its norm but takes no fc_norm argument: checked as it is
-            layout = {}
+        layout, expected = _built_in_layout(model_name, kwargs, _norm_layout_of(file_keys, expected), expected)
         # The whole model (classifier, default pooling) names what a file of it may hold besides, and so do
         # the buffers it computes itself (swin's relative_position_index, attn_mask): not in its state_dict
         # now, but in files that older timm versions saved, and dropped by timm as it loads them.
@@ -197,10 +193,35 @@ def _check_weights_file(path: Path, model_name: str, kwargs: dict[str, Any]) -> 
     return layout
 
 
+def _built_in_layout(
+    model_name: str, kwargs: dict[str, Any], fc_norm: dict[str, Any], expected: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The timm arguments that build the backbone with the file's final norm, and the state_dict they give.
+
+    timm's ViT and DeiT name the argument ``fc_norm``, its EVA and BEiT ``use_fc_norm``: the one the model
+    takes is used. A model that moves its norm but takes neither is checked as it is (and refused).
+
+    Args:
+        model_name: the timm model.
+        kwargs: its other arguments.
+        fc_norm: ``{"fc_norm": bool}`` from :func:`_norm_layout_of`, or ``{}`` (the file's layout is the model's).
+        expected: the state_dict of the model built with ``kwargs`` alone.
+    """
+    import timm
+
+    for name in ("fc_norm", "use_fc_norm") if fc_norm else ():
+        layout = {name: fc_norm["fc_norm"]}
+        try:
+            return layout, timm.create_model(model_name, pretrained=False, **kwargs, **layout).state_dict()
+        except TypeError:  # not this model's argument
+            continue
+    return {}, expected
+
+
 def _norm_layout_of(file_keys: set[str], expected: dict[str, Any]) -> dict[str, Any]:
     """timm's ``fc_norm`` argument that gives the backbone the file's final norm, where the pooling moved it.
 
-    A timm ViT (and its kin: DeiT, EVA...) normalises its tokens before pooling (``norm``) when it
+    A timm ViT (and its kin: DeiT, EVA, BEiT) normalises its tokens before pooling (``norm``) when it
     pools the class token, and after pooling (``fc_norm``) when it averages them. The hub's
     files are mostly the former: a ``gap`` head (average pooling) would expect ``fc_norm`` and
     refuse them as another model's, and timm itself would drop their ``norm`` and leave
