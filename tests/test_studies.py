@@ -631,6 +631,36 @@ def test_sigterm_to_the_study_stops_it_as_ctrl_c_does(workdir, to_the_group):
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
 
 
+def test_a_fit_a_worker_starts_as_the_study_is_stopped_is_stopped_too(workdir, monkeypatch, capsys):
+    """A SIGTERM that comes while a worker is between two fits (asking the storage for the next run) reached
+    no fit: the worker then started one, which trained all its epochs (the study waiting for it) and
+    finished though the study was stopped. It is passed on to that fit too: stopped, and queued again."""
+    import signal
+    import time
+
+    import optuna
+
+    from lightning_hw.studies import runner, search
+
+    path = write_study(workdir, {"a": None})
+    execute = runner.execute
+
+    def signalled_first(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # to the study alone (kill PID), before its fit starts
+        time.sleep(0.5)  # the study's handler runs in the main thread meanwhile
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "execute", signalled_first)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    code = studies.main([str(path), "--trainer.max_epochs", "30"])
+    printed = capsys.readouterr().out
+    assert code == 143 and "[1/1] a: interrupted (SIGTERM); nothing was saved; running the study again starts it anew" in printed
+    assert not studies.is_finished_run(workdir / "runs" / "tiny" / "a")
+    settings = search.grid_search(studies.load_study(path), studies.load_study(path).options)
+    trials = optuna.load_study(study_name=settings.optuna_name, storage=search.open_storage(settings.storage)).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+
+
 def test_a_study_fit_stopping_at_once_takes_the_studys_copy_of_the_signal_as_the_same_one(monkeypatch):
     """A SIGTERM to the process group outside training (set-up, the test after fit) stops a study's fit at once,
     and the copy its study passes on arrives while it unwinds: taken as a new signal, it raised again in the

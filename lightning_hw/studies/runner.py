@@ -73,6 +73,9 @@ METRIC_ATTR = "objective"  # study user attr: the metric a search optimises (set
 
 #: the fits this study process is running now (one per worker), to pass a stop signal on to
 _RUNNING_FITS: set[subprocess.Popen] = set()
+#: the stop signals this study process has passed on (cleared as a study starts): a fit started after one
+#: (by a worker between two fits as it came) gets it too
+_PASSED_ON: list[int] = []
 # Reentrant: pass_on_signal runs in a signal handler, which may interrupt this same thread inside the lock.
 _RUNNING_LOCK = threading.RLock()
 
@@ -90,7 +93,10 @@ def execute(job: Job, env: dict[str, str], tee: bool) -> int:
         )
         with _RUNNING_LOCK:
             _RUNNING_FITS.add(process)
+            passed_on = list(_PASSED_ON)
         try:
+            if passed_on:  # the study was stopped as this fit started: it stops too, and is queued again
+                _send(process, passed_on[-1])
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
@@ -109,15 +115,22 @@ def pass_on_signal(signum: int) -> None:
     A signal to the study's process alone (``kill PID``, ``docker stop``, a supervisor) reaches
     no fit: the study would wait for each running fit to train all its epochs. A signal to the
     whole process group reaches each fit twice (directly and passed on); the fit knows its
-    study passes signals on (:data:`STUDY_PARENT_ENV`) and takes the copy as the same request.
+    study passes signals on (:data:`STUDY_PARENT_ENV`) and takes the copy as the same request. A fit
+    that a worker starts after it (asking for the next run as it came) gets it as it starts.
     """
     with _RUNNING_LOCK:
+        _PASSED_ON.append(signum)  # for a fit that a worker starts now (see execute)
         running = [p for p in _RUNNING_FITS if p.poll() is None]
     for process in running:
-        try:
-            process.send_signal(signum)
-        except ProcessLookupError:  # it ended meanwhile
-            pass
+        _send(process, signum)
+
+
+def _send(process: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to the fit ``process``, unless it has ended."""
+    try:
+        process.send_signal(signum)
+    except ProcessLookupError:  # it ended meanwhile
+        pass
 
 
 def child_env(parallel: int):
@@ -496,6 +509,8 @@ def run_study(
             print(f"  trial {trial.number}: was RUNNING; failed and queued again with the same parameters")
     total = _print_header(search, study, only, extra or [])
     env_of = child_env(workers)
+    with _RUNNING_LOCK:
+        _PASSED_ON.clear()  # a signal an earlier study in this process passed on (tests, notebooks) is not this one's
     stop = threading.Event()
     outcomes: dict[int, str] = {}
     started = itertools.count(1)
