@@ -763,9 +763,10 @@ class InMemoryDataModule(SplitDataModule):
             for j in off[:3]
         )
         more = f" and {len(off) - 3} more" if len(off) > 3 else ""
+        order = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         warnings.warn(
             f"the values to predict lie far outside the training data's in {len(off)} column(s): {shown}{more}; "
-            f"are the columns in the order {', '.join(names[:3])}, ... and in the same units? "
+            f"are the columns in the order {order} and in the same units? "
             "A header row naming them makes their order not matter",
             LightningHWWarning,
             stacklevel=3,
