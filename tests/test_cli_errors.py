@@ -358,6 +358,19 @@ def test_a_monitor_outside_the_tasks_own_names_is_refused_before_the_first_epoch
         assert (workdir / "runs" / "quickstart" / name / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_an_early_stopping_monitor_the_task_never_logs_is_one_line_and_leaves_no_run(tiny_args, workdir, capsys):
+    """`--trainer.callbacks+=EarlyStopping --trainer.callbacks.monitor val/accc` was Lightning's RuntimeError traceback
+    at the first epoch's end (exit 1), leaving a failed run; a non-strict one (strict: false) only warns, so it trains."""
+    early = ("--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/accc")
+    code, line = error_of(tiny_args("fit", *early), capsys)
+    assert (code, line) == (2, "error: the monitor of EarlyStopping val/accc is not a metric this run logs (did you mean "
+                               "val/acc?); give one of val/acc, val/f1, val/loss to EarlyStopping's monitor")
+    assert not (workdir / "runs").exists()  # nothing trained, nothing recorded
+    cli.HWCLI(args=tiny_args("fit", *early, "--trainer.callbacks.strict", "false", "--run.name", "lenient",
+                             "--run.test_after_fit", "false"))
+    assert (workdir / "runs" / "quickstart" / "lenient" / "checkpoints" / "last.ckpt").is_file()
+
+
 @pytest.mark.parametrize("where", ["config", "command line"])
 def test_form_class_path_names_no_class_of_its_module(tiny_args, workdir, explained, where):
     """A misspelled callback class (ClassificationInterpretaton) gave jsonargparse's Union report cut off at

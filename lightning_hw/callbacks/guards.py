@@ -8,7 +8,7 @@ import os
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from lightning_hw.errors import ConfigError, DataError, TrainingError
 
@@ -117,9 +117,10 @@ OBJECTIVE = "the study's objective"
 class WatchedMetricsCheck(Callback):
     """Stop in one line when a validation metric the run watches is one its task never logs.
 
-    The best checkpoint's metric (``run.monitor``, or a ``ModelCheckpoint``'s ``monitor``) and
-    a search trial's objective are typed by hand. Misspelt (``val/accc``), Lightning's
-    ``ModelCheckpoint`` raised a traceback at the end of the first epoch, and a search trial
+    The best checkpoint's metric (``run.monitor``, or a ``ModelCheckpoint``'s ``monitor``), a
+    strict ``EarlyStopping``'s ``monitor`` and a search trial's objective are typed by hand.
+    Misspelt (``val/accc``), Lightning's ``ModelCheckpoint`` and ``EarlyStopping`` raised a
+    traceback at the end of the first epoch, and a search trial
     trained to its end only to be failed for want of its objective, trial after trial.
 
     A task that names everything it logs in validation (its ``validation_metric_names``, as
@@ -226,4 +227,9 @@ def watched_metrics(trainer: Trainer) -> list[tuple[str, str, str]]:
                 watched.append((callback.monitor, *getattr(callback, "monitor_set_by", ("run.monitor", "run.monitor"))))
             else:
                 watched.append((callback.monitor, f"the monitor of {name}", f"{name}'s monitor"))
+        elif isinstance(callback, EarlyStopping) and callback.monitor and callback.strict:
+            # A strict EarlyStopping raises Lightning's RuntimeError (a traceback) at the first epoch's end
+            # for a metric never logged; a non-strict one only warns, and is left to do so.
+            name = type(callback).__name__
+            watched.append((callback.monitor, f"the monitor of {name}", f"{name}'s monitor"))
     return watched
