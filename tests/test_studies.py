@@ -293,6 +293,24 @@ def test_a_grid_whose_shared_monitor_is_never_logged_stops_at_its_first_run(work
     assert len([d for d in (workdir / "runs" / "tiny").iterdir() if d.name in ("a", "b")]) == 1  # the other never started
 
 
+def test_a_grid_whose_shared_early_stopping_monitor_is_never_logged_stops_at_its_first_run(workdir, capsys):
+    """A misspelt monitor of a callback in the study's args (EarlyStopping's) failed each run in turn, as if a run's own."""
+    early = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/accc"}}
+    args = {**{k: v for k, v in TINY.items() if k != "trainer.callbacks"}, "trainer.callbacks": [early]}
+    path = write_study(workdir, {"a": None, "b": None}, args=args)
+    assert studies.main([str(path)]) == 2
+    out = capsys.readouterr()
+    assert "refused before training: error: the monitor of EarlyStopping val/accc is not a metric this run logs" in out.out, out.out
+    assert "Study tiny stopped: its fit refused what every run shares" in out.err
+    assert len([d for d in (workdir / "runs" / "tiny").iterdir() if d.name in ("a", "b")]) == 1  # the other never started
+    # A variant that sets its own callbacks may be the only one refused: the others still train.
+    path = write_study(workdir, {"a": None, "b": {"trainer.callbacks": [{**early, "init_args": {"monitor": "val/acc"}}]}},
+                       args=args, name="own")
+    assert studies.main([str(path)]) == 1
+    assert "a: FAILED" in capsys.readouterr().out
+    assert studies.is_finished_run(workdir / "runs" / "own" / "b")
+
+
 def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
     """Given to ``study``, it was overridden without a word (``--data.init_args.folds 3`` beside ``folds: 5``), or it
     overrode a searched parameter: ``--model.init_args.lr 0.1`` trained every trial at 0.1 while the study recorded

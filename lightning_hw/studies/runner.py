@@ -783,13 +783,16 @@ def shared_metric_not_logged(search: SearchStudy, job: Job) -> bool:
     :class:`lightning_hw.callbacks.guards.WatchedMetricsCheck` says so before training (or after
     the first validation): for a search's objective, which is the study file's, and for a
     ``run.monitor`` that no variant or searched parameter sets per run (the base config's, a
-    typo every run would repeat, each using up a trial).
+    typo every run would repeat, each using up a trial), and for a callback's (``EarlyStopping``,
+    ``ModelCheckpoint``) when no variant or searched parameter may set the run's callbacks.
     """
     from lightning_hw.callbacks.guards import OBJECTIVE
 
     line = _error_line(job) or ""
     if line.startswith(f"error: {OBJECTIVE} "):
         return True
+    if re.match(r"error: the monitor of [A-Za-z_]\w* ", line):  # a callback's monitor (see guards.watched_metrics)
+        return not _callbacks_set_per_run(search)
     # The run's monitor: run.monitor, else the task class's (``error: MyTask.monitor ...``) or the default.
     if not re.match(r"error: (run\.monitor|[A-Za-z_]\w*\.monitor|the default monitor) ", line):
         return False
@@ -812,6 +815,16 @@ def _set_per_run(search: SearchStudy, key: str) -> bool:
     if search.is_grid:
         return any(option_values(v.args, f"--{key}") for v in search.study.variants)
     return key in search.space
+
+
+def _callbacks_set_per_run(search: SearchStudy) -> bool:
+    """Whether a variant (its options or its own config files) or a searched parameter may set the run's callbacks."""
+    def per_run(key: str) -> bool:
+        return "callbacks" in key or "monitor" in key
+
+    if search.is_grid:
+        return any(split_configs(v.args)[0] or any(per_run(arg) for arg in v.args[::2]) for v in search.study.variants)
+    return any(per_run(key) for key in search.space)
 
 
 def _refusal(job: Job) -> str:
