@@ -136,8 +136,18 @@ def test_unknown_key_in_config_file_suggests_the_option(tiny_args, workdir, caps
     code, line = error_of(args, capsys)
     assert code == 2
     assert line.startswith(
-        "error: unknown option 'trainer.max_epoch' (in a config file?); did you mean trainer.max_epochs"
+        f"error: unknown option 'trainer.max_epoch' (in {workdir / 'changed.yaml'}); did you mean trainer.max_epochs"
     )
+
+
+def test_unknown_key_in_a_stacked_config_file_names_that_file(tiny_args, workdir, capsys):
+    """With presets stacked, "(in a config file?)" left the user to search every file given for the typo."""
+    (workdir / "mine.yaml").write_text("trainer:\n  max_epochs: 2\n")
+    (workdir / "preset.yaml").write_text("trainer:\n  max_epoch: 3\n")
+    args = [*tiny_args("fit"), "--config", "mine.yaml", "--config=preset.yaml"]
+    code, line = error_of(args, capsys)
+    assert code == 2
+    assert line.startswith("error: unknown option 'trainer.max_epoch' (in preset.yaml); did you mean trainer.max_epochs"), line
 
 
 def test_unknown_subcommand_suggests_the_closest(tiny_args, capsys):

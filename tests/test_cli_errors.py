@@ -34,9 +34,9 @@ def explained(capsys, monkeypatch):
     def run(args: list[str]) -> tuple[str, str]:
         seen: list[str] = []
 
-        def spy(message: str, subcommand, parser) -> str:
+        def spy(message: str, subcommand, parser, args=None) -> str:
             seen.append(message)
-            return explain(message, subcommand, parser)
+            return explain(message, subcommand, parser, args)
 
         monkeypatch.setattr(cli, "explain", spy)
         code, line = error_of(args, capsys)
@@ -83,7 +83,7 @@ def test_form_does_not_accept_option(tiny_args, workdir, explained):
     message, line = explained(args)
     assert_form(r"does not accept option '([^']+)'", message)
     assert line.startswith(
-        "error: unknown option 'trainer.max_epoch' (in a config file?); did you mean trainer.max_epochs"
+        f"error: unknown option 'trainer.max_epoch' (in {workdir / 'typo.yaml'}); did you mean trainer.max_epochs"
     ), f"{JSONARGPARSE}: {line}"
 
 

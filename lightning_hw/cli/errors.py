@@ -157,13 +157,40 @@ def _option_without_class(path: str, key: str, value: str) -> str:
     return f"{given}: {where}; give them with --run.project, --run.tags, --run.notes, --run.job_type, --run.wandb, --run.root"
 
 
-def explain(message: str, subcommand: str | None, subparser=None) -> str:
+def config_files_setting(key: str, args: list[str], subcommand: str | None = None) -> list[str]:
+    """The ``--config`` files among ``args`` that set the dotted ``key`` (``trainer.max_epoch``), in order.
+
+    With presets stacked (``--config configs/resnet152.yaml --config configs/trainer/gpu.yaml``)
+    an unknown key's message names the file to fix. A file that cannot be read names nothing:
+    jsonargparse has said what it read.
+    """
+    setting = []
+    for _, file in config_arguments(list(args)):
+        try:
+            content = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        for root in (content, content.get(subcommand) if subcommand and isinstance(content, dict) else None):
+            node = root
+            for part in key.split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if node is not _MISSING:
+                setting.append(file)
+                break
+    return setting
+
+
+_MISSING = object()
+
+
+def explain(message: str, subcommand: str | None, subparser=None, args: list[str] | None = None) -> str:
     """One readable line for a jsonargparse error message.
 
     Args:
         message: ``str()`` of the ``ArgumentError``.
         subcommand: the subcommand given (``fit``, ...), if any.
         subparser: the subcommand's parser, to suggest option names.
+        args: the command line, to name the config file that sets an unknown key.
     """
     help_hint = f"{program_name()} {subcommand or ''} --help".replace("  ", " ")
 
@@ -183,7 +210,9 @@ def explain(message: str, subcommand: str | None, subparser=None) -> str:
     if found:
         option = "--" + found.group(1)
         suggestion = _suggest(option, _options(subparser)).replace("--", "")
-        return f"unknown option '{found.group(1)}' (in a config file?){suggestion} (options: {help_hint})"
+        files = config_files_setting(found.group(1), args or [], subcommand)
+        where = f"in {', '.join(files)}" if files else "in a config file?"
+        return f"unknown option '{found.group(1)}' ({where}){suggestion} (options: {help_hint})"
 
     found = re.search(r"Option '([^']+)' is not accepted", message)
     if found:

@@ -289,7 +289,7 @@ class HWCLI(CLIHooks):
             if ambiguous:
                 return f"{ambiguous} (where the config or an earlier option names {name})"
         subcommand = next((a for a in args if a in self.subcommand_parsers), None)
-        return explain(str(err), subcommand, self.subcommand_parsers.get(subcommand, self.parser))
+        return explain(str(err), subcommand, self.subcommand_parsers.get(subcommand, self.parser), args)
 
     def load_checkpoint_settings(self) -> None:
         """Read the checkpoint's hyperparameters into the config, safely.

@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     try:
         args = parser.parse_args(argv)
     except ArgumentError as err:
-        raise ConfigError(explain(str(err), "export", parser)) from None
+        raise ConfigError(explain(str(err), "export", parser, argv)) from None
     from lightning_hw.deploy.export import export_checkpoint  # torch, the task and the data: seconds
 
     return _stopping_on_signals(lambda written: export_checkpoint(args, written))
