@@ -263,6 +263,7 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         self.num_workers = num_workers
         self._split_records: dict[str, list[Record]] = {}
         self._points_checked = False
+        self._train_header_sizes: torch.Tensor | None = None  # read once in setup, for training_shapes
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -381,7 +382,9 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         self.prepare_flip()
         # Streamed images are decoded in DataLoader workers, out of sight: their sizes come from the headers.
         if not self._points_checked:
-            self.check_points(records, {name: self._header_sizes(part) for name, part in records.items()})
+            sizes = {name: self._header_sizes(part) for name, part in records.items()}
+            self._train_header_sizes = sizes["train"]
+            self.check_points(records, sizes)
         if self.standardize_images and self.mean is None:
             step = max(1, len(records["train"]) // 2000)  # decoding every image would take a pass
             self.preprocess = self.build_preprocess(self._decode_all(records["train"][::step])[0])
@@ -397,7 +400,10 @@ class LandmarkFiles(StreamingFallback, LandmarkDataModule):
         if not records:
             return None
         points = torch.stack([p for _, p in records]).float()
-        h, w = self._header_sizes(records).float().unbind(-1)
+        sizes = self._train_header_sizes
+        if sizes is None or len(sizes) != len(records):  # a large set's headers take seconds: read once (setup)
+            sizes = self._header_sizes(records)
+        h, w = sizes.float().unbind(-1)
         # As decoding does: a point outside its image is not annotated.
         return mark_off_canvas(points / torch.stack([w, h], dim=-1).unsqueeze(1), (1, 1))
 
