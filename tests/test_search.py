@@ -499,3 +499,21 @@ def test_report_on_one_trial_is_a_run_report_not_the_search_report(workdir, caps
     assert reports.main(["runs/s/trial-0"]) == 0
     assert sorted(p.name for p in (run / "report").iterdir()) == [".report-files.json", "report.csv", "report.md", "val_acc.png"]
     assert not storage.exists() and not (workdir / "runs" / "s" / "best.yaml").exists()
+
+
+def test_a_searched_config_file_may_set_the_callbacks_another_trials_monitor_refused(workdir, capsys):
+    """A searched ``config`` (a file per trial) may set the callbacks: one trial's refused EarlyStopping monitor
+    (the base config's val/accc) is not every trial's, and stopped the search before the other file trained."""
+    early = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/accc"}}
+    base = workdir / "early_stopping.yaml"
+    base.write_text(yaml.safe_dump({"trainer": {"callbacks": [early]}}))
+    own = workdir / "own_callbacks.yaml"
+    own.write_text(yaml.safe_dump({"trainer": {"callbacks": [{**early, "init_args": {"monitor": "val/acc"}}]}}))
+    plain = workdir / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"trainer": {"max_epochs": 2}}))
+    path = write_search(workdir, trials=2, sampler="grid", seed=1, config=[str(QUICKSTART), str(base)],
+                        search={"config": {"categorical": [str(own), str(plain)]}})
+    assert studies.main([str(path)]) == 1
+    out = capsys.readouterr()
+    assert "stopped" not in out.err, out.out
+    assert [t.state.name for t in load(path)].count("COMPLETE") == 1, out.out

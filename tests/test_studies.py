@@ -311,6 +311,18 @@ def test_a_grid_whose_shared_early_stopping_monitor_is_never_logged_stops_at_its
     assert studies.is_finished_run(workdir / "runs" / "own" / "b")
 
 
+def test_a_variant_setting_its_callbacks_in_a_mapping_is_not_stopped_by_another_runs_callback_monitor(workdir, capsys):
+    """``trainer: {callbacks: [...]}`` in a variant sets its own callbacks as ``trainer.callbacks`` does: another run's
+    refused callback monitor is not every run's (it stopped the study before that variant trained)."""
+    early = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/accc"}}
+    args = {**{k: v for k, v in TINY.items() if k != "trainer.callbacks"}, "trainer.callbacks": [early]}
+    own = {"trainer": {"callbacks": [{**early, "init_args": {"monitor": "val/acc"}}]}}
+    path = write_study(workdir, {"a": None, "b": own}, args=args, name="nested")
+    assert studies.main([str(path)]) == 1
+    assert "a: FAILED" in capsys.readouterr().out
+    assert studies.is_finished_run(workdir / "runs" / "nested" / "b")
+
+
 def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
     """Given to ``study``, it was overridden without a word (``--data.init_args.folds 3`` beside ``folds: 5``), or it
     overrode a searched parameter: ``--model.init_args.lr 0.1`` trained every trial at 0.1 while the study recorded

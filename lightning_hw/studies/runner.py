@@ -818,13 +818,20 @@ def _set_per_run(search: SearchStudy, key: str) -> bool:
 
 
 def _callbacks_set_per_run(search: SearchStudy) -> bool:
-    """Whether a variant (its options or its own config files) or a searched parameter may set the run's callbacks."""
-    def per_run(key: str) -> bool:
-        return "callbacks" in key or "monitor" in key
+    """Whether a variant (its options or its own config files) or a searched parameter may set the run's callbacks.
+
+    An option's value counts as well as its name: ``trainer: {callbacks: [...]}`` sets them as
+    ``trainer.callbacks`` does (its value is JSON naming them), and so may a searched ``config``.
+    """
+    def per_run(text: str) -> bool:
+        return "callbacks" in text or "monitor" in text
 
     if search.is_grid:
-        return any(split_configs(v.args)[0] or any(per_run(arg) for arg in v.args[::2]) for v in search.study.variants)
-    return any(per_run(key) for key in search.space)
+        return any(split_configs(v.args)[0] or any(per_run(arg) for arg in v.args) for v in search.study.variants)
+    return any(
+        key.removeprefix("--") == "config" or per_run(key) or any(per_run(str(c)) for c in getattr(dist, "choices", ()))
+        for key, dist in search.space.items()
+    )
 
 
 def _refusal(job: Job) -> str:
