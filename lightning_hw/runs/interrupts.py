@@ -189,14 +189,10 @@ class SignalWatch:
             return
         if self.signum is not None and self.training and self._parent_forwards_signals():
             return  # the same stop again, forwarded by rank 0
-        if signum == self.signum and self._copies_due > 0:
-            # The same stop again, passed on by torchrun or the study: while training, or once the run
-            # stopped at its step and unwinds (the copy may come after a short step), not a second request.
-            self._copies_due -= 1
-            return
-        if signum == self._stopped_at_once and self._copies_due > 0:
-            # The copy of the signal that stopped the command at once, arriving while it unwinds:
-            # raised again, it would break off the run's clean-up (its status, its rollback).
+        if signum in (self.signum, self._stopped_at_once) and self._copies_due > 0:
+            # The same stop again, passed on by torchrun or the study, not a second request: while training,
+            # once the run stopped at its step and unwinds (the copy may come after a short step), or while a
+            # command stopped at once unwinds (raised again, it would break off its status and rollback).
             self._copies_due -= 1
             return
         self._stopped_at_once, self._copies_due = signum, self._torchrun_copies(signum)
