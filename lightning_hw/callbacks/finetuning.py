@@ -84,13 +84,13 @@ def _bn_modules(modules: Iterable[nn.Module]) -> list[nn.Module]:
     return [m for root in modules for m in root.modules() if isinstance(m, BATCH_NORMS)]
 
 
-def _holds_backbone(optimizers: dict[int, list[dict[str, Any]]]) -> bool:
-    """Whether ``BaseFinetuning``'s optimizer metadata (groups of parameter names) holds backbone parameters."""
+def _backbone_groups(optimizers: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The parameter groups of ``BaseFinetuning``'s optimizer metadata (groups of parameter names) holding backbone parameters."""
     # The names backbone_of finds: a task's own backbone, or its net's (TimmNet).
-    return any(
-        str(name).startswith(("backbone.", "net.backbone."))
-        for groups in optimizers.values() for group in groups for name in group.get("params", ())
-    )
+    return [
+        group for groups in optimizers.values() for group in groups
+        if any(str(name).startswith(("backbone.", "net.backbone.")) for name in group.get("params", ()))
+    ]
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -164,12 +164,8 @@ class FreezeBackbone(BaseFinetuning):
         Args:
             checkpoint: a loaded checkpoint.
         """
-        optimizers = finetuning_groups((checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__))
-        for groups in optimizers.values():
-            for group in groups:
-                if _holds_backbone({0: [group]}):
-                    return float(group.get("lr", math.nan))  # a float or a tensor (torch takes both); never missing
-        return None
+        groups = _backbone_groups(finetuning_groups((checkpoint.get("callbacks") or {}).get(FreezeBackbone.__qualname__)))
+        return float(groups[0].get("lr", math.nan)) if groups else None  # a float or a tensor (torch takes both); never missing
 
     def frozen_throughout(self, max_epochs: int | None) -> bool:
         """Whether the backbone stays frozen for a run of ``max_epochs`` epochs."""
@@ -220,7 +216,7 @@ class FreezeBackbone(BaseFinetuning):
         # unfreezing gets the unfrozen layers' group back and says so as it unfreezes them ("unfroze ... at lr");
         # "frozen until epoch N" before that line would be stale.
         restarting = finetuning_restarting(self)
-        if not (restarting and _holds_backbone(finetuning_groups(self.state_dict()))):
+        if not (restarting and _backbone_groups(finetuning_groups(self.state_dict()))):
             frozen = sum(p.numel() for p in backbone_of(pl_module).parameters())
             whole = self.frozen_throughout(trainer.max_epochs)
             when = "for the whole run" if whole else f"until epoch {self.unfreeze_at_epoch}"
