@@ -282,27 +282,29 @@ def test_variant_with_a_seed_the_study_lacks_is_refused(workdir, capsys):
     assert not (workdir / "runs").exists()
 
 
-def test_a_grid_whose_shared_monitor_is_never_logged_stops_at_its_first_run(workdir, capsys):
-    """A misspelt run.monitor of the study's args is every run's: the first refusal stops the grid (no variant sets it)."""
-    args = {**{k: v for k, v in TINY.items() if k != "trainer.callbacks"}, "run.monitor": "val/accc"}
+def assert_the_shared_refusal_stops_the_grid(workdir: Path, capsys, args: dict, error: str) -> None:
+    """A grid of two variants over ``args``: the first run's refusal (its ``error`` line) stops the study, the other never starts."""
     path = write_study(workdir, {"a": None, "b": None}, args=args)
     assert studies.main([str(path)]) == 2
     out = capsys.readouterr()
-    assert "refused before training: error: run.monitor val/accc is not a metric this run logs" in out.out, out.out
+    assert f"refused before training: {error}" in out.out, out.out
     assert "Study tiny stopped: its fit refused what every run shares" in out.err
     assert len([d for d in (workdir / "runs" / "tiny").iterdir() if d.name in ("a", "b")]) == 1  # the other never started
+
+
+def test_a_grid_whose_shared_monitor_is_never_logged_stops_at_its_first_run(workdir, capsys):
+    """A misspelt run.monitor of the study's args is every run's: the first refusal stops the grid (no variant sets it)."""
+    args = {**{k: v for k, v in TINY.items() if k != "trainer.callbacks"}, "run.monitor": "val/accc"}
+    assert_the_shared_refusal_stops_the_grid(workdir, capsys, args, "error: run.monitor val/accc is not a metric this run logs")
 
 
 def test_a_grid_whose_shared_early_stopping_monitor_is_never_logged_stops_at_its_first_run(workdir, capsys):
     """A misspelt monitor of a callback in the study's args (EarlyStopping's) failed each run in turn, as if a run's own."""
     early = {"class_path": "lightning.pytorch.callbacks.EarlyStopping", "init_args": {"monitor": "val/accc"}}
     args = {**{k: v for k, v in TINY.items() if k != "trainer.callbacks"}, "trainer.callbacks": [early]}
-    path = write_study(workdir, {"a": None, "b": None}, args=args)
-    assert studies.main([str(path)]) == 2
-    out = capsys.readouterr()
-    assert "refused before training: error: the monitor of EarlyStopping val/accc is not a metric this run logs" in out.out, out.out
-    assert "Study tiny stopped: its fit refused what every run shares" in out.err
-    assert len([d for d in (workdir / "runs" / "tiny").iterdir() if d.name in ("a", "b")]) == 1  # the other never started
+    assert_the_shared_refusal_stops_the_grid(
+        workdir, capsys, args, "error: the monitor of EarlyStopping val/accc is not a metric this run logs"
+    )
     # A variant that sets its own callbacks may be the only one refused: the others still train.
     path = write_study(workdir, {"a": None, "b": {"trainer.callbacks": [{**early, "init_args": {"monitor": "val/acc"}}]}},
                        args=args, name="own")
