@@ -263,6 +263,17 @@ def test_a_ddp_run_interrupted_mid_epoch_resumes_with_every_process_metrics(tiny
 
 
 @pytest.mark.slow
+def test_a_config_error_under_ddp_is_said_in_one_line(tiny_args, workdir):
+    """A mistyped ``--run.monitor`` under DDP: each of the two processes printed the same error line."""
+    proc = ddp_fit(tiny_args("fit", *DDP_ON_TWO_CPUS, "--run.monitor", "val/accc"), code=2)
+
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "run.monitor val/accc is not a metric" in errors[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").rglob("*"))
+
+
+@pytest.mark.slow
 def test_sigterm_to_one_ddp_process_stops_the_run_at_the_next_step(tiny_args, workdir):
     """``kill -TERM <pid>`` of a process other than the first stops the whole run, with its last.ckpt.
 

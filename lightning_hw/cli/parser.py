@@ -984,6 +984,17 @@ def _say(message: str) -> None:
         print(message)
 
 
+def _this_process_says(err: UserError) -> bool:
+    """Whether this process prints ``err``'s line (under DDP, every process runs the command).
+
+    A :class:`ConfigError` comes from what every process reads alike (the command line, the
+    config files, the checkpoint), so each raises the same one: the first process's line is the
+    job's (two processes printed it twice). Any other error (a damaged file in one process's share
+    of the data) may be that process's own, so each process says its own.
+    """
+    return rank_zero_only.rank == 0 or not isinstance(err, ConfigError)
+
+
 def _has_test(cli: HWCLI) -> bool:
     from lightning.pytorch.utilities.model_helpers import is_overridden
 
@@ -1042,7 +1053,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        if _this_process_says(err):
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     except RunInterrupted as stop:
         if rank_zero_only.rank == 0:  # every DDP process stops; the first one speaks
