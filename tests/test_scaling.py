@@ -274,6 +274,21 @@ def test_a_config_error_under_ddp_is_said_in_one_line(tiny_args, workdir):
 
 
 @pytest.mark.slow
+def test_a_ddp_run_says_the_backbones_preprocessing_once(workdir):
+    """E5 stacked with ddp.yaml: each of the two processes printed "Preprocessing from the backbone's ..."."""
+    proc = ddp_fit([
+        "fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--config", str(REPO / "configs" / "e5_finetune.yaml"),
+        "--config", str(PRESETS / "ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+        "--run.test_after_fit", "false", "--run.root", str(workdir / "runs"), "--run.wandb", "disabled",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ])
+
+    assert proc.stdout.count("Preprocessing from the backbone's timm data config") == 1, proc.stdout[-3000:]
+    assert proc.stdout.count("Run saved in") == 1
+
+
+@pytest.mark.slow
 def test_sigterm_to_one_ddp_process_stops_the_run_at_the_next_step(tiny_args, workdir):
     """``kill -TERM <pid>`` of a process other than the first stops the whole run, with its last.ckpt.
 

@@ -472,7 +472,7 @@ class HWCLI(CLIHooks):
 
         message = link_model_preprocessing(self.model, self.datamodule)
         if message:
-            print(message)
+            _say(message)  # every DDP process links it; the first one says so
         self._check_data()
         if self.subcommand != "fit" and checkpoint is not None:
             self._take_other_datamodule_preprocessing(checkpoint)
