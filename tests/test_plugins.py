@@ -1034,3 +1034,66 @@ def test_list_does_not_describe_an_undocumented_class_with_its_base_classes_docs
     assert exit_info.value.code == 0
     (row,) = [line.split("│") for line in capsys.readouterr().out.splitlines() if "BareTask" in line]
     assert [cell.strip() for cell in row[1:5]] == ["task", "BareTask", "bare-plugin", ""]
+
+
+# -- a new plugin author's mistakes, each one line --------------------------------------------------
+
+AUTHOR_MISTAKES_SOURCE = '''
+from lightning_hw import Classifier
+
+
+class ItemLossTask(Classifier):
+    """Returns the loss as a Python float (``loss.item()``), as a logging habit makes one write."""
+
+    def shared_step(self, batch, stage):
+        return super().shared_step(batch, stage).item()
+
+
+class NoReturnTask(Classifier):
+    """Forgets to return the loss."""
+
+    def shared_step(self, batch, stage):
+        super().shared_step(batch, stage)
+
+
+class CaseMonitorTask(Classifier):
+    """Its monitor differs from the logged val/f1 in case only."""
+
+    monitor = "val/F1"
+
+
+class MisnamedLinkTask(Classifier):
+    """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
+
+    linked_from_data = ("num_classes", "input_shape", "class_name")
+'''
+
+
+@pytest.fixture
+def author_mistakes(site):
+    """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "MisnamedLinkTask")
+    fake_distribution(
+        site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
+        {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
+    )  # fmt: skip
+    importlib.invalidate_caches()
+
+
+@pytest.mark.parametrize(
+    ("task", "returned"),
+    [("ItemLossTask", "a float"), ("NoReturnTask", "None")],
+    ids=["float", "none"],
+)
+def test_a_shared_step_that_returns_no_loss_tensor_is_one_line_and_no_run(author_mistakes, tiny_args, workdir, capsys, task, returned):
+    """``loss.item()`` ended in Lightning's MisconfigurationException traceback about a ``training_step`` the
+    author never wrote; a missing ``return`` skipped every step (one Lightning warning) and recorded a finished
+    run of untrained weights, tested as if it had trained."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--model", task), capsys)
+    assert code == 2
+    assert line.startswith(f"error: task {task} shared_step(batch, 'train') returned {returned}, not the batch's loss"), line
+    assert "plugins/README.md" in line
+    assert not (workdir / "runs").exists()
+

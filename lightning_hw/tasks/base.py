@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import torch
@@ -33,6 +33,23 @@ def _modules_with_penalty(module: nn.Module, seen: set[int]) -> Iterator[nn.Modu
         if callable(getattr(type(child), "regularization_loss", None)):
             yield child
         yield from _modules_with_penalty(child, seen)
+
+
+def _not_a_loss(task_cls: type, returned: object) -> ConfigError:
+    """The one-line refusal of a ``shared_step`` whose training result Lightning cannot optimise.
+
+    Lightning takes a tensor or a dict with ``loss`` from ``training_step``; it raised a traceback
+    about a ``training_step`` the author never wrote for ``loss.item()``, and for ``None`` (a
+    forgotten ``return``) skipped every step with one warning, recording untrained weights as a
+    finished run.
+    """
+    what = "None" if returned is None else f"a {type(returned).__name__}"
+    return ConfigError(
+        f"task {task_cls.__name__} shared_step(batch, 'train') returned {what}, not the batch's loss",
+        "return the loss tensor backward() runs on (not loss.item(), which has no gradient), e.g. "
+        "`return self.add_penalty(stage, loss, batch_size)` (see \"4. A task\" in plugins/README.md); to skip a "
+        "batch on purpose, override training_step and return None there",
+    )
 
 
 class Task(LightningModule):
@@ -137,7 +154,10 @@ class Task(LightningModule):
         )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self.shared_step(batch, "train")
+        loss = self.shared_step(batch, "train")
+        if not isinstance(loss, (torch.Tensor, Mapping)):
+            raise _not_a_loss(type(self), loss)
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "val")
