@@ -1097,3 +1097,14 @@ def test_a_shared_step_that_returns_no_loss_tensor_is_one_line_and_no_run(author
     assert "plugins/README.md" in line
     assert not (workdir / "runs").exists()
 
+
+def test_a_monitor_that_differs_in_case_from_a_logged_metric_is_refused_before_training(author_mistakes, tiny_args, workdir, capsys):
+    """``val/F1`` for the logged ``val/f1`` was not close enough to be called a typo at the sanity check: the run
+    trained its first epoch and stayed behind, marked failed, and the line suggested nothing."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--model", "CaseMonitorTask", "--run.monitor", "null"), capsys)
+    assert code == 2
+    assert line.startswith("error: CaseMonitorTask.monitor val/F1 is not a metric this run logs (did you mean val/f1?)"), line
+    assert not (workdir / "runs").exists()
+

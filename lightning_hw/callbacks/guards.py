@@ -172,8 +172,7 @@ class WatchedMetricsCheck(Callback):
         for metric, what, where in watched_metrics(trainer):
             if not metric.startswith("val/") or metric in present:
                 continue
-            # Compared without the "val/" every name shares, which alone made val/top5 "close" to val/loss.
-            close = [f"val/{c}" for c in difflib.get_close_matches(metric[4:], [k[4:] for k in logged], n=1, cutoff=0.6)]
+            close = _closest_logged(metric, logged)
             if not (certain or close or (elsewhere and not logged)):
                 return False  # perhaps skipped while sanity checking: the first real validation tells
             if logged:
@@ -189,6 +188,18 @@ class WatchedMetricsCheck(Callback):
                 f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}", advice
             )
         return True
+
+
+def _closest_logged(metric: str, logged: list[str]) -> list[str]:
+    """The logged ``val/`` name ``metric`` is a typo of, as a one-item list (empty when none is close).
+
+    Compared without the ``val/`` every name shares, which alone made ``val/top5`` "close" to
+    ``val/loss``, and without case: ``val/F1`` for ``val/f1`` (two characters, one differing) was
+    no match, so it was not refused before training and the run stayed behind, marked failed.
+    """
+    by_lower = {name[4:].lower(): name for name in logged}
+    close = difflib.get_close_matches(metric[4:].lower(), list(by_lower), n=1, cutoff=0.6)
+    return [by_lower[close[0]]] if close else []
 
 
 #: packages whose callbacks log no validation metric of their own (Lightning's log to the loggers only)
