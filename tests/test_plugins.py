@@ -1108,3 +1108,17 @@ def test_a_monitor_that_differs_in_case_from_a_logged_metric_is_refused_before_t
     assert line.startswith("error: CaseMonitorTask.monitor val/F1 is not a metric this run logs (did you mean val/f1?)"), line
     assert not (workdir / "runs").exists()
 
+
+def test_a_linked_from_data_name_that_is_no_init_argument_is_one_line(author_mistakes, tiny_args, workdir, capsys):
+    """A name in ``linked_from_data`` that the task's ``__init__`` does not take was skipped without a word: the
+    task kept its default for the argument meant (a net of the wrong size: a shape traceback in the first step, or
+    silently wrong class names)."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--model", "MisnamedLinkTask"), capsys)
+    assert code == 2
+    assert line.startswith(
+        "error: MisnamedLinkTask.linked_from_data names class_name, which is not an init argument of MisnamedLinkTask "
+        "(did you mean class_names?)"
+    ), line
+    assert not (workdir / "runs").exists()

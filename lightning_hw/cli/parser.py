@@ -258,6 +258,7 @@ class HWCLI(CLIHooks):
         """
         task_cls = registry.import_class(task, "task")
         data_cls = registry.import_class(data, "datamodule")
+        _check_linked_names(task_cls)
         names = [n for n in getattr(task_cls, "linked_from_data", ()) if hasattr(data_cls, n)]
         sub_parser = self.subcommand_parsers[subcommand]
         for name in names:
@@ -842,6 +843,39 @@ def _run_words(args: list[str]) -> str | None:
     runs = [Path(path).parent for _, path in config_arguments(args) if Path(path).name == CONFIG_FILE]
     run = next((run for run in runs if is_run_record(run)), None)  # not a project's own config.yaml
     return f"the run {run}" if run is not None else None
+
+
+def _check_linked_names(task_cls: type) -> None:
+    """Refuse a ``linked_from_data`` name that is no init argument of the task.
+
+    Such a name was skipped without a word (a link needs a datamodule attribute of that name,
+    and jsonargparse dropped the value meant for an argument the task does not take): the task
+    kept its default for the argument meant, a net of the wrong size that failed with a shape
+    traceback in the first step, or class names that were silently not the data's. A task whose
+    ``__init__`` takes ``**kwargs`` may pass any name on, so it is not checked.
+
+    Raises:
+        ConfigError: the name, the task's arguments, and what to change.
+    """
+    import difflib
+    import inspect
+
+    try:
+        parameters = inspect.signature(task_cls).parameters
+    except (TypeError, ValueError):  # no signature to read (a C extension class): nothing to check
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for name in getattr(task_cls, "linked_from_data", ()):
+        if name in parameters:
+            continue
+        close = difflib.get_close_matches(name, list(parameters), n=1)
+        raise ConfigError(
+            f"{task_cls.__name__}.linked_from_data names {name}, which is not an init argument of {task_cls.__name__}"
+            + (f" (did you mean {close[0]}?)" if close else ""),
+            f"list only arguments of its __init__ ({', '.join(parameters)}) there, each filled from the datamodule "
+            "attribute of the same name (plugins/README.md, section 5)",
+        )
 
 
 def _linked_value(data: Any, name: str, task: str) -> Any:
