@@ -1062,6 +1062,18 @@ class CaseMonitorTask(Classifier):
     monitor = "val/F1"
 
 
+class NoLogLossTask(Classifier):
+    """Collects its predictions but never calls log_loss; it checkpoints on val/loss."""
+
+    monitor, monitor_mode = "val/loss", "min"
+
+    def shared_step(self, batch, stage):
+        x, y = batch
+        outputs = self(x)
+        self.collect(stage, self.head.predict(outputs.detach()), y)
+        return self.head.loss(outputs, y)
+
+
 class MisnamedLinkTask(Classifier):
     """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
 
@@ -1072,7 +1084,7 @@ class MisnamedLinkTask(Classifier):
 @pytest.fixture
 def author_mistakes(site):
     """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
-    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "MisnamedLinkTask")
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "MisnamedLinkTask")
     fake_distribution(
         site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
         {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
@@ -1122,3 +1134,17 @@ def test_a_linked_from_data_name_that_is_no_init_argument_is_one_line(author_mis
         "(did you mean class_names?)"
     ), line
     assert not (workdir / "runs").exists()
+
+
+def test_a_task_monitoring_val_loss_it_never_logs_is_told_to_call_log_loss(author_mistakes, tiny_args, capsys):
+    """The line said only "give one of val/acc, val/f1 to NoLogLossTask.monitor": the task's monitor was right,
+    its shared_step lacked the self.log_loss call that logs val/loss."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--model", "NoLogLossTask", "--run.monitor", "null"), capsys)
+    assert code == 2
+    assert line == (
+        "error: NoLogLossTask.monitor val/loss is not a metric this run logs; a Task logs <stage>/loss when its "
+        "shared_step calls self.log_loss(stage, loss, batch_size) (see \"4. A task\" in plugins/README.md): call "
+        "it, or give one of val/acc, val/f1 to NoLogLossTask.monitor (the task class's attribute) or --run.monitor"
+    ), line

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from lightning_hw.errors import ConfigError, DataError, TrainingError
+from lightning_hw.tasks.base import Task
 
 
 def last_checkpoint(trainer: Trainer) -> str | None:
@@ -184,6 +185,12 @@ class WatchedMetricsCheck(Callback):
                 )
             else:
                 advice = f"it logs no val/ metric; change {where}"
+            if metric == "val/loss" and isinstance(trainer.lightning_module, Task):
+                # The Task's default monitor, missing because shared_step skipped log_loss: the monitor is right.
+                advice = (
+                    "a Task logs <stage>/loss when its shared_step calls self.log_loss(stage, loss, batch_size) "
+                    f"(see \"4. A task\" in plugins/README.md): call it, or {advice}"
+                )
             raise ConfigError(
                 f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}", advice
             )
