@@ -7,6 +7,7 @@ entry_points.txt) and a module, written into a temporary directory on ``sys.path
 
 from __future__ import annotations
 
+import csv
 import importlib
 import importlib.metadata
 import os
@@ -1074,6 +1075,12 @@ class NoLogLossTask(Classifier):
         return self.head.loss(outputs, y)
 
 
+class LossMonitorTask(Classifier):
+    """Checkpoints on val/loss; its monitor_mode is the one it inherits, Classifier's "max" for val/acc."""
+
+    monitor = "val/loss"
+
+
 class MisnamedLinkTask(Classifier):
     """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
 
@@ -1084,7 +1091,7 @@ class MisnamedLinkTask(Classifier):
 @pytest.fixture
 def author_mistakes(site):
     """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
-    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "MisnamedLinkTask")
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "MisnamedLinkTask")
     fake_distribution(
         site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
         {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
@@ -1148,3 +1155,30 @@ def test_a_task_monitoring_val_loss_it_never_logs_is_told_to_call_log_loss(autho
         "shared_step calls self.log_loss(stage, loss, batch_size) (see \"4. A task\" in plugins/README.md): call "
         "it, or give one of val/acc, val/f1 to NoLogLossTask.monitor (the task class's attribute) or --run.monitor"
     ), line
+
+
+def test_a_monitor_set_without_its_mode_keeps_the_best_epoch_by_what_the_name_says(author_mistakes, tiny_args, workdir):
+    """A task class that set ``monitor = "val/loss"`` and inherited ``monitor_mode = "max"`` (or set
+    ``monitor = "val/f1"`` and inherited Task's "min") kept its worst epoch as the best checkpoint, and fit tested
+    that one, without a word. A mode set beside the monitor, or on a subclass of it, is kept as it is."""
+    main_args = tiny_args("fit", "--model", "LossMonitorTask", "--run.monitor", "null", "--run.name", "r",
+                          "--trainer.max_epochs", "3", "--run.test_after_fit", "false")  # fmt: skip
+    main(main_args)
+    run = workdir / "runs" / "quickstart" / "r"
+    rows = [row for row in csv.DictReader((run / "metrics.csv").open()) if row.get("val/loss")]
+    losses = {int(row["epoch"]): float(row["val/loss"]) for row in rows}
+    lowest, highest = min(losses, key=losses.get), max(losses, key=losses.get)
+    assert lowest != highest, losses  # else the test could not tell the modes apart
+    assert [p.name for p in (run / "checkpoints").glob("best-*.ckpt")] == [f"best-epoch{lowest:03d}.ckpt"]
+
+
+def test_a_search_on_a_monitor_set_without_its_mode_optimises_in_the_direction_the_name_says(author_mistakes, workdir):
+    """A search's default objective is what fit checkpoints on: for ``LossMonitorTask`` it maximised val/loss."""
+    from lightning_hw.studies import search
+
+    config = workdir / "loss_monitor.yaml"
+    config.write_text(yaml.safe_dump({"model": {"class_path": "LossMonitorTask"}, "data": {"class_path": "Digits"}}))
+    study = workdir / "s.yaml"
+    study.write_text(yaml.safe_dump({"name": "s", "config": str(config), "search": {"model.init_args.lr": {"float": [1e-3, 0.1]}}}))
+    spec = search.load_search(study)
+    assert (spec.metric, spec.direction) == ("val/loss", "minimize")

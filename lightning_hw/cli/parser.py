@@ -57,7 +57,7 @@ from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, ConstructorError, UserError, raised_in_constructor, user_error_in
 from lightning_hw.precision import NO_GPU_ADVICE
-from lightning_hw.runs.config import monitor_mode
+from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
 from lightning_hw.runs import (
     WATCH,
@@ -534,7 +534,7 @@ class HWCLI(CLIHooks):
         wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False and run.mode != "scratch"
         if self.subcommand == "fit" and wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = settings.monitor or getattr(self.model, "monitor", "val/loss")
-            mode = getattr(self.model, "monitor_mode", "min") if settings.monitor is None else monitor_mode(monitor)
+            mode = task_monitor_mode(type(self.model)) if settings.monitor is None else monitor_mode(monitor)
             # A monitor the task's class names is fixed there: run.monitor, in a refusal, would name a setting never given.
             task_attr = f"{type(self.model).__name__}.monitor"
             if settings.monitor:

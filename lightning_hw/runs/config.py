@@ -20,6 +20,29 @@ def monitor_mode(metric: str) -> str:
     return "min" if any(word in name for word in ("loss", "err", "nme", "mae", "mse", "rmse", "penalty")) else "max"
 
 
+def task_monitor_mode(task_cls: type) -> str:
+    """Whether higher or lower is better for the task class's ``monitor``: its ``monitor_mode`` where that is set with it.
+
+    A class that sets ``monitor`` but not ``monitor_mode`` inherits the mode of a base that
+    monitors another metric (``Task``'s "min" for ``val/loss``, ``Classifier``'s "max" for
+    ``val/acc``): ``monitor = "val/f1"`` on a ``Task`` kept its worst epoch as the best checkpoint,
+    and fit tested that one. A mode set on the class that sets the monitor, or on a subclass of it,
+    is what the author chose; an inherited one is replaced by what the metric's name says, as for
+    ``run.monitor`` (:func:`monitor_mode`).
+
+    Args:
+        task_cls: the task's class (a ``Task`` or any ``LightningModule``).
+    """
+    mro = type.mro(task_cls) if isinstance(task_cls, type) else []
+    monitor_at = next((i for i, cls in enumerate(mro) if "monitor" in vars(cls)), None)
+    mode_at = next((i for i, cls in enumerate(mro) if "monitor_mode" in vars(cls)), None)
+    if monitor_at is None:
+        return str(getattr(task_cls, "monitor_mode", "min"))  # the default monitor, val/loss
+    if mode_at is not None and mode_at <= monitor_at:
+        return str(vars(mro[mode_at])["monitor_mode"])
+    return monitor_mode(str(vars(mro[monitor_at])["monitor"]))
+
+
 #: the characters W&B refuses in a project name (``wandb_settings.validate_project``)
 WANDB_PROJECT_REFUSES = "/\\#?%:"
 

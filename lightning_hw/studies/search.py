@@ -369,7 +369,7 @@ def _objective(spec: Any, configs: list[str], args: Any, where: str, validation:
 
 def _monitor(configs: list[str], args: dict) -> tuple[str, str]:
     """The metric ``fit`` checkpoints on for these configs: ``run.monitor``, else the task's ``monitor``."""
-    from lightning_hw.runs.config import monitor_mode
+    from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 
     monitor, class_path = args.get("run.monitor"), args.get("model.class_path") or args.get("model")
     for config in reversed(configs):
@@ -380,7 +380,7 @@ def _monitor(configs: list[str], args: dict) -> tuple[str, str]:
     if monitor:
         return str(monitor), monitor_mode(str(monitor))
     task = _task_class(str(class_path or ""))
-    return getattr(task, "monitor", "val/loss"), getattr(task, "monitor_mode", "min")
+    return getattr(task, "monitor", "val/loss"), task_monitor_mode(task) if task is not None else "min"
 
 
 def _task_class(class_path: str) -> type | None:
