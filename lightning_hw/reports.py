@@ -266,23 +266,45 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
 
     They are kept apart from training: an evaluation is not an epoch of the run it evaluates.
     Evaluations of checkpoints from outside any run sit in ``<group>/eval/``: pass the group
-    directories in ``groups`` (their rows name no run). An evaluation with a ``caveats.txt``
+    directories in ``groups`` (their rows name no run). Each row names the checkpoint it scored
+    (see :func:`evaluated_checkpoint`). An evaluation with a ``caveats.txt``
     (its split differs from training's, say) gets a ``caveat`` column that says it.
     """
     rows: list[dict[str, Any]] = []
     places = [(run.name, run.directory) for run in runs] + [("-", Path(group)) for group in groups]
     for label, place in places:
         for directory in sorted((place / EVAL_DIR).glob(f"*/{METRICS_FILE}")):
-            row: dict[str, Any] = {"run": label, "evaluation": directory.parent.name}
+            row: dict[str, Any] = {
+                "run": label, "evaluation": directory.parent.name, "checkpoint": evaluated_checkpoint(directory.parent),
+            }
             for metric, curve in read_metrics(directory).items():
                 row[metric] = curve[max(curve)]
             caveats = directory.parent / CAVEATS_FILE
             if caveats.is_file():  # e.g. its split differs from training's: the scores may be too good
                 row["caveat"] = " / ".join(caveats.read_text().splitlines())
             rows.append(row)
-    metrics = sorted({k for row in rows for k in row} - {"run", "evaluation", "caveat"})
+    metrics = sorted({k for row in rows for k in row} - {"run", "evaluation", "checkpoint", "caveat"})
     caveat = ["caveat"] if any("caveat" in row for row in rows) else []
-    return ["run", "evaluation", *metrics, *caveat], rows
+    return ["run", "evaluation", "checkpoint", *metrics, *caveat], rows
+
+
+def evaluated_checkpoint(evaluation: Path) -> str:
+    """The file name of the checkpoint an evaluation scored, from its ``config-<stage>.yaml``.
+
+    A run's evaluations of its best and its last checkpoint give other scores; without the
+    name they were told apart only by their time. The name is enough: an evaluation is filed
+    under the run whose checkpoint it scored. ``-`` when the config is missing or unreadable.
+    """
+    import yaml
+
+    for config in sorted(evaluation.glob("config-*.yaml")):
+        try:
+            recorded = yaml.safe_load(config.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(recorded, dict) and isinstance(recorded.get("ckpt_path"), str):
+            return Path(recorded["ckpt_path"]).name
+    return "-"
 
 
 # -- the table ---------------------------------------------------------------------------------

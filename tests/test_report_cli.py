@@ -365,3 +365,28 @@ def test_a_report_refuses_the_users_files_before_it_draws(workdir, monkeypatch, 
     code, line = error_of(["report", "runs/s", "--out", "notes"], capsys)
     assert code == 2 and line.startswith("error: --out notes holds val_acc.png, which no earlier report there wrote")
     assert sorted(p.name for p in notes.iterdir()) == ["val_acc.png"] and (notes / "val_acc.png").read_bytes() == b"my own figure"
+
+
+def test_the_evaluations_table_names_the_checkpoint_each_evaluation_scored(workdir):
+    """Two ``test`` runs of one run (its best and its last checkpoint) were told apart only by their time."""
+    import csv
+
+    from lightning_hw.cli import HWCLI
+    from reliability_helpers import output_of, tiny_fit_args
+
+    HWCLI(args=tiny_fit_args(workdir, "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    (best,) = (run / "checkpoints").glob("best-*.ckpt")
+    tested = {}
+    for ckpt in (best, run / "checkpoints" / "last.ckpt"):
+        before = set((run / "eval").glob("test-*"))
+        output_of("test", "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2")
+        (evaluation,) = set((run / "eval").glob("test-*")) - before
+        with (evaluation / "metrics.csv").open(newline="") as f:
+            tested[evaluation.name] = (ckpt.name, float(next(csv.DictReader(f))["test/loss"]))
+
+    output_of("report", str(run.parent), "--out", str(workdir / "report"))
+    with (workdir / "report" / "evaluations.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["evaluation"]: (row["checkpoint"], float(row["test/loss"])) for row in rows} == tested
+    assert "| run | evaluation | checkpoint |" in (workdir / "report" / "report.md").read_text()
