@@ -120,6 +120,8 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
     for directory in map(Path, directories):
         if not directory.is_dir():
             raise DataError(f"{directory} is not a directory; give a study directory (runs/<study>) or run directories")
+        if directory.parent.name == EVAL_DIR:
+            raise DataError(not_a_run(directory))
         if is_run_dir(directory):
             found.append(directory)
             continue
@@ -130,6 +132,20 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
             raise DataError(f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
         found += below
     return list(dict.fromkeys(found))
+
+
+def not_a_run(evaluation: Path) -> str:
+    """Why ``evaluation`` (``<run>/eval/<stage>-<time>/``) is no run to report, and what to report instead.
+
+    It has a ``metrics.csv``, so it passed for a run of 0 epochs, and its report went into
+    the evaluated run's record (``<evaluation>/report/``).
+    """
+    owner = evaluation.parent.parent
+    whose = f"its run, {owner}," if is_run_dir(owner) else f"the runs of {owner},"
+    return (
+        f"{evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run; "
+        f"report {whose} whose report lists its evaluations apart from its epochs"
+    )
 
 
 def read_metrics(path: Path) -> dict[str, dict[int, float]]:

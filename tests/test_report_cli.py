@@ -390,3 +390,21 @@ def test_the_evaluations_table_names_the_checkpoint_each_evaluation_scored(workd
         rows = list(csv.DictReader(f))
     assert {row["evaluation"]: (row["checkpoint"], float(row["test/loss"])) for row in rows} == tested
     assert "| run | evaluation | checkpoint |" in (workdir / "report" / "report.md").read_text()
+
+
+def test_an_evaluation_directory_given_as_a_run_is_refused_and_nothing_written_into_it(workdir, capsys):
+    """`report runs/s/a/eval/test-<time>` reported the evaluation as a run of 0 epochs, into the run's record."""
+    from reliability_helpers import error_of
+
+    two_runs(workdir)
+    evaluation = workdir / "runs" / "s" / "a" / "eval" / "test-20261207-093246"
+    evaluation.mkdir(parents=True)
+    (evaluation / "metrics.csv").write_text("epoch,step,test/acc\n1,2,0.5\n")
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
+    code, line = error_of(["report", str(evaluation)], capsys)
+    assert code == 1
+    assert line == (
+        f"error: {evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run; "
+        f"report its run, {evaluation.parent.parent}, whose report lists its evaluations apart from its epochs"
+    )
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
