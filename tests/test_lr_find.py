@@ -475,3 +475,51 @@ def test_write_leaves_out_a_run_name_that_names_a_sweep(tmp_path):
     assert code == 0, err[-3000:]
     assert yaml.safe_load(written.read_text())["run"]["name"] is None
     assert f"they named {sweep}, an lr-find sweep" in written.read_text()
+
+
+def test_the_temporary_checkpoint_of_a_killed_sweep_is_removed_by_the_next_lr_find(tmp_path):
+    """A SIGKILL mid-sweep left ``lr-find-<time>/.lr_find_<uuid>.ckpt`` alone, which every later lr-find
+    left there too. The next lr-find of the group removes it and says so; a live sweep's (its lock held),
+    a finished sweep's and a run's directories are left as they are."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART), "--num_training", "100000",
+               *quiet(runs)]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):
+            assert process.poll() is None, "lr-find ended before its sweep started"
+            time.sleep(0.05)
+    finally:
+        process.kill()  # SIGKILL: no chance to clean up
+        process.wait()
+    (killed,) = lr_find_dirs(runs)
+    (leftover,) = killed.iterdir()
+    assert leftover.name.startswith(".lr_find_") and leftover.suffix == ".ckpt"
+    live = runs / "quickstart" / "lr-find-live"  # another sweep, still running
+    live.mkdir()
+    (live / leftover.name).write_bytes(b"weights")
+    lock = os.open(live, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a running sweep holds it
+    ran = runs / "quickstart" / "lr-find-run"  # a run that the user named so
+    ran.mkdir()
+    (ran / "config.yaml").write_text("run: {}\n")
+    (ran / leftover.name).write_bytes(b"weights")
+    try:
+        code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *quiet(runs))
+    finally:
+        os.close(lock)
+    assert code == 0, err[-3000:]
+    assert f"note: removed {killed}: an lr-find killed before it finished left only its temporary copy" in out
+    assert not killed.exists()
+    assert sorted(p.name for p in live.iterdir()) == [leftover.name]
+    assert sorted(p.name for p in ran.iterdir()) == sorted(["config.yaml", leftover.name])
+    (swept,) = set(lr_find_dirs(runs)) - {live, ran}
+    assert (swept / lr_find.SUMMARY_FILE).is_file() and not list(swept.glob(".lr_find_*"))

@@ -60,6 +60,7 @@ from lightning_hw.runs import naming
 from lightning_hw.runs.files import check_outside_records, holds_record, is_sweep_record, make_unique_dir, record_kind
 from lightning_hw.runs.files import write_atomically
 from lightning_hw.runs.files import SWEEP_SUMMARY_FILE
+from lightning_hw.tuning.leftovers import SweepLock, clear_abandoned_sweeps
 from lightning_hw.tuning.lr_find_command import OWN_OPTIONS
 
 DIR_PREFIX = "lr-find"
@@ -167,6 +168,7 @@ class LRFindCLI(HWCLI):
         self.keys: list[str] = []
         self.note: str | None = None
         self._created: list[Path] = []
+        self._lock: SweepLock | None = None
         self.show_progress = True  # the finder's own bar; off with --trainer.enable_progress_bar false
         self.summary: dict[str, Any] | None = None
         super().__init__(args=["fit", *fit_args], save_config_callback=None)
@@ -265,7 +267,10 @@ class LRFindCLI(HWCLI):
             self._remove_directory()
             raise
         WATCH.finishing = True  # the sweep is done: a signal now no longer undoes it
-        self.record(finder)
+        try:
+            self.record(finder)
+        finally:
+            self._release_directory()
 
     def sweep(self) -> Any:
         """Lightning's ``Tuner.lr_find`` on the config's task, data and optimizer; its ``_LRFinder``."""
@@ -293,13 +298,17 @@ class LRFindCLI(HWCLI):
         parent = directory.parent
         self._created = [p for p in [parent, *parent.parents] if not p.exists()]
         parent.mkdir(parents=True, exist_ok=True)
+        for line in clear_abandoned_sweeps(parent, DIR_PREFIX):
+            _say(f"note: {line}")
         candidate = make_unique_dir(parent, directory.name)
+        self._lock = SweepLock(candidate)  # held until the sweep's files are written: see leftovers
         self.lr_find_dir = candidate
         self._created.insert(0, candidate)
         naming.share_directory(candidate)
 
     def _remove_directory(self) -> None:
         """Undo :meth:`_claim_directory` (the sweep did not finish)."""
+        self._release_directory()
         for path in self._created:  # the lr-find directory first, then the parents it needed
             if path == self.lr_find_dir:
                 shutil.rmtree(path, ignore_errors=True)
@@ -309,6 +318,12 @@ class LRFindCLI(HWCLI):
                 except OSError:
                     pass
         self._created = []
+
+    def _release_directory(self) -> None:
+        """Drop the lock that marks the directory as a running sweep's."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- the results -------------------------------------------------------------------------
 
