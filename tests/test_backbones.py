@@ -213,6 +213,32 @@ def test_an_unreadable_weights_file_is_one_line_that_says_what_to_give(workdir, 
     assert "Traceback" not in done.err and not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("cut", [False, True])
+def test_a_numpy_archive_given_as_weights_file_is_named_as_one(workdir, capsys, cut):
+    """A ``.npz`` (numpy.savez's zip of ``.npy`` arrays, as Keras or JAX weights get exported) opens as a zip,
+    like torch.save's files: it was called "a PyTorch file that is damaged"."""
+    import numpy as np
+
+    from conftest import REPO, tiny_run_args
+    from reliability_helpers import error_of
+
+    path = workdir / "resnet18.npz"
+    np.savez(path, **{name: tensor.numpy() for name, tensor in timm.create_model("resnet18").state_dict().items()})
+    if cut:  # an interrupted download: the archive's directory, at its end, is missing
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--model.init_args.net.init_args.weights_file", str(path),
+    )
+    code, line = error_of(args, capsys)
+    assert code == 2 and line == (
+        f"error: {path} is a NumPy archive (.npz: arrays saved by numpy.savez, as Keras or JAX weights are exported), "
+        "not a PyTorch or safetensors weights file; it must be a timm resnet18 checkpoint: the hub's model.safetensors "
+        "or torch.save(model.state_dict()) of a timm model"
+    )
+    assert not (workdir / "runs").exists()
+
+
 def test_a_weights_file_of_a_deeper_model_of_the_family_is_refused(workdir, capsys):
     """resnet34's file holds every resnet18 tensor, same shapes: timm would load its first blocks and drop the rest."""
     from safetensors.torch import save_file

@@ -252,6 +252,11 @@ def _unreadable_weights_file(path: Path, model_name: str, err: Exception) -> Con
     if isinstance(err, OSError):  # not its content: the file could not be opened (permissions, a folder)
         return ConfigError(f"cannot read weights file {path} ({type(err).__name__}: {err.strerror or err}); {advice}")
     kind = _weights_file_kind(path)
+    if kind == "NumPy":
+        return ConfigError(
+            f"{path} is a NumPy archive (.npz: arrays saved by numpy.savez, as Keras or JAX weights are exported), "
+            f"not a PyTorch or safetensors weights file; {advice}"
+        )
     if kind is None:
         return ConfigError(
             f"{path} is not a PyTorch or safetensors weights file ({path.stat().st_size} bytes, in neither format: "
@@ -267,10 +272,13 @@ def _unreadable_weights_file(path: Path, model_name: str, err: Exception) -> Con
 
 
 def _weights_file_kind(path: Path) -> str | None:
-    """Which weights format ``path`` is by its first bytes: ``"safetensors"``, ``"PyTorch"``, or ``None`` (neither).
+    """Which format ``path`` is by its first bytes: ``"safetensors"``, ``"PyTorch"``, ``"NumPy"`` or ``None`` (neither).
 
     torch.save writes a zip archive (or, before torch 1.6, a pickle that opens with torch's magic
-    number); safetensors opens with the 8-byte length of a JSON header.
+    number); safetensors opens with the 8-byte length of a JSON header. numpy.savez writes a zip
+    archive too, whose members are ``<name>.npy`` files: the first member's name, in the local
+    header at the start, tells the two apart (torch's members sit in a folder, ``<name>/data.pkl``
+    first), also in a file cut short.
     """
     import pickle
 
@@ -279,16 +287,28 @@ def _weights_file_kind(path: Path) -> str | None:
     try:
         with path.open("rb") as file:
             head = file.read(16)
+            first_member = _first_zip_member(file) if head.startswith(b"PK\x03\x04") else ""
         size = path.stat().st_size
     except OSError:
         return None
     legacy = pickle.dumps(MAGIC_NUMBER, protocol=2)[2:-1]  # the number as a pickle opcode, after the protocol
+    if first_member.endswith(".npy"):
+        return "NumPy"
     # A zip's first entry header (not its directory, at the end: a file cut short still opens like this).
     if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[2 : 2 + len(legacy)] == legacy):
         return "PyTorch"
     if len(head) >= 9 and 8 + int.from_bytes(head[:8], "little") <= size and head[8:9] == b"{":
         return "safetensors"
     return None
+
+
+def _first_zip_member(file: Any) -> str:
+    """The name of a zip archive's first member, from the local file header at its start ("" if cut short)."""
+    file.seek(26)  # the header's name length (2 bytes, little-endian) and extra field length, then the name
+    lengths = file.read(4)
+    if len(lengths) < 4:
+        return ""
+    return file.read(int.from_bytes(lengths[:2], "little")).decode("utf-8", "replace")
 
 
 def output_shape(model_name: str, input_shape: Sequence[int], global_pool: str) -> tuple[int, ...]:
