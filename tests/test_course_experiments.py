@@ -7,6 +7,7 @@ written in the real on-disk format, and checks the run's numbers or its one-line
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -141,8 +142,9 @@ def val_losses(run: Path) -> list[float]:
 
 def test_e4_measured_numbers_in_the_config_comments_hold(workdir):
     # The comments of moons_overfit.yaml and moons_regularized.yaml (and README's table) give
-    # measured numbers, epochs counted from 1 as in curves.png; the regularised one claimed the
-    # validation loss falls in every epoch, but it rises once (+0.0002 at epoch 46).
+    # measured numbers, epochs counted from 0 as metrics.csv and the checkpoint names count (the
+    # README had counted from 1, as curves.png does, beside a best-epoch035.ckpt for its "epoch 36");
+    # the regularised one claimed the validation loss falls in every epoch, but it rises once.
     runs = workdir / "runs"
     for config in ("moons_overfit.yaml", "moons_regularized.yaml"):
         output_of("fit", "--config", str(CONFIGS / config), "--trainer.enable_progress_bar", "false",
@@ -153,7 +155,12 @@ def test_e4_measured_numbers_in_the_config_comments_hold(workdir):
     overfit = runs / "moons_overfit" / "m"
     losses = val_losses(overfit)
     best = min(range(len(losses)), key=losses.__getitem__)
-    assert abs(best + 1 - 36) <= 3 and losses[-1] > losses[best] + 0.01  # the validation loss turns up
+    assert abs(best - 35) <= 3 and losses[-1] > losses[best] + 0.01  # the validation loss turns up
+    assert [p.name for p in (overfit / "checkpoints").glob("best-*")] == [f"best-epoch{best:03d}.ckpt"]
+    readme = (REPO / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| E4 | `configs/moons_overfit.yaml`"))
+    said = int(re.search(r"val loss min 0\.295 \(epoch (\d+)", row).group(1))
+    assert said == best and f"`best-epoch{said:03d}.ckpt`" in row  # the checkpoint a user finds for that epoch
     assert (losses[best], losses[-1]) == pytest.approx((0.295, 0.313), abs=0.003)
     train = [float(row["train/loss"]) for row in metric_rows(overfit) if row["train/loss"]]
     assert train[-1] == pytest.approx(0.213, abs=0.003)
@@ -163,8 +170,11 @@ def test_e4_measured_numbers_in_the_config_comments_hold(workdir):
     losses = val_losses(regularized)
     rises = [round(b - a, 4) for a, b in zip(losses, losses[1:]) if b >= a]
     assert len(rises) <= 1 and all(rise < 0.001 for rise in rises)  # falls in every epoch but (at most) one, barely
+    rise_epochs = [epoch for epoch in range(1, len(losses)) if losses[epoch] >= losses[epoch - 1]]
+    row = next(line for line in readme.splitlines() if line.startswith("| E4 | `configs/moons_regularized.yaml`"))
+    assert re.search(r"\+0\.0002 at epoch (\d+)", row).group(1) == str(*rise_epochs)  # metrics.csv's epoch
     assert losses[-1] == pytest.approx(0.397, abs=0.003)
-    assert "falls in every epoch but one (+0.0002 at epoch 46" in (CONFIGS / "moons_regularized.yaml").read_text()
+    assert "(+0.0002 at epoch 45;" in (CONFIGS / "moons_regularized.yaml").read_text()
     rows = metric_rows(regularized)
     last = {key: float(value) for row in rows if row["epoch"] == "49" for key, value in row.items() if value}
     assert (last["train/acc"], last["val/acc"]) == pytest.approx((0.81, 0.86), abs=0.02)
