@@ -6,6 +6,7 @@ Imported by the ``fit`` subprocesses of a study (the test puts this directory on
 from __future__ import annotations
 
 import os
+import time
 import signal
 from pathlib import Path
 
@@ -32,3 +33,20 @@ class KillOnce(Callback):
         if trainer.current_epoch == self.kill_at_epoch and batch_idx == 1 and not flag.exists():
             flag.write_text(f"killed in epoch {trainer.current_epoch}, batch {batch_idx}\n")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SlowStep(Callback):
+    """From training step ``step`` on, make every step last ``seconds`` more (a large model's step, or a stuck one).
+
+    Writes ``<run>/slow-step`` as the first slow step starts sleeping, so a test knows that a
+    signal now comes in the middle of a step.
+    """
+
+    def __init__(self, step: int = 2, seconds: float = 60.0) -> None:
+        self.step = step
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            (Path(trainer.default_root_dir) / "slow-step").touch()
+            time.sleep(self.seconds)  # a signal handler that returns lets the sleep go on (PEP 475)

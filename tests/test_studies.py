@@ -663,6 +663,71 @@ def test_sigterm_to_the_study_stops_it_as_ctrl_c_does(workdir, to_the_group):
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
 
 
+def test_a_second_sigterm_to_the_study_process_stops_its_fit_at_once_and_the_record_stays_true(workdir):
+    """``kill PID`` of a study, then again (the usual "harder"), while its fit is in a long step. The study passed
+    each on, but its fit took the second copy for the echo of the first (as when the process group is signalled)
+    and trained on to the end of its step; and the study, interrupted again while it waited, took its fit's
+    thread for ended and exited at once: the fit orphaned, the end of its output lost, its trial left RUNNING."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from lightning_hw.studies import search
+
+    slow = [{"class_path": "study_helpers.SlowStep", "init_args": {"step": 2, "seconds": 120}}]  # a 2-minute step
+    path = write_study(workdir, {"a": {"trainer.callbacks": slow}})
+    command = [sys.executable, "-m", "lightning_hw", "study", str(path)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    run_dir = workdir / "runs" / "tiny" / "a"
+    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (run_dir / "slow-step").is_file():
+            assert study.poll() is None and time.monotonic() < deadline, "the run never reached its slow step"
+            time.sleep(0.1)
+        os.kill(study.pid, signal.SIGTERM)  # the study alone: it passes it on
+        while "stopping after this step" not in (run_dir / studies.LOG_FILE).read_text():
+            assert study.poll() is None and time.monotonic() < deadline, "the fit never got the study's SIGTERM"
+            time.sleep(0.1)
+        os.kill(study.pid, signal.SIGTERM)  # again: stop now
+        sent = time.monotonic()
+        out = study.communicate(timeout=100)[0]
+        waited = time.monotonic() - sent
+        fits = descendants_of_session(study.pid)
+    finally:
+        if study.poll() is None:
+            study.kill()
+            study.wait()
+        for pid in descendants_of_session(study.pid):  # none should be left: never let one outlive the test
+            os.kill(pid, signal.SIGKILL)
+    assert study.returncode == 143 and waited < 60, (waited, out)  # not at the end of the 2-minute step
+    assert not fits, f"fits outlived their study: {fits}"
+    log = (run_dir / studies.LOG_FILE).read_text()  # the fit's last lines were kept
+    assert "interrupted by SIGTERM at once" in log, log[-2000:]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM"
+    assert "[1/1] a: interrupted (SIGTERM)" in out
+    settings = search.grid_search(studies.load_study(path), studies.load_study(path).options)
+    trials = optuna.load_study(study_name=settings.optuna_name, storage=search.open_storage(settings.storage)).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # not left RUNNING
+
+
+def descendants_of_session(session: int) -> list[int]:
+    """The processes still running in session ``session`` (a study started with ``start_new_session``), from ``/proc``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # the session id; a zombie has ended
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_a_fit_a_worker_starts_as_the_study_is_stopped_is_stopped_too(workdir, monkeypatch, capsys):
     """A SIGTERM that comes while a worker is between two fits (asking the storage for the next run) reached
     no fit: the worker then started one, which trained all its epochs (the study waiting for it) and
@@ -693,16 +758,18 @@ def test_a_fit_a_worker_starts_as_the_study_is_stopped_is_stopped_too(workdir, m
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
 
 
-def test_a_study_fit_stopping_at_once_takes_the_studys_copy_of_the_signal_as_the_same_one(monkeypatch):
+def test_a_study_fit_stopping_at_once_takes_the_studys_copy_of_the_signal_as_the_same_one(monkeypatch, tmp_path):
     """A SIGTERM to the process group outside training (set-up, the test after fit) stops a study's fit at once,
     and the copy its study passes on arrives while it unwinds: taken as a new signal, it raised again in the
     middle of writing the run's status (a signal handler cannot be driven through the CLI at that moment)."""
     import signal
 
     from lightning_hw.runs.interrupts import RunInterrupted, SignalWatch
-    from lightning_hw.studies.grid import STUDY_PARENT_ENV
+    from lightning_hw.studies.grid import STUDY_PARENT_ENV, STUDY_STOPS_ENV
 
     monkeypatch.setenv(STUDY_PARENT_ENV, str(os.getppid()))  # as the study sets it for its fit
+    (tmp_path / "stops").write_text("1")  # the study passed on the process group's SIGTERM (its count)
+    monkeypatch.setenv(STUDY_STOPS_ENV, str(tmp_path / "stops"))
     watch = SignalWatch()
     with pytest.raises(RunInterrupted):
         watch._handle(signal.SIGTERM, None)  # from the process group: stops at once
@@ -711,7 +778,7 @@ def test_a_study_fit_stopping_at_once_takes_the_studys_copy_of_the_signal_as_the
         watch._handle(signal.SIGTERM, None)  # another SIGTERM is one
 
 
-def test_a_study_fit_takes_the_studys_copy_arriving_after_it_stopped_training_as_the_same_signal(monkeypatch):
+def test_a_study_fit_takes_the_studys_copy_arriving_after_it_stopped_training_as_the_same_signal(monkeypatch, tmp_path):
     """The process group's SIGTERM stops a study's fit at its next step; the study's copy of it may arrive only
     once the fit has saved last.ckpt and left the training loop (the study's handler waits for a CPU, the
     fit's step is short). Taken as a new signal there, it raised again in the middle of writing the run's
@@ -719,9 +786,11 @@ def test_a_study_fit_takes_the_studys_copy_arriving_after_it_stopped_training_as
     import signal
 
     from lightning_hw.runs.interrupts import RunInterrupted, SignalWatch
-    from lightning_hw.studies.grid import STUDY_PARENT_ENV
+    from lightning_hw.studies.grid import STUDY_PARENT_ENV, STUDY_STOPS_ENV
 
     monkeypatch.setenv(STUDY_PARENT_ENV, str(os.getppid()))  # as the study sets it for its fit
+    (tmp_path / "stops").write_text("1")  # the study passed on the process group's SIGTERM (its count)
+    monkeypatch.setenv(STUDY_STOPS_ENV, str(tmp_path / "stops"))
     watch = SignalWatch()
     watch.training = True
     watch._handle(signal.SIGTERM, None)  # from the process group: stop at the next step

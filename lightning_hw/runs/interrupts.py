@@ -86,6 +86,8 @@ class SignalWatch:
         self.trainer: Trainer | None = None
         self._copies_due = 0  # copies of the stop signal that torchrun is still to pass on (see _torchrun_copies)
         self._stopped_at_once: int | None = None  # the signal that stopped the command at once
+        self._sigterms = 0  # SIGTERMs this process got, and the stop requests they made (see study_copy)
+        self._study_requests = 0
         self._saved: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -106,6 +108,7 @@ class SignalWatch:
         self._saved.clear()
         self.signum, self.training, self.finishing, self.trainer = None, False, False, None
         self._copies_due, self._stopped_at_once = 0, None
+        self._sigterms = self._study_requests = 0
 
     def requested(self) -> bool:
         """Whether a signal asked training to stop (in this process)."""
@@ -150,7 +153,7 @@ class SignalWatch:
         return type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
 
     def _torchrun_copies(self, signum: int) -> int:
-        """How many copies of a stop signal torchrun (or the study running this fit) passes on after it: 1 or 0.
+        """How many copies of a stop signal torchrun passes on after it: 1 or 0 (a study's copies: :meth:`study_copy`).
 
         torchrun sends each signal it gets on to every worker. A signal to the whole job (the
         process group, SLURM's job step, ``scancel``) so reaches a worker twice: directly, and
@@ -161,18 +164,44 @@ class SignalWatch:
         """
         from lightning.fabric.plugins.environments import TorchElasticEnvironment
 
-        from lightning_hw.studies.grid import STUDY_PARENT_ENV
-
         environment = getattr(getattr(self.trainer, "strategy", None), "cluster_environment", None)
-        # A study's fit: the study passes each SIGTERM it gets on (not Ctrl-C, which a terminal sends
-        # to the whole process group: a second Ctrl-C must still stop the fit at once).
-        study_passes_on = signum == signal.SIGTERM and os.environ.get(STUDY_PARENT_ENV) == str(os.getppid())
-        return 1 if type(environment) is TorchElasticEnvironment or study_passes_on else 0
+        return 1 if type(environment) is TorchElasticEnvironment else 0
+
+    def study_copy(self, signum: int) -> bool:
+        """Whether this SIGTERM repeats a stop request this study's fit already took (the study's copy of it).
+
+        The study passes each SIGTERM it gets on to its fits (not Ctrl-C, which a terminal sends
+        to the whole process group). A SIGTERM to the process group reaches the fit twice,
+        directly and passed on: one request. One to the study's process alone (``kill PID``,
+        ``docker stop``) reaches it once: taken for half of a pair, the user's second
+        ``kill PID`` was swallowed and only a third stopped the fit at once. The study counts
+        the SIGTERMs it passed on (:data:`~lightning_hw.studies.grid.STUDY_STOPS_ENV`): of the
+        SIGTERMs this process got, that many came from the study and the rest directly, so the
+        requests made so far are the larger of the two numbers, whichever copy comes first.
+        """
+        from lightning_hw.studies.grid import STUDY_PARENT_ENV, STUDY_STOPS_ENV
+
+        count_file = os.environ.get(STUDY_STOPS_ENV)
+        if signum != signal.SIGTERM or not count_file or os.environ.get(STUDY_PARENT_ENV) != str(os.getppid()):
+            return False
+        self._sigterms += 1
+        try:
+            passed_on = int(Path(count_file).read_text().strip() or 0)
+        except (OSError, ValueError):  # the study has ended: nothing more comes from it
+            passed_on = 0
+        requests = max(passed_on, self._sigterms - passed_on)
+        if requests <= self._study_requests:
+            return True
+        self._study_requests = requests
+        return False
 
     def _handle(self, signum: int, frame: Any) -> None:
+        copy = self.study_copy(signum)  # counted whatever the run is doing
         if self.finishing:
             print(f"\n{signal.Signals(signum).name}: the run is complete; closing its logs", file=sys.stderr, flush=True)
             return
+        if copy:
+            return  # the same stop again, passed on by the study: see study_copy
         if self.signum is None and self.training:
             self.signum = signum
             self._copies_due = self._torchrun_copies(signum)
@@ -190,7 +219,7 @@ class SignalWatch:
         if self.signum is not None and self.training and self._parent_forwards_signals():
             return  # the same stop again, forwarded by rank 0
         if signum in (self.signum, self._stopped_at_once) and self._copies_due > 0:
-            # The same stop again, passed on by torchrun or the study, not a second request: while training,
+            # The same stop again, passed on by torchrun, not a second request: while training,
             # once the run stopped at its step and unwinds (the copy may come after a short step), or while a
             # command stopped at once unwinds (raised again, it would break off its status and rollback).
             self._copies_due -= 1

@@ -59,6 +59,9 @@ FINISHED_FILE = "study-finished.json"
 INTERRUPT_CODES = {130: "SIGINT", 143: "SIGTERM", -2: "SIGINT", -15: "SIGTERM"}  # negative: killed before its handler
 #: set in a study's fit: the study's process id, which passes each stop signal it gets on to its fits
 STUDY_PARENT_ENV = "LIGHTNING_HW_STUDY_PID"
+#: set in a study's fit: a file holding how many SIGTERMs the study has passed on so far (see
+#: lightning_hw.runs.interrupts.SignalWatch: which SIGTERM is a copy of one the fit already got)
+STUDY_STOPS_ENV = "LIGHTNING_HW_STUDY_STOPS"
 LOG_FILE = "study.log"
 STUDY_KEYS = ("name", "config", "args", "seeds", "folds", "variants", "root", "objective", "storage", "heartbeat", "seed")
 # (a file with `search:` is read by lightning_hw.studies.search)

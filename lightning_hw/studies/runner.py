@@ -43,6 +43,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -57,7 +58,7 @@ from lightning_hw.errors import ConfigError
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
-    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, STUDY_PARENT_ENV, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
+    FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, STUDY_PARENT_ENV, STUDY_STOPS_ENV, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
     has_last_checkpoint, is_finished_run, last_error_line, left_to_user, move_aside_advice, overrides_to_args, split_configs,
 )
 from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
@@ -80,11 +81,43 @@ _PASSED_ON: list[int] = []
 _RUNNING_LOCK = threading.RLock()
 
 
+class _PassedOnCount:
+    """A file holding how many SIGTERMs this study has passed on, read by its fits (:data:`STUDY_STOPS_ENV`).
+
+    A fit gets each SIGTERM sent to the process group twice (directly, and passed on) but one
+    sent to the study alone once: without knowing which, it took the copy of a second
+    ``kill PID`` for the echo of the first, and only a third stopped it at once. Counting the
+    SIGTERMs it got against the study's count tells them apart (see
+    :meth:`~lightning_hw.runs.interrupts.SignalWatch.study_copy`).
+    """
+
+    WIDTH = 10  # written in place at a fixed width: a reader never sees half a number
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self._fd, name = tempfile.mkstemp(prefix="lightning-hw-study-stops-")
+        self.path = Path(name)
+        self.set(0)
+
+    def set(self, count: int) -> None:
+        os.pwrite(self._fd, str(count).rjust(self.WIDTH).encode(), 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+        self.path.unlink(missing_ok=True)
+
+
+_COUNT: _PassedOnCount | None = None  # the running study's (None outside run_study)
+
+
 def execute(job: Job, env: dict[str, str], tee: bool) -> int:
     """Run the job's ``fit``; its output goes to ``<run>/study.log`` (and the console with ``tee``)."""
     job.run_dir.mkdir(parents=True, exist_ok=True)
     # The fit takes the copy of a stop signal that this process passes on as the same request.
     env = {**env, STUDY_PARENT_ENV: str(os.getpid())}
+    if _COUNT is not None:
+        env[STUDY_STOPS_ENV] = str(_COUNT.path)
     with (job.run_dir / LOG_FILE).open("a") as log:
         log.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')}\n$ {shlex.join(job.command)}\n")
         log.flush()
@@ -121,6 +154,8 @@ def pass_on_signal(signum: int) -> None:
     with _RUNNING_LOCK:
         _PASSED_ON.append(signum)  # for a fit that a worker starts now (see execute)
         running = [p for p in _RUNNING_FITS if p.poll() is None]
+        if _COUNT is not None and signum == signal.SIGTERM:  # counted before a fit gets it
+            _COUNT.set(_PASSED_ON.count(signal.SIGTERM))
     for process in running:
         _send(process, signum)
 
@@ -511,44 +546,73 @@ def run_study(
     env_of = child_env(workers)
     with _RUNNING_LOCK:
         _PASSED_ON.clear()  # a signal an earlier study in this process passed on (tests, notebooks) is not this one's
-    stop = threading.Event()
-    outcomes: dict[int, str] = {}
-    started = itertools.count(1)
+    global _COUNT
+    _COUNT = _PassedOnCount()
+    try:
+        stop = threading.Event()
+        outcomes: dict[int, str] = {}
+        started = itertools.count(1)
 
-    def worker(index: int) -> None:
-        while not stop.is_set():
-            trial = asker.next()
-            if trial is None:
-                return
-            tid = trial_id(storage, search.optuna_name, trial.number)
-            env = {**env_of(index), **trial_env(search, tid)}
-            job = job_for(search, trial, extra or [])
-            with asker.lock:
-                label = f"[{next(started)}/{total}] {job.name}" if search.is_grid else f"[trial {trial.number}]"
+        def worker(index: int) -> None:
+            while not stop.is_set():
+                trial = asker.next()
+                if trial is None:
+                    return
+                tid = trial_id(storage, search.optuna_name, trial.number)
+                env = {**env_of(index), **trial_env(search, tid)}
+                job = job_for(search, trial, extra or [])
+                with asker.lock:
+                    label = f"[{next(started)}/{total}] {job.name}" if search.is_grid else f"[trial {trial.number}]"
+                try:
+                    outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock, extra or [])
+                finally:
+                    asker.mine.discard(trial.number)
+                if outcome in ("interrupted", "refused"):
+                    stop.set()
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             try:
-                outcomes[trial.number] = outcome = _run_trial(study, storage, tid, search, trial, job, env, workers, label, asker.lock, extra or [])
-            finally:
-                asker.mine.discard(trial.number)
-            if outcome in ("interrupted", "refused"):
+                list(pool.map(worker, range(1, workers + 1)))
+            except KeyboardInterrupt:
                 stop.set()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        try:
-            list(pool.map(worker, range(1, workers + 1)))
-        except KeyboardInterrupt:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+                _wait_for_fits(pool)
+                print("Study interrupted; run the same command again to continue it.")
+                return 130
+        if "refused" in outcomes.values():  # said on the trial's line, with the fit's own error
+            # The command line, or the study file's shared settings (its objective): the trial's line says which.
+            print(f"Study {search.name} stopped: its fit refused what every run shares (see the error above).", file=sys.stderr)
+            return ConfigError.exit_code
+        if stop.is_set():  # what happens to each interrupted run was said on its line
             print("Study interrupted; run the same command again to continue it.")
             return 130
-    if "refused" in outcomes.values():  # said on the trial's line, with the fit's own error
-        # The command line, or the study file's shared settings (its objective): the trial's line says which.
-        print(f"Study {search.name} stopped: its fit refused what every run shares (see the error above).", file=sys.stderr)
-        return ConfigError.exit_code
-    if stop.is_set():  # what happens to each interrupted run was said on its line
-        print("Study interrupted; run the same command again to continue it.")
-        return 130
-    code = _print_summary(search, study, asker)
-    return 1 if any(o == "failed" for o in outcomes.values()) else code
+        code = _print_summary(search, study, asker)
+        return 1 if any(o == "failed" for o in outcomes.values()) else code
+    finally:
+        with _RUNNING_LOCK:
+            count, _COUNT = _COUNT, None
+        count.close()
+
+
+def _wait_for_fits(pool: ThreadPoolExecutor) -> None:
+    """Wait for the running fits to stop and their runs to be recorded, however often the study is signalled meanwhile.
+
+    Another SIGTERM is passed on (:func:`pass_on_signal`: the fits then stop at once) and another
+    Ctrl-C, which the terminal sent to the fits too, is left to them; neither raises here. Raised
+    in the middle of the wait, ``KeyboardInterrupt`` made Python take the fits' threads for ended
+    (an interrupted ``Thread.join``): the study exited at once, its fits orphaned, the end of
+    their output lost and their trials left RUNNING in the storage.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        pool.shutdown(wait=True, cancel_futures=True)
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, lambda signum, frame: pass_on_signal(signum))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def job_for(search: SearchStudy, trial, extra: list[str]) -> Job:
