@@ -18,6 +18,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
+from lightning_hw.cli import warm_start
 from lightning_hw.data.base import InMemoryDataModule, Split
 from lightning_hw.tasks.classification import Classifier
 from lightning_hw.data.io.files import read_csv_table
@@ -344,7 +345,7 @@ def signal_when_training(
                 pass
 
     with output.open("w") as log:
-        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=group)
+        process = warm_start.popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=group)
         try:
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and process.poll() is None and not training():

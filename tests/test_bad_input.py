@@ -6,7 +6,6 @@ Unknown task and datamodule names are covered in ``test_cli.py``.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 
 from lightning_hw.cli import main
 from reliability_helpers import error_of
+from lightning_hw.cli import warm_start
 
 HELPERS_DIR = str(Path(__file__).parent)
 QUICKSTART_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
@@ -410,7 +410,7 @@ def test_a_nan_from_adams_eps_under_16_true_says_so(tiny_args, capsys):
 @pytest.mark.slow
 def test_a_failure_inside_training_is_one_line_in_a_real_process(tiny_args, workdir):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([HELPERS_DIR, os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(
+    result = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *tiny_args("fit", "--data", "reliability_helpers.ShiftedMoons")],
         capture_output=True, text=True, env=env, cwd=workdir,
     )

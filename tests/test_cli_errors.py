@@ -22,6 +22,7 @@ import lightning_hw.cli.parser as cli
 from lightning_hw.cli.errors import explain
 from lightning_hw.cli.commands import SUBCOMMANDS
 from reliability_helpers import error_of
+from lightning_hw.cli import warm_start
 
 JSONARGPARSE = f"jsonargparse {jsonargparse.__version__}"
 COMMANDS = "fit, validate, test, predict, list, study, report, export, lr-find, new-plugin"
@@ -125,7 +126,7 @@ def test_a_short_name_of_our_own_callback_names_its_full_class_path(tiny_args, w
     process: in this one, another test may have imported the class.)"""
     (workdir / "callbacks.yaml").write_text("trainer:\n  callbacks:\n    - class_path: FeatureCache\n")
     extra = ["--trainer.callbacks+=FeatureCache"] if form == "option" else ["--config", str(workdir / "callbacks.yaml")]
-    done = subprocess.run(
+    done = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *tiny_args("fit", *extra)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
@@ -214,7 +215,7 @@ def test_help_lists_every_subcommand_and_names_the_program(capsys, monkeypatch):
 @pytest.mark.slow
 def test_help_of_python_m_names_python_m():
     """It said ``usage: __main__.py``."""
-    result = subprocess.run([sys.executable, "-m", "lightning_hw", "--help"], capture_output=True, text=True)
+    result = warm_start.run([sys.executable, "-m", "lightning_hw", "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage: python -m lightning_hw ")
 
@@ -241,7 +242,7 @@ class NoArgs(torch.nn.Module):
 def fit_with_modules_in(folder: Path, config: dict) -> subprocess.CompletedProcess:
     """``fit`` on ``config`` as a subprocess in ``folder``, whose Python modules it can import (a user's own classes)."""
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return subprocess.run(
+    return warm_start.run(
         [sys.executable, "-m", "lightning_hw", "fit", "--config", "config.yaml", "--run.wandb", "disabled"],
         capture_output=True, text=True, cwd=folder,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))},

@@ -19,6 +19,7 @@ from lightning_hw.data.epoch_order import TensorBatchLoader
 from lightning_hw.data.streaming import EvaluationShard
 from lightning_hw.runs import naming
 from reliability_helpers import output_of, tiny_fit_args
+from lightning_hw.cli import warm_start
 
 TESTS = Path(__file__).resolve().parent
 DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
@@ -29,7 +30,7 @@ def ddp_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m lightning_hw ARGS`` as a user starts it (Lightning then starts the second process)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    proc = subprocess.run(
+    proc = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

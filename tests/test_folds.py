@@ -34,6 +34,7 @@ from lightning_hw.studies import grid as studies
 
 from conftest import QUICKSTART
 from reliability_helpers import error_of
+from lightning_hw.cli import warm_start
 
 TESTS = Path(__file__).resolve().parent
 
@@ -438,7 +439,7 @@ def test_study_leaves_a_fold_run_finished_outside_it_as_it_is(workdir):
 
     def study_command(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "lightning_hw", "study", str(study), "--variant", "mlp-fold0", *extra]
-        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=workdir)
+        return warm_start.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=workdir)
 
     dry = study_command("--dry-run")
     assert "0 to resume" in dry.stdout and "--ckpt_path" not in dry.stdout, dry.stdout + dry.stderr

@@ -117,3 +117,19 @@ def test_a_streamed_nvjpeg_folder_trains_with_the_gpu_preset(workdir):
     assert fit_exit_code(args) == 0
     (metrics,) = (workdir / "runs").glob("*/nvjpeg/metrics.csv")
     assert "test/acc" in metrics.read_text().splitlines()[0]
+
+
+def test_a_fit_forked_from_the_warm_process_trains_on_the_gpu(tmp_path):
+    """A study's fits fork from a process that imported torch without initialising CUDA (warm_start)."""
+    import subprocess
+    import sys
+
+    from lightning_hw.cli import warm_start
+
+    assert warm_start.warm_up(wait=300), "the warm process is not ready here: did an import initialise CUDA?"
+    command = [sys.executable, "-m", "lightning_hw", *quickstart(tmp_path, "--trainer.accelerator", "gpu", "--trainer.devices", "1")]
+    fit = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    assert isinstance(fit, warm_start.WarmProcess)
+    output, _ = fit.communicate(timeout=300)
+    assert fit.returncode == 0, output[-3000:]
+    assert "test/acc" in output

@@ -21,6 +21,7 @@ from lightning_hw.tasks.landmark_metrics import NME
 from lightning_hw.cli import main
 from reliability_helpers import error_of
 from tests.conftest import REPO
+from lightning_hw.cli import warm_start
 
 
 def assert_eyes_on_marks(images: torch.Tensor, points: torch.Tensor, eyes: tuple[int, int]) -> None:
@@ -451,7 +452,6 @@ def test_a_landmark_csv_root_or_images_dir_one_folder_off_names_the_setting(work
 def test_points_outside_their_image_are_one_warning_under_ddp_too(workdir):
     """Two DDP processes each load the set: the warning was printed once by each, while the README
     says it once."""
-    import subprocess
     import sys
 
     from lightning_hw.runs import naming
@@ -468,7 +468,7 @@ def test_points_outside_their_image_are_one_warning_under_ddp_too(workdir):
     args = [a for a in landmark_fit(root, workdir / "runs") if a not in ("--trainer.fast_dev_run", "true")]
     args += ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", naming.RUN_DIR_ENV)}
-    proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], cwd=workdir, capture_output=True, text=True, timeout=300, env=env)
+    proc = warm_start.run([sys.executable, "-m", "lightning_hw", *args], cwd=workdir, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     said = [line for line in (proc.stdout + proc.stderr).splitlines() if "lie outside their image" in line]
     assert len(said) == 1, said

@@ -19,6 +19,7 @@ import yaml
 
 from lightning_hw.cli import main
 from lightning_hw.tuning import lr_find
+from lightning_hw.cli import warm_start
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -491,7 +492,7 @@ def test_the_temporary_checkpoint_of_a_killed_sweep_is_removed_by_the_next_lr_fi
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART), "--num_training", "100000",
                *quiet(runs)]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = warm_start.popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):

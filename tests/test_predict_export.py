@@ -17,6 +17,7 @@ from lightning_hw.cli import main
 from lightning_hw.data.datasets.digits import Digits
 from lightning_hw.errors import DataError
 from reliability_helpers import error_of
+from lightning_hw.cli import warm_start
 
 
 def _rows(path):
@@ -186,11 +187,10 @@ def test_a_task_setting_the_checkpoint_replaces_is_said(command, trained_run, wo
 
 def test_a_warning_of_ours_is_one_warning_line(trained_run):
     """It came as ``/…/site-packages/lightning/pytorch/cli.py:616: the task is rebuilt…``: a library's file, not advice."""
-    import subprocess
     import sys
 
     ckpt = str(trained_run / "checkpoints" / "last.ckpt")
-    result = subprocess.run(
+    result = warm_start.run(
         [sys.executable, "-m", "lightning_hw", "test", "--ckpt_path", ckpt, "--model.init_args.head", "sigmoid_bce",
          "--run.wandb", "disabled", "--trainer.enable_progress_bar", "false"],
         capture_output=True, text=True, timeout=300,
@@ -279,7 +279,6 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(trained_run, monkey
 @pytest.mark.parametrize("step", ["export_onnx", "add_metadata"])
 def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step):
     """SIGTERM (a scheduler, ``kill``) used to end export at once: exit -15, no message, an empty eval/export-<time>/."""
-    import subprocess
     import sys
 
     # The CLI in a process of its own; at ``step`` it gets SIGTERM, as from outside, and waits for it.
@@ -292,7 +291,7 @@ def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step)
         "main(sys.argv[1:])\n"
     )
     before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
-    result = subprocess.run(
+    result = warm_start.run(
         [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
         capture_output=True, text=True, timeout=120,
     )
@@ -309,7 +308,6 @@ def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_not
     The check runs in Lightning's test loop, whose handler turns a KeyboardInterrupt into a silent
     ``sys.exit(1)`` (and ignores Ctrl-C from then on).
     """
-    import subprocess
     import sys
 
     script = (
@@ -325,7 +323,7 @@ def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_not
         "main(sys.argv[1:])\n"
     )
     before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
-    result = subprocess.run(
+    result = warm_start.run(
         [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
         capture_output=True, text=True, timeout=120,
     )
@@ -339,7 +337,6 @@ def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_not
 def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
     """Once the .onnx and export.json are in place a signal no longer stops it: "nothing was written" would be untrue."""
     import json
-    import subprocess
     import sys
 
     script = (
@@ -354,7 +351,7 @@ def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
         "main(sys.argv[1:])\n"
     )
     before = set((trained_run / "eval").glob("export-*"))
-    result = subprocess.run(
+    result = warm_start.run(
         [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
         capture_output=True, text=True, timeout=120,
     )

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from lightning_hw.cli import warm_start
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``python -m lightning_hw ARGS`` in ``cwd``, with this checkout's package first on the path."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "lightning_hw", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return warm_start.run([sys.executable, "-m", "lightning_hw", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def two_runs(root: Path) -> None:
@@ -77,7 +78,7 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir, 
         "reports.figure = figure\nfrom lightning_hw.cli.entry import main\nmain(sys.argv[1:])\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
+    done = warm_start.run(
         [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
     )
@@ -85,7 +86,7 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir, 
     assert done.stderr.strip().splitlines() == [f"interrupted by {said}: report stopped; runs/s/report is as it was"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-new, nothing left over
     # Into a new --out folder: "as it was" is no folder at all.
-    done = subprocess.run(
+    done = warm_start.run(
         [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s", "--out", "new/report"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
     )
@@ -100,7 +101,7 @@ def test_publish_under_wandb_mode_offline_names_that_setting_not_a_login(workdir
     key = {"WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567", "HOME": str(workdir)}
     for mode in ("offline", "disabled"):
         env = {**os.environ, **key, "WANDB_MODE": mode, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run(
+        done = warm_start.run(
             [sys.executable, "-m", "lightning_hw", "report", "runs/s", "--publish"],
             cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
         )
@@ -113,7 +114,7 @@ def test_publish_under_wandb_mode_offline_names_that_setting_not_a_login(workdir
     env = {**os.environ, "HOME": str(workdir), "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env.pop("WANDB_MODE", None)
     env.pop("WANDB_API_KEY", None)
-    done = subprocess.run(
+    done = warm_start.run(
         [sys.executable, "-m", "lightning_hw", "report", "runs/s", "--publish"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
@@ -126,7 +127,7 @@ def test_report_piped_into_a_reader_that_stops_is_written_whole(workdir):
     the same (printing stops quietly, exit 1), not left out, nor half written."""
     two_runs(workdir)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    report = subprocess.Popen(
+    report = warm_start.popen(
         [sys.executable, "-m", "lightning_hw", "report", "runs/s"],
         cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

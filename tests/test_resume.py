@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -18,6 +17,7 @@ import yaml
 from lightning_hw.checkpoints import CheckpointSettingsWarning, SafeCheckpointIO
 from lightning_hw.cli import HWCLI
 from lightning_hw.errors import ConfigError
+from lightning_hw.cli import warm_start
 
 HELPERS_DIR = str(Path(__file__).parent)
 # Dropout draws from the global random state, so an exact match also proves it is restored.
@@ -41,7 +41,7 @@ def _env() -> dict[str, str]:
 def test_killed_run_resumes_to_the_same_metrics(tiny_args, workdir, extra, kill_at, resumed_from):
     HWCLI(args=tiny_args("fit", *COMMON, *extra, "--run.name", "whole"))
 
-    killed = subprocess.run(
+    killed = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *tiny_args(
             "fit", *COMMON, *extra, "--run.name", "resumed",
             "--trainer.callbacks+=reliability_helpers.KillAtStep", "--trainer.callbacks.step", str(kill_at),
@@ -107,7 +107,7 @@ def test_killed_run_streaming_image_files_resumes_inside_the_epoch(workdir):
         )
 
     HWCLI(args=args("whole"))
-    killed = subprocess.run(
+    killed = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *args(
             "resumed", "--trainer.callbacks+=reliability_helpers.KillAtStep", "--trainer.callbacks.step", "10",
         )],
@@ -179,7 +179,7 @@ def test_step_checkpoints_and_signals_resume_to_the_same_run(tiny_args, workdir,
     and every best checkpoint a last.ckpt names is on disk."""
     extra, (helper, *helper_args), saved_step = STEP_SAVE_CASES[case]
     HWCLI(args=tiny_args("fit", *extra, "--run.name", "whole"))
-    stopped = subprocess.run(
+    stopped = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *tiny_args(
             "fit", *extra, "--run.name", "cut", f"--trainer.callbacks+=reliability_helpers.{helper}", *helper_args,
         )],
@@ -246,7 +246,7 @@ def test_checkpoint_save_killed_midway_leaves_the_previous_one_intact(workdir):
         io.save_checkpoint({{"global_step": 2, "w": torch.zeros(10_000)}}, {str(target)!r})
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    result = warm_start.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == -signal.SIGKILL, result.stderr
     checkpoint = torch.load(target, weights_only=True)
     assert checkpoint["global_step"] == 1 and torch.equal(checkpoint["w"], torch.ones(10_000))
@@ -426,7 +426,7 @@ def test_a_run_stopped_by_max_steps_and_resumed_with_more_steps_trains_every_epo
     step 40 with its 3 epochs "done"."""
     whole = ("--trainer.limit_train_batches", "1.0", "--trainer.max_epochs", "3", "--run.test_after_fit", "false")
     for more in (("--trainer.max_steps", "5"), ("--trainer.max_steps", "100", "--ckpt_path", "last")):  # as a user runs them
-        done = subprocess.run(
+        done = warm_start.run(
             [sys.executable, "-m", "lightning_hw", *tiny_args("fit", "--run.name", "r", *whole, *more)],
             capture_output=True, text=True, env=_env(), cwd=workdir,
         )
@@ -441,7 +441,7 @@ def test_an_epoch_begun_with_one_batch_size_is_not_continued_with_another(tiny_a
     from reliability_helpers import error_of
 
     args = tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2", "--run.test_after_fit", "false")
-    stopped = subprocess.run(
+    stopped = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *args, "--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.init_args.step", "2"],
         capture_output=True, text=True, env=_env(), cwd=workdir,
     )

@@ -43,6 +43,7 @@ import yaml
 
 from conftest import QUICKSTART, REPO, tiny_run_args
 from reliability_helpers import signal_when_training
+from lightning_hw.cli import warm_start
 
 TESTS = Path(__file__).resolve().parent
 CPU_PRESET = REPO / "configs" / "trainer" / "cpu.yaml"
@@ -65,7 +66,7 @@ def _env() -> dict[str, str]:
 
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python -m lightning_hw ARGS`` in ``cwd``."""
-    return subprocess.run(
+    return warm_start.run(
         [sys.executable, "-m", "lightning_hw", *args],
         cwd=cwd, capture_output=True, text=True, env=_env(), timeout=timeout,
     )
@@ -546,7 +547,7 @@ def test_interrupted_run_saves_and_resumes_to_the_same_metrics(whole, tmp_path, 
     assert printed is not None, f"no `python -m lightning_hw fit --config ... --ckpt_path last` in:\n{shown(result)}"
 
     # The command exactly as printed, from the same directory.
-    resumed = subprocess.run(
+    resumed = warm_start.run(
         shlex.split(printed.group(0)), cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=300
     )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from lightning_hw.errors import ConfigError
 from lightning_hw.runs import RunConfig, plan_run
 from lightning_hw.runs.files import LOCK_FILE
+from lightning_hw.cli import warm_start
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_a_live_command_holds_its_run_and_a_dead_ones_lock_is_taken_over(tmp_pat
     resume.rollback()  # a refused open undoes nothing: the run is someone else's
     assert lock.is_file() and (trained / "metrics.csv").is_file()
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = warm_start.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     lock.write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # a killed command's leftover
     resume = plan_run(settings(tmp_path, name="r1"), "fit", ["quickstart.yaml"], "last")
     resume.open()

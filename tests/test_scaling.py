@@ -29,6 +29,7 @@ from lightning_hw.tasks.classification import Classifier
 
 from conftest import QUICKSTART, tiny_run_args
 from test_epoch_logging import epoch_metrics
+from lightning_hw.cli import warm_start
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "configs" / "trainer"
@@ -184,7 +185,7 @@ def ddp_env() -> dict[str, str]:
 
 def ddp_fit(args: list[str], code: int = 0) -> subprocess.CompletedProcess:
     """``python -m lightning_hw ARGS`` (a DDP run launches its second process itself); asserts its exit code."""
-    proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=ddp_env())
+    proc = warm_start.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=ddp_env())
     assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 
@@ -321,14 +322,14 @@ def test_an_epoch_begun_on_one_process_is_not_continued_on_two(tiny_args, workdi
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
     args = tiny_args("fit", "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "1.0", "--run.name", "r",
                      "--run.test_after_fit", "false", "--config", str(signal_at))
-    first = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=env)
+    first = warm_start.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 143, first.stderr[-3000:]
     run = workdir / "runs" / "quickstart" / "r"
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
 
     ddp = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", "--ckpt_path", "last")
     # (it hung in one such run: the processes' loops disagreed on where the epoch stood)
-    again = subprocess.run([sys.executable, "-m", "lightning_hw", *args, *ddp], capture_output=True, text=True, timeout=150, env=env)
+    again = warm_start.run([sys.executable, "-m", "lightning_hw", *args, *ddp], capture_output=True, text=True, timeout=150, env=env)
 
     assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-3000:]
     assert "it was taken inside epoch 0 by 1" in again.stderr and "--trainer.max_epochs 1" in again.stderr, again.stderr[-3000:]
@@ -470,7 +471,7 @@ def test_several_nodes_without_a_launcher_are_refused_in_one_line(tiny_args, wor
     """
     env = {k: v for k, v in ddp_env().items() if k not in ("NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")}
     args = tiny_args("fit", "--config", str(PRESETS / "multinode.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "1")
-    proc = subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=90, env=env)
+    proc = warm_start.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=90, env=env)
 
     assert proc.returncode == 2, proc.stderr[-3000:]
     (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -500,7 +501,7 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
         "--run.test_after_fit", "false", "--run.name", "r", "--config", str(signal_at),
         "--seed_everything", "false",  # each worker seeds itself: they must still share one training order
     )
-    proc = subprocess.run(
+    proc = warm_start.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lightning_hw", *args],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -522,7 +523,7 @@ def test_a_torchrun_job_signalled_as_a_whole_stops_at_the_next_step_with_its_che
     resume = proc.stderr.split("resume with: ", 1)[1].splitlines()[0]
     assert resume.startswith("torchrun --standalone --nproc-per-node 2 -m lightning_hw fit --config "), resume
     assert status["resume_command"] == resume
-    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", *shlex.split(resume)[1:]],
+    again = warm_start.run([sys.executable, "-m", "torch.distributed.run", *shlex.split(resume)[1:]],
                            capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
@@ -547,7 +548,7 @@ def test_a_slurm_job_requeued_after_sigterm_resumes_its_run(tiny_args, workdir):
                      "--run.test_after_fit", "false", "--config", str(signal_at))
 
     def job(**more: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300,
+        return warm_start.run([sys.executable, "-m", "lightning_hw", *args], capture_output=True, text=True, timeout=300,
                               env={**env, **more})
 
     first = job()

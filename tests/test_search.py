@@ -27,6 +27,7 @@ from lightning_hw.studies.runner import counted, finished, open_study, trial_id
 from conftest import QUICKSTART, REPO
 
 import optuna  # noqa: E402 - a dependency of lightning-hw, never skipped
+from lightning_hw.cli import warm_start
 
 # Every trial: the quickstart cut to a few batches, no test after fit, W&B off.
 TINY = {
@@ -203,7 +204,7 @@ def test_killed_study_resumes_and_reasks_the_trial_that_died(workdir):
     path = write_search(workdir, trials=2, heartbeat=1, seed=1, sampler="grid", args={**TINY, "run.checkpoint_interval": 0},
                         search={"trainer.max_epochs": {"categorical": [3, 400]}})
     study_dir = workdir / "runs" / "s"
-    first = subprocess.Popen(command(path), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = warm_start.popen(command(path), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
         while not (study_dir / "trial-1" / "checkpoints" / "last.ckpt").is_file():  # saved after every epoch
@@ -218,7 +219,7 @@ def test_killed_study_resumes_and_reasks_the_trial_that_died(workdir):
 
     # Asked again with the same parameters; the extra argument (passed to every trial) keeps it short: 3 epochs of
     # 3 steps (not --trainer.max_epochs 3, which the search samples: refused, as the trial's params would say 400).
-    resumed = subprocess.run(command(path, "--trainer.max_steps", "9"), capture_output=True, text=True, timeout=120)
+    resumed = warm_start.run(command(path, "--trainer.max_steps", "9"), capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming from checkpoints/last.ckpt, again for trial 1" in resumed.stdout
     trials = load(path)
@@ -255,7 +256,7 @@ def run_in_two_processes(path: Path) -> None:
     This process is the second machine (``studies.main``, as ``python -m lightning_hw study`` runs
     it): two study processes still share one storage, without paying a second interpreter's imports.
     """
-    other = subprocess.Popen(command(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    other = warm_start.popen(command(path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         code = studies.main([str(path)])
     finally:
@@ -309,13 +310,13 @@ def postgres(tmp_path):
         as_user = ["runuser", "-u", "postgres", "--"]
     folder.mkdir(exist_ok=True)
     data, port = folder / "data", _free_port()
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth", "trust"], check=True, capture_output=True)
+    warm_start.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth", "trust"], check=True, capture_output=True)
     options = f"-p {port} -k {folder} -c listen_addresses=''"
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start"], check=True, capture_output=True)
+    warm_start.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start"], check=True, capture_output=True)
     try:
         yield f"postgresql://postgres@/postgres?host={folder}&port={port}"
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        warm_start.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         if as_user:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from conftest import REPO, tiny_run_args
 from reliability_helpers import signal_when_training
 from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.cli import warm_start
 
 
 def streamed_fit(workdir: Path, photos: Path, name: str, *extra: str) -> list[str]:
@@ -89,7 +89,7 @@ def test_a_corrupt_file_met_by_a_worker_is_one_line_naming_it(workdir):
     folder.setup("fit")
     broken, _ = folder.stream_items("val")[0]
     broken.write_bytes(broken.read_bytes()[:300])
-    done = subprocess.run(
+    done = warm_start.run(
         streamed_fit(workdir, photos, "broken", "--trainer.num_sanity_val_steps", "0"), cwd=workdir,
         capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"}, timeout=180,
     )

@@ -17,6 +17,7 @@ from lightning_hw.studies import grid as studies, runner
 from lightning_hw.errors import ConfigError, DataError
 
 from conftest import QUICKSTART, REPO
+from lightning_hw.cli import warm_start
 
 TESTS = Path(__file__).resolve().parent
 # The tiny run every study test starts from (the quickstart cut to a few batches, W&B off).
@@ -592,7 +593,7 @@ def test_two_processes_share_a_grid_through_a_journal_file(workdir, capsys):
     # the study's runs import study_helpers.KillOnce (not inherited from another test's environment)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     processes = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)
+        warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)
     ]
     outputs = [p.communicate(timeout=240)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
@@ -634,7 +635,7 @@ def test_sigterm_to_the_study_stops_it_as_ctrl_c_does(workdir, to_the_group):
     command = [sys.executable, "-m", "lightning_hw", "study", str(path), "--trainer.max_epochs", "400"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     run_dir = workdir / "runs" / "tiny" / "a"
-    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    study = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while not (run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -682,7 +683,7 @@ def test_a_second_sigterm_to_the_study_process_stops_its_fit_at_once_and_the_rec
     command = [sys.executable, "-m", "lightning_hw", "study", str(path)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     run_dir = workdir / "runs" / "tiny" / "a"
-    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    study = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while not (run_dir / "slow-step").is_file():
@@ -915,7 +916,7 @@ def test_output_piped_into_a_reader_that_stops_ends_without_a_traceback(workdir)
     import sys
 
     path = write_study(workdir, {"a": None, "b": None, "c": None}, folds=40)  # 120 runs: more than one pipe write
-    study = subprocess.Popen(
+    study = warm_start.popen(
         [sys.executable, "-m", "lightning_hw", "study", str(path), "--dry-run"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

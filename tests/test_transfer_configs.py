@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 from lightning_hw.callbacks.feature_cache import FeatureCache
 from lightning_hw.cli import HWCLI
 from lightning_hw.data.fixtures.classification import write_image_folder
+from lightning_hw.cli import warm_start
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = sorted(p for p in (REPO / "configs" / "studies").glob("*net*.yaml") if not p.stem.endswith("_search"))  # searches: test_search
@@ -77,7 +77,7 @@ def test_transfer_demo_trains_the_head_then_fine_tunes(workdir, monkeypatch, cap
     ]
     cli = HWCLI(args=[*args, "--run.name", "whole"])
     # SIGTERM after step 3: epoch 1's first batch, the backbone's last blocks unfrozen at its start (lr 0.001, the config's).
-    stopped = subprocess.run(
+    stopped = warm_start.run(
         [sys.executable, "-m", "lightning_hw", *args, "--run.name", "cut",
          "--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.step", "3"],
         capture_output=True, text=True, cwd=workdir,

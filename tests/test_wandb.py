@@ -14,6 +14,7 @@ import wandb_files
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.cli import HWCLI
 from lightning_hw.errors import ConfigError
+from lightning_hw.cli import warm_start
 
 
 def csv_values(run_dir: Path, metric: str) -> dict[int, float]:
@@ -90,7 +91,6 @@ def test_the_offline_line_says_why_w_and_b_is_offline(tiny_args, workdir, monkey
 
 def test_the_printed_sync_command_names_the_run_files_when_pasted_into_a_shell(tiny_args, workdir, capsys):
     """A run root with a space (``my runs``) printed ``wandb sync my runs/...``: two arguments, neither the run."""
-    import subprocess
 
     root = workdir / "my runs"
 
@@ -99,7 +99,7 @@ def test_the_printed_sync_command_names_the_run_files_when_pasted_into_a_shell(t
         command = line.split("upload it with: ", 1)[1]
         assert command.startswith("wandb sync ")
         # What the shell hands to `wandb sync`, globs expanded as the user's shell would.
-        shell = subprocess.run(
+        shell = warm_start.run(
             ["bash", "-c", f"printf '%s\\n' {command.removeprefix('wandb sync ')}"], capture_output=True, text=True, cwd=workdir
         )
         return sorted(Path(workdir, p) for p in shell.stdout.splitlines())

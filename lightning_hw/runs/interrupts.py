@@ -179,10 +179,11 @@ class SignalWatch:
         SIGTERMs this process got, that many came from the study and the rest directly, so the
         requests made so far are the larger of the two numbers, whichever copy comes first.
         """
+        from lightning_hw.cli.warm_start import caller_pid
         from lightning_hw.studies.grid import STUDY_PARENT_ENV, STUDY_STOPS_ENV
 
         count_file = os.environ.get(STUDY_STOPS_ENV)
-        if signum != signal.SIGTERM or not count_file or os.environ.get(STUDY_PARENT_ENV) != str(os.getppid()):
+        if signum != signal.SIGTERM or not count_file or os.environ.get(STUDY_PARENT_ENV) != str(caller_pid()):
             return False
         self._sigterms += 1
         try:

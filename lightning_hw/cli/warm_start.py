@@ -1,0 +1,566 @@
+"""Start ``python -m lightning_hw`` commands forked from a process that has imported the libraries.
+
+A new ``python -m lightning_hw fit`` spends about 5 s of CPU importing torch, Lightning,
+torchmetrics, torchvision and the rest before it reads its config: a study of many short trials
+spends much of its time there. :func:`popen` starts such a command as a fork of a *warm* process
+(one per caller, started on first use) that has imported those third-party libraries and nothing
+of lightning-hw. The command then runs as a fresh interpreter would run it:
+
+* its own process, pid, exit status, signals and process group (the warm process's group,
+  which is the caller's, as a ``subprocess.Popen`` child's would be; or a session of its own);
+* the arguments, environment, working directory, ``sys.path`` (``PYTHONPATH`` and the working
+  directory), standard streams and buffering given to it;
+* lightning-hw and plugins imported afresh from disk (a plugin installed or code edited meanwhile
+  is seen), Python's and NumPy's random generators seeded afresh, torch's thread count from
+  ``OMP_NUM_THREADS``, Python's normal exit (``atexit``, threads joined, uncaught exceptions).
+
+CUDA is never touched by the warm process, so a fork may still use a GPU. Where a fork could
+differ from a fresh interpreter the command starts as a plain ``subprocess.Popen``: no ``fork``
+(Windows), macOS (libraries there are not fork-safe), another interpreter than this one, an
+environment that differs in a variable read at import time (only those in :data:`RUNTIME_ENV`
+may differ), or ``LIGHTNING_HW_WARM_START=0``.
+"""
+
+from __future__ import annotations
+
+import array
+import io
+import itertools
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+#: set to ``0`` to start every command as a plain subprocess
+SWITCH_ENV = "LIGHTNING_HW_WARM_START"
+#: what the warm process imports: the third-party libraries a ``fit`` imports (a missing one is
+#: skipped). Only libraries whose threads survive a fork: onnxruntime starts a thread pool as it
+#: is imported, which a fork lacks (its exit then waits on that pool for ever), so ``export``
+#: imports it itself.
+PRELOAD = (
+    "torch", "lightning.pytorch", "lightning.pytorch.cli", "torchmetrics", "torchvision.transforms.v2",
+    "torchvision.io", "jsonargparse", "numpy", "yaml", "matplotlib.pyplot", "sklearn", "scipy", "rich",
+    "wandb", "optuna", "timm", "PIL.Image",
+)
+#: variables read when a command runs, not when the preloaded libraries are imported: a command's
+#: environment may differ from the warm process's in these (and in prefixes of RUNTIME_PREFIXES) only
+RUNTIME_ENV = frozenset({
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONUNBUFFERED", "PATH",
+    "COLUMNS", "LINES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
+    "MASTER_ADDR", "MASTER_PORT",
+})
+RUNTIME_PREFIXES = ("LIGHTNING_HW_", "WANDB_", "PYTEST_", "SLURM_", "TORCHELASTIC_")
+_MESSAGE_SIZE = 1 << 20
+#: set in a fork: the pids of its warm process and of the process that asked for it
+PARENT_ENV, CALLER_ENV = "LIGHTNING_HW_WARM_START_PARENT", "LIGHTNING_HW_WARM_START_CALLER"
+_SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
+
+
+# -- the caller's side ---------------------------------------------------------------------------
+
+
+def popen(
+    args: list[str],
+    *,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    text: bool = False,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    start_new_session: bool = False,
+    start_server: bool = True,
+) -> WarmProcess | subprocess.Popen:
+    """``subprocess.Popen(args, ...)``, forked from the warm process when ``args`` is ``python -m lightning_hw ...``.
+
+    Takes the ``subprocess.Popen`` arguments of the same names (``stdin``/``stdout``/``stderr``:
+    ``None``, ``subprocess.PIPE``, ``subprocess.DEVNULL``, ``subprocess.STDOUT`` for stderr, a file
+    descriptor or a file object) and returns an object with its methods: ``poll``, ``wait``,
+    ``communicate``, ``send_signal``, ``terminate``, ``kill``, ``pid``, ``returncode``,
+    ``stdin``/``stdout``/``stderr``.
+
+    The warm process starts on the first call with ``start_server`` (it imports for about as long
+    as a command does); until it is ready, commands start as plain subprocesses. A caller with
+    only a command or two to run passes ``start_server=False``: it then forks only from a warm
+    process already running.
+    """
+    env = dict(os.environ if env is None else env)
+    server = _server_for(args, env, start_server)
+    if server is None:
+        return subprocess.Popen(
+            args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
+            start_new_session=start_new_session,
+        )
+    try:
+        return WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session)
+    except OSError:  # the warm process ended just now (killed with its process group, say)
+        return subprocess.Popen(
+            args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
+            start_new_session=start_new_session,
+        )
+
+
+def run(args: list[str], *, input: str | bytes | None = None, capture_output: bool = False, timeout: float | None = None,
+        check: bool = False, **kwargs: Any) -> subprocess.CompletedProcess:
+    """``subprocess.run`` over :func:`popen` (same arguments and result)."""
+    if capture_output:
+        kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
+    if input is not None:
+        kwargs["stdin"] = subprocess.PIPE
+    with _closing(popen(args, **kwargs)) as process:
+        try:
+            out, err = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+    if check and process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, args, out, err)
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+class _closing:
+    """``with`` for both process kinds: waits for the process and closes its pipes on the way out."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def __enter__(self):
+        return self.process
+
+    def __exit__(self, *exc):
+        if exc[0] is not None and self.process.poll() is None:
+            self.process.kill()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        self.process.wait()
+
+
+def warm_up(wait: float = 0) -> bool:
+    """Start this process's warm process now, if it has none, and wait up to ``wait`` s for it to be ready.
+
+    Returns:
+        Whether it is ready: commands now fork from it.
+    """
+    import time
+
+    server = _Server.shared(start=True) if hasattr(os, "fork") and sys.platform != "darwin" else None
+    deadline = time.monotonic() + wait
+    while server is not None and not server.ready and not server.ended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server is not None and server.ready and not server.ended
+
+
+def _is_our_command(args: list[str]) -> bool:
+    return len(args) >= 3 and args[1:3] == ["-m", "lightning_hw"] and os.path.realpath(args[0]) == os.path.realpath(sys.executable)
+
+
+def _server_for(args: list[str], env: dict[str, str], start_server: bool) -> _Server | None:
+    """The warm process to fork ``args`` from, or ``None`` where a fork could differ from a fresh interpreter.
+
+    Also ``None`` while the warm process is still importing (it starts on the first call): the
+    first commands start as plain subprocesses rather than wait for it.
+    """
+    if not _is_our_command(args) or not hasattr(os, "fork") or sys.platform == "darwin":
+        return None
+    if env.get(SWITCH_ENV, os.environ.get(SWITCH_ENV)) == "0":
+        return None
+    # A fork that runs commands itself (a study run by a test) would import everything again for a
+    # warm process of its own, which its first few fits do not repay: its fits start afresh.
+    server = _Server.shared(start=start_server and not _is_a_fork())
+    if server is None or not server.ready or server.ended or _import_time_env(env) != server.import_time_env:
+        return None
+    if server.shadowed_by(env.get("PYTHONPATH", "")):
+        return None
+    return server
+
+
+def _import_time_env(env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that a library may read as it is imported."""
+    return {k: v for k, v in env.items() if k not in RUNTIME_ENV and not k.startswith(RUNTIME_PREFIXES)}
+
+
+class _Server:
+    """The warm process (see :func:`serve`) and the thread that reads its news; one per caller process."""
+
+    _shared: _Server | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, start: bool) -> _Server | None:
+        """This process's warm process (started now if there is none and ``start``); ``None`` if there is none."""
+        with cls._shared_lock:
+            server = cls._shared
+            # One this process inherited by a fork of its own is not its (the news come to the parent),
+            # and one that was killed may be started again; one that never got ready is not retried.
+            if server is not None and (server.owner != os.getpid() or (server.ended and server.ready)):
+                server = cls._shared = None
+            if server is None and start:
+                try:
+                    server = cls._shared = cls()
+                except OSError:
+                    return None
+            return server
+
+    def __init__(self):
+        self.owner = os.getpid()
+        self.import_time_env = _import_time_env(dict(os.environ))
+        self.python_path = os.environ.get("PYTHONPATH", "")
+        self.ready = self.ended = False
+        self.top_level_modules: set[str] = set()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.socket = ours
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from lightning_hw.cli.warm_start import serve; serve()", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != SWITCH_ENV},
+        )
+        theirs.close()
+        self.pid = self.process.pid
+        # Reentrant: a study's signal handler asks whether its fits still run (poll) in the main thread.
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._started: dict[int, int] = {}  # request number -> pid
+        self._exited: dict[int, int] = {}  # pid -> exit code as Popen gives it
+        self._requests = itertools.count()
+        threading.Thread(target=self._read_news, name="warm-start-news", daemon=True).start()
+
+    def shadowed_by(self, python_path: str) -> bool:
+        """Whether a folder on ``python_path`` that the warm process did not have holds a module it imported."""
+        known = set(self.python_path.split(os.pathsep))
+        for folder in python_path.split(os.pathsep):
+            if folder and folder not in known and os.path.isdir(folder):
+                names = {entry.split(".")[0] for entry in os.listdir(folder)}
+                if names & self.top_level_modules:
+                    return True
+        return False
+
+    def start(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Ask for a fork running ``request`` with standard streams ``fds``; its pid."""
+        number = next(self._requests)
+        with self._lock:
+            if self.ended:
+                raise OSError("the warm process has ended")
+            self.socket.sendmsg([json.dumps({**request, "number": number}).encode()],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+            self._changed.wait_for(lambda: number in self._started or self.ended)
+            if number not in self._started:
+                raise OSError("the warm process has ended")
+            return self._started.pop(number)
+
+    def exit_code(self, pid: int, timeout: float | None) -> int | None:
+        """The fork's exit code once it has ended (waiting up to ``timeout`` s; ``None``: for good); ``None`` if still running."""
+        with self._lock:
+            self._changed.wait_for(lambda: pid in self._exited or self.ended, timeout)
+            if pid in self._exited:
+                return self._exited[pid]
+        if self.ended:  # the warm process was killed (with its process group): the fork no longer reports
+            return _exit_code_of_orphan(pid, timeout)
+        return None
+
+    def _read_news(self) -> None:
+        while True:
+            try:
+                message = self.socket.recv(_MESSAGE_SIZE)
+            except OSError:
+                message = b""
+            with self._lock:
+                if not message:
+                    self.ended = True
+                    self._changed.notify_all()
+                    self.process.wait()
+                    return
+                news = json.loads(message)
+                if "ready" in news:
+                    self.top_level_modules = set(news["modules"])
+                    self.ready = news["ready"]
+                elif "started" in news:
+                    self._started[news["number"]] = news["started"]
+                else:
+                    self._exited[news["pid"]] = news["exit_code"]
+                self._changed.notify_all()
+
+
+def _exit_code_of_orphan(pid: int, timeout: float | None) -> int | None:
+    """An exit code for a fork whose warm process died: ``-SIGKILL`` once it is gone (its real code is lost)."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return -signal.SIGKILL
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+class WarmProcess:
+    """A command forked from the warm process, used as a ``subprocess.Popen``."""
+
+    def __init__(self, server: _Server, argv: list[str], stdin, stdout, stderr, text: bool,
+                 env: dict[str, str], cwd, start_new_session: bool):
+        self.args = [sys.executable, "-m", "lightning_hw", *argv]
+        self.returncode: int | None = None
+        self._server = server
+        self._readers: list[threading.Thread] | None = None  # communicate's, once it has begun
+        self._outputs: dict[str, Any] = {}
+        self.stdin = self.stdout = self.stderr = None
+        to_close: list[int] = []
+        fds: list[int] = []
+        for index, (spec, mode) in enumerate(((stdin, "w"), (stdout, "r"), (stderr, "r"))):
+            fd, ours = self._child_fd(index, spec, fds, to_close)
+            fds.append(fd)
+            if ours is not None:
+                stream = os.fdopen(ours, mode + "b", buffering=0 if mode == "w" else -1)
+                if text:
+                    stream = io.TextIOWrapper(stream, write_through=True, line_buffering=mode == "w")
+                setattr(self, ("stdin", "stdout", "stderr")[index], stream)
+        request = {"argv": argv, "env": env, "caller": os.getpid(), "cwd": os.fspath(cwd) if cwd is not None else os.getcwd(),
+                   "new_session": start_new_session}
+        try:
+            self.pid = server.start(request, fds)
+        finally:
+            for fd in to_close:
+                os.close(fd)
+
+    @staticmethod
+    def _child_fd(index: int, spec: Any, fds: list[int], to_close: list[int]) -> tuple[int, int | None]:
+        """The descriptor the fork gets as stream ``index`` (0-2) and our end of a pipe, if one was asked for."""
+        if spec is None:
+            return index, None
+        if spec == subprocess.DEVNULL:
+            fd = os.open(os.devnull, os.O_RDWR)
+            to_close.append(fd)
+            return fd, None
+        if spec == subprocess.STDOUT:
+            return fds[1], None
+        if spec == subprocess.PIPE:
+            read, write = os.pipe()
+            theirs, ours = (read, write) if index == 0 else (write, read)
+            to_close.append(theirs)
+            return theirs, ours
+        return (spec if isinstance(spec, int) else spec.fileno()), None
+
+    def poll(self) -> int | None:
+        """The exit code, or ``None`` while it runs."""
+        return self._wait(0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for it to end (``subprocess.TimeoutExpired`` after ``timeout`` s); its exit code."""
+        code = self._wait(timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return code
+
+    def _wait(self, timeout: float | None) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._server.exit_code(self.pid, timeout)
+        return self.returncode
+
+    def communicate(self, input: str | bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
+        """Send ``input``, read stdout and stderr to their ends and wait, as ``Popen.communicate`` does.
+
+        After ``subprocess.TimeoutExpired`` it may be called again, and goes on reading.
+        """
+        if self._readers is None:
+            self._readers = [
+                threading.Thread(target=lambda n=name: self._outputs.__setitem__(n, getattr(self, n).read()), daemon=True)
+                for name in ("stdout", "stderr") if getattr(self, name) is not None
+            ]
+            for reader in self._readers:
+                reader.start()
+            if self.stdin is not None:
+                try:
+                    if input:
+                        self.stdin.write(input)
+                    self.stdin.close()
+                except BrokenPipeError:
+                    pass
+        for reader in self._readers:
+            reader.join(timeout)
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout)
+        self.wait(timeout)
+        return self._outputs.get("stdout"), self._outputs.get("stderr")
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to it, unless it has ended."""
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _closing(self).__exit__(*exc)
+
+
+def _is_a_fork() -> bool:
+    return os.environ.get(PARENT_ENV) == str(os.getppid())
+
+
+def caller_pid() -> int:
+    """The pid of the process that started this one: its parent, or for a fork what asked the warm process for it."""
+    if _is_a_fork() and os.environ.get(CALLER_ENV, "").isdigit():
+        return int(os.environ[CALLER_ENV])
+    return os.getppid()
+
+
+# -- the warm process ----------------------------------------------------------------------------
+
+
+def serve() -> None:
+    """The warm process: import the libraries, then fork a command per request until the caller goes.
+
+    Its argument is the descriptor of its socket to the caller. A fork leaves this function by
+    running its command and exiting through Python's normal exit.
+    """
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A library asking torch whether CUDA is available as it is imported would initialise the CUDA
+    # driver through the CUDA runtime, and a fork of a process that has done so cannot use the GPU;
+    # asked through NVML instead (torch reads this variable at each call), it is not initialised.
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - not installed or broken here: the command imports it itself (and says why)
+            pass
+    del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    if _cuda_driver_loaded():  # something initialised CUDA anyway: forks could not use the GPU
+        channel.send(json.dumps({"ready": False, "modules": []}).encode())
+        return
+    global _SERVER_PYTHON_PATH
+    _SERVER_PYTHON_PATH = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    modules = sorted({name.split(".")[0] for name in sys.modules})
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup descriptor
+    channel.send(json.dumps({"ready": True, "modules": modules}).encode())
+    while True:
+        readable, _, _ = select.select([channel, wake_read], [], [])
+        if wake_read in readable:
+            os.read(wake_read, 4096)
+        _report_ended(channel)
+        if channel in readable:
+            message, fds, _, _ = socket.recv_fds(channel, _MESSAGE_SIZE, 3)
+            if not message:  # the caller has gone
+                return
+            request = json.loads(message)
+            pid = os.fork()
+            if pid == 0:
+                channel.close()
+                os.close(wake_read)
+                os.close(wake_write)
+                _become(request, fds)  # returns only by raising SystemExit or the command's exception
+            for fd in fds:
+                os.close(fd)
+            channel.send(json.dumps({"number": request["number"], "started": pid}).encode())
+
+
+def _cuda_driver_loaded() -> bool:
+    """Whether this process has initialised CUDA: torch's own start, or the driver library loaded at all."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        return True
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libcuda.so" in line for line in maps)
+    except OSError:  # not Linux: torch's own word only
+        return False
+
+
+def _report_ended(channel: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        channel.send(json.dumps({"pid": pid, "exit_code": os.waitstatus_to_exitcode(status)}).encode())
+
+
+def _become(request: dict[str, Any], fds: list[int]) -> None:
+    """In the fork: become ``python -m lightning_hw <argv>`` as a fresh interpreter would run it."""
+    import random
+    import runpy
+
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if request["new_session"]:
+        os.setsid()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    env = {**request["env"], PARENT_ENV: str(os.getppid()), CALLER_ENV: str(request["caller"])}
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(request["cwd"])
+    _reconfigure_streams(env)
+    _reset_import_path(env)
+    random.seed()  # a fresh interpreter seeds from the OS; the fork would share the warm process's state
+    _reseed_numpy()
+    _set_threads(env)
+    sys.argv = ["lightning_hw", *request["argv"]]
+    runpy.run_module("lightning_hw", run_name="__main__", alter_sys=True)
+    sys.exit(0)
+
+
+def _reconfigure_streams(env: dict[str, str]) -> None:
+    """Buffer stdout/stderr as a fresh interpreter would for the descriptors the command was given."""
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    for stream, interactive in ((sys.stdout, os.isatty(1)), (sys.stderr, True)):
+        stream.reconfigure(line_buffering=interactive or unbuffered, write_through=unbuffered)
+
+
+def _reset_import_path(env: dict[str, str]) -> None:
+    """``sys.path`` as ``python -m`` in the command's directory with its ``PYTHONPATH`` sets it; our modules unloaded."""
+    import importlib
+
+    base = [p for p in sys.path[1:] if p not in _SERVER_PYTHON_PATH]  # [0]: where the warm process started
+    extra = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [os.getcwd(), *extra, *base]
+    for name in [m for m in sys.modules if m == "lightning_hw" or m.startswith("lightning_hw.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _reseed_numpy() -> None:
+    try:
+        import numpy
+    except ImportError:
+        return
+    numpy.random.seed()
+
+
+def _set_threads(env: dict[str, str]) -> None:
+    """torch's thread count from ``OMP_NUM_THREADS``, which OpenMP read when torch was imported."""
+    threads = env.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))

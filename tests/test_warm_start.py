@@ -1,0 +1,159 @@
+"""``python -m lightning_hw`` forked from the warm process runs as a fresh interpreter would run it.
+
+A study starts its fits this way (:mod:`lightning_hw.cli.warm_start`), and so do most tests that
+drive the CLI in a process of its own. A probe datamodule, importable only from the command's own
+``PYTHONPATH``, records what the command saw as it ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lightning_hw.cli import warm_start
+from reliability_helpers import tiny_fit_args
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="no warm forks here")
+
+LHW = [sys.executable, "-m", "lightning_hw"]
+PROBE = '''
+import json, os, random, sys
+
+import numpy
+import torch
+
+from lightning_hw.data.datasets.digits import Digits
+
+DRAWN_AT_IMPORT = random.random(), float(numpy.random.rand())  # before Lightning seeds anything
+
+
+class Probe(Digits):
+    """Digits that writes down, as it is built, what its process sees."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        facts = {
+            "cwd": os.getcwd(), "argv": sys.argv[1:], "marker": os.environ.get("LIGHTNING_HW_TEST_PROBE_MARKER"),
+            "drawn": DRAWN_AT_IMPORT, "threads": torch.get_num_threads(),
+            "pid": os.getpid(), "main_spec": getattr(sys.modules["__main__"].__spec__, "name", None),
+            "lightning_hw_from": sys.modules["lightning_hw"].__file__,
+        }
+        with open(os.environ["LIGHTNING_HW_TEST_PROBE_OUT"], "a") as out:
+            out.write(json.dumps(facts) + "\\n")
+'''
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """This test process's warm process, ready."""
+    assert warm_start.warm_up(wait=180), "the warm process did not get ready"
+
+
+@pytest.fixture
+def probe(tmp_path):
+    """``(env, facts)``: an environment whose PYTHONPATH alone has the probe module, and its records read back."""
+    folder = tmp_path / "only_on_pythonpath"
+    folder.mkdir()
+    (folder / "warm_probe.py").write_text(textwrap.dedent(PROBE))
+    out = tmp_path / "facts.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])),
+           "LIGHTNING_HW_TEST_PROBE_OUT": str(out), "LIGHTNING_HW_TEST_PROBE_MARKER": "seen", "OMP_NUM_THREADS": "1"}
+    return env, lambda: [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def probe_fit(root: Path, *extra: str) -> list[str]:
+    args = tiny_fit_args(root, "--data", "warm_probe.Probe", "--run.root", "runs", *extra)
+    return [*LHW, *args]
+
+
+def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, probe, tmp_path):
+    env, facts = probe
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    command = probe_fit(tmp_path, "--run.name", "probe")
+    results = []
+    for _ in range(2):
+        process = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=workdir)
+        assert isinstance(process, warm_start.WarmProcess)
+        out, err = process.communicate(timeout=300)
+        results.append((process.returncode, out, err))
+        command = [a if a != "probe" else "probe2" for a in command]
+    assert [code for code, _, _ in results] == [0, 0], results[0][2][-2000:]
+    first, second = facts()[0], facts()[-1]
+    assert first["cwd"] == str(workdir) and first["marker"] == "seen" and first["threads"] == 1
+    assert first["argv"][:2] == ["fit", "--config"]
+    assert first["main_spec"] == "lightning_hw.__main__"  # what Lightning's DDP launcher re-runs
+    assert Path(first["lightning_hw_from"]).resolve() == (Path(warm_start.__file__).parents[1] / "__init__.py").resolve()
+    assert first["pid"] != second["pid"]
+    # Seeded afresh as a new interpreter is: two forks do not draw the same numbers.
+    assert first["drawn"][0] != second["drawn"][0] and first["drawn"][1] != second["drawn"][1]
+    assert "Run saved in" in results[0][1]
+
+
+def test_a_forks_exit_codes_and_signals_are_a_fresh_process_s(warm, tmp_path):
+    refused = warm_start.run([*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epoks", "3")], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert refused.stderr.startswith("error: unknown option --trainer.max_epoks; did you mean --trainer.max_epochs")
+
+    run = tmp_path / "runs" / "quickstart" / "long"
+    long_fit = [*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "1000", "--run.name", "long")]
+    with warm_start.popen(long_fit, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path) as fit:
+        assert isinstance(fit, warm_start.WarmProcess)
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "last.ckpt").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fit.send_signal(signal.SIGTERM)
+        output = fit.stdout.read()
+        assert fit.wait(timeout=120) == 143, output
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGTERM" and "--ckpt_path last" in output
+
+    sleeper = warm_start.popen([*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "1000", "--run.name", "killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    time.sleep(1)
+    sleeper.kill()
+    assert sleeper.wait(timeout=60) == -signal.SIGKILL
+    with pytest.raises(subprocess.TimeoutExpired):
+        warm_start.popen([*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "1000", "--run.name", "slow")],
+                         stdout=subprocess.DEVNULL, cwd=tmp_path).wait(timeout=0.5)
+
+
+def test_what_a_fork_could_get_wrong_starts_as_a_plain_subprocess(warm, tmp_path):
+    plain = {
+        "an import-time variable": ([*LHW, "--help"], {**os.environ, "MPLBACKEND": "pdf"}),
+        "the switch": ([*LHW, "--help"], {**os.environ, warm_start.SWITCH_ENV: "0"}),
+        "another program": ([sys.executable, "-c", "pass"], None),
+    }
+    shadow = tmp_path / "shadow"
+    (shadow / "yaml").mkdir(parents=True)  # a folder on PYTHONPATH with a module the warm process has imported
+    plain["a module shadowed"] = ([*LHW, "--help"], {**os.environ, "PYTHONPATH": str(shadow)})
+    for what, (command, env) in plain.items():
+        process = warm_start.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        assert isinstance(process, subprocess.Popen), what
+        assert process.wait(timeout=120) == 0, what
+
+
+def test_the_warm_process_ends_with_its_caller(tmp_path):
+    caller = textwrap.dedent("""
+        import subprocess, sys
+        from lightning_hw.cli import warm_start
+        assert warm_start.warm_up(wait=180)
+        print(warm_start._Server._shared.pid, flush=True)
+        warm_start.run([sys.executable, "-m", "lightning_hw", "--help"], capture_output=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", caller], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    server = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{server}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = Path(f"/proc/{server}/stat").read_text().split()[2] if Path(f"/proc/{server}").exists() else "gone"
+    assert state in ("gone", "Z")
