@@ -120,18 +120,28 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
     for directory in map(Path, directories):
         if not directory.is_dir():
             raise DataError(f"{directory} is not a directory; give a study directory (runs/<study>) or run directories")
-        if directory.parent.name == EVAL_DIR:
+        if is_evaluation_dir(directory):
             raise DataError(not_a_run(directory))
         if is_run_dir(directory):
             found.append(directory)
             continue
         # <run>/eval/<stage>-<time>/ holds an evaluation of a run, not a run (see evaluations()).
         marks = [*directory.rglob(METRICS_FILE), *directory.rglob(STATUS_FILE)]
-        below = sorted({p.parent for p in marks if p.parent.parent.name != EVAL_DIR})
+        below = sorted({p.parent for p in marks if not is_evaluation_dir(p.parent)})
         if not below:
             raise DataError(f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
         found += below
     return list(dict.fromkeys(found))
+
+
+def is_evaluation_dir(directory: Path) -> bool:
+    """Whether ``directory`` is an evaluation's folder (``<run>/eval/<stage>-<time>/``), not a run.
+
+    Its parent's name alone does not say it: a study (``--run.group``) may be named ``eval``,
+    and its runs were refused as evaluations. A run has the ``status.json`` that ``fit`` writes;
+    an evaluation never has one.
+    """
+    return directory.parent.name == EVAL_DIR and not (directory / STATUS_FILE).is_file()
 
 
 def not_a_run(evaluation: Path) -> str:

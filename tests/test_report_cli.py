@@ -409,3 +409,25 @@ def test_an_evaluation_directory_given_as_a_run_is_refused_and_nothing_written_i
         f"report its run, {evaluation.parent.parent}, whose report lists its evaluations apart from its epochs"
     )
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
+
+
+def test_runs_of_a_study_named_eval_are_reported_not_taken_for_evaluations(workdir, capsys):
+    """A study (or ``--run.group``) named ``eval``: ``report runs/eval/a`` was refused as "an evaluation of a
+    checkpoint", and ``report runs`` said "no runs under runs", though both runs had their status.json."""
+    import csv
+    import shutil
+
+    from reliability_helpers import error_of, output_of
+
+    two_runs(workdir)
+    shutil.move(workdir / "runs" / "s", workdir / "runs" / "eval")
+    evaluation = workdir / "runs" / "eval" / "a" / "eval" / "test-20261207-093246"  # an evaluation of run a
+    evaluation.mkdir(parents=True)
+    (evaluation / "metrics.csv").write_text("epoch,step,test/acc\n1,2,0.5\n")
+
+    output_of("report", "runs/eval/a", "--out", "one")
+    assert [row["run"] for row in csv.DictReader((workdir / "one" / "report.csv").open())] == ["a"]
+    output_of("report", "runs", "--out", "all")
+    assert [row["run"] for row in csv.DictReader((workdir / "all" / "report.csv").open())] == ["a", "b"]
+    code, line = error_of(["report", str(evaluation)], capsys)  # the evaluation itself is still no run
+    assert code == 1 and line.startswith(f"error: {evaluation} is an evaluation of a checkpoint"), line
