@@ -1041,6 +1041,7 @@ def test_list_does_not_describe_an_undocumented_class_with_its_base_classes_docs
 
 AUTHOR_MISTAKES_SOURCE = '''
 from lightning_hw import Classifier
+from lightning_hw.nets import NetFactory
 
 
 class ItemLossTask(Classifier):
@@ -1081,6 +1082,16 @@ class LossMonitorTask(Classifier):
     monitor = "val/loss"
 
 
+class InitMonitorTask(Classifier):
+    """Checkpoints on the metric its init arguments name, in the direction they give (set on the instance)."""
+
+    def __init__(self, net: NetFactory, num_classes: int = 2, input_shape: tuple[int, ...] = (1,),
+                 class_names: list[str] | None = None, lr: float | None = None, watch: str = "val/acc",
+                 watch_mode: str = "max") -> None:
+        super().__init__(net, num_classes=num_classes, input_shape=input_shape, class_names=class_names, lr=lr)
+        self.monitor, self.monitor_mode = watch, watch_mode
+
+
 class MisnamedLinkTask(Classifier):
     """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
 
@@ -1091,7 +1102,7 @@ class MisnamedLinkTask(Classifier):
 @pytest.fixture
 def author_mistakes(site):
     """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
-    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "MisnamedLinkTask")
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "MisnamedLinkTask")
     fake_distribution(
         site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
         {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
@@ -1157,11 +1168,17 @@ def test_a_task_monitoring_val_loss_it_never_logs_is_told_to_call_log_loss(autho
     ), line
 
 
-def test_a_monitor_set_without_its_mode_keeps_the_best_epoch_by_what_the_name_says(author_mistakes, tiny_args, workdir):
+@pytest.mark.parametrize(
+    "task",
+    [["LossMonitorTask"], ["InitMonitorTask", "--model.init_args.watch", "val/loss", "--model.init_args.watch_mode", "min"]],
+    ids=["inherited-mode", "set-on-the-instance"],
+)
+def test_a_monitor_set_without_its_mode_keeps_the_best_epoch_by_what_the_name_says(author_mistakes, tiny_args, workdir, task):
     """A task class that set ``monitor = "val/loss"`` and inherited ``monitor_mode = "max"`` (or set
     ``monitor = "val/f1"`` and inherited Task's "min") kept its worst epoch as the best checkpoint, and fit tested
-    that one, without a word. A mode set beside the monitor, or on a subclass of it, is kept as it is."""
-    main_args = tiny_args("fit", "--model", "LossMonitorTask", "--run.monitor", "null", "--run.name", "r",
+    that one, without a word. A mode set beside the monitor, or on a subclass of it, is kept as it is; so is one
+    set with it on the task itself, in ``__init__`` (read from the class, Classifier's "max" kept the worst)."""
+    main_args = tiny_args("fit", "--model", *task, "--run.monitor", "null", "--run.name", "r",
                           "--trainer.max_epochs", "3", "--run.test_after_fit", "false")  # fmt: skip
     main(main_args)
     run = workdir / "runs" / "quickstart" / "r"

@@ -534,7 +534,7 @@ class HWCLI(CLIHooks):
         wants_checkpoints = trainer_cfg.get("enable_checkpointing") is not False and run.mode != "scratch"
         if self.subcommand == "fit" and wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             monitor = settings.monitor or getattr(self.model, "monitor", "val/loss")
-            mode = task_monitor_mode(type(self.model)) if settings.monitor is None else monitor_mode(monitor)
+            mode = task_monitor_mode(self.model) if settings.monitor is None else monitor_mode(monitor)
             # A monitor the task's class names is fixed there: run.monitor, in a refusal, would name a setting never given.
             task_attr = f"{type(self.model).__name__}.monitor"
             if settings.monitor:

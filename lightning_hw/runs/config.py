@@ -20,20 +20,28 @@ def monitor_mode(metric: str) -> str:
     return "min" if any(word in name for word in ("loss", "err", "nme", "mae", "mse", "rmse", "penalty")) else "max"
 
 
-def task_monitor_mode(task_cls: type) -> str:
-    """Whether higher or lower is better for the task class's ``monitor``: its ``monitor_mode`` where that is set with it.
+def task_monitor_mode(task: Any) -> str:
+    """Whether higher or lower is better for the task's ``monitor``: its ``monitor_mode`` where that is set with it.
 
     A class that sets ``monitor`` but not ``monitor_mode`` inherits the mode of a base that
     monitors another metric (``Task``'s "min" for ``val/loss``, ``Classifier``'s "max" for
     ``val/acc``): ``monitor = "val/f1"`` on a ``Task`` kept its worst epoch as the best checkpoint,
     and fit tested that one. A mode set on the class that sets the monitor, or on a subclass of it,
     is what the author chose; an inherited one is replaced by what the metric's name says, as for
-    ``run.monitor`` (:func:`monitor_mode`).
+    ``run.monitor`` (:func:`monitor_mode`). A task object that sets them itself (in its
+    ``__init__``, from its arguments) is read first, by the same rule.
 
     Args:
-        task_cls: the task's class (a ``Task`` or any ``LightningModule``).
+        task: the task, or its class (a ``Task`` or any ``LightningModule``).
     """
-    mro = type.mro(task_cls) if isinstance(task_cls, type) else []
+    if not isinstance(task, type):
+        own = getattr(task, "__dict__", {})
+        if "monitor_mode" in own:
+            return str(own["monitor_mode"])
+        if "monitor" in own:
+            return monitor_mode(str(own["monitor"]))
+    task_cls = task if isinstance(task, type) else type(task)
+    mro = type.mro(task_cls)
     monitor_at = next((i for i, cls in enumerate(mro) if "monitor" in vars(cls)), None)
     mode_at = next((i for i, cls in enumerate(mro) if "monitor_mode" in vars(cls)), None)
     if monitor_at is None:
