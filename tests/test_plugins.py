@@ -1092,6 +1092,24 @@ class InitMonitorTask(Classifier):
         self.monitor, self.monitor_mode = watch, watch_mode
 
 
+class ManualOptimizationTask(Classifier):
+    """Optimises by hand (Lightning's manual optimization) in shared_step, which then returns no loss, as Lightning allows."""
+
+    @property
+    def automatic_optimization(self) -> bool:
+        return False
+
+    def shared_step(self, batch, stage):
+        loss = super().shared_step(batch, stage)
+        if stage != "train":
+            return loss
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        return None
+
+
 class MisnamedLinkTask(Classifier):
     """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
 
@@ -1102,7 +1120,7 @@ class MisnamedLinkTask(Classifier):
 @pytest.fixture
 def author_mistakes(site):
     """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
-    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "MisnamedLinkTask")
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "ManualOptimizationTask", "MisnamedLinkTask")
     fake_distribution(
         site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
         {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
@@ -1126,6 +1144,18 @@ def test_a_shared_step_that_returns_no_loss_tensor_is_one_line_and_no_run(author
     assert line.startswith(f"error: task {task} shared_step(batch, 'train') returned {returned}, not the batch's loss"), line
     assert "plugins/README.md" in line
     assert not (workdir / "runs").exists()
+
+
+def test_a_task_optimising_by_hand_may_return_no_loss_from_shared_step(author_mistakes, tiny_args, workdir):
+    """With Lightning's manual optimization a training step may return nothing; such a task was refused as
+    "shared_step(batch, 'train') returned None, not the batch's loss" though it trained as Lightning allows."""
+    import json
+
+    main(tiny_args("fit", "--model", "ManualOptimizationTask", "--run.name", "r", "--trainer.max_epochs", "2"))
+    run = workdir / "runs" / "quickstart" / "r"
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    rows = [row for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train/loss")]
+    assert len(rows) >= 2 and float(rows[-1]["train/loss"]) < float(rows[0]["train/loss"])  # it trained
 
 
 def test_a_monitor_that_differs_in_case_from_a_logged_metric_is_refused_before_training(author_mistakes, tiny_args, workdir, capsys):

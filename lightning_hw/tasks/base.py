@@ -155,7 +155,9 @@ class Task(LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, "train")
-        if not isinstance(loss, (torch.Tensor, Mapping)):
+        # Optimising by hand (manual optimization), the step has run backward() itself: Lightning
+        # takes no return there as it takes a loss, so only an automatic step needs one.
+        if not isinstance(loss, (torch.Tensor, Mapping)) and (self.automatic_optimization or loss is not None):
             raise _not_a_loss(type(self), loss)
         return loss
 
