@@ -1110,6 +1110,14 @@ class ManualOptimizationTask(Classifier):
         return None
 
 
+class NarrowTask(Classifier):
+    """Takes no class names (it needs none): Classifier's linked_from_data, inherited, names one it does not take."""
+
+    def __init__(self, net: NetFactory, num_classes: int = 2, input_shape: tuple[int, ...] = (1,),
+                 lr: float | None = None) -> None:
+        super().__init__(net, num_classes=num_classes, input_shape=input_shape, lr=lr)
+
+
 class MisnamedLinkTask(Classifier):
     """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
 
@@ -1120,7 +1128,7 @@ class MisnamedLinkTask(Classifier):
 @pytest.fixture
 def author_mistakes(site):
     """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
-    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "ManualOptimizationTask", "MisnamedLinkTask")
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "ManualOptimizationTask", "NarrowTask", "MisnamedLinkTask")
     fake_distribution(
         site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
         {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
@@ -1229,3 +1237,14 @@ def test_a_search_on_a_monitor_set_without_its_mode_optimises_in_the_direction_t
     study.write_text(yaml.safe_dump({"name": "s", "config": str(config), "search": {"model.init_args.lr": {"float": [1e-3, 0.1]}}}))
     spec = search.load_search(study)
     assert (spec.metric, spec.direction) == ("val/loss", "minimize")
+
+
+def test_a_task_that_drops_an_argument_its_base_links_from_the_data_still_trains(author_mistakes, tiny_args, workdir):
+    """A subclass whose ``__init__`` leaves out an argument of its base (``class_names``) inherits the base's
+    ``linked_from_data``: that name is the base's, no typo of the author's, and was refused as one."""
+    main(tiny_args("fit", "--model", "NarrowTask", "--run.name", "r", "--trainer.max_epochs", "1"))
+    run = workdir / "runs" / "quickstart" / "r"
+    import torch
+
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    assert saved["num_classes"] == 10 and saved["input_shape"] == (1, 8, 8), saved  # the digits' sizes, linked

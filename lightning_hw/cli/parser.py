@@ -852,22 +852,23 @@ def _check_linked_names(task_cls: type) -> None:
     and jsonargparse dropped the value meant for an argument the task does not take): the task
     kept its default for the argument meant, a net of the wrong size that failed with a shape
     traceback in the first step, or class names that were silently not the data's. A task whose
-    ``__init__`` takes ``**kwargs`` may pass any name on, so it is not checked.
+    ``__init__`` takes ``**kwargs`` may pass any name on, so it is not checked. Nor is a name that
+    the base class defining the list takes: a subclass that leaves that argument out of its own
+    ``__init__`` (a Classifier that needs no ``class_names``) inherited the list, typo-free, and
+    the link is dropped as it always was.
 
     Raises:
         ConfigError: the name, the task's arguments, and what to change.
     """
     import difflib
-    import inspect
 
-    try:
-        parameters = inspect.signature(task_cls).parameters
-    except (TypeError, ValueError):  # no signature to read (a C extension class): nothing to check
+    parameters = _init_parameters(task_cls)
+    if parameters is None:
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
+    definer = next((c for c in type.mro(task_cls) if "linked_from_data" in vars(c)), task_cls)
+    base_parameters = _init_parameters(definer) if definer is not task_cls else parameters
     for name in getattr(task_cls, "linked_from_data", ()):
-        if name in parameters:
+        if name in parameters or base_parameters is None or name in base_parameters:
             continue
         close = difflib.get_close_matches(name, list(parameters), n=1)
         raise ConfigError(
@@ -876,6 +877,19 @@ def _check_linked_names(task_cls: type) -> None:
             f"list only arguments of its __init__ ({', '.join(parameters)}) there, each filled from the datamodule "
             "attribute of the same name (plugins/README.md, section 5)",
         )
+
+
+def _init_parameters(cls: type) -> dict[str, Any] | None:
+    """The init arguments of ``cls`` by name; ``None`` when any name may be given (``**kwargs``) or none can be read."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to read (a C extension class): nothing to check
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return dict(parameters)
 
 
 def _linked_value(data: Any, name: str, task: str) -> Any:
