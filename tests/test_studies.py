@@ -716,6 +716,38 @@ def test_a_second_sigterm_to_the_study_process_stops_its_fit_at_once_and_the_rec
     assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # not left RUNNING
 
 
+def test_a_study_killed_outright_leaves_no_file_of_its_own(workdir):
+    """A study SIGKILLed (the out-of-memory killer, ``kill -9``) while its fit trained left its count of passed-on
+    SIGTERMs behind, ``$TMPDIR/lightning-hw-study-stops-<random>``, one more file for every study killed so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = [{"class_path": "study_helpers.SlowStep", "init_args": {"step": 2, "seconds": 120}}]
+    path = write_study(workdir, {"a": {"trainer.callbacks": slow}})
+    tmp = workdir / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    study = subprocess.Popen([sys.executable, "-m", "lightning_hw", "study", str(path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not (workdir / "runs" / "tiny" / "a" / "slow-step").is_file():
+            assert study.poll() is None and time.monotonic() < deadline, "the run never reached its slow step"
+            time.sleep(0.1)
+        study.kill()
+        study.wait()
+    finally:
+        if study.poll() is None:
+            study.kill()
+            study.wait()
+        for pid in descendants_of_session(study.pid):  # its orphaned fit
+            os.kill(pid, signal.SIGKILL)
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("lightning-hw-study")] == []
+
+
 def descendants_of_session(session: int) -> list[int]:
     """The processes still running in session ``session`` (a study started with ``start_new_session``), from ``/proc``."""
     found = []

@@ -56,6 +56,7 @@ RUNTIME_ENV = frozenset({
 })
 RUNTIME_PREFIXES = ("LIGHTNING_HW_", "WANDB_", "PYTEST_", "SLURM_", "TORCHELASTIC_")
 _MESSAGE_SIZE = 1 << 20
+_MAX_FDS = 64  # the standard streams and the pass_fds of one command
 #: set in a fork: the pids of its warm process and of the process that asked for it
 PARENT_ENV, CALLER_ENV = "LIGHTNING_HW_WARM_START_PARENT", "LIGHTNING_HW_WARM_START_CALLER"
 _SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
@@ -74,13 +75,14 @@ def popen(
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike | None = None,
     start_new_session: bool = False,
+    pass_fds: tuple[int, ...] = (),
     start_server: bool = True,
 ) -> WarmProcess | subprocess.Popen:
     """``subprocess.Popen(args, ...)``, forked from the warm process when ``args`` is ``python -m lightning_hw ...``.
 
     Takes the ``subprocess.Popen`` arguments of the same names (``stdin``/``stdout``/``stderr``:
     ``None``, ``subprocess.PIPE``, ``subprocess.DEVNULL``, ``subprocess.STDOUT`` for stderr, a file
-    descriptor or a file object) and returns an object with its methods: ``poll``, ``wait``,
+    descriptor or a file object; ``pass_fds``: descriptors the command gets under the same numbers) and returns an object with its methods: ``poll``, ``wait``,
     ``communicate``, ``send_signal``, ``terminate``, ``kill``, ``pid``, ``returncode``,
     ``stdin``/``stdout``/``stderr``.
 
@@ -94,14 +96,14 @@ def popen(
     if server is None:
         return subprocess.Popen(
             args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
-            start_new_session=start_new_session,
+            start_new_session=start_new_session, pass_fds=pass_fds,
         )
     try:
-        return WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session)
+        return WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session, pass_fds)
     except OSError:  # the warm process ended just now (killed with its process group, say)
         return subprocess.Popen(
             args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
-            start_new_session=start_new_session,
+            start_new_session=start_new_session, pass_fds=pass_fds,
         )
 
 
@@ -306,7 +308,7 @@ class WarmProcess:
     """A command forked from the warm process, used as a ``subprocess.Popen``."""
 
     def __init__(self, server: _Server, argv: list[str], stdin, stdout, stderr, text: bool,
-                 env: dict[str, str], cwd, start_new_session: bool):
+                 env: dict[str, str], cwd, start_new_session: bool, pass_fds: tuple[int, ...] = ()):
         self.args = [sys.executable, "-m", "lightning_hw", *argv]
         self.returncode: int | None = None
         self._server = server
@@ -324,9 +326,9 @@ class WarmProcess:
                     stream = io.TextIOWrapper(stream, write_through=True, line_buffering=mode == "w")
                 setattr(self, ("stdin", "stdout", "stderr")[index], stream)
         request = {"argv": argv, "env": env, "caller": os.getpid(), "cwd": os.fspath(cwd) if cwd is not None else os.getcwd(),
-                   "new_session": start_new_session}
+                   "new_session": start_new_session, "targets": [0, 1, 2, *pass_fds]}
         try:
-            self.pid = server.start(request, fds)
+            self.pid = server.start(request, [*fds, *pass_fds])
         finally:
             for fd in to_close:
                 os.close(fd)
@@ -463,7 +465,7 @@ def serve() -> None:
             os.read(wake_read, 4096)
         _report_ended(channel)
         if channel in readable:
-            message, fds, _, _ = socket.recv_fds(channel, _MESSAGE_SIZE, 3)
+            message, fds, _, _ = socket.recv_fds(channel, _MESSAGE_SIZE, _MAX_FDS)
             if not message:  # the caller has gone
                 return
             request = json.loads(message)
@@ -513,9 +515,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if request["new_session"]:
         os.setsid()
-    for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
+    _place_descriptors(fds, request["targets"])
     env = {**request["env"], PARENT_ENV: str(os.getppid()), CALLER_ENV: str(request["caller"])}
     os.environ.clear()
     os.environ.update(env)
@@ -528,6 +528,22 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     sys.argv = ["lightning_hw", *request["argv"]]
     runpy.run_module("lightning_hw", run_name="__main__", alter_sys=True)
     sys.exit(0)
+
+
+def _place_descriptors(received: list[int], targets: list[int]) -> None:
+    """Put each received descriptor at its target number (0-2, then the ``pass_fds`` the caller gave).
+
+    First all move above every target, so that placing one never closes another still to be placed.
+    """
+    import fcntl
+
+    above = max([*targets, *received]) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, above) for fd in received]
+    for fd in received:
+        os.close(fd)
+    for fd, target in zip(moved, targets):
+        os.dup2(fd, target)
+        os.close(fd)
 
 
 def _reconfigure_streams(env: dict[str, str]) -> None:

@@ -187,7 +187,7 @@ class SignalWatch:
             return False
         self._sigterms += 1
         try:
-            passed_on = int(Path(count_file).read_text().strip() or 0)
+            passed_on = int(_read_at_start(count_file).strip() or 0)
         except (OSError, ValueError):  # the study has ended: nothing more comes from it
             passed_on = 0
         requests = max(passed_on, self._sigterms - passed_on)
@@ -367,3 +367,17 @@ class GracefulStop(Callback):
         saved = getattr(self.last_checkpoint, "saved_for_interrupt", None)
         if saved:
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=saved, step=trainer.global_step)
+
+
+def _read_at_start(path: str) -> bytes:
+    """The first bytes of ``path``, read at offset 0 whatever the file's position.
+
+    The study's count is ``/dev/fd/<fd>``, a descriptor the fit shares with its study: where
+    opening it duplicates the descriptor (macOS), a plain read would move their shared position
+    on, and the next read would find nothing.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, 64, 0)
+    finally:
+        os.close(fd)

@@ -90,6 +90,11 @@ class _PassedOnCount:
     ``kill PID`` for the echo of the first, and only a third stopped it at once. Counting the
     SIGTERMs it got against the study's count tells them apart (see
     :meth:`~lightning_hw.runs.interrupts.SignalWatch.study_copy`).
+
+    The file is removed as soon as it is made: each fit inherits its descriptor (:attr:`fd`) and
+    reads it as ``/dev/fd/<fd>``, so a study killed outright (``SIGKILL``, the out-of-memory killer)
+    leaves no file behind (it left one in ``$TMPDIR`` each time). Where there is no ``/dev/fd``
+    the file stays on disk while the study runs.
     """
 
     WIDTH = 10  # written in place at a fixed width: a reader never sees half a number
@@ -97,16 +102,22 @@ class _PassedOnCount:
     def __init__(self) -> None:
         import tempfile
 
-        self._fd, name = tempfile.mkstemp(prefix="lightning-hw-study-stops-")
-        self.path = Path(name)
+        self.fd, name = tempfile.mkstemp(prefix="lightning-hw-study-stops-")
+        self._on_disk = not Path("/dev/fd").is_dir()
+        if self._on_disk:
+            self.path = Path(name)
+        else:
+            os.unlink(name)
+            self.path = Path(f"/dev/fd/{self.fd}")  # the same number in each fit: see execute's pass_fds
         self.set(0)
 
     def set(self, count: int) -> None:
-        os.pwrite(self._fd, str(count).rjust(self.WIDTH).encode(), 0)
+        os.pwrite(self.fd, str(count).rjust(self.WIDTH).encode(), 0)
 
     def close(self) -> None:
-        os.close(self._fd)
-        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+        if self._on_disk:
+            self.path.unlink(missing_ok=True)
 
 
 _COUNT: _PassedOnCount | None = None  # the running study's (None outside run_study)
@@ -121,14 +132,16 @@ def execute(job: Job, env: dict[str, str], tee: bool) -> int:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     # The fit takes the copy of a stop signal that this process passes on as the same request.
     env = {**env, STUDY_PARENT_ENV: str(os.getpid())}
-    if _COUNT is not None:
-        env[STUDY_STOPS_ENV] = str(_COUNT.path)
+    count = _COUNT
+    if count is not None:
+        env[STUDY_STOPS_ENV] = str(count.path)
     with (job.run_dir / LOG_FILE).open("a") as log:
         log.write(f"\n# {dt.datetime.now().isoformat(timespec='seconds')}\n$ {shlex.join(job.command)}\n")
         log.flush()
         # Forked from a process that has imported torch and Lightning: each fit starts seconds sooner.
         process = warm_start.popen(
-            job.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_server=_START_WARM
+            job.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            pass_fds=(count.fd,) if count is not None else (), start_server=_START_WARM,
         )
         with _RUNNING_LOCK:
             _RUNNING_FITS.add(process)
