@@ -524,3 +524,38 @@ def test_the_temporary_checkpoint_of_a_killed_sweep_is_removed_by_the_next_lr_fi
     assert sorted(p.name for p in ran.iterdir()) == sorted(["config.yaml", leftover.name])
     (swept,) = set(lr_find_dirs(runs)) - {live, ran}
     assert (swept / lr_find.SUMMARY_FILE).is_file() and not list(swept.glob(".lr_find_*"))
+
+
+def test_the_next_lr_find_leaves_a_running_sweeps_temporary_checkpoint_alone(tmp_path):
+    """A sweep that is running holds its folder's lock from the start: the next lr-find of the group, run
+    meanwhile, must not take its ``.lr_find_<uuid>.ckpt`` for a killed sweep's leftover and remove it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART), "--num_training", "100000",
+               *quiet(runs)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):
+            assert process.poll() is None, "lr-find ended before its sweep started"
+            time.sleep(0.05)
+        (running,) = lr_find_dirs(runs)
+        held = sorted(p.name for p in running.iterdir())
+        code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *quiet(runs))
+        assert process.poll() is None, "the first sweep ended before the second one looked at it"
+        assert code == 0, err[-3000:]
+        assert "note: removed" not in out
+        assert sorted(p.name for p in running.iterdir()) == held
+    finally:
+        process.send_signal(signal.SIGINT)  # the running sweep stops and removes its own folder
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
