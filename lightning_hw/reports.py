@@ -151,11 +151,19 @@ def not_a_run(evaluation: Path) -> str:
     the evaluated run's record (``<evaluation>/report/``).
     """
     owner = evaluation.parent.parent
+    what = f"{evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run"
+    if not is_run_dir(owner) and not _holds_runs(owner):
+        # A checkpoint from outside any run, evaluated in a group with no run yet: reporting the
+        # group would say "no runs under" it.
+        return f"{what}, and {owner} holds no run whose report would list it; its scores are in {evaluation / METRICS_FILE}"
     whose = f"its run, {owner}," if is_run_dir(owner) else f"the runs of {owner},"
-    return (
-        f"{evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run; "
-        f"report {whose} whose report lists its evaluations apart from its epochs"
-    )
+    return f"{what}; report {whose} whose report lists its evaluations apart from its epochs"
+
+
+def _holds_runs(directory: Path) -> bool:
+    """Whether a run lies below ``directory`` (what :func:`find_runs` would find there)."""
+    marks = [*directory.rglob(METRICS_FILE), *directory.rglob(STATUS_FILE)]
+    return any(not is_evaluation_dir(mark.parent) for mark in marks)
 
 
 def read_metrics(path: Path) -> dict[str, dict[int, float]]:

@@ -431,3 +431,21 @@ def test_runs_of_a_study_named_eval_are_reported_not_taken_for_evaluations(workd
     assert [row["run"] for row in csv.DictReader((workdir / "all" / "report.csv").open())] == ["a", "b"]
     code, line = error_of(["report", str(evaluation)], capsys)  # the evaluation itself is still no run
     assert code == 1 and line.startswith(f"error: {evaluation} is an evaluation of a checkpoint"), line
+
+
+def test_an_evaluation_of_a_group_without_runs_is_refused_with_advice_that_holds(workdir, capsys):
+    """``test --ckpt_path downloaded.ckpt`` files its scores under ``runs/<group>/eval/``; a group with no run yet.
+    ``report`` of that evaluation advised "report the runs of runs/solo", which then said "no runs under runs/solo"."""
+    from reliability_helpers import error_of
+
+    evaluation = workdir / "runs" / "solo" / "eval" / "test-20261207-101018"
+    evaluation.mkdir(parents=True)
+    (evaluation / "metrics.csv").write_text("epoch,step,test/acc\n1,2,0.5\n")
+    code, line = error_of(["report", str(evaluation)], capsys)
+    assert code == 1
+    assert line == (
+        f"error: {evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run, and "
+        f"{evaluation.parent.parent} holds no run whose report would list it; its scores are in "
+        f"{evaluation / 'metrics.csv'}"
+    )
+    assert "no runs under" in error_of(["report", str(evaluation.parent.parent)], capsys)[1]  # as the line says
