@@ -309,7 +309,7 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
     for label, place in places:
         for directory in sorted((place / EVAL_DIR).glob(f"*/{METRICS_FILE}")):
             row: dict[str, Any] = {
-                "run": label, "evaluation": directory.parent.name, "checkpoint": evaluated_checkpoint(directory.parent),
+                "run": label, "evaluation": directory.parent.name, "checkpoint": evaluated_checkpoint(directory.parent, in_run=label != "-"),
             }
             for metric, curve in read_metrics(directory).items():
                 row[metric] = curve[max(curve)]
@@ -322,12 +322,14 @@ def evaluations(runs: list[Run], groups: list[Path] = ()) -> tuple[list[str], li
     return ["run", "evaluation", "checkpoint", *metrics, *caveat], rows
 
 
-def evaluated_checkpoint(evaluation: Path) -> str:
-    """The file name of the checkpoint an evaluation scored, from its ``config-<stage>.yaml``.
+def evaluated_checkpoint(evaluation: Path, in_run: bool = True) -> str:
+    """The checkpoint an evaluation scored, from its ``config-<stage>.yaml``.
 
     A run's evaluations of its best and its last checkpoint give other scores; without the
-    name they were told apart only by their time. The name is enough: an evaluation is filed
-    under the run whose checkpoint it scored. ``-`` when the config is missing or unreadable.
+    name they were told apart only by their time. For an evaluation filed under a run the file
+    name is enough: it is that run's checkpoint. One of a checkpoint from outside any run
+    (``<group>/eval/``, ``in_run`` false) gets the path it recorded, as given: two downloads
+    may share a name (``model.ckpt``). ``-`` when the config is missing or unreadable.
     """
     import yaml
 
@@ -337,7 +339,7 @@ def evaluated_checkpoint(evaluation: Path) -> str:
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         if isinstance(recorded, dict) and isinstance(recorded.get("ckpt_path"), str):
-            return Path(recorded["ckpt_path"]).name
+            return Path(recorded["ckpt_path"]).name if in_run else recorded["ckpt_path"]
     return "-"
 
 

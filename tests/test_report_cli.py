@@ -449,3 +449,21 @@ def test_an_evaluation_of_a_group_without_runs_is_refused_with_advice_that_holds
         f"{evaluation / 'metrics.csv'}"
     )
     assert "no runs under" in error_of(["report", str(evaluation.parent.parent)], capsys)[1]  # as the line says
+
+
+def test_the_evaluations_of_checkpoints_from_outside_any_run_are_told_apart_by_their_path(workdir):
+    """Two downloaded checkpoints both named ``model.ckpt``, tested into the group's ``eval/``: the table named
+    each "model.ckpt", though their evaluations recorded ``ext/a/model.ckpt`` and ``ext/b/model.ckpt``."""
+    import csv
+
+    from reliability_helpers import output_of
+
+    two_runs(workdir)
+    for name, where in (("test-20261207-100001", "ext/a/model.ckpt"), ("test-20261207-100002", "ext/b/model.ckpt")):
+        evaluation = workdir / "runs" / "s" / "eval" / name
+        evaluation.mkdir(parents=True)
+        (evaluation / "metrics.csv").write_text("epoch,step,test/acc\n1,2,0.5\n")
+        (evaluation / "config-test.yaml").write_text(f"ckpt_path: {where}\n")
+    output_of("report", "runs/s", "--out", "out")
+    with (workdir / "out" / "evaluations.csv").open(newline="") as f:
+        assert [(row["run"], row["checkpoint"]) for row in csv.DictReader(f)] == [("-", "ext/a/model.ckpt"), ("-", "ext/b/model.ckpt")]
