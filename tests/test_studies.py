@@ -748,6 +748,33 @@ def test_a_study_killed_outright_leaves_no_file_of_its_own(workdir):
     assert [p.name for p in tmp.iterdir() if p.name.startswith("lightning-hw-study")] == []
 
 
+def test_two_studies_run_at_once_in_one_process_both_finish(workdir, monkeypatch):
+    """Two studies run from two threads of one process (a notebook): the first to end closed the other's count of
+    passed-on SIGTERMs (a module global), and the second ended in an AttributeError traceback on ``None.close()``."""
+    import threading
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    paths = []
+    for name in ("one", "two"):
+        (workdir / name).mkdir()
+        paths.append(write_study(workdir / name, {"a": None}, name=name))
+    codes: dict[str, object] = {}
+
+    def study(path: Path) -> None:
+        try:
+            codes[path.parent.name] = studies.main([str(path), "--trainer.max_epochs", "1"])
+        except BaseException as err:  # noqa: BLE001 - the test reports it
+            codes[path.parent.name] = repr(err)
+
+    threads = [threading.Thread(target=study, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert codes == {"one": 0, "two": 0}
+    assert all((workdir / "runs" / name / "a" / "status.json").is_file() for name in ("one", "two"))
+
+
 def descendants_of_session(session: int) -> list[int]:
     """The processes still running in session ``session`` (a study started with ``start_new_session``), from ``/proc``."""
     found = []

@@ -566,7 +566,9 @@ def run_study(
     with _RUNNING_LOCK:
         _PASSED_ON.clear()  # a signal an earlier study in this process passed on (tests, notebooks) is not this one's
     global _COUNT, _START_WARM
-    _COUNT = _PassedOnCount()
+    own_count = _PassedOnCount()
+    with _RUNNING_LOCK:
+        _COUNT = own_count
     _START_WARM = total >= WARM_START_FROM
     try:
         stop = threading.Event()
@@ -609,8 +611,9 @@ def run_study(
         return 1 if any(o == "failed" for o in outcomes.values()) else code
     finally:
         with _RUNNING_LOCK:
-            count, _COUNT = _COUNT, None
-        count.close()
+            if _COUNT is own_count:  # a study started meanwhile in another thread has its own: left to it
+                _COUNT = None
+        own_count.close()
 
 
 def _wait_for_fits(pool: ThreadPoolExecutor) -> None:
