@@ -559,3 +559,26 @@ def test_the_next_lr_find_leaves_a_running_sweeps_temporary_checkpoint_alone(tmp
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_lr_find_runs_on_a_file_system_without_locks(tmp_path, monkeypatch):
+    """Some file systems (a FUSE or SMB mount) refuse ``flock`` with ENOLCK: the sweep's lock on its folder ended
+    every lr-find there in an OSError traceback, with its empty folder left behind. It runs without the lock, and
+    nothing is taken for a killed sweep's leftover (where no lock can be checked, nothing is removed)."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    leftover = runs / "quickstart" / "lr-find-20261207-000000"  # as a killed sweep left it
+    leftover.mkdir(parents=True)
+    (leftover / ".lr_find_0a2b9c3e-1d4f-4e5a-8b6c-7d8e9f0a1b2c.ckpt").write_bytes(b"weights")
+    code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *quiet(runs))
+    assert code == 0, err[-3000:]
+    (swept,) = set(lr_find_dirs(runs)) - {leftover}
+    assert (swept / lr_find.SUMMARY_FILE).is_file()
+    assert leftover.is_dir() and "note: removed" not in out

@@ -34,7 +34,12 @@ class SweepLock:
 
     def __init__(self, directory: Path) -> None:
         self._fd: int | None = os.open(directory, os.O_RDONLY)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:
+            # A file system without locks (ENOLCK on some FUSE or SMB mounts): the sweep runs unmarked,
+            # and is safe all the same, since another lr-find that cannot check a lock removes nothing.
+            self.release()
 
     def release(self) -> None:
         """Drop the lock (also dropped when the process ends)."""
