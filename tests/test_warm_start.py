@@ -45,6 +45,7 @@ class Probe(Digits):
             "drawn": DRAWN_AT_IMPORT, "threads": torch.get_num_threads(),
             "pid": os.getpid(), "main_spec": getattr(sys.modules["__main__"].__spec__, "name", None),
             "lightning_hw_from": sys.modules["lightning_hw"].__file__,
+            "passed": open(f"/dev/fd/{os.environ['LIGHTNING_HW_TEST_PROBE_FD']}").read(),
         }
         with open(os.environ["LIGHTNING_HW_TEST_PROBE_OUT"], "a") as out:
             out.write(json.dumps(facts) + "\\n")
@@ -79,16 +80,25 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     workdir = tmp_path / "work"
     workdir.mkdir()
     command = probe_fit(tmp_path, "--run.name", "probe")
+    passed = tmp_path / "passed.txt"
+    passed.write_text("under its own number")
+    kept = os.open(passed, os.O_RDONLY)
+    fd = os.dup2(kept, 99)  # as the study passes its count of SIGTERMs (pass_fds)
+    os.close(kept)
+    env["LIGHTNING_HW_TEST_PROBE_FD"] = str(fd)
     results = []
     for _ in range(2):
-        process = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=workdir)
+        process = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                   cwd=workdir, pass_fds=(fd,))
         assert isinstance(process, warm_start.WarmProcess)
         out, err = process.communicate(timeout=300)
         results.append((process.returncode, out, err))
         command = [a if a != "probe" else "probe2" for a in command]
+    os.close(fd)
     assert [code for code, _, _ in results] == [0, 0], results[0][2][-2000:]
     first, second = facts()[0], facts()[-1]
     assert first["cwd"] == str(workdir) and first["marker"] == "seen" and first["threads"] == 1
+    assert first["passed"] == "under its own number"
     assert first["argv"][:2] == ["fit", "--config"]
     assert first["main_spec"] == "lightning_hw.__main__"  # what Lightning's DDP launcher re-runs
     assert Path(first["lightning_hw_from"]).resolve() == (Path(warm_start.__file__).parents[1] / "__init__.py").resolve()
