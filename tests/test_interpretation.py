@@ -352,3 +352,20 @@ def test_bad_callback_settings_are_one_line_before_training(callback, settings, 
     assert stop.value.code == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [f"error: {expected}"]
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("subcommand", ["test", "fit"])
+def test_a_bad_callback_setting_beside_a_checkpoint_is_said_as_it_is(subcommand, trained_run, capsys):
+    """`test --ckpt_path <run's checkpoint> --trainer.callbacks.num_samples -1` blamed the checkpoint: "holds a
+    Classifier ..., which does not fit this config (...); run with --config <the run's config.yaml>", the very
+    config the command had used. The callback's own line is the error; no evaluation or run is written."""
+    from reliability_helpers import error_of
+
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    # fit: a new run from the checkpoint, under the run's config (given first: a later --config replaces the callbacks)
+    config = ["--config", str(trained_run / "config.yaml"), "--run.name", "from-trained"] if subcommand == "fit" else []
+    code, line = error_of([subcommand, *config, "--ckpt_path", str(ckpt), "--trainer.callbacks.num_samples", "-1"], capsys)
+    assert (code, line) == (2, "error: ClassificationInterpretation: num_samples must be 0 or more, got -1")
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+    assert not (trained_run.parent / "from-trained").exists()
