@@ -232,6 +232,18 @@ def test_cli_fold_out_of_range_is_one_line_and_leaves_no_run(workdir, capsys):
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("subcommand", ["test", "validate", "predict"])
+def test_a_fold_out_of_range_beside_a_checkpoint_is_said_as_it_is(subcommand, trained_run, capsys):
+    """`test --ckpt_path <run's checkpoint> --data.init_args.folds 3 --data.init_args.fold 7` blamed the checkpoint
+    ("holds a Classifier ..., which does not fit this config (fold must be ...); run with --config <the run's
+    config.yaml>", the config it had used): the data's own settings are the error, with no evaluation written."""
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    code, line = error_of([subcommand, "--ckpt_path", str(ckpt), "--data.init_args.folds", "3", "--data.init_args.fold", "7"], capsys)
+    assert (code, line) == (2, "error: fold must be 0 to 2 with folds 3, got 7")
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+
+
 def test_cli_too_many_folds_is_one_line_and_leaves_no_run(tiny_args, workdir, capsys):
     # The error comes when the data is read, still before the run directory exists.
     code, line = error_of(tiny_args("fit", "--data.init_args.folds", "2000", "--data.init_args.fold", "0"), capsys)

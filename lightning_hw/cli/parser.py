@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -374,13 +374,14 @@ class HWCLI(CLIHooks):
             building = getattr(self, "config_init", None) is None  # the task or data, not the trainer
             if (
                 isinstance(user_error, ConfigError) and building and self._hparams_from is not None
-                and not _raised_by_callback(user_error)
+                and _raised_by_a_module(user_error)
             ):
-                # The task was built with the checkpoint's settings; the data or net of this config
-                # does not fit them (e.g. another experiment's checkpoint). Missing or bad data
-                # (DataError) is not a mismatch and is said as it is. Advice to change a setting is
-                # left out: the setting came from the checkpoint, not from this config. A callback
-                # refusing its own settings (built in the same pass) is said as it is: they are this command's.
+                # The task and its net were built with the checkpoint's settings; the data of this
+                # config does not fit them (e.g. another experiment's checkpoint). Missing or bad data
+                # (DataError) is not a mismatch and is said as it is, and so is a datamodule's or a
+                # callback's refusal of its own settings (built in the same pass): they are this
+                # command's. Advice to change a setting is left out: the setting came from the
+                # checkpoint, not from this config.
                 raise ConfigError(unfit_settings_message(*self._hparams_from, user_error.fact)) from err
             if user_error is None and building:
                 raised = raised_in_constructor(err)
@@ -1123,16 +1124,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-def _raised_by_callback(error: BaseException) -> bool:
-    """Whether ``error`` was raised in a Lightning callback's own code (its ``__init__`` checking its settings).
+def _raised_by_a_module(error: BaseException) -> bool:
+    """Whether ``error`` was raised in the code of an ``nn.Module``: the task or its net, built with a checkpoint's settings.
 
-    jsonargparse builds the trainer's callbacks in the same pass as the task and the data, so
-    only where the error was raised tells a callback's bad setting from a checkpoint that does
-    not fit the config's net or data.
+    jsonargparse builds the datamodule, the task and the trainer's callbacks in one pass, so
+    only where the error was raised tells a checkpoint that does not fit the config's data from
+    a datamodule's or callback's refusal of its own settings (``fold 7`` of 3, ``num_samples: -1``).
     """
     frame = error.__traceback__
     while frame is not None:
-        if isinstance(frame.tb_frame.f_locals.get("self"), Callback):
+        if isinstance(frame.tb_frame.f_locals.get("self"), torch.nn.Module):
             return True
         frame = frame.tb_next
     return False
