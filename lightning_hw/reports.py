@@ -152,6 +152,12 @@ def not_a_run(evaluation: Path) -> str:
     """
     owner = evaluation.parent.parent
     what = f"{evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run"
+    if not (evaluation / METRICS_FILE).is_file():
+        # predict's: no scores, so no report lists it (evaluations() reads metrics.csv); there is no metrics.csv to name.
+        predictions = sorted(evaluation.glob("predictions*.csv"))
+        return f"{what}, and no report lists it (it holds no scores); its predictions are in " + (
+            ", ".join(map(str, predictions)) if predictions else str(evaluation)
+        )
     if not is_run_dir(owner) and not _holds_runs(owner):
         # A checkpoint from outside any run, evaluated in a group with no run yet: reporting the
         # group would say "no runs under" it.

@@ -451,6 +451,34 @@ def test_an_evaluation_of_a_group_without_runs_is_refused_with_advice_that_holds
     assert "no runs under" in error_of(["report", str(evaluation.parent.parent)], capsys)[1]  # as the line says
 
 
+@pytest.mark.parametrize("owner", ["group-without-runs", "its-run"])
+def test_a_prediction_is_refused_naming_its_predictions_not_a_metrics_csv(owner, trained_run, workdir, capsys):
+    """``report`` of a ``predict`` evaluation said "its scores are in <evaluation>/metrics.csv", a file predict never
+    writes (or advised reporting its run, whose report lists only evaluations with scores). It names its predictions."""
+    import shutil
+
+    from conftest import QUICKSTART
+    from reliability_helpers import error_of, output_of
+
+    if owner == "its-run":
+        run = workdir / "runs" / "quickstart" / "r"
+        shutil.copytree(trained_run, run)
+        ckpt, evaluations = run / "checkpoints" / "last.ckpt", run / "eval"
+    else:  # a checkpoint from outside any run: filed under runs/<group>/eval/
+        ckpt, evaluations = shutil.copy(trained_run / "checkpoints" / "last.ckpt", workdir / "model.ckpt"), workdir / "runs" / "quickstart" / "eval"
+    output_of("predict", "--config", str(QUICKSTART), "--ckpt_path", str(ckpt), "--run.root", str(workdir / "runs"),
+              "--run.wandb", "disabled", "--trainer.limit_predict_batches", "2", "--trainer.enable_progress_bar", "false")  # fmt: skip
+    (evaluation,) = evaluations.glob("predict-*")
+    predictions = sorted(evaluation.glob("predictions*.csv"))
+    assert predictions and not (evaluation / "metrics.csv").exists()
+    code, line = error_of(["report", str(evaluation)], capsys)
+    assert code == 1
+    assert line == (
+        f"error: {evaluation} is an evaluation of a checkpoint (validate/test/predict), not a run, and no report lists "
+        f"it (it holds no scores); its predictions are in {', '.join(map(str, predictions))}"
+    )
+
+
 def test_the_evaluations_of_checkpoints_from_outside_any_run_are_told_apart_by_their_path(workdir):
     """Two downloaded checkpoints both named ``model.ckpt``, tested into the group's ``eval/``: the table named
     each "model.ckpt", though their evaluations recorded ``ext/a/model.ckpt`` and ``ext/b/model.ckpt``."""
