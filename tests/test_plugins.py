@@ -1118,6 +1118,14 @@ class NarrowTask(Classifier):
         super().__init__(net, num_classes=num_classes, input_shape=input_shape, lr=lr)
 
 
+class RenamedLinkTask(Classifier):
+    """Takes the class count as n_classes: Classifier's linked_from_data, inherited, names num_classes."""
+
+    def __init__(self, net: NetFactory, n_classes: int = 3, input_shape: tuple[int, ...] = (1,),
+                 class_names: list[str] | None = None, lr: float | None = None) -> None:
+        super().__init__(net, num_classes=n_classes, input_shape=input_shape, class_names=class_names, lr=lr)
+
+
 class MisnamedLinkTask(Classifier):
     """Its linked_from_data names class_name, no init argument of the task (class_names is)."""
 
@@ -1128,7 +1136,7 @@ class MisnamedLinkTask(Classifier):
 @pytest.fixture
 def author_mistakes(site):
     """The tasks of ``AUTHOR_MISTAKES_SOURCE``, installed as the distribution ``mistakes-plugin``."""
-    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "ManualOptimizationTask", "NarrowTask", "MisnamedLinkTask")
+    tasks = ("ItemLossTask", "NoReturnTask", "CaseMonitorTask", "NoLogLossTask", "LossMonitorTask", "InitMonitorTask", "ManualOptimizationTask", "NarrowTask", "RenamedLinkTask", "MisnamedLinkTask")
     fake_distribution(
         site, "mistakes-plugin", {"author_mistakes": AUTHOR_MISTAKES_SOURCE},
         {"lightning_hw.tasks": {name: f"author_mistakes:{name}" for name in tasks}},
@@ -1188,6 +1196,21 @@ def test_a_linked_from_data_name_that_is_no_init_argument_is_one_line(author_mis
     assert line.startswith(
         "error: MisnamedLinkTask.linked_from_data names class_name, which is not an init argument of MisnamedLinkTask "
         "(did you mean class_names?)"
+    ), line
+    assert not (workdir / "runs").exists()
+
+
+def test_a_subclass_that_renames_an_argument_its_base_links_is_one_line(author_mistakes, tiny_args, workdir, capsys):
+    """A subclass taking ``n_classes`` for the ``num_classes`` its base links from the data trained a net of its
+    default size (3 outputs) on the digits' 10 classes without a word: the link was dropped as for an argument
+    the subclass leaves out (``NarrowTask``'s ``class_names``)."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(tiny_args("fit", "--model", "RenamedLinkTask"), capsys)
+    assert code == 2
+    assert line.startswith(
+        "error: RenamedLinkTask.linked_from_data names num_classes, which is not an init argument of RenamedLinkTask "
+        "(did you mean n_classes?)"
     ), line
     assert not (workdir / "runs").exists()
 

@@ -860,7 +860,9 @@ def _check_linked_names(task_cls: type) -> None:
     ``__init__`` takes ``**kwargs`` may pass any name on, so it is not checked. Nor is a name that
     the base class defining the list takes: a subclass that leaves that argument out of its own
     ``__init__`` (a Classifier that needs no ``class_names``) inherited the list, typo-free, and
-    the link is dropped as it always was.
+    the link is dropped as it always was. Unless the subclass takes an argument of its own close
+    to it: ``n_classes`` for ``num_classes`` is that argument renamed, and dropping its link
+    trained a net of the default size on data of another, without a word.
 
     Raises:
         ConfigError: the name, the task's arguments, and what to change.
@@ -872,9 +874,14 @@ def _check_linked_names(task_cls: type) -> None:
         return
     definer = next((c for c in type.mro(task_cls) if "linked_from_data" in vars(c)), task_cls)
     base_parameters = _init_parameters(definer) if definer is not task_cls else parameters
+    # the subclass's own arguments, not its base's: where a renamed one would be
+    own = [p for p in parameters if base_parameters is not None and p not in base_parameters]
     for name in getattr(task_cls, "linked_from_data", ()):
-        if name in parameters or base_parameters is None or name in base_parameters:
+        if name in parameters:
             continue
+        inherited = base_parameters is None or name in base_parameters
+        if inherited and not difflib.get_close_matches(name, own, n=1):
+            continue  # left out of the subclass, not renamed there: no value to link
         close = difflib.get_close_matches(name, list(parameters), n=1)
         raise ConfigError(
             f"{task_cls.__name__}.linked_from_data names {name}, which is not an init argument of {task_cls.__name__}"
