@@ -52,6 +52,7 @@ from lightning_hw.checkpoints import (
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
+from lightning_hw.cli.fit_checkpoint import refuse_fit_without_config
 from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
@@ -977,8 +978,10 @@ def with_run_config(args: list[str]) -> list[str]:
     """``validate``/``test``/``predict`` without ``--config``: the config of the checkpoint's run.
 
     A checkpoint saved as ``runs/<group>/<name>/checkpoints/x.ckpt`` has its run's
-    ``config.yaml`` beside it, which says which data and net it was trained with.
+    ``config.yaml`` beside it, which says which data and net it was trained with. ``fit``, which
+    writes into a run, is not given one: it is refused with the command that was meant.
     """
+    refuse_fit_without_config(args)
     if not args or args[0] not in ("validate", "test", "predict") or any(a == "--config" or a.startswith("--config=") for a in args):
         return args
     ckpt = next((value for _, value in option_values(args, "--ckpt_path")), None)

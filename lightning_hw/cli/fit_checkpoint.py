@@ -1,0 +1,123 @@
+"""``fit --ckpt_path X`` without ``--config``: the one line that says which command was meant.
+
+``validate``/``test``/``predict`` read the config of the checkpoint's run themselves; ``fit``
+writes into a run (continues it, or starts one from its checkpoint), so it does not guess which:
+it refuses, naming the exact command for what the checkpoint allows. Without this, the parser's
+"the following arguments are required: fit.data, fit.model" said nothing of the run's config.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+from lightning_hw.checkpoints import check_ckpt_path
+from lightning_hw.cli.names import config_arguments, option_values
+from lightning_hw.errors import ConfigError
+
+#: the ``run:`` options that place a run: ``<root>/<group>/<name>``
+PLACE_OPTIONS = ("--run.root", "--run.group", "--run.name")
+
+
+def refuse_fit_without_config(args: list[str]) -> None:
+    """Refuse ``fit --ckpt_path X`` given neither ``--config`` nor ``--model``/``--data``, saying what to run.
+
+    Args:
+        args: the command line after the program name (``args[0]`` is the subcommand).
+
+    Raises:
+        ConfigError: the command is such a ``fit``; the message holds the command to run instead.
+    """
+    if not args or args[0] != "fit" or config_arguments(args) or _configures_the_model(args):
+        return
+    ckpt = next((value for _, value in option_values(args, "--ckpt_path")), None)
+    if not ckpt or ckpt == "hpc":
+        return
+    from lightning_hw.runs.lifecycle import command_name
+
+    fit = f"{command_name()} fit"
+    if ckpt == "last":
+        raise ConfigError(
+            f"--ckpt_path last continues a run from the config it was trained with: "
+            f"{fit} --config runs/<group>/<name>/config.yaml --ckpt_path last"
+        )
+    check_ckpt_path(ckpt, "fit")  # a mistyped file: "checkpoint not found", with the files beside it
+    raise ConfigError(_what_to_run(fit, ckpt, _without_ckpt_path(args[1:])))
+
+
+def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
+    """The message for an existing checkpoint file ``ckpt``; ``rest`` are the other options given (kept in the command)."""
+    from lightning_hw.runs import run_of_checkpoint
+    from lightning_hw.runs.files import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
+
+    run = run_of_checkpoint(ckpt)
+    if run is None:
+        return (
+            f"{ckpt} lies in no run (runs/<group>/<name>/checkpoints/), so the data and net it was trained with are "
+            f"unknown; start a new run from it with: {fit} --config <the config it was trained with> --ckpt_path {shlex.quote(ckpt)}"
+        )
+    config = run / CONFIG_FILE
+    if not config.is_file():
+        return (
+            f"no config.yaml in run {run}, so the data and net {ckpt} was trained with are unknown; "
+            "pass --config with the config it was trained with"
+        )
+    with_config = f"{fit} --config {shlex.quote(str(config))}"
+    other_name = next((value for _, value in option_values(rest, "--run.name") if value != run.name), None)
+    if other_name is not None:  # a new run from this checkpoint, as fit does with the config
+        return (
+            f"fit needs the config that run {run} was trained with (--ckpt_path gives only the weights); start run "
+            f"{shlex.quote(other_name)} from this checkpoint with: {with_config} --ckpt_path {shlex.quote(ckpt)} {shlex.join(rest)}"
+        )
+    last = run / CHECKPOINT_DIR / LAST_CHECKPOINT
+    # ``--ckpt_path last`` names last.ckpt; a run without one (only hpc_ckpt_*) continues from the file itself.
+    resume = "last" if last.is_file() else shlex.quote(ckpt)
+    continue_it = " ".join([f"{with_config} --ckpt_path {resume}", *_options_placing(run, config, rest), *map(shlex.quote, rest)])
+    if last.is_file() and last.resolve() != Path(ckpt).resolve():
+        # Continuing a run from an older checkpoint is refused: it would overwrite the run's later epochs.
+        return (
+            f"{ckpt} is not the newest state of run {run}, and fit needs the config it was trained with; "
+            f"continue that run with: {continue_it}; or start a new run from this checkpoint with: "
+            f"{with_config} --ckpt_path {shlex.quote(ckpt)} --run.name NEW_NAME"
+        )
+    return (
+        f"fit needs the config that run {run} was trained with (--ckpt_path gives only the weights); "
+        f"continue that run with: {continue_it}"
+    )
+
+
+def _options_placing(run: Path, config: Path, rest: list[str]) -> list[str]:
+    """``--run.root``/``--run.group``/``--run.name`` where the run's saved config, read from here, names another directory.
+
+    A config saves ``run.root`` as it was given (``runs``, relative): from another working
+    directory, or for a run copied elsewhere, it names no such run, and ``--ckpt_path last``
+    would be refused there. Options the user gave in ``rest`` are left to them.
+    """
+    saved = (yaml.safe_load(config.read_text()) or {}).get("run") or {}
+    wanted = {"--run.root": str(run.parent.parent), "--run.group": run.parent.name, "--run.name": run.name}
+    differs = {
+        "--run.root": Path(str(saved.get("root") or "runs")).resolve() != run.parent.parent.resolve(),
+        "--run.group": saved.get("group") != run.parent.name,
+        "--run.name": saved.get("name") != run.name,
+    }
+    return [
+        f"{option} {shlex.quote(wanted[option])}"
+        for option in PLACE_OPTIONS
+        if differs[option] and not option_values(rest, option)
+    ]
+
+
+def _configures_the_model(args: list[str]) -> bool:
+    """Whether the command line sets the task or the data itself (then the parser says what is missing)."""
+    return any(a.split("=", 1)[0] in ("--model", "--data") or a.startswith(("--model.", "--data.")) for a in args)
+
+
+def _without_ckpt_path(args: list[str]) -> list[str]:
+    """``args`` less every ``--ckpt_path`` option and its value."""
+    taken = set()
+    for i, _ in option_values(args, "--ckpt_path"):
+        inline = i < len(args) and args[i].startswith("--ckpt_path=")
+        taken |= {i} if inline else {i - 1, i}
+    return [a for i, a in enumerate(args) if i not in taken]
