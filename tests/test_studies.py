@@ -1163,3 +1163,23 @@ def test_a_seed_with_no_metric_row_yet_is_left_out_of_the_mean_with_a_note(workd
     assert seeds["a"]["seeds"] == "1" and seeds["b"]["seeds"] == "2"
     assert "note: a-seed2 (interrupted) has no metric row yet: it is not in the mean ± sd" in out
     assert "| a-seed2 | 0 | interrupted | - |" in out  # still listed in the comparison
+
+
+def test_study_help_shows_every_option_and_the_warm_start_switch_the_readme_documents(capsys):
+    """``study --help`` said nothing of LIGHTNING_HW_WARM_START=0 (how to start every fit afresh) nor of the
+    options a study refuses; README's study commands and the help name the same ``study`` options."""
+    from lightning_hw.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--help"])
+    assert exit_info.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Studies and reports", 1)[1].split("\n## ", 1)[0]
+    in_help = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*(?![\w.-])", shown)) - {"--help"}
+    documented = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*(?![\w.-])", section))
+    assert in_help <= documented, in_help - documented
+    for used in re.findall(r"lightning_hw study \S+ (--[a-z-]+)(?![\w.])", section):
+        assert used in in_help
+    assert "LIGHTNING_HW_WARM_START=0" in section and "LIGHTNING_HW_WARM_START=0 starts every run afresh" in shown
+    assert "--run.name, --run.group, --run.root (give --root)" in shown

@@ -61,6 +61,7 @@ from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
     FINISHED_FILE, INTERRUPT_CODES, LOG_FILE, STUDY_PARENT_ENV, STUDY_STOPS_ENV, Job, Study, Variant, died_before_checkpoint, finished_outside_study, fit_command,
     has_last_checkpoint, is_finished_run, last_error_line, left_to_user, move_aside_advice, overrides_to_args, split_configs,
+    WARM_START_FROM,
 )
 from lightning_hw.studies.search import GRID_PARAM, HEADS_ATTR, SearchStudy, make_sampler, open_storage, trial_env, trial_options
 
@@ -123,8 +124,6 @@ class _PassedOnCount:
 _COUNT: _PassedOnCount | None = None  # the running study's (None outside run_study)
 #: whether this study has enough fits to run that starting a warm process pays (see warm_start.popen)
 _START_WARM = False
-#: from this many fits a study starts its warm process: importing it costs about what one fit's start does
-WARM_START_FROM = 3
 
 
 def execute(job: Job, env: dict[str, str], tee: bool) -> int:
