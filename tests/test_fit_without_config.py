@@ -87,6 +87,18 @@ def test_a_checkpoint_outside_any_run_asks_for_the_config_it_was_trained_with(tr
     )
 
 
+def test_a_checkpoint_in_a_folder_without_config_asks_for_the_config_it_was_trained_with(trained_run, workdir, capsys):
+    ckpt = workdir / "copied" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes((trained_run / "checkpoints" / "last.ckpt").read_bytes())
+    code, line = error_of(["fit", "--ckpt_path", str(ckpt)], capsys)
+    assert code == 2
+    assert line == (
+        f"error: no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
+        "pass --config with the config it was trained with"
+    )
+
+
 @pytest.mark.parametrize("where", ["here", "run"])
 def test_a_missing_checkpoint_is_said_to_be_missing(trained_run, workdir, capsys, where):
     folder = trained_run / "checkpoints" if where == "run" else workdir

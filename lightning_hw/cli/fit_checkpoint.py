@@ -61,8 +61,8 @@ def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
     config = run / CONFIG_FILE
     if not config.is_file():
         return (
-            f"no config.yaml in run {run}, so the data and net {ckpt} was trained with are unknown; "
-            "pass --config with the config it was trained with"
+            f"no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
+            "pass --config with the config it was trained with"  # as validate/test/predict say
         )
     with_config = f"{fit} --config {shlex.quote(str(config))}"
     other_name = next((value for _, value in option_values(rest, "--run.name") if value != run.name), None)
