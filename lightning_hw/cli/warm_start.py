@@ -189,7 +189,7 @@ def _import_time_env(env: dict[str, str]) -> dict[str, str]:
 
 
 class _Server:
-    """The warm process (see :func:`serve`) and the thread that reads its news; one per caller process."""
+    """The warm process (``python -m lightning_hw.cli.warm_start FD``, see :func:`serve`) and the thread that reads its news; one per caller process."""
 
     _shared: _Server | None = None
     _shared_lock = threading.Lock()
@@ -219,7 +219,8 @@ class _Server:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.socket = ours
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from lightning_hw.cli.warm_start import serve; serve()", str(theirs.fileno())],
+            # Its forks show this command line in ps (their own is the "$ ..." line of a study fit's study.log).
+            [sys.executable, "-m", "lightning_hw.cli.warm_start", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != SWITCH_ENV},
         )
@@ -580,3 +581,7 @@ def _set_threads(env: dict[str, str]) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+if __name__ == "__main__":
+    serve()
