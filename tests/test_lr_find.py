@@ -478,29 +478,40 @@ def test_write_leaves_out_a_run_name_that_names_a_sweep(tmp_path):
     assert f"they named {sweep}, an lr-find sweep" in written.read_text()
 
 
+def start_a_long_sweep(cwd: Path, runs: Path):
+    """A ``lr-find`` process under ``runs`` that has begun its sweep (its ``.lr_find_<uuid>.ckpt`` is written)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART), "--num_training", "100000",
+               *quiet(runs)]
+    process = warm_start.popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):
+        if process.poll() is not None:
+            raise AssertionError("lr-find ended before its sweep started")
+    if not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):
+        process.kill()
+        process.wait()
+        raise AssertionError("lr-find did not begin its sweep within 120 s")
+        time.sleep(0.05)
+    return process
+
+
 def test_the_temporary_checkpoint_of_a_killed_sweep_is_removed_by_the_next_lr_find(tmp_path):
     """A SIGKILL mid-sweep left ``lr-find-<time>/.lr_find_<uuid>.ckpt`` alone, which every later lr-find
     left there too. The next lr-find of the group removes it and says so; a live sweep's (its lock held),
     a finished sweep's and a run's directories are left as they are."""
     import fcntl
     import os
-    import subprocess
-    import sys
-    import time
 
     runs = tmp_path / "runs"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART), "--num_training", "100000",
-               *quiet(runs)]
-    process = warm_start.popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):
-            assert process.poll() is None, "lr-find ended before its sweep started"
-            time.sleep(0.05)
-    finally:
-        process.kill()  # SIGKILL: no chance to clean up
-        process.wait()
+    process = start_a_long_sweep(tmp_path, runs)
+    process.kill()  # SIGKILL: no chance to clean up
+    process.wait()
     (killed,) = lr_find_dirs(runs)
     (leftover,) = killed.iterdir()
     assert leftover.name.startswith(".lr_find_") and leftover.suffix == ".ckpt"
@@ -529,22 +540,12 @@ def test_the_temporary_checkpoint_of_a_killed_sweep_is_removed_by_the_next_lr_fi
 def test_the_next_lr_find_leaves_a_running_sweeps_temporary_checkpoint_alone(tmp_path):
     """A sweep that is running holds its folder's lock from the start: the next lr-find of the group, run
     meanwhile, must not take its ``.lr_find_<uuid>.ckpt`` for a killed sweep's leftover and remove it."""
-    import os
     import signal
     import subprocess
-    import sys
-    import time
 
     runs = tmp_path / "runs"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "lightning_hw", "lr-find", "--config", str(QUICKSTART), "--num_training", "100000",
-               *quiet(runs)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_a_long_sweep(tmp_path, runs)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(runs.glob("quickstart/lr-find-*/.lr_find_*.ckpt")):
-            assert process.poll() is None, "lr-find ended before its sweep started"
-            time.sleep(0.05)
         (running,) = lr_find_dirs(runs)
         held = sorted(p.name for p in running.iterdir())
         code, out, err = run("lr-find", "--config", str(QUICKSTART), "--num_training", "13", *quiet(runs))

@@ -1185,32 +1185,23 @@ def test_a_monitor_that_differs_in_case_from_a_logged_metric_is_refused_before_t
     assert not (workdir / "runs").exists()
 
 
-def test_a_linked_from_data_name_that_is_no_init_argument_is_one_line(author_mistakes, tiny_args, workdir, capsys):
+@pytest.mark.parametrize(
+    ("task", "name", "meant"),
+    [("MisnamedLinkTask", "class_name", "class_names"), ("RenamedLinkTask", "num_classes", "n_classes")],
+    ids=["misspelt-in-the-task", "renamed-by-a-subclass"],
+)
+def test_a_linked_from_data_name_that_is_no_init_argument_is_one_line(author_mistakes, tiny_args, workdir, capsys, task, name, meant):
     """A name in ``linked_from_data`` that the task's ``__init__`` does not take was skipped without a word: the
     task kept its default for the argument meant (a net of the wrong size: a shape traceback in the first step, or
-    silently wrong class names)."""
+    silently wrong class names). So was one a subclass renamed (``n_classes`` for the ``num_classes`` its base
+    links): a net of its default size trained on the digits' 10 classes, dropped as for an argument the subclass
+    leaves out (``NarrowTask``'s ``class_names``)."""
     from reliability_helpers import error_of
 
-    code, line = error_of(tiny_args("fit", "--model", "MisnamedLinkTask"), capsys)
+    code, line = error_of(tiny_args("fit", "--model", task), capsys)
     assert code == 2
     assert line.startswith(
-        "error: MisnamedLinkTask.linked_from_data names class_name, which is not an init argument of MisnamedLinkTask "
-        "(did you mean class_names?)"
-    ), line
-    assert not (workdir / "runs").exists()
-
-
-def test_a_subclass_that_renames_an_argument_its_base_links_is_one_line(author_mistakes, tiny_args, workdir, capsys):
-    """A subclass taking ``n_classes`` for the ``num_classes`` its base links from the data trained a net of its
-    default size (3 outputs) on the digits' 10 classes without a word: the link was dropped as for an argument
-    the subclass leaves out (``NarrowTask``'s ``class_names``)."""
-    from reliability_helpers import error_of
-
-    code, line = error_of(tiny_args("fit", "--model", "RenamedLinkTask"), capsys)
-    assert code == 2
-    assert line.startswith(
-        "error: RenamedLinkTask.linked_from_data names num_classes, which is not an init argument of RenamedLinkTask "
-        "(did you mean n_classes?)"
+        f"error: {task}.linked_from_data names {name}, which is not an init argument of {task} (did you mean {meant}?)"
     ), line
     assert not (workdir / "runs").exists()
 
