@@ -167,3 +167,28 @@ def test_the_warm_process_ends_with_its_caller(tmp_path):
         time.sleep(0.1)
     state = Path(f"/proc/{server}/stat").read_text().split()[2] if Path(f"/proc/{server}").exists() else "gone"
     assert state in ("gone", "Z")
+
+
+def test_a_module_in_the_callers_directory_is_not_imported_by_the_warm_process(tmp_path):
+    """A file in the directory a study runs in, named as a module the libraries import, stays the fits' business.
+
+    The warm process started with the caller's directory first on ``sys.path`` (``-c``): a
+    ``yaml.py`` there (or a script named as any module the libraries import, ``h2.py``) ran in
+    it; a script that starts a study forked warm processes from each other until memory ran out.
+    A fresh ``python -m lightning_hw`` in that directory imports the file, so a fork, which has
+    the library's module already, does not stand in for one there: the command starts afresh.
+    """
+    (tmp_path / "yaml.py").write_text("import os\nopen(f'imported-by-{os.getpid()}', 'w').close()\n")
+    caller = textwrap.dedent("""
+        import subprocess, sys
+        from lightning_hw.cli import warm_start
+        assert warm_start.warm_up(wait=180)
+        fit = warm_start.popen([sys.executable, "-m", "lightning_hw", "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        fit.wait(timeout=180)
+        print(warm_start._Server._shared.pid, type(fit).__name__, flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", caller], capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    server, kind = done.stdout.split()
+    assert not (tmp_path / f"imported-by-{server}").exists()
+    assert kind == "Popen"

@@ -18,7 +18,8 @@ CUDA is never touched by the warm process, so a fork may still use a GPU. Where 
 differ from a fresh interpreter the command starts as a plain ``subprocess.Popen``: no ``fork``
 (Windows), macOS (libraries there are not fork-safe), another interpreter than this one, an
 environment that differs in a variable read at import time (only those in :data:`RUNTIME_ENV`
-may differ), or ``LIGHTNING_HW_WARM_START=0``.
+may differ), a module on ``PYTHONPATH`` or in the working directory named as one the warm process
+imported, or ``LIGHTNING_HW_WARM_START=0``.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def popen(
     process already running.
     """
     env = dict(os.environ if env is None else env)
-    server = _server_for(args, env, start_server)
+    server = _server_for(args, env, os.fspath(cwd) if cwd is not None else os.getcwd(), start_server)
     if server is None:
         return subprocess.Popen(
             args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
@@ -163,7 +164,7 @@ def _is_our_command(args: list[str]) -> bool:
     return len(args) >= 3 and args[1:3] == ["-m", "lightning_hw"] and os.path.realpath(args[0]) == os.path.realpath(sys.executable)
 
 
-def _server_for(args: list[str], env: dict[str, str], start_server: bool) -> _Server | None:
+def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bool) -> _Server | None:
     """The warm process to fork ``args`` from, or ``None`` where a fork could differ from a fresh interpreter.
 
     Also ``None`` while the warm process is still importing (it starts on the first call): the
@@ -178,7 +179,7 @@ def _server_for(args: list[str], env: dict[str, str], start_server: bool) -> _Se
     server = _Server.shared(start=start_server and not _is_a_fork())
     if server is None or not server.ready or server.ended or _import_time_env(env) != server.import_time_env:
         return None
-    if server.shadowed_by(env.get("PYTHONPATH", "")):
+    if server.shadowed_by(env.get("PYTHONPATH", "")) or server.shadowed_in(cwd):
         return None
     return server
 
@@ -243,6 +244,20 @@ class _Server:
                 if names & self.top_level_modules:
                     return True
         return False
+
+    def shadowed_in(self, cwd: str) -> bool:
+        """Whether ``cwd``, first on a fresh ``python -m``'s ``sys.path``, holds a module the warm process imported.
+
+        Only a module file or a regular package counts: a folder without ``__init__.py`` (the
+        ``wandb/`` of offline runs) does not hide an installed package of its name.
+        """
+        try:
+            entries = os.listdir(cwd)
+        except OSError:
+            return False
+        names = {entry.split(".")[0] for entry in entries
+                 if entry.endswith((".py", ".so", ".pyc")) or os.path.isfile(os.path.join(cwd, entry, "__init__.py"))}
+        return bool(names & self.top_level_modules)
 
     def start(self, request: dict[str, Any], fds: list[int]) -> int:
         """Ask for a fork running ``request`` with standard streams ``fds``; its pid."""
@@ -436,6 +451,11 @@ def serve() -> None:
     running its command and exiting through Python's normal exit.
     """
     channel = socket.socket(fileno=int(sys.argv[1]))
+    # ``-m`` put the caller's directory first on sys.path: a file there named as a module the libraries
+    # import (yaml.py, a script called h2.py) would run here, not the library. Each fork puts its own
+    # directory back (and a command whose directory holds such a file starts afresh: Server.shadowed_in).
+    if not sys.flags.safe_path:  # with PYTHONSAFEPATH (-P) it is not there
+        del sys.path[0]
     # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -558,9 +578,9 @@ def _reset_import_path(env: dict[str, str]) -> None:
     """``sys.path`` as ``python -m`` in the command's directory with its ``PYTHONPATH`` sets it; our modules unloaded."""
     import importlib
 
-    base = [p for p in sys.path[1:] if p not in _SERVER_PYTHON_PATH]  # [0]: where the warm process started
+    base = [p for p in sys.path if p not in _SERVER_PYTHON_PATH]  # serve removed where the warm process started
     extra = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:] = [os.getcwd(), *extra, *base]
+    sys.path[:] = [*([] if sys.flags.safe_path else [os.getcwd()]), *extra, *base]
     for name in [m for m in sys.modules if m == "lightning_hw" or m.startswith("lightning_hw.")]:
         del sys.modules[name]
     importlib.invalidate_caches()
