@@ -149,6 +149,18 @@ def test_what_a_fork_could_get_wrong_starts_as_a_plain_subprocess(warm, tmp_path
         process = warm_start.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         assert isinstance(process, subprocess.Popen), what
         assert process.wait(timeout=120) == 0, what
+    # Another virtual environment's python is a link to the same binary, with site-packages of its own
+    # (here none but what PYTHONPATH adds): a fork would run it with ours.
+    other_env = tmp_path / "other-venv"
+    (other_env / "bin").mkdir(parents=True)
+    (other_env / "pyvenv.cfg").write_text(f"home = {Path(os.path.realpath(sys.executable)).parent}\ninclude-system-site-packages = false\n")
+    (other_env / "bin" / "python").symlink_to(os.path.realpath(sys.executable))
+    elsewhere = warm_start.popen([str(other_env / "bin" / "python"), *LHW[1:], "--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert isinstance(elsewhere, subprocess.Popen)
+    elsewhere.wait(timeout=120)
+    # The directory of lightning-hw's own checkout (where a study usually runs) does not count as shadowing.
+    with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL, cwd=Path(warm_start.__file__).parents[2]) as in_checkout:
+        assert isinstance(in_checkout, warm_start.WarmProcess)
 
 
 def test_the_warm_process_ends_with_its_caller(tmp_path):

@@ -161,7 +161,17 @@ def warm_up(wait: float = 0) -> bool:
 
 
 def _is_our_command(args: list[str]) -> bool:
-    return len(args) >= 3 and args[1:3] == ["-m", "lightning_hw"] and os.path.realpath(args[0]) == os.path.realpath(sys.executable)
+    return len(args) >= 3 and args[1:3] == ["-m", "lightning_hw"] and _same_interpreter(args[0], sys.executable)
+
+
+def _same_interpreter(program: str, ours: str) -> bool:
+    """Whether ``program`` is our interpreter in our environment.
+
+    The same binary is not enough: each virtual environment's ``python`` links to its base
+    interpreter's, and runs with its own site-packages (found beside the link).
+    """
+    return (os.path.realpath(program) == os.path.realpath(ours)
+            and os.path.dirname(os.path.abspath(program)) == os.path.dirname(os.path.abspath(ours)))
 
 
 def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bool) -> _Server | None:
@@ -474,7 +484,8 @@ def serve() -> None:
         return
     global _SERVER_PYTHON_PATH
     _SERVER_PYTHON_PATH = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    modules = sorted({name.split(".")[0] for name in sys.modules})
+    # lightning_hw (imported to run this) is not among them: each fork imports it afresh from its own sys.path.
+    modules = sorted({name.split(".")[0] for name in sys.modules} - {"lightning_hw"})
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
