@@ -94,6 +94,10 @@ class SignalWatch:
         """Take over SIGINT and SIGTERM (again: Lightning installs its own SIGTERM handler in ``fit``)."""
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach the main thread only; a command run from a thread keeps the defaults
+        # Imported now, not in the handler: a second SIGTERM (the study's copy) arriving while the first
+        # handler imported them met a half-imported module, and the fit ended in an ImportError (exit 1).
+        import lightning_hw.cli.warm_start  # noqa: F401
+        import lightning_hw.studies.grid  # noqa: F401
         for signum in SIGNALS:
             current = signal.getsignal(signum)
             if current != self._handle:
