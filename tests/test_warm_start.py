@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darw
 
 LHW = [sys.executable, "-m", "lightning_hw"]
 PROBE = '''
-import json, os, random, sys
+import json, os, random, signal, sys
 
 import numpy
 import torch
@@ -33,6 +33,7 @@ import torch
 from lightning_hw.data.datasets.digits import Digits
 
 DRAWN_AT_IMPORT = random.random(), float(numpy.random.rand())  # before Lightning seeds anything
+SIGHUP_AT_IMPORT = str(signal.getsignal(signal.SIGHUP))
 
 
 class Probe(Digits):
@@ -42,7 +43,7 @@ class Probe(Digits):
         super().__init__(*args, **kwargs)
         facts = {
             "cwd": os.getcwd(), "argv": sys.argv[1:], "marker": os.environ.get("LIGHTNING_HW_TEST_PROBE_MARKER"),
-            "drawn": DRAWN_AT_IMPORT, "threads": torch.get_num_threads(),
+            "drawn": DRAWN_AT_IMPORT, "sighup": SIGHUP_AT_IMPORT, "threads": torch.get_num_threads(),
             "pid": os.getpid(), "main_spec": getattr(sys.modules["__main__"].__spec__, "name", None),
             "lightning_hw_from": sys.modules["lightning_hw"].__file__,
             "passed": open(f"/dev/fd/{os.environ['LIGHTNING_HW_TEST_PROBE_FD']}").read(),
@@ -87,9 +88,15 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     os.close(kept)
     env["LIGHTNING_HW_TEST_PROBE_FD"] = str(fd)
     results = []
-    for _ in range(2):
-        process = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                   cwd=workdir, pass_fds=(fd,))
+    for ignoring in (False, True):
+        # The second as under `nohup`, which ignores SIGHUP: a new process inherits that.
+        before = signal.signal(signal.SIGHUP, signal.SIG_IGN) if ignoring else None
+        try:
+            process = warm_start.popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                       cwd=workdir, pass_fds=(fd,))
+        finally:
+            if ignoring:
+                signal.signal(signal.SIGHUP, before)
         assert isinstance(process, warm_start.WarmProcess)
         out, err = process.communicate(timeout=300)
         results.append((process.returncode, out, err))
@@ -99,6 +106,7 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     first, second = facts()[0], facts()[-1]
     assert first["cwd"] == str(workdir) and first["marker"] == "seen" and first["threads"] == 1
     assert first["passed"] == "under its own number"
+    assert first["sighup"] == str(signal.SIG_DFL) and second["sighup"] == str(signal.SIG_IGN)
     assert first["argv"][:2] == ["fit", "--config"]
     assert first["main_spec"] == "lightning_hw.__main__"  # what Lightning's DDP launcher re-runs
     assert Path(first["lightning_hw_from"]).resolve() == (Path(warm_start.__file__).parents[1] / "__init__.py").resolve()
@@ -204,3 +212,22 @@ def test_a_module_in_the_callers_directory_is_not_imported_by_the_warm_process(t
     server, kind = done.stdout.split()
     assert not (tmp_path / f"imported-by-{server}").exists()
     assert kind == "Popen"
+
+
+def test_a_package_installed_since_the_warm_process_started_gets_another(warm, tmp_path, monkeypatch):
+    """pip adds or removes entries of site-packages: the warm process's modules may then be stale (an upgraded
+    torch, a new plugin's .pth), so commands start afresh until a new warm process is ready."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.setattr(warm_start, "_package_folders", lambda: [str(site)])
+    stale = warm_start._Server._shared
+    assert stale is not None and stale.ready
+    os.utime(site, (stale.started - 60, stale.started - 60))  # as installed before it started
+    assert not stale.packages_changed()
+    time.sleep(0.05)
+    (site / "new_plugin.pth").write_text("")  # as `pip install` writes one
+    process = warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL)
+    assert isinstance(process, subprocess.Popen) and process.wait(timeout=120) == 0
+    assert warm_start._Server._shared is not stale and stale in warm_start._Server._retired
+    assert warm_start.warm_up(wait=180)
+    assert isinstance(warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL), warm_start.WarmProcess)

@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 #: set to ``0`` to start every command as a plain subprocess
@@ -51,7 +52,7 @@ PRELOAD = (
 #: variables read when a command runs, not when the preloaded libraries are imported: a command's
 #: environment may differ from the warm process's in these (and in prefixes of RUNTIME_PREFIXES) only
 RUNTIME_ENV = frozenset({
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONUNBUFFERED", "PATH",
+    "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONUNBUFFERED", "PATH",
     "COLUMNS", "LINES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
     "MASTER_ADDR", "MASTER_PORT",
 })
@@ -151,8 +152,6 @@ def warm_up(wait: float = 0) -> bool:
     Returns:
         Whether it is ready: commands now fork from it.
     """
-    import time
-
     server = _Server.shared(start=True) if hasattr(os, "fork") and sys.platform != "darwin" else None
     deadline = time.monotonic() + wait
     while server is not None and not server.ready and not server.ended and time.monotonic() < deadline:
@@ -187,6 +186,9 @@ def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bo
     # A fork that runs commands itself (a study run by a test) would import everything again for a
     # warm process of its own, which its first few fits do not repay: its fits start afresh.
     server = _Server.shared(start=start_server and not _is_a_fork())
+    if server is not None and server.ready and server.packages_changed():
+        # A package installed, upgraded or removed since it imported them: its modules may be stale.
+        server = _Server.replace(server, start=start_server and not _is_a_fork())
     if server is None or not server.ready or server.ended or _import_time_env(env) != server.import_time_env:
         return None
     if server.shadowed_by(env.get("PYTHONPATH", "")) or server.shadowed_in(cwd):
@@ -203,6 +205,7 @@ class _Server:
     """The warm process (``python -m lightning_hw.cli.warm_start FD``, see :func:`serve`) and the thread that reads its news; one per caller process."""
 
     _shared: _Server | None = None
+    _retired: list[_Server] = []  # replaced while their forks ran: kept to hear how those end
     _shared_lock = threading.Lock()
 
     @classmethod
@@ -223,6 +226,7 @@ class _Server:
 
     def __init__(self):
         self.owner = os.getpid()
+        self.started = time.time()
         self.import_time_env = _import_time_env(dict(os.environ))
         self.python_path = os.environ.get("PYTHONPATH", "")
         self.ready = self.ended = False
@@ -244,6 +248,23 @@ class _Server:
         self._exited: dict[int, int] = {}  # pid -> exit code as Popen gives it
         self._requests = itertools.count()
         threading.Thread(target=self._read_news, name="warm-start-news", daemon=True).start()
+
+    @classmethod
+    def replace(cls, stale: _Server, start: bool) -> _Server | None:
+        """Stop forking from ``stale`` (its running forks still report to it) and start another if ``start``."""
+        with cls._shared_lock:
+            if cls._shared is stale:
+                cls._retired.append(stale)
+                cls._shared = None
+        return cls.shared(start)
+
+    def packages_changed(self) -> bool:
+        """Whether an installed package was added, upgraded or removed since this warm process imported them.
+
+        pip adds and removes entries of ``site-packages`` itself (``*.dist-info``, ``*.pth``), which
+        changes the folder's modification time.
+        """
+        return any(_modified(folder) > self.started for folder in _package_folders())
 
     def shadowed_by(self, python_path: str) -> bool:
         """Whether a folder on ``python_path`` that the warm process did not have holds a module it imported."""
@@ -315,10 +336,22 @@ class _Server:
                 self._changed.notify_all()
 
 
+def _package_folders() -> list[str]:
+    import site
+
+    folders = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    return [folder for folder in folders if os.path.isdir(folder)]
+
+
+def _modified(folder: str) -> float:
+    try:
+        return os.stat(folder).st_mtime
+    except OSError:
+        return 0.0
+
+
 def _exit_code_of_orphan(pid: int, timeout: float | None) -> int | None:
     """An exit code for a fork whose warm process died: ``-SIGKILL`` once it is gone (its real code is lost)."""
-    import time
-
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
@@ -352,7 +385,9 @@ class WarmProcess:
                     stream = io.TextIOWrapper(stream, write_through=True, line_buffering=mode == "w")
                 setattr(self, ("stdin", "stdout", "stderr")[index], stream)
         request = {"argv": argv, "env": env, "caller": os.getpid(), "cwd": os.fspath(cwd) if cwd is not None else os.getcwd(),
-                   "new_session": start_new_session, "targets": [0, 1, 2, *pass_fds]}
+                   "new_session": start_new_session, "targets": [0, 1, 2, *pass_fds],
+                   # A new process inherits an ignored signal (a script's `cmd &` ignores SIGINT), not a handler.
+                   "ignored": [int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_IGN]}
         try:
             self.pid = server.start(request, [*fds, *pass_fds])
         finally:
@@ -544,7 +579,9 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as a new interpreter installs it
+    for signum in request["ignored"]:
+        signal.signal(signum, signal.SIG_IGN)
     if request["new_session"]:
         os.setsid()
     _place_descriptors(fds, request["targets"])
