@@ -231,3 +231,35 @@ def test_a_package_installed_since_the_warm_process_started_gets_another(warm, t
     assert warm_start._Server._shared is not stale and stale in warm_start._Server._retired
     assert warm_start.warm_up(wait=180)
     assert isinstance(warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL), warm_start.WarmProcess)
+
+
+def test_the_warm_process_ends_when_its_caller_is_killed_outright(tmp_path):
+    """SIGKILL gives the caller no chance to close anything, and a fork of its own may hold its socket on."""
+    caller = textwrap.dedent("""
+        import os, sys, time
+        from lightning_hw.cli import warm_start
+        assert warm_start.warm_up(wait=180)
+        holder = os.fork()
+        if holder == 0:  # holds the caller's socket, as a DataLoader worker would
+            time.sleep(60)
+            os._exit(0)
+        print(warm_start._Server._shared.pid, holder, flush=True)
+        time.sleep(60)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        server, holder = map(int, process.stdout.readline().split())
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{server}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = Path(f"/proc/{server}/stat").read_text().split()[2] if Path(f"/proc/{server}").exists() else "gone"
+        assert state in ("gone", "Z")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        try:
+            os.kill(holder, signal.SIGKILL)
+        except (NameError, ProcessLookupError):
+            pass

@@ -526,8 +526,13 @@ def serve() -> None:
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup descriptor
     channel.send(json.dumps({"ready": True, "modules": modules}).encode())
+    caller = os.getppid()
     while True:
-        readable, _, _ = select.select([channel, wake_read], [], [])
+        # Once a second: a caller killed outright may leave its socket open in a fork of its own (a
+        # DataLoader worker) for a while, so the socket alone would keep this process on after it.
+        readable, _, _ = select.select([channel, wake_read], [], [], 1.0)
+        if os.getppid() != caller:
+            return
         if wake_read in readable:
             os.read(wake_read, 4096)
         _report_ended(channel)
