@@ -466,9 +466,10 @@ def test_a_prediction_is_refused_naming_its_predictions_not_a_metrics_csv(owner,
         ckpt, evaluations = run / "checkpoints" / "last.ckpt", run / "eval"
     else:  # a checkpoint from outside any run: filed under runs/<group>/eval/
         ckpt, evaluations = shutil.copy(trained_run / "checkpoints" / "last.ckpt", workdir / "model.ckpt"), workdir / "runs" / "quickstart" / "eval"
+    before = set(evaluations.glob("predict-*"))  # the shared run may hold another test's prediction
     output_of("predict", "--config", str(QUICKSTART), "--ckpt_path", str(ckpt), "--run.root", str(workdir / "runs"),
               "--run.wandb", "disabled", "--trainer.limit_predict_batches", "2", "--trainer.enable_progress_bar", "false")  # fmt: skip
-    (evaluation,) = evaluations.glob("predict-*")
+    (evaluation,) = set(evaluations.glob("predict-*")) - before
     predictions = sorted(evaluation.glob("predictions*.csv"))
     assert predictions and not (evaluation / "metrics.csv").exists()
     code, line = error_of(["report", str(evaluation)], capsys)

@@ -231,6 +231,11 @@ def test_a_package_installed_since_the_warm_process_started_gets_another(warm, t
     assert warm_start._Server._shared is not stale and stale in warm_start._Server._retired
     assert warm_start.warm_up(wait=180)
     assert isinstance(warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL), warm_start.WarmProcess)
+    # warm_up too replaces a warm process gone stale, rather than call it ready (a test's fixture did, after
+    # another test of its worker had installed a package: every command then started afresh)
+    (site / "another.pth").write_text("")
+    assert warm_start.warm_up(wait=180)
+    assert isinstance(warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL), warm_start.WarmProcess)
 
 
 def test_the_warm_process_ends_when_its_caller_is_killed_outright(tmp_path):

@@ -152,7 +152,7 @@ def warm_up(wait: float = 0) -> bool:
     Returns:
         Whether it is ready: commands now fork from it.
     """
-    server = _Server.shared(start=True) if hasattr(os, "fork") and sys.platform != "darwin" else None
+    server = _Server.current(start=True) if hasattr(os, "fork") and sys.platform != "darwin" else None
     deadline = time.monotonic() + wait
     while server is not None and not server.ready and not server.ended and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -185,10 +185,7 @@ def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bo
         return None
     # A fork that runs commands itself (a study run by a test) would import everything again for a
     # warm process of its own, which its first few fits do not repay: its fits start afresh.
-    server = _Server.shared(start=start_server and not _is_a_fork())
-    if server is not None and server.ready and server.packages_changed():
-        # A package installed, upgraded or removed since it imported them: its modules may be stale.
-        server = _Server.replace(server, start=start_server and not _is_a_fork())
+    server = _Server.current(start=start_server and not _is_a_fork())
     if server is None or not server.ready or server.ended or _import_time_env(env) != server.import_time_env:
         return None
     if server.shadowed_by(env.get("PYTHONPATH", "")) or server.shadowed_in(cwd):
@@ -248,6 +245,14 @@ class _Server:
         self._exited: dict[int, int] = {}  # pid -> exit code as Popen gives it
         self._requests = itertools.count()
         threading.Thread(target=self._read_news, name="warm-start-news", daemon=True).start()
+
+    @classmethod
+    def current(cls, start: bool) -> _Server | None:
+        """:meth:`shared`, replaced by a new one when a package was installed, upgraded or removed since it imported them."""
+        server = cls.shared(start)
+        if server is not None and server.ready and server.packages_changed():  # its modules may be stale
+            server = cls.replace(server, start)
+        return server
 
     @classmethod
     def replace(cls, stale: _Server, start: bool) -> _Server | None:
