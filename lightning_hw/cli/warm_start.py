@@ -95,18 +95,15 @@ def popen(
     """
     env = dict(os.environ if env is None else env)
     server = _server_for(args, env, os.fspath(cwd) if cwd is not None else os.getcwd(), start_server)
-    if server is None:
-        return subprocess.Popen(
-            args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
-            start_new_session=start_new_session, pass_fds=pass_fds,
-        )
-    try:
-        return WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session, pass_fds)
-    except OSError:  # the warm process ended just now (killed with its process group, say)
-        return subprocess.Popen(
-            args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
-            start_new_session=start_new_session, pass_fds=pass_fds,
-        )
+    if server is not None:
+        try:
+            return WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session, pass_fds)
+        except OSError:  # the warm process ended just now (killed with its process group, say): start afresh
+            pass
+    return subprocess.Popen(
+        args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
+        start_new_session=start_new_session, pass_fds=pass_fds,
+    )
 
 
 def run(args: list[str], *, input: str | bytes | None = None, capture_output: bool = False, timeout: float | None = None,
@@ -152,11 +149,16 @@ def warm_up(wait: float = 0) -> bool:
     Returns:
         Whether it is ready: commands now fork from it.
     """
-    server = _Server.current(start=True) if hasattr(os, "fork") and sys.platform != "darwin" else None
+    server = _Server.current(start=True) if _forks_here() else None
     deadline = time.monotonic() + wait
     while server is not None and not server.ready and not server.ended and time.monotonic() < deadline:
         time.sleep(0.05)
     return server is not None and server.ready and not server.ended
+
+
+def _forks_here() -> bool:
+    """Whether this platform can fork safely: not Windows (no fork), not macOS (libraries there are not fork-safe)."""
+    return hasattr(os, "fork") and sys.platform != "darwin"
 
 
 def _is_our_command(args: list[str]) -> bool:
@@ -179,7 +181,7 @@ def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bo
     Also ``None`` while the warm process is still importing (it starts on the first call): the
     first commands start as plain subprocesses rather than wait for it.
     """
-    if not _is_our_command(args) or not hasattr(os, "fork") or sys.platform == "darwin":
+    if not _is_our_command(args) or not _forks_here():
         return None
     if env.get(SWITCH_ENV, os.environ.get(SWITCH_ENV)) == "0":
         return None
