@@ -30,7 +30,7 @@ def refuse_fit_without_config(args: list[str]) -> None:
     Raises:
         ConfigError: the command is such a ``fit``; the message holds the command to run instead.
     """
-    if not args or args[0] != "fit" or config_arguments(args) or _configures_the_model(args):
+    if not args or args[0] != "fit" or config_arguments(args) or configures_the_model(args):
         return
     ckpt = next((value for _, value in option_values(args, "--ckpt_path")), None)
     if not ckpt or ckpt == "hpc":
@@ -60,10 +60,7 @@ def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
         )
     config = run / CONFIG_FILE
     if not config.is_file():
-        return (
-            f"no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
-            "pass --config with the config it was trained with"  # as validate/test/predict say
-        )
+        return no_run_config(ckpt)  # as validate/test/predict say
     with_config = f"{fit} --config {shlex.quote(str(config))}"
     other_name = next((value for _, value in option_values(rest, "--run.name") if value != run.name), None)
     if other_name is not None:  # a new run from this checkpoint, as fit does with the config
@@ -109,7 +106,15 @@ def _options_placing(run: Path, config: Path, rest: list[str]) -> list[str]:
     ]
 
 
-def _configures_the_model(args: list[str]) -> bool:
+def no_run_config(ckpt: str) -> str:
+    """The refusal of a command given a run's checkpoint whose run has no ``config.yaml`` (and no ``--config``)."""
+    return (
+        f"no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
+        "pass --config with the config it was trained with"
+    )
+
+
+def configures_the_model(args: list[str]) -> bool:
     """Whether the command line sets the task or the data itself (then the parser says what is missing)."""
     return any(a.split("=", 1)[0] in ("--model", "--data") or a.startswith(("--model.", "--data.")) for a in args)
 

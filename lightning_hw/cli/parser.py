@@ -52,7 +52,7 @@ from lightning_hw.checkpoints import (
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
-from lightning_hw.cli.fit_checkpoint import refuse_fit_without_config
+from lightning_hw.cli.fit_checkpoint import configures_the_model, no_run_config, refuse_fit_without_config
 from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
@@ -994,12 +994,8 @@ def with_run_config(args: list[str]) -> list[str]:
         check_ckpt_path(ckpt, args[0])
     run = run_of_checkpoint(ckpt)
     if run is None or not (run / CONFIG_FILE).is_file():
-        configured = any(a.split("=", 1)[0] in ("--model", "--data") or a.startswith(("--model.", "--data.")) for a in args)
-        if ckpt and Path(ckpt).is_file() and not configured:
-            raise ConfigError(
-                f"no config.yaml in the run of {ckpt}, so the data and net it was trained with are unknown; "
-                "pass --config with the config it was trained with"
-            )
+        if ckpt and Path(ckpt).is_file() and not configures_the_model(args):
+            raise ConfigError(no_run_config(ckpt))
         return args
     _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
     return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]
