@@ -268,3 +268,26 @@ def test_the_warm_process_ends_when_its_caller_is_killed_outright(tmp_path):
             os.kill(holder, signal.SIGKILL)
         except (NameError, ProcessLookupError):
             pass
+
+
+def test_a_caller_whose_own_environment_changed_still_forks(warm, monkeypatch):
+    """Lightning's ``seed_everything`` sets ``PL_GLOBAL_SEED`` in the caller's environment (an in-process fit of a
+    test, or of a study's own code). The warm process's environment then no longer matched the caller's, so every
+    later command started afresh although ``warm_up`` called it ready (CI: three tests here failed, and the rest of
+    that pytest worker's commands started afresh)."""
+    from lightning.pytorch import seed_everything
+
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+    assert warm_start.warm_up(wait=180)
+    seed_everything(7, workers=True, verbose=False)  # read when a fit runs, not when a library is imported
+    with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL) as seeded:
+        assert isinstance(seeded, warm_start.WarmProcess)
+    # A variable a library may read at import (matplotlib's backend) set in the caller: a warm process that imported
+    # without it is replaced, not left ready for commands that can no longer fork from it.
+    before = warm_start._Server._shared
+    monkeypatch.setenv("MPLBACKEND", "pdf")
+    assert warm_start.warm_up(wait=180)
+    assert warm_start._Server._shared is not before
+    with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL) as changed:
+        assert isinstance(changed, warm_start.WarmProcess)

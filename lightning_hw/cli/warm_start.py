@@ -55,6 +55,8 @@ RUNTIME_ENV = frozenset({
     "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONUNBUFFERED", "PATH",
     "COLUMNS", "LINES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
     "MASTER_ADDR", "MASTER_PORT",
+    # Lightning's seed_everything sets these in its process; Lightning (torch) reads them as a fit (a CUDA check) runs
+    "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "PYTORCH_NVML_BASED_CUDA_CHECK",
 })
 RUNTIME_PREFIXES = ("LIGHTNING_HW_", "WANDB_", "PYTEST_", "SLURM_", "TORCHELASTIC_")
 _MESSAGE_SIZE = 1 << 20
@@ -250,9 +252,15 @@ class _Server:
 
     @classmethod
     def current(cls, start: bool) -> _Server | None:
-        """:meth:`shared`, replaced by a new one when a package was installed, upgraded or removed since it imported them."""
+        """:meth:`shared`, replaced by a new one when it is stale.
+
+        Stale: a package was installed, upgraded or removed since it imported them (its modules may
+        be out of date), or this process's own environment has since changed in a variable read at
+        import (commands that inherit it could no longer fork from it).
+        """
         server = cls.shared(start)
-        if server is not None and server.ready and server.packages_changed():  # its modules may be stale
+        if server is not None and server.ready and (
+                server.packages_changed() or _import_time_env(dict(os.environ)) != server.import_time_env):
             server = cls.replace(server, start)
         return server
 
