@@ -55,8 +55,9 @@ RUNTIME_ENV = frozenset({
     "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONUNBUFFERED", "PATH",
     "COLUMNS", "LINES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK",
     "MASTER_ADDR", "MASTER_PORT",
-    # Lightning's seed_everything sets these in its process; Lightning (torch) reads them as a fit (a CUDA check) runs
-    "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "PYTORCH_NVML_BASED_CUDA_CHECK",
+    # Lightning sets these in its own process (seed_everything, importing lightning, deterministic=True);
+    # they are read as a fit runs (reseeding workers, a CUDA check, cuBLAS creating its handle), not at import
+    "PL_GLOBAL_SEED", "PL_SEED_WORKERS", "PYTORCH_NVML_BASED_CUDA_CHECK", "CUBLAS_WORKSPACE_CONFIG",
 })
 RUNTIME_PREFIXES = ("LIGHTNING_HW_", "WANDB_", "PYTEST_", "SLURM_", "TORCHELASTIC_")
 _MESSAGE_SIZE = 1 << 20
