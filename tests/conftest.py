@@ -123,3 +123,44 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.get_closest_marker("gpu") is not None:  # the marker, not a test named or parametrised "gpu"
             item.add_marker(skip)
+
+
+# -- how the suite's CLI commands started ------------------------------------------------------------------
+# Most tests run `python -m lightning_hw` forked from a warm process (lightning_hw.cli.warm_start); a command
+# that cannot fork starts afresh and costs ~5 s more. The end of the run says how many did which and why, so
+# a change that quietly stops them forking (it happened: an in-process fit set PL_GLOBAL_SEED) is seen.
+
+_warm_starts_of_workers: list[dict[str, int]] = []
+
+
+def pytest_sessionfinish(session):
+    """On an xdist worker: hand this worker's counts to the controller."""
+    from lightning_hw.cli import warm_start
+
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["warm_starts"] = dict(warm_start.STARTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the xdist controller: collect a finished worker's counts."""
+    _warm_starts_of_workers.append(getattr(node, "workeroutput", {}).get("warm_starts", {}))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    from collections import Counter
+
+    from lightning_hw.cli import warm_start
+
+    if hasattr(config, "workerinput"):
+        return
+    starts = Counter(warm_start.STARTS)
+    for counts in _warm_starts_of_workers:
+        starts.update(counts)
+    if not starts:
+        return
+    afresh = sorted(((n, why) for why, n in starts.items() if why != "forked"), reverse=True)
+    terminalreporter.write_sep("-", "lightning-hw commands")
+    terminalreporter.write_line(f"{starts['forked']} forked from a warm process, {sum(n for n, _ in afresh)} started afresh")
+    for n, why in afresh:
+        terminalreporter.write_line(f"  {n:5d}  {why}")

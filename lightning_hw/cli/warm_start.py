@@ -25,6 +25,7 @@ imported, or ``LIGHTNING_HW_WARM_START=0``.
 from __future__ import annotations
 
 import array
+import collections
 import io
 import itertools
 import json
@@ -64,6 +65,9 @@ _MESSAGE_SIZE = 1 << 20
 _MAX_FDS = 64  # the standard streams and the pass_fds of one command
 #: set in a fork: the pids of its warm process and of the process that asked for it
 PARENT_ENV, CALLER_ENV = "LIGHTNING_HW_WARM_START_PARENT", "LIGHTNING_HW_WARM_START_CALLER"
+#: how this process's ``python -m lightning_hw`` commands started: ``forked``, or ``afresh: <why>`` (the test suite
+#: prints these at its end, so a change that quietly stops commands forking shows there)
+STARTS: collections.Counter[str] = collections.Counter()
 _SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
 
 
@@ -97,12 +101,16 @@ def popen(
     process already running.
     """
     env = dict(os.environ if env is None else env)
-    server = _server_for(args, env, os.fspath(cwd) if cwd is not None else os.getcwd(), start_server)
+    server, why_not = _server_for(args, env, os.fspath(cwd) if cwd is not None else os.getcwd(), start_server)
     if server is not None:
         try:
-            return WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session, pass_fds)
+            process = WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session, pass_fds)
+            STARTS["forked"] += 1
+            return process
         except OSError:  # the warm process ended just now (killed with its process group, say): start afresh
-            pass
+            why_not = "the warm process ended"
+    if why_not != "another program":
+        STARTS[f"afresh: {why_not}"] += 1
     return subprocess.Popen(
         args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
         start_new_session=start_new_session, pass_fds=pass_fds,
@@ -178,24 +186,40 @@ def _same_interpreter(program: str, ours: str) -> bool:
             and os.path.dirname(os.path.abspath(program)) == os.path.dirname(os.path.abspath(ours)))
 
 
-def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bool) -> _Server | None:
-    """The warm process to fork ``args`` from, or ``None`` where a fork could differ from a fresh interpreter.
+def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bool) -> tuple[_Server | None, str]:
+    """The warm process to fork ``args`` from, or ``None`` and why, where a fork could differ from a fresh interpreter.
 
     Also ``None`` while the warm process is still importing (it starts on the first call): the
     first commands start as plain subprocesses rather than wait for it.
     """
-    if not _is_our_command(args) or not _forks_here():
-        return None
+    if not _is_our_command(args):
+        return None, "another program"
+    if not _forks_here():
+        return None, "no safe fork on this platform"
     if env.get(SWITCH_ENV, os.environ.get(SWITCH_ENV)) == "0":
-        return None
+        return None, f"{SWITCH_ENV}=0"
     # A fork that runs commands itself (a study run by a test) would import everything again for a
     # warm process of its own, which its first few fits do not repay: its fits start afresh.
     server = _Server.current(start=start_server and not _is_a_fork())
-    if server is None or not server.ready or server.ended or _import_time_env(env) != server.import_time_env:
-        return None
-    if server.shadowed_by(env.get("PYTHONPATH", "")) or server.shadowed_in(cwd):
-        return None
-    return server
+    if server is None:
+        return None, "the caller is itself a fork" if _is_a_fork() else "no warm process"
+    if server.ended:
+        return None, "the warm process ended"
+    if not server.ready:
+        return None, "the warm process was still importing"
+    differing = _differing(_import_time_env(env), server.import_time_env)
+    if differing:
+        return None, f"its environment differs in {', '.join(differing[:3])}"
+    if server.shadowed_by(env.get("PYTHONPATH", "")):
+        return None, "a folder on its PYTHONPATH holds a module named as a preloaded one"
+    if server.shadowed_in(cwd):
+        return None, "its working directory holds a module named as a preloaded one"
+    return server, ""
+
+
+def _differing(ours: dict[str, str], theirs: dict[str, str]) -> list[str]:
+    """The names of the variables whose values differ between two environments (set in one only included)."""
+    return sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
 
 
 def _import_time_env(env: dict[str, str]) -> dict[str, str]:
