@@ -248,19 +248,20 @@ def test_the_warm_process_ends_when_its_caller_is_killed_outright(tmp_path):
         if holder == 0:  # holds the caller's socket, as a DataLoader worker would
             time.sleep(60)
             os._exit(0)
-        print(warm_start._Server._shared.pid, holder, flush=True)
+        print(warm_start._Server._shared.pid, warm_start._Server._shared.process.pid, holder, flush=True)
         time.sleep(60)
     """)
     process = subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
-        server, holder = map(int, process.stdout.readline().split())
+        server, keeper, holder = map(int, process.stdout.readline().split())
         process.kill()
         process.wait()
-        deadline = time.monotonic() + 20
-        while Path(f"/proc/{server}").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        state = Path(f"/proc/{server}/stat").read_text().split()[2] if Path(f"/proc/{server}").exists() else "gone"
-        assert state in ("gone", "Z")
+        for pid in (server, keeper):  # the warm process, and on Linux its keeper above it
+            deadline = time.monotonic() + 20
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "gone"
+            assert state in ("gone", "Z")
     finally:
         if process.poll() is None:
             process.kill()
@@ -291,3 +292,55 @@ def test_a_caller_whose_own_environment_changed_still_forks(warm, monkeypatch):
     assert warm_start._Server._shared is not before
     with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL) as changed:
         assert isinstance(changed, warm_start.WarmProcess)
+
+
+def test_a_fork_whose_warm_process_was_killed_still_reports_its_own_exit_code(tmp_path):
+    """The out-of-memory killer (or ``kill -9``) ends the warm process alone: its forks go on and finish.
+
+    Their exit codes came to the caller from the warm process only, so a study recorded a fit that went on to
+    finish (its status.json: finished) as killed, -9, and its trial as FAILED. What a fork leaves running
+    when it ends (here a ``sleep``) is reaped by the warm process's keeper rather than left a zombie.
+    """
+    orphans = tmp_path / "orphans"
+    orphans.mkdir()
+    (orphans / "orphan_probe.py").write_text(textwrap.dedent("""
+        import os, subprocess
+        from lightning_hw.data.datasets.digits import Digits
+
+        class LeavesAnOrphan(Digits):
+            def __init__(self, *args, **kwargs):
+                print(subprocess.Popen(["sleep", "1"]).pid, flush=True)  # outlives this process
+                os._exit(0)
+    """))
+    fit = [*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "4", "--run.name", "orphan")]
+    typo = [*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epoks", "3")]
+    leaver = [*LHW, *tiny_fit_args(tmp_path, "--data", "orphan_probe.LeavesAnOrphan")]
+    caller = textwrap.dedent("""
+        import json, os, signal, subprocess, sys, time
+        from lightning_hw.cli import warm_start
+        fit_args, typo_args, leaver_args, orphans = json.loads(sys.argv[1])
+        assert warm_start.warm_up(wait=180)
+        server = warm_start._Server._shared
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([orphans, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        leaver = warm_start.popen(leaver_args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        orphan = int(leaver.communicate(timeout=300)[0])
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print("orphan-reaped" if not os.path.exists(f"/proc/{orphan}") else "orphan-left", flush=True)
+        fit = warm_start.popen(fit_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        typo = warm_start.popen(typo_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert isinstance(fit, warm_start.WarmProcess) and isinstance(typo, warm_start.WarmProcess)
+        os.kill(server.pid, signal.SIGKILL)
+        print(fit.wait(timeout=300), typo.wait(timeout=300), flush=True)
+        # what stayed above the warm process ends once it has nothing left to report
+        server.process.wait(timeout=30)
+        # this process's own children are its own to wait for, as before
+        print(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]).wait(), flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", caller, json.dumps([fit, typo, leaver, str(orphans)])],
+                          capture_output=True, text=True, timeout=500, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["orphan-reaped", "0", "2", "3"]
+    status = json.loads((tmp_path / "runs" / "quickstart" / "orphan" / "status.json").read_text())
+    assert status["status"] == "finished"

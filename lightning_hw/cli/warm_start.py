@@ -20,6 +20,18 @@ differ from a fresh interpreter the command starts as a plain ``subprocess.Popen
 environment that differs in a variable read at import time (only those in :data:`RUNTIME_ENV`
 may differ), a module on ``PYTHONPATH`` or in the working directory named as one the warm process
 imported, or ``LIGHTNING_HW_WARM_START=0``.
+
+The warm process, not the caller, is a fork's parent, and tells the caller how each fork ended.
+Killed alone (the out-of-memory killer picks it, the largest), it could no longer tell, and a fit
+that went on to finish was reported killed. On Linux a *keeper* therefore stands between the caller
+and the warm process: the process the caller starts, which forks the warm process and waits. It is
+a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``): whatever is orphaned below it becomes its
+child, the forks of a dead warm process included, and it reports how those end. The caller itself
+does not become one: every process orphaned below it would then be its child (a fit's W&B service,
+the DataLoader workers of a killed fit), and Linux keeps no trace of which child was adopted, so it
+could not reap those without stealing the exit status of its own ``subprocess.Popen`` and
+``multiprocessing`` children, which their objects wait for by pid. The keeper's only own child is
+the warm process: it reaps all the others.
 """
 
 from __future__ import annotations
@@ -255,7 +267,9 @@ class _Server:
         self.started = time.time()
         self.import_time_env = _import_time_env(dict(os.environ))
         self.python_path = os.environ.get("PYTHONPATH", "")
-        self.ready = self.ended = False
+        self.pid: int | None = None  # the warm process's, once it is ready (self.process is its keeper)
+        # ended: the warm process has (no more forks); closed: so has its keeper (no more news of them)
+        self.ready = self.ended = self.closed = False
         self.top_level_modules: set[str] = set()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.socket = ours
@@ -266,12 +280,11 @@ class _Server:
             stderr=subprocess.DEVNULL, env={k: v for k, v in os.environ.items() if k != SWITCH_ENV},
         )
         theirs.close()
-        self.pid = self.process.pid
         # Reentrant: a study's signal handler asks whether its fits still run (poll) in the main thread.
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._started: dict[int, int] = {}  # request number -> pid
-        self._exited: dict[int, int] = {}  # pid -> exit code as Popen gives it
+        self._exited: dict[int, int] = {}  # pid -> exit code as Popen gives it (also of the forks' orphans)
         self._requests = itertools.count()
         threading.Thread(target=self._read_news, name="warm-start-news", daemon=True).start()
 
@@ -346,10 +359,11 @@ class _Server:
     def exit_code(self, pid: int, timeout: float | None) -> int | None:
         """The fork's exit code once it has ended (waiting up to ``timeout`` s; ``None``: for good); ``None`` if still running."""
         with self._lock:
-            self._changed.wait_for(lambda: pid in self._exited or self.ended, timeout)
+            self._changed.wait_for(lambda: pid in self._exited or self.closed, timeout)
             if pid in self._exited:
                 return self._exited[pid]
-        if self.ended:  # the warm process was killed (with its process group): the fork no longer reports
+        # Killed with its keeper (with the process group), or without one (not Linux): the fork no longer reports.
+        if self.closed:
             return _exit_code_of_orphan(pid, timeout)
         return None
 
@@ -361,16 +375,20 @@ class _Server:
                 message = b""
             with self._lock:
                 if not message:
-                    self.ended = True
+                    self.ended = self.closed = True
                     self._changed.notify_all()
                     self.process.wait()
                     return
                 news = json.loads(message)
                 if "ready" in news:
                     self.top_level_modules = set(news["modules"])
+                    self.pid = news["pid"]
                     self.ready = news["ready"]
+                elif "warm_process_ended" in news:  # from its keeper, which reports its forks from now on
+                    self.ended = True
                 elif "started" in news:
                     self._started[news["number"]] = news["started"]
+                    self._exited.pop(news["started"], None)  # the end of an orphan the keeper reaped, its pid reused
                 else:
                     self._exited[news["pid"]] = news["exit_code"]
                 self._changed.notify_all()
@@ -391,7 +409,7 @@ def _modified(folder: str) -> float:
 
 
 def _exit_code_of_orphan(pid: int, timeout: float | None) -> int | None:
-    """An exit code for a fork whose warm process died: ``-SIGKILL`` once it is gone (its real code is lost)."""
+    """An exit code for a fork whose warm process and keeper died: ``-SIGKILL`` once it is gone (its real code is lost)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
@@ -532,18 +550,24 @@ def caller_pid() -> int:
 def serve() -> None:
     """The warm process: import the libraries, then fork a command per request until the caller goes.
 
-    Its argument is the descriptor of its socket to the caller. A fork leaves this function by
-    running its command and exiting through Python's normal exit.
+    Its argument is the descriptor of its socket to the caller. On Linux this process stays as the
+    warm process's keeper (see the module's docstring) and a fork of it goes on. A fork leaves this
+    function by running its command and exiting through Python's normal exit.
     """
     channel = socket.socket(fileno=int(sys.argv[1]))
+    # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _become_subreaper():
+        warm_process = os.fork()
+        if warm_process:
+            _keep(channel, warm_process)
+            return
     # ``-m`` put the caller's directory first on sys.path: a file there named as a module the libraries
     # import (yaml.py, a script called h2.py) would run here, not the library. Each fork puts its own
     # directory back (and a command whose directory holds such a file starts afresh: Server.shadowed_in).
     if not sys.flags.safe_path:  # with PYTHONSAFEPATH (-P) it is not there
         del sys.path[0]
-    # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A library asking torch whether CUDA is available as it is imported would initialise the CUDA
     # driver through the CUDA runtime, and a fork of a process that has done so cannot use the GPU;
     # asked through NVML instead (torch reads this variable at each call), it is not initialised.
@@ -555,7 +579,7 @@ def serve() -> None:
             pass
     del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
     if _cuda_driver_loaded():  # something initialised CUDA anyway: forks could not use the GPU
-        channel.send(json.dumps({"ready": False, "modules": []}).encode())
+        channel.send(json.dumps({"ready": False, "modules": [], "pid": os.getpid()}).encode())
         return
     global _SERVER_PYTHON_PATH
     _SERVER_PYTHON_PATH = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -565,8 +589,8 @@ def serve() -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup descriptor
-    channel.send(json.dumps({"ready": True, "modules": modules}).encode())
-    caller = os.getppid()
+    channel.send(json.dumps({"ready": True, "modules": modules, "pid": os.getpid()}).encode())
+    caller = os.getppid()  # or the keeper, which ends when the caller has gone
     while True:
         # Once a second: a caller killed outright may leave its socket open in a fork of its own (a
         # DataLoader worker) for a while, so the socket alone would keep this process on after it.
@@ -590,6 +614,50 @@ def serve() -> None:
             for fd in fds:
                 os.close(fd)
             channel.send(json.dumps({"number": request["number"], "started": pid}).encode())
+
+
+def _become_subreaper() -> bool:
+    """Make this process the parent of what is orphaned below it (Linux's ``PR_SET_CHILD_SUBREAPER``); whether it is."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _keep(channel: socket.socket, warm_process: int) -> None:
+    """The keeper: reap whatever ends below it, and tell the caller how, the warm process's forks included once it has died.
+
+    While the warm process lives it reaps its forks itself; the keeper gets their orphans (a W&B
+    service, the DataLoader workers of a killed fit). Once it has died its forks are the keeper's,
+    the ended ones still unreaped among them. Each end is sent before the process is reaped, so
+    before its pid can be reused by a fork that the caller hears of later. A fork the warm process
+    had reaped but not yet reported as it died (a moment's window) goes unreported: the caller gives
+    it ``-SIGKILL`` once the keeper has ended. The keeper ends with its caller, or when nothing is
+    left below it. It never reads the socket: what comes on it is the warm process's.
+    """
+    caller = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # for sigtimedwait; the warm process was forked before
+    while os.getppid() == caller:
+        signal.sigtimedwait({signal.SIGCHLD}, 1.0)  # a child ended, or a second passed: check on the caller
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # nothing left below: the warm process and its forks have all ended
+                return
+            if ended is None:
+                break
+            code = ended.si_status if ended.si_code == os.CLD_EXITED else -ended.si_status
+            news = {"warm_process_ended": True} if ended.si_pid == warm_process else {"pid": ended.si_pid, "exit_code": code}
+            try:
+                channel.send(json.dumps(news).encode())
+            except OSError:  # the caller has gone
+                return
+            os.waitpid(ended.si_pid, 0)
 
 
 def _cuda_driver_loaded() -> bool:
