@@ -299,7 +299,9 @@ def test_a_fork_whose_warm_process_was_killed_still_reports_its_own_exit_code(tm
 
     Their exit codes came to the caller from the warm process only, so a study recorded a fit that went on to
     finish (its status.json: finished) as killed, -9, and its trial as FAILED. What a fork leaves running
-    when it ends (here a ``sleep``) is reaped by the warm process's keeper rather than left a zombie.
+    when it ends (here a ``sleep``) is reaped by the warm process's keeper rather than left a zombie; and a
+    fork whose warm process died still knows which process asked for it (a study's fit tells its study's copy
+    of a SIGTERM by it).
     """
     orphans = tmp_path / "orphans"
     orphans.mkdir()
@@ -311,14 +313,24 @@ def test_a_fork_whose_warm_process_was_killed_still_reports_its_own_exit_code(tm
             def __init__(self, *args, **kwargs):
                 print(subprocess.Popen(["sleep", "1"]).pid, flush=True)  # outlives this process
                 os._exit(0)
+
+        class ReportsItsCaller(Digits):
+            def __init__(self, *args, **kwargs):
+                import time
+                from lightning_hw.cli.warm_start import caller_pid
+                while not os.path.exists("go"):
+                    time.sleep(0.05)
+                print(caller_pid(), flush=True)
+                os._exit(0)
     """))
     fit = [*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "4", "--run.name", "orphan")]
     typo = [*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epoks", "3")]
     leaver = [*LHW, *tiny_fit_args(tmp_path, "--data", "orphan_probe.LeavesAnOrphan")]
+    asker = [*LHW, *tiny_fit_args(tmp_path, "--data", "orphan_probe.ReportsItsCaller")]
     caller = textwrap.dedent("""
         import json, os, signal, subprocess, sys, time
         from lightning_hw.cli import warm_start
-        fit_args, typo_args, leaver_args, orphans = json.loads(sys.argv[1])
+        fit_args, typo_args, leaver_args, asker_args, orphans = json.loads(sys.argv[1])
         assert warm_start.warm_up(wait=180)
         server = warm_start._Server._shared
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([orphans, *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -330,17 +342,20 @@ def test_a_fork_whose_warm_process_was_killed_still_reports_its_own_exit_code(tm
         print("orphan-reaped" if not os.path.exists(f"/proc/{orphan}") else "orphan-left", flush=True)
         fit = warm_start.popen(fit_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         typo = warm_start.popen(typo_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert isinstance(fit, warm_start.WarmProcess) and isinstance(typo, warm_start.WarmProcess)
+        asker = warm_start.popen(asker_args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        assert all(isinstance(p, warm_start.WarmProcess) for p in (fit, typo, asker))
         os.kill(server.pid, signal.SIGKILL)
+        open("go", "w").close()
         print(fit.wait(timeout=300), typo.wait(timeout=300), flush=True)
+        print("asked-by-caller" if int(asker.communicate(timeout=300)[0]) == os.getpid() else "asked-by-other", flush=True)
         # what stayed above the warm process ends once it has nothing left to report
         server.process.wait(timeout=30)
         # this process's own children are its own to wait for, as before
         print(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]).wait(), flush=True)
     """)
-    done = subprocess.run([sys.executable, "-c", caller, json.dumps([fit, typo, leaver, str(orphans)])],
+    done = subprocess.run([sys.executable, "-c", caller, json.dumps([fit, typo, leaver, asker, str(orphans)])],
                           capture_output=True, text=True, timeout=500, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["orphan-reaped", "0", "2", "3"]
+    assert done.stdout.split() == ["orphan-reaped", "0", "2", "asked-by-caller", "3"]
     status = json.loads((tmp_path / "runs" / "quickstart" / "orphan" / "status.json").read_text())
     assert status["status"] == "finished"

@@ -75,12 +75,14 @@ RUNTIME_ENV = frozenset({
 RUNTIME_PREFIXES = ("LIGHTNING_HW_", "WANDB_", "PYTEST_", "SLURM_", "TORCHELASTIC_")
 _MESSAGE_SIZE = 1 << 20
 _MAX_FDS = 64  # the standard streams and the pass_fds of one command
-#: set in a fork: the pids of its warm process and of the process that asked for it
+#: set in a fork: the pids of its parents (its warm process, then its keeper, which adopts it if the warm process
+#: dies; space-separated) and of the process that asked for it
 PARENT_ENV, CALLER_ENV = "LIGHTNING_HW_WARM_START_PARENT", "LIGHTNING_HW_WARM_START_CALLER"
 #: how this process's ``python -m lightning_hw`` commands started: ``forked``, or ``afresh: <why>`` (the test suite
 #: prints these at its end, so a change that quietly stops commands forking shows there)
 STARTS: collections.Counter[str] = collections.Counter()
 _SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
+_KEEPER: list[int] = []  # in the warm process: its keeper's pid, if it has one
 
 
 # -- the caller's side ---------------------------------------------------------------------------
@@ -534,7 +536,7 @@ class WarmProcess:
 
 
 def _is_a_fork() -> bool:
-    return os.environ.get(PARENT_ENV) == str(os.getppid())
+    return str(os.getppid()) in os.environ.get(PARENT_ENV, "").split()
 
 
 def caller_pid() -> int:
@@ -563,6 +565,7 @@ def serve() -> None:
         if warm_process:
             _keep(channel, warm_process)
             return
+        _KEEPER.append(os.getppid())
     # ``-m`` put the caller's directory first on sys.path: a file there named as a module the libraries
     # import (yaml.py, a script called h2.py) would run here, not the library. Each fork puts its own
     # directory back (and a command whose directory holds such a file starts afresh: Server.shadowed_in).
@@ -698,7 +701,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     if request["new_session"]:
         os.setsid()
     _place_descriptors(fds, request["targets"])
-    env = {**request["env"], PARENT_ENV: str(os.getppid()), CALLER_ENV: str(request["caller"])}
+    env = {**request["env"], PARENT_ENV: " ".join(map(str, [os.getppid(), *_KEEPER])), CALLER_ENV: str(request["caller"])}
     os.environ.clear()
     os.environ.update(env)
     os.chdir(request["cwd"])
