@@ -272,6 +272,8 @@ class _Server:
         self.pid: int | None = None  # the warm process's, once it is ready (self.process is its keeper)
         # ended: the warm process has (no more forks); closed: so has its keeper (no more news of them)
         self.ready = self.ended = self.closed = False
+        self.retired = False  # replaced by another: it closes once its running forks have ended
+        self._running: set[int] = set()  # the forks it started that have not ended
         self.top_level_modules: set[str] = set()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.socket = ours
@@ -310,6 +312,7 @@ class _Server:
         with cls._shared_lock:
             if cls._shared is stale:
                 cls._retired.append(stale)
+                stale.retire()
                 cls._shared = None
         return cls.shared(start)
 
@@ -356,7 +359,24 @@ class _Server:
             self._changed.wait_for(lambda: number in self._started or self.ended)
             if number not in self._started:
                 raise OSError("the warm process has ended")
-            return self._started.pop(number)
+            pid = self._started.pop(number)
+            self._running.add(pid)
+            return pid
+
+    def retire(self) -> None:
+        """Fork no more from it, and let it end once its forks have (each holds some 500 MB otherwise, as its caller runs on)."""
+        with self._lock:
+            self.retired = True
+            self._end_if_idle()
+
+    def _end_if_idle(self) -> None:
+        # Our side of the socket is shut for writing only: the warm process reads the end and exits,
+        # and the news of its end (and its keeper's) still come in.
+        if self.retired and not self._running and not self.closed:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def exit_code(self, pid: int, timeout: float | None) -> int | None:
         """The fork's exit code once it has ended (waiting up to ``timeout`` s; ``None``: for good); ``None`` if still running."""
@@ -393,6 +413,8 @@ class _Server:
                     self._exited.pop(news["started"], None)  # the end of an orphan the keeper reaped, its pid reused
                 else:
                     self._exited[news["pid"]] = news["exit_code"]
+                    self._running.discard(news["pid"])
+                    self._end_if_idle()
                 self._changed.notify_all()
 
 
