@@ -308,6 +308,62 @@ def test_predict_on_a_folder_with_files_and_sub_folders_says_what_it_left_out(hi
     assert sorted(row["id"] for row in rows) == ["cat.0.jpg", "cat.1.jpg", "cat.2.jpg"]
 
 
+def test_predict_on_a_folder_names_the_files_it_leaves_out_as_not_images(hidden_entries_run, tmp_path, capsys):
+    """A notes.txt or .heic photo beside the images was left out in silence: fewer rows than files, no word why."""
+    from lightning_hw.data.io.image_files import NonImageFilesWarning
+
+    root, trained = hidden_entries_run
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for jpeg in sorted((root / "cat").glob("cat.[0-2].jpg")):
+        shutil.copy(jpeg, mixed / jpeg.name)
+    for name in ("notes.txt", "photo.heic", "labels.csv", "summary.json"):
+        (mixed / name).write_text("not an image")
+    (mixed / ".DS_Store").write_bytes(b"\0")  # hidden, as in any listing: left out unmentioned
+    said = (
+        f"predicting the 3 image file(s) in {mixed}; left out 4 file(s) whose names do not end in "
+        ".png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm: labels.csv, notes.txt, photo.heic ... (4 in all)"
+    )
+    with pytest.warns(NonImageFilesWarning, match=f"^{re.escape(said)}$"):
+        rows = predictions(trained["checkpoint"], mixed, capsys)
+    assert [row["id"] for row in rows] == ["cat.0.jpg", "cat.1.jpg", "cat.2.jpg"]  # one row per image, in order
+
+    for jpeg in mixed.glob("*.jpg"):
+        jpeg.unlink()
+    code, error = error_of(["predict", "--ckpt_path", str(trained["checkpoint"]), "--predict_from", str(mixed)], capsys)
+    assert (code, error) == (
+        1,
+        f"error: no image files (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp, .ppm, .pgm) in {mixed}; "
+        "it holds 4 other file(s): labels.csv, notes.txt, photo.heic ... (4 in all)",
+    )
+
+
+def test_predict_on_one_image_file_gives_the_folders_prediction_for_it(hidden_entries_run, tmp_path, capsys):
+    """``--predict_from photo.jpg`` was refused ("takes a folder of images or a .csv file")."""
+    root, trained = hidden_entries_run
+    in_folder = {row["id"]: row for row in predictions(trained["checkpoint"], root / "dog", capsys)}
+    for name in ("dog.3.jpg", "dog.6.jpg"):
+        (alone,) = predictions(trained["checkpoint"], root / "dog" / name, capsys)
+        assert alone["id"] == name and alone["predicted"] == in_folder[name]["predicted"]
+        for column in ("prob_cat", "prob_dog"):
+            assert float(alone[column]) == pytest.approx(float(in_folder[name][column]), abs=1e-5)
+    checkpoint = str(trained["checkpoint"])
+    (tmp_path / "broken.jpg").write_text("<html>not an image</html>")
+    code, error = error_of(["predict", "--ckpt_path", checkpoint, "--predict_from", str(tmp_path / "broken.jpg")], capsys)
+    assert (code, error) == (
+        1,
+        f"error: cannot read image {tmp_path / 'broken.jpg'}: cannot identify image file; "
+        "delete or replace the file (or add --on_unreadable skip)",
+    )
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, error = error_of(["predict", "--ckpt_path", checkpoint, "--predict_from", str(tmp_path / "notes.txt")], capsys)
+    assert (code, error) == (
+        2,
+        "error: --predict_from takes a folder of images, an image file (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, "
+        f".webp, .ppm, .pgm) or a .csv file, not {tmp_path / 'notes.txt'}",
+    )
+
+
 def split_predictions(checkpoint: Path, capsys, *extra: str) -> list[dict[str, str]]:
     """``predict`` on the test split (``extra``: options for the run's config): the rows of its CSV."""
     capsys.readouterr()

@@ -119,6 +119,25 @@ def test_predictions_from_files_are_in_each_files_pixels(faces_run, in_memory, t
     assert not any(c.startswith("target") for c in rows[0])  # files come without true points
 
 
+def test_predictions_from_one_image_file_are_the_folders_in_its_pixels(faces_run, tmp_path):
+    """``--predict_from face.png``: the row the folder gives for that file, points in the file's own pixels."""
+    from PIL import Image
+
+    root, best, _ = faces_run
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    first, second = sorted(root.rglob("*.png"))[:2]
+    shutil.copy(first, folder / "a.png")
+    Image.open(second).resize((80, 104)).save(folder / "b.png")  # twice the other's size: its points twice as far
+    in_folder = {r["id"]: r for r in predictions(cli("predict", "--ckpt_path", str(best), "--predict_from", str(folder)))}
+    for name, width_height in (("a.png", (FILE_SIZE[1], FILE_SIZE[0])), ("b.png", (80, 104))):
+        (alone,) = predictions(cli("predict", "--ckpt_path", str(best), "--predict_from", str(folder / name)))
+        assert alone["id"] == name
+        np.testing.assert_allclose(points([alone], "normalized"), points([in_folder[name]], "normalized"), atol=1e-5)
+        np.testing.assert_allclose(points([alone], "landmarks"), points([in_folder[name]], "landmarks"), atol=1e-3)
+        np.testing.assert_allclose(points([alone], "landmarks"), points([alone], "normalized") * np.array(width_height), atol=1e-3)
+
+
 def test_predictions_from_large_files_under_bf16_true_are_in_their_pixels(faces_run, tmp_path):
     """As bfloat16 a 2601 px width was 2592, and points were multiplied in bfloat16: off by pixels."""
     from PIL import Image

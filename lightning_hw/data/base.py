@@ -354,12 +354,12 @@ class SplitDataModule(LightningDataModule):
         self._preprocess = module
 
     def read_inputs(self, path: Path, on_unreadable: str = "fail") -> tuple[list[str], torch.Tensor]:
-        """New raw samples from files, for ``predict --predict_from``: a CSV, or a folder of images.
+        """New raw samples from files, for ``predict --predict_from``: a CSV, a folder of images or one image.
 
         Args:
-            path: a ``.csv`` file, one sample per row (with or without a header row), or a
-                folder of images (datamodules with a ``read_image_file(path)`` method, the
-                reader their training data went through).
+            path: a ``.csv`` file, one sample per row (with or without a header row), a
+                folder of images or one image file (datamodules with a ``read_image_file(path)``
+                method, the reader their training data went through).
             on_unreadable: ``fail`` at an unreadable image file, or ``skip`` it with a counted warning.
 
         Returns:
@@ -367,30 +367,53 @@ class SplitDataModule(LightningDataModule):
             the raw samples ``(N, *raw_input_shape)``.
         """
         from lightning_hw.data.io.files import read_input_csv
-        from lightning_hw.data.io.image_files import list_images, no_images_message, read_all, warn_unread_subfolders
+        from lightning_hw.data.io.image_files import IMAGE_SUFFIXES, is_image_input, read_all
 
         path = Path(path)
         if not path.exists():
             raise DataError(f"predict input not found: {path}")
-        if path.is_dir():
+        if path.is_dir() or is_image_input(path):
             reader = getattr(self, "read_image_file", None)
             if reader is None:
                 raise ConfigError(
                     f"{type(self).__name__} reads no image files; give --predict_from a .csv with "
                     f"{math.prod(self.raw_input_shape)} columns per row ({self.raw_units})"
                 )
-            paths = list_images(path)
-            if not paths:
-                raise DataError(no_images_message(path))
-            warn_unread_subfolders(path, len(paths))
+            paths = self._predict_image_paths(path)
             images, kept = read_all(paths, reader, on_unreadable, how_to_skip="add --on_unreadable skip")
             if not images:
-                raise DataError(f"none of the {len(paths)} files in {path} is a readable image")
+                raise DataError(
+                    f"none of the {len(paths)} files in {path} is a readable image" if path.is_dir() else f"{path} is not a readable image"
+                )
             return [paths[i].name for i in kept], torch.stack(images)
         if path.suffix.lower() != ".csv":
-            raise ConfigError(f"--predict_from takes a folder of images or a .csv file, not {path}")
+            raise ConfigError(
+                f"--predict_from takes a folder of images, an image file ({', '.join(IMAGE_SUFFIXES)}) "
+                f"or a .csv file, not {path}"
+            )
         ids, values = read_input_csv(path, self.raw_input_shape, getattr(self, "feature_names", None))
         return ids, torch.from_numpy(values).reshape(-1, *self.raw_input_shape)
+
+    @staticmethod
+    def _predict_image_paths(path: Path) -> list[Path]:
+        """The image files ``predict --predict_from path`` reads: ``path`` itself, or a folder's top-level images.
+
+        Warns about what a folder holds besides them (files that are not images, images in
+        sub-folders), so that fewer rows than files never go unexplained.
+
+        Raises:
+            DataError: the folder holds no image file at its top level.
+        """
+        from lightning_hw.data.io.image_files import list_images, no_images_message, warn_non_image_files, warn_unread_subfolders
+
+        if not path.is_dir():
+            return [path]
+        paths = list_images(path)
+        if not paths:
+            raise DataError(no_images_message(path))
+        warn_non_image_files(path, len(paths))
+        warn_unread_subfolders(path, len(paths))
+        return paths
 
     def model_batch(self, raw_batch: Split) -> Split:
         """What training does to a raw batch before the model sees it (for checks outside a Trainer)."""

@@ -2,6 +2,7 @@
 
     python -m lightning_hw predict --config C --ckpt_path runs/g/n/checkpoints/best.ckpt
     python -m lightning_hw predict --config C --ckpt_path P --predict_from new_images/
+    python -m lightning_hw predict --config C --ckpt_path P --predict_from photo.jpg
     python -m lightning_hw predict --config C --ckpt_path P --predict_from table.csv
 
 Without ``--predict_from`` the datamodule's predict split is used (the test split for the
@@ -48,14 +49,14 @@ def add_predict_arguments(parser) -> None:
         "--predict_from",
         type=str | None,
         default=None,
-        help="A folder of images, or a .csv file with one sample per row in the data's own units (pixel values, "
+        help="A folder of images, one image file, or a .csv file with one sample per row in the data's own units (pixel values, "
         "feature columns; a header row is optional), to predict instead of the datamodule's predict split.",
     )
     parser.add_argument(
         "--on_unreadable",
         type=Literal["fail", "skip"],
         default="fail",
-        help="With --predict_from <folder>: stop at a file that is not a readable image (fail) or leave it out "
+        help="With --predict_from images: stop at a file that is not a readable image (fail) or leave it out "
         "with a counted warning (skip).",
     )
 

@@ -35,6 +35,10 @@ class UnreadableImagesWarning(LightningHWWarning):
     """Some image files could not be read and were skipped (``on_unreadable="skip"``)."""
 
 
+class NonImageFilesWarning(LightningHWWarning):
+    """``predict --predict_from`` left out files of its folder whose names have no image suffix."""
+
+
 class UnreadSubfoldersWarning(LightningHWWarning):
     """``predict --predict_from`` read a folder's top level while its sub-folders also hold images."""
 
@@ -53,6 +57,20 @@ def is_hidden(name: str) -> bool:
 def is_image_name(name: str) -> bool:
     """Whether a file of this name is read as an image: an :data:`IMAGE_SUFFIXES` suffix, not hidden."""
     return not is_hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_image_input(path: Path) -> bool:
+    """Whether ``predict --predict_from path`` names one image file: an existing file with an :data:`IMAGE_SUFFIXES` suffix.
+
+    A hidden name counts too: a file the user named is read (and refused if it is no image),
+    whereas a folder's hidden files are left out unseen.
+    """
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def non_image_files(folder: Path) -> list[str]:
+    """The names of the files directly in ``folder`` that are not read as images, hidden ones left out, sorted."""
+    return sorted(p.name for p in folder.iterdir() if not is_hidden(p.name) and not is_image_name(p.name) and p.is_file())
 
 
 def file_id(path: Path, root: Path | None) -> str:
@@ -101,12 +119,37 @@ def no_images_message(folder: Path, most: int = 3) -> str:
     """
     held = images_in_subfolders(folder)
     if not held:
-        return f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}"
+        others = non_image_files(folder)
+        return f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}" + (
+            f"; it holds {len(others)} other file(s): {_listed(others, most)}" if others else ""
+        )
     return (
         f"predict input {folder} holds no image files at its top level (--predict_from reads only that level); "
         f"its sub-folders {_named(held, most)} hold {sum(held.values())}: pass one of them "
         f"(--predict_from {folder / next(iter(held))}) or move the files up into one folder"
     )
+
+
+def _listed(names: Sequence[str], most: int) -> str:
+    return ", ".join(names[:most]) + (f" ... ({len(names)} in all)" if len(names) > most else "")
+
+
+def warn_non_image_files(folder: Path, read: int, most: int = 3) -> None:
+    """Say which files ``predict --predict_from folder`` leaves out for not being images, if any.
+
+    Without it a folder's ``notes.txt`` or ``.heic`` photo would simply yield fewer rows than
+    files. Hidden files (``.DS_Store``, macOS's ``._photo.jpg``) stay unmentioned: listings
+    hide them too, and they are never images (see :func:`is_hidden`). Emits one
+    :class:`NonImageFilesWarning` (nothing when every visible file is an image).
+    """
+    others = non_image_files(folder)
+    if others:
+        warnings.warn(
+            f"predicting the {read} image file(s) in {folder}; left out {len(others)} file(s) whose names do not end "
+            f"in {', '.join(IMAGE_SUFFIXES)}: {_listed(others, most)}",
+            NonImageFilesWarning,
+            stacklevel=2,
+        )
 
 
 def warn_unread_subfolders(folder: Path, read: int, most: int = 3) -> None:

@@ -31,7 +31,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
 from lightning_hw.data.epoch_order import TensorBatchLoader
-from lightning_hw.data.io.image_files import file_id, image_file_size, read_image_and_size
+from lightning_hw.data.io.image_files import file_id, image_file_size, is_image_input, read_image_and_size
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import DRAFT_NOTE, ImageDataModule, check_image_settings
 from lightning_hw.data.streaming import IN_MEMORY_LIMIT_BYTES, StreamingFallback
@@ -155,7 +155,7 @@ class LandmarkDataModule(ImageDataModule):
         return image_file_size(path)
 
     def predict_from(self, path: str | Path, on_unreadable: str = "fail") -> list[str]:
-        """Predict on the samples of ``path`` (see :meth:`read_inputs`); for a folder, note each file's size.
+        """Predict on the samples of ``path`` (see :meth:`read_inputs`); for image files, note each file's size.
 
         Every reader resizes the whole image to the model input (no crop, aspect ratio not
         kept), so a point at a fraction of the input's width and height sits at the same
@@ -163,9 +163,10 @@ class LandmarkDataModule(ImageDataModule):
         in the file's pixels, which :meth:`predict_dataloader` serves with each image.
         """
         ids = super().predict_from(path, on_unreadable)
-        folder = Path(path)
+        source = Path(path)
         self._predict_sizes = None
-        if folder.is_dir():
+        if source.is_dir() or is_image_input(source):
+            folder = source if source.is_dir() else source.parent  # ids are the files' names
             sizes = [self.file_image_size(folder / name) for name in ids]
             # Whole numbers, which the precision plugin leaves alone: as bfloat16 a width of 2601 px was 2592.
             self._predict_sizes = torch.tensor([(w, h) for h, w in sizes], dtype=torch.int64)
