@@ -20,6 +20,7 @@ from lightning.pytorch import Callback
 
 from lightning_hw.cli import warm_start
 from lightning_hw.data.base import InMemoryDataModule, Split
+from lightning_hw.nets import NetFactory
 from lightning_hw.tasks.classification import Classifier
 from lightning_hw.data.io.files import read_csv_table
 from lightning_hw.data.datasets.mobile_price import MobilePrice
@@ -63,6 +64,27 @@ class OwnValidationMetric(Classifier):
         if stage == "val" and values:
             values["val/own"] = values["val/acc"]
         return values
+
+
+class MonitorChosenAtInit(Classifier):
+    """A Classifier whose checkpoint metric is an init argument, set in ``__init__`` as Lightning users do.
+
+    Its class attribute stays the Classifier's (``val/acc``, ``"max"``): a reader of the class
+    alone gets another metric than the task object's ``watch``.
+    """
+
+    def __init__(
+        self,
+        net: NetFactory,
+        num_classes: int = 2,
+        input_shape: tuple[int, ...] = (1,),
+        head: str = "softmax_ce",
+        class_names: list[str] | None = None,
+        lr: float | None = None,
+        watch: str = "val/loss",
+    ) -> None:
+        super().__init__(net, num_classes, input_shape, head, class_names, lr)
+        self.monitor = watch
 
 
 class LogsValidationMetric(Callback):

@@ -88,6 +88,28 @@ def test_search_file_parses_into_optuna_objects(workdir):
     assert search.as_value(hidden.choices[1], hidden) == [32, 16]
 
 
+def test_a_search_optimises_the_metric_its_task_sets_in_init(workdir, monkeypatch, capsys):
+    """A task that picks its monitor in ``__init__`` (``watch: val/loss``) was searched on its class's
+    ``val/acc``, maximized, while each trial's checkpoints kept its best ``val/loss``."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    config = yaml.safe_load(QUICKSTART.read_text())
+    del config["run"]  # no run.monitor: the task's own decides
+    config["model"]["class_path"] = "reliability_helpers.MonitorChosenAtInit"
+    (workdir / "watched.yaml").write_text(yaml.safe_dump(config))
+    path = write_search(workdir, config=str(workdir / "watched.yaml"), trials=1)
+    # From the study file's args too, where the metric goes up: val/f1, maximized.
+    f1 = search.load_search(write_search(workdir, name="f1", config=str(workdir / "watched.yaml"), args={**TINY, "model.init_args.watch": "val/f1"}))
+    assert (f1.metric, f1.direction) == ("val/f1", "maximize")
+    assert studies.main([str(path)]) == 0
+    assert "objective val/loss minimize" in capsys.readouterr().out
+    (trial,) = load(path)
+    run = workdir / "runs" / "s" / "trial-0"
+    curve = reports.read_metrics(run / "metrics.csv")["val/loss"]
+    assert trial.value == min(curve.values())
+    (best,) = (run / "checkpoints").glob("best-*.ckpt")  # the epoch its checkpoint kept is the trial's value
+    assert best.name == f"best-epoch{min(curve, key=curve.get):03d}.ckpt"
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -368,18 +368,25 @@ def _objective(spec: Any, configs: list[str], args: Any, where: str, validation:
 
 
 def _monitor(configs: list[str], args: dict) -> tuple[str, str]:
-    """The metric ``fit`` checkpoints on for these configs: ``run.monitor``, else the task's ``monitor``."""
-    from lightning_hw.runs.config import monitor_mode, task_monitor_mode
+    """The metric ``fit`` checkpoints on for these configs: ``run.monitor``, else the task's ``monitor``.
 
-    monitor, class_path = args.get("run.monitor"), args.get("model.class_path") or args.get("model")
+    The task's is read from the task built as ``fit`` builds it (see
+    :mod:`~lightning_hw.studies.task_monitor`): one that sets ``monitor`` in ``__init__`` is
+    searched on that metric, in its direction; its class's attribute only where it cannot be built here.
+    """
+    from lightning_hw.runs.config import monitor_mode, task_monitor_mode
+    from lightning_hw.studies.task_monitor import built_task, composed_section
+
+    monitor = args.get("run.monitor")
     for config in reversed(configs):
         loaded = yaml.safe_load(Path(config).read_text()) or {}
         monitor = monitor or (loaded.get("run") or {}).get("monitor")
-        model = loaded.get("model") or {}
-        class_path = class_path or (model.get("class_path") if isinstance(model, dict) else model)
     if monitor:
         return str(monitor), monitor_mode(str(monitor))
-    task = _task_class(str(class_path or ""))
+    model = composed_section(configs, args, "model")
+    task = built_task(model, composed_section(configs, args, "data"))
+    if task is None:
+        task = _task_class(str(model["class_path"] or ""))
     return getattr(task, "monitor", "val/loss"), task_monitor_mode(task) if task is not None else "min"
 
 
