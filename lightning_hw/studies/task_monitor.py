@@ -31,8 +31,12 @@ def composed_section(configs: list[str], args: dict[str, Any] | None, section: s
     """
     composed: dict[str, Any] = {"class_path": None, "init_args": {}}
     for config in configs:
-        given = (yaml.safe_load(Path(config).read_text()) or {}).get(section) or {}
-        _merge(composed, {"class_path": given} if isinstance(given, str) else given)
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        given = loaded.get(section) if isinstance(loaded, dict) else None
+        if isinstance(given, str):
+            given = {"class_path": given}
+        if isinstance(given, dict):  # anything else is fit's to refuse
+            _merge(composed, given)
     for key, value in (args or {}).items():
         if key in (section, f"{section}.class_path"):
             composed["class_path"] = value
@@ -104,10 +108,10 @@ def _linked_sizes(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
 def _merge(into: dict[str, Any], given: dict[str, Any]) -> None:
     """Merge a config's section into the composed one: ``init_args`` key by key (nested dicts too), the rest replaced."""
     for key, value in given.items():
-        if key == "init_args" and isinstance(value, dict):
-            _deep_update(into["init_args"], value)
-        else:
+        if key != "init_args":
             into[key] = value
+        elif isinstance(value, dict):
+            _deep_update(into["init_args"], value)
 
 
 def _deep_update(into: dict[str, Any], given: dict[str, Any]) -> None:
