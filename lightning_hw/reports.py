@@ -37,7 +37,7 @@ from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.runs.config import flat_settings
 from lightning_hw.runs.files import (
-    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, STATUS_FILE, read_status, recorded_directory, write_atomically,
+    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, REPORT_DIR, STATUS_FILE, read_status, recorded_directory, write_atomically,
 )
 
 METRICS_FILE = "metrics.csv"
@@ -883,7 +883,7 @@ def main(argv: list[str]) -> int:
     # directory too): its study is read before anything is written, so a missing storage writes no half report.
     search = load_recorded_study(base) if one_study and is_search_dir(base) else None
     # One directory (a study or a single run): <DIR>/report, never the report of the study a run belongs to.
-    default = (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / "report"
+    default = (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / REPORT_DIR
     out = Path(options.out) if options.out else default
     if options.out:  # the default (a study's or the run's own report/) is never another run's record
         check_out(out, runs, default)
@@ -982,7 +982,7 @@ def check_out(out: Path, runs: list[Run], default: Path) -> None:
     record = recorded_directory(out / "report.md") or (compared[0] if compared else None)
     if record is None:
         return
-    own = [run.directory.resolve() for run in runs] == [record.resolve()] and out.resolve() == (record / "report").resolve()
+    own = [run.directory.resolve() for run in runs] == [record.resolve()] and out.resolve() == (record / REPORT_DIR).resolve()
     if not own:
         where = "a run's directory, whose" if out.resolve() == record.resolve() else f"inside {record}, a run whose"
         raise ConfigError(

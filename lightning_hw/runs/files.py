@@ -9,6 +9,10 @@
       eval/<stage>-<time>/ validate/test/predict on one of its checkpoints: their own metrics.csv,
                            config-<stage>.yaml, predictions.csv, and caveats.txt when the scores
                            must be read with one (e.g. the split differs from training's)
+
+A group's directory also holds folders that are no run's (:data:`RESERVED_NAMES`):
+``runs/<group>/eval/`` for evaluations of checkpoints from outside its runs, and
+``runs/<group>/report/`` for ``report runs/<group>``; a new run cannot take their names.
 """
 
 from __future__ import annotations
@@ -28,11 +32,18 @@ LAST_CHECKPOINT = "last.ckpt"
 STATUS_FILE = "status.json"
 WANDB_ID_FILE = "wandb-run-id"
 EVAL_DIR = "eval"
+REPORT_DIR = "report"  # what ``report DIR`` writes by default: DIR/report/
 CAVEATS_FILE = "caveats.txt"  # in an evaluation: what its scores must be read with, one per line
 LOCK_FILE = ".lock"  # a command is writing into the run (host and pid)
 
 #: the file every lr-find sweep's directory holds: such a directory is a record too
 SWEEP_SUMMARY_FILE = "lr_find.json"
+
+#: the folders a group's directory holds besides its runs, and what each holds (a new run may not take their names)
+RESERVED_NAMES = {
+    EVAL_DIR: "the group's evaluations of checkpoints from outside its runs",
+    REPORT_DIR: "the group's report (report runs/<group>)",
+}
 
 #: files whose presence means a directory holds a run's record (a fresh ``fit`` must not reuse it)
 RECORD_FILES = (CONFIG_FILE, METRICS_FILE, STATUS_FILE)
@@ -89,6 +100,27 @@ def refuse_a_sweep_as_run(directory: Path) -> None:
     """
     if is_sweep_record(directory):
         raise ConfigError(f"{directory} is an lr-find sweep, not a run: its files are its record; give another --run.name")
+
+
+def refuse_a_reserved_name(directory: Path, way_out: str = "give another --run.name") -> None:
+    """Refuse to make ``runs/<group>/eval`` or ``runs/<group>/report`` a new run's (or a named evaluation's) directory.
+
+    The group writes its own files there (:data:`RESERVED_NAMES`): an evaluation of an outside
+    checkpoint would land among a run's files, and a report over them. A run of such a name
+    made before this check still holds a record, and stays usable (resume, evaluate, report).
+
+    Args:
+        directory: the run directory to be made, ``<root>/<group>/<name>``.
+        way_out: what the user does instead (a study renames its variant).
+
+    Raises:
+        ConfigError: ``directory`` has a reserved name and holds no run.
+    """
+    holds = RESERVED_NAMES.get(directory.name)
+    if holds is not None and not holds_record(directory):
+        raise ConfigError(
+            f"run name {directory.name!r} is reserved: {directory}/ holds {holds}; {way_out}"
+        )
 
 
 def check_outside_records(parent: Path, saved: str) -> None:

@@ -54,6 +54,7 @@ from lightning_hw.runs.files import (
     holds_record,
     make_unique_dir,
     read_status,
+    refuse_a_reserved_name,
     refuse_a_sweep_as_run,
     write_atomically,
     write_status,
@@ -460,6 +461,8 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
         return _plan_evaluation(settings, stage, root, group, ckpt_path, inherited)
     run = _plan_training(settings, stage, root, group, config_files, ckpt_path, inherited)
     if run.mode == "create":
+        if inherited is None:  # a run that exists keeps its name; a DDP worker's first process checked it
+            refuse_a_reserved_name(run.run_dir)
         # A new run: from scratch, from another run's checkpoint, or `--ckpt_path last` with nothing
         # to continue yet (a resumed one keeps the settings it was trained with). Its directory is
         # made only after planning, so a refusal here leaves nothing behind.
@@ -598,6 +601,8 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
         base, group, name = ckpt_run, ckpt_run.parent.name, ckpt_run.name
     elif settings.name:
         base, name = root / group / settings.name, settings.name
+        if inherited is None:  # an evaluation filed under a new name: runs/<group>/eval/eval/ would be taken for the group's
+            refuse_a_reserved_name(base)
     else:
         base, name = root / group, ""
     if inherited is not None:

@@ -52,7 +52,7 @@ import yaml
 
 from lightning_hw.cli.names import option_values
 from lightning_hw.errors import ConfigError
-from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_record, read_status
+from lightning_hw.runs.files import CHECKPOINT_DIR, LAST_CHECKPOINT, holds_record, read_status, refuse_a_reserved_name
 
 FINISHED_FILE = "study-finished.json"
 #: exit codes of a fit stopped by a signal (it saved last.ckpt; the next study run resumes it)
@@ -240,6 +240,7 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
     folds = spec.get("folds")
     if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
         raise ConfigError(f"study {path}: `folds` must be a whole number of at least 2 (k-fold cross-validation), got {folds!r}")
+    root = root or str(spec.get("root") or "runs")
     variants = []
     for variant_name, overrides in variants_spec.items():
         variant_name = str(variant_name)
@@ -251,6 +252,7 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
             seed_name = variant_name if seed is None else f"{variant_name}-seed{seed}"
             for fold in range(folds) if folds else [None]:
                 run_name = seed_name if fold is None else f"{seed_name}-fold{fold}"
+                _refuse_a_reserved_run_name(Path(root) / name / run_name, path)
                 variants.append(Variant(run_name, variant_name, args, seed, fold))
     return Study(
         name=name,
@@ -258,11 +260,19 @@ def load_study(path: str | Path, root: str | None = None) -> Study:
         configs=configs,
         args=overrides_to_args(spec.get("args"), path, "args"),
         variants=variants,
-        root=root or str(spec.get("root") or "runs"),
+        root=root,
         seeds=seeds,
         folds=folds,
         options={k: spec[k] for k in RUNNER_KEYS if k in spec},
     )
+
+
+def _refuse_a_reserved_run_name(run_dir: Path, path: Path) -> None:
+    """Refuse a variant whose run would be named ``eval`` or ``report`` (now, so that ``--dry-run`` says it too)."""
+    try:
+        refuse_a_reserved_name(run_dir, "rename the variant")
+    except ConfigError as err:
+        raise ConfigError(f"study {path}: {err}") from None
 
 
 def _seeds(value: Any, path: Path) -> list[int]:
