@@ -210,8 +210,8 @@ def test_predict_without_a_run_config_says_what_to_pass(trained_run, workdir, ca
     code, line = error_of(["predict", "--ckpt_path", str(loose)], capsys)
     assert code != 0
     assert line == (
-        f"error: no config.yaml in the run of {loose}, so the data and net it was trained with are unknown; "
-        "pass --config with the config it was trained with"
+        f"error: {loose} lies in no run (runs/<group>/<name>/checkpoints/), so the data and net it was trained with are "
+        f"unknown; run: python -m lightning_hw predict --config <the config it was trained with> --ckpt_path {loose}"
     )
 
 

@@ -39,12 +39,48 @@ def refuse_fit_without_config(args: list[str]) -> None:
 
     fit = f"{command_name()} fit"
     if ckpt == "last":
-        raise ConfigError(
-            f"--ckpt_path last continues a run from the config it was trained with: "
-            f"{fit} --config runs/<group>/<name>/config.yaml --ckpt_path last"
-        )
+        raise ConfigError(last_without_config(args))
     check_ckpt_path(ckpt, "fit")  # a mistyped file: "checkpoint not found", with the files beside it
     raise ConfigError(_what_to_run(fit, ckpt, _without_ckpt_path(args[1:])))
+
+
+def last_without_config(args: list[str]) -> str:
+    """The refusal of ``<command> --ckpt_path last`` without ``--config``: the command that names the run's config.
+
+    ``last`` means ``<root>/<group>/<name>/checkpoints/last.ckpt`` of the run the config names;
+    without a config there is neither the run nor the data and net it was trained with. Where
+    ``--run.name`` (with ``--run.group``, or in one group only) finds a run that has its
+    ``config.yaml``, the command names that file; else its place.
+
+    Args:
+        args: the command line after the program name (``args[0]`` is the subcommand).
+    """
+    from lightning_hw.runs.files import CONFIG_FILE
+    from lightning_hw.runs.lifecycle import command_name
+
+    command = f"{command_name()} {args[0]}"
+    what = "continues a run from" if args[0] == "fit" else "loads a run's last checkpoint with"
+    run = _named_run(args[1:])
+    if run is None:
+        return f"--ckpt_path last {what} the config it was trained with: {command} --config runs/<group>/<name>/config.yaml --ckpt_path last"
+    config = run / CONFIG_FILE
+    rest = _without_ckpt_path(args[1:])
+    with_config = [f"{command} --config {shlex.quote(str(config))} --ckpt_path last", *_options_placing(run, config, rest), *map(shlex.quote, rest)]
+    return f"--ckpt_path last {what} the config it was trained with; for run {run}: {' '.join(with_config)}"
+
+
+def _named_run(args: list[str]) -> Path | None:
+    """The run that ``--run.root``/``--run.group``/``--run.name`` name, when it has a ``config.yaml`` (one group searched when none is given)."""
+    from lightning_hw.runs.files import CONFIG_FILE
+
+    given = {option: next((value for _, value in reversed(option_values(args, option))), None) for option in PLACE_OPTIONS}
+    name, group = given["--run.name"], given["--run.group"]
+    if not name:
+        return None
+    root = Path(given["--run.root"] or "runs")
+    groups = [root / group] if group else sorted(p for p in root.glob("*") if p.is_dir())
+    runs = [g / name for g in groups if (g / name / CONFIG_FILE).is_file()]
+    return runs[0] if len(runs) == 1 else None
 
 
 def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
@@ -54,10 +90,7 @@ def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
 
     run = run_of_checkpoint(ckpt)
     if run is None:
-        return (
-            f"{ckpt} lies in no run (runs/<group>/<name>/checkpoints/), so the data and net it was trained with are "
-            f"unknown; start a new run from it with: {fit} --config <the config it was trained with> --ckpt_path {shlex.quote(ckpt)}"
-        )
+        return outside_any_run(fit, ckpt)
     config = run / CONFIG_FILE
     if not config.is_file():
         return no_run_config(ckpt)  # as validate/test/predict say
@@ -104,6 +137,15 @@ def _options_placing(run: Path, config: Path, rest: list[str]) -> list[str]:
         for option in PLACE_OPTIONS
         if differs[option] and not option_values(rest, option)
     ]
+
+
+def outside_any_run(command: str, ckpt: str) -> str:
+    """The refusal of ``command`` (``python -m lightning_hw fit``...) given, without ``--config``, a checkpoint that lies in no run."""
+    what = "start a new run from it with" if command.endswith(" fit") else "run"
+    return (
+        f"{ckpt} lies in no run (runs/<group>/<name>/checkpoints/), so the data and net it was trained with are "
+        f"unknown; {what}: {command} --config <the config it was trained with> --ckpt_path {shlex.quote(ckpt)}"
+    )
 
 
 def no_run_config(ckpt: str) -> str:

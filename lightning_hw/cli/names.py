@@ -32,8 +32,13 @@ def option_values(args: list[str], *names: str) -> list[tuple[int, str]]:
 
 
 def config_arguments(args: list[str]) -> list[tuple[int, str]]:
-    """Each ``--config``/``-c`` file of a command line: the index of the argument that holds its path, and the path."""
-    return option_values(args, "--config", "-c")
+    """Each ``--config``/``-c`` file of a command line: the index of the argument that holds its path, and the path.
+
+    Every spelling the parser (argparse's, under jsonargparse) takes: ``--config F``,
+    ``--config=F``, ``-c F``, ``-c=F`` and ``-cF``.
+    """
+    attached = [(i, arg[2:]) for i, arg in enumerate(args) if arg.startswith("-c") and len(arg) > 2 and arg[2] != "="]
+    return sorted(option_values(args, "--config", "-c") + attached)
 
 
 def _class_path(value: object) -> str | None:

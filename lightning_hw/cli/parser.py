@@ -52,7 +52,9 @@ from lightning_hw.checkpoints import (
     unfit_settings_message,
 )
 from lightning_hw.cli.errors import check_config_files, explain
-from lightning_hw.cli.fit_checkpoint import configures_the_model, no_run_config, refuse_fit_without_config
+from lightning_hw.cli.fit_checkpoint import (
+    configures_the_model, last_without_config, no_run_config, outside_any_run, refuse_fit_without_config,
+)
 from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
@@ -70,6 +72,7 @@ from lightning_hw.runs import (
     RunRecord,
     check_restored_settings_kept,
     checkpoint_callbacks,
+    command_name,
     finish_wandb,
     note_caveats_in_wandb,
     plan_run,
@@ -982,20 +985,23 @@ def with_run_config(args: list[str]) -> list[str]:
     writes into a run, is not given one: it is refused with the command that was meant.
     """
     refuse_fit_without_config(args)
-    if not args or args[0] not in ("validate", "test", "predict") or any(a == "--config" or a.startswith("--config=") for a in args):
+    if not args or args[0] not in ("validate", "test", "predict") or config_arguments(args):  # -c is --config too
         return args
     ckpt = next((value for _, value in option_values(args, "--ckpt_path")), None)
+    if ckpt == "last" and not configures_the_model(args):
+        # Else "the following arguments are required: data, model", which says nothing of the run's config.
+        raise ConfigError(last_without_config(args))
     from lightning_hw.runs import run_of_checkpoint
     from lightning_hw.runs.files import CONFIG_FILE
 
-    if ckpt and ckpt != "last":  # ``last`` needs --run.name, checked once the command line is parsed
+    if ckpt and ckpt != "last":  # ``last`` with --model/--data: needs --run.name, checked once the command line is parsed
         # A mistyped file would otherwise end in "the following arguments are required: data,
         # model": without the run's config nothing says which data and net to build.
         check_ckpt_path(ckpt, args[0])
     run = run_of_checkpoint(ckpt)
     if run is None or not (run / CONFIG_FILE).is_file():
         if ckpt and Path(ckpt).is_file() and not configures_the_model(args):
-            raise ConfigError(no_run_config(ckpt))
+            raise ConfigError(no_run_config(ckpt) if run is not None else outside_any_run(f"{command_name()} {args[0]}", ckpt))
         return args
     _say(f"Using the config of the checkpoint's run: {run / CONFIG_FILE}")
     return [args[0], "--config", str(run / CONFIG_FILE), *args[1:]]
