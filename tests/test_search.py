@@ -110,6 +110,28 @@ def test_a_search_optimises_the_metric_its_task_sets_in_init(workdir, monkeypatc
     assert best.name == f"best-epoch{min(curve, key=curve.get):03d}.ckpt"
 
 
+def test_a_search_optimises_the_metric_its_trials_are_given(workdir, monkeypatch, capsys):
+    """The task's monitor as the trials' fit builds it: from a config file in the study's ``args:``
+    and from the options given on the ``study`` command line (which every trial gets). Both were
+    left out: the base config's ``val/acc`` was maximized while the trials checkpointed on ``val/loss``."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    config = yaml.safe_load(QUICKSTART.read_text())
+    del config["run"]  # no run.monitor: the task's own decides
+    config["model"]["class_path"] = "reliability_helpers.MonitorChosenAtInit"
+    config["model"]["init_args"]["watch"] = "val/acc"
+    (workdir / "watched.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "watch_f1.yaml").write_text("model:\n  init_args:\n    watch: val/f1\n")
+    args = {**TINY, "config": "watch_f1.yaml"}
+    f1 = search.load_search(write_search(workdir, name="f1", config="watched.yaml", args=args))
+    assert (f1.metric, f1.direction) == ("val/f1", "maximize")
+    path = write_search(workdir, config="watched.yaml", args=args, trials=1)
+    assert studies.main([str(path), "--model.init_args.watch", "val/loss"]) == 0
+    assert "objective val/loss minimize" in capsys.readouterr().out
+    (trial,) = load(path)
+    curve = reports.read_metrics(workdir / "runs" / "s" / "trial-0" / "metrics.csv")["val/loss"]
+    assert trial.value == min(curve.values())
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -647,7 +647,7 @@ def main(argv: list[str]) -> int:
         grid_only = [f"--{n}" for n in ("only", "variant", "seed", "export-sweep", "dry-run") if getattr(options, n.replace("-", "_")) not in (None, False)]
         if grid_only:
             raise ConfigError(f"{', '.join(grid_only)}: for grid studies (`variants:`) only; a search runs --workers trials at a time")
-        searched = search.load_search(options.file, root=options.root)
+        searched = search.load_search(options.file, root=options.root, extra=extra)
         check_extra_options(searched.study, extra, searched.searched_options())
         return _interruptible(lambda: run_study(searched, options.workers, extra, options.retry_running))
     study = load_study(options.file, root=options.root)
@@ -688,7 +688,7 @@ def main(argv: list[str]) -> int:
                 print(f"  {'':<24} {note}")
         return 0
     names = [p.variant.name for p in planned] if only else None
-    return _interruptible(lambda: run_study(search.grid_search(study, study.options), options.workers, extra, options.retry_running, names))
+    return _interruptible(lambda: run_study(search.grid_search(study, study.options, extra), options.workers, extra, options.retry_running, names))
 
 
 def _interruptible(run) -> int:

@@ -29,6 +29,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -123,12 +124,13 @@ def is_search(path: str | Path) -> bool:
     return isinstance(spec, dict) and "search" in spec
 
 
-def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
+def load_search(path: str | Path, root: str | None = None, extra: Sequence[str] = ()) -> SearchStudy:
     """Read and check a search study file.
 
     Args:
         path: the study YAML.
         root: runs root; default: the file's ``root:`` or ``runs``.
+        extra: the fit options given to ``study``, which every trial gets (they may choose its metric).
 
     Raises:
         ConfigError: in one line, for anything that is not a valid search study.
@@ -153,7 +155,7 @@ def load_search(path: str | Path, root: str | None = None) -> SearchStudy:
     if not isinstance(space_spec, dict) or not space_spec:
         raise ConfigError(f"{where}: `search` must map fit options to distributions, e.g. `model.init_args.lr: {{float: [1.0e-4, 0.1], log: true}}`")
     space, heads = read_space(space_spec, where)
-    metric, direction = _objective(spec.get("objective"), configs, spec.get("args"), where)
+    metric, direction = _objective(spec.get("objective"), configs, [*study.args, *extra], where)
     sampler = str(spec.get("sampler") or "tpe").lower()
     if sampler not in SAMPLERS:
         raise ConfigError(f"{where}: unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
@@ -226,19 +228,20 @@ def heads_of(search_spec: dict[str, Any], where: str) -> list[HeadSpace]:
     return read_space(search_spec, where)[1] if search_spec else []
 
 
-def grid_search(study: Study, options: dict[str, Any]) -> SearchStudy:
+def grid_search(study: Study, options: dict[str, Any], extra: Sequence[str] = ()) -> SearchStudy:
     """A grid study as what the runner runs: Optuna's GridSampler over the study's run names.
 
     Args:
         study: the parsed grid study.
         options: the study file's ``objective``, ``storage``, ``heartbeat``, ``seed`` and ``args``.
+        extra: the fit options given to ``study``, which every run gets.
     """
     from optuna.distributions import CategoricalDistribution
 
     where = f"study {study.path}"
     configs = study.configs or _config_args(study.variants[0].args)
     try:
-        metric, direction = _objective(options.get("objective"), configs, options.get("args"), where, validation=False)
+        metric, direction = _objective(options.get("objective"), configs, [*study.args, *extra], where, validation=False)
     except ConfigError:
         if options.get("objective") is not None:
             raise
@@ -340,10 +343,12 @@ def grid_choices(space: dict[str, Any], where: str) -> dict[str, list]:
 # -- objective, sampler, pruner, storage ---------------------------------------------------------
 
 
-def _objective(spec: Any, configs: list[str], args: Any, where: str, validation: bool = True) -> tuple[str, str]:
+def _objective(spec: Any, configs: list[str], fit_args: list[str], where: str, validation: bool = True) -> tuple[str, str]:
     """(metric, direction): as given, else what the run's checkpoints monitor (``run.monitor`` or the task's).
 
     Args:
+        configs: the base config files.
+        fit_args: the options every run gets after them (the study's ``args:``, the command line's).
         validation: the metric must be a validation metric (a search prunes on it every epoch).
     """
     from lightning_hw.runs.config import monitor_mode
@@ -355,7 +360,7 @@ def _objective(spec: Any, configs: list[str], args: Any, where: str, validation:
     else:
         raise ConfigError(f"{where}: objective must be a metric name or {{metric: ..., direction: maximize|minimize}}")
     if metric is None:
-        metric, mode = _monitor(configs, args or {})
+        metric, mode = _monitor(configs, fit_args)
     else:
         mode = monitor_mode(str(metric))
     if direction is None:
@@ -367,7 +372,7 @@ def _objective(spec: Any, configs: list[str], args: Any, where: str, validation:
     return str(metric), direction
 
 
-def _monitor(configs: list[str], args: dict) -> tuple[str, str]:
+def _monitor(configs: list[str], fit_args: list[str]) -> tuple[str, str]:
     """The metric ``fit`` checkpoints on for these configs: ``run.monitor``, else the task's ``monitor``.
 
     The task's is read from the task built as ``fit`` builds it (see
@@ -375,16 +380,13 @@ def _monitor(configs: list[str], args: dict) -> tuple[str, str]:
     searched on that metric, in its direction; its class's attribute only where it cannot be built here.
     """
     from lightning_hw.runs.config import monitor_mode, task_monitor_mode
-    from lightning_hw.studies.task_monitor import built_task, composed_section
+    from lightning_hw.studies.task_monitor import built_task, composed_run_monitor, composed_section
 
-    monitor = args.get("run.monitor")
-    for config in reversed(configs):
-        loaded = yaml.safe_load(Path(config).read_text()) or {}
-        monitor = monitor or (loaded.get("run") or {}).get("monitor")
+    monitor = composed_run_monitor(configs, fit_args)
     if monitor:
-        return str(monitor), monitor_mode(str(monitor))
-    model = composed_section(configs, args, "model")
-    task = built_task(model, composed_section(configs, args, "data"))
+        return monitor, monitor_mode(monitor)
+    model = composed_section(configs, fit_args, "model")
+    task = built_task(model, composed_section(configs, fit_args, "data"))
     if task is None:
         task = _task_class(str(model["class_path"] or ""))
     return getattr(task, "monitor", "val/loss"), task_monitor_mode(task) if task is not None else "min"

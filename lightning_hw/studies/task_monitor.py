@@ -18,33 +18,79 @@ from typing import Any
 import yaml
 
 
-def composed_section(configs: list[str], args: dict[str, Any] | None, section: str) -> dict[str, Any]:
-    """A ``model:`` or ``data:`` section as ``fit`` composes it: configs in order, then the study's ``args``.
+def composed_section(configs: list[str], fit_args: list[str], section: str) -> dict[str, Any]:
+    """A ``model:`` or ``data:`` section as a trial's ``fit`` composes it, in the order ``fit`` reads them.
 
     Args:
         configs: the study's base config files, first to last (a later one overrides).
-        args: the study file's ``args:`` (``model.init_args.lr: 0.1``, ``model: Classifier``...).
+        fit_args: the rest of the trials' command line: the study file's ``args:`` as options
+            (its ``config:`` files as ``--config``) and the options given to ``study``.
         section: ``"model"`` or ``"data"``.
 
     Returns:
         ``{"class_path": ..., "init_args": {...}}`` (``class_path`` ``None`` when none is named).
     """
     composed: dict[str, Any] = {"class_path": None, "init_args": {}}
-    for config in configs:
-        loaded = yaml.safe_load(Path(config).read_text()) or {}
-        given = loaded.get(section) if isinstance(loaded, dict) else None
-        if isinstance(given, str):
-            given = {"class_path": given}
-        if isinstance(given, dict):  # anything else is fit's to refuse
-            _merge(composed, given)
-    for key, value in (args or {}).items():
-        if key in (section, f"{section}.class_path"):
+    for key, value in fit_sources(configs, fit_args):
+        if key is None:  # a config file
+            given = value.get(section)
+            if isinstance(given, str):
+                given = {"class_path": given}
+            if isinstance(given, dict):  # anything else is fit's to refuse
+                _merge(composed, given)
+        elif key in (section, f"{section}.class_path"):
             composed["class_path"] = value
         elif key.startswith(f"{section}.init_args."):
             _set_dotted(composed["init_args"], key.removeprefix(f"{section}.init_args."), value)
         elif key.startswith(f"{section}."):  # jsonargparse's shorthand: model.lr is model.init_args.lr
             _set_dotted(composed["init_args"], key.removeprefix(f"{section}."), value)
     return composed
+
+
+def composed_run_monitor(configs: list[str], fit_args: list[str]) -> str | None:
+    """The ``run.monitor`` a trial's ``fit`` gets from these configs and options (the last one given), if any."""
+    monitor = None
+    for key, value in fit_sources(configs, fit_args):
+        if key is None:
+            monitor = (value.get("run") if isinstance(value.get("run"), dict) else {}).get("monitor") or monitor
+        elif key == "run.monitor":
+            monitor = value
+    return None if monitor is None else str(monitor)
+
+
+def fit_sources(configs: list[str], fit_args: list[str]) -> list[tuple[str | None, Any]]:
+    """What ``fit --config C... ARGS`` reads, in order: ``(None, a config file's mapping)`` or ``(option key, value)``.
+
+    Values are read as YAML, as jsonargparse reads them (``0.1`` a number, ``[16, 8]`` a list).
+    """
+    sources: list[tuple[str | None, Any]] = [(None, _read_config(config)) for config in configs]
+    i = 0
+    while i < len(fit_args):
+        arg = fit_args[i]
+        i += 1
+        if not arg.startswith("--"):
+            continue
+        key, inline, value = arg[2:].partition("=")
+        if not inline:
+            value, i = (fit_args[i], i + 1) if i < len(fit_args) else ("", i)
+        sources.append((None, _read_config(value)) if key == "config" else (key, _yaml_value(value)))
+    return sources
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    """A config file's mapping; ``{}`` for one that cannot be read as one (the trials' ``fit`` says why, in one line)."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def built_task(model: dict[str, Any], data: dict[str, Any]) -> Any | None:
