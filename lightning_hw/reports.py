@@ -37,7 +37,7 @@ from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError, DataError
 from lightning_hw.runs.config import flat_settings
 from lightning_hw.runs.files import (
-    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, REPORT_DIR, STATUS_FILE, read_status, recorded_directory, write_atomically,
+    CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, REPORT_DIR, STATUS_FILE, holds_record, read_status, recorded_directory, write_atomically,
 )
 
 METRICS_FILE = "metrics.csv"
@@ -885,8 +885,10 @@ def main(argv: list[str]) -> int:
     # One directory (a study or a single run): <DIR>/report, never the report of the study a run belongs to.
     default = (Path(options.dirs[0]) if len(options.dirs) == 1 else base) / REPORT_DIR
     out = Path(options.out) if options.out else default
-    if options.out:  # the default (a study's or the run's own report/) is never another run's record
+    if options.out:
         check_out(out, runs, default)
+    else:  # a study's or the run's own report/, unless a run took the name before it was kept for reports
+        check_default_out(out, options.dirs)
     # The topmost folder this report makes (--out new/report): removed again if it stops before writing anything.
     made = next((folder for folder in reversed([out, *out.parents]) if not folder.exists()), None)
     make_out(out, given=bool(options.out))
@@ -988,6 +990,30 @@ def check_out(out: Path, runs: list[Run], default: Path) -> None:
         raise ConfigError(
             f"--out {out} is {where} files no other command changes; write the report elsewhere "
             f"(without --out it goes to {default})"
+        )
+
+
+def check_default_out(out: Path, dirs: list[str]) -> None:
+    """Refuse the default report folder ``<DIR>/report`` where it is a run's: one named ``report`` by an earlier version.
+
+    Its files are that run's record; the report would be written among them, as ``--out`` there is refused.
+
+    Args:
+        out: the default report folder.
+        dirs: the directories given to ``report`` (in the command printed).
+
+    Raises:
+        ConfigError: ``out`` holds a run's record; the command with an ``--out`` beside it.
+    """
+    import shlex
+
+    from lightning_hw.runs.lifecycle import command_name
+
+    if holds_record(out):
+        elsewhere = shlex.join(["report", *dirs, "--out", str(out.parent / "group-report")])
+        raise ConfigError(
+            f"{out} is a run named {out.name!r} (made before the name was kept for a group's report), "
+            f"whose files no other command changes; write this report elsewhere: {command_name()} {elsewhere}"
         )
 
 

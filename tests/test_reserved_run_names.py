@@ -89,3 +89,24 @@ def test_a_run_named_eval_before_the_check_can_still_be_evaluated_resumed_and_re
     assert epochs == {"0", "1", "2"}  # continued in place
     output_of("report", str(old))
     assert (old / "report" / "report.md").is_file()
+
+
+def test_a_group_report_is_not_written_into_a_run_named_report_before_the_check(trained_run, workdir, capsys):
+    """``report runs/<group>`` wrote its report.md, report.csv and figures among the files of a run
+    named ``report`` made before the name was reserved, while ``--out`` to that folder was refused
+    as "a run's directory, whose files no other command changes" (and named it as the default)."""
+    group = workdir / "runs" / "quickstart"
+    old = group / "report"
+    shutil.copytree(trained_run, old)
+    before = sorted(p.name for p in old.rglob("*"))
+    code, line = error_of(["report", str(group)], capsys)
+    assert code == 2
+    assert line == (
+        f"error: {old} is a run named 'report' (made before the name was kept for a group's report), "
+        f"whose files no other command changes; write this report elsewhere: python -m lightning_hw report {group} --out {group / 'group-report'}"
+    )
+    assert sorted(p.name for p in old.rglob("*")) == before
+    # the printed command works
+    output_of("report", str(group), "--out", str(group / "group-report"))
+    assert (group / "group-report" / "report.md").is_file()
+    assert sorted(p.name for p in old.rglob("*")) == before
