@@ -110,3 +110,24 @@ def test_a_group_report_is_not_written_into_a_run_named_report_before_the_check(
     output_of("report", str(group), "--out", str(group / "group-report"))
     assert (group / "group-report" / "report.md").is_file()
     assert sorted(p.name for p in old.rglob("*")) == before
+
+
+def test_an_outside_evaluation_is_not_written_into_a_run_named_eval_before_the_check(trained_run, tiny_args, workdir, capsys):
+    """``test --ckpt_path outside.ckpt`` files its scores under ``runs/<group>/eval/``: where a run named
+    ``eval`` was made before the name was reserved, its ``test-<time>/`` landed among that run's files."""
+    group = workdir / "runs" / "quickstart"
+    old = group / "eval"
+    shutil.copytree(trained_run, old)
+    before = sorted(p.name for p in old.iterdir())
+    loose = workdir / "outside.ckpt"
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", loose)
+    code, line = error_of(tiny_args("test", "--ckpt_path", str(loose)), capsys)
+    assert code == 2
+    assert line == (
+        f"error: {old} is a run named 'eval' (made before the name was kept for a group's evaluations), whose files "
+        f"no other command changes; file this evaluation under a name of its own: add --run.name NAME (it goes to {group}/NAME/eval/)"
+    )
+    assert sorted(p.name for p in old.iterdir()) == before
+    said = output_of(*tiny_args("test", "--ckpt_path", str(loose), "--run.name", "outside"))  # as the line says
+    assert f"Evaluation saved in {group / 'outside' / 'eval'}/test-" in said
+    assert sorted(p.name for p in old.iterdir()) == before

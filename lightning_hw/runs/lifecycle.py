@@ -605,11 +605,27 @@ def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ck
             refuse_a_reserved_name(base)
     else:
         base, name = root / group, ""
+        if inherited is None:
+            _refuse_a_run_named_eval(base / EVAL_DIR)
     if inherited is not None:
         directory = inherited
     else:
         directory = base / EVAL_DIR / naming.unused_name(base / EVAL_DIR, f"{stage}-{naming.timestamp()}")
     return Run(settings, stage, "evaluate", group, name, base, directory, ckpt_path, unique=inherited is None)
+
+
+def _refuse_a_run_named_eval(group_eval: Path) -> None:
+    """Refuse to file a group's evaluation in ``runs/<group>/eval/`` where that is a run's, named ``eval`` by an earlier version.
+
+    Raises:
+        ConfigError: ``group_eval`` holds a run's record; what to add to file the evaluation elsewhere.
+    """
+    if holds_record(group_eval):
+        raise ConfigError(
+            f"{group_eval} is a run named 'eval' (made before the name was kept for a group's evaluations), whose files "
+            f"no other command changes; file this evaluation under a name of its own: add --run.name NAME "
+            f"(it goes to {group_eval.parent}/NAME/eval/)"
+        )
 
 
 #: the settings a checkpoint's state overrides when a fit goes on from it: the optimizer's and
