@@ -575,6 +575,34 @@ def test_e8_study_on_the_reuters_fixture(workdir):
     assert [row["run"] for row in table] == heads and all(row["epochs"] == "2" and row["test/acc"] for row in table)
 
 
+def test_a_run_another_process_is_finishing_is_not_counted_twice(workdir):
+    """Two processes sharing a grid: one has recorded run b finished on disk and is about to tell the study, when
+    the other is handed b (GridSampler hands out visited runs too). It told b finished as well: two COMPLETE trials
+    of one run (CI, under load: ['a', 'b', 'b', 'c']), so b counted twice. It gives the trial back instead."""
+    import optuna
+
+    from lightning_hw.studies import search
+
+    path = write_study(workdir, {"a": None, "b": None, "c": None}, storage=f"sqlite:///{workdir / 'grid.db'}")
+    study_file = studies.load_study(path)
+    settings = search.grid_search(study_file, study_file.options)
+    study, storage = runner.open_study(settings, heartbeat=False)
+    first = runner._GridAsker(study, storage, settings, ["a", "b", "c"], everything=True)
+    study.enqueue_trial({runner.GRID_PARAM: "b"})
+    finishing = first.next()  # the first process trains b ...
+    assert finishing.params[runner.GRID_PARAM] == "b"
+    run_b = settings.directory / "b"
+    run_b.mkdir(parents=True)
+    (run_b / "metrics.csv").write_text(f"epoch,step,{settings.metric}\n0,3,0.5\n")
+    (run_b / studies.FINISHED_FILE).write_text("{}\n")  # ... and has recorded it finished, not yet told the study
+    study.enqueue_trial({runner.GRID_PARAM: "b"})  # what the other process's ask will hand out
+    other = runner._GridAsker(study, storage, settings, ["a", "b", "c"], everything=True).next()
+    assert other.params[runner.GRID_PARAM] in ("a", "c")
+    runner._tell_finished(study, finishing, run_b, settings)  # the first process tells
+    complete = [t.params[runner.GRID_PARAM] for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete == ["b"]
+
+
 def test_two_processes_share_a_grid_through_a_journal_file(workdir, capsys):
     """The same grid command on two 'machines' (one journal file both see): every run trains once."""
     import subprocess

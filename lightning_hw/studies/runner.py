@@ -496,14 +496,24 @@ class _GridAsker(_Asker):
                         self.attempted.add(run)
                         self.mine.add(trial.number)
                         return trial
-                    # A run that finished (recorded on disk) or that another process has just taken.
-                    if is_finished_run(self.search.directory / run):
+                    # A run finished before this study knew of it (on disk only): its value is told. One that
+                    # another process has just taken, or is finishing (recorded on disk, about to tell the study),
+                    # or has told: the trial is given back, as told twice the run would count twice.
+                    if is_finished_run(self.search.directory / run) and not _taken_by_another_trial(self.study, run, trial.number):
                         _tell_finished(self.study, trial, self.search.directory / run, self.search)
                     else:
                         _give_back(self.study, trial)
                     continue
             if not pending or not self.wait_or_stop():
                 return None
+
+
+def _taken_by_another_trial(study, run: str, number: int) -> bool:
+    """Whether a trial other than ``number`` is training ``run`` or has told its value (read afresh from the storage)."""
+    return any(
+        t.number != number and t.params.get(GRID_PARAM) == run and t.state.name in ("RUNNING", "COMPLETE")
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def running_runs(trials: list) -> set[str]:
