@@ -139,9 +139,13 @@ def test_a_forks_exit_codes_and_signals_are_a_fresh_process_s(warm, tmp_path):
     time.sleep(1)
     sleeper.kill()
     assert sleeper.wait(timeout=60) == -signal.SIGKILL
+    slow = warm_start.popen([*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "1000", "--run.name", "slow")],
+                            stdout=subprocess.DEVNULL, cwd=tmp_path)
     with pytest.raises(subprocess.TimeoutExpired):
-        warm_start.popen([*LHW, *tiny_fit_args(tmp_path, "--trainer.max_epochs", "1000", "--run.name", "slow")],
-                         stdout=subprocess.DEVNULL, cwd=tmp_path).wait(timeout=0.5)
+        slow.wait(timeout=0.5)
+    # not left training for minutes: its warm process, retired by a later test, ends only once its forks have
+    slow.kill()
+    assert slow.wait(timeout=60) == -signal.SIGKILL
 
 
 def test_what_a_fork_could_get_wrong_starts_as_a_plain_subprocess(warm, tmp_path):
