@@ -239,6 +239,9 @@ def test_a_package_installed_since_the_warm_process_started_gets_another(warm, t
     while Path(f"/proc/{stale.pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{stale.pid}").exists()
+    while not stale.closed and time.monotonic() < deadline:  # its keeper ends too
+        time.sleep(0.1)
+    assert stale.closed and stale.socket.fileno() == -1  # its socket was left open: a descriptor per replacement
     assert warm_start.warm_up(wait=180)
     assert isinstance(warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL), warm_start.WarmProcess)
     # warm_up too replaces a warm process gone stale, rather than call it ready (a test's fixture did, after

@@ -398,6 +398,7 @@ class _Server:
             with self._lock:
                 if not message:
                     self.ended = self.closed = True
+                    self.socket.close()  # nothing more to send or hear (start() sends only while it has not ended)
                     self._changed.notify_all()
                     self.process.wait()
                     return
