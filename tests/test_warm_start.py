@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -372,3 +373,33 @@ def test_a_fork_whose_warm_process_was_killed_still_reports_its_own_exit_code(tm
     assert done.stdout.split() == ["orphan-reaped", "0", "2", "asked-by-caller", "3"]
     status = json.loads((tmp_path / "runs" / "quickstart" / "orphan" / "status.json").read_text())
     assert status["status"] == "finished"
+
+
+def test_a_fork_whose_end_is_heard_before_its_start_still_lets_a_retired_warm_process_end(warm, monkeypatch):
+    """On a busy machine the caller may read that a fork ended before the thread that asked for it wakes to its pid.
+
+    That thread counted the fork as running only once awake, after its end had been counted: it stayed "running"
+    for ever, and a retired warm process (one replaced by another), which ends once its forks have, held its
+    ~500 MB until its caller ended.
+    """
+    assert warm_start.warm_up(wait=180)  # one that an earlier test's environment left stale is replaced
+    server = warm_start._Server._shared
+
+    class LateToWake(threading.Condition):
+        """Wakes the thread that asked for a fork only once the fork's end has been read too, as a busy machine may."""
+
+        def wait_for(self, predicate, timeout=None):
+            woke = super().wait_for(predicate, timeout)
+            super().wait_for(lambda: not server._started or any(
+                {number, pid} & server._exited.keys() for number, pid in server._started.items()), 120)
+            return woke
+
+    monkeypatch.setattr(server, "_changed", LateToWake(server._lock))
+    with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL) as quick:
+        assert isinstance(quick, warm_start.WarmProcess)
+        assert quick.wait(timeout=120) == 0
+    warm_start._Server.replace(server, start=False)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{server.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{server.pid}").exists()

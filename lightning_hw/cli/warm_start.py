@@ -273,7 +273,7 @@ class _Server:
         # ended: the warm process has (no more forks); closed: so has its keeper (no more news of them)
         self.ready = self.ended = self.closed = False
         self.retired = False  # replaced by another: it closes once its running forks have ended
-        self._running: set[int] = set()  # the forks it started that have not ended
+        self._running: dict[int, int] = {}  # pid -> request number of the forks it started that have not ended
         self.top_level_modules: set[str] = set()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.socket = ours
@@ -288,7 +288,8 @@ class _Server:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._started: dict[int, int] = {}  # request number -> pid
-        self._exited: dict[int, int] = {}  # pid -> exit code as Popen gives it (also of the forks' orphans)
+        # request number -> exit code as Popen gives it: by number, as a fork's pid may be reused by another meanwhile
+        self._exited: dict[int, int] = {}
         self._requests = itertools.count()
         threading.Thread(target=self._read_news, name="warm-start-news", daemon=True).start()
 
@@ -348,8 +349,8 @@ class _Server:
                  if entry.endswith((".py", ".so", ".pyc")) or os.path.isfile(os.path.join(cwd, entry, "__init__.py"))}
         return bool(names & self.top_level_modules)
 
-    def start(self, request: dict[str, Any], fds: list[int]) -> int:
-        """Ask for a fork running ``request`` with standard streams ``fds``; its pid."""
+    def start(self, request: dict[str, Any], fds: list[int]) -> tuple[int, int]:
+        """Ask for a fork running ``request`` with standard streams ``fds``; its request number and pid."""
         number = next(self._requests)
         with self._lock:
             if self.ended:
@@ -359,9 +360,7 @@ class _Server:
             self._changed.wait_for(lambda: number in self._started or self.ended)
             if number not in self._started:
                 raise OSError("the warm process has ended")
-            pid = self._started.pop(number)
-            self._running.add(pid)
-            return pid
+            return number, self._started.pop(number)
 
     def retire(self) -> None:
         """Fork no more from it, and let it end once its forks have (each holds some 500 MB otherwise, as its caller runs on)."""
@@ -378,12 +377,12 @@ class _Server:
             except OSError:
                 pass
 
-    def exit_code(self, pid: int, timeout: float | None) -> int | None:
+    def exit_code(self, number: int, pid: int, timeout: float | None) -> int | None:
         """The fork's exit code once it has ended (waiting up to ``timeout`` s; ``None``: for good); ``None`` if still running."""
         with self._lock:
-            self._changed.wait_for(lambda: pid in self._exited or self.closed, timeout)
-            if pid in self._exited:
-                return self._exited[pid]
+            self._changed.wait_for(lambda: number in self._exited or self.closed, timeout)
+            if number in self._exited:
+                return self._exited[number]
         # Killed with its keeper (with the process group), or without one (not Linux): the fork no longer reports.
         if self.closed:
             return _exit_code_of_orphan(pid, timeout)
@@ -410,11 +409,11 @@ class _Server:
                 elif "warm_process_ended" in news:  # from its keeper, which reports its forks from now on
                     self.ended = True
                 elif "started" in news:
+                    # Running from now, not from when start() wakes: a fork that ends at once may be heard of first.
                     self._started[news["number"]] = news["started"]
-                    self._exited.pop(news["started"], None)  # the end of an orphan the keeper reaped, its pid reused
-                else:
-                    self._exited[news["pid"]] = news["exit_code"]
-                    self._running.discard(news["pid"])
+                    self._running[news["started"]] = news["number"]
+                elif news["pid"] in self._running:  # a fork's end, not an orphan's that the keeper reaped
+                    self._exited[self._running.pop(news["pid"])] = news["exit_code"]
                     self._end_if_idle()
                 self._changed.notify_all()
 
@@ -472,7 +471,7 @@ class WarmProcess:
                    # A new process inherits an ignored signal (a script's `cmd &` ignores SIGINT), not a handler.
                    "ignored": [int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_IGN]}
         try:
-            self.pid = server.start(request, [*fds, *pass_fds])
+            self._number, self.pid = server.start(request, [*fds, *pass_fds])
         finally:
             for fd in to_close:
                 os.close(fd)
@@ -508,7 +507,7 @@ class WarmProcess:
 
     def _wait(self, timeout: float | None) -> int | None:
         if self.returncode is None:
-            self.returncode = self._server.exit_code(self.pid, timeout)
+            self.returncode = self._server.exit_code(self._number, self.pid, timeout)
         return self.returncode
 
     def communicate(self, input: str | bytes | None = None, timeout: float | None = None) -> tuple[Any, Any]:
