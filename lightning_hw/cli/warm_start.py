@@ -81,6 +81,7 @@ PARENT_ENV, CALLER_ENV = "LIGHTNING_HW_WARM_START_PARENT", "LIGHTNING_HW_WARM_ST
 #: how this process's ``python -m lightning_hw`` commands started: ``forked``, or ``afresh: <why>`` (the test suite
 #: prints these at its end, so a change that quietly stops commands forking shows there)
 STARTS: collections.Counter[str] = collections.Counter()
+_STARTS_LOCK = threading.Lock()  # a study with several workers starts commands from several threads
 _SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
 _KEEPER: list[int] = []  # in the warm process: its keeper's pid, if it has one
 
@@ -119,16 +120,21 @@ def popen(
     if server is not None:
         try:
             process = WarmProcess(server, args[3:], stdin, stdout, stderr, text, env, cwd, start_new_session, pass_fds)
-            STARTS["forked"] += 1
+            _count_start("forked")
             return process
         except OSError:  # the warm process ended just now (killed with its process group, say): start afresh
             why_not = "the warm process ended"
     if why_not != "another program":
-        STARTS[f"afresh: {why_not}"] += 1
+        _count_start(f"afresh: {why_not}")
     return subprocess.Popen(
         args, stdin=stdin, stdout=stdout, stderr=stderr, text=text, env=env, cwd=cwd,
         start_new_session=start_new_session, pass_fds=pass_fds,
     )
+
+
+def _count_start(how: str) -> None:
+    with _STARTS_LOCK:
+        STARTS[how] += 1
 
 
 def run(args: list[str], *, input: str | bytes | None = None, capture_output: bool = False, timeout: float | None = None,
