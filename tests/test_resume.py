@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from lightning_hw.checkpoints import CheckpointSettingsWarning, SafeCheckpointIO
-from lightning_hw.cli import HWCLI
+from lightning_hw.cli import HWCLI, main
 from lightning_hw.errors import ConfigError
 from lightning_hw.cli import warm_start
 
@@ -82,6 +82,65 @@ def test_a_runs_config_resumed_from_another_directory_is_refused_not_restarted(t
     HWCLI(args=[*resume, "--run.root", "../runs", "--trainer.enable_progress_bar", "false"])  # the advice works
     rows = (workdir / "runs" / "quickstart" / "r" / "metrics.csv").read_text().splitlines()
     assert sorted({row.split(",")[0] for row in rows[1:]}) == ["0", "1"]  # the same run went on to its epoch 1
+
+
+def test_a_run_resumed_from_another_directory_keeps_its_record(tiny_args, workdir, monkeypatch, capsys):
+    """Resumed from two folders down with the advised ``--run.root ../../runs``, the run's config.yaml
+    recorded ``run.root: ../../runs``: from the folder it was started in, ``test`` and ``fit ... --ckpt_path last``
+    with its config then named no run. Its root stays ``runs``; the commands printed work where printed."""
+    from reliability_helpers import output_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.root", "runs", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    (workdir / "b" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(workdir / "b" / "sub")
+    interrupt = ["--trainer.callbacks+=reliability_helpers.SignalAtStep", "--trainer.callbacks.init_args.step", "7"]
+    resume = ["fit", "--config", "../../runs/quickstart/r/config.yaml", "--ckpt_path", "last", "--run.root", "../../runs"]
+    with pytest.raises(SystemExit) as stopped:
+        main([*resume, "--trainer.max_epochs", "3", *interrupt])
+    assert stopped.value.code == 143
+    printed = capsys.readouterr().err
+    assert (
+        "resume with: python -m lightning_hw fit --config ../../runs/quickstart/r/config.yaml --ckpt_path last "
+        "--run.root ../../runs"
+    ) in printed  # from here, where it was printed
+    assert list((workdir / "b").rglob("*")) == [workdir / "b" / "sub"]  # nothing of the run went elsewhere
+    assert yaml.safe_load((run / "config.yaml").read_text())["run"]["root"] == "runs"
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted"
+    assert status["resume_command"] == "python -m lightning_hw fit --config runs/quickstart/r/config.yaml --ckpt_path last"
+
+    monkeypatch.chdir(workdir)  # the folder the run was started in: its own config finds it
+    output_of("fit", "--config", "runs/quickstart/r/config.yaml", "--ckpt_path", "last", "--trainer.max_epochs", "3")
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert sorted({row.split(",")[0] for row in rows[1:]}) == ["0", "1", "2"]
+    assert "(weights: runs/quickstart/r/checkpoints/last.ckpt; epoch 2," in output_of("test", "--config", "runs/quickstart/r/config.yaml", "--ckpt_path", "last")
+    assert yaml.safe_load((run / "config.yaml").read_text())["run"]["root"] == "runs"
+
+
+def test_a_runs_checkpoint_given_from_another_directory_does_not_start_its_namesake_there(
+    tiny_args, workdir, monkeypatch, capsys
+):
+    """``fit --config ../runs/g/r/config.yaml --ckpt_path ../runs/g/r/checkpoints/last.ckpt`` from another
+    directory trained a new ``runs/g/r`` there from the checkpoint (exit 0), as if the run had continued."""
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--run.root", "runs", "--run.test_after_fit", "false"))
+    (workdir / "elsewhere").mkdir()
+    monkeypatch.chdir(workdir / "elsewhere")
+    code, line = error_of(
+        ["fit", "--config", "../runs/quickstart/r/config.yaml", "--ckpt_path", "../runs/quickstart/r/checkpoints/last.ckpt",
+         "--trainer.max_epochs", "3"],
+        capsys,
+    )
+    assert code == 2
+    assert line == (
+        "error: ../runs/quickstart/r/checkpoints/last.ckpt is a checkpoint of run ../runs/quickstart/r, but run.root "
+        "runs, read from this directory, names runs/quickstart/r: a run of the same name there would read as "
+        "../runs/quickstart/r continued; continue ../runs/quickstart/r with --run.root ../runs --ckpt_path last (or "
+        "from the directory it was started in), or start a new run from this checkpoint with another --run.name"
+    )
+    assert list((workdir / "elsewhere").iterdir()) == []
 
 
 @pytest.mark.slow

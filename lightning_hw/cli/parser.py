@@ -115,6 +115,9 @@ class SaveRunConfig(SaveConfigCallback):
         config = self.config.clone()
         if self.run is not None and config.get("run") is not None:
             config.run.group = self.run.group
+            recorded_root = self.run.root_to_record()
+            if recorded_root is not None:  # a resume from another folder: the run stays where its record says
+                config.run.root = recorded_root
             if self.run.stage == "fit":
                 config.run.name = self.run.name
                 config.ckpt_path = None

@@ -106,6 +106,7 @@ class Run:
     _created: list[Path] = field(default_factory=list)
     _before: dict[str, str | None] | None = None
     _config_text: str | None = None
+    _root_to_record: tuple[str | None] | None = None
 
     @property
     def writes(self) -> bool:
@@ -117,14 +118,45 @@ class Run:
         """The config this command saves: ``<run>/config.yaml``, or ``config-<stage>.yaml`` of an evaluation."""
         return self.directory / (CONFIG_FILE if self.stage == "fit" else f"config-{self.stage}.yaml")
 
-    def resume_command(self) -> str:
-        """The exact command that continues this run from its ``last.ckpt`` (under torchrun or ``srun`` when they started it)."""
-        fit = f"fit --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} --ckpt_path last"
+    def resume_command(self, from_start_folder: bool = False) -> str:
+        """The exact command that continues this run from its ``last.ckpt`` (under torchrun or ``srun`` when they started it).
+
+        Args:
+            from_start_folder: the command for the folder the run was started in, which its
+                ``config.yaml``'s relative ``run.root`` is read from (for ``status.json``, which
+                stays with the run). Otherwise the command for this working directory (printed):
+                with ``--run.root`` where the recorded root, read from here, names another folder.
+        """
+        config, root = self.run_dir / CONFIG_FILE, ""
+        recorded = self.root_to_record()
+        if recorded is not None and from_start_folder:
+            config = Path(recorded) / self.group / self.name / CONFIG_FILE
+        elif recorded is not None and not _same_path(Path(recorded) / self.group / self.name, self.run_dir):
+            root = f" --run.root {shlex.quote(str(self.run_dir.parent.parent))}"
+        fit = f"fit --config {shlex.quote(str(config))} --ckpt_path last{root}"
         launch = naming.job_launch(command_name())
         if launch is None:
             return f"{command_name()} {fit}"
         start, where = launch
         return f"{start} {fit}" + (f"  # {where}" if where else "")  # a shell comment: still a command to paste
+
+    def root_to_record(self) -> str | None:
+        """The ``run.root`` this run's ``config.yaml`` keeps; ``None``: the root given (a new run's).
+
+        A resumed run keeps the root it recorded as long as that still names the run's folder,
+        read from the folder the run was started in: a root given only to find the run from
+        another working directory (``--run.root ../A/runs``) is relative to that directory, and
+        recorded it would make ``--config runs/g/n/config.yaml --ckpt_path last`` (and ``test``)
+        from the run's own folder name no run. A run moved under a root of another name records
+        the root it is resumed with, which names it (from here).
+        """
+        if self.mode != "resume":
+            return None
+        if self._root_to_record is None:  # read once: the config written on the commit must not change the answer
+            recorded = _recorded_root(self.run_dir)
+            keep = recorded is not None and _root_names(recorded, self.run_dir.parent.parent)
+            self._root_to_record = (recorded if keep else None,)
+        return self._root_to_record[0]
 
     # -- opening and rolling back ----------------------------------------------------------------
 
@@ -259,7 +291,7 @@ class Run:
             started=previous.get("started") or _now(),
             **self._started_from(previous),
             **({"resumed": _now()} if self.mode == "resume" else {}),
-            resume_command=self.resume_command(),
+            resume_command=self.resume_command(from_start_folder=True),
             **({"earlier_attempts": attempts} if attempts else {}),
         )
 
@@ -486,6 +518,8 @@ def _plan_training(
             )
         # The checkpoint's own run continues in place.
         return Run(settings, stage, "resume", ckpt_run.parent.name, ckpt_run.name, ckpt_run, ckpt_run, str(ckpt_path))
+    if ckpt_run is not None and inherited is None and (ckpt_run.parent.name, ckpt_run.name) == (group, name):
+        _refuse_a_namesake_elsewhere(ckpt_path, ckpt_run, root)
     if inherited is None:  # from here on the run is root/group/name: never among another run's files
         check_outside_records(root / group, "the run")
     unique = inherited is None and name is None
@@ -556,6 +590,26 @@ def _refuse_a_run_config_read_from_elsewhere(config_files: list[str], root: Path
             f"directory, names {run_dir}, which has no checkpoint; continue {home} with --run.root "
             f"{shlex.quote(str(home.parent.parent))} (or from the directory it was started in)"
         )
+
+
+def _refuse_a_namesake_elsewhere(ckpt_path: str, ckpt_run: Path, root: Path) -> None:
+    """Refuse a new run of the checkpoint's own group and name under another root.
+
+    ``fit --config ../runs/g/n/config.yaml --ckpt_path ../runs/g/n/checkpoints/last.ckpt`` from
+    another directory reads the saved relative ``run.root`` from there: it started a second
+    ``g/n`` in that directory from the checkpoint, which reads as the run continued while the
+    run itself stayed where it was.
+
+    Raises:
+        ConfigError: always.
+    """
+    raise ConfigError(
+        f"{ckpt_path} is a checkpoint of run {ckpt_run}, but run.root {root}, read from this directory, names "
+        f"{root / ckpt_run.parent.name / ckpt_run.name}: a run of the same name there would read as {ckpt_run} "
+        f"continued; continue {ckpt_run} with --run.root {shlex.quote(str(ckpt_run.parent.parent))} "
+        "--ckpt_path last (or from the directory it was started in), or start a new run from this checkpoint "
+        "with another --run.name"
+    )
 
 
 def _plan_evaluation(settings: RunConfig, stage: str, root: Path, group: str, ckpt_path: str | None, inherited: Path | None) -> Run:
@@ -801,6 +855,34 @@ def run_of_checkpoint(ckpt_path: str | os.PathLike | None) -> Path | None:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _recorded_root(run_dir: Path) -> str | None:
+    """The ``run.root`` in the run's own ``config.yaml`` (``None``: no such file, or none in it)."""
+    try:
+        saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    root = (saved.get("run") or {}).get("root") if isinstance(saved, dict) else None
+    return str(root) if root is not None else None
+
+
+def _root_names(recorded: str, root_dir: Path) -> bool:
+    """Whether the run root ``recorded`` names ``root_dir`` from some folder (the one the run was started in).
+
+    An absolute root names one folder; a relative one (``runs``, ``exp/runs``, ``../runs``)
+    names every folder whose path ends with its parts after any leading ``..``.
+    """
+    path = Path(recorded)
+    if path.is_absolute():
+        return _same_path(path, root_dir)
+    parts = [part for part in Path(os.path.normpath(recorded)).parts if part not in (".", "..")]
+    actual = root_dir.resolve().parts
+    return not parts or list(actual[-len(parts):]) == parts
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
 
 
 def _now() -> str:
