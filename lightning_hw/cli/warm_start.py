@@ -82,6 +82,8 @@ PARENT_ENV, CALLER_ENV = "LIGHTNING_HW_WARM_START_PARENT", "LIGHTNING_HW_WARM_ST
 #: prints these at its end, so a change that quietly stops commands forking shows there)
 STARTS: collections.Counter[str] = collections.Counter()
 _STARTS_LOCK = threading.Lock()  # a study with several workers starts commands from several threads
+#: the signals the warm process blocks (see :func:`serve`) and each fork unblocks once it has its own handlers
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 _SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
 _KEEPER: list[int] = []  # in the warm process: its keeper's pid, if it has one
 
@@ -586,8 +588,12 @@ def serve() -> None:
     """
     channel = socket.socket(fileno=int(sys.argv[1]))
     # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Blocked, not ignored, and before any thread starts (threads inherit the mask): a fork inherits the mask
+    # and the handlers, and a stop signal sent to it before it has set its own (a study stopped as it starts a
+    # fit passes the signal on at once) then waits for them. Ignored, it was discarded, and the fit trained on.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)  # not an inherited SIG_IGN, which would discard it even while blocked
     if _become_subreaper():
         warm_process = os.fork()
         if warm_process:
@@ -726,6 +732,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as a new interpreter installs it
     for signum in request["ignored"]:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # one sent since the fork is delivered now (see serve)
     if request["new_session"]:
         os.setsid()
     _place_descriptors(fds, request["targets"])
