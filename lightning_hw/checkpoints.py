@@ -578,12 +578,19 @@ def _linked_sizes(task_cls: type, init_args: dict[str, Any], config_file: Path) 
     missing = [name for name in getattr(task_cls, "linked_from_data", ()) if name not in init_args]
     if not missing:
         return {}
-    datamodule = build_datamodule(config_file)
+    return sizes_from_data(build_datamodule(config_file), missing)
+
+
+def sizes_from_data(datamodule: Any, names: list[str]) -> dict[str, Any]:
+    """The values ``fit`` links from ``datamodule`` into the task's arguments ``names`` (its size properties).
+
+    A name the datamodule does not give is left out: the task's default then applies, as in ``fit``.
+    """
     linked = {}
-    for name in missing:
+    for name in names:
         try:
             linked[name] = getattr(datamodule, name)
-        except (AttributeError, NotImplementedError):  # not a size this data gives: the task's default, as in fit
+        except (AttributeError, NotImplementedError):  # not a size this data gives
             continue
     return linked
 

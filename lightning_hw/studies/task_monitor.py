@@ -134,6 +134,7 @@ def _linked_sizes(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
     from lightning.pytorch import LightningDataModule
 
     from lightning_hw import registry
+    from lightning_hw.checkpoints import sizes_from_data
 
     data_cls = registry.import_class(str(data["class_path"]), "datamodule")
     if data_cls is None:
@@ -141,14 +142,7 @@ def _linked_sizes(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningDataModule, "data", required=True)
     config = {"class_path": f"{data_cls.__module__}.{data_cls.__qualname__}", "init_args": data.get("init_args") or {}}
-    datamodule = parser.instantiate_classes(parser.parse_object({"data": config})).data
-    linked = {}
-    for name in names:
-        try:
-            linked[name] = getattr(datamodule, name)
-        except (AttributeError, NotImplementedError):  # not a size this data gives: the task's default, as in fit
-            continue
-    return linked
+    return sizes_from_data(parser.instantiate_classes(parser.parse_object({"data": config})).data, names)
 
 
 def _merge(into: dict[str, Any], given: dict[str, Any]) -> None:
