@@ -595,14 +595,23 @@ def sizes_from_data(datamodule: Any, names: list[str]) -> dict[str, Any]:
     return linked
 
 
+def datamodule_of(data_config: dict[str, Any]):
+    """The datamodule a config's ``data:`` section (``{class_path, init_args}``) configures, built as ``fit`` builds it (not set up)."""
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch import LightningDataModule
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LightningDataModule, "data", required=True)
+    return parser.instantiate_classes(parser.parse_object({"data": data_config})).data
+
+
 def build_datamodule(config_path: str | os.PathLike):
     """The datamodule a run's ``config.yaml`` configures (not set up), e.g. for ``export``'s test-split check.
 
     Raises:
         ConfigError: the config cannot be read or names no usable datamodule.
     """
-    from jsonargparse import ArgumentError, ArgumentParser
-    from lightning.pytorch import LightningDataModule
+    from jsonargparse import ArgumentError
 
     from lightning_hw import registry
     from lightning_hw.errors import user_error_in
@@ -624,10 +633,8 @@ def build_datamodule(config_path: str | os.PathLike):
         run = config_file.parent
         hint = registry.renamed_class_hint(class_path, f"the run {run}" if is_run_record(run) else None)
         raise ConfigError(f"{registry.unknown_name_message('datamodule', class_path)}{hint}")
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LightningDataModule, "data", required=True)
     try:
-        return parser.instantiate_classes(parser.parse_object({"data": data_config})).data
+        return datamodule_of(data_config)
     except (ArgumentError, ValueError, TypeError) as err:
         user_error = user_error_in(err)
         if user_error is not None:

@@ -8,7 +8,6 @@ other machines ran into a shared journal file or database.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import warnings
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from lightning_hw.runs.files import write_atomically
+from lightning_hw.studies.task_monitor import deep_merge, set_dotted
 
 SEARCH_FILE = "search.json"
 BEST_FILE = "best.yaml"
@@ -210,10 +210,10 @@ def best_config(record: dict[str, Any], params: dict[str, Any], number: int, val
     (when the best trial's run directory is on another machine and its recorded config is not here)."""
     merged: dict[str, Any] = {}
     for config in record["configs"]:
-        _merge(merged, yaml.safe_load(Path(config).read_text()) or {})
+        deep_merge(merged, yaml.safe_load(Path(config).read_text()) or {})
     for key, value_ in [*record["args"].items(), *params.items()]:
         if str(key) != "config":
-            _set(merged, str(key).removeprefix("--"), value_)
+            set_dotted(merged, str(key).removeprefix("--"), value_)
     header = (
         f"# Best trial {number} of search {record['study']} ({record['metric']} = {value:.4f}):\n"
         f"# the study's base config, its args and the trial's parameters.\n"
@@ -222,27 +222,6 @@ def best_config(record: dict[str, Any], params: dict[str, Any], number: int, val
     return header + yaml.safe_dump(merged, sort_keys=False)
 
 
-def _merge(into: dict, other: dict) -> None:
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = copy.deepcopy(value)
-
-
-def _set(config: dict, dotted: str, value: Any) -> None:
-    """``model.init_args.lr`` -> ``config["model"]["init_args"]["lr"]`` (a class name string becomes ``{class_path: ...}``)."""
-    *parents, last = dotted.split(".")
-    node = config
-    for key in parents:
-        child = node.get(key)
-        if isinstance(child, str):
-            child = {"class_path": child}
-        elif not isinstance(child, dict):
-            child = {}
-        node[key] = child
-        node = child
-    node[last] = value
 
 
 def _plots(study, out: Path, complete: list, shown_as: Path) -> list[str]:

@@ -41,9 +41,9 @@ def composed_section(configs: list[str], fit_args: list[str], section: str) -> d
         elif key in (section, f"{section}.class_path"):
             composed["class_path"] = value
         elif key.startswith(f"{section}.init_args."):
-            _set_dotted(composed["init_args"], key.removeprefix(f"{section}.init_args."), value)
+            set_dotted(composed["init_args"], key.removeprefix(f"{section}.init_args."), value)
         elif key.startswith(f"{section}."):  # jsonargparse's shorthand: model.lr is model.init_args.lr
-            _set_dotted(composed["init_args"], key.removeprefix(f"{section}."), value)
+            set_dotted(composed["init_args"], key.removeprefix(f"{section}."), value)
     return composed
 
 
@@ -130,19 +130,14 @@ def _linked_sizes(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
     """The values ``fit`` links into the task's ``names`` from the configured datamodule (its size properties)."""
     if not names or not data.get("class_path"):
         return {}
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningDataModule
-
     from lightning_hw import registry
-    from lightning_hw.checkpoints import sizes_from_data
+    from lightning_hw.checkpoints import datamodule_of, sizes_from_data
 
     data_cls = registry.import_class(str(data["class_path"]), "datamodule")
     if data_cls is None:
         return {}
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LightningDataModule, "data", required=True)
     config = {"class_path": f"{data_cls.__module__}.{data_cls.__qualname__}", "init_args": data.get("init_args") or {}}
-    return sizes_from_data(parser.instantiate_classes(parser.parse_object({"data": config})).data, names)
+    return sizes_from_data(datamodule_of(config), names)
 
 
 def _merge(into: dict[str, Any], given: dict[str, Any]) -> None:
@@ -151,22 +146,28 @@ def _merge(into: dict[str, Any], given: dict[str, Any]) -> None:
         if key != "init_args":
             into[key] = value
         elif isinstance(value, dict):
-            _deep_update(into["init_args"], value)
+            deep_merge(into["init_args"], value)
 
 
-def _deep_update(into: dict[str, Any], given: dict[str, Any]) -> None:
+def deep_merge(into: dict[str, Any], given: dict[str, Any]) -> None:
+    """Merge config mapping ``given`` into ``into``, nested mappings key by key (a later config over an earlier one)."""
     for key, value in given.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _deep_update(into[key], value)
+            deep_merge(into[key], value)
         else:
             into[key] = copy.deepcopy(value)
 
 
-def _set_dotted(into: dict[str, Any], dotted: str, value: Any) -> None:
-    """``net.init_args.hidden`` = value, in nested dicts."""
+def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """``model.init_args.lr`` -> ``config["model"]["init_args"]["lr"]`` (a class name string becomes ``{class_path: ...}``)."""
     *parents, last = dotted.split(".")
-    for name in parents:
-        if not isinstance(into.get(name), dict):
-            into[name] = {}
-        into = into[name]
-    into[last] = value
+    node = config
+    for key in parents:
+        child = node.get(key)
+        if isinstance(child, str):
+            child = {"class_path": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[key] = child
+        node = child
+    node[last] = value
