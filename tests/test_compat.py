@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import subprocess
+import sys
 
 import jsonargparse
 import lightning
@@ -409,3 +411,18 @@ def test_the_lr_finders_bar_is_the_tqdm_of_its_module_and_is_put_back():
     with lr_finder_progress_bar(False):
         assert lr_finder.tqdm(total=1).disable
     assert lr_finder.tqdm is shown
+
+
+def test_the_exit_functions_run_last_registered_first(tmp_path):
+    """``atexit._run_exitfuncs``, run by a warm fork before ``os._exit``: in a fresh interpreter, as its exit would."""
+    script = (
+        "import atexit, sys\n"
+        "from lightning_hw._compat.python import run_exit_functions\n"
+        "atexit.register(print, 'first registered')\n"
+        "atexit.register(print, 'last registered')\n"
+        "run_exit_functions()\n"
+        "sys.stdout.flush()\n"
+        "import os; os._exit(0)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert ran.stdout.splitlines() == ["last registered", "first registered"]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darw
 
 LHW = [sys.executable, "-m", "lightning_hw"]
 PROBE = '''
-import json, os, random, signal, sys
+import atexit, json, os, random, signal, sys, threading, time
 
 import numpy
 import torch
@@ -51,6 +51,23 @@ class Probe(Digits):
         }
         with open(os.environ["LIGHTNING_HW_TEST_PROBE_OUT"], "a") as out:
             out.write(json.dumps(facts) + "\\n")
+        leave_work_for_the_exit(f"{os.environ['LIGHTNING_HW_TEST_PROBE_OUT']}.{os.getpid()}")
+
+
+LEFT_OPEN = []
+
+
+def leave_work_for_the_exit(path):
+    """What Python's exit finishes: a thread (not a daemon) still running, an atexit function, a file left open."""
+    def late():
+        time.sleep(1)
+        with open(path + ".thread", "w") as out:
+            out.write("joined")
+
+    threading.Thread(target=late).start()
+    atexit.register(lambda: open(path + ".atexit", "w").close())
+    LEFT_OPEN.append(open(path + ".left-open", "w"))
+    LEFT_OPEN[-1].write("flushed at exit")
 '''
 
 
@@ -115,6 +132,28 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     # Seeded afresh as a new interpreter is: two forks do not draw the same numbers.
     assert first["drawn"][0] != second["drawn"][0] and first["drawn"][1] != second["drawn"][1]
     assert "Run saved in" in results[0][1]
+    # Its exit finished what Python's exit finishes (the fork skips only the freeing of every object).
+    for pid in (first["pid"], second["pid"]):
+        ended = tmp_path / f"facts.jsonl.{pid}"
+        assert Path(f"{ended}.thread").read_text() == "joined" and Path(f"{ended}.atexit").is_file()
+        assert Path(f"{ended}.left-open").read_text() == "flushed at exit"
+
+
+@pytest.mark.parametrize("ending", [
+    "pass", "sys.exit(3)", "sys.exit('bye')", "raise ValueError('wrong')", "raise KeyboardInterrupt",
+    "print('unflushed', end=''); sys.stderr.write('unflushed too')",
+])
+def test_a_fork_ends_with_the_status_and_output_python_would(ending, tmp_path):
+    """The fork's own exit (:func:`warm_start._end_as_python_would`) against a fresh interpreter's, for each way to end."""
+    body = f"import sys\n{ending}\n"
+    fresh = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=tmp_path)
+    fork_like = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        from lightning_hw.cli import warm_start
+        warm_start._end_as_python_would(lambda: exec({body!r}, {{}}))
+    """)], capture_output=True, text=True, cwd=tmp_path)
+    assert fork_like.returncode == fresh.returncode
+    assert fork_like.stdout == fresh.stdout
+    assert fork_like.stderr.splitlines()[-1:] == fresh.stderr.splitlines()[-1:]  # the frames above differ
 
 
 def test_a_forks_exit_codes_and_signals_are_a_fresh_process_s(warm, tmp_path):

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
+import gc
 import io
 import itertools
 import json
@@ -49,7 +51,9 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, NoReturn
+
+from lightning_hw._compat import python as compat_python
 
 #: set to ``0`` to start every command as a plain subprocess
 SWITCH_ENV = "LIGHTNING_HW_WARM_START"
@@ -583,8 +587,8 @@ def serve() -> None:
     """The warm process: import the libraries, then fork a command per request until the caller goes.
 
     Its argument is the descriptor of its socket to the caller. On Linux this process stays as the
-    warm process's keeper (see the module's docstring) and a fork of it goes on. A fork leaves this
-    function by running its command and exiting through Python's normal exit.
+    warm process's keeper (see the module's docstring) and a fork of it goes on. A fork never returns
+    from this function: it runs its command and ends as Python's exit would (:func:`_end_as_python_would`).
     """
     channel = socket.socket(fileno=int(sys.argv[1]))
     # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
@@ -618,6 +622,10 @@ def serve() -> None:
     if _cuda_driver_loaded():  # something initialised CUDA anyway: forks could not use the GPU
         channel.send(json.dumps({"ready": False, "modules": [], "pid": os.getpid()}).encode())
         return
+    # Out of reach of the garbage collector from now on: a fork's collections then walk only its own objects.
+    # Walking these wrote to each one's header, so the fork copied nearly every page it shares with this
+    # process: ~1 s of a full collection, in every fork that ran one.
+    gc.freeze()
     global _SERVER_PYTHON_PATH
     _SERVER_PYTHON_PATH = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     # lightning_hw (imported to run this) is not among them: each fork imports it afresh from its own sys.path.
@@ -647,7 +655,7 @@ def serve() -> None:
                 channel.close()
                 os.close(wake_read)
                 os.close(wake_write)
-                _become(request, fds)  # returns only by raising SystemExit or the command's exception
+                _end_as_python_would(lambda: _become(request, fds))
             for fd in fds:
                 os.close(fd)
             channel.send(json.dumps({"number": request["number"], "started": pid}).encode())
@@ -748,6 +756,69 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     sys.argv = ["lightning_hw", *request["argv"]]
     runpy.run_module("lightning_hw", run_name="__main__", alter_sys=True)
     sys.exit(0)
+
+
+def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
+    """In the fork: run ``command``, then end as Python's exit would, less its freeing of every object.
+
+    After a command Python's exit prints an uncaught exception, waits for the threads that are
+    not daemons, runs the ``atexit`` functions and flushes the standard streams; then it frees
+    every object of every module. In a fork that last step writes to nearly every page the fork
+    shares with the warm process (reference counts), and copying them took 2-4 s, longer than
+    ``--help`` or a refused option takes to run. So the fork does the rest, flushes the files
+    the command left open (as freeing them would have), and ends with ``os._exit``, as
+    :mod:`multiprocessing`'s forked children do.
+    """
+    interrupted = False
+    try:
+        command()
+        code = 0
+    except SystemExit as stop:
+        code = _exit_status(stop.code)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        code, interrupted = 1, True
+    except BaseException:  # noqa: BLE001 - printed as Python prints what nothing caught
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    _join_threads()
+    compat_python.run_exit_functions()
+    _flush_open_files()
+    if interrupted:  # Python then ends by SIGINT, so that a shell sees a Ctrl-C (status 130), not a failure
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The status ``sys.exit(code)`` ends Python with: ``None`` is 0, a number itself, anything else printed and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        print(code, file=sys.stderr)
+    return 1
+
+
+def _join_threads() -> None:
+    """Wait for every thread that is not a daemon, as Python's exit does (also those started meanwhile)."""
+    while others := [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]:
+        for thread in others:
+            thread.join()
+
+
+def _flush_open_files() -> None:
+    """Flush the standard streams, and every file the command opened and left open (the fork's own objects only)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    for item in gc.get_objects():  # the warm process's objects are frozen: not among them
+        if issubclass(type(item), io.IOBase):
+            with contextlib.suppress(Exception):
+                if not item.closed:
+                    item.flush()
 
 
 def _place_descriptors(received: list[int], targets: list[int]) -> None:
