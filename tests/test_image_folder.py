@@ -474,3 +474,47 @@ def test_cli_reports_an_empty_class_in_one_line_that_says_what_to_do(workdir, ca
     assert err[-1].startswith("error: class(es) cow have no images in photos: add images (.png, .jpg")
     assert err[-1].endswith(", or train on the others with --data.init_args.classes '[cat, dog]'")
     assert not any("Traceback" in line for line in err) and not (workdir / "runs").exists()
+
+
+def _folder_of_the_other_layout(workdir: Path, case: str) -> Path:
+    """Photos of two classes, ``indoor`` and ``outdoor``, laid out as a user might have them for ``case``."""
+    if case == "prefix files, labels folder":
+        return write_image_folder(workdir / "photos", ("indoor", "outdoor"), per_class=3, size=(20, 24), layout="prefix")
+    if case == "class folders, labels prefix":
+        return write_image_folder(workdir / "photos", ("indoor", "outdoor"), per_class=3, size=(20, 24), layout="folder")
+    # One folder too high: photos/all/<class>/ (read as the one class 'all') or photos/all/<class>.<n>.jpg.
+    layout = "folder" if case == "class folders one level down, labels folder" else "prefix"
+    write_image_folder(workdir / "photos" / "all", ("indoor", "outdoor"), per_class=3, size=(20, 24), layout=layout)
+    return workdir / "photos"
+
+
+@pytest.mark.parametrize(
+    ("case", "labels", "expected"),
+    [
+        ("prefix files, labels folder", "folder",
+         "error: photos holds 6 images but no class sub-folders (labels='folder' reads photos/<class>/*.jpg); named "
+         "<class>.<anything>, they are of the classes indoor, outdoor: set --data.init_args.labels prefix"),
+        ("class folders, labels prefix", "prefix",
+         "error: no images at the top level of photos (labels='prefix' reads photos/<class>.<anything>.jpg); its "
+         "sub-folders indoor/, outdoor/ hold 6: if they are the classes, set --data.init_args.labels folder"),
+        ("prefix files one level down, labels prefix", "prefix",
+         "error: no images at the top level of photos (labels='prefix' reads photos/<class>.<anything>.jpg); its "
+         "sub-folder all/ holds 6: set --data.init_args.root photos/all"),
+        ("class folders one level down, labels folder", "folder",
+         "error: the images in {photos} form one class, 'all' (labels='folder': the class is each image's sub-folder); "
+         "a classifier needs at least two; all/ itself holds the classes indoor, outdoor: set --data.init_args.root photos/all"),
+        ("prefix files one level down, labels auto", "auto",
+         "error: the images in {photos} form one class, 'all' (labels='folder': the class is each image's sub-folder); "
+         "a classifier needs at least two; all/ itself holds the classes indoor, outdoor: set --data.init_args.root photos/all"),
+    ],
+)
+def test_a_folder_of_the_other_layout_is_told_the_setting_that_reads_it(workdir, capsys, case, labels, expected):
+    """An E3 folder (``indoor.0.jpg``) given to an E5 config (``labels: folder``), or the reverse, or a root one
+    folder too high: it was said to hold no images (or one class to complete) although it held them all."""
+    photos = _folder_of_the_other_layout(workdir, case)
+    args = ["fit", "--model", "Classifier", "--model.init_args.net", "lightning_hw.nets.mlp.MLP",
+            "--data", "ImageFolder", "--data.init_args.root", "photos", "--data.init_args.labels", labels,
+            "--run.wandb", "disabled"]
+    code, line = error_of(args, capsys)
+    assert (code, line) == (1, expected.format(photos=photos))
+    assert not (workdir / "runs").exists()

@@ -24,7 +24,15 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_hw.data.base import SPLIT_NAMES, Split
-from lightning_hw.data.io.image_files import IMAGE_SUFFIXES, file_id, is_hidden, list_images, read_image, walk_images
+from lightning_hw.data.io.image_files import (
+    IMAGE_SUFFIXES,
+    file_id,
+    images_in_subfolders,
+    is_hidden,
+    list_images,
+    read_image,
+    walk_images,
+)
 from lightning_hw.data.io.jpeg_batch import EncodedImages, collate_encoded, decode_batch, read_file
 from lightning_hw.data.loading import decode_threads
 from lightning_hw.data.images import ImageDataModule, check_image_settings
@@ -88,10 +96,7 @@ def scan_folder(
         index = {name: i for i, name in enumerate(names)}
         samples = [(p, index[c]) for p, c in zip(files, prefixes) if c in index]
     if not samples:
-        raise DataError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {root} for labels={labels!r}; "
-            "check the folder and the labels setting"
-        )
+        raise DataError(_nothing_found_message(root, labels, prefix_separator))
     counts = torch.bincount(torch.tensor([label for _, label in samples]), minlength=len(names))
     empty = [names[i] for i in range(len(names)) if counts[i] == 0]
     if empty:
@@ -102,6 +107,58 @@ def scan_folder(
             f"{where}, or train on the others with --data.init_args.classes '[{', '.join(kept)}]'"
         )
     return samples, names
+
+
+
+def _nothing_found_message(root: Path, labels: str, prefix_separator: str) -> str:
+    """Why ``scan_folder`` found no samples in ``root``, and the setting that reads it when the layout tells.
+
+    A folder of the other layout (the E3 cats and dogs, ``cat.12.jpg``, given to an E5 config's
+    ``labels: folder``, or class sub-folders given to ``labels: prefix``) was said to hold no
+    images at all, although it held them all.
+
+    Args:
+        root: the image folder, which exists.
+        labels: the layout it was read with, ``folder`` or ``prefix`` (``auto`` resolved).
+        prefix_separator: what ends the class prefix of a file name.
+    """
+    suffixes = ", ".join(IMAGE_SUFFIXES)
+    if labels == "folder":
+        top_level = list_images(root)
+        if not top_level:
+            return f"no images ({suffixes}) found in {root} or its sub-folders; check the folder"
+        classes = sorted({path.name.split(prefix_separator, 1)[0] for path in top_level})
+        layout = f"labels='folder' reads {root}/<class>/*.jpg"
+        if 2 <= len(classes) < len(top_level):  # names that share prefixes, as cat.0.jpg, cat.1.jpg, dog.0.jpg
+            return (
+                f"{root} holds {len(top_level)} images but no class sub-folders ({layout}); named "
+                f"<class>{prefix_separator}<anything>, they are of the classes {_some(classes)}: "
+                "set --data.init_args.labels prefix"
+            )
+        return (
+            f"{root} holds {len(top_level)} images but no class sub-folders ({layout}): move each class's "
+            "images into a sub-folder named after it"
+        )
+    held = images_in_subfolders(root)
+    layout = f"labels='prefix' reads {root}/<class>{prefix_separator}<anything>.jpg"
+    if not held:
+        return f"no images ({suffixes}) found in {root}; check the folder"
+    if len(held) == 1:  # one folder too high: the images are all in root/<one folder>/
+        inner = root / next(iter(held))
+        return (
+            f"no images at the top level of {root} ({layout}); its sub-folder {inner.name}/ holds "
+            f"{sum(held.values())}: set --data.init_args.root {inner}"
+        )
+    return (
+        f"no images at the top level of {root} ({layout}); its sub-folders "
+        f"{_some([f'{name}/' for name in held])} hold {sum(held.values())}: if they are the classes, "
+        "set --data.init_args.labels folder"
+    )
+
+
+def _some(names: Sequence[str], most: int = 5) -> str:
+    """``names`` joined by commas, the first ``most`` of them and how many in all when there are more."""
+    return ", ".join(names[:most]) + (f" ... ({len(names)} in all)" if len(names) > most else "")
 
 
 class ImageFolder(StreamingFallback, ImageDataModule):
@@ -188,13 +245,35 @@ class ImageFolder(StreamingFallback, ImageDataModule):
         name = self._class_names[0]
         if classes is not None:
             raise DataError(f"classes keeps one class, {name!r}; a classifier needs at least two: list them all")
+        inner = self._classes_one_folder_down(name, labels, prefix_separator)
         if labels == "auto":
             labels = "folder" if any(p.is_dir() and not is_hidden(p.name) for p in self.root.iterdir()) else "prefix"
         rule = "sub-folder" if labels == "folder" else f"file name up to the first {prefix_separator!r}"
-        raise DataError(
+        said = (
             f"the images in {self.root.absolute()} form one class, {name!r} (labels={labels!r}: the class is each "
-            f"image's {rule}); a classifier needs at least two: add the other class's images"
+            f"image's {rule}); a classifier needs at least two"
         )
+        if inner:
+            raise DataError(
+                f"{said}; {name}/ itself holds the classes {_some(inner)}: "
+                f"set --data.init_args.root {self.root / name}"
+            )
+        raise DataError(f"{said}: add the other class's images")
+
+    def _classes_one_folder_down(self, name: str, labels: str, prefix_separator: str) -> list[str]:
+        """The classes the one class folder ``root/name`` holds itself, read as ``labels`` says; none if under two.
+
+        A root one folder too high (``photos/`` above ``photos/cat/``, ``photos/dog/``) reads as
+        the one class ``photos``; pointed one folder down, it is the data set.
+        """
+        inner = self.root / name
+        if not inner.is_dir():
+            return []
+        try:
+            _, names = scan_folder(inner, labels, prefix_separator)
+        except DataError:
+            return []
+        return names if len(names) >= 2 else []
 
     @property
     def class_names(self) -> list[str]:
