@@ -109,7 +109,6 @@ def scan_folder(
     return samples, names
 
 
-
 def _nothing_found_message(root: Path, labels: str, prefix_separator: str) -> str:
     """Why ``scan_folder`` found no samples in ``root``, and the setting that reads it when the layout tells.
 
