@@ -132,6 +132,32 @@ def test_a_search_optimises_the_metric_its_trials_are_given(workdir, monkeypatch
     assert trial.value == min(curve.values())
 
 
+def test_a_search_reads_the_task_monitor_without_its_weights_and_says_when_it_cannot(workdir, monkeypatch, capsys):
+    """With no objective, the study builds the task to read the monitor its ``__init__`` chooses.
+    A backbone's weights were fetched for it (a hub probe or a download in the study process; a
+    weights file read): where they could not be, the class attribute (``val/acc`` here) was
+    optimised without a word, while the trials' checkpoints kept their best ``val/loss``. Now the
+    weights are not fetched, and a task that cannot be built is named with why, in one line."""
+    from lightning_hw.data.fixtures.classification import write_image_folder
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    images = write_image_folder(workdir / "io", classes=("indoor", "outdoor"), per_class=2, size=(32, 32), layout="folder")
+    net = {"class_path": "lightning_hw.nets.backbones.TimmNet",
+           "init_args": {"model_name": "resnet18", "weights_file": str(workdir / "absent.safetensors")}}
+    config = {"model": {"class_path": "reliability_helpers.MonitorChosenAtInit", "init_args": {"net": net, "watch": "val/loss"}},
+              "data": {"class_path": "ImageFolder", "init_args": {"root": str(images), "image_size": 32}}}
+    (workdir / "timm.yaml").write_text(yaml.safe_dump(config))
+    study = write_search(workdir, config="timm.yaml", trials=1, search={"model.init_args.lr": {"float": [1.0e-3, 0.1]}})
+    studies.main([str(study)])  # its one trial fails: the weights file is not there
+    out = capsys.readouterr().out
+    assert "objective val/loss minimize)" in out and "class attribute" not in out
+    unbuilt = write_search(workdir, name="unbuilt", config="timm.yaml", trials=1, search={"model.init_args.lr": {"float": [1.0e-3, 0.1]}})
+    studies.main([str(unbuilt), "--data.init_args.root", "nowhere"])
+    (note,) = [line for line in capsys.readouterr().out.splitlines() if "class attribute" in line]
+    assert note.startswith("Study unbuilt: objective val/acc maximize: MonitorChosenAtInit's class attribute `monitor`, as the task could not be built here")
+    assert f"(image folder {workdir / 'nowhere'} not found" in note and note.endswith("set `objective:` in the study file to be sure")
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

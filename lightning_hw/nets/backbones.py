@@ -16,9 +16,11 @@ ResNet152 lost ~16 points of accuracy that way).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,26 @@ from torch import nn
 
 from lightning_hw.errors import ConfigError
 from lightning_hw.nets.heads import POOLING, HeadSpec, build_head, split_pooling
+
+
+#: set while a backbone is built only to read its task's settings: no weights are fetched or read
+_WEIGHTS_SKIPPED: contextvars.ContextVar[bool] = contextvars.ContextVar("weights_skipped", default=False)
+
+
+@contextlib.contextmanager
+def without_pretrained_weights() -> Iterator[None]:
+    """Backbones built inside keep timm's random initialisation: no hub request, download or weights file read.
+
+    For a task built only to read what its ``__init__`` chooses (a study's objective, see
+    :mod:`lightning_hw.studies.task_monitor`): its weights choose nothing there, and fetching
+    them cost the study process a hub probe (seconds offline, where the build then failed) or a
+    download before the first trial.
+    """
+    token = _WEIGHTS_SKIPPED.set(True)
+    try:
+        yield
+    finally:
+        _WEIGHTS_SKIPPED.reset(token)
 
 
 def create_backbone(
@@ -56,6 +78,8 @@ def create_backbone(
         hint = f"did you mean {' or '.join(close)}? " if close else ""
         raise ConfigError(f"unknown timm model {model_name!r}; {hint}see timm.list_models()")
     kwargs: dict[str, Any] = {"num_classes": 0, "global_pool": global_pool, "in_chans": in_chans}
+    if _WEIGHTS_SKIPPED.get():
+        return timm.create_model(model_name, pretrained=False, **kwargs)
     if weights_file is not None:
         path = Path(weights_file).expanduser()
         if not path.is_file():

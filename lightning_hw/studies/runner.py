@@ -675,6 +675,8 @@ def job_for(search: SearchStudy, trial, extra: list[str]) -> Job:
 
 def _print_header(search: SearchStudy, study, only: list[str] | None, extra: list[str]) -> int:
     """What the study holds before this invocation; returns how many trials it may start."""
+    if search.objective_note:
+        print(f"Study {search.name}: {search.objective_note}")
     if search.is_grid:
         names = only or [v.name for v in search.study.variants]
         done = [n for n in names if is_finished_run(search.directory / n)]

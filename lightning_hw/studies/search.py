@@ -66,6 +66,8 @@ class SearchStudy:
         seed: the sampler's seed.
         heartbeat: seconds between heartbeats of a running trial.
         heads: heads composed from several parameters (``head:`` entries; their parameters are in ``space``).
+        objective_note: why the objective is what it is, where that is not what the trials' fit
+            surely checkpoints on (the task's class attribute, the task not built here); else ``""``.
     """
 
     study: Study
@@ -79,6 +81,7 @@ class SearchStudy:
     seed: int = 0
     heartbeat: int = 30
     heads: list[HeadSpace] = field(default_factory=list)
+    objective_note: str = ""
 
     @property
     def name(self) -> str:
@@ -155,7 +158,7 @@ def load_search(path: str | Path, root: str | None = None, extra: Sequence[str] 
     if not isinstance(space_spec, dict) or not space_spec:
         raise ConfigError(f"{where}: `search` must map fit options to distributions, e.g. `model.init_args.lr: {{float: [1.0e-4, 0.1], log: true}}`")
     space, heads = read_space(space_spec, where)
-    metric, direction = _objective(spec.get("objective"), configs, [*study.args, *extra], where)
+    metric, direction, note = _objective(spec.get("objective"), configs, [*study.args, *extra], where)
     sampler = str(spec.get("sampler") or "tpe").lower()
     if sampler not in SAMPLERS:
         raise ConfigError(f"{where}: unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
@@ -172,6 +175,7 @@ def load_search(path: str | Path, root: str | None = None, extra: Sequence[str] 
         seed=sampler_seed(spec.get("seed"), where),
         heartbeat=_positive_int(spec.get("heartbeat", 30), f"{where}: heartbeat"),
         heads=heads,
+        objective_note=note,
     )
     search.storage = storage_url(spec.get("storage"), search.directory, where)
     return search
@@ -241,11 +245,11 @@ def grid_search(study: Study, options: dict[str, Any], extra: Sequence[str] = ()
     where = f"study {study.path}"
     configs = study.configs or _config_args(study.variants[0].args)
     try:
-        metric, direction = _objective(options.get("objective"), configs, [*study.args, *extra], where, validation=False)
+        metric, direction, note = _objective(options.get("objective"), configs, [*study.args, *extra], where, validation=False)
     except ConfigError:
         if options.get("objective") is not None:
             raise
-        metric, direction = "val/loss", "minimize"  # a base config we cannot read for its monitor: the runs will say
+        metric, direction, note = "val/loss", "minimize", ""  # a base config we cannot read for its monitor: the runs will say
     search = SearchStudy(
         study=study,
         space={GRID_PARAM: CategoricalDistribution([v.name for v in study.variants])},
@@ -256,6 +260,7 @@ def grid_search(study: Study, options: dict[str, Any], extra: Sequence[str] = ()
         trials=len(study.variants),
         seed=sampler_seed(options.get("seed"), where),
         heartbeat=_positive_int(options.get("heartbeat", 30), f"{where}: heartbeat"),
+        objective_note=note,
     )
     search.storage = storage_url(options.get("storage"), search.directory, where)
     return search
@@ -343,8 +348,10 @@ def grid_choices(space: dict[str, Any], where: str) -> dict[str, list]:
 # -- objective, sampler, pruner, storage ---------------------------------------------------------
 
 
-def _objective(spec: Any, configs: list[str], fit_args: list[str], where: str, validation: bool = True) -> tuple[str, str]:
-    """(metric, direction): as given, else what the run's checkpoints monitor (``run.monitor`` or the task's).
+def _objective(spec: Any, configs: list[str], fit_args: list[str], where: str, validation: bool = True) -> tuple[str, str, str]:
+    """(metric, direction, note): as given, else what the run's checkpoints monitor (``run.monitor`` or the task's).
+
+    The note is ``""``, or says why the objective is the task class's attribute (see :func:`_monitor`).
 
     Args:
         configs: the base config files.
@@ -359,8 +366,9 @@ def _objective(spec: Any, configs: list[str], fit_args: list[str], where: str, v
         metric, direction = spec, None
     else:
         raise ConfigError(f"{where}: objective must be a metric name or {{metric: ..., direction: maximize|minimize}}")
+    note = ""
     if metric is None:
-        metric, mode = _monitor(configs, fit_args)
+        metric, mode, note = _monitor(configs, fit_args)
     else:
         mode = monitor_mode(str(metric))
     if direction is None:
@@ -369,27 +377,34 @@ def _objective(spec: Any, configs: list[str], fit_args: list[str], where: str, v
         raise ConfigError(f"{where}: objective direction must be maximize or minimize, got {direction!r}")
     if validation and not str(metric).startswith("val/"):
         raise ConfigError(f"{where}: the objective must be a validation metric (val/...), reported every epoch; got {metric!r}")
-    return str(metric), direction
+    if note:
+        note = f"objective {metric} {direction}: {note}"
+    return str(metric), direction, note
 
 
-def _monitor(configs: list[str], fit_args: list[str]) -> tuple[str, str]:
-    """The metric ``fit`` checkpoints on for these configs: ``run.monitor``, else the task's ``monitor``.
+def _monitor(configs: list[str], fit_args: list[str]) -> tuple[str, str, str]:
+    """The metric ``fit`` checkpoints on for these configs and its mode: ``run.monitor``, else the task's ``monitor``.
 
     The task's is read from the task built as ``fit`` builds it (see
     :mod:`~lightning_hw.studies.task_monitor`): one that sets ``monitor`` in ``__init__`` is
-    searched on that metric, in its direction; its class's attribute only where it cannot be built here.
+    searched on that metric, in its direction; its class's attribute only where it cannot be built
+    here, and the third value then says so and why (its trials' fit may checkpoint on another).
     """
     from lightning_hw.runs.config import monitor_mode, task_monitor_mode
     from lightning_hw.studies.task_monitor import built_task, composed_run_monitor, composed_section
 
     monitor = composed_run_monitor(configs, fit_args)
     if monitor:
-        return monitor, monitor_mode(monitor)
+        return monitor, monitor_mode(monitor), ""
     model = composed_section(configs, fit_args, "model")
-    task = built_task(model, composed_section(configs, fit_args, "data"))
+    task, failure = built_task(model, composed_section(configs, fit_args, "data"))
+    note = ""
     if task is None:
         task = _task_class(str(model["class_path"] or ""))
-    return getattr(task, "monitor", "val/loss"), task_monitor_mode(task) if task is not None else "min"
+        if task is not None and failure:
+            note = (f"{task.__name__}'s class attribute `monitor`, as the task could not be built here to read "
+                    f"the one its __init__ may choose ({failure}); set `objective:` in the study file to be sure")
+    return getattr(task, "monitor", "val/loss"), task_monitor_mode(task) if task is not None else "min", note
 
 
 def _task_class(class_path: str) -> type | None:

@@ -93,37 +93,51 @@ def _yaml_value(text: str) -> Any:
         return text
 
 
-def built_task(model: dict[str, Any], data: dict[str, Any]) -> Any | None:
-    """The task ``model`` configures, built as ``fit`` builds it (``__init__`` run); ``None`` if it cannot be built here.
+def built_task(model: dict[str, Any], data: dict[str, Any]) -> tuple[Any | None, str]:
+    """The task ``model`` configures, built as ``fit`` builds it (``__init__`` run), and why not if it cannot be.
 
     Args:
         model: the composed ``model:`` section (see :func:`composed_section`).
         data: the composed ``data:`` section, whose datamodule gives the task's ``linked_from_data`` sizes.
+
+    Returns:
+        ``(task, "")``, or ``(None, reason)``: the first line of the error that stopped the build
+        (``""`` too when no task class is named or found: the trials' ``fit`` refuses that).
     """
     from jsonargparse import ArgumentParser
     from lightning.pytorch import LightningModule
 
     from lightning_hw import registry
+    from lightning_hw.nets.backbones import without_pretrained_weights
 
     registry.discover()
     task_cls = registry.import_class(str(model.get("class_path") or ""), "task")
     if task_cls is None:
-        return None
+        return None, ""
     init_args = copy.deepcopy(model.get("init_args") or {})
     missing = [name for name in getattr(task_cls, "linked_from_data", ()) if name not in init_args]
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningModule, "model", required=True)
     # Anything this cannot build (a datamodule that needs its files first, a plugin's own
-    # requirements) leaves the class attribute to decide, as before; the trial's fit, which
-    # builds it for real, still reports its own errors. Its warnings are the fit's to show.
-    with warnings.catch_warnings():
+    # requirements) leaves the class attribute to decide, and the study says so with this reason;
+    # the trial's fit, which builds it for real, still reports its own errors. Its warnings are the fit's to show.
+    with warnings.catch_warnings(), without_pretrained_weights():
         warnings.simplefilter("ignore")
         try:
             init_args.update(_linked_sizes(missing, data))
             config = {"class_path": f"{task_cls.__module__}.{task_cls.__qualname__}", "init_args": init_args}
-            return parser.instantiate_classes(parser.parse_object({"model": config})).model
-        except Exception:  # noqa: BLE001 - see above
-            return None
+            return parser.instantiate_classes(parser.parse_object({"model": config})).model, ""
+        except Exception as err:  # noqa: BLE001 - see above
+            return None, _first_line(err)
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of the error a user can fix behind ``err`` (jsonargparse wraps it), shortened, for a note."""
+    from lightning_hw.errors import user_error_in
+
+    text = str(user_error_in(err) or err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _linked_sizes(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
