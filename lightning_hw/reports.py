@@ -129,7 +129,7 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
         marks = [*directory.rglob(METRICS_FILE), *directory.rglob(STATUS_FILE)]
         below = sorted({p.parent for p in marks if not is_evaluation_dir(p.parent)})
         if not below:
-            raise DataError(f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
+            raise DataError(untrained_study_run(directory) or f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
         found += below
     return list(dict.fromkeys(found))
 
@@ -250,6 +250,24 @@ def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
         base = base.parent
     runs = [Run(str(p.resolve().relative_to(base)), p, _curves(p), run_status(p)) for p in paths]
     return runs, base
+
+
+def untrained_study_run(directory: Path) -> str | None:
+    """Why ``directory``, a study's run folder that holds only the study's log, has no run; ``None`` for any other folder.
+
+    Its variant's (or trial's) ``fit`` was refused before training (a typo of its own): "no runs
+    under it; train some first" sent the user to train what the study had already tried.
+    """
+    from lightning_hw.studies.grid import LOG_FILE, last_error_line
+
+    if not (directory / LOG_FILE).is_file():
+        return None
+    log = directory / LOG_FILE
+    error = last_error_line(directory)
+    if error is None:  # its fit may be starting now, in another process
+        return f"{directory} holds no run yet, only study {directory.parent.name}'s log (no error in it: its fit may still be starting); see {log}"
+    return (f"{directory} holds no run: study {directory.parent.name}'s fit of it never trained ({error}); "
+            f"see {log}, fix the study file and run the study again")
 
 
 def untrained_variants(groups: list[Path]) -> list[str]:

@@ -17,6 +17,7 @@ from lightning_hw.studies import grid as studies, runner
 from lightning_hw.errors import ConfigError, DataError
 
 from conftest import QUICKSTART, REPO
+from reliability_helpers import error_of
 from lightning_hw.cli import warm_start
 
 TESTS = Path(__file__).resolve().parent
@@ -136,6 +137,12 @@ def test_a_variant_refused_for_its_own_typo_fails_and_the_others_train_without_a
     assert reports.main([str(workdir / "runs" / "own")]) == 0
     note = "- note: typo did not train (error: Classifier has no option 'lrr'"
     assert note in (workdir / "runs" / "own" / "report" / "report.md").read_text() and note in capsys.readouterr().out
+    # Its folder, which holds only the study's log, reported by itself: it said "no runs under it;
+    # train some first, e.g. with `study`" (which had just tried); it now says what became of it.
+    code, error = error_of(["report", str(Path("runs") / "own" / "typo")], capsys)
+    assert code == 1 and error.startswith(f"error: {Path('runs') / 'own' / 'typo'} holds no run: study own's fit of it never trained (error: Classifier has no option 'lrr'")
+    assert error.endswith(f"see {Path('runs') / 'own' / 'typo' / studies.LOG_FILE}, fix the study file and run the study again")
+    assert sorted(p.name for p in (workdir / "runs" / "own" / "typo").iterdir()) == [studies.LOG_FILE]  # nothing written there
     # A typo in what every variant shares still stops the study at once, config files and all.
     assert studies.main([str(path), "--trainer.max_epochz", "2"]) == 2
     assert "refused before training: error:" in capsys.readouterr().out
