@@ -31,6 +31,17 @@ def test_a_new_run_of_a_reserved_name_is_refused(tiny_args, workdir, capsys, nam
     assert not group.exists()  # no run folder made (nor its group)
 
 
+@pytest.mark.parametrize("name, reserved", [("Eval", "eval"), ("REPORT", "report")])
+def test_a_reserved_name_in_another_case_is_refused(tiny_args, workdir, capsys, name, reserved):
+    """``Eval`` and ``REPORT`` trained runs: on a case-insensitive filesystem (macOS's default) they are the group's folders."""
+    code, line = error_of(tiny_args("fit", "--run.name", name), capsys)
+    group = workdir / "runs" / "quickstart"
+    assert code == 2
+    assert line == (f"error: run name {name!r} is reserved (in any case: {name!r} is {reserved!r} on a case-insensitive "
+                    f"filesystem): {group / reserved}/ holds {HOLDS[reserved]}; give another --run.name")
+    assert not group.exists()
+
+
 def test_a_reserved_name_from_a_config_file_is_refused(tiny_args, workdir, capsys):
     named = workdir / "named.yaml"
     named.write_text("run:\n  name: eval\n")

@@ -114,12 +114,15 @@ def refuse_a_reserved_name(directory: Path, way_out: str = "give another --run.n
         way_out: what the user does instead (a study renames its variant).
 
     Raises:
-        ConfigError: ``directory`` has a reserved name and holds no run.
+        ConfigError: ``directory`` has a reserved name, in any case, and holds no run.
     """
-    holds = RESERVED_NAMES.get(directory.name)
+    # Any case: on a case-insensitive filesystem (macOS's and Windows' default) `Eval` is `eval`.
+    reserved = directory.name.lower()
+    holds = RESERVED_NAMES.get(reserved)
     if holds is not None and not holds_record(directory):
+        same = "" if directory.name == reserved else f" (in any case: {directory.name!r} is {reserved!r} on a case-insensitive filesystem)"
         raise ConfigError(
-            f"run name {directory.name!r} is reserved: {directory}/ holds {holds}; {way_out}"
+            f"run name {directory.name!r} is reserved{same}: {directory.parent / reserved}/ holds {holds}; {way_out}"
         )
 
 
