@@ -268,18 +268,23 @@ def test_unreadable_image_fails_by_default_and_is_counted_when_skipped(tiny_args
     folder.mkdir()
     for i in range(3):
         Image.new("L", (8, 8), color=40 * i).save(folder / f"img{i}.png")
-    (folder / "broken.png").write_bytes(b"<html>not an image</html>")
+    for i in range(4):
+        (folder / f"broken{i}.png").write_bytes(b"<html>not an image</html>")
     ckpt = str(trained_run / "checkpoints" / "last.ckpt")
     args = tiny_args("predict", "--ckpt_path", ckpt, "--predict_from", str(folder))
     code, line = error_of(args, capsys)
     assert code == 1
-    assert line.startswith(f"error: cannot read image {folder / 'broken.png'}: cannot identify image file")
+    assert line.startswith(f"error: cannot read image {folder / 'broken0.png'}: cannot identify image file")
 
     from lightning_hw.data.io.image_files import UnreadableImagesWarning
 
-    skipped = r"skipped 1 unreadable image file\(s\) of 4 \(first: .*broken.png"
-    with pytest.warns(UnreadableImagesWarning, match=skipped):
+    # One line: how many, which (the first three, then a count), why the first; it named the
+    # first file alone, twice ("first: F: cannot read image F: ...; delete or replace the file").
+    with pytest.warns(UnreadableImagesWarning) as warned:
         main(args + ["--on_unreadable", "skip"])
+    (message,) = [str(w.message) for w in warned if w.category is UnreadableImagesWarning]
+    named = ", ".join(str(folder / f"broken{i}.png") for i in range(3))
+    assert message == f"skipped 4 of 7 image files, unreadable: {named} and 1 more (the first: cannot identify image file)"
     # An evaluation writes into its own directory, never among the run's training files.
     (written,) = (trained_run / "eval").glob("predict-*/predictions-images.csv")
     rows = written.read_text().splitlines()

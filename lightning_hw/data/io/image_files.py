@@ -307,7 +307,7 @@ def read_all(
         except DataError as err:  # a reader that already names the file
             if on_unreadable == "fail":
                 raise DataError(f"{err} (or {how_to_skip})") from None
-            skipped.append((path, str(err)))
+            skipped.append((path, _without_path(str(err), path)))
             continue
         except (OSError, ValueError, SyntaxError) as err:  # what Pillow raises for damaged files
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -319,10 +319,28 @@ def read_all(
             continue
         kept.append(i)
     if skipped:
-        first, reason = skipped[0]
-        warnings.warn(
-            f"skipped {len(skipped)} unreadable {what} file(s) of {len(paths)} (first: {first}: {reason})",
-            UnreadableImagesWarning,
-            stacklevel=2,
-        )
+        warnings.warn(skipped_files_line(skipped, len(paths), what), UnreadableImagesWarning, stacklevel=2)
     return items, kept
+
+
+#: how many skipped files the warning names (the rest are counted)
+SKIPPED_NAMED = 3
+
+
+def skipped_files_line(skipped: Sequence[tuple[Path, str]], total: int, what: str = "image") -> str:
+    """One line: how many files were skipped, which (the first :data:`SKIPPED_NAMED`, then a count), and why the first.
+
+    Args:
+        skipped: ``(path, reason)`` of each file left out, the reason without the path.
+        total: how many files there were.
+        what: what a file is.
+    """
+    named = ", ".join(str(path) for path, _ in skipped[:SKIPPED_NAMED])
+    more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
+    return f"skipped {len(skipped)} of {total} {what} files, unreadable: {named}{more} (the first: {skipped[0][1]})"
+
+
+def _without_path(message: str, path: Path) -> str:
+    """A reader's message about ``path`` without the path and the advice (the warning names the file, and skipping was asked for)."""
+    message = message.removeprefix(f"cannot read image {path}: ")
+    return message.removesuffix("; delete or replace the file")
