@@ -515,6 +515,9 @@ def build_task(ckpt_path: str | os.PathLike, checkpoint: dict[str, Any], config_
     from lightning_hw.errors import user_error_in
 
     config_file = Path(config_path) if config_path else run_config_of(ckpt_path)
+    if config_path and not config_file.is_file():  # it said "no config.yaml next to its run" of a run that had one
+        raise ConfigError(f"config {config_file} not found; pass --config with the config {ckpt_path} was trained with "
+                          "(default: its run's config.yaml)")
     if config_file is None or not config_file.is_file():
         raise ConfigError(
             f"cannot tell which net {ckpt_path} holds: no config.yaml next to its run; "

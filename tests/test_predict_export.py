@@ -16,7 +16,7 @@ import torch
 from lightning_hw.cli import main
 from lightning_hw.data.datasets.digits import Digits
 from lightning_hw.errors import DataError
-from reliability_helpers import error_of
+from reliability_helpers import error_of, output_of
 from lightning_hw.cli import warm_start
 
 
@@ -126,6 +126,22 @@ def test_export_onnx_takes_raw_digits_and_matches_pytorch(trained_run, workdir, 
 
 
 # -- what a new user got wrong (review of the deployment path) --------------------------------------
+
+
+def test_export_takes_its_config_as_c_and_one_only(trained_run, workdir, capsys):
+    """``-c`` for ``--config``, as fit, test and predict take it, was "unknown option -c"; a missing
+    file given so was "no config.yaml next to its run" (the run has one); several (fit stacks
+    them) used the last alone without a word."""
+    ckpt, config = str(trained_run / "checkpoints" / "last.ckpt"), str(trained_run / "config.yaml")
+    printed = output_of("export", "--ckpt_path", ckpt, "-c", config, "--output", str(workdir / "c.onnx"))
+    found = re.search(r"test/acc on the Digits test split \(179 samples\): PyTorch (\S+), onnxruntime on the raw samples (\S+) ", printed)
+    assert found and found.group(1) == found.group(2), printed
+    code, line = error_of(["export", "--ckpt_path", ckpt, "-c", str(workdir / "absent.yaml")], capsys)
+    assert (code, line) == (2, f"error: config {workdir / 'absent.yaml'} not found; pass --config with the config {ckpt} was "
+                               "trained with (default: its run's config.yaml)")
+    code, line = error_of(["export", "--ckpt_path", ckpt, "--config", config, f"-c{config}"], capsys)
+    assert code == 2 and line.startswith(f"error: export takes one --config (-c), got 2 ({config}, {config}): give the run's config.yaml")
+    assert not list(trained_run.glob("eval/export-*"))  # nothing exported by the refused ones
 
 
 def test_export_into_another_runs_directory_is_refused(trained_run, workdir, capsys):

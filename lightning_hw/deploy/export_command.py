@@ -28,7 +28,7 @@ def build_parser():
         "a new directory each time). An existing file is never replaced.",
     )
     parser.add_argument(
-        "--config", type=str | None, default=None,
+        "-c", "--config", type=str | None, default=None,  # -c as fit, test and predict take it
         help="The config the checkpoint was trained with (default: the run's config.yaml).",
     )
     parser.add_argument(
@@ -44,12 +44,28 @@ def build_parser():
 
 
 
+def _refuse_stacked_configs(argv: list[str]) -> None:
+    """Refuse several ``--config``/``-c``: fit stacks them, but export reads one, and the last alone was used without a word.
+
+    The run's ``config.yaml`` holds the stack resolved, which is the one file export needs.
+    """
+    from lightning_hw.cli.names import config_arguments
+
+    given = [path for _, path in config_arguments(argv)]
+    if len(given) > 1:
+        raise ConfigError(
+            f"export takes one --config (-c), got {len(given)} ({', '.join(given)}): give the run's config.yaml, "
+            "which holds the configs it was trained with resolved into one (or leave --config out: it is read from the run)"
+        )
+
+
 def main(argv: list[str]) -> int:
     """``python -m lightning_hw export ...``; returns the exit code."""
     from jsonargparse import ArgumentError
 
     from lightning_hw.cli.errors import explain
 
+    _refuse_stacked_configs(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
