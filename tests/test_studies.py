@@ -142,6 +142,14 @@ def test_a_variant_refused_for_its_own_typo_fails_and_the_others_train_without_a
     code, error = error_of(["report", str(Path("runs") / "own" / "typo")], capsys)
     assert code == 1 and error.startswith(f"error: {Path('runs') / 'own' / 'typo'} holds no run: study own's fit of it never trained (error: Classifier has no option 'lrr'")
     assert error.endswith(f"see {Path('runs') / 'own' / 'typo' / studies.LOG_FILE}, fix the study file and run the study again")
+    # A fit of its name by hand trained there beside the study's log (exit 0); the study then passed
+    # over it as "finished outside the study", and the report compared it as the variant.
+    code, error = error_of(["fit", "--config", str(QUICKSTART), "--run.root", "runs", "--run.group", "own", "--run.name", "typo"], capsys)
+    assert code == 2 and error == (
+        f"error: {Path('runs') / 'own' / 'typo'} belongs to study own: it holds only the study's log of its fit, which never "
+        "trained (error: Classifier has no option 'lrr'; did you mean lr? (accepted: net, num_classes, input_shape, head, "
+        "class_names, lr)); run the study again to train it there, or give another --run.name"
+    )
     assert sorted(p.name for p in (workdir / "runs" / "own" / "typo").iterdir()) == [studies.LOG_FILE]  # nothing written there
     # A typo in what every variant shares still stops the study at once, config files and all.
     assert studies.main([str(path), "--trainer.max_epochz", "2"]) == 2

@@ -495,11 +495,33 @@ def plan_run(settings: RunConfig, stage: str, config_files: list[str], ckpt_path
     if run.mode == "create":
         if inherited is None:  # a run that exists keeps its name; a DDP worker's first process checked it
             refuse_a_reserved_name(run.run_dir)
+            _refuse_a_study_runs_folder(run.run_dir)
         # A new run: from scratch, from another run's checkpoint, or `--ckpt_path last` with nothing
         # to continue yet (a resumed one keeps the settings it was trained with). Its directory is
         # made only after planning, so a refusal here leaves nothing behind.
         settings.check_wandb_project()
     return run
+
+
+def _refuse_a_study_runs_folder(directory: Path) -> None:
+    """Refuse a new run, outside a study, in a folder that holds only a study's log (its fit of that run never trained).
+
+    The folder is the study's variant's (or trial's): a ``fit --run.name`` of it by hand trained
+    there beside the study's log of its refused attempts, and the study then passed over the run
+    as finished outside it, while its report compared it as the variant.
+    """
+    import os
+
+    from lightning_hw.studies.grid import LOG_FILE, STUDY_PARENT_ENV, last_error_line
+
+    if os.environ.get(STUDY_PARENT_ENV) or not (directory / LOG_FILE).is_file() or holds_record(directory):
+        return
+    error = last_error_line(directory)
+    why = f" ({error})" if error else ""
+    raise ConfigError(
+        f"{directory} belongs to study {directory.parent.name}: it holds only the study's log of its fit, which never "
+        f"trained{why}; run the study again to train it there, or give another --run.name"
+    )
 
 
 def _plan_training(
