@@ -72,6 +72,20 @@ def _own_cache_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _warm_process_started_early(_own_cache_home):
+    """Start this worker's warm process as the session starts, without waiting for it.
+
+    Started on first use instead, it was still importing for the first commands, and a study of
+    one or two runs (which starts none, see ``studies.runner``) found none: those commands
+    started afresh, ~5 s more each. After ``_own_cache_home``, whose variable it must share.
+    """
+    from lightning_hw.cli import warm_start
+
+    warm_start.warm_up(wait=0)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry(tmp_path_factory):
     """Forget discovered plugins between tests, and the plugin modules a test imported.
