@@ -436,3 +436,26 @@ class SlowValidation(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
             time.sleep(self.seconds)
+
+
+class SignalInTest(Callback):
+    """Send this process signal ``signum`` once during a test: ``when="batch"`` after its first batch (the
+    test is still running), ``when="end"`` at ``on_test_end`` (Lightning has logged the test's metrics)."""
+
+    def __init__(self, when: str = "end", signum: int = 15) -> None:
+        self.when = when
+        self.signum = signum
+        self._sent = False
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.when == "batch":
+            self._send()
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.when == "end":
+            self._send()
+
+    def _send(self) -> None:
+        if not self._sent:
+            self._sent = True
+            os.kill(os.getpid(), self.signum)

@@ -566,6 +566,63 @@ def test_interrupted_run_saves_and_resumes_to_the_same_metrics(whole, tmp_path, 
     assert bests == [named], f"best checkpoints on disk {bests}, last.ckpt names {named}"
 
 
+def _test_rows(metrics: Path) -> list[dict[str, str]]:
+    return [filled(r) for r in csv_rows(metrics) if any(k.startswith("test/") for k in filled(r))]
+
+
+@pytest.mark.slow
+def test_a_signal_once_the_test_after_fit_is_recorded_leaves_a_finished_run(tmp_path):
+    """A SIGTERM that lands as the test after fit ends, once its row is in metrics.csv, is noted, not obeyed:
+    the run said "interrupted by SIGTERM during the test after fit", exit 143, and advised testing it again,
+    beside a complete test row. (Sent from a callback's on_test_end: no race.)"""
+    root = tmp_path / "runs"
+    run = root / "quickstart" / "t"
+    result = in_process(*tiny(
+        "fit", root, "--run.name", "t", "--trainer.limit_test_batches", "1",
+        "--trainer.callbacks+=reliability_helpers.SignalInTest", "--trainer.callbacks.when", "end",
+    ), cwd=tmp_path)
+
+    assert result.returncode == 0, shown(result)
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and "during" not in status and "signal" not in status, status
+    assert "SIGTERM: the run is complete; closing its logs" in result.stderr, shown(result)
+    assert "interrupted" not in result.stderr and "Test (best checkpoint" in result.stdout, shown(result)
+    assert [sorted(r) for r in _test_rows(run / "metrics.csv")] == [["epoch", "step", "test/acc", "test/f1", "test/loss"]]
+
+
+@pytest.mark.slow
+def test_a_signal_during_the_test_after_fit_stops_it_and_says_so(tmp_path):
+    """The other side of the line: a SIGTERM while the test still runs stops the command at once; no test row."""
+    root = tmp_path / "runs"
+    run = root / "quickstart" / "t"
+    result = in_process(*tiny(
+        "fit", root, "--run.name", "t",
+        "--trainer.callbacks+=reliability_helpers.SignalInTest", "--trainer.callbacks.when", "batch",
+    ), cwd=tmp_path)
+
+    assert result.returncode == 143, shown(result)
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["during"] == "the test after fit (training had finished)", status
+    assert "interrupted by SIGTERM during the test after fit" in result.stderr, shown(result)
+    assert _test_rows(run / "metrics.csv") == []
+
+
+@pytest.mark.slow
+def test_a_signal_once_a_test_of_a_run_is_recorded_keeps_the_evaluation(trained, tmp_path):
+    """``test`` on a run: a SIGTERM at its end removed the complete evaluation ("nothing was saved", exit 143)."""
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    result = in_process(*tiny(
+        "test", root, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.limit_test_batches", "1",
+        "--trainer.callbacks+=reliability_helpers.SignalInTest", "--trainer.callbacks.when", "end",
+    ), cwd=tmp_path)
+
+    assert result.returncode == 0, shown(result)
+    [evaluation] = _eval_dirs(run, "test")
+    assert len(_test_rows(evaluation / "metrics.csv")) == 1
+    assert f"Evaluation saved in {evaluation}" in result.stdout, shown(result)
+
+
 @pytest.mark.slow
 def test_sigterm_from_outside_saves_last_checkpoint(tmp_path):
     root = tmp_path / "runs"

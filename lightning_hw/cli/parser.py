@@ -70,6 +70,7 @@ from lightning_hw.runs import (
     RunCSVLogger,
     RunInterrupted,
     RunRecord,
+    TestRecorded,
     check_restored_settings_kept,
     checkpoint_callbacks,
     command_name,
@@ -506,7 +507,8 @@ class HWCLI(CLIHooks):
         for note in filter(None, (saved_elsewhere(config, run) for config in config_files)):
             _say(note)
         kwargs.setdefault("default_root_dir", str(run.directory))
-        callbacks = [LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
+        # TestRecorded first: its on_test_end is the first code after the test's row is written.
+        callbacks = [TestRecorded(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
         if chosen.get("finetune") is not None:
             if any(type(c) is type(chosen.finetune) for c in callbacks):
                 raise ConfigError(

@@ -19,6 +19,7 @@ _EXPORTS = {
     "WATCH": "interrupts",
     "GracefulStop": "interrupts",
     "RunInterrupted": "interrupts",
+    "TestRecorded": "interrupts",
     "Run": "lifecycle",
     "RunRecord": "lifecycle",
     "check_restored_settings_kept": "lifecycle",

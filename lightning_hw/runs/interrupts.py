@@ -10,7 +10,8 @@ clouds); people press Ctrl-C. Both should cost at most one training step:
   forced instead, since that is where an end-of-epoch resume continues exactly. A
   validation pass that is running finishes first (its metrics belong to the epoch).
 - Outside the training loop (set-up, sanity check, testing) and at a second signal, the
-  command stops at once.
+  command stops at once; once the work is done (a test's metrics logged, the command's
+  files being written out) a signal is noted and the command ends as it would have.
 - The CLI catches :class:`RunInterrupted`, prints what was saved and the exact command
   that resumes, and exits with ``128 + signal`` (SIGTERM 143, SIGINT 130): a scheduler or
   study runner never mistakes an interrupted run for a finished one.
@@ -371,6 +372,26 @@ class GracefulStop(Callback):
         saved = getattr(self.last_checkpoint, "saved_for_interrupt", None)
         if saved:
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=saved, step=trainer.global_step)
+
+
+class TestRecorded(Callback):
+    """Once a test's metrics are logged, a signal is noted, not obeyed: the test is done and on record.
+
+    Lightning logs the test's epoch metrics (``metrics.csv`` is written at once) just before
+    the ``on_test_end`` hooks. A signal after that but before the command's end stopped it at
+    once: the test after fit was recorded as "interrupted during the test", with the advice to
+    test again, beside its complete row (and ``test`` of a run removed its complete evaluation).
+    The CLI puts this callback first, so that it runs before any other ``on_test_end`` hook.
+
+    Args:
+        watch: the signal handlers (default: the process's).
+    """
+
+    def __init__(self, watch: SignalWatch = WATCH) -> None:
+        self.watch = watch
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.watch.finishing = True
 
 
 def _read_at_start(path: str) -> bytes:
