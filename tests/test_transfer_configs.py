@@ -439,8 +439,43 @@ def test_a_damaged_cache_file_is_computed_again(workdir, monkeypatch):
 @pytest.mark.slow
 def test_max_epochs_below_the_unfreeze_epoch_is_said(workdir, monkeypatch, caplog):
     monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
-    with caplog.at_level("INFO"), pytest.warns(UserWarning, match="unfreeze_at_epoch 20 is not below max_epochs 1: the backbone is never fine-tuned"):
+    said = ("unfreeze_at_epoch 20 is not below max_epochs 1, so the backbone stays frozen for the whole run; to fine-tune "
+            "it, raise --trainer.max_epochs above 20; to train it frozen on purpose, without this warning: "
+            "--finetune.unfreeze_at_epoch null --finetune.last_blocks null$")  # transfer_demo.yaml's last_blocks: 2
+    with caplog.at_level("INFO"), pytest.warns(UserWarning, match=said):
         HWCLI(args=["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--config",
                     str(REPO / "configs" / "e5_finetune.yaml"), "--trainer.max_epochs", "1",
                     "--data.init_args.image_size", "32", *quiet(workdir)])
     assert "backbone frozen for the whole run" in caplog.text and "until epoch 20" not in caplog.text
+
+
+def _readme_frozen_demo_command() -> list[str]:
+    """The README's command that trains the transfer demo frozen throughout, as arguments after ``python -m lightning_hw``."""
+    readme = (REPO / "README.md").read_text()
+    [line] = [l for l in readme.splitlines() if "transfer_demo.yaml" in l and "# frozen throughout" in l]
+    command = line.split("#", 1)[0].split()
+    return command[command.index("lightning_hw") + 1:]
+
+
+@pytest.mark.slow
+def test_the_readme_frozen_demo_trains_frozen_without_contrary_advice(workdir, monkeypatch, caplog, recwarn):
+    """The README's frozen run (``--trainer.max_epochs 8``) warned "raise --trainer.max_epochs": the opposite
+    of the frozen run asked for. Its command now says frozen on purpose, and gets no warning."""
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    command = [a.replace("configs/", f"{REPO}/configs/") for a in _readme_frozen_demo_command()]
+    with caplog.at_level("INFO"):
+        HWCLI(args=[*command, "--trainer.max_epochs", "1", "--data.init_args.image_size", "32",
+                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--run.test_after_fit", "false",
+                    *quiet(workdir)])
+    assert "FreezeBackbone: backbone frozen for the whole run" in caplog.text
+    assert [str(w.message) for w in recwarn if "FreezeBackbone" in str(w.message)] == []
+
+
+def test_a_frozen_run_from_a_schedule_with_last_blocks_is_refused_with_the_whole_fix(capsys):
+    """``--finetune.unfreeze_at_epoch null`` on the demo was refused without naming ``--finetune.last_blocks null``."""
+    from reliability_helpers import error_of
+
+    code, line = error_of(["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"),
+                           "--finetune.unfreeze_at_epoch", "null", "--run.wandb", "disabled"], capsys)
+    assert code == 2, line
+    assert line.endswith("to keep the backbone frozen for the whole run, leave last_blocks out too (--finetune.last_blocks null)"), line

@@ -126,7 +126,12 @@ class FreezeBackbone(BaseFinetuning):
         if len(chosen) > 1:
             raise ConfigError(f"FreezeBackbone: give one of last_blocks, last_layers, from_layer, not {chosen}")
         if chosen and unfreeze_at_epoch is None:
-            raise ConfigError(f"FreezeBackbone: {chosen[0]} needs unfreeze_at_epoch (the epoch to unfreeze at)")
+            # A config's schedule with only its epoch overridden to null (the way to train frozen
+            # throughout): the refusal names both settings, or the user was left to find the second.
+            raise ConfigError(
+                f"FreezeBackbone: {chosen[0]} needs unfreeze_at_epoch (the epoch to unfreeze at); to keep the "
+                f"backbone frozen for the whole run, leave {chosen[0]} out too (--finetune.{chosen[0]} null)"
+            )
         if unfreeze_at_epoch is not None and unfreeze_at_epoch < 0:
             raise ConfigError(f"FreezeBackbone: unfreeze_at_epoch must be >= 0, got {unfreeze_at_epoch}")
         # Checked here, not at the unfreezing epoch: 0 (or fewer) last blocks would unfreeze nothing and a
@@ -205,11 +210,25 @@ class FreezeBackbone(BaseFinetuning):
                 # last_blocks of a backbone without timm blocks, would otherwise stop the run at that epoch.
                 self.modules_to_unfreeze(backbone_of(pl_module))
             if self.unfreeze_at_epoch is not None and self.frozen_throughout(trainer.max_epochs):
-                rank_zero_warn(
-                    f"FreezeBackbone: unfreeze_at_epoch {self.unfreeze_at_epoch} is not below max_epochs "
-                    f"{trainer.max_epochs}: the backbone is never fine-tuned (raise --trainer.max_epochs)",
-                    category=LightningHWWarning,
-                )
+                rank_zero_warn(self._never_unfreezes_message(trainer.max_epochs), category=LightningHWWarning)
+
+    def _never_unfreezes_message(self, max_epochs: int) -> str:
+        """The warning of a schedule whose unfreezing epoch the run never reaches, with the way out for either intent.
+
+        Fewer epochs may be a mistake (raise them) or the point (a frozen run on cached
+        features): only raising the epochs was advised, the opposite of what the second wants.
+        """
+        frozen_settings = " ".join(
+            f"--finetune.{name} null"
+            for name, value in (("unfreeze_at_epoch", self.unfreeze_at_epoch), ("last_blocks", self.last_blocks),
+                                ("last_layers", self.last_layers), ("from_layer", self.from_layer))
+            if value is not None
+        )
+        return (
+            f"FreezeBackbone: unfreeze_at_epoch {self.unfreeze_at_epoch} is not below max_epochs {max_epochs}, so the "
+            f"backbone stays frozen for the whole run; to fine-tune it, raise --trainer.max_epochs above "
+            f"{self.unfreeze_at_epoch}; to train it frozen on purpose, without this warning: {frozen_settings}"
+        )
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Said here, once the checkpoint's state is loaded: a fit going on from a checkpoint taken after the
