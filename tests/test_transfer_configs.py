@@ -479,3 +479,20 @@ def test_a_frozen_run_from_a_schedule_with_last_blocks_is_refused_with_the_whole
                            "--finetune.unfreeze_at_epoch", "null", "--run.wandb", "disabled"], capsys)
     assert code == 2, line
     assert line.endswith("to keep the backbone frozen for the whole run, leave last_blocks out too (--finetune.last_blocks null)"), line
+
+
+def test_a_from_layer_past_the_backbone_is_refused_before_a_run_directory_is_named(workdir, capsys):
+    """``--finetune.from_layer`` past the backbone's end printed ``Run directory: runs/...`` before its refusal,
+    though the refusal removed that directory: the line named a run that does not exist."""
+    from lightning_hw.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--finetune.last_blocks", "null",
+              "--finetune.from_layer", "60", "--data.init_args.image_size", "32", *quiet(workdir)])
+    printed = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert printed.err.strip().splitlines()[-1] == (
+        "error: FreezeBackbone: from_layer 60 is outside the backbone's 60 layers; give one from 0 to 59"
+    )
+    assert "Run directory" not in printed.out + printed.err
+    assert not (workdir / "runs").exists() or list((workdir / "runs").rglob("*")) == []

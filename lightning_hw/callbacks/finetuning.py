@@ -194,6 +194,20 @@ class FreezeBackbone(BaseFinetuning):
             return layers[start:]
         return [backbone]
 
+    def check_schedule(self, backbone: nn.Module) -> None:
+        """Refuse a schedule this backbone cannot follow, before training.
+
+        What unfreezes is found now: a from_layer past the backbone's end, or last_blocks of a
+        backbone without timm blocks, would otherwise stop the run at the unfreezing epoch. The
+        CLI calls it before the run directory exists (so a refusal names no directory that is
+        then removed); :meth:`setup` calls it for a Trainer used directly.
+
+        Raises:
+            ConfigError: what to give instead.
+        """
+        if self.unfreeze_at_epoch is not None:
+            self.modules_to_unfreeze(backbone)
+
     # -- Lightning hooks -----------------------------------------------------------------------
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
@@ -205,10 +219,7 @@ class FreezeBackbone(BaseFinetuning):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)  # calls freeze_before_training
         if stage == "fit":
-            if self.unfreeze_at_epoch is not None:
-                # What unfreezes is found now, before training: a from_layer past the backbone's end, or
-                # last_blocks of a backbone without timm blocks, would otherwise stop the run at that epoch.
-                self.modules_to_unfreeze(backbone_of(pl_module))
+            self.check_schedule(backbone_of(pl_module))
             if self.unfreeze_at_epoch is not None and self.frozen_throughout(trainer.max_epochs):
                 rank_zero_warn(self._never_unfreezes_message(trainer.max_epochs), category=LightningHWWarning)
 

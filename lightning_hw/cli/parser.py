@@ -488,6 +488,8 @@ class HWCLI(CLIHooks):
         if message:
             _say(message)  # every DDP process links it; the first one says so
         self._check_data()
+        if self.subcommand == "fit":
+            _check_fine_tuning([chosen.get("finetune"), *(trainer_cfg.get("callbacks") or [])], self.model)
         if self.subcommand != "fit" and checkpoint is not None:
             self._take_other_datamodule_preprocessing(checkpoint)
         if self.subcommand == "predict" and chosen.get("predict_from"):
@@ -745,6 +747,26 @@ def _planned_run(subcommand: str, chosen: Any, settings: RunConfig) -> Run:
     trainer = chosen.get("trainer")
     fast_dev_run = bool(trainer.get("fast_dev_run")) if trainer is not None else False
     return plan_run(settings, subcommand, config_files_of(chosen), chosen.get("ckpt_path"), fast_dev_run)
+
+
+def _check_fine_tuning(callbacks: list[Any], model: LightningModule) -> None:
+    """Refuse a fine-tuning schedule the task's backbone cannot follow, before the run directory exists.
+
+    Lightning runs the callback's own check in ``fit``'s set-up, after the command had printed
+    ``Run directory: ...``, a directory that the refusal then removed. A task without a backbone
+    yet (one built later, in ``configure_model``) is left to that set-up.
+    """
+    from lightning_hw.callbacks.finetuning import FreezeBackbone, backbone_of
+
+    schedules = [c for c in callbacks if isinstance(c, FreezeBackbone)]
+    if not schedules:
+        return
+    try:
+        backbone = backbone_of(model)
+    except ConfigError:
+        return
+    for schedule in schedules:
+        schedule.check_schedule(backbone)
 
 
 def _check_job_size(trainer: Trainer) -> None:
