@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -338,8 +339,11 @@ def test_a_fine_tuning_config_sweeps_its_head_with_the_backbone_frozen_in_eval_m
     """configs/transfer_demo.yaml (finetune:): the sweep trains what fit's first epochs train.
 
     The finder sweeps without the trainer's callbacks, but FreezeBackbone freezes the backbone in
-    its set-up, which runs before; Lightning keeps the modes the modules were left in.
+    its set-up, which runs before; Lightning keeps the modes the modules were left in. The sweep
+    trains on cached features (see the next test): a cache folder of its own has none yet, so the
+    backbone computes them in the sweep, and the hook sees it do so.
     """
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(tmp_path / "cache"))
     from torch import nn
 
     from lightning_hw.callbacks.finetuning import backbone_of
@@ -583,3 +587,24 @@ def test_lr_find_runs_on_a_file_system_without_locks(tmp_path, monkeypatch):
     (swept,) = set(lr_find_dirs(runs)) - {leftover}
     assert (swept / lr_find.SUMMARY_FILE).is_file()
     assert leftover.is_dir() and "note: removed" not in out
+
+
+@pytest.mark.slow
+def test_a_fine_tuning_config_sweeps_on_cached_features_and_says_so(tmp_path, monkeypatch, caplog):
+    """Lightning's finder sweeps without the trainer's callbacks, so the backbone never unfreezes in it. The
+    cache said "off, the backbone unfreezes at epoch 8 (max_epochs -1)": neither true of the sweep (-1 is the
+    finder's own setting), and the frozen backbone ran on every step. The config's own schedule is kept."""
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level("INFO"):
+        code, out, err = run(
+            "lr-find", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--num_training", "13",
+            "--data.init_args.image_size", "32", *quiet(tmp_path / "runs"),
+        )
+    assert code == 0, err[-3000:]
+    said = caplog.text + out + err
+    assert "unfreezes at epoch" not in said and "max_epochs -1" not in said, said[-3000:]
+    assert re.search(r"FeatureCache: train features \(140, 512\) computed", said), said[-3000:]
+    assert len(list((tmp_path / "cache" / "features").glob("resnet18-train-*.pt"))) == 1
+    (directory,) = lr_find_dirs(tmp_path / "runs", "transfer_demo")
+    recorded = yaml.safe_load((directory / "config-lr-find.yaml").read_text())
+    assert recorded["finetune"]["init_args"]["unfreeze_at_epoch"] == 8 and recorded["finetune"]["init_args"]["last_blocks"] == 2

@@ -153,6 +153,20 @@ def scheduler_note(chosen: Any) -> str | None:
 # -- the command ---------------------------------------------------------------------------------
 
 
+def frozen_for_the_sweep(callback: Any) -> Any:
+    """A fine-tuning schedule as the sweep follows it: frozen throughout; any other callback as it is.
+
+    Lightning's finder sweeps without the trainer's callbacks, so the schedule's set-up freezes
+    the backbone and nothing unfreezes it, however many steps the sweep takes. Said so, the
+    feature cache serves the sweep cached features; it went by the schedule's unfreezing epoch
+    and said "off, the backbone unfreezes at epoch 8 (max_epochs -1)" (-1 is the sweep's own
+    setting) while the frozen backbone ran on every step. The config keeps its schedule.
+    """
+    from lightning_hw.callbacks.finetuning import FreezeBackbone
+
+    return FreezeBackbone() if isinstance(callback, FreezeBackbone) else callback
+
+
 class LRFindCLI(HWCLI):
     """``fit``'s parser, task, data and optimizer; Lightning's lr finder instead of training.
 
@@ -224,6 +238,7 @@ class LRFindCLI(HWCLI):
         callbacks = [c for c in (trainer_cfg.get("callbacks") or []) if not isinstance(c, ModelCheckpoint)]
         if chosen.get("finetune") is not None:  # its set-up freezes the backbone: the sweep trains what fit's first epochs train
             callbacks.append(chosen.finetune)
+        callbacks = [frozen_for_the_sweep(c) for c in callbacks]
         plugins = trainer_cfg.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
