@@ -608,3 +608,14 @@ def test_a_fine_tuning_config_sweeps_on_cached_features_and_says_so(tmp_path, mo
     (directory,) = lr_find_dirs(tmp_path / "runs", "transfer_demo")
     recorded = yaml.safe_load((directory / "config-lr-find.yaml").read_text())
     assert recorded["finetune"]["init_args"]["unfreeze_at_epoch"] == 8 and recorded["finetune"]["init_args"]["last_blocks"] == 2
+
+
+def test_a_fine_tuning_schedule_that_fit_refuses_is_refused_by_the_sweep_too(tmp_path):
+    """The sweep follows a frozen copy of the schedule, which cannot tell a from_layer past the backbone's end."""
+    code, out, err = run(
+        "lr-find", "--config", str(REPO / "configs" / "transfer_demo.yaml"), "--finetune.last_blocks", "null",
+        "--finetune.from_layer", "60", "--data.init_args.image_size", "32", *quiet(tmp_path / "runs"),
+    )
+    assert code == 2
+    assert error_line(err) == "error: FreezeBackbone: from_layer 60 is outside the backbone's 60 layers; give one from 0 to 59"
+    assert lr_find_dirs(tmp_path / "runs", "transfer_demo") == []

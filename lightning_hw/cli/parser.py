@@ -489,7 +489,7 @@ class HWCLI(CLIHooks):
             _say(message)  # every DDP process links it; the first one says so
         self._check_data()
         if self.subcommand == "fit":
-            _check_fine_tuning([chosen.get("finetune"), *(trainer_cfg.get("callbacks") or [])], self.model)
+            check_fine_tuning([chosen.get("finetune"), *(trainer_cfg.get("callbacks") or [])], self.model)
         if self.subcommand != "fit" and checkpoint is not None:
             self._take_other_datamodule_preprocessing(checkpoint)
         if self.subcommand == "predict" and chosen.get("predict_from"):
@@ -749,7 +749,7 @@ def _planned_run(subcommand: str, chosen: Any, settings: RunConfig) -> Run:
     return plan_run(settings, subcommand, config_files_of(chosen), chosen.get("ckpt_path"), fast_dev_run)
 
 
-def _check_fine_tuning(callbacks: list[Any], model: LightningModule) -> None:
+def check_fine_tuning(callbacks: list[Any], model: LightningModule) -> None:
     """Refuse a fine-tuning schedule the task's backbone cannot follow, before the run directory exists.
 
     Lightning runs the callback's own check in ``fit``'s set-up, after the command had printed

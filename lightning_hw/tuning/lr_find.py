@@ -53,7 +53,7 @@ from lightning_hw._compat.lightning import lr_finder_progress_bar
 from lightning_hw.atomic import atomic_open
 from lightning_hw.checkpoints import SafeCheckpointIO
 from lightning_hw.cli.commands import program_name
-from lightning_hw.cli.parser import HWCLI, config_files_of
+from lightning_hw.cli.parser import HWCLI, check_fine_tuning, config_files_of
 from lightning_hw.errors import ConfigError, TrainingError, UserError
 from lightning_hw.runs import WATCH, RunInterrupted
 from lightning_hw.runs import naming
@@ -238,6 +238,7 @@ class LRFindCLI(HWCLI):
         callbacks = [c for c in (trainer_cfg.get("callbacks") or []) if not isinstance(c, ModelCheckpoint)]
         if chosen.get("finetune") is not None:  # its set-up freezes the backbone: the sweep trains what fit's first epochs train
             callbacks.append(chosen.finetune)
+        check_fine_tuning(callbacks, self.model)  # a schedule that fit would refuse (the sweep's copy cannot tell)
         callbacks = [frozen_for_the_sweep(c) for c in callbacks]
         plugins = trainer_cfg.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
