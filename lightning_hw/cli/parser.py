@@ -64,13 +64,13 @@ from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
 from lightning_hw.runs import (
     WATCH,
+    AfterTestLogged,
     GracefulStop,
     Run,
     RunConfig,
     RunCSVLogger,
     RunInterrupted,
     RunRecord,
-    TestRecorded,
     check_restored_settings_kept,
     checkpoint_callbacks,
     command_name,
@@ -509,8 +509,8 @@ class HWCLI(CLIHooks):
         for note in filter(None, (saved_elsewhere(config, run) for config in config_files)):
             _say(note)
         kwargs.setdefault("default_root_dir", str(run.directory))
-        # TestRecorded first: its on_test_end is the first code after the test's row is written.
-        callbacks = [TestRecorded(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
+        # AfterTestLogged first: its on_test_end is the first code after the test's row is written.
+        callbacks = [AfterTestLogged(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
         if chosen.get("finetune") is not None:
             if any(type(c) is type(chosen.finetune) for c in callbacks):
                 raise ConfigError(
@@ -755,6 +755,13 @@ def check_fine_tuning(callbacks: list[Any], model: LightningModule) -> None:
     Lightning runs the callback's own check in ``fit``'s set-up, after the command had printed
     ``Run directory: ...``, a directory that the refusal then removed. A task without a backbone
     yet (one built later, in ``configure_model``) is left to that set-up.
+
+    Args:
+        callbacks: the command's callbacks (``None`` entries are skipped); each FreezeBackbone is checked.
+        model: the task, its net built.
+
+    Raises:
+        ConfigError: the schedule's own refusal (e.g. a ``from_layer`` past the backbone's end).
     """
     from lightning_hw.callbacks.finetuning import FreezeBackbone, backbone_of
 

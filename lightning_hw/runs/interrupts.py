@@ -374,7 +374,7 @@ class GracefulStop(Callback):
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=saved, step=trainer.global_step)
 
 
-class TestRecorded(Callback):
+class AfterTestLogged(Callback):
     """Once a test's metrics are logged, a signal is noted, not obeyed: the test is done and on record.
 
     Lightning logs the test's epoch metrics (``metrics.csv`` is written at once) just before
