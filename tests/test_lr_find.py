@@ -370,6 +370,15 @@ def test_a_fine_tuning_config_sweeps_its_head_with_the_backbone_frozen_in_eval_m
     assert summary(directory)["optimizer"] == "Adam" and summary(directory)["config_lr"] == 0.003
 
 
+@pytest.mark.parametrize("train_bn", [False, True])
+def test_the_sweeps_frozen_schedule_keeps_what_the_frozen_phase_trains(train_bn):
+    """The sweep follows a fine-tuning schedule frozen throughout: with its ``train_bn``, which decides what trains then."""
+    from lightning_hw.callbacks.finetuning import FreezeBackbone
+
+    swept = lr_find.frozen_for_the_sweep(FreezeBackbone(unfreeze_at_epoch=8, last_blocks=2, lr=1e-4, train_bn=train_bn))
+    assert (swept.unfreeze_at_epoch, swept.last_blocks, swept.train_bn) == (None, None, train_bn)
+
+
 def test_where_the_lr_lives():
     from jsonargparse import Namespace
 

@@ -160,11 +160,12 @@ def frozen_for_the_sweep(callback: Any) -> Any:
     the backbone and nothing unfreezes it, however many steps the sweep takes. Said so, the
     feature cache serves the sweep cached features; it went by the schedule's unfreezing epoch
     and said "off, the backbone unfreezes at epoch 8 (max_epochs -1)" (-1 is the sweep's own
-    setting) while the frozen backbone ran on every step. The config keeps its schedule.
+    setting) while the frozen backbone ran on every step. The config keeps its schedule. Its
+    ``train_bn`` is kept: batch norm layers trained while frozen are trained in the sweep too.
     """
     from lightning_hw.callbacks.finetuning import FreezeBackbone
 
-    return FreezeBackbone() if isinstance(callback, FreezeBackbone) else callback
+    return FreezeBackbone(train_bn=callback.train_bn) if isinstance(callback, FreezeBackbone) else callback
 
 
 class LRFindCLI(HWCLI):
