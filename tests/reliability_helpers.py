@@ -440,7 +440,8 @@ class SlowValidation(Callback):
 
 class SignalInTest(Callback):
     """Send this process signal ``signum`` once during a test: ``when="batch"`` after its first batch (the
-    test is still running), ``when="end"`` at ``on_test_end`` (Lightning has logged the test's metrics)."""
+    test is still running), ``when="end"`` at ``on_test_end`` (Lightning has logged the test's metrics),
+    ``when="validate_end"`` at the ``on_validation_end`` of ``validate`` (the same for its metrics)."""
 
     def __init__(self, when: str = "end", signum: int = 15) -> None:
         self.when = when
@@ -453,6 +454,10 @@ class SignalInTest(Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         if self.when == "end":
+            self._send()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.when == "validate_end" and trainer.state.fn == "validate":
             self._send()
 
     def _send(self) -> None:

@@ -624,6 +624,22 @@ def test_a_signal_once_a_test_of_a_run_is_recorded_keeps_the_evaluation(trained,
 
 
 @pytest.mark.slow
+def test_a_signal_once_a_validate_of_a_run_is_recorded_keeps_the_evaluation(trained, tmp_path):
+    """``validate`` on a run: a SIGTERM at its end removed the complete evaluation, as ``test``'s did."""
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    result = in_process(*tiny(
+        "validate", root, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+        "--trainer.callbacks+=reliability_helpers.SignalInTest", "--trainer.callbacks.when", "validate_end",
+    ), cwd=tmp_path)
+
+    assert result.returncode == 0, shown(result)
+    [evaluation] = _eval_dirs(run, "validate")
+    assert [r for r in csv_rows(evaluation / "metrics.csv") if filled(r).get("val/loss")], shown(result)
+    assert f"Evaluation saved in {evaluation}" in result.stdout, shown(result)
+
+
+@pytest.mark.slow
 def test_sigterm_from_outside_saves_last_checkpoint(tmp_path):
     root = tmp_path / "runs"
     run = root / "quickstart" / "long"

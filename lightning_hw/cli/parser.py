@@ -64,7 +64,7 @@ from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
 from lightning_hw.runs import (
     WATCH,
-    AfterTestLogged,
+    AfterEvaluationLogged,
     GracefulStop,
     Run,
     RunConfig,
@@ -509,8 +509,8 @@ class HWCLI(CLIHooks):
         for note in filter(None, (saved_elsewhere(config, run) for config in config_files)):
             _say(note)
         kwargs.setdefault("default_root_dir", str(run.directory))
-        # AfterTestLogged first: its on_test_end is the first code after the test's row is written.
-        callbacks = [AfterTestLogged(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
+        # AfterEvaluationLogged first: its on_test_end (on_validation_end of validate) is the first code after the evaluation's row is written.
+        callbacks = [AfterEvaluationLogged(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
         if chosen.get("finetune") is not None:
             if any(type(c) is type(chosen.finetune) for c in callbacks):
                 raise ConfigError(

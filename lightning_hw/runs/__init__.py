@@ -19,7 +19,7 @@ _EXPORTS = {
     "WATCH": "interrupts",
     "GracefulStop": "interrupts",
     "RunInterrupted": "interrupts",
-    "AfterTestLogged": "interrupts",
+    "AfterEvaluationLogged": "interrupts",
     "Run": "lifecycle",
     "RunRecord": "lifecycle",
     "check_restored_settings_kept": "lifecycle",

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 
 from lightning_hw._compat.lightning import gradients_accumulating
 
@@ -374,14 +375,15 @@ class GracefulStop(Callback):
             raise RunInterrupted(self.watch.signum or signal.SIGTERM, saved=saved, step=trainer.global_step)
 
 
-class AfterTestLogged(Callback):
-    """Once a test's metrics are logged, a signal is noted, not obeyed: the test is done and on record.
+class AfterEvaluationLogged(Callback):
+    """Once a test's (or ``validate``'s) metrics are logged, a signal is noted, not obeyed: the work is done and on record.
 
-    Lightning logs the test's epoch metrics (``metrics.csv`` is written at once) just before
-    the ``on_test_end`` hooks. A signal after that but before the command's end stopped it at
-    once: the test after fit was recorded as "interrupted during the test", with the advice to
-    test again, beside its complete row (and ``test`` of a run removed its complete evaluation).
-    The CLI puts this callback first, so that it runs before any other ``on_test_end`` hook.
+    Lightning logs the evaluation's epoch metrics (``metrics.csv`` is written at once) just
+    before the ``on_test_end`` (``on_validation_end``) hooks. A signal after that but before the
+    command's end stopped it at once: the test after fit was recorded as "interrupted during the
+    test", with the advice to test again, beside its complete row, and ``test`` or ``validate``
+    of a run removed its complete evaluation. The CLI puts this callback first, so that it runs
+    before any other such hook. The validation of each epoch of ``fit`` is not the end of the work.
 
     Args:
         watch: the signal handlers (default: the process's).
@@ -392,6 +394,10 @@ class AfterTestLogged(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.watch.finishing = True
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self.watch.finishing = True
 
 
 def _read_at_start(path: str) -> bytes:
