@@ -426,3 +426,21 @@ def test_the_exit_functions_run_last_registered_first(tmp_path):
     )
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert ran.stdout.splitlines() == ["last registered", "first registered"]
+
+
+def test_waiting_for_the_threads_ends_an_open_executor_and_joins_the_others(tmp_path):
+    """``threading._shutdown``, run by a warm fork before its exit functions: an executor left open ends, a thread is joined."""
+    script = (
+        "import concurrent.futures, os, sys, threading, time\n"
+        "from lightning_hw._compat.python import wait_for_threads\n"
+        "pool = concurrent.futures.ThreadPoolExecutor(1)\n"
+        "pool.submit(time.sleep, 0.2)\n"
+        "pool.submit(print, 'queued task ran')\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread joined'))).start()\n"
+        "wait_for_threads()\n"
+        "print('after')\n"
+        "sys.stdout.flush()\n"
+        "os._exit(0)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True, timeout=60)
+    assert ran.stdout.splitlines() == ["queued task ran", "thread joined", "after"]

@@ -142,6 +142,9 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
 @pytest.mark.parametrize("ending", [
     "pass", "sys.exit(3)", "sys.exit('bye')", "raise ValueError('wrong')", "raise KeyboardInterrupt",
     "print('unflushed', end=''); sys.stderr.write('unflushed too')",
+    # An executor still open (a plugin's, or joblib's reusable one that sklearn's n_jobs starts): its
+    # threads are no daemons, and Python's exit tells them to end before it joins them.
+    "import concurrent.futures; sys.pool = concurrent.futures.ThreadPoolExecutor(1); sys.pool.submit(print, 'queued')",
 ])
 def test_a_fork_ends_with_the_status_and_output_python_would(ending, tmp_path):
     """The fork's own exit (:func:`warm_start._end_as_python_would`) against a fresh interpreter's, for each way to end."""
@@ -150,7 +153,7 @@ def test_a_fork_ends_with_the_status_and_output_python_would(ending, tmp_path):
     fork_like = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         from lightning_hw.cli import warm_start
         warm_start._end_as_python_would(lambda: exec({body!r}, {{}}))
-    """)], capture_output=True, text=True, cwd=tmp_path)
+    """)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert fork_like.returncode == fresh.returncode
     assert fork_like.stdout == fresh.stdout
     assert fork_like.stderr.splitlines()[-1:] == fresh.stderr.splitlines()[-1:]  # the frames above differ

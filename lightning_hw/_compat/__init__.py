@@ -12,5 +12,5 @@ libraries below their next minor release for the same reason.
 - :mod:`.torch`: a module's direct children without hashing them; the message of an error raised in a DataLoader worker.
 - :mod:`.torchmetrics`: a metric's update count after restoring its states.
 - :mod:`.argparse`: the options a (jsonargparse) parser accepts.
-- :mod:`.python`: the interpreter's ``atexit`` functions, run before a warm fork's ``os._exit``.
+- :mod:`.python`: the interpreter's shutdown of its threads and its ``atexit`` functions, run before a warm fork's ``os._exit``.
 """

@@ -1,8 +1,9 @@
-"""Python's own private API: the interpreter's exit functions."""
+"""Python's own private API: what the interpreter's exit runs (its threads' shutdown, its exit functions)."""
 
 from __future__ import annotations
 
 import atexit
+import threading
 
 
 def run_exit_functions() -> None:
@@ -15,3 +16,15 @@ def run_exit_functions() -> None:
     raise, what an exit function raises.
     """
     atexit._run_exitfuncs()
+
+
+def wait_for_threads() -> None:
+    """End the threads as Python's exit does: the ``threading`` exit hooks, then every thread that is not a daemon joined.
+
+    ``threading._shutdown`` is what the interpreter itself calls before the ``atexit`` functions.
+    Its hooks (``threading._register_atexit``) tell the workers of an executor still open to
+    end (``concurrent.futures``' thread pools, joblib's reusable process pool that scikit-learn's
+    ``n_jobs`` starts); joining those workers without them waited for ever. It also joins
+    threads started meanwhile. Call it from the main thread (a fork's only thread is its main one).
+    """
+    threading._shutdown()

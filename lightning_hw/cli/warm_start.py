@@ -761,8 +761,8 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
 def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
     """In the fork: run ``command``, then end as Python's exit would, less its freeing of every object.
 
-    After a command Python's exit prints an uncaught exception, waits for the threads that are
-    not daemons, runs the ``atexit`` functions and flushes the standard streams; then it frees
+    After a command Python's exit prints an uncaught exception, tells the workers of executors
+    still open to end and waits for the threads that are not daemons, runs the ``atexit`` functions and flushes the standard streams; then it frees
     every object of every module. In a fork that last step writes to nearly every page the fork
     shares with the warm process (reference counts), and copying them took 2-4 s, longer than
     ``--help`` or a refused option takes to run. So the fork does the rest, flushes the files
@@ -781,7 +781,7 @@ def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
     except BaseException:  # noqa: BLE001 - printed as Python prints what nothing caught
         sys.excepthook(*sys.exc_info())
         code = 1
-    _join_threads()
+    compat_python.wait_for_threads()
     compat_python.run_exit_functions()
     _flush_open_files()
     if interrupted:  # Python then ends by SIGINT, so that a shell sees a Ctrl-C (status 130), not a failure
@@ -800,13 +800,6 @@ def _exit_status(code: object) -> int:
     with contextlib.suppress(Exception):
         print(code, file=sys.stderr)
     return 1
-
-
-def _join_threads() -> None:
-    """Wait for every thread that is not a daemon, as Python's exit does (also those started meanwhile)."""
-    while others := [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]:
-        for thread in others:
-            thread.join()
 
 
 def _flush_open_files() -> None:
