@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -142,6 +143,21 @@ def test_export_takes_its_config_as_c_and_one_only(trained_run, workdir, capsys)
     code, line = error_of(["export", "--ckpt_path", ckpt, "--config", config, f"-c{config}"], capsys)
     assert code == 2 and line.startswith(f"error: export takes one --config (-c), got 2 ({config}, {config}): give the run's config.yaml")
     assert not list(trained_run.glob("eval/export-*"))  # nothing exported by the refused ones
+
+
+def test_export_of_an_outside_checkpoint_from_stacked_configs_says_how_to_make_them_one(trained_run, workdir, capsys):
+    """A checkpoint from outside a run has no config.yaml to give: the line said to give the run's
+    and no more, though the configs it was trained with can be resolved into one file."""
+    outside = workdir / "outside.ckpt"
+    shutil.copy(trained_run / "checkpoints" / "last.ckpt", outside)
+    config, preset = str(trained_run / "config.yaml"), str(Path(__file__).parents[1] / "configs" / "trainer" / "cpu.yaml")
+    code, line = error_of(["export", "--ckpt_path", str(outside), "-c", config, "-c", preset], capsys)
+    suggested = f"python -m lightning_hw fit -c {config} -c {preset} --print_config > config.yaml"
+    assert code == 2 and f"for a checkpoint from outside a run, resolve them into one with `{suggested}` and give that" in line, line
+    (workdir / "config.yaml").write_text(output_of("fit", "-c", config, "-c", preset, "--print_config"))
+    printed = output_of("export", "--ckpt_path", str(outside), "-c", str(workdir / "config.yaml"), "--output", str(workdir / "o.onnx"))
+    found = re.search(r"test/acc on the Digits test split \(179 samples\): PyTorch (\S+), onnxruntime on the raw samples (\S+) ", printed)
+    assert found and found.group(1) == found.group(2), printed
 
 
 def test_export_into_another_runs_directory_is_refused(trained_run, workdir, capsys):

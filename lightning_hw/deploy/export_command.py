@@ -47,15 +47,21 @@ def build_parser():
 def _refuse_stacked_configs(argv: list[str]) -> None:
     """Refuse several ``--config``/``-c``: fit stacks them, but export reads one, and the last alone was used without a word.
 
-    The run's ``config.yaml`` holds the stack resolved, which is the one file export needs.
+    The run's ``config.yaml`` holds the stack resolved, which is the one file export needs. A
+    checkpoint from outside a run has none: ``fit --print_config`` resolves the stack into one.
     """
+    import shlex
+
     from lightning_hw.cli.names import config_arguments
 
     given = [path for _, path in config_arguments(argv)]
     if len(given) > 1:
+        stack = " ".join(f"-c {shlex.quote(path)}" for path in given)
         raise ConfigError(
             f"export takes one --config (-c), got {len(given)} ({', '.join(given)}): give the run's config.yaml, "
-            "which holds the configs it was trained with resolved into one (or leave --config out: it is read from the run)"
+            "which holds the configs it was trained with resolved into one (or leave --config out: it is read from the run); "
+            f"for a checkpoint from outside a run, resolve them into one with `python -m lightning_hw fit {stack} "
+            "--print_config > config.yaml` and give that"
         )
 
 
