@@ -145,6 +145,9 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     # An executor still open (a plugin's, or joblib's reusable one that sklearn's n_jobs starts): its
     # threads are no daemons, and Python's exit tells them to end before it joins them.
     "import concurrent.futures; sys.pool = concurrent.futures.ThreadPoolExecutor(1); sys.pool.submit(print, 'queued')",
+    # Ctrl-C while the exit waits for a thread: Python prints it as ignored and ends as it would have (atexit included).
+    "import atexit, os, signal, threading, time; atexit.register(print, 'atexit ran'); "
+    "threading.Thread(target=lambda: (time.sleep(0.5), os.kill(os.getpid(), signal.SIGINT), time.sleep(1))).start()",
 ])
 def test_a_fork_ends_with_the_status_and_output_python_would(ending, tmp_path):
     """The fork's own exit (:func:`warm_start._end_as_python_would`) against a fresh interpreter's, for each way to end."""

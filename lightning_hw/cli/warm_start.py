@@ -51,6 +51,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable, NoReturn
 
 from lightning_hw._compat import python as compat_python
@@ -781,7 +782,11 @@ def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
     except BaseException:  # noqa: BLE001 - printed as Python prints what nothing caught
         sys.excepthook(*sys.exc_info())
         code = 1
-    compat_python.wait_for_threads()
+    try:
+        compat_python.wait_for_threads()
+    except BaseException:  # noqa: BLE001 - a Ctrl-C while threads finish: Python prints it as ignored and goes on
+        # Raised on, it left this function (out of serve(), past os._exit): the fork ended by SIGINT, where Python ends as the command did.
+        _print_ignored(threading)
     compat_python.run_exit_functions()
     _flush_open_files()
     if interrupted:  # Python then ends by SIGINT, so that a shell sees a Ctrl-C (status 130), not a failure
@@ -789,6 +794,16 @@ def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         os.kill(os.getpid(), signal.SIGINT)
     os._exit(code)
+
+
+def _print_ignored(where: object) -> None:
+    """Print the exception being handled as Python's exit prints one it ignores ("Exception ignored in: ...")."""
+    exc_type, exc, tb = sys.exc_info()
+    name = exc_type.__qualname__ if exc_type.__module__ == "builtins" else f"{exc_type.__module__}.{exc_type.__qualname__}"
+    with contextlib.suppress(Exception):
+        sys.stderr.write("".join([
+            f"Exception ignored in: {where!r}\n", "Traceback (most recent call last):\n", *traceback.format_tb(tb), f"{name}: {exc}\n",
+        ]))
 
 
 def _exit_status(code: object) -> int:
