@@ -763,8 +763,9 @@ def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
     """In the fork: run ``command``, then end as Python's exit would, less its freeing of every object.
 
     After a command Python's exit prints an uncaught exception, tells the workers of executors
-    still open to end and waits for the threads that are not daemons, runs the ``atexit`` functions and flushes the standard streams; then it frees
-    every object of every module. In a fork that last step writes to nearly every page the fork
+    still open to end and waits for the threads that are not daemons (a Ctrl-C meanwhile is
+    printed as ignored), runs the ``atexit`` functions and flushes the standard streams; then it
+    frees every object of every module. In a fork that last step writes to nearly every page the fork
     shares with the warm process (reference counts), and copying them took 2-4 s, longer than
     ``--help`` or a refused option takes to run. So the fork does the rest, flushes the files
     the command left open (as freeing them would have), and ends with ``os._exit``, as
