@@ -1226,3 +1226,19 @@ def test_study_help_shows_every_option_and_the_warm_start_switch_the_readme_docu
         assert used in in_help
     assert "LIGHTNING_HW_WARM_START=0" in section and "LIGHTNING_HW_WARM_START=0 starts every run afresh" in shown
     assert "--run.name, --run.group, --run.root (give --root)" in shown
+
+
+def test_a_fit_by_hand_into_a_study_run_starting_now_is_not_told_it_never_trained(workdir, capsys):
+    """A study's log with no error in it is that of a fit starting now (or stopped before it trained): the
+    refusal said "which never trained ...; run the study again", a second study beside the running one."""
+    run_dir = workdir / "runs" / "own" / "v"
+    run_dir.mkdir(parents=True)
+    (run_dir / studies.LOG_FILE).write_text(f"\n# 2026-12-07T16:00:00\n$ python -m lightning_hw fit --config {QUICKSTART}\n")
+    code, error = error_of(["fit", "--config", str(QUICKSTART), "--run.root", "runs", "--run.group", "own", "--run.name", "v"], capsys)
+    log = Path("runs") / "own" / "v" / studies.LOG_FILE
+    assert code == 2 and error == (
+        f"error: {Path('runs') / 'own' / 'v'} belongs to study own: it holds only the study's log of its fit, with no error "
+        f"in it (the fit may be starting now, or was stopped before it trained; see {log}); unless the study is running, "
+        "run it again to train it there, or give another --run.name"
+    )
+    assert sorted(p.name for p in run_dir.iterdir()) == [studies.LOG_FILE]  # nothing written there

@@ -517,11 +517,13 @@ def _refuse_a_study_runs_folder(directory: Path) -> None:
     if os.environ.get(STUDY_PARENT_ENV) or not (directory / LOG_FILE).is_file() or holds_record(directory):
         return
     error = last_error_line(directory)
-    why = f" ({error})" if error else ""
-    raise ConfigError(
-        f"{directory} belongs to study {directory.parent.name}: it holds only the study's log of its fit, which never "
-        f"trained{why}; run the study again to train it there, or give another --run.name"
-    )
+    study = f"{directory} belongs to study {directory.parent.name}: it holds only the study's log of its fit"
+    if error is None:  # the study may be starting that fit now: "run the study again" would start a second one
+        raise ConfigError(
+            f"{study}, with no error in it (the fit may be starting now, or was stopped before it trained; see "
+            f"{directory / LOG_FILE}); unless the study is running, run it again to train it there, or give another --run.name"
+        )
+    raise ConfigError(f"{study}, which never trained ({error}); run the study again to train it there, or give another --run.name")
 
 
 def _plan_training(
