@@ -148,15 +148,18 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     # Ctrl-C while the exit waits for a thread: Python prints it as ignored and ends as it would have (atexit included).
     "import atexit, os, signal, threading, time; atexit.register(print, 'atexit ran'); "
     "threading.Thread(target=lambda: (time.sleep(0.5), os.kill(os.getpid(), signal.SIGINT), time.sleep(1))).start()",
+    # stdout closed with output still in its buffer: Python says why it was lost and ends with 120.
+    "import os; sys.stdout.write('lost'); os.close(1)",
 ])
 def test_a_fork_ends_with_the_status_and_output_python_would(ending, tmp_path):
     """The fork's own exit (:func:`warm_start._end_as_python_would`) against a fresh interpreter's, for each way to end."""
     body = f"import sys\n{ending}\n"
-    fresh = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as by default
+    fresh = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=tmp_path, env=env)
     fork_like = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         from lightning_hw.cli import warm_start
         warm_start._end_as_python_would(lambda: exec({body!r}, {{}}))
-    """)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    """)], capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
     assert fork_like.returncode == fresh.returncode
     assert fork_like.stdout == fresh.stdout
     assert fork_like.stderr.splitlines()[-1:] == fresh.stderr.splitlines()[-1:]  # the frames above differ
@@ -463,3 +466,11 @@ def test_a_fork_whose_end_is_heard_before_its_start_still_lets_a_retired_warm_pr
     while Path(f"/proc/{server.pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{server.pid}").exists()
+
+
+def test_warm_up_starts_nothing_where_every_command_starts_afresh(monkeypatch):
+    """With ``LIGHTNING_HW_WARM_START=0`` no command forks: a warm process started anyway only cost its imports."""
+    monkeypatch.setenv(warm_start.SWITCH_ENV, "0")
+    monkeypatch.setattr(warm_start._Server, "_shared", None)  # as in a process that has none yet
+    assert warm_start.warm_up(wait=1) is False
+    assert warm_start._Server._shared is None

@@ -187,6 +187,8 @@ def warm_up(wait: float = 0) -> bool:
     Returns:
         Whether it is ready: commands now fork from it.
     """
+    if os.environ.get(SWITCH_ENV) == "0":  # every command starts afresh: a warm process would only cost its imports
+        return False
     server = _Server.current(start=True) if _forks_here() else None
     deadline = time.monotonic() + wait
     while server is not None and not server.ready and not server.ended and time.monotonic() < deadline:
@@ -789,7 +791,8 @@ def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
         # Raised on, it left this function (out of serve(), past os._exit): the fork ended by SIGINT, where Python ends as the command did.
         _print_ignored(threading)
     compat_python.run_exit_functions()
-    _flush_open_files()
+    if not _flush_open_files():
+        code = 120
     if interrupted:  # Python then ends by SIGINT, so that a shell sees a Ctrl-C (status 130), not a failure
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -802,9 +805,8 @@ def _print_ignored(where: object) -> None:
     exc_type, exc, tb = sys.exc_info()
     name = exc_type.__qualname__ if exc_type.__module__ == "builtins" else f"{exc_type.__module__}.{exc_type.__qualname__}"
     with contextlib.suppress(Exception):
-        sys.stderr.write("".join([
-            f"Exception ignored in: {where!r}\n", "Traceback (most recent call last):\n", *traceback.format_tb(tb), f"{name}: {exc}\n",
-        ]))
+        frames = ["Traceback (most recent call last):\n", *traceback.format_tb(tb)] if tb is not None else []
+        sys.stderr.write("".join([f"Exception ignored in: {where!r}\n", *frames, f"{name}: {exc}\n"]))
 
 
 def _exit_status(code: object) -> int:
@@ -818,16 +820,26 @@ def _exit_status(code: object) -> int:
     return 1
 
 
-def _flush_open_files() -> None:
-    """Flush the standard streams, and every file the command opened and left open (the fork's own objects only)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
+def _flush_open_files() -> bool:
+    """Flush the standard streams, and every file the command opened and left open (the fork's own objects only).
+
+    Returns:
+        Whether stdout took what was left in its buffer: Python's exit prints why not, as ignored, and ends with 120.
+    """
+    written = True
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a closed or broken stdout: said as Python says it
+        _print_ignored(sys.stdout)
+        written = False
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
     for item in gc.get_objects():  # the warm process's objects are frozen: not among them
         if issubclass(type(item), io.IOBase):
             with contextlib.suppress(Exception):
                 if not item.closed:
                     item.flush()
+    return written
 
 
 def _place_descriptors(received: list[int], targets: list[int]) -> None:
