@@ -152,13 +152,13 @@ def test_a_fork_sees_its_own_arguments_directory_environment_and_code(warm, prob
     "import os; sys.stdout.write('lost'); os.close(1)",
 ])
 def test_a_fork_ends_with_the_status_and_output_python_would(ending, tmp_path):
-    """The fork's own exit (:func:`warm_start._end_as_python_would`) against a fresh interpreter's, for each way to end."""
+    """The fork's own exit (:func:`fork_exit.end_as_python_would`) against a fresh interpreter's, for each way to end."""
     body = f"import sys\n{ending}\n"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as by default
     fresh = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, cwd=tmp_path, env=env)
     fork_like = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
-        from lightning_hw.cli import warm_start
-        warm_start._end_as_python_would(lambda: exec({body!r}, {{}}))
+        from lightning_hw.cli import fork_exit
+        fork_exit.end_as_python_would(lambda: exec({body!r}, {{}}))
     """)], capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
     assert fork_like.returncode == fresh.returncode
     assert fork_like.stdout == fresh.stdout

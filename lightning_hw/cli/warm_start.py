@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import array
 import collections
-import contextlib
 import gc
 import io
 import itertools
@@ -51,10 +50,9 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
-from typing import Any, Callable, NoReturn
+from typing import Any
 
-from lightning_hw._compat import python as compat_python
+from lightning_hw.cli.fork_exit import end_as_python_would
 
 #: set to ``0`` to start every command as a plain subprocess
 SWITCH_ENV = "LIGHTNING_HW_WARM_START"
@@ -591,7 +589,8 @@ def serve() -> None:
 
     Its argument is the descriptor of its socket to the caller. On Linux this process stays as the
     warm process's keeper (see the module's docstring) and a fork of it goes on. A fork never returns
-    from this function: it runs its command and ends as Python's exit would (:func:`_end_as_python_would`).
+    from this function: it runs its command and ends as Python's exit would
+    (:func:`~lightning_hw.cli.fork_exit.end_as_python_would`).
     """
     channel = socket.socket(fileno=int(sys.argv[1]))
     # Ctrl-C in a terminal reaches the whole process group: the caller decides what stops; we go when it does.
@@ -658,7 +657,7 @@ def serve() -> None:
                 channel.close()
                 os.close(wake_read)
                 os.close(wake_write)
-                _end_as_python_would(lambda: _become(request, fds))
+                end_as_python_would(lambda: _become(request, fds))
             for fd in fds:
                 os.close(fd)
             channel.send(json.dumps({"number": request["number"], "started": pid}).encode())
@@ -759,87 +758,6 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     sys.argv = ["lightning_hw", *request["argv"]]
     runpy.run_module("lightning_hw", run_name="__main__", alter_sys=True)
     sys.exit(0)
-
-
-def _end_as_python_would(command: Callable[[], None]) -> NoReturn:
-    """In the fork: run ``command``, then end as Python's exit would, less its freeing of every object.
-
-    After a command Python's exit prints an uncaught exception, tells the workers of executors
-    still open to end and waits for the threads that are not daemons (a Ctrl-C meanwhile is
-    printed as ignored), runs the ``atexit`` functions and flushes the standard streams; then it
-    frees every object of every module. In a fork that last step writes to nearly every page the fork
-    shares with the warm process (reference counts), and copying them took 2-4 s, longer than
-    ``--help`` or a refused option takes to run. So the fork does the rest, flushes the files
-    the command left open (as freeing them would have), and ends with ``os._exit``, as
-    :mod:`multiprocessing`'s forked children do.
-    """
-    interrupted = False
-    try:
-        command()
-        code = 0
-    except SystemExit as stop:
-        code = _exit_status(stop.code)
-    except KeyboardInterrupt:
-        sys.excepthook(*sys.exc_info())
-        code, interrupted = 1, True
-    except BaseException:  # noqa: BLE001 - printed as Python prints what nothing caught
-        sys.excepthook(*sys.exc_info())
-        code = 1
-    try:
-        compat_python.wait_for_threads()
-    except BaseException:  # noqa: BLE001 - a Ctrl-C while threads finish: Python prints it as ignored and goes on
-        # Raised on, it left this function (out of serve(), past os._exit): the fork ended by SIGINT, where Python ends as the command did.
-        _print_ignored(threading)
-    compat_python.run_exit_functions()
-    if not _flush_open_files():
-        code = 120
-    if interrupted:  # Python then ends by SIGINT, so that a shell sees a Ctrl-C (status 130), not a failure
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        os.kill(os.getpid(), signal.SIGINT)
-    os._exit(code)
-
-
-def _print_ignored(where: object) -> None:
-    """Print the exception being handled as Python's exit prints one it ignores ("Exception ignored in: ...")."""
-    exc_type, exc, tb = sys.exc_info()
-    name = exc_type.__qualname__ if exc_type.__module__ == "builtins" else f"{exc_type.__module__}.{exc_type.__qualname__}"
-    with contextlib.suppress(Exception):
-        frames = ["Traceback (most recent call last):\n", *traceback.format_tb(tb)] if tb is not None else []
-        sys.stderr.write("".join([f"Exception ignored in: {where!r}\n", *frames, f"{name}: {exc}\n"]))
-
-
-def _exit_status(code: object) -> int:
-    """The status ``sys.exit(code)`` ends Python with: ``None`` is 0, a number itself, anything else printed and 1."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    with contextlib.suppress(Exception):
-        print(code, file=sys.stderr)
-    return 1
-
-
-def _flush_open_files() -> bool:
-    """Flush the standard streams, and every file the command opened and left open (the fork's own objects only).
-
-    Returns:
-        Whether stdout took what was left in its buffer: Python's exit prints why not, as ignored, and ends with 120.
-    """
-    written = True
-    try:
-        sys.stdout.flush()
-    except Exception:  # noqa: BLE001 - a closed or broken stdout: said as Python says it
-        _print_ignored(sys.stdout)
-        written = False
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    for item in gc.get_objects():  # the warm process's objects are frozen: not among them
-        if issubclass(type(item), io.IOBase):
-            with contextlib.suppress(Exception):
-                if not item.closed:
-                    item.flush()
-    return written
 
 
 def _place_descriptors(received: list[int], targets: list[int]) -> None:
