@@ -496,3 +496,21 @@ def test_a_from_layer_past_the_backbone_is_refused_before_a_run_directory_is_nam
     )
     assert "Run directory" not in printed.out + printed.err
     assert not (workdir / "runs").exists() or list((workdir / "runs").rglob("*")) == []
+
+
+@pytest.mark.parametrize("form", ["separate", "inline"])
+def test_an_option_given_to_a_presets_callback_survives_a_later_experiment_config(form, workdir, capsys):
+    """``--config compile.yaml --trainer.callbacks.init_args.mode X --config quickstart.yaml`` compiled with mode None.
+
+    The later file replaced the callbacks; CompileNet was appended again from compile.yaml as written,
+    without the option given to it, which was dropped without a word.
+    """
+    option = ["--trainer.callbacks.init_args.mode", "max-autotune-no-cudagraphs"]
+    option = option if form == "separate" else ["=".join(option)]
+    compile_preset = ["--config", str(REPO / "configs" / "trainer" / "compile.yaml")]
+    quickstart = ["--config", str(REPO / "configs" / "quickstart.yaml")]
+    orders = {"preset first": [*compile_preset, *option, *quickstart], "preset last": [*quickstart, *compile_preset, *option]}
+    for order, args in orders.items():
+        callbacks = _printed(["fit", *args], capsys)["trainer"]["callbacks"]
+        assert [c["class_path"].rsplit(".", 1)[-1] for c in callbacks] == ["ClassificationInterpretation", "CompileNet"], order
+        assert callbacks[-1]["init_args"]["mode"] == "max-autotune-no-cudagraphs", order
