@@ -562,3 +562,33 @@ def test_a_slurm_job_requeued_after_sigterm_resumes_its_run(tiny_args, workdir):
     assert sorted(epoch_metrics(run)) == [0, 1]
     rows = (run / "metrics.csv").read_text().splitlines()
     assert sum(1 for row in rows[1:] if row.split(",")[rows[0].split(",").index("val/loss")]) == 2  # none twice
+
+
+def test_compile_advice_without_a_cpu_compiler_reaches_compilenet_with_a_preset_after_it(tiny_args, capsys, workdir):
+    """compile.yaml then gpu.yaml, on the CPU: the advice, added at the end, went to Float32MatmulPrecision.
+
+    ``--trainer.callbacks.init_args.backend aot_eager`` sets the last callback given before it, and
+    gpu.yaml's come after CompileNet: the command the message suggested failed with "Float32MatmulPrecision
+    has no option 'backend'".
+    """
+    import re
+
+    from torch._inductor import config
+
+    from reliability_helpers import error_of, output_of
+
+    compile_preset = ["--config", str(PRESETS / "compile.yaml")]
+    after = ["--config", str(PRESETS / "gpu.yaml"), "--trainer.accelerator", "cpu"]
+    torch._dynamo.reset()
+    with config.patch({"cpp.cxx": (None, "/nonexistent/g++")}):  # as with no compiler installed
+        code, line = error_of(tiny_args("fit", *compile_preset, *after), capsys)
+    torch._dynamo.reset()
+    assert code == 2 and "needs a C++ compiler" in line, line
+    option = re.search(r"(--trainer\.callbacks\.init_args\.backend aot_eager)", line).group(1).split()
+    if "right after `--config configs/trainer/compile.yaml`" in line:
+        followed = tiny_args("fit", *compile_preset, *option, *after)
+    else:  # where a user adds an option
+        followed = tiny_args("fit", *compile_preset, *after, *option)
+    printed = yaml.safe_load(output_of(*followed, "--print_config"))
+    (compile_net,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith(".CompileNet")]
+    assert compile_net["init_args"]["backend"] == "aot_eager"

@@ -71,8 +71,9 @@ class CompileNet(Callback):
             if missing is not None:
                 raise ConfigError(
                     f"CompileNet: torch.compile's inductor backend needs a C++ compiler on the CPU ({missing}); "
-                    f"install one (g++), or compile without it: --trainer.callbacks.init_args.backend aot_eager, "
-                    f"or leave out configs/trainer/compile.yaml"
+                    f"install one (g++), or compile without it: add `--trainer.callbacks.init_args.backend aot_eager` "
+                    f"right after `--config configs/trainer/compile.yaml` (such an option goes to the last callback "
+                    f"given before it), or leave out configs/trainer/compile.yaml"
                 )
         allow_recompiles(self.recompile_limit)
         net.compile(**self.kwargs)
