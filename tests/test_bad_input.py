@@ -498,3 +498,19 @@ def test_net_sizes_torch_refuses_are_said_at_our_line_that_built_the_layer(tiny_
     code, line = error_of(tiny_args("fit", "--model.init_args.net.init_args.hidden", "[-5]"), capsys)
     assert code == 1 and line.startswith("error: RuntimeError: Trying to create tensor with negative dimension -5")
     assert f"raised at {Path(lightning_hw.__file__).parent / 'nets' / 'mlp.py'}:" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
+def test_gpu_preset_on_a_machine_without_a_gpu_starts_no_wandb_run(tiny_args, workdir, capsys):
+    """W&B said "Run data is saved locally in runs/quickstart/<name>/wandb/..." and that the command to upload
+    it would follow; then the trainer refused the preset and the run directory, with that folder, was removed."""
+    from conftest import REPO
+
+    args = tiny_args("fit", "--config", str(REPO / "configs" / "trainer" / "gpu.yaml"), "--run.wandb", "offline")
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert captured.err.strip().splitlines()[-1].startswith("error: invalid trainer settings: No supported gpu backend found!")
+    assert "W&B" not in captured.out and "wandb" not in captured.out + captured.err
+    assert not (workdir / "runs").exists()

@@ -520,10 +520,7 @@ class HWCLI(CLIHooks):
         if trainer_cfg.get("logger") in (None, True) and run.mode != "scratch":
             self.loggers = [RunCSVLogger(run.directory)]
             wandb = wandb_logger(settings, run.directory, self._wandb_name(), run.group, self.subcommand, self._wandb_id())
-            problem = start_wandb(wandb, run.directory, settings.wandb) if wandb else None
-            if problem:
-                print(problem, file=sys.stderr)
-            elif wandb is not None:
+            if wandb is not None:  # started below, once the trainer has accepted its settings
                 self.loggers.append(wandb)
                 callbacks.append(LogBestCheckpoint())  # uploads the best checkpoint when W&B is online
             kwargs["logger"] = self.loggers
@@ -577,7 +574,6 @@ class HWCLI(CLIHooks):
             _check_job_size(trainer)
             _warn_if_autocast_is_off(trainer)
             _warn_if_processes_exceed_cores(trainer)
-            return trainer
         except (ValueError, TypeError, MisconfigurationException) as err:
             if isinstance(err, UserError):
                 raise
@@ -589,6 +585,29 @@ class HWCLI(CLIHooks):
                 # ddp.yaml's devices: -1 (every GPU) and devices 0 have no meaning on the CPU.
                 message = message.rstrip(".") + "; on the CPU, --trainer.devices is the number of processes: give 1, or e.g. 2 for DDP"
             raise ConfigError(f"invalid trainer settings: {message}") from err
+        self._start_wandb(trainer, run, settings.wandb)
+        return trainer
+
+    def _start_wandb(self, trainer: Trainer, run: Any, setting: str) -> None:
+        """Start the run's W&B logger, if any; on failure the run logs to CSV only.
+
+        Only once the trainer accepted its settings: W&B says where it saves the run's data
+        and that an upload command follows, untrue of a run refused before it trained (whose
+        directory is removed).
+
+        Args:
+            trainer: the run's trainer, which holds the logger.
+            run: the run, whose directory W&B writes into.
+            setting: ``run.wandb``, which says why an offline run is offline.
+        """
+        wandb = next((logger for logger in self.loggers if isinstance(logger, WandbLogger)), None)
+        if wandb is None:
+            return
+        problem = start_wandb(wandb, run.directory, setting)
+        if problem:
+            print(problem, file=sys.stderr)
+            self.loggers.remove(wandb)
+            trainer.loggers = self.loggers
 
     def _checkpoint(self, ckpt_path: str, weights_only: bool) -> dict[str, Any]:
         """The checkpoint's contents: those read for its task settings, else loaded now."""
