@@ -592,3 +592,24 @@ def test_compile_advice_without_a_cpu_compiler_reaches_compilenet_with_a_preset_
     printed = yaml.safe_load(output_of(*followed, "--print_config"))
     (compile_net,) = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith(".CompileNet")]
     assert compile_net["init_args"]["backend"] == "aot_eager"
+
+
+def test_an_option_for_a_callback_that_a_later_preset_follows_says_where_to_give_it(tiny_args, capsys, workdir):
+    """After gpu.yaml, ``--trainer.callbacks.init_args.backend`` reached Float32MatmulPrecision, not CompileNet.
+
+    The line said only "Float32MatmulPrecision has no option 'backend' (accepted: precision)": true, but
+    the user never named Float32MatmulPrecision and was not told how to reach CompileNet.
+    """
+    from reliability_helpers import error_of, output_of
+
+    compile_preset = ["--config", str(PRESETS / "compile.yaml")]
+    after = ["--config", str(PRESETS / "gpu.yaml"), "--trainer.accelerator", "cpu"]
+    option = ["--trainer.callbacks.init_args.backend", "aot_eager"]
+    code, line = error_of(tiny_args("fit", *compile_preset, *after, *option), capsys)
+    assert code == 2 and line.startswith("error: Float32MatmulPrecision has no option 'backend'"), line
+    assert line.endswith(
+        "; --trainer.callbacks.init_args.backend goes to the last callback given before it, here Float32MatmulPrecision: "
+        "give it right after the --config that adds the callback you mean"
+    ), line
+    printed = yaml.safe_load(output_of(*tiny_args("fit", *compile_preset, *option, *after), "--print_config"))
+    assert printed["trainer"]["callbacks"][-3]["init_args"]["backend"] == "aot_eager"  # CompileNet, then gpu.yaml's two

@@ -183,6 +183,29 @@ def config_files_setting(key: str, args: list[str], subcommand: str | None = Non
 _MISSING = object()
 
 
+def _list_item_hint(name: str, cls: str, args: list[str]) -> str:
+    """Where to give ``--trainer.callbacks.init_args.<name>`` when it reached another callback than meant.
+
+    jsonargparse gives such an option to the last item of the list at that point of the command
+    line: after a preset that appends its own callbacks (gpu.yaml after compile.yaml), that is
+    the preset's last one, not the callback the option was meant for.
+
+    Args:
+        name: the option the class refused.
+        cls: the class that refused it.
+        args: the command line.
+    """
+    for list_name, item in (("callbacks", "callback"), ("plugins", "plugin")):
+        spellings = {f"--trainer.{list_name}.init_args.{name}", f"--trainer.{list_name}.{name}"}
+        given = next((arg.partition("=")[0] for arg in args if arg.partition("=")[0] in spellings), None)
+        if given:
+            return (
+                f"; {given} goes to the last {item} given before it, here {cls}: give it right after the "
+                f"--config that adds the {item} you mean"
+            )
+    return ""
+
+
 def explain(message: str, subcommand: str | None, subparser=None, args: list[str] | None = None) -> str:
     """One readable line for a jsonargparse error message.
 
@@ -239,7 +262,7 @@ def explain(message: str, subcommand: str | None, subparser=None, args: list[str
                 )
             accepted = options
         listing = f" (accepted: {', '.join(accepted)})" if accepted else ""
-        return f"{cls} has no option '{name}'{_suggest(name, accepted)}{listing}"
+        return f"{cls} has no option '{name}'{_suggest(name, accepted)}{listing}{_list_item_hint(name, cls, args or [])}"
 
     keys = re.findall(r'Parser key "([^"]+)"', message)
     path = keys[0] + "".join(f".init_args.{k}" for k in keys[1:]) if keys else ""
