@@ -249,7 +249,29 @@ def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
     if len(paths) == 1:
         base = base.parent
     runs = [Run(str(p.resolve().relative_to(base)), p, _curves(p), run_status(p)) for p in paths]
+    for run in runs:
+        if cut_short(run):
+            run.status = "finished, metrics.csv cut short"
     return runs, base
+
+
+def cut_short(run: Run) -> str | None:
+    """Why a finished run's ``metrics.csv`` holds fewer epochs than the run trained; ``None`` when it holds them all.
+
+    A file cut short (a copy that stopped, a full disk, emptied by hand) still reads as a
+    shorter run: its last whole row passed for the run's final epoch, with no word. The epochs
+    trained come from ``status.json`` (``fit`` records them when the run ends); a run still
+    training, or stopped, may lack its last epoch's rows by right, so only a finished one is checked.
+    """
+    recorded = read_status(run.directory)
+    trained = recorded.get("epoch")
+    if recorded.get("status") != "finished" or not isinstance(trained, int) or trained <= run.epochs:
+        return None
+    shown = f"{run.name}'s values are those of its last epoch there, not the run's" if run.epochs else f"{run.name} has no values here"
+    return (
+        f"{run.directory / METRICS_FILE} holds {run.epochs} of the {trained} epochs its {STATUS_FILE} says the run "
+        f"trained (cut short or damaged): {shown}"
+    )
 
 
 def untrained_study_run(directory: Path) -> str | None:
@@ -916,7 +938,7 @@ def main(argv: list[str]) -> int:
     table_md = markdown(columns, rows)
     groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
     # Said under the table: runs of different tasks (losses defined apart), variants that never trained.
-    table_notes = [f"- note: {line}" for line in [*mixed_tasks(runs), *untrained_variants(groups)]]
+    table_notes = [f"- note: {line}" for line in [*mixed_tasks(runs), *untrained_variants(groups), *filter(None, map(cut_short, runs))]]
     # A search's best.yaml belongs to its study directory, but is part of this report: it changes with the rest.
     elsewhere = {BEST_FILE: base / BEST_FILE} if search is not None else {}
     given = bool(options.out) and out.resolve() != default.resolve()  # --out runs/s/report is the default folder

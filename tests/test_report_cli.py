@@ -496,3 +496,31 @@ def test_the_evaluations_of_checkpoints_from_outside_any_run_are_told_apart_by_t
     output_of("report", "runs/s", "--out", "out")
     with (workdir / "out" / "evaluations.csv").open(newline="") as f:
         assert [(row["run"], row["checkpoint"]) for row in csv.DictReader(f)] == [("-", "ext/a/model.ckpt"), ("-", "ext/b/model.ckpt")]
+
+
+def test_a_finished_run_whose_metrics_csv_was_cut_short_is_not_shown_as_a_shorter_run(workdir, capsys):
+    """A finished run of 2 epochs whose metrics.csv was cut inside its epoch-1 rows (a copy that
+    stopped, a full disk) was listed as a finished run of 1 epoch, with epoch 0's values as its final
+    ones and no word; one cut to nothing, as a finished run of 0 epochs. The report was the only
+    place its loss showed, and the mean over folds took those values as the fold's."""
+    import csv
+
+    from reliability_helpers import output_of
+
+    two_runs(workdir)
+    for run, epochs in (("a", 2), ("b", 2)):
+        (workdir / "runs" / "s" / run / "status.json").write_text(json.dumps({"status": "finished", "epoch": epochs}))
+    cut = workdir / "runs" / "s" / "b" / "metrics.csv"
+    cut.write_text("epoch,step,val/acc\n0,1,0.6\n1,2,0.")  # the last row cut inside its number
+    printed = output_of("report", "runs/s")
+    note = (
+        "note: runs/s/b/metrics.csv holds 1 of the 2 epochs its status.json says the run trained "
+        "(cut short or damaged): b's values are those of its last epoch there, not the run's"
+    )
+    assert note in printed
+    assert f"- {note}" in (workdir / "runs" / "s" / "report" / "report.md").read_text()
+    rows = {row["run"]: row for row in csv.DictReader((workdir / "runs" / "s" / "report" / "report.csv").open())}
+    assert {name: row["status"] for name, row in rows.items()} == {"a": "finished", "b": "finished, metrics.csv cut short"}
+    assert cut.read_text() == "epoch,step,val/acc\n0,1,0.6\n1,2,0."  # left as it was
+    cut.write_text("")  # emptied
+    assert "runs/s/b/metrics.csv holds 0 of the 2 epochs its status.json says the run trained (cut short or damaged): b has no values here" in output_of("report", "runs/s")
