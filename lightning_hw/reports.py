@@ -131,7 +131,12 @@ def find_runs(directories: list[str | Path]) -> list[Path]:
         if not below:
             raise DataError(untrained_study_run(directory) or f"no runs under {directory} (no {METRICS_FILE}); train some first, e.g. with `python -m lightning_hw study`")
         found += below
-    return list(dict.fromkeys(found))
+    # One run named twice in other spellings (relative and absolute, through a symlink) is compared
+    # once: listed twice, it also counted twice in a mean over its variant's folds or seeds.
+    by_location: dict[Path, Path] = {}
+    for run in found:
+        by_location.setdefault(run.resolve(), run)
+    return list(by_location.values())
 
 
 def is_evaluation_dir(directory: Path) -> bool:

@@ -524,3 +524,20 @@ def test_a_finished_run_whose_metrics_csv_was_cut_short_is_not_shown_as_a_shorte
     assert cut.read_text() == "epoch,step,val/acc\n0,1,0.6\n1,2,0."  # left as it was
     cut.write_text("")  # emptied
     assert "runs/s/b/metrics.csv holds 0 of the 2 epochs its status.json says the run trained (cut short or damaged): b has no values here" in output_of("report", "runs/s")
+
+
+def test_a_run_named_twice_in_other_spellings_is_compared_once(workdir):
+    """`report runs/s /abs/path/runs/s/m-fold0` (the study and one of its runs, by absolute path)
+    listed that run twice and counted it twice in the mean over folds: `m | 3` folds, with the
+    note "of its 2 folds, m has 3"."""
+    from reliability_helpers import output_of
+
+    for fold, acc in ((0, 0.5), (1, 0.7)):
+        run = workdir / "runs" / "s" / f"m-fold{fold}"
+        run.mkdir(parents=True)
+        (run / "metrics.csv").write_text(f"epoch,step,val/acc\n0,1,{acc}\n")
+        (run / "status.json").write_text('{"status": "finished", "epoch": 1}\n')
+    printed = output_of("report", "runs/s", str(workdir / "runs" / "s" / "m-fold0"), "--out", "compare")
+    assert printed.count("| m-fold0 |") == 1
+    assert "| m | 2 | 1.0000 ± 0.0000 | 0.6000 ± 0.1414 | 0.6000 ± 0.1414 |" in printed, printed
+    assert "has 3" not in printed
