@@ -78,12 +78,14 @@ class Run:
         curves: metric -> {epoch: value}; when an epoch was logged twice (a resumed run
             repeats the epoch it was interrupted in) the later row wins.
         status: how the run stands, from its ``status.json`` (see :func:`run_status`).
+        cut_short: why its ``metrics.csv`` holds fewer epochs than it trained (see :func:`cut_short`), else ``None``.
     """
 
     name: str
     directory: Path
     curves: dict[str, dict[int, float]]
     status: str = "finished"
+    cut_short: str | None = None
 
     def recorded_config(self) -> dict[str, Any] | None:
         """The run's ``config.yaml`` as YAML reads it (``{}`` for an empty one); ``None`` when it has none or it is no mapping."""
@@ -255,7 +257,8 @@ def load_runs(directories: list[str | Path]) -> tuple[list[Run], Path]:
         base = base.parent
     runs = [Run(str(p.resolve().relative_to(base)), p, _curves(p), run_status(p)) for p in paths]
     for run in runs:
-        if cut_short(run):
+        run.cut_short = cut_short(run)
+        if run.cut_short:
             run.status = "finished, metrics.csv cut short"
     return runs, base
 
@@ -943,7 +946,7 @@ def main(argv: list[str]) -> int:
     table_md = markdown(columns, rows)
     groups = [Path(d) for d in options.dirs if not is_run_dir(Path(d))]
     # Said under the table: runs of different tasks (losses defined apart), variants that never trained.
-    table_notes = [f"- note: {line}" for line in [*mixed_tasks(runs), *untrained_variants(groups), *filter(None, map(cut_short, runs))]]
+    table_notes = [f"- note: {line}" for line in [*mixed_tasks(runs), *untrained_variants(groups), *(run.cut_short for run in runs if run.cut_short)]]
     # A search's best.yaml belongs to its study directory, but is part of this report: it changes with the rest.
     elsewhere = {BEST_FILE: base / BEST_FILE} if search is not None else {}
     given = bool(options.out) and out.resolve() != default.resolve()  # --out runs/s/report is the default folder
