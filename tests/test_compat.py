@@ -220,6 +220,27 @@ def test_pending_loader_states_are_loaded_into_the_combined_loader(tmp_path):
     assert {"position": 7} in loaded, f"{LIGHTNING}: fit_loop._combined_loader_states_to_load / _load_state_dicts changed"
 
 
+def test_lightning_still_ends_a_loaders_workers_through_its_iterator_attribute():
+    """``WorkersEndWithTheLoop``: the workers of a loader wrapping a ``DataLoader`` end when Lightning resets its loaders."""
+    import multiprocessing
+
+    from lightning.pytorch.utilities import CombinedLoader
+
+    class Wrapper(compat.WorkersEndWithTheLoop):
+        def __init__(self):
+            self.loader = torch.utils.data.DataLoader(range(4), num_workers=1, persistent_workers=True)
+
+        def __iter__(self):
+            return iter(self.loader)
+
+    wrapper = Wrapper()
+    assert [int(x) for x in wrapper] == [0, 1, 2, 3]
+    assert len(multiprocessing.active_children()) == 1
+    CombinedLoader(wrapper).reset()
+    assert wrapper.loader._iterator is None, f"{LIGHTNING}: CombinedLoader.reset no longer resets `_iterator`"
+    assert multiprocessing.active_children() == [], f"{LIGHTNING}: CombinedLoader.reset no longer ends `_iterator`'s workers"
+
+
 # -- lightning: checkpoints ----------------------------------------------------------------------
 
 

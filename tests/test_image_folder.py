@@ -106,6 +106,24 @@ def test_streaming_trains_on_the_in_memory_batches(prefix_folder):
             assert torch.equal(held, streamed) and torch.equal(held_labels, streamed_labels)
 
 
+def test_a_streamed_fit_ends_its_decoding_workers_when_the_command_returns(prefix_folder, workdir):
+    """The training loader's persistent workers outlived an in-process fit without a test after it
+    (a notebook's ``HWCLI``, a test): Lightning ends a ``DataLoader``'s workers after fit, but not
+    those of the loader wrapping it, so they lived on until it was garbage collected, each then
+    waiting 5 s to join."""
+    import multiprocessing
+
+    from lightning_hw.cli import HWCLI
+
+    HWCLI(args=tiny_run_args(
+        "fit", REPO / "configs" / "catsdogs_online_aug.yaml", workdir / "runs",
+        "--data.init_args.root", str(prefix_folder), "--data.init_args.in_memory", "false",
+        "--data.init_args.num_workers", "2", "--trainer.max_epochs", "2", "--run.test_after_fit", "false",
+    ))
+    assert len(list((workdir / "runs" / "catsdogs_online_aug").glob("*/checkpoints/last.ckpt"))) == 1
+    assert multiprocessing.active_children() == []
+
+
 def test_per_image_transform_runs_at_decode_time(prefix_folder):
     plain = ImageFolder(root=str(prefix_folder), image_size=12)
     inverted = ImageFolder(root=str(prefix_folder), image_size=12, transform=v2.RandomInvert(p=1.0))

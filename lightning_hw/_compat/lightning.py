@@ -219,6 +219,28 @@ def load_pending_loader_states(trainer: Trainer) -> None:
         fit_loop._combined_loader_states_to_load = []  # noqa: SLF001
 
 
+class WorkersEndWithTheLoop:
+    """Mixin for a loader that wraps a ``DataLoader`` (``self.loader``): Lightning ends its workers as a plain one's.
+
+    When a fit (or an evaluation) ends, and when it reloads its loaders, Lightning's
+    ``CombinedLoader.reset`` shuts down the worker processes of each loader it holds, by
+    reaching for the loader's ``_iterator`` (``_shutdown_workers_and_reset_iterator``). A
+    wrapper has none, so its persistent workers outlived the fit: in a notebook or a test
+    until the wrapper was garbage collected, where each worker's join then waited out
+    PyTorch's 5 s timeout. This gives the wrapper the inner loader's ``_iterator``.
+    """
+
+    loader: Any
+
+    @property
+    def _iterator(self) -> Any:
+        return self.loader._iterator  # noqa: SLF001
+
+    @_iterator.setter
+    def _iterator(self, iterator: Any) -> None:
+        self.loader._iterator = iterator  # noqa: SLF001
+
+
 def process_start_method(trainer: Trainer) -> str | None:
     """How the strategy starts its processes: ``popen`` (a new program each), ``spawn``, ``fork``, ``forkserver``.
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from lightning_hw._compat.lightning import WorkersEndWithTheLoop
 from lightning_hw.data.epoch_order import EpochOrder, OrderedLoader, training_order_seed
 from lightning_hw.data.loading import dataloader_settings
 
@@ -40,7 +41,7 @@ class DecodedOnAccess(Dataset):
         return self.decode(self.items[index])
 
 
-class StreamedBatchLoader(OrderedLoader):
+class StreamedBatchLoader(WorkersEndWithTheLoop, OrderedLoader):
     """Training batches decoded from files by ``DataLoader`` workers, in :class:`EpochOrder`'s order.
 
     The ``DataLoader`` inside does the parallel decoding (worker processes, pinned memory,
