@@ -514,3 +514,32 @@ def test_an_option_given_to_a_presets_callback_survives_a_later_experiment_confi
         callbacks = _printed(["fit", *args], capsys)["trainer"]["callbacks"]
         assert [c["class_path"].rsplit(".", 1)[-1] for c in callbacks] == ["ClassificationInterpretation", "CompileNet"], order
         assert callbacks[-1]["init_args"]["mode"] == "max-autotune-no-cudagraphs", order
+
+
+def test_a_runs_config_and_wandb_say_which_preprocessing_came_from_the_backbone(workdir, capsys):
+    """config.yaml showed `interpolation: bilinear` and `mean: null` (the values as given, which a rerun links
+    again) while the run resized bicubic and normalised with ImageNet's mean/std: a user writing their own
+    preprocessing from it lost accuracy. W&B's config showed the same."""
+    import wandb_files
+    from conftest import tiny_run_args
+    from reliability_helpers import output_of
+
+    output_of(*tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--run.test_after_fit", "false",
+        "--run.wandb", "offline", "--run.name", "r",
+    ))
+    run = workdir / "runs" / "transfer_demo" / "r"
+    text = (run / "config.yaml").read_text()
+    assert text.split("\nseed_everything:")[0].endswith(
+        "\n# When this config runs, the backbone's timm data config gives these data settings (below: as given):\n"
+        "#   data.init_args.mean: [0.485, 0.456, 0.406]\n"
+        "#   data.init_args.std: [0.229, 0.224, 0.225]\n"
+        "#   data.init_args.interpolation: bicubic"
+    )
+    given = yaml.safe_load(text)["data"]["init_args"]
+    assert (given["mean"], given["std"], given["interpolation"]) == (None, None, "bilinear")
+    (wandb_file,) = wandb_files.run_files(run)
+    wandb_files.wait_for_exit(wandb_file)
+    used = wandb_files.config(wandb_file)["data"]["init_args"]
+    assert (used["mean"], used["std"], used["interpolation"]) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic")

@@ -108,9 +108,10 @@ class SaveRunConfig(SaveConfigCallback):
         *args, **kwargs: see ``SaveConfigCallback``.
     """
 
-    def __init__(self, *args: Any, run: Run | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, run: Run | None = None, linked: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, save_to_log_dir=False, **kwargs)
         self.run = run
+        self.linked = linked or {}
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         config = self.config.clone()
@@ -123,9 +124,18 @@ class SaveRunConfig(SaveConfigCallback):
                 config.run.name = self.run.name
                 config.ckpt_path = None
         text = self.parser.dump(config, skip_none=False)
+        if self.linked:
+            from lightning_hw.data.preprocessing import linked_settings_note
+
+            # At the top, under Lightning's version line: read before the settings it qualifies.
+            note = linked_settings_note(self.linked)
+            version, _, rest = text.partition("\n")
+            text = f"{version}\n{note}{rest}" if version.startswith("#") else note + text
         if self.run is not None:
             self.run.set_config(text)
         resolved = yaml.safe_load(text)
+        if self.linked and isinstance(resolved.get("data"), dict) and isinstance(resolved["data"].get("init_args"), dict):
+            resolved["data"]["init_args"].update(self.linked)  # W&B's config shows what the run used
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.experiment.config.update(resolved, allow_val_change=True)
@@ -147,6 +157,7 @@ class HWCLI(CLIHooks):
         self._asked_restored: dict[str, Any] | None = None  # a fit's restored settings as asked, before a checkpoint's replace them
         self._linked: set[tuple[str, str]] = set()  # (subcommand, task argument) linked from the data
         self._predict_ids: list[str] | None = None  # the rows of --predict_from, read before the directory exists
+        self._linked_preprocessing: dict[str, Any] = {}  # datamodule settings taken from the backbone
         self._stopped_by: str | None = None  # what ended a fit before its last epoch (see after_fit)
         self.run_dir: Path | None = None  # where this command writes (the run, or its eval/ directory)
         self.loggers: list = []
@@ -482,9 +493,10 @@ class HWCLI(CLIHooks):
             filter_evaluation_warnings()
         # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
         # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
-        from lightning_hw.data.preprocessing import link_model_preprocessing
+        from lightning_hw.data.preprocessing import link_backbone_preprocessing, linked_settings_summary
 
-        message = link_model_preprocessing(self.model, self.datamodule)
+        self._linked_preprocessing = link_backbone_preprocessing(self.model, self.datamodule)
+        message = linked_settings_summary(self._linked_preprocessing)
         if message:
             _say(message)  # every DDP process links it; the first one says so
         self._check_data()
@@ -568,7 +580,7 @@ class HWCLI(CLIHooks):
         if wants_summary and not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(NetSummary())  # the net's layers; --verbose: Lightning's full table
         kwargs["callbacks"] = callbacks
-        self.save_config_kwargs = {"run": run}
+        self.save_config_kwargs = {"run": run, "linked": self._linked_preprocessing}
         try:
             trainer = super().instantiate_trainer(**kwargs)
             _check_job_size(trainer)

@@ -74,7 +74,7 @@ def apply_data_config(datamodule: object, config: dict[str, Any]) -> dict[str, A
     return changed
 
 
-def link_model_preprocessing(model: nn.Module | None, datamodule: object) -> str | None:
+def link_backbone_preprocessing(model: nn.Module | None, datamodule: object) -> dict[str, Any]:
     """Give ``datamodule`` the preprocessing of ``model``'s backbone, if it has one.
 
     Args:
@@ -82,15 +82,38 @@ def link_model_preprocessing(model: nn.Module | None, datamodule: object) -> str
         datamodule: the image datamodule, before set-up.
 
     Returns:
-        A one-line summary of what was set, for the console, or ``None`` if nothing was.
+        The datamodule settings that were set, by name (empty when none was).
     """
     config = find_data_config(model)
     if config is None or datamodule is None:
-        return None
-    changed = apply_data_config(datamodule, config)
+        return {}
+    return apply_data_config(datamodule, config)
+
+
+def _shown(value: Any) -> Any:
+    return [round(v, 3) for v in value] if isinstance(value, list) else value
+
+
+def linked_settings_summary(changed: dict[str, Any]) -> str | None:
+    """The settings :func:`link_backbone_preprocessing` set, in one line for the console (``None``: none)."""
     if not changed:
         return None
-    settings = ", ".join(
-        f"{k}={[round(v, 3) for v in value] if isinstance(value, list) else value}" for k, value in changed.items()
-    )
+    settings = ", ".join(f"{k}={_shown(value)}" for k, value in changed.items())
     return f"Preprocessing from the backbone's timm data config: {settings}"
+
+
+def link_model_preprocessing(model: nn.Module | None, datamodule: object) -> str | None:
+    """:func:`link_backbone_preprocessing`, returning :func:`linked_settings_summary`."""
+    return linked_settings_summary(link_backbone_preprocessing(model, datamodule))
+
+
+def linked_settings_note(changed: dict[str, Any]) -> str:
+    """YAML comment lines for a saved config: the settings it leaves to the backbone, and what they were.
+
+    The saved config holds the settings as given (an unset ``mean``, the default
+    ``interpolation``), which is what makes a rerun link them again; without this note it read
+    as if the run had used those values.
+    """
+    lines = ["# When this config runs, the backbone's timm data config gives these data settings (below: as given):"]
+    lines += [f"#   data.init_args.{k}: {value}" for k, value in changed.items()]
+    return "\n".join(lines) + "\n"
