@@ -467,7 +467,7 @@ def repeat_table(
         count: the name of the column counting the repeats (``seeds``, ``folds``).
 
     Returns:
-        Columns and one row per variant, with ``(mean, sd)`` cells (sd 0 for one repeat);
+        Columns and one row per variant, with ``(mean, sd)`` cells (sd ``None`` for one value);
         ``None`` unless every row's name is a repeat.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -484,7 +484,8 @@ def repeat_table(
         row: dict[str, Any] = {"variant": variant, count: len(members)}
         for column in kept:
             values = [_mean(m[column]) for m in members if m.get(column) is not None]
-            row[column] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+            # One value has no spread: an sd of 0 would claim the repeats agreed.
+            row[column] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None) if values else None
         out_rows.append(row)
     return out_columns, out_rows
 
@@ -561,7 +562,7 @@ def _format(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, tuple):
-        return f"{value[0]:.4f} ± {value[1]:.4f}"
+        return f"{value[0]:.4f} ± {value[1]:.4f}" if value[1] is not None else f"{value[0]:.4f} (1 value)"
     if isinstance(value, float):
         return f"{value:.4f}" if math.isfinite(value) else str(value)
     return str(value)
@@ -584,7 +585,8 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Non
             for column in columns:
                 value = row.get(column)
                 if f"{column} mean" in flat_columns:
-                    flat[f"{column} mean"], flat[f"{column} sd"] = value if value is not None else ("", "")
+                    mean, sd = value if value is not None else ("", "")
+                    flat[f"{column} mean"], flat[f"{column} sd"] = mean, "" if sd is None else sd
                 else:
                     flat[column] = "" if value is None else value
             writer.writerow(flat)

@@ -328,6 +328,19 @@ def test_report_over_folds_per_seed_then_over_seeds(workdir):
     assert "## Mean ± standard deviation over seeds (of each seed's mean over folds)" in text
 
 
+def test_a_mean_over_one_fold_claims_no_spread(workdir, capsys):
+    """One fold of three trained: its "mean ± sd" read `0.6000 ± 0.0000`, as if folds had agreed."""
+    write_metrics(workdir / "runs" / "s" / "one-fold0", [0.5, 0.6], test=0.7)
+    for fold, value in enumerate([0.6, 0.8]):
+        write_metrics(workdir / "runs" / "s" / f"two-fold{fold}", [value / 2, value], test=value)
+    assert reports.main(["runs/s"]) == 0
+    printed = capsys.readouterr().out
+    assert "| one | 1 | 2.0000 (1 value) | 0.6000 (1 value) | 0.6000 (1 value) | 0.7000 (1 value) |" in printed, printed
+    assert f"| two | 2 | 2.0000 ± 0.0000 | 0.7000 ± {statistics.stdev([0.6, 0.8]):.4f} |" in printed
+    by_fold = {r["variant"]: r for r in csv.DictReader((workdir / "runs" / "s" / "report" / "report-folds.csv").open())}
+    assert (by_fold["one"]["val/acc mean"], by_fold["one"]["val/acc sd"]) == ("0.6", "")
+
+
 def test_published_report_holds_the_means_over_folds_and_seeds(workdir, monkeypatch, capsys):
     """`--publish` gave W&B only the runs' table: a cross-validation there had no mean ± sd."""
     for name, value in {"a-fold0": 0.5, "a-fold1": 0.7}.items():
