@@ -33,13 +33,6 @@ def best_mixed_precision(device: str = "cuda") -> str:
     return "16-mixed"
 
 
-#: what to do when a GPU setting meets a machine without one
-NO_GPU_ADVICE = (
-    "this machine has no CUDA GPU (torch.cuda.is_available() is False): drop the GPU presets "
-    "(configs/trainer/gpu.yaml, ddp.yaml) to train on the CPU"
-)
-
-
 class AutoMixedPrecision(MixedPrecision):
     """Lightning's automatic mixed precision in the best 16-bit type of the device (see :func:`best_mixed_precision`).
 
@@ -54,7 +47,7 @@ class AutoMixedPrecision(MixedPrecision):
 
     def __init__(self, device: str = "cuda") -> None:
         if device == "cuda" and not torch.cuda.is_available():
-            # The trainer refuses a GPU preset on this machine, with NO_GPU_ADVICE: say nothing
+            # The trainer refuses a GPU preset on this machine, naming it: say nothing
             # untrue before that, and build no gradient scaler, which would warn about CUDA.
             super().__init__(precision="bf16-mixed", device=device)
             return

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from lightning_hw.cli import main
-from reliability_helpers import error_of
+from reliability_helpers import error_of, output_of
 from lightning_hw.cli import warm_start
 
 HELPERS_DIR = str(Path(__file__).parent)
@@ -425,20 +425,43 @@ def test_a_failure_inside_training_is_one_line_in_a_real_process(tiny_args, work
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
-@pytest.mark.parametrize("preset", ["gpu", "ddp"])
-def test_gpu_preset_on_a_machine_without_a_gpu(tiny_args, workdir, capsys, preset):
-    """One line that says to drop the preset; before it, no claim of training in 16-bit on cuda."""
+@pytest.mark.parametrize("presets", [["gpu"], ["ddp"], ["multinode"], ["gpu", "ddp"]])
+def test_gpu_preset_on_a_machine_without_a_gpu(tiny_args, workdir, capsys, presets):
+    """One line that says to drop the presets given (multinode.yaml was told to drop gpu.yaml and ddp.yaml);
+    before it, no claim of training in 16-bit on cuda."""
     from conftest import REPO
 
-    args = tiny_args("fit", "--config", str(REPO / "configs" / "trainer" / f"{preset}.yaml"))
+    files = [str(REPO / "configs" / "trainer" / f"{preset}.yaml") for preset in presets]
+    args = tiny_args("fit", *(arg for path in files for arg in ("--config", path)))
     with pytest.warns() as caught:  # collects every warning, so that none about GradScaler goes unseen
         code, line = error_of(args, capsys)
     assert code == 2 and line.endswith(
-        "this machine has no CUDA GPU (torch.cuda.is_available() is False): drop the GPU presets "
-        "(configs/trainer/gpu.yaml, ddp.yaml) to train on the CPU"
+        f"this machine has no CUDA GPU (torch.cuda.is_available() is False): drop {', '.join(files)} "
+        f"({'they ask' if len(files) > 1 else 'it asks'} for one: trainer.accelerator gpu) to train on the CPU"
     ), line
     assert not [w for w in caught if "GradScaler" in str(w.message)]
     assert not (workdir / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a CUDA GPU")
+def test_a_gpu_asked_for_on_the_command_line_or_by_a_runs_config_is_told_apart(tiny_args, workdir, capsys):
+    """Both were told to drop gpu.yaml and ddp.yaml, which neither command had given."""
+    code, line = error_of(tiny_args("fit", "--trainer.accelerator", "gpu"), capsys)
+    assert code == 2 and line.endswith(
+        "this machine has no CUDA GPU (torch.cuda.is_available() is False): give --trainer.accelerator cpu to train on the CPU"
+    ), line
+    assert not (workdir / "runs").exists()
+    output_of(*tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    config = run / "config.yaml"  # as a run trained on a GPU machine records it
+    config.write_text(config.read_text().replace("accelerator: cpu", "accelerator: gpu").replace("accelerator: auto", "accelerator: gpu"))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, line = error_of(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_epochs", "2"], capsys)
+    assert code == 2 and line.endswith(
+        f"this machine has no CUDA GPU (torch.cuda.is_available() is False), and run {run} trained on one "
+        "(its config.yaml says trainer.accelerator gpu): continue it on a machine with a GPU"
+    ), line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 RAISING_SOURCES = {

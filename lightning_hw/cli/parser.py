@@ -59,7 +59,6 @@ from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, op
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import ConfigError, ConstructorError, UserError, raised_in_constructor, user_error_in
-from lightning_hw.precision import NO_GPU_ADVICE
 from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
 from lightning_hw.runs import (
@@ -592,7 +591,7 @@ class HWCLI(CLIHooks):
             # Trainer.__init__ validates its settings (accelerator, devices, precision...).
             message = str(err).strip().splitlines()[0]
             if ("gpu" in message.lower() or "cuda" in message.lower()) and not torch.cuda.is_available():
-                message += f"; {NO_GPU_ADVICE}"
+                message += f"; {_no_gpu_advice(config_files_of(self.config[self.subcommand]))}"
             elif "devices" in message and "cpu" in message.lower():
                 # ddp.yaml's devices: -1 (every GPU) and devices 0 have no meaning on the CPU.
                 message = message.rstrip(".") + "; on the CPU, --trainer.devices is the number of processes: give 1, or e.g. 2 for DDP"
@@ -766,6 +765,32 @@ class HWCLI(CLIHooks):
             else:
                 source = f"best checkpoint {Path(best).name}"
             _say(f"Test ({source}): {summary}")
+
+
+def _no_gpu_advice(config_files: list[str]) -> str:
+    """What to do on a machine without a GPU, naming the given config files that ask for one.
+
+    The advice was to drop ``gpu.yaml`` and ``ddp.yaml`` whichever asked for the GPU: it left
+    ``multinode.yaml`` or a config of the user's in place, and named presets never given.
+    """
+    asking = [path for path in config_files if _asks_for_a_gpu(Path(path))]
+    if not asking:  # from the command line
+        return "this machine has no CUDA GPU (torch.cuda.is_available() is False): give --trainer.accelerator cpu to train on the CPU"
+    runs = [path for path in asking if is_run_record(Path(path).parent)]
+    if runs:
+        return (f"this machine has no CUDA GPU (torch.cuda.is_available() is False), and run {Path(runs[0]).parent} "
+                "trained on one (its config.yaml says trainer.accelerator gpu): continue it on a machine with a GPU")
+    return (f"this machine has no CUDA GPU (torch.cuda.is_available() is False): drop {', '.join(asking)} "
+            f"({'they ask' if len(asking) > 1 else 'it asks'} for one: trainer.accelerator gpu) to train on the CPU")
+
+
+def _asks_for_a_gpu(config_file: Path) -> bool:
+    try:
+        content = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    trainer = content.get("trainer") if isinstance(content, dict) else None
+    return isinstance(trainer, dict) and str(trainer.get("accelerator")).lower() in ("gpu", "cuda")
 
 
 def config_files_of(chosen: Any) -> list[str]:
