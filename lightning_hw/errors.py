@@ -121,6 +121,24 @@ def user_error_in(err: BaseException) -> UserError | None:
     return None
 
 
+def disk_full_in(err: BaseException) -> OSError | None:
+    """The "no space left" (or "disk quota exceeded") error behind ``err``, if that is what it is.
+
+    ``torch.save`` into a full disk raises a ``RuntimeError`` ("unexpected pos ...") while
+    handling the ``OSError``; so the whole chain is searched.
+    """
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class LightningHWWarning(UserWarning):
     """A warning of lightning-hw: shown as one ``warning: <message>`` line (see ``cli.verbosity``).
 

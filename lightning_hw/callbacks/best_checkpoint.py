@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning_hw._compat.lightning import CheckpointHooks, dump_checkpoint
 from lightning_hw.callbacks.last_checkpoint import write_due
 from lightning_hw.checkpoints import snapshot
-from lightning_hw.errors import LightningHWWarning
+from lightning_hw.errors import LightningHWWarning, disk_full_in
 
 
 class BestCheckpoint(CheckpointHooks):
@@ -143,8 +143,9 @@ class BestCheckpoint(CheckpointHooks):
         try:  # the best so far survives a crash that Python sees
             self.write_pending(trainer, barrier=False)
         except Exception as err:  # noqa: BLE001 - the exception that stopped the run is the one to report
+            cause = disk_full_in(err) or err  # torch.save's error on a full disk only says "unexpected pos"
             rank_zero_warn(
-                f"could not write the best checkpoint after the run failed: {type(err).__name__}: {err}",
+                f"could not write the best checkpoint after the run failed: {type(cause).__name__}: {cause}",
                 category=LightningHWWarning,
             )
 

@@ -58,7 +58,9 @@ from lightning_hw.cli.fit_checkpoint import (
 from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
-from lightning_hw.errors import ConfigError, ConstructorError, UserError, raised_in_constructor, user_error_in
+from lightning_hw.errors import (
+    ConfigError, ConstructorError, TrainingError, UserError, disk_full_in, raised_in_constructor, user_error_in,
+)
 from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
 from lightning_hw.runs import (
@@ -177,9 +179,12 @@ class HWCLI(CLIHooks):
                 stop.message = self.run.interrupt_message(stop)
             raise
         except BaseException as err:
-            if self.run is not None:
-                self.run.abort(getattr(err, "exit_code", 1), "failed", self._trainer(), self.loggers, error=_first_line(err))
-            raise
+            full = disk_full_in(err)
+            if full is None:
+                if self.run is not None:
+                    self.run.abort(getattr(err, "exit_code", 1), "failed", self._trainer(), self.loggers, error=_first_line(err))
+                raise
+            raise TrainingError(self._stopped_by_a_full_disk(full)) from err  # not a bug: one line, as for bad input
         finally:
             if self.run is not None:
                 self.run.close()
@@ -187,6 +192,12 @@ class HWCLI(CLIHooks):
 
     def _trainer(self) -> Trainer | None:
         return getattr(self, "trainer", None)
+
+    def _stopped_by_a_full_disk(self, full: OSError) -> str:
+        """Record the failure in the run as far as the disk allows; what to do, in one line."""
+        if self.run is None:
+            return f"{_first_line(full)}; free space on that disk and run the command again"
+        return self.run.end_on_a_full_disk(full, self._trainer(), self.loggers)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         from lightning_hw.callbacks.finetuning import FreezeBackbone

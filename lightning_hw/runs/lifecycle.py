@@ -178,7 +178,11 @@ class Run:
             else:
                 self._created = _missing(self.directory)
                 self.directory.mkdir(parents=True, exist_ok=True)
-                self._lock()
+                try:
+                    self._lock()
+                except BaseException:  # refused (in use) or a full disk: the folders made for it go
+                    self._remove_created()
+                    raise
                 self._before = _entries(self.directory) if not self._created else None
             self._opened = True
         naming.share_directory(self.directory)
@@ -199,7 +203,12 @@ class Run:
         for _ in range(2):
             try:
                 with open(lock, "x") as file:
-                    file.write(owner)
+                    try:
+                        file.write(owner)
+                        file.flush()
+                    except OSError:  # a full disk: the lock file exists, empty, and names no holder
+                        lock.unlink(missing_ok=True)
+                        raise
                 self._locked = True
                 return
             except FileExistsError:
@@ -237,7 +246,11 @@ class Run:
                 elif target != self._before[relative] and self._before[relative] is not None:
                     _remove(path)
                     os.symlink(self._before[relative], path)
-        for path in self._created:  # deepest first
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        """Remove the folders this command created (deepest first) that are empty."""
+        for path in self._created:
             try:
                 path.rmdir()
             except OSError:
@@ -342,8 +355,10 @@ class Run:
         if self.committed:
             if self.testing_after_fit:
                 fields["during"] = "the test after fit (training had finished)"
-            self.finish(status, trainer, **fields)
-            finish_wandb(loggers, exit_code=exit_code)
+            try:
+                self.finish(status, trainer, **fields)
+            finally:  # status.json may not be writable (a full disk): W&B still ends its run
+                finish_wandb(loggers, exit_code=exit_code)
             return
         # W&B's own goodbye would advise syncing files that the rollback removes.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -377,6 +392,40 @@ class Run:
             "train again under another --run.name"
         )
 
+    def _no_last_checkpoint(self) -> str:
+        """Why the run has no ``last.ckpt``, naming the checkpoints it has (a failed save can leave a best one)."""
+        others = sorted(p.name for p in (self.run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+        if not others:
+            return "stopped before its first checkpoint"
+        return f"stopped with no {LAST_CHECKPOINT} (it has {', '.join(others)}: a new run can start from one with --ckpt_path)"
+
+    def end_on_a_full_disk(self, error: OSError, trainer: Trainer | None, loggers: list) -> str:
+        """:meth:`abort` for a command stopped by a full disk, as far as the disk allows; what it left, in one line.
+
+        A full disk can stop a run half-way through recording itself (its first ``config.yaml``
+        or ``status.json`` not written), so what is said comes from what is on disk.
+        """
+        full = f"{error.strerror or 'no space left on device'}" + (f" (writing {error.filename})" if error.filename else "")
+        status_written = True
+        try:
+            self.abort(1, "failed", trainer, loggers, error=f"{type(error).__name__}: {error}")
+        except OSError:
+            status_written = False
+        if self.mode == "scratch":
+            return f"{full}: nothing was saved; free space on that disk and run the command again"
+        if self.stage != "fit" or not holds_record(self.run_dir):
+            if self.stage == "fit":  # the commit wrote nothing: the folders made for the run go, as if it never began
+                self.close()
+                self._remove_created()
+            return f"{full}: nothing was kept in {self.directory}; free space on that disk and run the command again"
+        said = read_status(self.run_dir).get("status")
+        unrecorded = ("" if status_written else f" (its status.json could not be updated: it still says {said})" if said
+                      else " (there was no space for its status.json)")
+        if (self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+            return f"{full}: run {self.run_dir} stopped{unrecorded}; free space on that disk, then resume with: {self.resume_command()}"
+        return (f"{full}: run {self.run_dir} {self._no_last_checkpoint()}{unrecorded}; free space on that disk and train "
+                "again under another --run.name")
+
     def saved_line(self) -> str:
         """The final line of a command that ended well: where its files are (only those that exist)."""
         if self.mode == "scratch":
@@ -405,7 +454,7 @@ class Run:
         if status != "finished" and not (self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
             # The command written at the commit would be refused: there is no last.ckpt to continue from.
             fields["resume_command"] = None
-            fields.setdefault("note", "stopped before its first checkpoint: it cannot be resumed")
+            fields.setdefault("note", f"{self._no_last_checkpoint()}: it cannot be resumed")
         write_status(self.run_dir, status=status, ended=_now(), **fields)
 
 

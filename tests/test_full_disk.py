@@ -1,0 +1,115 @@
+"""A disk that fills up during a command: one line that says what was kept and what to do, the record intact.
+
+The disk is made full where the run writes (``torch.save`` of a checkpoint, the run's record files) by
+raising what those writes raise on a full disk: ``torch.save`` raises a ``RuntimeError`` while handling
+the ``OSError`` (checked by hand on a 1.5 MB tmpfs, 2026-12-07).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+import torch
+
+from lightning_hw import checkpoints
+from lightning_hw.runs import lifecycle
+from reliability_helpers import error_of, output_of
+
+
+def _disk_full() -> OSError:
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def _saves_until_full(monkeypatch, allowed: int) -> None:
+    """``torch.save`` in checkpoints works ``allowed`` times, then fails as it does on a full disk."""
+    real_save, calls = torch.save, []
+
+    def save(obj, file, *args, **kwargs):
+        calls.append(file)
+        if len(calls) > allowed:
+            try:
+                raise _disk_full()
+            except OSError:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 66560 vs 66452") from None
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "save", save)
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_says_how_to_resume(tiny_args, workdir, monkeypatch, capsys):
+    """It was a traceback (two, chained) and exit 1; status.json said the run 'stopped before its first
+    checkpoint: it cannot be resumed' beside a complete best checkpoint."""
+    args = tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "3")
+    _saves_until_full(monkeypatch, allowed=2)  # epoch 0's last.ckpt and best checkpoint; epoch 1's last.ckpt fails
+    code, line = error_of(args, capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert code == 1
+    assert line == (
+        f"error: No space left on device: run {run} stopped; free space on that disk, then resume with: "
+        f"python -m lightning_hw fit --config {run / 'config.yaml'} --ckpt_path last"
+    )
+    status = json.loads((run / "status.json").read_text())
+    assert (status["status"], status["error"]) == ("failed", "OSError: [Errno 28] No space left on device")
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+    monkeypatch.undo()
+    output_of(*args, "--ckpt_path", "last")  # space freed: the command given resumes it
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_a_full_disk_before_the_first_last_checkpoint_names_the_checkpoint_there_is(tiny_args, workdir, monkeypatch, capsys):
+    _saves_until_full(monkeypatch, allowed=1)  # written: epoch 0's best checkpoint (it comes first); not last.ckpt
+    code, line = error_of(tiny_args("fit", "--run.name", "r"), capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert code == 1
+    assert line == (
+        f"error: No space left on device: run {run} stopped with no last.ckpt (it has best-epoch000.ckpt: a new run can "
+        "start from one with --ckpt_path); free space on that disk and train again under another --run.name"
+    )
+    assert json.loads((run / "status.json").read_text())["note"] == (
+        "stopped with no last.ckpt (it has best-epoch000.ckpt: a new run can start from one with --ckpt_path): it cannot be resumed"
+    )
+
+
+@pytest.mark.parametrize("where", ["lock", "commit"])
+def test_a_disk_full_before_the_run_recorded_itself_leaves_no_folder(where, tiny_args, workdir, monkeypatch, capsys):
+    """A full disk at the run's .lock left an empty .lock in a new folder (which the message said held nothing);
+    at its first config.yaml, an empty folder and a status.json said to be 'running'."""
+    if where == "lock":
+        real_open = open
+
+        def open_full(path, mode="r", *args, **kwargs):
+            file = real_open(path, mode, *args, **kwargs)
+            if str(path).endswith(".lock") and "x" in mode:
+                file.write = lambda text: (_ for _ in ()).throw(_disk_full())
+            return file
+
+        monkeypatch.setattr(lifecycle, "open", open_full, raising=False)
+    else:  # the first of the run's files: config.yaml, status.json
+        def write_full(*args, **kwargs):
+            raise _disk_full()
+
+        monkeypatch.setattr(lifecycle, "write_atomically", write_full)
+        monkeypatch.setattr(lifecycle, "write_status", write_full)
+    code, line = error_of(tiny_args("fit", "--run.name", "r"), capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert code == 1
+    assert line == f"error: No space left on device: nothing was kept in {run}; free space on that disk and run the command again"
+    assert not (workdir / "runs").exists()
+
+
+def test_a_status_that_could_not_be_written_is_said_as_it_stands(tiny_args, workdir, monkeypatch, capsys):
+    _saves_until_full(monkeypatch, allowed=2)
+    real_write_status = lifecycle.write_status
+
+    def write_status(directory, **fields):
+        if fields.get("status") == "failed":
+            raise _disk_full()
+        return real_write_status(directory, **fields)
+
+    monkeypatch.setattr(lifecycle, "write_status", write_status)
+    code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "3"), capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert code == 1
+    assert line.startswith(f"error: No space left on device: run {run} stopped (its status.json could not be updated: it still says training); "), line
