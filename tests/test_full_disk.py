@@ -113,3 +113,24 @@ def test_a_status_that_could_not_be_written_is_said_as_it_stands(tiny_args, work
     run = workdir / "runs" / "quickstart" / "r"
     assert code == 1
     assert line.startswith(f"error: No space left on device: run {run} stopped (its status.json could not be updated: it still says training); "), line
+
+
+def test_a_full_disk_in_one_of_our_own_commands_is_one_line_and_leaves_its_output_as_it_was(
+    tiny_args, workdir, monkeypatch, capsys
+):
+    """`report` (as `export`) into a full disk ended in a traceback."""
+    from lightning_hw import reports
+
+    output_of(*tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    output_of("report", str(run))
+    before = {p: p.read_bytes() for p in (run / "report").iterdir()}
+
+    def write_full(*args, **kwargs):
+        raise _disk_full()
+
+    monkeypatch.setattr(reports, "write_csv", write_full)
+    code, line = error_of(["report", str(run)], capsys)
+    assert code == 1
+    assert line == "error: OSError: [Errno 28] No space left on device: report stopped; free space on that disk and run it again"
+    assert {p: p.read_bytes() for p in (run / "report").iterdir()} == before

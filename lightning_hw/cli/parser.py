@@ -1226,6 +1226,14 @@ def main(argv: list[str] | None = None) -> None:
         if rank_zero_only.rank == 0:  # every DDP process stops; the first one speaks
             print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
         sys.exit(stop.exit_code)
+    except Exception as err:
+        full = disk_full_in(err)
+        if full is None or debug:
+            raise
+        # Our own subcommands (export, report, study): each writes its files atomically or
+        # removes them on failure, so what was there before is as it was.
+        print(f"error: {_first_line(full)}: {args[0]} stopped; free space on that disk and run it again", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt as stop:
         # Our own subcommands (export, report, study) run without the run's signal watch; each
         # undoes its unfinished work itself (export: no file, no eval directory) and may say so
