@@ -1,4 +1,4 @@
-"""A disk that fills up during a command: one line that says what was kept and what to do, the record intact.
+"""A disk that fills up (or cannot be written) during a command: one line that says what was kept and what to do, the record intact.
 
 The disk is made full where the run writes (``torch.save`` of a checkpoint, the run's record files) by
 raising what those writes raise on a full disk: ``torch.save`` raises a ``RuntimeError`` while handling
@@ -134,3 +134,43 @@ def test_a_full_disk_in_one_of_our_own_commands_is_one_line_and_leaves_its_outpu
     assert code == 1
     assert line == "error: OSError: [Errno 28] No space left on device: report stopped; free space on that disk and run it again"
     assert {p: p.read_bytes() for p in (run / "report").iterdir()} == before
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(tiny_args, workdir, monkeypatch, capsys):
+    """runs/ on a read-only disk (or another user's): a traceback ending in `OSError: [Errno 30] Read-only file system`."""
+    import pathlib
+
+    output_of(*tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    real_mkdir, real_open = pathlib.Path.mkdir, open
+
+    def read_only(path):
+        return OSError(errno.EROFS, "Read-only file system", str(path))
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(workdir / "runs")) and not self.exists():
+            raise read_only(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_read_only(path, mode="r", *args, **kwargs):
+        if str(path).startswith(str(workdir / "runs")) and set(mode) & set("wax"):
+            raise read_only(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    monkeypatch.setattr(lifecycle, "open", open_read_only, raising=False)
+    code, line = error_of(tiny_args("fit", "--run.name", "new"), capsys)
+    assert (code, line) == (
+        2, f"error: cannot write run {workdir / 'runs' / 'quickstart' / 'new'} (Read-only file system); give a --run.root you can write to"
+    )
+    code, line = error_of(tiny_args("fit", "--run.name", "r", "--ckpt_path", "last", "--trainer.max_epochs", "2"), capsys)
+    assert (code, line) == (
+        2, f"error: cannot write run {run} (Read-only file system: {run / '.lock'}); {run} must be writable for this command "
+        "(its files stay as they are)"
+    )
+    code, line = error_of(["test", "--config", str(run / "config.yaml"), "--ckpt_path", "last"], capsys)
+    assert code == 2 and line.startswith(f"error: cannot write folder {run / 'eval'}/test-"), line
+    assert line.endswith(f"); {run} must be writable for this command (its files stay as they are)"), line
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

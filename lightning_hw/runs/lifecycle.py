@@ -21,6 +21,7 @@ never into the training files) and ``scratch`` (``fast_dev_run``: nothing is wri
 from __future__ import annotations
 
 import contextlib
+import errno
 import datetime as dt
 import io
 import math
@@ -168,24 +169,43 @@ class Run:
         commands never write into one run at once.
 
         Raises:
-            ConfigError: another live command holds the run.
+            ConfigError: another live command holds the run, or its folder cannot be written.
         """
         if self.mode == "scratch":
             return
         if self.writes:
-            if self.unique:
-                self._create_unique()
-            else:
-                self._created = _missing(self.directory)
-                self.directory.mkdir(parents=True, exist_ok=True)
-                try:
-                    self._lock()
-                except BaseException:  # refused (in use) or a full disk: the folders made for it go
-                    self._remove_created()
+            try:
+                self._take_directory()
+            except (PermissionError, OSError) as err:
+                if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                     raise
-                self._before = _entries(self.directory) if not self._created else None
+                what = "run" if self.directory == self.run_dir else "folder"
+                raise ConfigError(
+                    f"cannot write {what} {self.directory} ({err.strerror}"
+                    + (f": {err.filename}" if err.filename and Path(err.filename) != self.directory else "")
+                    + f"); {self._writable_elsewhere()}"
+                ) from None
             self._opened = True
         naming.share_directory(self.directory)
+
+    def _take_directory(self) -> None:
+        if self.unique:
+            self._create_unique()
+            return
+        self._created = _missing(self.directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock()
+        except BaseException:  # refused (in use, not writable) or a full disk: the folders made for it go
+            self._remove_created()
+            raise
+        self._before = _entries(self.directory) if not self._created else None
+
+    def _writable_elsewhere(self) -> str:
+        """What to do when this command cannot write where it must (a read-only disk, another user's runs/)."""
+        if self.mode == "create":
+            return "give a --run.root you can write to"
+        return f"{self.run_dir} must be writable for this command (its files stay as they are)"
 
     def _create_unique(self) -> None:
         parent = self.directory.parent
