@@ -512,6 +512,26 @@ def test_a_misspelt_objective_stops_the_search_at_once_and_the_fixed_file_goes_o
     assert len(finished(load(monitored))) == 0
 
 
+def test_a_search_whose_trials_never_validate_stops_before_its_first_trial_trains(workdir, capsys):
+    """`trainer.limit_val_batches: 0` in a search's args: each trial trained to its end and was failed
+    ("no val/acc in its metrics.csv, run finished"), trial after trial, the whole budget used up."""
+    from lightning_hw.cli import main
+
+    path = write_search(workdir, trials=2, objective="val/acc", args={**TINY, "trainer.limit_val_batches": 0})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path)])
+    assert exit_info.value.code == 2
+    out = capsys.readouterr()
+    assert (
+        "[trial 0] refused before training: error: the study's objective val/acc is read from the trials' validation, "
+        "but this fit runs none (trainer.limit_val_batches is 0); let the trials validate"
+    ) in out.out
+    assert "Study s stopped: its fit refused what every run shares (see the error above)." in out.err
+    assert "[trial 1]" not in out.out and "Traceback" not in out.out + out.err
+    assert len(finished(load(path))) == 0  # nothing counted against the budget
+    assert not (workdir / "runs" / "s" / "trial-0" / "metrics.csv").exists()  # stopped before training
+
+
 def test_a_project_name_wandb_refuses_stops_the_search_without_using_up_its_budget(workdir, capsys):
     """`run.project: me/e1` in a study's args (every trial's): fit refuses the name before training, and the
     search failed every trial on it, its whole budget used up; fixed, the study then trained nothing."""

@@ -139,6 +139,7 @@ class WatchedMetricsCheck(Callback):
         self.checked = False
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        _refuse_an_objective_never_validated(trainer)
         declared = declared_validation_metrics(trainer, pl_module)
         if declared is not None:
             self.checked = self._refuse_unlogged(trainer, declared, logged=sorted(declared), elsewhere=[], certain=True)
@@ -195,6 +196,35 @@ class WatchedMetricsCheck(Callback):
                 f"{what} {metric} is not a metric this run logs{f' (did you mean {close[0]}?)' if close else ''}", advice
             )
         return True
+
+
+def _refuse_an_objective_never_validated(trainer: Trainer) -> None:
+    """Refuse a search trial whose fit runs no validation: it would train to its end and be failed.
+
+    A trial's objective is read from its validation epochs; with none (``limit_val_batches: 0``,
+    or ``check_val_every_n_epoch`` beyond ``max_epochs``) each trial trained in full, was failed
+    for want of it, and the next trial did the same, the search's whole budget used up.
+    """
+    from lightning_hw.callbacks.pruning import OptunaPruning
+
+    objective = next((c.metric for c in trainer.callbacks if isinstance(c, OptunaPruning) and c.required), None)
+    why = validation_never_runs(trainer)
+    if objective is not None and why is not None:
+        raise ConfigError(
+            f"{OBJECTIVE} {objective} is read from the trials' validation, but this fit runs none ({why})",
+            "let the trials validate: drop that setting from the study's config, args: or options",
+        )
+
+
+def validation_never_runs(trainer: Trainer) -> str | None:
+    """The trainer setting that keeps a fit from running any validation epoch, or ``None``."""
+    if trainer.limit_val_batches == 0:
+        return f"trainer.limit_val_batches is {trainer.limit_val_batches}"
+    every, epochs = trainer.check_val_every_n_epoch, trainer.max_epochs
+    # Lightning validates after epoch e (0-based) when (e + 1) % every == 0: never, when every > max_epochs.
+    if every is not None and epochs is not None and 0 < epochs < every:
+        return f"trainer.check_val_every_n_epoch is {every}, trainer.max_epochs {epochs}"
+    return None
 
 
 def _closest_logged(metric: str, logged: list[str]) -> list[str]:
