@@ -284,6 +284,17 @@ class RaiseAtStep(Callback):
             raise RuntimeError(f"test crash at step {self.step}")
 
 
+class KeyboardInterruptAtStep(Callback):
+    """Raise ``KeyboardInterrupt`` at the start of training step ``step``, as Jupyter's interrupt does in a cell."""
+
+    def __init__(self, step: int = 0) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.step and trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
 def error_of(args: list[str], capsys) -> tuple[int, str]:
     """Run the CLI; return its exit code and its one ``error:`` line (asserting there is exactly one, and no traceback)."""
     from lightning_hw.cli import main

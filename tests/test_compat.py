@@ -62,6 +62,24 @@ def test_started_wandb_run_is_none_until_started_and_then_the_run(tmp_path):
 # -- lightning: loops --------------------------------------------------------------------------
 
 
+def test_a_keyboard_interrupt_in_fit_is_told_from_lightnings_exit(tmp_path):
+    """Lightning turns a KeyboardInterrupt in fit into ``sys.exit(1)``; the CLI must still see it was one."""
+    import signal
+
+    class Interrupting(BoringModel):
+        def training_step(self, batch, batch_idx):
+            raise KeyboardInterrupt
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(BaseException) as raised:
+            tiny_trainer(tmp_path).fit(Interrupting())
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT from then on
+    assert compat.keyboard_interrupted(raised.value), f"{LIGHTNING}: _call_and_handle_interrupt raised {raised.value!r}"
+    assert not compat.keyboard_interrupted(SystemExit(1)) and not compat.keyboard_interrupted(RuntimeError())
+
+
 @pytest.mark.parametrize("steps", [0, 3])
 def test_batches_that_stepped_counts_optimizer_steps(tmp_path, steps):
     trainer = tiny_trainer(tmp_path, max_steps=steps or 1, limit_val_batches=0, enable_checkpointing=False)

@@ -566,6 +566,30 @@ def test_interrupted_run_saves_and_resumes_to_the_same_metrics(whole, tmp_path, 
     assert bests == [named], f"best checkpoints on disk {bests}, last.ckpt names {named}"
 
 
+def test_a_keyboard_interrupt_in_a_notebooks_fit_is_an_interrupt_that_resumes_to_the_same_metrics(whole, tmp_path):
+    """A KeyboardInterrupt inside fit (Jupyter's interrupt, a callback's) reached Lightning, which exits 1: the
+    run was recorded `failed` with `error: SystemExit: 1`, nothing was said, and no resume command was given."""
+    root = tmp_path / "runs"
+    cut = root / "quickstart" / "cut"
+    stopping = tiny("fit", root, *INTERRUPTIBLE, "--run.name", "cut",
+                    "--trainer.callbacks+=reliability_helpers.KeyboardInterruptAtStep", "--trainer.callbacks.step", "8")
+    handler = signal.getsignal(signal.SIGINT)
+    result = in_process(*stopping, cwd=tmp_path)
+
+    assert result.returncode == 130, shown(result)
+    resume = f"fit --config {cut / 'config.yaml'} --ckpt_path last"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted by SIGINT at once: the newest checkpoint is {cut / 'checkpoints' / 'last.ckpt'} (written before the "
+        f"interrupt); resume with: python -m lightning_hw {resume}"
+    ), shown(result)
+    status = json.loads((cut / "status.json").read_text())
+    assert (status["status"], status["signal"], status["global_step"]) == ("interrupted", "SIGINT", 8)
+    assert signal.getsignal(signal.SIGINT) == handler  # Lightning ignores SIGINT from then on: not in this process
+    resumed = in_process(*resume.split(), "--trainer.callbacks.step", "0", cwd=tmp_path)
+    assert resumed.returncode == 0, shown(resumed)
+    assert (cut / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
+
+
 def _test_rows(metrics: Path) -> list[dict[str, str]]:
     return [filled(r) for r in csv_rows(metrics) if any(k.startswith("test/") for k in filled(r))]
 

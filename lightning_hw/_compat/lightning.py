@@ -331,6 +331,19 @@ class CLIHooks(LightningCLI):
         return self._parser(subcommand)  # noqa: SLF001
 
 
+def keyboard_interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is a ``KeyboardInterrupt``, or the ``sys.exit(1)`` Lightning turns one into.
+
+    A ``KeyboardInterrupt`` inside ``Trainer.fit``/``validate``/``test``/``predict`` (Jupyter's
+    interrupt, or one raised by a callback, when no handler of ours took SIGINT) is caught by
+    Lightning's ``_call_and_handle_interrupt``, which tears down and calls ``sys.exit(1)``
+    within its ``except KeyboardInterrupt``: the ``SystemExit`` keeps the interrupt as its context.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    return isinstance(error, SystemExit) and error.code == 1 and isinstance(error.__context__, KeyboardInterrupt)
+
+
 # -- loggers -------------------------------------------------------------------------------------
 
 

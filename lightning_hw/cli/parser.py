@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -27,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
-from lightning_hw._compat.lightning import CLIHooks, logged_position, process_start_method
+from lightning_hw._compat.lightning import CLIHooks, keyboard_interrupted, logged_position, process_start_method
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
@@ -172,7 +173,7 @@ class HWCLI(CLIHooks):
         kwargs.setdefault("save_config_callback", SaveRunConfig)
         WATCH.install()  # Ctrl-C from here on: one line, and whatever this command created is undone
         try:
-            super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
+            self._run_command(args, parser_kwargs, **kwargs)
         except RunInterrupted as stop:
             if self.run is not None:
                 self.run.abort(stop.exit_code, "interrupted", self._trainer(), self.loggers, signal=stop.signal_name, checkpoint=stop.saved)
@@ -189,6 +190,21 @@ class HWCLI(CLIHooks):
             if self.run is not None:
                 self.run.close()
             WATCH.restore()
+
+    def _run_command(self, args: list[str] | None, parser_kwargs: dict[str, Any], **kwargs: Any) -> None:
+        """LightningCLI's work; a ``KeyboardInterrupt`` in it stops the command as Ctrl-C does (SIGINT, at once).
+
+        Our SIGINT handler stops a command without one, but a ``KeyboardInterrupt`` raised by
+        code (a callback; Jupyter's interrupt of a command run where the handler could not be
+        installed) reached Lightning, which exits with 1: the run was recorded ``failed`` with
+        ``SystemExit: 1``, and nothing was said.
+        """
+        try:
+            super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
+        except (KeyboardInterrupt, SystemExit) as err:
+            if keyboard_interrupted(err):
+                raise RunInterrupted(signal.SIGINT, at_once=True) from err
+            raise
 
     def _trainer(self) -> Trainer | None:
         return getattr(self, "trainer", None)
