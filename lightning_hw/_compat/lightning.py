@@ -334,8 +334,8 @@ class CLIHooks(LightningCLI):
 def keyboard_interrupted(error: BaseException) -> bool:
     """Whether ``error`` is a ``KeyboardInterrupt``, or the ``sys.exit(1)`` Lightning turns one into.
 
-    A ``KeyboardInterrupt`` inside ``Trainer.fit``/``validate``/``test``/``predict`` (Jupyter's
-    interrupt, or one raised by a callback, when no handler of ours took SIGINT) is caught by
+    A ``KeyboardInterrupt`` inside ``Trainer.fit``/``validate``/``test``/``predict`` (raised by a
+    callback or other code: a SIGINT goes to our handler while a command runs) is caught by
     Lightning's ``_call_and_handle_interrupt``, which tears down and calls ``sys.exit(1)``
     within its ``except KeyboardInterrupt``: the ``SystemExit`` keeps the interrupt as its context.
     """

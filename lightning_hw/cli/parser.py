@@ -195,9 +195,8 @@ class HWCLI(CLIHooks):
         """LightningCLI's work; a ``KeyboardInterrupt`` in it stops the command as Ctrl-C does (SIGINT, at once).
 
         Our SIGINT handler stops a command without one, but a ``KeyboardInterrupt`` raised by
-        code (a callback; Jupyter's interrupt of a command run where the handler could not be
-        installed) reached Lightning, which exits with 1: the run was recorded ``failed`` with
-        ``SystemExit: 1``, and nothing was said.
+        code (a callback, a notebook's own code) reached Lightning, which exits with 1: the run
+        was recorded ``failed`` with ``SystemExit: 1``, and nothing was said.
         """
         try:
             super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
