@@ -590,6 +590,30 @@ def test_a_keyboard_interrupt_in_a_notebooks_fit_is_an_interrupt_that_resumes_to
     assert (cut / "metrics.csv").read_bytes() == (whole / "metrics.csv").read_bytes()
 
 
+def test_a_command_gives_back_the_process_settings_it_changed(tmp_path, monkeypatch):
+    """A notebook's second command ran with the first one's settings: after a fit with `deterministic: true`,
+    `benchmark: true` and a lowered float32 matmul precision (configs/trainer/gpu.yaml's callback), the next fit
+    ran deterministic kernels, cuDNN's autotuner and TF32/bf16 matmuls, as the same fit from a shell does not."""
+    from lightning_hw.cli.process_settings import COMMAND_ENVIRONMENT, ProcessSettings
+
+    for name in COMMAND_ENVIRONMENT:  # seed_everything's PL_GLOBAL_SEED, the run's directory...
+        monkeypatch.delenv(name, raising=False)
+    before = ProcessSettings.current()
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        clean = ProcessSettings.current()
+        result = in_process(*tiny(
+            "fit", tmp_path / "runs", "--trainer.deterministic", "true", "--trainer.benchmark", "true",
+            "--trainer.callbacks+=lightning_hw.callbacks.speed.Float32MatmulPrecision", "--trainer.callbacks.precision", "medium",
+        ), cwd=tmp_path)
+        assert result.returncode == 0, shown(result)
+        assert ProcessSettings.current() == clean
+    finally:
+        before.restore()
+
+
 def _test_rows(metrics: Path) -> list[dict[str, str]]:
     return [filled(r) for r in csv_rows(metrics) if any(k.startswith("test/") for k in filled(r))]
 

@@ -57,6 +57,7 @@ from lightning_hw.cli.fit_checkpoint import (
     configures_the_model, last_without_config, no_run_config, outside_any_run, refuse_fit_without_config,
 )
 from lightning_hw.cli.names import KEYS, config_arguments, named_class_names, option_values, requested_class_names
+from lightning_hw.cli.process_settings import ProcessSettings
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import (
@@ -171,6 +172,9 @@ class HWCLI(CLIHooks):
         kwargs.setdefault("datamodule_class", LightningDataModule)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", SaveRunConfig)
+        # A command gives back the process-wide settings it changed; with run=False the caller
+        # runs the trainer next, which needs them (Trainer(deterministic=True) set them for it).
+        settings = ProcessSettings.current() if kwargs.get("run", True) else None
         WATCH.install()  # Ctrl-C from here on: one line, and whatever this command created is undone
         try:
             self._run_command(args, parser_kwargs, **kwargs)
@@ -190,6 +194,8 @@ class HWCLI(CLIHooks):
             if self.run is not None:
                 self.run.close()
             WATCH.restore()
+            if settings is not None:
+                settings.restore()
 
     def _run_command(self, args: list[str] | None, parser_kwargs: dict[str, Any], **kwargs: Any) -> None:
         """LightningCLI's work; a ``KeyboardInterrupt`` in it stops the command as Ctrl-C does (SIGINT, at once).
