@@ -530,6 +530,13 @@ def test_a_search_whose_trials_never_validate_stops_before_its_first_trial_train
     assert "[trial 1]" not in out.out and "Traceback" not in out.out + out.err
     assert len(finished(load(path))) == 0  # nothing counted against the budget
     assert not (workdir / "runs" / "s" / "trial-0" / "metrics.csv").exists()  # stopped before training
+    # Trials that train no epoch validate none either (each was a `finished` run of 0 epochs, failed).
+    untrained = write_search(workdir, name="z", trials=2, objective="val/acc", args={**TINY, "trainer.max_epochs": 0})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(untrained)])
+    assert exit_info.value.code == 2
+    assert "but this fit runs none (trainer.max_epochs is 0)" in capsys.readouterr().out
+    assert len(finished(load(untrained))) == 0
 
 
 def test_a_project_name_wandb_refuses_stops_the_search_without_using_up_its_budget(workdir, capsys):
