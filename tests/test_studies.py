@@ -370,6 +370,29 @@ def test_an_option_the_study_sets_for_each_run_is_refused(workdir, capsys):
     assert not (workdir / "runs").exists() and not (workdir / "search" / "runs").exists()
 
 
+def test_a_run_setting_in_a_study_files_args_is_refused(workdir, capsys):
+    """`args: {run.root: DIR}` was overridden without a word by the study's own --run.root: a search's trials
+    trained into runs/<study> under the current directory, and `report DIR/<study>` found nothing there."""
+    from lightning_hw.cli import main
+
+    (workdir / "search").mkdir()
+    search = workdir / "search" / "tiny.yaml"
+    search.write_text(yaml.safe_dump({"config": str(QUICKSTART), "args": {**TINY, "run.root": str(workdir / "mine")}, "trials": 2,
+                                      "search": {"model.init_args.lr": {"float": [0.01, 0.3], "log": True}}}))
+    grid = write_study(workdir, {"a": {"run": {"name": "mine"}}})
+    for path, argv, message in (
+        (search, [], f"study {search}: args sets run.root, which the study sets for each run itself (its runs go under "
+         "the study's --root); give the study file root: DIR (or the study --root DIR) instead"),
+        (grid, ["--dry-run"], f"study {grid}: variant a sets run.name, which the study sets for each run itself (it "
+         "names each run after its variant, seed and fold, or trial-<N>); leave it out"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["study", str(path), *argv])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    assert not any(p.name in ("runs", "mine") for p in workdir.rglob("*"))
+
+
 def test_shipped_study_files_are_studies():
     """Every study in configs/studies/ parses; those whose configs exist on this branch also plan."""
     paths = sorted((REPO / "configs" / "studies").glob("*.yaml"))

@@ -397,12 +397,34 @@ def overrides_to_args(overrides: Any, study_path: Path, where: str) -> list[str]
     options: list[str] = []
     for key, value in overrides.items():
         key = str(key).removeprefix("--")
+        _refuse_a_run_setting(key, value, study_path, where)
         if key == "config":
             for config in _as_list(value):
                 configs += ["--config", _find_config(config, study_path)]
         else:
             options += [f"--{key}", _as_arg(value)]
     return configs + options
+
+
+#: what to do instead of setting a run's place in the study file's own words (see SET_FOR_EACH_RUN)
+_IN_THE_FILE_INSTEAD = {"run.root": "give the study file root: DIR (or the study --root DIR) instead"}
+
+
+def _refuse_a_run_setting(key: str, value: Any, study_path: Path, where: str) -> None:
+    """Refuse ``run.root``, ``run.name`` or ``run.group`` in a study file's ``args``: the study sets them for each run.
+
+    The study's own ``--run.*`` options come after the file's, so ``args: {run.root: /data/runs}``
+    was overridden without a word and the runs went to ``runs/<study>`` under the current directory.
+    """
+    given = [key] if key in ("run.root", "run.name", "run.group") else []
+    if key == "run" and isinstance(value, dict):
+        given = [f"run.{name}" for name in ("root", "name", "group") if name in value]
+    if given:
+        why, advice = SET_FOR_EACH_RUN[f"--{given[0]}"]
+        raise ConfigError(
+            f"study {study_path}: {where} sets {given[0]}, which the study sets for each run itself ({why})",
+            _IN_THE_FILE_INSTEAD.get(given[0], advice),
+        )
 
 
 def _as_arg(value: Any) -> str:
