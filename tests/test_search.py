@@ -512,6 +512,24 @@ def test_a_misspelt_objective_stops_the_search_at_once_and_the_fixed_file_goes_o
     assert len(finished(load(monitored))) == 0
 
 
+def test_a_search_on_a_misspelt_run_monitor_names_the_run_monitor(workdir, capsys):
+    """A search file without `objective:` searches on what its runs checkpoint on; given `--run.monitor val/acuracy`,
+    the line said to give a metric "to `objective:` in the study file" (it has none, and the monitor was refused next)."""
+    from lightning_hw.cli import main
+
+    path = write_search(workdir, trials=2)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", str(path), "--run.monitor", "val/acuracy"])
+    assert exit_info.value.code == 2
+    out = capsys.readouterr()
+    assert (
+        "[trial 0] refused before training: error: run.monitor val/acuracy is not a metric this run logs (did you mean "
+        "val/acc?); give one of val/acc, val/f1, val/loss to run.monitor"
+    ) in out.out, out.out
+    assert "Study s stopped: its fit refused what every run shares (see the error above)." in out.err
+    assert len(finished(load(path))) == 0
+
+
 def test_a_search_whose_trials_never_validate_stops_before_its_first_trial_trains(workdir, capsys):
     """`trainer.limit_val_batches: 0` in a search's args: each trial trained to its end and was failed
     ("no val/acc in its metrics.csv, run finished"), trial after trial, the whole budget used up."""

@@ -282,4 +282,15 @@ def watched_metrics(trainer: Trainer) -> list[tuple[str, str, str]]:
             # for a metric never logged; a non-strict one only warns, and is left to do so.
             name = type(callback).__name__
             watched.append((callback.monitor, f"the monitor of {name}", f"{name}'s monitor"))
-    return watched
+    return _objective_named_by_its_source(watched)
+
+
+def _objective_named_by_its_source(watched: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Drop the objective where the run's best checkpoint watches the same metric: that line names where it is set.
+
+    A search file without ``objective:`` searches on what its runs checkpoint on: for a study
+    given ``--run.monitor val/acuracy``, the line said to give a metric "to `objective:` in the
+    study file", which holds none; fixed so, the run.monitor was refused next.
+    """
+    checkpointed = {metric for metric, what, _ in watched if what != OBJECTIVE and not what.startswith("the monitor of ")}
+    return [entry for entry in watched if not (entry[1] == OBJECTIVE and entry[0] in checkpointed)]
