@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -536,9 +537,13 @@ def test_a_search_whose_trials_never_validate_stops_before_its_first_trial_train
     from lightning_hw.cli import main
 
     path = write_search(workdir, trials=2, objective="val/acc", args={**TINY, "trainer.limit_val_batches": 0})
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    filters = list(warnings.filters)
     with pytest.raises(SystemExit) as exit_info:
         main(["study", str(path)])
     assert exit_info.value.code == 2
+    # Run from a notebook, the study gave Optuna's log level and the warning filters it set for itself back.
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO and warnings.filters == filters
     out = capsys.readouterr()
     assert (
         "[trial 0] refused before training: error: the study's objective val/acc is read from the trials' validation, "

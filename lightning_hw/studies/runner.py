@@ -546,6 +546,29 @@ def run_study(
 ) -> int:
     """Run trials until the study is done; returns the exit code (0, 1 when a run failed, 130).
 
+    Optuna's log level and the warning filters the study sets for itself are given back when it
+    ends: in a notebook, the user's own Optuna studies afterwards logged no trial at all.
+    See :func:`_run_study` for the arguments.
+    """
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        with warnings.catch_warnings():
+            return _run_study(search, workers, extra, retry_running, only)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _run_study(
+    search: SearchStudy,
+    workers: int = 1,
+    extra: list[str] | None = None,
+    retry_running: bool = False,
+    only: list[str] | None = None,
+) -> int:
+    """Run trials until the study is done; returns the exit code (0, 1 when a run failed, 130).
+
     Args:
         search: the study's Optuna settings (a grid is a search over its run names).
         workers: trials to run at once in this process.
