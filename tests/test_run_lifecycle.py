@@ -443,6 +443,20 @@ def test_bad_split_fractions_leave_nothing(tmp_path):
     assert len(error_lines(result)) == 1 and TRACEBACK not in result.stderr, shown(result)
 
 
+@pytest.mark.parametrize("key", ["max_epochs", "max_steps"])
+def test_a_new_run_of_zero_epochs_is_refused_and_leaves_nothing(tmp_path, key):
+    """`--trainer.max_epochs 0` was kept as a `finished` run of 0 epochs whose test scored the untrained weights
+    ("Test (final weights): test/acc = 0.0950"), its status.json naming `--ckpt_path last` for a last.ckpt never written."""
+    root = tmp_path / "runs"
+    result = in_process(*tiny("fit", root, f"--trainer.{key}", "0"), cwd=tmp_path)
+    assert result.returncode == 2, shown(result)
+    assert error_lines(result) == [
+        f"error: trainer.{key} is 0: this fit would train nothing, and a run that never trained is not kept; "
+        f"give --trainer.{key} 1 or more"
+    ], shown(result)
+    assert_nothing_under(root)
+
+
 @pytest.mark.slow
 def test_fast_dev_run_saves_nothing_and_says_so(tmp_path):
     root = tmp_path / "runs"

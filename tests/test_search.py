@@ -553,12 +553,13 @@ def test_a_search_whose_trials_never_validate_stops_before_its_first_trial_train
     assert "[trial 1]" not in out.out and "Traceback" not in out.out + out.err
     assert len(finished(load(path))) == 0  # nothing counted against the budget
     assert not (workdir / "runs" / "s" / "trial-0" / "metrics.csv").exists()  # stopped before training
-    # Trials that train no epoch validate none either (each was a `finished` run of 0 epochs, failed).
+    # Trials that train no epoch (each was a `finished` run of 0 epochs, failed): fit refuses them, and the study stops.
     untrained = write_search(workdir, name="z", trials=2, objective="val/acc", args={**TINY, "trainer.max_epochs": 0})
     with pytest.raises(SystemExit) as exit_info:
         main(["study", str(untrained)])
     assert exit_info.value.code == 2
-    assert "but this fit runs none (trainer.max_epochs is 0)" in capsys.readouterr().out
+    assert ("[trial 0] refused before training: error: trainer.max_epochs is 0: this fit would train nothing, and a run "
+            "that never trained is not kept; give --trainer.max_epochs 1 or more") in capsys.readouterr().out
     assert len(finished(load(untrained))) == 0
 
 

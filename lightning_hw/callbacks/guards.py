@@ -220,8 +220,6 @@ def validation_never_runs(trainer: Trainer) -> str | None:
     """The trainer setting that keeps a fit from running any validation epoch, or ``None``."""
     if trainer.limit_val_batches == 0:
         return f"trainer.limit_val_batches is {trainer.limit_val_batches}"
-    if trainer.max_epochs == 0 or trainer.max_steps == 0:
-        return "trainer.max_epochs is 0" if trainer.max_epochs == 0 else "trainer.max_steps is 0"
     every, epochs = trainer.check_val_every_n_epoch, trainer.max_epochs
     # Lightning validates after epoch e (0-based) when (e + 1) % every == 0: never, when every > max_epochs.
     if every is not None and epochs is not None and 0 < epochs < every:

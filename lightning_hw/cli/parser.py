@@ -497,6 +497,8 @@ class HWCLI(CLIHooks):
         config_files = config_files_of(chosen)
         trainer_cfg = chosen.trainer
         run = _planned_run(self.subcommand or "fit", chosen, settings)
+        if run.mode == "create":
+            _refuse_a_run_with_nothing_to_train(trainer_cfg)
         model_section = self._config_section("model")
         weights_only = chosen.get("weights_only") is not False
         checkpoint = None  # loaded once here for every check; Lightning loads it again to restore
@@ -862,6 +864,20 @@ def check_fine_tuning(callbacks: list[Any], model: LightningModule) -> None:
         return
     for schedule in schedules:
         schedule.check_schedule(backbone)
+
+
+def _refuse_a_run_with_nothing_to_train(trainer_cfg: Any) -> None:
+    """Refuse a new run of ``max_epochs`` (or ``max_steps``) 0: it would train nothing.
+
+    It was kept as a ``finished`` run of 0 epochs, its test scored the untrained weights, and its
+    ``status.json`` named a resume command for a ``last.ckpt`` that never existed.
+    """
+    for key in ("max_epochs", "max_steps"):
+        if trainer_cfg.get(key) == 0:
+            raise ConfigError(
+                f"trainer.{key} is 0: this fit would train nothing, and a run that never trained is not kept",
+                f"give --trainer.{key} 1 or more",
+            )
 
 
 def _check_job_size(trainer: Trainer) -> None:

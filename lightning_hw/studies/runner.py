@@ -844,7 +844,8 @@ def _run_trial(
         _queue_again(study, trial.number)
         outcome, text = "interrupted", f"interrupted ({INTERRUPT_CODES[code]}); {_after_interrupt(search, job)}"
     elif code == ConfigError.exit_code and not status and (
-        shared_metric_not_logged(search, job) or shared_project_refused(search, job) or shared_command_refused(search, extra, job)
+        shared_metric_not_logged(search, job) or shared_project_refused(search, job) or shared_nothing_to_train(search, job)
+        or shared_command_refused(search, extra, job)
     ):
         # The fit refused what every run of the study shares (a mistyped option, an objective its
         # task never logs): every trial would be refused, so the study stops, and the trial is
@@ -929,6 +930,22 @@ def shared_project_refused(search: SearchStudy, job: Job) -> bool:
     """
     line = _error_line(job) or ""
     return line.startswith("error: run.project ") and not _set_per_run(search, "run.project")
+
+
+def shared_nothing_to_train(search: SearchStudy, job: Job) -> bool:
+    """Whether a run's ``fit`` refused a ``max_epochs`` or ``max_steps`` of 0 that every run of the study shares.
+
+    ``fit`` refuses it as it builds the trainer, which ``--print_config`` (what
+    :func:`shared_command_refused` runs) never reaches: each trial was failed in turn, the
+    search's budget used up without training anything. Shared unless a variant (its options
+    or its own config files) or a searched parameter sets it.
+    """
+    match = re.match(r"error: trainer\.(max_epochs|max_steps) is 0: ", _error_line(job) or "")
+    if match is None:
+        return False
+    if search.is_grid and any(split_configs(v.args)[0] for v in search.study.variants):
+        return False
+    return not _set_per_run(search, f"trainer.{match.group(1)}")
 
 
 def _set_per_run(search: SearchStudy, key: str) -> bool:
