@@ -14,9 +14,7 @@ the changed environment kept a warm start process from serving later commands.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -65,12 +63,3 @@ class ProcessSettings:
             else:
                 os.environ[name] = value
 
-
-@contextlib.contextmanager
-def kept_process_settings() -> Iterator[None]:
-    """Run a command, then give back the process-wide settings it changed (see the module's docstring)."""
-    settings = ProcessSettings.current()
-    try:
-        yield
-    finally:
-        settings.restore()
