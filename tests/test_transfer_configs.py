@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 from pathlib import Path
@@ -543,3 +544,37 @@ def test_a_runs_config_and_wandb_say_which_preprocessing_came_from_the_backbone(
     wandb_files.wait_for_exit(wandb_file)
     used = wandb_files.config(wandb_file)["data"]["init_args"]
     assert (used["mean"], used["std"], used["interpolation"]) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "bicubic")
+
+
+def test_a_run_recorded_without_the_preprocessing_note_resumes_without_a_copy_of_its_config(workdir, monkeypatch, capsys):
+    """Runs recorded before the note: a resume with the same settings kept their config.yaml as config-until-<time>.yaml,
+    which says the settings changed."""
+    from lightning_hw.callbacks.guards import NonFiniteLossGuard
+    from lightning_hw.cli import main
+    from conftest import tiny_run_args
+    from reliability_helpers import output_of
+
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1", "--run.test_after_fit", "false",
+        "--trainer.max_epochs", "2", "--run.name", "r",
+    )
+    real = NonFiniteLossGuard.on_before_backward
+
+    def interrupt_in_epoch_1(self, trainer, *rest):  # Ctrl-C in a notebook, from a callback the config does not name
+        if trainer.global_step == 1:
+            raise KeyboardInterrupt
+        return real(self, trainer, *rest)
+
+    monkeypatch.setattr(NonFiniteLossGuard, "on_before_backward", interrupt_in_epoch_1)
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 130
+    monkeypatch.undo()
+    config = workdir / "runs" / "transfer_demo" / "r" / "config.yaml"
+    recorded = "".join(line for line in config.read_text().splitlines(keepends=True) if not line.startswith("#   data."))
+    config.write_text(recorded.replace("# When this config runs, the backbone's timm data config gives these data settings (below: as given):\n", ""))
+    output_of(*args, "--ckpt_path", "last")
+    assert json.loads((config.parent / "status.json").read_text())["status"] == "finished"
+    assert not list(config.parent.glob("config-until-*"))
+    assert "#   data.init_args.interpolation: bicubic" in config.read_text()

@@ -355,9 +355,10 @@ class Run:
             old = path.read_text()
             if old == self._config_text:
                 return
-            # A resume with other settings (e.g. more epochs): the config it trained under so far stays.
-            keep = path.with_name(f"config-until-{naming.timestamp()}.yaml")
-            write_atomically(keep, old)
+            if not _same_settings(old, self._config_text):
+                # A resume with other settings (e.g. more epochs): the config it trained under so far stays.
+                keep = path.with_name(f"config-until-{naming.timestamp()}.yaml")
+                write_atomically(keep, old)
         write_atomically(path, self._config_text)
 
     def abort(self, exit_code: int, status: str, trainer: Trainer | None, loggers: list, **fields: Any) -> None:
@@ -476,6 +477,14 @@ class Run:
             fields["resume_command"] = None
             fields.setdefault("note", f"{self._no_last_checkpoint()}: it cannot be resumed")
         write_status(self.run_dir, status=status, ended=_now(), **fields)
+
+
+def _same_settings(old: str, new: str) -> bool:
+    """Whether two saved configs hold the same settings (they may differ in comments, such as the backbone's preprocessing note)."""
+    try:
+        return yaml.safe_load(old) == yaml.safe_load(new)
+    except yaml.YAMLError:
+        return False
 
 
 class RunRecord(Callback):
