@@ -483,3 +483,39 @@ def test_waiting_for_the_threads_ends_an_open_executor_and_joins_the_others(tmp_
     )
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True, timeout=60)
     assert ran.stdout.splitlines() == ["queued task ran", "thread joined", "after"]
+
+
+def test_a_failed_ddp_process_goes_to_the_handler_which_ends_the_others():
+    """``child_failures_handled_by``: Lightning's launcher still starts its observer through the name replaced.
+
+    The observer hands the failed process's exit code to the handler, ends the other processes
+    still running and calls the ending the handler returned (Lightning's own would SIGKILL this process).
+    """
+    import threading
+
+    from lightning.pytorch.strategies.launchers import subprocess_script
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    assert "_launch_process_observer(self.procs)" in inspect.getsource(_SubprocessScriptLauncher.launch), (
+        f"{LIGHTNING}: the launcher no longer starts its observer with `_launch_process_observer(self.procs)`"
+    )
+    lightnings = subprocess_script._launch_process_observer
+    failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(130)"])
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    codes, ended = [], threading.Event()
+
+    def handler(returncode):
+        codes.append(returncode)
+        return ended.set
+
+    try:
+        with compat.child_failures_handled_by(handler, period=0.1):
+            subprocess_script._launch_process_observer([failed, waiting])
+            assert ended.wait(30), "the handler's ending was not called"
+        assert subprocess_script._launch_process_observer is lightnings
+        assert codes == [130]
+        assert waiting.wait(10) == -9  # ended as Lightning ends them: they wait in C++ calls that no signal breaks off
+    finally:
+        waiting.kill()
+        failed.wait()
+        waiting.wait()

@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import SimpleNamespace
@@ -749,6 +750,79 @@ def test_sigterm_to_every_process_of_a_ddp_run_interrupts_it(tmp_path, how):
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "interrupted" and status["signal"] == "SIGTERM", status
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def _rank_one_waited_for() -> bool:
+    """Whether a DDP process Lightning started (rank 1) is importing torch while rank 0 waits for it in the rendezvous.
+
+    Rank 0 listens on ``MASTER_PORT`` from inside the TCPStore it creates, which returns only once
+    rank 1 has connected: in C++, where no signal handler runs. Rank 1 has torch mapped: it is
+    past Python's start, in the imports that its CLI waits out before it acts on a signal.
+    """
+    from reliability_helpers import descendants
+
+    for pid in descendants(os.getpid()):
+        try:
+            environment = dict(
+                item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
+            )
+            if environment.get(b"LOCAL_RANK") != b"1" or b"libtorch" not in Path(f"/proc/{pid}/maps").read_bytes():
+                continue
+            rank_zero = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]  # its parent
+            port = f"{int(environment[b'MASTER_PORT']):04X}"
+            sockets = Path(f"/proc/{rank_zero}/net/tcp").read_text() + Path(f"/proc/{rank_zero}/net/tcp6").read_text()
+        except (OSError, KeyError, ValueError):  # it ended meanwhile, or is not rank 1
+            continue
+        # a row: sl local_address rem_address st ...; the state 0A is LISTEN
+        return any(row.split()[1].endswith(f":{port}") and row.split()[3] == "0A" for row in sockets.splitlines()[1:])
+    return False
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """The processes this test started, or that its commands started, running in ``folder`` (``/proc``, Linux)."""
+    from reliability_helpers import descendants
+
+    found = []
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cwd").resolve() == folder.resolve():
+                found.append(pid)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/net/tcp").is_file(), reason="reads the processes' state in /proc (Linux)")
+@pytest.mark.parametrize("signalled", ["group", "first process"])
+def test_a_signal_while_a_ddp_run_waits_for_its_second_process_leaves_nothing(tmp_path, signalled):
+    """SIGINT while rank 0 waits in the rendezvous for rank 1, which is starting: every process ends, one line, nothing left.
+
+    ``group``, Ctrl-C: rank 1 stopped at once (exit 130); rank 0, waiting in C++, never ran its
+    signal handler, and Lightning's observer of the processes, seeing rank 1's exit, SIGKILLed it:
+    exit 137, and the run's directory was left with ``.lock`` (and W&B's files) in it, nothing to
+    resume. ``first process`` (``kill -INT <pid>``): rank 0 stopped once rank 1 had connected, and
+    rank 1, left waiting for it, failed with a traceback (``DistNetworkError: Broken pipe``).
+    """
+    root = tmp_path / "runs"
+    output = tmp_path / "output.txt"
+    env = {k: v for k, v in _env().items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "LIGHTNING_HW_RUN_DIR")}
+    code = signal_when_training(
+        [sys.executable, "-m", "lightning_hw", *tiny(
+            "fit", root, "--run.name", "ddp",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        )],
+        output, _rank_one_waited_for, signal.SIGINT, cwd=tmp_path, env=env, group=signalled == "group",
+    )
+    deadline = time.monotonic() + 30
+    while _processes_in(tmp_path) and time.monotonic() < deadline:  # rank 1 outlived rank 0
+        time.sleep(0.1)
+    assert not _processes_in(tmp_path), output.read_text()[-3000:]
+    text = output.read_text()
+    assert code == 130, text[-3000:]
+    assert [line for line in text.splitlines() if "interrupted" in line] == [
+        "interrupted by SIGINT before training started; nothing was saved"
+    ], text[-3000:]
+    assert "Forcefully terminating" not in text and TRACEBACK not in text, text[-3000:]
+    assert not root.exists() or sorted(root.rglob("*")) == [], sorted(root.rglob("*"))
 
 
 # -- 7. studies --------------------------------------------------------------------------------

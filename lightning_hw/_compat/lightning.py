@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -248,6 +249,55 @@ def process_start_method(trainer: Trainer) -> str | None:
     the trainer, task and datamodule to hand them to the new processes.
     """
     return getattr(trainer.strategy, "_start_method", None)  # noqa: SLF001
+
+
+@contextlib.contextmanager
+def child_failures_handled_by(handler: Callable[[int], Callable[[], None] | None], period: float = 5.0) -> Iterator[None]:
+    """Within the block, ``handler`` decides first how the process ends when a DDP process Lightning started fails.
+
+    Lightning's launcher (``popen``: each other process a new program) starts a thread in the
+    first process, ``_ChildProcessObserver``, that looks at the others every 5 s and, once one
+    has exited with a non-zero code, SIGKILLs the first process and every other: the first one
+    may wait for it for good (in the rendezvous, or a collective call). Killed so, it can undo
+    nothing: a run stopped by Ctrl-C before training left its directory behind, exit 137.
+
+    Here the thread asks ``handler(returncode)`` first (the code of the first failed process):
+    it returns ``None`` for Lightning's way, or a function that ends this process. The thread
+    then ends the other processes still running (as Lightning would; they write nothing) and
+    calls that function, which ends this process itself, from the thread, or returns to let
+    the main thread end it.
+
+    Args:
+        handler: ``returncode -> None | function``; called from the observer thread.
+        period: seconds between two looks at the processes. Lightning's 5 s by default: they are
+            also the time the first process has to end by itself after another failed (the same
+            error in every process), before Lightning's way kills it.
+    """
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    class Observer(_ChildProcessObserver):
+        def _run(self) -> bool:  # one look at the processes; True: the observer's work is over
+            children = self._child_processes
+            failed = next((p.returncode for p in children if p.poll()), None)
+            ending = None if failed is None else handler(failed)
+            if ending is None:  # none failed, or Lightning's way (its line "Forcefully terminating ...", SIGKILL)
+                return super()._run()
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(self._termination_signal)
+            ending()
+            return True
+
+    def launch_observer(child_processes: list[Any]) -> None:
+        Observer(main_pid=os.getpid(), child_processes=child_processes, sleep_period=period).start()
+
+    lightning_launch = subprocess_script._launch_process_observer  # noqa: SLF001
+    subprocess_script._launch_process_observer = launch_observer  # noqa: SLF001
+    try:
+        yield
+    finally:
+        subprocess_script._launch_process_observer = lightning_launch  # noqa: SLF001
 
 
 @contextlib.contextmanager

@@ -108,6 +108,17 @@ def _import_cli_waiting_out_signals(command: str):
     if received:
         name = signal.Signals(received[0]).name
         how = "SIGINT (Ctrl-C)" if name == "SIGINT" else name
-        print(f"interrupted by {how} while starting {command}; nothing was done", file=sys.stderr)
+        if _first_process():  # under DDP every process stops; the first one speaks for the job
+            print(f"interrupted by {how} while starting {command}; nothing was done", file=sys.stderr)
         sys.exit(128 + received[0])
     return cli_main
+
+
+def _first_process() -> bool:
+    """Whether this is the first process of its job (or no job's): Lightning's ``rank_zero_only`` rank, read as it reads it."""
+    import os
+
+    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if variable in os.environ:
+            return int(os.environ[variable]) == 0
+    return True

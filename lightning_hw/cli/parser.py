@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
-from lightning_hw._compat.lightning import CLIHooks, keyboard_interrupted, logged_position, process_start_method
+from lightning_hw._compat.lightning import (
+    CLIHooks, child_failures_handled_by, keyboard_interrupted, logged_position, process_start_method,
+)
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
 from lightning_hw.callbacks.progress import default_progress_bar
@@ -78,6 +81,7 @@ from lightning_hw.runs import (
     checkpoint_callbacks,
     command_name,
     finish_wandb,
+    interrupt_signal,
     note_caveats_in_wandb,
     plan_run,
     restored_settings,
@@ -179,11 +183,12 @@ class HWCLI(CLIHooks):
         try:
             self._run_command(args, parser_kwargs, **kwargs)
         except RunInterrupted as stop:
-            if self.run is not None:
-                self.run.abort(stop.exit_code, "interrupted", self._trainer(), self.loggers, signal=stop.signal_name, checkpoint=stop.saved)
-                stop.message = self.run.interrupt_message(stop)
+            WATCH.claim_ending()  # waits while the observer of the DDP processes ends this one (child_interrupted)
+            self._end_started_processes_before_training()
+            self._record_interrupt(stop)
             raise
         except BaseException as err:
+            WATCH.claim_ending()
             full = disk_full_in(err)
             if full is None:
                 if self.run is not None:
@@ -219,6 +224,67 @@ class HWCLI(CLIHooks):
         if self.run is None:
             return f"{_first_line(full)}; free space on that disk and run the command again"
         return self.run.end_on_a_full_disk(full, self._trainer(), self.loggers)
+
+    def _record_interrupt(self, stop: RunInterrupted) -> None:
+        """Record an interrupt in the run (or undo a run that has not trained) and give ``stop`` its message."""
+        if self.run is not None:
+            self.run.abort(stop.exit_code, "interrupted", self._trainer(), self.loggers, signal=stop.signal_name, checkpoint=stop.saved)
+            stop.message = self.run.interrupt_message(stop)
+
+    def _end_started_processes_before_training(self) -> None:
+        """A run stopped before training ends the DDP processes this one started (SIGKILL, as Lightning's Ctrl-C does).
+
+        They write nothing, and may be waiting for this one in a call that no signal breaks off: one
+        not signalled itself (``kill -INT <pid>`` of this process alone) failed with a traceback
+        (``DistNetworkError: Broken pipe``) once this one had gone.
+        """
+        launcher = getattr(getattr(self._trainer(), "strategy", None), "launcher", None)
+        if self.run is not None and not self.run.committed and launcher is not None and hasattr(launcher, "kill"):
+            launcher.kill(getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows has no SIGKILL
+
+    def child_interrupted(self, returncode: int) -> Callable[[], None] | None:
+        """How this process ends once a DDP process it started has ended with ``returncode`` (``None``: Lightning's way).
+
+        A signal to the whole job (Ctrl-C, ``kill -INT -<pgid>``) before training reaches the
+        other processes while they start: each stops at once (exit 130 or 143). This process may
+        then be waiting for them in the rendezvous, in C++, where no signal handler runs: Lightning's
+        observer of the processes found the other one's exit and SIGKILLed it (exit 137), which
+        left the run's directory behind. So an interrupted process before the run's first step
+        stops this one as the signal would have: the run undone, its line, exit 128 + the signal,
+        from the observer's thread. When the main thread is already ending the command (or the
+        processes agreed to stop training at a step, and the other has done so), it is left to
+        finish that: Lightning's SIGKILL would cut short its ``status.json`` and W&B's files.
+
+        Args:
+            returncode: the exit code of the process that ended (a negative one: the signal that killed it).
+        """
+        if not WATCH.claim_ending(wait=False):
+            return lambda: None
+        if WATCH.requested():  # training stops at a step, agreed with the others: the main thread records it and ends
+            WATCH.release_ending()
+            return lambda: None
+        # A signal this process got (its handler not run yet), else the one that stopped the other: a
+        # Ctrl-C in the other's first instants, as Python starts, ends it with code 1 (a KeyboardInterrupt in `site`).
+        signum = WATCH.stop_signal_received() or interrupt_signal(returncode)
+        if signum is None or self.run is None or self.run.committed:
+            WATCH.release_ending()
+            return None
+
+        def end_interrupted() -> None:
+            stop = RunInterrupted(signum, at_once=True)
+            try:
+                self._record_interrupt(stop)
+                print(stop.message, file=sys.stderr)
+                self.run.close()
+            except Exception as err:  # noqa: BLE001 - said, rather than a thread's traceback and a process waiting for good
+                print(f"error: interrupted by {stop.signal_name} before training, {self.run.directory} could not be undone: {err}",
+                      file=sys.stderr)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(stop.exit_code)  # the main thread still waits in C++: the process ends here
+
+        return end_interrupted
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         from lightning_hw.callbacks.finetuning import FreezeBackbone
@@ -738,7 +804,8 @@ class HWCLI(CLIHooks):
         if subcommand == "fit" and hasattr(self.datamodule, "note_random_state"):
             self.datamodule.note_random_state()  # before Lightning's DDP re-seeds: the order one process draws
         try:
-            super().run_subcommand(subcommand)
+            with child_failures_handled_by(self.child_interrupted):
+                super().run_subcommand(subcommand)
         except RuntimeError as err:
             if "Error(s) in loading state_dict" not in str(err):
                 raise

@@ -20,6 +20,7 @@ _EXPORTS = {
     "GracefulStop": "interrupts",
     "RunInterrupted": "interrupts",
     "AfterEvaluationLogged": "interrupts",
+    "interrupt_signal": "interrupts",
     "Run": "lifecycle",
     "RunRecord": "lifecycle",
     "check_restored_settings_kept": "lifecycle",

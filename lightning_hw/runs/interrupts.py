@@ -91,6 +91,10 @@ class SignalWatch:
         self._sigterms = 0  # SIGTERMs this process got, and the stop requests they made (see study_copy)
         self._study_requests = 0
         self._saved: dict[int, Any] = {}
+        self._ending = threading.RLock()  # see claim_ending
+        self._wakeup: tuple[int, int] | None = None  # the pipe the C-level handler writes each signal to (see stop_signal_received)
+        self._wakeup_before = -1
+        self._received = b""
 
     def install(self) -> None:
         """Take over SIGINT and SIGTERM (again: Lightning installs its own SIGTERM handler in ``fit``)."""
@@ -105,16 +109,63 @@ class SignalWatch:
             if current != self._handle:
                 self._saved.setdefault(signum, current)
                 signal.signal(signum, self._handle)
+        if self._wakeup is None:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._wakeup_before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+            self._wakeup = (read, write)
 
     def restore(self) -> None:
         """Give the handlers back and forget this command's state."""
         if threading.current_thread() is threading.main_thread():
             for signum, handler in self._saved.items():
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            if self._wakeup is not None:
+                signal.set_wakeup_fd(self._wakeup_before)
+                for fd in self._wakeup:
+                    os.close(fd)
+                self._wakeup, self._wakeup_before = None, -1
         self._saved.clear()
+        self._received = b""
         self.signum, self.training, self.finishing, self.trainer = None, False, False, None
         self._copies_due, self._stopped_at_once = 0, None
         self._sigterms = self._study_requests = 0
+        self._ending = threading.RLock()
+
+    def claim_ending(self, wait: bool = True) -> bool:
+        """Take the ending of the command for this thread: ``False`` when another thread has it (``wait=False``).
+
+        Under DDP the first process may be ended by another thread than its main one: the
+        thread that watches the processes Lightning started, when one of them was interrupted
+        while the main thread waits for it in a call that no signal breaks off (see
+        :meth:`~lightning_hw.cli.parser.HWCLI.child_interrupted`). Whichever thread claims
+        it first undoes the run and ends the command; the other leaves it alone (the main
+        thread waits: that thread ends the process). Claimed again by the same thread, it stays its own.
+
+        Args:
+            wait: wait for another thread that has it (which ends the process meanwhile).
+        """
+        return self._ending.acquire(blocking=wait)
+
+    def stop_signal_received(self) -> int | None:
+        """The first SIGINT or SIGTERM this process got since :meth:`install` (``None``: none); any thread may ask.
+
+        Python runs a signal's handler in the main thread, between two of its bytecodes: a main
+        thread waiting in C++ (DDP's rendezvous, for a process that will never come) has not run
+        it, and may never. The C-level handler writes each signal's number to the wakeup
+        descriptor (``signal.set_wakeup_fd``) at once, which is read here.
+        """
+        if self._wakeup is not None:
+            try:
+                self._received += os.read(self._wakeup[0], 4096)
+            except OSError:  # BlockingIOError: nothing new; or the pipe was closed meanwhile (restore)
+                pass
+        return next((int(signum) for signum in self._received if signum in SIGNALS), None)
+
+    def release_ending(self) -> None:
+        """Give back a claim of :meth:`claim_ending` that this thread took but does not act on."""
+        self._ending.release()
 
     def requested(self) -> bool:
         """Whether a signal asked training to stop (in this process)."""
@@ -232,10 +283,23 @@ class SignalWatch:
             self._copies_due -= 1
             return
         self._stopped_at_once, self._copies_due = signum, self._torchrun_copies(signum)
+        self.claim_ending(wait=False)  # the main thread stops the command: no other thread ends it meanwhile
         raise RunInterrupted(signum, at_once=True)
 
 
 WATCH = SignalWatch()
+
+
+def interrupt_signal(returncode: int) -> int | None:
+    """The stop signal (SIGINT, SIGTERM) a process that exited with ``returncode`` was stopped by, or ``None``.
+
+    130 or 143: it stopped itself (128 + the signal, as every command here does); -2 or -15:
+    the signal killed it (``subprocess``'s code), before it had taken over the signals.
+    """
+    for signum in SIGNALS:
+        if returncode in (128 + signum, -signum):
+            return int(signum)
+    return None
 
 
 class WorkerInit:
