@@ -252,15 +252,16 @@ class HWCLI(CLIHooks):
         left the run's directory behind. So an interrupted process before the run's first step
         stops this one as the signal would have: the run undone, its line, exit 128 + the signal,
         from the observer's thread. When the main thread is already ending the command (or the
-        processes agreed to stop training at a step, and the other has done so), it is left to
-        finish that: Lightning's SIGKILL would cut short its ``status.json`` and W&B's files.
+        processes agreed to stop training at a step, and the other has done so; or the work is done
+        and being written out, where a signal is noted, not obeyed), it is left to finish that:
+        Lightning's SIGKILL would cut short its ``status.json`` and W&B's files.
 
         Args:
             returncode: the exit code of the process that ended (a negative one: the signal that killed it).
         """
         if not WATCH.claim_ending(wait=False):
             return lambda: None
-        if WATCH.requested():  # training stops at a step, agreed with the others: the main thread records it and ends
+        if WATCH.requested() or WATCH.finishing:  # stopping at an agreed step, or the work is done: the main thread ends it
             WATCH.release_ending()
             return lambda: None
         # A signal this process got (its handler not run yet), else the one that stopped the other: a
