@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -752,12 +753,11 @@ def test_sigterm_to_every_process_of_a_ddp_run_interrupts_it(tmp_path, how):
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
-def _rank_one_waited_for() -> bool:
-    """Whether a DDP process Lightning started (rank 1) is importing torch while rank 0 waits for it in the rendezvous.
+def _rank_zero_waits_for_rank_one(rank_one_ready: Callable[[int], bool]) -> bool:
+    """Whether rank 0 waits for rank 1 in the rendezvous while ``rank_one_ready(its pid)`` (a DDP run Lightning started).
 
     Rank 0 listens on ``MASTER_PORT`` from inside the TCPStore it creates, which returns only once
-    rank 1 has connected: in C++, where no signal handler runs. Rank 1 has torch mapped: it is
-    past Python's start, in the imports that its CLI waits out before it acts on a signal.
+    rank 1 has connected: in C++, where no signal handler runs.
     """
     from reliability_helpers import descendants
 
@@ -766,7 +766,7 @@ def _rank_one_waited_for() -> bool:
             environment = dict(
                 item.split(b"=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in item
             )
-            if environment.get(b"LOCAL_RANK") != b"1" or b"libtorch" not in Path(f"/proc/{pid}/maps").read_bytes():
+            if environment.get(b"LOCAL_RANK") != b"1" or not rank_one_ready(pid):
                 continue
             rank_zero = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]  # its parent
             port = f"{int(environment[b'MASTER_PORT']):04X}"
@@ -776,6 +776,11 @@ def _rank_one_waited_for() -> bool:
         # a row: sl local_address rem_address st ...; the state 0A is LISTEN
         return any(row.split()[1].endswith(f":{port}") and row.split()[3] == "0A" for row in sockets.splitlines()[1:])
     return False
+
+
+def _importing_torch(pid: int) -> bool:
+    """Rank 1 has torch mapped: past Python's start, in the imports that its CLI waits out before it acts on a signal."""
+    return b"libtorch" in Path(f"/proc/{pid}/maps").read_bytes()
 
 
 def _processes_in(folder: Path) -> list[int]:
@@ -810,7 +815,8 @@ def test_a_signal_while_a_ddp_run_waits_for_its_second_process_leaves_nothing(tm
             "fit", root, "--run.name", "ddp",
             "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         )],
-        output, _rank_one_waited_for, signal.SIGINT, cwd=tmp_path, env=env, group=signalled == "group",
+        output, lambda: _rank_zero_waits_for_rank_one(_importing_torch), signal.SIGINT,
+        cwd=tmp_path, env=env, group=signalled == "group",
     )
     deadline = time.monotonic() + 30
     while _processes_in(tmp_path) and time.monotonic() < deadline:  # rank 1 outlived rank 0
@@ -822,6 +828,46 @@ def test_a_signal_while_a_ddp_run_waits_for_its_second_process_leaves_nothing(tm
         "interrupted by SIGINT before training started; nothing was saved"
     ], text[-3000:]
     assert "Forcefully terminating" not in text and TRACEBACK not in text, text[-3000:]
+    assert not root.exists() or sorted(root.rglob("*")) == [], sorted(root.rglob("*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/net/tcp").is_file(), reason="reads the processes' state in /proc (Linux)")
+def test_ctrl_c_while_the_second_ddp_process_is_still_starting_python_leaves_nothing(tmp_path):
+    """Ctrl-C while rank 1 is still in Python's own start (``site``), before any of lightning-hw runs.
+
+    Python then ends rank 1 with code 1 (its "Fatal Python error" and the KeyboardInterrupt), not
+    130: rank 0, waiting for it in the rendezvous, was SIGKILLed by Lightning's observer (exit 137)
+    and its run's directory left behind. Rank 0 knows the signal reached it too, though its handler
+    has not run. Here a ``sitecustomize`` holds rank 1 in ``site`` until the signal comes.
+    """
+    held = tmp_path / "site"
+    held.mkdir()
+    marker = tmp_path / "rank1-in-site"
+    (held / "sitecustomize.py").write_text(
+        "import os, time\n"
+        "if os.environ.get('LOCAL_RANK') == '1':\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+        "    time.sleep(60)\n"
+    )
+    root = tmp_path / "runs"
+    output = tmp_path / "output.txt"
+    env = {k: v for k, v in _env().items() if k not in ("LOCAL_RANK", "WORLD_SIZE", "RANK", "LIGHTNING_HW_RUN_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join([str(held), env["PYTHONPATH"]])
+    code = signal_when_training(
+        [sys.executable, "-m", "lightning_hw", *tiny(
+            "fit", root, "--run.name", "ddp",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        )],
+        output, lambda: _rank_zero_waits_for_rank_one(lambda pid: marker.exists()), signal.SIGINT,
+        cwd=tmp_path, env=env, group=True,
+    )
+    text = output.read_text()
+    assert code == 130, text[-3000:]
+    assert "Fatal Python error" in text  # rank 1 was stopped where it was held
+    assert [line for line in text.splitlines() if line.startswith("interrupted")] == [
+        "interrupted by SIGINT before training started; nothing was saved"
+    ], text[-3000:]
     assert not root.exists() or sorted(root.rglob("*")) == [], sorted(root.rglob("*"))
 
 
