@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import json
 import os
 import re
@@ -124,7 +125,12 @@ def test_a_variant_refused_for_its_own_typo_fails_and_the_others_train_without_a
         "name": "own", "args": tiny,
         "variants": {"good": {"config": str(QUICKSTART)}, "typo": {"config": str(QUICKSTART), "model.init_args.lrr": 0.1}},
     }))
+    assert warm_start.warm_up(wait=180)
+    starts = Counter(warm_start.STARTS)
     assert studies.main([str(path), "--workers", "2"]) == 1
+    # Both fits and the check of what they share (`fit --print_config`, after the typo was refused) forked
+    # from the warm process: the check started a fresh interpreter, ~5 s of imports.
+    assert Counter(warm_start.STARTS) - starts == Counter(forked=3)
     out = capsys.readouterr()
     assert "stopped" not in out.err
     # With several workers the fits' output goes only to their logs: the FAILED line names the error.
