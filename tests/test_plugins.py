@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from lightning_hw import registry
-from lightning_hw.cli import HWCLI, main
+from lightning_hw.cli import HWCLI, main, warm_start
 from lightning_hw.errors import ConfigError
 from lightning_hw.registry import PluginLoadWarning
 from lightning_hw.scaffold.new_plugin import new_plugin_main
@@ -204,14 +204,16 @@ def test_an_entry_point_naming_a_misspelt_module_whose_class_loads_otherwise_is_
 def test_a_broken_plugin_does_not_break_the_cli(site, workdir):
     _add_broken_plugin(site)
     env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "disabled"}
-    listing = subprocess.run([sys.executable, "-m", "lightning_hw", "list"], capture_output=True, text=True, env=env)
+    # Forked from the warm process, which has imported no lightning-hw and no plugin: each command imports
+    # them afresh, as a new interpreter would, without ~5 s of torch and Lightning imports each.
+    listing = warm_start.run([sys.executable, "-m", "lightning_hw", "list"], capture_output=True, text=True, env=env)
     assert listing.returncode == 0, listing.stderr
     assert listing.stderr.strip().splitlines() == [
         "warning: plugin 'broken-plugin': task 'BrokenTask' (broken_plugin:BrokenTask) failed to import and is "
         "skipped: RuntimeError: this plugin is broken; fix it or uninstall it (pip uninstall broken-plugin)"
     ]
     assert any("BrokenTask" in line and "failed to load" in line for line in listing.stdout.splitlines())
-    fit = subprocess.run(
+    fit = warm_start.run(
         [
             sys.executable, "-m", "lightning_hw", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
             "--trainer.fast_dev_run", "true", "--run.root", str(workdir / "runs"), "--run.wandb", "disabled",
@@ -793,12 +795,13 @@ def test_new_plugin_scaffold_installs_and_passes_its_own_test(workdir, capsys):
 
 
 def test_a_run_whose_task_class_was_renamed_says_how_to_keep_it_loadable(tmp_path, monkeypatch):
-    """The run is trained in this process; every command after the rename runs in a fresh interpreter,
-    which imports the module as it is now (this process keeps the OldTask it imported)."""
+    """The run is trained in this process; every command after the rename runs in a process of its own
+    (forked from the warm process, which imported no lightning-hw), which imports the module as it is now
+    (this process keeps the OldTask it imported)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        return warm_start.run(
             [sys.executable, "-m", "lightning_hw", *args, "--run.wandb", "disabled"],
             capture_output=True, text=True, cwd=tmp_path, env=env,
         )  # fmt: skip
@@ -867,8 +870,8 @@ def test_export_of_a_run_whose_plugin_classes_are_gone_says_what_to_do(tmp_path,
     record = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     ckpt = "runs/old/r/checkpoints/last.ckpt"
 
-    def export() -> str:
-        result = subprocess.run(
+    def export() -> str:  # forked from the warm process, which imported neither module: it imports them as they are now
+        result = warm_start.run(
             [sys.executable, "-m", "lightning_hw", "export", "--ckpt_path", ckpt],
             capture_output=True, text=True, cwd=tmp_path, env=env,
         )  # fmt: skip
