@@ -371,6 +371,30 @@ def test_a_caller_whose_own_environment_changed_still_forks(warm, monkeypatch):
         assert isinstance(changed, warm_start.WarmProcess)
 
 
+def test_a_caller_that_imported_scikit_learn_since_forks_from_the_same_warm_process(warm, monkeypatch):
+    """scikit-learn and joblib add ``KMP_DUPLICATE_LIB_OK`` and ``KMP_INIT_AT_FORK`` to the environment as they are
+    imported (``os.environ.setdefault``), in the warm process and in a caller that imports them later (an in-process
+    fit of a test). The caller's environment then differed from the one its warm process started with: the warm
+    process was replaced (all its imports again), the commands meanwhile started afresh, and so did every command
+    given an environment copied before (a test's ``env``), ~5 s more each. A new interpreter would add them too."""
+    kmp = {"KMP_DUPLICATE_LIB_OK": "True", "KMP_INIT_AT_FORK": "FALSE"}
+    for name in kmp:
+        monkeypatch.delenv(name, raising=False)
+    assert warm_start.warm_up(wait=180)  # a warm process started by a caller without them
+    copied_before = dict(os.environ)
+    started = warm_start._Server._shared
+    for name, value in kmp.items():  # as `import sklearn` in the caller sets them
+        monkeypatch.setenv(name, value)
+    assert warm_start.warm_up(wait=0)
+    with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL) as caller_env:
+        assert isinstance(caller_env, warm_start.WarmProcess)
+    with warm_start.popen([*LHW, "--help"], stdout=subprocess.DEVNULL, env=copied_before) as older_env:
+        assert isinstance(older_env, warm_start.WarmProcess)
+    assert warm_start._Server._shared is started
+    # Another value than the one those libraries would add still differs: a new interpreter keeps it.
+    assert warm_start._Server._shared.differing_env({**copied_before, "KMP_INIT_AT_FORK": "TRUE"}) == ["KMP_INIT_AT_FORK"]
+
+
 def test_a_fork_whose_warm_process_was_killed_still_reports_its_own_exit_code(tmp_path):
     """The out-of-memory killer (or ``kill -9``) ends the warm process alone: its forks go on and finish.
 

@@ -89,6 +89,9 @@ _STARTS_LOCK = threading.Lock()  # a study with several workers starts commands 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 _SERVER_PYTHON_PATH: list[str] = []  # in the warm process: the folders its PYTHONPATH put on sys.path
 _KEEPER: list[int] = []  # in the warm process: its keeper's pid, if it has one
+#: in the warm process: the variables its imports added to its environment (os.environ.setdefault of
+#: scikit-learn, joblib and threadpoolctl: KMP_DUPLICATE_LIB_OK, KMP_INIT_AT_FORK)
+_ADDED_BY_IMPORTS: dict[str, str] = {}
 
 
 # -- the caller's side ---------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def _server_for(args: list[str], env: dict[str, str], cwd: str, start_server: bo
         return None, "the warm process ended"
     if not server.ready:
         return None, "the warm process was still importing"
-    differing = _differing(_import_time_env(env), server.import_time_env)
+    differing = server.differing_env(env)
     if differing:
         return None, f"its environment differs in {', '.join(differing[:3])}"
     if server.shadowed_by(env.get("PYTHONPATH", "")):
@@ -281,6 +284,8 @@ class _Server:
         self.owner = os.getpid()
         self.started = time.time()
         self.import_time_env = _import_time_env(dict(os.environ))
+        #: the variables its imports added to its environment (scikit-learn's and joblib's KMP_*), once it is ready
+        self.added_by_imports: dict[str, str] = {}
         self.python_path = os.environ.get("PYTHONPATH", "")
         self.pid: int | None = None  # the warm process's, once it is ready (self.process is its keeper)
         # ended: the warm process has (no more forks); closed: so has its keeper (no more news of them)
@@ -316,7 +321,7 @@ class _Server:
         """
         server = cls.shared(start)
         if server is not None and server.ready and (
-                server.packages_changed() or _import_time_env(dict(os.environ)) != server.import_time_env):
+                server.packages_changed() or server.differing_env(dict(os.environ))):
             server = cls.replace(server, start)
         return server
 
@@ -329,6 +334,19 @@ class _Server:
                 stale.retire()
                 cls._shared = None
         return cls.shared(start)
+
+    def differing_env(self, env: dict[str, str]) -> list[str]:
+        """The variables read at import in which ``env`` differs from this warm process's (none: a command may fork).
+
+        A variable that the warm process's imports added (scikit-learn sets ``KMP_INIT_AT_FORK`` with
+        ``os.environ.setdefault``) is the same where ``env`` lacks it: a new interpreter importing
+        those libraries adds it too. Counted as differing, a caller that imported scikit-learn after
+        starting its warm process (an in-process fit) had its environment changed, replaced its warm
+        process (a full import again) and started the commands meanwhile afresh, ~5 s more each.
+        """
+        ours = _import_time_env({**self.added_by_imports, **env})
+        theirs = {**self.import_time_env, **_import_time_env(self.added_by_imports)}
+        return _differing(ours, theirs)
 
     def packages_changed(self) -> bool:
         """Whether an installed package was added, upgraded or removed since this warm process imported them.
@@ -417,6 +435,7 @@ class _Server:
                 news = json.loads(message)
                 if "ready" in news:
                     self.top_level_modules = set(news["modules"])
+                    self.added_by_imports = news.get("added_env", {})
                     self.pid = news["pid"]
                     self.ready = news["ready"]
                 elif "warm_process_ended" in news:  # from its keeper, which reports its forks from now on
@@ -615,12 +634,14 @@ def serve() -> None:
     # driver through the CUDA runtime, and a fork of a process that has done so cannot use the GPU;
     # asked through NVML instead (torch reads this variable at each call), it is not initialised.
     os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+    before_imports = dict(os.environ)
     for name in PRELOAD:
         try:
             __import__(name)
         except Exception:  # noqa: BLE001 - not installed or broken here: the command imports it itself (and says why)
             pass
     del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    _ADDED_BY_IMPORTS.update({k: v for k, v in os.environ.items() if k not in before_imports})
     if _cuda_driver_loaded():  # something initialised CUDA anyway: forks could not use the GPU
         channel.send(json.dumps({"ready": False, "modules": [], "pid": os.getpid()}).encode())
         return
@@ -636,7 +657,7 @@ def serve() -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup descriptor
-    channel.send(json.dumps({"ready": True, "modules": modules, "pid": os.getpid()}).encode())
+    channel.send(json.dumps({"ready": True, "modules": modules, "pid": os.getpid(), "added_env": _ADDED_BY_IMPORTS}).encode())
     caller = os.getppid()  # or the keeper, which ends when the caller has gone
     while True:
         # Once a second: a caller killed outright may leave its socket open in a fork of its own (a
@@ -746,7 +767,9 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     if request["new_session"]:
         os.setsid()
     _place_descriptors(fds, request["targets"])
-    env = {**request["env"], PARENT_ENV: " ".join(map(str, [os.getppid(), *_KEEPER])), CALLER_ENV: str(request["caller"])}
+    # What the preloaded imports added (KMP_*), as a new interpreter importing them would have it too
+    env = {**_ADDED_BY_IMPORTS, **request["env"], PARENT_ENV: " ".join(map(str, [os.getppid(), *_KEEPER])),
+           CALLER_ENV: str(request["caller"])}
     os.environ.clear()
     os.environ.update(env)
     os.chdir(request["cwd"])
