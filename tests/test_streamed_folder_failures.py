@@ -99,3 +99,23 @@ def test_a_corrupt_file_met_by_a_worker_is_one_line_naming_it(workdir):
     assert line.startswith("error: cannot read image ") and broken.name in line and "DataLoader worker" not in line, line
     status = json.loads((workdir / "runs" / "catsdogs_mlp" / "broken" / "status.json").read_text())
     assert status["status"] == "failed" and broken.name in status["error"] and "DataLoader worker" not in status["error"], status
+
+
+def test_a_fit_failed_in_validation_leaves_no_training_worker_running(workdir, capsys):
+    """Lightning tears down only the loop that was running when a fit failed: a bad validation image left the
+    training loader's two persistent workers running after an in-process fit (a notebook, a test) until its
+    trainer was garbage collected, where each worker's join then waited out PyTorch's 5 s."""
+    import multiprocessing
+
+    from lightning_hw.data.datasets.image_folder import ImageFolder
+    from reliability_helpers import error_of
+
+    photos = write_image_folder(workdir / "photos", per_class=20, size=(20, 24))
+    folder = ImageFolder(root=str(photos), labels="prefix", splits=(0.536, 0.134, 0.33), in_memory=False)
+    folder.setup("fit")
+    broken, _ = folder.stream_items("val")[0]
+    broken.write_bytes(broken.read_bytes()[:300])
+    running_before = set(multiprocessing.active_children())
+    code, line = error_of(streamed_fit(workdir, photos, "broken", "--trainer.num_sanity_val_steps", "0")[3:], capsys)
+    assert code == 1 and line.startswith("error: cannot read image ") and broken.name in line, line
+    assert set(multiprocessing.active_children()) - running_before == set()

@@ -242,6 +242,20 @@ class WorkersEndWithTheLoop:
         self.loader._iterator = iterator  # noqa: SLF001
 
 
+def end_loader_workers(trainer: Trainer | None) -> None:
+    """Shut down the DataLoader workers of every loop of ``trainer``, persistent ones included.
+
+    When a fit fails, Lightning tears down only the loop that was running (``Trainer._teardown``
+    takes ``_active_loop``): an error in validation left the training loader's persistent
+    workers running. After an in-process command (a notebook, a test) they lived on until the
+    trainer was garbage collected, where each worker's join waited out PyTorch's 5 s.
+    """
+    if trainer is None:
+        return
+    for loop in (trainer.fit_loop, trainer.validate_loop, trainer.test_loop, trainer.predict_loop):
+        loop.teardown()  # each tears down its data fetcher only if it still has one: safe after a finished loop
+
+
 def process_start_method(trainer: Trainer) -> str | None:
     """How the strategy starts its processes: ``popen`` (a new program each), ``spawn``, ``fork``, ``forkserver``.
 

@@ -30,7 +30,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_hw import registry
 from lightning_hw._compat.lightning import (
-    CLIHooks, child_failures_handled_by, keyboard_interrupted, logged_position, process_start_method,
+    CLIHooks, child_failures_handled_by, end_loader_workers, keyboard_interrupted, logged_position, process_start_method,
 )
 from lightning_hw.callbacks.artifacts import LogBestCheckpoint
 from lightning_hw.callbacks.epoch_metrics import LogEpochMetrics
@@ -199,6 +199,7 @@ class HWCLI(CLIHooks):
             if self.run is not None:
                 self.run.close()
             WATCH.restore()
+            end_loader_workers(self._trainer())  # after the run's record is closed, whatever a worker's end does
             if settings is not None:
                 settings.restore()
 
