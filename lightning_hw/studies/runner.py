@@ -38,6 +38,7 @@ for when no other process runs the study.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import os
@@ -49,6 +50,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -537,30 +539,28 @@ def _tell_finished(study, trial, run_dir: Path, search: SearchStudy) -> None:
 # -- running -----------------------------------------------------------------------------------
 
 
-def run_study(
-    search: SearchStudy,
-    workers: int = 1,
-    extra: list[str] | None = None,
-    retry_running: bool = False,
-    only: list[str] | None = None,
-) -> int:
-    """Run trials until the study is done; returns the exit code (0, 1 when a run failed, 130).
+def _gives_back_optuna_settings(run: Callable[..., int]) -> Callable[..., int]:
+    """Give back Optuna's log level and the warning filters ``run`` sets for the study when it ends.
 
-    Optuna's log level and the warning filters the study sets for itself are given back when it
-    ends: in a notebook, the user's own Optuna studies afterwards logged no trial at all.
-    See :func:`_run_study` for the arguments.
+    In a notebook, the user's own Optuna studies after one of ours logged no trial at all.
     """
-    import optuna
 
-    verbosity = optuna.logging.get_verbosity()
-    try:
-        with warnings.catch_warnings():
-            return _run_study(search, workers, extra, retry_running, only)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> int:
+        import optuna
+
+        verbosity = optuna.logging.get_verbosity()
+        try:
+            with warnings.catch_warnings():
+                return run(*args, **kwargs)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
+    return wrapper
 
 
-def _run_study(
+@_gives_back_optuna_settings
+def run_study(
     search: SearchStudy,
     workers: int = 1,
     extra: list[str] | None = None,
