@@ -72,6 +72,27 @@ def test_a_full_disk_before_the_first_last_checkpoint_names_the_checkpoint_there
     )
 
 
+def test_a_full_disk_in_the_test_after_fit_says_training_finished_and_how_to_test(tiny_args, workdir, monkeypatch, capsys):
+    """The line said the run 'stopped' and to resume it with `fit --ckpt_path last`, beside a status.json saying
+    training had finished: that resume trained nothing and tested again, a second test row in its metrics.csv
+    (checked on a 1.5 MB tmpfs: top_losses.png did not fit)."""
+    from lightning_hw.callbacks import interpretation
+
+    def log_figure_full(*args, **kwargs):
+        raise _disk_full()
+
+    monkeypatch.setattr(interpretation, "log_figure", log_figure_full)
+    code, line = error_of(tiny_args("fit", "--run.name", "r"), capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert code == 1
+    assert line == (
+        f"error: No space left on device: during the test after fit; training had finished and {run} holds it; free space "
+        f"on that disk, then test it with: python -m lightning_hw test --config {run / 'config.yaml'} "
+        f"--ckpt_path <a checkpoint in {run / 'checkpoints'}>"
+    )
+    assert json.loads((run / "status.json").read_text())["during"] == "the test after fit (training had finished)"
+
+
 @pytest.mark.parametrize("where", ["lock", "commit"])
 def test_a_disk_full_before_the_run_recorded_itself_leaves_no_folder(where, tiny_args, workdir, monkeypatch, capsys):
     """A full disk at the run's .lock left an empty .lock in a new folder (which the message said held nothing);

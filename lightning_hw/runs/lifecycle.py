@@ -395,11 +395,7 @@ class Run:
         if self.stage != "fit":
             return f"{how}; nothing was saved"
         if self.testing_after_fit:
-            return (
-                f"{how} during the test after fit; training had finished and {self.run_dir} holds it; "
-                f"test it with: {command_name()} test --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} "
-                f"--ckpt_path <a checkpoint in {self.run_dir / CHECKPOINT_DIR}>"
-            )
+            return f"{how} {self._training_had_finished()}test it with: {self._test_command()}"
         if stop.saved:
             return f"{how} at step {stop.step}: saved {stop.saved}; resume with: {self.resume_command()}"
         last = self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -411,6 +407,17 @@ class Run:
         return (
             f"{how} at once, before the run's first checkpoint: {self.run_dir} cannot be resumed; "
             "train again under another --run.name"
+        )
+
+    def _training_had_finished(self, unrecorded: str = "") -> str:
+        """The start of a line about a stop in the test after fit: the run's training is whole."""
+        return f"during the test after fit{unrecorded}; training had finished and {self.run_dir} holds it; "
+
+    def _test_command(self) -> str:
+        """The command that tests the run (a resume would train nothing, test again and log a second test row)."""
+        return (
+            f"{command_name()} test --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} "
+            f"--ckpt_path <a checkpoint in {self.run_dir / CHECKPOINT_DIR}>"
         )
 
     def _no_last_checkpoint(self) -> str:
@@ -442,6 +449,8 @@ class Run:
         said = read_status(self.run_dir).get("status")
         unrecorded = ("" if status_written else f" (its status.json could not be updated: it still says {said})" if said
                       else " (there was no space for its status.json)")
+        if self.testing_after_fit:
+            return f"{full}: {self._training_had_finished(unrecorded)}free space on that disk, then test it with: {self._test_command()}"
         if (self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
             return f"{full}: run {self.run_dir} stopped{unrecorded}; free space on that disk, then resume with: {self.resume_command()}"
         return (f"{full}: run {self.run_dir} {self._no_last_checkpoint()}{unrecorded}; free space on that disk and train "
