@@ -193,5 +193,9 @@ def test_a_run_folder_that_cannot_be_written_is_one_line(tiny_args, workdir, mon
     code, line = error_of(["test", "--config", str(run / "config.yaml"), "--ckpt_path", "last"], capsys)
     assert code == 2 and line.startswith(f"error: cannot write folder {run / 'eval'}/test-"), line
     assert line.endswith(f"); {run} must be writable for this command (its files stay as they are)"), line
+    code, line = error_of(["export", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")], capsys)  # it was a traceback
+    assert (code, line) == (
+        2, f"error: cannot write folder {run / 'eval'} (Read-only file system); give --output FILE in a folder you can write to"
+    )
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

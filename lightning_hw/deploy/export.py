@@ -24,6 +24,7 @@ By default the file goes to ``<run>/eval/export-<time>/`` (a new directory each 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -75,7 +76,14 @@ def new_export_dir(ckpt_path: Path) -> Path:
     from lightning_hw.runs.naming import timestamp, unused_name
 
     base = run_dir_of(ckpt_path) / EVAL_DIR
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a read-only disk, another user's run: as fit, validate and test say it
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise ConfigError(
+            f"cannot write folder {base} ({err.strerror})", "give --output FILE in a folder you can write to"
+        ) from None
     while True:
         directory = base / unused_name(base, f"export-{timestamp()}")
         try:
