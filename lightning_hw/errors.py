@@ -129,10 +129,22 @@ def disk_full_in(err: BaseException) -> OSError | None:
     """
     import errno
 
+    return _os_error_in(err, (errno.ENOSPC, errno.EDQUOT))
+
+
+def not_writable_in(err: BaseException) -> OSError | None:
+    """The "read-only file system" (or "permission denied") error behind ``err``, if that is what it is."""
+    import errno
+
+    return _os_error_in(err, (errno.EROFS, errno.EACCES, errno.EPERM))
+
+
+def _os_error_in(err: BaseException, codes: tuple[int, ...]) -> OSError | None:
+    """The ``OSError`` of one of these ``errno`` codes in ``err``'s chain (its causes and contexts), if any."""
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(current, OSError) and current.errno in codes:
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

@@ -199,3 +199,25 @@ def test_a_run_folder_that_cannot_be_written_is_one_line(tiny_args, workdir, mon
     )
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_study_root_that_cannot_be_written_is_one_line(workdir, monkeypatch, capsys):
+    """`study FILE --root DIR` on a read-only disk: a traceback ending in `OSError: [Errno 30] Read-only file system`."""
+    import pathlib
+
+    from conftest import REPO
+
+    real_mkdir, root = pathlib.Path.mkdir, workdir / "read-only"
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(root)):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    study = REPO / "configs" / "studies" / "quickstart_search.yaml"
+    code, line = error_of(["study", str(study), "--root", str(root), "--trainer.max_epochs", "1"], capsys)
+    assert (code, line) == (
+        2, f"error: cannot write {root / 'quickstart_search'} (Read-only file system): study stopped; give it a folder you can write to"
+    )
+    assert not root.exists()

@@ -64,7 +64,8 @@ from lightning_hw.cli.process_settings import ProcessSettings
 from lightning_hw.cli.stacking import keep_appended_items
 from lightning_hw.cli.commands import SUBCOMMANDS, description, program_name, run_own_subcommand
 from lightning_hw.errors import (
-    ConfigError, ConstructorError, TrainingError, UserError, disk_full_in, raised_in_constructor, user_error_in,
+    ConfigError, ConstructorError, TrainingError, UserError, disk_full_in, not_writable_in, raised_in_constructor,
+    user_error_in,
 )
 from lightning_hw.runs.config import monitor_mode, task_monitor_mode
 from lightning_hw.runs.files import CONFIG_FILE, is_run_record
@@ -1333,13 +1334,19 @@ def main(argv: list[str] | None = None) -> None:
             print(getattr(stop, "message", f"interrupted by {stop.signal_name} before the run started; nothing was saved"), file=sys.stderr)
         sys.exit(stop.exit_code)
     except Exception as err:
-        full = disk_full_in(err)
-        if full is None or debug:
+        own = command is not None and command.target is not None  # fit and the others say so in HWCLI
+        full, unwritable = disk_full_in(err), not_writable_in(err) if own else None
+        if (full is None and unwritable is None) or debug:
             raise
         # Our own subcommands (export, report, study): each writes its files atomically or
         # removes them on failure, so what was there before is as it was.
-        print(f"error: {_first_line(full)}: {args[0]} stopped; free space on that disk and run it again", file=sys.stderr)
-        sys.exit(1)
+        if full is not None:
+            print(f"error: {_first_line(full)}: {args[0]} stopped; free space on that disk and run it again", file=sys.stderr)
+            sys.exit(1)
+        # A study's --root (or another folder a command writes) on a read-only disk: it was a traceback.
+        print(f"error: cannot write {unwritable.filename} ({unwritable.strerror}): {args[0]} stopped; "
+              "give it a folder you can write to", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt as stop:
         # Our own subcommands (export, report, study) run without the run's signal watch; each
         # undoes its unfinished work itself (export: no file, no eval directory) and may say so
