@@ -129,7 +129,25 @@ def disk_full_in(err: BaseException) -> OSError | None:
     """
     import errno
 
-    return _os_error_in(err, (errno.ENOSPC, errno.EDQUOT))
+    full = _os_error_in(err, (errno.ENOSPC, errno.EDQUOT))
+    if full is None and _sqlite_full_in(err):
+        # A study's Optuna storage (SQLite) on a full disk says so in its own error, no OSError behind it.
+        full = OSError(errno.ENOSPC, "No space left on device (SQLite: database or disk is full)")
+    return full
+
+
+def _sqlite_full_in(err: BaseException) -> bool:
+    """Whether ``err``'s chain holds SQLite's ``SQLITE_FULL`` (Optuna's error wraps SQLAlchemy's, which wraps it)."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, sqlite3.Error) and getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def not_writable_in(err: BaseException) -> OSError | None:

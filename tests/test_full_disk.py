@@ -157,6 +157,31 @@ def test_a_full_disk_in_one_of_our_own_commands_is_one_line_and_leaves_its_outpu
     assert {p: p.read_bytes() for p in (run / "report").iterdir()} == before
 
 
+def test_a_full_sqlite_database_in_one_of_our_own_commands_is_one_line(tiny_args, workdir, monkeypatch, capsys):
+    """A study's Optuna storage (SQLite) on a full disk raised `database or disk is full`, no OSError behind it:
+    a traceback (checked on a 1.5 MB tmpfs: `study ... --root` there). Raised here through `report`, which is faster."""
+    import sqlite3
+
+    from lightning_hw import reports
+
+    output_of(*tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"))
+    run = workdir / "runs" / "quickstart" / "r"
+
+    def write_full(*args, **kwargs):
+        database = sqlite3.connect(":memory:")
+        database.execute("PRAGMA max_page_count = 2")  # SQLite's own SQLITE_FULL, as a full disk gives it
+        database.execute("CREATE TABLE t (x)")
+        try:
+            database.execute("INSERT INTO t VALUES (randomblob(100000))")
+        except sqlite3.OperationalError as err:
+            raise RuntimeError("An exception is raised during the commit.") from err  # as Optuna wraps it
+
+    monkeypatch.setattr(reports, "write_csv", write_full)
+    code, line = error_of(["report", str(run)], capsys)
+    assert (code, line) == (1, "error: OSError: [Errno 28] No space left on device (SQLite: database or disk is full): report "
+                               "stopped; free space on that disk and run it again")
+
+
 def test_a_run_folder_that_cannot_be_written_is_one_line(tiny_args, workdir, monkeypatch, capsys):
     """runs/ on a read-only disk (or another user's): a traceback ending in `OSError: [Errno 30] Read-only file system`."""
     import pathlib
