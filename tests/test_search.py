@@ -639,3 +639,30 @@ def test_a_searched_config_file_may_set_the_callbacks_another_trials_monitor_ref
     out = capsys.readouterr()
     assert "stopped" not in out.err, out.out
     assert [t.state.name for t in load(path)].count("COMPLETE") == 1, out.out
+
+
+def test_a_heartbeat_on_a_full_disk_is_no_traceback(workdir, monkeypatch, capsys):
+    """A study's heartbeat thread on a full disk (SQLite's `database or disk is full`) printed a traceback of its own
+    beside the study's one line (checked on a 1.5 MB tmpfs); it beats again at its next interval."""
+    import sqlite3
+    import threading
+
+    from optuna.storages import RDBStorage
+
+    real_beat, beats, crashed = RDBStorage.record_heartbeat, [], []
+
+    def beat_on_a_full_disk(self, trial_id):
+        beats.append(trial_id)
+        if len(beats) > 1:
+            return real_beat(self, trial_id)
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as err:
+            err.sqlite_errorcode = sqlite3.SQLITE_FULL  # as SQLite sets it
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
+
+    monkeypatch.setattr(RDBStorage, "record_heartbeat", beat_on_a_full_disk)
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    path = write_search(workdir, trials=1, heartbeat=1, search={"trainer.max_epochs": {"categorical": [2]}})
+    assert studies.main([str(path)]) == 0
+    assert crashed == [] and len(beats) > 1

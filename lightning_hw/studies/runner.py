@@ -57,7 +57,7 @@ from typing import Any
 
 from lightning_hw.cli import warm_start
 from lightning_hw.cli.names import option_values
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, disk_full_in
 from lightning_hw.reports import read_metrics
 from lightning_hw.runs.files import read_status, write_atomically
 from lightning_hw.studies.grid import (
@@ -1005,7 +1005,13 @@ def _heartbeat(storage, tid: int, interval: int, stop: threading.Event) -> None:
     if not beats(storage):
         return
     while True:
-        storage.record_heartbeat(tid)
+        try:
+            storage.record_heartbeat(tid)
+        except Exception as err:
+            if disk_full_in(err) is None:
+                raise
+            # A full disk: the study's own next write says so in one line (this thread printed a
+            # traceback beside it); while the trial runs, beat again when there may be space.
         if stop.wait(interval):
             return
 
