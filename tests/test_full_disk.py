@@ -153,7 +153,7 @@ def test_a_full_disk_in_one_of_our_own_commands_is_one_line_and_leaves_its_outpu
     monkeypatch.setattr(reports, "write_csv", write_full)
     code, line = error_of(["report", str(run)], capsys)
     assert code == 1
-    assert line == "error: OSError: [Errno 28] No space left on device: report stopped; free space on that disk and run it again"
+    assert line == "error: No space left on device: report stopped; free space on that disk and run it again"
     assert {p: p.read_bytes() for p in (run / "report").iterdir()} == before
 
 
@@ -178,7 +178,7 @@ def test_a_full_sqlite_database_in_one_of_our_own_commands_is_one_line(tiny_args
 
     monkeypatch.setattr(reports, "write_csv", write_full)
     code, line = error_of(["report", str(run)], capsys)
-    assert (code, line) == (1, "error: OSError: [Errno 28] No space left on device (SQLite: database or disk is full): report "
+    assert (code, line) == (1, "error: No space left on device (SQLite: database or disk is full): report "
                                "stopped; free space on that disk and run it again")
 
 

@@ -1341,7 +1341,7 @@ def main(argv: list[str] | None = None) -> None:
         # Our own subcommands (export, report, study): each writes its files atomically or
         # removes them on failure, so what was there before is as it was.
         if full is not None:
-            print(f"error: {_first_line(full)}: {args[0]} stopped; free space on that disk and run it again", file=sys.stderr)
+            print(f"error: {full.strerror or _first_line(full)}: {args[0]} stopped; free space on that disk and run it again", file=sys.stderr)
             sys.exit(1)
         # A study's --root (or another folder a command writes) on a read-only disk: it was a traceback.
         print(f"error: cannot write {unwritable.filename} ({unwritable.strerror}): {args[0]} stopped; "
