@@ -90,7 +90,10 @@ def test_a_full_disk_in_the_test_after_fit_says_training_finished_and_how_to_tes
         f"on that disk, then test it with: python -m lightning_hw test --config {run / 'config.yaml'} "
         f"--ckpt_path <a checkpoint in {run / 'checkpoints'}>"
     )
-    assert json.loads((run / "status.json").read_text())["during"] == "the test after fit (training had finished)"
+    status = json.loads((run / "status.json").read_text())
+    assert status["during"] == "the test after fit (training had finished)"
+    assert status["resume_command"] is None  # it named fit --ckpt_path last
+    assert status["test_command"] == line.rpartition("then test it with: ")[2]
 
 
 @pytest.mark.parametrize("where", ["lock", "commit"])

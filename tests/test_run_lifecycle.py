@@ -667,6 +667,7 @@ def test_a_signal_during_the_test_after_fit_stops_it_and_says_so(tmp_path):
     assert result.returncode == 143, shown(result)
     status = json.loads((run / "status.json").read_text())
     assert status["status"] == "interrupted" and status["during"] == "the test after fit (training had finished)", status
+    assert status["resume_command"] is None and status["test_command"].endswith(f"--ckpt_path <a checkpoint in {run / 'checkpoints'}>")
     assert "interrupted by SIGTERM during the test after fit" in result.stderr, shown(result)
     assert _test_rows(run / "metrics.csv") == []
 

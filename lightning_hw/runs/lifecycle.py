@@ -375,7 +375,8 @@ class Run:
 
         if self.committed:
             if self.testing_after_fit:
-                fields["during"] = "the test after fit (training had finished)"
+                # Resuming would train nothing and test again (a second test row): the test is what is left to do.
+                fields.update(during="the test after fit (training had finished)", resume_command=None, test_command=self._test_command())
             try:
                 self.finish(status, trainer, **fields)
             finally:  # status.json may not be writable (a full disk): W&B still ends its run
