@@ -1,6 +1,9 @@
 """Errors the user can fix. The CLI prints their message as one line (no traceback unless --debug)."""
 
 
+from collections.abc import Callable
+from typing import Any
+
 from lightning_hw._compat.torch import worker_error_original
 
 
@@ -111,10 +114,15 @@ def raised_in_constructor(err: BaseException) -> BaseException | None:
 def user_error_in(err: BaseException) -> UserError | None:
     """The :class:`UserError` behind ``err``, if a library wrapped one (jsonargparse re-raises
     errors from ``__init__`` as ``ValueError``s carrying the original as their cause)."""
+    return _first_in_chain(err, lambda e: isinstance(e, UserError))
+
+
+def _first_in_chain(err: BaseException, matches: Callable[[BaseException], bool]) -> Any:
+    """The first exception in ``err``'s chain (``err``, then each cause or context) that ``matches``, or ``None``."""
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
-        if isinstance(current, UserError):
+        if matches(current):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -140,14 +148,9 @@ def _sqlite_full_in(err: BaseException) -> bool:
     """Whether ``err``'s chain holds SQLite's ``SQLITE_FULL`` (Optuna's error wraps SQLAlchemy's, which wraps it)."""
     import sqlite3
 
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, sqlite3.Error) and getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return _first_in_chain(
+        err, lambda e: isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    ) is not None
 
 
 def not_writable_in(err: BaseException) -> OSError | None:
@@ -159,14 +162,7 @@ def not_writable_in(err: BaseException) -> OSError | None:
 
 def _os_error_in(err: BaseException, codes: tuple[int, ...]) -> OSError | None:
     """The ``OSError`` of one of these ``errno`` codes in ``err``'s chain (its causes and contexts), if any."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno in codes:
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return _first_in_chain(err, lambda e: isinstance(e, OSError) and e.errno in codes)
 
 
 class LightningHWWarning(UserWarning):
