@@ -24,7 +24,6 @@ By default the file goes to ``<run>/eval/export-<time>/`` (a new directory each 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import math
@@ -39,7 +38,7 @@ import torch
 from torch import nn
 
 from lightning_hw.checkpoints import build_datamodule, build_task, load_checkpoint, run_config_of
-from lightning_hw.errors import ConfigError, ExportError
+from lightning_hw.errors import ConfigError, ExportError, not_writable_in
 from lightning_hw.deploy.predict import require_forward
 from lightning_hw.runs.files import EVAL_DIR, recorded_directory, write_atomically
 
@@ -79,7 +78,7 @@ def new_export_dir(ckpt_path: Path) -> Path:
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a read-only disk, another user's run: as fit, validate and test say it
-        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if not_writable_in(err) is None:
             raise
         raise ConfigError(
             f"cannot write folder {base} ({err.strerror})", "give --output FILE in a folder you can write to"
