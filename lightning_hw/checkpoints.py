@@ -32,6 +32,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 
 from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError, LightningHWWarning
+from lightning_hw.runs.files import checkpoint_names
 
 #: the flag that allows an unsafe (code-executing) load, as the user types it
 UNSAFE_FLAG = "--weights_only false"
@@ -488,7 +489,7 @@ def check_ckpt_path(ckpt_path: str | None, subcommand: str, run: Any = None) -> 
     if path.is_file():
         return
     folder = path.parent
-    present = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    present = checkpoint_names(folder)
     there = f" ({folder} has: {', '.join(present)})" if present else ""
     raise ConfigError(f"checkpoint not found: {ckpt_path}{there}")
 

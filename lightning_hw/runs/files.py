@@ -149,6 +149,11 @@ def holds_checkpoints(directory: Path) -> bool:
     return (checkpoints.is_dir() and any(checkpoints.glob("*.ckpt"))) or any(directory.glob("hpc_ckpt_*.ckpt"))
 
 
+def checkpoint_names(folder: Path) -> list[str]:
+    """The names of the checkpoints (``*.ckpt``) in ``folder``, sorted; empty when it has none or does not exist."""
+    return sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+
+
 def make_unique_dir(parent: Path, base: str) -> Path:
     """Create ``parent/base``, or ``base-1``, ``base-2``... when taken: never an existing directory
     (``mkdir`` without ``exist_ok`` is the check, so two processes cannot get the same one)."""

@@ -21,7 +21,6 @@ never into the training files) and ``scratch`` (``fast_dev_run``: nothing is wri
 from __future__ import annotations
 
 import contextlib
-import errno
 import datetime as dt
 import io
 import math
@@ -39,7 +38,7 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_hw.errors import ConfigError
+from lightning_hw.errors import ConfigError, not_writable_in
 from lightning_hw.runs import naming
 from lightning_hw.runs.config import RunConfig, flat_settings
 from lightning_hw.runs.files import (
@@ -51,6 +50,7 @@ from lightning_hw.runs.files import (
     LOCK_FILE,
     METRICS_FILE,
     check_outside_records,
+    checkpoint_names,
     holds_checkpoints,
     holds_record,
     make_unique_dir,
@@ -176,8 +176,8 @@ class Run:
         if self.writes:
             try:
                 self._take_directory()
-            except (PermissionError, OSError) as err:
-                if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            except OSError as err:
+                if not_writable_in(err) is None:
                     raise
                 what = "run" if self.directory == self.run_dir else "folder"
                 raise ConfigError(
@@ -423,7 +423,7 @@ class Run:
 
     def _no_last_checkpoint(self) -> str:
         """Why the run has no ``last.ckpt``, naming the checkpoints it has (a failed save can leave a best one)."""
-        others = sorted(p.name for p in (self.run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+        others = checkpoint_names(self.run_dir / CHECKPOINT_DIR)
         if not others:
             return "stopped before its first checkpoint"
         return f"stopped with no {LAST_CHECKPOINT} (it has {', '.join(others)}: a new run can start from one with --ckpt_path)"
@@ -647,7 +647,7 @@ def _plan_training(
         if last.is_file():
             return Run(settings, stage, "resume", group, name, run_dir, run_dir, str(last))
         if inherited is None and holds_record(run_dir):
-            others = sorted(p.name for p in (run_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+            others = checkpoint_names(run_dir / CHECKPOINT_DIR)
             why = (
                 f"it has {', '.join(others)}: to start a new run from one, give it as --ckpt_path with another --run.name"
                 if others
