@@ -305,7 +305,28 @@ class Run:
                 if callable(trim):
                     trim(batches_that_stepped(trainer))
             _remove_stale_bests(trainer)
+        if self.mode == "create":
+            self._record_new_run()
+            return
         self._write_config()
+        self._write_first_status()
+
+    def _record_new_run(self) -> None:
+        """A new run's first ``config.yaml`` and ``status.json``, both or neither.
+
+        A run with a ``config.yaml`` alone (a full disk between the two) never trained, yet its name
+        was taken until its folder was deleted by hand: should either write fail, the run stays
+        uncommitted, so the command's end removes what it created, as before its first step.
+        """
+        try:
+            self._write_config()
+            self._write_first_status()
+        except BaseException:
+            self.committed = False
+            raise
+
+    def _write_first_status(self) -> None:
+        """``status.json`` as training starts: a resumed run keeps how its earlier attempts ended."""
         previous = read_status(self.run_dir) if self.mode == "resume" else {}
         # How earlier attempts ended (an error, a signal, a note) is kept, apart from this
         # attempt's status: a resumed run that finishes must not show an earlier one's error.
