@@ -50,3 +50,18 @@ class SlowStep(Callback):
         if trainer.global_step >= self.step:
             (Path(trainer.default_root_dir) / "slow-step").touch()
             time.sleep(self.seconds)  # a signal handler that returns lets the sleep go on (PEP 475)
+
+
+class DiskFullAfterTestOnce(Callback):
+    """At the end of the test after fit (its row logged), raise what a full disk raises, once per run.
+
+    ``<run>/disk-was-full`` says it did so before (as ``KillOnce``'s flag): the rerun's test ends well.
+    """
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        import errno
+
+        flag = Path(trainer.default_root_dir) / "disk-was-full"
+        if not flag.exists():
+            flag.write_text("the test after fit stopped by a full disk\n")
+            raise OSError(errno.ENOSPC, "No space left on device")

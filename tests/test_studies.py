@@ -1271,3 +1271,19 @@ def test_a_fit_by_hand_into_a_study_run_starting_now_is_not_told_it_never_traine
         "run it again to train it there, or give another --run.name"
     )
     assert sorted(p.name for p in run_dir.iterdir()) == [studies.LOG_FILE]  # nothing written there
+
+
+def test_a_run_stopped_in_its_test_after_fit_is_rerun_with_one_test_row(workdir, capsys, monkeypatch):
+    """A disk full at the end of a run's test after fit (its row logged): the study's rerun of the run
+    (`fit --ckpt_path last`) trained nothing and tested again, a second test row in its metrics.csv."""
+    full = [{"class_path": "study_helpers.DiskFullAfterTestOnce"}]
+    path = write_study(workdir, {"a": {"trainer.callbacks": full}})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    run = workdir / "runs" / "tiny" / "a"
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 1
+    assert json.loads((run / "status.json").read_text())["during"] == "the test after fit (training had finished)"
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    tests = [(r["epoch"], r["step"]) for r in rows if r["test/acc"]]
+    assert tests == [("0", "3")], rows
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"

@@ -858,9 +858,12 @@ class HWCLI(CLIHooks):
             best = checkpoint.best_model_path if checkpoint is not None else ""
             self.run.testing_after_fit = True
             # The test's rows (metrics.csv, W&B) name the epoch and step of the weights scored, not where training ended.
-            with logged_position(self.trainer, checkpoint_file_position(best) if best else None):
+            position = checkpoint_file_position(best) if best else None
+            with logged_position(self.trainer, position):
                 # Lightning's table (16 digits) only with --verbose; the line below has 4.
                 logged = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=is_verbose())
+            if position is not None:
+                self.run.tested_again(self.trainer, position)
             summary = _test_summary(logged[0] if logged else {})
             if not best:
                 source = "final weights"

@@ -62,6 +62,8 @@ from lightning_hw.runs.files import (
 )
 
 MODES = ("create", "resume", "evaluate", "scratch")
+# status.json's ``during`` of a fit stopped in its test after fit (its training whole).
+DURING_THE_TEST_AFTER_FIT = "the test after fit (training had finished)"
 
 
 def command_name() -> str:
@@ -102,6 +104,7 @@ class Run:
     scored: tuple[int, int] | None = None
     committed: bool = False
     testing_after_fit: bool = False
+    after_a_stopped_test: bool = False
     _opened: bool = False
     _locked: bool = False
     _created: list[Path] = field(default_factory=list)
@@ -308,8 +311,10 @@ class Run:
         if self.mode == "create":
             self._record_new_run()
             return
+        previous = read_status(self.run_dir)
+        self.after_a_stopped_test = previous.get("during") == DURING_THE_TEST_AFTER_FIT
         self._write_config()
-        self._write_first_status()
+        self._write_first_status(previous)
 
     def _record_new_run(self) -> None:
         """A new run's first ``config.yaml`` and ``status.json``, both or neither.
@@ -320,14 +325,13 @@ class Run:
         """
         try:
             self._write_config()
-            self._write_first_status()
+            self._write_first_status({})
         except BaseException:
             self.committed = False
             raise
 
-    def _write_first_status(self) -> None:
-        """``status.json`` as training starts: a resumed run keeps how its earlier attempts ended."""
-        previous = read_status(self.run_dir) if self.mode == "resume" else {}
+    def _write_first_status(self, previous: dict[str, Any]) -> None:
+        """``status.json`` as training starts: a resumed run keeps how its earlier attempts ended (``previous``)."""
         # How earlier attempts ended (an error, a signal, a note) is kept, apart from this
         # attempt's status: a resumed run that finishes must not show an earlier one's error.
         attempts = list(previous.pop("earlier_attempts", []))
@@ -397,7 +401,7 @@ class Run:
         if self.committed:
             if self.testing_after_fit:
                 # Resuming would train nothing and test again (a second test row): the test is what is left to do.
-                fields.update(during="the test after fit (training had finished)", resume_command=None, test_command=self._test_command())
+                fields.update(during=DURING_THE_TEST_AFTER_FIT, resume_command=None, test_command=self._test_command())
             try:
                 self.finish(status, trainer, **fields)
             finally:  # status.json may not be writable (a full disk): W&B still ends its run
@@ -407,6 +411,21 @@ class Run:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             finish_wandb(loggers, exit_code=exit_code, print_sync=False)
         self.rollback()
+
+    def tested_again(self, trainer: Trainer, position: tuple[int, int]) -> None:
+        """The test after fit logged its row at ``position``: a stopped test's row of the same checkpoint goes.
+
+        A run stopped in its test after fit once the test had logged its row (a full disk at its
+        figures) and then resumed (a study reruns it with ``--ckpt_path last``) tested the same
+        checkpoint again: two test rows in the record of a run tested once. The newest is kept,
+        and only after it is written, so a test stopped again loses no row.
+        """
+        if not (self.writes and self.mode == "resume" and self.after_a_stopped_test):
+            return
+        for logger in trainer.loggers:
+            keep = getattr(getattr(logger, "experiment", None), "keep_newest_test_at", None)
+            if callable(keep):
+                keep(*position)
 
     def interrupt_message(self, stop: Any) -> str:
         """What an interrupt (:class:`~lightning_hw.runs.interrupts.RunInterrupted`) left, and what continues it."""

@@ -122,6 +122,21 @@ class MetricsFile:
         if len(kept) != len(rows):
             self._rewrite(kept)
 
+    def keep_newest_test_at(self, epoch: int, step: int) -> None:
+        """Of the test rows at ``(epoch, step)`` (one checkpoint's test), keep only the newest.
+
+        For a run resumed after its test after fit was stopped once that test had logged its row
+        (a full disk at its figures): the resume tests the same checkpoint again, and its row
+        stood beside the stopped one's, two tests in the record of a run tested once.
+        """
+        self.save()
+        if not self.path.is_file():
+            return
+        rows = self._rows()
+        at = [i for i, r in enumerate(rows) if _test_only(r) and (r.get("epoch"), r.get("step")) == (str(epoch), str(step))]
+        if len(at) > 1:
+            self._rewrite([r for i, r in enumerate(rows) if i not in at[:-1]])
+
     def _rows(self) -> list[dict[str, str]]:
         with self.path.open(newline="") as file:
             return list(csv.DictReader(file))
