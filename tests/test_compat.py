@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import io
 import subprocess
 import sys
 import traceback
@@ -56,6 +57,35 @@ def test_started_wandb_run_is_none_until_started_and_then_the_run(tmp_path):
     try:
         run = logger.experiment
         assert compat.started_wandb_run(logger) is run, f"wandb {wandb.__version__}"
+    finally:
+        wandb.finish()
+
+
+# -- wandb -------------------------------------------------------------------------------------
+
+
+def test_wandb_logs_its_run_to_a_file_handler_that_quiet_log_files_finds(tmp_path):
+    import logging
+
+    from lightning_hw._compat import wandb as wandb_compat
+
+    logger = WandbLogger(project="p", save_dir=str(tmp_path), mode="offline")
+    try:
+        logger.experiment
+        handlers = [
+            h for h in logging.getLogger(wandb_compat.WANDB_LOGGER).handlers
+            if isinstance(h, logging.FileHandler) and h.baseFilename.startswith(str(tmp_path))
+        ]
+        assert handlers, f"wandb {wandb.__version__}: no FileHandler of the run on the {wandb_compat.WANDB_LOGGER!r} logger"
+        wandb_compat.quiet_log_files(tmp_path)
+        assert all(h.handleError is wandb_compat._drop_record for h in handlers)
+
+        class FullDisk(io.StringIO):
+            def flush(self):
+                raise OSError(28, "No space left on device")
+
+        handlers[0].stream = FullDisk()
+        handlers[0].close()  # raised, and cut W&B's finish short
     finally:
         wandb.finish()
 

@@ -256,3 +256,37 @@ def test_a_study_root_that_cannot_be_written_is_one_line(workdir, monkeypatch, c
         2, f"error: cannot write {root / 'quickstart_search'} (Read-only file system): study stopped; give it a folder you can write to"
     )
     assert not root.exists()
+
+
+def test_a_disk_full_for_wandb_too_as_the_run_records_itself_leaves_no_folder(tiny_args, workdir, monkeypatch, capsys):
+    """W&B offline, the disk full as the run writes its first status.json (checked on a 1.5 MB tmpfs with 24 KB free):
+    W&B's finish raised as it closed its debug.log, so the run's folder was never removed (its wandb/ files stayed
+    beside a line saying nothing was kept; W&B's exit hook then advised `wandb sync` of them), and every line W&B
+    logged meanwhile was a '--- Logging error ---' traceback on stderr."""
+    import logging
+
+    from lightning_hw.cli import parser
+
+    full, real_flush, real_start = [], logging.FileHandler.flush, parser.start_wandb
+
+    def start_wandb(*args, **kwargs):
+        problem = real_start(*args, **kwargs)
+        full.append(True)  # W&B started; from here on its log files find no room
+        return problem
+
+    def flush(handler):
+        if full and handler.baseFilename.startswith(str(workdir / "runs")):
+            raise _disk_full()
+        return real_flush(handler)
+
+    def write_status_full(*args, **kwargs):
+        raise _disk_full()
+
+    monkeypatch.setattr(parser, "start_wandb", start_wandb)
+    monkeypatch.setattr(logging.FileHandler, "flush", flush)
+    monkeypatch.setattr(lifecycle, "write_status", write_status_full)
+    code, line = error_of(tiny_args("fit", "--run.name", "r", "--run.wandb", "offline"), capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert code == 1
+    assert line == f"error: No space left on device: nothing was kept in {run}; free space on that disk and run the command again"
+    assert not (workdir / "runs").exists()  # error_of: no traceback on stderr, W&B's logging errors' neither

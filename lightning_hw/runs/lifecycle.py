@@ -396,8 +396,6 @@ class Run:
             loggers: the run's loggers (W&B is closed first, so its files can go).
             **fields: more for ``status.json`` (the signal, the error line...).
         """
-        from lightning_hw.runs.loggers import finish_wandb
-
         if self.committed:
             if self.testing_after_fit:
                 # Resuming would train nothing and test again (a second test row): the test is what is left to do.
@@ -405,11 +403,11 @@ class Run:
             try:
                 self.finish(status, trainer, **fields)
             finally:  # status.json may not be writable (a full disk): W&B still ends its run
-                finish_wandb(loggers, exit_code=exit_code)
+                _end_wandb(loggers, exit_code)
             return
         # W&B's own goodbye would advise syncing files that the rollback removes.
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            finish_wandb(loggers, exit_code=exit_code, print_sync=False)
+            _end_wandb(loggers, exit_code, print_sync=False)
         self.rollback()
 
     def tested_again(self, trainer: Trainer, position: tuple[int, int]) -> None:
@@ -527,6 +525,19 @@ class Run:
             fields["resume_command"] = None
             fields.setdefault("note", f"{self._no_last_checkpoint()}: it cannot be resumed")
         write_status(self.run_dir, status=status, ended=_now(), **fields)
+
+
+def _end_wandb(loggers: list, exit_code: int, print_sync: bool = True) -> None:
+    """End the W&B run of a command that stops on an error of its own, whatever W&B's end raises.
+
+    On a full disk W&B's ``finish`` raised as it closed its ``debug.log``: the rollback after it
+    never ran (the run's folder stayed, beside a line saying nothing was kept), or that error
+    replaced the command's. The command's own error is the one to tell; W&B has written what it could.
+    """
+    from lightning_hw.runs.loggers import finish_wandb
+
+    with contextlib.suppress(Exception):
+        finish_wandb(loggers, exit_code=exit_code, print_sync=print_sync)
 
 
 def _same_settings(old: str, new: str) -> bool:

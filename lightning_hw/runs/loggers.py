@@ -245,6 +245,9 @@ def start_wandb(logger: WandbLogger, directory: Path, setting: str = "auto") -> 
             wandb.finish()
         if rank_zero_only.rank == 0:  # other DDP processes log nothing (Lightning gives them a dummy run)
             experiment = logger.experiment
+            from lightning_hw._compat.wandb import quiet_log_files
+
+            quiet_log_files(directory)
             id_file = directory / WANDB_ID_FILE
             if not id_file.is_file() or id_file.read_text().strip() != experiment.id:
                 id_file.write_text(experiment.id)
