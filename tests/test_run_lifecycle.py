@@ -630,6 +630,23 @@ def test_a_command_gives_back_the_process_settings_it_changed(tmp_path, monkeypa
         before.restore()
 
 
+def test_an_evaluation_gives_back_the_warning_filters_it_set(trained, tmp_path):
+    """After `test` in a notebook, the filter that hides Lightning's `ckpt_path` advice for evaluations stayed
+    for the rest of the process: a later `trainer.fit(ckpt_path=...)` of the user's own was never warned."""
+    import warnings
+
+    def ckpt_path_filters() -> list:
+        return [f for f in warnings.filters if f[1] is not None and "ckpt_path" in f[1].pattern]
+
+    root = copy_runs(trained, tmp_path)
+    assert ckpt_path_filters() == []
+    config = root / "quickstart" / RUN / "config.yaml"
+    result = in_process("test", "--config", str(config), "--run.root", str(root), "--ckpt_path", "last", cwd=tmp_path)
+    assert result.returncode == 0, shown(result)
+    assert "Be aware that when using `ckpt_path`" not in result.stderr, shown(result)
+    assert ckpt_path_filters() == []
+
+
 def _test_rows(metrics: Path) -> list[dict[str, str]]:
     return [filled(r) for r in csv_rows(metrics) if any(k.startswith("test/") for k in filled(r))]
 

@@ -92,7 +92,7 @@ from lightning_hw.runs import (
     wandb_logger,
 )
 from lightning_hw.cli.verbosity import (
-    filter_evaluation_warnings,
+    evaluation_warnings_filtered,
     filter_library_warnings,
     format_own_warnings,
     is_verbose,
@@ -591,8 +591,6 @@ class HWCLI(CLIHooks):
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.
             self.config[self.subcommand].ckpt_path = run.ckpt_path
             run.scored = checkpoint_position(checkpoint) if checkpoint is not None else None
-        if self.subcommand != "fit":
-            filter_evaluation_warnings()
         # A pretrained backbone's mean/std/interpolation reach the image datamodule before any
         # image is decoded, so ImageNet preprocessing cannot be forgotten (E5's ResNet152 was).
         from lightning_hw.data.preprocessing import link_backbone_preprocessing, linked_settings_summary
@@ -807,7 +805,7 @@ class HWCLI(CLIHooks):
         if subcommand == "fit" and hasattr(self.datamodule, "note_random_state"):
             self.datamodule.note_random_state()  # before Lightning's DDP re-seeds: the order one process draws
         try:
-            with child_failures_handled_by(self.child_interrupted):
+            with child_failures_handled_by(self.child_interrupted), evaluation_warnings_filtered(subcommand != "fit"):
                 super().run_subcommand(subcommand)
         except RuntimeError as err:
             if "Error(s) in loading state_dict" not in str(err):

@@ -9,9 +9,11 @@ source, whatever the verbosity.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 
 from lightning_hw.errors import LightningHWWarning
 
@@ -100,14 +102,24 @@ def format_own_warnings() -> None:
     warnings.formatwarning = formatted
 
 
-def filter_evaluation_warnings() -> None:
-    """For ``validate``/``test``/``predict``: Lightning's advice to pass the training callbacks goes.
+@contextlib.contextmanager
+def evaluation_warnings_filtered(evaluating: bool) -> Iterator[None]:
+    """For ``validate``/``test``/``predict``: Lightning's advice to pass the training callbacks goes, while it runs.
 
     It asks for the callbacks whose state the checkpoint holds (checkpointing, early stopping),
     which only matter to a run that goes on training; an evaluation does not, and the CLI
-    chose its callbacks itself, so the user has nothing to add.
+    chose its callbacks itself, so the user has nothing to add. The filter is the command's:
+    set for the rest of the process, it hid the advice from a notebook's own ``trainer.fit(ckpt_path=...)``.
+
+    Args:
+        evaluating: the command is an evaluation (otherwise nothing is filtered).
     """
-    warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+    if not evaluating:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+        yield
 
 
 def set_verbose(verbose: bool) -> None:
