@@ -555,3 +555,19 @@ def test_a_failed_ddp_process_goes_to_the_handler_which_ends_the_others():
         waiting.kill()
         failed.wait()
         waiting.wait()
+
+
+# -- optuna ------------------------------------------------------------------------------------
+
+
+def test_close_storage_closes_an_rdb_storages_connections_and_leaves_it_usable(tmp_path):
+    import optuna
+
+    from lightning_hw._compat.optuna import close_storage
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    optuna.create_study(storage=storage, study_name="s")
+    assert storage.engine.pool.checkedin() > 0, f"optuna {optuna.__version__}: RDBStorage.engine holds no connection"
+    close_storage(storage)
+    assert storage.engine.pool.checkedin() == 0
+    assert [s.study_name for s in storage.get_all_studies()] == ["s"]

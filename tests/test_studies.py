@@ -1287,3 +1287,14 @@ def test_a_run_stopped_in_its_test_after_fit_is_rerun_with_one_test_row(workdir,
     tests = [(r["epoch"], r["step"]) for r in rows if r["test/acc"]]
     assert tests == [("0", "3")], rows
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_a_study_in_a_notebook_leaves_no_database_open(workdir, monkeypatch):
+    """After an in-process `study`, optuna.db stayed open (two connections) until the garbage collector ran:
+    Optuna's storage sits in a reference cycle."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    path = write_study(workdir, {"a": None})
+    assert studies.main([str(path), "--trainer.max_epochs", "1"]) == 0
+    fds = Path("/proc/self/fd")
+    opened = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink() and os.path.exists(os.readlink(fd))] if fds.is_dir() else []
+    assert not [f for f in opened if f.endswith("optuna.db")], opened

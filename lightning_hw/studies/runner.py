@@ -55,6 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lightning_hw._compat.optuna import close_storage
 from lightning_hw.cli import warm_start
 from lightning_hw.cli.names import option_values
 from lightning_hw.errors import ConfigError, disk_full_in
@@ -646,6 +647,7 @@ def run_study(
             if _COUNT is own_count:  # a study started meanwhile in another thread has its own: left to it
                 _COUNT = None
         own_count.close()
+        close_storage(storage)  # optuna.db stayed open in a notebook until the garbage collector ran
 
 
 def _wait_for_fits(pool: ThreadPoolExecutor) -> None:
