@@ -290,3 +290,21 @@ def test_a_disk_full_for_wandb_too_as_the_run_records_itself_leaves_no_folder(ti
     assert code == 1
     assert line == f"error: No space left on device: nothing was kept in {run}; free space on that disk and run the command again"
     assert not (workdir / "runs").exists()  # error_of: no traceback on stderr, W&B's logging errors' neither
+
+
+def test_a_wandb_end_that_fails_on_the_full_disk_still_leaves_no_folder(tiny_args, workdir, monkeypatch, capsys):
+    """W&B's finish raising (its files found no room) skipped the rollback after it: the new run's folder stayed."""
+    from lightning_hw.runs import loggers
+
+    def write_full(*args, **kwargs):
+        raise _disk_full()
+
+    def finish_wandb_full(*args, **kwargs):
+        raise _disk_full()
+
+    monkeypatch.setattr(lifecycle, "write_status", write_full)
+    monkeypatch.setattr(loggers, "finish_wandb", finish_wandb_full)
+    code, line = error_of(tiny_args("fit", "--run.name", "r", "--run.test_after_fit", "false"), capsys)
+    run = workdir / "runs" / "quickstart" / "r"
+    assert (code, line) == (1, f"error: No space left on device: nothing was kept in {run}; free space on that disk and run the command again")
+    assert not (workdir / "runs").exists()
