@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from transfer_utils import make_task, make_trainer
@@ -65,19 +67,20 @@ def test_a_damaged_cache_file_is_computed_again_and_says_why(folder, tmp_path, d
     if damage == "cut":
         stored.write_bytes(stored.read_bytes()[:200])
     elif damage == "features":
-        torch.save({"features": torch.zeros(3, 512, 1, 1), "labels": torch.zeros(3)}, stored)
+        contents = torch.load(stored, weights_only=True)
+        torch.save({**contents, "features": torch.zeros(3, 512, 1, 1), "labels": torch.zeros(3)}, stored)
     else:
         stored.write_bytes(damage)
-    with pytest.warns(UserWarning, match=rf"FeatureCache: {stored} is damaged \({reason}\); computing its features again"):
+    with pytest.warns(UserWarning, match=rf"FeatureCache: {stored} is damaged \({reason}\); its features are computed again where needed \(delete it to stop this warning\)"):
         _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1)
     assert cache.events == {"train": "computed", "val": "hit"}
     assert len(torch.load(stored, weights_only=True)["features"]) == 12  # written again, whole
 
 
-def test_the_first_run_of_a_backbone_reads_each_split_once(folder, tmp_path, monkeypatch):
+def test_each_split_is_read_once_whatever_is_stored(folder, tmp_path, monkeypatch):
     """A pass to learn the key, then one to compute the features, read (a streamed folder: decoded) everything twice.
 
-    With no file of the backbone and split stored, the computing pass digests the inputs itself.
+    One pass now digests the inputs, takes the stored rows and runs the backbone on the others.
     """
     passes = []
     source_batches = FeatureCache._source_batches
@@ -94,8 +97,41 @@ def test_the_first_run_of_a_backbone_reads_each_split_once(folder, tmp_path, mon
     assert cache.events == {"train": "hit", "val": "hit"} and sorted(passes) == ["train", "val"]
     passes.clear()
     _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1, mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2])
-    assert cache.events == {"train": "computed", "val": "computed"}  # files of the backbone exist: the key is looked up first
-    assert sorted(passes) == ["train", "train", "val", "val"]
+    assert cache.events == {"train": "computed", "val": "computed"}
+    assert sorted(passes) == ["train", "val"]
+
+
+def test_the_folds_of_a_study_compute_each_image_once(folder, tmp_path):
+    """Each fold's split was a new key, so a 5-fold study of a frozen backbone ran it over the data 5 times.
+
+    Fold 1 of 2 trains on fold 0's validation images and validates on its training images.
+    """
+    _, _, cache, calls = fit(folder, tmp_path / "cache", epochs=1, folds=2, fold=0)
+    assert cache.events == {"train": "computed", "val": "computed"} and calls > 0
+    _, dm, cache, calls = fit(folder, tmp_path / "cache", epochs=1, folds=2, fold=1)
+    assert cache.events == {"train": "hit", "val": "hit"} and calls == 0
+    # The rows read back are the features fold 1 computes without anything stored.
+    _, _, fresh, _ = fit(folder, tmp_path / "fresh", epochs=1, folds=2, fold=1)
+    for split in ("train", "val"):
+        assert torch.allclose(cache._features[split][0], fresh._features[split][0], atol=1e-5)
+        assert torch.equal(cache._features[split][1], fresh._features[split][1])
+
+
+def test_images_added_to_the_folder_are_the_only_ones_computed(folder, tmp_path):
+    fit(folder, tmp_path / "cache", epochs=1)
+    before = set((tmp_path / "cache").glob("*.pt"))
+    extra = write_image_folder(tmp_path / "extra", classes=("indoor", "outdoor"), per_class=2, size=(36, 40), layout="folder", seed=7)
+    for image in extra.rglob("*.jpg"):
+        shutil.copy(image, folder / image.parent.name / f"extra-{image.name}")
+    _, _, cache, _ = fit(folder, tmp_path / "cache", epochs=1)
+    assert "completed" in cache.events.values()
+    digests = {path: torch.load(path, weights_only=True)["digests"] for path in (tmp_path / "cache").glob("*.pt")}
+    stored_before = {d for path in before for d in digests[path]}
+    written = [d for path in set(digests) - before for d in digests[path]]
+    # The 4 new images, and the 1 or 2 that the first run's test split held (its 16 images left 1 for
+    # testing; 20 leave 2 and the split is drawn again): nothing stored was computed again.
+    assert 4 <= len(written) <= 6 and not stored_before & set(written)
+    assert sum(len(features) for features, _ in cache._features.values()) == 18
 
 
 def test_a_changed_transform_or_backbone_recomputes(folder, tmp_path):
@@ -277,3 +313,27 @@ def printed_lines(printed: str, start: str) -> list[str]:
     lines = [line for line in printed.splitlines() if line.startswith(start)]
     assert lines, printed[-3000:]
     return lines
+
+
+def test_a_second_fold_run_from_the_cli_reads_every_feature_back(workdir, monkeypatch, caplog):
+    """`fit --data.init_args.folds 2 --data.init_args.fold 1` after fold 0: no image goes through the backbone again."""
+    from conftest import REPO, tiny_run_args
+    from reliability_helpers import output_of
+
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    printed = {}
+    for fold in (0, 1):
+        args = tiny_run_args(
+            "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--trainer.limit_train_batches", "1.0",
+            "--trainer.limit_val_batches", "1.0", "--data.init_args.image_size", "32",
+            "--data.init_args.folds", "2", "--data.init_args.fold", str(fold), "--run.name", f"demo-fold{fold}",
+        )
+        with caplog.at_level("INFO"):  # the callbacks' one-line notes go to Lightning's logger
+            output_of(*args)
+        printed[fold] = "\n".join(caplog.messages)
+        caplog.clear()
+    assert sorted(line.split(" features ")[0] for line in printed_lines(printed[0], "FeatureCache: ")) == [
+        "FeatureCache: test", "FeatureCache: train", "FeatureCache: val"]
+    assert all(" computed in " in line for line in printed_lines(printed[0], "FeatureCache: "))
+    read_back = printed_lines(printed[1], "FeatureCache: ")
+    assert len(read_back) == 3 and all(" read from " in line and " computed" not in line for line in read_back), read_back

@@ -15,18 +15,18 @@ complete model (backbone included) that classifies images. While a run uses the 
 the callback overrides the datamodule's loader methods on that instance and sets the
 net's ``input_is_features``; ``teardown`` undoes both.
 
-The cache key is computed from *content*, not file names: a digest of every model input
-(after the datamodule's own decoding, resizing and normalisation, per sample, with its
-label), of the backbone (model name, architecture and every weight) and of the trainer's
-precision. So any change of data files, split, transform (size, interpolation, mean/std,
-crop) or weights gives another key and the features are recomputed, while a rerun reads
-them back after one cheap pass over the inputs (no backbone). The first run of a backbone on
-a split (no file of theirs stored yet) skips that pass: computing the features digests the
-inputs too, so a streamed folder is decoded once. Cached samples are stored
-in a canonical order (sorted by their digest), so a file serves whatever order the samples
-are read in; a run gets them back in its datamodule's order and trains on the batches the
-datamodule's own training order draws, so its metrics are those of the same run without
-the cache.
+The cache is keyed by *content*, not file names: each stored row is the features of one model
+input, named by a digest of that input (after the datamodule's own decoding, resizing and
+normalisation, with its label), and each file is bound to a backbone fingerprint (model name,
+architecture, every weight, and the trainer's precision). A run reads its split once (decoding,
+no backbone), takes every row already stored under its backbone from whichever files hold it, and
+runs the backbone only on the rest, which it stores in a file of its own. So any change of data
+files, transform (size, interpolation, mean/std, crop) or weights computes the changed inputs
+again, a rerun reads everything back, and the folds of a k-fold study (or a changed
+``val_fraction``) share one computation per image: fold 1's training images are fold 0's
+validation images and most of its training images. A run gets the rows back in its datamodule's
+order and trains on the batches the datamodule's own training order draws, so its metrics are
+those of the same run without the cache.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import hashlib
 import os
 import re
 import time
+import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,12 +111,14 @@ class FeatureCache(Callback):
         self.shuffle_seed = shuffle_seed
         self.active = False
         self._said_off: str | None = None  # the reason last said: the test after a fit says it once
-        #: per split: "hit" (read from disk) or "computed"; for tests and the benchmark
+        #: per split: "hit" (every row read from disk), "computed" (every row through the backbone) or
+        #: "completed" (some of each); for tests and the benchmark
         self.events: dict[str, str] = {}
         self._features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._originals: dict[str, Any] = {}
         self._train_loader: TensorBatchLoader | None = None
         self._fingerprint: str | None = None
+        self._stored: _StoredRows | None = None
 
     # -- when ----------------------------------------------------------------------------------
 
@@ -190,6 +193,7 @@ class FeatureCache(Callback):
         self._originals = {}
         pl_module.net.input_is_features = False
         self.active = False
+        self._stored = None  # lets the memory-mapped files go
 
     def _override(self, datamodule: LightningDataModule, name: str, fn: Any) -> None:
         self._originals[name] = getattr(datamodule, name)
@@ -247,89 +251,178 @@ class FeatureCache(Callback):
                 net.backbone_fingerprint() if hasattr(net, "backbone_fingerprint") else repr(net.backbone),
                 str(trainer.precision),
             )
+            self._stored = None
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", getattr(net, "model_name", type(net.backbone).__name__))
-        stored = None
-        # With no file of this backbone and split stored, the features are computed whatever the key:
-        # that pass digests the inputs too, so a streamed folder is decoded once, not twice.
-        if any(self.cache_dir.glob(f"{glob.escape(name)}-{split}-*.pt")):
-            digests = list(self._sample_digests(trainer, pl_module, split))  # a pass without the backbone
-            path = self._path(name, split, digests)
-            stored = _read_cache_file(path, rows=len(digests)) if path.is_file() else None
-        if stored is not None:
-            rows, labels_by_row = stored
-            # Row r of the file is the r-th sample by digest: back to the datamodule's order, so that
-            # batches (and callbacks that show single test samples) are those of a run without the cache.
-            by_digest = torch.tensor(sorted(range(len(digests)), key=digests.__getitem__), dtype=torch.long)
-            in_split_order = by_digest.argsort()
-            features, labels = rows[in_split_order], labels_by_row[in_split_order]
+        if self._stored is None:  # read once per stage: the rows this backbone has in the cache folder
+            self._stored = _StoredRows.of(self.cache_dir.glob(f"{glob.escape(name)}-*.pt"), self._fingerprint)
+        start = time.perf_counter()
+        features, labels, computed = self._compute(trainer, pl_module, split, self._stored)
+        took = time.perf_counter() - start
+        shape = tuple(features.shape)
+        if not computed:
             self.events[split] = "hit"
-            rank_zero_info(f"FeatureCache: {split} features {tuple(features.shape)} read from {path}")
+            rank_zero_info(f"FeatureCache: {split} features {shape} read from {self._stored.describe()}")
         else:
-            start = time.perf_counter()
-            features, labels, digests = self._compute(trainer, pl_module, split)
-            path = self._path(name, split, digests)
-            by_digest = torch.tensor(sorted(range(len(digests)), key=digests.__getitem__), dtype=torch.long)
-            # Stored in digest order, so a file serves the same samples read in any order. A temporary
-            # file of its own, renamed when whole: another run writing the same features at once, or
-            # an interrupted write, never leaves a mixed or truncated cache file.
-            with atomic_open(path, "wb") as file:
-                torch.save({"features": features[by_digest], "labels": labels[by_digest], "split": split}, file)
-            self.events[split] = "computed"
+            path = self._save(name, split, features[computed.rows], labels[computed.rows], computed.digests)
+            self._stored.add(path, computed.digests, features[computed.rows])
+            self.events[split] = "computed" if len(computed.rows) == len(features) else "completed"
+            read = len(features) - len(computed.rows)
             rank_zero_info(
-                f"FeatureCache: {split} features {tuple(features.shape)} computed in "
-                f"{time.perf_counter() - start:.1f} s, saved to {path}"
+                f"FeatureCache: {split} features {shape} computed in {took:.1f} s, saved to {path}"
+                if not read else
+                f"FeatureCache: {split} features {shape}: {len(computed.rows)} computed in {took:.1f} s, "
+                f"saved to {path}; {read} read from earlier runs' files"
             )
         self._features[split] = (features, labels)
         return features, labels
 
-    def _path(self, name: str, split: str, digests: list[str]) -> Path:
-        """The cache file of a split's samples (their digests, in any order) under this run's backbone."""
-        return self.cache_dir / f"{name}-{split}-{_digest(self._fingerprint, *sorted(digests))}.pt"
-
-    def _sample_digests(self, trainer: Trainer, pl_module: LightningModule, split: str) -> Iterable[str]:
-        for x, y in self._source_batches(trainer, pl_module, split):
-            yield from _batch_digests(x, y)
+    def _save(self, name: str, split: str, features: torch.Tensor, labels: torch.Tensor, digests: list[str]) -> Path:
+        """Store newly computed rows; the file's name is a digest of its backbone and of its rows' inputs."""
+        path = self.cache_dir / f"{name}-{split}-{_digest(self._fingerprint, *sorted(digests))}.pt"
+        by_digest = torch.tensor(sorted(range(len(digests)), key=digests.__getitem__), dtype=torch.long)
+        # Stored in digest order, so the same rows computed by another run make the same file. A
+        # temporary file of its own, renamed when whole: another run writing the same features at
+        # once, or an interrupted write, never leaves a mixed or truncated cache file.
+        with atomic_open(path, "wb") as file:
+            torch.save({
+                "features": features[by_digest], "labels": labels[by_digest], "split": split,
+                "digests": [digests[i] for i in by_digest.tolist()], "fingerprint": self._fingerprint,
+            }, file)
+        return path
 
     @torch.no_grad()  # not inference_mode: the stored features must be usable as autograd inputs
-    def _compute(self, trainer: Trainer, pl_module: LightningModule, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """The split's features, labels and input digests, in the datamodule's order."""
+    def _compute(self, trainer: Trainer, pl_module: LightningModule, split: str, stored: _StoredRows
+                 ) -> tuple[torch.Tensor, torch.Tensor, _Computed]:
+        """The split's features and labels in the datamodule's order: stored rows read, the others computed."""
         backbone = pl_module.net.backbone
         was_training = [m.training for m in backbone.modules()]
         backbone.eval()  # as FreezeBackbone runs it: pretrained BN statistics, no dropout
-        features, labels, digests = [], [], []
+        computed_features, labels, digests, computed = [], [], [], _Computed()
         try:
             for x, y in self._source_batches(trainer, pl_module, split):
-                with trainer.precision_plugin.forward_context():
-                    out = backbone(x)
-                features.append(out.float().cpu())
+                batch_digests = _batch_digests(x, y)
+                new = [i for i, d in enumerate(batch_digests) if d not in stored]
+                if new:
+                    inputs = x if len(new) == len(x) else x[torch.tensor(new, device=x.device)]
+                    with trainer.precision_plugin.forward_context():
+                        out = backbone(inputs)
+                    computed_features.append(out.float().cpu())
+                    computed.rows.extend(len(digests) + i for i in new)
+                    computed.digests.extend(batch_digests[i] for i in new)
                 labels.append(y.cpu())
-                digests.extend(_batch_digests(x, y))
+                digests.extend(batch_digests)
         finally:
             for module, mode in zip(backbone.modules(), was_training):
                 module.training = mode
-        return torch.cat(features), torch.cat(labels), digests
+        labels = torch.cat(labels)
+        if computed_features:
+            new_rows = torch.cat(computed_features)
+            features = new_rows.new_empty((len(digests), *new_rows.shape[1:]))
+            features[computed.rows] = new_rows
+        else:
+            features = stored.empty_rows(len(digests))
+        stored.fill(features, digests, skip=set(computed.rows))
+        return features, labels, computed
+
+
+class _Computed:
+    """The rows of a split that went through the backbone: positions in the split and input digests."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.digests: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+class _StoredRows:
+    """The rows stored under one backbone fingerprint, by input digest, across the cache folder's files.
+
+    Files are memory-mapped: only the rows a run takes are read from disk.
+    """
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self._where: dict[str, tuple[int, int]] = {}  # digest -> (file number, row)
+        self._features: list[torch.Tensor] = []
+        self._paths: list[Path] = []
+        self._used: set[int] = set()
+
+    @classmethod
+    def of(cls, paths: Iterable[Path], fingerprint: str) -> _StoredRows:
+        stored = cls(fingerprint)
+        for path in sorted(paths):
+            contents = _read_cache_file(path)
+            if contents is not None and contents["fingerprint"] == fingerprint:
+                stored.add(path, contents["digests"], contents["features"])
+        return stored
+
+    def add(self, path: Path, digests: list[str], features: torch.Tensor) -> None:
+        number = len(self._features)
+        self._features.append(features)
+        self._paths.append(path)
+        for row, digest in enumerate(digests):
+            self._where.setdefault(digest, (number, row))
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._where
+
+    def empty_rows(self, count: int) -> torch.Tensor:
+        """An uninitialised tensor for ``count`` rows of these features (there is at least one stored file)."""
+        first = self._features[0]
+        return first.new_empty((count, *first.shape[1:]))
+
+    def fill(self, features: torch.Tensor, digests: list[str], skip: set[int]) -> None:
+        """Set ``features[i]`` to the stored row of ``digests[i]`` for every ``i`` not in ``skip``, one gather per file."""
+        wanted: dict[int, tuple[list[int], list[int]]] = {}
+        for i, digest in enumerate(digests):
+            if i not in skip:
+                number, row = self._where[digest]
+                positions, rows = wanted.setdefault(number, ([], []))
+                positions.append(i)
+                rows.append(row)
+        for number, (positions, rows) in wanted.items():
+            features[positions] = self._features[number][rows]
+            self._used.add(number)
+
+    def describe(self) -> str:
+        used = [str(self._paths[n]) for n in sorted(self._used)]
+        return used[0] if len(used) == 1 else f"{len(used)} files ({', '.join(p.rsplit('/', 1)[-1] for p in used)})"
 
 
 class _WrongContents(ValueError):
     """A cache file that loads but does not hold this split's features (the message says what it holds)."""
 
 
-def _read_cache_file(path: Path, rows: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The features and labels stored in ``path``, or ``None`` (said in a warning) when it is damaged."""
+def _read_cache_file(path: Path) -> dict[str, Any] | None:
+    """A cache file's contents (features memory-mapped), or ``None`` when it is damaged (said in a warning) or of an older format.
+
+    Files of the format before rows carried their digests cannot be matched to a run's inputs:
+    they are passed over in silence, and their rows computed again once.
+    """
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        features, labels = stored["features"], stored["labels"]
+        # Memory-mapped where it can be (torch.save's zip format): torch's refusal to map anything
+        # else would hide why a damaged file cannot be read.
+        stored = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        if not isinstance(stored, dict):
+            raise _WrongContents("it holds no feature and label tensors")
+        if "features" in stored and "digests" not in stored:
+            return None  # the older format
+        features, labels, digests = stored["features"], stored["labels"], stored["digests"]
         if not (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)):
             raise _WrongContents("it holds no feature and label tensors")
-        if not len(features) == len(labels) == rows:
-            raise _WrongContents(f"it holds {len(features)} features and {len(labels)} labels for {rows} samples")
+        if not len(features) == len(labels) == len(digests):
+            raise _WrongContents(f"it holds {len(features)} features and {len(labels)} labels for {len(digests)} samples")
     except Exception as error:  # truncated, damaged, another format: any unreadable file is computed again
         reason = str(error).split(". ")[0].splitlines()[0] if str(error) else ""  # torch adds advice after its first sentence
         if not isinstance(error, _WrongContents):  # the reader's own text can be a bare "174812789" (a KeyError)
             reason = f"torch.load failed: {type(error).__name__}{': ' + reason if reason else ''}"
-        rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); computing its features again", category=LightningHWWarning)
+        rank_zero_warn(f"FeatureCache: {path} is damaged ({reason}); its features are computed again where needed "
+                       "(delete it to stop this warning)",
+                       category=LightningHWWarning)
         return None
-    return features, labels
+    return stored
 
 
 @contextmanager
