@@ -354,7 +354,7 @@ class _StoredRows:
         stored = cls(fingerprint)
         for path in sorted(paths):
             contents = _read_cache_file(path)
-            if contents is not None and contents["fingerprint"] == fingerprint:
+            if contents is not None and contents.get("fingerprint") == fingerprint:
                 stored.add(path, contents["digests"], contents["features"])
         return stored
 
@@ -414,6 +414,8 @@ def _read_cache_file(path: Path) -> dict[str, Any] | None:
             raise _WrongContents("it holds no feature and label tensors")
         if not len(features) == len(labels) == len(digests):
             raise _WrongContents(f"it holds {len(features)} features and {len(labels)} labels for {len(digests)} samples")
+    except FileNotFoundError:  # deleted since the folder was listed (the cache cleaned by hand): nothing to read
+        return None
     except Exception as error:  # truncated, damaged, another format: any unreadable file is computed again
         reason = str(error).split(". ")[0].splitlines()[0] if str(error) else ""  # torch adds advice after its first sentence
         if not isinstance(error, _WrongContents):  # the reader's own text can be a bare "174812789" (a KeyError)
