@@ -20,13 +20,13 @@ def folder(tmp_path):
     return write_image_folder(tmp_path / "io", classes=("indoor", "outdoor"), per_class=8, size=(36, 40), layout="folder")
 
 
-def fit(folder, cache_dir, freezer=None, epochs=2, seed=0, **data):
+def fit(folder, cache_dir, freezer=None, epochs=2, seed=0, image_size=32, **data):
     """One run: a resnet18 (random weights drawn from ``seed``) on the folder, with the cache."""
     torch.manual_seed(seed)
-    task = make_task(spec=("flatten", 8))
+    task = make_task(spec=("flatten", 8), input_shape=(3, image_size, image_size))
     calls = []
     task.net.backbone.register_forward_hook(lambda *args: calls.append(1))
-    dm = ImageFolder(root=str(folder), image_size=32, batch_size=4, num_workers=0, **data)
+    dm = ImageFolder(root=str(folder), image_size=image_size, batch_size=4, num_workers=0, **data)
     cache = FeatureCache(cache_dir=str(cache_dir), shuffle_seed=1)
     trainer = make_trainer([freezer or FreezeBackbone(), cache], max_epochs=epochs)
     trainer.fit(task, dm)
@@ -115,6 +115,15 @@ def test_the_folds_of_a_study_compute_each_image_once(folder, tmp_path):
     for split in ("train", "val"):
         assert torch.allclose(cache._features[split][0], fresh._features[split][0], atol=1e-5)
         assert torch.equal(cache._features[split][1], fresh._features[split][1])
+
+
+def test_features_of_another_image_size_in_the_cache_do_not_shape_a_run_read_back(folder, tmp_path):
+    """Rows are read into a tensor shaped as the files that hold them, not as the first file found."""
+    fit(folder, tmp_path / "cache", epochs=1, image_size=32)  # (512, 1, 1) maps
+    _, _, computed, _ = fit(folder, tmp_path / "cache", epochs=1, image_size=64)  # (512, 2, 2) maps
+    _, _, cache, calls = fit(folder, tmp_path / "cache", epochs=1, image_size=64)
+    assert cache.events == {"train": "hit", "val": "hit"} and calls == 0
+    assert torch.equal(cache._features["train"][0], computed._features["train"][0])
 
 
 def test_images_added_to_the_folder_are_the_only_ones_computed(folder, tmp_path):

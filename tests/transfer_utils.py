@@ -32,9 +32,9 @@ class RandomImages(InMemoryDataModule):
         return images, labels
 
 
-def make_task(spec=("gap", 8), head: str = "binary_bce", model_name: str = "resnet18") -> Classifier:
+def make_task(spec=("gap", 8), head: str = "binary_bce", model_name: str = "resnet18", input_shape=SHAPE) -> Classifier:
     net = partial(TimmNet, model_name=model_name, head=list(spec))
-    return Classifier(net, num_classes=2, input_shape=SHAPE, head=head)
+    return Classifier(net, num_classes=2, input_shape=input_shape, head=head)
 
 
 def make_trainer(callbacks, max_epochs: int = 1, **kwargs) -> Trainer:

@@ -320,7 +320,7 @@ class FeatureCache(Callback):
             features = new_rows.new_empty((len(digests), *new_rows.shape[1:]))
             features[computed.rows] = new_rows
         else:
-            features = stored.empty_rows(len(digests))
+            features = stored.empty_rows(len(digests), like=digests[0])
         stored.fill(features, digests, skip=set(computed.rows))
         return features, labels, computed
 
@@ -368,10 +368,14 @@ class _StoredRows:
     def __contains__(self, digest: str) -> bool:
         return digest in self._where
 
-    def empty_rows(self, count: int) -> torch.Tensor:
-        """An uninitialised tensor for ``count`` rows of these features (there is at least one stored file)."""
-        first = self._features[0]
-        return first.new_empty((count, *first.shape[1:]))
+    def empty_rows(self, count: int, like: str) -> torch.Tensor:
+        """An uninitialised tensor for ``count`` rows shaped as the stored row of digest ``like``.
+
+        Not as any stored file: one of another image size holds feature maps of another shape.
+        """
+        number, _ = self._where[like]
+        stored = self._features[number]
+        return stored.new_empty((count, *stored.shape[1:]))
 
     def fill(self, features: torch.Tensor, digests: list[str], skip: set[int]) -> None:
         """Set ``features[i]`` to the stored row of ``digests[i]`` for every ``i`` not in ``skip``, one gather per file."""
