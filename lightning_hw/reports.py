@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import statistics
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -777,6 +778,7 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
                     beside_targets.enter_context(atomic_open(target, "wb")).write((stage / name).read_bytes())
                     (stage / name).unlink()
             written = sorted(file.name for file in stage.iterdir())
+            moving.stop_if_signalled(out)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             for folder in [out, *out.parents] if made is not None else []:
@@ -889,31 +891,58 @@ def _write_manifest(out: Path, names: list[str]) -> None:
     write_atomically(out / MANIFEST_FILE, json.dumps({"files": names}, indent=1) + "\n")
 
 
+class _Moving(threading.Event):
+    """Set once the report's files move into place; holds the stop signals received while writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[int] = []
+
+    def stop_if_signalled(self, out: Path) -> None:
+        """Raise the stop of a signal whose :class:`RunInterrupted` a finalizer swallowed while writing."""
+        from lightning_hw.runs.interrupts import stopped_at_once
+
+        if self.received:
+            raise stopped_at_once(self.received[0], f"report stopped; {out} is as it was")
+
+
 @contextlib.contextmanager
-def _signals_while_writing(out: Path) -> Iterator[threading.Event]:
+def _signals_while_writing(out: Path) -> Iterator[_Moving]:
     """SIGINT and SIGTERM stop a report being written, and wait for one being moved into place.
 
     While writing, both raise :class:`RunInterrupted` (exit 130 or 143), which unwinds through
     :func:`staged`'s clean-up; SIGTERM's default action would have ended the process at once,
     leaving the hidden stage folder in ``out``. Once the yielded event is set (the files are
     moving in), a signal is said and obeyed when the move is done.
-    """
-    from lightning_hw.runs.interrupts import SIGNALS, stopped_at_once
 
-    moving, received = threading.Event(), []
+    A handler that Python runs inside a finalizer (a ``__del__`` or weakref callback, of which
+    matplotlib runs many while drawing) cannot stop anything: Python prints the exception as
+    "Exception ignored in ..." with a traceback and goes on. Such a stop is kept quiet and
+    raised by :meth:`_Moving.stop_if_signalled`, which :func:`staged` calls before the files move in.
+    """
+    from lightning_hw.runs.interrupts import SIGNALS, RunInterrupted, stopped_at_once
+
+    moving = _Moving()
+    received = moving.received
 
     def handle(signum: int, frame: Any) -> None:
+        received.append(signum)
         if not moving.is_set():
             raise stopped_at_once(signum, f"report stopped; {out} is as it was")
-        received.append(signum)
+
+    def unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, RunInterrupted):  # a stop swallowed by a finalizer: in received
+            python_hook(info)
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield moving
         return
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    python_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield moving
     finally:
+        sys.unraisablehook = python_hook
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     if received:

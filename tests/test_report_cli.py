@@ -94,6 +94,34 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir, 
     assert not (workdir / "new").exists()
 
 
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "SIGINT (Ctrl-C)"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_that_arrives_in_a_finalizer_still_stops_the_report(workdir, signum, code, said):
+    """A SIGTERM whose handler ran inside a finalizer (a ``__del__`` or weakref callback: matplotlib's
+    figures run many while drawing) was lost: Python printed "Exception ignored in: ... Traceback ...
+    RunInterrupted: SIGTERM", and the report went on, replaced the earlier one and exited 0."""
+    two_runs(workdir)
+    assert cli("report", "runs/s", cwd=workdir).returncode == 0
+    out = workdir / "runs" / "s" / "report"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    run_c = workdir / "runs" / "s" / "c"  # a run added since: the next report differs
+    run_c.mkdir()
+    (run_c / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.9\n")
+    signal_in_a_finalizer = (
+        "import os, signal, sys, time; from lightning_hw import reports; draw = reports.figure\n"
+        f"class Dropped:\n    def __del__(self):\n        os.kill(os.getpid(), {int(signum)}); time.sleep(0.2)\n"
+        "def figure(*args):\n    Dropped()\n    return draw(*args)\n"
+        "reports.figure = figure\nfrom lightning_hw.cli.entry import main\nmain(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = warm_start.run(
+        [sys.executable, "-c", signal_in_a_finalizer, "report", "runs/s"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip().splitlines() == [f"interrupted by {said}: report stopped; runs/s/report is as it was"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_publish_under_wandb_mode_offline_names_that_setting_not_a_login(workdir):
     """Logged in, with WANDB_MODE=offline left in the shell: `--publish` said "needs a W&B login:
     run `wandb login`", which the user had done; another login changed nothing."""
