@@ -26,7 +26,6 @@ import re
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -920,7 +919,7 @@ def _signals_while_writing(out: Path) -> Iterator[_Moving]:
     "Exception ignored in ..." with a traceback and goes on. Such a stop is kept quiet and
     raised by :meth:`_Moving.stop_if_signalled`, which :func:`staged` calls before the files move in.
     """
-    from lightning_hw.runs.interrupts import SIGNALS, RunInterrupted, stopped_at_once
+    from lightning_hw.runs.interrupts import SIGNALS, quiet_swallowed_stops, stopped_at_once
 
     moving = _Moving()
     received = moving.received
@@ -930,19 +929,14 @@ def _signals_while_writing(out: Path) -> Iterator[_Moving]:
         if not moving.is_set():
             raise stopped_at_once(signum, f"report stopped; {out} is as it was")
 
-    def unraisable(info: Any) -> None:
-        if not isinstance(info.exc_value, RunInterrupted):  # a stop swallowed by a finalizer: in received
-            python_hook(info)
-
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield moving
         return
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
-    python_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
-        yield moving
+        with quiet_swallowed_stops():
+            yield moving
     finally:
-        sys.unraisablehook = python_hook
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     if received:

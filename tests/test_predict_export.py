@@ -333,6 +333,33 @@ def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step)
     assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
 
 
+def test_a_sigterm_that_arrives_in_a_finalizer_still_stops_the_export(trained_run):
+    """A SIGTERM whose handler ran inside a finalizer (a ``__del__`` or weakref callback) was lost:
+    Python printed "Exception ignored in: ... Traceback ... RunInterrupted: SIGTERM", and the export
+    went on, named its file and exited 0."""
+    import sys
+
+    script = (
+        "import os, signal, sys, time\n"
+        "from lightning_hw.deploy import export\n"
+        "class Dropped:\n    def __del__(self):\n        os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\n"
+        "add_metadata = export.add_metadata\n"
+        "def finalized_then_added(*args, **kwargs):\n    Dropped()\n    return add_metadata(*args, **kwargs)\n"
+        "export.add_metadata = finalized_then_added\n"
+        "from lightning_hw.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    result = warm_start.run(
+        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 143, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM: export stopped; nothing was written"
+    assert "Traceback" not in result.stderr
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+
+
 @pytest.mark.parametrize("signum", [2, 15])
 def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_nothing(trained_run, signum):
     """Ctrl-C while onnxruntime scores the test split (the longest part for a big net) ended export with exit 1 and no word.
@@ -375,9 +402,9 @@ def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
         "import os, signal, sys, time\n"
         "from lightning_hw.deploy import export\n"
         "original = export.export_checkpoint\n"
-        "def signalled_once_written(args, written):\n"
+        "def signalled_once_written(args, written, *still_wanted):\n"
         "    def then():\n        written(); os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.5)\n"
-        "    return original(args, then)\n"
+        "    return original(args, then, *still_wanted)\n"
         "export.export_checkpoint = signalled_once_written\n"
         "from lightning_hw.cli import main\n"
         "main(sys.argv[1:])\n"

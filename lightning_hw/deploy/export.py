@@ -374,12 +374,13 @@ def describe(task, datamodule, ckpt_path: Path, bare: bool, input_shape: tuple[i
     }
 
 
-def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> int:
+def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None, still_wanted: Callable[[], None] = lambda: None) -> int:
     """Export ``args.ckpt_path`` as :mod:`lightning_hw.deploy.export_command` parsed it; returns the exit code.
 
     Args:
         args: the parsed ``export`` options.
         written: called once every file is in place (a signal after that must not say "nothing was written").
+        still_wanted: called before the file is named; raises the stop of a signal it was asked for meanwhile.
     """
     from lightning_hw.data.base import recorded_data_state
     from lightning_hw.data.preprocessing import link_model_preprocessing
@@ -426,6 +427,7 @@ def export_checkpoint(args: Any, written: Callable[[], None] = lambda: None) -> 
         add_metadata(partial, {key: json.dumps(value) for key, value in metadata.items()})  # seconds for a big net
         if directory is not None:
             write_atomically(directory / "export.json", json.dumps({"file": output.name, **metadata, "scores": scores}, indent=2))
+        still_wanted()
     except ExportError as err:
         raise ExportError(f"{err} (file kept for inspection: {keep_failed(partial, output)})") from None
     except BaseException:

@@ -79,10 +79,10 @@ def main(argv: list[str]) -> int:
         raise ConfigError(explain(str(err), "export", parser, argv)) from None
     from lightning_hw.deploy.export import export_checkpoint  # torch, the task and the data: seconds
 
-    return _stopping_on_signals(lambda written: export_checkpoint(args, written))
+    return _stopping_on_signals(lambda written, still_wanted: export_checkpoint(args, written, still_wanted))
 
 
-def _stopping_on_signals(export: Callable[[Callable[[], None]], int]) -> int:
+def _stopping_on_signals(export: Callable[[Callable[[], None], Callable[[], None]], int]) -> int:
     """Run ``export`` with SIGINT and SIGTERM stopping it: it undoes its unfinished files, and says so.
 
     SIGTERM's default action would end the process at once, leaving an empty
@@ -91,17 +91,27 @@ def _stopping_on_signals(export: Callable[[Callable[[], None]], int]) -> int:
     Lightning's test loop: Lightning turns it into a silent ``sys.exit(1)`` (and ignores
     Ctrl-C from then on). The exception raised here instead unwinds through the export's own
     clean-up (Lightning re-raises it), and the CLI prints one line and exits 130 or 143.
-    Once ``export`` calls the function it is given (its files are all in place), both signals
-    are noted and no longer stop it: the export is complete.
+    Once ``export`` calls the first function it is given (its files are all in place), both signals
+    are noted and no longer stop it: the export is complete. It calls the second before it names
+    its file: a stop that a finalizer swallowed (see :func:`~lightning_hw.runs.interrupts.quiet_swallowed_stops`)
+    is raised there.
     """
     import signal
     import sys
     import threading
 
-    from lightning_hw.runs.interrupts import stopped_at_once
+    from lightning_hw.runs.interrupts import quiet_swallowed_stops, stopped_at_once
+
+    received: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
         raise stopped_at_once(signum, "export stopped; nothing was written")
+
+    def still_wanted() -> None:
+        """Raise the stop that a finalizer swallowed (see quiet_swallowed_stops), before the file is named."""
+        if received:
+            raise stopped_at_once(received[0], "export stopped; nothing was written")
 
     def complete(signum: int, frame: Any) -> None:
         print(f"\n{signal.Signals(signum).name}: the export is complete; finishing", file=sys.stderr, flush=True)
@@ -111,12 +121,13 @@ def _stopping_on_signals(export: Callable[[Callable[[], None]], int]) -> int:
             signal.signal(signum, complete)
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        return export(lambda: None)
+        return export(lambda: None, lambda: None)
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
         signal.signal(signum, stop)
     try:
-        return export(written)
+        with quiet_swallowed_stops():
+            return export(written, still_wanted)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

@@ -23,11 +23,12 @@ is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,27 @@ def stopped_at_once(signum: int, said: str) -> RunInterrupted:
     how = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
     stop.message = f"interrupted by {how}: {said}"
     return stop
+
+
+@contextlib.contextmanager
+def quiet_swallowed_stops() -> Iterator[None]:
+    """Keep Python from printing a :class:`RunInterrupted` that a finalizer swallowed.
+
+    Python runs a signal handler between two bytecodes, also inside a ``__del__`` or weakref
+    callback (matplotlib and torch run many). A stop raised there stops nothing: Python prints
+    it as "Exception ignored in ..." with a traceback and goes on. A command whose handler
+    records each signal raises the stop again itself before its result takes its place.
+    """
+
+    def unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, RunInterrupted):
+            python_hook(info)
+
+    python_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = python_hook
 
 
 class SignalWatch:
