@@ -965,7 +965,7 @@ def main(argv: list[str]) -> int:
     # The topmost folder this report makes (--out new/report): removed again if it stops before writing anything.
     made = next((folder for folder in reversed([out, *out.parents]) if not folder.exists()), None)
     make_out(out, given=bool(options.out))
-    title = options.title or f"Comparison of {len(runs)} runs in {base.name or base}"
+    title = options.title or f"Comparison of {len(runs)} run{'' if len(runs) == 1 else 's'} in {base.name or base}"
 
     columns, rows = table(runs)
     table_md = markdown(columns, rows)

@@ -569,3 +569,11 @@ def test_a_run_named_twice_in_other_spellings_is_compared_once(workdir):
     assert printed.count("| m-fold0 |") == 1
     assert "| m | 2 | 1.0000 ± 0.0000 | 0.6000 ± 0.1414 | 0.6000 ± 0.1414 |" in printed, printed
     assert "has 3" not in printed
+
+
+def test_a_report_of_one_run_says_one_run(workdir):
+    """"Comparison of 1 runs in s"."""
+    two_runs(workdir)
+    done = cli("report", "runs/s/a", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Comparison of 1 run in s\n"), done.stdout[:200]
