@@ -206,10 +206,14 @@ def read_metrics(path: Path) -> dict[str, dict[int, float]]:
             for key, value in row.items():
                 if key in ("epoch", "step") or value in (None, ""):
                     continue
+                if key is None:  # the extra cells of a longer row (csv's restkey): no column of their own
+                    continue
                 try:
                     curves.setdefault(key, {})[epoch] = float(value)
-                except (TypeError, ValueError):  # a cell that is not a number (TypeError: a row with extra cells)
-                    continue
+                except ValueError:
+                    # Lightning writes numbers or nothing: a word here (an edit by hand) was read as no
+                    # value, and the report showed another epoch's number as the run's without a word.
+                    raise DataError(_unreadable(path, f"line {line_num}: {key} {value!r} is not a number")) from None
     except UnicodeDecodeError:
         raise DataError(_unreadable(path, "not UTF-8 text")) from None
     except csv.Error as err:

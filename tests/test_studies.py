@@ -957,6 +957,7 @@ def test_grid_on_a_journal_does_not_call_a_study_complete_while_a_run_is_running
     "content, why",
     [
         (b"epoch,step,val/acc\n0,0,0.5\nx,1,0.6\n", "line 3: epoch 'x' is not a number"),
+        (b"epoch,step,val/acc\n0,0,0.5\n1,1,abc\n", "line 3: val/acc 'abc' is not a number"),
         (b"epoch,step,val/acc\n0,0,0.5\n\xff\xfe\x00garbage\n", "not UTF-8 text"),
         (b'epoch,step,val/acc\n0,0,0.5\n1,1,"' + b"z" * 200_000, "field larger than field limit (131072)"),
     ],
