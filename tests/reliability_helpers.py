@@ -475,3 +475,58 @@ class SignalInTest(Callback):
         if not self._sent:
             self._sent = True
             os.kill(os.getpid(), self.signum)
+
+
+class _SignalsWhenDropped:
+    """An object whose finalizer sends this process ``signum``: the handler runs inside its ``__del__``."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.signum)
+        time.sleep(0.05)  # the sleep is where Python runs the handler: inside this finalizer
+
+
+class SignalInFinalizer(Callback):
+    """Send this process ``signum`` once, from inside a finalizer (a ``__del__``, as torch, matplotlib and
+    Lightning run many), where Python prints an exception that the handler raises and goes on.
+
+    ``stage="test"``, ``"validate"`` or ``"predict"``: after that command's first batch (the evaluation is
+    still running). ``stage="fit"``: after training step ``step`` the signal is sent twice, the first
+    directly (stop at the next step) and the second from the finalizer (stop at once). ``direct=True``
+    sends every signal directly instead: the outcome the finalizer's must match.
+    """
+
+    def __init__(self, stage: str = "test", signum: int = 15, step: int = 2, direct: bool = False) -> None:
+        self.stage = stage
+        self.signum = signum
+        self.step = step
+        self.direct = direct
+        self._sent = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.stage == "fit" and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)  # the first signal: stop after this step
+            self._send()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.stage == "test":
+            self._send()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.stage == "validate" and trainer.state.fn == "validate":
+            self._send()
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.stage == "predict":
+            self._send()
+
+    def _send(self) -> None:
+        if self._sent:
+            return
+        self._sent = True
+        if self.direct:
+            os.kill(os.getpid(), self.signum)
+        else:
+            _SignalsWhenDropped(self.signum)  # dropped at once: its __del__ runs here

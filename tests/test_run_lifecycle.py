@@ -721,6 +721,99 @@ def test_a_signal_once_a_validate_of_a_run_is_recorded_keeps_the_evaluation(trai
     assert f"Evaluation saved in {evaluation}" in result.stdout, shown(result)
 
 
+def _in_finalizer(stage: str, direct: bool, *extra: str) -> tuple[str, ...]:
+    """The options that add :class:`reliability_helpers.SignalInFinalizer` (a SIGTERM from a ``__del__``) to a command."""
+    return ("--trainer.callbacks+=reliability_helpers.SignalInFinalizer", "--trainer.callbacks.stage", stage,
+            "--trainer.callbacks.direct", str(direct).lower(), *extra)
+
+
+def _unraisable(monkeypatch) -> list[str]:
+    """What Python prints as "Exception ignored in ..." from now on in this test (pytest's own hook is replaced)."""
+    printed: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: printed.append(f"{info.object}: {info.exc_value!r}"))
+    return printed
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "in_finalizer"])
+@pytest.mark.parametrize("command", ["test", "validate", "predict"])
+def test_a_sigterm_whose_handler_runs_in_a_finalizer_stops_an_evaluation_as_any_other(trained, tmp_path, monkeypatch, command, direct):
+    """Python runs a signal handler between two bytecodes, also inside a ``__del__`` (torch, matplotlib and
+    Lightning run many). Its RunInterrupted was printed as "Exception ignored in ... Traceback" and the command
+    went on: ``test`` exited 0 with its evaluation gone (Lightning's own SIGTERM flag then ended the test at
+    its next batch with a SystemExit of code None), ``validate``/``predict`` finished and saved. Now the
+    outcome is the signal's, wherever its handler ran: one line, exit 143, nothing saved."""
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    printed = _unraisable(monkeypatch)
+    result = in_process(*tiny(command, root, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                              "--trainer.limit_predict_batches", "2", *_in_finalizer(command, direct)), cwd=tmp_path)
+
+    assert result.returncode == 143, shown(result)
+    assert "Traceback" not in result.stderr and printed == [], (printed, shown(result))
+    assert result.stderr.strip().splitlines()[-1] == f"interrupted by SIGTERM during {command}; nothing was saved", shown(result)
+    assert "saved in" not in result.stdout, shown(result)
+    assert _eval_dirs(run, command) == []
+
+
+def test_a_sigterm_in_a_finalizer_in_the_last_batch_of_a_test_stops_it(trained, tmp_path, monkeypatch):
+    """The same in a test's last batch, where Lightning's SIGTERM flag stops nothing: the test was saved, exit 0."""
+    root = copy_runs(trained, tmp_path)
+    run = root / "quickstart" / RUN
+    printed = _unraisable(monkeypatch)
+    result = in_process(*tiny("test", root, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                              "--trainer.limit_test_batches", "1", *_in_finalizer("test", False)), cwd=tmp_path)
+
+    assert result.returncode == 143, shown(result)
+    assert result.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM during test; nothing was saved", shown(result)
+    assert printed == [] and _eval_dirs(run, "test") == [], (printed, shown(result))
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "in_finalizer"])
+def test_a_second_sigterm_in_a_finalizer_stops_a_fit_at_once(tmp_path, monkeypatch, direct):
+    """A second signal during training stops a fit at once; sent from a ``__del__``, its stop was swallowed and
+    the fit stopped at the next step with a checkpoint of its own (and an "Exception ignored" traceback)."""
+    root = tmp_path / "runs"
+    run = root / "quickstart" / "twice"
+    printed = _unraisable(monkeypatch)
+    result = in_process(*tiny("fit", root, "--run.name", "twice", "--trainer.max_epochs", "3",
+                              *_in_finalizer("fit", direct, "--trainer.callbacks.step", "4")), cwd=tmp_path)
+
+    assert result.returncode == 143, shown(result)
+    assert "Traceback" not in result.stderr and printed == [], (printed, shown(result))
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted by SIGTERM at once: the newest checkpoint is {run / 'checkpoints' / 'last.ckpt'} (written before the "
+        f"interrupt); resume with: python -m lightning_hw fit --config {run / 'config.yaml'} --ckpt_path last"
+    ), shown(result)
+    status = json.loads((run / "status.json").read_text())
+    assert (status["status"], status["signal"]) == ("interrupted", "SIGTERM"), status
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert last["global_step"] == 3  # the end of the first epoch: nothing written for the stop
+
+
+def test_a_sigterm_in_a_finalizer_during_fits_set_up_stops_it_and_leaves_nothing(tmp_path, monkeypatch):
+    """Before training a signal stops a fit at once; from a ``__del__`` in the set-up (here the task's ``setup``)
+    its stop was swallowed and the run trained, was tested and saved: exit 0."""
+    from reliability_helpers import _SignalsWhenDropped
+
+    from lightning_hw.tasks.classification import Classifier
+
+    setup = Classifier.setup
+
+    def setup_dropping_a_signaller(self, stage: str) -> None:
+        if stage == "fit":
+            _SignalsWhenDropped(signal.SIGTERM)
+        setup(self, stage)
+
+    monkeypatch.setattr(Classifier, "setup", setup_dropping_a_signaller)
+    root = tmp_path / "runs"
+    printed = _unraisable(monkeypatch)
+    result = in_process(*tiny("fit", root, "--run.name", "early"), cwd=tmp_path)
+
+    assert result.returncode == 143, shown(result)
+    assert result.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM before training started; nothing was saved", shown(result)
+    assert printed == [] and not (root / "quickstart" / "early").exists(), (printed, shown(result))
+
+
 @pytest.mark.slow
 def test_sigterm_from_outside_saves_last_checkpoint(tmp_path):
     root = tmp_path / "runs"

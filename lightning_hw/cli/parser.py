@@ -78,6 +78,7 @@ from lightning_hw.runs import (
     RunCSVLogger,
     RunInterrupted,
     RunRecord,
+    SwallowedStops,
     check_restored_settings_kept,
     checkpoint_callbacks,
     command_name,
@@ -85,6 +86,7 @@ from lightning_hw.runs import (
     interrupt_signal,
     note_caveats_in_wandb,
     plan_run,
+    quiet_swallowed_stops,
     restored_settings,
     saved_elsewhere,
     start_wandb,
@@ -182,7 +184,8 @@ class HWCLI(CLIHooks):
         settings = ProcessSettings.current() if kwargs.get("run", True) else None
         WATCH.install()  # Ctrl-C from here on: one line, and whatever this command created is undone
         try:
-            self._run_command(args, parser_kwargs, **kwargs)
+            with quiet_swallowed_stops():  # a finalizer's: raised again by WATCH.raise_swallowed
+                self._run_command(args, parser_kwargs, **kwargs)
         except RunInterrupted as stop:
             WATCH.claim_ending()  # waits while the observer of the DDP processes ends this one (child_interrupted)
             self._end_started_processes_before_training()
@@ -209,12 +212,18 @@ class HWCLI(CLIHooks):
 
         Our SIGINT handler stops a command without one, but a ``KeyboardInterrupt`` raised by
         code (a callback, a notebook's own code) reached Lightning, which exits with 1: the run
-        was recorded ``failed`` with ``SystemExit: 1``, and nothing was said.
+        was recorded ``failed`` with ``SystemExit: 1``, and nothing was said. A stop that a
+        finalizer swallowed ends the command, however it ends (see :meth:`SignalWatch.raise_swallowed`).
         """
         try:
             super().__init__(args=args, parser_kwargs=parser_kwargs, **kwargs)
-        except (KeyboardInterrupt, SystemExit) as err:
-            if keyboard_interrupted(err):
+        except RunInterrupted:
+            raise
+        except BaseException as err:
+            # A stop that a finalizer swallowed came first: what followed it (Lightning's SystemExit(None)
+            # for the SIGTERM it noted too, which exited 0) is not how the command ended.
+            WATCH.raise_swallowed(cause=err)
+            if isinstance(err, (KeyboardInterrupt, SystemExit)) and keyboard_interrupted(err):
                 raise RunInterrupted(signal.SIGINT, at_once=True) from err
             raise
 
@@ -621,8 +630,9 @@ class HWCLI(CLIHooks):
         for note in filter(None, (saved_elsewhere(config, run) for config in config_files)):
             _say(note)
         kwargs.setdefault("default_root_dir", str(run.directory))
-        # AfterEvaluationLogged first: its on_test_end (on_validation_end of validate) is the first code after the evaluation's row is written.
-        callbacks = [AfterEvaluationLogged(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
+        # SwallowedStops first: a stop a finalizer swallowed ends the command before any other hook acts.
+        # AfterEvaluationLogged next: its on_test_end (on_validation_end of validate) is the first code after the evaluation's row is written.
+        callbacks = [SwallowedStops(), AfterEvaluationLogged(), LogEpochMetrics(), *(trainer_cfg.get("callbacks") or [])]
         if chosen.get("finetune") is not None:
             if any(type(c) is type(chosen.finetune) for c in callbacks):
                 raise ConfigError(
@@ -817,6 +827,7 @@ class HWCLI(CLIHooks):
                 raise
             ckpt_path = self.trainer.ckpt_path or self.config_init[subcommand].get("ckpt_path")
             raise ConfigError(other_optimizer_message(ckpt_path)) from err
+        WATCH.raise_swallowed()  # a stop a finalizer swallowed ends the command before its results are kept
         WATCH.finishing = True  # the work is done: a signal now no longer undoes or fails it
         if run.mode == "evaluate":
             caveats = [*getattr(self.datamodule, "split_caveats", []), *getattr(self.model, "evaluation_caveats", [])]

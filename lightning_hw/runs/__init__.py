@@ -20,6 +20,8 @@ _EXPORTS = {
     "GracefulStop": "interrupts",
     "RunInterrupted": "interrupts",
     "AfterEvaluationLogged": "interrupts",
+    "SwallowedStops": "interrupts",
+    "quiet_swallowed_stops": "interrupts",
     "interrupt_signal": "interrupts",
     "Run": "lifecycle",
     "RunRecord": "lifecycle",

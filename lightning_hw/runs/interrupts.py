@@ -12,6 +12,9 @@ clouds); people press Ctrl-C. Both should cost at most one training step:
 - Outside the training loop (set-up, sanity check, testing) and at a second signal, the
   command stops at once; once the work is done (a test's metrics logged, the command's
   files being written out) a signal is noted and the command ends as it would have.
+- A handler that Python runs inside a finalizer (a ``__del__``, a weakref callback) cannot
+  stop anything there: its stop is raised again at the next batch or stage boundary
+  (:class:`SwallowedStops`), or when the command's work returns (:meth:`SignalWatch.raise_swallowed`).
 - The CLI catches :class:`RunInterrupted`, prints what was saved and the exact command
   that resumes, and exits with ``128 + signal`` (SIGTERM 143, SIGINT 130): a scheduler or
   study runner never mistakes an interrupted run for a finished one.
@@ -86,7 +89,8 @@ def quiet_swallowed_stops() -> Iterator[None]:
     Python runs a signal handler between two bytecodes, also inside a ``__del__`` or weakref
     callback (matplotlib and torch run many). A stop raised there stops nothing: Python prints
     it as "Exception ignored in ..." with a traceback and goes on. A command whose handler
-    records each signal raises the stop again itself before its result takes its place.
+    records each signal raises the stop again itself before its result takes its place
+    (the CLI's commands: :meth:`SignalWatch.raise_swallowed`).
     """
 
     def unraisable(info: Any) -> None:
@@ -110,6 +114,7 @@ class SignalWatch:
         self.trainer: Trainer | None = None
         self._copies_due = 0  # copies of the stop signal that torchrun is still to pass on (see _torchrun_copies)
         self._stopped_at_once: int | None = None  # the signal that stopped the command at once
+        self._raised: int | None = None  # the signal whose stop the handler raised (see raise_swallowed)
         self._sigterms = 0  # SIGTERMs this process got, and the stop requests they made (see study_copy)
         self._study_requests = 0
         self._saved: dict[int, Any] = {}
@@ -151,7 +156,7 @@ class SignalWatch:
         self._saved.clear()
         self._received = b""
         self.signum, self.training, self.finishing, self.trainer = None, False, False, None
-        self._copies_due, self._stopped_at_once = 0, None
+        self._copies_due, self._stopped_at_once, self._raised = 0, None, None
         self._sigterms = self._study_requests = 0
         self._ending = threading.RLock()
 
@@ -184,6 +189,23 @@ class SignalWatch:
             except OSError:  # BlockingIOError: nothing new; or the pipe was closed meanwhile (restore)
                 pass
         return next((int(signum) for signum in self._received if signum in SIGNALS), None)
+
+    def raise_swallowed(self, cause: BaseException | None = None) -> None:
+        """Raise the stop the handler raised, if the command is still running: a finalizer swallowed it.
+
+        Python runs a signal handler between two bytecodes, also inside a ``__del__`` or weakref
+        callback (torch, matplotlib and Lightning run many). The :class:`RunInterrupted` raised
+        there stops nothing: Python prints it ("Exception ignored in ...", kept quiet by
+        :func:`quiet_swallowed_stops`) and the command goes on. A SIGTERM's stop swallowed in a test
+        then let Lightning's own SIGTERM flag end it at the next batch with ``SystemExit(None)``:
+        exit 0, the evaluation undone and nothing said; in its last batch, or for Ctrl-C, the
+        evaluation was saved. So the CLI calls this at each batch (:class:`SwallowedStops`), when
+        the command's work returns, and when it ends by another exception (``cause``): the stop
+        then ends the command as it would have where it was raised (one line, 130 or 143).
+        A stop that did unwind never gets here: the command ended with it.
+        """
+        if self._raised is not None:
+            raise RunInterrupted(self._raised, at_once=True) from cause
 
     def release_ending(self) -> None:
         """Give back a claim of :meth:`claim_ending` that this thread took but does not act on."""
@@ -306,6 +328,8 @@ class SignalWatch:
             return
         self._stopped_at_once, self._copies_due = signum, self._torchrun_copies(signum)
         self.claim_ending(wait=False)  # the main thread stops the command: no other thread ends it meanwhile
+        if self._raised is None:
+            self._raised = signum  # raised again by raise_swallowed where a finalizer swallowed it
         raise RunInterrupted(signum, at_once=True)
 
 
@@ -426,6 +450,7 @@ class GracefulStop(Callback):
         self.watch.install()  # after Lightning's own SIGTERM handler, which would exit 0 mid-validation
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.watch.raise_swallowed()  # a second signal, swallowed by a finalizer in this step: at once, not at the step
         if gradients_accumulating(trainer):
             return  # the step ends a few batches later: a checkpoint now would lose its gradients
         if not self.watch.agreed(trainer):
@@ -468,8 +493,9 @@ class AfterEvaluationLogged(Callback):
     before the ``on_test_end`` (``on_validation_end``) hooks. A signal after that but before the
     command's end stopped it at once: the test after fit was recorded as "interrupted during the
     test", with the advice to test again, beside its complete row, and ``test`` or ``validate``
-    of a run removed its complete evaluation. The CLI puts this callback first, so that it runs
-    before any other such hook. The validation of each epoch of ``fit`` is not the end of the work.
+    of a run removed its complete evaluation. The CLI puts this callback first (after
+    :class:`SwallowedStops`), so that it runs before any other such hook. The validation of
+    each epoch of ``fit`` is not the end of the work.
 
     Args:
         watch: the signal handlers (default: the process's).
@@ -486,6 +512,31 @@ class AfterEvaluationLogged(Callback):
             self.watch.finishing = True
 
 
+class SwallowedStops(Callback):
+    """Raise, at the next batch or stage boundary, a stop that a finalizer swallowed (see :meth:`SignalWatch.raise_swallowed`).
+
+    The CLI puts it first, so that the stop is raised before any other callback's hook acts on
+    the batch (GracefulStop's checkpoint at the step) or on the end of an evaluation
+    (AfterEvaluationLogged, after which a signal is noted, not obeyed); at an evaluation's epoch
+    end it comes before the evaluation's metrics are logged.
+
+    Args:
+        watch: the signal handlers (default: the process's).
+    """
+
+    def __init__(self, watch: SignalWatch = WATCH) -> None:
+        self.watch = watch
+
+    def _raise(self, *args: Any, **kwargs: Any) -> None:
+        self.watch.raise_swallowed()
+
+    on_fit_start = on_sanity_check_end = on_train_start = on_train_end = _raise
+    on_train_batch_start = on_train_batch_end = on_train_epoch_end = _raise
+    on_validation_batch_end = on_validation_epoch_end = on_validation_end = _raise
+    on_test_start = on_test_batch_end = on_test_epoch_end = on_test_end = _raise
+    on_predict_start = on_predict_batch_end = on_predict_epoch_end = on_predict_end = _raise
+
+
 def _read_at_start(path: str) -> bytes:
     """The first bytes of ``path``, read at offset 0 whatever the file's position.
 
@@ -498,3 +549,4 @@ def _read_at_start(path: str) -> bytes:
         return os.pread(fd, 64, 0)
     finally:
         os.close(fd)
+
