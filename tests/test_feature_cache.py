@@ -346,3 +346,26 @@ def test_a_second_fold_run_from_the_cli_reads_every_feature_back(workdir, monkey
     assert all(" computed in " in line for line in printed_lines(printed[0], "FeatureCache: "))
     read_back = printed_lines(printed[1], "FeatureCache: ")
     assert len(read_back) == 3 and all(" read from " in line and " computed" not in line for line in read_back), read_back
+
+
+def test_a_rerun_names_the_one_file_each_split_is_read_from(workdir, monkeypatch, caplog):
+    """A rerun's training features were said as "read from 2 files (<train>, <val>)": the files of every split so far."""
+    from conftest import REPO, tiny_run_args
+    from reliability_helpers import output_of
+
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    printed = {}
+    for name in ("first", "again"):
+        args = tiny_run_args(
+            "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--trainer.limit_train_batches", "1.0",
+            "--trainer.limit_val_batches", "1.0", "--data.init_args.image_size", "32", "--run.name", name,
+        )
+        with caplog.at_level("INFO"):  # the callbacks' one-line notes go to Lightning's logger
+            output_of(*args)
+        printed[name] = "\n".join(caplog.messages)
+        caplog.clear()
+    features = workdir / "cache" / "features"
+    for split in ("train", "val", "test"):
+        (stored,) = features.glob(f"resnet18-{split}-*.pt")
+        (line,) = printed_lines(printed["again"], f"FeatureCache: {split} features ")
+        assert line.endswith(f" read from {stored}"), line

@@ -378,7 +378,11 @@ class _StoredRows:
         return stored.new_empty((count, *stored.shape[1:]))
 
     def fill(self, features: torch.Tensor, digests: list[str], skip: set[int]) -> None:
-        """Set ``features[i]`` to the stored row of ``digests[i]`` for every ``i`` not in ``skip``, one gather per file."""
+        """Set ``features[i]`` to the stored row of ``digests[i]`` for every ``i`` not in ``skip``, one gather per file.
+
+        :meth:`describe` then names the files of this call only (a split's), not those of the splits before it.
+        """
+        self._used = set()
         wanted: dict[int, tuple[list[int], list[int]]] = {}
         for i, digest in enumerate(digests):
             if i not in skip:
@@ -391,6 +395,7 @@ class _StoredRows:
             self._used.add(number)
 
     def describe(self) -> str:
+        """The files the last :meth:`fill` read: its one path, or how many files and their names."""
         used = [str(self._paths[n]) for n in sorted(self._used)]
         return used[0] if len(used) == 1 else f"{len(used)} files ({', '.join(p.rsplit('/', 1)[-1] for p in used)})"
 
