@@ -3,7 +3,7 @@
 A frozen backbone in eval mode is a fixed function of its input, so with deterministic
 training inputs (no random augmentation) every epoch recomputes the same features: for
 ResNet152 that is >95% of the time of a 100-epoch head search. :class:`FeatureCache`
-computes them once per split, stores them on disk, and trains the head on them with the
+computes them once per image, stores them on disk, and trains the head on them with the
 in-memory :class:`~lightning_hw.data.base.TensorBatchLoader`.
 
 Why a callback: it is the one place that sees everything the decision needs (the
@@ -84,7 +84,7 @@ def _batch_digests(x: torch.Tensor, y: torch.Tensor) -> list[str]:
 
 
 class FeatureCache(Callback):
-    """Compute frozen-backbone features once per split and train the head on them.
+    """Compute frozen-backbone features once per image and train the head on them.
 
     Used only when it cannot change the result: the net has a ``backbone`` and an
     ``input_is_features`` switch (:class:`~lightning_hw.nets.backbones.TimmNet`), a
