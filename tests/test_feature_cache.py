@@ -126,6 +126,25 @@ def test_features_of_another_image_size_in_the_cache_do_not_shape_a_run_read_bac
     assert torch.equal(cache._features["train"][0], computed._features["train"][0])
 
 
+def test_a_run_that_fails_gives_back_the_datamodule_and_the_net(folder, tmp_path):
+    """Lightning skips ``teardown`` when a stage fails: in a notebook the datamodule kept the cached
+    features' loaders, the net took the next run's images for features, and the cache files stayed mapped."""
+    torch.manual_seed(0)
+    task = make_task(spec=("flatten", 8))
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a bug in the training step")
+
+    task.training_step = fails
+    dm = ImageFolder(root=str(folder), image_size=32, batch_size=4, num_workers=0)
+    cache = FeatureCache(cache_dir=str(tmp_path / "cache"), shuffle_seed=1)
+    with pytest.raises(RuntimeError, match="a bug in the training step"):
+        make_trainer([FreezeBackbone(), cache], max_epochs=1).fit(task, dm)
+    assert cache.events == {"train": "computed", "val": "computed"}  # the cache was in use
+    assert "train_dataloader" not in vars(dm) and not task.net.input_is_features
+    assert cache._stored is None and not cache.active
+
+
 def test_images_added_to_the_folder_are_the_only_ones_computed(folder, tmp_path):
     fit(folder, tmp_path / "cache", epochs=1)
     before = set((tmp_path / "cache").glob("*.pt"))

@@ -184,6 +184,11 @@ class FeatureCache(Callback):
                 "or turn the cache off with its enabled: false",
             ) from None
 
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # Lightning skips teardown when a stage fails: in a notebook the datamodule kept the cached
+        # loaders and the net took images for features in the next run, and the files stayed mapped.
+        self.teardown(trainer, pl_module, stage="")
+
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not self.active:
             return
@@ -263,15 +268,18 @@ class FeatureCache(Callback):
             self.events[split] = "hit"
             rank_zero_info(f"FeatureCache: {split} features {shape} read from {self._stored.describe()}")
         else:
-            path = self._save(name, split, features[computed.rows], labels[computed.rows], computed.digests)
-            self._stored.add(path, computed.digests, features[computed.rows])
-            self.events[split] = "computed" if len(computed.rows) == len(features) else "completed"
             read = len(features) - len(computed.rows)
+            read_from = self._stored.describe() if read else ""  # before the new file joins them
+            path = self._save(name, split, features[computed.rows], labels[computed.rows], computed.digests)
+            # Memory-mapped from the file just written: a copy of the new rows kept in memory for the
+            # other splits would double what a big backbone's feature maps take.
+            self._stored.add_file(path)
+            self.events[split] = "computed" if not read else "completed"
             rank_zero_info(
                 f"FeatureCache: {split} features {shape} computed in {took:.1f} s, saved to {path}"
                 if not read else
                 f"FeatureCache: {split} features {shape}: {len(computed.rows)} computed in {took:.1f} s, "
-                f"saved to {path}; {read} read from earlier runs' files"
+                f"saved to {path}; {read} read from {read_from}"
             )
         self._features[split] = (features, labels)
         return features, labels
@@ -353,10 +361,14 @@ class _StoredRows:
     def of(cls, paths: Iterable[Path], fingerprint: str) -> _StoredRows:
         stored = cls(fingerprint)
         for path in sorted(paths):
-            contents = _read_cache_file(path)
-            if contents is not None and contents.get("fingerprint") == fingerprint:
-                stored.add(path, contents["digests"], contents["features"])
+            stored.add_file(path)
         return stored
+
+    def add_file(self, path: Path) -> None:
+        """Add the rows of the cache file ``path``, if it holds this backbone's (damaged files are said and passed over)."""
+        contents = _read_cache_file(path)
+        if contents is not None and contents.get("fingerprint") == self.fingerprint:
+            self.add(path, contents["digests"], contents["features"])
 
     def add(self, path: Path, digests: list[str], features: torch.Tensor) -> None:
         number = len(self._features)
