@@ -355,22 +355,57 @@ def test_resume_from_a_last_checkpoint_written_only_for_the_final_epoch(tiny_arg
 
 
 def test_resume_with_fewer_max_epochs_than_trained_fails_in_one_line(tiny_args, workdir, capsys):
-    """A study rerun (or a fit) with a smaller --trainer.max_epochs than the run reached: one line, the record kept."""
+    """A study rerun (or a fit) with a smaller --trainer.max_epochs than the run reached: one line, the record kept.
+
+    The run finished: its line once said to give 3 or more, which trains nothing either."""
     from reliability_helpers import error_of
 
     HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "3", "--run.test_after_fit", "false"))
     run = workdir / "runs" / "quickstart" / "r"
     before = {name: (run / name).read_bytes() for name in ("status.json", "metrics.csv", "config.yaml")}
+    [best] = sorted((run / "checkpoints").glob("best-*.ckpt"))
     # 2: one fewer than trained, which Lightning lets through (the checkpoint's epoch is 2) to train nothing.
     for fewer in ("1", "2"):
         code, line = error_of(tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", fewer, "--ckpt_path", "last"), capsys)
         assert code == 2
         assert line == (
-            f"error: cannot resume from {run / 'checkpoints' / 'last.ckpt'}: its run has trained 3 epochs, more than "
-            f"--trainer.max_epochs {fewer}; give --trainer.max_epochs 3 or more (or train a new run)"
+            f"error: run {run} has finished: it trained 3 epochs (step 9), and --trainer.max_epochs {fewer} leaves nothing "
+            f"to train; to test it, run: python -m lightning_hw test --config {run / 'config.yaml'} --ckpt_path {best}; "
+            f"to train on, run: python -m lightning_hw fit --config {run / 'config.yaml'} --ckpt_path last --trainer.max_epochs 4"
         )
         assert {name: (run / name).read_bytes() for name in before} == before
         assert not list(run.glob("config-until-*"))
+
+
+def test_resuming_a_finished_run_with_nothing_to_train_is_refused_and_more_epochs_train_on(tiny_args, workdir, capsys):
+    """`fit --config <run>/config.yaml --ckpt_path last` of a run that had finished trained nothing, tested again
+    and added a second test row of the same weights to metrics.csv (and W&B), and rewrote status.json as resumed;
+    at fewer max_epochs its line said to give 2 or more, which would have done the same."""
+    import csv
+
+    from reliability_helpers import error_of
+
+    HWCLI(args=tiny_args("fit", "--run.name", "r", "--trainer.max_epochs", "2"))
+    run = workdir / "runs" / "quickstart" / "r"
+    files = lambda: {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}  # noqa: E731
+    before = files()
+    [best] = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    resume = ["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last"]
+    for given in ([], ["--trainer.max_epochs", "1"]):
+        code, line = error_of(resume + given, capsys)
+        assert code == 2
+        epochs = given[-1] if given else "2"
+        assert line == (
+            f"error: run {run} has finished: it trained 2 epochs (step 6), and --trainer.max_epochs {epochs} leaves "
+            f"nothing to train; to test it, run: python -m lightning_hw test --config {run / 'config.yaml'} --ckpt_path "
+            f"{best}; to train on, run: python -m lightning_hw fit --config {run / 'config.yaml'} --ckpt_path last "
+            "--trainer.max_epochs 3"
+        )
+        assert files() == before
+    HWCLI(args=resume + ["--trainer.max_epochs", "3"])  # the advised command trains one more epoch and tests it
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [(r["epoch"], r["step"]) for r in rows if r["test/acc"]] == [("1", "6"), ("2", "9")]
+    assert [r["epoch"] for r in rows if r["train/loss"]] == ["0", "1", "2"]
 
 
 def test_a_task_setting_beside_last_is_replaced_by_the_checkpoints_as_beside_its_path(tiny_args, workdir, capsys):

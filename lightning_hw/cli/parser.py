@@ -595,6 +595,8 @@ class HWCLI(CLIHooks):
         restored = restored_settings(self.config[self.subcommand].as_dict()) if self.subcommand == "fit" else None
         if run.mode in ("resume", "create") and restored is not None and checkpoint is not None:
             check_restored_settings_kept(run, self._asked_restored or restored, checkpoint)
+        if checkpoint is not None:  # last: a resume refused for its settings would be so with more epochs too
+            run.refuse_resuming_with_nothing_to_train(checkpoint, trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps"))
         chosen.ckpt_path = run.ckpt_path  # "last" resolved to the file; what Lightning loads
         if run.mode == "evaluate":
             # The saved config-<stage>.yaml names the file scored, not "last", which moves on as the run resumes.

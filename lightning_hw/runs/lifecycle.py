@@ -452,12 +452,57 @@ class Run:
         """The start of a line about a stop in the test after fit: the run's training is whole."""
         return f"during the test after fit{unrecorded}; training had finished and {self.run_dir} holds it; "
 
-    def _test_command(self) -> str:
-        """The command that tests the run (a resume would train nothing, test again and log a second test row)."""
-        return (
-            f"{command_name()} test --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} "
-            f"--ckpt_path <a checkpoint in {self.run_dir / CHECKPOINT_DIR}>"
+    def _test_command(self, checkpoint: Path | None = None) -> str:
+        """The command that tests the run (a resume would train nothing, test again and log a second test row).
+
+        Args:
+            checkpoint: the file to test; ``None``: a placeholder naming the run's checkpoint folder.
+        """
+        ckpt = shlex.quote(str(checkpoint)) if checkpoint is not None else f"<a checkpoint in {self.run_dir / CHECKPOINT_DIR}>"
+        return f"{command_name()} test --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} --ckpt_path {ckpt}"
+
+    def refuse_resuming_with_nothing_to_train(self, checkpoint: dict[str, Any], max_epochs: int | None, max_steps: int | None) -> None:
+        """Refuse ``--ckpt_path last`` of a run that finished, when its limits leave nothing to train.
+
+        Lightning trains no step of such a resume and the test after fit runs again: a second test
+        row of the same weights in ``metrics.csv`` (and W&B) and a ``status.json`` rewritten as
+        resumed, for a run tested once. Checked before the run is opened, so nothing changes. A run
+        stopped in its test after fit (``failed``/``interrupted``) is not refused: a study reruns it so.
+
+        Args:
+            checkpoint: the loaded ``last.ckpt``.
+            max_epochs: ``trainer.max_epochs`` as given (``None``/-1: none).
+            max_steps: ``trainer.max_steps`` as given (``None``/-1: none).
+
+        Raises:
+            ConfigError: the run finished and ``max_epochs`` or ``max_steps`` is already reached.
+        """
+        from lightning_hw._compat.lightning import epochs_trained
+
+        if self.mode != "resume" or self.stage != "fit" or read_status(self.run_dir).get("status") != "finished":
+            return
+        trained, step = epochs_trained(checkpoint), int(checkpoint.get("global_step", 0))
+        # Each reached limit, with the value that trains on (epochs one more: Lightning counts a cut epoch as ended).
+        reached = {
+            key: (limit, more)
+            for key, limit, done, more in (("max_epochs", max_epochs, trained, (trained or 0) + 1), ("max_steps", max_steps, step, "<more>"))
+            if limit is not None and limit != -1 and done is not None and done >= limit
+        }
+        if not reached:
+            return
+        given = " and ".join(f"--trainer.{key} {limit}" for key, (limit, _) in reached.items())
+        more = " ".join(f"--trainer.{key} {value}" for key, (_, value) in reached.items())
+        raise ConfigError(
+            f"run {self.run_dir} has finished: it trained {trained} epochs (step {step}), and {given} leaves nothing to "
+            f"train; to test it, run: {self._test_command(self._tested_checkpoint())}; to train on, run: "
+            f"{self.resume_command()} {more}"
         )
+
+    def _tested_checkpoint(self) -> Path:
+        """The checkpoint the test after fit scores: the run's best one when it has one, else its ``last.ckpt``."""
+        folder = self.run_dir / CHECKPOINT_DIR
+        bests = sorted(folder.glob("best-*.ckpt"))
+        return bests[-1] if len(bests) == 1 else folder / LAST_CHECKPOINT
 
     def _no_last_checkpoint(self) -> str:
         """Why the run has no ``last.ckpt``, naming the checkpoints it has (a failed save can leave a best one)."""
