@@ -578,3 +578,28 @@ def test_a_run_recorded_without_the_preprocessing_note_resumes_without_a_copy_of
     assert json.loads((config.parent / "status.json").read_text())["status"] == "finished"
     assert not list(config.parent.glob("config-until-*"))
     assert "#   data.init_args.interpolation: bicubic" in config.read_text()
+
+
+def test_a_fine_tuning_fit_gives_back_the_warning_filter_it_set(workdir, monkeypatch):
+    """FreezeBackbone hid Lightning's "module(s) in eval mode" warning with a filter set as it was built, which stayed
+    for the rest of a notebook's session: a later fit of the user's own, with a module left in eval mode by mistake,
+    was never warned."""
+    import warnings
+
+    from conftest import tiny_run_args
+    from reliability_helpers import output_of
+
+    def eval_mode_filters() -> list:
+        return [f for f in warnings.filters if f[1] is not None and "eval mode" in f[1].pattern]
+
+    monkeypatch.setenv("LIGHTNING_HW_CACHE", str(workdir / "cache"))
+    args = tiny_run_args(
+        "fit", REPO / "configs" / "transfer_demo.yaml", workdir / "runs", "--data.init_args.image_size", "32",
+        "--finetune.unfreeze_at_epoch", "null", "--finetune.last_blocks", "null", "--run.test_after_fit", "false",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output_of(*args)
+        left = eval_mode_filters()
+    assert not [w for w in caught if "eval mode at the start of training" in str(w.message)]  # still hidden during the fit
+    assert left == []

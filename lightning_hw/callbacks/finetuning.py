@@ -152,8 +152,7 @@ class FreezeBackbone(BaseFinetuning):
         self.lr = lr
         self.train_bn = train_bn
         self._unfrozen: list[nn.Module] = []
-        # The frozen backbone is in eval mode on purpose (see the module docstring); said once below.
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+        self._eval_mode_warning_hidden: warnings.catch_warnings | None = None
 
     @staticmethod
     def unfrozen_lr(checkpoint: dict[str, Any]) -> float | None:
@@ -241,7 +240,27 @@ class FreezeBackbone(BaseFinetuning):
             f"{self.unfreeze_at_epoch}; to train it frozen on purpose, without this warning: {frozen_settings}"
         )
 
+    def _hide_the_eval_mode_warning(self, hide: bool) -> None:
+        """Hide Lightning's "module(s) in eval mode at the start of training" warning from ``on_fit_start`` to ``on_train_start``.
+
+        The frozen backbone is in eval mode on purpose (see the module docstring; said in our
+        "backbone frozen" line). The filter is this fit's: set for the rest of the process (it was
+        set as the callback was built), it hid the warning from a notebook's later fits of its own.
+        """
+        if hide and self._eval_mode_warning_hidden is None:
+            self._eval_mode_warning_hidden = warnings.catch_warnings()
+            self._eval_mode_warning_hidden.__enter__()
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+        elif not hide and self._eval_mode_warning_hidden is not None:
+            self._eval_mode_warning_hidden.__exit__(None, None, None)
+            self._eval_mode_warning_hidden = None
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._hide_the_eval_mode_warning(False)  # a fit that failed before on_train_start
+        super().teardown(trainer, pl_module, stage)
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._hide_the_eval_mode_warning(True)  # Lightning warns after this hook, as training starts
         # Said here, once the checkpoint's state is loaded: a fit going on from a checkpoint taken after the
         # unfreezing gets the unfrozen layers' group back and says so as it unfreezes them ("unfroze ... at lr");
         # "frozen until epoch N" before that line would be stale.
@@ -264,6 +283,7 @@ class FreezeBackbone(BaseFinetuning):
         super().on_fit_start(trainer, pl_module)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._hide_the_eval_mode_warning(False)
         # A run resumed inside an epoch gets no on_train_epoch_start for it from Lightning: without
         # this, a backbone unfrozen before the interruption stayed frozen for the rest of that epoch
         # (its parameter group restored, but no gradients), and the resumed run trained otherwise.
