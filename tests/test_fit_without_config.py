@@ -52,7 +52,9 @@ def test_the_command_given_for_a_run_moved_elsewhere_resumes_that_run(trained_ru
 
 
 def test_a_runs_best_checkpoint_is_refused_with_both_commands(trained_run, workdir, capsys):
-    """Continuing a run from an older checkpoint is refused (README's run-record table): both ways on are given."""
+    """Continuing a run from an older checkpoint is refused (README's run-record table): both ways on are given.
+
+    The run finished: the command said to continue it with --ckpt_path last alone, which trains nothing (refused)."""
     before = listing(trained_run)
     (best,) = (trained_run / "checkpoints").glob("best-*.ckpt")
     code, line = error_of(["fit", "--ckpt_path", str(best)], capsys)
@@ -60,7 +62,8 @@ def test_a_runs_best_checkpoint_is_refused_with_both_commands(trained_run, workd
     config = trained_run / "config.yaml"
     assert line == (
         f"error: {best} is not the newest state of run {trained_run}, and fit needs the config it was trained with; "
-        f"continue that run with: {PROGRAM} fit --config {config} --ckpt_path last; "
+        f"test it with: {PROGRAM} test --config {config} --ckpt_path {best}; "
+        f"continue that run with: {PROGRAM} fit --config {config} --ckpt_path last --trainer.max_epochs <more>; "
         f"or start a new run from this checkpoint with: {PROGRAM} fit --config {config} --ckpt_path {best} --run.name NEW_NAME"
     )
     assert listing(trained_run) == before

@@ -402,6 +402,15 @@ def test_resuming_a_finished_run_with_nothing_to_train_is_refused_and_more_epoch
             "--trainer.max_epochs 3"
         )
         assert files() == before
+    # Its best checkpoint given instead of last: the line said to continue the run with --ckpt_path last.
+    code, line = error_of(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)], capsys)
+    assert code == 2
+    assert line == (
+        f"error: run {run} has finished, and {best} is one of its checkpoints; to test it, run: python -m lightning_hw "
+        f"test --config {run / 'config.yaml'} --ckpt_path {best}; to train the run on, resume it with --ckpt_path last "
+        "and a higher --trainer.max_epochs; to start a new run from this checkpoint, add --run.name NEW_NAME"
+    )
+    assert files() == before
     HWCLI(args=resume + ["--trainer.max_epochs", "3"])  # the advised command trains one more epoch and tests it
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [(r["epoch"], r["step"]) for r in rows if r["test/acc"]] == [("1", "6"), ("2", "9")]

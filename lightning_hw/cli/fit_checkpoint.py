@@ -86,7 +86,8 @@ def _named_run(args: list[str]) -> Path | None:
 def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
     """The message for an existing checkpoint file ``ckpt``; ``rest`` are the other options given (kept in the command)."""
     from lightning_hw.runs import run_of_checkpoint
-    from lightning_hw.runs.files import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
+    from lightning_hw.runs.files import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, read_status
+    from lightning_hw.runs.lifecycle import test_command
 
     run = run_of_checkpoint(ckpt)
     if run is None:
@@ -105,16 +106,21 @@ def _what_to_run(fit: str, ckpt: str, rest: list[str]) -> str:
     # ``--ckpt_path last`` names last.ckpt; a run without one (only hpc_ckpt_*) continues from the file itself.
     resume = "last" if last.is_file() else shlex.quote(ckpt)
     continue_it = " ".join([f"{with_config} --ckpt_path {resume}", *_options_placing(run, config, rest), *map(shlex.quote, rest)])
+    # A finished run resumed at the epochs it reached has nothing to train (refused): it goes on with more, or is tested.
+    test_it = ""
+    if read_status(run).get("status") == "finished" and not option_values(rest, "--trainer.max_epochs"):
+        continue_it += " --trainer.max_epochs <more>"
+        test_it = f"test it with: {test_command(run, Path(ckpt))}; "
     if last.is_file() and last.resolve() != Path(ckpt).resolve():
         # Continuing a run from an older checkpoint is refused: it would overwrite the run's later epochs.
         return (
             f"{ckpt} is not the newest state of run {run}, and fit needs the config it was trained with; "
-            f"continue that run with: {continue_it}; or start a new run from this checkpoint with: "
+            f"{test_it}continue that run with: {continue_it}; or start a new run from this checkpoint with: "
             f"{with_config} --ckpt_path {shlex.quote(ckpt)} --run.name NEW_NAME"
         )
     return (
         f"fit needs the config that run {run} was trained with (--ckpt_path gives only the weights); "
-        f"continue that run with: {continue_it}"
+        f"{test_it}continue that run with: {continue_it}"
     )
 
 

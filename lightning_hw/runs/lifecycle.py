@@ -458,8 +458,7 @@ class Run:
         Args:
             checkpoint: the file to test; ``None``: a placeholder naming the run's checkpoint folder.
         """
-        ckpt = shlex.quote(str(checkpoint)) if checkpoint is not None else f"<a checkpoint in {self.run_dir / CHECKPOINT_DIR}>"
-        return f"{command_name()} test --config {shlex.quote(str(self.run_dir / CONFIG_FILE))} --ckpt_path {ckpt}"
+        return test_command(self.run_dir, checkpoint)
 
     def refuse_resuming_with_nothing_to_train(self, checkpoint: dict[str, Any], max_epochs: int | None, max_steps: int | None) -> None:
         """Refuse ``--ckpt_path last`` of a run that finished, when its limits leave nothing to train.
@@ -570,6 +569,12 @@ class Run:
             fields["resume_command"] = None
             fields.setdefault("note", f"{self._no_last_checkpoint()}: it cannot be resumed")
         write_status(self.run_dir, status=status, ended=_now(), **fields)
+
+
+def test_command(run_dir: Path, checkpoint: Path | None = None) -> str:
+    """The command that tests run ``run_dir``: ``checkpoint``, or a placeholder naming its checkpoint folder."""
+    ckpt = shlex.quote(str(checkpoint)) if checkpoint is not None else f"<a checkpoint in {run_dir / CHECKPOINT_DIR}>"
+    return f"{command_name()} test --config {shlex.quote(str(run_dir / CONFIG_FILE))} --ckpt_path {ckpt}"
 
 
 def _end_wandb(loggers: list, exit_code: int, print_sync: bool = True) -> None:
@@ -718,6 +723,13 @@ def _plan_training(
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
         newest = ckpt_run / CHECKPOINT_DIR / LAST_CHECKPOINT
+        if newest.is_file() and newest.resolve() != Path(ckpt_path).resolve() and read_status(ckpt_run).get("status") == "finished":
+            # "Continue it with --ckpt_path last" would be refused too when it has nothing left to train.
+            raise ConfigError(
+                f"run {ckpt_run} has finished, and {ckpt_path} is one of its checkpoints; to test it, run: "
+                f"{test_command(ckpt_run, Path(ckpt_path))}; to train the run on, resume it with --ckpt_path last and a "
+                "higher --trainer.max_epochs; to start a new run from this checkpoint, add --run.name NEW_NAME"
+            )
         if newest.is_file() and newest.resolve() != Path(ckpt_path).resolve():
             # Continuing a run from an older checkpoint would rewind it: its later epochs would be overwritten.
             raise ConfigError(
