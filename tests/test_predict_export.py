@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -193,14 +194,14 @@ def test_a_config_that_prepares_inputs_otherwise_is_refused(command, trained_run
     """The checkpoint records standardised inputs; a config without standardisation would score another model."""
     config = workdir / "no_standardize.yaml"
     config.write_text((trained_run / "config.yaml").read_text().replace("standardize: true", "standardize: false"))
-    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    before = files_of(trained_run)
     args = [command, "--config", str(config), "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")]
     if command == "predict":
         args += ["--trainer.enable_progress_bar", "false", "--run.wandb", "disabled"]
     code, line = error_of(args, capsys)
     assert code != 0
     assert "trained on inputs prepared otherwise than this Digits prepares them (normalization 'per feature'" in line
-    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # nothing left behind
+    assert files_of(trained_run) == before  # nothing left behind
 
 
 @pytest.mark.parametrize("command", ["test", "predict"])
@@ -298,21 +299,34 @@ def test_ctrl_c_during_export_is_one_line_and_leaves_nothing(trained_run, monkey
         raise KeyboardInterrupt
 
     monkeypatch.setattr(export, "export_onnx", interrupted)
-    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    before = files_of(trained_run)
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")])
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "interrupted by SIGINT (Ctrl-C): export stopped"
-    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory left
+    assert files_of(trained_run) == before  # no export directory left
+
+
+def export_patched_by(script: str, run: Path) -> subprocess.CompletedProcess:
+    """``python -c SCRIPT export --ckpt_path RUN/checkpoints/last.ckpt``: the CLI in a process of its own, patched by ``script``."""
+    import sys
+
+    return warm_start.run(
+        [sys.executable, "-c", script, "export", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def files_of(run: Path) -> list[Path]:
+    """Every path below ``run``, relative to it, sorted."""
+    return sorted(p.relative_to(run) for p in run.rglob("*"))
 
 
 @pytest.mark.parametrize("step", ["export_onnx", "add_metadata"])
 def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step):
     """SIGTERM (a scheduler, ``kill``) used to end export at once: exit -15, no message, an empty eval/export-<time>/."""
-    import sys
-
     # The CLI in a process of its own; at ``step`` it gets SIGTERM, as from outside, and waits for it.
     script = (
         "import os, signal, sys, time\n"
@@ -322,23 +336,18 @@ def test_sigterm_during_export_is_one_line_and_leaves_nothing(trained_run, step)
         "from lightning_hw.cli import main\n"
         "main(sys.argv[1:])\n"
     )
-    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
-    result = warm_start.run(
-        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
-        capture_output=True, text=True, timeout=120,
-    )
+    before = files_of(trained_run)
+    result = export_patched_by(script, trained_run)
     assert result.returncode == 143, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM: export stopped; nothing was written"
-    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
+    assert files_of(trained_run) == before  # no export directory, no .partial
 
 
 def test_a_sigterm_that_arrives_in_a_finalizer_still_stops_the_export(trained_run):
     """A SIGTERM whose handler ran inside a finalizer (a ``__del__`` or weakref callback) was lost:
     Python printed "Exception ignored in: ... Traceback ... RunInterrupted: SIGTERM", and the export
     went on, named its file and exited 0."""
-    import sys
-
     script = (
         "import os, signal, sys, time\n"
         "from lightning_hw.deploy import export\n"
@@ -349,15 +358,12 @@ def test_a_sigterm_that_arrives_in_a_finalizer_still_stops_the_export(trained_ru
         "from lightning_hw.cli import main\n"
         "main(sys.argv[1:])\n"
     )
-    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
-    result = warm_start.run(
-        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
-        capture_output=True, text=True, timeout=120,
-    )
+    before = files_of(trained_run)
+    result = export_patched_by(script, trained_run)
     assert result.returncode == 143, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM: export stopped; nothing was written"
     assert "Traceback" not in result.stderr
-    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+    assert files_of(trained_run) == before
 
 
 @pytest.mark.parametrize("signum", [2, 15])
@@ -367,8 +373,6 @@ def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_not
     The check runs in Lightning's test loop, whose handler turns a KeyboardInterrupt into a silent
     ``sys.exit(1)`` (and ignores Ctrl-C from then on).
     """
-    import sys
-
     script = (
         "import os, signal, sys, time\n"
         "from lightning_hw.deploy import export\n"
@@ -381,23 +385,18 @@ def test_a_signal_during_the_exports_test_split_check_is_one_line_and_leaves_not
         "from lightning_hw.cli import main\n"
         "main(sys.argv[1:])\n"
     )
-    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
-    result = warm_start.run(
-        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
-        capture_output=True, text=True, timeout=120,
-    )
+    before = files_of(trained_run)
+    result = export_patched_by(script, trained_run)
     assert result.returncode == 128 + signum, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     name = "SIGINT (Ctrl-C)" if signum == 2 else "SIGTERM"
     assert result.stderr.strip().splitlines()[-1] == f"interrupted by {name}: export stopped; nothing was written"
-    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before  # no export directory, no .partial
+    assert files_of(trained_run) == before  # no export directory, no .partial
 
 
 def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
     """Once the .onnx and export.json are in place a signal no longer stops it: "nothing was written" would be untrue."""
     import json
-    import sys
-
     script = (
         "import os, signal, sys, time\n"
         "from lightning_hw.deploy import export\n"
@@ -410,10 +409,7 @@ def test_sigterm_once_the_export_is_written_lets_it_finish(trained_run):
         "main(sys.argv[1:])\n"
     )
     before = set((trained_run / "eval").glob("export-*"))
-    result = warm_start.run(
-        [sys.executable, "-c", script, "export", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt")],
-        capture_output=True, text=True, timeout=120,
-    )
+    result = export_patched_by(script, trained_run)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SIGTERM: the export is complete; finishing" in result.stderr and "nothing was written" not in result.stderr
     (directory,) = set((trained_run / "eval").glob("export-*")) - before

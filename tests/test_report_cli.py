@@ -21,6 +21,24 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return warm_start.run([sys.executable, "-m", "lightning_hw", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+def cli_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -c SCRIPT ARGS`` in ``cwd`` (a script that patches lightning-hw, then runs its CLI on ``ARGS``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return warm_start.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def a_report_and_a_run_added_since(root: Path) -> tuple[Path, dict[str, bytes]]:
+    """Two runs reported in ``runs/s/report``, then a third run added (the next report differs): the folder and its files."""
+    two_runs(root)
+    assert cli("report", "runs/s", cwd=root).returncode == 0
+    out = root / "runs" / "s" / "report"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    run_c = root / "runs" / "s" / "c"
+    run_c.mkdir()
+    (run_c / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.9\n")
+    return out, before
+
+
 def two_runs(root: Path) -> None:
     """``runs/s/a`` and ``runs/s/b``: finished runs of two epochs each."""
     for name, acc in (("a", 0.5), ("b", 0.7)):
@@ -64,32 +82,19 @@ def test_ctrl_c_while_the_report_draws_leaves_the_earlier_report_whole(workdir, 
     """Ctrl-C after report.csv was written but before the figures and report.md: the folder held the
     new table beside the earlier report's report.md and figures, two reports passing for one.
     SIGTERM (a scheduler's stop) ended the process at once, leaving the hidden half-written report."""
-    two_runs(workdir)
-    assert cli("report", "runs/s", cwd=workdir).returncode == 0
-    out = workdir / "runs" / "s" / "report"
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    run_c = workdir / "runs" / "s" / "c"  # a run added since: the next report differs
-    run_c.mkdir()
-    (run_c / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.9\n")
+    out, before = a_report_and_a_run_added_since(workdir)
     # The CLI's own main, with Ctrl-C arriving as the first figure is drawn (after report.csv).
     interrupt_at_first_figure = (
         "import os, signal, sys; from lightning_hw import reports; draw = reports.figure\n"
         f"def figure(*args):\n    os.kill(os.getpid(), {int(signum)})\n    return draw(*args)\n"
         "reports.figure = figure\nfrom lightning_hw.cli.entry import main\nmain(sys.argv[1:])\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = warm_start.run(
-        [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )
+    done = cli_script(interrupt_at_first_figure, "report", "runs/s", cwd=workdir)
     assert done.returncode == code, done.stderr
     assert done.stderr.strip().splitlines() == [f"interrupted by {said}: report stopped; runs/s/report is as it was"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-new, nothing left over
     # Into a new --out folder: "as it was" is no folder at all.
-    done = warm_start.run(
-        [sys.executable, "-c", interrupt_at_first_figure, "report", "runs/s", "--out", "new/report"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )
+    done = cli_script(interrupt_at_first_figure, "report", "runs/s", "--out", "new/report", cwd=workdir)
     assert done.returncode == code and done.stderr.strip().endswith("new/report is as it was"), done.stderr
     assert not (workdir / "new").exists()
 
@@ -99,24 +104,14 @@ def test_a_signal_that_arrives_in_a_finalizer_still_stops_the_report(workdir, si
     """A SIGTERM whose handler ran inside a finalizer (a ``__del__`` or weakref callback: matplotlib's
     figures run many while drawing) was lost: Python printed "Exception ignored in: ... Traceback ...
     RunInterrupted: SIGTERM", and the report went on, replaced the earlier one and exited 0."""
-    two_runs(workdir)
-    assert cli("report", "runs/s", cwd=workdir).returncode == 0
-    out = workdir / "runs" / "s" / "report"
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    run_c = workdir / "runs" / "s" / "c"  # a run added since: the next report differs
-    run_c.mkdir()
-    (run_c / "metrics.csv").write_text("epoch,step,val/acc\n0,1,0.9\n")
+    out, before = a_report_and_a_run_added_since(workdir)
     signal_in_a_finalizer = (
         "import os, signal, sys, time; from lightning_hw import reports; draw = reports.figure\n"
         f"class Dropped:\n    def __del__(self):\n        os.kill(os.getpid(), {int(signum)}); time.sleep(0.2)\n"
         "def figure(*args):\n    Dropped()\n    return draw(*args)\n"
         "reports.figure = figure\nfrom lightning_hw.cli.entry import main\nmain(sys.argv[1:])\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = warm_start.run(
-        [sys.executable, "-c", signal_in_a_finalizer, "report", "runs/s"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
-    )
+    done = cli_script(signal_in_a_finalizer, "report", "runs/s", cwd=workdir)
     assert done.returncode == code, done.stderr
     assert done.stderr.strip().splitlines() == [f"interrupted by {said}: report stopped; runs/s/report is as it was"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
