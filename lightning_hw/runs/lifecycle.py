@@ -399,7 +399,7 @@ class Run:
         if self.committed:
             if self.testing_after_fit:
                 # Resuming would train nothing and test again (a second test row): the test is what is left to do.
-                fields.update(during=DURING_THE_TEST_AFTER_FIT, resume_command=None, test_command=self._test_command())
+                fields.update(during=DURING_THE_TEST_AFTER_FIT, resume_command=None, test_command=test_command(self.run_dir))
             try:
                 self.finish(status, trainer, **fields)
             finally:  # status.json may not be writable (a full disk): W&B still ends its run
@@ -434,7 +434,7 @@ class Run:
         if self.stage != "fit":
             return f"{how}; nothing was saved"
         if self.testing_after_fit:
-            return f"{how} {self._training_had_finished()}test it with: {self._test_command()}"
+            return f"{how} {self._training_had_finished()}test it with: {test_command(self.run_dir)}"
         if stop.saved:
             return f"{how} at step {stop.step}: saved {stop.saved}; resume with: {self.resume_command()}"
         last = self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -451,14 +451,6 @@ class Run:
     def _training_had_finished(self, unrecorded: str = "") -> str:
         """The start of a line about a stop in the test after fit: the run's training is whole."""
         return f"during the test after fit{unrecorded}; training had finished and {self.run_dir} holds it; "
-
-    def _test_command(self, checkpoint: Path | None = None) -> str:
-        """The command that tests the run (a resume would train nothing, test again and log a second test row).
-
-        Args:
-            checkpoint: the file to test; ``None``: a placeholder naming the run's checkpoint folder.
-        """
-        return test_command(self.run_dir, checkpoint)
 
     def refuse_resuming_with_nothing_to_train(self, checkpoint: dict[str, Any], max_epochs: int | None, max_steps: int | None) -> None:
         """Refuse ``--ckpt_path last`` of a run that finished, when its limits leave nothing to train.
@@ -493,7 +485,7 @@ class Run:
         more = " ".join(f"--trainer.{key} {value}" for key, (_, value) in reached.items())
         raise ConfigError(
             f"run {self.run_dir} has finished: it trained {trained} epochs (step {step}), and {given} leaves nothing to "
-            f"train; to test it, run: {self._test_command(self._tested_checkpoint())}; to train on, run: "
+            f"train; to test it, run: {test_command(self.run_dir, self._tested_checkpoint())}; to train on, run: "
             f"{self.resume_command()} {more}"
         )
 
@@ -533,7 +525,7 @@ class Run:
         unrecorded = ("" if status_written else f" (its status.json could not be updated: it still says {said})" if said
                       else " (there was no space for its status.json)")
         if self.testing_after_fit:
-            return f"{full}: {self._training_had_finished(unrecorded)}free space on that disk, then test it with: {self._test_command()}"
+            return f"{full}: {self._training_had_finished(unrecorded)}free space on that disk, then test it with: {test_command(self.run_dir)}"
         if (self.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
             return f"{full}: run {self.run_dir} stopped{unrecorded}; free space on that disk, then resume with: {self.resume_command()}"
         return (f"{full}: run {self.run_dir} {self._no_last_checkpoint()}{unrecorded}; free space on that disk and train "
@@ -723,14 +715,14 @@ def _plan_training(
     ckpt_run = run_of_checkpoint(ckpt_path)
     if ckpt_run is not None and (name is None or ckpt_run.resolve() == (root / group / name).resolve()):
         newest = ckpt_run / CHECKPOINT_DIR / LAST_CHECKPOINT
-        if newest.is_file() and newest.resolve() != Path(ckpt_path).resolve() and read_status(ckpt_run).get("status") == "finished":
-            # "Continue it with --ckpt_path last" would be refused too when it has nothing left to train.
-            raise ConfigError(
-                f"run {ckpt_run} has finished, and {ckpt_path} is one of its checkpoints; to test it, run: "
-                f"{test_command(ckpt_run, Path(ckpt_path))}; to train the run on, resume it with --ckpt_path last and a "
-                "higher --trainer.max_epochs; to start a new run from this checkpoint, add --run.name NEW_NAME"
-            )
         if newest.is_file() and newest.resolve() != Path(ckpt_path).resolve():
+            if read_status(ckpt_run).get("status") == "finished":
+                # "Continue it with --ckpt_path last" would be refused too when it has nothing left to train.
+                raise ConfigError(
+                    f"run {ckpt_run} has finished, and {ckpt_path} is one of its checkpoints; to test it, run: "
+                    f"{test_command(ckpt_run, Path(ckpt_path))}; to train the run on, resume it with --ckpt_path last and a "
+                    "higher --trainer.max_epochs; to start a new run from this checkpoint, add --run.name NEW_NAME"
+                )
             # Continuing a run from an older checkpoint would rewind it: its later epochs would be overwritten.
             raise ConfigError(
                 f"{ckpt_path} is not the newest state of run {ckpt_run}; continue that run with --ckpt_path last "
