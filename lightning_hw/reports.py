@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning_hw.atomic import atomic_open
 from lightning_hw.errors import ConfigError, DataError
@@ -39,6 +39,9 @@ from lightning_hw.runs.config import flat_settings
 from lightning_hw.runs.files import (
     CAVEATS_FILE, CONFIG_FILE, EVAL_DIR, LOCK_FILE, REPORT_DIR, STATUS_FILE, holds_record, read_status, recorded_directory, write_atomically,
 )
+
+if TYPE_CHECKING:  # imported where a report is written: the command's start stays light
+    from lightning_hw.runs.interrupts import StopsAtOnce
 
 METRICS_FILE = "metrics.csv"
 STAGES = ("train", "val", "test")
@@ -767,7 +770,7 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
             earlier report wrote (see :func:`check_replaces_only_reports`).
     """
     stage = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=out))
-    with _signals_while_writing(out) as moving, contextlib.ExitStack() as beside_targets:
+    with _signals_while_writing(out) as (moving, stops), contextlib.ExitStack() as beside_targets:
         try:
             yield stage
             # Checked again on what was written (main checks first, before drawing): a search's trial
@@ -781,7 +784,7 @@ def staged(out: Path, made: Path | None = None, elsewhere: dict[str, Path] | Non
                     beside_targets.enter_context(atomic_open(target, "wb")).write((stage / name).read_bytes())
                     (stage / name).unlink()
             written = sorted(file.name for file in stage.iterdir())
-            moving.stop_if_signalled(out)
+            stops.raise_received()  # a stop that a finalizer swallowed while writing
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             for folder in [out, *out.parents] if made is not None else []:
@@ -894,57 +897,41 @@ def _write_manifest(out: Path, names: list[str]) -> None:
     write_atomically(out / MANIFEST_FILE, json.dumps({"files": names}, indent=1) + "\n")
 
 
-class _Moving(threading.Event):
-    """Set once the report's files move into place; holds the stop signals received while writing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: list[int] = []
-
-    def stop_if_signalled(self, out: Path) -> None:
-        """Raise the stop of a signal whose :class:`RunInterrupted` a finalizer swallowed while writing."""
-        from lightning_hw.runs.interrupts import stopped_at_once
-
-        if self.received:
-            raise stopped_at_once(self.received[0], f"report stopped; {out} is as it was")
-
-
 @contextlib.contextmanager
-def _signals_while_writing(out: Path) -> Iterator[_Moving]:
+def _signals_while_writing(out: Path) -> Iterator[tuple[threading.Event, StopsAtOnce]]:
     """SIGINT and SIGTERM stop a report being written, and wait for one being moved into place.
 
     While writing, both raise :class:`RunInterrupted` (exit 130 or 143), which unwinds through
     :func:`staged`'s clean-up; SIGTERM's default action would have ended the process at once,
     leaving the hidden stage folder in ``out``. Once the yielded event is set (the files are
-    moving in), a signal is said and obeyed when the move is done.
+    moving in), a signal is said and obeyed when the move is done. Also yields the signals received.
 
     A handler that Python runs inside a finalizer (a ``__del__`` or weakref callback, of which
     matplotlib runs many while drawing) cannot stop anything: Python prints the exception as
     "Exception ignored in ..." with a traceback and goes on. Such a stop is kept quiet and
-    raised by :meth:`_Moving.stop_if_signalled`, which :func:`staged` calls before the files move in.
+    raised by :meth:`StopsAtOnce.raise_received`, which :func:`staged` calls before the files move in.
     """
-    from lightning_hw.runs.interrupts import SIGNALS, quiet_swallowed_stops, stopped_at_once
+    from lightning_hw.runs.interrupts import SIGNALS, StopsAtOnce, quiet_swallowed_stops, stopped_at_once
 
-    moving = _Moving()
-    received = moving.received
+    moving, stops = threading.Event(), StopsAtOnce(f"report stopped; {out} is as it was")
 
     def handle(signum: int, frame: Any) -> None:
-        received.append(signum)
+        stop = stops.stop(signum)
         if not moving.is_set():
-            raise stopped_at_once(signum, f"report stopped; {out} is as it was")
+            raise stop
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield moving
+        yield moving, stops
         return
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
     try:
         with quiet_swallowed_stops():
-            yield moving
+            yield moving, stops
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-    if received:
-        raise stopped_at_once(received[0], f"report stopped; the report in {out} was already complete")
+    if stops.received:
+        raise stopped_at_once(stops.received[0], f"report stopped; the report in {out} was already complete")
 
 
 def main(argv: list[str]) -> int:

@@ -100,18 +100,12 @@ def _stopping_on_signals(export: Callable[[Callable[[], None], Callable[[], None
     import sys
     import threading
 
-    from lightning_hw.runs.interrupts import quiet_swallowed_stops, stopped_at_once
+    from lightning_hw.runs.interrupts import StopsAtOnce, quiet_swallowed_stops
 
-    received: list[int] = []
+    stops = StopsAtOnce("export stopped; nothing was written")
 
     def stop(signum: int, frame: Any) -> None:
-        received.append(signum)
-        raise stopped_at_once(signum, "export stopped; nothing was written")
-
-    def still_wanted() -> None:
-        """Raise the stop that a finalizer swallowed (see quiet_swallowed_stops), before the file is named."""
-        if received:
-            raise stopped_at_once(received[0], "export stopped; nothing was written")
+        raise stops.stop(signum)
 
     def complete(signum: int, frame: Any) -> None:
         print(f"\n{signal.Signals(signum).name}: the export is complete; finishing", file=sys.stderr, flush=True)
@@ -127,7 +121,7 @@ def _stopping_on_signals(export: Callable[[Callable[[], None], Callable[[], None
         signal.signal(signum, stop)
     try:
         with quiet_swallowed_stops():
-            return export(written, still_wanted)
+            return export(written, stops.raise_received)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

@@ -82,6 +82,32 @@ def stopped_at_once(signum: int, said: str) -> RunInterrupted:
     return stop
 
 
+class StopsAtOnce:
+    """The stop signals that a command's own handler gets (export, report): each stops it at once, saying ``said``.
+
+    The handler's stop may be raised inside a finalizer, which swallows it (see
+    :func:`quiet_swallowed_stops`): :meth:`raise_received` raises it again where the command
+    checks, before its result takes its place.
+
+    Args:
+        said: what stopped and what is left (see :func:`stopped_at_once`).
+    """
+
+    def __init__(self, said: str) -> None:
+        self.said = said
+        self.received: list[int] = []
+
+    def stop(self, signum: int) -> RunInterrupted:
+        """Note ``signum``; the stop to raise for it."""
+        self.received.append(signum)
+        return stopped_at_once(signum, self.said)
+
+    def raise_received(self) -> None:
+        """Raise the stop of the first signal received, if any (one whose stop a finalizer swallowed)."""
+        if self.received:
+            raise stopped_at_once(self.received[0], self.said)
+
+
 @contextlib.contextmanager
 def quiet_swallowed_stops() -> Iterator[None]:
     """Keep Python from printing a :class:`RunInterrupted` that a finalizer swallowed.
@@ -549,4 +575,3 @@ def _read_at_start(path: str) -> bytes:
         return os.pread(fd, 64, 0)
     finally:
         os.close(fd)
-
